@@ -1,0 +1,108 @@
+# mtls: one non-recursive GNU Makefile; outputs in $(BUILD)/.
+#   make            build/mtls, build/libmtls.a, build/libmtls.so, build/mtls.pc
+#   make check      unit + integration + fuzz-corpus replay; ends "N passed, N failed"
+#   make check T=verify   only tests whose name contains "verify"
+#   make asan       the same suite under ASan + UBSan (in build-asan/)
+#   make fuzz FUZZ_SECONDS=60   libFuzzer on every fuzz target (clang)
+#   make demo       the main job end to end
+#   make examples install format
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+T        ?=
+FUZZ_SECONDS ?= 30
+
+include mk/flags.mk
+
+LIB_SRC  := $(sort $(wildcard src/lib/*.c))
+SVC_SRC  := $(sort $(wildcard src/svc/*/*.c))
+CMD_SRC  := $(sort $(wildcard src/cmd/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+EX_SRC   := $(sort $(wildcard examples/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+SVC_OBJ  := $(SVC_SRC:%.c=$(BUILD)/obj/%.o)
+CMD_OBJ  := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+DEPS_OK  := $(BUILD)/.deps-ok
+
+.PHONY: all check asan fuzz demo examples install format clean deps
+all: $(BUILD)/mtls $(BUILD)/libmtls.a $(BUILD)/libmtls.so $(BUILD)/mtls.pc
+
+# Missing Debian packages are installed (as root) before anything compiles.
+$(DEPS_OK): scripts/deps.sh
+	@scripts/deps.sh build
+	@mkdir -p $(@D) && touch $@
+deps: $(DEPS_OK)
+
+$(BUILD)/obj/src/lib/%.o: src/lib/%.c $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_LIB) -MMD -MP -c -o $@ $<
+$(BUILD)/obj/src/svc/%.o: src/svc/%.c $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXE) -Isrc/svc -MMD -MP -c -o $@ $<
+$(BUILD)/obj/src/cmd/%.o: src/cmd/%.c $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXE) -Isrc/svc -MMD -MP -c -o $@ $<
+
+$(BUILD)/libmtls.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/libmtls.so: $(LIB_OBJ) src/lib/libmtls.sym
+	$(CC) $(LDFLAGS_SO) -Wl,-soname,libmtls.so.0 -o $@ $(LIB_OBJ) $(PKG_LIBS)
+$(BUILD)/mtls: $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a
+	$(CC) $(LDFLAGS_EXE) -o $@ $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a $(PKG_LIBS)
+$(BUILD)/mtls.pc: Makefile
+	@mkdir -p $(@D)
+	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: mtls\nDescription: mutual TLS identities, verification and connections on OpenSSL 3\nVersion: 0.1.0\nRequires.private: openssl sqlite3 jansson\nLibs: -L$${libdir} -lmtls\nCflags: -I$${includedir}\n' '$(PREFIX)' > $@
+
+# Unit tests: one cmocka program per library file, linked with every object.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmtls.a $(SVC_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXE) -Isrc/svc -o $@ $< $(SVC_OBJ) $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(PKG_LIBS) -lcmocka
+
+# Fuzz targets built as plain programs that replay their corpus (gcc).
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libmtls.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXE) -o $@ $< fuzz/replay.c $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(PKG_LIBS)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libmtls.so
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXE) -o $@ $< -L$(BUILD) -lmtls -Wl,-rpath,$(abspath $(BUILD)) $(LDFLAGS_EXE) $(PKG_LIBS)
+examples: $(EX_BIN)
+
+check: all $(UNIT_BIN) $(FUZZ_BIN) $(EX_BIN)
+	@scripts/deps.sh check
+	@BUILD=$(BUILD) T='$(T)' tests/run.sh
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZER=address,undefined check
+
+fuzz:
+	@scripts/deps.sh fuzz
+	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+demo: all
+	@scripts/deps.sh check
+	@BUILD=$(BUILD) scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BUILD)/mtls $(DESTDIR)$(PREFIX)/bin/mtls
+	install -m 0644 $(BUILD)/libmtls.a $(DESTDIR)$(PREFIX)/lib/libmtls.a
+	install -m 0755 $(BUILD)/libmtls.so $(DESTDIR)$(PREFIX)/lib/libmtls.so.0
+	ln -sf libmtls.so.0 $(DESTDIR)$(PREFIX)/lib/libmtls.so
+	install -m 0644 include/mtls.h $(DESTDIR)$(PREFIX)/include/mtls.h
+	install -m 0644 $(BUILD)/mtls.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/mtls.pc
+	install -m 0644 docs/mtls.1 $(DESTDIR)$(PREFIX)/share/man/man1/mtls.1
+
+format:
+	clang-format -i $(LIB_SRC) $(SVC_SRC) $(CMD_SRC) $(wildcard src/*/*.h src/svc/*/*.h) include/mtls.h
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

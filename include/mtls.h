@@ -1,0 +1,193 @@
+/*
+ * libmtls: mutual TLS identities, verification policy and failure taxonomy
+ * on OpenSSL 3.
+ *
+ * Two opaque objects, after LibreSSL's libtls:
+ *   struct mtls_config  what to present, whom to trust, whom to allow.
+ *                       Setters copy their input. Refcounted; frozen once a
+ *                       context has taken it with mtls_configure().
+ *   struct mtls         a context that verifies peers with a config (and,
+ *                       with the proxy, a client, a server or a connection).
+ *
+ * Every fallible function returns 0 (or a pointer) on success and -1 (or
+ * NULL) on failure; the reason is kept on the object it was called on:
+ * mtls_config_error() / mtls_error() give one line "input: problem",
+ * mtls_*_error_code() the kind of failure (MTLS_ERR_*), and for a rejected
+ * certificate mtls_fail_code() gives one MTLS_FAIL_* taxonomy code.
+ * The library never exits, aborts or prints.
+ */
+#ifndef MTLS_H
+#define MTLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with -fvisibility=hidden; this header's symbols are
+ * the exported ones (and libmtls.sym lists them). */
+#pragma GCC visibility push(default)
+
+#define MTLS_VERSION	"0.1.0"
+
+/* The kind of failure: what went wrong with the call itself. */
+enum mtls_err {
+	MTLS_ERR_NONE = 0,
+	MTLS_ERR_IO,		/* a file or socket could not be read/written */
+	MTLS_ERR_PARSE,		/* input is malformed (PEM, DER, ID, duration) */
+	MTLS_ERR_NOMEM,
+	MTLS_ERR_ARG,		/* the caller passed something invalid */
+	MTLS_ERR_CRYPTO,	/* OpenSSL failed (key generation, signing) */
+	MTLS_ERR_VERIFY,	/* a certificate was rejected: see mtls_fail_code */
+	MTLS_ERR_STATE		/* e.g. setting a frozen config */
+};
+
+/*
+ * The failure taxonomy (DESIGN.md): one stable code per rejected or failed
+ * handshake or verification. mtls_fail_name() gives the printed name
+ * ("cert_expired"), mtls_fail_hint() a one-line fix.
+ */
+enum mtls_fail {
+	MTLS_FAIL_NONE = 0,
+	MTLS_FAIL_NO_CLIENT_CERT,
+	MTLS_FAIL_CHAIN_INCOMPLETE,
+	MTLS_FAIL_UNKNOWN_CA,
+	MTLS_FAIL_CERT_EXPIRED,
+	MTLS_FAIL_CERT_NOT_YET_VALID,
+	MTLS_FAIL_IDENTITY_MISMATCH,
+	MTLS_FAIL_NOT_AUTHORIZED,
+	MTLS_FAIL_REVOKED,
+	MTLS_FAIL_BAD_KEY_USAGE,
+	MTLS_FAIL_INVALID_SVID,
+	MTLS_FAIL_NAME_CONSTRAINTS,
+	MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+	MTLS_FAIL_NO_SHARED_ALGORITHM,
+	MTLS_FAIL_PROTOCOL_VERSION,
+	MTLS_FAIL_PEER_REJECTED_OUR_CERT,
+	MTLS_FAIL_NOT_TLS,
+	MTLS_FAIL_HANDSHAKE_TIMEOUT,
+	MTLS_FAIL_CONNECT_FAILED,
+	MTLS_FAIL__COUNT
+};
+
+/* What the peer's certificate must be good for. */
+enum mtls_purpose {
+	MTLS_PURPOSE_ANY = 0,	/* no extKeyUsage check */
+	MTLS_PURPOSE_SERVER,	/* serverAuth */
+	MTLS_PURPOSE_CLIENT	/* clientAuth */
+};
+
+struct mtls_config;
+struct mtls;
+
+/* "cert_expired" for MTLS_FAIL_CERT_EXPIRED; "ok" for MTLS_FAIL_NONE;
+ * "unknown" outside the enum. Static strings. */
+const char *mtls_fail_name(int fail);
+/* One-line fix for a code; "" for MTLS_FAIL_NONE. Static strings. */
+const char *mtls_fail_hint(int fail);
+/* The code whose name is <name>, or -1. */
+int	 mtls_fail_from_name(const char *name);
+
+/*
+ * Identities. A SPIFFE ID is spiffe://<trust-domain>/<path>: lowercase
+ * trust domain of [a-z0-9.-_], no port/userinfo/query/fragment, path
+ * segments of [A-Za-z0-9.-_] with no empty, "." or ".." segment, at most
+ * 2048 bytes. Returns 0 when <id> is valid; otherwise -1 and, when <why>
+ * is not NULL, a reason of at most <why_len> bytes (NUL-terminated).
+ */
+int	 mtls_spiffe_id_check(const char *id, char *why, size_t why_len);
+
+/*
+ * Checks an allow/expect rule: an exact SPIFFE ID, a path prefix
+ * "spiffe://td/path/" followed by "*", a whole trust domain "spiffe://td/"
+ * followed by "*", "dns:NAME", "dns:" "*.suffix", "ip:ADDR" or "cn:NAME".
+ * Same return convention as mtls_spiffe_id_check().
+ */
+int	 mtls_rule_check(const char *rule, char *why, size_t why_len);
+
+/*
+ * Whether identity <id> ("spiffe://...", "dns:...", "ip:...", "cn:...")
+ * matches <rule>. 1 yes, 0 no (including an invalid rule).
+ */
+int	 mtls_rule_match(const char *rule, const char *id);
+
+/*
+ * Parses a Go-style duration ("90s", "15m", "24h", "365d", "1h30m") into
+ * seconds. Returns 0, or -1 when the text is not a positive duration that
+ * fits in 64 bits.
+ */
+int	 mtls_duration_parse(const char *text, int64_t *seconds);
+
+/* ---- configuration ---- */
+
+/* A new empty config with the DESIGN.md defaults, or NULL (out of memory). */
+struct mtls_config *mtls_config_new(void);
+/* Drops one reference; frees at zero. NULL is ignored. Key material is
+ * cleansed before it is freed. */
+void	 mtls_config_free(struct mtls_config *);
+/* The last error on <cfg>, "" when none. Valid until the next call on it. */
+const char *mtls_config_error(struct mtls_config *);
+int	 mtls_config_error_code(struct mtls_config *);
+
+/* Passphrase for an encrypted private key; copied, cleansed on free. */
+int	 mtls_config_set_key_passphrase(struct mtls_config *,
+	    const char *pass, size_t pass_len);
+/* Loads leaf + intermediates from <cert> and the key from <key>; checks
+ * they match; copies both. -1 names the file and the problem. */
+int	 mtls_config_set_identity_file(struct mtls_config *, const char *cert,
+	    const char *key);
+/* Trust anchors (one or more roots, PEM). Replaces any earlier bundle. */
+int	 mtls_config_set_trust_file(struct mtls_config *, const char *path);
+/* Extra untrusted intermediates used to build chains (PEM). */
+int	 mtls_config_add_untrusted_file(struct mtls_config *, const char *path);
+/* A CRL (PEM or DER). With any CRL loaded the leaf's issuer must have one
+ * (fail closed); intermediates are checked against CRLs that are present. */
+int	 mtls_config_add_crl_file(struct mtls_config *, const char *path);
+/* Peers matching any allow rule are authorized (else not_authorized). */
+int	 mtls_config_add_allow(struct mtls_config *, const char *rule);
+/* Explicitly authorize any peer whose chain verifies. */
+int	 mtls_config_set_allow_any(struct mtls_config *);
+/* Every expect rule must match one of the peer's identities (else
+ * identity_mismatch); used for a server's name and SPIFFE ID. */
+int	 mtls_config_add_expect(struct mtls_config *, const char *rule);
+int	 mtls_config_set_purpose(struct mtls_config *, enum mtls_purpose);
+/* Verify at this UNIX time instead of now (0 = now). */
+int	 mtls_config_set_verify_time(struct mtls_config *, int64_t unix_time);
+
+/* ---- contexts ---- */
+
+struct mtls *mtls_new(void);
+void	 mtls_free(struct mtls *);
+/* Takes a reference to <cfg> and freezes it. */
+int	 mtls_configure(struct mtls *, struct mtls_config *);
+const char *mtls_error(struct mtls *);
+int	 mtls_error_code(struct mtls *);
+
+/*
+ * Verifies the peer chain in <pem> (leaf first, then intermediates) against
+ * the configured trust, CRLs, purpose, expect and allow rules, X509-SVID
+ * and weak-algorithm policy. Returns 0 when valid; -1 with
+ * mtls_fail_code() set and a reason naming the certificate (subject,
+ * serial) in mtls_error(). A parse failure returns -1 with
+ * mtls_error_code() == MTLS_ERR_PARSE and no fail code.
+ */
+int	 mtls_verify_pem(struct mtls *, const uint8_t *pem, size_t pem_len);
+/* mtls_verify_pem() on the contents of <path>. */
+int	 mtls_verify_file(struct mtls *, const char *path);
+/* MTLS_FAIL_* of the last verification, 0 when it passed. */
+int	 mtls_fail_code(struct mtls *);
+/* The peer's primary identity after a verification that got as far as
+ * parsing the leaf: its SPIFFE ID, else "dns:...", "ip:...", "cn:...".
+ * NULL when none. Valid until the next verification or mtls_free(). */
+const char *mtls_peer_id(struct mtls *);
+/* The peer leaf's serial in uppercase hex, or NULL. Same lifetime. */
+const char *mtls_peer_serial(struct mtls *);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MTLS_H */

@@ -1,0 +1,23 @@
+# Compiler and linker flags (STYLE.md "Build"). Options are make variables:
+#   make SANITIZER=address,undefined   (what `make asan` does)
+CC       ?= cc
+OPT      ?= -O2 -g
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
+HARDEN   := -fstack-protector-strong -D_FORTIFY_SOURCE=2
+CSTD     := -std=c11 -D_GNU_SOURCE
+PKGS     := openssl sqlite3 jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifneq ($(SANITIZER),)
+  SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
+  OPT := -O1 -g
+  HARDEN := -fstack-protector-strong
+endif
+
+CFLAGS_COMMON := $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) -Iinclude -Isrc/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_LIB    := $(CFLAGS_COMMON) -fPIC -fvisibility=hidden
+CFLAGS_EXE    := $(CFLAGS_COMMON) -fPIE
+LDFLAGS_EXE   := -pie -Wl,-z,relro,-z,now $(SAN_FLAGS)
+LDFLAGS_SO    := -shared -Wl,-z,relro,-z,now -Wl,--version-script=src/lib/libmtls.sym $(SAN_FLAGS)

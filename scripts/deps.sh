@@ -1,0 +1,39 @@
+#!/bin/sh
+# Installs the Debian 12 packages mtls needs to build and test, when they
+# are missing. As root it runs apt-get; otherwise it prints the exact line
+# and fails, so `make` stops with something to copy.
+#   scripts/deps.sh build     what `make` needs
+#   scripts/deps.sh check     what `make check` needs on top (peers)
+#   scripts/deps.sh fuzz      clang with libFuzzer
+set -eu
+build="gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev libcmocka-dev"
+check="openssl curl python3 nginx-light sqlite3 procps"
+fuzz="clang libclang-rt-14-dev"
+want=""
+for set in "${@:-build}"; do
+	case "$set" in
+	build) want="$want $build" ;;
+	check) want="$want $build $check" ;;
+	fuzz) want="$want $fuzz" ;;
+	*) echo "deps.sh: unknown set '$set' (build, check, fuzz)" >&2; exit 2 ;;
+	esac
+done
+missing=""
+for p in $want; do
+	s=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$s" in
+	*"install ok installed"*) ;;
+	*) case " $missing " in *" $p "*) ;; *) missing="$missing $p" ;; esac ;;
+	esac
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "mtls: missing packages:$missing" >&2
+	echo "mtls: run as root: apt-get update && apt-get install -y$missing" >&2
+	exit 1
+fi
+echo "mtls: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# A stale package list makes install fail on a fresh machine: update first.
+apt-get update -qq >&2 || true
+apt-get install -y -qq --no-install-recommends $missing >&2

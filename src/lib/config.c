@@ -1,0 +1,228 @@
+/* struct mtls_config: what to present, whom to trust, whom to allow. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "internal.h"
+
+struct mtls_config *
+mtls_config_new(void)
+{
+	struct mtls_config *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->refs = 1;
+	return c;
+}
+
+void
+mtls_config_free(struct mtls_config *c)
+{
+	if (c == NULL || --c->refs > 0)
+		return;
+	secret_clear(&c->pass);
+	sk_X509_pop_free(c->chain, X509_free);
+	EVP_PKEY_free(c->key);
+	sk_X509_pop_free(c->trust, X509_free);
+	sk_X509_pop_free(c->untrusted, X509_free);
+	sk_X509_CRL_pop_free(c->crls, X509_CRL_free);
+	strv_free(c->allow, c->n_allow);
+	strv_free(c->expect, c->n_expect);
+	free(c);
+}
+
+const char *
+mtls_config_error(struct mtls_config *c)
+{
+	return c->err.msg;
+}
+
+int
+mtls_config_error_code(struct mtls_config *c)
+{
+	return c->err.code;
+}
+
+static int
+writable(struct mtls_config *c)
+{
+	error_clear(&c->err);
+	if (c->frozen)
+		return error_set(&c->err, MTLS_ERR_STATE,
+		    "config is in use by a context and cannot change; build "
+		    "a new one");
+	return 0;
+}
+
+int
+mtls_config_set_key_passphrase(struct mtls_config *c, const char *pass,
+    size_t len)
+{
+	if (writable(c) != 0)
+		return -1;
+	if (secret_set(&c->pass, pass, len) != 0)
+		return error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
+	return 0;
+}
+
+int
+mtls_config_set_identity_file(struct mtls_config *c, const char *cert,
+    const char *key_path)
+{
+	STACK_OF(X509) *chain = NULL;
+	EVP_PKEY *key = NULL;
+	int rv = -1;
+
+	if (writable(c) != 0)
+		return -1;
+	if (certs_load(cert, &chain, &c->err) != 0)
+		goto err;
+	if (key_load(key_path, &c->pass, &key, &c->err) != 0)
+		goto err;
+	if (X509_check_private_key(sk_X509_value(chain, 0), key) != 1) {
+		error_set(&c->err, MTLS_ERR_PARSE,
+		    "%s: private key does not match certificate %s", key_path,
+		    cert);
+		goto err;
+	}
+	sk_X509_pop_free(c->chain, X509_free);
+	EVP_PKEY_free(c->key);
+	c->chain = chain;
+	c->key = key;
+	chain = NULL;
+	key = NULL;
+	rv = 0;
+ err:
+	sk_X509_pop_free(chain, X509_free);
+	EVP_PKEY_free(key);
+	return rv;
+}
+
+int
+mtls_config_set_trust_file(struct mtls_config *c, const char *path)
+{
+	STACK_OF(X509) *sk = NULL;
+
+	if (writable(c) != 0 || certs_load(path, &sk, &c->err) != 0)
+		return -1;
+	sk_X509_pop_free(c->trust, X509_free);
+	c->trust = sk;
+	return 0;
+}
+
+int
+mtls_config_add_untrusted_file(struct mtls_config *c, const char *path)
+{
+	STACK_OF(X509) *sk = NULL;
+
+	if (writable(c) != 0 || certs_load(path, &sk, &c->err) != 0)
+		return -1;
+	if (c->untrusted == NULL) {
+		c->untrusted = sk;
+		return 0;
+	}
+	while (sk_X509_num(sk) > 0) {
+		X509 *x = sk_X509_shift(sk);
+
+		if (!sk_X509_push(c->untrusted, x)) {
+			X509_free(x);
+			sk_X509_pop_free(sk, X509_free);
+			return error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
+		}
+	}
+	sk_X509_free(sk);
+	return 0;
+}
+
+int
+mtls_config_add_crl_file(struct mtls_config *c, const char *path)
+{
+	STACK_OF(X509_CRL) *sk = NULL;
+
+	if (writable(c) != 0 || crls_load(path, &sk, &c->err) != 0)
+		return -1;
+	if (c->crls == NULL) {
+		c->crls = sk;
+		return 0;
+	}
+	while (sk_X509_CRL_num(sk) > 0) {
+		X509_CRL *x = sk_X509_CRL_shift(sk);
+
+		if (!sk_X509_CRL_push(c->crls, x)) {
+			X509_CRL_free(x);
+			sk_X509_CRL_pop_free(sk, X509_CRL_free);
+			return error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
+		}
+	}
+	sk_X509_CRL_free(sk);
+	return 0;
+}
+
+static int
+add_rule(struct mtls_config *c, char ***v, size_t *n, const char *rule,
+    const char *what)
+{
+	char why[200], **nv, *s;
+
+	if (writable(c) != 0)
+		return -1;
+	if (mtls_rule_check(rule, why, sizeof(why)) != 0)
+		return error_set(&c->err, MTLS_ERR_ARG, "%s '%.200s': %s", what,
+		    rule ? rule : "", why);
+	if ((s = strdup(rule)) == NULL ||
+	    (nv = realloc(*v, (*n + 1) * sizeof(*nv))) == NULL) {
+		free(s);
+		return error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
+	}
+	nv[(*n)++] = s;
+	*v = nv;
+	return 0;
+}
+
+int
+mtls_config_add_allow(struct mtls_config *c, const char *rule)
+{
+	return add_rule(c, &c->allow, &c->n_allow, rule, "allow rule");
+}
+
+int
+mtls_config_add_expect(struct mtls_config *c, const char *rule)
+{
+	return add_rule(c, &c->expect, &c->n_expect, rule, "expected identity");
+}
+
+int
+mtls_config_set_allow_any(struct mtls_config *c)
+{
+	if (writable(c) != 0)
+		return -1;
+	c->allow_any = 1;
+	return 0;
+}
+
+int
+mtls_config_set_purpose(struct mtls_config *c, enum mtls_purpose p)
+{
+	if (writable(c) != 0)
+		return -1;
+	if (p != MTLS_PURPOSE_ANY && p != MTLS_PURPOSE_SERVER &&
+	    p != MTLS_PURPOSE_CLIENT)
+		return error_set(&c->err, MTLS_ERR_ARG, "unknown purpose %d",
+		    (int)p);
+	c->purpose = p;
+	return 0;
+}
+
+int
+mtls_config_set_verify_time(struct mtls_config *c, int64_t t)
+{
+	if (writable(c) != 0)
+		return -1;
+	if (t < 0)
+		return error_set(&c->err, MTLS_ERR_ARG,
+		    "verify time must be a UNIX time >= 0");
+	c->verify_time = t;
+	return 0;
+}

@@ -1,0 +1,251 @@
+/*
+ * libmtls internals: private structs and hidden cross-file prototypes.
+ * Functions here are named after their file (verify_chain in verify.c) and
+ * are not exported from libmtls.so (see libmtls.sym); the mtls binary links
+ * the objects directly.
+ */
+#ifndef MTLS_INTERNAL_H
+#define MTLS_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "mtls.h"
+
+#define MTLS_MUST_CHECK	__attribute__((warn_unused_result))
+#define MTLS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Largest file we read whole (certificates, keys, CRLs, configs). */
+#define MTLS_MAX_FILE	(8u * 1024 * 1024)
+/* SPIFFE: an ID is at most 2048 bytes. */
+#define SPIFFE_MAX	2048
+
+/* ---- error.c ---- */
+struct mtls_error {
+	int	code;		/* MTLS_ERR_* */
+	int	fail;		/* MTLS_FAIL_*, with MTLS_ERR_VERIFY */
+	char	msg[256];	/* "input: problem"; never allocated */
+};
+void	 error_clear(struct mtls_error *);
+/* All setters return -1 so callers can "return error_set(...)". */
+int	 error_set(struct mtls_error *, int code, const char *fmt, ...)
+	    MTLS_PRINTF(3, 4);
+/* Appends ": strerror(errno)". */
+int	 error_set_errno(struct mtls_error *, int code, const char *fmt, ...)
+	    MTLS_PRINTF(3, 4);
+/* Appends ": <first OpenSSL reason>" and clears OpenSSL's error queue. */
+int	 error_set_ossl(struct mtls_error *, int code, const char *fmt, ...)
+	    MTLS_PRINTF(3, 4);
+/* A verification failure: code MTLS_ERR_VERIFY with taxonomy <fail>. */
+int	 error_fail(struct mtls_error *, int fail, const char *fmt, ...)
+	    MTLS_PRINTF(3, 4);
+void	 error_copy(struct mtls_error *dst, const struct mtls_error *src);
+
+/* ---- secret.c ---- */
+struct mtls_secret {
+	uint8_t	*p;
+	size_t	 len;
+};
+int	 secret_set(struct mtls_secret *, const void *, size_t) MTLS_MUST_CHECK;
+/* Cleanses, then frees; leaves an empty secret. */
+void	 secret_clear(struct mtls_secret *);
+/* A passphrase file: its first line, without the line end; must not be
+ * empty. The file's bytes are cleansed after copying. */
+int	 secret_load_pass(struct mtls_secret *, const char *path,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+
+/* ---- fsatomic.c ---- */
+/* Reads all of <path> (at most <max> bytes) into a NUL-terminated buffer
+ * owned by the caller; *len excludes the NUL. */
+int	 fs_read(const char *path, size_t max, uint8_t **buf, size_t *len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Writes <data> to <path> atomically: a temporary file in the same folder
+ * with <mode>, fsync, rename, fsync of the folder. Without <overwrite> an
+ * existing <path> is an error and stays untouched. */
+int	 fs_write_atomic(const char *path, const void *data, size_t len,
+	    mode_t mode, int overwrite, struct mtls_error *) MTLS_MUST_CHECK;
+/* Refuses early when <path> exists (and !overwrite) or its folder is not
+ * writable, so a command fails before it changes anything. */
+int	 fs_check_writable(const char *path, int overwrite,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* fsync of a folder, after a rename into it. */
+int	 fs_fsync_dir(const char *dir, struct mtls_error *) MTLS_MUST_CHECK;
+
+/* ---- identity.c ---- */
+struct ids {
+	char	**v;		/* "spiffe://..", "dns:..", "ip:..", "cn:.." */
+	size_t	  n;
+	size_t	  n_uri;	/* URI SANs seen, spiffe or not */
+};
+void	 ids_free(struct ids *);
+int	 ids_add(struct ids *, const char *prefix, const char *val,
+	    size_t len) MTLS_MUST_CHECK;
+/* Extracts identities from <cert>: URI SANs (as they are), DNS SANs
+ * ("dns:"), IP SANs ("ip:", canonical text) and the subject CN ("cn:"). */
+int	 ids_from_cert(X509 *, struct ids *, struct mtls_error *) MTLS_MUST_CHECK;
+/* The primary identity: the SPIFFE ID, else first dns:, ip:, cn:, or NULL. */
+const char *ids_primary(const struct ids *);
+/* Puts the trust domain of valid SPIFFE ID <id> in <td> (NUL-terminated). */
+int	 spiffe_trust_domain(const char *id, char *td, size_t td_len);
+/* Validates a DNS name (LDH labels, <= 253 bytes); allows a leading "*."
+ * when <wildcard>. */
+int	 dns_name_check(const char *name, int wildcard);
+/* Canonical text of an IP address ("ip:" not included); -1 when invalid. */
+int	 ip_canon(const char *in, char *out, size_t out_len);
+
+/* ---- pki.c: PEM/DER loading, keys ---- */
+enum key_type {
+	KEY_EC_P256 = 0,
+	KEY_EC_P384,
+	KEY_ED25519,
+	KEY_RSA_2048,
+	KEY_RSA_3072,
+	KEY__COUNT
+};
+/* Parses "ec-p256", "p256", "ed25519", "rsa-2048", ...; -1 when unknown. */
+int	 key_type_parse(const char *);
+const char *key_type_name(int);
+int	 key_generate(int type, EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
+/* Loads a private key (PEM or DER, PKCS#8 encrypted or not) from <path>. */
+int	 key_load(const char *path, const struct mtls_secret *pass,
+	    EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
+/* PEM PKCS#8, AES-256-CBC encrypted when <pass> is non-empty; written
+ * 0600 atomically; the PEM bytes are cleansed. */
+int	 key_write(const char *path, EVP_PKEY *, const struct mtls_secret *pass,
+	    int overwrite, struct mtls_error *) MTLS_MUST_CHECK;
+/* "EC P-256", "RSA 2048", "Ed25519" into <buf>; sets *bits. */
+void	 key_describe(EVP_PKEY *, char *buf, size_t len, int *bits);
+/* Every certificate in <buf>: PEM (any number) or one DER. <name> is used
+ * in messages. Empty input or trailing garbage is an error. */
+int	 certs_parse(const uint8_t *buf, size_t len, const char *name,
+	    STACK_OF(X509) **, struct mtls_error *) MTLS_MUST_CHECK;
+int	 certs_load(const char *path, STACK_OF(X509) **,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+int	 certs_pem(STACK_OF(X509) *, char **pem, size_t *len) MTLS_MUST_CHECK;
+int	 crls_load(const char *path, STACK_OF(X509_CRL) **,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Upper-case hex of a serial into <buf> (at least 2*20+1 bytes). */
+void	 serial_hex(const ASN1_INTEGER *, char *buf, size_t len);
+/* Canonicalizes user serial text (hex, colons optional) to upper hex. */
+int	 serial_canon(const char *in, char *out, size_t len);
+/* "CN=api,O=example.org" one-line subject. */
+void	 name_oneline(const X509_NAME *, char *buf, size_t len);
+/* X509 time -> UNIX seconds. */
+int64_t	 asn1_time_unix(const ASN1_TIME *);
+/* SHA-256 fingerprint "AB:CD:..." (96 bytes) of a certificate. */
+void	 cert_fingerprint(X509 *, char *buf, size_t len);
+/* "CN=x serial 0A1B.." for messages. */
+void	 cert_label(X509 *, char *buf, size_t len);
+int	 cert_is_self_signed(X509 *);
+/* The digest to sign with <k>: SHA-384 for P-384, none for EdDSA,
+ * otherwise SHA-256. */
+const EVP_MD *sign_digest(EVP_PKEY *k);
+
+/* ---- profile.c: certificate profiles (DESIGN.md) ---- */
+enum profile_kind { PROFILE_ROOT, PROFILE_INTERMEDIATE, PROFILE_LEAF };
+struct profile_req {
+	int		 kind;
+	const char	*cn;		/* subject CN (may be NULL for leaf) */
+	const char	*org;		/* subject O (trust domain) */
+	const struct ids *sans;	/* leaf: identities to put in SAN */
+	int64_t		 not_before;	/* UNIX seconds */
+	int64_t		 not_after;
+	EVP_PKEY	*pubkey;	/* subject key */
+	X509		*issuer;	/* NULL for root */
+	EVP_PKEY	*issuer_key;	/* signer */
+	/* intermediate scoping */
+	const char	*permit_td;	/* URI nameConstraint (trust domain) */
+	char	* const *permit_spiffe;	/* SPIFFE path prefixes */
+	size_t		 n_permit_spiffe;
+	char	* const *permit_dns;	/* DNS subtrees */
+	size_t		 n_permit_dns;
+	const char	*crl_url;	/* CRL distribution point */
+	const char	*ocsp_url;	/* AIA OCSP */
+};
+/* Builds and signs one certificate with a fresh 128-bit random serial. */
+int	 profile_build(const struct profile_req *, X509 **,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The SPIFFE path prefixes recorded in our extension on <ca>; 0 when the
+ * extension is absent (*n = 0), -1 when it is present but malformed. */
+int	 profile_spiffe_scope(X509 *ca, char ***prefixes, size_t *n);
+void	 strv_free(char **, size_t);
+
+/* ---- crl.c ---- */
+struct crl_entry {
+	const char	*serial_hex;
+	int64_t		 revoked_at;
+	int		 reason;	/* CRL_REASON_* */
+};
+int	 crl_build(X509 *ca, EVP_PKEY *key, const struct crl_entry *, size_t n,
+	    int64_t number, int64_t this_update, int64_t next_update,
+	    X509_CRL **, struct mtls_error *) MTLS_MUST_CHECK;
+/* "keyCompromise" etc. -> CRL_REASON_*; -1 when unknown. */
+int	 crl_reason_parse(const char *);
+const char *crl_reason_name(int);
+
+/* ---- config.c / ctx.c ---- */
+struct mtls_config {
+	int			 refs;
+	int			 frozen;
+	struct mtls_error	 err;
+	struct mtls_secret	 pass;
+	STACK_OF(X509)		*chain;		/* own leaf + intermediates */
+	EVP_PKEY		*key;
+	STACK_OF(X509)		*trust;		/* anchors */
+	STACK_OF(X509)		*untrusted;
+	STACK_OF(X509_CRL)	*crls;
+	char			**allow;
+	size_t			 n_allow;
+	int			 allow_any;
+	char			**expect;
+	size_t			 n_expect;
+	int			 purpose;
+	int64_t			 verify_time;
+};
+
+struct mtls {
+	struct mtls_error	 err;
+	struct mtls_config	*cfg;
+	X509_STORE		*store;		/* built from cfg at configure */
+	char			*peer_id;
+	char			 peer_serial[48];
+};
+
+/* ---- verify.c ---- */
+struct verify_out {
+	struct ids	ids;		/* the leaf's identities */
+	char		serial[48];
+	STACK_OF(X509) *chain;	/* the verified chain, leaf first, owned */
+};
+void	 verify_out_free(struct verify_out *);
+/* Verifies <certs> (leaf first) with <store> and <cfg>'s policy. Returns
+ * 0, or -1 with err->fail set (verification) or err->code (other). */
+int	 verify_chain(const struct mtls_config *, X509_STORE *,
+	    STACK_OF(X509) *certs, struct verify_out *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* An X509_STORE holding <cfg>'s anchors (and CRLs). */
+X509_STORE *verify_store_new(const struct mtls_config *, struct mtls_error *);
+
+/* ---- certinfo.c: facts about a certificate for inspect and doctor ---- */
+struct json_t;
+/* A JSON object describing <x> (subject, SANs, validity, key, KU/EKU, ...)
+ * as of <now>; NULL on allocation failure. */
+struct json_t *certinfo_json(X509 *x, int64_t now);
+/* "23h 12m", "2d 4h" for a positive number of seconds. */
+void	 human_duration(int64_t secs, char *buf, size_t len);
+
+/* ---- conf.c: the INI-style file format of ca.conf ---- */
+/* Calls <fn> for each "key = value" with its [section] ("" before any,
+ * 'role "x"' style sections are passed as "role x"). Stops at the first
+ * non-zero return. -1 with "path:line: problem" on a syntax error. */
+typedef int (*conf_cb)(void *arg, const char *section, const char *key,
+    const char *value, int line, struct mtls_error *);
+int	 conf_parse(const char *text, size_t len, const char *name,
+	    conf_cb, void *arg, struct mtls_error *) MTLS_MUST_CHECK;
+
+#endif /* MTLS_INTERNAL_H */

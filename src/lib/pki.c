@@ -1,0 +1,543 @@
+/*
+ * PEM/DER loading of certificates, keys and CRLs; key generation and
+ * writing; small X.509 helpers shared by issuance, verification and
+ * inspection. All parsing is OpenSSL's; we add the checks around it
+ * (trailing garbage, empty files) and messages that name the file.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "internal.h"
+
+static const struct {
+	const char *name;
+	const char *alias[3];
+} key_types[KEY__COUNT] = {
+	[KEY_EC_P256] = { "ec-p256", { "p256", "ecdsa-p256", "ec" } },
+	[KEY_EC_P384] = { "ec-p384", { "p384", "ecdsa-p384", NULL } },
+	[KEY_ED25519] = { "ed25519", { NULL, NULL, NULL } },
+	[KEY_RSA_2048] = { "rsa-2048", { "rsa2048", "rsa", NULL } },
+	[KEY_RSA_3072] = { "rsa-3072", { "rsa3072", NULL, NULL } },
+};
+
+int
+key_type_parse(const char *s)
+{
+	int i, j;
+
+	for (i = 0; i < KEY__COUNT; i++) {
+		if (strcasecmp(s, key_types[i].name) == 0)
+			return i;
+		for (j = 0; j < 3; j++)
+			if (key_types[i].alias[j] != NULL &&
+			    strcasecmp(s, key_types[i].alias[j]) == 0)
+				return i;
+	}
+	return -1;
+}
+
+const char *
+key_type_name(int t)
+{
+	return (t >= 0 && t < KEY__COUNT) ? key_types[t].name : "unknown";
+}
+
+int
+key_generate(int type, EVP_PKEY **out, struct mtls_error *err)
+{
+	EVP_PKEY *k = NULL;
+
+	switch (type) {
+	case KEY_EC_P256:
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+		break;
+	case KEY_EC_P384:
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+		break;
+	case KEY_ED25519:
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		break;
+	case KEY_RSA_2048:
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+		break;
+	case KEY_RSA_3072:
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072);
+		break;
+	default:
+		return error_set(err, MTLS_ERR_ARG, "unknown key type %d", type);
+	}
+	if (k == NULL)
+		return error_set_ossl(err, MTLS_ERR_CRYPTO,
+		    "cannot generate a %s key", key_type_name(type));
+	*out = k;
+	return 0;
+}
+
+struct pass_cb {
+	const struct mtls_secret *pass;
+	int asked;
+};
+
+static int
+pass_cb(char *buf, int size, int rw, void *u)
+{
+	struct pass_cb *p = u;
+
+	(void)rw;
+	p->asked = 1;
+	if (p->pass == NULL || p->pass->p == NULL ||
+	    p->pass->len > (size_t)size)
+		return -1;
+	memcpy(buf, p->pass->p, p->pass->len);
+	return (int)p->pass->len;
+}
+
+int
+key_load(const char *path, const struct mtls_secret *pass, EVP_PKEY **out,
+    struct mtls_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+	EVP_PKEY *k = NULL;
+	struct pass_cb cb = { pass, 0 };
+	int rv = -1;
+
+	*out = NULL;
+	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
+		return -1;
+	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", path);
+		goto err;
+	}
+	if (memmem(buf, len, "-----BEGIN", 10) != NULL)
+		k = PEM_read_bio_PrivateKey(bio, NULL, pass_cb, &cb);
+	else
+		k = d2i_PrivateKey_bio(bio, NULL);
+	if (k == NULL) {
+		if (cb.asked && (pass == NULL || pass->p == NULL))
+			error_set(err, MTLS_ERR_ARG,
+			    "%s: key is encrypted: give its passphrase with "
+			    "--pass-file", path);
+		else if (cb.asked)
+			error_set(err, MTLS_ERR_ARG,
+			    "%s: wrong passphrase, or the key is damaged", path);
+		else
+			error_set_ossl(err, MTLS_ERR_PARSE,
+			    "%s: not a private key (PEM or DER)", path);
+		goto err;
+	}
+	*out = k;
+	rv = 0;
+ err:
+	BIO_free(bio);
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+	ERR_clear_error();
+	return rv;
+}
+
+int
+key_write(const char *path, EVP_PKEY *k, const struct mtls_secret *pass,
+    int overwrite, struct mtls_error *err)
+{
+	BIO *bio;
+	BUF_MEM *mem = NULL;
+	int ok, rv = -1;
+
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", path);
+	if (pass != NULL && pass->p != NULL && pass->len > 0)
+		ok = PEM_write_bio_PKCS8PrivateKey(bio, k, EVP_aes_256_cbc(),
+		    (const char *)pass->p, (int)pass->len, NULL, NULL);
+	else
+		ok = PEM_write_bio_PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL);
+	if (!ok) {
+		error_set_ossl(err, MTLS_ERR_CRYPTO, "%s: cannot encode key",
+		    path);
+		goto err;
+	}
+	BIO_get_mem_ptr(bio, &mem);
+	rv = fs_write_atomic(path, mem->data, mem->length, 0600, overwrite,
+	    err);
+ err:
+	BIO_free(bio);	/* secmem: cleansed on free */
+	return rv;
+}
+
+void
+key_describe(EVP_PKEY *k, char *buf, size_t len, int *bits)
+{
+	char group[64];
+	int id = EVP_PKEY_get_base_id(k);
+
+	*bits = EVP_PKEY_get_bits(k);
+	switch (id) {
+	case EVP_PKEY_EC:
+		if (EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME,
+		    group, sizeof(group), NULL) != 1)
+			snprintf(group, sizeof(group), "%d-bit", *bits);
+		if (strcmp(group, "prime256v1") == 0)
+			snprintf(group, sizeof(group), "P-256");
+		else if (strcmp(group, "secp384r1") == 0)
+			snprintf(group, sizeof(group), "P-384");
+		else if (strcmp(group, "secp521r1") == 0)
+			snprintf(group, sizeof(group), "P-521");
+		snprintf(buf, len, "EC %s", group);
+		break;
+	case EVP_PKEY_RSA:
+	case EVP_PKEY_RSA_PSS:
+		snprintf(buf, len, "RSA %d", *bits);
+		break;
+	case EVP_PKEY_ED25519:
+		snprintf(buf, len, "Ed25519");
+		break;
+	case EVP_PKEY_ED448:
+		snprintf(buf, len, "Ed448");
+		break;
+	case EVP_PKEY_DSA:
+		snprintf(buf, len, "DSA %d", *bits);
+		break;
+	default:
+		snprintf(buf, len, "%s %d", OBJ_nid2sn(id), *bits);
+	}
+}
+
+/* Only blanks may follow the last PEM block. */
+static int
+only_space(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!isspace(p[i]))
+			return 0;
+	return 1;
+}
+
+int
+certs_parse(const uint8_t *buf, size_t len, const char *name,
+    STACK_OF(X509) **out, struct mtls_error *err)
+{
+	STACK_OF(X509) *sk;
+	BIO *bio = NULL;
+	X509 *x;
+	int rv = -1;
+
+	*out = NULL;
+	if (len == 0 || only_space(buf, len))
+		return error_set(err, MTLS_ERR_PARSE,
+		    "%s: empty: expected a PEM or DER certificate", name);
+	if (len > INT32_MAX)
+		return error_set(err, MTLS_ERR_PARSE, "%s: too large", name);
+	if ((sk = sk_X509_new_null()) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", name);
+	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", name);
+		goto err;
+	}
+	if (memmem(buf, len, "-----BEGIN", 10) == NULL) {
+		/* DER: exactly one certificate, nothing after it. */
+		const unsigned char *p = buf;
+
+		x = d2i_X509(NULL, &p, (long)len);
+		if (x == NULL) {
+			error_set_ossl(err, MTLS_ERR_PARSE,
+			    "%s: not a certificate (neither PEM nor DER)", name);
+			goto err;
+		}
+		if (p != buf + len) {
+			X509_free(x);
+			error_set(err, MTLS_ERR_PARSE,
+			    "%s: %zu bytes of garbage after the DER certificate",
+			    name, (size_t)(buf + len - p));
+			goto err;
+		}
+		if (!sk_X509_push(sk, x)) {
+			X509_free(x);
+			error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", name);
+			goto err;
+		}
+	} else {
+		for (;;) {
+			char *pname = NULL, *header = NULL;
+			unsigned char *data = NULL;
+			long dlen = 0;
+			const unsigned char *p;
+
+			if (!PEM_read_bio(bio, &pname, &header, &data, &dlen)) {
+				unsigned long e = ERR_peek_last_error();
+
+				if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE &&
+				    sk_X509_num(sk) > 0) {
+					ERR_clear_error();
+					break;
+				}
+				error_set_ossl(err, MTLS_ERR_PARSE,
+				    "%s: bad PEM after certificate %d (truncated "
+				    "or damaged)", name, sk_X509_num(sk));
+				goto err;
+			}
+			x = NULL;
+			if (strcmp(pname, "CERTIFICATE") == 0 ||
+			    strcmp(pname, "TRUSTED CERTIFICATE") == 0 ||
+			    strcmp(pname, "X509 CERTIFICATE") == 0) {
+				p = data;
+				x = d2i_X509(NULL, &p, dlen);
+				if (x == NULL || p != data + dlen) {
+					X509_free(x);
+					x = NULL;
+					error_set_ossl(err, MTLS_ERR_PARSE,
+					    "%s: certificate %d is not valid DER",
+					    name, sk_X509_num(sk) + 1);
+				}
+			}
+			OPENSSL_free(pname);
+			OPENSSL_free(header);
+			OPENSSL_free(data);
+			if (x == NULL && err->code != MTLS_ERR_NONE)
+				goto err;
+			/* Other blocks (a key in a combined file) are skipped. */
+			if (x != NULL && !sk_X509_push(sk, x)) {
+				X509_free(x);
+				error_set(err, MTLS_ERR_NOMEM, "%s: out of memory",
+				    name);
+				goto err;
+			}
+		}
+		if (sk_X509_num(sk) == 0) {
+			error_set(err, MTLS_ERR_PARSE,
+			    "%s: no CERTIFICATE block found", name);
+			goto err;
+		}
+	}
+	*out = sk;
+	sk = NULL;
+	rv = 0;
+ err:
+	BIO_free(bio);
+	sk_X509_pop_free(sk, X509_free);
+	return rv;
+}
+
+int
+certs_load(const char *path, STACK_OF(X509) **out, struct mtls_error *err)
+{
+	uint8_t *buf;
+	size_t len;
+	int rv;
+
+	error_clear(err);
+	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
+		return -1;
+	rv = certs_parse(buf, len, path, out, err);
+	free(buf);
+	return rv;
+}
+
+int
+certs_pem(STACK_OF(X509) *sk, char **pem, size_t *len)
+{
+	BIO *bio;
+	BUF_MEM *mem;
+	int i;
+
+	*pem = NULL;
+	if ((bio = BIO_new(BIO_s_mem())) == NULL)
+		return -1;
+	for (i = 0; i < sk_X509_num(sk); i++)
+		if (!PEM_write_bio_X509(bio, sk_X509_value(sk, i))) {
+			BIO_free(bio);
+			return -1;
+		}
+	BIO_get_mem_ptr(bio, &mem);
+	if ((*pem = malloc(mem->length + 1)) == NULL) {
+		BIO_free(bio);
+		return -1;
+	}
+	memcpy(*pem, mem->data, mem->length);
+	(*pem)[mem->length] = '\0';
+	*len = mem->length;
+	BIO_free(bio);
+	return 0;
+}
+
+int
+crls_load(const char *path, STACK_OF(X509_CRL) **out, struct mtls_error *err)
+{
+	STACK_OF(X509_CRL) *sk = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+	X509_CRL *c;
+	int rv = -1;
+
+	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
+		return -1;
+	if ((sk = sk_X509_CRL_new_null()) == NULL ||
+	    (bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", path);
+		goto err;
+	}
+	if (memmem(buf, len, "-----BEGIN", 10) != NULL) {
+		while ((c = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL)
+			if (!sk_X509_CRL_push(sk, c)) {
+				X509_CRL_free(c);
+				error_set(err, MTLS_ERR_NOMEM, "%s: out of memory",
+				    path);
+				goto err;
+			}
+		if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE ||
+		    sk_X509_CRL_num(sk) == 0) {
+			error_set_ossl(err, MTLS_ERR_PARSE,
+			    "%s: not a CRL, or a damaged one", path);
+			goto err;
+		}
+		ERR_clear_error();
+	} else {
+		const unsigned char *p = buf;
+
+		c = d2i_X509_CRL(NULL, &p, (long)len);
+		if (c == NULL || p != buf + len) {
+			X509_CRL_free(c);
+			error_set_ossl(err, MTLS_ERR_PARSE,
+			    "%s: not a CRL (neither PEM nor DER)", path);
+			goto err;
+		}
+		if (!sk_X509_CRL_push(sk, c)) {
+			X509_CRL_free(c);
+			error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", path);
+			goto err;
+		}
+	}
+	*out = sk;
+	sk = NULL;
+	rv = 0;
+ err:
+	BIO_free(bio);
+	free(buf);
+	sk_X509_CRL_pop_free(sk, X509_CRL_free);
+	return rv;
+}
+
+void
+serial_hex(const ASN1_INTEGER *ai, char *buf, size_t len)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(ai, NULL);
+	char *h = bn ? BN_bn2hex(bn) : NULL;
+
+	snprintf(buf, len, "%s", h ? h : "?");
+	OPENSSL_free(h);
+	BN_free(bn);
+}
+
+int
+serial_canon(const char *in, char *out, size_t len)
+{
+	size_t n = 0;
+	const char *p = in;
+
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+		p += 2;
+	for (; *p; p++) {
+		if (*p == ':')
+			continue;
+		if (!isxdigit((unsigned char)*p))
+			return -1;
+		/* leading zeros are not part of the number */
+		if (n == 0 && *p == '0')
+			continue;
+		if (n + 1 >= len)
+			return -1;
+		out[n++] = (char)toupper((unsigned char)*p);
+	}
+	if (n == 0) {
+		if (len < 2)
+			return -1;
+		out[n++] = '0';
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+void
+name_oneline(const X509_NAME *nm, char *buf, size_t len)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	int n;
+
+	buf[0] = '\0';
+	if (bio == NULL)
+		return;
+	X509_NAME_print_ex(bio, nm, 0,
+	    (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | ASN1_STRFLGS_UTF8_CONVERT);
+	n = BIO_read(bio, buf, (int)len - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	BIO_free(bio);
+	if (buf[0] == '\0')
+		snprintf(buf, len, "(empty subject)");
+}
+
+int64_t
+asn1_time_unix(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+void
+cert_fingerprint(X509 *x, char *buf, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+	size_t off = 0;
+
+	buf[0] = '\0';
+	if (!X509_digest(x, EVP_sha256(), md, &n))
+		return;
+	for (i = 0; i < n && off + 4 <= len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%02X",
+		    i ? ":" : "", md[i]);
+}
+
+void
+cert_label(X509 *x, char *buf, size_t len)
+{
+	char subj[160], serial[48];
+
+	name_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
+	snprintf(buf, len, "'%s' (serial %s)", subj, serial);
+}
+
+int
+cert_is_self_signed(X509 *x)
+{
+	return X509_check_issued(x, x) == X509_V_OK;
+}
+
+const EVP_MD *
+sign_digest(EVP_PKEY *k)
+{
+	switch (EVP_PKEY_get_base_id(k)) {
+	case EVP_PKEY_ED25519:
+	case EVP_PKEY_ED448:
+		return NULL;	/* pure EdDSA signs without a digest */
+	case EVP_PKEY_EC:
+		return EVP_PKEY_get_bits(k) > 256 ? EVP_sha384() : EVP_sha256();
+	default:
+		return EVP_sha256();
+	}
+}

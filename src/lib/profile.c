@@ -1,0 +1,457 @@
+/*
+ * Certificate profiles (DESIGN.md "Certificate profiles"): root,
+ * intermediate (pathlen 0, optional name constraints), leaf (workload).
+ * Extensions are built as structures, never from config strings, so an
+ * identity can never smuggle another extension or SAN in.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#include <openssl/asn1.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "internal.h"
+
+/*
+ * Our SPIFFE path scope on an intermediate: a non-critical extension whose
+ * value is SEQUENCE OF IA5String (permitted ID prefixes, each ending in
+ * "/"). X.509 nameConstraints can only scope a URI's host, i.e. the trust
+ * domain; this records the path part for our own verifier (DESIGN.md).
+ * The OID is a UUID arc (ITU-T X.667), so it needs no registration.
+ */
+#define OID_SPIFFE_SCOPE "2.25.199447486927615877784465314696394383395"
+
+static ASN1_OBJECT *
+scope_oid(void)
+{
+	return OBJ_txt2obj(OID_SPIFFE_SCOPE, 1);
+}
+
+static int
+add_ext_nid(X509 *x, int nid, int crit, void *value)
+{
+	X509_EXTENSION *ext;
+	int ok;
+
+	ext = X509V3_EXT_i2d(nid, crit, value);
+	if (ext == NULL)
+		return -1;
+	ok = X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	return ok ? 0 : -1;
+}
+
+static int
+add_ext_conf(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+	int ok;
+
+	X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+	ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+	if (ext == NULL)
+		return -1;
+	ok = X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	return ok ? 0 : -1;
+}
+
+static GENERAL_NAME *
+gen_ia5(int type, const char *s, size_t len)
+{
+	GENERAL_NAME *g = GENERAL_NAME_new();
+	ASN1_IA5STRING *v = ASN1_IA5STRING_new();
+
+	if (g == NULL || v == NULL || !ASN1_STRING_set(v, s, (int)len)) {
+		GENERAL_NAME_free(g);
+		ASN1_IA5STRING_free(v);
+		return NULL;
+	}
+	GENERAL_NAME_set0_value(g, type, v);
+	return g;
+}
+
+static GENERAL_NAME *
+gen_ip(const char *text)
+{
+	unsigned char a[16];
+	int len = strchr(text, ':') ? 16 : 4;
+	GENERAL_NAME *g;
+	ASN1_OCTET_STRING *v;
+
+	if (inet_pton(len == 16 ? AF_INET6 : AF_INET, text, a) != 1)
+		return NULL;
+	g = GENERAL_NAME_new();
+	v = ASN1_OCTET_STRING_new();
+	if (g == NULL || v == NULL || !ASN1_OCTET_STRING_set(v, a, len)) {
+		GENERAL_NAME_free(g);
+		ASN1_OCTET_STRING_free(v);
+		return NULL;
+	}
+	GENERAL_NAME_set0_value(g, GEN_IPADD, v);
+	return g;
+}
+
+static int
+add_san(X509 *x, const struct ids *ids, struct mtls_error *err)
+{
+	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+	size_t i;
+	int rv = -1;
+
+	if (gens == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	for (i = 0; i < ids->n; i++) {
+		const char *id = ids->v[i];
+		GENERAL_NAME *g = NULL;
+
+		if (strncmp(id, "spiffe://", 9) == 0)
+			g = gen_ia5(GEN_URI, id, strlen(id));
+		else if (strncmp(id, "dns:", 4) == 0)
+			g = gen_ia5(GEN_DNS, id + 4, strlen(id + 4));
+		else if (strncmp(id, "ip:", 3) == 0)
+			g = gen_ip(id + 3);
+		else
+			continue;	/* cn: goes to the subject */
+		if (g == NULL || !sk_GENERAL_NAME_push(gens, g)) {
+			GENERAL_NAME_free(g);
+			error_set(err, MTLS_ERR_ARG, "identity '%s' cannot be "
+			    "encoded", id);
+			goto err;
+		}
+	}
+	if (sk_GENERAL_NAME_num(gens) == 0) {
+		error_set(err, MTLS_ERR_ARG,
+		    "a leaf needs at least one --spiffe-id, --dns or --ip");
+		goto err;
+	}
+	/* Critical when the subject is empty (RFC 5280 4.2.1.6). */
+	if (add_ext_nid(x, NID_subject_alt_name,
+	    X509_NAME_entry_count(X509_get_subject_name(x)) == 0, gens) != 0) {
+		error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot add subjectAltName");
+		goto err;
+	}
+	rv = 0;
+ err:
+	GENERAL_NAMES_free(gens);
+	return rv;
+}
+
+static int
+add_subtree(STACK_OF(GENERAL_SUBTREE) *sk, int type, const char *s)
+{
+	GENERAL_SUBTREE *st = GENERAL_SUBTREE_new();
+
+	if (st == NULL)
+		return -1;
+	GENERAL_NAME_free(st->base);
+	st->base = gen_ia5(type, s, strlen(s));
+	if (st->base == NULL || !sk_GENERAL_SUBTREE_push(sk, st)) {
+		GENERAL_SUBTREE_free(st);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+add_name_constraints(X509 *x, const struct profile_req *r,
+    struct mtls_error *err)
+{
+	NAME_CONSTRAINTS *nc;
+	size_t i;
+	int rv = -1;
+
+	if (r->permit_td == NULL && r->n_permit_dns == 0)
+		return 0;
+	if ((nc = NAME_CONSTRAINTS_new()) == NULL ||
+	    (nc->permittedSubtrees = sk_GENERAL_SUBTREE_new_null()) == NULL) {
+		NAME_CONSTRAINTS_free(nc);
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	}
+	/* A URI constraint is matched against the URI's host: the trust
+	 * domain (RFC 5280 4.2.1.10). */
+	if (r->permit_td != NULL &&
+	    add_subtree(nc->permittedSubtrees, GEN_URI, r->permit_td) != 0)
+		goto nomem;
+	for (i = 0; i < r->n_permit_dns; i++)
+		if (add_subtree(nc->permittedSubtrees, GEN_DNS,
+		    r->permit_dns[i]) != 0)
+			goto nomem;
+	if (add_ext_nid(x, NID_name_constraints, 1, nc) != 0) {
+		error_set_ossl(err, MTLS_ERR_CRYPTO,
+		    "cannot add nameConstraints");
+		goto out;
+	}
+	rv = 0;
+	goto out;
+ nomem:
+	error_set(err, MTLS_ERR_NOMEM, "out of memory");
+ out:
+	NAME_CONSTRAINTS_free(nc);
+	return rv;
+}
+
+static int
+add_spiffe_scope(X509 *x, char * const *prefixes, size_t n,
+    struct mtls_error *err)
+{
+	STACK_OF(ASN1_TYPE) *seq = sk_ASN1_TYPE_new_null();
+	ASN1_OCTET_STRING *os = NULL;
+	ASN1_OBJECT *obj = NULL;
+	X509_EXTENSION *ext = NULL;
+	unsigned char *der = NULL;
+	int der_len, rv = -1;
+	size_t i;
+
+	if (n == 0) {
+		sk_ASN1_TYPE_free(seq);
+		return 0;
+	}
+	if (seq == NULL)
+		goto nomem;
+	for (i = 0; i < n; i++) {
+		ASN1_TYPE *t = ASN1_TYPE_new();
+		ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+
+		if (t == NULL || s == NULL ||
+		    !ASN1_STRING_set(s, prefixes[i], (int)strlen(prefixes[i]))) {
+			ASN1_TYPE_free(t);
+			ASN1_IA5STRING_free(s);
+			goto nomem;
+		}
+		ASN1_TYPE_set(t, V_ASN1_IA5STRING, s);
+		if (!sk_ASN1_TYPE_push(seq, t)) {
+			ASN1_TYPE_free(t);
+			goto nomem;
+		}
+	}
+	if ((der_len = i2d_ASN1_SEQUENCE_ANY(seq, &der)) <= 0)
+		goto nomem;
+	if ((os = ASN1_OCTET_STRING_new()) == NULL ||
+	    !ASN1_OCTET_STRING_set(os, der, der_len) ||
+	    (obj = scope_oid()) == NULL ||
+	    (ext = X509_EXTENSION_create_by_OBJ(NULL, obj, 0, os)) == NULL ||
+	    !X509_add_ext(x, ext, -1))
+		goto nomem;
+	rv = 0;
+	goto out;
+ nomem:
+	error_set_ossl(err, MTLS_ERR_NOMEM, "cannot encode the SPIFFE scope");
+ out:
+	X509_EXTENSION_free(ext);
+	ASN1_OBJECT_free(obj);
+	ASN1_OCTET_STRING_free(os);
+	OPENSSL_free(der);
+	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+	return rv;
+}
+
+int
+profile_spiffe_scope(X509 *ca, char ***out, size_t *n)
+{
+	ASN1_OBJECT *obj = scope_oid();
+	X509_EXTENSION *ext;
+	STACK_OF(ASN1_TYPE) *seq = NULL;
+	const unsigned char *p;
+	ASN1_OCTET_STRING *os;
+	char **v = NULL;
+	int idx, i, cnt, rv = -1;
+
+	*out = NULL;
+	*n = 0;
+	if (obj == NULL)
+		return -1;
+	idx = X509_get_ext_by_OBJ(ca, obj, -1);
+	ASN1_OBJECT_free(obj);
+	if (idx < 0)
+		return 0;
+	ext = X509_get_ext(ca, idx);
+	os = X509_EXTENSION_get_data(ext);
+	p = ASN1_STRING_get0_data(os);
+	seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, ASN1_STRING_length(os));
+	if (seq == NULL || p != ASN1_STRING_get0_data(os) +
+	    ASN1_STRING_length(os))
+		goto out;
+	cnt = sk_ASN1_TYPE_num(seq);
+	if (cnt <= 0 || cnt > 64 || (v = calloc((size_t)cnt, sizeof(*v))) == NULL)
+		goto out;
+	for (i = 0; i < cnt; i++) {
+		ASN1_TYPE *t = sk_ASN1_TYPE_value(seq, i);
+		const unsigned char *d;
+		int l;
+
+		if (t->type != V_ASN1_IA5STRING)
+			goto out;
+		d = ASN1_STRING_get0_data(t->value.ia5string);
+		l = ASN1_STRING_length(t->value.ia5string);
+		if (l <= 0 || l > SPIFFE_MAX || memchr(d, '\0', (size_t)l))
+			goto out;
+		if ((v[i] = strndup((const char *)d, (size_t)l)) == NULL)
+			goto out;
+	}
+	*out = v;
+	*n = (size_t)cnt;
+	v = NULL;
+	rv = 0;
+ out:
+	if (v != NULL)
+		strv_free(v, (size_t)cnt);
+	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+	ERR_clear_error();
+	return rv;
+}
+
+static int
+set_name(X509_NAME *nm, const char *org, const char *cn)
+{
+	if (org != NULL && *org != '\0' &&
+	    !X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_UTF8,
+	    (const unsigned char *)org, -1, -1, 0))
+		return -1;
+	if (cn != NULL && *cn != '\0' &&
+	    !X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8,
+	    (const unsigned char *)cn, -1, -1, 0))
+		return -1;
+	return 0;
+}
+
+/* A URL for CRL DP / AIA must be plain: no separators OpenSSL's config
+ * syntax would act on. */
+static int
+url_ok(const char *u)
+{
+	if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+		return 0;
+	for (; *u; u++)
+		if (*u <= ' ' || *u == ',' || *u >= 0x7f)
+			return 0;
+	return 1;
+}
+
+int
+profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
+{
+	X509 *x = NULL;
+	X509_NAME *nm = NULL;
+	BIGNUM *bn = NULL;
+	unsigned char serial[16];
+	char buf[512];
+	int rsa = EVP_PKEY_get_base_id(r->pubkey) == EVP_PKEY_RSA;
+	int rv = -1;
+
+	*out = NULL;
+	if ((x = X509_new()) == NULL || (nm = X509_NAME_new()) == NULL)
+		goto nomem;
+	if (!X509_set_version(x, X509_VERSION_3))
+		goto nomem;
+	/* 128 random bits, positive (top bit clear), never zero. */
+	if (RAND_bytes(serial, sizeof(serial)) != 1) {
+		error_set_ossl(err, MTLS_ERR_CRYPTO, "no randomness");
+		goto err;
+	}
+	/* Top bit clear keeps it positive; the next bit set keeps all 16
+	 * bytes significant (127 random bits), so it is never zero. */
+	serial[0] = (unsigned char)((serial[0] & 0x3f) | 0x40);
+	if ((bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL ||
+	    !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)))
+		goto nomem;
+	if (set_name(nm, r->org, r->cn) != 0 || !X509_set_subject_name(x, nm))
+		goto nomem;
+	if (!X509_set_issuer_name(x, r->issuer ?
+	    X509_get_subject_name(r->issuer) : nm))
+		goto nomem;
+	if (ASN1_TIME_set(X509_getm_notBefore(x), (time_t)r->not_before) ==
+	    NULL || ASN1_TIME_set(X509_getm_notAfter(x),
+	    (time_t)r->not_after) == NULL)
+		goto nomem;
+	if (!X509_set_pubkey(x, r->pubkey))
+		goto nomem;
+
+	switch (r->kind) {
+	case PROFILE_ROOT:
+		if (add_ext_conf(x, NULL, NID_basic_constraints,
+		    "critical,CA:TRUE") != 0 ||
+		    add_ext_conf(x, NULL, NID_key_usage,
+		    "critical,keyCertSign,cRLSign") != 0 ||
+		    add_ext_conf(x, NULL, NID_subject_key_identifier, "hash") != 0)
+			goto ossl;
+		break;
+	case PROFILE_INTERMEDIATE:
+		if (add_ext_conf(x, r->issuer, NID_basic_constraints,
+		    "critical,CA:TRUE,pathlen:0") != 0 ||
+		    add_ext_conf(x, r->issuer, NID_key_usage,
+		    "critical,keyCertSign,cRLSign") != 0 ||
+		    add_ext_conf(x, r->issuer, NID_subject_key_identifier,
+		    "hash") != 0 ||
+		    add_ext_conf(x, r->issuer, NID_authority_key_identifier,
+		    "keyid:always") != 0)
+			goto ossl;
+		if (add_name_constraints(x, r, err) != 0 ||
+		    add_spiffe_scope(x, r->permit_spiffe, r->n_permit_spiffe,
+		    err) != 0)
+			goto err;
+		break;
+	case PROFILE_LEAF:
+		if (add_ext_conf(x, r->issuer, NID_basic_constraints,
+		    "critical,CA:FALSE") != 0 ||
+		    add_ext_conf(x, r->issuer, NID_key_usage, rsa ?
+		    "critical,digitalSignature,keyEncipherment" :
+		    "critical,digitalSignature") != 0 ||
+		    add_ext_conf(x, r->issuer, NID_ext_key_usage,
+		    "serverAuth,clientAuth") != 0 ||
+		    add_ext_conf(x, r->issuer, NID_subject_key_identifier,
+		    "hash") != 0 ||
+		    add_ext_conf(x, r->issuer, NID_authority_key_identifier,
+		    "keyid:always") != 0)
+			goto ossl;
+		if (add_san(x, r->sans, err) != 0)
+			goto err;
+		break;
+	default:
+		error_set(err, MTLS_ERR_ARG, "unknown profile %d", r->kind);
+		goto err;
+	}
+	if (r->kind != PROFILE_ROOT && r->crl_url != NULL && *r->crl_url) {
+		if (!url_ok(r->crl_url)) {
+			error_set(err, MTLS_ERR_ARG, "crl_url '%.100s' is not a "
+			    "plain http(s) URL", r->crl_url);
+			goto err;
+		}
+		snprintf(buf, sizeof(buf), "URI:%s", r->crl_url);
+		if (add_ext_conf(x, r->issuer, NID_crl_distribution_points,
+		    buf) != 0)
+			goto ossl;
+	}
+	if (r->kind != PROFILE_ROOT && r->ocsp_url != NULL && *r->ocsp_url) {
+		if (!url_ok(r->ocsp_url)) {
+			error_set(err, MTLS_ERR_ARG, "ocsp_url '%.100s' is not a "
+			    "plain http(s) URL", r->ocsp_url);
+			goto err;
+		}
+		snprintf(buf, sizeof(buf), "OCSP;URI:%s", r->ocsp_url);
+		if (add_ext_conf(x, r->issuer, NID_info_access, buf) != 0)
+			goto ossl;
+	}
+	if (!X509_sign(x, r->issuer_key, sign_digest(r->issuer_key)))
+		goto ossl;
+	*out = x;
+	x = NULL;
+	rv = 0;
+	goto err;
+ ossl:
+	error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot build certificate");
+	goto err;
+ nomem:
+	error_set_ossl(err, MTLS_ERR_NOMEM, "cannot build certificate");
+ err:
+	BN_free(bn);
+	X509_NAME_free(nm);
+	X509_free(x);
+	return rv;
+}

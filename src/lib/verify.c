@@ -1,0 +1,483 @@
+/*
+ * Chain verification policy: OpenSSL builds and checks the chain (we never
+ * reimplement path validation); we map its verdict to one taxonomy code
+ * with a reason naming the certificate, then apply what OpenSSL does not:
+ * weak keys and digests, X509-SVID rules, our SPIFFE path scope, revocation
+ * of intermediates, expected identities and allow rules.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/x509_vfy.h>
+
+#include "internal.h"
+
+void
+verify_out_free(struct verify_out *o)
+{
+	ids_free(&o->ids);
+	sk_X509_pop_free(o->chain, X509_free);
+	o->chain = NULL;
+	o->serial[0] = '\0';
+}
+
+X509_STORE *
+verify_store_new(const struct mtls_config *cfg, struct mtls_error *err)
+{
+	X509_STORE *st;
+	int i;
+
+	if ((st = X509_STORE_new()) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	for (i = 0; cfg->trust != NULL && i < sk_X509_num(cfg->trust); i++)
+		if (!X509_STORE_add_cert(st, sk_X509_value(cfg->trust, i))) {
+			unsigned long e = ERR_peek_last_error();
+
+			/* the same root twice in a bundle is harmless */
+			if (ERR_GET_REASON(e) == X509_R_CERT_ALREADY_IN_HASH_TABLE) {
+				ERR_clear_error();
+				continue;
+			}
+			error_set_ossl(err, MTLS_ERR_CRYPTO,
+			    "cannot add trust anchor %d", i + 1);
+			X509_STORE_free(st);
+			return NULL;
+		}
+	return st;
+}
+
+static int64_t
+now_or(const struct mtls_config *cfg)
+{
+	return cfg->verify_time ? cfg->verify_time : (int64_t)time(NULL);
+}
+
+/* The value of attribute <nid> (e.g. O) of <nm>, or "". */
+static void
+name_attr(const X509_NAME *nm, int nid, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	X509_NAME_get_text_by_NID((X509_NAME *)nm, nid, buf, (int)len);
+}
+
+/*
+ * The issuer of <x> was found neither in the chain sent nor in the trust
+ * bundle. At depth 0 that is usually a missing intermediate; but when the
+ * missing issuer is plainly from another PKI (its O differs from every
+ * anchor's) or has an anchor's exact name (a different key), it is an
+ * unknown CA.
+ */
+static int
+missing_issuer(const struct mtls_config *cfg, X509 *x, int depth,
+    struct mtls_error *err)
+{
+	const X509_NAME *iss = X509_get_issuer_name(x);
+	char label[256], iname[200], org[128], aorg[128];
+	int i, same_org = 0, any_org = 0;
+
+	cert_label(x, label, sizeof(label));
+	name_oneline(iss, iname, sizeof(iname));
+	name_attr(iss, NID_organizationName, org, sizeof(org));
+	for (i = 0; cfg->trust != NULL && i < sk_X509_num(cfg->trust); i++) {
+		X509 *a = sk_X509_value(cfg->trust, i);
+
+		if (X509_NAME_cmp(X509_get_subject_name(a), iss) == 0)
+			return error_fail(err, MTLS_FAIL_UNKNOWN_CA,
+			    "%s claims issuer '%s', which is a trusted root's "
+			    "name, but its signature does not verify with that "
+			    "root's key", label, iname);
+		name_attr(X509_get_subject_name(a), NID_organizationName,
+		    aorg, sizeof(aorg));
+		if (aorg[0] != '\0') {
+			any_org = 1;
+			if (strcmp(aorg, org) == 0)
+				same_org = 1;
+		}
+	}
+	if (depth == 0 && (same_org || !any_org || org[0] == '\0'))
+		return error_fail(err, MTLS_FAIL_CHAIN_INCOMPLETE,
+		    "issuer '%s' of %s was not sent with it and is not in the "
+		    "trust bundle: the intermediate is missing", iname, label);
+	return error_fail(err, MTLS_FAIL_UNKNOWN_CA,
+	    "%s is issued by '%s', which does not chain to any root in the "
+	    "trust bundle", label, iname);
+}
+
+static int
+map_error(const struct mtls_config *cfg, X509_STORE_CTX *ctx,
+    struct mtls_error *err)
+{
+	int e = X509_STORE_CTX_get_error(ctx);
+	int depth = X509_STORE_CTX_get_error_depth(ctx);
+	X509 *x = X509_STORE_CTX_get_current_cert(ctx);
+	const char *what = X509_verify_cert_error_string(e);
+	const char *pos = depth == 0 ? "leaf" : "CA certificate";
+	char label[256], ago[64];
+	int64_t now = now_or(cfg), t;
+
+	if (x == NULL) {
+		STACK_OF(X509) *ch = X509_STORE_CTX_get0_chain(ctx);
+
+		x = ch ? sk_X509_value(ch, depth < sk_X509_num(ch) ? depth : 0) : NULL;
+	}
+	if (x != NULL)
+		cert_label(x, label, sizeof(label));
+	else
+		snprintf(label, sizeof(label), "certificate at depth %d", depth);
+
+	switch (e) {
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+		if (x != NULL)
+			return missing_issuer(cfg, x, depth, err);
+		return error_fail(err, MTLS_FAIL_UNKNOWN_CA, "%s: %s", label,
+		    what);
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+		return error_fail(err, MTLS_FAIL_UNKNOWN_CA,
+		    "the chain ends at self-signed %s, which is not in the "
+		    "trust bundle", label);
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		t = asn1_time_unix(X509_get0_notAfter(x));
+		human_duration(now - t, ago, sizeof(ago));
+		return error_fail(err, MTLS_FAIL_CERT_EXPIRED,
+		    "%s %s expired %s ago", pos, label, ago);
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		t = asn1_time_unix(X509_get0_notBefore(x));
+		human_duration(t - now, ago, sizeof(ago));
+		return error_fail(err, MTLS_FAIL_CERT_NOT_YET_VALID,
+		    "%s %s is not valid for another %s (notBefore is %s ahead "
+		    "of this clock)", pos, label, ago, ago);
+	case X509_V_ERR_CERT_REVOKED:
+		return error_fail(err, MTLS_FAIL_REVOKED, "%s %s is revoked",
+		    pos, label);
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+	case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+	case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+	case X509_V_ERR_DIFFERENT_CRL_SCOPE:
+	case X509_V_ERR_KEYUSAGE_NO_CRL_SIGN:
+		return error_fail(err, MTLS_FAIL_REVOKED,
+		    "revocation status of %s %s is unknown (%s); refusing, "
+		    "as a CRL is configured", pos, label, what);
+	case X509_V_ERR_INVALID_CA:
+	case X509_V_ERR_PATH_LENGTH_EXCEEDED:
+	case X509_V_ERR_INVALID_PURPOSE:
+	case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
+	case X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE:
+	case X509_V_ERR_INVALID_NON_CA:
+	case X509_V_ERR_INVALID_EXTENSION:
+	case X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION:
+		return error_fail(err, MTLS_FAIL_BAD_KEY_USAGE, "%s %s: %s",
+		    pos, label, what);
+	case X509_V_ERR_PERMITTED_VIOLATION:
+	case X509_V_ERR_EXCLUDED_VIOLATION:
+	case X509_V_ERR_SUBTREE_MINMAX:
+	case X509_V_ERR_UNSUPPORTED_CONSTRAINT_TYPE:
+	case X509_V_ERR_UNSUPPORTED_CONSTRAINT_SYNTAX:
+	case X509_V_ERR_UNSUPPORTED_NAME_SYNTAX:
+		return error_fail(err, MTLS_FAIL_NAME_CONSTRAINTS,
+		    "%s %s violates its issuer's name constraints (%s)", pos,
+		    label, what);
+	case X509_V_ERR_EE_KEY_TOO_SMALL:
+	case X509_V_ERR_CA_KEY_TOO_SMALL:
+	case X509_V_ERR_CA_MD_TOO_WEAK:
+		return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+		    "%s %s: %s", pos, label, what);
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+	case X509_V_ERR_EMAIL_MISMATCH:
+		return error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH, "%s: %s",
+		    label, what);
+	default:
+		return error_fail(err, MTLS_FAIL_UNKNOWN_CA, "%s %s: %s", pos,
+		    label, what);
+	}
+}
+
+static int
+weak_digest(int mdnid)
+{
+	return mdnid == NID_sha1 || mdnid == NID_md5 || mdnid == NID_md4 ||
+	    mdnid == NID_md2 || mdnid == NID_md5_sha1 || mdnid == NID_mdc2 ||
+	    mdnid == NID_ripemd160;
+}
+
+/* Weak keys anywhere in the chain; weak digests on every signature that
+ * matters (the trust anchor's self-signature does not). */
+static int
+check_strength(STACK_OF(X509) *chain, struct mtls_error *err)
+{
+	char label[256], kd[64];
+	int i, n = sk_X509_num(chain);
+
+	for (i = 0; i < n; i++) {
+		X509 *x = sk_X509_value(chain, i);
+		EVP_PKEY *k = X509_get0_pubkey(x);
+		int id, bits, mdnid = NID_undef, pknid, secbits;
+		uint32_t flags;
+
+		if (k == NULL) {
+			cert_label(x, label, sizeof(label));
+			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+			    "%s: unsupported public key", label);
+		}
+		id = EVP_PKEY_get_base_id(k);
+		key_describe(k, kd, sizeof(kd), &bits);
+		if (((id == EVP_PKEY_RSA || id == EVP_PKEY_RSA_PSS ||
+		    id == EVP_PKEY_DSA) && bits < 2048) ||
+		    (id == EVP_PKEY_EC && bits < 256)) {
+			cert_label(x, label, sizeof(label));
+			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+			    "%s has a weak %s key (need RSA >= 2048, EC >= "
+			    "P-256)", label, kd);
+		}
+		if (i == n - 1 && cert_is_self_signed(x))
+			continue;
+		if (X509_get_signature_info(x, &mdnid, &pknid, &secbits,
+		    &flags) == 1 && weak_digest(mdnid)) {
+			cert_label(x, label, sizeof(label));
+			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+			    "%s is signed with %s, which is broken", label,
+			    OBJ_nid2sn(mdnid));
+		}
+	}
+	return 0;
+}
+
+/* X509-SVID (SPIFFE X509-SVID spec, section 4 and 5). */
+static int
+check_svid(X509 *leaf, const struct ids *ids, struct mtls_error *err)
+{
+	const char *spiffe = NULL;
+	char label[256], why[160];
+	uint32_t ku, xf = X509_get_extension_flags(leaf);
+	size_t i;
+
+	for (i = 0; i < ids->n; i++)
+		if (strncmp(ids->v[i], "spiffe://", 9) == 0) {
+			spiffe = ids->v[i];
+			break;
+		}
+	cert_label(leaf, label, sizeof(label));
+	if (spiffe == NULL) {
+		if (xf & EXFLAG_CA)
+			return error_fail(err, MTLS_FAIL_BAD_KEY_USAGE,
+			    "leaf %s is a CA certificate (CA:TRUE); an "
+			    "end-entity must be CA:FALSE", label);
+		return 0;
+	}
+	if (ids->n_uri != 1)
+		return error_fail(err, MTLS_FAIL_INVALID_SVID,
+		    "leaf %s has %zu URI SANs; an X509-SVID has exactly one",
+		    label, ids->n_uri);
+	if (mtls_spiffe_id_check(spiffe, why, sizeof(why)) != 0)
+		return error_fail(err, MTLS_FAIL_INVALID_SVID,
+		    "leaf %s: SPIFFE ID '%.200s' is invalid: %s", label, spiffe,
+		    why);
+	if (xf & EXFLAG_CA)
+		return error_fail(err, MTLS_FAIL_INVALID_SVID,
+		    "leaf %s is CA:TRUE; an X509-SVID leaf must be CA:FALSE",
+		    label);
+	ku = X509_get_key_usage(leaf);
+	if (ku != UINT32_MAX && !(ku & KU_DIGITAL_SIGNATURE))
+		return error_fail(err, MTLS_FAIL_INVALID_SVID,
+		    "leaf %s lacks keyUsage digitalSignature", label);
+	if (ku != UINT32_MAX && (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)))
+		return error_fail(err, MTLS_FAIL_INVALID_SVID,
+		    "leaf %s has keyCertSign or cRLSign; an X509-SVID leaf "
+		    "must not", label);
+	return 0;
+}
+
+/* Our SPIFFE path scope on each CA of the chain (see profile.c). */
+static int
+check_scope(STACK_OF(X509) *chain, const char *spiffe, struct mtls_error *err)
+{
+	char label[256], **pre;
+	size_t n, j;
+	int i, ok;
+
+	for (i = 1; i < sk_X509_num(chain); i++) {
+		X509 *ca = sk_X509_value(chain, i);
+
+		if (profile_spiffe_scope(ca, &pre, &n) != 0) {
+			cert_label(ca, label, sizeof(label));
+			return error_fail(err, MTLS_FAIL_NAME_CONSTRAINTS,
+			    "CA %s has a malformed SPIFFE scope extension",
+			    label);
+		}
+		if (n == 0 || spiffe == NULL) {
+			strv_free(pre, n);
+			continue;
+		}
+		for (ok = 0, j = 0; j < n && !ok; j++)
+			ok = strncmp(spiffe, pre[j], strlen(pre[j])) == 0;
+		if (!ok) {
+			cert_label(ca, label, sizeof(label));
+			error_fail(err, MTLS_FAIL_NAME_CONSTRAINTS,
+			    "'%.200s' is outside the SPIFFE scope '%s' of CA %s",
+			    spiffe, pre[0], label);
+			strv_free(pre, n);
+			return -1;
+		}
+		strv_free(pre, n);
+	}
+	return 0;
+}
+
+/* CRL_CHECK covers the leaf; intermediates are checked against any CRL
+ * we hold from their issuer. */
+static int
+check_ca_revocation(const struct mtls_config *cfg, STACK_OF(X509) *chain,
+    struct mtls_error *err)
+{
+	X509_REVOKED *rev;
+	char label[256];
+	int i, j;
+
+	for (i = 1; cfg->crls != NULL && i + 1 < sk_X509_num(chain); i++) {
+		X509 *x = sk_X509_value(chain, i);
+		X509 *iss = sk_X509_value(chain, i + 1);
+
+		for (j = 0; j < sk_X509_CRL_num(cfg->crls); j++) {
+			X509_CRL *c = sk_X509_CRL_value(cfg->crls, j);
+
+			if (X509_NAME_cmp(X509_CRL_get_issuer(c),
+			    X509_get_subject_name(iss)) != 0 ||
+			    X509_CRL_verify(c, X509_get0_pubkey(iss)) != 1)
+				continue;
+			if (X509_CRL_get0_by_cert(c, &rev, x) == 1) {
+				cert_label(x, label, sizeof(label));
+				return error_fail(err, MTLS_FAIL_REVOKED,
+				    "CA certificate %s is revoked", label);
+			}
+		}
+	}
+	ERR_clear_error();
+	return 0;
+}
+
+static void
+ids_join(const struct ids *ids, char *buf, size_t len)
+{
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < ids->n && off + 1 < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s",
+		    i ? ", " : "", ids->v[i]);
+	if (ids->n == 0)
+		snprintf(buf, len, "(none)");
+}
+
+static int
+any_match(char * const *rules, size_t nr, const struct ids *ids)
+{
+	size_t i, j;
+
+	for (i = 0; i < nr; i++)
+		for (j = 0; j < ids->n; j++)
+			if (mtls_rule_match(rules[i], ids->v[j]))
+				return 1;
+	return 0;
+}
+
+int
+verify_chain(const struct mtls_config *cfg, X509_STORE *store,
+    STACK_OF(X509) *certs, struct verify_out *out, struct mtls_error *err)
+{
+	X509_STORE_CTX *ctx = NULL;
+	STACK_OF(X509) *untrusted = NULL;
+	X509_VERIFY_PARAM *param;
+	X509 *leaf;
+	const char *spiffe;
+	char found[512];
+	size_t i;
+	int rv = -1, j;
+
+	memset(out, 0, sizeof(*out));
+	error_clear(err);
+	if (certs == NULL || sk_X509_num(certs) == 0)
+		return error_fail(err, MTLS_FAIL_NO_CLIENT_CERT,
+		    "no certificate was presented");
+	leaf = sk_X509_value(certs, 0);
+	serial_hex(X509_get0_serialNumber(leaf), out->serial,
+	    sizeof(out->serial));
+	if (ids_from_cert(leaf, &out->ids, err) != 0)
+		return -1;
+	if ((untrusted = sk_X509_new_null()) == NULL ||
+	    (ctx = X509_STORE_CTX_new()) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (j = 1; j < sk_X509_num(certs); j++)
+		if (!sk_X509_push(untrusted, sk_X509_value(certs, j)))
+			goto nomem;
+	for (j = 0; cfg->untrusted && j < sk_X509_num(cfg->untrusted); j++)
+		if (!sk_X509_push(untrusted, sk_X509_value(cfg->untrusted, j)))
+			goto nomem;
+	if (!X509_STORE_CTX_init(ctx, store, leaf, untrusted))
+		goto nomem;
+	param = X509_STORE_CTX_get0_param(ctx);
+	if (cfg->verify_time)
+		X509_VERIFY_PARAM_set_time(param, (time_t)cfg->verify_time);
+	if (cfg->purpose == MTLS_PURPOSE_SERVER)
+		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+	else if (cfg->purpose == MTLS_PURPOSE_CLIENT)
+		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+	if (cfg->crls != NULL && sk_X509_CRL_num(cfg->crls) > 0) {
+		X509_STORE_CTX_set0_crls(ctx, cfg->crls);
+		X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK);
+	}
+	if (X509_verify_cert(ctx) != 1) {
+		map_error(cfg, ctx, err);
+		goto out;
+	}
+	if ((out->chain = X509_STORE_CTX_get1_chain(ctx)) == NULL)
+		goto nomem;
+	if (check_strength(out->chain, err) != 0 ||
+	    check_svid(leaf, &out->ids, err) != 0)
+		goto out;
+	spiffe = ids_primary(&out->ids);
+	if (spiffe != NULL && strncmp(spiffe, "spiffe://", 9) != 0)
+		spiffe = NULL;
+	if (check_scope(out->chain, spiffe, err) != 0 ||
+	    check_ca_revocation(cfg, out->chain, err) != 0)
+		goto out;
+	for (i = 0; i < cfg->n_expect; i++)
+		if (!any_match(&cfg->expect[i], 1, &out->ids)) {
+			ids_join(&out->ids, found, sizeof(found));
+			error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH,
+			    "expected %s, found %s", cfg->expect[i], found);
+			goto out;
+		}
+	if (!cfg->allow_any && cfg->n_allow > 0 &&
+	    !any_match(cfg->allow, cfg->n_allow, &out->ids)) {
+		ids_join(&out->ids, found, sizeof(found));
+		error_fail(err, MTLS_FAIL_NOT_AUTHORIZED,
+		    "%s matches no allow rule", found);
+		goto out;
+	}
+	rv = 0;
+	goto out;
+ nomem:
+	error_set(err, MTLS_ERR_NOMEM, "out of memory");
+ out:
+	X509_STORE_CTX_free(ctx);
+	sk_X509_free(untrusted);
+	if (rv != 0) {
+		sk_X509_pop_free(out->chain, X509_free);
+		out->chain = NULL;
+	}
+	return rv;
+}
