@@ -3,7 +3,7 @@
 CC       ?= cc
 OPT      ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
+            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 HARDEN   := -fstack-protector-strong -D_FORTIFY_SOURCE=2
 CSTD     := -std=c11 -D_GNU_SOURCE
 PKGS     := openssl sqlite3 jansson

@@ -1,0 +1,610 @@
+/* mtls ca: the offline private PKI. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/pem.h>
+
+#include "ca/ca.h"
+#include "cmd.h"
+
+enum {
+	O_TD = 256, O_KEYTYPE, O_TTL, O_PASS, O_NAME, O_PARENT, O_PPASS,
+	O_PSPIFFE, O_PDNS, O_CA, O_SPIFFE, O_DNS, O_IP, O_CSR, O_ROLE, O_OUT,
+	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON
+};
+
+static const struct option all_opts[] = {
+	{ "trust-domain", required_argument, NULL, O_TD },
+	{ "key-type", required_argument, NULL, O_KEYTYPE },
+	{ "ttl", required_argument, NULL, O_TTL },
+	{ "pass-file", required_argument, NULL, O_PASS },
+	{ "name", required_argument, NULL, O_NAME },
+	{ "parent", required_argument, NULL, O_PARENT },
+	{ "parent-pass-file", required_argument, NULL, O_PPASS },
+	{ "permit-spiffe", required_argument, NULL, O_PSPIFFE },
+	{ "permit-dns", required_argument, NULL, O_PDNS },
+	{ "ca", required_argument, NULL, O_CA },
+	{ "spiffe-id", required_argument, NULL, O_SPIFFE },
+	{ "dns", required_argument, NULL, O_DNS },
+	{ "ip", required_argument, NULL, O_IP },
+	{ "csr", required_argument, NULL, O_CSR },
+	{ "role", required_argument, NULL, O_ROLE },
+	{ "out", required_argument, NULL, O_OUT },
+	{ "force", no_argument, NULL, O_FORCE },
+	{ "reason", required_argument, NULL, O_REASON },
+	{ "expiring", required_argument, NULL, O_EXPIRING },
+	{ "revoked", no_argument, NULL, O_REVOKED },
+	{ "json", no_argument, NULL, O_JSON },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Everything any `mtls ca` subcommand accepts; each checks its own. */
+struct ca_args {
+	const char	*td, *pass, *name, *parent, *ppass, *ca, *csr, *role;
+	const char	*out, *reason, *pos;
+	char		**pspiffe, **pdns;
+	size_t		 n_pspiffe, n_pdns;
+	struct ids	 ids;
+	int64_t		 ttl, expiring;
+	int		 key_type, force, revoked, json, has_expiring;
+	unsigned	 seen;	/* bit per option, to reject foreign flags */
+};
+
+static void
+args_free(struct ca_args *a)
+{
+	strv_free(a->pspiffe, a->n_pspiffe);
+	strv_free(a->pdns, a->n_pdns);
+	ids_free(&a->ids);
+}
+
+/* Parses argv for subcommand <cmd>, accepting only the options in <allowed>
+ * (bits of O_* - O_TD) and at most one positional argument. */
+static int
+parse(const char *cmd, int argc, char **argv, unsigned allowed,
+    struct ca_args *a)
+{
+	char canon[64];
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	a->key_type = -1;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", all_opts, NULL)) != -1) {
+		if (c == '?') {
+			cmd_usage(cmd, "unknown or incomplete option '%s'",
+			    argv[optind - 1]);
+			return -1;
+		}
+		if (!(allowed & (1u << (c - O_TD)))) {
+			cmd_usage(cmd, "option '%s' does not apply here",
+			    argv[optind - 1]);
+			return -1;
+		}
+		a->seen |= 1u << (c - O_TD);
+		switch (c) {
+		case O_TD: a->td = optarg; break;
+		case O_KEYTYPE:
+			if (cmd_key_type(cmd, optarg, &a->key_type) != 0)
+				return -1;
+			break;
+		case O_TTL:
+			if (cmd_duration(cmd, "--ttl", optarg, &a->ttl) != 0)
+				return -1;
+			break;
+		case O_PASS: a->pass = optarg; break;
+		case O_NAME: a->name = optarg; break;
+		case O_PARENT: a->parent = optarg; break;
+		case O_PPASS: a->ppass = optarg; break;
+		case O_PSPIFFE:
+			if (cmd_strv_add(&a->pspiffe, &a->n_pspiffe, optarg))
+				return -1;
+			break;
+		case O_PDNS:
+			if (cmd_strv_add(&a->pdns, &a->n_pdns, optarg))
+				return -1;
+			break;
+		case O_CA: a->ca = optarg; break;
+		case O_SPIFFE:
+			if (strncmp(optarg, "spiffe://", 9) != 0) {
+				cmd_usage(cmd, "--spiffe-id '%s' must start "
+				    "with spiffe://", optarg);
+				return -1;
+			}
+			if (ids_add(&a->ids, "", optarg, strlen(optarg)))
+				goto toolong;
+			break;
+		case O_DNS:
+			if (ids_add(&a->ids, "dns:", optarg, strlen(optarg)))
+				goto toolong;
+			break;
+		case O_IP:
+			if (ip_canon(optarg, canon, sizeof(canon)) != 0) {
+				cmd_usage(cmd, "--ip '%s' is not an IP address",
+				    optarg);
+				return -1;
+			}
+			if (ids_add(&a->ids, "ip:", canon, strlen(canon)))
+				goto toolong;
+			break;
+		case O_CSR: a->csr = optarg; break;
+		case O_ROLE: a->role = optarg; break;
+		case O_OUT: a->out = optarg; break;
+		case O_FORCE: a->force = 1; break;
+		case O_REASON: a->reason = optarg; break;
+		case O_EXPIRING:
+			if (cmd_duration(cmd, "--expiring", optarg,
+			    &a->expiring) != 0)
+				return -1;
+			a->has_expiring = 1;
+			break;
+		case O_REVOKED: a->revoked = 1; break;
+		case O_JSON: a->json = 1; break;
+		}
+	}
+	if (optind < argc)
+		a->pos = argv[optind++];
+	if (optind < argc) {
+		cmd_usage(cmd, "unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	return 0;
+ toolong:
+	cmd_usage(cmd, "identity too long");
+	return -1;
+}
+
+#define BIT(o)	(1u << ((o) - O_TD))
+
+static const char init_help[] =
+"usage: mtls ca init DIR --trust-domain TD [--key-type T] [--ttl D]\n"
+"                    [--pass-file F] [--name CN]\n"
+"Creates an offline root CA in DIR (which must not exist or be empty):\n"
+"ca.pem, ca.key (0600; encrypted with the first line of --pass-file),\n"
+"bundle.pem, inventory.db (SQLite) and ca.conf (roles, URLs).\n"
+"  --key-type  ec-p256 (default), ec-p384, ed25519, rsa-2048, rsa-3072\n"
+"  --ttl       lifetime (default 3650d)\n";
+
+static int
+ca_init_cmd(int argc, char **argv)
+{
+	struct ca_init_req r;
+	struct ca_result res;
+	struct mtls_error err;
+	struct ca_args a;
+	int rv = 2;
+
+	if (cmd_wants_help(argc, argv, init_help))
+		return 0;
+	if (parse("ca init", argc, argv, BIT(O_TD) | BIT(O_KEYTYPE) |
+	    BIT(O_TTL) | BIT(O_PASS) | BIT(O_NAME), &a) != 0)
+		goto out;
+	if (a.pos == NULL) {
+		rv = cmd_usage("ca init", "missing DIR");
+		goto out;
+	}
+	if (a.td == NULL) {
+		rv = cmd_usage("ca init", "--trust-domain is required");
+		goto out;
+	}
+	memset(&r, 0, sizeof(r));
+	r.dir = a.pos;
+	r.trust_domain = a.td;
+	r.name = a.name;
+	r.key_type = a.key_type < 0 ? KEY_EC_P256 : a.key_type;
+	r.ttl = a.ttl;
+	r.pass_file = a.pass;
+	error_clear(&err);
+	if (ca_init(&r, &res, &err) != 0) {
+		rv = cmd_fail("ca init", &err);
+		goto out;
+	}
+	printf("created root CA in %s (trust domain %s, serial %s)\n", a.pos,
+	    a.td, res.serial);
+	printf("  trust bundle for workloads: %s/bundle.pem\n", a.pos);
+	rv = 0;
+ out:
+	args_free(&a);
+	return rv;
+}
+
+static const char int_help[] =
+"usage: mtls ca intermediate DIR --parent PDIR --name N\n"
+"                    [--permit-spiffe URI]... [--permit-dns SUFFIX]...\n"
+"                    [--ttl D] [--key-type T] [--parent-pass-file F]\n"
+"                    [--pass-file F]\n"
+"Creates an intermediate CA (pathlen 0) signed by the CA in PDIR and\n"
+"recorded in PDIR's inventory. With --permit-*, it is scoped: a critical\n"
+"nameConstraints extension permits the trust domain (URI) and each DNS\n"
+"suffix; SPIFFE path prefixes (spiffe://td/ns/prod/) are enforced by mtls\n"
+"at issuance and in verification (other verifiers check only the trust\n"
+"domain). --ttl default 365d, clamped to the parent's lifetime.\n";
+
+static int
+ca_intermediate_cmd(int argc, char **argv)
+{
+	struct ca_int_req r;
+	struct ca_result res;
+	struct mtls_error err;
+	struct ca_args a;
+	int rv = 2;
+
+	if (cmd_wants_help(argc, argv, int_help))
+		return 0;
+	if (parse("ca intermediate", argc, argv, BIT(O_PARENT) | BIT(O_NAME) |
+	    BIT(O_PSPIFFE) | BIT(O_PDNS) | BIT(O_TTL) | BIT(O_KEYTYPE) |
+	    BIT(O_PPASS) | BIT(O_PASS), &a) != 0)
+		goto out;
+	if (a.pos == NULL || a.parent == NULL || a.name == NULL) {
+		rv = cmd_usage("ca intermediate", "DIR, --parent and --name "
+		    "are required");
+		goto out;
+	}
+	memset(&r, 0, sizeof(r));
+	r.dir = a.pos;
+	r.parent_dir = a.parent;
+	r.parent_pass_file = a.ppass;
+	r.name = a.name;
+	r.permit_spiffe = a.pspiffe;
+	r.n_permit_spiffe = a.n_pspiffe;
+	r.permit_dns = a.pdns;
+	r.n_permit_dns = a.n_pdns;
+	r.key_type = a.key_type < 0 ? KEY_EC_P256 : a.key_type;
+	r.ttl = a.ttl;
+	r.pass_file = a.pass;
+	error_clear(&err);
+	if (ca_intermediate(&r, &res, &err) != 0) {
+		rv = cmd_fail("ca intermediate", &err);
+		goto out;
+	}
+	if (res.warning[0])
+		fprintf(stderr, "mtls ca intermediate: warning: %s\n",
+		    res.warning);
+	printf("created intermediate CA in %s (serial %s, signed by %s)\n",
+	    a.pos, res.serial, a.parent);
+	rv = 0;
+ out:
+	args_free(&a);
+	return rv;
+}
+
+static const char issue_help[] =
+"usage: mtls ca issue --ca DIR (--spiffe-id URI | --dns N | --ip A)...\n"
+"                    [--ttl D] [--key-type T] [--csr F] [--role R]\n"
+"                    [--pass-file F] [--force] --out PREFIX\n"
+"Issues a workload certificate: PREFIX.pem (leaf, then intermediates) and\n"
+"PREFIX.key (0600; not written with --csr, whose key stays with its owner).\n"
+"The role in DIR/ca.conf (default \"default\") limits identities, TTL and\n"
+"key types. Existing files are kept unless --force. Prints 'serial HEX'.\n";
+
+static int
+ca_issue_cmd(int argc, char **argv)
+{
+	struct ca_issue_req r;
+	struct ca_result res;
+	struct mtls_error err;
+	struct ca_args a;
+	struct ca *ca = NULL;
+	char d[64];
+	int rv = 2;
+
+	if (cmd_wants_help(argc, argv, issue_help))
+		return 0;
+	if (parse("ca issue", argc, argv, BIT(O_CA) | BIT(O_SPIFFE) |
+	    BIT(O_DNS) | BIT(O_IP) | BIT(O_TTL) | BIT(O_KEYTYPE) | BIT(O_CSR) |
+	    BIT(O_ROLE) | BIT(O_PASS) | BIT(O_FORCE) | BIT(O_OUT), &a) != 0)
+		goto out;
+	if (a.pos != NULL) {
+		rv = cmd_usage("ca issue", "unexpected argument '%s'", a.pos);
+		goto out;
+	}
+	if (a.ca == NULL || a.out == NULL) {
+		rv = cmd_usage("ca issue", "--ca and --out are required");
+		goto out;
+	}
+	if (a.csr != NULL && a.key_type >= 0) {
+		rv = cmd_usage("ca issue", "--key-type does not apply with "
+		    "--csr (the CSR has the key)");
+		goto out;
+	}
+	error_clear(&err);
+	if (ca_open(&ca, a.ca, a.pass, &err) != 0) {
+		rv = cmd_fail("ca issue", &err);
+		goto out;
+	}
+	memset(&r, 0, sizeof(r));
+	r.ids = a.ids;
+	r.role = a.role;
+	r.ttl = a.ttl;
+	r.key_type = a.key_type;
+	r.csr_file = a.csr;
+	r.out_prefix = a.out;
+	r.force = a.force;
+	if (ca_issue(ca, &r, &res, &err) != 0) {
+		rv = cmd_fail("ca issue", &err);
+		goto out;
+	}
+	if (res.warning[0])
+		fprintf(stderr, "mtls ca issue: warning: %s\n", res.warning);
+	human_duration(res.not_after - (int64_t)time(NULL), d, sizeof(d));
+	printf("serial %s\n", res.serial);
+	printf("wrote %s.pem%s%s.key (expires in %s)\n", a.out,
+	    a.csr ? "" : " and ", a.csr ? "" : a.out, d);
+	rv = 0;
+ out:
+	ca_close(ca);
+	args_free(&a);
+	return rv;
+}
+
+static const char revoke_help[] =
+"usage: mtls ca revoke --ca DIR SERIAL [--reason R] [--pass-file F]\n"
+"Marks SERIAL (hex, colons optional) revoked in the inventory; it is\n"
+"committed before this command returns. Publish with mtls ca crl.\n"
+"  --reason  unspecified, keyCompromise, cACompromise, affiliationChanged,\n"
+"            superseded, cessationOfOperation, certificateHold,\n"
+"            privilegeWithdrawn, aACompromise\n";
+
+static int
+ca_revoke_cmd(int argc, char **argv)
+{
+	struct ca_result res;
+	struct mtls_error err;
+	struct ca_args a;
+	struct ca *ca = NULL;
+	int rv = 2, reason = 0, already = 0;
+
+	if (cmd_wants_help(argc, argv, revoke_help))
+		return 0;
+	if (parse("ca revoke", argc, argv, BIT(O_CA) | BIT(O_REASON) |
+	    BIT(O_PASS), &a) != 0)
+		goto out;
+	if (a.ca == NULL || a.pos == NULL) {
+		rv = cmd_usage("ca revoke", "--ca and SERIAL are required");
+		goto out;
+	}
+	if (a.reason != NULL && (reason = crl_reason_parse(a.reason)) < 0) {
+		rv = cmd_usage("ca revoke", "--reason '%s' is unknown",
+		    a.reason);
+		goto out;
+	}
+	error_clear(&err);
+	/* Revocation only writes the inventory: the key is not needed. */
+	if (ca_open_readonly(&ca, a.ca, &err) != 0 ||
+	    ca_revoke(ca, a.pos, reason, &res, &already, &err) != 0) {
+		rv = cmd_fail("ca revoke", &err);
+		goto out;
+	}
+	if (already)
+		printf("serial %s was already revoked; nothing changed\n",
+		    res.serial);
+	else
+		printf("revoked serial %s (%s); publish it with: mtls ca crl "
+		    "--ca %s --out crl.pem\n", res.serial,
+		    crl_reason_name(reason), a.ca);
+	rv = 0;
+ out:
+	ca_close(ca);
+	args_free(&a);
+	return rv;
+}
+
+static const char crl_help[] =
+"usage: mtls ca crl --ca DIR --out F [--ttl D] [--pass-file F] [--force]\n"
+"Writes a signed CRL (PEM) of every revocation in DIR's inventory, with\n"
+"an increasing CRL number; nextUpdate is now + --ttl (default 7d).\n";
+
+static int
+ca_crl_cmd(int argc, char **argv)
+{
+	struct mtls_error err;
+	struct ca_args a;
+	struct ca *ca = NULL;
+	X509_CRL *crl = NULL;
+	BIO *bio = NULL;
+	BUF_MEM *mem;
+	int rv = 2;
+
+	if (cmd_wants_help(argc, argv, crl_help))
+		return 0;
+	if (parse("ca crl", argc, argv, BIT(O_CA) | BIT(O_OUT) | BIT(O_TTL) |
+	    BIT(O_PASS) | BIT(O_FORCE), &a) != 0)
+		goto out;
+	if (a.ca == NULL || a.out == NULL || a.pos != NULL) {
+		rv = cmd_usage("ca crl", "--ca and --out are required");
+		goto out;
+	}
+	error_clear(&err);
+	if (fs_check_writable(a.out, a.force, &err) != 0 ||
+	    ca_open(&ca, a.ca, a.pass, &err) != 0 ||
+	    ca_crl(ca, a.ttl, &crl, &err) != 0) {
+		rv = cmd_fail("ca crl", &err);
+		goto out;
+	}
+	if ((bio = BIO_new(BIO_s_mem())) == NULL ||
+	    !PEM_write_bio_X509_CRL(bio, crl)) {
+		fprintf(stderr, "mtls ca crl: out of memory\n");
+		goto out;
+	}
+	BIO_get_mem_ptr(bio, &mem);
+	if (fs_write_atomic(a.out, mem->data, mem->length, 0644, a.force,
+	    &err) != 0) {
+		rv = cmd_fail("ca crl", &err);
+		goto out;
+	}
+	printf("wrote %s (%d revoked)\n", a.out,
+	    sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)));
+	rv = 0;
+ out:
+	BIO_free(bio);
+	X509_CRL_free(crl);
+	ca_close(ca);
+	args_free(&a);
+	return rv;
+}
+
+static const char list_help[] =
+"usage: mtls ca list --ca DIR [--expiring D] [--revoked] [--json]\n"
+"Lists the inventory, newest first. --expiring 7d shows only valid\n"
+"certificates that expire within 7 days, each flagged by the 7d/3d/1d\n"
+"threshold it has crossed, and exits 1 when there is any (for cron and\n"
+"monitoring). --revoked shows only revoked ones.\n";
+
+struct list_state {
+	struct ca_args	*a;
+	int64_t		 now;
+	json_t		*arr;
+	int		 shown;
+};
+
+static const char *
+rec_status(const struct cert_rec *r, int64_t now)
+{
+	if (r->revoked)
+		return "revoked";
+	if (r->not_after < now)
+		return "expired";
+	return "valid";
+}
+
+static const char *
+threshold(int64_t left)
+{
+	if (left <= 86400)
+		return "1d";
+	if (left <= 3 * 86400)
+		return "3d";
+	if (left <= 7 * 86400)
+		return "7d";
+	return "";
+}
+
+static int
+list_one(void *arg, const struct cert_rec *r)
+{
+	struct list_state *ls = arg;
+	const char *status = rec_status(r, ls->now);
+	int64_t left = r->not_after - ls->now;
+	char rel[64], ids[512], *p;
+
+	if (ls->a->revoked && !r->revoked)
+		return 0;
+	if (ls->a->has_expiring &&
+	    (strcmp(status, "valid") != 0 || left > ls->a->expiring))
+		return 0;
+	ls->shown++;
+	if (ls->arr != NULL) {
+		json_t *o = json_object(), *idv = json_array();
+		char *s = strdup(r->identities), *tok, *save = NULL;
+
+		for (tok = s ? strtok_r(s, "\n", &save) : NULL; tok;
+		    tok = strtok_r(NULL, "\n", &save))
+			json_array_append_new(idv, json_string(tok));
+		free(s);
+		json_object_set_new(o, "serial", json_string(r->serial));
+		json_object_set_new(o, "kind", json_string(r->kind));
+		json_object_set_new(o, "subject", json_string(r->subject));
+		json_object_set_new(o, "issuer", json_string(r->issuer));
+		json_object_set_new(o, "identities", idv);
+		json_object_set_new(o, "not_before", json_integer(r->not_before));
+		json_object_set_new(o, "not_after", json_integer(r->not_after));
+		json_object_set_new(o, "status", json_string(status));
+		json_object_set_new(o, "expires_in_seconds", json_integer(left));
+		if (strcmp(status, "valid") == 0 && threshold(left)[0])
+			json_object_set_new(o, "threshold",
+			    json_string(threshold(left)));
+		if (r->revoked) {
+			json_object_set_new(o, "revoked_at",
+			    json_integer(r->revoked_at));
+			json_object_set_new(o, "reason",
+			    json_string(crl_reason_name(r->reason)));
+		}
+		json_array_append_new(ls->arr, o);
+		return 0;
+	}
+	snprintf(ids, sizeof(ids), "%s", r->identities[0] ? r->identities :
+	    r->subject);
+	for (p = ids; (p = strchr(p, '\n')) != NULL;)
+		*p = ',';
+	if (left >= 0) {
+		human_duration(left, rel, sizeof(rel));
+		printf("%-34s %-12s %-8s in %-9s %-4s %s\n", r->serial, r->kind,
+		    status, rel, strcmp(status, "valid") == 0 ?
+		    (threshold(left)[0] ? threshold(left) : "-") : "-", ids);
+	} else {
+		human_duration(-left, rel, sizeof(rel));
+		printf("%-34s %-12s %-8s %-6s ago %-4s %s\n", r->serial,
+		    r->kind, status, rel, "-", ids);
+	}
+	return 0;
+}
+
+static int
+ca_list_cmd(int argc, char **argv)
+{
+	struct list_state ls;
+	struct mtls_error err;
+	struct ca_args a;
+	struct ca *ca = NULL;
+	int rv = 2;
+
+	memset(&ls, 0, sizeof(ls));
+	if (cmd_wants_help(argc, argv, list_help))
+		return 0;
+	if (parse("ca list", argc, argv, BIT(O_CA) | BIT(O_EXPIRING) |
+	    BIT(O_REVOKED) | BIT(O_JSON), &a) != 0)
+		goto out;
+	if (a.ca == NULL || a.pos != NULL) {
+		rv = cmd_usage("ca list", "--ca DIR is required");
+		goto out;
+	}
+	ls.a = &a;
+	ls.now = (int64_t)time(NULL);
+	error_clear(&err);
+	if (ca_open_readonly(&ca, a.ca, &err) != 0) {
+		rv = cmd_fail("ca list", &err);
+		goto out;
+	}
+	if (a.json && (ls.arr = json_array()) == NULL)
+		goto out;
+	if (!a.json)
+		printf("%-34s %-12s %-8s %-12s %-4s %s\n", "SERIAL", "KIND",
+		    "STATUS", "EXPIRES", "FLAG", "IDENTITIES");
+	if (store_each(ca->store, list_one, &ls, &err) != 0) {
+		rv = cmd_fail("ca list", &err);
+		goto out;
+	}
+	if (a.json) {
+		char *s = json_dumps(ls.arr, JSON_INDENT(2));
+
+		if (s != NULL)
+			printf("%s\n", s);
+		free(s);
+	}
+	rv = (a.has_expiring && ls.shown > 0) ? 1 : 0;
+ out:
+	json_decref(ls.arr);
+	ca_close(ca);
+	args_free(&a);
+	return rv;
+}
+
+static const struct subcmd ca_cmds[] = {
+	{ "init", ca_init_cmd, "create an offline root CA" },
+	{ "intermediate", ca_intermediate_cmd, "create a (scoped) intermediate CA" },
+	{ "issue", ca_issue_cmd, "issue a workload certificate (or sign a CSR)" },
+	{ "revoke", ca_revoke_cmd, "revoke a certificate by serial" },
+	{ "crl", ca_crl_cmd, "write a signed CRL" },
+	{ "list", ca_list_cmd, "list the inventory; --expiring for monitoring" },
+	{ NULL, NULL, NULL },
+};
+
+int
+cmd_ca(int argc, char **argv)
+{
+	return subcmd_dispatch("mtls ca", ca_cmds, argc, argv);
+}

@@ -1,0 +1,301 @@
+/* mtls cert: inspect and verify certificates and chains. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/err.h>
+
+#include "cmd.h"
+
+static const char inspect_help[] =
+"usage: mtls cert inspect FILE [--json]\n"
+"Shows every certificate in FILE (PEM or DER): subject, SANs (SPIFFE ID\n"
+"first), issuer, serial, validity, key, signature, KU/EKU, basic and name\n"
+"constraints, SHA-256 fingerprint; for a chain, whether each certificate\n"
+"is signed by the next.\n";
+
+static void
+print_list(const char *label, json_t *a)
+{
+	size_t i;
+	json_t *v;
+
+	if (a == NULL || json_array_size(a) == 0)
+		return;
+	printf("  %-16s", label);
+	json_array_foreach(a, i, v)
+		printf("%s%s", i ? ", " : "", json_string_value(v));
+	printf("\n");
+}
+
+static const char *
+jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "";
+}
+
+static void
+print_cert(int idx, int n, json_t *o)
+{
+	json_t *nc = json_object_get(o, "name_constraints");
+	json_t *pl = json_object_get(o, "pathlen");
+	int isca = json_is_true(json_object_get(o, "ca"));
+
+	printf("certificate %d of %d%s\n", idx + 1, n,
+	    json_is_true(json_object_get(o, "self_signed")) ? " (self-signed)"
+	    : "");
+	printf("  %-16s%s\n", "subject:", jstr(o, "subject"));
+	print_list("SANs:", json_object_get(o, "sans"));
+	printf("  %-16s%s\n", "issuer:", jstr(o, "issuer"));
+	printf("  %-16s%s\n", "serial:", jstr(o, "serial"));
+	printf("  %-16s%s .. %s (%s)\n", "validity:", jstr(o, "not_before"),
+	    jstr(o, "not_after"), jstr(o, "validity_text"));
+	printf("  %-16s%s\n", "key:", jstr(o, "key"));
+	printf("  %-16s%s\n", "signature:", jstr(o, "signature_algorithm"));
+	print_list("key usage:", json_object_get(o, "key_usage"));
+	print_list("ext key usage:", json_object_get(o, "ext_key_usage"));
+	if (isca && pl != NULL)
+		printf("  %-16sCA:TRUE, pathlen %lld\n", "basic:",
+		    (long long)json_integer_value(pl));
+	else
+		printf("  %-16sCA:%s\n", "basic:", isca ? "TRUE" : "FALSE");
+	if (nc != NULL) {
+		print_list("permitted:", json_object_get(nc, "permitted"));
+		print_list("excluded:", json_object_get(nc, "excluded"));
+	}
+	print_list("SPIFFE scope:", json_object_get(o, "spiffe_scope"));
+	printf("  %-16s%s\n", "SHA-256:", jstr(o, "sha256_fingerprint"));
+}
+
+static int
+cert_inspect(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	STACK_OF(X509) *sk = NULL;
+	struct mtls_error err;
+	json_t *arr = NULL;
+	const char *file = NULL;
+	int json = 0, c, i, n, rv = 2;
+	int64_t now = (int64_t)time(NULL);
+
+	if (cmd_wants_help(argc, argv, inspect_help))
+		return 0;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'j')
+			return cmd_usage("cert inspect", "unknown option '%s'",
+			    argv[optind - 1]);
+		json = 1;
+	}
+	if (optind + 1 != argc)
+		return cmd_usage("cert inspect", "give exactly one FILE");
+	file = argv[optind];
+	error_clear(&err);
+	if (certs_load(file, &sk, &err) != 0)
+		return cmd_fail("cert inspect", &err);
+	n = sk_X509_num(sk);
+	if ((arr = json_array()) == NULL)
+		goto out;
+	for (i = 0; i < n; i++) {
+		X509 *x = sk_X509_value(sk, i);
+		json_t *o = certinfo_json(x, now);
+
+		if (o == NULL)
+			goto out;
+		if (i + 1 < n) {
+			X509 *next = sk_X509_value(sk, i + 1);
+			int ok = X509_check_issued(next, x) == X509_V_OK &&
+			    X509_verify(x, X509_get0_pubkey(next)) == 1;
+
+			json_object_set_new(o, "signed_by_next", json_boolean(ok));
+		}
+		json_array_append_new(arr, o);
+	}
+	if (json) {
+		char *s = json_dumps(arr, JSON_INDENT(2));
+
+		if (s == NULL)
+			goto out;
+		printf("%s\n", s);
+		free(s);
+	} else {
+		for (i = 0; i < n; i++) {
+			json_t *o = json_array_get(arr, (size_t)i);
+			json_t *sb = json_object_get(o, "signed_by_next");
+
+			if (i)
+				printf("\n");
+			print_cert(i, n, o);
+			if (sb != NULL)
+				printf("  %-16s%s\n", "chain:", json_is_true(sb) ?
+				    "signed by the next certificate" :
+				    "NOT signed by the next certificate (wrong "
+				    "order or a foreign chain)");
+		}
+	}
+	rv = 0;
+ out:
+	ERR_clear_error();
+	json_decref(arr);
+	sk_X509_pop_free(sk, X509_free);
+	if (rv != 0)
+		fprintf(stderr, "mtls cert inspect: %s: out of memory\n", file);
+	return rv;
+}
+
+static const char verify_help[] =
+"usage: mtls cert verify LEAF --ca ROOTS [--untrusted F] [--at UNIX_SECONDS]\n"
+"                 [--dns N] [--ip A] [--spiffe-id URI]\n"
+"                 [--purpose server|client] [--crl F]...\n"
+"Verifies LEAF (a file with the leaf first, then any intermediates) against\n"
+"the roots in ROOTS with mtls's policy: OpenSSL's chain validation plus\n"
+"X509-SVID rules, weak keys and digests, SPIFFE scopes, CRLs. --dns, --ip\n"
+"and --spiffe-id must each match the leaf.\n"
+"Exit 0 valid; 1 invalid (prints the failure code, the reason and a fix);\n"
+"2 usage error or unreadable input.\n";
+
+static int
+cert_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "ca", required_argument, NULL, 'c' },
+		{ "untrusted", required_argument, NULL, 'u' },
+		{ "at", required_argument, NULL, 'a' },
+		{ "dns", required_argument, NULL, 'd' },
+		{ "ip", required_argument, NULL, 'i' },
+		{ "spiffe-id", required_argument, NULL, 's' },
+		{ "purpose", required_argument, NULL, 'p' },
+		{ "crl", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mtls_config *cfg = NULL;
+	struct mtls *m = NULL;
+	const char *ca = NULL, *leaf;
+	char rule[2200], ipc[64], *end;
+	long long at;
+	int c, rv = 2, r = 0;
+
+	if (cmd_wants_help(argc, argv, verify_help))
+		return 0;
+	if ((cfg = mtls_config_new()) == NULL || (m = mtls_new()) == NULL) {
+		fprintf(stderr, "mtls cert verify: out of memory\n");
+		goto out;
+	}
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			ca = optarg;
+			break;
+		case 'u':
+			r = mtls_config_add_untrusted_file(cfg, optarg);
+			break;
+		case 'a':
+			at = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || at < 0) {
+				rv = cmd_usage("cert verify", "--at '%s' is not "
+				    "a UNIX time in seconds", optarg);
+				goto out;
+			}
+			r = mtls_config_set_verify_time(cfg, at);
+			break;
+		case 'd':
+			snprintf(rule, sizeof(rule), "dns:%s", optarg);
+			r = mtls_config_add_expect(cfg, rule);
+			break;
+		case 'i':
+			if (ip_canon(optarg, ipc, sizeof(ipc)) != 0) {
+				rv = cmd_usage("cert verify", "--ip '%s' is not "
+				    "an IP address", optarg);
+				goto out;
+			}
+			snprintf(rule, sizeof(rule), "ip:%s", ipc);
+			r = mtls_config_add_expect(cfg, rule);
+			break;
+		case 's':
+			if (mtls_spiffe_id_check(optarg, rule,
+			    sizeof(rule)) != 0) {
+				rv = cmd_usage("cert verify", "--spiffe-id '%s' "
+				    "is invalid: %s", optarg, rule);
+				goto out;
+			}
+			r = mtls_config_add_expect(cfg, optarg);
+			break;
+		case 'p':
+			if (strcmp(optarg, "server") == 0)
+				r = mtls_config_set_purpose(cfg,
+				    MTLS_PURPOSE_SERVER);
+			else if (strcmp(optarg, "client") == 0)
+				r = mtls_config_set_purpose(cfg,
+				    MTLS_PURPOSE_CLIENT);
+			else {
+				rv = cmd_usage("cert verify", "--purpose must be "
+				    "server or client");
+				goto out;
+			}
+			break;
+		case 'r':
+			r = mtls_config_add_crl_file(cfg, optarg);
+			break;
+		default:
+			rv = cmd_usage("cert verify", "unknown or incomplete "
+			    "option '%s'", argv[optind - 1]);
+			goto out;
+		}
+		if (r != 0) {
+			fprintf(stderr, "mtls cert verify: %s\n",
+			    mtls_config_error(cfg));
+			goto out;
+		}
+	}
+	if (optind + 1 != argc || ca == NULL) {
+		rv = cmd_usage("cert verify", "give one LEAF file and --ca ROOTS");
+		goto out;
+	}
+	leaf = argv[optind];
+	if (mtls_config_set_trust_file(cfg, ca) != 0) {
+		fprintf(stderr, "mtls cert verify: %s\n", mtls_config_error(cfg));
+		goto out;
+	}
+	if (mtls_configure(m, cfg) != 0) {
+		fprintf(stderr, "mtls cert verify: %s\n", mtls_error(m));
+		goto out;
+	}
+	if (mtls_verify_file(m, leaf) == 0) {
+		printf("ok: %s (serial %s)\n", mtls_peer_id(m) ?
+		    mtls_peer_id(m) : "(no identity)", mtls_peer_serial(m));
+		rv = 0;
+	} else if (mtls_fail_code(m) != MTLS_FAIL_NONE) {
+		printf("%s: %s\n  fix: %s\n", mtls_fail_name(mtls_fail_code(m)),
+		    mtls_error(m), mtls_fail_hint(mtls_fail_code(m)));
+		rv = 1;
+	} else {
+		fprintf(stderr, "mtls cert verify: %s\n", mtls_error(m));
+	}
+ out:
+	mtls_free(m);
+	mtls_config_free(cfg);
+	return rv;
+}
+
+static const struct subcmd cert_cmds[] = {
+	{ "inspect", cert_inspect, "show every certificate in a file" },
+	{ "verify", cert_verify, "verify a leaf or chain with mtls's policy" },
+	{ NULL, NULL, NULL },
+};
+
+int
+cmd_cert(int argc, char **argv)
+{
+	return subcmd_dispatch("mtls cert", cert_cmds, argc, argv);
+}

@@ -1,0 +1,28 @@
+/* mtls: one binary, many subcommands; --help is printed from the table
+ * that dispatches. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+
+static int
+cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("mtls %s (%s)\n", MTLS_VERSION, OpenSSL_version(OPENSSL_VERSION));
+	return 0;
+}
+
+static const struct subcmd commands[] = {
+	{ "ca", cmd_ca, "private PKI: init, intermediate, issue, revoke, crl, list" },
+	{ "cert", cmd_cert, "inspect and verify certificates and chains" },
+	{ "version", cmd_version, "print the version" },
+	{ NULL, NULL, NULL },
+};
+
+int
+main(int argc, char **argv)
+{
+	return subcmd_dispatch("mtls", commands, argc, argv);
+}

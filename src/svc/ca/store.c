@@ -1,0 +1,318 @@
+/*
+ * The CA inventory in SQLite (WAL, synchronous=FULL): every issued
+ * certificate, its revocation, the CRL number. Invariants (DESIGN.md
+ * "Persistence"): a certificate is committed before anyone receives it; a
+ * revocation is committed before it is acknowledged; a serial is unique
+ * (PRIMARY KEY), so a collision is caught and retried, never issued twice.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "ca.h"
+
+#define SCHEMA_VERSION	1
+
+struct store {
+	sqlite3	*db;
+	char	 path[4096];
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS certs ("
+    " serial TEXT PRIMARY KEY,"
+    " kind TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " issuer TEXT NOT NULL,"
+    " identities TEXT NOT NULL,"
+    " not_before INTEGER NOT NULL,"
+    " not_after INTEGER NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'valid',"
+    " revoked_at INTEGER,"
+    " reason INTEGER,"
+    " created_at INTEGER NOT NULL,"
+    " der BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS certs_not_after ON certs(not_after);"
+    "INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
+    "INSERT OR IGNORE INTO meta VALUES ('crl_number', '0');";
+
+static int
+db_error(struct store *s, struct mtls_error *err, const char *what)
+{
+	int ec = sqlite3_errcode(s->db);
+
+	if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
+		return error_set(err, MTLS_ERR_PARSE,
+		    "%s: inventory is damaged (%s); restore it from a backup",
+		    s->path, sqlite3_errmsg(s->db));
+	return error_set(err, MTLS_ERR_IO, "%s: %s: %s", s->path, what,
+	    sqlite3_errmsg(s->db));
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	sqlite3_close(s->db);
+	free(s);
+}
+
+int
+store_open(struct store **out, const char *path, int create,
+    struct mtls_error *err)
+{
+	struct store *s;
+	sqlite3_stmt *st = NULL;
+	struct stat sb;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+
+	*out = NULL;
+	if (!create && stat(path, &sb) == -1)
+		return error_set_errno(err, MTLS_ERR_IO,
+		    "%s: no inventory (is this a CA directory made by mtls ca "
+		    "init?)", path);
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
+	if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot open");
+		goto err;
+	}
+	sqlite3_busy_timeout(s->db, 10000);
+	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL;"
+	    "PRAGMA synchronous=FULL;", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot set WAL mode");
+		goto err;
+	}
+	if (create && sqlite3_exec(s->db, schema, NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		db_error(s, err, "cannot create schema");
+		goto err;
+	}
+	if (sqlite3_prepare_v2(s->db,
+	    "SELECT value FROM meta WHERE key = 'schema'", -1, &st, NULL) !=
+	    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		if (sqlite3_errcode(s->db) == SQLITE_NOTADB ||
+		    sqlite3_errcode(s->db) == SQLITE_CORRUPT)
+			db_error(s, err, "");
+		else
+			error_set(err, MTLS_ERR_PARSE,
+			    "%s: not an mtls inventory (no schema version)",
+			    path);
+		goto err;
+	}
+	if (sqlite3_column_int(st, 0) != SCHEMA_VERSION) {
+		error_set(err, MTLS_ERR_PARSE,
+		    "%s: inventory schema %d; this mtls reads %d", path,
+		    sqlite3_column_int(st, 0), SCHEMA_VERSION);
+		goto err;
+	}
+	sqlite3_finalize(st);
+	*out = s;
+	return 0;
+ err:
+	sqlite3_finalize(st);
+	store_close(s);
+	return -1;
+}
+
+static char *
+ids_text(X509 *x)
+{
+	struct mtls_error e;
+	struct ids ids;
+	size_t i, len = 1;
+	char *s;
+
+	if (ids_from_cert(x, &ids, &e) != 0)
+		return NULL;
+	for (i = 0; i < ids.n; i++)
+		len += strlen(ids.v[i]) + 1;
+	if ((s = calloc(1, len)) != NULL)
+		for (i = 0; i < ids.n; i++) {
+			if (i)
+				strcat(s, "\n");
+			strcat(s, ids.v[i]);
+		}
+	ids_free(&ids);
+	return s;
+}
+
+int
+store_add(struct store *s, X509 *x, const char *kind, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	unsigned char *der = NULL;
+	char serial[48], subj[256], iss[256], *ids = NULL;
+	int der_len, rc, rv = -1;
+
+	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
+	name_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+	name_oneline(X509_get_issuer_name(x), iss, sizeof(iss));
+	if ((der_len = i2d_X509(x, &der)) <= 0 || (ids = ids_text(x)) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO certs (serial, kind, "
+	    "subject, issuer, identities, not_before, not_after, created_at, "
+	    "der) VALUES (?,?,?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot prepare insert");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, subj, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 4, iss, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 5, ids, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 6, asn1_time_unix(X509_get0_notBefore(x)));
+	sqlite3_bind_int64(st, 7, asn1_time_unix(X509_get0_notAfter(x)));
+	sqlite3_bind_int64(st, 8, (int64_t)time(NULL));
+	sqlite3_bind_blob(st, 9, der, der_len, SQLITE_TRANSIENT);
+	/* autocommit: durable (synchronous=FULL) when step returns DONE */
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_CONSTRAINT) {
+		rv = 1;
+		goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(s, err, "cannot record certificate");
+		goto out;
+	}
+	rv = 0;
+ out:
+	sqlite3_finalize(st);
+	OPENSSL_free(der);
+	free(ids);
+	return rv;
+}
+
+int
+store_revoke(struct store *s, const char *serial, int reason, int64_t at,
+    int *already, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	*already = 0;
+	if (sqlite3_prepare_v2(s->db, "UPDATE certs SET status = 'revoked', "
+	    "revoked_at = ?, reason = ? WHERE serial = ? AND status != "
+	    "'revoked'", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare revoke");
+	sqlite3_bind_int64(st, 1, at);
+	sqlite3_bind_int(st, 2, reason);
+	sqlite3_bind_text(st, 3, serial, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		db_error(s, err, "cannot record revocation");
+		goto out;
+	}
+	if (sqlite3_changes(s->db) == 1) {
+		rv = 0;
+		goto out;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->db, "SELECT status FROM certs WHERE "
+	    "serial = ?", -1, &st, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot prepare lookup");
+		st = NULL;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*already = 1;
+		rv = 0;
+	} else
+		error_set(err, MTLS_ERR_ARG, "serial %s: not issued by this CA "
+		    "(see mtls ca list)", serial);
+ out:
+	sqlite3_finalize(st);
+	return rv;
+}
+
+int
+store_each(struct store *s, int (*cb)(void *, const struct cert_rec *),
+    void *arg, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	struct cert_rec r;
+	int rc, rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT serial, kind, subject, issuer, "
+	    "identities, not_before, not_after, status, revoked_at, reason, "
+	    "created_at FROM certs ORDER BY created_at DESC, serial", -1, &st,
+	    NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot list");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *t;
+
+		memset(&r, 0, sizeof(r));
+		snprintf(r.serial, sizeof(r.serial), "%s",
+		    (const char *)sqlite3_column_text(st, 0));
+		r.kind = (const char *)sqlite3_column_text(st, 1);
+		snprintf(r.subject, sizeof(r.subject), "%s",
+		    (const char *)sqlite3_column_text(st, 2));
+		snprintf(r.issuer, sizeof(r.issuer), "%s",
+		    (const char *)sqlite3_column_text(st, 3));
+		t = (const char *)sqlite3_column_text(st, 4);
+		r.identities = (char *)(t ? t : "");
+		r.not_before = sqlite3_column_int64(st, 5);
+		r.not_after = sqlite3_column_int64(st, 6);
+		t = (const char *)sqlite3_column_text(st, 7);
+		r.revoked = t != NULL && strcmp(t, "revoked") == 0;
+		r.revoked_at = sqlite3_column_int64(st, 8);
+		r.reason = sqlite3_column_int(st, 9);
+		r.created_at = sqlite3_column_int64(st, 10);
+		if (r.kind == NULL)
+			r.kind = "?";
+		if (cb(arg, &r) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_error(s, err, "cannot list");
+		goto out;
+	}
+	rv = 0;
+ out:
+	sqlite3_finalize(st);
+	return rv;
+}
+
+int
+store_next_crl_number(struct store *s, int64_t *n, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE; UPDATE meta SET value = "
+	    "CAST(value AS INTEGER) + 1 WHERE key = 'crl_number';", NULL, NULL,
+	    NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot bump the CRL number");
+		goto out;
+	}
+	if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = "
+	    "'crl_number'", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		db_error(s, err, "cannot read the CRL number");
+		goto out;
+	}
+	*n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot commit the CRL number");
+		goto out;
+	}
+	return 0;
+ out:
+	sqlite3_finalize(st);
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rv;
+}
