@@ -108,6 +108,27 @@ missing_issuer(const struct mtls_config *cfg, X509 *x, int depth,
 	    "trust bundle", label, iname);
 }
 
+/* The lowest certificate of the chain that is expired (<expired>) or not
+ * yet valid at <now>; <x> at *depth when none is lower. */
+static X509 *
+lowest_outside(X509_STORE_CTX *ctx, int64_t now, int expired, X509 *x,
+    int *depth)
+{
+	STACK_OF(X509) *ch = X509_STORE_CTX_get0_chain(ctx);
+	int i;
+
+	for (i = 0; ch != NULL && i < *depth && i < sk_X509_num(ch); i++) {
+		X509 *c = sk_X509_value(ch, i);
+
+		if (expired ? asn1_time_unix(X509_get0_notAfter(c)) < now :
+		    asn1_time_unix(X509_get0_notBefore(c)) > now) {
+			*depth = i;
+			return c;
+		}
+	}
+	return x;
+}
+
 static int
 map_error(const struct mtls_config *cfg, X509_STORE_CTX *ctx,
     struct mtls_error *err)
@@ -143,11 +164,19 @@ map_error(const struct mtls_config *cfg, X509_STORE_CTX *ctx,
 		    "the chain ends at self-signed %s, which is not in the "
 		    "trust bundle", label);
 	case X509_V_ERR_CERT_HAS_EXPIRED:
+		/* OpenSSL checks from the top; name the lowest expired one,
+		 * usually the leaf, which is what needs renewing first. */
+		x = lowest_outside(ctx, now, 1, x, &depth);
+		pos = depth == 0 ? "leaf" : "CA certificate";
+		cert_label(x, label, sizeof(label));
 		t = asn1_time_unix(X509_get0_notAfter(x));
 		human_duration(now - t, ago, sizeof(ago));
 		return error_fail(err, MTLS_FAIL_CERT_EXPIRED,
 		    "%s %s expired %s ago", pos, label, ago);
 	case X509_V_ERR_CERT_NOT_YET_VALID:
+		x = lowest_outside(ctx, now, 0, x, &depth);
+		pos = depth == 0 ? "leaf" : "CA certificate";
+		cert_label(x, label, sizeof(label));
 		t = asn1_time_unix(X509_get0_notBefore(x));
 		human_duration(t - now, ago, sizeof(ago));
 		return error_fail(err, MTLS_FAIL_CERT_NOT_YET_VALID,
