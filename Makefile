@@ -51,8 +51,10 @@ $(BUILD)/obj/src/cmd/%.o: src/cmd/%.c $(DEPS_OK)
 $(BUILD)/libmtls.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
-$(BUILD)/libmtls.so: $(LIB_OBJ) src/lib/libmtls.sym
+$(BUILD)/libmtls.so.0: $(LIB_OBJ) src/lib/libmtls.sym
 	$(CC) $(LDFLAGS_SO) -Wl,-soname,libmtls.so.0 -o $@ $(LIB_OBJ) $(PKG_LIBS)
+$(BUILD)/libmtls.so: $(BUILD)/libmtls.so.0
+	ln -sf libmtls.so.0 $@
 $(BUILD)/mtls: $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a
 	$(CC) $(LDFLAGS_EXE) -o $@ $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a $(PKG_LIBS)
 $(BUILD)/mtls.pc: Makefile
@@ -93,7 +95,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BUILD)/mtls $(DESTDIR)$(PREFIX)/bin/mtls
 	install -m 0644 $(BUILD)/libmtls.a $(DESTDIR)$(PREFIX)/lib/libmtls.a
-	install -m 0755 $(BUILD)/libmtls.so $(DESTDIR)$(PREFIX)/lib/libmtls.so.0
+	install -m 0755 $(BUILD)/libmtls.so.0 $(DESTDIR)$(PREFIX)/lib/libmtls.so.0
 	ln -sf libmtls.so.0 $(DESTDIR)$(PREFIX)/lib/libmtls.so
 	install -m 0644 include/mtls.h $(DESTDIR)$(PREFIX)/include/mtls.h
 	install -m 0644 $(BUILD)/mtls.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/mtls.pc

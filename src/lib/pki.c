@@ -15,6 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "internal.h"
 
@@ -515,9 +516,23 @@ cert_fingerprint(X509 *x, char *buf, size_t len)
 void
 cert_label(X509 *x, char *buf, size_t len)
 {
+	struct mtls_error e;
+	struct ids ids;
+	const char *id = NULL;
 	char subj[160], serial[48];
 
-	name_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+	/* A workload is known by its identity; a CA by its subject. */
+	if (!(X509_get_extension_flags(x) & EXFLAG_CA) &&
+	    ids_from_cert(x, &ids, &e) == 0) {
+		id = ids_primary(&ids);
+		if (id != NULL && strncmp(id, "cn:", 3) != 0)
+			snprintf(subj, sizeof(subj), "%s", id);
+		else
+			id = NULL;
+		ids_free(&ids);
+	}
+	if (id == NULL)
+		name_oneline(X509_get_subject_name(x), subj, sizeof(subj));
 	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
 	snprintf(buf, len, "'%s' (serial %s)", subj, serial);
 }

@@ -906,10 +906,20 @@ ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
 		if (strncmp(id, "dns:", 4) == 0 && dns_name_check(id + 4, 1))
 			return error_set(err, MTLS_ERR_ARG, "--dns '%.200s' is "
 			    "not a DNS name", id + 4);
-		if (!role_allows(role, id))
+		if (!role_allows(role, id)) {
+			char rules[160];
+			size_t k, off = 0;
+
+			rules[0] = '\0';
+			for (k = 0; k < role->n_allow && off < sizeof(rules);
+			    k++)
+				off += (size_t)snprintf(rules + off,
+				    sizeof(rules) - off, "%s%s", k ? " " : "",
+				    role->allow[k]);
 			return error_set(err, MTLS_ERR_ARG, "%.200s is not "
-			    "allowed by role '%s' (allow = ...) in %s/ca.conf",
-			    id, role->name, ca->dir);
+			    "allowed by role '%s' (allow = %s) in %s/ca.conf",
+			    id, role->name, rules, ca->dir);
+		}
 	}
 	ttl = r->ttl ? r->ttl : role->default_ttl;
 	if (ttl > role->max_ttl) {
