@@ -72,8 +72,9 @@ mtls_configure(struct mtls *m, struct mtls_config *cfg)
 	return 0;
 }
 
-int
-mtls_verify_pem(struct mtls *m, const uint8_t *pem, size_t len)
+/* Verifies <pem>; <name> names it in messages. */
+static int
+verify_buf(struct mtls *m, const uint8_t *pem, size_t len, const char *name)
 {
 	STACK_OF(X509) *certs = NULL;
 	struct verify_out out;
@@ -87,7 +88,7 @@ mtls_verify_pem(struct mtls *m, const uint8_t *pem, size_t len)
 	if (m->cfg == NULL)
 		return error_set(&m->err, MTLS_ERR_STATE,
 		    "context is not configured: call mtls_configure() first");
-	if (certs_parse(pem, len, "peer chain", &certs, &m->err) != 0)
+	if (certs_parse(pem, len, name, &certs, &m->err) != 0)
 		return -1;
 	rv = verify_chain(m->cfg, m->store, certs, &out, &m->err);
 	if (out.serial[0] != '\0')
@@ -100,6 +101,12 @@ mtls_verify_pem(struct mtls *m, const uint8_t *pem, size_t len)
 }
 
 int
+mtls_verify_pem(struct mtls *m, const uint8_t *pem, size_t len)
+{
+	return verify_buf(m, pem, len, "peer chain");
+}
+
+int
 mtls_verify_file(struct mtls *m, const char *path)
 {
 	uint8_t *buf;
@@ -109,7 +116,7 @@ mtls_verify_file(struct mtls *m, const char *path)
 	error_clear(&m->err);
 	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, &m->err) != 0)
 		return -1;
-	rv = mtls_verify_pem(m, buf, len);
+	rv = verify_buf(m, buf, len, path);
 	free(buf);
 	return rv;
 }

@@ -284,8 +284,8 @@ certs_parse(const uint8_t *buf, size_t len, const char *name,
 					break;
 				}
 				error_set_ossl(err, MTLS_ERR_PARSE,
-				    "%s: bad PEM after certificate %d (truncated "
-				    "or damaged)", name, sk_X509_num(sk));
+				    "%s: PEM block %d is truncated or damaged",
+				    name, sk_X509_num(sk) + 1);
 				goto err;
 			}
 			x = NULL;
