@@ -331,6 +331,8 @@ ids_free(struct ids *ids)
 	ids->v = NULL;
 	ids->n = 0;
 	ids->n_uri = 0;
+	ids->bad_uri = 0;
+	ids->bad_other = 0;
 }
 
 void
@@ -387,11 +389,21 @@ ids_from_cert(X509 *x, struct ids *ids, struct mtls_error *err)
 			d = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
 			l = ASN1_STRING_length(g->d.uniformResourceIdentifier);
 			ids->n_uri++;
+			/* An embedded NUL would let "spiffe://td/admin\0x"
+			 * pass as "spiffe://td/admin": never take such a name. */
+			if (l > SPIFFE_MAX || memchr(d, '\0', (size_t)l)) {
+				ids->bad_uri++;
+				break;
+			}
 			r = ids_add(ids, "", (const char *)d, (size_t)l);
 			break;
 		case GEN_DNS:
 			d = ASN1_STRING_get0_data(g->d.dNSName);
 			l = ASN1_STRING_length(g->d.dNSName);
+			if (l > 255 || memchr(d, '\0', (size_t)l)) {
+				ids->bad_other++;
+				break;
+			}
 			r = ids_add(ids, "dns:", (const char *)d, (size_t)l);
 			break;
 		case GEN_IPADD:
@@ -420,6 +432,10 @@ ids_from_cert(X509 *x, struct ids *ids, struct mtls_error *err)
 		unsigned char *u = NULL;
 		int l = ASN1_STRING_to_UTF8(&u, cn);
 
+		if (l >= 0 && (l > 1024 || memchr(u, '\0', (size_t)l))) {
+			ids->bad_other++;
+			l = -1;
+		}
 		if (l >= 0 && ids_add(ids, "cn:", (char *)u, (size_t)l) != 0) {
 			OPENSSL_free(u);
 			ids_free(ids);

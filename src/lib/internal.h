@@ -81,6 +81,8 @@ struct ids {
 	char	**v;		/* "spiffe://..", "dns:..", "ip:..", "cn:.." */
 	size_t	  n;
 	size_t	  n_uri;	/* URI SANs seen, spiffe or not */
+	size_t	  bad_uri;	/* URI SANs dropped: NUL byte or too long */
+	size_t	  bad_other;	/* other SANs/CN dropped likewise */
 };
 void	 ids_free(struct ids *);
 int	 ids_add(struct ids *, const char *prefix, const char *val,

@@ -435,8 +435,12 @@ serial_hex(const ASN1_INTEGER *ai, char *buf, size_t len)
 {
 	BIGNUM *bn = ASN1_INTEGER_to_BN(ai, NULL);
 	char *h = bn ? BN_bn2hex(bn) : NULL;
+	const char *p = h;
 
-	snprintf(buf, len, "%s", h ? h : "?");
+	/* Same form as serial_canon(): no leading zeros. */
+	while (p != NULL && p[0] == '0' && p[1] != '\0')
+		p++;
+	snprintf(buf, len, "%s", p ? p : "?");
 	OPENSSL_free(h);
 	BN_free(bn);
 }

@@ -298,6 +298,14 @@ check_svid(X509 *leaf, const struct ids *ids, struct mtls_error *err)
 			break;
 		}
 	cert_label(leaf, label, sizeof(label));
+	if (ids->bad_uri > 0)
+		return error_fail(err, MTLS_FAIL_INVALID_SVID,
+		    "leaf %s has a URI SAN with a NUL byte or over %d bytes",
+		    label, SPIFFE_MAX);
+	if (ids->bad_other > 0)
+		return error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH,
+		    "leaf %s has a DNS name or CN with a NUL byte or over the "
+		    "length limit", label);
 	if (spiffe == NULL) {
 		if (xf & EXFLAG_CA)
 			return error_fail(err, MTLS_FAIL_BAD_KEY_USAGE,
