@@ -155,12 +155,31 @@ int	 mtls_config_add_expect(struct mtls_config *, const char *rule);
 int	 mtls_config_set_purpose(struct mtls_config *, enum mtls_purpose);
 /* Verify at this UNIX time instead of now (0 = now). */
 int	 mtls_config_set_verify_time(struct mtls_config *, int64_t unix_time);
+/* Lowest TLS version: "1.3" (default) or "1.2" (then ECDHE + AEAD suites
+ * only). */
+int	 mtls_config_set_min_tls(struct mtls_config *, const char *version);
 
 /* ---- contexts ---- */
 
+/* Non-blocking results of mtls_handshake/read/write/close: wait until the
+ * socket is readable (WANT_READ) or writable (WANT_WRITE), then call
+ * again. */
+#define MTLS_WANT_READ	(-2)
+#define MTLS_WANT_WRITE	(-3)
+
+/* A verifying context (mtls_verify_*). NULL when out of memory. */
 struct mtls *mtls_new(void);
+/* A server context: mtls_configure() it, then mtls_accept_socket(). */
+struct mtls *mtls_server(void);
+/* A client context: mtls_configure() it, then mtls_connect_socket(). */
+struct mtls *mtls_client(void);
 void	 mtls_free(struct mtls *);
-/* Takes a reference to <cfg> and freezes it. */
+/*
+ * Takes a reference to <cfg> and freezes it. For a server or client it
+ * builds the TLS context (identity, trust, TLS policy of DESIGN.md); called
+ * again on a live context it swaps in the new one for new connections
+ * only, and on failure the old one keeps serving.
+ */
 int	 mtls_configure(struct mtls *, struct mtls_config *);
 const char *mtls_error(struct mtls *);
 int	 mtls_error_code(struct mtls *);
@@ -184,6 +203,38 @@ int	 mtls_fail_code(struct mtls *);
 const char *mtls_peer_id(struct mtls *);
 /* The peer leaf's serial in uppercase hex, or NULL. Same lifetime. */
 const char *mtls_peer_serial(struct mtls *);
+
+/* ---- connections ---- */
+
+/*
+ * Starts a server-side connection on the connected non-blocking socket
+ * <fd> (not owned: the caller closes it after mtls_free()). *conn is a new
+ * context to mtls_handshake(), read, write, close and free.
+ */
+int	 mtls_accept_socket(struct mtls *server, struct mtls **conn, int fd);
+/*
+ * Starts a client connection on <fd> to <servername> (SNI; also the
+ * expected identity dns:/ip: when the config has no expect rule; may be
+ * NULL). Same ownership as mtls_accept_socket().
+ */
+int	 mtls_connect_socket(struct mtls *client, struct mtls **conn, int fd,
+	    const char *servername);
+/* 0 when the handshake is complete and the peer verified and authorized;
+ * MTLS_WANT_READ/WRITE; -1 with mtls_fail_code() and mtls_error(). */
+int	 mtls_handshake(struct mtls *);
+/* Bytes read (> 0), 0 at the peer's end of stream, MTLS_WANT_*, or -1. */
+long	 mtls_read(struct mtls *, void *buf, size_t len);
+/* Bytes written (> 0, maybe fewer than len), MTLS_WANT_*, or -1. */
+long	 mtls_write(struct mtls *, const void *buf, size_t len);
+/* Sends close_notify: 0, MTLS_WANT_*, or -1. Does not close the fd. */
+int	 mtls_close(struct mtls *);
+/* Negotiated parameters of a connection after its handshake: static or
+ * valid until mtls_free(); "" before the handshake. */
+const char *mtls_conn_version(struct mtls *);
+const char *mtls_conn_cipher(struct mtls *);
+const char *mtls_conn_group(struct mtls *);
+/* 1 when the session was resumed (and re-authorized), else 0. */
+int	 mtls_conn_resumed(struct mtls *);
 
 #pragma GCC visibility pop
 

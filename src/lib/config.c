@@ -14,6 +14,7 @@ mtls_config_new(void)
 	if (c == NULL)
 		return NULL;
 	c->refs = 1;
+	c->min_tls = TLS1_3_VERSION;	/* DESIGN.md: TLS 1.3 only by default */
 	return c;
 }
 
@@ -224,5 +225,20 @@ mtls_config_set_verify_time(struct mtls_config *c, int64_t t)
 		return error_set(&c->err, MTLS_ERR_ARG,
 		    "verify time must be a UNIX time >= 0");
 	c->verify_time = t;
+	return 0;
+}
+
+int
+mtls_config_set_min_tls(struct mtls_config *c, const char *version)
+{
+	if (writable(c) != 0)
+		return -1;
+	if (version != NULL && strcmp(version, "1.3") == 0)
+		c->min_tls = TLS1_3_VERSION;
+	else if (version != NULL && strcmp(version, "1.2") == 0)
+		c->min_tls = TLS1_2_VERSION;
+	else
+		return error_set(&c->err, MTLS_ERR_ARG, "TLS version '%s': "
+		    "use 1.3 (default) or 1.2", version ? version : "");
 	return 0;
 }

@@ -7,7 +7,7 @@
 struct mtls *
 mtls_new(void)
 {
-	return calloc(1, sizeof(struct mtls));
+	return calloc(1, sizeof(struct mtls));	/* KIND_VERIFY */
 }
 
 void
@@ -15,10 +15,26 @@ mtls_free(struct mtls *m)
 {
 	if (m == NULL)
 		return;
+	SSL_free(m->ssl);
+	tls_state_free(m->tls);
 	X509_STORE_free(m->store);
 	mtls_config_free(m->cfg);
 	free(m->peer_id);
 	free(m);
+}
+
+void
+ctx_set_peer(struct mtls *m, const struct verify_out *out)
+{
+	const char *id;
+
+	free(m->peer_id);
+	m->peer_id = NULL;
+	m->peer_serial[0] = '\0';
+	if (out->serial[0] != '\0')
+		memcpy(m->peer_serial, out->serial, sizeof(m->peer_serial));
+	if ((id = ids_primary(&out->ids)) != NULL)
+		m->peer_id = strdup(id);
 }
 
 const char *
@@ -57,6 +73,12 @@ mtls_configure(struct mtls *m, struct mtls_config *cfg)
 	X509_STORE *st;
 
 	error_clear(&m->err);
+	if (m->kind == KIND_SERVER || m->kind == KIND_CLIENT)
+		return tls_configure(m, cfg);
+	if (m->kind != KIND_VERIFY)
+		return error_set(&m->err, MTLS_ERR_STATE,
+		    "a connection cannot be configured; reconfigure its "
+		    "server or client context");
 	if (cfg->trust == NULL || sk_X509_num(cfg->trust) == 0)
 		return error_set(&m->err, MTLS_ERR_ARG,
 		    "config has no trust bundle: set one with "
@@ -78,23 +100,20 @@ verify_buf(struct mtls *m, const uint8_t *pem, size_t len, const char *name)
 {
 	STACK_OF(X509) *certs = NULL;
 	struct verify_out out;
-	const char *id;
 	int rv;
 
 	error_clear(&m->err);
 	free(m->peer_id);
 	m->peer_id = NULL;
 	m->peer_serial[0] = '\0';
-	if (m->cfg == NULL)
+	if (m->kind != KIND_VERIFY || m->cfg == NULL)
 		return error_set(&m->err, MTLS_ERR_STATE,
 		    "context is not configured: call mtls_configure() first");
 	if (certs_parse(pem, len, name, &certs, &m->err) != 0)
 		return -1;
-	rv = verify_chain(m->cfg, m->store, certs, &out, &m->err);
-	if (out.serial[0] != '\0')
-		memcpy(m->peer_serial, out.serial, sizeof(m->peer_serial));
-	if ((id = ids_primary(&out.ids)) != NULL)
-		m->peer_id = strdup(id);
+	rv = verify_chain(m->cfg, m->store, certs, m->cfg->purpose, &out,
+	    &m->err);
+	ctx_set_peer(m, &out);
 	verify_out_free(&out);
 	sk_X509_pop_free(certs, X509_free);
 	return rv;

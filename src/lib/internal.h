@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -208,12 +209,37 @@ struct mtls_config {
 	size_t			 n_expect;
 	int			 purpose;
 	int64_t			 verify_time;
+	int			 min_tls;	/* TLS1_3_VERSION or TLS1_2_VERSION */
 };
+
+/*
+ * The TLS state of a server or client context (tls.c): the frozen config,
+ * its X509_STORE and one SSL_CTX. Immutable once built; a reconfigure
+ * builds a new one and swaps the pointer, and every connection keeps a
+ * reference to the state it started with, so reloads never touch open
+ * connections. <generation> is unique per state: session tickets carry it.
+ */
+struct tls_state {
+	int			 refs;		/* atomic */
+	int			 is_server;
+	uint64_t		 generation;
+	struct mtls_config	*cfg;
+	X509_STORE		*store;
+	SSL_CTX			*ssl_ctx;
+};
+
+enum mtls_kind { KIND_VERIFY = 0, KIND_SERVER, KIND_CLIENT, KIND_CONN };
 
 struct mtls {
 	struct mtls_error	 err;
-	struct mtls_config	*cfg;
-	X509_STORE		*store;		/* built from cfg at configure */
+	int			 kind;
+	struct mtls_config	*cfg;		/* KIND_VERIFY */
+	X509_STORE		*store;		/* KIND_VERIFY */
+	struct tls_state	*tls;		/* server/client: current */
+	SSL			*ssl;		/* KIND_CONN */
+	int			 conn_server;	/* accepted (1) or connected */
+	int			 hs_done;
+	char			 expect_name[300];	/* client: dns:/ip: */
 	char			*peer_id;
 	char			 peer_serial[48];
 };
@@ -225,13 +251,21 @@ struct verify_out {
 	STACK_OF(X509) *chain;	/* the verified chain, leaf first, owned */
 };
 void	 verify_out_free(struct verify_out *);
-/* Verifies <certs> (leaf first) with <store> and <cfg>'s policy. Returns
+/* Verifies <certs> (leaf first) with <store> and <cfg>'s policy, for
+ * <purpose> (MTLS_PURPOSE_*). Returns
  * 0, or -1 with err->fail set (verification) or err->code (other). */
 int	 verify_chain(const struct mtls_config *, X509_STORE *,
-	    STACK_OF(X509) *certs, struct verify_out *,
+	    STACK_OF(X509) *certs, int purpose, struct verify_out *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* An X509_STORE holding <cfg>'s anchors (and CRLs). */
 X509_STORE *verify_store_new(const struct mtls_config *, struct mtls_error *);
+
+/* ---- tls.c ---- */
+void	 tls_state_free(struct tls_state *);
+/* mtls_configure() of a server or client context. */
+int	 tls_configure(struct mtls *, struct mtls_config *) MTLS_MUST_CHECK;
+/* Sets m->peer_id / m->peer_serial from a verification result. */
+void	 ctx_set_peer(struct mtls *, const struct verify_out *);
 
 /* ---- certinfo.c: facts about a certificate for inspect and doctor ---- */
 struct json_t;

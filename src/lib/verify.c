@@ -431,7 +431,8 @@ any_match(char * const *rules, size_t nr, const struct ids *ids)
 
 int
 verify_chain(const struct mtls_config *cfg, X509_STORE *store,
-    STACK_OF(X509) *certs, struct verify_out *out, struct mtls_error *err)
+    STACK_OF(X509) *certs, int purpose, struct verify_out *out,
+    struct mtls_error *err)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509) *untrusted = NULL;
@@ -468,9 +469,9 @@ verify_chain(const struct mtls_config *cfg, X509_STORE *store,
 	param = X509_STORE_CTX_get0_param(ctx);
 	if (cfg->verify_time)
 		X509_VERIFY_PARAM_set_time(param, (time_t)cfg->verify_time);
-	if (cfg->purpose == MTLS_PURPOSE_SERVER)
+	if (purpose == MTLS_PURPOSE_SERVER)
 		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
-	else if (cfg->purpose == MTLS_PURPOSE_CLIENT)
+	else if (purpose == MTLS_PURPOSE_CLIENT)
 		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
 	if (cfg->crls != NULL && sk_X509_CRL_num(cfg->crls) > 0) {
 		X509_STORE_CTX_set0_crls(ctx, cfg->crls);

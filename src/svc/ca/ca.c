@@ -851,7 +851,7 @@ self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 			goto nomem;
 	if ((store = verify_store_new(cfg, err)) == NULL)
 		goto out;
-	if (verify_chain(cfg, store, certs, &vo, err) != 0) {
+	if (verify_chain(cfg, store, certs, MTLS_PURPOSE_ANY, &vo, err) != 0) {
 		char msg[sizeof(err->msg)];
 
 		snprintf(msg, sizeof(msg), "%s", err->msg);

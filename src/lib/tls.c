@@ -1,0 +1,615 @@
+/*
+ * TLS contexts and connections on OpenSSL's state machine: the TLS policy
+ * of DESIGN.md, peer verification by our own policy (verify.c) from
+ * OpenSSL's certificate callback, failure classification into the
+ * taxonomy, and session tickets that are re-authorized on resumption.
+ *
+ * Resumption: a ticket carries the state generation and the peer's chain
+ * (leaf first, DER). On resumption the chain is verified again against the
+ * current state (validity at now, CRLs, allow rules); a ticket from another
+ * state (a reload: new bundle, CRL or rules) or one that no longer passes
+ * is ignored, so the client falls back to a full handshake, which decides
+ * afresh. OpenSSL has no switch for this (DESIGN.md "TLS policy").
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "internal.h"
+
+/* TLS 1.2 (opt-in): ECDHE with AEAD only. TLS 1.3 suites are all AEAD. */
+#define TLS12_CIPHERS \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS_GROUPS	"X25519:P-256"
+#define TICKET_MAX	16384
+
+static uint64_t generation_counter;
+
+struct mtls *
+mtls_server(void)
+{
+	struct mtls *m = mtls_new();
+
+	if (m != NULL)
+		m->kind = KIND_SERVER;
+	return m;
+}
+
+struct mtls *
+mtls_client(void)
+{
+	struct mtls *m = mtls_new();
+
+	if (m != NULL)
+		m->kind = KIND_CLIENT;
+	return m;
+}
+
+void
+tls_state_free(struct tls_state *st)
+{
+	if (st == NULL || __atomic_sub_fetch(&st->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	SSL_CTX_free(st->ssl_ctx);
+	X509_STORE_free(st->store);
+	mtls_config_free(st->cfg);
+	free(st);
+}
+
+static struct tls_state *
+state_ref(struct tls_state *st)
+{
+	__atomic_add_fetch(&st->refs, 1, __ATOMIC_ACQ_REL);
+	return st;
+}
+
+static int
+conn_purpose(const struct mtls *conn)
+{
+	/* a server checks client certificates and vice versa */
+	return conn->conn_server ? MTLS_PURPOSE_CLIENT : MTLS_PURPOSE_SERVER;
+}
+
+/* Our verification of the peer's chain, in place of OpenSSL's. */
+static int
+verify_cb(X509_STORE_CTX *xctx, void *arg)
+{
+	struct tls_state *st = arg;
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xctx,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct mtls *conn = ssl ? SSL_get_app_data(ssl) : NULL;
+	STACK_OF(X509) *certs = NULL, *untrusted;
+	struct verify_out out;
+	int i, ok = 0;
+
+	if (conn == NULL)
+		return 0;
+	untrusted = X509_STORE_CTX_get0_untrusted(xctx);
+	if ((certs = sk_X509_new_null()) == NULL ||
+	    !sk_X509_push(certs, X509_STORE_CTX_get0_cert(xctx)))
+		goto out;
+	for (i = 0; untrusted != NULL && i < sk_X509_num(untrusted); i++) {
+		X509 *x = sk_X509_value(untrusted, i);
+
+		/* the client's untrusted list starts with its leaf */
+		if (X509_cmp(x, X509_STORE_CTX_get0_cert(xctx)) == 0)
+			continue;
+		if (!sk_X509_push(certs, x))
+			goto out;
+	}
+	ok = verify_chain(st->cfg, st->store, certs, conn_purpose(conn), &out,
+	    &conn->err) == 0;
+	if (ok && conn->expect_name[0] != '\0') {
+		size_t k;
+
+		for (ok = 0, k = 0; k < out.ids.n && !ok; k++)
+			ok = mtls_rule_match(conn->expect_name, out.ids.v[k]);
+		if (!ok)
+			error_fail(&conn->err, MTLS_FAIL_IDENTITY_MISMATCH,
+			    "expected %s (the name we connected to), found %s",
+			    conn->expect_name, ids_primary(&out.ids) ?
+			    ids_primary(&out.ids) : "no identity");
+	}
+	ctx_set_peer(conn, &out);
+	verify_out_free(&out);
+ out:
+	sk_X509_free(certs);
+	/* The peer learns only that its certificate was refused; the reason
+	 * stays in our logs (DESIGN.md "Safe by default"). */
+	if (!ok)
+		X509_STORE_CTX_set_error(xctx, X509_V_ERR_CERT_REJECTED);
+	return ok;
+}
+
+/* Ticket app data: 8-byte generation, then the peer chain as DER certs. */
+static int
+ticket_gen_cb(SSL *ssl, void *arg)
+{
+	struct tls_state *st = arg;
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	X509 *leaf = SSL_get0_peer_certificate(ssl);
+	unsigned char *buf, *p;
+	size_t len = 8;
+	int i, n;
+
+	if (leaf == NULL)
+		return 1;
+	n = i2d_X509(leaf, NULL);
+	if (n <= 0)
+		return 1;
+	len += (size_t)n;
+	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+		X509 *x = sk_X509_value(chain, i);
+
+		if (X509_cmp(x, leaf) == 0)
+			continue;
+		n = i2d_X509(x, NULL);
+		if (n <= 0 || len + (size_t)n > TICKET_MAX)
+			return 1;	/* no app data: resumption is refused */
+		len += (size_t)n;
+	}
+	if ((buf = malloc(len)) == NULL)
+		return 1;
+	for (i = 0; i < 8; i++)
+		buf[i] = (unsigned char)(st->generation >> (56 - 8 * i));
+	p = buf + 8;
+	i2d_X509(leaf, &p);
+	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
+		if (X509_cmp(sk_X509_value(chain, i), leaf) != 0)
+			i2d_X509(sk_X509_value(chain, i), &p);
+	SSL_SESSION_set1_ticket_appdata(SSL_get0_session(ssl), buf,
+	    (size_t)(p - buf));
+	free(buf);
+	return 1;
+}
+
+static SSL_TICKET_RETURN
+ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
+    size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+	struct tls_state *st = arg;
+	struct mtls *conn = SSL_get_app_data(ssl);
+	STACK_OF(X509) *certs = NULL;
+	struct verify_out out;
+	const unsigned char *p, *end;
+	void *data = NULL;
+	size_t len = 0;
+	uint64_t gen = 0;
+	int i, ok = 0;
+	struct mtls_error err;
+
+	(void)keyname;
+	(void)keyname_len;
+	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return status == SSL_TICKET_EMPTY || status == SSL_TICKET_NO_DECRYPT ?
+		    SSL_TICKET_RETURN_IGNORE_RENEW : SSL_TICKET_RETURN_IGNORE;
+	if (conn == NULL || sess == NULL ||
+	    !SSL_SESSION_get0_ticket_appdata(sess, &data, &len) || len <= 8)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	p = data;
+	for (i = 0; i < 8; i++)
+		gen = (gen << 8) | p[i];
+	if (gen != st->generation)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	end = p + len;
+	p += 8;
+	if ((certs = sk_X509_new_null()) == NULL)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	while (p < end) {
+		X509 *x = d2i_X509(NULL, &p, (long)(end - p));
+
+		if (x == NULL || !sk_X509_push(certs, x)) {
+			X509_free(x);
+			goto out;
+		}
+	}
+	error_clear(&err);
+	ok = verify_chain(st->cfg, st->store, certs, conn_purpose(conn), &out,
+	    &err) == 0;
+	if (ok)
+		ctx_set_peer(conn, &out);
+	verify_out_free(&out);
+ out:
+	sk_X509_pop_free(certs, X509_free);
+	ERR_clear_error();
+	if (!ok)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	return status == SSL_TICKET_SUCCESS_RENEW ? SSL_TICKET_RETURN_USE_RENEW :
+	    SSL_TICKET_RETURN_USE;
+}
+
+static int
+build_ctx(struct tls_state *st, struct mtls_error *err)
+{
+	const struct mtls_config *cfg = st->cfg;
+	STACK_OF(X509_NAME) *names = NULL;
+	SSL_CTX *c;
+	int i;
+
+	if ((c = SSL_CTX_new(TLS_method())) == NULL)
+		return error_set_ossl(err, MTLS_ERR_NOMEM, "cannot create TLS "
+		    "context");
+	st->ssl_ctx = c;
+	if (!SSL_CTX_set_min_proto_version(c, cfg->min_tls) ||
+	    !SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) ||
+	    !SSL_CTX_set1_groups_list(c, TLS_GROUPS) ||
+	    !SSL_CTX_set_cipher_list(c, TLS12_CIPHERS))
+		return error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot set the TLS "
+		    "policy");
+	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_max_early_data(c, 0);	/* no 0-RTT */
+	/* identity: leaf, then intermediates */
+	if (!SSL_CTX_use_certificate(c, sk_X509_value(cfg->chain, 0)) ||
+	    !SSL_CTX_use_PrivateKey(c, cfg->key))
+		return error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot use the "
+		    "certificate and key");
+	for (i = 1; i < sk_X509_num(cfg->chain); i++)
+		if (!SSL_CTX_add1_chain_cert(c, sk_X509_value(cfg->chain, i)))
+			return error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot add "
+			    "intermediate %d", i);
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER |
+	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_cert_verify_callback(c, verify_cb, st);
+	if (st->is_server) {
+		/* CertificateRequest names the acceptable CAs */
+		if ((names = sk_X509_NAME_new_null()) == NULL)
+			return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		for (i = 0; i < sk_X509_num(cfg->trust); i++) {
+			X509_NAME *nm = X509_NAME_dup(X509_get_subject_name(
+			    sk_X509_value(cfg->trust, i)));
+
+			if (nm == NULL || !sk_X509_NAME_push(names, nm)) {
+				X509_NAME_free(nm);
+				sk_X509_NAME_pop_free(names, X509_NAME_free);
+				return error_set(err, MTLS_ERR_NOMEM,
+				    "out of memory");
+			}
+		}
+		SSL_CTX_set_client_CA_list(c, names);
+		/* required for resumption when client certificates are
+		 * verified; tickets from another state are refused anyway */
+		if (!SSL_CTX_set_session_id_context(c,
+		    (const unsigned char *)"mtls", 4))
+			return error_set_ossl(err, MTLS_ERR_CRYPTO,
+			    "cannot set the session context");
+		/* one ticket per handshake: each costs a seal and a send */
+		SSL_CTX_set_num_tickets(c, 1);
+		SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_session_ticket_cb(c, ticket_gen_cb, ticket_dec_cb,
+		    st);
+	} else {
+		SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+	}
+	return 0;
+}
+
+int
+tls_configure(struct mtls *m, struct mtls_config *cfg)
+{
+	struct tls_state *st;
+
+	if (cfg->chain == NULL || cfg->key == NULL)
+		return error_set(&m->err, MTLS_ERR_ARG, "config has no "
+		    "certificate and key: mutual TLS needs one on both sides");
+	if (cfg->trust == NULL || sk_X509_num(cfg->trust) == 0)
+		return error_set(&m->err, MTLS_ERR_ARG, "config has no trust "
+		    "bundle");
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return error_set(&m->err, MTLS_ERR_NOMEM, "out of memory");
+	st->refs = 1;
+	st->is_server = m->kind == KIND_SERVER;
+	st->generation = __atomic_add_fetch(&generation_counter, 1,
+	    __ATOMIC_ACQ_REL);
+	st->cfg = cfg;
+	cfg->refs++;
+	cfg->frozen = 1;
+	if ((st->store = verify_store_new(cfg, &m->err)) == NULL ||
+	    build_ctx(st, &m->err) != 0) {
+		tls_state_free(st);
+		return -1;
+	}
+	tls_state_free(m->tls);
+	m->tls = st;
+	return 0;
+}
+
+static int
+conn_new(struct mtls *parent, struct mtls **out, int fd, int server)
+{
+	struct mtls *c;
+
+	*out = NULL;
+	error_clear(&parent->err);
+	if (parent->tls == NULL)
+		return error_set(&parent->err, MTLS_ERR_STATE, "context is not "
+		    "configured: call mtls_configure() first");
+	if ((c = mtls_new()) == NULL)
+		return error_set(&parent->err, MTLS_ERR_NOMEM, "out of memory");
+	c->kind = KIND_CONN;
+	c->conn_server = server;
+	c->tls = state_ref(parent->tls);
+	if ((c->ssl = SSL_new(c->tls->ssl_ctx)) == NULL ||
+	    !SSL_set_fd(c->ssl, fd)) {
+		mtls_free(c);
+		return error_set_ossl(&parent->err, MTLS_ERR_NOMEM, "cannot "
+		    "create a TLS connection");
+	}
+	SSL_set_app_data(c->ssl, c);
+	*out = c;
+	return 0;
+}
+
+int
+mtls_accept_socket(struct mtls *server, struct mtls **conn, int fd)
+{
+	if (server->kind != KIND_SERVER)
+		return error_set(&server->err, MTLS_ERR_STATE, "not a server "
+		    "context");
+	if (conn_new(server, conn, fd, 1) != 0)
+		return -1;
+	SSL_set_accept_state((*conn)->ssl);
+	return 0;
+}
+
+int
+mtls_connect_socket(struct mtls *client, struct mtls **conn, int fd,
+    const char *servername)
+{
+	char ip[64];
+	struct mtls *c;
+
+	if (client->kind != KIND_CLIENT)
+		return error_set(&client->err, MTLS_ERR_STATE, "not a client "
+		    "context");
+	if (conn_new(client, conn, fd, 0) != 0)
+		return -1;
+	c = *conn;
+	if (servername != NULL && *servername != '\0') {
+		int is_ip = ip_canon(servername, ip, sizeof(ip)) == 0;
+
+		if (!is_ip && !SSL_set_tlsext_host_name(c->ssl, servername))
+			goto err;
+		/* No expect rule: the name we connect to is the identity. */
+		if (c->tls->cfg->n_expect == 0)
+			snprintf(c->expect_name, sizeof(c->expect_name), "%s%s",
+			    is_ip ? "ip:" : "dns:", is_ip ? ip : servername);
+		if (strlen(servername) > 253 ||
+		    (!is_ip && dns_name_check(servername, 0) != 0)) {
+			error_set(&client->err, MTLS_ERR_ARG, "servername "
+			    "'%.200s' is not a DNS name or IP address",
+			    servername);
+			mtls_free(c);
+			*conn = NULL;
+			return -1;
+		}
+	}
+	SSL_set_connect_state(c->ssl);
+	return 0;
+ err:
+	error_set_ossl(&client->err, MTLS_ERR_ARG, "servername '%.200s'",
+	    servername);
+	mtls_free(c);
+	*conn = NULL;
+	return -1;
+}
+
+/* The alert a peer sent us, from OpenSSL's reason code, or -1. */
+static int
+peer_alert(unsigned long e)
+{
+	int r = ERR_GET_REASON(e);
+
+	if (ERR_GET_LIB(e) == ERR_LIB_SSL && r >= SSL_AD_REASON_OFFSET &&
+	    r < SSL_AD_REASON_OFFSET + 256)
+		return r - SSL_AD_REASON_OFFSET;
+	return -1;
+}
+
+/* Sets a taxonomy code on <c> for a failed SSL call that returned <ret>. */
+static int
+classify(struct mtls *c, int ret)
+{
+	int se = SSL_get_error(c->ssl, ret);
+	unsigned long e = ERR_peek_error();
+	int alert = peer_alert(e);
+	int r = ERR_GET_REASON(e);
+
+	if (se == SSL_ERROR_WANT_READ)
+		return MTLS_WANT_READ;
+	if (se == SSL_ERROR_WANT_WRITE)
+		return MTLS_WANT_WRITE;
+	if (c->err.fail != MTLS_FAIL_NONE) {
+		ERR_clear_error();
+		return -1;	/* our verification already said why */
+	}
+	if (alert >= 0) {
+		const char *name = SSL_alert_desc_string_long(alert);
+
+		switch (alert) {
+		case SSL3_AD_HANDSHAKE_FAILURE:
+		case TLS1_AD_INSUFFICIENT_SECURITY:
+			return error_fail(&c->err, MTLS_FAIL_NO_SHARED_ALGORITHM,
+			    "peer sent alert %s: no common cipher, group or "
+			    "signature algorithm", name);
+		case TLS1_AD_PROTOCOL_VERSION:
+			return error_fail(&c->err, MTLS_FAIL_PROTOCOL_VERSION,
+			    "peer sent alert %s", name);
+		case TLS13_AD_CERTIFICATE_REQUIRED:
+		case SSL3_AD_BAD_CERTIFICATE:
+		case SSL3_AD_UNSUPPORTED_CERTIFICATE:
+		case SSL3_AD_CERTIFICATE_REVOKED:
+		case SSL3_AD_CERTIFICATE_EXPIRED:
+		case SSL3_AD_CERTIFICATE_UNKNOWN:
+		case TLS1_AD_UNKNOWN_CA:
+		case TLS1_AD_ACCESS_DENIED:
+		case TLS1_AD_DECRYPT_ERROR:
+			return error_fail(&c->err,
+			    MTLS_FAIL_PEER_REJECTED_OUR_CERT,
+			    "peer refused our certificate: alert %s", name);
+		default:
+			return error_fail(&c->err, MTLS_FAIL_PEER_REJECTED_OUR_CERT,
+			    "peer sent alert %s", name);
+		}
+	}
+	if (se == SSL_ERROR_SYSCALL || se == SSL_ERROR_ZERO_RETURN ||
+	    r == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+		if (!c->hs_done && !c->conn_server)
+			return error_fail(&c->err, MTLS_FAIL_NOT_TLS, "the server "
+			    "closed the connection during the handshake (not "
+			    "TLS, or it refused us)");
+		return error_fail(&c->err, MTLS_FAIL_NOT_TLS, "peer closed the "
+		    "connection during the handshake");
+	}
+	switch (r) {
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+		return error_fail(&c->err, MTLS_FAIL_NO_CLIENT_CERT, "the client "
+		    "sent no certificate");
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+	case SSL_R_VERSION_TOO_LOW:
+	case SSL_R_VERSION_TOO_HIGH:
+		return error_fail(&c->err, MTLS_FAIL_PROTOCOL_VERSION, "no TLS "
+		    "version in common (we require %s)",
+		    c->tls->cfg->min_tls == TLS1_3_VERSION ? "TLS 1.3" :
+		    "TLS 1.2 or later");
+	case SSL_R_NO_SHARED_CIPHER:
+	case SSL_R_NO_SHARED_GROUPS:
+	case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
+	case SSL_R_NO_CIPHERS_AVAILABLE:
+	case SSL_R_NO_SUITABLE_KEY_SHARE:
+		return error_fail(&c->err, MTLS_FAIL_NO_SHARED_ALGORITHM, "%s",
+		    ERR_reason_error_string(e));
+	case SSL_R_HTTP_REQUEST:
+	case SSL_R_HTTPS_PROXY_REQUEST:
+	case SSL_R_WRONG_VERSION_NUMBER:
+	case SSL_R_PACKET_LENGTH_TOO_LONG:
+	case SSL_R_RECORD_LENGTH_MISMATCH:
+	case SSL_R_UNKNOWN_PROTOCOL:
+		return error_fail(&c->err, MTLS_FAIL_NOT_TLS, "the peer does "
+		    "not speak TLS (%s)", ERR_reason_error_string(e));
+	case SSL_R_CERTIFICATE_VERIFY_FAILED:
+		return error_fail(&c->err, MTLS_FAIL_UNKNOWN_CA, "certificate "
+		    "verification failed");
+	default:
+		return error_fail(&c->err, MTLS_FAIL_NOT_TLS, "TLS handshake "
+		    "failed: %s", e ? ERR_reason_error_string(e) :
+		    "unknown reason");
+	}
+}
+
+int
+mtls_handshake(struct mtls *c)
+{
+	int r;
+
+	if (c->kind != KIND_CONN)
+		return error_set(&c->err, MTLS_ERR_STATE, "not a connection");
+	if (c->hs_done)
+		return 0;
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->hs_done = 1;
+		return 0;
+	}
+	return classify(c, r);
+}
+
+long
+mtls_read(struct mtls *c, void *buf, size_t len)
+{
+	size_t n = 0;
+	int se;
+
+	if (c->kind != KIND_CONN)
+		return error_set(&c->err, MTLS_ERR_STATE, "not a connection");
+	ERR_clear_error();
+	if (SSL_read_ex(c->ssl, buf, len, &n) == 1) {
+		c->hs_done = 1;
+		return (long)n;
+	}
+	se = SSL_get_error(c->ssl, 0);
+	if (se == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	if (se == SSL_ERROR_SSL &&
+	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return 0;
+	if (se == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && c->hs_done)
+		return 0;
+	return classify(c, 0);
+}
+
+long
+mtls_write(struct mtls *c, const void *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (c->kind != KIND_CONN)
+		return error_set(&c->err, MTLS_ERR_STATE, "not a connection");
+	ERR_clear_error();
+	if (SSL_write_ex(c->ssl, buf, len, &n) == 1)
+		return (long)n;
+	return classify(c, 0);
+}
+
+int
+mtls_close(struct mtls *c)
+{
+	int r;
+
+	if (c->kind != KIND_CONN)
+		return error_set(&c->err, MTLS_ERR_STATE, "not a connection");
+	ERR_clear_error();
+	r = SSL_shutdown(c->ssl);
+	if (r >= 0)
+		return 0;
+	r = SSL_get_error(c->ssl, r);
+	if (r == SSL_ERROR_WANT_READ)
+		return MTLS_WANT_READ;
+	if (r == SSL_ERROR_WANT_WRITE)
+		return MTLS_WANT_WRITE;
+	ERR_clear_error();
+	return 0;	/* the peer is gone; nothing more to say */
+}
+
+const char *
+mtls_conn_version(struct mtls *c)
+{
+	return c->ssl && c->hs_done ? SSL_get_version(c->ssl) : "";
+}
+
+const char *
+mtls_conn_cipher(struct mtls *c)
+{
+	const char *s = c->ssl && c->hs_done ? SSL_get_cipher_name(c->ssl) : NULL;
+
+	return s ? s : "";
+}
+
+const char *
+mtls_conn_group(struct mtls *c)
+{
+	int nid;
+	const char *s = NULL;
+
+	if (c->ssl == NULL || !c->hs_done)
+		return "";
+	nid = SSL_get_negotiated_group(c->ssl);
+	if (nid != NID_undef)
+		s = SSL_group_to_name(c->ssl, nid);
+	return s ? s : "";
+}
+
+int
+mtls_conn_resumed(struct mtls *c)
+{
+	return c->ssl != NULL && c->hs_done && SSL_session_reused(c->ssl);
+}
