@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/rand.h>
 
 #include "internal.h"
 
@@ -15,15 +16,21 @@ mtls_config_new(void)
 		return NULL;
 	c->refs = 1;
 	c->min_tls = TLS1_3_VERSION;	/* DESIGN.md: TLS 1.3 only by default */
+	if (RAND_bytes(c->ticket_keys[0], sizeof(c->ticket_keys[0])) != 1) {
+		free(c);
+		return NULL;
+	}
+	c->n_ticket_keys = 1;
 	return c;
 }
 
 void
 mtls_config_free(struct mtls_config *c)
 {
-	if (c == NULL || --c->refs > 0)
+	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	secret_clear(&c->pass);
+	OPENSSL_cleanse(c->ticket_keys, sizeof(c->ticket_keys));
 	sk_X509_pop_free(c->chain, X509_free);
 	EVP_PKEY_free(c->key);
 	sk_X509_pop_free(c->trust, X509_free);

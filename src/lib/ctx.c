@@ -85,7 +85,7 @@ mtls_configure(struct mtls *m, struct mtls_config *cfg)
 		    "mtls_config_set_trust_file()");
 	if ((st = verify_store_new(cfg, &m->err)) == NULL)
 		return -1;
-	cfg->refs++;
+	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
 	cfg->frozen = 1;
 	mtls_config_free(m->cfg);
 	X509_STORE_free(m->store);

@@ -210,6 +210,11 @@ struct mtls_config {
 	int			 purpose;
 	int64_t			 verify_time;
 	int			 min_tls;	/* TLS1_3_VERSION or TLS1_2_VERSION */
+	/* Session ticket keys, shared by every context built from this
+	 * config (e.g. all proxy workers): [0] seals, [1] (the previous
+	 * key, if any) still opens. name 16 | AES-256 32 | HMAC 32 bytes. */
+	uint8_t			 ticket_keys[2][80];
+	int			 n_ticket_keys;
 };
 
 /*

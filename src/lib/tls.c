@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "internal.h"
@@ -223,6 +225,45 @@ ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
 	    SSL_TICKET_RETURN_USE;
 }
 
+/* Ticket sealing with the config's keys (shared across contexts), so a
+ * ticket from one proxy worker resumes on another. */
+static int
+ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
+    EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+	struct tls_state *st = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const struct mtls_config *cfg = st->cfg;
+	const uint8_t *k = NULL;
+	OSSL_PARAM params[3];
+	int i, renew = 0;
+
+	if (enc) {
+		k = cfg->ticket_keys[0];
+		memcpy(name, k, 16);
+		if (RAND_bytes(iv, 16) != 1)
+			return -1;
+	} else {
+		for (i = 0; i < cfg->n_ticket_keys && k == NULL; i++)
+			if (memcmp(name, cfg->ticket_keys[i], 16) == 0) {
+				k = cfg->ticket_keys[i];
+				renew = i > 0;
+			}
+		if (k == NULL)
+			return 0;	/* unknown key: full handshake */
+	}
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
+	    (void *)(k + 48), 32);
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    (char *)"SHA256", 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (!EVP_MAC_CTX_set_params(hctx, params))
+		return -1;
+	if (enc ? !EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k + 16, iv) :
+	    !EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k + 16, iv))
+		return -1;
+	return renew ? 2 : 1;
+}
+
 static int
 build_ctx(struct tls_state *st, struct mtls_error *err)
 {
@@ -285,6 +326,8 @@ build_ctx(struct tls_state *st, struct mtls_error *err)
 		SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
 		SSL_CTX_set_session_ticket_cb(c, ticket_gen_cb, ticket_dec_cb,
 		    st);
+		SSL_CTX_set_app_data(c, st);
+		SSL_CTX_set_tlsext_ticket_key_evp_cb(c, ticket_key_cb);
 	} else {
 		SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
 	}
@@ -309,7 +352,7 @@ tls_configure(struct mtls *m, struct mtls_config *cfg)
 	st->generation = __atomic_add_fetch(&generation_counter, 1,
 	    __ATOMIC_ACQ_REL);
 	st->cfg = cfg;
-	cfg->refs++;
+	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
 	cfg->frozen = 1;
 	if ((st->store = verify_store_new(cfg, &m->err)) == NULL ||
 	    build_ctx(st, &m->err) != 0) {
