@@ -16,8 +16,8 @@ ifneq ($(SANITIZER),)
   HARDEN := -fstack-protector-strong
 endif
 
-CFLAGS_COMMON := $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) -Iinclude -Isrc/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_COMMON := -pthread $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) -Iinclude -Isrc/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 CFLAGS_LIB    := $(CFLAGS_COMMON) -fPIC -fvisibility=hidden
 CFLAGS_EXE    := $(CFLAGS_COMMON) -fPIE
-LDFLAGS_EXE   := -pie -Wl,-z,relro,-z,now $(SAN_FLAGS)
+LDFLAGS_EXE   := -pie -Wl,-z,relro,-z,now -pthread $(SAN_FLAGS)
 LDFLAGS_SO    := -shared -Wl,-z,relro,-z,now -Wl,--version-script=src/lib/libmtls.sym $(SAN_FLAGS)

@@ -29,5 +29,6 @@ int	 cmd_strv_add(char ***v, size_t *n, const char *s);
 
 int	 cmd_ca(int argc, char **argv);
 int	 cmd_cert(int argc, char **argv);
+int	 cmd_proxy(int argc, char **argv);
 
 #endif

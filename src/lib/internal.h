@@ -280,6 +280,13 @@ struct json_t *certinfo_json(X509 *x, int64_t now);
 /* "23h 12m", "2d 4h" for a positive number of seconds. */
 void	 human_duration(int64_t secs, char *buf, size_t len);
 
+/* ---- log.c ---- */
+/* 1 = JSON lines, 0 = text; default: JSON unless stderr is a terminal. */
+void	 log_set_format(int json);
+/* Writes one line: ts, level, event, then <fields> (borrowed; may be
+ * NULL). */
+void	 log_emit(const char *level, const char *event, struct json_t *fields);
+
 /* ---- conf.c: the INI-style file format of ca.conf ---- */
 /* Calls <fn> for each "key = value" with its [section] ("" before any,
  * 'role "x"' style sections are passed as "role x"). Stops at the first

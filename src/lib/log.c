@@ -1,0 +1,111 @@
+/*
+ * Structured logs: one JSON object per line (the default when stderr is
+ * not a terminal), or "ts event key=value ..." text for people. Each line
+ * is written with one write(2), so lines from several threads never mix.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+
+static int log_json = -1;	/* -1: decide from isatty(2) */
+
+void
+log_set_format(int json)
+{
+	log_json = json;
+}
+
+static void
+ts_now(char *buf, size_t len)
+{
+	struct timeval tv;
+	struct tm tm;
+	time_t t;
+
+	gettimeofday(&tv, NULL);
+	t = tv.tv_sec;
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+}
+
+static void
+write_all(const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(STDERR_FILENO, p, n);
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+void
+log_emit(const char *level, const char *event, struct json_t *fields)
+{
+	json_t *o = fields ? fields : json_object();
+	char ts[40], *s = NULL;
+	const char *k;
+	json_t *v;
+
+	if (o == NULL)
+		return;
+	if (log_json < 0)
+		log_json = !isatty(STDERR_FILENO);
+	ts_now(ts, sizeof(ts));
+	if (log_json) {
+		json_t *line = json_object();
+
+		json_object_set_new(line, "ts", json_string(ts));
+		json_object_set_new(line, "level", json_string(level));
+		json_object_set_new(line, "event", json_string(event));
+		json_object_update(line, o);
+		s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(line);
+		if (s != NULL) {
+			size_t n = strlen(s);
+			char *l = malloc(n + 1);
+
+			if (l != NULL) {
+				memcpy(l, s, n);
+				l[n] = '\n';
+				write_all(l, n + 1);
+				free(l);
+			}
+		}
+	} else {
+		char buf[2048];
+		size_t off;
+
+		off = (size_t)snprintf(buf, sizeof(buf), "%s %-5s %s", ts,
+		    level, event);
+		json_object_foreach(o, k, v) {
+			char *vs = json_is_string(v) ? NULL :
+			    json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+			if (off < sizeof(buf))
+				off += (size_t)snprintf(buf + off,
+				    sizeof(buf) - off, " %s=%s", k,
+				    vs ? vs : json_string_value(v));
+			free(vs);
+		}
+		if (off >= sizeof(buf) - 1)
+			off = sizeof(buf) - 2;
+		buf[off++] = '\n';
+		write_all(buf, off);
+	}
+	free(s);
+	if (fields == NULL)
+		json_decref(o);
+}

@@ -1,0 +1,1192 @@
+/*
+ * mtls proxy: the sidecar data path.
+ *
+ * Threads: the main thread handles signals (SIGHUP reload, SIGTERM/SIGINT
+ * drain) and file watching (inotify), and builds and validates every new
+ * config; each worker runs one epoll loop over its own SO_REUSEPORT
+ * listener and its connections, and swaps in a new config when the main
+ * thread posts one (an eventfd wakes it). Connections never move between
+ * threads, so the data path takes no locks.
+ *
+ * A connection pairs two sides, 'a' (accepted) and 'b' (the upstream);
+ * exactly one of them is TLS. Each direction has one 16 KiB buffer,
+ * allocated when the connection starts pumping and freed when it closes:
+ * a side is read only when its buffer is empty (back-pressure, never
+ * unbounded buffering), half-close is passed on (shutdown / close_notify).
+ *
+ * Timeouts: three FIFO queues (handshake, connect, idle) with a fixed
+ * timeout each, so appending keeps them sorted; activity moves a
+ * connection to the tail. O(1) per event, no timer heap.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "proxy/proxy.h"
+
+#define BUF_SIZE	16384
+
+enum cstate { S_HANDSHAKE, S_CONNECT, S_PUMP };
+
+struct conn;
+
+struct side {
+	struct conn	*c;
+	int		 fd;
+	struct mtls	*tls;		/* NULL for the plaintext side */
+	int		 rd_eof;	/* read side finished */
+	int		 wr_shut;	/* we shut our write side */
+	uint32_t	 want;		/* epoll events wanted now */
+	uint32_t	 registered;	/* events registered with epoll */
+};
+
+struct buf {
+	char	*p;
+	size_t	 off, len;
+};
+
+struct tq;
+
+struct conn {
+	struct worker	*w;
+	struct side	 a, b;
+	struct side	*tls_side;
+	enum cstate	 state;
+	struct buf	 ab, ba;	/* a->b, b->a */
+	uint64_t	 bytes_ab, bytes_ba;
+	int64_t		 t_start_us;
+	int64_t		 hs_us;
+	struct tq	*q;
+	struct conn	*q_prev, *q_next;
+	int64_t		 deadline_ms;
+	int		 dead;		/* closed; freed after the event batch */
+	struct conn	*dead_next;
+	char		 client[64];
+};
+
+struct tq {
+	struct conn	*head, *tail;
+	int64_t		 timeout_ms;
+};
+
+struct proxy;
+
+struct worker {
+	struct proxy	*p;
+	pthread_t	 thr;
+	int		 id;
+	int		 epfd;
+	int		 lfd;
+	int		 evfd;
+	struct mtls	*ctx;		/* server (inbound) / client (outbound) */
+	uint64_t	 cfg_seq;
+	struct tq	 hs_q, conn_q, idle_q;
+	int		 nconns;
+	int64_t		 accept_paused_until;
+	int		 draining;
+	struct conn	*dead;		/* closed this batch, to free */
+};
+
+struct proxy {
+	const struct proxy_opts	*o;
+	struct sockaddr_storage	 listen_ss, target_ss;
+	socklen_t		 listen_len, target_len;
+	struct worker		*w;
+	int			 nworkers;
+	pthread_mutex_t		 mu;
+	struct mtls_config	*cfg;		/* current, under mu */
+	uint64_t		 cfg_seq;	/* under mu */
+	int			 stopping;	/* atomic */
+	int64_t			 drain_deadline_ms;
+	int			 active;	/* atomic: open connections */
+};
+
+/* A tag for the listener's and eventfd's epoll data. */
+static char tag_listener, tag_event;
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- addresses ---- */
+
+int
+proxy_addr_parse(const char *text, const char *what,
+    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *err)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[256], *port;
+	const char *colon;
+	int rc;
+
+	memset(ss, 0, sizeof(*ss));
+	if (strncmp(text, "unix:", 5) == 0) {
+		struct sockaddr_un *su = (struct sockaddr_un *)ss;
+
+		if (strlen(text + 5) == 0 ||
+		    strlen(text + 5) >= sizeof(su->sun_path))
+			return error_set(err, MTLS_ERR_ARG, "%s '%s': bad UNIX "
+			    "socket path", what, text);
+		su->sun_family = AF_UNIX;
+		memcpy(su->sun_path, text + 5, strlen(text + 5) + 1);
+		*len = sizeof(*su);
+		return 0;
+	}
+	if (text[0] == '[') {
+		const char *rb = strchr(text, ']');
+
+		if (rb == NULL || rb[1] != ':' || (size_t)(rb - text) > 200)
+			return error_set(err, MTLS_ERR_ARG, "%s '%s': use "
+			    "[IPv6]:PORT", what, text);
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - text - 1),
+		    text + 1);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(text, ':');
+		if (colon == NULL || colon == text ||
+		    (size_t)(colon - text) > 250)
+			return error_set(err, MTLS_ERR_ARG, "%s '%s': use "
+			    "HOST:PORT", what, text);
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - text), text);
+	}
+	port = (char *)colon + 1;
+	if (*port == '\0' || strspn(port, "0123456789") != strlen(port) ||
+	    atoi(port) <= 0 || atoi(port) > 65535)
+		return error_set(err, MTLS_ERR_ARG, "%s '%s': port must be "
+		    "1-65535", what, text);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0)
+		return error_set(err, MTLS_ERR_ARG, "%s '%s': %s", what, text,
+		    gai_strerror(rc));
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+int
+proxy_addr_is_local(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_UNIX)
+		return 1;
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr)
+		    >> 24) == 127;
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return 0;
+}
+
+static void
+addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char h[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const void *)ss;
+
+		inet_ntop(AF_INET, &s->sin_addr, h, sizeof(h));
+		snprintf(buf, len, "%s:%u", h, ntohs(s->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s = (const void *)ss;
+
+		inet_ntop(AF_INET6, &s->sin6_addr, h, sizeof(h));
+		snprintf(buf, len, "[%s]:%u", h, ntohs(s->sin6_port));
+	} else
+		snprintf(buf, len, "unix");
+}
+
+/* ---- config ---- */
+
+/*
+ * Builds and checks a complete config from the files: the key matches the
+ * certificate, the certificate is valid now and chains to the bundle (in
+ * mTLS both sides trust the same CAs), CRLs parse. Nothing is swapped
+ * unless all of this passes.
+ */
+static struct mtls_config *
+config_build(const struct proxy_listener *l, char *serial, size_t slen,
+    struct mtls_error *err)
+{
+	struct mtls_config *cfg = mtls_config_new();
+	struct mtls *v = NULL;
+	size_t i;
+
+	if (cfg == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	if (mtls_config_set_identity_file(cfg, l->cert, l->key) != 0 ||
+	    mtls_config_set_trust_file(cfg, l->ca) != 0 ||
+	    (l->min_tls && mtls_config_set_min_tls(cfg, l->min_tls) != 0))
+		goto cfgerr;
+	for (i = 0; i < l->n_crls; i++)
+		if (mtls_config_add_crl_file(cfg, l->crls[i]) != 0)
+			goto cfgerr;
+	for (i = 0; i < l->n_allow; i++)
+		if (mtls_config_add_allow(cfg, l->allow[i]) != 0)
+			goto cfgerr;
+	for (i = 0; i < l->n_expect; i++)
+		if (mtls_config_add_expect(cfg, l->expect[i]) != 0)
+			goto cfgerr;
+	if (l->allow_any && mtls_config_set_allow_any(cfg) != 0)
+		goto cfgerr;
+	/* our own chain, checked by a plain verifier on the same bundle */
+	{
+		struct mtls_config *own = mtls_config_new();
+		struct verify_out out;
+		int r;
+
+		if (own == NULL || (v = mtls_new()) == NULL) {
+			mtls_config_free(own);
+			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+			goto err;
+		}
+		own->trust = cfg->trust;
+		r = mtls_configure(v, own);
+		own->trust = NULL;
+		if (r == 0) {
+			r = verify_chain(own, v->store, cfg->chain,
+			    MTLS_PURPOSE_ANY, &out, &v->err);
+			if (out.serial[0])
+				snprintf(serial, slen, "%s", out.serial);
+			verify_out_free(&out);
+		}
+		mtls_config_free(own);
+		if (r != 0) {
+			error_set(err, MTLS_ERR_VERIFY, "%s: own certificate "
+			    "does not verify against %s: %s: %s", l->cert,
+			    l->ca, mtls_fail_name(v->err.fail), v->err.msg);
+			goto err;
+		}
+	}
+	mtls_free(v);
+	cfg->frozen = 1;
+	return cfg;
+ cfgerr:
+	error_copy(err, &cfg->err);
+ err:
+	mtls_free(v);
+	mtls_config_free(cfg);
+	return NULL;
+}
+
+/* ---- timeout queues ---- */
+
+static void
+tq_remove(struct conn *c)
+{
+	struct tq *q = c->q;
+
+	if (q == NULL)
+		return;
+	if (c->q_prev)
+		c->q_prev->q_next = c->q_next;
+	else
+		q->head = c->q_next;
+	if (c->q_next)
+		c->q_next->q_prev = c->q_prev;
+	else
+		q->tail = c->q_prev;
+	c->q = NULL;
+	c->q_prev = c->q_next = NULL;
+}
+
+static void
+tq_put(struct tq *q, struct conn *c, int64_t now)
+{
+	tq_remove(c);
+	c->q = q;
+	c->deadline_ms = now + q->timeout_ms;
+	c->q_prev = q->tail;
+	c->q_next = NULL;
+	if (q->tail)
+		q->tail->q_next = c;
+	else
+		q->head = c;
+	q->tail = c;
+}
+
+/* ---- logging ---- */
+
+static void
+log_handshake(struct conn *c, int ok)
+{
+	struct mtls *t = c->tls_side->tls;
+	json_t *o = json_object();
+	const char *id = mtls_peer_id(t), *serial = mtls_peer_serial(t);
+	int fail = mtls_fail_code(t);
+
+	json_object_set_new(o, "role", json_string(c->w->p->o->l.outbound ?
+	    "client" : "server"));
+	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "peer_id", id ? json_string(id) : json_null());
+	json_object_set_new(o, "serial", serial ? json_string(serial) :
+	    json_null());
+	if (ok) {
+		json_object_set_new(o, "tls_version",
+		    json_string(mtls_conn_version(t)));
+		json_object_set_new(o, "cipher", json_string(mtls_conn_cipher(t)));
+		json_object_set_new(o, "group", json_string(mtls_conn_group(t)));
+		json_object_set_new(o, "resumed",
+		    json_boolean(mtls_conn_resumed(t)));
+	}
+	json_object_set_new(o, "handshake_us", json_integer(c->hs_us));
+	json_object_set_new(o, "result", json_string(ok ? "ok" :
+	    mtls_fail_name(fail ? fail : MTLS_FAIL_NOT_TLS)));
+	if (!ok)
+		json_object_set_new(o, "error", json_string(mtls_error(t)));
+	log_emit(ok ? "info" : "warn", "handshake", o);
+	json_decref(o);
+}
+
+static void
+log_fail(struct conn *c, int fail, const char *msg)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "result", json_string(mtls_fail_name(fail)));
+	json_object_set_new(o, "error", json_string(msg));
+	log_emit("warn", c->state == S_HANDSHAKE ? "handshake" : "connect", o);
+	json_decref(o);
+}
+
+/* ---- connections ---- */
+
+static void
+ep_update(struct worker *w, struct side *s)
+{
+	struct epoll_event ev;
+
+	if (s->fd < 0 || s->want == s->registered)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = s->want;
+	ev.data.ptr = s;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0)
+		s->registered = s->want;
+}
+
+static int
+ep_add(struct worker *w, struct side *s, uint32_t events)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.ptr = s;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->fd, &ev) != 0)
+		return -1;
+	s->want = s->registered = events;
+	return 0;
+}
+
+/* Closes <c> now; its memory is freed after the current batch of events
+ * (another event of this batch may still point at it). */
+static void
+conn_free(struct conn *c, const char *why)
+{
+	struct worker *w = c->w;
+
+	if (c->dead)
+		return;
+	if (c->state == S_PUMP) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "client", json_string(c->client));
+		json_object_set_new(o, "peer_id", mtls_peer_id(c->tls_side->tls) ?
+		    json_string(mtls_peer_id(c->tls_side->tls)) : json_null());
+		json_object_set_new(o, "bytes_in", json_integer(
+		    (json_int_t)c->bytes_ab));
+		json_object_set_new(o, "bytes_out", json_integer(
+		    (json_int_t)c->bytes_ba));
+		json_object_set_new(o, "duration_ms", json_integer(
+		    (now_us() - c->t_start_us) / 1000));
+		json_object_set_new(o, "reason", json_string(why));
+		log_emit("info", "close", o);
+		json_decref(o);
+	}
+	tq_remove(c);
+	if (c->a.tls)
+		mtls_free(c->a.tls);
+	if (c->b.tls)
+		mtls_free(c->b.tls);
+	c->a.tls = c->b.tls = NULL;
+	if (c->a.fd >= 0)
+		close(c->a.fd);
+	if (c->b.fd >= 0)
+		close(c->b.fd);
+	c->a.fd = c->b.fd = -1;
+	free(c->ab.p);
+	free(c->ba.p);
+	c->ab.p = c->ba.p = NULL;
+	c->dead = 1;
+	c->dead_next = w->dead;
+	w->dead = c;
+	w->nconns--;
+	__atomic_sub_fetch(&w->p->active, 1, __ATOMIC_RELAXED);
+}
+
+static void
+reap(struct worker *w)
+{
+	struct conn *c;
+
+	while ((c = w->dead) != NULL) {
+		w->dead = c->dead_next;
+		free(c);
+	}
+}
+
+static void
+set_nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Starts the non-blocking connect of side b. */
+static int
+start_connect(struct conn *c)
+{
+	struct proxy *p = c->w->p;
+	int fd;
+
+	fd = socket(p->target_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	c->b.fd = fd;
+	if (p->target_ss.ss_family != AF_UNIX)
+		set_nodelay(fd);
+	if (connect(fd, (struct sockaddr *)&p->target_ss, p->target_len) != 0 &&
+	    errno != EINPROGRESS)
+		return -1;
+	if (ep_add(c->w, &c->b, EPOLLOUT) != 0)
+		return -1;
+	c->state = S_CONNECT;
+	tq_put(&c->w->conn_q, c, now_ms());
+	return 0;
+}
+
+static int
+start_pump(struct conn *c)
+{
+	if ((c->ab.p = malloc(BUF_SIZE)) == NULL ||
+	    (c->ba.p = malloc(BUF_SIZE)) == NULL)
+		return -1;
+	c->state = S_PUMP;
+	tq_put(&c->w->idle_q, c, now_ms());
+	return 0;
+}
+
+/* Reads into <b> from <s>: >0 bytes, 0 EOF, MTLS_WANT_*, -1 error. */
+static long
+side_read(struct side *s, struct buf *b)
+{
+	long n;
+
+	if (s->tls)
+		return mtls_read(s->tls, b->p, BUF_SIZE);
+	n = read(s->fd, b->p, BUF_SIZE);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return MTLS_WANT_READ;
+	return n;
+}
+
+static long
+side_write(struct side *s, const char *p, size_t len)
+{
+	long n;
+
+	if (s->tls)
+		return mtls_write(s->tls, p, len);
+	n = send(s->fd, p, len, MSG_NOSIGNAL);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return MTLS_WANT_WRITE;
+	return n;
+}
+
+static uint32_t
+want_ev(long r)
+{
+	return r == MTLS_WANT_READ ? EPOLLIN : EPOLLOUT;
+}
+
+/* Moves bytes src -> dst through <b>. -1 on error; sets wants. */
+static int
+pump(struct side *src, struct side *dst, struct buf *b, uint64_t *count,
+    int *progress)
+{
+	long n;
+
+	for (;;) {
+		if (b->len == 0 && !src->rd_eof) {
+			n = side_read(src, b);
+			if (n > 0) {
+				b->off = 0;
+				b->len = (size_t)n;
+				*count += (uint64_t)n;
+				*progress = 1;
+			} else if (n == 0) {
+				src->rd_eof = 1;
+				*progress = 1;
+			} else if (n == MTLS_WANT_READ || n == MTLS_WANT_WRITE) {
+				src->want |= want_ev(n);
+				break;
+			} else
+				return -1;
+		}
+		if (b->len > 0) {
+			n = side_write(dst, b->p + b->off, b->len);
+			if (n > 0) {
+				b->off += (size_t)n;
+				b->len -= (size_t)n;
+				*progress = 1;
+				continue;
+			}
+			if (n == MTLS_WANT_READ || n == MTLS_WANT_WRITE) {
+				dst->want |= want_ev(n);
+				break;
+			}
+			return -1;
+		}
+		if (src->rd_eof && !dst->wr_shut) {
+			/* pass the half-close on */
+			if (dst->tls)
+				mtls_close(dst->tls);
+			shutdown(dst->fd, SHUT_WR);
+			dst->wr_shut = 1;
+		}
+		break;
+	}
+	return 0;
+}
+
+static void
+conn_step(struct conn *c, uint32_t events)
+{
+	struct worker *w = c->w;
+	struct side *t = c->tls_side;
+	int r, progress = 0, soerr;
+	socklen_t sl = sizeof(soerr);
+
+	if (c->state == S_CONNECT) {
+		if (getsockopt(c->b.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+			soerr = errno;
+		if (soerr == EINPROGRESS || soerr == EALREADY)
+			return;
+		if (soerr != 0) {
+			log_fail(c, MTLS_FAIL_CONNECT_FAILED, strerror(soerr));
+			conn_free(c, "connect_failed");
+			return;
+		}
+		if (w->p->o->l.outbound) {
+			/* upstream connected: now our TLS client handshake */
+			if (mtls_connect_socket(w->ctx, &c->b.tls, c->b.fd,
+			    w->p->o->l.servername) != 0) {
+				log_fail(c, MTLS_FAIL_CONNECT_FAILED,
+				    mtls_error(w->ctx));
+				conn_free(c, "error");
+				return;
+			}
+			c->state = S_HANDSHAKE;
+			c->t_start_us = now_us();
+			tq_put(&w->hs_q, c, now_ms());
+		} else if (start_pump(c) != 0) {
+			conn_free(c, "nomem");
+			return;
+		}
+	}
+	if (c->state == S_HANDSHAKE) {
+		r = mtls_handshake(t->tls);
+		if (r == MTLS_WANT_READ || r == MTLS_WANT_WRITE) {
+			t->want = want_ev(r);
+			ep_update(w, t);
+			return;
+		}
+		c->hs_us = now_us() - c->t_start_us;
+		if (r != 0) {
+			log_handshake(c, 0);
+			conn_free(c, "handshake");
+			return;
+		}
+		log_handshake(c, 1);
+		if (!w->p->o->l.outbound) {
+			/* only an authorized peer reaches the backend */
+			if (start_connect(c) != 0) {
+				log_fail(c, MTLS_FAIL_CONNECT_FAILED,
+				    strerror(errno));
+				conn_free(c, "connect_failed");
+			}
+			t->want = 0;
+			if (c->state == S_CONNECT)
+				ep_update(w, t);
+			return;
+		}
+		if (start_pump(c) != 0) {
+			conn_free(c, "nomem");
+			return;
+		}
+	}
+	if (c->state != S_PUMP)
+		return;
+	c->a.want = c->b.want = 0;
+	if (pump(&c->a, &c->b, &c->ab, &c->bytes_ab, &progress) != 0 ||
+	    pump(&c->b, &c->a, &c->ba, &c->bytes_ba, &progress) != 0) {
+		conn_free(c, "reset");
+		return;
+	}
+	if (c->a.rd_eof && c->b.rd_eof && c->ab.len == 0 && c->ba.len == 0) {
+		conn_free(c, "done");
+		return;
+	}
+	/* a hang-up or error that moved nothing would wake us forever */
+	if (!progress && (events & (EPOLLERR | EPOLLHUP))) {
+		conn_free(c, "reset");
+		return;
+	}
+	if (progress)
+		tq_put(&w->idle_q, c, now_ms());
+	ep_update(w, &c->a);
+	ep_update(w, &c->b);
+}
+
+static void
+do_accept(struct worker *w)
+{
+	struct proxy *p = w->p;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct conn *c;
+	int fd, i;
+
+	for (i = 0; i < 64; i++) {
+		sl = sizeof(ss);
+		fd = accept4(w->lfd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* out of descriptors: back off, keep serving */
+				json_t *o = json_object();
+
+				json_object_set_new(o, "error",
+				    json_string(strerror(errno)));
+				log_emit("error", "accept", o);
+				json_decref(o);
+				w->accept_paused_until = now_ms() + 100;
+				epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->lfd, NULL);
+			}
+			return;
+		}
+		if (p->o->max_conns > 0 &&
+		    __atomic_load_n(&p->active, __ATOMIC_RELAXED) >=
+		    p->o->max_conns) {
+			close(fd);
+			log_emit("warn", "refused", NULL);
+			continue;
+		}
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			close(fd);
+			continue;
+		}
+		__atomic_add_fetch(&p->active, 1, __ATOMIC_RELAXED);
+		w->nconns++;
+		c->w = w;
+		c->a.c = c->b.c = c;
+		c->a.fd = fd;
+		c->b.fd = -1;
+		c->t_start_us = now_us();
+		addr_text(&ss, c->client, sizeof(c->client));
+		if (ss.ss_family != AF_UNIX)
+			set_nodelay(fd);
+		if (ep_add(w, &c->a, EPOLLIN) != 0) {
+			conn_free(c, "error");
+			continue;
+		}
+		if (p->o->l.outbound) {
+			c->tls_side = &c->b;
+			if (start_connect(c) != 0) {
+				c->state = S_CONNECT;
+				log_fail(c, MTLS_FAIL_CONNECT_FAILED,
+				    strerror(errno));
+				conn_free(c, "connect_failed");
+				continue;
+			}
+			c->a.want = 0;	/* read the app once upstream is up */
+			ep_update(w, &c->a);
+		} else {
+			c->tls_side = &c->a;
+			if (mtls_accept_socket(w->ctx, &c->a.tls, fd) != 0) {
+				conn_free(c, "error");
+				continue;
+			}
+			c->state = S_HANDSHAKE;
+			tq_put(&w->hs_q, c, now_ms());
+			conn_step(c, 0);
+		}
+	}
+}
+
+static void
+expire(struct worker *w, struct tq *q, int64_t now)
+{
+	struct conn *c;
+
+	while ((c = q->head) != NULL && c->deadline_ms <= now) {
+		if (q == &w->hs_q) {
+			c->hs_us = now_us() - c->t_start_us;
+			log_fail(c, MTLS_FAIL_HANDSHAKE_TIMEOUT, "the handshake "
+			    "did not finish in time");
+			conn_free(c, "handshake_timeout");
+		} else if (q == &w->conn_q) {
+			log_fail(c, MTLS_FAIL_CONNECT_FAILED, "connect timed "
+			    "out");
+			conn_free(c, "connect_timeout");
+		} else
+			conn_free(c, "idle_timeout");
+	}
+}
+
+static void
+take_config(struct worker *w)
+{
+	struct proxy *p = w->p;
+	struct mtls_config *cfg = NULL;
+	uint64_t seq;
+
+	pthread_mutex_lock(&p->mu);
+	seq = p->cfg_seq;
+	if (seq != w->cfg_seq) {
+		cfg = p->cfg;
+		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (cfg == NULL)
+		return;
+	/* a failure keeps the old context serving */
+	if (mtls_configure(w->ctx, cfg) == 0)
+		w->cfg_seq = seq;
+	else {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "worker", json_integer(w->id));
+		json_object_set_new(o, "error", json_string(mtls_error(w->ctx)));
+		log_emit("error", "reload", o);
+		json_decref(o);
+	}
+	mtls_config_free(cfg);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct proxy *p = w->p;
+	struct epoll_event evs[128];
+	int64_t now, next, t;
+	int i, n;
+	uint64_t v;
+
+	for (;;) {
+		now = now_ms();
+		next = now + 1000;
+		if (w->hs_q.head && w->hs_q.head->deadline_ms < next)
+			next = w->hs_q.head->deadline_ms;
+		if (w->conn_q.head && w->conn_q.head->deadline_ms < next)
+			next = w->conn_q.head->deadline_ms;
+		if (w->idle_q.head && w->idle_q.head->deadline_ms < next)
+			next = w->idle_q.head->deadline_ms;
+		t = next - now;
+		n = epoll_wait(w->epfd, evs, 128, t < 0 ? 0 : (int)t);
+		for (i = 0; i < n; i++) {
+			void *d = evs[i].data.ptr;
+
+			if (d == &tag_listener) {
+				do_accept(w);
+			} else if (d == &tag_event) {
+				if (read(w->evfd, &v, sizeof(v)) < 0)
+					v = 0;
+				take_config(w);
+			} else {
+				struct side *s = d;
+
+				if (!s->c->dead)
+					conn_step(s->c, evs[i].events);
+			}
+		}
+		now = now_ms();
+		expire(w, &w->hs_q, now);
+		expire(w, &w->conn_q, now);
+		expire(w, &w->idle_q, now);
+		reap(w);
+		if (w->accept_paused_until && now >= w->accept_paused_until &&
+		    !w->draining) {
+			struct epoll_event ev = { .events = EPOLLIN,
+			    .data.ptr = &tag_listener };
+
+			w->accept_paused_until = 0;
+			epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, &ev);
+		}
+		if (__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE)) {
+			if (!w->draining) {
+				/* stop accepting: the port closes with us */
+				w->draining = 1;
+				epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->lfd, NULL);
+				close(w->lfd);
+				w->lfd = -1;
+			}
+			if (w->nconns == 0 || now >= p->drain_deadline_ms)
+				break;
+		}
+	}
+	/* drain deadline passed: close what is left */
+	while (w->hs_q.head)
+		conn_free(w->hs_q.head, "shutdown");
+	while (w->conn_q.head)
+		conn_free(w->conn_q.head, "shutdown");
+	while (w->idle_q.head)
+		conn_free(w->idle_q.head, "shutdown");
+	reap(w);
+	return NULL;
+}
+
+static int
+listen_socket(struct proxy *p, struct mtls_error *err)
+{
+	int fd, one = 1;
+
+	fd = socket(p->listen_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return error_set_errno(err, MTLS_ERR_IO, "--listen %s: socket",
+		    p->o->l.listen);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* one listening socket per worker: the kernel spreads accepts */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&p->listen_ss, p->listen_len) != 0 ||
+	    listen(fd, 1024) != 0) {
+		error_set_errno(err, MTLS_ERR_IO, "--listen %s", p->o->l.listen);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The folders holding the watched files, each once. */
+static void
+watch_files(int ifd, const struct proxy_listener *l)
+{
+	const char *files[64];
+	char dir[PATH_MAX], seen[8][PATH_MAX];
+	size_t n = 0, i, j, ns = 0;
+
+	files[n++] = l->cert;
+	files[n++] = l->key;
+	files[n++] = l->ca;
+	for (i = 0; i < l->n_crls && n < 64; i++)
+		files[n++] = l->crls[i];
+	for (i = 0; i < n; i++) {
+		char *slash;
+
+		snprintf(dir, sizeof(dir), "%s", files[i]);
+		slash = strrchr(dir, '/');
+		if (slash == NULL)
+			snprintf(dir, sizeof(dir), ".");
+		else if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+		for (j = 0; j < ns; j++)
+			if (strcmp(seen[j], dir) == 0)
+				break;
+		if (j < ns || ns == 8)
+			continue;
+		snprintf(seen[ns++], PATH_MAX, "%s", dir);
+		/* renames and symlink swaps (Kubernetes ..data, mtls agent)
+		 * show up as moves and creates in the folder */
+		inotify_add_watch(ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO |
+		    IN_CREATE | IN_DELETE | IN_ATTRIB);
+	}
+}
+
+static void
+reload(struct proxy *p, const char *why)
+{
+	struct mtls_config *cfg;
+	struct mtls_error err;
+	char serial[64] = "";
+	json_t *o = json_object();
+	uint64_t one = 1;
+	int i;
+
+	error_clear(&err);
+	json_object_set_new(o, "trigger", json_string(why));
+	cfg = config_build(&p->o->l, serial, sizeof(serial), &err);
+	if (cfg == NULL) {
+		json_object_set_new(o, "result", json_string("failed"));
+		json_object_set_new(o, "error", json_string(err.msg));
+		log_emit("error", "reload", o);
+		json_decref(o);
+		return;
+	}
+	pthread_mutex_lock(&p->mu);
+	mtls_config_free(p->cfg);
+	p->cfg = cfg;
+	p->cfg_seq++;
+	pthread_mutex_unlock(&p->mu);
+	for (i = 0; i < p->nworkers; i++)
+		if (write(p->w[i].evfd, &one, sizeof(one)) < 0)
+			continue;
+	json_object_set_new(o, "result", json_string("ok"));
+	json_object_set_new(o, "serial", json_string(serial));
+	log_emit("info", "reload", o);
+	json_decref(o);
+}
+
+static int
+check_opts(const struct proxy_opts *o, struct proxy *p, struct mtls_error *err)
+{
+	const struct proxy_listener *l = &o->l;
+
+	if (l->listen == NULL || l->target == NULL || l->cert == NULL ||
+	    l->key == NULL || l->ca == NULL)
+		return error_set(err, MTLS_ERR_ARG, "--listen, --target, "
+		    "--cert, --key and --ca are required");
+	if (!l->outbound && l->n_allow == 0 && !l->allow_any)
+		return error_set(err, MTLS_ERR_ARG, "refusing to start an "
+		    "inbound listener that lets any client in: give --allow "
+		    "ID (or --allow-any to accept every certificate that "
+		    "chains to --ca)");
+	if (l->outbound && l->n_expect == 0)
+		return error_set(err, MTLS_ERR_ARG, "--outbound needs --expect "
+		    "ID: the upstream's identity");
+	if (proxy_addr_parse(l->listen, "--listen", &p->listen_ss,
+	    &p->listen_len, err) != 0 ||
+	    proxy_addr_parse(l->target, "--target", &p->target_ss,
+	    &p->target_len, err) != 0)
+		return -1;
+	if (p->listen_ss.ss_family == AF_UNIX)
+		return error_set(err, MTLS_ERR_ARG, "--listen: UNIX sockets "
+		    "are not supported for listening yet; use 127.0.0.1:PORT");
+	if (!l->unsafe_target && !l->outbound &&
+	    !proxy_addr_is_local(&p->target_ss))
+		return error_set(err, MTLS_ERR_ARG, "--target %s is not "
+		    "loopback: plaintext would leave this host (use "
+		    "--unsafe-target if that is really meant)", l->target);
+	if (!l->unsafe_target && l->outbound &&
+	    !proxy_addr_is_local(&p->listen_ss))
+		return error_set(err, MTLS_ERR_ARG, "--listen %s is not "
+		    "loopback: the plaintext side must stay on this host (use "
+		    "--unsafe-target if that is really meant)", l->listen);
+	return 0;
+}
+
+int
+proxy_run(const struct proxy_opts *o, struct mtls_error *err)
+{
+	struct proxy p;
+	struct epoll_event ev;
+	sigset_t mask;
+	char serial[64] = "";
+	int sfd = -1, ifd = -1, i, started = 0, rv = -1;
+	int64_t reload_at = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.o = o;
+	pthread_mutex_init(&p.mu, NULL);
+	if (check_opts(o, &p, err) != 0)
+		return -1;
+	if ((p.cfg = config_build(&o->l, serial, sizeof(serial), err)) == NULL)
+		return -1;
+	p.cfg_seq = 1;
+	p.nworkers = o->workers > 0 ? o->workers : (int)sysconf(
+	    _SC_NPROCESSORS_ONLN);
+	if (p.nworkers < 1)
+		p.nworkers = 1;
+	if (p.nworkers > 64)
+		p.nworkers = 64;
+	if ((p.w = calloc((size_t)p.nworkers, sizeof(*p.w))) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < p.nworkers; i++) {
+		struct worker *w = &p.w[i];
+
+		w->p = &p;
+		w->id = i;
+		w->lfd = w->evfd = w->epfd = -1;
+		w->hs_q.timeout_ms = o->handshake_timeout_ms;
+		w->conn_q.timeout_ms = o->connect_timeout_ms;
+		w->idle_q.timeout_ms = o->idle_timeout_ms;
+		w->ctx = o->l.outbound ? mtls_client() : mtls_server();
+		if (w->ctx == NULL) {
+			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if (mtls_configure(w->ctx, p.cfg) != 0) {
+			error_copy(err, &w->ctx->err);
+			goto out;
+		}
+		w->cfg_seq = 1;
+		if ((w->lfd = listen_socket(&p, err)) < 0)
+			goto out;
+		if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    (w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+			error_set_errno(err, MTLS_ERR_IO, "epoll");
+			goto out;
+		}
+		ev.events = EPOLLIN;
+		ev.data.ptr = &tag_listener;
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, &ev);
+		ev.data.ptr = &tag_event;
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
+	}
+	/* signals go to the main thread's signalfd, never to workers */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	if ((sfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+		error_set_errno(err, MTLS_ERR_IO, "signalfd");
+		goto out;
+	}
+	if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0)
+		watch_files(ifd, &o->l);
+	for (i = 0; i < p.nworkers; i++) {
+		if (pthread_create(&p.w[i].thr, NULL, worker_main, &p.w[i])) {
+			error_set(err, MTLS_ERR_IO, "cannot start worker");
+			__atomic_store_n(&p.stopping, 1, __ATOMIC_RELEASE);
+			goto join;
+		}
+		started++;
+	}
+	{
+		json_t *lo = json_object();
+
+		json_object_set_new(lo, "mode", json_string(o->l.outbound ?
+		    "outbound" : "inbound"));
+		json_object_set_new(lo, "listen", json_string(o->l.listen));
+		json_object_set_new(lo, "target", json_string(o->l.target));
+		json_object_set_new(lo, "workers", json_integer(p.nworkers));
+		json_object_set_new(lo, "serial", json_string(serial));
+		log_emit("info", "start", lo);
+		json_decref(lo);
+	}
+	for (;;) {
+		struct pollfd pf[2] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 } };
+		int64_t now = now_ms();
+		int timeout = reload_at ? (int)(reload_at - now) : -1;
+
+		if (reload_at && timeout <= 0) {
+			reload_at = 0;
+			reload(&p, "file change");
+			continue;
+		}
+		if (poll(pf, ifd >= 0 ? 2 : 1, timeout) < 0)
+			continue;
+		if (pf[1].revents & POLLIN) {
+			char ibuf[8192];
+
+			while (read(ifd, ibuf, sizeof(ibuf)) > 0)
+				;
+			/* writers replace several files: wait for quiet */
+			reload_at = now_ms() + 200;
+		}
+		if (pf[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) != sizeof(si))
+				continue;
+			if (si.ssi_signo == SIGHUP)
+				reload(&p, "SIGHUP");
+			else if (si.ssi_signo == SIGTERM ||
+			    si.ssi_signo == SIGINT) {
+				json_t *so = json_object();
+
+				json_object_set_new(so, "signal", json_string(
+				    si.ssi_signo == SIGTERM ? "SIGTERM" :
+				    "SIGINT"));
+				json_object_set_new(so, "open", json_integer(
+				    __atomic_load_n(&p.active,
+				    __ATOMIC_RELAXED)));
+				log_emit("info", "drain", so);
+				json_decref(so);
+				break;
+			}
+		}
+	}
+	p.drain_deadline_ms = now_ms() + o->drain_timeout_ms;
+	__atomic_store_n(&p.stopping, 1, __ATOMIC_RELEASE);
+	rv = 0;
+ join:
+	for (i = 0; i < started; i++) {
+		uint64_t one = 1;
+
+		if (write(p.w[i].evfd, &one, sizeof(one)) < 0)
+			continue;
+	}
+	for (i = 0; i < started; i++)
+		pthread_join(p.w[i].thr, NULL);
+	log_emit("info", "stop", NULL);
+ out:
+	for (i = 0; p.w != NULL && i < p.nworkers; i++) {
+		if (p.w[i].lfd >= 0)
+			close(p.w[i].lfd);
+		if (p.w[i].evfd >= 0)
+			close(p.w[i].evfd);
+		if (p.w[i].epfd >= 0)
+			close(p.w[i].epfd);
+		mtls_free(p.w[i].ctx);
+	}
+	free(p.w);
+	if (sfd >= 0)
+		close(sfd);
+	if (ifd >= 0)
+		close(ifd);
+	mtls_config_free(p.cfg);
+	pthread_mutex_destroy(&p.mu);
+	return rv;
+}

@@ -1,0 +1,56 @@
+/*
+ * The proxy engine (layer 2): one event-loop thread per worker, each with
+ * its own SO_REUSEPORT listening socket and its own TLS context built from
+ * one shared, frozen config; byte pump between a TLS side and a plain
+ * side; timeouts; hot reload; drain on SIGTERM.
+ */
+#ifndef MTLS_PROXY_H
+#define MTLS_PROXY_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+
+struct proxy_listener {
+	int	 outbound;	/* plain in, mTLS out */
+	char	*listen;	/* HOST:PORT */
+	char	*target;	/* HOST:PORT or unix:/path */
+	char	*cert, *key, *ca;
+	char	**crls;
+	size_t	 n_crls;
+	char	**allow;	/* inbound: allow rules */
+	size_t	 n_allow;
+	int	 allow_any;
+	char	**expect;	/* outbound: the upstream's identity */
+	size_t	 n_expect;
+	char	*servername;	/* outbound: SNI */
+	char	*min_tls;	/* "1.2" or NULL (1.3) */
+	int	 unsafe_target;	/* plaintext side may leave this host */
+};
+
+struct proxy_opts {
+	struct proxy_listener	 l;
+	int			 workers;
+	int64_t			 handshake_timeout_ms;
+	int64_t			 connect_timeout_ms;
+	int64_t			 idle_timeout_ms;
+	int64_t			 drain_timeout_ms;
+	int			 max_conns;
+};
+
+/* Checks <o> (fail closed: inbound needs allow rules or allow_any; the
+ * plaintext side must be loopback unless unsafe_target), binds, runs until
+ * SIGTERM/SIGINT and drains. 0 on a clean stop, -1 with <err> at start. */
+int	 proxy_run(const struct proxy_opts *, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+
+/* Parses "host:port", "[v6]:port" or "unix:/path" into <ss>. <what>
+ * names it in errors. */
+int	 proxy_addr_parse(const char *text, const char *what,
+	    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+/* 1 when <ss> is loopback or a UNIX socket. */
+int	 proxy_addr_is_local(const struct sockaddr_storage *ss);
+
+#endif
