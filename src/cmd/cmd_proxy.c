@@ -25,6 +25,7 @@ static const char proxy_help[] =
 "  --max-conns N          refuse connections beyond N open ones\n"
 "  --log-format json|text default: json unless stderr is a terminal\n"
 "  --unsafe-target        let the plaintext side leave this host\n"
+"  --admin ADDR           /metrics (Prometheus), /healthz, /readyz\n"
 "Files are watched and reloaded on change and on SIGHUP; a bad new set is\n"
 "refused and the old one keeps serving. SIGTERM stops accepting and lets\n"
 "open connections finish for up to --drain-timeout.\n";
@@ -33,7 +34,7 @@ enum {
 	P_LISTEN = 256, P_TARGET, P_CERT, P_KEY, P_CA, P_ALLOW, P_ALLOW_ANY,
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
-	P_LOGFMT
+	P_LOGFMT, P_ADMIN
 };
 
 static const struct option opts[] = {
@@ -57,6 +58,7 @@ static const struct option opts[] = {
 	{ "drain-timeout", required_argument, NULL, P_DRAIN_TO },
 	{ "max-conns", required_argument, NULL, P_MAXCONNS },
 	{ "log-format", required_argument, NULL, P_LOGFMT },
+	{ "admin", required_argument, NULL, P_ADMIN },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -159,6 +161,7 @@ cmd_proxy(int argc, char **argv)
 			if (num("--max-conns", optarg, 1, 1000000, &o.max_conns))
 				goto out;
 			break;
+		case P_ADMIN: o.admin = optarg; break;
 		case P_LOGFMT:
 			if (strcmp(optarg, "json") == 0)
 				log_set_format(1);

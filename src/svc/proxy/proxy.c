@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,6 +46,13 @@
 #include "proxy/proxy.h"
 
 #define BUF_SIZE	16384
+#define HS_BUCKETS	11
+
+/* mtls_handshake_seconds buckets, in microseconds */
+static const int64_t hs_bucket_us[HS_BUCKETS] = {
+	500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000
+};
 
 enum cstate { S_HANDSHAKE, S_CONNECT, S_PUMP };
 
@@ -105,6 +113,11 @@ struct worker {
 	int64_t		 accept_paused_until;
 	int		 draining;
 	struct conn	*dead;		/* closed this batch, to free */
+	/* metrics: written by this worker only, read by the admin side */
+	uint64_t	 m_hs[MTLS_FAIL__COUNT][2];	/* [result][resumed] */
+	uint64_t	 m_hs_bucket[HS_BUCKETS + 1];
+	uint64_t	 m_hs_sum_us;
+	uint64_t	 m_bytes_in, m_bytes_out;
 };
 
 struct proxy {
@@ -119,6 +132,10 @@ struct proxy {
 	int			 stopping;	/* atomic */
 	int64_t			 drain_deadline_ms;
 	int			 active;	/* atomic: open connections */
+	int			 admin_fd;
+	uint64_t		 m_reload_ok, m_reload_failed;
+	int64_t			 own_not_after;	/* atomic: own cert expiry */
+	char			 own_id[256];	/* under mu */
 };
 
 /* A tag for the listener's and eventfd's epoll data. */
@@ -235,6 +252,8 @@ addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
 
 /* ---- config ---- */
 
+static void own_identity(struct proxy *, const struct mtls_config *);
+
 /*
  * Builds and checks a complete config from the files: the key matches the
  * certificate, the certificate is valid now and chains to the bundle (in
@@ -344,6 +363,26 @@ tq_put(struct tq *q, struct conn *c, int64_t now)
 	q->tail = c;
 }
 
+/* ---- metrics ---- */
+
+static void
+bump(uint64_t *v, uint64_t n)
+{
+	__atomic_add_fetch(v, n, __ATOMIC_RELAXED);
+}
+
+static void
+count_handshake(struct worker *w, int result, int resumed, int64_t us)
+{
+	int i;
+
+	bump(&w->m_hs[result][resumed ? 1 : 0], 1);
+	for (i = 0; i < HS_BUCKETS && us > hs_bucket_us[i]; i++)
+		;
+	bump(&w->m_hs_bucket[i], 1);
+	bump(&w->m_hs_sum_us, (uint64_t)(us > 0 ? us : 0));
+}
+
 /* ---- logging ---- */
 
 static void
@@ -368,6 +407,8 @@ log_handshake(struct conn *c, int ok)
 		json_object_set_new(o, "resumed",
 		    json_boolean(mtls_conn_resumed(t)));
 	}
+	count_handshake(c->w, ok ? MTLS_FAIL_NONE : (fail ? fail :
+	    MTLS_FAIL_NOT_TLS), ok && mtls_conn_resumed(t), c->hs_us);
 	json_object_set_new(o, "handshake_us", json_integer(c->hs_us));
 	json_object_set_new(o, "result", json_string(ok ? "ok" :
 	    mtls_fail_name(fail ? fail : MTLS_FAIL_NOT_TLS)));
@@ -382,6 +423,8 @@ log_fail(struct conn *c, int fail, const char *msg)
 {
 	json_t *o = json_object();
 
+	if (c->state == S_HANDSHAKE)
+		count_handshake(c->w, fail, 0, c->hs_us);
 	json_object_set_new(o, "client", json_string(c->client));
 	json_object_set_new(o, "result", json_string(mtls_fail_name(fail)));
 	json_object_set_new(o, "error", json_string(msg));
@@ -443,6 +486,8 @@ conn_free(struct conn *c, const char *why)
 		json_object_set_new(o, "reason", json_string(why));
 		log_emit("info", "close", o);
 		json_decref(o);
+		bump(&w->m_bytes_in, c->bytes_ab);
+		bump(&w->m_bytes_out, c->bytes_ba);
 	}
 	tq_remove(c);
 	if (c->a.tls)
@@ -964,6 +1009,7 @@ reload(struct proxy *p, const char *why)
 	json_object_set_new(o, "trigger", json_string(why));
 	cfg = config_build(&p->o->l, serial, sizeof(serial), &err);
 	if (cfg == NULL) {
+		p->m_reload_failed++;
 		json_object_set_new(o, "result", json_string("failed"));
 		json_object_set_new(o, "error", json_string(err.msg));
 		log_emit("error", "reload", o);
@@ -975,6 +1021,8 @@ reload(struct proxy *p, const char *why)
 	p->cfg = cfg;
 	p->cfg_seq++;
 	pthread_mutex_unlock(&p->mu);
+	own_identity(p, cfg);
+	p->m_reload_ok++;
 	for (i = 0; i < p->nworkers; i++)
 		if (write(p->w[i].evfd, &one, sizeof(one)) < 0)
 			continue;
@@ -982,6 +1030,217 @@ reload(struct proxy *p, const char *why)
 	json_object_set_new(o, "serial", json_string(serial));
 	log_emit("info", "reload", o);
 	json_decref(o);
+}
+
+/* ---- admin: /metrics, /healthz, /readyz ---- */
+
+static void
+own_identity(struct proxy *p, const struct mtls_config *cfg)
+{
+	X509 *leaf = sk_X509_value(cfg->chain, 0);
+	struct mtls_error e;
+	struct ids ids;
+
+	__atomic_store_n(&p->own_not_after,
+	    asn1_time_unix(X509_get0_notAfter(leaf)), __ATOMIC_RELAXED);
+	pthread_mutex_lock(&p->mu);
+	p->own_id[0] = '\0';
+	if (ids_from_cert(leaf, &ids, &e) == 0) {
+		if (ids_primary(&ids) != NULL)
+			snprintf(p->own_id, sizeof(p->own_id), "%s",
+			    ids_primary(&ids));
+		ids_free(&ids);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+struct sbuf {
+	char	*p;
+	size_t	 len, cap;
+};
+
+static void
+sb_printf(struct sbuf *b, const char *fmt, ...) MTLS_PRINTF(2, 3);
+
+static void
+sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ?
+		    b->cap - b->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (b->p != NULL && b->len + (size_t)n < b->cap) {
+			b->len += (size_t)n;
+			return;
+		}
+		{
+			size_t nc = (b->cap ? b->cap * 2 : 8192) + (size_t)n;
+			char *np = realloc(b->p, nc);
+
+			if (np == NULL)
+				return;
+			b->p = np;
+			b->cap = nc;
+		}
+	}
+}
+
+static uint64_t
+ld(const uint64_t *v)
+{
+	return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+static void
+metrics_text(struct proxy *p, struct sbuf *b)
+{
+	const char *role = p->o->l.outbound ? "client" : "server";
+	uint64_t cum = 0, sum = 0, cnt = 0, v, in = 0, out = 0;
+	int f, r, i, k;
+	char id[256];
+
+	sb_printf(b, "# HELP mtls_handshakes_total TLS handshakes by result "
+	    "(taxonomy code or ok).\n# TYPE mtls_handshakes_total counter\n");
+	for (f = 0; f < MTLS_FAIL__COUNT; f++)
+		for (r = 0; r < 2; r++) {
+			for (v = 0, i = 0; i < p->nworkers; i++)
+				v += ld(&p->w[i].m_hs[f][r]);
+			if (v == 0 && !(f == 0))
+				continue;
+			sb_printf(b, "mtls_handshakes_total{role=\"%s\","
+			    "result=\"%s\",resumed=\"%s\"} %llu\n", role,
+			    mtls_fail_name(f), r ? "true" : "false",
+			    (unsigned long long)v);
+		}
+	sb_printf(b, "# HELP mtls_handshake_seconds Handshake duration.\n"
+	    "# TYPE mtls_handshake_seconds histogram\n");
+	for (k = 0; k <= HS_BUCKETS; k++) {
+		for (i = 0; i < p->nworkers; i++)
+			cum += ld(&p->w[i].m_hs_bucket[k]);
+		if (k < HS_BUCKETS)
+			sb_printf(b, "mtls_handshake_seconds_bucket{le=\"%g\"} "
+			    "%llu\n", (double)hs_bucket_us[k] / 1e6,
+			    (unsigned long long)cum);
+	}
+	cnt = cum;
+	for (i = 0; i < p->nworkers; i++) {
+		sum += ld(&p->w[i].m_hs_sum_us);
+		in += ld(&p->w[i].m_bytes_in);
+		out += ld(&p->w[i].m_bytes_out);
+	}
+	sb_printf(b, "mtls_handshake_seconds_bucket{le=\"+Inf\"} %llu\n"
+	    "mtls_handshake_seconds_sum %.6f\nmtls_handshake_seconds_count "
+	    "%llu\n", (unsigned long long)cnt, (double)sum / 1e6,
+	    (unsigned long long)cnt);
+	sb_printf(b, "# HELP mtls_connections_active Open connections.\n"
+	    "# TYPE mtls_connections_active gauge\nmtls_connections_active "
+	    "%d\n", __atomic_load_n(&p->active, __ATOMIC_RELAXED));
+	sb_printf(b, "# HELP mtls_bytes_total Bytes relayed (closed "
+	    "connections).\n# TYPE mtls_bytes_total counter\n"
+	    "mtls_bytes_total{direction=\"in\"} %llu\n"
+	    "mtls_bytes_total{direction=\"out\"} %llu\n",
+	    (unsigned long long)in, (unsigned long long)out);
+	pthread_mutex_lock(&p->mu);
+	snprintf(id, sizeof(id), "%s", p->own_id);
+	pthread_mutex_unlock(&p->mu);
+	for (i = 0; id[i]; i++)
+		if (id[i] == '"' || id[i] == '\\' || id[i] == '\n')
+			id[i] = '_';
+	sb_printf(b, "# HELP mtls_cert_expiry_timestamp_seconds notAfter of "
+	    "our certificate.\n# TYPE mtls_cert_expiry_timestamp_seconds "
+	    "gauge\nmtls_cert_expiry_timestamp_seconds{id=\"%s\"} %lld\n",
+	    id, (long long)__atomic_load_n(&p->own_not_after,
+	    __ATOMIC_RELAXED));
+	sb_printf(b, "# HELP mtls_reloads_total Certificate reloads.\n"
+	    "# TYPE mtls_reloads_total counter\n"
+	    "mtls_reloads_total{result=\"ok\"} %llu\n"
+	    "mtls_reloads_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)p->m_reload_ok,
+	    (unsigned long long)p->m_reload_failed);
+}
+
+static void
+admin_reply(int fd, int code, const char *status, const char *ctype,
+    const char *body, size_t len)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: "
+	    "%s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", code,
+	    status, ctype, len);
+	struct pollfd pf = { fd, POLLOUT, 0 };
+	size_t off = 0;
+	ssize_t w;
+
+	if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n)
+		return;
+	while (off < len && poll(&pf, 1, 1000) == 1) {
+		w = send(fd, body + off, len - off, MSG_NOSIGNAL);
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
+/* One request per connection, read with a deadline: the admin port is
+ * for probes and scrapers, not a general HTTP server. */
+static void
+admin_serve(struct proxy *p)
+{
+	char req[2048], path[256];
+	struct pollfd pf;
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	fd = accept4(p->admin_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	pf.fd = fd;
+	pf.events = POLLIN;
+	while (got < sizeof(req) - 1 && poll(&pf, 1, 1000) == 1) {
+		n = recv(fd, req + got, sizeof(req) - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		req[got] = '\0';
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	req[got] = '\0';
+	if (sscanf(req, "GET %255s HTTP/1.", path) != 1) {
+		admin_reply(fd, 400, "Bad Request", "text/plain", "bad request\n",
+		    12);
+	} else if (strcmp(path, "/metrics") == 0) {
+		struct sbuf b = { NULL, 0, 0 };
+
+		metrics_text(p, &b);
+		admin_reply(fd, 200, "OK", "text/plain; version=0.0.4",
+		    b.p ? b.p : "", b.len);
+		free(b.p);
+	} else if (strcmp(path, "/healthz") == 0) {
+		admin_reply(fd, 200, "OK", "text/plain", "ok\n", 3);
+	} else if (strcmp(path, "/readyz") == 0) {
+		int64_t na = __atomic_load_n(&p->own_not_after,
+		    __ATOMIC_RELAXED);
+
+		if (na > (int64_t)time(NULL) &&
+		    !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE))
+			admin_reply(fd, 200, "OK", "text/plain", "ready\n", 6);
+		else
+			admin_reply(fd, 503, "Service Unavailable",
+			    "text/plain", "not ready: own certificate expired "
+			    "or draining\n", 48);
+	} else {
+		admin_reply(fd, 404, "Not Found", "text/plain", "not found\n",
+		    10);
+	}
+	close(fd);
 }
 
 static int
@@ -1040,6 +1299,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	if ((p.cfg = config_build(&o->l, serial, sizeof(serial), err)) == NULL)
 		return -1;
 	p.cfg_seq = 1;
+	p.admin_fd = -1;
+	own_identity(&p, p.cfg);
 	p.nworkers = o->workers > 0 ? o->workers : (int)sysconf(
 	    _SC_NPROCESSORS_ONLN);
 	if (p.nworkers < 1)
@@ -1095,6 +1356,25 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	}
 	if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0)
 		watch_files(ifd, &o->l);
+	if (o->admin != NULL) {
+		struct sockaddr_storage ass;
+		socklen_t al;
+		int one = 1;
+
+		if (proxy_addr_parse(o->admin, "--admin", &ass, &al, err) != 0)
+			goto out;
+		p.admin_fd = socket(ass.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (p.admin_fd < 0 ||
+		    setsockopt(p.admin_fd, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one)) != 0 ||
+		    bind(p.admin_fd, (struct sockaddr *)&ass, al) != 0 ||
+		    listen(p.admin_fd, 64) != 0) {
+			error_set_errno(err, MTLS_ERR_IO, "--admin %s",
+			    o->admin);
+			goto out;
+		}
+	}
 	for (i = 0; i < p.nworkers; i++) {
 		if (pthread_create(&p.w[i].thr, NULL, worker_main, &p.w[i])) {
 			error_set(err, MTLS_ERR_IO, "cannot start worker");
@@ -1116,7 +1396,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		json_decref(lo);
 	}
 	for (;;) {
-		struct pollfd pf[2] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 } };
+		struct pollfd pf[3] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 },
+		    { p.admin_fd, POLLIN, 0 } };
 		int64_t now = now_ms();
 		int timeout = reload_at ? (int)(reload_at - now) : -1;
 
@@ -1125,8 +1406,10 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			reload(&p, "file change");
 			continue;
 		}
-		if (poll(pf, ifd >= 0 ? 2 : 1, timeout) < 0)
+		if (poll(pf, 3, timeout) < 0)
 			continue;
+		if (pf[2].revents & POLLIN)
+			admin_serve(&p);
 		if (pf[1].revents & POLLIN) {
 			char ibuf[8192];
 
@@ -1186,6 +1469,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		close(sfd);
 	if (ifd >= 0)
 		close(ifd);
+	if (p.admin_fd >= 0)
+		close(p.admin_fd);
 	mtls_config_free(p.cfg);
 	pthread_mutex_destroy(&p.mu);
 	return rv;

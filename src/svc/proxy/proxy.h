@@ -37,6 +37,7 @@ struct proxy_opts {
 	int64_t			 idle_timeout_ms;
 	int64_t			 drain_timeout_ms;
 	int			 max_conns;
+	char			*admin;		/* HOST:PORT of /metrics etc. */
 };
 
 /* Checks <o> (fail closed: inbound needs allow rules or allow_any; the
