@@ -231,6 +231,7 @@ struct tls_state {
 	struct mtls_config	*cfg;
 	X509_STORE		*store;
 	SSL_CTX			*ssl_ctx;
+	struct verify_cache	*vcache;
 };
 
 enum mtls_kind { KIND_VERIFY = 0, KIND_SERVER, KIND_CLIENT, KIND_CONN };
@@ -262,6 +263,14 @@ void	 verify_out_free(struct verify_out *);
 int	 verify_chain(const struct mtls_config *, X509_STORE *,
 	    STACK_OF(X509) *certs, int purpose, struct verify_out *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* verify_chain() through a cache of successful path validations (see
+ * verify.c); <vc> may be NULL. Thread-safe. */
+struct verify_cache;
+struct verify_cache *verify_cache_new(void);
+void	 verify_cache_free(struct verify_cache *);
+int	 verify_chain_cached(const struct mtls_config *, X509_STORE *,
+	    struct verify_cache *, STACK_OF(X509) *certs, int purpose,
+	    struct verify_out *, struct mtls_error *) MTLS_MUST_CHECK;
 /* An X509_STORE holding <cfg>'s anchors (and CRLs). */
 X509_STORE *verify_store_new(const struct mtls_config *, struct mtls_error *);
 

@@ -59,6 +59,7 @@ tls_state_free(struct tls_state *st)
 		return;
 	SSL_CTX_free(st->ssl_ctx);
 	X509_STORE_free(st->store);
+	verify_cache_free(st->vcache);
 	mtls_config_free(st->cfg);
 	free(st);
 }
@@ -104,8 +105,8 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 		if (!sk_X509_push(certs, x))
 			goto out;
 	}
-	ok = verify_chain(st->cfg, st->store, certs, conn_purpose(conn), &out,
-	    &conn->err) == 0;
+	ok = verify_chain_cached(st->cfg, st->store, st->vcache, certs,
+	    conn_purpose(conn), &out, &conn->err) == 0;
 	if (ok && conn->expect_name[0] != '\0') {
 		size_t k;
 
@@ -211,8 +212,8 @@ ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
 		}
 	}
 	error_clear(&err);
-	ok = verify_chain(st->cfg, st->store, certs, conn_purpose(conn), &out,
-	    &err) == 0;
+	ok = verify_chain_cached(st->cfg, st->store, st->vcache, certs,
+	    conn_purpose(conn), &out, &err) == 0;
 	if (ok)
 		ctx_set_peer(conn, &out);
 	verify_out_free(&out);
@@ -354,6 +355,10 @@ tls_configure(struct mtls *m, struct mtls_config *cfg)
 	st->cfg = cfg;
 	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
 	cfg->frozen = 1;
+	if ((st->vcache = verify_cache_new()) == NULL) {
+		tls_state_free(st);
+		return error_set(&m->err, MTLS_ERR_NOMEM, "out of memory");
+	}
 	if ((st->store = verify_store_new(cfg, &m->err)) == NULL ||
 	    build_ctx(st, &m->err) != 0) {
 		tls_state_free(st);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
+#include <stdint.h>
 
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
@@ -429,8 +431,32 @@ any_match(char * const *rules, size_t nr, const struct ids *ids)
 	return 0;
 }
 
-int
-verify_chain(const struct mtls_config *cfg, X509_STORE *store,
+/* Checks the expect and allow rules against <ids>. */
+static int
+authorize(const struct mtls_config *cfg, const struct ids *ids,
+    struct mtls_error *err)
+{
+	char found[512];
+	size_t i;
+
+	for (i = 0; i < cfg->n_expect; i++)
+		if (!any_match(&cfg->expect[i], 1, ids)) {
+			ids_join(ids, found, sizeof(found));
+			return error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH,
+			    "expected %s, found %s", cfg->expect[i], found);
+		}
+	if (!cfg->allow_any && cfg->n_allow > 0 &&
+	    !any_match(cfg->allow, cfg->n_allow, ids)) {
+		ids_join(ids, found, sizeof(found));
+		return error_fail(err, MTLS_FAIL_NOT_AUTHORIZED,
+		    "%s matches no allow rule", found);
+	}
+	return 0;
+}
+
+/* Everything but the identity rules: path validation and our policy. */
+static int
+verify_path(const struct mtls_config *cfg, X509_STORE *store,
     STACK_OF(X509) *certs, int purpose, struct verify_out *out,
     struct mtls_error *err)
 {
@@ -439,8 +465,6 @@ verify_chain(const struct mtls_config *cfg, X509_STORE *store,
 	X509_VERIFY_PARAM *param;
 	X509 *leaf;
 	const char *spiffe;
-	char found[512];
-	size_t i;
 	int rv = -1, j;
 
 	memset(out, 0, sizeof(*out));
@@ -492,20 +516,6 @@ verify_chain(const struct mtls_config *cfg, X509_STORE *store,
 	if (check_scope(out->chain, spiffe, err) != 0 ||
 	    check_ca_revocation(cfg, out->chain, err) != 0)
 		goto out;
-	for (i = 0; i < cfg->n_expect; i++)
-		if (!any_match(&cfg->expect[i], 1, &out->ids)) {
-			ids_join(&out->ids, found, sizeof(found));
-			error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH,
-			    "expected %s, found %s", cfg->expect[i], found);
-			goto out;
-		}
-	if (!cfg->allow_any && cfg->n_allow > 0 &&
-	    !any_match(cfg->allow, cfg->n_allow, &out->ids)) {
-		ids_join(&out->ids, found, sizeof(found));
-		error_fail(err, MTLS_FAIL_NOT_AUTHORIZED,
-		    "%s matches no allow rule", found);
-		goto out;
-	}
 	rv = 0;
 	goto out;
  nomem:
@@ -518,4 +528,193 @@ verify_chain(const struct mtls_config *cfg, X509_STORE *store,
 		out->chain = NULL;
 	}
 	return rv;
+}
+
+int
+verify_chain(const struct mtls_config *cfg, X509_STORE *store,
+    STACK_OF(X509) *certs, int purpose, struct verify_out *out,
+    struct mtls_error *err)
+{
+	if (verify_path(cfg, store, certs, purpose, out, err) != 0)
+		return -1;
+	if (authorize(cfg, &out->ids, err) != 0) {
+		sk_X509_pop_free(out->chain, X509_free);
+		out->chain = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The verification cache (DESIGN.md "Performance principles"). Verifying
+ * the same client chain again on every handshake is most of a proxy's
+ * certificate cost. An entry is keyed by SHA-256 over the exact chain bytes
+ * as presented and the purpose; it lives in one TLS state, i.e. one trust
+ * bundle, CRL set and rule set (a reload makes a new state and an empty
+ * cache). Only successes are cached. On every hit we still check the
+ * validity window of the whole chain (and of the CRLs) against the clock,
+ * the presented certificates against the CRLs, and the identity rules.
+ */
+#define VCACHE_SLOTS	256
+
+struct vcache_ent {
+	int		used;
+	uint8_t		key[32];
+	int64_t		not_before, not_after;
+	struct ids	ids;
+	char		serial[48];
+};
+
+struct verify_cache {
+	pthread_mutex_t		mu;
+	struct vcache_ent	e[VCACHE_SLOTS];
+};
+
+struct verify_cache *
+verify_cache_new(void)
+{
+	struct verify_cache *vc = calloc(1, sizeof(*vc));
+
+	if (vc != NULL)
+		pthread_mutex_init(&vc->mu, NULL);
+	return vc;
+}
+
+void
+verify_cache_free(struct verify_cache *vc)
+{
+	int i;
+
+	if (vc == NULL)
+		return;
+	for (i = 0; i < VCACHE_SLOTS; i++)
+		ids_free(&vc->e[i].ids);
+	pthread_mutex_destroy(&vc->mu);
+	free(vc);
+}
+
+static int
+chain_key(STACK_OF(X509) *certs, int purpose, uint8_t key[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char d[EVP_MAX_MD_SIZE], p = (unsigned char)purpose;
+	unsigned int n;
+	int i, ok;
+
+	ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+	    EVP_DigestUpdate(md, &p, 1);
+	for (i = 0; ok && i < sk_X509_num(certs); i++)
+		ok = X509_digest(sk_X509_value(certs, i), EVP_sha256(), d, &n) &&
+		    EVP_DigestUpdate(md, d, n);
+	ok = ok && EVP_DigestFinal_ex(md, key, &n);
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -1;
+}
+
+static int
+ids_copy(struct ids *dst, const struct ids *src)
+{
+	size_t i;
+
+	memset(dst, 0, sizeof(*dst));
+	for (i = 0; i < src->n; i++)
+		if (ids_add(dst, "", src->v[i], strlen(src->v[i])) != 0) {
+			ids_free(dst);
+			return -1;
+		}
+	dst->n_uri = src->n_uri;
+	return 0;
+}
+
+/* Revocation of the presented certificates by serial, for a cache hit. */
+static int
+presented_revoked(const struct mtls_config *cfg, STACK_OF(X509) *certs,
+    struct mtls_error *err)
+{
+	X509_REVOKED *rev;
+	char label[256];
+	int i, j;
+
+	for (i = 0; cfg->crls != NULL && i < sk_X509_num(certs); i++) {
+		X509 *x = sk_X509_value(certs, i);
+
+		for (j = 0; j < sk_X509_CRL_num(cfg->crls); j++) {
+			X509_CRL *c = sk_X509_CRL_value(cfg->crls, j);
+
+			if (X509_NAME_cmp(X509_CRL_get_issuer(c),
+			    X509_get_issuer_name(x)) == 0 &&
+			    X509_CRL_get0_by_cert(c, &rev, x) == 1) {
+				cert_label(x, label, sizeof(label));
+				return error_fail(err, MTLS_FAIL_REVOKED,
+				    "%s %s is revoked", i ? "CA certificate" :
+				    "leaf", label);
+			}
+		}
+	}
+	return 0;
+}
+
+int
+verify_chain_cached(const struct mtls_config *cfg, X509_STORE *store,
+    struct verify_cache *vc, STACK_OF(X509) *certs, int purpose,
+    struct verify_out *out, struct mtls_error *err)
+{
+	struct vcache_ent *e;
+	uint8_t key[32];
+	int64_t now = now_or(cfg), nb = 0, na = INT64_MAX, t;
+	int i, hit = 0;
+
+	if (vc == NULL || certs == NULL || sk_X509_num(certs) == 0 ||
+	    chain_key(certs, purpose, key) != 0)
+		return verify_chain(cfg, store, certs, purpose, out, err);
+	memset(out, 0, sizeof(*out));
+	error_clear(err);
+	e = &vc->e[key[0]];
+	pthread_mutex_lock(&vc->mu);
+	if (e->used && memcmp(e->key, key, 32) == 0 && now >= e->not_before &&
+	    now <= e->not_after && ids_copy(&out->ids, &e->ids) == 0) {
+		memcpy(out->serial, e->serial, sizeof(out->serial));
+		hit = 1;
+	}
+	pthread_mutex_unlock(&vc->mu);
+	if (hit) {
+		if (presented_revoked(cfg, certs, err) != 0 ||
+		    authorize(cfg, &out->ids, err) != 0)
+			return -1;
+		return 0;
+	}
+	if (verify_path(cfg, store, certs, purpose, out, err) != 0)
+		return -1;
+	/* the window in which this result holds */
+	for (i = 0; i < sk_X509_num(out->chain); i++) {
+		X509 *x = sk_X509_value(out->chain, i);
+
+		if ((t = asn1_time_unix(X509_get0_notBefore(x))) > nb)
+			nb = t;
+		if ((t = asn1_time_unix(X509_get0_notAfter(x))) < na)
+			na = t;
+	}
+	for (i = 0; cfg->crls != NULL && i < sk_X509_CRL_num(cfg->crls); i++) {
+		X509_CRL *c = sk_X509_CRL_value(cfg->crls, i);
+
+		if ((t = asn1_time_unix(X509_CRL_get0_lastUpdate(c))) > nb)
+			nb = t;
+		if (X509_CRL_get0_nextUpdate(c) != NULL &&
+		    (t = asn1_time_unix(X509_CRL_get0_nextUpdate(c))) < na)
+			na = t;
+	}
+	pthread_mutex_lock(&vc->mu);
+	ids_free(&e->ids);
+	e->used = ids_copy(&e->ids, &out->ids) == 0;
+	memcpy(e->key, key, 32);
+	e->not_before = nb;
+	e->not_after = na;
+	memcpy(e->serial, out->serial, sizeof(e->serial));
+	pthread_mutex_unlock(&vc->mu);
+	if (authorize(cfg, &out->ids, err) != 0) {
+		sk_X509_pop_free(out->chain, X509_free);
+		out->chain = NULL;
+		return -1;
+	}
+	return 0;
 }
