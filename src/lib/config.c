@@ -7,6 +7,8 @@
 
 #include "internal.h"
 
+static uint64_t generation_counter;
+
 struct mtls_config *
 mtls_config_new(void)
 {
@@ -21,6 +23,12 @@ mtls_config_new(void)
 		return NULL;
 	}
 	c->n_ticket_keys = 1;
+	c->generation = __atomic_add_fetch(&generation_counter, 1,
+	    __ATOMIC_ACQ_REL);
+	if ((c->vcache = verify_cache_new()) == NULL) {
+		free(c);
+		return NULL;
+	}
 	return c;
 }
 
@@ -31,6 +39,7 @@ mtls_config_free(struct mtls_config *c)
 		return;
 	secret_clear(&c->pass);
 	OPENSSL_cleanse(c->ticket_keys, sizeof(c->ticket_keys));
+	verify_cache_free(c->vcache);
 	sk_X509_pop_free(c->chain, X509_free);
 	EVP_PKEY_free(c->key);
 	sk_X509_pop_free(c->trust, X509_free);

@@ -215,6 +215,8 @@ struct mtls_config {
 	 * key, if any) still opens. name 16 | AES-256 32 | HMAC 32 bytes. */
 	uint8_t			 ticket_keys[2][80];
 	int			 n_ticket_keys;
+	uint64_t		 generation;	/* unique per config */
+	struct verify_cache	*vcache;	/* verify.c */
 };
 
 /*
@@ -222,16 +224,14 @@ struct mtls_config {
  * its X509_STORE and one SSL_CTX. Immutable once built; a reconfigure
  * builds a new one and swaps the pointer, and every connection keeps a
  * reference to the state it started with, so reloads never touch open
- * connections. <generation> is unique per state: session tickets carry it.
+ * connections.
  */
 struct tls_state {
 	int			 refs;		/* atomic */
 	int			 is_server;
-	uint64_t		 generation;
 	struct mtls_config	*cfg;
 	X509_STORE		*store;
 	SSL_CTX			*ssl_ctx;
-	struct verify_cache	*vcache;
 };
 
 enum mtls_kind { KIND_VERIFY = 0, KIND_SERVER, KIND_CLIENT, KIND_CONN };
@@ -245,6 +245,7 @@ struct mtls {
 	SSL			*ssl;		/* KIND_CONN */
 	int			 conn_server;	/* accepted (1) or connected */
 	int			 hs_done;
+	uint8_t			 chain_key[32];	/* peer chain's cache key */
 	char			 expect_name[300];	/* client: dns:/ip: */
 	char			*peer_id;
 	char			 peer_serial[48];
@@ -263,13 +264,19 @@ void	 verify_out_free(struct verify_out *);
 int	 verify_chain(const struct mtls_config *, X509_STORE *,
 	    STACK_OF(X509) *certs, int purpose, struct verify_out *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
-/* verify_chain() through a cache of successful path validations (see
- * verify.c); <vc> may be NULL. Thread-safe. */
+/* verify_chain() through <cfg>'s cache of successful path validations
+ * (see verify.c); thread-safe. <key> receives the chain's cache key
+ * (zeros when uncacheable), for session tickets. */
 struct verify_cache;
 struct verify_cache *verify_cache_new(void);
 void	 verify_cache_free(struct verify_cache *);
+int	 verify_chain_key(STACK_OF(X509) *, int purpose, uint8_t key[32]);
 int	 verify_chain_cached(const struct mtls_config *, X509_STORE *,
-	    struct verify_cache *, STACK_OF(X509) *certs, int purpose,
+	    STACK_OF(X509) *certs, int purpose, uint8_t key[32],
+	    struct verify_out *, struct mtls_error *) MTLS_MUST_CHECK;
+/* A cache hit for <key> with every per-use check passed: 0 (fills <out>);
+ * -1 refused (revoked, rules); 1 not usable (miss, outside its window). */
+int	 verify_cache_lookup(const struct mtls_config *, const uint8_t key[32],
 	    struct verify_out *, struct mtls_error *) MTLS_MUST_CHECK;
 /* An X509_STORE holding <cfg>'s anchors (and CRLs). */
 X509_STORE *verify_store_new(const struct mtls_config *, struct mtls_error *);

@@ -4,12 +4,13 @@
  * OpenSSL's certificate callback, failure classification into the
  * taxonomy, and session tickets that are re-authorized on resumption.
  *
- * Resumption: a ticket carries the state generation and the peer's chain
- * (leaf first, DER). On resumption the chain is verified again against the
- * current state (validity at now, CRLs, allow rules); a ticket from another
- * state (a reload: new bundle, CRL or rules) or one that no longer passes
- * is ignored, so the client falls back to a full handshake, which decides
- * afresh. OpenSSL has no switch for this (DESIGN.md "TLS policy").
+ * Resumption: a ticket carries the config generation and the cache key of
+ * the peer's chain. On resumption the cached verification is checked again
+ * (validity window at now, CRLs, allow rules); a ticket from another config
+ * (a reload: new bundle, CRLs or rules), an evicted entry, or one that no
+ * longer passes is ignored, so the client falls back to a full handshake,
+ * which decides afresh. OpenSSL has no switch for this (DESIGN.md "TLS
+ * policy").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,6 @@
 #define TLS_GROUPS	"X25519:P-256"
 #define TICKET_MAX	16384
 
-static uint64_t generation_counter;
 
 struct mtls *
 mtls_server(void)
@@ -59,7 +59,6 @@ tls_state_free(struct tls_state *st)
 		return;
 	SSL_CTX_free(st->ssl_ctx);
 	X509_STORE_free(st->store);
-	verify_cache_free(st->vcache);
 	mtls_config_free(st->cfg);
 	free(st);
 }
@@ -105,8 +104,8 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 		if (!sk_X509_push(certs, x))
 			goto out;
 	}
-	ok = verify_chain_cached(st->cfg, st->store, st->vcache, certs,
-	    conn_purpose(conn), &out, &conn->err) == 0;
+	ok = verify_chain_cached(st->cfg, st->store, certs, conn_purpose(conn),
+	    conn->chain_key, &out, &conn->err) == 0;
 	if (ok && conn->expect_name[0] != '\0') {
 		size_t k;
 
@@ -129,45 +128,24 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 	return ok;
 }
 
-/* Ticket app data: 8-byte generation, then the peer chain as DER certs. */
+/* Ticket app data: the config generation (8 bytes) and the cache key of
+ * the peer's chain (32 bytes). Nothing else: the cache holds the rest. */
 static int
 ticket_gen_cb(SSL *ssl, void *arg)
 {
 	struct tls_state *st = arg;
-	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
-	X509 *leaf = SSL_get0_peer_certificate(ssl);
-	unsigned char *buf, *p;
-	size_t len = 8;
-	int i, n;
+	struct mtls *conn = SSL_get_app_data(ssl);
+	static const uint8_t zero[32];
+	unsigned char buf[40];
+	int i;
 
-	if (leaf == NULL)
-		return 1;
-	n = i2d_X509(leaf, NULL);
-	if (n <= 0)
-		return 1;
-	len += (size_t)n;
-	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
-		X509 *x = sk_X509_value(chain, i);
-
-		if (X509_cmp(x, leaf) == 0)
-			continue;
-		n = i2d_X509(x, NULL);
-		if (n <= 0 || len + (size_t)n > TICKET_MAX)
-			return 1;	/* no app data: resumption is refused */
-		len += (size_t)n;
-	}
-	if ((buf = malloc(len)) == NULL)
-		return 1;
+	if (conn == NULL || memcmp(conn->chain_key, zero, 32) == 0)
+		return 1;	/* no app data: resumption will be refused */
 	for (i = 0; i < 8; i++)
-		buf[i] = (unsigned char)(st->generation >> (56 - 8 * i));
-	p = buf + 8;
-	i2d_X509(leaf, &p);
-	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
-		if (X509_cmp(sk_X509_value(chain, i), leaf) != 0)
-			i2d_X509(sk_X509_value(chain, i), &p);
+		buf[i] = (unsigned char)(st->cfg->generation >> (56 - 8 * i));
+	memcpy(buf + 8, conn->chain_key, 32);
 	SSL_SESSION_set1_ticket_appdata(SSL_get0_session(ssl), buf,
-	    (size_t)(p - buf));
-	free(buf);
+	    sizeof(buf));
 	return 1;
 }
 
@@ -177,14 +155,13 @@ ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
 {
 	struct tls_state *st = arg;
 	struct mtls *conn = SSL_get_app_data(ssl);
-	STACK_OF(X509) *certs = NULL;
 	struct verify_out out;
-	const unsigned char *p, *end;
+	struct mtls_error err;
+	const unsigned char *p;
 	void *data = NULL;
 	size_t len = 0;
 	uint64_t gen = 0;
-	int i, ok = 0;
-	struct mtls_error err;
+	int i, r;
 
 	(void)keyname;
 	(void)keyname_len;
@@ -192,35 +169,23 @@ ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
 		return status == SSL_TICKET_EMPTY || status == SSL_TICKET_NO_DECRYPT ?
 		    SSL_TICKET_RETURN_IGNORE_RENEW : SSL_TICKET_RETURN_IGNORE;
 	if (conn == NULL || sess == NULL ||
-	    !SSL_SESSION_get0_ticket_appdata(sess, &data, &len) || len <= 8)
+	    !SSL_SESSION_get0_ticket_appdata(sess, &data, &len) || len != 40)
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
 	p = data;
 	for (i = 0; i < 8; i++)
 		gen = (gen << 8) | p[i];
-	if (gen != st->generation)
+	/* another config (a reload: bundle, CRLs or rules changed) */
+	if (gen != st->cfg->generation)
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
-	end = p + len;
-	p += 8;
-	if ((certs = sk_X509_new_null()) == NULL)
-		return SSL_TICKET_RETURN_IGNORE_RENEW;
-	while (p < end) {
-		X509 *x = d2i_X509(NULL, &p, (long)(end - p));
-
-		if (x == NULL || !sk_X509_push(certs, x)) {
-			X509_free(x);
-			goto out;
-		}
-	}
-	error_clear(&err);
-	ok = verify_chain_cached(st->cfg, st->store, st->vcache, certs,
-	    conn_purpose(conn), &out, &err) == 0;
-	if (ok)
+	r = verify_cache_lookup(st->cfg, p + 8, &out, &err);
+	if (r == 0) {
+		memcpy(conn->chain_key, p + 8, 32);
 		ctx_set_peer(conn, &out);
+	}
 	verify_out_free(&out);
- out:
-	sk_X509_pop_free(certs, X509_free);
 	ERR_clear_error();
-	if (!ok)
+	/* refused or unknown: a full handshake decides afresh */
+	if (r != 0)
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
 	return status == SSL_TICKET_SUCCESS_RENEW ? SSL_TICKET_RETURN_USE_RENEW :
 	    SSL_TICKET_RETURN_USE;
@@ -350,15 +315,9 @@ tls_configure(struct mtls *m, struct mtls_config *cfg)
 		return error_set(&m->err, MTLS_ERR_NOMEM, "out of memory");
 	st->refs = 1;
 	st->is_server = m->kind == KIND_SERVER;
-	st->generation = __atomic_add_fetch(&generation_counter, 1,
-	    __ATOMIC_ACQ_REL);
 	st->cfg = cfg;
 	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
 	cfg->frozen = 1;
-	if ((st->vcache = verify_cache_new()) == NULL) {
-		tls_state_free(st);
-		return error_set(&m->err, MTLS_ERR_NOMEM, "out of memory");
-	}
 	if ((st->store = verify_store_new(cfg, &m->err)) == NULL ||
 	    build_ctx(st, &m->err) != 0) {
 		tls_state_free(st);
