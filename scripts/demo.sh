@@ -1,14 +1,41 @@
 #!/usr/bin/env bash
-# make demo: the main job end to end, on this machine only.
-# Today: a private PKI with a scoped intermediate, two workload identities,
-# inspection, verification with mtls and openssl, a revocation that
-# `mtls cert verify` then rejects with its taxonomy code.
+# make demo: the main job end to end, on this machine only (127.0.0.1).
+# A private PKI with a scoped intermediate, two workload identities,
+# inspection and verification; then a local app behind an inbound mtls
+# proxy, a client talking to it through an outbound mtls proxy, the
+# handshake log lines, a client with a disallowed identity refused with its
+# code; last, a revocation that `mtls cert verify` rejects.
 set -euo pipefail
 BUILD=${BUILD:-build}
 MTLS=$(cd "$(dirname "$0")/.." && pwd)/$BUILD/mtls
 work=$(mktemp -d "${TMPDIR:-/tmp}/mtls-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
 cd "$work"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s at most)
+wait_port() {
+	local i
+	for i in $(seq 1 100); do
+		python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "demo: nothing listens on port $1" >&2; return 1
+}
+# wait_log FILE PATTERN: until the log has the line (10 s at most)
+wait_log() {
+	local i
+	for i in $(seq 1 100); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "demo: no '$2' in $1" >&2; cat "$1" >&2; return 1
+}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -38,7 +65,36 @@ if "$MTLS" ca issue --ca prod-ca --spiffe-id spiffe://example.org/ns/dev/sa/x --
 	echo "demo: expected a refusal" >&2; exit 1
 fi
 
-step "6. Revoke billing, publish a CRL, and verify again"
+step "6. A local app behind an inbound proxy; billing calls it through an outbound proxy"
+app=$(free_port) in_port=$(free_port) out_port=$(free_port)
+mkdir www && echo "hello from the api app" > www/index.html
+python3 -m http.server "$app" --bind 127.0.0.1 --directory www >/dev/null 2>&1 &
+pids+=($!)
+run "$MTLS" ca issue --ca prod-ca --spiffe-id spiffe://example.org/ns/prod/sa/intruder --out intruder
+echo '$ mtls proxy --listen 127.0.0.1:'"$in_port"' --target 127.0.0.1:'"$app"' --cert api.pem --key api.key --ca root/bundle.pem --allow spiffe://example.org/ns/prod/sa/billing &'
+"$MTLS" proxy --listen "127.0.0.1:$in_port" --target "127.0.0.1:$app" --cert api.pem --key api.key \
+    --ca root/bundle.pem --allow spiffe://example.org/ns/prod/sa/billing --workers 1 2> inbound.log &
+pids+=($!)
+echo '$ mtls proxy --outbound --listen 127.0.0.1:'"$out_port"' --target 127.0.0.1:'"$in_port"' --cert billing.pem --key billing.key --ca root/bundle.pem --expect spiffe://example.org/ns/prod/sa/api &'
+"$MTLS" proxy --outbound --listen "127.0.0.1:$out_port" --target "127.0.0.1:$in_port" --cert billing.pem \
+    --key billing.key --ca root/bundle.pem --expect spiffe://example.org/ns/prod/sa/api --workers 1 2> outbound.log &
+pids+=($!)
+wait_port "$app"
+wait_log inbound.log '"event":"start"'; wait_log outbound.log '"event":"start"'
+run curl -sS "http://127.0.0.1:$out_port/index.html"
+echo "-- inbound proxy log:"; grep '"event":"handshake"' inbound.log
+echo "-- outbound proxy log:"; grep '"event":"handshake"' outbound.log
+
+step "7. The same call with a certificate the inbound proxy does not allow"
+set +e
+run curl -sS --cacert root/bundle.pem --cert intruder.pem --key intruder.key \
+    --resolve "api.prod.example.org:$in_port:127.0.0.1" "https://api.prod.example.org:$in_port/index.html"
+set -e
+wait_log inbound.log not_authorized
+echo "-- inbound proxy log:"; grep not_authorized inbound.log
+grep -q '"result":"not_authorized"' inbound.log
+
+step "8. Revoke billing, publish a CRL, and verify again"
 serial=$(openssl x509 -in billing.pem -noout -serial | cut -d= -f2)
 run "$MTLS" ca revoke --ca prod-ca "$serial" --reason keyCompromise
 run "$MTLS" ca crl --ca prod-ca --out crl.pem
@@ -49,7 +105,7 @@ set -e
 echo "(exit $rc: 1 means invalid, with its taxonomy code above)"
 [ "$rc" = 1 ]
 
-step "7. The inventory, and what expires within 7 days"
+step "9. The inventory, and what expires within 7 days"
 run "$MTLS" ca list --ca prod-ca
 set +e
 run "$MTLS" ca list --ca prod-ca --expiring 7d
