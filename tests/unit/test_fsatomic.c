@@ -1,0 +1,133 @@
+/* fsatomic.c and secret.c: atomic writes, modes, no overwrite, caps. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "internal.h"
+
+static char dir[256];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/mtls-unit-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int
+leftovers(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)) != NULL)
+		if (strstr(e->d_name, ".tmp-") != NULL)
+			n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void
+test_write(void **state)
+{
+	struct mtls_error err;
+	char p[300];
+	struct stat st;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/key.pem", dir);
+	assert_int_equal(fs_write_atomic(p, "secret", 6, 0600, 0, &err), 0);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(fs_write_atomic(p, "other", 5, 0600, 0, &err), -1);
+	assert_non_null(strstr(err.msg, "already exists"));
+	assert_int_equal(fs_read(p, 100, &buf, &len, &err), 0);
+	assert_int_equal(len, 6);
+	assert_memory_equal(buf, "secret", 6);
+	free(buf);
+	assert_int_equal(fs_write_atomic(p, "other", 5, 0644, 1, &err), 0);
+	assert_int_equal(fs_read(p, 100, &buf, &len, &err), 0);
+	assert_memory_equal(buf, "other", 5);
+	free(buf);
+	assert_int_equal(leftovers(), 0);
+	snprintf(p, sizeof(p), "%s/missing/x.pem", dir);
+	assert_int_equal(fs_write_atomic(p, "x", 1, 0600, 0, &err), -1);
+	assert_non_null(strstr(err.msg, "missing"));
+	assert_int_equal(leftovers(), 0);
+}
+
+static void
+test_read_limits(void **state)
+{
+	struct mtls_error err;
+	char p[300];
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/big", dir);
+	assert_int_equal(fs_write_atomic(p, "0123456789", 10, 0644, 1, &err), 0);
+	assert_int_equal(fs_read(p, 5, &buf, &len, &err), -1);
+	assert_non_null(strstr(err.msg, "limit"));
+	assert_int_equal(fs_read(dir, 100, &buf, &len, &err), -1);
+	assert_non_null(strstr(err.msg, "directory"));
+	snprintf(p, sizeof(p), "%s/nope", dir);
+	assert_int_equal(fs_read(p, 100, &buf, &len, &err), -1);
+	assert_int_equal(err.code, MTLS_ERR_IO);
+}
+
+static void
+test_pass_file(void **state)
+{
+	struct mtls_secret s = { NULL, 0 };
+	struct mtls_error err;
+	char p[300];
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/pass", dir);
+	assert_int_equal(fs_write_atomic(p, "hunter2\nignored\n", 16, 0600, 1,
+	    &err), 0);
+	assert_int_equal(secret_load_pass(&s, p, &err), 0);
+	assert_int_equal(s.len, 7);
+	assert_memory_equal(s.p, "hunter2", 7);
+	secret_clear(&s);
+	assert_null(s.p);
+	assert_int_equal(fs_write_atomic(p, "\n", 1, 0600, 1, &err), 0);
+	assert_int_equal(secret_load_pass(&s, p, &err), -1);
+	assert_non_null(strstr(err.msg, "empty"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_write),
+		cmocka_unit_test(test_read_limits),
+		cmocka_unit_test(test_pass_file),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
