@@ -46,12 +46,18 @@ for bin in "$BUILD"/fuzz/fuzz_*; do
 	selected "$name" || continue
 	corpus=fuzz/corpus/${name#fuzz_}
 	if [ ! -d "$corpus" ]; then record not "$name (no corpus at $corpus)"; continue; fi
-	if out=$(timeout 300 "$bin" "$corpus" 2>&1); then
+	extra=()
+	if [ -x "fuzz/gen_cert_corpus.sh" ] && [ "$name" = fuzz_cert ]; then
+		gen=$(mktemp -d)
+		fuzz/gen_cert_corpus.sh "$BUILD/mtls" "$gen" && extra=("$gen")
+	fi
+	if out=$(timeout 300 "$bin" "$corpus" "${extra[@]}" 2>&1); then
 		record ok "$name replays $corpus ($(printf '%s' "$out" | tail -1))"
 	else
 		record not "$name replays $corpus"
 		printf '%s\n' "$out" | tail -20 | sed 's/^/    /'
 	fi
+	[ ${#extra[@]} -gt 0 ] && rm -rf "${extra[@]}"
 done
 
 # Integration scripts print "ok - NAME" / "not ok - NAME" themselves; a
