@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
-out="$BUILD-fuzz"
+out="$(pwd)/$BUILD-fuzz"
 mkdir -p "$out"
 CC=${FUZZ_CC:-clang}
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/lib $(pkg-config --cflags openssl sqlite3 jansson)"
