@@ -111,7 +111,7 @@ reject() {	# reject NAME CODE CURL_ARGS...
 	else
 		ok "$name: refused"
 	fi
-	if wait_for 5 test "$(count "$want")" -gt "$before"; then ok "$name: logged $want"
+	if wait_for 5 count_gt "$log" "\"result\":\"$want\"" "$before"; then ok "$name: logged $want"
 	else not_ok "$name: logged $want" "$(tail -3 "$log")"; fi
 }
 reject "no client certificate" no_client_cert
@@ -125,7 +125,7 @@ printf 'GET / HTTP/1.0\r\n\r\n' | timeout 5 python3 -c "
 import socket,sys; s=socket.create_connection(('127.0.0.1',$in_port)); s.sendall(sys.stdin.buffer.read()); s.settimeout(3)
 try: s.recv(100)
 except Exception: pass"
-wait_for 5 test "$(count not_tls)" -gt "$before" && ok "plain HTTP to the TLS port: not_tls" || not_ok "not_tls logged"
+wait_for 5 count_gt "$log" '"result":"not_tls"' "$before" && ok "plain HTTP to the TLS port: not_tls" || not_ok "not_tls logged"
 
 # admin endpoint
 m=$(curl -sS --max-time 5 "http://127.0.0.1:$admin/metrics")

@@ -74,3 +74,9 @@ start_bg() {
 serial_of() {
 	openssl x509 -in "$1" -noout -serial | cut -d= -f2 | sed 's/^0*//'
 }
+
+# count_gt FILE PATTERN N: FILE has more than N lines matching PATTERN
+# (a fresh count each call, for wait_for)
+count_gt() {
+	[ "$(grep -c -- "$2" "$1" 2>/dev/null)" -gt "$3" ]
+}
