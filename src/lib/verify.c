@@ -657,6 +657,10 @@ hit_checks(const struct mtls_config *cfg, const struct vcache_ent *e,
 
 	if (now < e->not_before || now > e->not_after)
 		return 1;	/* outside the window: verify afresh */
+	/* who it is, first: a refusal below is logged with the identity */
+	if (ids_copy(&out->ids, &e->ids) != 0)
+		return 1;
+	memcpy(out->serial, e->serial, sizeof(out->serial));
 	for (i = 0; i < e->ncerts; i++)
 		for (j = 0; j < 64 && cfg->crls != NULL; j++)
 			if ((e->crl_mask[i] >> j & 1) &&
@@ -667,9 +671,6 @@ hit_checks(const struct mtls_config *cfg, const struct vcache_ent *e,
 				    "CA certificate of" : "leaf",
 				    ids_primary(&e->ids) ? ids_primary(&e->ids) :
 				    "?", e->serial);
-	if (ids_copy(&out->ids, &e->ids) != 0)
-		return 1;
-	memcpy(out->serial, e->serial, sizeof(out->serial));
 	return authorize(cfg, &out->ids, err);
 }
 
@@ -692,8 +693,10 @@ verify_cache_lookup(const struct mtls_config *cfg, const uint8_t key[32],
 			r = hit_checks(cfg, e, now_or(cfg), out, err);
 	}
 	pthread_mutex_unlock(&vc->mu);
-	if (r != 0)
+	if (r > 0) {
 		ids_free(&out->ids);
+		out->serial[0] = '\0';
+	}
 	return r;
 }
 

@@ -119,6 +119,9 @@ reject "a certificate from another CA" unknown_ca --cert foreign.pem --key forei
 reject "an expired certificate" cert_expired --cert expired.pem --key expired.key
 reject "a revoked certificate" revoked --cert gone.pem --key gone.key
 reject "an identity not allowed" not_authorized --cert intruder.pem --key intruder.key
+reject "an identity not allowed (again, from the verification cache)" not_authorized --cert intruder.pem --key intruder.key
+n=$(grep '"result":"not_authorized"' "$log" | grep -c '"peer_id":"spiffe://example.org/ns/prod/intruder"')
+[ "$n" -ge 2 ] && ok "every refusal names the peer, cached or not" || not_ok "refusals name the peer" "$(grep not_authorized "$log")"
 reject "TLS 1.2 when 1.3 is required" protocol_version --tls-max 1.2 --cert client.pem --key client.key
 before=$(count not_tls)
 printf 'GET / HTTP/1.0\r\n\r\n' | timeout 5 python3 -c "
