@@ -8,6 +8,7 @@
 #define MTLS_INTERNAL_H
 
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -232,6 +233,11 @@ struct tls_state {
 	struct mtls_config	*cfg;
 	X509_STORE		*store;
 	SSL_CTX			*ssl_ctx;
+	/* client: the last session, to resume the next connection to the
+	 * same server name (one upstream per proxy listener) */
+	pthread_mutex_t		 sess_mu;
+	SSL_SESSION		*sess;
+	char			 sess_name[256];
 };
 
 enum mtls_kind { KIND_VERIFY = 0, KIND_SERVER, KIND_CLIENT, KIND_CONN };

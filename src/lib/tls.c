@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -59,6 +60,8 @@ tls_state_free(struct tls_state *st)
 		return;
 	SSL_CTX_free(st->ssl_ctx);
 	X509_STORE_free(st->store);
+	SSL_SESSION_free(st->sess);
+	pthread_mutex_destroy(&st->sess_mu);
 	mtls_config_free(st->cfg);
 	free(st);
 }
@@ -191,6 +194,40 @@ ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
 	    SSL_TICKET_RETURN_USE;
 }
 
+/* A client keeps the newest resumable session (with the server name it was
+ * made for); returning 1 keeps OpenSSL's reference. */
+static int
+client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls_state *st = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	if (st == NULL || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	pthread_mutex_lock(&st->sess_mu);
+	SSL_SESSION_free(st->sess);
+	st->sess = sess;
+	snprintf(st->sess_name, sizeof(st->sess_name), "%s", name ? name : "");
+	pthread_mutex_unlock(&st->sess_mu);
+	return 1;
+}
+
+/* Offers the kept session when it is for <name> and the server
+ * certificate it was made with is still valid now. */
+static void
+client_offer_session(struct tls_state *st, SSL *ssl, const char *name)
+{
+	X509 *peer;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&st->sess_mu);
+	if (st->sess != NULL && strcmp(st->sess_name, name ? name : "") == 0 &&
+	    (peer = SSL_SESSION_get0_peer(st->sess)) != NULL &&
+	    X509_cmp_time(X509_get0_notAfter(peer), &now) > 0)
+		SSL_set_session(ssl, st->sess);
+	pthread_mutex_unlock(&st->sess_mu);
+}
+
 /* Ticket sealing with the config's keys (shared across contexts), so a
  * ticket from one proxy worker resumes on another. */
 static int
@@ -295,7 +332,11 @@ build_ctx(struct tls_state *st, struct mtls_error *err)
 		SSL_CTX_set_app_data(c, st);
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(c, ticket_key_cb);
 	} else {
-		SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+		/* keep the newest session ourselves (client_new_session) */
+		SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT |
+		    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(c, client_new_session);
+		SSL_CTX_set_app_data(c, st);
 	}
 	return 0;
 }
@@ -315,6 +356,7 @@ tls_configure(struct mtls *m, struct mtls_config *cfg)
 		return error_set(&m->err, MTLS_ERR_NOMEM, "out of memory");
 	st->refs = 1;
 	st->is_server = m->kind == KIND_SERVER;
+	pthread_mutex_init(&st->sess_mu, NULL);
 	st->cfg = cfg;
 	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
 	cfg->frozen = 1;
@@ -399,6 +441,7 @@ mtls_connect_socket(struct mtls *client, struct mtls **conn, int fd,
 		}
 	}
 	SSL_set_connect_state(c->ssl);
+	client_offer_session(c->tls, c->ssl, servername);
 	return 0;
  err:
 	error_set_ossl(&client->err, MTLS_ERR_ARG, "servername '%.200s'",
@@ -525,6 +568,23 @@ mtls_handshake(struct mtls *c)
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		c->hs_done = 1;
+		/* a resumed client session was verified when it was made, by
+		 * this same state; name the peer from its certificate */
+		if (c->peer_id == NULL && SSL_session_reused(c->ssl) &&
+		    SSL_get0_peer_certificate(c->ssl) != NULL) {
+			struct verify_out out;
+			struct mtls_error e;
+
+			memset(&out, 0, sizeof(out));
+			if (ids_from_cert(SSL_get0_peer_certificate(c->ssl),
+			    &out.ids, &e) == 0) {
+				serial_hex(X509_get0_serialNumber(
+				    SSL_get0_peer_certificate(c->ssl)),
+				    out.serial, sizeof(out.serial));
+				ctx_set_peer(c, &out);
+			}
+			verify_out_free(&out);
+		}
 		return 0;
 	}
 	return classify(c, r);

@@ -195,6 +195,13 @@ got=$(curl -sS --max-time 60 --data-binary @www/big.bin -H 'Content-Type: applic
 [ "$got" = "$want" ] && ok "10 MiB upload through the pair is byte-identical" || not_ok "10 MiB upload" "$got != $want"
 wait_for 5 grep -q '"bytes_out":1048[0-9]\{4\}' "$log" && ok "the close line counts the bytes" || not_ok "close line bytes" "$(grep close "$log" | tail -2)"
 
+# the outbound side resumes its upstream sessions, and still names the peer
+for _ in 1 2 3; do curl -sS -o /dev/null --max-time 10 "http://127.0.0.1:$pair/hello.txt"; done
+wait_for 5 grep -q '"resumed":true' "$T_DIR/pair.log" && ok "the outbound proxy resumes upstream sessions" \
+    || not_ok "outbound resumption" "$(grep handshake "$T_DIR/pair.log" | tail -2)"
+grep '"resumed":true' "$T_DIR/pair.log" | grep -q '"peer_id":"spiffe://example.org/ns/prod/server"' \
+    && ok "a resumed upstream handshake names the server" || not_ok "resumed names the server"
+
 # SIGTERM: stops accepting, exits 0
 kill -TERM "$IN_PID"
 for _ in $(seq 1 100); do kill -0 "$IN_PID" 2>/dev/null || break; sleep 0.1; done
