@@ -9,10 +9,13 @@
  * threads, so the data path takes no locks.
  *
  * A connection pairs two sides, 'a' (accepted) and 'b' (the upstream);
- * exactly one of them is TLS. Each direction has one 16 KiB buffer,
- * allocated when the connection starts pumping and freed when it closes:
- * a side is read only when its buffer is empty (back-pressure, never
- * unbounded buffering), half-close is passed on (shutdown / close_notify).
+ * exactly one of them is TLS. Bytes are read into the worker's one scratch
+ * buffer and written straight on; only what the destination does not take
+ * at once is copied into a per-direction buffer, allocated then and freed
+ * as soon as it drains, so an idle connection holds no buffer at all. A
+ * side is read only when its direction has nothing pending (back-pressure,
+ * never unbounded buffering); half-close is passed on (shutdown /
+ * close_notify).
  *
  * Timeouts: three FIFO queues (handshake, connect, idle) with a fixed
  * timeout each, so appending keeps them sorted; activity moves a
@@ -113,6 +116,7 @@ struct worker {
 	int64_t		 accept_paused_until;
 	int		 draining;
 	struct conn	*dead;		/* closed this batch, to free */
+	char		 scratch[BUF_SIZE];
 	/* metrics: written by this worker only, read by the admin side */
 	uint64_t	 m_hs[MTLS_FAIL__COUNT][2];	/* [result][resumed] */
 	uint64_t	 m_hs_bucket[HS_BUCKETS + 1];
@@ -556,23 +560,20 @@ start_connect(struct conn *c)
 static int
 start_pump(struct conn *c)
 {
-	if ((c->ab.p = malloc(BUF_SIZE)) == NULL ||
-	    (c->ba.p = malloc(BUF_SIZE)) == NULL)
-		return -1;
 	c->state = S_PUMP;
 	tq_put(&c->w->idle_q, c, now_ms());
 	return 0;
 }
 
-/* Reads into <b> from <s>: >0 bytes, 0 EOF, MTLS_WANT_*, -1 error. */
+/* Reads into <p> from <s>: >0 bytes, 0 EOF, MTLS_WANT_*, -1 error. */
 static long
-side_read(struct side *s, struct buf *b)
+side_read(struct side *s, char *p)
 {
 	long n;
 
 	if (s->tls)
-		return mtls_read(s->tls, b->p, BUF_SIZE);
-	n = read(s->fd, b->p, BUF_SIZE);
+		return mtls_read(s->tls, p, BUF_SIZE);
+	n = read(s->fd, p, BUF_SIZE);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return MTLS_WANT_READ;
 	return n;
@@ -597,52 +598,82 @@ want_ev(long r)
 	return r == MTLS_WANT_READ ? EPOLLIN : EPOLLOUT;
 }
 
-/* Moves bytes src -> dst through <b>. -1 on error; sets wants. */
+/* Keeps what <dst> did not take: [p, p+len) into <b> (allocated now). */
 static int
-pump(struct side *src, struct side *dst, struct buf *b, uint64_t *count,
-    int *progress)
+buf_keep(struct buf *b, const char *p, size_t len)
 {
+	if (b->p == NULL && (b->p = malloc(BUF_SIZE)) == NULL)
+		return -1;
+	memcpy(b->p, p, len);
+	b->off = 0;
+	b->len = len;
+	return 0;
+}
+
+/* Moves bytes src -> dst: first what is pending in <b>, then fresh reads
+ * through the worker's scratch buffer. -1 on error; sets wants. */
+static int
+pump(struct side *src, struct side *dst, struct buf *b, char *scratch,
+    uint64_t *count, int *progress)
+{
+	const char *p;
+	size_t len;
 	long n;
 
 	for (;;) {
-		if (b->len == 0 && !src->rd_eof) {
-			n = side_read(src, b);
-			if (n > 0) {
-				b->off = 0;
-				b->len = (size_t)n;
-				*count += (uint64_t)n;
-				*progress = 1;
-			} else if (n == 0) {
-				src->rd_eof = 1;
-				*progress = 1;
-			} else if (n == MTLS_WANT_READ || n == MTLS_WANT_WRITE) {
-				src->want |= want_ev(n);
-				break;
-			} else
-				return -1;
-		}
 		if (b->len > 0) {
-			n = side_write(dst, b->p + b->off, b->len);
-			if (n > 0) {
-				b->off += (size_t)n;
-				b->len -= (size_t)n;
+			p = b->p + b->off;
+			len = b->len;
+		} else if (!src->rd_eof) {
+			n = side_read(src, scratch);
+			if (n == 0) {
+				src->rd_eof = 1;
 				*progress = 1;
 				continue;
 			}
 			if (n == MTLS_WANT_READ || n == MTLS_WANT_WRITE) {
-				dst->want |= want_ev(n);
+				src->want |= want_ev(n);
 				break;
 			}
-			return -1;
+			if (n < 0)
+				return -1;
+			*count += (uint64_t)n;
+			*progress = 1;
+			p = scratch;
+			len = (size_t)n;
+		} else {
+			if (!dst->wr_shut) {
+				/* pass the half-close on */
+				if (dst->tls)
+					mtls_close(dst->tls);
+				shutdown(dst->fd, SHUT_WR);
+				dst->wr_shut = 1;
+			}
+			break;
 		}
-		if (src->rd_eof && !dst->wr_shut) {
-			/* pass the half-close on */
-			if (dst->tls)
-				mtls_close(dst->tls);
-			shutdown(dst->fd, SHUT_WR);
-			dst->wr_shut = 1;
+		n = side_write(dst, p, len);
+		if (n > 0)
+			*progress = 1;
+		if (n == (long)len) {
+			if (b->len > 0) {	/* drained: release it */
+				free(b->p);
+				b->p = NULL;
+				b->len = b->off = 0;
+			}
+			continue;
 		}
-		break;
+		if (n > 0 || n == MTLS_WANT_READ || n == MTLS_WANT_WRITE) {
+			size_t done = n > 0 ? (size_t)n : 0;
+
+			if (b->len > 0) {
+				b->off += done;
+				b->len -= done;
+			} else if (buf_keep(b, p + done, len - done) != 0)
+				return -1;
+			dst->want |= n > 0 ? EPOLLOUT : want_ev(n);
+			break;
+		}
+		return -1;
 	}
 	return 0;
 }
@@ -716,8 +747,10 @@ conn_step(struct conn *c, uint32_t events)
 	if (c->state != S_PUMP)
 		return;
 	c->a.want = c->b.want = 0;
-	if (pump(&c->a, &c->b, &c->ab, &c->bytes_ab, &progress) != 0 ||
-	    pump(&c->b, &c->a, &c->ba, &c->bytes_ba, &progress) != 0) {
+	if (pump(&c->a, &c->b, &c->ab, w->scratch, &c->bytes_ab,
+	    &progress) != 0 ||
+	    pump(&c->b, &c->a, &c->ba, w->scratch, &c->bytes_ba,
+	    &progress) != 0) {
 		conn_free(c, "reset");
 		return;
 	}
