@@ -16,5 +16,8 @@ if [ "${1:-}" != report ]; then
 	export RESULTS_DIR=${RESULTS_DIR:-$here/results/$(date -u +%Y%m%dT%H%M%SZ)}
 	mkdir -p "$RESULTS_DIR"
 fi
+if [ "${1:-}" = report ] && [ -n "${2:-}" ]; then
+	set -- report "$(cd "$2" && pwd)"
+fi
 cd "$harness"
 exec ./run.sh "$@"
