@@ -51,6 +51,10 @@ serve(struct mtls *server, int fd)
 		    mtls_fail_name(mtls_fail_code(conn)), mtls_error(conn));
 		fflush(stdout);
 		mtls_free(conn);
+		/* read what the client already sent, so closing sends FIN and
+		 * our alert is not lost to a reset */
+		while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+			;
 		return;
 	}
 	printf("handshake result=ok peer=%s serial=%s version=%s resumed=%d\n",

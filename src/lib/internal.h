@@ -251,6 +251,7 @@ struct mtls {
 	SSL			*ssl;		/* KIND_CONN */
 	int			 conn_server;	/* accepted (1) or connected */
 	int			 hs_done;
+	uint64_t		 rx;		/* application bytes read */
 	uint8_t			 chain_key[32];	/* peer chain's cache key */
 	char			 expect_name[300];	/* client: dns:/ip: */
 	char			*peer_id;

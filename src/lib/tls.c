@@ -509,6 +509,16 @@ classify(struct mtls *c, int ret)
 			    "peer sent alert %s", name);
 		}
 	}
+	if ((se == SSL_ERROR_SYSCALL || se == SSL_ERROR_ZERO_RETURN ||
+	    r == SSL_R_UNEXPECTED_EOF_WHILE_READING) && c->hs_done &&
+	    !c->conn_server && c->rx == 0)
+		/* TLS 1.3: the client finishes first, so a server that
+		 * refuses our certificate can only hang up (its alert is lost
+		 * when it resets the connection) */
+		return error_fail(&c->err, MTLS_FAIL_PEER_REJECTED_OUR_CERT,
+		    "the server closed the connection right after the "
+		    "handshake, before any data: it most likely refused our "
+		    "certificate");
 	if (se == SSL_ERROR_SYSCALL || se == SSL_ERROR_ZERO_RETURN ||
 	    r == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 		if (!c->hs_done && !c->conn_server)
@@ -601,6 +611,7 @@ mtls_read(struct mtls *c, void *buf, size_t len)
 	ERR_clear_error();
 	if (SSL_read_ex(c->ssl, buf, len, &n) == 1) {
 		c->hs_done = 1;
+		c->rx += n;
 		return (long)n;
 	}
 	se = SSL_get_error(c->ssl, 0);

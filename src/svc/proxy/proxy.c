@@ -525,6 +525,22 @@ reap(struct worker *w)
 	}
 }
 
+/* Before closing a refused connection: read what the peer already sent,
+ * so the kernel closes with FIN and our alert arrives, instead of a reset
+ * that destroys it (a TLS 1.3 client sends data before it learns it was
+ * refused). Bounded; never blocks. */
+static void
+drain_close(int fd)
+{
+	char b[4096];
+	int i;
+
+	for (i = 0; i < 16; i++)
+		if (recv(fd, b, sizeof(b), MSG_DONTWAIT) <= 0)
+			break;
+	shutdown(fd, SHUT_WR);
+}
+
 static void
 set_nodelay(int fd)
 {
@@ -723,6 +739,7 @@ conn_step(struct conn *c, uint32_t events)
 		c->hs_us = now_us() - c->t_start_us;
 		if (r != 0) {
 			log_handshake(c, 0);
+			drain_close(t->fd);
 			conn_free(c, "handshake");
 			return;
 		}
