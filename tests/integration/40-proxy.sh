@@ -146,6 +146,23 @@ out=$(printf 'GET /hello.txt HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -co
 [[ "$out" == *Reused* && "$out" == *"hello through mtls"* ]] && ok "a session ticket resumes" || not_ok "resumption" "$(echo "$out" | grep -E 'New|Reused')"
 wait_for 5 grep -q '"resumed":true' "$log" && ok "the log marks the resumed handshake" || not_ok "resumed in log"
 
+# ... and refused once the certificate it was made with is revoked: a new
+# CRL reloads, and the old ticket must not resume
+q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/client --out client2
+rm -f sess2.pem
+printf 'GET /hello.txt HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$in_port" -quiet -CAfile root/bundle.pem \
+    -cert client2.pem -cert_chain client2.pem -key client2.key -sess_out sess2.pem >/dev/null 2>&1
+q "$MTLS" ca revoke --ca int "$(serial_of client2.pem)"
+reloads=$(grep -c '"event":"reload"' "$log")
+q "$MTLS" ca crl --ca int --out crl.pem --force
+wait_for 10 count_gt "$log" '"event":"reload"' "$reloads" && ok "a new CRL file is reloaded" || not_ok "CRL reload"
+before=$(grep -c '"result":"revoked"' "$log")
+out=$(printf 'GET /hello.txt HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$in_port" -CAfile root/bundle.pem \
+    -cert client2.pem -cert_chain client2.pem -key client2.key -sess_in sess2.pem -ign_eof 2>&1)
+[[ "$out" != *Reused* && "$out" != *"hello through mtls"* ]] && ok "a revoked client's session does not resume" \
+    || not_ok "revoked session refused" "$(echo "$out" | grep -E 'Reused|New|hello')"
+wait_for 5 count_gt "$log" '"result":"revoked"' "$before" && ok "the retry is refused as revoked" || not_ok "revoked logged"
+
 # outbound proxy to nginx with ssl_verify_client on
 ng=$(free_port) out_port=$(free_port)
 cat > nginx.conf <<NG

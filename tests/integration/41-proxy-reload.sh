@@ -108,6 +108,27 @@ wait_for 10 port_open "$be"
 body=$(curl -sS --max-time 5 --cacert root/bundle.pem --cert client.pem --key client.key "https://localhost:$port/hello.txt")
 [ "$body" = hello ] && ok "target back: served again" || not_ok "target back" "$body"
 
+# --max-conns: the connection past the limit is closed at once and logged
+mp=$(free_port)
+start_bg limited "$MTLS" proxy --listen "127.0.0.1:$mp" --target "127.0.0.1:$be" --cert good.pem \
+    --key live/server.key --ca root/bundle.pem --allow-any --max-conns 2 --workers 1
+wait_for 10 grep -q '"event":"start"' "$T_DIR/limited.log" || not_ok "limited proxy starts" "$(cat "$T_DIR/limited.log")"
+python3 - "$mp" > maxconns.txt <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+time.sleep(0.5)
+s = socket.create_connection(("127.0.0.1", port)); s.settimeout(3)
+try:
+    print("third:", "closed" if s.recv(1) == b"" else "open")
+except ConnectionResetError:
+    print("third: closed")
+except socket.timeout:
+    print("third: open")
+PY
+grep -q 'third: closed' maxconns.txt && ok "--max-conns 2: the third connection is closed" || not_ok "--max-conns" "$(cat maxconns.txt)"
+wait_for 5 grep -q '"event":"refused"' "$T_DIR/limited.log" && ok "--max-conns: refused is logged" || not_ok "refused logged"
+
 # drain: a slow transfer in flight completes after SIGTERM; new connections are refused
 curl -sS --max-time 30 --limit-rate 1M --cacert root/bundle.pem --cert client.pem --key client.key \
     "https://localhost:$port/big.bin" -o slow.bin 2> slow.err &
