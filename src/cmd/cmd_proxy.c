@@ -26,15 +26,37 @@ static const char proxy_help[] =
 "  --log-format json|text default: json unless stderr is a terminal\n"
 "  --unsafe-target        let the plaintext side leave this host\n"
 "  --admin ADDR           /metrics (Prometheus), /healthz, /readyz\n"
+"  --config FILE          several listeners from a file (see below)\n"
 "Files are watched and reloaded on change and on SIGHUP; a bad new set is\n"
 "refused and the old one keeps serving. SIGTERM stops accepting and lets\n"
-"open connections finish for up to --drain-timeout.\n";
+"open connections finish for up to --drain-timeout.\n"
+"\n"
+"Config file (--config): INI sections; listener keys are the flags' names\n"
+"with '_' for '-'; allow and crl take several values (space-separated or\n"
+"repeated); booleans are true/false:\n"
+"  [proxy]\n"
+"  workers = 2\n"
+"  admin = 127.0.0.1:9901\n"
+"  [listener \"api\"]\n"
+"  mode = inbound\n"
+"  listen = 0.0.0.0:8443\n"
+"  target = 127.0.0.1:8080\n"
+"  cert = /etc/mtls/svid.pem\n"
+"  key = /etc/mtls/svid.key\n"
+"  ca = /etc/mtls/bundle.pem\n"
+"  allow = spiffe://example.org/ns/prod/*\n"
+"  [listener \"billing\"]\n"
+"  mode = outbound\n"
+"  listen = 127.0.0.1:9000\n"
+"  target = billing.internal:8443\n"
+"  expect = spiffe://example.org/ns/prod/billing\n"
+"  ...\n";
 
 enum {
 	P_LISTEN = 256, P_TARGET, P_CERT, P_KEY, P_CA, P_ALLOW, P_ALLOW_ANY,
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
-	P_LOGFMT, P_ADMIN
+	P_LOGFMT, P_ADMIN, P_CONFIG
 };
 
 static const struct option opts[] = {
@@ -59,6 +81,7 @@ static const struct option opts[] = {
 	{ "max-conns", required_argument, NULL, P_MAXCONNS },
 	{ "log-format", required_argument, NULL, P_LOGFMT },
 	{ "admin", required_argument, NULL, P_ADMIN },
+	{ "config", required_argument, NULL, P_CONFIG },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -88,18 +111,209 @@ ms(const char *flag, const char *v, int64_t *out)
 	return 0;
 }
 
+/* Strings from a config file live until the proxy stops. */
+struct cfg_state {
+	struct proxy_opts	*o;
+	struct proxy_listener	*cur;
+	char			**keep;
+	size_t			 n_keep;
+	const char		*path;
+};
+
+static char *
+keep(struct cfg_state *cs, const char *v)
+{
+	if (cmd_strv_add(&cs->keep, &cs->n_keep, v) != 0)
+		return NULL;
+	return cs->keep[cs->n_keep - 1];
+}
+
+static int
+cfg_bool(const char *v, int *out)
+{
+	if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0)
+		*out = 1;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0)
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+static int
+cfg_list(char ***v, size_t *n, const char *val)
+{
+	char buf[4096], *tok, *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", val);
+	for (tok = strtok_r(buf, " \t", &save); tok;
+	    tok = strtok_r(NULL, " \t", &save))
+		if (cmd_strv_add(v, n, tok) != 0)
+			return -1;
+	return 0;
+}
+
+static int
+cfg_cb(void *arg, const char *section, const char *key, const char *val,
+    int line, struct mtls_error *err)
+{
+	struct cfg_state *cs = arg;
+	struct proxy_opts *o = cs->o;
+	struct proxy_listener *l;
+	char why[200];
+	int64_t d;
+	char **dst = NULL;
+
+	if (strcmp(section, "proxy") == 0) {
+		if (strcmp(key, "workers") == 0 || strcmp(key, "max_conns") == 0) {
+			char *end;
+			long n = strtol(val, &end, 10);
+
+			if (*val == '\0' || *end != '\0' || n < 1 || n > 1000000)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s "
+				    "must be a positive number", cs->path, line,
+				    key);
+			if (key[0] == 'w')
+				o->workers = n > 64 ? 64 : (int)n;
+			else
+				o->max_conns = (int)n;
+			return 0;
+		}
+		if (strcmp(key, "admin") == 0)
+			return (o->admin = keep(cs, val)) ? 0 : -1;
+		if (strcmp(key, "log_format") == 0) {
+			if (strcmp(val, "json") && strcmp(val, "text"))
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+				    "log_format is json or text", cs->path, line);
+			log_set_format(strcmp(val, "json") == 0);
+			return 0;
+		}
+		if (strstr(key, "_timeout") != NULL) {
+			int64_t *t = strcmp(key, "handshake_timeout") == 0 ?
+			    &o->handshake_timeout_ms : strcmp(key,
+			    "connect_timeout") == 0 ? &o->connect_timeout_ms :
+			    strcmp(key, "idle_timeout") == 0 ?
+			    &o->idle_timeout_ms : strcmp(key, "drain_timeout")
+			    == 0 ? &o->drain_timeout_ms : NULL;
+
+			if (t != NULL) {
+				if (mtls_duration_parse(val, &d) != 0)
+					return error_set(err, MTLS_ERR_PARSE,
+					    "%s:%d: %s '%.32s' is not a duration",
+					    cs->path, line, key, val);
+				*t = d * 1000;
+				return 0;
+			}
+		}
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
+		    "in [proxy]", cs->path, line, key);
+	}
+	if (strncmp(section, "listener ", 9) != 0)
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown section "
+		    "[%s] (use [proxy] and [listener \"NAME\"])", cs->path, line,
+		    section);
+	if (cs->cur == NULL || strcmp(cs->cur->name, section + 9) != 0) {
+		size_t i;
+
+		for (i = 0; i < o->n_l; i++)
+			if (strcmp(o->l[i].name, section + 9) == 0)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+				    "listener '%s' appears twice", cs->path,
+				    line, section + 9);
+		if (o->n_l == PROXY_MAX_LISTENERS)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: more than "
+			    "%d listeners", cs->path, line, PROXY_MAX_LISTENERS);
+		cs->cur = &o->l[o->n_l++];
+		snprintf(cs->cur->name, sizeof(cs->cur->name), "%s",
+		    section + 9);
+	}
+	l = cs->cur;
+	if (strcmp(key, "mode") == 0) {
+		if (strcmp(val, "inbound") && strcmp(val, "outbound"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: mode is "
+			    "inbound or outbound", cs->path, line);
+		l->outbound = strcmp(val, "outbound") == 0;
+		return 0;
+	}
+	if (strcmp(key, "allow_any") == 0 || strcmp(key, "unsafe_target") == 0) {
+		if (cfg_bool(val, key[0] == 'a' ? &l->allow_any :
+		    &l->unsafe_target) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s is true "
+			    "or false", cs->path, line, key);
+		return 0;
+	}
+	if (strcmp(key, "allow") == 0 || strcmp(key, "expect") == 0) {
+		char buf[4096], *tok, *save = NULL;
+
+		snprintf(buf, sizeof(buf), "%s", val);
+		for (tok = strtok_r(buf, " \t", &save); tok;
+		    tok = strtok_r(NULL, " \t", &save))
+			if (mtls_rule_check(tok, why, sizeof(why)) != 0)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s "
+				    "'%.100s': %s", cs->path, line, key, tok, why);
+		return key[0] == 'a' ? cfg_list(&l->allow, &l->n_allow, val) :
+		    cfg_list(&l->expect, &l->n_expect, val);
+	}
+	if (strcmp(key, "crl") == 0)
+		return cfg_list(&l->crls, &l->n_crls, val);
+	if (strcmp(key, "listen") == 0)
+		dst = &l->listen;
+	else if (strcmp(key, "target") == 0)
+		dst = &l->target;
+	else if (strcmp(key, "cert") == 0)
+		dst = &l->cert;
+	else if (strcmp(key, "key") == 0)
+		dst = &l->key;
+	else if (strcmp(key, "ca") == 0)
+		dst = &l->ca;
+	else if (strcmp(key, "servername") == 0)
+		dst = &l->servername;
+	else if (strcmp(key, "min_tls") == 0) {
+		if (strcmp(val, "1.2") && strcmp(val, "1.3"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: min_tls is "
+			    "1.2 or 1.3", cs->path, line);
+		dst = &l->min_tls;
+	} else
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
+		    "in [listener \"%s\"]", cs->path, line, key, l->name);
+	return (*dst = keep(cs, val)) ? 0 : -1;
+}
+
+static int
+load_config(const char *path, struct cfg_state *cs, struct mtls_error *err)
+{
+	uint8_t *buf;
+	size_t len;
+	int rv;
+
+	if (fs_read(path, 1 << 20, &buf, &len, err) != 0)
+		return -1;
+	cs->path = path;
+	rv = conf_parse((const char *)buf, len, path, cfg_cb, cs, err);
+	free(buf);
+	if (rv == 0 && cs->o->n_l == 0)
+		rv = error_set(err, MTLS_ERR_PARSE, "%s: no [listener \"NAME\"] "
+		    "section", path);
+	return rv;
+}
+
 int
 cmd_proxy(int argc, char **argv)
 {
 	struct proxy_opts o;
-	struct proxy_listener *l = &o.l;
+	struct proxy_listener *l = &o.l[0];
+	struct cfg_state cs;
 	struct mtls_error err;
+	const char *config = NULL;
 	char why[200];
-	int c, rv = 2;
+	int c, rv = 2, listener_flags = 0;
+	size_t i;
 
 	if (cmd_wants_help(argc, argv, proxy_help))
 		return 0;
 	memset(&o, 0, sizeof(o));
+	memset(&cs, 0, sizeof(cs));
+	cs.o = &o;
 	o.handshake_timeout_ms = 10000;
 	o.connect_timeout_ms = 5000;
 	o.idle_timeout_ms = 300000;
@@ -162,6 +376,7 @@ cmd_proxy(int argc, char **argv)
 				goto out;
 			break;
 		case P_ADMIN: o.admin = optarg; break;
+		case P_CONFIG: config = optarg; break;
 		case P_LOGFMT:
 			if (strcmp(optarg, "json") == 0)
 				log_set_format(1);
@@ -183,6 +398,35 @@ cmd_proxy(int argc, char **argv)
 		rv = cmd_usage("proxy", "unexpected argument '%s'", argv[optind]);
 		goto out;
 	}
+	listener_flags = l->listen || l->target || l->cert || l->key || l->ca ||
+	    l->n_allow || l->allow_any || l->outbound || l->n_expect ||
+	    l->servername || l->n_crls || l->min_tls || l->unsafe_target;
+	if (config != NULL) {
+		struct proxy_opts cli = o;
+
+		if (listener_flags) {
+			rv = cmd_usage("proxy", "--config holds the listeners: "
+			    "give listener flags either there or here, not "
+			    "both");
+			goto out;
+		}
+		error_clear(&err);
+		if (load_config(config, &cs, &err) != 0) {
+			rv = cmd_fail("proxy", &err);
+			goto out;
+		}
+		/* flags given on the command line win over the file */
+		if (cli.workers)
+			o.workers = cli.workers;
+		if (cli.admin)
+			o.admin = cli.admin;
+		if (cli.max_conns)
+			o.max_conns = cli.max_conns;
+	} else {
+		o.n_l = 1;
+		snprintf(l->name, sizeof(l->name), "%s", l->outbound ?
+		    "outbound" : "inbound");
+	}
 	if (l->min_tls && strcmp(l->min_tls, "1.2") && strcmp(l->min_tls, "1.3")) {
 		rv = cmd_usage("proxy", "--min-tls must be 1.2 or 1.3");
 		goto out;
@@ -194,8 +438,11 @@ cmd_proxy(int argc, char **argv)
 	}
 	rv = 0;
  out:
-	strv_free(l->allow, l->n_allow);
-	strv_free(l->expect, l->n_expect);
-	strv_free(l->crls, l->n_crls);
+	for (i = 0; i < PROXY_MAX_LISTENERS; i++) {
+		strv_free(o.l[i].allow, o.l[i].n_allow);
+		strv_free(o.l[i].expect, o.l[i].n_expect);
+		strv_free(o.l[i].crls, o.l[i].n_crls);
+	}
+	strv_free(cs.keep, cs.n_keep);
 	return rv;
 }

@@ -61,7 +61,11 @@ enum cstate { S_HANDSHAKE, S_CONNECT, S_PUMP };
 
 struct conn;
 
+/* epoll data points at one of these; each starts with its kind */
+enum ep_kind { EP_SIDE = 1, EP_LISTENER, EP_EVENT };
+
 struct side {
+	int		 kind;		/* EP_SIDE */
 	struct conn	*c;
 	int		 fd;
 	struct mtls	*tls;		/* NULL for the plaintext side */
@@ -78,8 +82,11 @@ struct buf {
 
 struct tq;
 
+struct wl;
+
 struct conn {
 	struct worker	*w;
+	struct wl	*wl;		/* the listener it came in on */
 	struct side	 a, b;
 	struct side	*tls_side;
 	enum cstate	 state;
@@ -101,24 +108,44 @@ struct tq {
 };
 
 struct proxy;
+struct worker;
+
+/* One listener as the whole proxy sees it (shared, main thread owns). */
+struct lstate {
+	const struct proxy_listener *l;
+	struct sockaddr_storage	 listen_ss, target_ss;
+	socklen_t		 listen_len, target_len;
+	struct mtls_config	*cfg;		/* current, under proxy mu */
+	uint64_t		 cfg_seq;	/* under proxy mu */
+	int64_t			 own_not_after;	/* atomic */
+	char			 own_id[256];	/* under proxy mu */
+};
+
+/* One listener in one worker: its socket and TLS context. */
+struct wl {
+	int		 kind;		/* EP_LISTENER */
+	struct worker	*w;
+	struct lstate	*ls;
+	int		 lfd;
+	struct mtls	*ctx;		/* server (inbound) / client (outbound) */
+	uint64_t	 cfg_seq;
+	int64_t		 accept_paused_until;
+};
 
 struct worker {
 	struct proxy	*p;
 	pthread_t	 thr;
 	int		 id;
 	int		 epfd;
-	int		 lfd;
 	int		 evfd;
-	struct mtls	*ctx;		/* server (inbound) / client (outbound) */
-	uint64_t	 cfg_seq;
+	struct wl	 wl[PROXY_MAX_LISTENERS];
 	struct tq	 hs_q, conn_q, idle_q;
 	int		 nconns;
-	int64_t		 accept_paused_until;
 	int		 draining;
 	struct conn	*dead;		/* closed this batch, to free */
 	char		 scratch[BUF_SIZE];
 	/* metrics: written by this worker only, read by the admin side */
-	uint64_t	 m_hs[MTLS_FAIL__COUNT][2];	/* [result][resumed] */
+	uint64_t	 m_hs[2][MTLS_FAIL__COUNT][2];	/* [client][result][resumed] */
 	uint64_t	 m_hs_bucket[HS_BUCKETS + 1];
 	uint64_t	 m_hs_sum_us;
 	uint64_t	 m_bytes_in, m_bytes_out;
@@ -126,24 +153,19 @@ struct worker {
 
 struct proxy {
 	const struct proxy_opts	*o;
-	struct sockaddr_storage	 listen_ss, target_ss;
-	socklen_t		 listen_len, target_len;
+	struct lstate		 ls[PROXY_MAX_LISTENERS];
+	size_t			 nls;
 	struct worker		*w;
 	int			 nworkers;
 	pthread_mutex_t		 mu;
-	struct mtls_config	*cfg;		/* current, under mu */
-	uint64_t		 cfg_seq;	/* under mu */
 	int			 stopping;	/* atomic */
 	int64_t			 drain_deadline_ms;
 	int			 active;	/* atomic: open connections */
 	int			 admin_fd;
 	uint64_t		 m_reload_ok, m_reload_failed;
-	int64_t			 own_not_after;	/* atomic: own cert expiry */
-	char			 own_id[256];	/* under mu */
 };
 
-/* A tag for the listener's and eventfd's epoll data. */
-static char tag_listener, tag_event;
+static int tag_event = EP_EVENT;
 
 static int64_t
 now_ms(void)
@@ -256,7 +278,8 @@ addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
 
 /* ---- config ---- */
 
-static void own_identity(struct proxy *, const struct mtls_config *);
+static void own_identity(struct proxy *, struct lstate *,
+    const struct mtls_config *);
 
 /*
  * Builds and checks a complete config from the files: the key matches the
@@ -331,6 +354,17 @@ config_build(const struct proxy_listener *l, char *serial, size_t slen,
 	return NULL;
 }
 
+/* Our own leaf's serial, for the start line. Static buffer: main thread. */
+static const char *
+own_serial(const struct mtls_config *cfg)
+{
+	static char buf[64];
+
+	serial_hex(X509_get0_serialNumber(sk_X509_value(cfg->chain, 0)), buf,
+	    sizeof(buf));
+	return buf;
+}
+
 /* ---- timeout queues ---- */
 
 static void
@@ -376,11 +410,12 @@ bump(uint64_t *v, uint64_t n)
 }
 
 static void
-count_handshake(struct worker *w, int result, int resumed, int64_t us)
+count_handshake(struct worker *w, int client, int result, int resumed,
+    int64_t us)
 {
 	int i;
 
-	bump(&w->m_hs[result][resumed ? 1 : 0], 1);
+	bump(&w->m_hs[client ? 1 : 0][result][resumed ? 1 : 0], 1);
 	for (i = 0; i < HS_BUCKETS && us > hs_bucket_us[i]; i++)
 		;
 	bump(&w->m_hs_bucket[i], 1);
@@ -397,7 +432,8 @@ log_handshake(struct conn *c, int ok)
 	const char *id = mtls_peer_id(t), *serial = mtls_peer_serial(t);
 	int fail = mtls_fail_code(t);
 
-	json_object_set_new(o, "role", json_string(c->w->p->o->l.outbound ?
+	json_object_set_new(o, "listener", json_string(c->wl->ls->l->name));
+	json_object_set_new(o, "role", json_string(c->wl->ls->l->outbound ?
 	    "client" : "server"));
 	json_object_set_new(o, "client", json_string(c->client));
 	json_object_set_new(o, "peer_id", id ? json_string(id) : json_null());
@@ -411,7 +447,8 @@ log_handshake(struct conn *c, int ok)
 		json_object_set_new(o, "resumed",
 		    json_boolean(mtls_conn_resumed(t)));
 	}
-	count_handshake(c->w, ok ? MTLS_FAIL_NONE : (fail ? fail :
+	count_handshake(c->w, c->wl->ls->l->outbound, ok ? MTLS_FAIL_NONE :
+	    (fail ? fail :
 	    MTLS_FAIL_NOT_TLS), ok && mtls_conn_resumed(t), c->hs_us);
 	json_object_set_new(o, "handshake_us", json_integer(c->hs_us));
 	json_object_set_new(o, "result", json_string(ok ? "ok" :
@@ -428,7 +465,7 @@ log_fail(struct conn *c, int fail, const char *msg)
 	json_t *o = json_object();
 
 	if (c->state == S_HANDSHAKE)
-		count_handshake(c->w, fail, 0, c->hs_us);
+		count_handshake(c->w, c->wl->ls->l->outbound, fail, 0, c->hs_us);
 	json_object_set_new(o, "client", json_string(c->client));
 	json_object_set_new(o, "result", json_string(mtls_fail_name(fail)));
 	json_object_set_new(o, "error", json_string(msg));
@@ -553,17 +590,17 @@ set_nodelay(int fd)
 static int
 start_connect(struct conn *c)
 {
-	struct proxy *p = c->w->p;
+	struct lstate *ls = c->wl->ls;
 	int fd;
 
-	fd = socket(p->target_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	fd = socket(ls->target_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	c->b.fd = fd;
-	if (p->target_ss.ss_family != AF_UNIX)
+	if (ls->target_ss.ss_family != AF_UNIX)
 		set_nodelay(fd);
-	if (connect(fd, (struct sockaddr *)&p->target_ss, p->target_len) != 0 &&
+	if (connect(fd, (struct sockaddr *)&ls->target_ss, ls->target_len) != 0 &&
 	    errno != EINPROGRESS)
 		return -1;
 	if (ep_add(c->w, &c->b, EPOLLOUT) != 0)
@@ -712,12 +749,12 @@ conn_step(struct conn *c, uint32_t events)
 			conn_free(c, "connect_failed");
 			return;
 		}
-		if (w->p->o->l.outbound) {
+		if (c->wl->ls->l->outbound) {
 			/* upstream connected: now our TLS client handshake */
-			if (mtls_connect_socket(w->ctx, &c->b.tls, c->b.fd,
-			    w->p->o->l.servername) != 0) {
+			if (mtls_connect_socket(c->wl->ctx, &c->b.tls, c->b.fd,
+			    c->wl->ls->l->servername) != 0) {
 				log_fail(c, MTLS_FAIL_CONNECT_FAILED,
-				    mtls_error(w->ctx));
+				    mtls_error(c->wl->ctx));
 				conn_free(c, "error");
 				return;
 			}
@@ -744,7 +781,7 @@ conn_step(struct conn *c, uint32_t events)
 			return;
 		}
 		log_handshake(c, 1);
-		if (!w->p->o->l.outbound) {
+		if (!c->wl->ls->l->outbound) {
 			/* only an authorized peer reaches the backend */
 			if (start_connect(c) != 0) {
 				log_fail(c, MTLS_FAIL_CONNECT_FAILED,
@@ -787,8 +824,9 @@ conn_step(struct conn *c, uint32_t events)
 }
 
 static void
-do_accept(struct worker *w)
+do_accept(struct wl *wl)
 {
+	struct worker *w = wl->w;
 	struct proxy *p = w->p;
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -797,7 +835,7 @@ do_accept(struct worker *w)
 
 	for (i = 0; i < 64; i++) {
 		sl = sizeof(ss);
-		fd = accept4(w->lfd, (struct sockaddr *)&ss, &sl,
+		fd = accept4(wl->lfd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE ||
@@ -809,8 +847,8 @@ do_accept(struct worker *w)
 				    json_string(strerror(errno)));
 				log_emit("error", "accept", o);
 				json_decref(o);
-				w->accept_paused_until = now_ms() + 100;
-				epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->lfd, NULL);
+				wl->accept_paused_until = now_ms() + 100;
+				epoll_ctl(w->epfd, EPOLL_CTL_DEL, wl->lfd, NULL);
 			}
 			return;
 		}
@@ -828,6 +866,8 @@ do_accept(struct worker *w)
 		__atomic_add_fetch(&p->active, 1, __ATOMIC_RELAXED);
 		w->nconns++;
 		c->w = w;
+		c->wl = wl;
+		c->a.kind = c->b.kind = EP_SIDE;
 		c->a.c = c->b.c = c;
 		c->a.fd = fd;
 		c->b.fd = -1;
@@ -839,7 +879,7 @@ do_accept(struct worker *w)
 			conn_free(c, "error");
 			continue;
 		}
-		if (p->o->l.outbound) {
+		if (wl->ls->l->outbound) {
 			c->tls_side = &c->b;
 			if (start_connect(c) != 0) {
 				c->state = S_CONNECT;
@@ -852,7 +892,7 @@ do_accept(struct worker *w)
 			ep_update(w, &c->a);
 		} else {
 			c->tls_side = &c->a;
-			if (mtls_accept_socket(w->ctx, &c->a.tls, fd) != 0) {
+			if (mtls_accept_socket(wl->ctx, &c->a.tls, fd) != 0) {
 				conn_free(c, "error");
 				continue;
 			}
@@ -887,30 +927,39 @@ static void
 take_config(struct worker *w)
 {
 	struct proxy *p = w->p;
-	struct mtls_config *cfg = NULL;
+	struct mtls_config *cfg;
 	uint64_t seq;
+	size_t i;
 
-	pthread_mutex_lock(&p->mu);
-	seq = p->cfg_seq;
-	if (seq != w->cfg_seq) {
-		cfg = p->cfg;
-		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
-	}
-	pthread_mutex_unlock(&p->mu);
-	if (cfg == NULL)
-		return;
-	/* a failure keeps the old context serving */
-	if (mtls_configure(w->ctx, cfg) == 0)
-		w->cfg_seq = seq;
-	else {
-		json_t *o = json_object();
+	for (i = 0; i < p->nls; i++) {
+		struct wl *wl = &w->wl[i];
 
-		json_object_set_new(o, "worker", json_integer(w->id));
-		json_object_set_new(o, "error", json_string(mtls_error(w->ctx)));
-		log_emit("error", "reload", o);
-		json_decref(o);
+		cfg = NULL;
+		pthread_mutex_lock(&p->mu);
+		seq = wl->ls->cfg_seq;
+		if (seq != wl->cfg_seq) {
+			cfg = wl->ls->cfg;
+			__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (cfg == NULL)
+			continue;
+		/* a failure keeps the old context serving */
+		if (mtls_configure(wl->ctx, cfg) == 0)
+			wl->cfg_seq = seq;
+		else {
+			json_t *o = json_object();
+
+			json_object_set_new(o, "listener",
+			    json_string(wl->ls->l->name));
+			json_object_set_new(o, "worker", json_integer(w->id));
+			json_object_set_new(o, "error",
+			    json_string(mtls_error(wl->ctx)));
+			log_emit("error", "reload", o);
+			json_decref(o);
+		}
+		mtls_config_free(cfg);
 	}
-	mtls_config_free(cfg);
 }
 
 static void *
@@ -921,6 +970,7 @@ worker_main(void *arg)
 	struct epoll_event evs[128];
 	int64_t now, next, t;
 	int i, n;
+	size_t k;
 	uint64_t v;
 
 	for (;;) {
@@ -936,10 +986,11 @@ worker_main(void *arg)
 		n = epoll_wait(w->epfd, evs, 128, t < 0 ? 0 : (int)t);
 		for (i = 0; i < n; i++) {
 			void *d = evs[i].data.ptr;
+			int kind = *(int *)d;
 
-			if (d == &tag_listener) {
-				do_accept(w);
-			} else if (d == &tag_event) {
+			if (kind == EP_LISTENER) {
+				do_accept(d);
+			} else if (kind == EP_EVENT) {
 				if (read(w->evfd, &v, sizeof(v)) < 0)
 					v = 0;
 				take_config(w);
@@ -955,21 +1006,27 @@ worker_main(void *arg)
 		expire(w, &w->conn_q, now);
 		expire(w, &w->idle_q, now);
 		reap(w);
-		if (w->accept_paused_until && now >= w->accept_paused_until &&
-		    !w->draining) {
+		for (k = 0; k < p->nls && !w->draining; k++) {
+			struct wl *wl = &w->wl[k];
 			struct epoll_event ev = { .events = EPOLLIN,
-			    .data.ptr = &tag_listener };
+			    .data.ptr = wl };
 
-			w->accept_paused_until = 0;
-			epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, &ev);
+			if (wl->accept_paused_until &&
+			    now >= wl->accept_paused_until) {
+				wl->accept_paused_until = 0;
+				epoll_ctl(w->epfd, EPOLL_CTL_ADD, wl->lfd, &ev);
+			}
 		}
 		if (__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE)) {
 			if (!w->draining) {
-				/* stop accepting: the port closes with us */
+				/* stop accepting: the ports close with us */
 				w->draining = 1;
-				epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->lfd, NULL);
-				close(w->lfd);
-				w->lfd = -1;
+				for (k = 0; k < p->nls; k++) {
+					epoll_ctl(w->epfd, EPOLL_CTL_DEL,
+					    w->wl[k].lfd, NULL);
+					close(w->wl[k].lfd);
+					w->wl[k].lfd = -1;
+				}
 			}
 			if (w->nconns == 0 || now >= p->drain_deadline_ms)
 				break;
@@ -987,21 +1044,21 @@ worker_main(void *arg)
 }
 
 static int
-listen_socket(struct proxy *p, struct mtls_error *err)
+listen_socket(const struct lstate *ls, struct mtls_error *err)
 {
 	int fd, one = 1;
 
-	fd = socket(p->listen_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	fd = socket(ls->listen_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return error_set_errno(err, MTLS_ERR_IO, "--listen %s: socket",
-		    p->o->l.listen);
+		return error_set_errno(err, MTLS_ERR_IO, "listen %s: socket",
+		    ls->l->listen);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	/* one listening socket per worker: the kernel spreads accepts */
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&p->listen_ss, p->listen_len) != 0 ||
+	if (bind(fd, (struct sockaddr *)&ls->listen_ss, ls->listen_len) != 0 ||
 	    listen(fd, 1024) != 0) {
-		error_set_errno(err, MTLS_ERR_IO, "--listen %s", p->o->l.listen);
+		error_set_errno(err, MTLS_ERR_IO, "listen %s", ls->l->listen);
 		close(fd);
 		return -1;
 	}
@@ -1045,59 +1102,68 @@ watch_files(int ifd, const struct proxy_listener *l)
 	}
 }
 
+/* Rebuilds every listener's config from its files; a listener whose new
+ * set fails keeps the old one. */
 static void
 reload(struct proxy *p, const char *why)
 {
 	struct mtls_config *cfg;
 	struct mtls_error err;
-	char serial[64] = "";
-	json_t *o = json_object();
 	uint64_t one = 1;
-	int i;
+	size_t k;
+	int i, changed = 0;
 
-	error_clear(&err);
-	json_object_set_new(o, "trigger", json_string(why));
-	cfg = config_build(&p->o->l, serial, sizeof(serial), &err);
-	if (cfg == NULL) {
-		p->m_reload_failed++;
-		json_object_set_new(o, "result", json_string("failed"));
-		json_object_set_new(o, "error", json_string(err.msg));
-		log_emit("error", "reload", o);
+	for (k = 0; k < p->nls; k++) {
+		struct lstate *ls = &p->ls[k];
+		char serial[64] = "";
+		json_t *o = json_object();
+
+		error_clear(&err);
+		json_object_set_new(o, "listener", json_string(ls->l->name));
+		json_object_set_new(o, "trigger", json_string(why));
+		cfg = config_build(ls->l, serial, sizeof(serial), &err);
+		if (cfg == NULL) {
+			p->m_reload_failed++;
+			json_object_set_new(o, "result", json_string("failed"));
+			json_object_set_new(o, "error", json_string(err.msg));
+			log_emit("error", "reload", o);
+			json_decref(o);
+			continue;
+		}
+		pthread_mutex_lock(&p->mu);
+		mtls_config_free(ls->cfg);
+		ls->cfg = cfg;
+		ls->cfg_seq++;
+		pthread_mutex_unlock(&p->mu);
+		own_identity(p, ls, cfg);
+		p->m_reload_ok++;
+		changed = 1;
+		json_object_set_new(o, "result", json_string("ok"));
+		json_object_set_new(o, "serial", json_string(serial));
+		log_emit("info", "reload", o);
 		json_decref(o);
-		return;
 	}
-	pthread_mutex_lock(&p->mu);
-	mtls_config_free(p->cfg);
-	p->cfg = cfg;
-	p->cfg_seq++;
-	pthread_mutex_unlock(&p->mu);
-	own_identity(p, cfg);
-	p->m_reload_ok++;
-	for (i = 0; i < p->nworkers; i++)
+	for (i = 0; changed && i < p->nworkers; i++)
 		if (write(p->w[i].evfd, &one, sizeof(one)) < 0)
 			continue;
-	json_object_set_new(o, "result", json_string("ok"));
-	json_object_set_new(o, "serial", json_string(serial));
-	log_emit("info", "reload", o);
-	json_decref(o);
 }
 
 /* ---- admin: /metrics, /healthz, /readyz ---- */
 
 static void
-own_identity(struct proxy *p, const struct mtls_config *cfg)
+own_identity(struct proxy *p, struct lstate *ls, const struct mtls_config *cfg)
 {
 	X509 *leaf = sk_X509_value(cfg->chain, 0);
 	struct mtls_error e;
 	struct ids ids;
 
-	__atomic_store_n(&p->own_not_after,
+	__atomic_store_n(&ls->own_not_after,
 	    asn1_time_unix(X509_get0_notAfter(leaf)), __ATOMIC_RELAXED);
 	pthread_mutex_lock(&p->mu);
-	p->own_id[0] = '\0';
+	ls->own_id[0] = '\0';
 	if (ids_from_cert(leaf, &ids, &e) == 0) {
 		if (ids_primary(&ids) != NULL)
-			snprintf(p->own_id, sizeof(p->own_id), "%s",
+			snprintf(ls->own_id, sizeof(ls->own_id), "%s",
 			    ids_primary(&ids));
 		ids_free(&ids);
 	}
@@ -1150,23 +1216,24 @@ ld(const uint64_t *v)
 static void
 metrics_text(struct proxy *p, struct sbuf *b)
 {
-	const char *role = p->o->l.outbound ? "client" : "server";
 	uint64_t cum = 0, sum = 0, cnt = 0, v, in = 0, out = 0;
-	int f, r, i, k;
+	int f, r, i, k, role;
+	size_t li;
 	char id[256];
 
 	sb_printf(b, "# HELP mtls_handshakes_total TLS handshakes by result "
 	    "(taxonomy code or ok).\n# TYPE mtls_handshakes_total counter\n");
+	for (role = 0; role < 2; role++)
 	for (f = 0; f < MTLS_FAIL__COUNT; f++)
 		for (r = 0; r < 2; r++) {
 			for (v = 0, i = 0; i < p->nworkers; i++)
-				v += ld(&p->w[i].m_hs[f][r]);
-			if (v == 0 && !(f == 0))
+				v += ld(&p->w[i].m_hs[role][f][r]);
+			if (v == 0)
 				continue;
 			sb_printf(b, "mtls_handshakes_total{role=\"%s\","
-			    "result=\"%s\",resumed=\"%s\"} %llu\n", role,
-			    mtls_fail_name(f), r ? "true" : "false",
-			    (unsigned long long)v);
+			    "result=\"%s\",resumed=\"%s\"} %llu\n",
+			    role ? "client" : "server", mtls_fail_name(f),
+			    r ? "true" : "false", (unsigned long long)v);
 		}
 	sb_printf(b, "# HELP mtls_handshake_seconds Handshake duration.\n"
 	    "# TYPE mtls_handshake_seconds histogram\n");
@@ -1196,17 +1263,20 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	    "mtls_bytes_total{direction=\"in\"} %llu\n"
 	    "mtls_bytes_total{direction=\"out\"} %llu\n",
 	    (unsigned long long)in, (unsigned long long)out);
-	pthread_mutex_lock(&p->mu);
-	snprintf(id, sizeof(id), "%s", p->own_id);
-	pthread_mutex_unlock(&p->mu);
-	for (i = 0; id[i]; i++)
-		if (id[i] == '"' || id[i] == '\\' || id[i] == '\n')
-			id[i] = '_';
 	sb_printf(b, "# HELP mtls_cert_expiry_timestamp_seconds notAfter of "
 	    "our certificate.\n# TYPE mtls_cert_expiry_timestamp_seconds "
-	    "gauge\nmtls_cert_expiry_timestamp_seconds{id=\"%s\"} %lld\n",
-	    id, (long long)__atomic_load_n(&p->own_not_after,
-	    __ATOMIC_RELAXED));
+	    "gauge\n");
+	for (li = 0; li < p->nls; li++) {
+		pthread_mutex_lock(&p->mu);
+		snprintf(id, sizeof(id), "%s", p->ls[li].own_id);
+		pthread_mutex_unlock(&p->mu);
+		for (i = 0; id[i]; i++)
+			if (id[i] == '"' || id[i] == '\\' || id[i] == '\n')
+				id[i] = '_';
+		sb_printf(b, "mtls_cert_expiry_timestamp_seconds{id=\"%s\"} "
+		    "%lld\n", id, (long long)__atomic_load_n(
+		    &p->ls[li].own_not_after, __ATOMIC_RELAXED));
+	}
 	sb_printf(b, "# HELP mtls_reloads_total Certificate reloads.\n"
 	    "# TYPE mtls_reloads_total counter\n"
 	    "mtls_reloads_total{result=\"ok\"} %llu\n"
@@ -1276,9 +1346,17 @@ admin_serve(struct proxy *p)
 	} else if (strcmp(path, "/healthz") == 0) {
 		admin_reply(fd, 200, "OK", "text/plain", "ok\n", 3);
 	} else if (strcmp(path, "/readyz") == 0) {
-		int64_t na = __atomic_load_n(&p->own_not_after,
-		    __ATOMIC_RELAXED);
+		int64_t na = INT64_MAX;
+		size_t li;
 
+		/* ready while every listener's own certificate is valid */
+		for (li = 0; li < p->nls; li++) {
+			int64_t t = __atomic_load_n(&p->ls[li].own_not_after,
+			    __ATOMIC_RELAXED);
+
+			if (t < na)
+				na = t;
+		}
 		if (na > (int64_t)time(NULL) &&
 		    !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE))
 			admin_reply(fd, 200, "OK", "text/plain", "ready\n", 6);
@@ -1294,9 +1372,9 @@ admin_serve(struct proxy *p)
 }
 
 static int
-check_opts(const struct proxy_opts *o, struct proxy *p, struct mtls_error *err)
+check_listener(struct lstate *ls, struct mtls_error *err)
 {
-	const struct proxy_listener *l = &o->l;
+	const struct proxy_listener *l = ls->l;
 
 	if (l->listen == NULL || l->target == NULL || l->cert == NULL ||
 	    l->key == NULL || l->ca == NULL)
@@ -1310,21 +1388,21 @@ check_opts(const struct proxy_opts *o, struct proxy *p, struct mtls_error *err)
 	if (l->outbound && l->n_expect == 0)
 		return error_set(err, MTLS_ERR_ARG, "--outbound needs --expect "
 		    "ID: the upstream's identity");
-	if (proxy_addr_parse(l->listen, "--listen", &p->listen_ss,
-	    &p->listen_len, err) != 0 ||
-	    proxy_addr_parse(l->target, "--target", &p->target_ss,
-	    &p->target_len, err) != 0)
+	if (proxy_addr_parse(l->listen, "--listen", &ls->listen_ss,
+	    &ls->listen_len, err) != 0 ||
+	    proxy_addr_parse(l->target, "--target", &ls->target_ss,
+	    &ls->target_len, err) != 0)
 		return -1;
-	if (p->listen_ss.ss_family == AF_UNIX)
+	if (ls->listen_ss.ss_family == AF_UNIX)
 		return error_set(err, MTLS_ERR_ARG, "--listen: UNIX sockets "
 		    "are not supported for listening yet; use 127.0.0.1:PORT");
 	if (!l->unsafe_target && !l->outbound &&
-	    !proxy_addr_is_local(&p->target_ss))
+	    !proxy_addr_is_local(&ls->target_ss))
 		return error_set(err, MTLS_ERR_ARG, "--target %s is not "
 		    "loopback: plaintext would leave this host (use "
 		    "--unsafe-target if that is really meant)", l->target);
 	if (!l->unsafe_target && l->outbound &&
-	    !proxy_addr_is_local(&p->listen_ss))
+	    !proxy_addr_is_local(&ls->listen_ss))
 		return error_set(err, MTLS_ERR_ARG, "--listen %s is not "
 		    "loopback: the plaintext side must stay on this host (use "
 		    "--unsafe-target if that is really meant)", l->listen);
@@ -1338,19 +1416,38 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	struct epoll_event ev;
 	sigset_t mask;
 	char serial[64] = "";
+	size_t li = 0;
 	int sfd = -1, ifd = -1, i, started = 0, rv = -1;
 	int64_t reload_at = 0;
 
 	memset(&p, 0, sizeof(p));
 	p.o = o;
-	pthread_mutex_init(&p.mu, NULL);
-	if (check_opts(o, &p, err) != 0)
-		return -1;
-	if ((p.cfg = config_build(&o->l, serial, sizeof(serial), err)) == NULL)
-		return -1;
-	p.cfg_seq = 1;
 	p.admin_fd = -1;
-	own_identity(&p, p.cfg);
+	pthread_mutex_init(&p.mu, NULL);
+	if (o->n_l == 0 || o->n_l > PROXY_MAX_LISTENERS) {
+		error_set(err, MTLS_ERR_ARG, "no listener configured");
+		goto out;
+	}
+	for (li = 0; li < o->n_l; li++) {
+		struct lstate *ls = &p.ls[li];
+		struct mtls_error lerr;
+
+		ls->l = &o->l[li];
+		p.nls++;
+		error_clear(&lerr);
+		if (check_listener(ls, &lerr) != 0 ||
+		    (ls->cfg = config_build(ls->l, serial, sizeof(serial),
+		    &lerr)) == NULL) {
+			if (o->n_l > 1)
+				error_set(err, lerr.code, "listener %s: %s",
+				    ls->l->name, lerr.msg);
+			else
+				error_copy(err, &lerr);
+			goto out;
+		}
+		ls->cfg_seq = 1;
+		own_identity(&p, ls, ls->cfg);
+	}
 	p.nworkers = o->workers > 0 ? o->workers : (int)sysconf(
 	    _SC_NPROCESSORS_ONLN);
 	if (p.nworkers < 1)
@@ -1366,30 +1463,41 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 
 		w->p = &p;
 		w->id = i;
-		w->lfd = w->evfd = w->epfd = -1;
+		w->evfd = w->epfd = -1;
+		for (li = 0; li < p.nls; li++)
+			w->wl[li].lfd = -1;
 		w->hs_q.timeout_ms = o->handshake_timeout_ms;
 		w->conn_q.timeout_ms = o->connect_timeout_ms;
 		w->idle_q.timeout_ms = o->idle_timeout_ms;
-		w->ctx = o->l.outbound ? mtls_client() : mtls_server();
-		if (w->ctx == NULL) {
-			error_set(err, MTLS_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		if (mtls_configure(w->ctx, p.cfg) != 0) {
-			error_copy(err, &w->ctx->err);
-			goto out;
-		}
-		w->cfg_seq = 1;
-		if ((w->lfd = listen_socket(&p, err)) < 0)
-			goto out;
 		if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 		    (w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 			error_set_errno(err, MTLS_ERR_IO, "epoll");
 			goto out;
 		}
+		for (li = 0; li < p.nls; li++) {
+			struct wl *wl = &w->wl[li];
+
+			wl->kind = EP_LISTENER;
+			wl->w = w;
+			wl->ls = &p.ls[li];
+			wl->ctx = wl->ls->l->outbound ? mtls_client() :
+			    mtls_server();
+			if (wl->ctx == NULL) {
+				error_set(err, MTLS_ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			if (mtls_configure(wl->ctx, wl->ls->cfg) != 0) {
+				error_copy(err, &wl->ctx->err);
+				goto out;
+			}
+			wl->cfg_seq = 1;
+			if ((wl->lfd = listen_socket(wl->ls, err)) < 0)
+				goto out;
+			ev.events = EPOLLIN;
+			ev.data.ptr = wl;
+			epoll_ctl(w->epfd, EPOLL_CTL_ADD, wl->lfd, &ev);
+		}
 		ev.events = EPOLLIN;
-		ev.data.ptr = &tag_listener;
-		epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, &ev);
 		ev.data.ptr = &tag_event;
 		epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
 	}
@@ -1405,7 +1513,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		goto out;
 	}
 	if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0)
-		watch_files(ifd, &o->l);
+		for (li = 0; li < p.nls; li++)
+			watch_files(ifd, p.ls[li].l);
 	if (o->admin != NULL) {
 		struct sockaddr_storage ass;
 		socklen_t al;
@@ -1433,15 +1542,18 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		}
 		started++;
 	}
-	{
+	for (li = 0; li < p.nls; li++) {
+		const struct proxy_listener *l = p.ls[li].l;
 		json_t *lo = json_object();
 
-		json_object_set_new(lo, "mode", json_string(o->l.outbound ?
+		json_object_set_new(lo, "listener", json_string(l->name));
+		json_object_set_new(lo, "mode", json_string(l->outbound ?
 		    "outbound" : "inbound"));
-		json_object_set_new(lo, "listen", json_string(o->l.listen));
-		json_object_set_new(lo, "target", json_string(o->l.target));
+		json_object_set_new(lo, "listen", json_string(l->listen));
+		json_object_set_new(lo, "target", json_string(l->target));
 		json_object_set_new(lo, "workers", json_integer(p.nworkers));
-		json_object_set_new(lo, "serial", json_string(serial));
+		json_object_set_new(lo, "serial", json_string(
+		    own_serial(p.ls[li].cfg)));
 		log_emit("info", "start", lo);
 		json_decref(lo);
 	}
@@ -1506,13 +1618,15 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	log_emit("info", "stop", NULL);
  out:
 	for (i = 0; p.w != NULL && i < p.nworkers; i++) {
-		if (p.w[i].lfd >= 0)
-			close(p.w[i].lfd);
+		for (li = 0; li < p.nls; li++) {
+			if (p.w[i].wl[li].lfd >= 0)
+				close(p.w[i].wl[li].lfd);
+			mtls_free(p.w[i].wl[li].ctx);
+		}
 		if (p.w[i].evfd >= 0)
 			close(p.w[i].evfd);
 		if (p.w[i].epfd >= 0)
 			close(p.w[i].epfd);
-		mtls_free(p.w[i].ctx);
 	}
 	free(p.w);
 	if (sfd >= 0)
@@ -1521,7 +1635,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		close(ifd);
 	if (p.admin_fd >= 0)
 		close(p.admin_fd);
-	mtls_config_free(p.cfg);
+	for (li = 0; li < p.nls; li++)
+		mtls_config_free(p.ls[li].cfg);
 	pthread_mutex_destroy(&p.mu);
 	return rv;
 }

@@ -12,7 +12,10 @@
 
 #include "internal.h"
 
+#define PROXY_MAX_LISTENERS	16
+
 struct proxy_listener {
+	char	 name[64];	/* [listener "name"] in a config file */
 	int	 outbound;	/* plain in, mTLS out */
 	char	*listen;	/* HOST:PORT */
 	char	*target;	/* HOST:PORT or unix:/path */
@@ -30,7 +33,8 @@ struct proxy_listener {
 };
 
 struct proxy_opts {
-	struct proxy_listener	 l;
+	struct proxy_listener	 l[PROXY_MAX_LISTENERS];
+	size_t			 n_l;
 	int			 workers;
 	int64_t			 handshake_timeout_ms;
 	int64_t			 connect_timeout_ms;
