@@ -155,6 +155,10 @@ int	 mtls_config_add_expect(struct mtls_config *, const char *rule);
 int	 mtls_config_set_purpose(struct mtls_config *, enum mtls_purpose);
 /* Verify at this UNIX time instead of now (0 = now). */
 int	 mtls_config_set_verify_time(struct mtls_config *, int64_t unix_time);
+/* Session ticket keys shared across processes (replicas): 80 random bytes
+ * (or 160: current, then previous), nginx's format. Without it each config
+ * has its own random key. */
+int	 mtls_config_set_ticket_key_file(struct mtls_config *, const char *path);
 /* Lowest TLS version: "1.3" (default) or "1.2" (then ECDHE + AEAD suites
  * only). */
 int	 mtls_config_set_min_tls(struct mtls_config *, const char *version);

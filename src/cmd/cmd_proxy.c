@@ -26,6 +26,10 @@ static const char proxy_help[] =
 "  --log-format json|text default: json unless stderr is a terminal\n"
 "  --unsafe-target        let the plaintext side leave this host\n"
 "  --admin ADDR           /metrics (Prometheus), /healthz, /readyz\n"
+"  --ticket-key-file F    session ticket keys shared by replicas: 80 random\n"
+"                         bytes (160: current then previous), nginx's format\n"
+"  --ticket-rotate D      without a key file, new ticket key every D\n"
+"                         (default 12h; the previous one still opens)\n"
 "  --config FILE          several listeners from a file (see below)\n"
 "Files are watched and reloaded on change and on SIGHUP; a bad new set is\n"
 "refused and the old one keeps serving. SIGTERM stops accepting and lets\n"
@@ -56,7 +60,7 @@ enum {
 	P_LISTEN = 256, P_TARGET, P_CERT, P_KEY, P_CA, P_ALLOW, P_ALLOW_ANY,
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
-	P_LOGFMT, P_ADMIN, P_CONFIG
+	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT
 };
 
 static const struct option opts[] = {
@@ -82,6 +86,8 @@ static const struct option opts[] = {
 	{ "log-format", required_argument, NULL, P_LOGFMT },
 	{ "admin", required_argument, NULL, P_ADMIN },
 	{ "config", required_argument, NULL, P_CONFIG },
+	{ "ticket-key-file", required_argument, NULL, P_TKFILE },
+	{ "ticket-rotate", required_argument, NULL, P_TKROT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -188,6 +194,14 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			log_set_format(strcmp(val, "json") == 0);
 			return 0;
 		}
+		if (strcmp(key, "ticket_rotate") == 0) {
+			if (mtls_duration_parse(val, &d) != 0)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+				    "ticket_rotate '%.32s' is not a duration",
+				    cs->path, line, val);
+			o->ticket_rotate_ms = d * 1000;
+			return 0;
+		}
 		if (strstr(key, "_timeout") != NULL) {
 			int64_t *t = strcmp(key, "handshake_timeout") == 0 ?
 			    &o->handshake_timeout_ms : strcmp(key,
@@ -268,6 +282,8 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		dst = &l->ca;
 	else if (strcmp(key, "servername") == 0)
 		dst = &l->servername;
+	else if (strcmp(key, "ticket_key_file") == 0)
+		dst = &l->ticket_key_file;
 	else if (strcmp(key, "min_tls") == 0) {
 		if (strcmp(val, "1.2") && strcmp(val, "1.3"))
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: min_tls is "
@@ -306,7 +322,7 @@ cmd_proxy(int argc, char **argv)
 	struct mtls_error err;
 	const char *config = NULL;
 	char why[200];
-	int c, rv = 2, listener_flags = 0;
+	int c, rv = 2, listener_flags = 0, tkrot = 0;
 	size_t i;
 
 	if (cmd_wants_help(argc, argv, proxy_help))
@@ -318,6 +334,7 @@ cmd_proxy(int argc, char **argv)
 	o.connect_timeout_ms = 5000;
 	o.idle_timeout_ms = 300000;
 	o.drain_timeout_ms = 30000;
+	o.ticket_rotate_ms = 12LL * 3600 * 1000;
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -377,6 +394,12 @@ cmd_proxy(int argc, char **argv)
 			break;
 		case P_ADMIN: o.admin = optarg; break;
 		case P_CONFIG: config = optarg; break;
+		case P_TKFILE: l->ticket_key_file = optarg; break;
+		case P_TKROT:
+			if (ms("--ticket-rotate", optarg, &o.ticket_rotate_ms))
+				goto out;
+			tkrot = 1;
+			break;
 		case P_LOGFMT:
 			if (strcmp(optarg, "json") == 0)
 				log_set_format(1);
@@ -400,7 +423,8 @@ cmd_proxy(int argc, char **argv)
 	}
 	listener_flags = l->listen || l->target || l->cert || l->key || l->ca ||
 	    l->n_allow || l->allow_any || l->outbound || l->n_expect ||
-	    l->servername || l->n_crls || l->min_tls || l->unsafe_target;
+	    l->servername || l->n_crls || l->min_tls || l->unsafe_target ||
+	    l->ticket_key_file;
 	if (config != NULL) {
 		struct proxy_opts cli = o;
 
@@ -422,6 +446,8 @@ cmd_proxy(int argc, char **argv)
 			o.admin = cli.admin;
 		if (cli.max_conns)
 			o.max_conns = cli.max_conns;
+		if (tkrot)
+			o.ticket_rotate_ms = cli.ticket_rotate_ms;
 	} else {
 		o.n_l = 1;
 		snprintf(l->name, sizeof(l->name), "%s", l->outbound ?

@@ -23,6 +23,7 @@ mtls_config_new(void)
 		return NULL;
 	}
 	c->n_ticket_keys = 1;
+	pthread_mutex_init(&c->tk_mu, NULL);
 	c->generation = __atomic_add_fetch(&generation_counter, 1,
 	    __ATOMIC_ACQ_REL);
 	if ((c->vcache = verify_cache_new()) == NULL) {
@@ -39,6 +40,7 @@ mtls_config_free(struct mtls_config *c)
 		return;
 	secret_clear(&c->pass);
 	OPENSSL_cleanse(c->ticket_keys, sizeof(c->ticket_keys));
+	pthread_mutex_destroy(&c->tk_mu);
 	verify_cache_free(c->vcache);
 	sk_X509_pop_free(c->chain, X509_free);
 	EVP_PKEY_free(c->key);
@@ -257,4 +259,50 @@ mtls_config_set_min_tls(struct mtls_config *c, const char *version)
 		return error_set(&c->err, MTLS_ERR_ARG, "TLS version '%s': "
 		    "use 1.3 (default) or 1.2", version ? version : "");
 	return 0;
+}
+
+int
+mtls_config_set_ticket_key_file(struct mtls_config *c, const char *path)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rv = -1;
+
+	if (writable(c) != 0 || fs_read(path, 4096, &buf, &len, &c->err) != 0)
+		return -1;
+	/* the format of nginx's ssl_session_ticket_key: 80 bytes a key (name
+	 * 16, AES-256 32, HMAC 32); the first seals, a second still opens */
+	if (len != 80 && len != 160) {
+		error_set(&c->err, MTLS_ERR_PARSE, "%s: %zu bytes; a ticket key "
+		    "file holds 80 (or 160: current, previous) random bytes, "
+		    "e.g. openssl rand 80 > %s", path, len, path);
+		goto out;
+	}
+	pthread_mutex_lock(&c->tk_mu);
+	memcpy(c->ticket_keys, buf, len);
+	c->n_ticket_keys = (int)(len / 80);
+	pthread_mutex_unlock(&c->tk_mu);
+	rv = 0;
+ out:
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+	return rv;
+}
+
+int
+config_rotate_ticket_keys(struct mtls_config *c)
+{
+	uint8_t fresh[80];
+	int rv = -1;
+
+	if (RAND_bytes(fresh, sizeof(fresh)) != 1)
+		return -1;
+	pthread_mutex_lock(&c->tk_mu);
+	memcpy(c->ticket_keys[1], c->ticket_keys[0], 80);
+	memcpy(c->ticket_keys[0], fresh, 80);
+	c->n_ticket_keys = 2;
+	rv = 0;
+	pthread_mutex_unlock(&c->tk_mu);
+	OPENSSL_cleanse(fresh, sizeof(fresh));
+	return rv;
 }

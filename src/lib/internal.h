@@ -193,6 +193,9 @@ int	 crl_reason_parse(const char *);
 const char *crl_reason_name(int);
 
 /* ---- config.c / ctx.c ---- */
+/* Seals new tickets with a fresh key and keeps the current one for opening
+ * tickets already out (one previous key, like nginx and HAProxy). */
+int	 config_rotate_ticket_keys(struct mtls_config *) MTLS_MUST_CHECK;
 struct mtls_config {
 	int			 refs;
 	int			 frozen;
@@ -216,6 +219,7 @@ struct mtls_config {
 	 * key, if any) still opens. name 16 | AES-256 32 | HMAC 32 bytes. */
 	uint8_t			 ticket_keys[2][80];
 	int			 n_ticket_keys;
+	pthread_mutex_t		 tk_mu;		/* ticket keys rotate in place */
 	uint64_t		 generation;	/* unique per config */
 	struct verify_cache	*vcache;	/* verify.c */
 };

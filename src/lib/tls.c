@@ -235,36 +235,42 @@ ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
     EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
 	struct tls_state *st = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-	const struct mtls_config *cfg = st->cfg;
+	struct mtls_config *cfg = st->cfg;
+	uint8_t key[80];
 	const uint8_t *k = NULL;
 	OSSL_PARAM params[3];
-	int i, renew = 0;
+	int i, renew = 0, rv = -1;
 
+	pthread_mutex_lock(&cfg->tk_mu);
 	if (enc) {
 		k = cfg->ticket_keys[0];
 		memcpy(name, k, 16);
 		if (RAND_bytes(iv, 16) != 1)
-			return -1;
+			k = NULL;
 	} else {
 		for (i = 0; i < cfg->n_ticket_keys && k == NULL; i++)
 			if (memcmp(name, cfg->ticket_keys[i], 16) == 0) {
 				k = cfg->ticket_keys[i];
 				renew = i > 0;
 			}
-		if (k == NULL)
-			return 0;	/* unknown key: full handshake */
 	}
+	if (k != NULL)
+		memcpy(key, k, sizeof(key));
+	pthread_mutex_unlock(&cfg->tk_mu);
+	if (k == NULL)
+		return 0;	/* unknown key: full handshake */
+	k = key;
 	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
 	    (void *)(k + 48), 32);
 	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
 	    (char *)"SHA256", 0);
 	params[2] = OSSL_PARAM_construct_end();
-	if (!EVP_MAC_CTX_set_params(hctx, params))
-		return -1;
-	if (enc ? !EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k + 16, iv) :
-	    !EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k + 16, iv))
-		return -1;
-	return renew ? 2 : 1;
+	if (EVP_MAC_CTX_set_params(hctx, params) &&
+	    (enc ? EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k + 16, iv) :
+	    EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k + 16, iv)))
+		rv = renew ? 2 : 1;
+	OPENSSL_cleanse(key, sizeof(key));
+	return rv;
 }
 
 static int

@@ -119,6 +119,7 @@ struct lstate {
 	uint64_t		 cfg_seq;	/* under proxy mu */
 	int64_t			 own_not_after;	/* atomic */
 	char			 own_id[256];	/* under proxy mu */
+	uint8_t			 files_hash[32];	/* of the files in use */
 };
 
 /* One listener in one worker: its socket and TLS context. */
@@ -313,6 +314,9 @@ config_build(const struct proxy_listener *l, char *serial, size_t slen,
 		if (mtls_config_add_expect(cfg, l->expect[i]) != 0)
 			goto cfgerr;
 	if (l->allow_any && mtls_config_set_allow_any(cfg) != 0)
+		goto cfgerr;
+	if (l->ticket_key_file != NULL &&
+	    mtls_config_set_ticket_key_file(cfg, l->ticket_key_file) != 0)
 		goto cfgerr;
 	/* our own chain, checked by a plain verifier on the same bundle */
 	{
@@ -1065,19 +1069,84 @@ listen_socket(const struct lstate *ls, struct mtls_error *err)
 	return fd;
 }
 
+/* The files a listener is built from. */
+static size_t
+listener_files(const struct proxy_listener *l, const char **files, size_t max)
+{
+	size_t n = 0, i;
+
+	files[n++] = l->cert;
+	files[n++] = l->key;
+	files[n++] = l->ca;
+	for (i = 0; i < l->n_crls && n < max - 1; i++)
+		files[n++] = l->crls[i];
+	if (l->ticket_key_file != NULL)
+		files[n++] = l->ticket_key_file;
+	return n;
+}
+
+/* SHA-256 over the listener's files as they are now (a reload that changes
+ * nothing keeps the running config, and so its sessions). */
+static void
+files_hash(const struct proxy_listener *l, uint8_t out[32])
+{
+	const char *files[64];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	struct mtls_error e;
+	unsigned int n;
+	uint8_t *buf;
+	size_t len, i, nf = listener_files(l, files, 64);
+
+	memset(out, 0, 32);
+	if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(md);
+		return;
+	}
+	for (i = 0; i < nf; i++) {
+		if (fs_read(files[i], MTLS_MAX_FILE, &buf, &len, &e) != 0) {
+			EVP_DigestUpdate(md, "missing", 7);
+			continue;
+		}
+		EVP_DigestUpdate(md, &len, sizeof(len));
+		EVP_DigestUpdate(md, buf, len);
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+	}
+	EVP_DigestFinal_ex(md, out, &n);
+	EVP_MD_CTX_free(md);
+}
+
+/* Whether an inotify event's name is one of the watched files, or one of
+ * the "..data"-style entries of a Kubernetes secret volume swap. */
+static int
+relevant_name(const struct proxy *p, const char *name)
+{
+	const char *files[64], *base;
+	size_t k, i, n;
+
+	if (name[0] == '.' && name[1] == '.')
+		return 1;
+	for (k = 0; k < p->nls; k++) {
+		n = listener_files(p->ls[k].l, files, 64);
+		for (i = 0; i < n; i++) {
+			base = strrchr(files[i], '/');
+			base = base ? base + 1 : files[i];
+			if (strcmp(base, name) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
 /* The folders holding the watched files, each once. */
 static void
 watch_files(int ifd, const struct proxy_listener *l)
 {
 	const char *files[64];
 	char dir[PATH_MAX], seen[8][PATH_MAX];
-	size_t n = 0, i, j, ns = 0;
+	size_t n, i, j, ns = 0;
 
-	files[n++] = l->cert;
-	files[n++] = l->key;
-	files[n++] = l->ca;
-	for (i = 0; i < l->n_crls && n < 64; i++)
-		files[n++] = l->crls[i];
+	n = listener_files(l, files, 64);
 	for (i = 0; i < n; i++) {
 		char *slash;
 
@@ -1116,11 +1185,21 @@ reload(struct proxy *p, const char *why)
 	for (k = 0; k < p->nls; k++) {
 		struct lstate *ls = &p->ls[k];
 		char serial[64] = "";
-		json_t *o = json_object();
+		uint8_t h[32];
+		json_t *o;
 
-		error_clear(&err);
+		files_hash(ls->l, h);
+		o = json_object();
 		json_object_set_new(o, "listener", json_string(ls->l->name));
 		json_object_set_new(o, "trigger", json_string(why));
+		if (memcmp(h, ls->files_hash, 32) == 0) {
+			/* nothing changed: keep the config and its sessions */
+			json_object_set_new(o, "result",
+			    json_string("unchanged"));
+			log_emit("info", "reload", o);
+			json_decref(o);
+			continue;
+		}
 		cfg = config_build(ls->l, serial, sizeof(serial), &err);
 		if (cfg == NULL) {
 			p->m_reload_failed++;
@@ -1134,6 +1213,7 @@ reload(struct proxy *p, const char *why)
 		mtls_config_free(ls->cfg);
 		ls->cfg = cfg;
 		ls->cfg_seq++;
+		memcpy(ls->files_hash, h, 32);
 		pthread_mutex_unlock(&p->mu);
 		own_identity(p, ls, cfg);
 		p->m_reload_ok++;
@@ -1146,6 +1226,29 @@ reload(struct proxy *p, const char *why)
 	for (i = 0; changed && i < p->nworkers; i++)
 		if (write(p->w[i].evfd, &one, sizeof(one)) < 0)
 			continue;
+}
+
+/* Timed rotation of session ticket keys for listeners without a shared key
+ * file: new tickets get a new key, the previous key still opens. */
+static void
+rotate_tickets(struct proxy *p)
+{
+	json_t *o;
+	size_t k;
+	int n = 0;
+
+	for (k = 0; k < p->nls; k++) {
+		if (p->ls[k].l->ticket_key_file != NULL)
+			continue;
+		pthread_mutex_lock(&p->mu);
+		if (config_rotate_ticket_keys(p->ls[k].cfg) == 0)
+			n++;
+		pthread_mutex_unlock(&p->mu);
+	}
+	o = json_object();
+	json_object_set_new(o, "listeners", json_integer(n));
+	log_emit("info", "ticket_rotate", o);
+	json_decref(o);
 }
 
 /* ---- admin: /metrics, /healthz, /readyz ---- */
@@ -1418,7 +1521,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	char serial[64] = "";
 	size_t li = 0;
 	int sfd = -1, ifd = -1, i, started = 0, rv = -1;
-	int64_t reload_at = 0;
+	int64_t reload_at = 0, rotate_at = 0;
 
 	memset(&p, 0, sizeof(p));
 	p.o = o;
@@ -1446,6 +1549,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			goto out;
 		}
 		ls->cfg_seq = 1;
+		files_hash(ls->l, ls->files_hash);
 		own_identity(&p, ls, ls->cfg);
 	}
 	p.nworkers = o->workers > 0 ? o->workers : (int)sysconf(
@@ -1557,11 +1661,22 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		log_emit("info", "start", lo);
 		json_decref(lo);
 	}
+	if (o->ticket_rotate_ms > 0)
+		rotate_at = now_ms() + o->ticket_rotate_ms;
 	for (;;) {
 		struct pollfd pf[3] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 },
 		    { p.admin_fd, POLLIN, 0 } };
-		int64_t now = now_ms();
-		int timeout = reload_at ? (int)(reload_at - now) : -1;
+		int64_t now = now_ms(), next = reload_at;
+		int timeout;
+
+		if (rotate_at && (next == 0 || rotate_at < next))
+			next = rotate_at;
+		timeout = next ? (int)(next - now) : -1;
+		if (rotate_at && now >= rotate_at) {
+			rotate_tickets(&p);
+			rotate_at = now + o->ticket_rotate_ms;
+			continue;
+		}
 
 		if (reload_at && timeout <= 0) {
 			reload_at = 0;
@@ -1573,12 +1688,28 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		if (pf[2].revents & POLLIN)
 			admin_serve(&p);
 		if (pf[1].revents & POLLIN) {
-			char ibuf[8192];
+			char ibuf[8192] __attribute__((aligned(8)));
 
-			while (read(ifd, ibuf, sizeof(ibuf)) > 0)
-				;
+			ssize_t got;
+			int hit = 0;
+
+			while ((got = read(ifd, ibuf, sizeof(ibuf))) > 0) {
+				char *q = ibuf;
+
+				while (q + sizeof(struct inotify_event) <=
+				    ibuf + got) {
+					struct inotify_event *ie = (void *)q;
+
+					if (ie->len > 0 && q +
+					    sizeof(*ie) + ie->len <= ibuf + got &&
+					    relevant_name(&p, ie->name))
+						hit = 1;
+					q += sizeof(*ie) + ie->len;
+				}
+			}
 			/* writers replace several files: wait for quiet */
-			reload_at = now_ms() + 200;
+			if (hit)
+				reload_at = now_ms() + 200;
 		}
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;

@@ -29,6 +29,7 @@ struct proxy_listener {
 	size_t	 n_expect;
 	char	*servername;	/* outbound: SNI */
 	char	*min_tls;	/* "1.2" or NULL (1.3) */
+	char	*ticket_key_file;	/* shared session ticket keys */
 	int	 unsafe_target;	/* plaintext side may leave this host */
 };
 
@@ -42,6 +43,7 @@ struct proxy_opts {
 	int64_t			 drain_timeout_ms;
 	int			 max_conns;
 	char			*admin;		/* HOST:PORT of /metrics etc. */
+	int64_t			 ticket_rotate_ms;	/* 0: never */
 };
 
 /* Checks <o> (fail closed: inbound needs allow rules or allow_any; the
