@@ -289,6 +289,100 @@ mtls_config_set_ticket_key_file(struct mtls_config *c, const char *path)
 	return rv;
 }
 
+static void
+hash_der(EVP_MD_CTX *md, const char *tag, int (*i2d)(const void *,
+    unsigned char **), const void *obj)
+{
+	unsigned char *der = NULL;
+	int n = i2d(obj, &der);
+
+	EVP_DigestUpdate(md, tag, strlen(tag) + 1);
+	if (n > 0)
+		EVP_DigestUpdate(md, der, (size_t)n);
+	OPENSSL_free(der);
+}
+
+static int
+i2d_x509(const void *x, unsigned char **p)
+{
+	return i2d_X509((X509 *)x, p);
+}
+
+static int
+i2d_crl(const void *x, unsigned char **p)
+{
+	return i2d_X509_CRL((X509_CRL *)x, p);
+}
+
+void
+config_freeze(struct mtls_config *c)
+{
+	EVP_MD_CTX *md;
+	unsigned char h[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	uint64_t g = 0;
+	size_t i;
+	int j, ok;
+
+	pthread_mutex_lock(&c->tk_mu);
+	if (c->frozen) {
+		pthread_mutex_unlock(&c->tk_mu);
+		return;
+	}
+	md = EVP_MD_CTX_new();
+	ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	for (j = 0; ok && c->trust && j < sk_X509_num(c->trust); j++)
+		hash_der(md, "anchor", i2d_x509, sk_X509_value(c->trust, j));
+	for (j = 0; ok && c->untrusted && j < sk_X509_num(c->untrusted); j++)
+		hash_der(md, "untrusted", i2d_x509,
+		    sk_X509_value(c->untrusted, j));
+	for (j = 0; ok && c->crls && j < sk_X509_CRL_num(c->crls); j++)
+		hash_der(md, "crl", i2d_crl, sk_X509_CRL_value(c->crls, j));
+	for (i = 0; ok && i < c->n_allow; i++)
+		EVP_DigestUpdate(md, c->allow[i], strlen(c->allow[i]) + 1);
+	if (ok)
+		EVP_DigestUpdate(md, "|", 1);
+	for (i = 0; ok && i < c->n_expect; i++)
+		EVP_DigestUpdate(md, c->expect[i], strlen(c->expect[i]) + 1);
+	if (ok) {
+		int64_t v[3] = { c->allow_any, c->purpose, c->verify_time };
+
+		EVP_DigestUpdate(md, v, sizeof(v));
+		ok = EVP_DigestFinal_ex(md, h, &n) && n >= 8;
+	}
+	EVP_MD_CTX_free(md);
+	if (ok) {
+		for (j = 0; j < 8; j++)
+			g = g << 8 | h[j];
+		c->generation = g;
+	}	/* else keep the unique counter value: no sharing, still safe */
+	c->frozen = 1;
+	pthread_mutex_unlock(&c->tk_mu);
+}
+
+void
+config_inherit(struct mtls_config *dst, struct mtls_config *src, int keys_too)
+{
+	uint8_t keys[2][80];
+	int n;
+
+	pthread_mutex_lock(&src->tk_mu);
+	memcpy(keys, src->ticket_keys, sizeof(keys));
+	n = src->n_ticket_keys;
+	pthread_mutex_unlock(&src->tk_mu);
+	pthread_mutex_lock(&dst->tk_mu);
+	if (keys_too) {
+		memcpy(dst->ticket_keys, keys, sizeof(keys));
+		dst->n_ticket_keys = n;
+	}
+	if (dst->generation == src->generation && src->vcache != NULL) {
+		verify_cache_free(dst->vcache);
+		dst->vcache = verify_cache_ref(src->vcache);
+	}
+	pthread_mutex_unlock(&dst->tk_mu);
+	OPENSSL_cleanse(keys, sizeof(keys));
+}
+
 int
 config_rotate_ticket_keys(struct mtls_config *c)
 {

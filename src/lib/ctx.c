@@ -86,7 +86,7 @@ mtls_configure(struct mtls *m, struct mtls_config *cfg)
 	if ((st = verify_store_new(cfg, &m->err)) == NULL)
 		return -1;
 	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
-	cfg->frozen = 1;
+	config_freeze(cfg);
 	mtls_config_free(m->cfg);
 	X509_STORE_free(m->store);
 	m->cfg = cfg;

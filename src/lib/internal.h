@@ -196,6 +196,17 @@ const char *crl_reason_name(int);
 /* Seals new tickets with a fresh key and keeps the current one for opening
  * tickets already out (one previous key, like nginx and HAProxy). */
 int	 config_rotate_ticket_keys(struct mtls_config *) MTLS_MUST_CHECK;
+/* Freezes <cfg> (once; thread-safe) and derives its generation from what
+ * decides authorization: anchors, intermediates, CRLs, rules, purpose and
+ * time. Tickets carry the generation, so two configs that would authorize
+ * alike (a reload that only changed our own certificate, or two replicas)
+ * accept each other's tickets. */
+void	 config_freeze(struct mtls_config *);
+/* <dst> takes <src>'s ticket keys (with <keys>), and its verification
+ * cache when
+ * both have the same generation (the cached results hold for both). */
+void	 config_inherit(struct mtls_config *dst, struct mtls_config *src,
+	    int keys);
 struct mtls_config {
 	int			 refs;
 	int			 frozen;
@@ -280,6 +291,8 @@ int	 verify_chain(const struct mtls_config *, X509_STORE *,
  * (zeros when uncacheable), for session tickets. */
 struct verify_cache;
 struct verify_cache *verify_cache_new(void);
+/* Another reference to a cache (caches are refcounted, freed at zero). */
+struct verify_cache *verify_cache_ref(struct verify_cache *);
 void	 verify_cache_free(struct verify_cache *);
 int	 verify_chain_key(STACK_OF(X509) *, int purpose, uint8_t key[32]);
 int	 verify_chain_cached(const struct mtls_config *, X509_STORE *,

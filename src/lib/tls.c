@@ -365,7 +365,7 @@ tls_configure(struct mtls *m, struct mtls_config *cfg)
 	pthread_mutex_init(&st->sess_mu, NULL);
 	st->cfg = cfg;
 	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
-	cfg->frozen = 1;
+	config_freeze(cfg);
 	if ((st->store = verify_store_new(cfg, &m->err)) == NULL ||
 	    build_ctx(st, &m->err) != 0) {
 		tls_state_free(st);

@@ -573,8 +573,16 @@ struct vcache_ent {
 
 struct verify_cache {
 	pthread_mutex_t		 mu;
+	int			 refs;		/* atomic */
 	struct vcache_ent	*e;
 };
+
+struct verify_cache *
+verify_cache_ref(struct verify_cache *vc)
+{
+	__atomic_add_fetch(&vc->refs, 1, __ATOMIC_ACQ_REL);
+	return vc;
+}
 
 struct verify_cache *
 verify_cache_new(void)
@@ -585,6 +593,7 @@ verify_cache_new(void)
 		return NULL;
 	/* entries are allocated on first use: most configs never verify */
 	pthread_mutex_init(&vc->mu, NULL);
+	vc->refs = 1;
 	return vc;
 }
 
@@ -604,7 +613,7 @@ verify_cache_free(struct verify_cache *vc)
 {
 	int i;
 
-	if (vc == NULL)
+	if (vc == NULL || __atomic_sub_fetch(&vc->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	for (i = 0; vc->e != NULL && i < VCACHE_SLOTS; i++)
 		ent_clear(&vc->e[i]);

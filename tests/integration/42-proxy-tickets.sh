@@ -36,6 +36,18 @@ out=$(sc "$b" -sess_in a.sess)
 [[ "$out" == *Reused* && "$out" == *hello* ]] && ok "a ticket from replica A resumes on replica B" \
     || not_ok "cross-replica resumption" "$(echo "$out" | grep -E 'Reused|New')"
 
+# rotating our own certificate (what the agent does) keeps sessions: the
+# generation depends only on what decides authorization
+sc "$a" -sess_out a2.sess > /dev/null
+n=$(grep -c '"result":"ok"' <(grep '"event":"reload"' "$T_DIR/repA.log"))
+"$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out next --force > /dev/null
+mv next.key server.key.new && mv next.pem server.pem.new && mv server.key.new server.key && mv server.pem.new server.pem
+reload_ok_gt() { [ "$(grep '"event":"reload"' "$T_DIR/repA.log" | grep -c '"result":"ok"')" -gt "$1" ]; }
+wait_for 10 reload_ok_gt "$n" && ok "replica A reloads its new certificate" || not_ok "reload" "$(grep reload "$T_DIR/repA.log")"
+out=$(sc "$a" -sess_in a2.sess)
+[[ "$out" == *Reused* && "$out" == *hello* ]] && ok "a session survives our own certificate's rotation" \
+    || not_ok "session survives own-cert rotation" "$(echo "$out" | grep -E 'Reused|New')"
+
 openssl rand 40 > short.key
 expect_exit 2 "a ticket key file of the wrong size is refused" "$MTLS" proxy --listen 127.0.0.1:1 "${common[@]}" \
     --ticket-key-file short.key

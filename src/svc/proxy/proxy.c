@@ -348,7 +348,7 @@ config_build(const struct proxy_listener *l, char *serial, size_t slen,
 		}
 	}
 	mtls_free(v);
-	cfg->frozen = 1;
+	config_freeze(cfg);
 	return cfg;
  cfgerr:
 	error_copy(err, &cfg->err);
@@ -1209,6 +1209,10 @@ reload(struct proxy *p, const char *why)
 			json_decref(o);
 			continue;
 		}
+		/* ticket keys carry over (they rotate on their timer, not on
+		 * reload); with the same generation the verification cache
+		 * does too, so sessions survive e.g. our own cert rotating */
+		config_inherit(cfg, ls->cfg, ls->l->ticket_key_file == NULL);
 		pthread_mutex_lock(&p->mu);
 		mtls_config_free(ls->cfg);
 		ls->cfg = cfg;
