@@ -203,8 +203,7 @@ int	 config_rotate_ticket_keys(struct mtls_config *) MTLS_MUST_CHECK;
  * accept each other's tickets. */
 void	 config_freeze(struct mtls_config *);
 /* <dst> takes <src>'s ticket keys (with <keys>), and its verification
- * cache when
- * both have the same generation (the cached results hold for both). */
+ * cache when both have the same generation (the results hold for both). */
 void	 config_inherit(struct mtls_config *dst, struct mtls_config *src,
 	    int keys);
 struct mtls_config {
