@@ -7,7 +7,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$T_DIR"
 now=$(date +%s)
 
-q() { "$@" > /dev/null 2> "$T_DIR/setup.err" || { echo "setup failed: $*" >&2; cat "$T_DIR/setup.err" >&2; exit 1; }; }
 q "$MTLS" ca init root --trust-domain example.org
 q "$MTLS" ca intermediate int --parent root --name "scoped" \
     --permit-spiffe spiffe://example.org/ns/prod/ --permit-dns example.org

@@ -6,7 +6,6 @@
 # startup, the admin endpoint.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
-q() { "$@" > /dev/null 2> setup.err || { echo "setup failed: $*"; cat setup.err; exit 1; }; }
 q "$MTLS" ca init root --trust-domain example.org
 q "$MTLS" ca intermediate int --parent root --name int
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --ip 127.0.0.1 --out server

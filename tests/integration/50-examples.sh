@@ -7,7 +7,6 @@ EX=$BUILD/examples
 for p in echo_server echo_client verify_peer; do
 	[ -x "$EX/$p" ] || { not_ok "example $p is built (make examples)"; exit 0; }
 done
-q() { "$@" > /dev/null 2> setup.err || { echo "setup failed: $*"; cat setup.err; exit 1; }; }
 q "$MTLS" ca init root --trust-domain example.org
 q "$MTLS" ca intermediate int --parent root --name int
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/echo/server --out server

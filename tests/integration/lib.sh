@@ -80,3 +80,11 @@ serial_of() {
 count_gt() {
 	[ "$(grep -c -- "$2" "$1" 2>/dev/null)" -gt "$3" ]
 }
+
+# q CMD...: a setup step that must work; on failure the script stops with
+# the command and its stderr (the runner counts that as a failure).
+q() {
+	"$@" > /dev/null 2> "$T_DIR/setup.err" || {
+		echo "setup failed: $*"; cat "$T_DIR/setup.err"; exit 1
+	}
+}
