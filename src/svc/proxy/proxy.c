@@ -71,6 +71,8 @@ struct side {
 	struct mtls	*tls;		/* NULL for the plaintext side */
 	int		 rd_eof;	/* read side finished */
 	int		 wr_shut;	/* we shut our write side */
+	int		 rd_idle;	/* last read said "nothing yet": skip reads
+					 * until epoll reports it readable */
 	uint32_t	 want;		/* epoll events wanted now */
 	uint32_t	 registered;	/* events registered with epoll */
 };
@@ -682,6 +684,14 @@ pump(struct side *src, struct side *dst, struct buf *b, char *scratch,
 			p = b->p + b->off;
 			len = b->len;
 		} else if (!src->rd_eof) {
+			/* a read that would only say EAGAIN costs a syscall
+			 * per event; epoll is level-triggered, so wait for it
+			 * (OpenSSL may still hold decrypted bytes, though) */
+			if (src->rd_idle && !(src->tls != NULL &&
+			    SSL_has_pending(src->tls->ssl))) {
+				src->want |= EPOLLIN;
+				break;
+			}
 			n = side_read(src, scratch);
 			if (n == 0) {
 				src->rd_eof = 1;
@@ -690,6 +700,7 @@ pump(struct side *src, struct side *dst, struct buf *b, char *scratch,
 			}
 			if (n == MTLS_WANT_READ || n == MTLS_WANT_WRITE) {
 				src->want |= want_ev(n);
+				src->rd_idle = n == MTLS_WANT_READ;
 				break;
 			}
 			if (n < 0)
@@ -1001,8 +1012,12 @@ worker_main(void *arg)
 			} else {
 				struct side *s = d;
 
-				if (!s->c->dead)
+				if (!s->c->dead) {
+					if (evs[i].events & (EPOLLIN | EPOLLHUP |
+					    EPOLLERR | EPOLLRDHUP))
+						s->rd_idle = 0;
 					conn_step(s->c, evs[i].events);
+				}
 			}
 		}
 		now = now_ms();
