@@ -239,6 +239,11 @@ const char *mtls_conn_cipher(struct mtls *);
 const char *mtls_conn_group(struct mtls *);
 /* 1 when the session was resumed (and re-authorized), else 0. */
 int	 mtls_conn_resumed(struct mtls *);
+/* Bytes read from and written to the socket so far, TLS records included
+ * (before or after a failed handshake too); 0 for a context. A server whose
+ * peer hung up with *in == 0 saw a port probe or health check, not a
+ * handshake. */
+void	 mtls_conn_wire_bytes(struct mtls *, uint64_t *in, uint64_t *out);
 
 #pragma GCC visibility pop
 

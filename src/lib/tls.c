@@ -697,3 +697,15 @@ mtls_conn_resumed(struct mtls *c)
 {
 	return c->ssl != NULL && c->hs_done && SSL_session_reused(c->ssl);
 }
+
+void
+mtls_conn_wire_bytes(struct mtls *c, uint64_t *in, uint64_t *out)
+{
+	BIO *r = c->ssl ? SSL_get_rbio(c->ssl) : NULL;
+	BIO *w = c->ssl ? SSL_get_wbio(c->ssl) : NULL;
+
+	if (in)
+		*in = r ? BIO_number_read(r) : 0;
+	if (out)
+		*out = w ? BIO_number_written(w) : 0;
+}

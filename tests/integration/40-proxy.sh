@@ -6,8 +6,7 @@
 # startup, the admin endpoint.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
-q "$MTLS" ca init root --trust-domain example.org
-q "$MTLS" ca intermediate int --parent root --name int
+pki_root_int
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --ip 127.0.0.1 --out server
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/client --out client
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/intruder --out intruder
@@ -69,10 +68,19 @@ wait_for 10 port_open "$be" || { not_ok "backend starts"; exit 0; }
 # fail closed
 expect_exit 2 "inbound without --allow refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 --target "127.0.0.1:$be" \
     --cert server.pem --key server.key --ca root/bundle.pem
-expect_grep 'give .*allow' "$T_DIR/err" "the refusal names --allow"
+expect_grep '--allow' "$T_DIR/err" "the refusal names --allow"
 expect_exit 2 "a non-loopback target refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 --target 192.0.2.1:80 \
     --cert server.pem --key server.key --ca root/bundle.pem --allow-any
 expect_grep 'unsafe-target' "$T_DIR/err" "the refusal names --unsafe-target"
+expect_exit 2 "an outbound --listen off loopback refuses to start" "$MTLS" proxy --outbound --listen 0.0.0.0:1 \
+    --target "127.0.0.1:$be" --cert client.pem --key client.key --ca root/bundle.pem --expect spiffe://example.org/ns/prod/server
+expect_grep 'unsafe-target' "$T_DIR/err" "the outbound refusal names --unsafe-target"
+up=$(free_port)
+start_bg unsafe "$MTLS" proxy --listen "127.0.0.1:$up" --target 192.0.2.1:80 --unsafe-target --cert server.pem --key server.key \
+    --ca root/bundle.pem --allow-any --workers 1
+wait_for 10 grep -q '"event":"start"' "$T_DIR/unsafe.log" && ok "with --unsafe-target a remote target is accepted" \
+    || not_ok "--unsafe-target starts" "$(cat "$T_DIR/unsafe.log")"
+kill "$BG_PID"
 expect_exit 2 "a key that does not match refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 --target "127.0.0.1:$be" \
     --cert server.pem --key client.key --ca root/bundle.pem --allow-any
 expect_grep 'does not match' "$T_DIR/err" "the refusal says the key does not match"
@@ -170,7 +178,7 @@ error_log $T_DIR/nginx-error.log;
 pid $T_DIR/nginx.pid;
 events { worker_connections 64; }
 http {
-    access_log off;
+    access_log $T_DIR/nginx-access.log;
     client_body_temp_path $T_DIR; proxy_temp_path $T_DIR; fastcgi_temp_path $T_DIR; uwsgi_temp_path $T_DIR; scgi_temp_path $T_DIR;
     server {
         listen 127.0.0.1:$ng ssl;
@@ -178,7 +186,7 @@ http {
         ssl_certificate_key $T_DIR/server.key;
         ssl_client_certificate $T_DIR/root/bundle.pem;
         ssl_verify_client on;
-        ssl_verify_depth 3;
+        ssl_verify_depth 2;
         ssl_protocols TLSv1.3;
         location / { return 200 "nginx saw \$ssl_client_s_dn_legacy|\$ssl_client_verify\n"; }
     }

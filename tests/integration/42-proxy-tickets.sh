@@ -3,10 +3,7 @@
 # other's sessions; timed rotation keeps the previous key for one period.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
-q "$MTLS" ca init root --trust-domain example.org
-q "$MTLS" ca intermediate int --parent root --name int
-q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
-q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/client --out client
+pki_pair
 mkdir www && echo hello > www/index.html
 be=$(free_port)
 start_bg backend python3 -m http.server "$be" --bind 127.0.0.1 --directory www

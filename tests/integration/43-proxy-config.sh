@@ -4,8 +4,7 @@
 # with file:line.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
-q "$MTLS" ca init root --trust-domain example.org
-q "$MTLS" ca intermediate int --parent root --name int
+pki_root_int
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/web --out web
 mkdir www && echo "from the web app" > www/index.html
 be=$(free_port) in_port=$(free_port) out_port=$(free_port) admin=$(free_port)

@@ -7,8 +7,7 @@ EX=$BUILD/examples
 for p in echo_server echo_client verify_peer; do
 	[ -x "$EX/$p" ] || { not_ok "example $p is built (make examples)"; exit 0; }
 done
-q "$MTLS" ca init root --trust-domain example.org
-q "$MTLS" ca intermediate int --parent root --name int
+pki_root_int
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/echo/server --out server
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/echo/client --out client
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/echo/stranger --out stranger

@@ -88,3 +88,17 @@ q() {
 		echo "setup failed: $*"; cat "$T_DIR/setup.err"; exit 1
 	}
 }
+
+# pki_root_int: in the current directory, root CA "root" (trust domain
+# example.org) and its intermediate "int".
+pki_root_int() {
+	q "$MTLS" ca init root --trust-domain example.org
+	q "$MTLS" ca intermediate int --parent root --name int
+}
+# pki_pair: pki_root_int plus server.pem (spiffe://example.org/ns/prod/server,
+# DNS localhost) and client.pem (spiffe://example.org/ns/prod/client).
+pki_pair() {
+	pki_root_int
+	q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
+	q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/client --out client
+}

@@ -152,6 +152,7 @@ struct worker {
 	uint64_t	 m_hs_bucket[HS_BUCKETS + 1];
 	uint64_t	 m_hs_sum_us;
 	uint64_t	 m_bytes_in, m_bytes_out;
+	uint64_t	 m_probes;	/* inbound connections closed silent */
 };
 
 struct proxy {
@@ -465,14 +466,49 @@ log_handshake(struct conn *c, int ok)
 	json_decref(o);
 }
 
+/* An inbound connection closed before its peer sent one byte: a port probe
+ * or a load balancer's health check, not a failed handshake. Counted and
+ * logged apart so that "not_tls" keeps meaning that bytes arrived that were
+ * not TLS. */
+static int
+is_probe(struct conn *c)
+{
+	uint64_t in = 1;
+
+	if (c->wl->ls->l->outbound ||
+	    mtls_fail_code(c->tls_side->tls) != MTLS_FAIL_NOT_TLS)
+		return 0;
+	mtls_conn_wire_bytes(c->tls_side->tls, &in, NULL);
+	return in == 0;
+}
+
 static void
-log_fail(struct conn *c, int fail, const char *msg)
+log_probe(struct conn *c)
 {
 	json_t *o = json_object();
 
-	if (c->state == S_HANDSHAKE)
-		count_handshake(c->w, c->wl->ls->l->outbound, fail, 0, c->hs_us);
+	bump(&c->w->m_probes, 1);
+	json_object_set_new(o, "listener", json_string(c->wl->ls->l->name));
 	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "result", json_string("no_data"));
+	log_emit("info", "probe", o);
+	json_decref(o);
+}
+
+static void
+log_fail(struct conn *c, int fail, const char *msg)
+{
+	const struct proxy_listener *l = c->wl->ls->l;
+	json_t *o = json_object();
+
+	if (c->state == S_HANDSHAKE)
+		count_handshake(c->w, l->outbound, fail, 0, c->hs_us);
+	json_object_set_new(o, "listener", json_string(l->name));
+	json_object_set_new(o, "role", json_string(l->outbound ? "client" :
+	    "server"));
+	json_object_set_new(o, "client", json_string(c->client));
+	if (fail == MTLS_FAIL_CONNECT_FAILED)
+		json_object_set_new(o, "target", json_string(l->target));
 	json_object_set_new(o, "result", json_string(mtls_fail_name(fail)));
 	json_object_set_new(o, "error", json_string(msg));
 	log_emit("warn", c->state == S_HANDSHAKE ? "handshake" : "connect", o);
@@ -790,7 +826,10 @@ conn_step(struct conn *c, uint32_t events)
 		}
 		c->hs_us = now_us() - c->t_start_us;
 		if (r != 0) {
-			log_handshake(c, 0);
+			if (is_probe(c))
+				log_probe(c);
+			else
+				log_handshake(c, 0);
 			drain_close(t->fd);
 			conn_free(c, "handshake");
 			return;
@@ -1377,6 +1416,12 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	    "mtls_handshake_seconds_sum %.6f\nmtls_handshake_seconds_count "
 	    "%llu\n", (unsigned long long)cnt, (double)sum / 1e6,
 	    (unsigned long long)cnt);
+	for (v = 0, i = 0; i < p->nworkers; i++)
+		v += ld(&p->w[i].m_probes);
+	sb_printf(b, "# HELP mtls_probes_total Connections closed before "
+	    "their peer sent a byte (port probes, health checks).\n"
+	    "# TYPE mtls_probes_total counter\nmtls_probes_total %llu\n",
+	    (unsigned long long)v);
 	sb_printf(b, "# HELP mtls_connections_active Open connections.\n"
 	    "# TYPE mtls_connections_active gauge\nmtls_connections_active "
 	    "%d\n", __atomic_load_n(&p->active, __ATOMIC_RELAXED));
