@@ -67,9 +67,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmtls.a $(SVC_OBJ)
 	$(CC) $(CFLAGS_EXE) -Isrc/svc -o $@ $< $(SVC_OBJ) $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(PKG_LIBS) -lcmocka
 
 # Fuzz targets built as plain programs that replay their corpus (gcc).
-$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libmtls.a
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libmtls.a $(SVC_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_EXE) -o $@ $< fuzz/replay.c $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(PKG_LIBS)
+	$(CC) $(CFLAGS_EXE) -Isrc/svc -o $@ $< fuzz/replay.c $(SVC_OBJ) $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(PKG_LIBS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libmtls.so
 	@mkdir -p $(@D)

@@ -111,4 +111,21 @@ set +e
 run "$MTLS" ca list --ca prod-ca --expiring 7d
 set -e
 
+step "10. Break one thing on purpose: a server that sends its leaf without the intermediate"
+openssl x509 -in api.pem -out api-leaf-only.pem
+bad_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "(mtls proxy refuses to start with such a file; a hand-configured server does not)"
+echo '$ openssl s_server -accept 127.0.0.1:'"$bad_port"' -cert api-leaf-only.pem -key api.key -Verify 2 -CAfile root/bundle.pem -www &'
+openssl s_server -accept "127.0.0.1:$bad_port" -cert api-leaf-only.pem -key api.key -Verify 2 \
+    -CAfile root/bundle.pem -www -quiet > broken.log 2>&1 &
+pids+=($!)
+wait_port "$bad_port"
+set +e
+run "$MTLS" doctor connect "127.0.0.1:$bad_port" --cert billing.pem --key billing.key --ca root/bundle.pem \
+    --expect spiffe://example.org/ns/prod/sa/api
+rc=$?
+set -e
+echo "(exit $rc: mtls doctor names the missing intermediate and the fix)"
+[ "$rc" = 1 ]
+
 printf '\n\033[1mdemo ok\033[0m\n'

@@ -10,14 +10,14 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 out="$(pwd)/$BUILD-fuzz"
 mkdir -p "$out"
 CC=${FUZZ_CC:-clang}
-flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/lib $(pkg-config --cflags openssl sqlite3 jansson)"
+flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/lib -Isrc/svc $(pkg-config --cflags openssl sqlite3 jansson)"
 libs="$(pkg-config --libs openssl sqlite3 jansson) -lpthread"
 make --no-print-directory BUILD="$BUILD" all >/dev/null || exit 1
 rc=0
 for src in fuzz/fuzz_*.c; do
 	name=$(basename "$src" .c)
 	# shellcheck disable=SC2086
-	if ! $CC $flags -o "$out/$name" "$src" src/lib/*.c $libs; then
+	if ! $CC $flags -o "$out/$name" "$src" src/lib/*.c src/svc/*/*.c $libs; then
 		echo "$name: build failed"; rc=1; continue
 	fi
 	work=$(mktemp -d)

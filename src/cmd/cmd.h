@@ -30,5 +30,6 @@ int	 cmd_strv_add(char ***v, size_t *n, const char *s);
 int	 cmd_ca(int argc, char **argv);
 int	 cmd_cert(int argc, char **argv);
 int	 cmd_proxy(int argc, char **argv);
+int	 cmd_doctor(int argc, char **argv);
 
 #endif

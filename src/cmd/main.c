@@ -17,6 +17,7 @@ cmd_version(int argc, char **argv)
 static const struct subcmd commands[] = {
 	{ "ca", cmd_ca, "private PKI: init, intermediate, issue, revoke, crl, list" },
 	{ "cert", cmd_cert, "inspect and verify certificates and chains" },
+	{ "doctor", cmd_doctor, "trace a handshake, check files, explain failures" },
 	{ "proxy", cmd_proxy, "mTLS sidecar: inbound (mTLS in) or outbound (mTLS out)" },
 	{ "version", cmd_version, "print the version" },
 	{ NULL, NULL, NULL },

@@ -9,40 +9,7 @@ cd "$T_DIR"
 pki_root_int
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --ip 127.0.0.1 --out server
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/client --out client
-q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/intruder --out intruder
-q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/gone --out gone
-q "$MTLS" ca revoke --ca int "$(serial_of gone.pem)"
-q "$MTLS" ca crl --ca int --out crl.pem
-q "$MTLS" ca init other --trust-domain example.org --name "Other Root"
-q "$MTLS" ca intermediate otherint --parent other --name "other int"
-q "$MTLS" ca issue --ca otherint --spiffe-id spiffe://example.org/ns/prod/client --out foreign
-# an expired client certificate, signed by the real intermediate (openssl ca can backdate)
-mkdir -p oca/newcerts && : > oca/index.txt && echo 1000 > oca/serial
-cat > oca/ca.cnf <<CNF
-[ ca ]
-default_ca = c
-[ c ]
-dir = oca
-database = oca/index.txt
-new_certs_dir = oca/newcerts
-serial = oca/serial
-default_md = sha256
-policy = p
-unique_subject = no
-copy_extensions = none
-[ p ]
-commonName = supplied
-[ ext ]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth,serverAuth
-subjectAltName = URI:spiffe://example.org/ns/prod/client
-CNF
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout expired.key -subj /CN=old -out expired.csr 2>/dev/null
-openssl x509 -in int/ca.pem -out int1.pem
-openssl ca -batch -config oca/ca.cnf -cert int1.pem -keyfile int/ca.key -extensions ext \
-    -startdate 20200101000000Z -enddate 20200201000000Z -in expired.csr -out expired1.pem >/dev/null 2>&1
-cat expired1.pem int1.pem > expired.pem
+pki_bad_clients
 
 # the backend: serves files, and echoes the sha256 of what is POSTed
 mkdir www && echo "hello through mtls" > www/hello.txt && head -c 10485760 /dev/urandom > www/big.bin
@@ -124,7 +91,7 @@ reject() {	# reject NAME CODE CURL_ARGS...
 reject "no client certificate" no_client_cert
 reject "a certificate from another CA" unknown_ca --cert foreign.pem --key foreign.key
 reject "an expired certificate" cert_expired --cert expired.pem --key expired.key
-reject "a revoked certificate" revoked --cert gone.pem --key gone.key
+reject "a revoked certificate" revoked --cert revoked.pem --key revoked.key
 reject "an identity not allowed" not_authorized --cert intruder.pem --key intruder.key
 reject "an identity not allowed (again, from the verification cache)" not_authorized --cert intruder.pem --key intruder.key
 n=$(grep '"result":"not_authorized"' "$log" | grep -c '"peer_id":"spiffe://example.org/ns/prod/intruder"')
@@ -172,28 +139,7 @@ wait_for 5 count_gt "$log" '"result":"revoked"' "$before" && ok "the retry is re
 
 # outbound proxy to nginx with ssl_verify_client on
 ng=$(free_port) out_port=$(free_port)
-cat > nginx.conf <<NG
-worker_processes 1;
-error_log $T_DIR/nginx-error.log;
-pid $T_DIR/nginx.pid;
-events { worker_connections 64; }
-http {
-    access_log $T_DIR/nginx-access.log;
-    client_body_temp_path $T_DIR; proxy_temp_path $T_DIR; fastcgi_temp_path $T_DIR; uwsgi_temp_path $T_DIR; scgi_temp_path $T_DIR;
-    server {
-        listen 127.0.0.1:$ng ssl;
-        ssl_certificate $T_DIR/server.pem;
-        ssl_certificate_key $T_DIR/server.key;
-        ssl_client_certificate $T_DIR/root/bundle.pem;
-        ssl_verify_client on;
-        ssl_verify_depth 2;
-        ssl_protocols TLSv1.3;
-        location / { return 200 "nginx saw \$ssl_client_s_dn_legacy|\$ssl_client_verify\n"; }
-    }
-}
-NG
-start_bg nginx nginx -g 'daemon off;' -c "$T_DIR/nginx.conf" -e "$T_DIR/nginx-error.log"
-wait_for 10 port_open "$ng" || not_ok "nginx starts" "$(cat "$T_DIR/nginx-error.log" "$T_DIR/nginx.log" 2>/dev/null)"
+start_nginx_mtls "$ng" 'return 200 "nginx saw $ssl_client_s_dn_legacy|$ssl_client_verify\n";'
 start_bg outbound "$MTLS" proxy --outbound --listen "127.0.0.1:$out_port" --target "127.0.0.1:$ng" --cert client.pem \
     --key client.key --ca root/bundle.pem --expect spiffe://example.org/ns/prod/server --workers 1
 wait_for 10 grep -q '"event":"start"' "$T_DIR/outbound.log" || not_ok "outbound starts" "$(cat "$T_DIR/outbound.log")"

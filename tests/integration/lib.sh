@@ -102,3 +102,82 @@ pki_pair() {
 	q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
 	q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/client --out client
 }
+# backdated NAME SAN START END [CA_DIR]: NAME.key and NAME.pem (leaf, then
+# CA_DIR's certificate; default int) valid from START to END
+# (YYYYMMDDHHMMSSZ), made with `openssl ca`, which can date a certificate
+# outside the present; SAN like "URI:spiffe://..." or "DNS:localhost".
+backdated() {
+	local name=$1 san=$2 start=$3 end=$4 ca=${5:-int} d
+	d=oca-$name
+	mkdir -p "$d/newcerts" && : > "$d/index.txt" && echo 1000 > "$d/serial"
+	cat > "$d/ca.cnf" <<CNF
+[ ca ]
+default_ca = c
+[ c ]
+dir = $d
+database = $d/index.txt
+new_certs_dir = $d/newcerts
+serial = $d/serial
+default_md = sha256
+policy = p
+unique_subject = no
+copy_extensions = none
+[ p ]
+commonName = supplied
+[ ext ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth,serverAuth
+subjectAltName = $san
+CNF
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$name.key" -subj "/CN=$name" \
+	    -out "$d/req.csr" 2>/dev/null
+	openssl x509 -in "$ca/ca.pem" -out "$d/issuer.pem"
+	openssl ca -batch -config "$d/ca.cnf" -cert "$d/issuer.pem" -keyfile "$ca/ca.key" -extensions ext \
+	    -startdate "$start" -enddate "$end" -in "$d/req.csr" -out "$d/leaf.pem" >/dev/null 2>&1 ||
+	    { echo "setup: cannot make $name" >&2; return 1; }
+	cat "$d/leaf.pem" "$d/issuer.pem" > "$name.pem"
+}
+# pki_bad_clients: after pki_pair, the client certificates a server must
+# refuse: intruder.pem (spiffe://example.org/ns/prod/intruder, valid, for
+# allow rules), revoked.pem (in int's crl.pem), foreign.pem (from "Other
+# Root", same trust domain), expired.pem (2020).
+pki_bad_clients() {
+	q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/intruder --out intruder
+	q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/gone --out revoked
+	q "$MTLS" ca revoke --ca int "$(serial_of revoked.pem)"
+	q "$MTLS" ca crl --ca int --out crl.pem
+	q "$MTLS" ca init other --trust-domain example.org --name "Other Root"
+	q "$MTLS" ca intermediate otherint --parent other --name "other int"
+	q "$MTLS" ca issue --ca otherint --spiffe-id spiffe://example.org/ns/prod/client --out foreign
+	backdated expired URI:spiffe://example.org/ns/prod/client 20200101000000Z 20200201000000Z
+}
+# start_nginx_mtls PORT 'LOCATION BODY' ['EXTRA SERVER LINES']: nginx on
+# 127.0.0.1:PORT, TLS 1.3 with server.pem, requiring client certificates
+# that chain to root/bundle.pem (ssl_verify_client on); waits until it
+# listens. Its error log is $T_DIR/nginx-error.log.
+start_nginx_mtls() {
+	cat > "$T_DIR/nginx.conf" <<NG
+worker_processes 1;
+error_log $T_DIR/nginx-error.log;
+pid $T_DIR/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log $T_DIR/nginx-access.log;
+    client_body_temp_path $T_DIR; proxy_temp_path $T_DIR; fastcgi_temp_path $T_DIR; uwsgi_temp_path $T_DIR; scgi_temp_path $T_DIR;
+    server {
+        listen 127.0.0.1:$1 ssl;
+        ssl_certificate $T_DIR/server.pem;
+        ssl_certificate_key $T_DIR/server.key;
+        ssl_client_certificate $T_DIR/root/bundle.pem;
+        ssl_verify_client on;
+        ssl_verify_depth 2;
+        ssl_protocols TLSv1.3;
+        ${3:-}
+        location / { $2 }
+    }
+}
+NG
+	start_bg nginx nginx -g 'daemon off;' -c "$T_DIR/nginx.conf" -e "$T_DIR/nginx-error.log"
+	wait_for 10 port_open "$1" || not_ok "nginx starts" "$(cat "$T_DIR/nginx-error.log" "$T_DIR/nginx.log" 2>/dev/null)"
+}
