@@ -56,7 +56,7 @@ $(BUILD)/libmtls.so.0: $(LIB_OBJ) src/lib/libmtls.sym
 $(BUILD)/libmtls.so: $(BUILD)/libmtls.so.0
 	ln -sf libmtls.so.0 $@
 $(BUILD)/mtls: $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a
-	$(CC) $(LDFLAGS_EXE) -o $@ $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a $(PKG_LIBS)
+	$(CC) $(LDFLAGS_EXE) -o $@ $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a $(SVC_LIBS) $(PKG_LIBS)
 $(BUILD)/mtls.pc: Makefile
 	@mkdir -p $(@D)
 	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: mtls\nDescription: mutual TLS identities, verification and connections on OpenSSL 3\nVersion: 0.1.0\nRequires.private: openssl sqlite3 jansson\nLibs: -L$${libdir} -lmtls\nCflags: -I$${includedir}\n' '$(PREFIX)' > $@
@@ -64,12 +64,12 @@ $(BUILD)/mtls.pc: Makefile
 # Unit tests: one cmocka program per library file, linked with every object.
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmtls.a $(SVC_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_EXE) -Isrc/svc -o $@ $< $(SVC_OBJ) $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(PKG_LIBS) -lcmocka
+	$(CC) $(CFLAGS_EXE) -Isrc/svc -o $@ $< $(SVC_OBJ) $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(SVC_LIBS) $(PKG_LIBS) -lcmocka
 
 # Fuzz targets built as plain programs that replay their corpus (gcc).
 $(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libmtls.a $(SVC_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_EXE) -Isrc/svc -o $@ $< fuzz/replay.c $(SVC_OBJ) $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(PKG_LIBS)
+	$(CC) $(CFLAGS_EXE) -Isrc/svc -o $@ $< fuzz/replay.c $(SVC_OBJ) $(BUILD)/libmtls.a $(LDFLAGS_EXE) $(SVC_LIBS) $(PKG_LIBS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libmtls.so
 	@mkdir -p $(@D)

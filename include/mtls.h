@@ -149,6 +149,13 @@ int	 mtls_config_add_crl_file(struct mtls_config *, const char *path);
 int	 mtls_config_add_allow(struct mtls_config *, const char *rule);
 /* Explicitly authorize any peer whose chain verifies. */
 int	 mtls_config_set_allow_any(struct mtls_config *);
+/* Server only: ask for a client certificate without requiring one. A
+ * client that sends none, or one that does not verify or is not
+ * authorized, still completes the handshake; mtls_peer_verified() then
+ * says 0 and mtls_fail_code() why (0 when no certificate was sent). For
+ * endpoints that serve anonymous and authenticated clients alike (an
+ * enrollment API, public routes beside mTLS ones). */
+int	 mtls_config_set_peer_optional(struct mtls_config *);
 /* Every expect rule must match one of the peer's identities (else
  * identity_mismatch); used for a server's name and SPIFFE ID. */
 int	 mtls_config_add_expect(struct mtls_config *, const char *rule);
@@ -243,6 +250,10 @@ int	 mtls_conn_resumed(struct mtls *);
  * (before or after a failed handshake too); 0 for a context. A server whose
  * peer hung up with *in == 0 saw a port probe or health check, not a
  * handshake. */
+/* 1 when the peer presented a certificate that verified and was
+ * authorized (always so after a successful handshake, unless the config
+ * is peer-optional); else 0. */
+int	 mtls_peer_verified(struct mtls *);
 void	 mtls_conn_wire_bytes(struct mtls *, uint64_t *in, uint64_t *out);
 
 #pragma GCC visibility pop

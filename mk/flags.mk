@@ -7,8 +7,13 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 HARDEN   := -fstack-protector-strong -D_FORTIFY_SOURCE=2
 CSTD     := -std=c11 -D_GNU_SOURCE
 PKGS     := openssl sqlite3 jansson
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Recursive (=): evaluated when a recipe runs, after scripts/deps.sh has
+# installed the packages on a fresh machine.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# services only (not libmtls): HTTP parsing (ca serve, gateway) and the
+# agent's HTTPS client
+SVC_LIBS   = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lhttp_parser
 
 ifneq ($(SANITIZER),)
   SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -16,8 +21,8 @@ ifneq ($(SANITIZER),)
   HARDEN := -fstack-protector-strong
 endif
 
-CFLAGS_COMMON := -pthread $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) -Iinclude -Isrc/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-CFLAGS_LIB    := $(CFLAGS_COMMON) -fPIC -fvisibility=hidden
-CFLAGS_EXE    := $(CFLAGS_COMMON) -fPIE
+CFLAGS_COMMON = -pthread $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) -Iinclude -Isrc/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_LIB    = $(CFLAGS_COMMON) -fPIC -fvisibility=hidden
+CFLAGS_EXE    = $(CFLAGS_COMMON) -fPIE
 LDFLAGS_EXE   := -pie -Wl,-z,relro,-z,now -pthread $(SAN_FLAGS)
 LDFLAGS_SO    := -shared -Wl,-z,relro,-z,now -Wl,--version-script=src/lib/libmtls.sym $(SAN_FLAGS)

@@ -6,7 +6,7 @@
 #   scripts/deps.sh check     what `make check` needs on top (peers)
 #   scripts/deps.sh fuzz      clang with libFuzzer
 set -eu
-build="gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev libcmocka-dev"
+build="gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev libcmocka-dev libhttp-parser-dev libcurl4-openssl-dev"
 check="openssl curl python3 nginx-light sqlite3 procps"
 fuzz="clang libclang-rt-14-dev"
 want=""

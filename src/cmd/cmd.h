@@ -31,5 +31,8 @@ int	 cmd_ca(int argc, char **argv);
 int	 cmd_cert(int argc, char **argv);
 int	 cmd_proxy(int argc, char **argv);
 int	 cmd_doctor(int argc, char **argv);
+int	 cmd_agent(int argc, char **argv);
+int	 ca_serve_cmd(int argc, char **argv);
+int	 ca_token_cmd(int argc, char **argv);
 
 #endif

@@ -600,6 +600,8 @@ static const struct subcmd ca_cmds[] = {
 	{ "revoke", ca_revoke_cmd, "revoke a certificate by serial" },
 	{ "crl", ca_crl_cmd, "write a signed CRL" },
 	{ "list", ca_list_cmd, "list the inventory; --expiring for monitoring" },
+	{ "token", ca_token_cmd, "one-time join tokens for mtls agent" },
+	{ "serve", ca_serve_cmd, "the online CA: enroll, renew, revoke, CRL, OCSP" },
 	{ NULL, NULL, NULL },
 };
 

@@ -15,7 +15,8 @@ cmd_version(int argc, char **argv)
 }
 
 static const struct subcmd commands[] = {
-	{ "ca", cmd_ca, "private PKI: init, intermediate, issue, revoke, crl, list" },
+	{ "agent", cmd_agent, "keep a workload certificate fresh from mtls ca serve" },
+	{ "ca", cmd_ca, "private PKI: init, intermediate, issue, revoke, crl, list, token, serve" },
 	{ "cert", cmd_cert, "inspect and verify certificates and chains" },
 	{ "doctor", cmd_doctor, "trace a handshake, check files, explain failures" },
 	{ "proxy", cmd_proxy, "mTLS sidecar: inbound (mTLS in) or outbound (mTLS out)" },

@@ -222,6 +222,15 @@ mtls_config_set_allow_any(struct mtls_config *c)
 }
 
 int
+mtls_config_set_peer_optional(struct mtls_config *c)
+{
+	if (writable(c) != 0)
+		return -1;
+	c->peer_optional = 1;
+	return 0;
+}
+
+int
 mtls_config_set_purpose(struct mtls_config *c, enum mtls_purpose p)
 {
 	if (writable(c) != 0)
@@ -345,7 +354,8 @@ config_freeze(struct mtls_config *c)
 	for (i = 0; ok && i < c->n_expect; i++)
 		EVP_DigestUpdate(md, c->expect[i], strlen(c->expect[i]) + 1);
 	if (ok) {
-		int64_t v[3] = { c->allow_any, c->purpose, c->verify_time };
+		int64_t v[4] = { c->allow_any, c->purpose, c->verify_time,
+		    c->peer_optional };
 
 		EVP_DigestUpdate(md, v, sizeof(v));
 		ok = EVP_DigestFinal_ex(md, h, &n) && n >= 8;

@@ -219,6 +219,7 @@ struct mtls_config {
 	char			**allow;
 	size_t			 n_allow;
 	int			 allow_any;
+	int			 peer_optional;	/* server: cert not required */
 	char			**expect;
 	size_t			 n_expect;
 	int			 purpose;
@@ -265,6 +266,7 @@ struct mtls {
 	SSL			*ssl;		/* KIND_CONN */
 	int			 conn_server;	/* accepted (1) or connected */
 	int			 hs_done;
+	int			 peer_ok;	/* peer chain verified, authorized */
 	uint64_t		 rx;		/* application bytes read */
 	uint8_t			 chain_key[32];	/* peer chain's cache key */
 	char			 expect_name[300];	/* client: dns:/ip: */

@@ -126,6 +126,9 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 	sk_X509_free(certs);
 	/* The peer learns only that its certificate was refused; the reason
 	 * stays in our logs (DESIGN.md "Safe by default"). */
+	conn->peer_ok = ok;
+	if (!ok && st->is_server && st->cfg->peer_optional)
+		return 1;	/* anonymous; the application decides */
 	if (!ok)
 		X509_STORE_CTX_set_error(xctx, X509_V_ERR_CERT_REJECTED);
 	return ok;
@@ -184,6 +187,7 @@ ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
 	if (r == 0) {
 		memcpy(conn->chain_key, p + 8, 32);
 		ctx_set_peer(conn, &out);
+		conn->peer_ok = r == 0;
 	}
 	verify_out_free(&out);
 	ERR_clear_error();
@@ -305,8 +309,8 @@ build_ctx(struct tls_state *st, struct mtls_error *err)
 		if (!SSL_CTX_add1_chain_cert(c, sk_X509_value(cfg->chain, i)))
 			return error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot add "
 			    "intermediate %d", i);
-	SSL_CTX_set_verify(c, SSL_VERIFY_PEER |
-	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER | (st->is_server &&
+	    cfg->peer_optional ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT), NULL);
 	SSL_CTX_set_cert_verify_callback(c, verify_cb, st);
 	if (st->is_server) {
 		/* CertificateRequest names the acceptable CAs */
@@ -598,6 +602,7 @@ mtls_handshake(struct mtls *c)
 				    SSL_get0_peer_certificate(c->ssl)),
 				    out.serial, sizeof(out.serial));
 				ctx_set_peer(c, &out);
+				c->peer_ok = 1;
 			}
 			verify_out_free(&out);
 		}
@@ -696,6 +701,13 @@ int
 mtls_conn_resumed(struct mtls *c)
 {
 	return c->ssl != NULL && c->hs_done && SSL_session_reused(c->ssl);
+}
+
+int
+mtls_peer_verified(struct mtls *c)
+{
+	return c->kind == KIND_CONN && c->hs_done && c->peer_ok &&
+	    c->peer_id != NULL;
 }
 
 void

@@ -14,7 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include "ca.h"
@@ -742,12 +745,10 @@ role_allows(const struct ca_role *role, const char *id)
 }
 
 /* Loads and checks a CSR: signature, key strength, requested names. */
-static int
-load_csr(const char *path, const struct ids *want, EVP_PKEY **pub,
-    struct mtls_error *err)
+int
+ca_csr_parse(const uint8_t *buf, size_t len, const char *path,
+    const struct ids *want, EVP_PKEY **pub, struct mtls_error *err)
 {
-	uint8_t *buf = NULL;
-	size_t len;
 	BIO *bio = NULL;
 	X509_REQ *req = NULL;
 	STACK_OF(X509_EXTENSION) *exts = NULL;
@@ -758,9 +759,8 @@ load_csr(const char *path, const struct ids *want, EVP_PKEY **pub,
 	int bits, rv = -1, i;
 	size_t a, b;
 
-	if (fs_read(path, 1 << 20, &buf, &len, err) != 0)
-		return -1;
-	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+	if (len > (1 << 20) || (bio = BIO_new_mem_buf(buf, (int)len)) ==
+	    NULL) {
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -809,9 +809,9 @@ load_csr(const char *path, const struct ids *want, EVP_PKEY **pub,
 						break;
 				if (b == want->n) {
 					error_set(err, MTLS_ERR_ARG, "%s: CSR "
-					    "asks for %.200s, which was not "
-					    "requested on the command line",
-					    path, got.v[a]);
+					    "asks for %.200s, which is not the "
+					    "identity being issued", path,
+					    got.v[a]);
 					goto out;
 				}
 			}
@@ -826,6 +826,20 @@ load_csr(const char *path, const struct ids *want, EVP_PKEY **pub,
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	X509_REQ_free(req);
 	BIO_free(bio);
+	return rv;
+}
+
+static int
+load_csr(const char *path, const struct ids *want, EVP_PKEY **pub,
+    struct mtls_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+	int rv;
+
+	if (fs_read(path, 1 << 20, &buf, &len, err) != 0)
+		return -1;
+	rv = ca_csr_parse(buf, len, path, want, pub, err);
 	free(buf);
 	return rv;
 }
@@ -874,21 +888,17 @@ self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 	return rv;
 }
 
-int
-ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
-    struct mtls_error *err)
+/* The request against its role: identities valid and allowed, TTL within
+ * max_ttl. */
+static int
+check_request(struct ca *ca, const struct ca_issue_req *r,
+    const struct ca_role **rolep, int64_t *ttlp, struct mtls_error *err)
 {
 	const struct ca_role *role;
-	struct profile_req pr;
-	STACK_OF(X509) *out_chain = NULL;
-	EVP_PKEY *key = NULL;
-	X509 *cert = NULL;
-	char pem_path[PATH_MAX], key_path[PATH_MAX], why[200], dl[64], ml[64];
-	int64_t now = (int64_t)time(NULL), ttl;
+	char why[200], dl[64], ml[64];
+	int64_t ttl;
 	size_t i;
-	int kt, rv = -1, j;
 
-	memset(res, 0, sizeof(*res));
 	role = find_role(ca, r->role ? r->role : "default");
 	if (role == NULL)
 		return error_set(err, MTLS_ERR_ARG, "role '%s' is not in "
@@ -929,6 +939,121 @@ ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
 		    "max_ttl %s of role '%s' (%s/ca.conf)", dl, ml, role->name,
 		    ca->dir);
 	}
+	*rolep = role;
+	*ttlp = ttl;
+	return 0;
+}
+
+/* Signs a leaf for <key>'s public half, checks it with our own policy,
+ * records it (burning <token_hash> in the same transaction). */
+static int
+issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
+    EVP_PKEY *key, const char *token_hash, X509 **out,
+    struct ca_result *res, struct mtls_error *err)
+{
+	struct profile_req pr;
+	X509 *cert = NULL;
+	int64_t now = (int64_t)time(NULL);
+	size_t i;
+	int tries, rc;
+
+	*out = NULL;
+	memset(&pr, 0, sizeof(pr));
+	pr.kind = PROFILE_LEAF;
+	pr.org = ca->trust_domain;
+	/* CN: the first DNS name, else nothing; identities live in the SAN */
+	for (i = 0; i < r->ids.n && pr.cn == NULL; i++)
+		if (strncmp(r->ids.v[i], "dns:", 4) == 0 &&
+		    strlen(r->ids.v[i]) <= 68)
+			pr.cn = r->ids.v[i] + 4;
+	pr.sans = &r->ids;
+	pr.not_before = now - BACKDATE;
+	pr.not_after = clamp(ca, now + ttl, res);
+	pr.pubkey = key;
+	pr.crl_url = r->crl_url ? r->crl_url : ca->crl_url;
+	pr.ocsp_url = r->ocsp_url ? r->ocsp_url : ca->ocsp_url;
+	/* Sign once to check it against our own policy before recording. */
+	if (ca_sign(ca, &pr, &cert, err) != 0 ||
+	    self_verify(ca, cert, err) != 0) {
+		X509_free(cert);
+		return -1;
+	}
+	X509_free(cert);
+	for (tries = 0; tries < 5; tries++) {
+		if (ca_sign(ca, &pr, out, err) != 0)
+			return -1;
+		rc = store_add_burn(ca->store, *out, "leaf", token_hash, err);
+		if (rc == 0) {
+			serial_hex(X509_get0_serialNumber(*out), res->serial,
+			    sizeof(res->serial));
+			res->not_after = pr.not_after;
+			return 0;
+		}
+		X509_free(*out);
+		*out = NULL;
+		if (rc < 0)
+			return -1;
+	}
+	return error_set(err, MTLS_ERR_IO, "could not find an unused serial");
+}
+
+int
+ca_issue_pub(struct ca *ca, const struct ca_issue_req *r, EVP_PKEY *pub,
+    const char *token_hash, X509 **out, struct ca_result *res,
+    struct mtls_error *err)
+{
+	const struct ca_role *role;
+	int64_t ttl;
+
+	memset(res, 0, sizeof(*res));
+	*out = NULL;
+	if (check_request(ca, r, &role, &ttl, err) != 0)
+		return -1;
+	return issue_leaf(ca, r, ttl, pub, token_hash, out, res, err);
+}
+
+const char *
+ca_role_for(struct ca *ca, const struct ids *ids)
+{
+	size_t k, i;
+
+	for (k = 0; k < ca->n_roles; k++) {
+		for (i = 0; i < ids->n; i++)
+			if (!role_allows(&ca->roles[k], ids->v[i]))
+				break;
+		if (i == ids->n && ids->n > 0)
+			return ca->roles[k].name;
+	}
+	return NULL;
+}
+
+int
+ca_issue_server(struct ca *ca, const struct ids *names, int64_t ttl,
+    EVP_PKEY *pub, X509 **out, struct ca_result *res, struct mtls_error *err)
+{
+	struct ca_issue_req r;
+
+	memset(res, 0, sizeof(*res));
+	memset(&r, 0, sizeof(r));
+	r.ids = *names;
+	return issue_leaf(ca, &r, ttl, pub, NULL, out, res, err);
+}
+
+int
+ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
+    struct mtls_error *err)
+{
+	const struct ca_role *role;
+	STACK_OF(X509) *out_chain = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	char pem_path[PATH_MAX], key_path[PATH_MAX];
+	int64_t ttl;
+	int kt, rv = -1, j;
+
+	memset(res, 0, sizeof(*res));
+	if (check_request(ca, r, &role, &ttl, err) != 0)
+		return -1;
 	snprintf(pem_path, sizeof(pem_path), "%s.pem", r->out_prefix);
 	snprintf(key_path, sizeof(key_path), "%s.key", r->out_prefix);
 	if (fs_check_writable(pem_path, r->force, err) != 0 ||
@@ -951,27 +1076,7 @@ ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
 		if (key_generate(kt, &key, err) != 0)
 			goto out;
 	}
-	memset(&pr, 0, sizeof(pr));
-	pr.kind = PROFILE_LEAF;
-	pr.org = ca->trust_domain;
-	/* CN: the first DNS name, else nothing; identities live in the SAN */
-	for (i = 0; i < r->ids.n && pr.cn == NULL; i++)
-		if (strncmp(r->ids.v[i], "dns:", 4) == 0 &&
-		    strlen(r->ids.v[i]) <= 68)
-			pr.cn = r->ids.v[i] + 4;
-	pr.sans = &r->ids;
-	pr.not_before = now - BACKDATE;
-	pr.not_after = clamp(ca, now + ttl, res);
-	pr.pubkey = key;
-	pr.crl_url = ca->crl_url;
-	pr.ocsp_url = ca->ocsp_url;
-	/* Sign once to check it against our own policy before recording. */
-	if (ca_sign(ca, &pr, &cert, err) != 0 ||
-	    self_verify(ca, cert, err) != 0)
-		goto out;
-	X509_free(cert);
-	cert = NULL;
-	if (sign_and_record(ca, &pr, "leaf", &cert, err) != 0)
+	if (issue_leaf(ca, r, ttl, key, NULL, &cert, res, err) != 0)
 		goto out;
 	/* recorded: now the files */
 	if (r->csr_file == NULL &&
@@ -992,9 +1097,6 @@ ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
 	}
 	if (write_certs(pem_path, out_chain, r->force, err) != 0)
 		goto out;
-	serial_hex(X509_get0_serialNumber(cert), res->serial,
-	    sizeof(res->serial));
-	res->not_after = pr.not_after;
 	rv = 0;
  out:
 	sk_X509_free(out_chain);
@@ -1072,5 +1174,225 @@ ca_crl(struct ca *ca, int64_t ttl, X509_CRL **out, struct mtls_error *err)
  out:
 	free(c.v);
 	free(c.serials);
+	return rv;
+}
+
+int
+ca_chain_pem(struct ca *ca, X509 *leaf, char **pem, size_t *len,
+    struct mtls_error *err)
+{
+	STACK_OF(X509) *sk = sk_X509_new_null();
+	int j, rv = -1;
+
+	if (sk == NULL || !sk_X509_push(sk, leaf))
+		goto nomem;
+	for (j = 0; j < sk_X509_num(ca->chain); j++) {
+		X509 *x = sk_X509_value(ca->chain, j);
+
+		if (!cert_is_self_signed(x) && !sk_X509_push(sk, x))
+			goto nomem;
+	}
+	if (certs_pem(sk, pem, len) != 0)
+		goto nomem;
+	rv = 0;
+	goto out;
+ nomem:
+	error_set(err, MTLS_ERR_NOMEM, "out of memory");
+ out:
+	sk_X509_free(sk);
+	return rv;
+}
+
+int
+ca_bundle_pem(struct ca *ca, char **pem, size_t *len, struct mtls_error *err)
+{
+	if (certs_pem(ca->bundle, pem, len) != 0)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	return 0;
+}
+
+/* The root this CA chains to: in a root's directory the CA itself, else
+ * the bundle certificate that issued the top of ca.pem. */
+static X509 *
+own_root(struct ca *ca)
+{
+	X509 *top = sk_X509_value(ca->chain, sk_X509_num(ca->chain) - 1);
+	int i;
+
+	if (cert_is_self_signed(ca->cert))
+		return ca->cert;
+	for (i = 0; top && i < sk_X509_num(ca->bundle); i++)
+		if (X509_check_issued(sk_X509_value(ca->bundle, i), top) ==
+		    X509_V_OK)
+			return sk_X509_value(ca->bundle, i);
+	return sk_X509_num(ca->bundle) > 0 ? sk_X509_value(ca->bundle, 0) :
+	    NULL;
+}
+
+void
+ca_token_hash(const char *token, char hex[65])
+{
+	unsigned char h[32];
+	int i;
+
+	SHA256((const unsigned char *)token, strlen(token), h);
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+}
+
+int
+ca_token_create(struct ca *ca, const char *spiffe_id, int64_t ttl,
+    char *token, size_t len, struct mtls_error *err)
+{
+	unsigned char rnd[32], fp[32];
+	char why[200], hash[65], secret[44], fph[65], b64[48];
+	unsigned int fl = 0;
+	X509 *root = own_root(ca);
+	size_t i, k;
+	int ok = 0, rv;
+
+	if (mtls_spiffe_id_check(spiffe_id, why, sizeof(why)) != 0)
+		return error_set(err, MTLS_ERR_ARG, "--spiffe-id '%.200s' is "
+		    "invalid: %s", spiffe_id, why);
+	for (k = 0; k < ca->n_roles && !ok; k++)
+		ok = role_allows(&ca->roles[k], spiffe_id);
+	if (!ok)
+		return error_set(err, MTLS_ERR_ARG, "%.200s is not allowed by "
+		    "any role in %s/ca.conf", spiffe_id, ca->dir);
+	if (root == NULL || !X509_digest(root, EVP_sha256(), fp, &fl) ||
+	    fl != 32)
+		return error_set(err, MTLS_ERR_CRYPTO, "cannot fingerprint the "
+		    "root");
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return error_set(err, MTLS_ERR_CRYPTO, "no randomness");
+	/* 32 random bytes (256 bits) as 43 base64url characters */
+	EVP_EncodeBlock((unsigned char *)b64, rnd, sizeof(rnd));
+	for (k = 0; k < 43; k++)
+		secret[k] = b64[k] == '+' ? '-' : b64[k] == '/' ? '_' : b64[k];
+	secret[43] = '\0';
+	OPENSSL_cleanse(b64, sizeof(b64));
+	OPENSSL_cleanse(rnd, sizeof(rnd));
+	for (i = 0; i < 32; i++)
+		snprintf(fph + 2 * i, 3, "%02x", fp[i]);
+	if ((size_t)snprintf(token, len, "mtls1.%s.%s", fph, secret) >= len) {
+		OPENSSL_cleanse(secret, sizeof(secret));
+		return error_set(err, MTLS_ERR_ARG, "token buffer too small");
+	}
+	OPENSSL_cleanse(secret, sizeof(secret));
+	ca_token_hash(token, hash);
+	rv = store_token_add(ca->store, hash, spiffe_id, (int64_t)time(NULL) +
+	    ttl, err);
+	if (rv != 0)
+		OPENSSL_cleanse(token, len);
+	return rv;
+}
+
+static int
+ocsp_fail(int status, uint8_t **resp, size_t *resp_len,
+    struct mtls_error *err)
+{
+	OCSP_RESPONSE *r = OCSP_response_create(status, NULL);
+	unsigned char *der = NULL;
+	int n;
+
+	if (r == NULL || (n = i2d_OCSP_RESPONSE(r, &der)) <= 0) {
+		OCSP_RESPONSE_free(r);
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	}
+	OCSP_RESPONSE_free(r);
+	*resp = der;
+	*resp_len = (size_t)n;
+	return 0;
+}
+
+int
+ca_ocsp(struct ca *ca, const uint8_t *req, size_t req_len, int64_t next,
+    uint8_t **resp, size_t *resp_len, struct mtls_error *err)
+{
+	const unsigned char *p = req;
+	OCSP_REQUEST *rq = NULL;
+	OCSP_BASICRESP *bs = NULL;
+	OCSP_RESPONSE *r = NULL;
+	ASN1_TIME *thisupd = NULL, *nextupd = NULL, *revtime = NULL;
+	unsigned char *der = NULL;
+	int i, n, rv = -1;
+
+	*resp = NULL;
+	if (req_len > 65536 || (rq = d2i_OCSP_REQUEST(NULL, &p,
+	    (long)req_len)) == NULL || p != req + req_len ||
+	    OCSP_request_onereq_count(rq) < 1 ||
+	    OCSP_request_onereq_count(rq) > 16) {
+		OCSP_REQUEST_free(rq);
+		ERR_clear_error();
+		return ocsp_fail(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, resp,
+		    resp_len, err);
+	}
+	if ((bs = OCSP_BASICRESP_new()) == NULL ||
+	    (thisupd = X509_gmtime_adj(NULL, 0)) == NULL ||
+	    (nextupd = X509_gmtime_adj(NULL, (long)next)) == NULL)
+		goto nomem;
+	for (i = 0; i < OCSP_request_onereq_count(rq); i++) {
+		OCSP_CERTID *cid = OCSP_onereq_get0_id(
+		    OCSP_request_onereq_get0(rq, i));
+		ASN1_OBJECT *mdo = NULL;
+		ASN1_INTEGER *serial = NULL;
+		OCSP_CERTID *ours = NULL;
+		const EVP_MD *md;
+		struct cert_rec rec;
+		struct mtls_error e;
+		char hex[64];
+		int st = V_OCSP_CERTSTATUS_UNKNOWN, found = 1;
+
+		OCSP_id_get0_info(NULL, &mdo, NULL, &serial, cid);
+		md = mdo ? EVP_get_digestbyobj(mdo) : NULL;
+		if (md != NULL && serial != NULL)
+			ours = OCSP_cert_id_new(md, X509_get_subject_name(
+			    ca->cert), X509_get0_pubkey_bitstr(ca->cert),
+			    serial);
+		if (ours != NULL && OCSP_id_issuer_cmp(cid, ours) == 0) {
+			serial_hex(serial, hex, sizeof(hex));
+			found = store_get(ca->store, hex, &rec, &e);
+			if (found < 0) {
+				OCSP_CERTID_free(ours);
+				error_copy(err, &e);
+				goto out;
+			}
+			if (found == 0)
+				st = rec.revoked ? V_OCSP_CERTSTATUS_REVOKED :
+				    V_OCSP_CERTSTATUS_GOOD;
+		}
+		OCSP_CERTID_free(ours);
+		ASN1_TIME_free(revtime);
+		revtime = NULL;
+		if (st == V_OCSP_CERTSTATUS_REVOKED && (revtime =
+		    ASN1_TIME_new()) != NULL)
+			ASN1_TIME_set(revtime, (time_t)rec.revoked_at);
+		if (OCSP_basic_add1_status(bs, cid, st,
+		    st == V_OCSP_CERTSTATUS_REVOKED ? rec.reason : 0, revtime,
+		    thisupd, nextupd) == NULL)
+			goto nomem;
+	}
+	OCSP_copy_nonce(bs, rq);
+	if (OCSP_basic_sign(bs, ca->cert, ca->key, EVP_sha256(), NULL, 0) != 1) {
+		error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot sign the OCSP "
+		    "response");
+		goto out;
+	}
+	if ((r = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, bs)) ==
+	    NULL || (n = i2d_OCSP_RESPONSE(r, &der)) <= 0)
+		goto nomem;
+	*resp = der;
+	*resp_len = (size_t)n;
+	rv = 0;
+	goto out;
+ nomem:
+	error_set(err, MTLS_ERR_NOMEM, "out of memory");
+ out:
+	ASN1_TIME_free(revtime);
+	ASN1_TIME_free(thisupd);
+	ASN1_TIME_free(nextupd);
+	OCSP_RESPONSE_free(r);
+	OCSP_BASICRESP_free(bs);
+	OCSP_REQUEST_free(rq);
 	return rv;
 }

@@ -40,6 +40,22 @@ void	 store_close(struct store *);
  * 1 when the serial already exists (pick another), -1 on error. */
 int	 store_add(struct store *, X509 *, const char *kind,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* store_add() that also burns the one-time token <token_hash> (when not
+ * NULL) in the same transaction: no certificate without its token spent,
+ * no token spent without its certificate. -1 when the token is unknown,
+ * used or expired. */
+int	 store_add_burn(struct store *, X509 *, const char *kind,
+	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
+/* Records a token (SHA-256 hex of its secret) for one SPIFFE ID. */
+int	 store_token_add(struct store *, const char *hash, const char *spiffe_id,
+	    int64_t expires_at, struct mtls_error *) MTLS_MUST_CHECK;
+/* The SPIFFE ID of an unused, unexpired token; -1 says which it is not. */
+int	 store_token_get(struct store *, const char *hash, char *spiffe_id,
+	    size_t id_len, struct mtls_error *) MTLS_MUST_CHECK;
+/* The record of <serial> (kind, status, revocation, not_after): 0 found,
+ * 1 not issued by this CA, -1 error. */
+int	 store_get(struct store *, const char *serial, struct cert_rec *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Marks <serial> revoked; 0, or -1 (unknown serial names it). Sets
  * *already when it was revoked before (nothing changes then). */
 int	 store_revoke(struct store *, const char *serial, int reason,
@@ -106,6 +122,8 @@ struct ca_issue_req {
 	const char	*csr_file;	/* sign this CSR instead of a new key */
 	const char	*out_prefix;	/* PREFIX.pem, PREFIX.key */
 	int		 force;
+	const char	*crl_url;	/* override ca.conf's (ca serve) */
+	const char	*ocsp_url;
 };
 
 /* Outcome of an operation, for the command to print. */
@@ -130,6 +148,57 @@ int	 ca_intermediate(const struct ca_int_req *, struct ca_result *,
  * records it (committed), then writes PREFIX.key and PREFIX.pem. */
 int	 ca_issue(struct ca *, const struct ca_issue_req *, struct ca_result *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Issues a leaf for <pub> (a CSR's key) without writing files: the same
+ * role checks, self-verification and durable record as ca_issue(); with
+ * <token_hash> the token is burned in the same transaction. *out is the
+ * leaf. */
+int	 ca_issue_pub(struct ca *, const struct ca_issue_req *, EVP_PKEY *pub,
+	    const char *token_hash, X509 **out, struct ca_result *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Parses and checks a PKCS#10 CSR (PEM or DER; signature, key strength;
+ * any SAN it asks for must be in <want>); <name> names it in errors. */
+int	 ca_csr_parse(const uint8_t *buf, size_t len, const char *name,
+	    const struct ids *want, EVP_PKEY **pub,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* PEM of <leaf> followed by this CA's chain short of the root. */
+int	 ca_chain_pem(struct ca *, X509 *leaf, char **pem, size_t *len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* PEM of the roots (bundle.pem). */
+int	 ca_bundle_pem(struct ca *, char **pem, size_t *len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* A one-time join token for <spiffe_id> (allowed by a role), valid <ttl>:
+ * "mtls1.<root SHA-256 hex>.<secret>". Only its SHA-256 is stored. */
+int	 ca_token_create(struct ca *, const char *spiffe_id, int64_t ttl,
+	    char *token, size_t len, struct mtls_error *) MTLS_MUST_CHECK;
+/* SHA-256 hex of a token, the key it is stored under. */
+void	 ca_token_hash(const char *token, char hex[65]);
+/* An OCSP response (DER) to the DER request <req>, signed by this CA, for
+ * the certificates it issued (others are "unknown"); <next> seconds until
+ * nextUpdate. A malformed request gets a malformedRequest response. */
+int	 ca_ocsp(struct ca *, const uint8_t *req, size_t req_len, int64_t next,
+	    uint8_t **resp, size_t *resp_len, struct mtls_error *) MTLS_MUST_CHECK;
+/* The first role whose rules allow every identity in <ids>, or NULL. */
+const char *ca_role_for(struct ca *, const struct ids *);
+/* The CA server's own TLS certificate for <names> ("dns:", "ip:"): no
+ * role (it is the CA's own), the same self-verification and record. */
+int	 ca_issue_server(struct ca *, const struct ids *names, int64_t ttl,
+	    EVP_PKEY *pub, X509 **out, struct ca_result *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+
+/* ---- serve.c: mtls ca serve ---- */
+struct ca_serve_opts {
+	const char	*dir, *pass_file, *listen;
+	const char	*url;		/* how clients reach us: https://H:P */
+	const char	*bundle_path;	/* DIR/bundle.pem */
+	struct ids	 names;		/* our certificate's DNS/IP names */
+	char		**admin;	/* rules that may revoke */
+	size_t		 n_admin;
+	int64_t		 server_ttl, crl_ttl, ocsp_ttl;
+};
+/* Serves until SIGTERM/SIGINT (then drains, returns 0). */
+int	 ca_serve(const struct ca_serve_opts *, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+
 int	 ca_revoke(struct ca *, const char *serial, int reason,
 	    struct ca_result *, int *already, struct mtls_error *) MTLS_MUST_CHECK;
 /* A fresh signed CRL of every revocation in the inventory. */

@@ -98,6 +98,16 @@ store_open(struct store **out, const char *path, int create,
 		db_error(s, err, "cannot create schema");
 		goto err;
 	}
+	/* one-time join tokens, stored as SHA-256 of their secret; added to
+	 * schema 1 without a version bump (older inventories gain it here) */
+	if (sqlite3_exec(s->db, "CREATE TABLE IF NOT EXISTS tokens ("
+	    " hash TEXT PRIMARY KEY, spiffe_id TEXT NOT NULL,"
+	    " expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+	    " used_at INTEGER, serial TEXT);", NULL, NULL, NULL) != SQLITE_OK &&
+	    sqlite3_errcode(s->db) != SQLITE_READONLY) {
+		db_error(s, err, "cannot create the token table");
+		goto err;
+	}
 	if (sqlite3_prepare_v2(s->db,
 	    "SELECT value FROM meta WHERE key = 'schema'", -1, &st, NULL) !=
 	    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
@@ -150,6 +160,42 @@ ids_text(X509 *x)
 int
 store_add(struct store *s, X509 *x, const char *kind, struct mtls_error *err)
 {
+	return store_add_burn(s, x, kind, NULL, err);
+}
+
+/* Burns <hash> for <serial> inside the open transaction: 0, or -1 when
+ * the token is unknown, used or expired (err says which). */
+static int
+burn(struct store *s, const char *hash, const char *serial,
+    struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t now = (int64_t)time(NULL);
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE tokens SET used_at = ?, serial "
+	    "= ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?", -1,
+	    &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare token burn");
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_text(st, 2, serial, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, hash, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_error(s, err, "cannot burn the token");
+	else if (sqlite3_changes(s->db) != 1)
+		error_set(err, MTLS_ERR_ARG, "the token was used already or "
+		    "has expired");
+	else
+		rv = 0;
+	sqlite3_finalize(st);
+	return rv;
+}
+
+int
+store_add_burn(struct store *s, X509 *x, const char *kind,
+    const char *token_hash, struct mtls_error *err)
+{
 	sqlite3_stmt *st = NULL;
 	unsigned char *der = NULL;
 	char serial[48], subj[256], iss[256], *ids = NULL;
@@ -177,21 +223,126 @@ store_add(struct store *s, X509 *x, const char *kind, struct mtls_error *err)
 	sqlite3_bind_int64(st, 7, asn1_time_unix(X509_get0_notAfter(x)));
 	sqlite3_bind_int64(st, 8, (int64_t)time(NULL));
 	sqlite3_bind_blob(st, 9, der, der_len, SQLITE_TRANSIENT);
-	/* autocommit: durable (synchronous=FULL) when step returns DONE */
+	/* one transaction: the certificate and the token that pays for it;
+	 * durable (synchronous=FULL) when COMMIT returns */
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		db_error(s, err, "cannot begin");
+		goto out;
+	}
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_CONSTRAINT) {
 		rv = 1;
-		goto out;
+		goto rollback;
 	}
 	if (rc != SQLITE_DONE) {
 		db_error(s, err, "cannot record certificate");
-		goto out;
+		goto rollback;
+	}
+	if (token_hash != NULL && burn(s, token_hash, serial, err) != 0)
+		goto rollback;
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot commit the certificate");
+		goto rollback;
 	}
 	rv = 0;
+	goto out;
+ rollback:
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
  out:
 	sqlite3_finalize(st);
 	OPENSSL_free(der);
 	free(ids);
+	return rv;
+}
+
+int
+store_token_add(struct store *s, const char *hash, const char *spiffe_id,
+    int64_t expires_at, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO tokens (hash, spiffe_id, "
+	    "expires_at, created_at) VALUES (?,?,?,?)", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_error(s, err, "cannot prepare token insert");
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, spiffe_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, expires_at);
+	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_error(s, err, "cannot record the token");
+	else
+		rv = 0;
+	sqlite3_finalize(st);
+	return rv;
+}
+
+int
+store_token_get(struct store *s, const char *hash, char *spiffe_id,
+    size_t id_len, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rv = -1, rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT spiffe_id, expires_at, used_at "
+	    "FROM tokens WHERE hash = ?", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare token lookup");
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		error_set(err, MTLS_ERR_ARG, "unknown token (not made by "
+		    "mtls ca token create for this CA)");
+	else if (rc != SQLITE_ROW)
+		db_error(s, err, "cannot look up the token");
+	else if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+		error_set(err, MTLS_ERR_ARG, "the token was used already (one "
+		    "enrollment per token)");
+	else if (sqlite3_column_int64(st, 1) <= (int64_t)time(NULL))
+		error_set(err, MTLS_ERR_ARG, "the token has expired (make a "
+		    "new one with mtls ca token create)");
+	else {
+		snprintf(spiffe_id, id_len, "%s",
+		    (const char *)sqlite3_column_text(st, 0));
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
+int
+store_get(struct store *s, const char *serial, struct cert_rec *r,
+    struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	const char *t;
+	int rc, rv = -1;
+
+	memset(r, 0, sizeof(*r));
+	if (sqlite3_prepare_v2(s->db, "SELECT kind, status, revoked_at, "
+	    "reason, not_after FROM certs WHERE serial = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_error(s, err, "cannot prepare lookup");
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		rv = 1;
+	else if (rc != SQLITE_ROW)
+		db_error(s, err, "cannot look up a serial");
+	else {
+		snprintf(r->serial, sizeof(r->serial), "%s", serial);
+		t = (const char *)sqlite3_column_text(st, 0);
+		r->kind = t && strcmp(t, "root") == 0 ? "root" : t &&
+		    strcmp(t, "intermediate") == 0 ? "intermediate" : "leaf";
+		t = (const char *)sqlite3_column_text(st, 1);
+		r->revoked = t != NULL && strcmp(t, "revoked") == 0;
+		r->revoked_at = sqlite3_column_int64(st, 2);
+		r->reason = sqlite3_column_int(st, 3);
+		r->not_after = sqlite3_column_int64(st, 4);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
 	return rv;
 }
 

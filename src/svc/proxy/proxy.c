@@ -261,8 +261,8 @@ proxy_addr_is_local(const struct sockaddr_storage *ss)
 	return 0;
 }
 
-static void
-addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
+void
+proxy_addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	char h[INET6_ADDRSTRLEN] = "?";
 
@@ -926,7 +926,7 @@ do_accept(struct wl *wl)
 		c->a.fd = fd;
 		c->b.fd = -1;
 		c->t_start_us = now_us();
-		addr_text(&ss, c->client, sizeof(c->client));
+		proxy_addr_text(&ss, c->client, sizeof(c->client));
 		if (ss.ss_family != AF_UNIX)
 			set_nodelay(fd);
 		if (ep_add(w, &c->a, EPOLLIN) != 0) {

@@ -54,6 +54,8 @@ int	 proxy_run(const struct proxy_opts *, struct mtls_error *)
 
 /* Parses "host:port", "[v6]:port" or "unix:/path" into <ss>. <what>
  * names it in errors. */
+/* "1.2.3.4:5", "[::1]:5" or "unix:/path" for a peer address. */
+void	 proxy_addr_text(const struct sockaddr_storage *, char *buf, size_t len);
 int	 proxy_addr_parse(const char *text, const char *what,
 	    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *)
 	    MTLS_MUST_CHECK;

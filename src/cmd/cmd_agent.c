@@ -1,0 +1,85 @@
+/* mtls agent: flags only; the loop is src/svc/agent. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "cmd.h"
+
+static const char agent_help[] =
+"usage: mtls agent --ca-url URL (--token-file F | --cert F --key F)\n"
+"           [--ca-bundle F] --out-dir DIR [--once] [--on-rotate CMD]\n"
+"           [--log-format json|text]\n"
+"Keeps a workload certificate fresh from `mtls ca serve`: enrolls with a\n"
+"one-time token (its root fingerprint authenticates the server), then\n"
+"renews at two thirds of the remaining lifetime with a new key each time.\n"
+"Writes DIR/svid.pem, DIR/svid.key (0600) and DIR/bundle.pem atomically;\n"
+"while the CA is down it retries with back-off and keeps the files.\n"
+"  --once        enroll (or renew) once and exit: 0 done, 1 failed\n"
+"  --on-rotate   run this shell command after each rotation\n"
+"  --ca-bundle   roots to trust the CA server by (default: the bundle the\n"
+"                enrollment fetched, DIR/bundle.pem)\n";
+
+int
+cmd_agent(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "ca-url", required_argument, NULL, 'u' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "ca-bundle", required_argument, NULL, 'b' },
+		{ "out-dir", required_argument, NULL, 'o' },
+		{ "once", no_argument, NULL, '1' },
+		{ "on-rotate", required_argument, NULL, 'r' },
+		{ "log-format", required_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct agent_opts o;
+	struct mtls_error err;
+	int c;
+
+	if (cmd_wants_help(argc, argv, agent_help))
+		return 0;
+	memset(&o, 0, sizeof(o));
+	log_set_format(!isatty(STDERR_FILENO));
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'u': o.ca_url = optarg; break;
+		case 't': o.token_file = optarg; break;
+		case 'c': o.cert = optarg; break;
+		case 'k': o.key = optarg; break;
+		case 'b': o.ca_bundle = optarg; break;
+		case 'o': o.out_dir = optarg; break;
+		case '1': o.once = 1; break;
+		case 'r': o.on_rotate = optarg; break;
+		case 'f':
+			if (strcmp(optarg, "json") && strcmp(optarg, "text"))
+				return cmd_usage("agent", "--log-format is json "
+				    "or text");
+			log_set_format(strcmp(optarg, "json") == 0);
+			break;
+		default:
+			return cmd_usage("agent", "unknown or incomplete option "
+			    "'%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc || o.ca_url == NULL || o.out_dir == NULL)
+		return cmd_usage("agent", "give --ca-url and --out-dir");
+	if (strncmp(o.ca_url, "https://", 8) != 0)
+		return cmd_usage("agent", "--ca-url must be https://");
+	if ((o.token_file == NULL) == (o.cert == NULL) ||
+	    (o.cert == NULL) != (o.key == NULL))
+		return cmd_usage("agent", "give --token-file, or --cert and "
+		    "--key");
+	error_clear(&err);
+	if (agent_run(&o, &err) != 0) {
+		fprintf(stderr, "mtls agent: %s\n", err.msg[0] ? err.msg :
+		    "stopped");
+		return err.code == MTLS_ERR_ARG || err.code == MTLS_ERR_PARSE ?
+		    2 : 1;
+	}
+	return 0;
+}

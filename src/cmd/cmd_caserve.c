@@ -1,0 +1,231 @@
+/* mtls ca serve and mtls ca token: the online half of `mtls ca`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ca/ca.h"
+#include "cmd.h"
+
+static const char serve_help[] =
+"usage: mtls ca serve --ca DIR --listen ADDR [--admin ID]... [--url URL]\n"
+"           [--dns NAME]... [--ip ADDR]... [--pass-file F]\n"
+"           [--crl-ttl D] [--ocsp-ttl D] [--server-ttl D] [--log-format F]\n"
+"The online CA: an HTTPS API (TLS 1.3; its certificate is issued by DIR\n"
+"itself and renewed at two thirds of --server-ttl, default 24h).\n"
+"  POST /v1/enroll  {\"token\", \"csr\"}: a one-time token buys a certificate\n"
+"  POST /v1/renew   {\"csr\"}: client certificate from this CA, same identity\n"
+"  POST /v1/revoke  {\"serial\", \"reason\"}: peers matching an --admin rule\n"
+"  GET  /v1/bundle, /v1/crl (DER), POST|GET /v1/ocsp (RFC 6960),\n"
+"  /healthz, /metrics\n"
+"  --url     how clients reach this server (default https://ADDR); it goes\n"
+"            into issued certificates as CRL and OCSP locations\n"
+"  --dns, --ip  names in this server's certificate (default: localhost\n"
+"            and the --listen address)\n"
+"Roles in DIR/ca.conf decide what may be issued. Stops on SIGTERM.\n";
+
+static const char token_help[] =
+"usage: mtls ca token create --ca DIR --spiffe-id URI [--ttl D]\n"
+"Prints a one-time join token for `mtls agent --token-file`: it buys one\n"
+"certificate for URI from `mtls ca serve` within --ttl (default 1h). It\n"
+"carries the SHA-256 fingerprint of the CA's root, so the agent can\n"
+"authenticate the server; only its hash is stored.\n";
+
+int
+ca_serve_cmd(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "ca", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "admin", required_argument, NULL, 'a' },
+		{ "url", required_argument, NULL, 'u' },
+		{ "dns", required_argument, NULL, 'd' },
+		{ "ip", required_argument, NULL, 'i' },
+		{ "pass-file", required_argument, NULL, 'p' },
+		{ "crl-ttl", required_argument, NULL, 'C' },
+		{ "ocsp-ttl", required_argument, NULL, 'O' },
+		{ "server-ttl", required_argument, NULL, 'S' },
+		{ "log-format", required_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ca_serve_opts o;
+	struct mtls_error err;
+	char why[200], canon[64], bundle[4200], url[600], host[300];
+	const char *colon;
+	int c, rv = 2;
+
+	if (cmd_wants_help(argc, argv, serve_help))
+		return 0;
+	memset(&o, 0, sizeof(o));
+	o.server_ttl = 24 * 3600;
+	o.crl_ttl = 3600;
+	o.ocsp_ttl = 3600;
+	log_set_format(!isatty(STDERR_FILENO));
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': o.dir = optarg; break;
+		case 'l': o.listen = optarg; break;
+		case 'a':
+			if (mtls_rule_check(optarg, why, sizeof(why)) != 0) {
+				cmd_usage("ca serve", "--admin '%s': %s", optarg,
+				    why);
+				goto out;
+			}
+			if (cmd_strv_add(&o.admin, &o.n_admin, optarg) != 0)
+				goto out;
+			break;
+		case 'u': o.url = optarg; break;
+		case 'd':
+			if (dns_name_check(optarg, 0) != 0 || ids_add(&o.names,
+			    "dns:", optarg, strlen(optarg)) != 0) {
+				cmd_usage("ca serve", "--dns '%s' is not a DNS "
+				    "name", optarg);
+				goto out;
+			}
+			break;
+		case 'i':
+			if (ip_canon(optarg, canon, sizeof(canon)) != 0 ||
+			    ids_add(&o.names, "ip:", canon, strlen(canon)) != 0) {
+				cmd_usage("ca serve", "--ip '%s' is not an IP "
+				    "address", optarg);
+				goto out;
+			}
+			break;
+		case 'p': o.pass_file = optarg; break;
+		case 'C':
+			if (cmd_duration("ca serve", "--crl-ttl", optarg,
+			    &o.crl_ttl) != 0)
+				goto out;
+			break;
+		case 'O':
+			if (cmd_duration("ca serve", "--ocsp-ttl", optarg,
+			    &o.ocsp_ttl) != 0)
+				goto out;
+			break;
+		case 'S':
+			if (cmd_duration("ca serve", "--server-ttl", optarg,
+			    &o.server_ttl) != 0)
+				goto out;
+			break;
+		case 'f':
+			if (strcmp(optarg, "json") && strcmp(optarg, "text")) {
+				cmd_usage("ca serve", "--log-format is json or "
+				    "text");
+				goto out;
+			}
+			log_set_format(strcmp(optarg, "json") == 0);
+			break;
+		default:
+			cmd_usage("ca serve", "unknown or incomplete option "
+			    "'%s'", argv[optind - 1]);
+			goto out;
+		}
+	}
+	if (optind != argc || o.dir == NULL || o.listen == NULL) {
+		cmd_usage("ca serve", "give --ca DIR and --listen ADDR");
+		goto out;
+	}
+	/* default names: localhost and the listen host */
+	colon = strrchr(o.listen, ':');
+	snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - o.listen) :
+	    0, o.listen);
+	if (host[0] == '[') {
+		memmove(host, host + 1, strlen(host));
+		host[strcspn(host, "]")] = '\0';
+	}
+	if (o.names.n == 0) {
+		if (ids_add(&o.names, "dns:", "localhost", 9) != 0)
+			goto out;
+		if (ip_canon(host, canon, sizeof(canon)) == 0) {
+			if (ids_add(&o.names, "ip:", canon, strlen(canon)) != 0)
+				goto out;
+		} else if (host[0] && strcmp(host, "localhost") != 0 &&
+		    dns_name_check(host, 0) == 0 && ids_add(&o.names, "dns:",
+		    host, strlen(host)) != 0)
+			goto out;
+	}
+	if (o.url == NULL) {
+		snprintf(url, sizeof(url), "https://%s", o.listen);
+		o.url = url;
+	}
+	if (strncmp(o.url, "https://", 8) != 0 || strlen(o.url) > 400) {
+		cmd_usage("ca serve", "--url must be https://HOST[:PORT]");
+		goto out;
+	}
+	snprintf(bundle, sizeof(bundle), "%s/bundle.pem", o.dir);
+	o.bundle_path = bundle;
+	error_clear(&err);
+	if (ca_serve(&o, &err) != 0) {
+		rv = cmd_fail("ca serve", &err);
+		goto out;
+	}
+	rv = 0;
+ out:
+	strv_free(o.admin, o.n_admin);
+	ids_free(&o.names);
+	return rv;
+}
+
+static int
+token_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "ca", required_argument, NULL, 'c' },
+		{ "spiffe-id", required_argument, NULL, 's' },
+		{ "ttl", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL, *id = NULL;
+	struct mtls_error err;
+	struct ca *ca = NULL;
+	char token[256];
+	int64_t ttl = 3600;
+	int c, rv = 2;
+
+	if (cmd_wants_help(argc, argv, token_help))
+		return 0;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': dir = optarg; break;
+		case 's': id = optarg; break;
+		case 't':
+			if (cmd_duration("ca token create", "--ttl", optarg,
+			    &ttl) != 0)
+				return 2;
+			break;
+		default:
+			return cmd_usage("ca token create", "unknown or "
+			    "incomplete option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc || dir == NULL || id == NULL)
+		return cmd_usage("ca token create", "give --ca DIR and "
+		    "--spiffe-id URI");
+	error_clear(&err);
+	if (ca_open_readonly(&ca, dir, &err) != 0 ||
+	    ca_token_create(ca, id, ttl, token, sizeof(token), &err) != 0) {
+		rv = cmd_fail("ca token create", &err);
+		goto out;
+	}
+	printf("%s\n", token);
+	OPENSSL_cleanse(token, sizeof(token));
+	rv = 0;
+ out:
+	ca_close(ca);
+	return rv;
+}
+
+static const struct subcmd token_cmds[] = {
+	{ "create", token_create, "a one-time join token for mtls agent" },
+	{ NULL, NULL, NULL },
+};
+
+int
+ca_token_cmd(int argc, char **argv)
+{
+	return subcmd_dispatch("mtls ca token", token_cmds, argc, argv);
+}

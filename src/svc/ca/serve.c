@@ -1,0 +1,1041 @@
+/*
+ * mtls ca serve: the online CA. HTTPS (TLS 1.3, libmtls's server policy,
+ * client certificates optional so that enrollment works without one),
+ * JSON in and out, a thread per connection (at most SERVE_MAX_CONNS), each
+ * bounded by deadlines.
+ *
+ * Why threads and not the proxy's event loop: every request that matters
+ * here ends in an fsync'd SQLite transaction and a signature, serialized
+ * by one mutex around the CA anyway; a blocking handler per connection is
+ * the simplest correct shape and costs nothing at this rate. The TLS
+ * policy, verification and taxonomy are the same libmtls code the proxy
+ * runs.
+ *
+ * Invariants (issue #4): a certificate is committed before its response
+ * is written; a revocation is committed before it is acknowledged; a token
+ * is burned in the same transaction as the certificate it pays for; a
+ * refused request records nothing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "ca/ca.h"
+#include "http/http.h"
+#include "proxy/proxy.h"
+
+#define SERVE_MAX_CONNS	256
+#define MAX_HEAD	(16 * 1024)
+#define MAX_BODY	(64 * 1024)
+#define HS_TIMEOUT_MS	10000
+#define IDLE_TIMEOUT_MS	30000
+#define REQ_TIMEOUT_MS	10000
+
+enum { R_ENROLL, R_RENEW, R_REVOKE, R_BUNDLE, R_CRL, R_OCSP, R_HEALTH,
+    R_METRICS, R_OTHER, R__COUNT };
+static const char *route_names[R__COUNT] = { "enroll", "renew", "revoke",
+    "bundle", "crl", "ocsp", "healthz", "metrics", "other" };
+
+struct server {
+	const struct ca_serve_opts *o;
+	struct ca		*ca;
+	pthread_mutex_t		 mu;		/* the CA, its store, the CRL */
+	struct mtls		*tls;		/* server context (swapped) */
+	pthread_mutex_t		 tls_mu;
+	int64_t			 own_not_after, own_not_before;
+	char			 url[512], crl_url[600], ocsp_url[600];
+	uint8_t			*crl;		/* cached DER */
+	size_t			 crl_len;
+	int64_t			 crl_made;
+	int			 active;
+	uint64_t		 m_req[R__COUNT][6];	/* by status class */
+	uint64_t		 m_issued, m_renewed, m_revoked, m_ocsp;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the server's own certificate, issued by this CA, renewed by it ---- */
+
+static int
+own_identity(struct server *s, struct mtls_error *err)
+{
+	char dir[4200], pem_path[4300], key_path[4300];
+	struct ca_result res;
+	struct mtls_config *cfg = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	char *pem = NULL;
+	size_t len;
+	int rv = -1;
+
+	snprintf(dir, sizeof(dir), "%s/serve", s->ca->dir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return error_set_errno(err, MTLS_ERR_IO, "%s", dir);
+	snprintf(pem_path, sizeof(pem_path), "%s/server.pem", dir);
+	snprintf(key_path, sizeof(key_path), "%s/server.key", dir);
+	if (key_generate(KEY_EC_P256, &key, err) != 0)
+		return -1;
+	pthread_mutex_lock(&s->mu);
+	rv = ca_issue_server(s->ca, &s->o->names, s->o->server_ttl, key, &cert,
+	    &res, err);
+	if (rv == 0)
+		rv = ca_chain_pem(s->ca, cert, &pem, &len, err);
+	pthread_mutex_unlock(&s->mu);
+	if (rv != 0)
+		goto out;
+	rv = -1;
+	if (key_write(key_path, key, NULL, 1, err) != 0 ||
+	    fs_write_atomic(pem_path, pem, len, 0644, 1, err) != 0)
+		goto out;
+	if ((cfg = mtls_config_new()) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (mtls_config_set_identity_file(cfg, pem_path, key_path) != 0 ||
+	    mtls_config_set_trust_file(cfg, s->o->bundle_path) != 0 ||
+	    mtls_config_set_allow_any(cfg) != 0 ||
+	    mtls_config_set_peer_optional(cfg) != 0 ||
+	    mtls_config_set_purpose(cfg, MTLS_PURPOSE_CLIENT) != 0) {
+		error_set(err, MTLS_ERR_ARG, "%s", mtls_config_error(cfg));
+		goto out;
+	}
+	pthread_mutex_lock(&s->tls_mu);
+	rv = mtls_configure(s->tls, cfg);
+	if (rv != 0)
+		error_set(err, MTLS_ERR_ARG, "%s", mtls_error(s->tls));
+	pthread_mutex_unlock(&s->tls_mu);
+	if (rv == 0) {
+		s->own_not_before = asn1_time_unix(X509_get0_notBefore(cert));
+		s->own_not_after = asn1_time_unix(X509_get0_notAfter(cert));
+	}
+ out:
+	mtls_config_free(cfg);
+	if (pem)
+		OPENSSL_cleanse(pem, len);
+	free(pem);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return rv;
+}
+
+/* Renews the server certificate at two thirds of its life. */
+static void *
+renewer(void *arg)
+{
+	struct server *s = arg;
+	struct mtls_error err;
+	json_t *o;
+
+	while (!stopping) {
+		int64_t now = (int64_t)time(NULL);
+		int64_t due = s->own_not_before + (s->own_not_after -
+		    s->own_not_before) * 2 / 3;
+
+		if (now >= due) {
+			error_clear(&err);
+			o = json_object();
+			if (own_identity(s, &err) == 0) {
+				json_object_set_new(o, "not_after",
+				    json_integer(s->own_not_after));
+				log_emit("info", "server_cert_renewed", o);
+			} else {
+				json_object_set_new(o, "error",
+				    json_string(err.msg));
+				log_emit("error", "server_cert_renew_failed", o);
+			}
+			json_decref(o);
+		}
+		poll(NULL, 0, 1000);
+	}
+	return NULL;
+}
+
+/* ---- I/O over a libmtls connection with deadlines ---- */
+
+struct conn {
+	struct server	*s;
+	int		 fd;
+	struct mtls	*t;
+	char		 client[80];
+	char		 buf[16384];
+	size_t		 have;		/* unparsed bytes in buf */
+};
+
+static int
+wait_fd(int fd, long want, int64_t deadline)
+{
+	struct pollfd pfd;
+	int64_t left = deadline - now_ms();
+
+	if (left <= 0 || stopping)
+		return -1;
+	pfd.fd = fd;
+	pfd.events = want == MTLS_WANT_WRITE ? POLLOUT : POLLIN;
+	if (left > 500)
+		left = 500;	/* look at <stopping> now and then */
+	return poll(&pfd, 1, (int)left) >= 0 ? 0 : -1;
+}
+
+static int
+write_all(struct conn *c, const char *p, size_t n, int64_t deadline)
+{
+	long r;
+
+	while (n > 0) {
+		r = mtls_write(c->t, p, n);
+		if (r > 0) {
+			p += r;
+			n -= (size_t)r;
+			continue;
+		}
+		if ((r != MTLS_WANT_READ && r != MTLS_WANT_WRITE) ||
+		    wait_fd(c->fd, r, deadline) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Reads one request into <req>: 1 a request, 0 the peer closed cleanly
+ * between requests (or idled out), -1 a refused request (req->status). */
+static int
+read_request(struct conn *c, struct http_req *req)
+{
+	int64_t deadline = now_ms() + IDLE_TIMEOUT_MS;
+	size_t used;
+	long r;
+	int started = c->have > 0, rc;
+
+	for (;;) {
+		if (c->have > 0) {
+			rc = http_req_feed(req, c->buf, c->have, &used);
+			memmove(c->buf, c->buf + used, c->have - used);
+			c->have -= used;
+			if (rc != 0)
+				return rc;
+		}
+		r = mtls_read(c->t, c->buf + c->have, sizeof(c->buf) - c->have);
+		if (r > 0) {
+			if (!started)
+				deadline = now_ms() + REQ_TIMEOUT_MS;
+			started = 1;
+			c->have += (size_t)r;
+			continue;
+		}
+		if (r == MTLS_WANT_READ || r == MTLS_WANT_WRITE) {
+			if (wait_fd(c->fd, r, deadline) != 0)
+				return started ? (req->status = 408, -1) : 0;
+			continue;
+		}
+		if (!started)
+			return 0;
+		return http_req_feed(req, NULL, 0, &used);
+	}
+}
+
+/* ---- responses ---- */
+
+struct reply {
+	int		 status;
+	const char	*ctype;
+	char		*body;		/* malloc'd */
+	size_t		 len;
+	int		 route;
+	char		 error[600];	/* logged */
+};
+
+static void
+reply_json(struct reply *rp, int status, json_t *o)
+{
+	rp->status = status;
+	rp->ctype = "application/json";
+	rp->body = json_dumps(o, JSON_COMPACT);
+	rp->len = rp->body ? strlen(rp->body) : 0;
+	json_decref(o);
+}
+
+static void
+reply_error(struct reply *rp, int status, const char *code, const char *fmt,
+    ...) MTLS_PRINTF(4, 5);
+
+static void
+reply_error(struct reply *rp, int status, const char *code, const char *fmt,
+    ...)
+{
+	va_list ap;
+	json_t *o = json_object();
+
+	va_start(ap, fmt);
+	vsnprintf(rp->error, sizeof(rp->error), fmt, ap);
+	va_end(ap);
+	json_object_set_new(o, "error", json_string(code));
+	json_object_set_new(o, "message", json_string(rp->error));
+	reply_json(rp, status, o);
+}
+
+static void
+reply_bytes(struct reply *rp, const char *ctype, const void *p, size_t n)
+{
+	rp->status = 200;
+	rp->ctype = ctype;
+	if ((rp->body = malloc(n ? n : 1)) != NULL) {
+		memcpy(rp->body, p, n);
+		rp->len = n;
+	}
+}
+
+/* ---- handlers ---- */
+
+static json_t *
+body_json(const struct http_req *req, struct reply *rp)
+{
+	json_error_t je;
+	json_t *o;
+	const char *ct = http_req_header(req, "content-type");
+
+	if (ct && strncmp(ct, "application/json", 16) != 0) {
+		reply_error(rp, 415, "unsupported_media_type", "send "
+		    "Content-Type: application/json");
+		return NULL;
+	}
+	o = json_loadb((const char *)req->body, req->body_len,
+	    JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL || !json_is_object(o)) {
+		reply_error(rp, 400, "malformed_json", "request body is not a "
+		    "JSON object: %s", o ? "not an object" : je.text);
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static const char *
+jstr(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+/* Issues for <pub> with <ids>, answers with the chain and the bundle. */
+static void
+issue_reply(struct server *s, struct conn *c, const struct ids *ids,
+    EVP_PKEY *pub, const char *token_hash, const char *what, struct reply *rp)
+{
+	struct ca_issue_req r;
+	struct ca_result res;
+	struct mtls_error err;
+	X509 *cert = NULL;
+	char *chain = NULL, *bundle = NULL;
+	size_t cl, bl;
+	json_t *o, *lg;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	r.ids = *ids;
+	r.key_type = -1;
+	r.crl_url = s->crl_url;
+	r.ocsp_url = s->ocsp_url;
+	error_clear(&err);
+	pthread_mutex_lock(&s->mu);
+	r.role = ca_role_for(s->ca, ids);
+	rc = r.role == NULL ? error_set(&err, MTLS_ERR_ARG, "%.200s is not "
+	    "allowed by any role in ca.conf", ids->v[0]) :
+	    ca_issue_pub(s->ca, &r, pub, token_hash, &cert, &res, &err);
+	if (rc == 0 && (ca_chain_pem(s->ca, cert, &chain, &cl, &err) != 0 ||
+	    ca_bundle_pem(s->ca, &bundle, &bl, &err) != 0))
+		rc = -1;
+	pthread_mutex_unlock(&s->mu);
+	if (rc != 0) {
+		if (cert != NULL)	/* recorded, but we cannot answer */
+			reply_error(rp, 500, "internal", "%s", err.msg);
+		else if (token_hash && strstr(err.msg, "token"))
+			reply_error(rp, 401, "bad_token", "%s", err.msg);
+		else if (err.code == MTLS_ERR_ARG)
+			reply_error(rp, 403, "refused", "%s", err.msg);
+		else
+			reply_error(rp, 500, "internal", "%s", err.msg);
+		goto out;
+	}
+	__atomic_add_fetch(token_hash ? &s->m_issued : &s->m_renewed, 1,
+	    __ATOMIC_RELAXED);
+	o = json_object();
+	json_object_set_new(o, "certificate", json_string(chain));
+	json_object_set_new(o, "bundle", json_string(bundle));
+	json_object_set_new(o, "serial", json_string(res.serial));
+	json_object_set_new(o, "identity", json_string(ids->v[0]));
+	json_object_set_new(o, "not_after", json_integer(res.not_after));
+	reply_json(rp, 200, o);
+	lg = json_object();
+	json_object_set_new(lg, "client", json_string(c->client));
+	json_object_set_new(lg, "how", json_string(what));
+	json_object_set_new(lg, "serial", json_string(res.serial));
+	json_object_set_new(lg, "identity", json_string(ids->v[0]));
+	json_object_set_new(lg, "not_after", json_integer(res.not_after));
+	log_emit("info", "issue", lg);
+	json_decref(lg);
+ out:
+	free(chain);
+	free(bundle);
+	X509_free(cert);
+}
+
+static void
+h_enroll(struct server *s, struct conn *c, const struct http_req *req,
+    struct reply *rp)
+{
+	json_t *o = body_json(req, rp);
+	const char *token, *csr;
+	char hash[65], id[SPIFFE_MAX + 1];
+	struct mtls_error err;
+	struct ids ids = { 0 };
+	EVP_PKEY *pub = NULL;
+	int rc;
+
+	if (o == NULL)
+		return;
+	token = jstr(o, "token");
+	csr = jstr(o, "csr");
+	if (token == NULL || csr == NULL) {
+		reply_error(rp, 400, "missing_field", "give \"token\" and "
+		    "\"csr\" (PEM) as strings");
+		goto out;
+	}
+	error_clear(&err);
+	ca_token_hash(token, hash);
+	pthread_mutex_lock(&s->mu);
+	rc = store_token_get(s->ca->store, hash, id, sizeof(id), &err);
+	pthread_mutex_unlock(&s->mu);
+	if (rc != 0) {
+		reply_error(rp, 401, "bad_token", "%s", err.msg);
+		goto out;
+	}
+	if (ids_add(&ids, "", id, strlen(id)) != 0) {
+		reply_error(rp, 500, "internal", "%s", err.msg);
+		goto out;
+	}
+	if (ca_csr_parse((const uint8_t *)csr, strlen(csr), "csr", &ids, &pub,
+	    &err) != 0) {
+		reply_error(rp, err.code == MTLS_ERR_ARG ? 403 : 400,
+		    "bad_csr", "%s", err.msg);
+		goto out;
+	}
+	issue_reply(s, c, &ids, pub, hash, "enroll", rp);
+ out:
+	EVP_PKEY_free(pub);
+	ids_free(&ids);
+	json_decref(o);
+}
+
+/* The client's certificate, verified, issued by this CA and not revoked:
+ * 0, or -1 with the reply set. */
+static int
+authenticated(struct server *s, struct conn *c, struct reply *rp,
+    struct cert_rec *rec)
+{
+	struct mtls_error err;
+	const char *serial = mtls_peer_serial(c->t);
+	int rc;
+
+	if (!mtls_peer_verified(c->t)) {
+		int f = mtls_fail_code(c->t);
+
+		if (f == MTLS_FAIL_NONE)
+			reply_error(rp, 401, "client_cert_required", "this "
+			    "call needs a client certificate issued by this CA");
+		else
+			reply_error(rp, 401, "client_cert_refused", "client "
+			    "certificate refused: %s: %s", mtls_fail_name(f),
+			    mtls_error(c->t));
+		return -1;
+	}
+	error_clear(&err);
+	pthread_mutex_lock(&s->mu);
+	rc = store_get(s->ca->store, serial, rec, &err);
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0) {
+		reply_error(rp, 500, "internal", "%s", err.msg);
+		return -1;
+	}
+	if (rc == 1) {
+		reply_error(rp, 403, "unknown_certificate", "certificate serial "
+		    "%s was not issued by this CA", serial);
+		return -1;
+	}
+	if (rec->revoked) {
+		reply_error(rp, 403, "revoked", "certificate serial %s is "
+		    "revoked", serial);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+h_renew(struct server *s, struct conn *c, const struct http_req *req,
+    struct reply *rp)
+{
+	struct cert_rec rec;
+	struct mtls_error err;
+	struct ids ids = { 0 };
+	EVP_PKEY *pub = NULL;
+	json_t *o;
+	const char *csr;
+
+	if (authenticated(s, c, rp, &rec) != 0)
+		return;
+	if ((o = body_json(req, rp)) == NULL)
+		return;
+	if ((csr = jstr(o, "csr")) == NULL) {
+		reply_error(rp, 400, "missing_field", "give \"csr\" (PEM) as a "
+		    "string");
+		goto out;
+	}
+	error_clear(&err);
+	/* the same identities as the certificate presented, nothing more */
+	if (ids_from_cert(SSL_get0_peer_certificate(c->t->ssl), &ids,
+	    &err) != 0 || ids.n == 0) {
+		reply_error(rp, 403, "refused", "the client certificate has no "
+		    "identity to renew");
+		goto out;
+	}
+	if (ca_csr_parse((const uint8_t *)csr, strlen(csr), "csr", &ids, &pub,
+	    &err) != 0) {
+		reply_error(rp, err.code == MTLS_ERR_ARG ? 403 : 400,
+		    "bad_csr", "%s", err.msg);
+		goto out;
+	}
+	issue_reply(s, c, &ids, pub, NULL, "renew", rp);
+ out:
+	EVP_PKEY_free(pub);
+	ids_free(&ids);
+	json_decref(o);
+}
+
+static void
+h_revoke(struct server *s, struct conn *c, const struct http_req *req,
+    struct reply *rp)
+{
+	struct cert_rec rec;
+	struct ca_result res;
+	struct mtls_error err;
+	const char *serial, *reason, *id = mtls_peer_id(c->t);
+	json_t *o, *lg;
+	size_t i;
+	int ok = 0, rc, already = 0, why = 0;
+
+	if (authenticated(s, c, rp, &rec) != 0)
+		return;
+	for (i = 0; i < s->o->n_admin && !ok; i++)
+		ok = id != NULL && mtls_rule_match(s->o->admin[i], id);
+	if (!ok) {
+		reply_error(rp, 403, "not_admin", "%s matches no --admin rule "
+		    "of this CA server", id ? id : "this client");
+		return;
+	}
+	if ((o = body_json(req, rp)) == NULL)
+		return;
+	serial = jstr(o, "serial");
+	reason = jstr(o, "reason");
+	if (serial == NULL) {
+		reply_error(rp, 400, "missing_field", "give \"serial\" (hex)");
+		goto out;
+	}
+	if (reason && (why = crl_reason_parse(reason)) < 0) {
+		reply_error(rp, 400, "bad_reason", "unknown reason '%.64s'",
+		    reason);
+		goto out;
+	}
+	error_clear(&err);
+	pthread_mutex_lock(&s->mu);
+	rc = ca_revoke(s->ca, serial, why, &res, &already, &err);
+	if (rc == 0 && !already)
+		s->crl_made = 0;	/* the next GET /v1/crl signs anew */
+	pthread_mutex_unlock(&s->mu);
+	if (rc != 0) {
+		reply_error(rp, err.code == MTLS_ERR_ARG ? 404 : 500,
+		    "unknown_serial", "%s", err.msg);
+		goto out;
+	}
+	__atomic_add_fetch(&s->m_revoked, 1, __ATOMIC_RELAXED);
+	json_decref(o);
+	o = json_object();
+	json_object_set_new(o, "serial", json_string(res.serial));
+	json_object_set_new(o, "revoked", json_true());
+	json_object_set_new(o, "already", json_boolean(already));
+	lg = json_deep_copy(o);
+	json_object_set_new(lg, "by", json_string(id));
+	log_emit("info", "revoke", lg);
+	json_decref(lg);
+	reply_json(rp, 200, o);
+	return;
+ out:
+	json_decref(o);
+}
+
+static void
+h_bundle(struct server *s, struct reply *rp)
+{
+	struct mtls_error err;
+	char *pem = NULL;
+	size_t len;
+	json_t *o;
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	rc = ca_bundle_pem(s->ca, &pem, &len, &err);
+	pthread_mutex_unlock(&s->mu);
+	if (rc != 0) {
+		reply_error(rp, 500, "internal", "%s", err.msg);
+		return;
+	}
+	o = json_object();
+	json_object_set_new(o, "bundle", json_string(pem));
+	free(pem);
+	reply_json(rp, 200, o);
+}
+
+static void
+h_crl(struct server *s, struct reply *rp)
+{
+	struct mtls_error err;
+	X509_CRL *crl = NULL;
+	unsigned char *der = NULL;
+	int64_t now = (int64_t)time(NULL);
+	int n;
+
+	pthread_mutex_lock(&s->mu);
+	/* re-signed after a revocation, and at half its validity */
+	if (s->crl == NULL || s->crl_made == 0 ||
+	    now - s->crl_made >= s->o->crl_ttl / 2) {
+		if (ca_crl(s->ca, s->o->crl_ttl, &crl, &err) == 0 &&
+		    (n = i2d_X509_CRL(crl, &der)) > 0) {
+			OPENSSL_free(s->crl);
+			s->crl = der;
+			s->crl_len = (size_t)n;
+			s->crl_made = now;
+		}
+		X509_CRL_free(crl);
+	}
+	if (s->crl != NULL)
+		reply_bytes(rp, "application/pkix-crl", s->crl, s->crl_len);
+	else
+		reply_error(rp, 500, "internal", "cannot make the CRL: %s",
+		    err.msg);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* base64 (standard or URL alphabet, '%'-escaped or not) to bytes: the
+ * GET form of OCSP (RFC 6960 A.1) */
+static int
+b64_decode(const char *in, uint8_t **out, size_t *out_len)
+{
+	size_t n = strlen(in), i, j = 0, pad = 0;
+	char *t = malloc(n + 4);
+	int len;
+
+	*out = NULL;
+	if (t == NULL || n > 8192)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		char ch = in[i];
+
+		if (ch == '%') {
+			char hx[3];
+
+			if (i + 2 >= n + 0 || !in[i + 1] || !in[i + 2])
+				goto fail;
+			hx[0] = in[i + 1];
+			hx[1] = in[i + 2];
+			hx[2] = '\0';
+			ch = (char)strtol(hx, NULL, 16);
+			i += 2;
+		}
+		t[j++] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+	}
+	while (j % 4)
+		t[j++] = '=';
+	t[j] = '\0';
+	for (i = j; i > 0 && t[i - 1] == '='; i--)
+		pad++;
+	if (j == 0 || pad > 2 || (*out = malloc(j / 4 * 3 + 1)) == NULL)
+		goto fail;
+	if ((len = EVP_DecodeBlock(*out, (unsigned char *)t, (int)j)) < 0)
+		goto fail;
+	free(t);
+	*out_len = (size_t)len - pad;
+	return 0;
+ fail:
+	free(t);
+	free(*out);
+	*out = NULL;
+	return -1;
+}
+
+static void
+h_ocsp(struct server *s, const struct http_req *req, const char *path,
+    struct reply *rp)
+{
+	struct mtls_error err;
+	uint8_t *der = NULL, *resp = NULL;
+	size_t len = 0, rlen;
+	int rc;
+
+	if (strcmp(req->method, "POST") == 0) {
+		der = req->body;
+		len = req->body_len;
+	} else if (strncmp(path, "/v1/ocsp/", 9) != 0 ||
+	    b64_decode(path + 9, &der, &len) != 0) {
+		reply_error(rp, 400, "bad_ocsp_request", "GET /v1/ocsp/"
+		    "<base64 DER request>");
+		return;
+	}
+	error_clear(&err);
+	pthread_mutex_lock(&s->mu);
+	rc = ca_ocsp(s->ca, der, len, s->o->ocsp_ttl, &resp, &rlen, &err);
+	pthread_mutex_unlock(&s->mu);
+	if (der != req->body)
+		free(der);
+	if (rc != 0) {
+		reply_error(rp, 500, "internal", "%s", err.msg);
+		return;
+	}
+	__atomic_add_fetch(&s->m_ocsp, 1, __ATOMIC_RELAXED);
+	reply_bytes(rp, "application/ocsp-response", resp, rlen);
+	OPENSSL_free(resp);
+}
+
+static void
+h_metrics(struct server *s, struct reply *rp)
+{
+	char *b = NULL;
+	size_t bl = 0;
+	FILE *f = open_memstream(&b, &bl);
+	int r, k;
+
+	if (f == NULL) {
+		reply_error(rp, 500, "internal", "out of memory");
+		return;
+	}
+	fprintf(f, "# HELP mtls_ca_requests_total CA API requests by route "
+	    "and status class.\n# TYPE mtls_ca_requests_total counter\n");
+	for (r = 0; r < R__COUNT; r++)
+		for (k = 1; k < 6; k++) {
+			uint64_t v = __atomic_load_n(&s->m_req[r][k],
+			    __ATOMIC_RELAXED);
+
+			if (v)
+				fprintf(f, "mtls_ca_requests_total{route=\"%s\","
+				    "code=\"%dxx\"} %llu\n", route_names[r], k,
+				    (unsigned long long)v);
+		}
+	fprintf(f, "# TYPE mtls_ca_issued_total counter\n"
+	    "mtls_ca_issued_total{how=\"enroll\"} %llu\n"
+	    "mtls_ca_issued_total{how=\"renew\"} %llu\n"
+	    "# TYPE mtls_ca_revocations_total counter\n"
+	    "mtls_ca_revocations_total %llu\n"
+	    "# TYPE mtls_ca_ocsp_responses_total counter\n"
+	    "mtls_ca_ocsp_responses_total %llu\n"
+	    "# TYPE mtls_connections_active gauge\nmtls_connections_active %d\n"
+	    "# TYPE mtls_cert_expiry_timestamp_seconds gauge\n"
+	    "mtls_cert_expiry_timestamp_seconds{id=\"ca-server\"} %lld\n",
+	    (unsigned long long)s->m_issued, (unsigned long long)s->m_renewed,
+	    (unsigned long long)s->m_revoked, (unsigned long long)s->m_ocsp,
+	    __atomic_load_n(&s->active, __ATOMIC_RELAXED),
+	    (long long)s->own_not_after);
+	fclose(f);
+	rp->status = 200;
+	rp->ctype = "text/plain; version=0.0.4";
+	rp->body = b;
+	rp->len = bl;
+}
+
+static void
+route(struct server *s, struct conn *c, const struct http_req *req,
+    struct reply *rp)
+{
+	char path[2048];
+	int post = strcmp(req->method, "POST") == 0;
+	int get = strcmp(req->method, "GET") == 0;
+
+	http_req_path(req, path, sizeof(path));
+	if (strcmp(path, "/v1/enroll") == 0)
+		rp->route = R_ENROLL;
+	else if (strcmp(path, "/v1/renew") == 0)
+		rp->route = R_RENEW;
+	else if (strcmp(path, "/v1/revoke") == 0)
+		rp->route = R_REVOKE;
+	else if (strcmp(path, "/v1/bundle") == 0)
+		rp->route = R_BUNDLE;
+	else if (strcmp(path, "/v1/crl") == 0)
+		rp->route = R_CRL;
+	else if (strcmp(path, "/v1/ocsp") == 0 ||
+	    strncmp(path, "/v1/ocsp/", 9) == 0)
+		rp->route = R_OCSP;
+	else if (strcmp(path, "/healthz") == 0)
+		rp->route = R_HEALTH;
+	else if (strcmp(path, "/metrics") == 0)
+		rp->route = R_METRICS;
+	else {
+		rp->route = R_OTHER;
+		reply_error(rp, 404, "not_found", "no route %.200s", path);
+		return;
+	}
+	switch (rp->route) {
+	case R_ENROLL:
+	case R_RENEW:
+	case R_REVOKE:
+		if (!post)
+			goto method;
+		if (rp->route == R_ENROLL)
+			h_enroll(s, c, req, rp);
+		else if (rp->route == R_RENEW)
+			h_renew(s, c, req, rp);
+		else
+			h_revoke(s, c, req, rp);
+		return;
+	case R_OCSP:
+		if (!post && !get)
+			goto method;
+		h_ocsp(s, req, path, rp);
+		return;
+	default:
+		if (!get)
+			goto method;
+		if (rp->route == R_BUNDLE)
+			h_bundle(s, rp);
+		else if (rp->route == R_CRL)
+			h_crl(s, rp);
+		else if (rp->route == R_METRICS)
+			h_metrics(s, rp);
+		else
+			reply_bytes(rp, "text/plain", "ok\n", 3);
+		return;
+	}
+ method:
+	reply_error(rp, 405, "method_not_allowed", "%s is not allowed on %s",
+	    req->method, path);
+}
+
+static void
+log_request(struct conn *c, const struct http_req *req, struct reply *rp,
+    int64_t t0)
+{
+	json_t *o = json_object();
+	char path[256];
+	const char *id = mtls_peer_verified(c->t) ? mtls_peer_id(c->t) : NULL;
+
+	http_req_path(req, path, sizeof(path));
+	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "peer_id", id ? json_string(id) : json_null());
+	json_object_set_new(o, "method", json_string(req->method[0] ?
+	    req->method : "-"));
+	json_object_set_new(o, "path", json_string(path));
+	json_object_set_new(o, "status", json_integer(rp->status));
+	json_object_set_new(o, "ms", json_integer(now_ms() - t0));
+	if (rp->error[0])
+		json_object_set_new(o, "error", json_string(rp->error));
+	log_emit(rp->status >= 500 ? "error" : rp->status >= 400 ? "warn" :
+	    "info", "request", o);
+	json_decref(o);
+}
+
+static void *
+conn_main(void *arg)
+{
+	struct conn *c = arg;
+	struct server *s = c->s;
+	struct http_req req;
+	struct reply rp;
+	int64_t deadline = now_ms() + HS_TIMEOUT_MS, t0;
+	char *out;
+	size_t out_len;
+	int r, keep = 1, one = 1;
+
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	pthread_mutex_lock(&s->tls_mu);
+	r = mtls_accept_socket(s->tls, &c->t, c->fd);
+	pthread_mutex_unlock(&s->tls_mu);
+	if (r != 0)
+		goto done;
+	for (;;) {
+		r = mtls_handshake(c->t);
+		if (r == 0)
+			break;
+		if ((r != MTLS_WANT_READ && r != MTLS_WANT_WRITE) ||
+		    wait_fd(c->fd, r, deadline) != 0)
+			goto done;	/* a failed handshake costs nothing */
+	}
+	while (keep && !stopping) {
+		http_req_init(&req, MAX_HEAD, MAX_BODY);
+		memset(&rp, 0, sizeof(rp));
+		r = read_request(c, &req);
+		t0 = now_ms();
+		if (r == 0) {
+			http_req_free(&req);
+			break;
+		}
+		if (r < 0) {
+			reply_error(&rp, req.status ? req.status : 400,
+			    "bad_request", "%s", req.why ? req.why :
+			    "request timed out");
+			keep = 0;
+		} else {
+			route(s, c, &req, &rp);
+			keep = req.keep_alive;
+		}
+		__atomic_add_fetch(&s->m_req[rp.route][rp.status / 100 % 6], 1,
+		    __ATOMIC_RELAXED);
+		log_request(c, &req, &rp, t0);
+		if (rp.body != NULL && http_response(&out, &out_len, rp.status,
+		    rp.ctype, rp.body, rp.len, keep) == 0) {
+			if (write_all(c, out, out_len, now_ms() +
+			    REQ_TIMEOUT_MS) != 0)
+				keep = 0;
+			free(out);
+		} else
+			keep = 0;
+		free(rp.body);
+		http_req_free(&req);
+	}
+	mtls_close(c->t);
+ done:
+	mtls_free(c->t);
+	close(c->fd);
+	__atomic_sub_fetch(&s->active, 1, __ATOMIC_RELAXED);
+	free(c);
+	ERR_clear_error();
+	return NULL;
+}
+
+int
+ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
+{
+	struct server s;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	pthread_attr_t at;
+	pthread_t th, rth;
+	struct pollfd pfd;
+	struct sigaction sa;
+	struct conn *c;
+	json_t *lg;
+	int lfd = -1, fd, one = 1, rv = -1, i;
+
+	memset(&s, 0, sizeof(s));
+	s.o = o;
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_mutex_init(&s.tls_mu, NULL);
+	if (ca_open(&s.ca, o->dir, o->pass_file, err) != 0)
+		goto out;
+	snprintf(s.url, sizeof(s.url), "%s", o->url);
+	snprintf(s.crl_url, sizeof(s.crl_url), "%s/v1/crl", s.url);
+	snprintf(s.ocsp_url, sizeof(s.ocsp_url), "%s/v1/ocsp", s.url);
+	if (proxy_addr_parse(o->listen, "--listen", &ss, &sl, err) != 0)
+		goto out;
+	if ((s.tls = mtls_server()) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (own_identity(&s, err) != 0)
+		goto out;
+	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0);
+	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one,
+	    sizeof(one)) != 0 || bind(lfd, (struct sockaddr *)&ss, sl) != 0 ||
+	    listen(lfd, 512) != 0) {
+		error_set_errno(err, MTLS_ERR_IO, "--listen %s", o->listen);
+		goto out;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_create(&rth, NULL, renewer, &s);
+	lg = json_object();
+	json_object_set_new(lg, "listen", json_string(o->listen));
+	json_object_set_new(lg, "url", json_string(s.url));
+	json_object_set_new(lg, "ca", json_string(o->dir));
+	json_object_set_new(lg, "server_not_after",
+	    json_integer(s.own_not_after));
+	log_emit("info", "start", lg);
+	json_decref(lg);
+	while (!stopping) {
+		pfd.fd = lfd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 500) <= 0)
+			continue;
+		sl = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC |
+		    SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				poll(NULL, 0, 100);	/* back off */
+			continue;
+		}
+		if (__atomic_load_n(&s.active, __ATOMIC_RELAXED) >=
+		    SERVE_MAX_CONNS || (c = calloc(1, sizeof(*c))) == NULL) {
+			close(fd);
+			continue;
+		}
+		c->s = &s;
+		c->fd = fd;
+		proxy_addr_text(&ss, c->client, sizeof(c->client));
+		__atomic_add_fetch(&s.active, 1, __ATOMIC_RELAXED);
+		if (pthread_create(&th, &at, conn_main, c) != 0) {
+			__atomic_sub_fetch(&s.active, 1, __ATOMIC_RELAXED);
+			close(fd);
+			free(c);
+		}
+	}
+	/* drain: each connection ends within its deadlines */
+	for (i = 0; i < 300 && __atomic_load_n(&s.active, __ATOMIC_RELAXED) >
+	    0; i++)
+		poll(NULL, 0, 100);
+	pthread_join(rth, NULL);
+	pthread_attr_destroy(&at);
+	rv = 0;
+	lg = json_object();
+	log_emit("info", "stop", lg);
+	json_decref(lg);
+ out:
+	if (lfd >= 0)
+		close(lfd);
+	if (__atomic_load_n(&s.active, __ATOMIC_RELAXED) == 0) {
+		mtls_free(s.tls);
+		OPENSSL_free(s.crl);
+		ca_close(s.ca);
+	}
+	return rv;
+}
