@@ -145,6 +145,10 @@ int	 mtls_config_add_untrusted_file(struct mtls_config *, const char *path);
 /* A CRL (PEM or DER). With any CRL loaded the leaf's issuer must have one
  * (fail closed); intermediates are checked against CRLs that are present. */
 int	 mtls_config_add_crl_file(struct mtls_config *, const char *path);
+/* mtls_config_add_crl_file() for CRL bytes in memory (PEM or DER), e.g.
+ * fetched from a CRL distribution point; <name> names them in errors. */
+int	 mtls_config_add_crl_mem(struct mtls_config *, const uint8_t *buf,
+	    size_t len, const char *name);
 /* Peers matching any allow rule are authorized (else not_authorized). */
 int	 mtls_config_add_allow(struct mtls_config *, const char *rule);
 /* Explicitly authorize any peer whose chain verifies. */

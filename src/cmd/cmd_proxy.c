@@ -30,6 +30,9 @@ static const char proxy_help[] =
 "                         bytes (160: current then previous), nginx's format\n"
 "  --ticket-rotate D      without a key file, new ticket key every D\n"
 "                         (default 12h; the previous one still opens)\n"
+"  --crl-url URL          fetch the CA's CRL (https, trusted by --ca) every\n"
+"                         --crl-refresh D (default 60s); a new one applies\n"
+"                         to new and resumed handshakes at once\n"
 "  --config FILE          several listeners from a file (see below)\n"
 "Files are watched and reloaded on change and on SIGHUP; a bad new set is\n"
 "refused and the old one keeps serving. SIGTERM stops accepting and lets\n"
@@ -60,7 +63,7 @@ enum {
 	P_LISTEN = 256, P_TARGET, P_CERT, P_KEY, P_CA, P_ALLOW, P_ALLOW_ANY,
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
-	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT
+	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF
 };
 
 static const struct option opts[] = {
@@ -88,6 +91,8 @@ static const struct option opts[] = {
 	{ "config", required_argument, NULL, P_CONFIG },
 	{ "ticket-key-file", required_argument, NULL, P_TKFILE },
 	{ "ticket-rotate", required_argument, NULL, P_TKROT },
+	{ "crl-url", required_argument, NULL, P_CRLURL },
+	{ "crl-refresh", required_argument, NULL, P_CRLREF },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -270,6 +275,21 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	}
 	if (strcmp(key, "crl") == 0)
 		return cfg_list(&l->crls, &l->n_crls, val);
+	if (strcmp(key, "crl_refresh") == 0) {
+		int64_t secs;
+
+		if (mtls_duration_parse(val, &secs) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: crl_refresh "
+			    "'%s' is not a duration", cs->path, line, val);
+		l->crl_refresh_ms = secs * 1000;
+		return 0;
+	}
+	if (strcmp(key, "crl_url") == 0) {
+		if (strncmp(val, "https://", 8) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: crl_url "
+			    "must be https://", cs->path, line);
+		return (l->crl_url = keep(cs, val)) ? 0 : -1;
+	}
 	if (strcmp(key, "listen") == 0)
 		dst = &l->listen;
 	else if (strcmp(key, "target") == 0)
@@ -395,6 +415,18 @@ cmd_proxy(int argc, char **argv)
 		case P_ADMIN: o.admin = optarg; break;
 		case P_CONFIG: config = optarg; break;
 		case P_TKFILE: l->ticket_key_file = optarg; break;
+		case P_CRLURL:
+			if (strncmp(optarg, "https://", 8) != 0) {
+				rv = cmd_usage("proxy", "--crl-url must be "
+				    "https://");
+				goto out;
+			}
+			l->crl_url = optarg;
+			break;
+		case P_CRLREF:
+			if (ms("--crl-refresh", optarg, &l->crl_refresh_ms))
+				goto out;
+			break;
 		case P_TKROT:
 			if (ms("--ticket-rotate", optarg, &o.ticket_rotate_ms))
 				goto out;
@@ -424,7 +456,7 @@ cmd_proxy(int argc, char **argv)
 	listener_flags = l->listen || l->target || l->cert || l->key || l->ca ||
 	    l->n_allow || l->allow_any || l->outbound || l->n_expect ||
 	    l->servername || l->n_crls || l->min_tls || l->unsafe_target ||
-	    l->ticket_key_file;
+	    l->ticket_key_file || l->crl_url;
 	if (config != NULL) {
 		struct proxy_opts cli = o;
 

@@ -155,13 +155,9 @@ mtls_config_add_untrusted_file(struct mtls_config *c, const char *path)
 	return 0;
 }
 
-int
-mtls_config_add_crl_file(struct mtls_config *c, const char *path)
+static int
+add_crls(struct mtls_config *c, STACK_OF(X509_CRL) *sk)
 {
-	STACK_OF(X509_CRL) *sk = NULL;
-
-	if (writable(c) != 0 || crls_load(path, &sk, &c->err) != 0)
-		return -1;
 	if (c->crls == NULL) {
 		c->crls = sk;
 		return 0;
@@ -177,6 +173,28 @@ mtls_config_add_crl_file(struct mtls_config *c, const char *path)
 	}
 	sk_X509_CRL_free(sk);
 	return 0;
+}
+
+int
+mtls_config_add_crl_file(struct mtls_config *c, const char *path)
+{
+	STACK_OF(X509_CRL) *sk = NULL;
+
+	if (writable(c) != 0 || crls_load(path, &sk, &c->err) != 0)
+		return -1;
+	return add_crls(c, sk);
+}
+
+int
+mtls_config_add_crl_mem(struct mtls_config *c, const uint8_t *buf,
+    size_t len, const char *name)
+{
+	STACK_OF(X509_CRL) *sk = NULL;
+
+	if (writable(c) != 0 || crls_parse(buf, len, name ? name : "CRL", &sk,
+	    &c->err) != 0)
+		return -1;
+	return add_crls(c, sk);
 }
 
 static int

@@ -131,6 +131,9 @@ int	 certs_parse(const uint8_t *buf, size_t len, const char *name,
 int	 certs_load(const char *path, STACK_OF(X509) **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 int	 certs_pem(STACK_OF(X509) *, char **pem, size_t *len) MTLS_MUST_CHECK;
+/* CRLs (PEM, several, or one DER) from memory; <name> names them. */
+int	 crls_parse(const uint8_t *buf, size_t len, const char *name,
+	    STACK_OF(X509_CRL) **, struct mtls_error *) MTLS_MUST_CHECK;
 int	 crls_load(const char *path, STACK_OF(X509_CRL) **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Upper-case hex of a serial into <buf> (at least 2*20+1 bytes). */

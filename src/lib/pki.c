@@ -375,15 +375,28 @@ certs_pem(STACK_OF(X509) *sk, char **pem, size_t *len)
 int
 crls_load(const char *path, STACK_OF(X509_CRL) **out, struct mtls_error *err)
 {
-	STACK_OF(X509_CRL) *sk = NULL;
 	uint8_t *buf = NULL;
 	size_t len = 0;
+	int rv;
+
+	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
+		return -1;
+	rv = crls_parse(buf, len, path, out, err);
+	free(buf);
+	return rv;
+}
+
+int
+crls_parse(const uint8_t *buf, size_t len, const char *path,
+    STACK_OF(X509_CRL) **out, struct mtls_error *err)
+{
+	STACK_OF(X509_CRL) *sk = NULL;
 	BIO *bio = NULL;
 	X509_CRL *c;
 	int rv = -1;
 
-	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
-		return -1;
+	if (len > MTLS_MAX_FILE)
+		return error_set(err, MTLS_ERR_PARSE, "%s: too large", path);
 	if ((sk = sk_X509_CRL_new_null()) == NULL ||
 	    (bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
 		error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", path);
@@ -425,7 +438,6 @@ crls_load(const char *path, STACK_OF(X509_CRL) **out, struct mtls_error *err)
 	rv = 0;
  err:
 	BIO_free(bio);
-	free(buf);
 	sk_X509_CRL_pop_free(sk, X509_CRL_free);
 	return rv;
 }

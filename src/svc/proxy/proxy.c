@@ -46,6 +46,7 @@
 
 #include <jansson.h>
 
+#include "http/http.h"
 #include "proxy/proxy.h"
 
 #define BUF_SIZE	16384
@@ -122,6 +123,11 @@ struct lstate {
 	int64_t			 own_not_after;	/* atomic */
 	char			 own_id[256];	/* under proxy mu */
 	uint8_t			 files_hash[32];	/* of the files in use */
+	/* --crl-url: the newest CRL fetched (under proxy mu) */
+	uint8_t			*crl;
+	size_t			 crl_len;
+	uint8_t			 crl_hash[32];
+	int64_t			 crl_next_ms;	/* fetcher thread only */
 };
 
 /* One listener in one worker: its socket and TLS context. */
@@ -163,6 +169,9 @@ struct proxy {
 	int			 nworkers;
 	pthread_mutex_t		 mu;
 	int			 stopping;	/* atomic */
+	int			 crl_evfd;	/* a fetched CRL changed */
+	pthread_t		 crl_thr;
+	int			 crl_started;
 	int64_t			 drain_deadline_ms;
 	int			 active;	/* atomic: open connections */
 	int			 admin_fd;
@@ -292,8 +301,8 @@ static void own_identity(struct proxy *, struct lstate *,
  * unless all of this passes.
  */
 static struct mtls_config *
-config_build(const struct proxy_listener *l, char *serial, size_t slen,
-    struct mtls_error *err)
+config_build(const struct proxy_listener *l, const uint8_t *crl,
+    size_t crl_len, char *serial, size_t slen, struct mtls_error *err)
 {
 	struct mtls_config *cfg = mtls_config_new();
 	struct mtls *v = NULL;
@@ -310,6 +319,9 @@ config_build(const struct proxy_listener *l, char *serial, size_t slen,
 	for (i = 0; i < l->n_crls; i++)
 		if (mtls_config_add_crl_file(cfg, l->crls[i]) != 0)
 			goto cfgerr;
+	if (crl != NULL && mtls_config_add_crl_mem(cfg, crl, crl_len,
+	    l->crl_url) != 0)
+		goto cfgerr;
 	for (i = 0; i < l->n_allow; i++)
 		if (mtls_config_add_allow(cfg, l->allow[i]) != 0)
 			goto cfgerr;
@@ -1227,6 +1239,119 @@ watch_files(int ifd, const struct proxy_listener *l)
 
 /* Rebuilds every listener's config from its files; a listener whose new
  * set fails keeps the old one. */
+static int64_t
+crl_refresh(const struct proxy_listener *l)
+{
+	return l->crl_refresh_ms > 0 ? l->crl_refresh_ms : 60000;
+}
+
+/* The hash of the files in use also covers a fetched CRL. */
+static void
+mix_crl_hash(uint8_t h[32], const uint8_t crl_hash[32])
+{
+	static const uint8_t zero[32];
+	uint8_t buf[64];
+
+	if (memcmp(crl_hash, zero, 32) == 0)
+		return;
+	memcpy(buf, h, 32);
+	memcpy(buf + 32, crl_hash, 32);
+	SHA256(buf, sizeof(buf), h);
+}
+
+static struct mtls_config *
+listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
+    struct mtls_error *err)
+{
+	struct mtls_config *cfg;
+	uint8_t *crl = NULL;
+	size_t len = 0;
+
+	pthread_mutex_lock(&p->mu);
+	if (ls->crl != NULL && (crl = malloc(ls->crl_len)) != NULL) {
+		memcpy(crl, ls->crl, ls->crl_len);
+		len = ls->crl_len;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (ls->crl != NULL && crl == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	cfg = config_build(ls->l, crl, len, serial, slen, err);
+	free(crl);
+	return cfg;
+}
+
+/* Fetches <ls>'s CRL URL; 1 when it changed (then stored), 0 when the
+ * same, -1 on failure (logged; the previous CRL stays). */
+static int
+crl_fetch(struct proxy *p, struct lstate *ls)
+{
+	STACK_OF(X509_CRL) *sk = NULL;
+	struct mtls_error e;
+	uint8_t *buf = NULL, h[32];
+	size_t len = 0;
+	char err[512];
+	json_t *o;
+	int changed = 0;
+
+	if (http_fetch(ls->l->crl_url, ls->l->ca, 10, MTLS_MAX_FILE, &buf, &len,
+	    err, sizeof(err)) != 0 || crls_parse(buf, len, ls->l->crl_url, &sk,
+	    &e) != 0) {
+		if (buf != NULL)
+			snprintf(err, sizeof(err), "%s", e.msg);
+		o = json_object();
+		json_object_set_new(o, "listener", json_string(ls->l->name));
+		json_object_set_new(o, "url", json_string(ls->l->crl_url));
+		json_object_set_new(o, "error", json_string(err));
+		log_emit("warn", "crl_fetch", o);
+		json_decref(o);
+		free(buf);
+		return -1;
+	}
+	sk_X509_CRL_pop_free(sk, X509_CRL_free);
+	SHA256(buf, len, h);
+	pthread_mutex_lock(&p->mu);
+	if (ls->crl == NULL || memcmp(h, ls->crl_hash, 32) != 0) {
+		free(ls->crl);
+		ls->crl = buf;
+		ls->crl_len = len;
+		memcpy(ls->crl_hash, h, 32);
+		buf = NULL;
+		changed = 1;
+	}
+	pthread_mutex_unlock(&p->mu);
+	free(buf);
+	return changed;
+}
+
+/* The CRL fetcher: every listener's URL on its interval; a change wakes
+ * the main loop, which reloads. */
+static void *
+crl_main(void *arg)
+{
+	struct proxy *p = arg;
+	uint64_t one = 1;
+	size_t k;
+
+	while (!__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE)) {
+		int64_t now = now_ms();
+
+		for (k = 0; k < p->nls; k++) {
+			struct lstate *ls = &p->ls[k];
+
+			if (ls->l->crl_url == NULL || now < ls->crl_next_ms)
+				continue;
+			ls->crl_next_ms = now + crl_refresh(ls->l);
+			if (crl_fetch(p, ls) == 1 &&
+			    write(p->crl_evfd, &one, sizeof(one)) < 0)
+				continue;
+		}
+		poll(NULL, 0, 200);
+	}
+	return NULL;
+}
+
 static void
 reload(struct proxy *p, const char *why)
 {
@@ -1243,6 +1368,9 @@ reload(struct proxy *p, const char *why)
 		json_t *o;
 
 		files_hash(ls->l, h);
+		pthread_mutex_lock(&p->mu);
+		mix_crl_hash(h, ls->crl_hash);
+		pthread_mutex_unlock(&p->mu);
 		o = json_object();
 		json_object_set_new(o, "listener", json_string(ls->l->name));
 		json_object_set_new(o, "trigger", json_string(why));
@@ -1254,7 +1382,7 @@ reload(struct proxy *p, const char *why)
 			json_decref(o);
 			continue;
 		}
-		cfg = config_build(ls->l, serial, sizeof(serial), &err);
+		cfg = listener_config(p, ls, serial, sizeof(serial), &err);
 		if (cfg == NULL) {
 			p->m_reload_failed++;
 			json_object_set_new(o, "result", json_string("failed"));
@@ -1590,6 +1718,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	memset(&p, 0, sizeof(p));
 	p.o = o;
 	p.admin_fd = -1;
+	p.crl_evfd = -1;
 	pthread_mutex_init(&p.mu, NULL);
 	if (o->n_l == 0 || o->n_l > PROXY_MAX_LISTENERS) {
 		error_set(err, MTLS_ERR_ARG, "no listener configured");
@@ -1602,8 +1731,16 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		ls->l = &o->l[li];
 		p.nls++;
 		error_clear(&lerr);
+		/* fail closed: a CRL URL that cannot be read stops the start */
+		if (ls->l->crl_url != NULL && crl_fetch(&p, ls) < 0) {
+			error_set(err, MTLS_ERR_IO, "listener %s: --crl-url %s: "
+			    "cannot fetch the CRL (see the log line above)",
+			    ls->l->name, ls->l->crl_url);
+			goto out;
+		}
+		ls->crl_next_ms = now_ms() + crl_refresh(ls->l);
 		if (check_listener(ls, &lerr) != 0 ||
-		    (ls->cfg = config_build(ls->l, serial, sizeof(serial),
+		    (ls->cfg = listener_config(&p, ls, serial, sizeof(serial),
 		    &lerr)) == NULL) {
 			if (o->n_l > 1)
 				error_set(err, lerr.code, "listener %s: %s",
@@ -1614,8 +1751,15 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		}
 		ls->cfg_seq = 1;
 		files_hash(ls->l, ls->files_hash);
+		mix_crl_hash(ls->files_hash, ls->crl_hash);
 		own_identity(&p, ls, ls->cfg);
 	}
+	for (li = 0; li < p.nls; li++)
+		if (p.ls[li].l->crl_url != NULL && p.crl_evfd < 0 &&
+		    (p.crl_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+			error_set_errno(err, MTLS_ERR_IO, "eventfd");
+			goto out;
+		}
 	p.nworkers = o->workers > 0 ? o->workers : (int)sysconf(
 	    _SC_NPROCESSORS_ONLN);
 	if (p.nworkers < 1)
@@ -1727,9 +1871,12 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	}
 	if (o->ticket_rotate_ms > 0)
 		rotate_at = now_ms() + o->ticket_rotate_ms;
+	if (p.crl_evfd >= 0 && pthread_create(&p.crl_thr, NULL, crl_main,
+	    &p) == 0)
+		p.crl_started = 1;
 	for (;;) {
-		struct pollfd pf[3] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 },
-		    { p.admin_fd, POLLIN, 0 } };
+		struct pollfd pf[4] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 },
+		    { p.admin_fd, POLLIN, 0 }, { p.crl_evfd, POLLIN, 0 } };
 		int64_t now = now_ms(), next = reload_at;
 		int timeout;
 
@@ -1747,10 +1894,16 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			reload(&p, "file change");
 			continue;
 		}
-		if (poll(pf, 3, timeout) < 0)
+		if (poll(pf, 4, timeout) < 0)
 			continue;
 		if (pf[2].revents & POLLIN)
 			admin_serve(&p);
+		if (pf[3].revents & POLLIN) {
+			uint64_t n;
+
+			if (read(p.crl_evfd, &n, sizeof(n)) == sizeof(n))
+				reload(&p, "crl-url");
+		}
 		if (pf[1].revents & POLLIN) {
 			char ibuf[8192] __attribute__((aligned(8)));
 
@@ -1810,6 +1963,10 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	}
 	for (i = 0; i < started; i++)
 		pthread_join(p.w[i].thr, NULL);
+	if (p.crl_started) {
+		__atomic_store_n(&p.stopping, 1, __ATOMIC_RELEASE);
+		pthread_join(p.crl_thr, NULL);
+	}
 	log_emit("info", "stop", NULL);
  out:
 	for (i = 0; p.w != NULL && i < p.nworkers; i++) {
@@ -1830,8 +1987,12 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		close(ifd);
 	if (p.admin_fd >= 0)
 		close(p.admin_fd);
-	for (li = 0; li < p.nls; li++)
+	for (li = 0; li < p.nls; li++) {
 		mtls_config_free(p.ls[li].cfg);
+		free(p.ls[li].crl);
+	}
+	if (p.crl_evfd >= 0)
+		close(p.crl_evfd);
 	pthread_mutex_destroy(&p.mu);
 	return rv;
 }

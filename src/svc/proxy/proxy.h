@@ -22,6 +22,8 @@ struct proxy_listener {
 	char	*cert, *key, *ca;
 	char	**crls;
 	size_t	 n_crls;
+	char	*crl_url;	/* fetched every crl_refresh_ms (https) */
+	int64_t	 crl_refresh_ms;
 	char	**allow;	/* inbound: allow rules */
 	size_t	 n_allow;
 	int	 allow_any;
@@ -52,10 +54,10 @@ struct proxy_opts {
 int	 proxy_run(const struct proxy_opts *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 
-/* Parses "host:port", "[v6]:port" or "unix:/path" into <ss>. <what>
- * names it in errors. */
 /* "1.2.3.4:5", "[::1]:5" or "unix:/path" for a peer address. */
 void	 proxy_addr_text(const struct sockaddr_storage *, char *buf, size_t len);
+/* Parses "host:port", "[v6]:port" or "unix:/path" into <ss>. <what>
+ * names it in errors. */
 int	 proxy_addr_parse(const char *text, const char *what,
 	    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *)
 	    MTLS_MUST_CHECK;

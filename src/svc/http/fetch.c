@@ -1,0 +1,71 @@
+/* One HTTPS GET with libcurl, for what the data path pulls (a CRL). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "http/http.h"
+
+struct sink {
+	uint8_t	*p;
+	size_t	 len, max;
+};
+
+static size_t
+on_data(char *p, size_t sz, size_t n, void *arg)
+{
+	struct sink *s = arg;
+	size_t add = sz * n;
+	uint8_t *np;
+
+	if (s->len + add > s->max || (np = realloc(s->p, s->len + add + 1)) ==
+	    NULL)
+		return 0;
+	memcpy(np + s->len, p, add);
+	s->len += add;
+	s->p = np;
+	return add;
+}
+
+int
+http_fetch(const char *url, const char *cainfo, long timeout_s, size_t max,
+    uint8_t **out, size_t *out_len, char *err, size_t err_len)
+{
+	struct sink s = { NULL, 0, max };
+	char ebuf[CURL_ERROR_SIZE] = "";
+	CURL *h = curl_easy_init();
+	long status = 0;
+	CURLcode rc;
+
+	*out = NULL;
+	if (h == NULL) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, timeout_s);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
+	curl_easy_setopt(h, CURLOPT_CAINFO, cainfo);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+	rc = curl_easy_perform(h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	if (rc != CURLE_OK || status != 200) {
+		if (rc != CURLE_OK)
+			snprintf(err, err_len, "GET %s: %s", url, ebuf[0] ? ebuf :
+			    curl_easy_strerror(rc));
+		else
+			snprintf(err, err_len, "GET %s: HTTP %ld", url, status);
+		free(s.p);
+		return -1;
+	}
+	*out = s.p;
+	*out_len = s.len;
+	return 0;
+}
