@@ -868,6 +868,33 @@ log_request(struct conn *c, const struct http_req *req, struct reply *rp,
 	json_decref(o);
 }
 
+/* After refusing a request whose body is still arriving: stop writing,
+ * then read and drop what comes for up to 2 s, so that closing does not
+ * reset the connection before the client has read our answer (nginx's
+ * lingering close). */
+static void
+lingering_close(struct conn *c)
+{
+	int64_t deadline = now_ms() + 2000;
+	char sink[4096];
+	struct pollfd pfd;
+	size_t total = 0;
+	ssize_t n;
+
+	mtls_close(c->t);
+	shutdown(c->fd, SHUT_WR);
+	pfd.fd = c->fd;
+	pfd.events = POLLIN;
+	while (total < (4u << 20) && now_ms() < deadline &&
+	    poll(&pfd, 1, 200) >= 0) {
+		n = recv(c->fd, sink, sizeof(sink), 0);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+		if (n > 0)
+			total += (size_t)n;
+	}
+}
+
 static void *
 conn_main(void *arg)
 {
@@ -925,6 +952,10 @@ conn_main(void *arg)
 			keep = 0;
 		free(rp.body);
 		http_req_free(&req);
+		if (r < 0) {
+			lingering_close(c);
+			goto done;
+		}
 	}
 	mtls_close(c->t);
  done:
