@@ -972,15 +972,17 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 	pr.pubkey = key;
 	pr.crl_url = r->crl_url ? r->crl_url : ca->crl_url;
 	pr.ocsp_url = r->ocsp_url ? r->ocsp_url : ca->ocsp_url;
-	/* Sign once to check it against our own policy before recording. */
+	/* Checked against our own policy before it is recorded; a serial
+	 * collision (random 128 bits: practically never) signs again, with
+	 * the same policy outcome (only the serial differs). */
 	if (ca_sign(ca, &pr, &cert, err) != 0 ||
 	    self_verify(ca, cert, err) != 0) {
 		X509_free(cert);
 		return -1;
 	}
-	X509_free(cert);
+	*out = cert;
 	for (tries = 0; tries < 5; tries++) {
-		if (ca_sign(ca, &pr, out, err) != 0)
+		if (*out == NULL && ca_sign(ca, &pr, out, err) != 0)
 			return -1;
 		rc = store_add_burn(ca->store, *out, "leaf", token_hash, err);
 		if (rc == 0) {
