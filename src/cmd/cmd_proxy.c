@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "agent/agent.h"
 #include "proxy/proxy.h"
 
 static const char proxy_help[] =
@@ -33,6 +34,11 @@ static const char proxy_help[] =
 "  --crl-url URL          fetch the CA's CRL (https, trusted by --ca) every\n"
 "                         --crl-refresh D (default 60s); a new one applies\n"
 "                         to new and resumed handshakes at once\n"
+"  --ca-url URL --out-dir DIR [--token-file F]\n"
+"                         the built-in agent (mtls agent): enroll or renew\n"
+"                         from mtls ca serve into DIR, serve DIR/svid.pem\n"
+"                         (instead of --cert/--key; --ca defaults to\n"
+"                         DIR/bundle.pem) and reload as it rotates\n"
 "  --config FILE          several listeners from a file (see below)\n"
 "Files are watched and reloaded on change and on SIGHUP; a bad new set is\n"
 "refused and the old one keeps serving. SIGTERM stops accepting and lets\n"
@@ -63,7 +69,8 @@ enum {
 	P_LISTEN = 256, P_TARGET, P_CERT, P_KEY, P_CA, P_ALLOW, P_ALLOW_ANY,
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
-	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF
+	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF,
+	P_CAURL, P_TOKEN, P_OUTDIR
 };
 
 static const struct option opts[] = {
@@ -93,6 +100,9 @@ static const struct option opts[] = {
 	{ "ticket-rotate", required_argument, NULL, P_TKROT },
 	{ "crl-url", required_argument, NULL, P_CRLURL },
 	{ "crl-refresh", required_argument, NULL, P_CRLREF },
+	{ "ca-url", required_argument, NULL, P_CAURL },
+	{ "token-file", required_argument, NULL, P_TOKEN },
+	{ "out-dir", required_argument, NULL, P_OUTDIR },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -340,14 +350,16 @@ cmd_proxy(int argc, char **argv)
 	struct proxy_listener *l = &o.l[0];
 	struct cfg_state cs;
 	struct mtls_error err;
+	struct agent_opts ag;
 	const char *config = NULL;
-	char why[200];
+	char why[200], svid[4200], svid_key[4200], bundle[4200];
 	int c, rv = 2, listener_flags = 0, tkrot = 0;
 	size_t i;
 
 	if (cmd_wants_help(argc, argv, proxy_help))
 		return 0;
 	memset(&o, 0, sizeof(o));
+	memset(&ag, 0, sizeof(ag));
 	memset(&cs, 0, sizeof(cs));
 	cs.o = &o;
 	o.handshake_timeout_ms = 10000;
@@ -423,6 +435,9 @@ cmd_proxy(int argc, char **argv)
 			}
 			l->crl_url = optarg;
 			break;
+		case P_CAURL: ag.ca_url = optarg; break;
+		case P_TOKEN: ag.token_file = optarg; break;
+		case P_OUTDIR: ag.out_dir = optarg; break;
 		case P_CRLREF:
 			if (ms("--crl-refresh", optarg, &l->crl_refresh_ms))
 				goto out;
@@ -488,6 +503,32 @@ cmd_proxy(int argc, char **argv)
 	if (l->min_tls && strcmp(l->min_tls, "1.2") && strcmp(l->min_tls, "1.3")) {
 		rv = cmd_usage("proxy", "--min-tls must be 1.2 or 1.3");
 		goto out;
+	}
+	if (ag.ca_url || ag.token_file || ag.out_dir) {
+		/* the built-in agent: one process is a self-renewing sidecar */
+		if (config != NULL || !ag.ca_url || !ag.out_dir || l->cert ||
+		    l->key || strncmp(ag.ca_url, "https://", 8) != 0) {
+			rv = cmd_usage("proxy", "the built-in agent takes "
+			    "--ca-url https://... and --out-dir (plus "
+			    "--token-file to enroll), instead of --cert and "
+			    "--key, and no --config");
+			goto out;
+		}
+		snprintf(svid, sizeof(svid), "%s/svid.pem", ag.out_dir);
+		snprintf(svid_key, sizeof(svid_key), "%s/svid.key", ag.out_dir);
+		snprintf(bundle, sizeof(bundle), "%s/bundle.pem", ag.out_dir);
+		l->cert = svid;
+		l->key = svid_key;
+		if (l->ca == NULL)
+			l->ca = bundle;
+		else
+			ag.ca_bundle = l->ca;
+		error_clear(&err);
+		if (agent_background(&ag, &err) != 0) {
+			fprintf(stderr, "mtls proxy: --ca-url %s: %s\n",
+			    ag.ca_url, err.msg);
+			goto out;
+		}
 	}
 	error_clear(&err);
 	if (proxy_run(&o, &err) != 0) {

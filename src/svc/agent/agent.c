@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -475,29 +476,64 @@ sleep_until(int64_t t)
 		poll(NULL, 0, 200);
 }
 
+static int
+setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
+{
+	memset(a, 0, sizeof(*a));
+	a->o = o;
+	snprintf(a->svid, sizeof(a->svid), "%s/svid.pem", o->out_dir);
+	snprintf(a->svid_key, sizeof(a->svid_key), "%s/svid.key", o->out_dir);
+	snprintf(a->bundle, sizeof(a->bundle), "%s/bundle.pem", o->out_dir);
+	if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
+		return error_set_errno(err, MTLS_ERR_IO, "--out-dir %s",
+		    o->out_dir);
+	if (o->ca_bundle && copy_file(o->ca_bundle, a->bundle, 0644, err) != 0)
+		return -1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return 0;
+}
+
+/* Renews when due until stopped; failures back off. */
+static void
+renew_loop(struct agent *a)
+{
+	struct mtls_error err;
+	int64_t backoff = 1, now, left;
+
+	while (!stop) {
+		sleep_until(a->renew_at);
+		if (stop)
+			break;
+		error_clear(&err);
+		/* a fresh bundle first (roots rotate), then the certificate */
+		if (fetch_bundle(a, NULL, &err) == 0 && obtain(a, 0, &err) == 0) {
+			backoff = 1;
+			continue;
+		}
+		now = (int64_t)time(NULL);
+		left = a->not_after - now;
+		log_error("renew_failed", &err, backoff);
+		/* back off, but never past a quarter of what is left */
+		a->renew_at = now + (backoff < left / 4 || left < 4 ? backoff :
+		    left / 4);
+		backoff = backoff * 2 > 60 ? 60 : backoff * 2;
+	}
+}
+
 int
 agent_run(const struct agent_opts *o, struct mtls_error *err)
 {
 	struct agent a;
 	struct sigaction sa;
-	int64_t backoff = 1, now, left;
+	int64_t backoff = 1;
 	int r, rv = -1;
 
-	memset(&a, 0, sizeof(a));
-	a.o = o;
-	snprintf(a.svid, sizeof(a.svid), "%s/svid.pem", o->out_dir);
-	snprintf(a.svid_key, sizeof(a.svid_key), "%s/svid.key", o->out_dir);
-	snprintf(a.bundle, sizeof(a.bundle), "%s/bundle.pem", o->out_dir);
-	if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
-		return error_set_errno(err, MTLS_ERR_IO, "--out-dir %s",
-		    o->out_dir);
-	if (o->ca_bundle && copy_file(o->ca_bundle, a.bundle, 0644, err) != 0)
+	if (setup(&a, o, err) != 0)
 		return -1;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	/* enrollment: retried like renewals unless --once */
 	for (;;) {
 		r = first(&a, err);
@@ -525,28 +561,52 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 		rv = 0;
 		goto out;
 	}
-	backoff = 1;
-	while (!stop) {
-		sleep_until(a.renew_at);
-		if (stop)
-			break;
-		error_clear(err);
-		/* a fresh bundle first (roots rotate), then the certificate */
-		if (fetch_bundle(&a, NULL, err) == 0 && obtain(&a, 0, err) == 0) {
-			backoff = 1;
-			continue;
-		}
-		now = (int64_t)time(NULL);
-		left = a.not_after - now;
-		log_error("renew_failed", err, backoff);
-		/* back off, but never past a quarter of what is left */
-		a.renew_at = now + (backoff < left / 4 || left < 4 ? backoff :
-		    left / 4);
-		backoff = backoff * 2 > 60 ? 60 : backoff * 2;
-	}
+	renew_loop(&a);
 	rv = 0;
  out:
 	OPENSSL_cleanse(a.token, sizeof(a.token));
 	curl_global_cleanup();
 	return rv;
+}
+
+static void *
+renew_thread(void *arg)
+{
+	renew_loop(arg);
+	return NULL;
+}
+
+int
+agent_background(const struct agent_opts *o, struct mtls_error *err)
+{
+	struct agent *a = malloc(sizeof(*a));
+	sigset_t all, old;
+	pthread_attr_t at;
+	pthread_t th;
+	int r;
+
+	if (a == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if (setup(a, o, err) != 0 || (r = first(a, err)) < 0) {
+		free(a);
+		return -1;
+	}
+	OPENSSL_cleanse(a->token, sizeof(a->token));
+	if (r == 0)
+		schedule(a);
+	/* signals belong to the host process's own handling (the proxy's
+	 * signalfd): the thread, and curl's threads, start with them blocked */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&th, &at, renew_thread, a);
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		free(a);
+		return error_set(err, MTLS_ERR_NOMEM, "cannot start the agent "
+		    "thread");
+	}
+	return 0;	/* <a> lives as long as the process */
 }

@@ -27,4 +27,11 @@ struct agent_opts {
 int	 agent_run(const struct agent_opts *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 
+/* For a process that embeds the agent (mtls proxy --ca-url): enrolls, or
+ * takes the valid files in out_dir, now (-1 when that fails), then renews
+ * in a background thread for the life of the process. <o> must outlive
+ * it. */
+int	 agent_background(const struct agent_opts *, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+
 #endif
