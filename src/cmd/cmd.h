@@ -23,6 +23,8 @@ int	 cmd_wants_help(int argc, char **argv, const char *help);
 /* Parses a duration flag value; prints the error and returns -1. */
 int	 cmd_duration(const char *cmd, const char *flag, const char *v,
 	    int64_t *out);
+/* --log-format json|text; prints the usage error and returns -1. */
+int	 cmd_log_format(const char *cmd, const char *v);
 int	 cmd_key_type(const char *cmd, const char *v, int *out);
 /* Grows a string vector (argv-style lists of repeated flags). */
 int	 cmd_strv_add(char ***v, size_t *n, const char *s);

@@ -56,10 +56,8 @@ cmd_agent(int argc, char **argv)
 		case '1': o.once = 1; break;
 		case 'r': o.on_rotate = optarg; break;
 		case 'f':
-			if (strcmp(optarg, "json") && strcmp(optarg, "text"))
-				return cmd_usage("agent", "--log-format is json "
-				    "or text");
-			log_set_format(strcmp(optarg, "json") == 0);
+			if (cmd_log_format("agent", optarg) != 0)
+				return 2;
 			break;
 		default:
 			return cmd_usage("agent", "unknown or incomplete option "

@@ -110,12 +110,8 @@ ca_serve_cmd(int argc, char **argv)
 				goto out;
 			break;
 		case 'f':
-			if (strcmp(optarg, "json") && strcmp(optarg, "text")) {
-				cmd_usage("ca serve", "--log-format is json or "
-				    "text");
+			if (cmd_log_format("ca serve", optarg) != 0)
 				goto out;
-			}
-			log_set_format(strcmp(optarg, "json") == 0);
 			break;
 		default:
 			cmd_usage("ca serve", "unknown or incomplete option "

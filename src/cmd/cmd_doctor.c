@@ -243,10 +243,8 @@ doctor_serve_cmd(int argc, char **argv)
 		case 'c': o.cert = optarg; break;
 		case 'k': o.key = optarg; break;
 		case 'f':
-			if (strcmp(optarg, "json") && strcmp(optarg, "text"))
-				return cmd_usage("doctor serve", "--log-format "
-				    "is json or text");
-			log_set_format(strcmp(optarg, "json") == 0);
+			if (cmd_log_format("doctor serve", optarg) != 0)
+				return 2;
 			break;
 		default:
 			return cmd_usage("doctor serve", "unknown or incomplete "

@@ -448,15 +448,8 @@ cmd_proxy(int argc, char **argv)
 			tkrot = 1;
 			break;
 		case P_LOGFMT:
-			if (strcmp(optarg, "json") == 0)
-				log_set_format(1);
-			else if (strcmp(optarg, "text") == 0)
-				log_set_format(0);
-			else {
-				rv = cmd_usage("proxy", "--log-format must be "
-				    "json or text");
+			if (cmd_log_format("proxy", optarg) != 0)
 				goto out;
-			}
 			break;
 		default:
 			rv = cmd_usage("proxy", "unknown or incomplete option "

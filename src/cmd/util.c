@@ -103,3 +103,14 @@ cmd_strv_add(char ***v, size_t *n, const char *s)
 	(*n)++;
 	return 0;
 }
+
+int
+cmd_log_format(const char *cmd, const char *v)
+{
+	if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+		cmd_usage(cmd, "--log-format must be json or text");
+		return -1;
+	}
+	log_set_format(strcmp(v, "json") == 0);
+	return 0;
+}

@@ -409,6 +409,26 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	X509_free(cert);
 }
 
+/* The CSR (PEM text) must ask for nothing beyond <ids>: then issue. */
+static void
+csr_issue(struct server *s, struct conn *c, const struct ids *ids,
+    const char *csr, const char *token_hash, const char *what,
+    struct reply *rp)
+{
+	struct mtls_error err;
+	EVP_PKEY *pub = NULL;
+
+	error_clear(&err);
+	if (ca_csr_parse((const uint8_t *)csr, strlen(csr), "csr", ids, &pub,
+	    &err) != 0) {
+		reply_error(rp, err.code == MTLS_ERR_ARG ? 403 : 400,
+		    "bad_csr", "%s", err.msg);
+		return;
+	}
+	issue_reply(s, c, ids, pub, token_hash, what, rp);
+	EVP_PKEY_free(pub);
+}
+
 static void
 h_enroll(struct server *s, struct conn *c, const struct http_req *req,
     struct reply *rp)
@@ -418,7 +438,6 @@ h_enroll(struct server *s, struct conn *c, const struct http_req *req,
 	char hash[65], id[SPIFFE_MAX + 1];
 	struct mtls_error err;
 	struct ids ids = { 0 };
-	EVP_PKEY *pub = NULL;
 	int rc;
 
 	if (o == NULL)
@@ -443,15 +462,8 @@ h_enroll(struct server *s, struct conn *c, const struct http_req *req,
 		reply_error(rp, 500, "internal", "%s", err.msg);
 		goto out;
 	}
-	if (ca_csr_parse((const uint8_t *)csr, strlen(csr), "csr", &ids, &pub,
-	    &err) != 0) {
-		reply_error(rp, err.code == MTLS_ERR_ARG ? 403 : 400,
-		    "bad_csr", "%s", err.msg);
-		goto out;
-	}
-	issue_reply(s, c, &ids, pub, hash, "enroll", rp);
+	csr_issue(s, c, &ids, csr, hash, "enroll", rp);
  out:
-	EVP_PKEY_free(pub);
 	ids_free(&ids);
 	json_decref(o);
 }
@@ -506,7 +518,6 @@ h_renew(struct server *s, struct conn *c, const struct http_req *req,
 	struct cert_rec rec;
 	struct mtls_error err;
 	struct ids ids = { 0 };
-	EVP_PKEY *pub = NULL;
 	json_t *o;
 	const char *csr;
 
@@ -527,15 +538,8 @@ h_renew(struct server *s, struct conn *c, const struct http_req *req,
 		    "identity to renew");
 		goto out;
 	}
-	if (ca_csr_parse((const uint8_t *)csr, strlen(csr), "csr", &ids, &pub,
-	    &err) != 0) {
-		reply_error(rp, err.code == MTLS_ERR_ARG ? 403 : 400,
-		    "bad_csr", "%s", err.msg);
-		goto out;
-	}
-	issue_reply(s, c, &ids, pub, NULL, "renew", rp);
+	csr_issue(s, c, &ids, csr, NULL, "renew", rp);
  out:
-	EVP_PKEY_free(pub);
 	ids_free(&ids);
 	json_decref(o);
 }
