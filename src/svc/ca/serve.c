@@ -675,7 +675,7 @@ b64_decode(const char *in, uint8_t **out, size_t *out_len)
 		if (ch == '%') {
 			char hx[3];
 
-			if (i + 2 >= n + 0 || !in[i + 1] || !in[i + 2])
+			if (i + 2 >= n)
 				goto fail;
 			hx[0] = in[i + 1];
 			hx[1] = in[i + 2];
