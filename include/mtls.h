@@ -160,6 +160,17 @@ int	 mtls_config_set_allow_any(struct mtls_config *);
  * endpoints that serve anonymous and authenticated clients alike (an
  * enrollment API, public routes beside mTLS ones). */
 int	 mtls_config_set_peer_optional(struct mtls_config *);
+/* Server: staple this DER OCSP response (about our own certificate) to
+ * handshakes whose client asks for status. mtls_configure() refuses a
+ * response about another certificate; replace it by configuring again
+ * with a fresh one before its nextUpdate (sessions survive). */
+int	 mtls_config_set_ocsp_staple(struct mtls_config *, const uint8_t *der,
+	    size_t len);
+/* Client: ask for OCSP stapling and refuse (MTLS_FAIL_REVOKED) a server
+ * whose stapled response is missing, not signed by its issuer, stale,
+ * revoked or unknown. Sessions are not resumed: each handshake sees a
+ * current response. */
+int	 mtls_config_set_require_staple(struct mtls_config *);
 /* Every expect rule must match one of the peer's identities (else
  * identity_mismatch); used for a server's name and SPIFFE ID. */
 int	 mtls_config_add_expect(struct mtls_config *, const char *rule);

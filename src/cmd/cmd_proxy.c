@@ -34,7 +34,12 @@ static const char proxy_help[] =
 "  --crl-url URL          fetch the CA's CRL (https, trusted by --ca) every\n"
 "                         --crl-refresh D (default 60s); a new one applies\n"
 "                         to new and resumed handshakes at once\n"
-"  --ca-url URL --out-dir DIR [--token-file F]\n"
+"  --no-staple            do not fetch and staple our own OCSP status\n"
+"                         (default: stapled when our certificate names an\n"
+"                         OCSP responder; refreshed at half its validity)\n"
+"  --require-staple       outbound: refuse an upstream without a good,\n"
+"                         current stapled OCSP response (code revoked)\n"
+"  --ca-url URL --out-dir DIR [--token-file F]   ([agent] in a file)\n"
 "                         the built-in agent (mtls agent): enroll or renew\n"
 "                         from mtls ca serve into DIR, serve DIR/svid.pem\n"
 "                         (instead of --cert/--key; --ca defaults to\n"
@@ -63,14 +68,18 @@ static const char proxy_help[] =
 "  listen = 127.0.0.1:9000\n"
 "  target = billing.internal:8443\n"
 "  expect = spiffe://example.org/ns/prod/billing\n"
-"  ...\n";
+"  require_staple = true\n"
+"  [agent]                 optional, the built-in agent: listeners\n"
+"  ca_url = https://ca:8443  without cert and key serve out_dir/svid.pem,\n"
+"  out_dir = /var/lib/mtls   and ca defaults to out_dir/bundle.pem\n"
+"  token_file = /run/secrets/mtls-token\n";
 
 enum {
 	P_LISTEN = 256, P_TARGET, P_CERT, P_KEY, P_CA, P_ALLOW, P_ALLOW_ANY,
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
 	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF,
-	P_CAURL, P_TOKEN, P_OUTDIR
+	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE
 };
 
 static const struct option opts[] = {
@@ -101,6 +110,8 @@ static const struct option opts[] = {
 	{ "crl-url", required_argument, NULL, P_CRLURL },
 	{ "crl-refresh", required_argument, NULL, P_CRLREF },
 	{ "ca-url", required_argument, NULL, P_CAURL },
+	{ "no-staple", no_argument, NULL, P_NOSTAPLE },
+	{ "require-staple", no_argument, NULL, P_REQSTAPLE },
 	{ "token-file", required_argument, NULL, P_TOKEN },
 	{ "out-dir", required_argument, NULL, P_OUTDIR },
 	{ NULL, 0, NULL, 0 },
@@ -135,6 +146,7 @@ ms(const char *flag, const char *v, int64_t *out)
 /* Strings from a config file live until the proxy stops. */
 struct cfg_state {
 	struct proxy_opts	*o;
+	struct agent_opts	*ag;	/* [agent] */
 	struct proxy_listener	*cur;
 	char			**keep;
 	size_t			 n_keep;
@@ -185,6 +197,21 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	int64_t d;
 	char **dst = NULL;
 
+	if (strcmp(section, "agent") == 0) {
+		const char **a = strcmp(key, "ca_url") == 0 ? &cs->ag->ca_url :
+		    strcmp(key, "token_file") == 0 ? &cs->ag->token_file :
+		    strcmp(key, "out_dir") == 0 ? &cs->ag->out_dir :
+		    strcmp(key, "ca_bundle") == 0 ? &cs->ag->ca_bundle : NULL;
+
+		if (a == NULL)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key "
+			    "'%s' in [agent] (ca_url, token_file, out_dir, "
+			    "ca_bundle)", cs->path, line, key);
+		if (a == &cs->ag->ca_url && strncmp(val, "https://", 8) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: ca_url "
+			    "must be https://", cs->path, line);
+		return (*a = keep(cs, val)) ? 0 : -1;
+	}
 	if (strcmp(section, "proxy") == 0) {
 		if (strcmp(key, "workers") == 0 || strcmp(key, "max_conns") == 0) {
 			char *end;
@@ -264,11 +291,17 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		l->outbound = strcmp(val, "outbound") == 0;
 		return 0;
 	}
-	if (strcmp(key, "allow_any") == 0 || strcmp(key, "unsafe_target") == 0) {
-		if (cfg_bool(val, key[0] == 'a' ? &l->allow_any :
-		    &l->unsafe_target) != 0)
+	if (strcmp(key, "allow_any") == 0 || strcmp(key, "unsafe_target") == 0 ||
+	    strcmp(key, "require_staple") == 0 || strcmp(key, "staple") == 0) {
+		int *b = key[0] == 'a' ? &l->allow_any : key[0] == 'u' ?
+		    &l->unsafe_target : key[0] == 'r' ? &l->require_staple :
+		    &l->staple_off;
+		int v;
+
+		if (cfg_bool(val, &v) != 0)
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s is true "
 			    "or false", cs->path, line, key);
+		*b = key[0] == 's' ? !v : v;	/* staple = false: off */
 		return 0;
 	}
 	if (strcmp(key, "allow") == 0 || strcmp(key, "expect") == 0) {
@@ -362,6 +395,7 @@ cmd_proxy(int argc, char **argv)
 	memset(&ag, 0, sizeof(ag));
 	memset(&cs, 0, sizeof(cs));
 	cs.o = &o;
+	cs.ag = &ag;
 	o.handshake_timeout_ms = 10000;
 	o.connect_timeout_ms = 5000;
 	o.idle_timeout_ms = 300000;
@@ -402,6 +436,8 @@ cmd_proxy(int argc, char **argv)
 			break;
 		case P_MINTLS: l->min_tls = optarg; break;
 		case P_UNSAFE: l->unsafe_target = 1; break;
+		case P_NOSTAPLE: l->staple_off = 1; break;
+		case P_REQSTAPLE: l->require_staple = 1; break;
 		case P_HS_TO:
 			if (ms("--handshake-timeout", optarg,
 			    &o.handshake_timeout_ms))
@@ -464,6 +500,7 @@ cmd_proxy(int argc, char **argv)
 	listener_flags = l->listen || l->target || l->cert || l->key || l->ca ||
 	    l->n_allow || l->allow_any || l->outbound || l->n_expect ||
 	    l->servername || l->n_crls || l->min_tls || l->unsafe_target ||
+	    l->staple_off || l->require_staple ||
 	    l->ticket_key_file || l->crl_url;
 	if (config != NULL) {
 		struct proxy_opts cli = o;
@@ -498,24 +535,31 @@ cmd_proxy(int argc, char **argv)
 		goto out;
 	}
 	if (ag.ca_url || ag.token_file || ag.out_dir) {
-		/* the built-in agent: one process is a self-renewing sidecar */
-		if (config != NULL || !ag.ca_url || !ag.out_dir || l->cert ||
-		    l->key || strncmp(ag.ca_url, "https://", 8) != 0) {
+		/* the built-in agent: one process is a self-renewing sidecar;
+		 * listeners without cert and key serve its files */
+		if (!ag.ca_url || !ag.out_dir ||
+		    strncmp(ag.ca_url, "https://", 8) != 0 ||
+		    (config == NULL && (l->cert || l->key))) {
 			rv = cmd_usage("proxy", "the built-in agent takes "
 			    "--ca-url https://... and --out-dir (plus "
 			    "--token-file to enroll), instead of --cert and "
-			    "--key, and no --config");
+			    "--key (in a config file: [agent] ca_url, out_dir, "
+			    "token_file)");
 			goto out;
 		}
 		snprintf(svid, sizeof(svid), "%s/svid.pem", ag.out_dir);
 		snprintf(svid_key, sizeof(svid_key), "%s/svid.key", ag.out_dir);
 		snprintf(bundle, sizeof(bundle), "%s/bundle.pem", ag.out_dir);
-		l->cert = svid;
-		l->key = svid_key;
-		if (l->ca == NULL)
-			l->ca = bundle;
-		else
+		if (config == NULL && l->ca != NULL)
 			ag.ca_bundle = l->ca;
+		for (i = 0; i < o.n_l; i++) {
+			if (o.l[i].cert == NULL && o.l[i].key == NULL) {
+				o.l[i].cert = svid;
+				o.l[i].key = svid_key;
+			}
+			if (o.l[i].ca == NULL)
+				o.l[i].ca = bundle;
+		}
 		error_clear(&err);
 		if (agent_background(&ag, &err) != 0) {
 			fprintf(stderr, "mtls proxy: --ca-url %s: %s\n",

@@ -4,6 +4,7 @@
 
 #include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/ocsp.h>
 
 #include "internal.h"
 
@@ -49,6 +50,7 @@ mtls_config_free(struct mtls_config *c)
 	sk_X509_CRL_pop_free(c->crls, X509_CRL_free);
 	strv_free(c->allow, c->n_allow);
 	strv_free(c->expect, c->n_expect);
+	free(c->staple);
 	free(c);
 }
 
@@ -245,6 +247,44 @@ mtls_config_set_peer_optional(struct mtls_config *c)
 	if (writable(c) != 0)
 		return -1;
 	c->peer_optional = 1;
+	return 0;
+}
+
+int
+mtls_config_set_ocsp_staple(struct mtls_config *c, const uint8_t *der,
+    size_t len)
+{
+	const unsigned char *p = der;
+	OCSP_RESPONSE *r;
+	uint8_t *copy;
+
+	if (writable(c) != 0)
+		return -1;
+	if (der == NULL || len == 0 || len > 65536 ||
+	    (r = d2i_OCSP_RESPONSE(NULL, &p, (long)len)) == NULL) {
+		ERR_clear_error();
+		return error_set(&c->err, MTLS_ERR_PARSE, "OCSP response to "
+		    "staple: not a DER OCSP response");
+	}
+	OCSP_RESPONSE_free(r);
+	if (p != der + len)
+		return error_set(&c->err, MTLS_ERR_PARSE, "OCSP response to "
+		    "staple: trailing bytes");
+	if ((copy = malloc(len)) == NULL)
+		return error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
+	memcpy(copy, der, len);
+	free(c->staple);
+	c->staple = copy;
+	c->staple_len = len;
+	return 0;
+}
+
+int
+mtls_config_set_require_staple(struct mtls_config *c)
+{
+	if (writable(c) != 0)
+		return -1;
+	c->require_staple = 1;
 	return 0;
 }
 

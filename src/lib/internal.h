@@ -234,6 +234,11 @@ struct mtls_config {
 	uint8_t			 ticket_keys[2][80];
 	int			 n_ticket_keys;
 	pthread_mutex_t		 tk_mu;		/* ticket keys rotate in place */
+	/* server: a DER OCSP response for our leaf, stapled on request
+	 * (not part of the generation: a fresh staple keeps sessions) */
+	uint8_t			*staple;
+	size_t			 staple_len;
+	int			 require_staple;	/* client */
 	uint64_t		 generation;	/* unique per config */
 	struct verify_cache	*vcache;	/* verify.c */
 };
@@ -308,6 +313,34 @@ int	 verify_cache_lookup(const struct mtls_config *, const uint8_t key[32],
 	    struct verify_out *, struct mtls_error *) MTLS_MUST_CHECK;
 /* An X509_STORE holding <cfg>'s anchors (and CRLs). */
 X509_STORE *verify_store_new(const struct mtls_config *, struct mtls_error *);
+
+/* ---- ocsp.c ---- */
+struct ocsp_result {
+	int	 status;	/* V_OCSP_CERTSTATUS_* */
+	int	 reason;	/* CRL reason when revoked, or -1 */
+	int64_t	 this_update, next_update;	/* next_update 0: none */
+	int64_t	 revoked_at;
+};
+/* <leaf>'s issuer: from <chain>, else from <store>; a new reference. */
+X509	*ocsp_issuer(X509 *leaf, STACK_OF(X509) *chain, X509_STORE *store);
+/* A DER OCSP request for <leaf> (SHA-1 cert id, as RFC 6960 responders
+ * expect); *der from OPENSSL_malloc. */
+int	 ocsp_request(X509 *leaf, X509 *issuer, uint8_t **der, size_t *len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Checks a DER OCSP response for <leaf>: successful, about <leaf>, signed
+ * by its issuer or a delegated responder chaining to <store>, current at
+ * <now> (5 minutes of skew). 0 with <res>, or -1 with <err>. */
+int	 ocsp_check(const uint8_t *der, size_t len, X509 *leaf,
+	    STACK_OF(X509) *chain, X509_STORE *store, int64_t now,
+	    struct ocsp_result *res, struct mtls_error *) MTLS_MUST_CHECK;
+/* 1 when the response (unverified) is about <leaf>. */
+int	 ocsp_matches(const uint8_t *der, size_t len, X509 *leaf,
+	    STACK_OF(X509) *chain, X509_STORE *store);
+struct tls_state;
+/* Installs the status callbacks on a context being built: stapling on a
+ * server with a staple, the check on a client with require_staple. */
+int	 ocsp_setup_ctx(struct tls_state *, SSL_CTX *, struct mtls_error *)
+	    MTLS_MUST_CHECK;
 
 /* ---- tls.c ---- */
 void	 tls_state_free(struct tls_state *);

@@ -348,7 +348,7 @@ build_ctx(struct tls_state *st, struct mtls_error *err)
 		SSL_CTX_sess_set_new_cb(c, client_new_session);
 		SSL_CTX_set_app_data(c, st);
 	}
-	return 0;
+	return ocsp_setup_ctx(st, c, err);
 }
 
 int
@@ -451,7 +451,9 @@ mtls_connect_socket(struct mtls *client, struct mtls **conn, int fd,
 		}
 	}
 	SSL_set_connect_state(c->ssl);
-	client_offer_session(c->tls, c->ssl, servername);
+	/* with require_staple every handshake checks a fresh response */
+	if (!c->tls->cfg->require_staple)
+		client_offer_session(c->tls, c->ssl, servername);
 	return 0;
  err:
 	error_set_ossl(&client->err, MTLS_ERR_ARG, "servername '%.200s'",

@@ -1,4 +1,5 @@
-/* One HTTPS GET with libcurl, for what the data path pulls (a CRL). */
+/* HTTP requests with libcurl for what the data path pulls: a CRL (GET,
+ * https), an OCSP response (POST; plain http allowed, it is signed). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,12 @@ on_data(char *p, size_t sz, size_t n, void *arg)
 	return add;
 }
 
-int
-http_fetch(const char *url, const char *cainfo, long timeout_s, size_t max,
+static int
+do_request(const char *url, const char *cainfo, const char *ctype,
+    const uint8_t *body, size_t body_len, long timeout_s, size_t max,
     uint8_t **out, size_t *out_len, char *err, size_t err_len)
 {
+	struct curl_slist *hdr = NULL;
 	struct sink s = { NULL, 0, max };
 	char ebuf[CURL_ERROR_SIZE] = "";
 	CURL *h = curl_easy_init();
@@ -44,7 +47,17 @@ http_fetch(const char *url, const char *cainfo, long timeout_s, size_t max,
 		return -1;
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, ctype ? "http,https" :
+	    "https");
+	if (ctype != NULL) {
+		char line[128];
+
+		snprintf(line, sizeof(line), "Content-Type: %s", ctype);
+		hdr = curl_slist_append(NULL, line);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body_len);
+	}
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, timeout_s);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
@@ -56,16 +69,36 @@ http_fetch(const char *url, const char *cainfo, long timeout_s, size_t max,
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(h);
+	curl_slist_free_all(hdr);
 	if (rc != CURLE_OK || status != 200) {
+		const char *m = ctype ? "POST" : "GET";
+
 		if (rc != CURLE_OK)
-			snprintf(err, err_len, "GET %s: %s", url, ebuf[0] ? ebuf :
-			    curl_easy_strerror(rc));
+			snprintf(err, err_len, "%s %s: %s", m, url, ebuf[0] ?
+			    ebuf : curl_easy_strerror(rc));
 		else
-			snprintf(err, err_len, "GET %s: HTTP %ld", url, status);
+			snprintf(err, err_len, "%s %s: HTTP %ld", m, url, status);
 		free(s.p);
 		return -1;
 	}
 	*out = s.p;
 	*out_len = s.len;
 	return 0;
+}
+
+int
+http_fetch(const char *url, const char *cainfo, long timeout_s, size_t max,
+    uint8_t **out, size_t *out_len, char *err, size_t err_len)
+{
+	return do_request(url, cainfo, NULL, NULL, 0, timeout_s, max, out,
+	    out_len, err, err_len);
+}
+
+int
+http_post(const char *url, const char *cainfo, const char *ctype,
+    const uint8_t *body, size_t body_len, long timeout_s, size_t max,
+    uint8_t **out, size_t *out_len, char *err, size_t err_len)
+{
+	return do_request(url, cainfo, ctype, body, body_len, timeout_s, max,
+	    out, out_len, err, err_len);
 }

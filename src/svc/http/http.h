@@ -64,12 +64,16 @@ int	 http_response(char **out, size_t *out_len, int status,
 	    int keep_alive);
 const char *http_reason(int status);
 
-/* ---- fetch.c: one HTTPS GET (libcurl) ---- */
+/* ---- fetch.c: one HTTP request (libcurl) ---- */
 /* GETs <url> (https only), trusting the roots in <cainfo>; 0 with the body
  * (at most <max> bytes) in *out, or -1 with <err> (connection, TLS, a
  * status other than 200). */
 int	 http_fetch(const char *url, const char *cainfo, long timeout_s,
 	    size_t max, uint8_t **out, size_t *out_len, char *err,
 	    size_t err_len);
+/* POSTs <body> as <ctype> to <url> (http or https); as http_fetch. */
+int	 http_post(const char *url, const char *cainfo, const char *ctype,
+	    const uint8_t *body, size_t body_len, long timeout_s, size_t max,
+	    uint8_t **out, size_t *out_len, char *err, size_t err_len);
 
 #endif

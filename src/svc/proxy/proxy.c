@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/ocsp.h>
 
 #include "http/http.h"
 #include "proxy/proxy.h"
@@ -128,6 +129,16 @@ struct lstate {
 	size_t			 crl_len;
 	uint8_t			 crl_hash[32];
 	int64_t			 crl_next_ms;	/* fetcher thread only */
+	/* OCSP stapling (inbound): the newest verified response for our
+	 * leaf (under proxy mu); config_build staples it while it matches */
+	uint8_t			*staple;
+	size_t			 staple_len;
+	uint8_t			 staple_hash[32];
+	int64_t			 staple_next_update;	/* unix s, 0: none */
+	char			 own_serial[64];	/* under proxy mu */
+	char			 staple_serial[64];	/* fetcher thread only */
+	int64_t			 staple_next_ms;	/* fetcher thread only */
+	int64_t			 staple_backoff_ms;	/* fetcher thread only */
 };
 
 /* One listener in one worker: its socket and TLS context. */
@@ -169,9 +180,9 @@ struct proxy {
 	int			 nworkers;
 	pthread_mutex_t		 mu;
 	int			 stopping;	/* atomic */
-	int			 crl_evfd;	/* a fetched CRL changed */
-	pthread_t		 crl_thr;
-	int			 crl_started;
+	int			 fetch_evfd;	/* a fetched CRL/staple changed */
+	pthread_t		 fetch_thr;
+	int			 fetch_started;
 	int64_t			 drain_deadline_ms;
 	int			 active;	/* atomic: open connections */
 	int			 admin_fd;
@@ -302,7 +313,8 @@ static void own_identity(struct proxy *, struct lstate *,
  */
 static struct mtls_config *
 config_build(const struct proxy_listener *l, const uint8_t *crl,
-    size_t crl_len, char *serial, size_t slen, struct mtls_error *err)
+    size_t crl_len, const uint8_t *staple, size_t staple_len, char *serial,
+    size_t slen, struct mtls_error *err)
 {
 	struct mtls_config *cfg = mtls_config_new();
 	struct mtls *v = NULL;
@@ -333,6 +345,9 @@ config_build(const struct proxy_listener *l, const uint8_t *crl,
 	if (l->ticket_key_file != NULL &&
 	    mtls_config_set_ticket_key_file(cfg, l->ticket_key_file) != 0)
 		goto cfgerr;
+	if (l->outbound && l->require_staple &&
+	    mtls_config_set_require_staple(cfg) != 0)
+		goto cfgerr;
 	/* our own chain, checked by a plain verifier on the same bundle */
 	{
 		struct mtls_config *own = mtls_config_new();
@@ -353,6 +368,15 @@ config_build(const struct proxy_listener *l, const uint8_t *crl,
 			if (out.serial[0])
 				snprintf(serial, slen, "%s", out.serial);
 			verify_out_free(&out);
+		}
+		/* a staple fetched for the previous certificate is dropped
+		 * here; the fetcher gets one for this one */
+		if (r == 0 && staple != NULL && !l->outbound &&
+		    ocsp_matches(staple, staple_len, sk_X509_value(cfg->chain,
+		    0), cfg->chain, v->store) &&
+		    mtls_config_set_ocsp_staple(cfg, staple, staple_len) != 0) {
+			mtls_config_free(own);
+			goto cfgerr;
 		}
 		mtls_config_free(own);
 		if (r != 0) {
@@ -1245,40 +1269,60 @@ crl_refresh(const struct proxy_listener *l)
 	return l->crl_refresh_ms > 0 ? l->crl_refresh_ms : 60000;
 }
 
-/* The hash of the files in use also covers a fetched CRL. */
+/* The hash of the files in use also covers what was fetched (a CRL, a
+ * staple); under proxy mu. */
 static void
-mix_crl_hash(uint8_t h[32], const uint8_t crl_hash[32])
+mix_hash(uint8_t h[32], const uint8_t add[32])
 {
 	static const uint8_t zero[32];
 	uint8_t buf[64];
 
-	if (memcmp(crl_hash, zero, 32) == 0)
+	if (memcmp(add, zero, 32) == 0)
 		return;
 	memcpy(buf, h, 32);
-	memcpy(buf + 32, crl_hash, 32);
+	memcpy(buf + 32, add, 32);
 	SHA256(buf, sizeof(buf), h);
+}
+
+static void
+mix_fetched(struct lstate *ls, uint8_t h[32])
+{
+	mix_hash(h, ls->crl_hash);
+	mix_hash(h, ls->staple_hash);
+}
+
+static uint8_t *
+dup_bytes(const uint8_t *p, size_t len)
+{
+	uint8_t *d = p != NULL ? malloc(len) : NULL;
+
+	if (d != NULL)
+		memcpy(d, p, len);
+	return d;
 }
 
 static struct mtls_config *
 listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
     struct mtls_error *err)
 {
-	struct mtls_config *cfg;
-	uint8_t *crl = NULL;
-	size_t len = 0;
+	struct mtls_config *cfg = NULL;
+	uint8_t *crl, *staple;
+	size_t len, slen2;
+	int oom;
 
 	pthread_mutex_lock(&p->mu);
-	if (ls->crl != NULL && (crl = malloc(ls->crl_len)) != NULL) {
-		memcpy(crl, ls->crl, ls->crl_len);
-		len = ls->crl_len;
-	}
+	crl = dup_bytes(ls->crl, len = ls->crl_len);
+	staple = dup_bytes(ls->staple, slen2 = ls->staple_len);
+	oom = (ls->crl != NULL && crl == NULL) ||
+	    (ls->staple != NULL && staple == NULL);
 	pthread_mutex_unlock(&p->mu);
-	if (ls->crl != NULL && crl == NULL) {
+	if (oom)
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
-		return NULL;
-	}
-	cfg = config_build(ls->l, crl, len, serial, slen, err);
+	else
+		cfg = config_build(ls->l, crl, len, staple, slen2, serial, slen,
+		    err);
 	free(crl);
+	free(staple);
 	return cfg;
 }
 
@@ -1325,10 +1369,155 @@ crl_fetch(struct proxy *p, struct lstate *ls)
 	return changed;
 }
 
-/* The CRL fetcher: every listener's URL on its interval; a change wakes
- * the main loop, which reloads. */
+static void
+staple_log(const char *level, struct lstate *ls, const char *serial,
+    const char *url, const char *status, int64_t next, const char *error)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "listener", json_string(ls->l->name));
+	json_object_set_new(o, "serial", json_string(serial));
+	if (url != NULL)
+		json_object_set_new(o, "url", json_string(url));
+	if (status != NULL)
+		json_object_set_new(o, "status", json_string(status));
+	if (next > 0)
+		json_object_set_new(o, "next_update", json_integer(next));
+	if (error != NULL)
+		json_object_set_new(o, "error", json_string(error));
+	log_emit(level, "ocsp_staple", o);
+	json_decref(o);
+}
+
+/* Replaces <ls>'s staple (NULL drops it); 1 when it changed. */
+static int
+staple_store(struct proxy *p, struct lstate *ls, uint8_t *der, size_t len,
+    int64_t next_update)
+{
+	uint8_t h[32] = { 0 };
+	int changed;
+
+	if (der != NULL)
+		SHA256(der, len, h);
+	pthread_mutex_lock(&p->mu);
+	changed = memcmp(h, ls->staple_hash, 32) != 0;
+	free(ls->staple);
+	ls->staple = der;
+	ls->staple_len = len;
+	ls->staple_next_update = next_update;
+	memcpy(ls->staple_hash, h, 32);
+	pthread_mutex_unlock(&p->mu);
+	return changed;
+}
+
+/*
+ * Fetches the OCSP status of <ls>'s own certificate from the responder it
+ * names (AIA), checks it as a client would (ocsp_check) and keeps it for
+ * stapling. Refreshes at half the response's validity (10 s .. 1 h); on
+ * failure retries with back-off (2 s .. 60 s) and keeps the previous
+ * staple until its nextUpdate. 1 when the staple changed.
+ */
+static int
+staple_fetch(struct proxy *p, struct lstate *ls)
+{
+	struct mtls_config *cfg;
+	STACK_OF(OPENSSL_STRING) *urls = NULL;
+	X509_STORE *store = NULL;
+	X509 *leaf, *issuer = NULL;
+	uint8_t *req = NULL, *buf = NULL;
+	size_t req_len = 0, len = 0;
+	struct ocsp_result res;
+	struct mtls_error e;
+	char serial[64], err[512] = "";
+	const char *url = NULL;
+	int64_t now = now_ms(), unow = (int64_t)time(NULL), next;
+	int changed = 0;
+
+	pthread_mutex_lock(&p->mu);
+	cfg = ls->cfg;
+	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_unlock(&p->mu);
+	leaf = sk_X509_value(cfg->chain, 0);
+	serial_hex(X509_get0_serialNumber(leaf), serial, sizeof(serial));
+	if (strcmp(serial, ls->staple_serial) != 0) {
+		snprintf(ls->staple_serial, sizeof(ls->staple_serial), "%s",
+		    serial);
+		ls->staple_backoff_ms = 0;
+	}
+	urls = X509_get1_ocsp(leaf);
+	if (urls == NULL || sk_OPENSSL_STRING_num(urls) == 0) {
+		/* nothing to staple; look again when the certificate changes */
+		ls->staple_next_ms = INT64_MAX;
+		changed = staple_store(p, ls, NULL, 0, 0);
+		goto out;
+	}
+	url = sk_OPENSSL_STRING_value(urls, 0);
+	error_clear(&e);
+	if ((store = verify_store_new(cfg, &e)) == NULL ||
+	    (issuer = ocsp_issuer(leaf, cfg->chain, store)) == NULL ||
+	    ocsp_request(leaf, issuer, &req, &req_len, &e) != 0) {
+		snprintf(err, sizeof(err), "%s", e.msg[0] ? e.msg :
+		    "the issuer of our certificate is not in --ca");
+		goto fail;
+	}
+	if (http_post(url, ls->l->ca, "application/ocsp-request", req,
+	    req_len, 10, 65536, &buf, &len, err, sizeof(err)) != 0)
+		goto fail;
+	if (ocsp_check(buf, len, leaf, cfg->chain, store, unow, &res,
+	    &e) != 0) {
+		snprintf(err, sizeof(err), "%s", e.msg);
+		goto fail;
+	}
+	/* a revoked status is stapled too: it is the truth, and clients
+	 * that check refuse us with the right reason */
+	changed = staple_store(p, ls, buf, len, res.next_update);
+	buf = NULL;
+	next = res.next_update > 0 ? (res.next_update - unow) * 1000 / 2 :
+	    3600000;
+	if (next < 10000)
+		next = 10000;
+	if (next > 3600000)
+		next = 3600000;
+	ls->staple_next_ms = now + next;
+	ls->staple_backoff_ms = 0;
+	staple_log(res.status == V_OCSP_CERTSTATUS_GOOD ? "info" : "error", ls,
+	    serial, url, res.status == V_OCSP_CERTSTATUS_GOOD ? "good" :
+	    res.status == V_OCSP_CERTSTATUS_REVOKED ? "revoked" : "unknown",
+	    res.next_update, NULL);
+	goto out;
+ fail:
+	ls->staple_backoff_ms = ls->staple_backoff_ms ?
+	    ls->staple_backoff_ms * 2 : 2000;
+	if (ls->staple_backoff_ms > 60000)
+		ls->staple_backoff_ms = 60000;
+	ls->staple_next_ms = now + ls->staple_backoff_ms;
+	staple_log("warn", ls, serial, url, NULL, 0, err);
+	pthread_mutex_lock(&p->mu);
+	next = ls->staple != NULL ? ls->staple_next_update : -1;
+	pthread_mutex_unlock(&p->mu);
+	if (next > 0 && next < unow)	/* past nextUpdate: stop stapling */
+		changed = staple_store(p, ls, NULL, 0, 0);
+ out:
+	OPENSSL_free(req);
+	free(buf);
+	X509_free(issuer);
+	X509_STORE_free(store);
+	X509_email_free(urls);
+	mtls_config_free(cfg);
+	return changed;
+}
+
+static int
+wants_staple(const struct lstate *ls)
+{
+	return !ls->l->outbound && !ls->l->staple_off;
+}
+
+/* The fetcher: every listener's CRL URL on its interval, and its own OCSP
+ * staple when due or when its certificate changed; a change wakes the
+ * main loop, which reloads. */
 static void *
-crl_main(void *arg)
+fetch_main(void *arg)
 {
 	struct proxy *p = arg;
 	uint64_t one = 1;
@@ -1339,12 +1528,22 @@ crl_main(void *arg)
 
 		for (k = 0; k < p->nls; k++) {
 			struct lstate *ls = &p->ls[k];
+			int changed = 0, renewed;
 
-			if (ls->l->crl_url == NULL || now < ls->crl_next_ms)
-				continue;
-			ls->crl_next_ms = now + crl_refresh(ls->l);
-			if (crl_fetch(p, ls) == 1 &&
-			    write(p->crl_evfd, &one, sizeof(one)) < 0)
+			if (ls->l->crl_url != NULL && now >= ls->crl_next_ms) {
+				ls->crl_next_ms = now + crl_refresh(ls->l);
+				changed |= crl_fetch(p, ls) == 1;
+			}
+			if (wants_staple(ls)) {
+				pthread_mutex_lock(&p->mu);
+				renewed = strcmp(ls->own_serial,
+				    ls->staple_serial) != 0;
+				pthread_mutex_unlock(&p->mu);
+				if (renewed || now >= ls->staple_next_ms)
+					changed |= staple_fetch(p, ls);
+			}
+			if (changed && write(p->fetch_evfd, &one,
+			    sizeof(one)) < 0)
 				continue;
 		}
 		poll(NULL, 0, 200);
@@ -1369,7 +1568,7 @@ reload(struct proxy *p, const char *why)
 
 		files_hash(ls->l, h);
 		pthread_mutex_lock(&p->mu);
-		mix_crl_hash(h, ls->crl_hash);
+		mix_fetched(ls, h);
 		pthread_mutex_unlock(&p->mu);
 		o = json_object();
 		json_object_set_new(o, "listener", json_string(ls->l->name));
@@ -1449,6 +1648,8 @@ own_identity(struct proxy *p, struct lstate *ls, const struct mtls_config *cfg)
 	__atomic_store_n(&ls->own_not_after,
 	    asn1_time_unix(X509_get0_notAfter(leaf)), __ATOMIC_RELAXED);
 	pthread_mutex_lock(&p->mu);
+	serial_hex(X509_get0_serialNumber(leaf), ls->own_serial,
+	    sizeof(ls->own_serial));
 	ls->own_id[0] = '\0';
 	if (ids_from_cert(leaf, &ids, &e) == 0) {
 		if (ids_primary(&ids) != NULL)
@@ -1680,6 +1881,9 @@ check_listener(struct lstate *ls, struct mtls_error *err)
 		    "inbound listener that lets any client in: give --allow "
 		    "ID (or --allow-any to accept every certificate that "
 		    "chains to --ca)");
+	if (!l->outbound && l->require_staple)
+		return error_set(err, MTLS_ERR_ARG, "--require-staple is for "
+		    "outbound listeners (it checks the upstream's staple)");
 	if (l->outbound && l->n_expect == 0)
 		return error_set(err, MTLS_ERR_ARG, "--outbound needs --expect "
 		    "ID: the upstream's identity");
@@ -1718,7 +1922,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	memset(&p, 0, sizeof(p));
 	p.o = o;
 	p.admin_fd = -1;
-	p.crl_evfd = -1;
+	p.fetch_evfd = -1;
 	pthread_mutex_init(&p.mu, NULL);
 	if (o->n_l == 0 || o->n_l > PROXY_MAX_LISTENERS) {
 		error_set(err, MTLS_ERR_ARG, "no listener configured");
@@ -1749,14 +1953,28 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 				error_copy(err, &lerr);
 			goto out;
 		}
+		/* a first staple before serving, if our certificate names a
+		 * responder (not fatal: clients that need one refuse us) */
+		if (wants_staple(ls) && staple_fetch(&p, ls) == 1) {
+			struct mtls_config *c2 = listener_config(&p, ls,
+			    serial, sizeof(serial), &lerr);
+
+			if (c2 == NULL) {
+				error_copy(err, &lerr);
+				goto out;
+			}
+			mtls_config_free(ls->cfg);
+			ls->cfg = c2;
+		}
 		ls->cfg_seq = 1;
 		files_hash(ls->l, ls->files_hash);
-		mix_crl_hash(ls->files_hash, ls->crl_hash);
+		mix_fetched(ls, ls->files_hash);
 		own_identity(&p, ls, ls->cfg);
 	}
 	for (li = 0; li < p.nls; li++)
-		if (p.ls[li].l->crl_url != NULL && p.crl_evfd < 0 &&
-		    (p.crl_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		if ((p.ls[li].l->crl_url != NULL || wants_staple(&p.ls[li])) &&
+		    p.fetch_evfd < 0 &&
+		    (p.fetch_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 			error_set_errno(err, MTLS_ERR_IO, "eventfd");
 			goto out;
 		}
@@ -1871,12 +2089,12 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	}
 	if (o->ticket_rotate_ms > 0)
 		rotate_at = now_ms() + o->ticket_rotate_ms;
-	if (p.crl_evfd >= 0 && pthread_create(&p.crl_thr, NULL, crl_main,
+	if (p.fetch_evfd >= 0 && pthread_create(&p.fetch_thr, NULL, fetch_main,
 	    &p) == 0)
-		p.crl_started = 1;
+		p.fetch_started = 1;
 	for (;;) {
 		struct pollfd pf[4] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 },
-		    { p.admin_fd, POLLIN, 0 }, { p.crl_evfd, POLLIN, 0 } };
+		    { p.admin_fd, POLLIN, 0 }, { p.fetch_evfd, POLLIN, 0 } };
 		int64_t now = now_ms(), next = reload_at;
 		int timeout;
 
@@ -1901,8 +2119,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		if (pf[3].revents & POLLIN) {
 			uint64_t n;
 
-			if (read(p.crl_evfd, &n, sizeof(n)) == sizeof(n))
-				reload(&p, "crl-url");
+			if (read(p.fetch_evfd, &n, sizeof(n)) == sizeof(n))
+				reload(&p, "fetched");
 		}
 		if (pf[1].revents & POLLIN) {
 			char ibuf[8192] __attribute__((aligned(8)));
@@ -1963,9 +2181,9 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	}
 	for (i = 0; i < started; i++)
 		pthread_join(p.w[i].thr, NULL);
-	if (p.crl_started) {
+	if (p.fetch_started) {
 		__atomic_store_n(&p.stopping, 1, __ATOMIC_RELEASE);
-		pthread_join(p.crl_thr, NULL);
+		pthread_join(p.fetch_thr, NULL);
 	}
 	log_emit("info", "stop", NULL);
  out:
@@ -1990,9 +2208,10 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	for (li = 0; li < p.nls; li++) {
 		mtls_config_free(p.ls[li].cfg);
 		free(p.ls[li].crl);
+		free(p.ls[li].staple);
 	}
-	if (p.crl_evfd >= 0)
-		close(p.crl_evfd);
+	if (p.fetch_evfd >= 0)
+		close(p.fetch_evfd);
 	pthread_mutex_destroy(&p.mu);
 	return rv;
 }

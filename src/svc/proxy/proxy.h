@@ -33,6 +33,8 @@ struct proxy_listener {
 	char	*min_tls;	/* "1.2" or NULL (1.3) */
 	char	*ticket_key_file;	/* shared session ticket keys */
 	int	 unsafe_target;	/* plaintext side may leave this host */
+	int	 staple_off;	/* inbound: no OCSP stapling */
+	int	 require_staple;	/* outbound: upstream must staple */
 };
 
 struct proxy_opts {
