@@ -171,6 +171,10 @@ int	 mtls_config_set_ocsp_staple(struct mtls_config *, const uint8_t *der,
  * revoked or unknown. Sessions are not resumed: each handshake sees a
  * current response. */
 int	 mtls_config_set_require_staple(struct mtls_config *);
+/* ALPN, comma-separated in order of preference ("http/1.1"). A client
+ * offers them; a server picks its first one the client offers, and
+ * negotiates no protocol (rather than failing) when none is. */
+int	 mtls_config_set_alpn(struct mtls_config *, const char *protos);
 /* Every expect rule must match one of the peer's identities (else
  * identity_mismatch); used for a server's name and SPIFFE ID. */
 int	 mtls_config_add_expect(struct mtls_config *, const char *rule);
@@ -252,6 +256,8 @@ int	 mtls_handshake(struct mtls *);
 long	 mtls_read(struct mtls *, void *buf, size_t len);
 /* Bytes written (> 0, maybe fewer than len), MTLS_WANT_*, or -1. */
 long	 mtls_write(struct mtls *, const void *buf, size_t len);
+/* The negotiated ALPN protocol, or "" (static or owned by the conn). */
+const char *mtls_conn_alpn(struct mtls *);
 /* Sends close_notify: 0, MTLS_WANT_*, or -1. Does not close the fd. */
 int	 mtls_close(struct mtls *);
 /* Negotiated parameters of a connection after its handshake: static or

@@ -39,6 +39,9 @@ static const char proxy_help[] =
 "                         OCSP responder; refreshed at half its validity)\n"
 "  --require-staple       outbound: refuse an upstream without a good,\n"
 "                         current stapled OCSP response (code revoked)\n"
+"  --http                 HTTP gateway: requests to --target with identity\n"
+"                         headers (routes, per-route rules, upstream mTLS:\n"
+"                         mode = http and [route] sections in --config)\n"
 "  --ca-url URL --out-dir DIR [--token-file F]   ([agent] in a file)\n"
 "                         the built-in agent (mtls agent): enroll or renew\n"
 "                         from mtls ca serve into DIR, serve DIR/svid.pem\n"
@@ -69,6 +72,19 @@ static const char proxy_help[] =
 "  target = billing.internal:8443\n"
 "  expect = spiffe://example.org/ns/prod/billing\n"
 "  require_staple = true\n"
+"  [listener \"gw\"]         HTTP gateway; also max_head (16k), max_headers\n"
+"  mode = http             (100), max_body (1m), request_timeout (60s)\n"
+"  listen = 0.0.0.0:443\n"
+"  cert = ...  key = ...  ca = ...\n"
+"  [route \"admin\"]        longest path prefix wins (host = to match Host)\n"
+"  listener = gw\n"
+"  path = /admin\n"
+"  upstream = 127.0.0.1:8081\n"
+"  allow = spiffe://example.org/ns/ops/*   (or allow_any = true, or\n"
+"                          client_cert = optional for a public route)\n"
+"  upstream_tls = true     mTLS upstream: upstream_expect = ID, optional\n"
+"                          upstream_cert/key/ca/servername, upstream_idle\n"
+"                          (32 pooled), upstream_max (512 open)\n"
 "  [agent]                 optional, the built-in agent: listeners\n"
 "  ca_url = https://ca:8443  without cert and key serve out_dir/svid.pem,\n"
 "  out_dir = /var/lib/mtls   and ca defaults to out_dir/bundle.pem\n"
@@ -79,7 +95,7 @@ enum {
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
 	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF,
-	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE
+	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE, P_HTTP
 };
 
 static const struct option opts[] = {
@@ -111,6 +127,7 @@ static const struct option opts[] = {
 	{ "crl-refresh", required_argument, NULL, P_CRLREF },
 	{ "ca-url", required_argument, NULL, P_CAURL },
 	{ "no-staple", no_argument, NULL, P_NOSTAPLE },
+	{ "http", no_argument, NULL, P_HTTP },
 	{ "require-staple", no_argument, NULL, P_REQSTAPLE },
 	{ "token-file", required_argument, NULL, P_TOKEN },
 	{ "out-dir", required_argument, NULL, P_OUTDIR },
@@ -148,6 +165,9 @@ struct cfg_state {
 	struct proxy_opts	*o;
 	struct agent_opts	*ag;	/* [agent] */
 	struct proxy_listener	*cur;
+	struct proxy_route	*routes[PROXY_MAX_ROUTES];
+	size_t			 n_routes;
+	struct proxy_route	*cur_route;
 	char			**keep;
 	size_t			 n_keep;
 	const char		*path;
@@ -184,6 +204,187 @@ cfg_list(char ***v, size_t *n, const char *val)
 		if (cmd_strv_add(v, n, tok) != 0)
 			return -1;
 	return 0;
+}
+
+/* A byte count: digits with an optional k/m suffix (KiB, MiB). */
+static int
+cfg_bytes(const char *v, int64_t lo, int64_t hi, int64_t *out)
+{
+	char *end;
+	long long n = strtoll(v, &end, 10);
+
+	if (end == v || n < 0)
+		return -1;
+	if (*end == 'k' || *end == 'K')
+		n *= 1024, end++;
+	else if (*end == 'm' || *end == 'M')
+		n *= 1024 * 1024, end++;
+	if (*end != '\0' || n < lo || n > hi)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int
+cfg_rules(struct cfg_state *cs, int line, const char *key, const char *val,
+    char ***v, size_t *n, struct mtls_error *err)
+{
+	char buf[4096], *tok, *save = NULL, why[200];
+
+	snprintf(buf, sizeof(buf), "%s", val);
+	for (tok = strtok_r(buf, " \t", &save); tok;
+	    tok = strtok_r(NULL, " \t", &save))
+		if (mtls_rule_check(tok, why, sizeof(why)) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s "
+			    "'%.100s': %s", cs->path, line, key, tok, why);
+	return cfg_list(v, n, val);
+}
+
+/* [route "NAME"]: one route of an http listener. */
+static int
+cfg_route(struct cfg_state *cs, const char *name, const char *key,
+    const char *val, int line, struct mtls_error *err)
+{
+	struct proxy_route *r = cs->cur_route;
+	char **dst = NULL;
+	int64_t n;
+	int b;
+
+	if (r == NULL || strcmp(r->name, name) != 0) {
+		size_t i;
+
+		for (i = 0; i < cs->n_routes; i++)
+			if (strcmp(cs->routes[i]->name, name) == 0)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+				    "route '%s' appears twice", cs->path, line,
+				    name);
+		if (cs->n_routes == PROXY_MAX_ROUTES)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: more than "
+			    "%d routes", cs->path, line, PROXY_MAX_ROUTES);
+		if ((r = calloc(1, sizeof(*r))) == NULL)
+			return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		snprintf(r->name, sizeof(r->name), "%s", name);
+		cs->routes[cs->n_routes++] = r;
+		cs->cur_route = r;
+	}
+	if (strcmp(key, "allow") == 0)
+		return cfg_rules(cs, line, key, val, &r->allow, &r->n_allow, err);
+	if (strcmp(key, "upstream_expect") == 0)
+		return cfg_rules(cs, line, key, val, &r->up_expect,
+		    &r->n_up_expect, err);
+	if (strcmp(key, "allow_any") == 0 || strcmp(key, "upstream_tls") == 0) {
+		if (cfg_bool(val, &b) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s is true "
+			    "or false", cs->path, line, key);
+		*(key[0] == 'a' ? &r->allow_any : &r->up_tls) = b;
+		return 0;
+	}
+	if (strcmp(key, "client_cert") == 0) {
+		if (strcmp(val, "required") && strcmp(val, "optional"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: client_cert "
+			    "is required or optional", cs->path, line);
+		r->optional = strcmp(val, "optional") == 0;
+		return 0;
+	}
+	if (strcmp(key, "upstream_idle") == 0 ||
+	    strcmp(key, "upstream_max") == 0) {
+		if (cfg_bytes(val, key[9] == 'i' ? 0 : 1, 100000, &n) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s must be "
+			    "a number up to 100000", cs->path, line, key);
+		*(key[9] == 'i' ? &r->up_idle : &r->up_max) = (int)n;
+		return 0;
+	}
+	if (strcmp(key, "path") == 0 && val[0] != '/')
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: path must start "
+		    "with '/'", cs->path, line);
+	if (strcmp(key, "listener") == 0)
+		dst = &r->listener;
+	else if (strcmp(key, "host") == 0)
+		dst = &r->host;
+	else if (strcmp(key, "path") == 0)
+		dst = &r->path;
+	else if (strcmp(key, "upstream") == 0)
+		dst = &r->upstream;
+	else if (strcmp(key, "upstream_cert") == 0)
+		dst = &r->up_cert;
+	else if (strcmp(key, "upstream_key") == 0)
+		dst = &r->up_key;
+	else if (strcmp(key, "upstream_ca") == 0)
+		dst = &r->up_ca;
+	else if (strcmp(key, "upstream_servername") == 0)
+		dst = &r->up_servername;
+	else
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
+		    "in [route \"%s\"]", cs->path, line, key, name);
+	return (*dst = keep(cs, val)) ? 0 : -1;
+}
+
+/* Attaches routes to their http listeners and fills in defaults. */
+static int
+routes_resolve(struct cfg_state *cs, struct mtls_error *err)
+{
+	struct proxy_opts *o = cs->o;
+	size_t i, k, nhttp = 0;
+	struct proxy_listener *only = NULL;
+
+	for (k = 0; k < o->n_l; k++)
+		if (o->l[k].http) {
+			nhttp++;
+			only = &o->l[k];
+		}
+	for (i = 0; i < cs->n_routes; i++) {
+		struct proxy_route *r = cs->routes[i];
+		struct proxy_listener *l = NULL;
+
+		if (r->listener == NULL && nhttp == 1)
+			l = only;
+		for (k = 0; r->listener != NULL && k < o->n_l; k++)
+			if (strcmp(o->l[k].name, r->listener) == 0)
+				l = &o->l[k];
+		if (l == NULL || !l->http)
+			return error_set(err, MTLS_ERR_PARSE, "%s: route %s: %s",
+			    cs->path, r->name, r->listener ? "its listener is "
+			    "not an http listener of this file" : "name its "
+			    "listener (listener = NAME)");
+		if (l->n_routes == PROXY_MAX_ROUTES)
+			return error_set(err, MTLS_ERR_PARSE, "%s: more than %d "
+			    "routes on listener %s", cs->path, PROXY_MAX_ROUTES,
+			    l->name);
+		l->routes[l->n_routes++] = r;
+	}
+	return 0;
+}
+
+/* Defaults of http listeners and their routes. */
+static void
+http_defaults(struct proxy_opts *o)
+{
+	size_t k, i;
+
+	for (k = 0; k < o->n_l; k++) {
+		struct proxy_listener *l = &o->l[k];
+
+		if (!l->http)
+			continue;
+		if (l->max_head == 0)
+			l->max_head = 16384;
+		if (l->max_headers == 0)
+			l->max_headers = 100;
+		if (l->max_body == 0)
+			l->max_body = 1024 * 1024;
+		if (l->request_timeout_ms == 0)
+			l->request_timeout_ms = 60000;
+		for (i = 0; i < l->n_routes; i++) {
+			struct proxy_route *r = l->routes[i];
+
+			if (r->path == NULL)
+				r->path = (char *)"/";
+			if (r->up_idle == 0)
+				r->up_idle = 32;
+			if (r->up_max == 0)
+				r->up_max = 512;
+		}
+	}
 }
 
 static int
@@ -264,6 +465,8 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
 		    "in [proxy]", cs->path, line, key);
 	}
+	if (strncmp(section, "route ", 6) == 0)
+		return cfg_route(cs, section + 6, key, val, line, err);
 	if (strncmp(section, "listener ", 9) != 0)
 		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown section "
 		    "[%s] (use [proxy] and [listener \"NAME\"])", cs->path, line,
@@ -285,10 +488,42 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	}
 	l = cs->cur;
 	if (strcmp(key, "mode") == 0) {
-		if (strcmp(val, "inbound") && strcmp(val, "outbound"))
+		if (strcmp(val, "inbound") && strcmp(val, "outbound") &&
+		    strcmp(val, "http"))
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: mode is "
-			    "inbound or outbound", cs->path, line);
+			    "inbound, outbound or http", cs->path, line);
 		l->outbound = strcmp(val, "outbound") == 0;
+		l->http = strcmp(val, "http") == 0;
+		return 0;
+	}
+	if (strcmp(key, "max_head") == 0 || strcmp(key, "max_headers") == 0 ||
+	    strcmp(key, "max_body") == 0) {
+		int64_t n;
+		int head = strcmp(key, "max_head") == 0;
+		int hdrs = strcmp(key, "max_headers") == 0;
+
+		if (cfg_bytes(val, hdrs ? 1 : head ? 1024 : 0, hdrs ? 256 :
+		    head ? 65536 : (int64_t)1 << 40, &n) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%s' is "
+			    "out of range (max_head 1k..64k, max_headers "
+			    "1..256, max_body bytes, k/m suffixes)", cs->path,
+			    line, key, val);
+		if (head)
+			l->max_head = (size_t)n;
+		else if (hdrs)
+			l->max_headers = (size_t)n;
+		else
+			l->max_body = n;
+		return 0;
+	}
+	if (strcmp(key, "request_timeout") == 0) {
+		int64_t secs;
+
+		if (mtls_duration_parse(val, &secs) != 0 || secs < 1)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+			    "request_timeout '%s' is not a duration",
+			    cs->path, line, val);
+		l->request_timeout_ms = secs * 1000;
 		return 0;
 	}
 	if (strcmp(key, "allow_any") == 0 || strcmp(key, "unsafe_target") == 0 ||
@@ -373,6 +608,8 @@ load_config(const char *path, struct cfg_state *cs, struct mtls_error *err)
 	if (rv == 0 && cs->o->n_l == 0)
 		rv = error_set(err, MTLS_ERR_PARSE, "%s: no [listener \"NAME\"] "
 		    "section", path);
+	if (rv == 0)
+		rv = routes_resolve(cs, err);
 	return rv;
 }
 
@@ -386,6 +623,7 @@ cmd_proxy(int argc, char **argv)
 	struct agent_opts ag;
 	const char *config = NULL;
 	char why[200], svid[4200], svid_key[4200], bundle[4200];
+	struct proxy_route flag_route;
 	int c, rv = 2, listener_flags = 0, tkrot = 0;
 	size_t i;
 
@@ -437,6 +675,7 @@ cmd_proxy(int argc, char **argv)
 		case P_MINTLS: l->min_tls = optarg; break;
 		case P_UNSAFE: l->unsafe_target = 1; break;
 		case P_NOSTAPLE: l->staple_off = 1; break;
+		case P_HTTP: l->http = 1; break;
 		case P_REQSTAPLE: l->require_staple = 1; break;
 		case P_HS_TO:
 			if (ms("--handshake-timeout", optarg,
@@ -500,7 +739,7 @@ cmd_proxy(int argc, char **argv)
 	listener_flags = l->listen || l->target || l->cert || l->key || l->ca ||
 	    l->n_allow || l->allow_any || l->outbound || l->n_expect ||
 	    l->servername || l->n_crls || l->min_tls || l->unsafe_target ||
-	    l->staple_off || l->require_staple ||
+	    l->staple_off || l->require_staple || l->http ||
 	    l->ticket_key_file || l->crl_url;
 	if (config != NULL) {
 		struct proxy_opts cli = o;
@@ -527,9 +766,21 @@ cmd_proxy(int argc, char **argv)
 			o.ticket_rotate_ms = cli.ticket_rotate_ms;
 	} else {
 		o.n_l = 1;
-		snprintf(l->name, sizeof(l->name), "%s", l->outbound ?
-		    "outbound" : "inbound");
+		snprintf(l->name, sizeof(l->name), "%s", l->http ? "http" :
+		    l->outbound ? "outbound" : "inbound");
+		if (l->http) {
+			/* --http: one route, / to --target, with the rules */
+			memset(&flag_route, 0, sizeof(flag_route));
+			snprintf(flag_route.name, sizeof(flag_route.name),
+			    "default");
+			flag_route.upstream = l->target;
+			flag_route.allow = l->allow;
+			flag_route.n_allow = l->n_allow;
+			flag_route.allow_any = l->allow_any;
+			l->routes[l->n_routes++] = &flag_route;
+		}
 	}
+	http_defaults(&o);
 	if (l->min_tls && strcmp(l->min_tls, "1.2") && strcmp(l->min_tls, "1.3")) {
 		rv = cmd_usage("proxy", "--min-tls must be 1.2 or 1.3");
 		goto out;
@@ -578,6 +829,11 @@ cmd_proxy(int argc, char **argv)
 		strv_free(o.l[i].allow, o.l[i].n_allow);
 		strv_free(o.l[i].expect, o.l[i].n_expect);
 		strv_free(o.l[i].crls, o.l[i].n_crls);
+	}
+	for (i = 0; i < cs.n_routes; i++) {
+		strv_free(cs.routes[i]->allow, cs.routes[i]->n_allow);
+		strv_free(cs.routes[i]->up_expect, cs.routes[i]->n_up_expect);
+		free(cs.routes[i]);
 	}
 	strv_free(cs.keep, cs.n_keep);
 	return rv;

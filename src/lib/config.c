@@ -280,6 +280,30 @@ mtls_config_set_ocsp_staple(struct mtls_config *c, const uint8_t *der,
 }
 
 int
+mtls_config_set_alpn(struct mtls_config *c, const char *protos)
+{
+	const char *p = protos, *e;
+	size_t n = 0, len;
+
+	if (writable(c) != 0)
+		return -1;
+	while (p != NULL && *p != '\0') {
+		e = strchr(p, ',');
+		len = e ? (size_t)(e - p) : strlen(p);
+		if (len == 0 || len > 32 || n + 1 + len > sizeof(c->alpn))
+			return error_set(&c->err, MTLS_ERR_ARG, "ALPN list '%.80s': "
+			    "names of 1 to 32 bytes, comma-separated, 63 bytes "
+			    "in all", protos);
+		c->alpn[n++] = (uint8_t)len;
+		memcpy(c->alpn + n, p, len);
+		n += len;
+		p = e ? e + 1 : NULL;
+	}
+	c->alpn_len = n;
+	return 0;
+}
+
+int
 mtls_config_set_require_staple(struct mtls_config *c)
 {
 	if (writable(c) != 0)

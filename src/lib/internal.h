@@ -239,6 +239,8 @@ struct mtls_config {
 	uint8_t			*staple;
 	size_t			 staple_len;
 	int			 require_staple;	/* client */
+	uint8_t			 alpn[64];	/* wire format; alpn_len 0: none */
+	size_t			 alpn_len;
 	uint64_t		 generation;	/* unique per config */
 	struct verify_cache	*vcache;	/* verify.c */
 };

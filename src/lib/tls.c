@@ -277,6 +277,23 @@ ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
 	return rv;
 }
 
+/* Server ALPN: our first protocol that the client offers, else none. */
+static int
+alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	const struct tls_state *st = arg;
+	unsigned char *sel = NULL;
+
+	(void)ssl;
+	if (SSL_select_next_proto(&sel, outlen, st->cfg->alpn,
+	    (unsigned int)st->cfg->alpn_len, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
 static int
 build_ctx(struct tls_state *st, struct mtls_error *err)
 {
@@ -347,6 +364,13 @@ build_ctx(struct tls_state *st, struct mtls_error *err)
 		    SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(c, client_new_session);
 		SSL_CTX_set_app_data(c, st);
+	}
+	if (cfg->alpn_len > 0) {
+		if (st->is_server)
+			SSL_CTX_set_alpn_select_cb(c, alpn_select_cb, st);
+		else if (SSL_CTX_set_alpn_protos(c, cfg->alpn,
+		    (unsigned int)cfg->alpn_len) != 0)
+			return error_set_ossl(err, MTLS_ERR_CRYPTO, "ALPN");
 	}
 	return ocsp_setup_ctx(st, c, err);
 }
@@ -669,6 +693,22 @@ mtls_close(struct mtls *c)
 		return MTLS_WANT_WRITE;
 	ERR_clear_error();
 	return 0;	/* the peer is gone; nothing more to say */
+}
+
+const char *
+mtls_conn_alpn(struct mtls *c)
+{
+	static __thread char buf[33];
+	const unsigned char *p = NULL;
+	unsigned int n = 0;
+
+	if (c->ssl != NULL)
+		SSL_get0_alpn_selected(c->ssl, &p, &n);
+	if (p == NULL || n == 0 || n >= sizeof(buf))
+		return "";
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return buf;
 }
 
 const char *

@@ -48,6 +48,7 @@
 #include <openssl/ocsp.h>
 
 #include "http/http.h"
+#include "proxy/gateway.h"
 #include "proxy/proxy.h"
 
 #define BUF_SIZE	16384
@@ -117,6 +118,7 @@ struct worker;
 /* One listener as the whole proxy sees it (shared, main thread owns). */
 struct lstate {
 	const struct proxy_listener *l;
+	struct proxy		*p;
 	struct sockaddr_storage	 listen_ss, target_ss;
 	socklen_t		 listen_len, target_len;
 	struct mtls_config	*cfg;		/* current, under proxy mu */
@@ -187,6 +189,7 @@ struct proxy {
 	int			 active;	/* atomic: open connections */
 	int			 admin_fd;
 	uint64_t		 m_reload_ok, m_reload_failed;
+	struct gw		*gw[PROXY_MAX_LISTENERS];	/* http mode */
 };
 
 static int tag_event = EP_EVENT;
@@ -334,7 +337,16 @@ config_build(const struct proxy_listener *l, const uint8_t *crl,
 	if (crl != NULL && mtls_config_add_crl_mem(cfg, crl, crl_len,
 	    l->crl_url) != 0)
 		goto cfgerr;
-	for (i = 0; i < l->n_allow; i++)
+	/* http mode: the handshake takes any certificate that chains to the
+	 * bundle (none at all when a route is public); routes authorize */
+	for (i = 0; l->http && i < l->n_routes; i++)
+		if (l->routes[i]->optional &&
+		    mtls_config_set_peer_optional(cfg) != 0)
+			goto cfgerr;
+	if (l->http && (mtls_config_set_allow_any(cfg) != 0 ||
+	    mtls_config_set_alpn(cfg, "http/1.1") != 0))
+		goto cfgerr;
+	for (i = 0; !l->http && i < l->n_allow; i++)
 		if (mtls_config_add_allow(cfg, l->allow[i]) != 0)
 			goto cfgerr;
 	for (i = 0; i < l->n_expect; i++)
@@ -1024,6 +1036,8 @@ take_config(struct worker *w)
 	for (i = 0; i < p->nls; i++) {
 		struct wl *wl = &w->wl[i];
 
+		if (wl->ctx == NULL)
+			continue;	/* http mode: the gateway's own */
 		cfg = NULL;
 		pthread_mutex_lock(&p->mu);
 		seq = wl->ls->cfg_seq;
@@ -1116,6 +1130,8 @@ worker_main(void *arg)
 				/* stop accepting: the ports close with us */
 				w->draining = 1;
 				for (k = 0; k < p->nls; k++) {
+					if (w->wl[k].lfd < 0)
+						continue;
 					epoll_ctl(w->epfd, EPOLL_CTL_DEL,
 					    w->wl[k].lfd, NULL);
 					close(w->wl[k].lfd);
@@ -1779,6 +1795,15 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	    "mtls_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)p->m_reload_ok,
 	    (unsigned long long)p->m_reload_failed);
+	for (k = 0, li = 0; li < p->nls; li++) {
+		char *g;
+
+		if (p->gw[li] == NULL || (g = gw_metrics(p->gw[li], k++ == 0)) ==
+		    NULL)
+			continue;
+		sb_printf(b, "%s", g);
+		free(g);
+	}
 }
 
 static void
@@ -1867,10 +1892,54 @@ admin_serve(struct proxy *p)
 	close(fd);
 }
 
+/* gw_env.config: the listener's config when it changed. */
+static struct mtls_config *
+gw_config(void *arg, uint64_t *seq)
+{
+	struct lstate *ls = arg;
+	struct mtls_config *cfg = NULL;
+
+	pthread_mutex_lock(&ls->p->mu);
+	if (ls->cfg_seq != *seq) {
+		cfg = ls->cfg;
+		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+		*seq = ls->cfg_seq;
+	}
+	pthread_mutex_unlock(&ls->p->mu);
+	return cfg;
+}
+
+/* gw_env.count_hs: into worker 0's counters (they are atomic). */
+static void
+gw_count_hs(void *arg, int result, int resumed, int64_t us)
+{
+	struct lstate *ls = arg;
+
+	count_handshake(&ls->p->w[0], 0, result, resumed, us);
+}
+
 static int
 check_listener(struct lstate *ls, struct mtls_error *err)
 {
 	const struct proxy_listener *l = ls->l;
+
+	if (l->http) {
+		if (l->listen == NULL || l->cert == NULL || l->key == NULL ||
+		    l->ca == NULL)
+			return error_set(err, MTLS_ERR_ARG, "--listen, --cert, "
+			    "--key and --ca are required");
+		if (l->outbound)
+			return error_set(err, MTLS_ERR_ARG, "http mode is for "
+			    "inbound listeners");
+		if (gw_check(l, err) != 0 ||
+		    proxy_addr_parse(l->listen, "--listen", &ls->listen_ss,
+		    &ls->listen_len, err) != 0)
+			return -1;
+		if (ls->listen_ss.ss_family == AF_UNIX)
+			return error_set(err, MTLS_ERR_ARG, "--listen: UNIX "
+			    "sockets are not supported for listening");
+		return 0;
+	}
 
 	if (l->listen == NULL || l->target == NULL || l->cert == NULL ||
 	    l->key == NULL || l->ca == NULL)
@@ -1933,6 +2002,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		struct mtls_error lerr;
 
 		ls->l = &o->l[li];
+		ls->p = &p;
 		p.nls++;
 		error_clear(&lerr);
 		/* fail closed: a CRL URL that cannot be read stops the start */
@@ -2010,6 +2080,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			wl->kind = EP_LISTENER;
 			wl->w = w;
 			wl->ls = &p.ls[li];
+			if (wl->ls->l->http)
+				continue;	/* gw_start below */
 			wl->ctx = wl->ls->l->outbound ? mtls_client() :
 			    mtls_server();
 			if (wl->ctx == NULL) {
@@ -2064,6 +2136,24 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			goto out;
 		}
 	}
+	for (li = 0; li < p.nls; li++) {
+		struct gw_env env;
+
+		if (!p.ls[li].l->http)
+			continue;
+		memset(&env, 0, sizeof(env));
+		env.l = p.ls[li].l;
+		env.o = o;
+		env.listen_ss = p.ls[li].listen_ss;
+		env.listen_len = p.ls[li].listen_len;
+		env.active = &p.active;
+		env.stopping = &p.stopping;
+		env.config = gw_config;
+		env.count_hs = gw_count_hs;
+		env.arg = &p.ls[li];
+		if (gw_start(&env, &p.gw[li], err) != 0)
+			goto out;
+	}
 	for (i = 0; i < p.nworkers; i++) {
 		if (pthread_create(&p.w[i].thr, NULL, worker_main, &p.w[i])) {
 			error_set(err, MTLS_ERR_IO, "cannot start worker");
@@ -2077,10 +2167,15 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		json_t *lo = json_object();
 
 		json_object_set_new(lo, "listener", json_string(l->name));
-		json_object_set_new(lo, "mode", json_string(l->outbound ?
-		    "outbound" : "inbound"));
+		json_object_set_new(lo, "mode", json_string(l->http ? "http" :
+		    l->outbound ? "outbound" : "inbound"));
 		json_object_set_new(lo, "listen", json_string(l->listen));
-		json_object_set_new(lo, "target", json_string(l->target));
+		if (l->http)
+			json_object_set_new(lo, "routes",
+			    json_integer((json_int_t)l->n_routes));
+		else
+			json_object_set_new(lo, "target",
+			    json_string(l->target));
 		json_object_set_new(lo, "workers", json_integer(p.nworkers));
 		json_object_set_new(lo, "serial", json_string(
 		    own_serial(p.ls[li].cfg)));
@@ -2181,12 +2276,22 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	}
 	for (i = 0; i < started; i++)
 		pthread_join(p.w[i].thr, NULL);
+	/* http listeners: stop accepting, let requests in flight finish */
+	for (li = 0; li < p.nls; li++)
+		gw_stop(p.gw[li]);
+	while (__atomic_load_n(&p.active, __ATOMIC_ACQUIRE) > 0 &&
+	    now_ms() < p.drain_deadline_ms)
+		poll(NULL, 0, 50);
 	if (p.fetch_started) {
 		__atomic_store_n(&p.stopping, 1, __ATOMIC_RELEASE);
 		pthread_join(p.fetch_thr, NULL);
 	}
 	log_emit("info", "stop", NULL);
  out:
+	for (li = 0; li < PROXY_MAX_LISTENERS; li++) {
+		gw_stop(p.gw[li]);
+		gw_free(p.gw[li]);
+	}
 	for (i = 0; p.w != NULL && i < p.nworkers; i++) {
 		for (li = 0; li < p.nls; li++) {
 			if (p.w[i].wl[li].lfd >= 0)

@@ -13,6 +13,28 @@
 #include "internal.h"
 
 #define PROXY_MAX_LISTENERS	16
+#define PROXY_MAX_ROUTES	64
+
+/* HTTP mode: one route of a listener ([route "NAME"] in a config file). */
+struct proxy_route {
+	char	 name[64];
+	char	*listener;	/* the http listener it belongs to */
+	char	*host;		/* Host to match (no port); NULL: any */
+	char	*path;		/* path prefix, on a segment boundary */
+	char	*upstream;	/* HOST:PORT */
+	char	**allow;	/* identities allowed on this route */
+	size_t	 n_allow;
+	int	 allow_any;	/* any certificate that chains to --ca */
+	int	 optional;	/* client_cert = optional: public route */
+	/* upstream mTLS: our certificate (default: the listener's), the
+	 * bundle to verify it by (default: the listener's) and its identity */
+	int	 up_tls;
+	char	*up_cert, *up_key, *up_ca, *up_servername;
+	char	**up_expect;
+	size_t	 n_up_expect;
+	int	 up_idle;	/* idle upstream connections kept (32) */
+	int	 up_max;	/* open upstream connections at most (512) */
+};
 
 struct proxy_listener {
 	char	 name[64];	/* [listener "name"] in a config file */
@@ -35,6 +57,16 @@ struct proxy_listener {
 	int	 unsafe_target;	/* plaintext side may leave this host */
 	int	 staple_off;	/* inbound: no OCSP stapling */
 	int	 require_staple;	/* outbound: upstream must staple */
+	/* HTTP mode (mode = http, --http): requests routed by host and
+	 * path, authorized per route; limits */
+	int	 http;
+	struct proxy_route *routes[PROXY_MAX_ROUTES];
+	size_t	 n_routes;
+	size_t	 max_head;	/* bytes of request line + headers (16 KiB) */
+	size_t	 max_headers;	/* header fields (100) */
+	int64_t	 max_body;	/* request body bytes (1 MiB) */
+	int64_t	 request_timeout_ms;	/* a whole request in (60 s) and
+					 * the upstream's answer (60 s) */
 };
 
 struct proxy_opts {

@@ -1,0 +1,2015 @@
+/*
+ * The HTTP gateway (gateway.h). One thread accepts and starts a thread per
+ * client connection; each runs requests one after another:
+ *
+ *   head in (strict check) -> http_parser -> route (host, longest prefix)
+ *   -> authorize (route's rules against the peer's identities) -> upstream
+ *   from the route's pool -> request head with identity headers, body
+ *   streamed -> response parsed and streamed back -> access log line.
+ *
+ * http_parser does the grammar and the framing (Content-Length, chunked);
+ * head_check() adds what it lets through and a gateway must not: bare CR
+ * or LF, obs-fold, control bytes. Request smuggling needs two parties to
+ * disagree on where a request ends, so anything ambiguous is refused (400)
+ * and bodies are re-framed for the upstream, never passed through raw.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <openssl/sha.h>
+
+#include "http/http.h"
+#include "proxy/gateway.h"
+
+#define IO_ERR		(-1)
+#define IO_TIMEOUT	(-2)
+#define IN_SIZE		(64 * 1024)
+#define OUT_SIZE	(16 * 1024)
+#define RESP_HEAD_MAX	(64 * 1024)
+#define MAX_FIELDS	256
+#define HTTP_MAX_CONNS	4096
+
+struct io {
+	int		 fd;
+	struct mtls	*tls;		/* NULL: plaintext */
+};
+
+struct obuf {
+	struct io	*io;
+	char		 b[OUT_SIZE];
+	size_t		 len;
+	int		 failed;
+};
+
+struct upconn {
+	struct io	 io;
+	int64_t		 idle_since_ms;
+};
+
+struct route {
+	const struct proxy_route *r;
+	const char		*name;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	pthread_mutex_t		 mu;		/* cli, pool */
+	struct mtls		*cli;		/* up_tls: client context */
+	struct upconn		*idle;		/* stack of idle connections */
+	int			 n_idle, open;
+	uint64_t		 m_code[600];	/* requests by status */
+	uint64_t		 m_connects, m_reused, m_failed;
+};
+
+struct gw {
+	struct gw_env		 env;
+	const struct proxy_listener *l;
+	int			 lfd;
+	pthread_t		 thr;
+	int			 started;
+	struct mtls		*srv;		/* accepting thread only */
+	uint64_t		 seq;
+	char			 by[2100];	/* our URI SAN, for XFCC By= */
+	struct route		*routes;
+	size_t			 n_routes;
+	struct route		 none;		/* requests refused unrouted */
+	int			 any_optional;
+};
+
+/* A header field as parsed: spans into the buffer the head is in. */
+struct field {
+	const char	*name, *value;
+	size_t		 nlen, vlen;
+};
+
+struct gwc {
+	struct gw	*gw;
+	struct io	 cl;		/* the client */
+	char		 client[64];
+	int64_t		 t_conn;
+	/* the peer */
+	int		 verified, fail;
+	struct ids	 ids;
+	char		*xfcc;
+	char		*by;		/* our URI SAN at accept time */
+	const char	*peer_id;
+	/* client input */
+	char		*in;
+	size_t		 in_off, in_len;
+	struct obuf	 out;		/* to the client */
+	/* the request */
+	http_parser	 rp;
+	struct field	 f[MAX_FIELDS];
+	size_t		 nf;
+	int		 in_value;
+	const char	*url;
+	size_t		 url_len;
+	char		 method[16];
+	char		 path[2048];
+	int		 minor;
+	int		 req_done, head_done, keep;
+	int		 status;	/* our own answer, when not proxied */
+	char		 err_code[32];
+	char		 err_msg[300];
+	int		 discard;	/* refusing: read the body, drop it */
+	int		 up_chunked;	/* request body chunked to upstream */
+	int		 expect100;
+	uint64_t	 req_body;
+	struct route	*route;
+	/* the upstream exchange */
+	struct upconn	 up;
+	int		 have_up, up_reused;
+	struct obuf	 ub;		/* to the upstream */
+	http_parser	 sp;
+	int		 head_req;
+	int		 resp_status, resp_started, resp_done, resp_restart;
+	int		 rechunk, close_after;
+	char		*rh;		/* response head fields, NUL-separated */
+	size_t		 rh_len, rh_cap;
+	int		 rh_in_value, rh_fail;
+	char		 reason[64];
+	uint64_t	 resp_body;
+	int64_t		 t_req, t_up;
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+bump(uint64_t *v)
+{
+	__atomic_add_fetch(v, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- I/O with deadlines on non-blocking sockets ---- */
+
+static int
+io_wait(int fd, short ev, int64_t deadline)
+{
+	for (;;) {
+		struct pollfd pf = { fd, ev, 0 };
+		int64_t left = deadline - now_ms();
+		int r;
+
+		if (left <= 0)
+			return IO_TIMEOUT;
+		r = poll(&pf, 1, left > 60000 ? 60000 : (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return IO_ERR;
+	}
+}
+
+/* One attempt: bytes, 0 at EOF, IO_ERR, or MTLS_WANT_READ/WRITE. */
+static long
+io_try_read(struct io *s, void *buf, size_t len)
+{
+	long r;
+
+	if (s->tls != NULL) {
+		r = mtls_read(s->tls, buf, len);
+		return r == -1 ? IO_ERR : r;
+	}
+	for (;;) {
+		r = read(s->fd, buf, len);
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN ? MTLS_WANT_READ : IO_ERR;
+	}
+}
+
+static long
+io_read(struct io *s, void *buf, size_t len, int64_t deadline)
+{
+	for (;;) {
+		long r = io_try_read(s, buf, len);
+		int w;
+
+		if (r >= 0 || r == IO_ERR)
+			return r;
+		if ((w = io_wait(s->fd, r == MTLS_WANT_WRITE ? POLLOUT : POLLIN,
+		    deadline)) != 0)
+			return w;
+	}
+}
+
+static int
+io_write(struct io *s, const char *p, size_t len, int64_t deadline)
+{
+	while (len > 0) {
+		long r;
+		int w;
+
+		if (s->tls != NULL) {
+			r = mtls_write(s->tls, p, len);
+			if (r == -1)
+				return IO_ERR;
+		} else {
+			r = send(s->fd, p, len, MSG_NOSIGNAL);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				r = errno == EAGAIN ? MTLS_WANT_WRITE : IO_ERR;
+			if (r == IO_ERR)
+				return IO_ERR;
+		}
+		if (r > 0) {
+			p += r;
+			len -= (size_t)r;
+			continue;
+		}
+		if ((w = io_wait(s->fd, r == MTLS_WANT_READ ? POLLIN : POLLOUT,
+		    deadline)) != 0)
+			return w;
+	}
+	return 0;
+}
+
+static int64_t
+req_deadline(const struct gwc *c)
+{
+	return now_ms() + c->gw->l->request_timeout_ms;
+}
+
+static void
+ob_flush(struct obuf *b, int64_t deadline)
+{
+	if (b->len > 0 && !b->failed && io_write(b->io, b->b, b->len,
+	    deadline) != 0)
+		b->failed = 1;
+	b->len = 0;
+}
+
+static void
+ob_put(struct obuf *b, const void *p, size_t n, int64_t deadline)
+{
+	while (n > 0 && !b->failed) {
+		size_t k = sizeof(b->b) - b->len;
+
+		if (k == 0) {
+			ob_flush(b, deadline);
+			continue;
+		}
+		if (k > n)
+			k = n;
+		memcpy(b->b + b->len, p, k);
+		b->len += k;
+		p = (const char *)p + k;
+		n -= k;
+	}
+}
+
+static void
+ob_printf(struct obuf *b, int64_t deadline, const char *fmt, ...)
+    MTLS_PRINTF(3, 4);
+
+static void
+ob_printf(struct obuf *b, int64_t deadline, const char *fmt, ...)
+{
+	char tmp[4096];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		ob_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n :
+		    sizeof(tmp) - 1, deadline);
+}
+
+/* ---- the head ---- */
+
+/*
+ * What http_parser (non-strict build) lets through and a gateway must
+ * refuse: a CR not followed by LF, an LF not preceded by CR, a line that
+ * begins with SP or HTAB (obs-fold, RFC 9112 5.2), control bytes.
+ */
+static const char *
+head_check(const char *h, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)h[i];
+
+		if (ch == '\r') {
+			if (i + 1 >= n || h[i + 1] != '\n')
+				return "bare CR in the request head";
+			i++;
+			if (i + 1 < n && (h[i + 1] == ' ' || h[i + 1] == '\t'))
+				return "folded header line (obs-fold)";
+			continue;
+		}
+		if (ch == '\n')
+			return "bare LF in the request head";
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return "control character in the request head";
+	}
+	return NULL;
+}
+
+static int
+span_eq(const char *p, size_t n, const char *lit)
+{
+	return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
+}
+
+/* A value trimmed of surrounding blanks. */
+static void
+trim(const char **p, size_t *n)
+{
+	while (*n > 0 && (**p == ' ' || **p == '\t')) {
+		(*p)++;
+		(*n)--;
+	}
+	while (*n > 0 && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
+		(*n)--;
+}
+
+/* 1 when <name> is listed in a Connection header value <v>. */
+static int
+conn_lists(const char *v, size_t vn, const char *name, size_t nn)
+{
+	while (vn > 0) {
+		const char *e = memchr(v, ',', vn);
+		size_t k = e ? (size_t)(e - v) : vn;
+		const char *t = v;
+		size_t tn = k;
+
+		trim(&t, &tn);
+		if (tn == nn && strncasecmp(t, name, nn) == 0)
+			return 1;
+		v += e ? k + 1 : k;
+		vn -= e ? k + 1 : k;
+	}
+	return 0;
+}
+
+/* Hop-by-hop and identity headers: never forwarded as received. */
+static int
+is_hop(const char *n, size_t len)
+{
+	static const char *const hop[] = { "connection", "keep-alive",
+	    "proxy-connection", "te", "trailer", "transfer-encoding",
+	    "upgrade", "content-length", "expect", "x-forwarded-client-cert",
+	    "x-client-spiffe-id", "proxy-authorization", NULL };
+	int i;
+
+	for (i = 0; hop[i] != NULL; i++)
+		if (span_eq(n, len, hop[i]))
+			return 1;
+	return 0;
+}
+
+/*
+ * The path must be plain: no dot segments and no encoded slash, dot or
+ * backslash, raw or percent-encoded. A gateway that decides by prefix
+ * and an upstream that normalizes would otherwise disagree on the route
+ * ("/public/../admin"). Refused rather than normalized: such URLs do not
+ * come from well-behaved clients.
+ */
+static const char *
+path_check(const char *p)
+{
+	const char *s;
+
+	if (p[0] != '/')
+		return "the request target must be a path (origin-form)";
+	if (strchr(p, '\\') != NULL)
+		return "backslash in the path";
+	for (s = p; (s = strchr(s, '%')) != NULL; s++) {
+		if (!isxdigit((unsigned char)s[1]) ||
+		    !isxdigit((unsigned char)s[2]))
+			return "bad percent-encoding in the path";
+		if ((s[1] == '2' && (s[2] == 'e' || s[2] == 'E' ||
+		    s[2] == 'f' || s[2] == 'F')) || (s[1] == '5' &&
+		    (s[2] == 'c' || s[2] == 'C')) || (s[1] == '0' &&
+		    s[2] == '0'))
+			return "encoded '.', '/', '\\' or NUL in the path";
+	}
+	for (s = p; *s != '\0'; s++) {
+		if (*s != '/')
+			continue;
+		if (s[1] == '/')
+			return "empty path segment ('//')";
+		if (s[1] == '.' && (s[2] == '/' || s[2] == '\0' ||
+		    (s[2] == '.' && (s[3] == '/' || s[3] == '\0'))))
+			return "dot segment ('.' or '..') in the path";
+	}
+	return NULL;
+}
+
+/* ---- routes ---- */
+
+static int
+prefix_match(const char *prefix, const char *path)
+{
+	size_t n = strlen(prefix);
+
+	if (strncmp(prefix, path, n) != 0)
+		return 0;
+	/* on a segment boundary: "/api" matches "/api" and "/api/x", not
+	 * "/apix" */
+	return n > 0 && (prefix[n - 1] == '/' || path[n] == '\0' ||
+	    path[n] == '/');
+}
+
+static struct route *
+route_find(struct gw *gw, const char *host, size_t hlen, const char *path)
+{
+	struct route *best = NULL;
+	size_t best_len = 0, i;
+	int best_host = 0;
+
+	for (i = 0; i < gw->n_routes; i++) {
+		const struct proxy_route *r = gw->routes[i].r;
+		size_t n = strlen(r->path);
+		int has_host = r->host != NULL;
+
+		if (has_host && !span_eq(host, hlen, r->host))
+			continue;
+		if (!prefix_match(r->path, path))
+			continue;
+		if (best == NULL || n > best_len || (n == best_len &&
+		    has_host && !best_host)) {
+			best = &gw->routes[i];
+			best_len = n;
+			best_host = has_host;
+		}
+	}
+	return best;
+}
+
+/* The route's rules against every identity of the peer. */
+static int
+route_allows(const struct proxy_route *r, const struct ids *ids)
+{
+	size_t i, k;
+
+	if (r->allow_any)
+		return 1;
+	for (i = 0; i < r->n_allow; i++)
+		for (k = 0; k < ids->n; k++)
+			if (mtls_rule_match(r->allow[i], ids->v[k]))
+				return 1;
+	return 0;
+}
+
+static void
+refuse(struct gwc *c, int status, const char *code, const char *fmt, ...)
+    MTLS_PRINTF(4, 5);
+
+static void
+refuse(struct gwc *c, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->status = status;
+	snprintf(c->err_code, sizeof(c->err_code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
+	va_end(ap);
+	c->discard = 1;
+}
+
+/* ---- upstream connections ---- */
+
+static void
+up_close(struct route *rt, struct upconn *u)
+{
+	if (u->io.tls != NULL) {
+		mtls_close(u->io.tls);
+		mtls_free(u->io.tls);
+	}
+	if (u->io.fd >= 0)
+		close(u->io.fd);
+	u->io.fd = -1;
+	u->io.tls = NULL;
+	pthread_mutex_lock(&rt->mu);
+	rt->open--;
+	pthread_mutex_unlock(&rt->mu);
+}
+
+/* An idle connection is still usable when reading it would block: no
+ * EOF, no stray bytes (a TLS 1.3 ticket is consumed by the attempt). */
+static int
+up_alive(struct upconn *u)
+{
+	char b;
+	long r = io_try_read(&u->io, &b, 1);
+
+	return r == MTLS_WANT_READ;
+}
+
+static int
+up_connect(struct gwc *c, struct route *rt, struct upconn *u)
+{
+	const struct proxy_opts *o = c->gw->env.o;
+	int64_t deadline = now_ms() + o->connect_timeout_ms;
+	int fd, one = 1, r, err = 0;
+	socklen_t elen = sizeof(err);
+
+	u->io.tls = NULL;
+	u->io.fd = -1;
+	fd = socket(rt->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (rt->ss.ss_family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&rt->ss, rt->sslen) != 0) {
+		if (errno != EINPROGRESS ||
+		    io_wait(fd, POLLOUT, deadline) != 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
+		    err != 0) {
+			snprintf(c->err_msg, sizeof(c->err_msg), "connect %s: %s",
+			    rt->r->upstream, err ? strerror(err) : "timed out");
+			close(fd);
+			return -1;
+		}
+	}
+	u->io.fd = fd;
+	if (!rt->r->up_tls)
+		return 0;
+	pthread_mutex_lock(&rt->mu);
+	r = mtls_connect_socket(rt->cli, &u->io.tls, fd,
+	    rt->r->up_servername);
+	pthread_mutex_unlock(&rt->mu);
+	if (r != 0) {
+		snprintf(c->err_msg, sizeof(c->err_msg), "upstream TLS: %s",
+		    mtls_error(rt->cli));
+		close(fd);
+		u->io.fd = -1;
+		return -1;
+	}
+	for (;;) {
+		r = mtls_handshake(u->io.tls);
+		if (r == 0)
+			return 0;
+		if (r == -1 || io_wait(fd, r == MTLS_WANT_WRITE ? POLLOUT :
+		    POLLIN, deadline) != 0)
+			break;
+	}
+	snprintf(c->err_msg, sizeof(c->err_msg), "upstream %s: %s: %s",
+	    rt->r->upstream, r == -1 ? mtls_fail_name(mtls_fail_code(
+	    u->io.tls)) : "handshake_timeout", r == -1 ? mtls_error(u->io.tls) :
+	    "no answer");
+	mtls_free(u->io.tls);
+	u->io.tls = NULL;
+	close(fd);
+	u->io.fd = -1;
+	return -1;
+}
+
+/* An upstream connection for <rt>: an idle one that is still alive, else
+ * a new one within the route's limit. */
+static int
+up_get(struct gwc *c, struct route *rt)
+{
+	struct upconn *u = &c->up;
+
+	pthread_mutex_lock(&rt->mu);
+	while (rt->n_idle > 0) {
+		*u = rt->idle[--rt->n_idle];
+		pthread_mutex_unlock(&rt->mu);
+		if (up_alive(u)) {
+			c->have_up = 1;
+			c->up_reused = 1;
+			bump(&rt->m_reused);
+			return 0;
+		}
+		up_close(rt, u);
+		pthread_mutex_lock(&rt->mu);
+	}
+	if (rt->open >= rt->r->up_max) {
+		pthread_mutex_unlock(&rt->mu);
+		refuse(c, 503, "upstream_busy", "route %s: %d upstream "
+		    "connections open, the limit", rt->name, rt->r->up_max);
+		return -1;
+	}
+	rt->open++;
+	pthread_mutex_unlock(&rt->mu);
+	c->up_reused = 0;
+	if (up_connect(c, rt, u) != 0) {
+		char msg[300];
+
+		pthread_mutex_lock(&rt->mu);
+		rt->open--;
+		pthread_mutex_unlock(&rt->mu);
+		bump(&rt->m_failed);
+		snprintf(msg, sizeof(msg), "%s", c->err_msg);
+		refuse(c, 502, "upstream_unavailable", "route %s: %s",
+		    rt->name, msg);
+		return -1;
+	}
+	bump(&rt->m_connects);
+	c->have_up = 1;
+	return 0;
+}
+
+static void
+up_release(struct gwc *c, int reusable)
+{
+	struct route *rt = c->route;
+
+	if (!c->have_up)
+		return;
+	c->have_up = 0;
+	if (reusable) {
+		pthread_mutex_lock(&rt->mu);
+		if (rt->n_idle < rt->r->up_idle) {
+			c->up.idle_since_ms = now_ms();
+			rt->idle[rt->n_idle++] = c->up;
+			pthread_mutex_unlock(&rt->mu);
+			return;
+		}
+		pthread_mutex_unlock(&rt->mu);
+	}
+	up_close(rt, &c->up);
+}
+
+/* ---- identity headers ---- */
+
+/* Envoy's XFCC value quoting: a value with , ; = or " is quoted, with "
+ * and \ escaped. */
+static void
+xfcc_put(char **buf, size_t *len, size_t *cap, const char *key,
+    const char *val, int force_quote)
+{
+	int q = force_quote || strpbrk(val, ",;=\"") != NULL;
+	size_t need = strlen(key) + 2 * strlen(val) + 8;
+	char *p;
+
+	if (*len + need >= *cap) {
+		size_t nc = (*cap + need) * 2;
+		char *nb = realloc(*buf, nc);
+
+		if (nb == NULL)
+			return;
+		*buf = nb;
+		*cap = nc;
+	}
+	p = *buf + *len;
+	if (*len > 0)
+		*p++ = ';';
+	p += sprintf(p, "%s=", key);
+	if (q)
+		*p++ = '"';
+	for (; *val; val++) {
+		if (q && (*val == '"' || *val == '\\'))
+			*p++ = '\\';
+		*p++ = *val;
+	}
+	if (q)
+		*p++ = '"';
+	*p = '\0';
+	*len = (size_t)(p - *buf);
+}
+
+static char *
+xfcc_build(const char *by, X509 *peer, const struct ids *ids)
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	char hex[65], subj[1024] = "";
+	char *buf = NULL;
+	size_t len = 0, cap = 0, i;
+	BIO *b;
+
+	if (by[0] != '\0')
+		xfcc_put(&buf, &len, &cap, "By", by, 0);
+	if (X509_digest(peer, EVP_sha256(), md, &mdlen) == 1 && mdlen == 32) {
+		for (i = 0; i < 32; i++)
+			sprintf(hex + 2 * i, "%02x", md[i]);
+		xfcc_put(&buf, &len, &cap, "Hash", hex, 0);
+	}
+	if ((b = BIO_new(BIO_s_mem())) != NULL) {
+		int n;
+
+		X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
+		    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+		n = BIO_read(b, subj, sizeof(subj) - 1);
+		subj[n > 0 ? n : 0] = '\0';
+		BIO_free(b);
+	}
+	xfcc_put(&buf, &len, &cap, "Subject", subj, 1);
+	for (i = 0; i < ids->n; i++)
+		if (strncmp(ids->v[i], "dns:", 4) && strncmp(ids->v[i], "ip:",
+		    3) && strncmp(ids->v[i], "cn:", 3))
+			xfcc_put(&buf, &len, &cap, "URI", ids->v[i], 0);
+	for (i = 0; i < ids->n; i++)
+		if (strncmp(ids->v[i], "dns:", 4) == 0)
+			xfcc_put(&buf, &len, &cap, "DNS", ids->v[i] + 4, 0);
+	return buf;
+}
+
+/* ---- the request parser's callbacks ---- */
+
+static struct gwc *
+gwc_of(http_parser *p)
+{
+	return p->data;
+}
+
+static int
+rq_url(http_parser *p, const char *at, size_t n)
+{
+	struct gwc *c = gwc_of(p);
+
+	if (c->url == NULL)
+		c->url = at;
+	c->url_len += n;
+	return 0;
+}
+
+static int
+rq_field(http_parser *p, const char *at, size_t n)
+{
+	struct gwc *c = gwc_of(p);
+
+	if (!c->in_value && c->nf > 0 && c->f[c->nf - 1].vlen == 0 &&
+	    c->f[c->nf - 1].value == NULL) {
+		c->f[c->nf - 1].nlen += n;	/* continues */
+		return 0;
+	}
+	if (c->nf == c->gw->l->max_headers || c->nf == MAX_FIELDS) {
+		refuse(c, 431, "too_many_headers", "more than %zu header "
+		    "fields", c->nf);
+		return -1;
+	}
+	c->f[c->nf].name = at;
+	c->f[c->nf].nlen = n;
+	c->f[c->nf].value = NULL;
+	c->f[c->nf].vlen = 0;
+	c->nf++;
+	c->in_value = 0;
+	return 0;
+}
+
+static int
+rq_value(http_parser *p, const char *at, size_t n)
+{
+	struct gwc *c = gwc_of(p);
+	struct field *f = &c->f[c->nf - 1];
+
+	if (c->nf == 0)
+		return -1;
+	if (f->value == NULL)
+		f->value = at;
+	f->vlen += n;
+	c->in_value = 1;
+	return 0;
+}
+
+static const struct field *
+field(const struct gwc *c, const char *name, int *count)
+{
+	const struct field *hit = NULL;
+	size_t i;
+
+	*count = 0;
+	for (i = 0; i < c->nf; i++)
+		if (span_eq(c->f[i].name, c->f[i].nlen, name)) {
+			if (hit == NULL)
+				hit = &c->f[i];
+			(*count)++;
+		}
+	return hit;
+}
+
+static void
+send_upstream_head(struct gwc *c, const char *host, size_t hlen)
+{
+	const struct field *conn;
+	int64_t dl = req_deadline(c);
+	int n;
+	size_t i;
+
+	conn = field(c, "connection", &n);
+	ob_printf(&c->ub, dl, "%s %.*s HTTP/1.1\r\n", c->method,
+	    (int)c->url_len, c->url);
+	for (i = 0; i < c->nf; i++) {
+		const struct field *f = &c->f[i];
+
+		if (is_hop(f->name, f->nlen) || (conn != NULL &&
+		    conn_lists(conn->value, conn->vlen, f->name, f->nlen)) ||
+		    span_eq(f->name, f->nlen, "x-forwarded-for") ||
+		    span_eq(f->name, f->nlen, "x-forwarded-proto"))
+			continue;
+		ob_put(&c->ub, f->name, f->nlen, dl);
+		ob_put(&c->ub, ": ", 2, dl);
+		ob_put(&c->ub, f->value ? f->value : "", f->vlen, dl);
+		ob_put(&c->ub, "\r\n", 2, dl);
+	}
+	(void)host;
+	(void)hlen;
+	/* the client's address replaces any claim it made */
+	ob_printf(&c->ub, dl, "X-Forwarded-For: %.*s\r\nX-Forwarded-Proto: "
+	    "https\r\n", (int)strcspn(c->client, ":"), c->client);
+	if (c->verified) {
+		if (c->xfcc != NULL)
+			ob_printf(&c->ub, dl, "X-Forwarded-Client-Cert: %s\r\n",
+			    c->xfcc);
+		if (c->peer_id != NULL && strncmp(c->peer_id, "spiffe://", 9) ==
+		    0)
+			ob_printf(&c->ub, dl, "X-Client-Spiffe-Id: %s\r\n",
+			    c->peer_id);
+	}
+	if (c->rp.flags & F_CHUNKED) {
+		c->up_chunked = 1;
+		ob_printf(&c->ub, dl, "Transfer-Encoding: chunked\r\n");
+	} else if (c->rp.flags & F_CONTENTLENGTH)
+		ob_printf(&c->ub, dl, "Content-Length: %llu\r\n",
+		    (unsigned long long)c->rp.content_length);
+	ob_put(&c->ub, "\r\n", 2, dl);
+}
+
+static int
+rq_headers_complete(http_parser *p)
+{
+	struct gwc *c = gwc_of(p);
+	struct gw *gw = c->gw;
+	const struct field *host, *te, *ex;
+	const char *why, *hv;
+	size_t hl;
+	int nhost, nte, ncl, nex;
+	struct route *rt;
+
+	c->head_done = 1;
+	c->minor = p->http_minor;
+	c->keep = http_should_keep_alive(p);
+	snprintf(c->method, sizeof(c->method), "%s",
+	    http_method_str((enum http_method)p->method));
+	snprintf(c->path, sizeof(c->path), "%.*s", (int)strcspn(c->url ?
+	    c->url : "", "?#") < (int)c->url_len ? (int)strcspn(c->url, "?#") :
+	    (int)c->url_len, c->url ? c->url : "");
+	c->route = &gw->none;
+	host = field(c, "host", &nhost);
+	te = field(c, "transfer-encoding", &nte);
+	(void)field(c, "content-length", &ncl);
+	ex = field(c, "expect", &nex);
+	if (p->http_major != 1) {
+		refuse(c, 400, "bad_request", "HTTP/%d.%d is not HTTP/1.x",
+		    p->http_major, p->http_minor);
+		return -1;
+	}
+	if (c->url_len >= sizeof(c->path)) {
+		refuse(c, 414, "uri_too_long", "the request target is longer "
+		    "than %zu bytes", sizeof(c->path) - 1);
+		return -1;
+	}
+	/* framing: exactly one way to know where the body ends */
+	if (nte > 0 && ncl > 0) {
+		refuse(c, 400, "bad_request", "both Transfer-Encoding and "
+		    "Content-Length (request smuggling shape)");
+		return -1;
+	}
+	if (nte > 1 || ncl > 1) {
+		refuse(c, 400, "bad_request", "repeated %s header",
+		    nte > 1 ? "Transfer-Encoding" : "Content-Length");
+		return -1;
+	}
+	if (te != NULL) {
+		const char *v = te->value ? te->value : "";
+		size_t vn = te->vlen;
+
+		trim(&v, &vn);
+		if (!span_eq(v, vn, "chunked") || !(p->flags & F_CHUNKED)) {
+			refuse(c, 400, "bad_request", "Transfer-Encoding "
+			    "'%.40s' (only 'chunked' is accepted)", v);
+			return -1;
+		}
+	}
+	if (nhost != 1 && (p->http_minor >= 1 || nhost > 1)) {
+		refuse(c, 400, "bad_request", nhost ? "repeated Host header" :
+		    "no Host header");
+		return -1;
+	}
+	if (p->method == HTTP_CONNECT || p->upgrade) {
+		refuse(c, 405, "method_not_allowed", "%s is not proxied",
+		    p->method == HTTP_CONNECT ? "CONNECT" : "Upgrade");
+		return -1;
+	}
+	if ((p->flags & F_CONTENTLENGTH) &&
+	    p->content_length > (uint64_t)gw->l->max_body) {
+		refuse(c, 413, "body_too_large", "Content-Length %llu is over "
+		    "the limit of %lld bytes",
+		    (unsigned long long)p->content_length,
+		    (long long)gw->l->max_body);
+		return -1;
+	}
+	if ((why = path_check(c->path)) != NULL) {
+		refuse(c, 400, "bad_request", "%s", why);
+		return -1;
+	}
+	hv = host && host->value ? host->value : "";
+	hl = host ? host->vlen : 0;
+	trim(&hv, &hl);
+	if (hl > 0 && hv[0] != '[' && memchr(hv, ':', hl) != NULL)
+		hl = (size_t)((const char *)memchr(hv, ':', hl) - hv);
+	else if (hl > 0 && hv[0] == '[' && memchr(hv, ']', hl) != NULL)
+		hl = (size_t)((const char *)memchr(hv, ']', hl) - hv) + 1;
+	if ((rt = route_find(gw, hv, hl, c->path)) == NULL) {
+		refuse(c, 404, "no_route", "no route for host '%.*s' path "
+		    "'%.200s'", (int)(hl > 100 ? 100 : hl), hv, c->path);
+		return 0;
+	}
+	c->route = rt;
+	if (!rt->r->optional && !c->verified) {
+		refuse(c, 403, "client_certificate_required", "route %s "
+		    "requires a client certificate that verifies (%s)",
+		    rt->name, c->fail ? mtls_fail_name(c->fail) :
+		    "none was sent");
+		return 0;
+	}
+	if (!rt->r->optional && !route_allows(rt->r, &c->ids)) {
+		refuse(c, 403, "forbidden", "route %s does not allow %s "
+		    "(allow: %s%s)", rt->name, c->peer_id ? c->peer_id :
+		    "this certificate", rt->r->n_allow ? rt->r->allow[0] : "",
+		    rt->r->n_allow > 1 ? ", ..." : "");
+		return 0;
+	}
+	if (up_get(c, rt) != 0)
+		return 0;
+	c->expect100 = ex != NULL && ex->value != NULL &&
+	    span_eq(ex->value, ex->vlen, "100-continue") && p->http_minor >= 1;
+	c->ub.io = &c->up.io;
+	c->ub.len = 0;
+	c->ub.failed = 0;
+	c->t_up = now_ms();
+	send_upstream_head(c, hv, hl);
+	if (c->expect100) {
+		/* authorized: let the client send its body */
+		ob_put(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25,
+		    req_deadline(c));
+		ob_flush(&c->out, req_deadline(c));
+	}
+	return 0;
+}
+
+static int
+rq_body(http_parser *p, const char *at, size_t n)
+{
+	struct gwc *c = gwc_of(p);
+	int64_t dl;
+
+	c->req_body += n;
+	if (c->req_body > (uint64_t)c->gw->l->max_body) {
+		if (c->status == 0 || c->status == 403 || c->status == 404) {
+			c->status = 0;
+			refuse(c, 413, "body_too_large", "request body over the "
+			    "limit of %lld bytes", (long long)c->gw->l->max_body);
+		}
+		return -1;
+	}
+	if (c->discard)
+		return 0;
+	dl = req_deadline(c);
+	if (c->up_chunked)
+		ob_printf(&c->ub, dl, "%zx\r\n", n);
+	ob_put(&c->ub, at, n, dl);
+	if (c->up_chunked)
+		ob_put(&c->ub, "\r\n", 2, dl);
+	return 0;
+}
+
+static int
+rq_complete(http_parser *p)
+{
+	struct gwc *c = gwc_of(p);
+
+	c->req_done = 1;
+	if (!c->discard && c->up_chunked)
+		ob_put(&c->ub, "0\r\n\r\n", 5, req_deadline(c));
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings rq_settings = {
+	.on_url = rq_url,
+	.on_header_field = rq_field,
+	.on_header_value = rq_value,
+	.on_headers_complete = rq_headers_complete,
+	.on_body = rq_body,
+	.on_message_complete = rq_complete,
+};
+
+/* ---- the response parser's callbacks ---- */
+
+static int
+rh_add(struct gwc *c, const char *at, size_t n, int new_item)
+{
+	if (c->rh_len + n + 2 > RESP_HEAD_MAX) {
+		c->rh_fail = 1;
+		return -1;
+	}
+	if (c->rh_len + n + 2 > c->rh_cap) {
+		size_t nc = (c->rh_len + n + 2) * 2;
+		char *nb = realloc(c->rh, nc);
+
+		if (nb == NULL)
+			return -1;
+		c->rh = nb;
+		c->rh_cap = nc;
+	}
+	if (new_item && c->rh_len > 0)
+		c->rh[c->rh_len++] = '\0';
+	memcpy(c->rh + c->rh_len, at, n);
+	c->rh_len += n;
+	c->rh[c->rh_len] = '\0';
+	return 0;
+}
+
+static int
+rs_status(http_parser *p, const char *at, size_t n)
+{
+	struct gwc *c = gwc_of(p);
+	size_t have = strlen(c->reason);
+
+	if (have + n >= sizeof(c->reason))
+		n = sizeof(c->reason) - 1 - have;
+	memcpy(c->reason + have, at, n);
+	c->reason[have + n] = '\0';
+	return 0;
+}
+
+static int
+rs_field(http_parser *p, const char *at, size_t n)
+{
+	struct gwc *c = gwc_of(p);
+	int start = c->rh_in_value || c->rh_len == 0;
+
+	c->rh_in_value = 0;
+	return rh_add(c, at, n, start);
+}
+
+static int
+rs_value(http_parser *p, const char *at, size_t n)
+{
+	struct gwc *c = gwc_of(p);
+	int start = !c->rh_in_value;
+
+	c->rh_in_value = 1;
+	return rh_add(c, at, n, start);
+}
+
+static int
+rs_headers_complete(http_parser *p)
+{
+	struct gwc *c = gwc_of(p);
+	int64_t dl = req_deadline(c);
+	const char *s, *end, *connv = NULL;
+	size_t connn = 0;
+	int no_body;
+
+	c->resp_status = p->status_code;
+	if (p->status_code < 200)
+		return 0;	/* 1xx: dropped; the final answer follows */
+	/* the fields alternate name, value, NUL-separated */
+	for (s = c->rh, end = c->rh + c->rh_len; s != NULL && s < end;) {
+		const char *v = s + strlen(s) + 1;
+
+		if (v >= end)
+			break;
+		if (strcasecmp(s, "connection") == 0) {
+			connv = v;
+			connn = strlen(v);
+		}
+		s = v + strlen(v) + 1;
+	}
+	no_body = c->head_req || p->status_code == 204 ||
+	    p->status_code == 304;
+	ob_printf(&c->out, dl, "HTTP/1.1 %d %s\r\n", p->status_code,
+	    c->reason[0] ? c->reason : "Status");
+	for (s = c->rh; s != NULL && s < end;) {
+		const char *v = s + strlen(s) + 1;
+		size_t nl = strlen(s);
+
+		if (v >= end)
+			break;
+		if (!(is_hop(s, nl) && !(no_body && strcasecmp(s,
+		    "content-length") == 0)) && !(connv != NULL &&
+		    conn_lists(connv, connn, s, nl)))
+			ob_printf(&c->out, dl, "%s: %s\r\n", s, v);
+		s = v + strlen(v) + 1;
+	}
+	if (!no_body) {
+		if (p->flags & F_CONTENTLENGTH)
+			ob_printf(&c->out, dl, "Content-Length: %llu\r\n",
+			    (unsigned long long)p->content_length);
+		else if (c->minor >= 1) {
+			c->rechunk = 1;
+			ob_printf(&c->out, dl, "Transfer-Encoding: chunked\r\n");
+		} else
+			c->close_after = 1;	/* HTTP/1.0: ends at close */
+	}
+	if (!c->keep || c->close_after ||
+	    __atomic_load_n(c->gw->env.stopping, __ATOMIC_ACQUIRE))
+		ob_printf(&c->out, dl, "Connection: close\r\n");
+	ob_put(&c->out, "\r\n", 2, dl);
+	c->resp_started = 1;
+	return c->head_req ? 1 : 0;
+}
+
+static int
+rs_body(http_parser *p, const char *at, size_t n)
+{
+	struct gwc *c = gwc_of(p);
+	int64_t dl = req_deadline(c);
+
+	c->resp_body += n;
+	if (c->rechunk)
+		ob_printf(&c->out, dl, "%zx\r\n", n);
+	ob_put(&c->out, at, n, dl);
+	if (c->rechunk)
+		ob_put(&c->out, "\r\n", 2, dl);
+	return c->out.failed ? -1 : 0;
+}
+
+static int
+rs_complete(http_parser *p)
+{
+	struct gwc *c = gwc_of(p);
+
+	if (c->resp_status < 200) {
+		c->resp_restart = 1;
+	} else {
+		if (c->rechunk)
+			ob_put(&c->out, "0\r\n\r\n", 5, req_deadline(c));
+		c->resp_done = 1;
+	}
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings rs_settings = {
+	.on_status = rs_status,
+	.on_header_field = rs_field,
+	.on_header_value = rs_value,
+	.on_headers_complete = rs_headers_complete,
+	.on_body = rs_body,
+	.on_message_complete = rs_complete,
+};
+
+/* ---- one exchange ---- */
+
+static void
+access_log(struct gwc *c, int status)
+{
+	json_t *o = json_object();
+	int64_t now = now_ms();
+	struct route *rt = c->route ? c->route : &c->gw->none;
+
+	if (status >= 100 && status < 600)
+		bump(&rt->m_code[status]);
+	json_object_set_new(o, "listener", json_string(c->gw->l->name));
+	json_object_set_new(o, "route", rt->name[0] ? json_string(rt->name) :
+	    json_null());
+	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "peer_id", c->verified && c->peer_id ?
+	    json_string(c->peer_id) : json_null());
+	json_object_set_new(o, "method", json_string(c->method));
+	json_object_set_new(o, "path", json_string(c->path));
+	json_object_set_new(o, "status", json_integer(status));
+	json_object_set_new(o, "bytes_in", json_integer((json_int_t)
+	    c->req_body));
+	json_object_set_new(o, "bytes_out", json_integer((json_int_t)
+	    c->resp_body));
+	if (c->t_up)
+		json_object_set_new(o, "upstream_ms", json_integer(now -
+		    c->t_up));
+	json_object_set_new(o, "total_ms", json_integer(now - c->t_req));
+	if (c->have_up || c->t_up)
+		json_object_set_new(o, "upstream_reused",
+		    json_boolean(c->up_reused));
+	if (c->err_code[0]) {
+		json_object_set_new(o, "error", json_string(c->err_code));
+		json_object_set_new(o, "message", json_string(c->err_msg));
+	}
+	log_emit(status >= 500 ? "warn" : "info", "request", o);
+	json_decref(o);
+}
+
+/* Our own answer: a short JSON body naming the route and the rule. */
+static void
+answer(struct gwc *c)
+{
+	json_t *o = json_object();
+	char *body;
+	int64_t dl = req_deadline(c);
+
+	json_object_set_new(o, "error", json_string(c->err_code));
+	if (c->route && c->route->name[0])
+		json_object_set_new(o, "route", json_string(c->route->name));
+	json_object_set_new(o, "message", json_string(c->err_msg));
+	body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	ob_printf(&c->out, dl, "HTTP/1.1 %d %s\r\nContent-Type: "
+	    "application/json\r\nContent-Length: %zu\r\n%s\r\n%s\n", c->status,
+	    http_reason(c->status), body ? strlen(body) + 1 : 0, c->keep ? "" :
+	    "Connection: close\r\n", body ? body : "");
+	free(body);
+	ob_flush(&c->out, dl);
+	c->resp_body = 0;
+}
+
+/* Reads the response to the request sent on c->up and streams it to the
+ * client. 0 done; -1 failed before anything reached the client (the
+ * caller answers 502/504, c->status set); -2 failed midway (close). */
+static int
+relay_response(struct gwc *c, char *buf, size_t bufsz)
+{
+	int64_t dl = req_deadline(c);
+	int got_any = 0;
+
+	http_parser_init(&c->sp, HTTP_RESPONSE);
+	c->sp.data = c;
+	c->rh_len = 0;
+	c->rh_in_value = 0;
+	c->reason[0] = '\0';
+	for (;;) {
+		long n = io_read(&c->up.io, buf, bufsz, dl);
+		size_t off = 0;
+
+		if (n == IO_TIMEOUT || n == IO_ERR) {
+			if (c->resp_started)
+				return -2;
+			if (n == IO_TIMEOUT)
+				refuse(c, 504, "upstream_timeout", "route %s: no "
+				    "answer from %s within %lld ms",
+				    c->route->name, c->route->r->upstream,
+				    (long long)c->gw->l->request_timeout_ms);
+			else
+				refuse(c, 502, "upstream_error", "route %s: "
+				    "reading from %s failed", c->route->name,
+				    c->route->r->upstream);
+			return got_any ? -1 : -3;
+		}
+		for (;;) {
+			size_t k = http_parser_execute(&c->sp, &rs_settings,
+			    buf + off, (size_t)n - off);
+			enum http_errno e = HTTP_PARSER_ERRNO(&c->sp);
+
+			off += k;
+			if (e == HPE_PAUSED) {
+				http_parser_pause(&c->sp, 0);
+				if (c->resp_restart) {	/* after a 1xx */
+					c->resp_restart = 0;
+					http_parser_init(&c->sp, HTTP_RESPONSE);
+					c->rh_len = 0;
+					c->reason[0] = '\0';
+					continue;
+				}
+				if (c->resp_done)
+					return off < (size_t)n || c->out.failed ?
+					    -4 : 0;
+			} else if (e != HPE_OK) {
+				if (c->resp_started)
+					return -2;
+				refuse(c, 502, "upstream_bad_response", "route "
+				    "%s: %s sent a malformed response (%s)",
+				    c->route->name, c->route->r->upstream,
+				    c->rh_fail ? "head too large" :
+				    http_errno_description(e));
+				return -1;
+			}
+			break;
+		}
+		if (n == 0) {	/* EOF: ends a body read until close */
+			if (c->resp_done)
+				return 0;
+			if (c->resp_started)
+				return -2;
+			refuse(c, 502, "upstream_closed", "route %s: %s closed "
+			    "the connection without an answer", c->route->name,
+			    c->route->r->upstream);
+			return got_any ? -1 : -3;
+		}
+		got_any = 1;
+		if (c->out.failed)
+			return -2;
+	}
+}
+
+static void
+exchange_reset(struct gwc *c)
+{
+	c->nf = 0;
+	c->in_value = 0;
+	c->url = NULL;
+	c->url_len = 0;
+	c->method[0] = c->path[0] = '\0';
+	c->req_done = c->head_done = c->keep = 0;
+	c->status = 0;
+	c->err_code[0] = c->err_msg[0] = '\0';
+	c->discard = c->up_chunked = c->expect100 = 0;
+	c->req_body = c->resp_body = 0;
+	c->route = NULL;
+	c->have_up = c->up_reused = 0;
+	c->head_req = c->resp_status = c->resp_started = c->resp_done = 0;
+	c->resp_restart = c->rechunk = c->close_after = 0;
+	c->rh_fail = 0;
+	c->t_up = 0;
+}
+
+/* Waits for the first byte of the next request: 1 data, 0 closed or idle
+ * too long or draining. */
+static int
+wait_request(struct gwc *c)
+{
+	int64_t deadline = now_ms() + c->gw->env.o->idle_timeout_ms;
+
+	if (c->in_len > c->in_off)
+		return 1;
+	c->in_off = c->in_len = 0;
+	for (;;) {
+		long r = io_try_read(&c->cl, c->in, IN_SIZE);
+		struct pollfd pf = { c->cl.fd, POLLIN, 0 };
+
+		if (r > 0) {
+			c->in_len = (size_t)r;
+			return 1;
+		}
+		if (r == 0 || r == IO_ERR)
+			return 0;
+		if (__atomic_load_n(c->gw->env.stopping, __ATOMIC_ACQUIRE) ||
+		    now_ms() >= deadline)
+			return 0;
+		if (r == MTLS_WANT_WRITE)
+			pf.events = POLLOUT;
+		if (poll(&pf, 1, 250) < 0 && errno != EINTR)
+			return 0;
+	}
+}
+
+/* One request and its answer. 1 to go on with the connection, 0 to
+ * close it. */
+static int
+exchange(struct gwc *c, char *rbuf, size_t rbufsz)
+{
+	struct gw *gw = c->gw;
+	int64_t dl;
+	char *hend;
+	size_t hlen;
+	int rv, body_sent = 0;
+
+	exchange_reset(c);
+	c->t_req = now_ms();
+	dl = req_deadline(c);
+	/* the head, whole, in c->in */
+	for (;;) {
+		size_t have = c->in_len - c->in_off;
+		const char *why;
+		long n;
+
+		hend = memmem(c->in + c->in_off, have, "\r\n\r\n", 4);
+		if (hend != NULL)
+			break;
+		if ((why = head_check(c->in + c->in_off, have > 0 &&
+		    c->in[c->in_len - 1] == '\r' ? have - 1 : have)) != NULL &&
+		    strstr(why, "bare CR") == NULL) {
+			refuse(c, 400, "bad_request", "%s", why);
+			goto refused;
+		}
+		if (have >= gw->l->max_head) {
+			refuse(c, 431, "head_too_large", "request head over "
+			    "%zu bytes", gw->l->max_head);
+			goto refused;
+		}
+		if (c->in_off > 0) {
+			memmove(c->in, c->in + c->in_off, have);
+			c->in_off = 0;
+			c->in_len = have;
+		}
+		n = io_read(&c->cl, c->in + c->in_len, IN_SIZE - c->in_len,
+		    dl);
+		if (n <= 0) {
+			if (have == 0)
+				return 0;
+			refuse(c, n == IO_TIMEOUT ? 408 : 400, n == IO_TIMEOUT ?
+			    "request_timeout" : "bad_request", "%s",
+			    n == IO_TIMEOUT ? "the request head did not arrive "
+			    "in time" : "connection closed mid-request");
+			goto refused;
+		}
+		c->in_len += (size_t)n;
+	}
+	hlen = (size_t)(hend - (c->in + c->in_off)) + 4;
+	{
+		const char *why = head_check(c->in + c->in_off, hlen);
+
+		if (why != NULL) {
+			refuse(c, 400, "bad_request", "%s", why);
+			goto refused;
+		}
+	}
+	http_parser_init(&c->rp, HTTP_REQUEST);
+	c->rp.data = c;
+	/* head, then body, from the buffer and then the socket */
+	for (;;) {
+		size_t have = c->in_len - c->in_off;
+		size_t k = http_parser_execute(&c->rp, &rq_settings,
+		    c->in + c->in_off, have);
+		enum http_errno e = HTTP_PARSER_ERRNO(&c->rp);
+		long n;
+
+		c->in_off += k;
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&c->rp, 0);
+			break;
+		}
+		if (e != HPE_OK) {
+			if (c->status == 0)
+				refuse(c, 400, "bad_request", "%s",
+				    http_errno_description(e));
+			c->keep = 0;	/* where the next request starts is
+					 * not known */
+			goto refused;
+		}
+		if (!c->discard && c->ub.failed) {
+			refuse(c, 502, "upstream_error", "route %s: sending "
+			    "the request to %s failed", c->route->name,
+			    c->route->r->upstream);
+			c->keep = 0;
+			goto refused;
+		}
+		if (c->in_off == c->in_len)
+			c->in_off = c->in_len = 0;
+		if (c->ub.len > 0 && !c->discard)
+			ob_flush(&c->ub, dl);	/* stream the body on */
+		n = io_read(&c->cl, c->in + c->in_len, IN_SIZE - c->in_len,
+		    dl);
+		if (n <= 0) {
+			refuse(c, n == IO_TIMEOUT ? 408 : 400, n == IO_TIMEOUT ?
+			    "request_timeout" : "bad_request", "%s",
+			    n == IO_TIMEOUT ? "the request did not arrive in "
+			    "time" : "connection closed mid-request");
+			c->keep = 0;
+			goto refused;
+		}
+		c->in_len += (size_t)n;
+	}
+	if (c->discard)
+		goto refused;
+	ob_flush(&c->ub, dl);
+	body_sent = c->req_body > 0;
+	if (c->ub.failed) {
+		refuse(c, 502, "upstream_error", "route %s: sending the request "
+		    "to %s failed", c->route->name, c->route->r->upstream);
+		goto refused;
+	}
+	c->head_req = strcmp(c->method, "HEAD") == 0;
+	rv = relay_response(c, rbuf, rbufsz);
+	if (rv == -3 && c->up_reused && !body_sent) {
+		/* a pooled connection the upstream had closed: once more on a
+		 * fresh one (no body was consumed, so nothing is lost) */
+		struct route *rt = c->route;
+		int keep = c->keep;
+
+		up_release(c, 0);
+		c->status = 0;
+		c->discard = 0;
+		c->err_code[0] = '\0';
+		if (up_get(c, rt) != 0) {
+			c->keep = keep;
+			goto refused;
+		}
+		c->ub.io = &c->up.io;
+		c->ub.len = 0;
+		c->ub.failed = 0;
+		send_upstream_head(c, NULL, 0);
+		ob_flush(&c->ub, dl);
+		rv = c->ub.failed ? -3 : relay_response(c, rbuf, rbufsz);
+		if (c->ub.failed)
+			refuse(c, 502, "upstream_error", "route %s: sending "
+			    "the request to %s failed", rt->name,
+			    rt->r->upstream);
+	}
+	ob_flush(&c->out, dl);
+	if (rv == 0) {
+		up_release(c, http_should_keep_alive(&c->sp) && !c->close_after);
+		access_log(c, c->resp_status);
+		return c->keep && !c->close_after && !c->out.failed &&
+		    !__atomic_load_n(gw->env.stopping, __ATOMIC_ACQUIRE);
+	}
+	up_release(c, 0);
+	if (rv == -2 || rv == -4 || c->resp_started) {
+		c->err_code[0] ? (void)0 : (void)snprintf(c->err_code,
+		    sizeof(c->err_code), "%s", rv == -4 ? "upstream_extra_bytes"
+		    : "aborted");
+		access_log(c, c->resp_status);
+		return 0;
+	}
+ refused:
+	up_release(c, 0);
+	if (__atomic_load_n(gw->env.stopping, __ATOMIC_ACQUIRE))
+		c->keep = 0;
+	answer(c);
+	access_log(c, c->status);
+	/* a refused request whose body was not read to its end leaves the
+	 * stream at an unknown place: close */
+	return c->keep && c->req_done && !c->out.failed;
+}
+
+/* ---- connections ---- */
+
+static void
+log_conn(struct gwc *c, const char *event, int ok, int64_t hs_us)
+{
+	json_t *o = json_object();
+	struct mtls *t = c->cl.tls;
+
+	json_object_set_new(o, "listener", json_string(c->gw->l->name));
+	json_object_set_new(o, "role", json_string("server"));
+	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "peer_id", c->peer_id ?
+	    json_string(c->peer_id) : json_null());
+	json_object_set_new(o, "serial", mtls_peer_serial(t) ?
+	    json_string(mtls_peer_serial(t)) : json_null());
+	if (strcmp(event, "handshake") == 0) {
+		if (ok) {
+			json_object_set_new(o, "tls_version",
+			    json_string(mtls_conn_version(t)));
+			json_object_set_new(o, "cipher",
+			    json_string(mtls_conn_cipher(t)));
+			json_object_set_new(o, "group",
+			    json_string(mtls_conn_group(t)));
+			json_object_set_new(o, "resumed",
+			    json_boolean(mtls_conn_resumed(t)));
+			json_object_set_new(o, "alpn",
+			    json_string(mtls_conn_alpn(t)));
+			json_object_set_new(o, "verified",
+			    json_boolean(c->verified));
+		}
+		json_object_set_new(o, "handshake_us", json_integer(hs_us));
+		json_object_set_new(o, "result", json_string(ok ? "ok" :
+		    mtls_fail_name(mtls_fail_code(t) ? mtls_fail_code(t) :
+		    MTLS_FAIL_NOT_TLS)));
+		if (!ok || (!c->verified && c->fail))
+			json_object_set_new(o, "error",
+			    json_string(mtls_error(t)));
+	} else {
+		uint64_t in = 0, out = 0;
+
+		mtls_conn_wire_bytes(t, &in, &out);
+		json_object_set_new(o, "bytes_in", json_integer((json_int_t)in));
+		json_object_set_new(o, "bytes_out",
+		    json_integer((json_int_t)out));
+		json_object_set_new(o, "duration_ms", json_integer(now_ms() -
+		    c->t_conn));
+	}
+	log_emit(ok ? "info" : "warn", event, o);
+	json_decref(o);
+}
+
+static void *
+conn_main(void *arg)
+{
+	struct gwc *c = arg;
+	struct gw *gw = c->gw;
+	int64_t t0 = now_ms(), deadline = t0 + gw->env.o->handshake_timeout_ms;
+	struct timespec a, b;
+	char *rbuf = NULL;
+	int r, ok = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (;;) {
+		r = mtls_handshake(c->cl.tls);
+		if (r == 0 || r == -1)
+			break;
+		if (io_wait(c->cl.fd, r == MTLS_WANT_WRITE ? POLLOUT : POLLIN,
+		    deadline) != 0) {
+			r = -2;
+			break;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (r == 0) {
+		X509 *peer = SSL_get0_peer_certificate(c->cl.tls->ssl);
+		struct mtls_error e;
+
+		ok = 1;
+		c->verified = mtls_peer_verified(c->cl.tls);
+		c->fail = mtls_fail_code(c->cl.tls);
+		if (c->verified && peer != NULL &&
+		    ids_from_cert(peer, &c->ids, &e) == 0) {
+			c->peer_id = mtls_peer_id(c->cl.tls);
+			c->xfcc = xfcc_build(c->by ? c->by : "", peer,
+			    &c->ids);
+		} else
+			c->verified = 0;
+	}
+	if (r == -2)
+		error_fail(&c->cl.tls->err, MTLS_FAIL_HANDSHAKE_TIMEOUT, "no "
+		    "complete handshake within %lld ms",
+		    (long long)gw->env.o->handshake_timeout_ms);
+	{
+		int64_t us = (b.tv_sec - a.tv_sec) * 1000000 +
+		    (b.tv_nsec - a.tv_nsec) / 1000;
+
+		gw->env.count_hs(gw->env.arg, ok ? MTLS_FAIL_NONE :
+		    (mtls_fail_code(c->cl.tls) ? mtls_fail_code(c->cl.tls) :
+		    MTLS_FAIL_NOT_TLS), ok && mtls_conn_resumed(c->cl.tls), us);
+		log_conn(c, "handshake", ok, us);
+	}
+	if (ok && (c->in = malloc(IN_SIZE)) != NULL &&
+	    (rbuf = malloc(IN_SIZE)) != NULL) {
+		c->out.io = &c->cl;
+		while (wait_request(c) && exchange(c, rbuf, IN_SIZE))
+			;
+		ob_flush(&c->out, now_ms() + 1000);
+		mtls_close(c->cl.tls);
+		log_conn(c, "close", 1, 0);
+	}
+	free(rbuf);
+	free(c->in);
+	free(c->rh);
+	free(c->xfcc);
+	free(c->by);
+	ids_free(&c->ids);
+	mtls_free(c->cl.tls);
+	close(c->cl.fd);
+	free(c);
+	/* last: gw_free waits for this to reach zero */
+	__atomic_sub_fetch(gw->env.active, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* ---- contexts: the listener's server, each route's upstream client ---- */
+
+/* The client context of an mTLS upstream: our certificate (the route's,
+ * else the listener's), its bundle, its expected identity; ALPN
+ * http/1.1. */
+static int
+route_client(struct gw *gw, struct route *rt, struct mtls_error *err)
+{
+	const struct proxy_route *r = rt->r;
+	const struct proxy_listener *l = gw->l;
+	struct mtls_config *cfg = mtls_config_new();
+	struct mtls *cli = mtls_client();
+	size_t i;
+
+	if (cfg == NULL || cli == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	if (mtls_config_set_identity_file(cfg, r->up_cert ? r->up_cert :
+	    l->cert, r->up_key ? r->up_key : l->key) != 0 ||
+	    mtls_config_set_trust_file(cfg, r->up_ca ? r->up_ca : l->ca) != 0 ||
+	    mtls_config_set_alpn(cfg, "http/1.1") != 0)
+		goto cfgerr;
+	for (i = 0; i < r->n_up_expect; i++)
+		if (mtls_config_add_expect(cfg, r->up_expect[i]) != 0)
+			goto cfgerr;
+	if (mtls_configure(cli, cfg) != 0) {
+		error_set(err, MTLS_ERR_ARG, "route %s: upstream TLS: %s",
+		    rt->name, mtls_error(cli));
+		goto fail;
+	}
+	mtls_config_free(cfg);
+	pthread_mutex_lock(&rt->mu);
+	mtls_free(rt->cli);
+	rt->cli = cli;
+	pthread_mutex_unlock(&rt->mu);
+	return 0;
+ cfgerr:
+	error_set(err, MTLS_ERR_ARG, "route %s: upstream TLS: %s", rt->name,
+	    mtls_config_error(cfg));
+ fail:
+	mtls_config_free(cfg);
+	mtls_free(cli);
+	return -1;
+}
+
+/* Picks up a reloaded listener config: the server context, our URI for
+ * XFCC By=, and the routes' client contexts (rebuilt from their files; a
+ * route whose files fail keeps its context, logged). */
+static void
+refresh(struct gw *gw)
+{
+	struct mtls_config *cfg = gw->env.config(gw->env.arg, &gw->seq);
+	struct mtls_error e;
+	struct ids ids;
+	size_t i;
+
+	if (cfg == NULL)
+		return;
+	if (mtls_configure(gw->srv, cfg) != 0) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "listener", json_string(gw->l->name));
+		json_object_set_new(o, "error", json_string(mtls_error(gw->srv)));
+		log_emit("error", "reload", o);
+		json_decref(o);
+	}
+	gw->by[0] = '\0';
+	if (ids_from_cert(sk_X509_value(cfg->chain, 0), &ids, &e) == 0) {
+		for (i = 0; i < ids.n; i++)
+			if (strncmp(ids.v[i], "spiffe://", 9) == 0) {
+				snprintf(gw->by, sizeof(gw->by), "%s", ids.v[i]);
+				break;
+			}
+		ids_free(&ids);
+	}
+	mtls_config_free(cfg);
+	for (i = 0; i < gw->n_routes; i++) {
+		if (!gw->routes[i].r->up_tls || gw->seq == 1)
+			continue;
+		error_clear(&e);
+		if (route_client(gw, &gw->routes[i], &e) != 0) {
+			json_t *o = json_object();
+
+			json_object_set_new(o, "listener",
+			    json_string(gw->l->name));
+			json_object_set_new(o, "route",
+			    json_string(gw->routes[i].name));
+			json_object_set_new(o, "error", json_string(e.msg));
+			log_emit("error", "reload", o);
+			json_decref(o);
+		}
+	}
+}
+
+static void *
+accept_main(void *arg)
+{
+	struct gw *gw = arg;
+
+	while (!__atomic_load_n(gw->env.stopping, __ATOMIC_ACQUIRE)) {
+		struct pollfd pf = { gw->lfd, POLLIN, 0 };
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		pthread_attr_t attr;
+		pthread_t t;
+		struct gwc *c;
+		int fd, one = 1;
+
+		if (poll(&pf, 1, 200) <= 0)
+			continue;
+		fd = accept4(gw->lfd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				poll(NULL, 0, 100);	/* fd exhaustion */
+			continue;
+		}
+		if ((gw->env.o->max_conns > 0 && __atomic_load_n(gw->env.active,
+		    __ATOMIC_RELAXED) >= gw->env.o->max_conns) ||
+		    __atomic_load_n(gw->env.active, __ATOMIC_RELAXED) >=
+		    HTTP_MAX_CONNS) {
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		refresh(gw);
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			close(fd);
+			continue;
+		}
+		c->gw = gw;
+		c->cl.fd = fd;
+		c->t_conn = now_ms();
+		c->by = gw->by[0] ? strdup(gw->by) : NULL;
+		proxy_addr_text(&ss, c->client, sizeof(c->client));
+		if (mtls_accept_socket(gw->srv, &c->cl.tls, fd) != 0) {
+			free(c->by);
+			free(c);
+			close(fd);
+			continue;
+		}
+		__atomic_add_fetch(gw->env.active, 1, __ATOMIC_RELAXED);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		if (pthread_create(&t, &attr, conn_main, c) != 0) {
+			__atomic_sub_fetch(gw->env.active, 1, __ATOMIC_RELAXED);
+			mtls_free(c->cl.tls);
+			free(c->by);
+			free(c);
+			close(fd);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	return NULL;
+}
+
+int
+gw_check(const struct proxy_listener *l, struct mtls_error *err)
+{
+	size_t i;
+
+	if (l->n_routes == 0)
+		return error_set(err, MTLS_ERR_ARG, "listener %s: http mode "
+		    "needs at least one route", l->name);
+	for (i = 0; i < l->n_routes; i++) {
+		const struct proxy_route *r = l->routes[i];
+		struct sockaddr_storage ss;
+		socklen_t sl;
+
+		if (r->upstream == NULL)
+			return error_set(err, MTLS_ERR_ARG, "route %s: no "
+			    "upstream", r->name);
+		if (r->path == NULL || r->path[0] != '/')
+			return error_set(err, MTLS_ERR_ARG, "route %s: path "
+			    "must start with '/'", r->name);
+		/* fail closed, as for a TCP listener */
+		if (!r->optional && !r->allow_any && r->n_allow == 0)
+			return error_set(err, MTLS_ERR_ARG, "route %s lets any "
+			    "client in: give it allow rules, allow_any = true "
+			    "(any certificate that chains to ca) or "
+			    "client_cert = optional (public)", r->name);
+		if (r->up_tls && r->n_up_expect == 0)
+			return error_set(err, MTLS_ERR_ARG, "route %s: an mTLS "
+			    "upstream needs upstream_expect (its identity)",
+			    r->name);
+		if (proxy_addr_parse(r->upstream, "upstream", &ss, &sl,
+		    err) != 0)
+			return -1;
+		if (!r->up_tls && !l->unsafe_target &&
+		    !proxy_addr_is_local(&ss))
+			return error_set(err, MTLS_ERR_ARG, "route %s: upstream "
+			    "%s is not loopback: plaintext would leave this "
+			    "host (use upstream_tls, or unsafe_target = true "
+			    "if that is really meant)", r->name, r->upstream);
+	}
+	return 0;
+}
+
+int
+gw_start(const struct gw_env *env, struct gw **out, struct mtls_error *err)
+{
+	struct gw *gw;
+	size_t i;
+	int one = 1;
+
+	*out = NULL;
+	if (gw_check(env->l, err) != 0)
+		return -1;
+	if ((gw = calloc(1, sizeof(*gw))) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	gw->env = *env;
+	gw->l = env->l;
+	gw->lfd = -1;
+	gw->none.name = "";
+	pthread_mutex_init(&gw->none.mu, NULL);
+	gw->n_routes = env->l->n_routes;
+	if ((gw->routes = calloc(gw->n_routes, sizeof(*gw->routes))) == NULL ||
+	    (gw->srv = mtls_server()) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < gw->n_routes; i++) {
+		struct route *rt = &gw->routes[i];
+
+		rt->r = env->l->routes[i];
+		rt->name = rt->r->name;
+		pthread_mutex_init(&rt->mu, NULL);
+		if (proxy_addr_parse(rt->r->upstream, "upstream", &rt->ss,
+		    &rt->sslen, err) != 0 ||
+		    (rt->idle = calloc((size_t)rt->r->up_idle + 1,
+		    sizeof(*rt->idle))) == NULL ||
+		    (rt->r->up_tls && route_client(gw, rt, err) != 0))
+			goto fail;
+	}
+	refresh(gw);
+	if (gw->seq == 0) {
+		error_set(err, MTLS_ERR_STATE, "listener %s: no config",
+		    gw->l->name);
+		goto fail;
+	}
+	if ((gw->lfd = socket(env->listen_ss.ss_family, SOCK_STREAM |
+	    SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(gw->lfd, SOL_SOCKET, SO_REUSEADDR, &one,
+	    sizeof(one)) != 0 ||
+	    bind(gw->lfd, (const struct sockaddr *)&env->listen_ss,
+	    env->listen_len) != 0 || listen(gw->lfd, 1024) != 0) {
+		error_set_errno(err, MTLS_ERR_IO, "listen %s", gw->l->listen);
+		goto fail;
+	}
+	if (pthread_create(&gw->thr, NULL, accept_main, gw) != 0) {
+		error_set(err, MTLS_ERR_IO, "cannot start a thread");
+		goto fail;
+	}
+	gw->started = 1;
+	*out = gw;
+	return 0;
+ fail:
+	gw_free(gw);
+	return -1;
+}
+
+void
+gw_stop(struct gw *gw)
+{
+	if (gw == NULL || !gw->started)
+		return;
+	pthread_join(gw->thr, NULL);
+	gw->started = 0;
+	close(gw->lfd);
+	gw->lfd = -1;
+}
+
+void
+gw_free(struct gw *gw)
+{
+	size_t i;
+
+	if (gw == NULL)
+		return;
+	if (__atomic_load_n(gw->env.active, __ATOMIC_ACQUIRE) > 0)
+		return;		/* threads still use it; the exit frees */
+	gw_stop(gw);
+	if (gw->lfd >= 0)
+		close(gw->lfd);
+	for (i = 0; gw->routes != NULL && i < gw->n_routes; i++) {
+		struct route *rt = &gw->routes[i];
+
+		while (rt->n_idle > 0)
+			up_close(rt, &rt->idle[--rt->n_idle]);
+		free(rt->idle);
+		mtls_free(rt->cli);
+		pthread_mutex_destroy(&rt->mu);
+	}
+	pthread_mutex_destroy(&gw->none.mu);
+	free(gw->routes);
+	mtls_free(gw->srv);
+	free(gw);
+}
+
+static void
+metrics_route(FILE *f, const char *listener, const struct route *rt)
+{
+	int k;
+
+	for (k = 100; k < 600; k++) {
+		uint64_t v = __atomic_load_n(&rt->m_code[k], __ATOMIC_RELAXED);
+
+		if (v > 0)
+			fprintf(f, "mtls_http_requests_total{listener=\"%s\","
+			    "route=\"%s\",code=\"%d\"} %llu\n", listener,
+			    rt->name, k, (unsigned long long)v);
+	}
+}
+
+char *
+gw_metrics(struct gw *gw, int help)
+{
+	char *buf = NULL;
+	size_t len = 0, i;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		return NULL;
+	if (help)
+		fprintf(f, "# HELP mtls_http_requests_total HTTP requests by "
+		    "route and status.\n# TYPE mtls_http_requests_total "
+		    "counter\n");
+	metrics_route(f, gw->l->name, &gw->none);
+	for (i = 0; i < gw->n_routes; i++)
+		metrics_route(f, gw->l->name, &gw->routes[i]);
+	if (help)
+		fprintf(f, "# HELP mtls_http_upstream_connections_total "
+		    "Upstream connections: opened (a TLS handshake each for "
+		    "mTLS upstreams), reused from the pool, failed.\n# TYPE "
+		    "mtls_http_upstream_connections_total counter\n");
+	for (i = 0; i < gw->n_routes; i++) {
+		const struct route *rt = &gw->routes[i];
+
+		fprintf(f, "mtls_http_upstream_connections_total{listener="
+		    "\"%s\",route=\"%s\",event=\"opened\"} %llu\n",
+		    gw->l->name, rt->name, (unsigned long long)
+		    __atomic_load_n(&rt->m_connects, __ATOMIC_RELAXED));
+		fprintf(f, "mtls_http_upstream_connections_total{listener="
+		    "\"%s\",route=\"%s\",event=\"reused\"} %llu\n",
+		    gw->l->name, rt->name, (unsigned long long)
+		    __atomic_load_n(&rt->m_reused, __ATOMIC_RELAXED));
+		fprintf(f, "mtls_http_upstream_connections_total{listener="
+		    "\"%s\",route=\"%s\",event=\"failed\"} %llu\n",
+		    gw->l->name, rt->name, (unsigned long long)
+		    __atomic_load_n(&rt->m_failed, __ATOMIC_RELAXED));
+	}
+	fclose(f);
+	return buf;
+}

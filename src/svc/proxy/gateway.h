@@ -1,0 +1,53 @@
+/*
+ * HTTP gateway mode of a proxy listener (mode = http): terminates mTLS,
+ * parses HTTP/1.1 requests (Debian's libhttp-parser plus a strict check of
+ * the head), routes them by host and longest path prefix, authorizes the
+ * peer per route, forwards to a pooled upstream (plain or mTLS) with
+ * identity headers (X-Forwarded-Client-Cert, X-Client-Spiffe-Id), streams
+ * bodies both ways and logs each request.
+ *
+ * A thread per client connection with non-blocking sockets and poll()
+ * deadlines, rather than the engine's event loop: an HTTP exchange is a
+ * sequence (head, route, upstream, body, response) that reads as straight
+ * code this way; bench/RESULTS.md has what it costs against nginx.
+ */
+#ifndef MTLS_GATEWAY_H
+#define MTLS_GATEWAY_H
+
+#include "proxy/proxy.h"
+
+struct gw_env {
+	const struct proxy_listener	*l;
+	const struct proxy_opts		*o;
+	struct sockaddr_storage		 listen_ss;
+	socklen_t			 listen_len;
+	int				*active;	/* atomic, shared */
+	int				*stopping;	/* atomic: drain */
+	/* The listener's config with a new reference when its sequence has
+	 * moved past *seq (which it updates), else NULL. */
+	struct mtls_config	*(*config)(void *arg, uint64_t *seq);
+	/* Counts a server handshake in the proxy's metrics. */
+	void			 (*count_hs)(void *arg, int result, int resumed,
+				    int64_t us);
+	void			*arg;
+};
+
+struct gw;
+
+/* Checks the routes, builds the upstream contexts, binds and starts the
+ * accepting thread. Call with signals blocked: threads inherit the mask. */
+int	 gw_start(const struct gw_env *, struct gw **, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+/* Checks a listener's routes without starting anything. */
+int	 gw_check(const struct proxy_listener *, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+/* Stops accepting (joins the accepting thread). Open connections finish
+ * their request and close. */
+void	 gw_stop(struct gw *);
+/* Frees <gw> once no connection is open (else leaves it to the exit). */
+void	 gw_free(struct gw *);
+/* Prometheus lines for the routes (with the HELP/TYPE lines when <help>);
+ * malloc'd, NULL when out of memory. */
+char	*gw_metrics(struct gw *, int help);
+
+#endif
