@@ -42,6 +42,7 @@ static const char proxy_help[] =
 "  --http                 HTTP gateway: requests to --target with identity\n"
 "                         headers (routes, per-route rules, upstream mTLS:\n"
 "                         mode = http and [route] sections in --config)\n"
+"  --no-access-log        http: no per-request log line (access_log = false)\n"
 "  --ca-url URL --out-dir DIR [--token-file F]   ([agent] in a file)\n"
 "                         the built-in agent (mtls agent): enroll or renew\n"
 "                         from mtls ca serve into DIR, serve DIR/svid.pem\n"
@@ -95,7 +96,7 @@ enum {
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
 	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF,
-	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE, P_HTTP
+	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE, P_HTTP, P_NOACCESSLOG
 };
 
 static const struct option opts[] = {
@@ -128,6 +129,7 @@ static const struct option opts[] = {
 	{ "ca-url", required_argument, NULL, P_CAURL },
 	{ "no-staple", no_argument, NULL, P_NOSTAPLE },
 	{ "http", no_argument, NULL, P_HTTP },
+	{ "no-access-log", no_argument, NULL, P_NOACCESSLOG },
 	{ "require-staple", no_argument, NULL, P_REQSTAPLE },
 	{ "token-file", required_argument, NULL, P_TOKEN },
 	{ "out-dir", required_argument, NULL, P_OUTDIR },
@@ -516,6 +518,15 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			l->max_body = n;
 		return 0;
 	}
+	if (strcmp(key, "access_log") == 0) {
+		int v;
+
+		if (cfg_bool(val, &v) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: access_log "
+			    "is true or false", cs->path, line);
+		l->no_access_log = !v;
+		return 0;
+	}
 	if (strcmp(key, "request_timeout") == 0) {
 		int64_t secs;
 
@@ -676,6 +687,7 @@ cmd_proxy(int argc, char **argv)
 		case P_UNSAFE: l->unsafe_target = 1; break;
 		case P_NOSTAPLE: l->staple_off = 1; break;
 		case P_HTTP: l->http = 1; break;
+		case P_NOACCESSLOG: l->no_access_log = 1; break;
 		case P_REQSTAPLE: l->require_staple = 1; break;
 		case P_HS_TO:
 			if (ms("--handshake-timeout", optarg,
@@ -740,6 +752,7 @@ cmd_proxy(int argc, char **argv)
 	    l->n_allow || l->allow_any || l->outbound || l->n_expect ||
 	    l->servername || l->n_crls || l->min_tls || l->unsafe_target ||
 	    l->staple_off || l->require_staple || l->http ||
+	    l->no_access_log ||
 	    l->ticket_key_file || l->crl_url;
 	if (config != NULL) {
 		struct proxy_opts cli = o;

@@ -362,6 +362,8 @@ void	 human_duration(int64_t secs, char *buf, size_t len);
 /* ---- log.c ---- */
 /* 1 = JSON lines, 0 = text; default: JSON unless stderr is a terminal. */
 void	 log_set_format(int json);
+/* No log output at all (fuzz targets). */
+void	 log_set_off(int off);
 /* Writes one line: ts, level, event, then <fields> (borrowed; may be
  * NULL). */
 void	 log_emit(const char *level, const char *event, struct json_t *fields);

@@ -1184,6 +1184,10 @@ access_log(struct gwc *c, int status)
 
 	if (status >= 100 && status < 600)
 		bump(&rt->m_code[status]);
+	if (c->gw->l->no_access_log) {
+		json_decref(o);
+		return;
+	}
 	json_object_set_new(o, "listener", json_string(c->gw->l->name));
 	json_object_set_new(o, "route", rt->name[0] ? json_string(rt->name) :
 	    json_null());
@@ -2012,4 +2016,114 @@ gw_metrics(struct gw *gw, int help)
 	}
 	fclose(f);
 	return buf;
+}
+
+/* ---- fuzzing ---- */
+
+/*
+ * For fuzz/fuzz_gateway.c: runs the request side of a plaintext client
+ * connection over a socket pair on <data> as the client's bytes: head
+ * reading and checks, http_parser and its callbacks, routing and
+ * authorization (an anonymous peer: public route "/" to a closed port,
+ * so 502; "/a" needs an identity, so 403), bodies discarded, our answers.
+ */
+int
+gw_fuzz_requests(const uint8_t *data, size_t len)
+{
+	static struct proxy_opts o;
+	static struct proxy_listener l;
+	static struct proxy_route open_r, closed_r;
+	static char *rule[] = { (char *)"spiffe://example.org/ops" };
+	static struct gw gw;
+	static struct route routes[2];
+	static int active, stopping;
+	struct gwc *c;
+	char sink[4096];
+	int sv[2];
+
+	if (gw.l == NULL) {
+		o.idle_timeout_ms = 50;
+		o.connect_timeout_ms = 100;
+		l.http = 1;
+		snprintf(l.name, sizeof(l.name), "fuzz");
+		l.max_head = 4096;
+		l.max_headers = 20;
+		l.max_body = 2048;
+		l.request_timeout_ms = 100;
+		snprintf(open_r.name, sizeof(open_r.name), "open");
+		open_r.path = (char *)"/";
+		open_r.upstream = (char *)"127.0.0.1:1";
+		open_r.optional = 1;
+		open_r.up_idle = 1;
+		open_r.up_max = 4;
+		snprintf(closed_r.name, sizeof(closed_r.name), "closed");
+		closed_r.path = (char *)"/a";
+		closed_r.upstream = (char *)"127.0.0.1:1";
+		closed_r.allow = rule;
+		closed_r.n_allow = 1;
+		closed_r.up_idle = 1;
+		closed_r.up_max = 4;
+		gw.env.o = &o;
+		gw.env.active = &active;
+		gw.env.stopping = &stopping;
+		gw.l = &l;
+		gw.none.name = "";
+		gw.routes = routes;
+		gw.n_routes = 2;
+		routes[0].r = &open_r;
+		routes[1].r = &closed_r;
+		for (int i = 0; i < 2; i++) {
+			struct mtls_error e;
+
+			routes[i].name = routes[i].r->name;
+			pthread_mutex_init(&routes[i].mu, NULL);
+			routes[i].idle = calloc(2, sizeof(*routes[i].idle));
+			if (proxy_addr_parse(routes[i].r->upstream, "upstream",
+			    &routes[i].ss, &routes[i].sslen, &e) != 0)
+				return -1;
+		}
+	}
+	if (len > 65536 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK,
+	    0, sv) != 0)
+		return 0;
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->in = malloc(IN_SIZE)) == NULL) {
+		free(c);
+		close(sv[0]);
+		close(sv[1]);
+		return 0;
+	}
+	c->gw = &gw;
+	c->cl.fd = sv[0];
+	c->out.io = &c->cl;
+	snprintf(c->client, sizeof(c->client), "fuzz");
+	{
+		/* the client's bytes, then its end of stream */
+		size_t off = 0;
+
+		while (off < len) {
+			ssize_t n = send(sv[1], data + off, len - off,
+			    MSG_NOSIGNAL);
+
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+		shutdown(sv[1], SHUT_WR);
+	}
+	{
+		char *rbuf = malloc(IN_SIZE);
+
+		while (rbuf != NULL && wait_request(c) &&
+		    exchange(c, rbuf, IN_SIZE))
+			while (read(sv[1], sink, sizeof(sink)) > 0)
+				;
+		free(rbuf);
+	}
+	free(c->in);
+	free(c->rh);
+	free(c);
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
 }

@@ -50,4 +50,7 @@ void	 gw_free(struct gw *);
  * malloc'd, NULL when out of memory. */
 char	*gw_metrics(struct gw *, int help);
 
+/* fuzz/fuzz_gateway.c: the request path on <data> as a client's bytes. */
+int	 gw_fuzz_requests(const uint8_t *data, size_t len);
+
 #endif

@@ -65,6 +65,7 @@ struct proxy_listener {
 	size_t	 max_head;	/* bytes of request line + headers (16 KiB) */
 	size_t	 max_headers;	/* header fields (100) */
 	int64_t	 max_body;	/* request body bytes (1 MiB) */
+	int	 no_access_log;	/* http: no "request" log lines */
 	int64_t	 request_timeout_ms;	/* a whole request in (60 s) and
 					 * the upstream's answer (60 s) */
 };
