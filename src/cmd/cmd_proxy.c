@@ -85,7 +85,7 @@ static const char proxy_help[] =
 "                          client_cert = optional for a public route)\n"
 "  upstream_tls = true     mTLS upstream: upstream_expect = ID, optional\n"
 "                          upstream_cert/key/ca/servername, upstream_idle\n"
-"                          (32 pooled), upstream_max (512 open)\n"
+"                          (256 pooled), upstream_max (512 open)\n"
 "  [agent]                 optional, the built-in agent: listeners\n"
 "  ca_url = https://ca:8443  without cert and key serve out_dir/svid.pem,\n"
 "  out_dir = /var/lib/mtls   and ca defaults to out_dir/bundle.pem\n"
@@ -382,7 +382,7 @@ http_defaults(struct proxy_opts *o)
 			if (r->path == NULL)
 				r->path = (char *)"/";
 			if (r->up_idle == 0)
-				r->up_idle = 32;
+				r->up_idle = 256;
 			if (r->up_max == 0)
 				r->up_max = 512;
 		}

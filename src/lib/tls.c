@@ -317,6 +317,9 @@ build_ctx(struct tls_state *st, struct mtls_error *err)
 	SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_max_early_data(c, 0);	/* no 0-RTT */
+	/* one read() per socket buffer, not two per record (header, then
+	 * body); callers that wait for readability check SSL_has_pending() */
+	SSL_CTX_set_read_ahead(c, 1);
 	/* identity: leaf, then intermediates */
 	if (!SSL_CTX_use_certificate(c, sk_X509_value(cfg->chain, 0)) ||
 	    !SSL_CTX_use_PrivateKey(c, cfg->key))

@@ -199,6 +199,14 @@ io_try_read(struct io *s, void *buf, size_t len)
 	}
 }
 
+/* 1 when a read could return without the socket being readable: TLS
+ * bytes already buffered (processed or not). */
+static int
+io_buffered(const struct io *s)
+{
+	return s->tls != NULL && SSL_has_pending(s->tls->ssl);
+}
+
 static long
 io_read(struct io *s, void *buf, size_t len, int64_t deadline)
 {
@@ -594,7 +602,9 @@ up_get(struct gwc *c, struct route *rt)
 	while (rt->n_idle > 0) {
 		*u = rt->idle[--rt->n_idle];
 		pthread_mutex_unlock(&rt->mu);
-		if (up_alive(u)) {
+		/* idle under a second: alive (and if the upstream closed it
+		 * meanwhile, a request without a body is retried) */
+		if (now_ms() - u->idle_since_ms < 1000 || up_alive(u)) {
 			c->have_up = 1;
 			c->up_reused = 1;
 			bump(&rt->m_reused);
@@ -1254,8 +1264,15 @@ relay_response(struct gwc *c, char *buf, size_t bufsz)
 	c->rh_in_value = 0;
 	c->reason[0] = '\0';
 	for (;;) {
-		long n = io_read(&c->up.io, buf, bufsz, dl);
+		long n;
 		size_t off = 0;
+
+		/* nothing can have come yet: wait, then read (a read that
+		 * would fail with EAGAIN first is one syscall per request) */
+		n = !got_any && !io_buffered(&c->up.io) ? io_wait(c->up.io.fd,
+		    POLLIN, dl) : 0;
+		if (n == 0)
+			n = io_read(&c->up.io, buf, bufsz, dl);
 
 		if (n == IO_TIMEOUT || n == IO_ERR) {
 			if (c->resp_started)
@@ -1349,21 +1366,31 @@ wait_request(struct gwc *c)
 		return 1;
 	c->in_off = c->in_len = 0;
 	for (;;) {
-		long r = io_try_read(&c->cl, c->in, IN_SIZE);
 		struct pollfd pf = { c->cl.fd, POLLIN, 0 };
+		long r = MTLS_WANT_READ;
 
+		if (!io_buffered(&c->cl)) {
+			/* poll first: a read that would fail with EAGAIN is one
+			 * syscall more per request */
+			if (poll(&pf, 1, 250) < 0 && errno != EINTR)
+				return 0;
+			if (pf.revents == 0)
+				goto idle;
+		}
+		r = io_try_read(&c->cl, c->in, IN_SIZE);
 		if (r > 0) {
 			c->in_len = (size_t)r;
 			return 1;
 		}
 		if (r == 0 || r == IO_ERR)
 			return 0;
+		if (r == MTLS_WANT_WRITE) {
+			pf.events = POLLOUT;
+			poll(&pf, 1, 250);
+		}
+ idle:
 		if (__atomic_load_n(c->gw->env.stopping, __ATOMIC_ACQUIRE) ||
 		    now_ms() >= deadline)
-			return 0;
-		if (r == MTLS_WANT_WRITE)
-			pf.events = POLLOUT;
-		if (poll(&pf, 1, 250) < 0 && errno != EINTR)
 			return 0;
 	}
 }

@@ -32,7 +32,7 @@ struct proxy_route {
 	char	*up_cert, *up_key, *up_ca, *up_servername;
 	char	**up_expect;
 	size_t	 n_up_expect;
-	int	 up_idle;	/* idle upstream connections kept (32) */
+	int	 up_idle;	/* idle upstream connections kept (256) */
 	int	 up_max;	/* open upstream connections at most (512) */
 };
 
