@@ -21,6 +21,16 @@ _cleanup() {
 		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$p" 2>/dev/null
 	done
+	# under ASan/UBSan (make asan) a daemon's report lands in its log:
+	# each one is a failure, not something to find by reading logs
+	local f
+	for f in "$T_DIR"/*.log "$T_DIR"/err; do
+		[ -f "$f" ] || continue
+		if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f"; then
+			echo "not ok - sanitizer report in $(basename "$f")"
+			grep -E -A12 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f" | head -25 | sed 's/^/    /'
+		fi
+	done
 	rm -rf "$T_DIR"
 }
 trap _cleanup EXIT

@@ -1,6 +1,6 @@
 /*
- * The HTTP gateway (gateway.h). One thread accepts and starts a thread per
- * client connection; each runs requests one after another:
+ * The HTTP gateway (gateway.h). Each worker's loop accepts and runs a
+ * coroutine per client connection; each runs requests one after another:
  *
  *   head in (strict check) -> http_parser -> route (host, longest prefix)
  *   -> authorize (route's rules against the peer's identities) -> upstream
