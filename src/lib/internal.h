@@ -364,6 +364,14 @@ void	 human_duration(int64_t secs, char *buf, size_t len);
 void	 log_set_format(int json);
 /* No log output at all (fuzz targets). */
 void	 log_set_off(int off);
+/* Hot paths (the gateway's access log): one JSON line whose members after
+ * ts, level and event are given already encoded ("\"k\":v,..."). -1 when
+ * the format is text: the caller uses log_emit() then. */
+int	 log_json_line(const char *level, const char *event,
+	    const char *members, size_t n);
+/* Appends <s> to buf[off..cap) as a JSON string (NULL: null); returns the
+ * new offset. Bytes outside printable ASCII are escaped as \u00XX. */
+size_t	 log_json_str(char *buf, size_t cap, size_t off, const char *s);
 /* Writes one line: ts, level, event, then <fields> (borrowed; may be
  * NULL). */
 void	 log_emit(const char *level, const char *event, struct json_t *fields);

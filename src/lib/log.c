@@ -58,6 +58,68 @@ write_all(const char *p, size_t n)
 	}
 }
 
+size_t
+log_json_str(char *buf, size_t cap, size_t off, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+
+	if (s == NULL) {
+		if (off + 4 < cap) {
+			memcpy(buf + off, "null", 4);
+			off += 4;
+		}
+		return off;
+	}
+	if (off < cap)
+		buf[off++] = '"';
+	for (; *p && off + 8 < cap; p++) {
+		if (*p == '"' || *p == '\\') {
+			buf[off++] = '\\';
+			buf[off++] = (char)*p;
+		} else if (*p < 0x20 || *p >= 0x7f) {
+			/* control bytes, and bytes that may not be UTF-8: as
+			 * code points, so the line is always valid JSON */
+			memcpy(buf + off, "\\u00", 4);
+			buf[off + 4] = hex[*p >> 4];
+			buf[off + 5] = hex[*p & 15];
+			off += 6;
+		} else
+			buf[off++] = (char)*p;
+	}
+	if (off < cap)
+		buf[off++] = '"';
+	return off;
+}
+
+int
+log_json_line(const char *level, const char *event, const char *members,
+    size_t n)
+{
+	char ts[40], head[200], *line;
+	int h;
+
+	if (log_off)
+		return 0;
+	if (log_json < 0)
+		log_json = !isatty(STDERR_FILENO);
+	if (!log_json)
+		return -1;
+	ts_now(ts, sizeof(ts));
+	h = snprintf(head, sizeof(head), "{\"ts\":\"%s\",\"level\":\"%s\","
+	    "\"event\":\"%s\"%s", ts, level, event, n ? "," : "");
+	if (h < 0 || (size_t)h >= sizeof(head) ||
+	    (line = malloc((size_t)h + n + 2)) == NULL)
+		return 0;
+	memcpy(line, head, (size_t)h);
+	memcpy(line + h, members, n);
+	line[h + n] = '}';
+	line[h + n + 1] = '\n';
+	write_all(line, (size_t)h + n + 2);
+	free(line);
+	return 0;
+}
+
 void
 log_emit(const char *level, const char *event, struct json_t *fields)
 {
