@@ -196,6 +196,17 @@ f2=$(curl -sS --max-time 10 --cacert root/bundle.pem --cert ops.pem --key ops.ke
 alpn=$(openssl s_client -connect "127.0.0.1:$fp" -alpn h2,http/1.1 -cert client.pem -key client.key -CAfile root/bundle.pem </dev/null 2>/dev/null | grep -i "ALPN protocol")
 echo "$alpn" | grep -q "http/1.1" && ok "ALPN: http/1.1 is negotiated (h2 is not)" || not_ok "alpn" "$alpn"
 
+# ---- hot reload: a new server certificate is used for new connections ----
+old_serial=$(serial_of server.pem)
+q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server2
+cp server2.key server.key.new && cp server2.pem server.pem.new && mv server.key.new server.key && mv server.pem.new server.pem
+wait_for 10 grep -q '"event":"reload".*"result":"ok"' "$T_DIR/gw.log" || not_ok "reload logged" "$(grep reload "$T_DIR/gw.log")"
+new_serial=$(serial_of server2.pem)
+got=$(openssl s_client -connect "127.0.0.1:$gwp" -cert client.pem -key client.key -CAfile root/bundle.pem </dev/null 2>/dev/null \
+    | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2 | sed 's/^0*//')
+[ "$got" = "$new_serial" ] && [ "$got" != "$old_serial" ] && [ "$(code client "$U/api/x")" = 200 ] \
+    && ok "hot reload: new connections get the new certificate, requests keep working" || not_ok "gateway reload" "got $got want $new_serial"
+
 # ---- drain ----
 c client "$U/api/slow/1500" > slow.json 2>/dev/null &
 slow=$!
