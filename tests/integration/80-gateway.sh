@@ -170,6 +170,24 @@ rawcase 431 "101 header fields" "GET /api/s HTTP/1.1\r\nHost: a\r\n$(for i in $(
 rawcase 413 "Content-Length over max_body" 'POST /api/s HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n'
 big_chunk=$(printf '%x' 13000000)
 rawcase 413 "chunked body over max_body" "POST /api/s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n$big_chunk\r\n$(head -c 13000000 /dev/zero | tr '\0' a)\r\n0\r\n\r\n"
+# an empty header value must not glue the next field to it (both ways)
+printf 'GET /api/e HTTP/1.1\r\nX-Empty:\r\nHost: a\r\nConnection: close\r\n\r\n' | python3 -c "
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.load_verify_locations('root/bundle.pem'); ctx.check_hostname = False
+ctx.load_cert_chain('client.pem', 'client.key')
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', $gwp), timeout=5), server_hostname='localhost')
+s.sendall(sys.stdin.buffer.read()); b = b''
+while True:
+    try: c = s.recv(65536)
+    except Exception: break
+    if not c: break
+    b += c
+sys.stdout.write(b.split(b'\r\n\r\n', 1)[1].decode())" > empty.json 2>/dev/null
+[ "$(jq_ 'd["headers"].get("host"), "x-empty" in d["headers"]' < empty.json 2>/dev/null)" = "a True" ] \
+    && ok "an empty request header value keeps the next field apart" || not_ok "empty request header" "$(head -c 300 empty.json)"
+c client -D eh.txt -o /dev/null "$U/api/emptyhdr" 2>/dev/null
+grep -qi '^x-after: yes' eh.txt && grep -qi '^x-empty:' eh.txt && ok "an empty response header value keeps the next field apart" \
+    || not_ok "empty response header" "$(cat eh.txt)"
 two=$(printf 'GET /api/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /admin/2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n' | raw | tr '\n' ' ')
 [ "$two" = "HTTP/1.1 200 OK HTTP/1.1 403 Forbidden " ] && ok "pipelined requests answered in order" || not_ok "pipelining" "$two $(grep '"request"' "$T_DIR/gw.log" | tail -3)"
 

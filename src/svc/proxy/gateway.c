@@ -870,11 +870,8 @@ rq_field(http_parser *p, const char *at, size_t n)
 {
 	struct gwc *c = gwc_of(p);
 
-	if (!c->in_value && c->nf > 0 && c->f[c->nf - 1].vlen == 0 &&
-	    c->f[c->nf - 1].value == NULL) {
-		c->f[c->nf - 1].nlen += n;	/* continues */
-		return 0;
-	}
+	/* the whole head is parsed in one call, so each field comes in one
+	 * callback (an empty value gets its own, of length 0) */
 	if (c->nf == c->gw->l->max_headers || c->nf == MAX_FIELDS) {
 		refuse(c, 431, "too_many_headers", "more than %zu header "
 		    "fields", c->nf);

@@ -4,7 +4,8 @@ request with JSON naming the method, path, the headers it received, the
 request body's length and SHA-256, and which of its connections carried it.
 A path containing /big/N answers N bytes; ending in /chunked, a chunked
 body; ending in /eof, a body delimited by closing the connection;
-containing /slow/MS, after MS milliseconds."""
+containing /slow/MS, after MS milliseconds; ending in /emptyhdr, with an
+empty X-Empty header before X-After: yes."""
 import hashlib, http.server, itertools, json, sys, time
 
 PORT = int(sys.argv[1])
@@ -51,6 +52,9 @@ class H(http.server.BaseHTTPRequestHandler):
         out = json.dumps(doc).encode() + b"\n"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if p.endswith("/emptyhdr"):
+            self.send_header("X-Empty", "")
+            self.send_header("X-After", "yes")
         if p.endswith("/chunked"):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
