@@ -396,7 +396,6 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	struct cfg_state *cs = arg;
 	struct proxy_opts *o = cs->o;
 	struct proxy_listener *l;
-	char why[200];
 	int64_t d;
 	char **dst = NULL;
 
@@ -550,18 +549,10 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		*b = key[0] == 's' ? !v : v;	/* staple = false: off */
 		return 0;
 	}
-	if (strcmp(key, "allow") == 0 || strcmp(key, "expect") == 0) {
-		char buf[4096], *tok, *save = NULL;
-
-		snprintf(buf, sizeof(buf), "%s", val);
-		for (tok = strtok_r(buf, " \t", &save); tok;
-		    tok = strtok_r(NULL, " \t", &save))
-			if (mtls_rule_check(tok, why, sizeof(why)) != 0)
-				return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s "
-				    "'%.100s': %s", cs->path, line, key, tok, why);
-		return key[0] == 'a' ? cfg_list(&l->allow, &l->n_allow, val) :
-		    cfg_list(&l->expect, &l->n_expect, val);
-	}
+	if (strcmp(key, "allow") == 0 || strcmp(key, "expect") == 0)
+		return key[0] == 'a' ?
+		    cfg_rules(cs, line, key, val, &l->allow, &l->n_allow, err) :
+		    cfg_rules(cs, line, key, val, &l->expect, &l->n_expect, err);
 	if (strcmp(key, "crl") == 0)
 		return cfg_list(&l->crls, &l->n_crls, val);
 	if (strcmp(key, "crl_refresh") == 0) {
