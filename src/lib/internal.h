@@ -311,6 +311,12 @@ int	 verify_chain_cached(const struct mtls_config *, X509_STORE *,
 	    struct verify_out *, struct mtls_error *) MTLS_MUST_CHECK;
 /* A cache hit for <key> with every per-use check passed: 0 (fills <out>);
  * -1 refused (revoked, rules); 1 not usable (miss, outside its window). */
+/* Replaces the certificates in <sk> that are byte-identical to the ones
+ * cached under <key> with the cached objects (shared, referenced): a
+ * proxy's connections from one client then hold one parsed copy of its
+ * chain, not one each. Returns how many were replaced. */
+int	 verify_cache_share(const struct mtls_config *, const uint8_t key[32],
+	    STACK_OF(X509) *sk);
 int	 verify_cache_lookup(const struct mtls_config *, const uint8_t key[32],
 	    struct verify_out *, struct mtls_error *) MTLS_MUST_CHECK;
 /* An X509_STORE holding <cfg>'s anchors (and CRLs). */

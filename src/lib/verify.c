@@ -568,6 +568,7 @@ struct vcache_ent {
 	char		 serial[48];
 	int		 ncerts;
 	ASN1_INTEGER	*serials[VCACHE_CERTS];	/* presented certificates */
+	X509		*x[VCACHE_CERTS];	/* the same, parsed, shared */
 	uint64_t	 crl_mask[VCACHE_CERTS];	/* CRLs from their issuer */
 };
 
@@ -603,8 +604,10 @@ ent_clear(struct vcache_ent *e)
 	int i;
 
 	ids_free(&e->ids);
-	for (i = 0; i < e->ncerts; i++)
+	for (i = 0; i < e->ncerts; i++) {
 		ASN1_INTEGER_free(e->serials[i]);
+		X509_free(e->x[i]);
+	}
 	memset(e, 0, sizeof(*e));
 }
 
@@ -709,6 +712,37 @@ verify_cache_lookup(const struct mtls_config *cfg, const uint8_t key[32],
 	return r;
 }
 
+int
+verify_cache_share(const struct mtls_config *cfg, const uint8_t key[32],
+    STACK_OF(X509) *sk)
+{
+	struct verify_cache *vc = cfg->vcache;
+	struct vcache_ent *e;
+	int i, j, n = 0;
+
+	if (vc == NULL || sk == NULL)
+		return 0;
+	pthread_mutex_lock(&vc->mu);
+	e = vc->e != NULL ? &vc->e[(key[0] << 4 | key[1] >> 4) % VCACHE_SLOTS] :
+	    NULL;
+	if (e != NULL && e->used && memcmp(e->key, key, 32) == 0)
+		for (i = 0; i < sk_X509_num(sk); i++) {
+			X509 *u = sk_X509_value(sk, i);
+
+			for (j = 0; j < e->ncerts; j++)
+				if (e->x[j] != NULL && e->x[j] != u &&
+				    X509_cmp(u, e->x[j]) == 0) {
+					X509_up_ref(e->x[j]);
+					sk_X509_set(sk, i, e->x[j]);
+					X509_free(u);
+					n++;
+					break;
+				}
+		}
+	pthread_mutex_unlock(&vc->mu);
+	return n;
+}
+
 static void
 cache_fill(const struct mtls_config *cfg, const uint8_t key[32],
     STACK_OF(X509) *certs, const struct verify_out *out)
@@ -744,10 +778,13 @@ cache_fill(const struct mtls_config *cfg, const uint8_t key[32],
 				n.crl_mask[i] |= 1ULL << j;
 	}
 	n.ncerts = sk_X509_num(certs);
-	for (i = 0; i < n.ncerts; i++)
+	for (i = 0; i < n.ncerts; i++) {
 		if ((n.serials[i] = ASN1_INTEGER_dup(X509_get0_serialNumber(
 		    sk_X509_value(certs, i)))) == NULL)
 			goto fail;
+		X509_up_ref(sk_X509_value(certs, i));
+		n.x[i] = sk_X509_value(certs, i);
+	}
 	if (ids_copy(&n.ids, &out->ids) != 0)
 		goto fail;
 	memcpy(n.key, key, 32);
