@@ -225,6 +225,18 @@ got=$(openssl s_client -connect "127.0.0.1:$gwp" -cert client.pem -key client.ke
 [ "$got" = "$new_serial" ] && [ "$got" != "$old_serial" ] && [ "$(code client "$U/api/x")" = 200 ] \
     && ok "hot reload: new connections get the new certificate, requests keep working" || not_ok "gateway reload" "got $got want $new_serial"
 
+# ---- timeouts: the head has one deadline, a response one between reads ----
+tp=$(free_port)
+printf '[listener "t"]\nmode = http\nlisten = 127.0.0.1:%s\ncert = server.pem\nkey = server.key\nca = root/bundle.pem\nrequest_timeout = 1s\n[route "all"]\nupstream = 127.0.0.1:%s\nallow_any = true\n' "$tp" "$be" > t.conf
+start_bg tgw "$MTLS" proxy --config t.conf --workers 1
+wait_for 10 port_open "$tp" || not_ok "timeout gateway starts" "$(cat "$T_DIR/tgw.log")"
+TU="https://localhost:$tp"
+[ "$(code client "$TU/slow/1500")" = 504 ] && ok "request_timeout 1s: an upstream silent for 1.5 s is a 504" || not_ok "504"
+drip=$(c client "$TU/drip/6" 2>/dev/null | grep -c chunk)
+[ "$drip" = 6 ] && ok "a response slower than the timeout in all, but never silent that long, arrives whole" || not_ok "drip" "$drip chunks"
+slowhead=$( (printf 'GET /x HTTP/1.1\r\nHost: a\r\n'; sleep 2) | python3 "$H/raw_tls.py" "$tp" client.pem client.key root/bundle.pem | head -1)
+case "$slowhead" in "HTTP/1.1 408 "*) ok "a head still incomplete after the timeout is a 408" ;; *) not_ok "408" "$slowhead" ;; esac
+
 # ---- drain ----
 c client "$U/api/slow/1500" > slow.json 2>/dev/null &
 slow=$!

@@ -1386,7 +1386,6 @@ answer(struct gwc *c)
 static int
 relay_response(struct gwc *c, char *buf, size_t bufsz)
 {
-	int64_t dl = req_deadline(c);
 	int got_any = 0;
 
 	http_parser_init(&c->sp, HTTP_RESPONSE);
@@ -1400,10 +1399,12 @@ relay_response(struct gwc *c, char *buf, size_t bufsz)
 
 		/* nothing can have come yet: wait, then read (a read that
 		 * would fail with EAGAIN first is one syscall per request) */
+		/* the deadline is between two reads (like nginx's
+		 * proxy_read_timeout), so a long download is not cut */
 		n = !got_any && !io_buffered(&c->up.io) ? io_wait(c->up.io.fd,
-		    POLLIN, dl) : 0;
+		    POLLIN, req_deadline(c)) : 0;
 		if (n == 0)
-			n = io_read(&c->up.io, buf, bufsz, dl);
+			n = io_read(&c->up.io, buf, bufsz, req_deadline(c));
 
 		if (n == IO_TIMEOUT || n == IO_ERR) {
 			if (c->resp_started)
@@ -1620,9 +1621,12 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		if (c->in_off == c->in_len)
 			c->in_off = c->in_len = 0;
 		if (c->ub.len > 0 && !c->discard)
-			ob_flush(&c->ub, dl);	/* stream the body on */
+			ob_flush(&c->ub, req_deadline(c));	/* stream on */
+		/* the head had one deadline in all (slow-header clients);
+		 * a body has one between two reads, so a long upload is
+		 * not cut */
 		n = io_read(&c->cl, c->in + c->in_len, IN_SIZE - c->in_len,
-		    dl);
+		    req_deadline(c));
 		if (n <= 0) {
 			refuse(c, n == IO_TIMEOUT ? 408 : 400, n == IO_TIMEOUT ?
 			    "request_timeout" : "bad_request", "%s",
@@ -1635,7 +1639,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 	}
 	if (c->discard)
 		goto refused;
-	ob_flush(&c->ub, dl);
+	ob_flush(&c->ub, req_deadline(c));
 	body_sent = c->req_body > 0;
 	if (c->ub.failed) {
 		refuse(c, 502, "upstream_error", "route %s: sending the request "
@@ -1662,14 +1666,14 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		c->ub.len = 0;
 		c->ub.failed = 0;
 		send_upstream_head(c, NULL, 0);
-		ob_flush(&c->ub, dl);
+		ob_flush(&c->ub, req_deadline(c));
 		rv = c->ub.failed ? -3 : relay_response(c, rbuf, rbufsz);
 		if (c->ub.failed)
 			refuse(c, 502, "upstream_error", "route %s: sending "
 			    "the request to %s failed", rt->name,
 			    rt->r->upstream);
 	}
-	ob_flush(&c->out, dl);
+	ob_flush(&c->out, req_deadline(c));
 	if (rv == 0) {
 		up_release(c, http_should_keep_alive(&c->sp) && !c->close_after);
 		access_log(c, c->resp_status);

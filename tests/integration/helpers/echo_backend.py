@@ -5,7 +5,8 @@ request body's length and SHA-256, and which of its connections carried it.
 A path containing /big/N answers N bytes; ending in /chunked, a chunked
 body; ending in /eof, a body delimited by closing the connection;
 containing /slow/MS, after MS milliseconds; ending in /emptyhdr, with an
-empty X-Empty header before X-After: yes."""
+empty X-Empty header before X-After: yes; containing /drip/N, N chunks
+0.3 s apart."""
 import hashlib, http.server, itertools, json, sys, time
 
 PORT = int(sys.argv[1])
@@ -43,6 +44,17 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
+            return
+        if "/drip/" in p:
+            # N chunks, 0.3 s apart: slow in all, never silent for long
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(int(p.split("/drip/")[1])):
+                self.wfile.write(b"6\r\nchunk\n\r\n")
+                self.wfile.flush()
+                time.sleep(0.3)
+            self.wfile.write(b"0\r\n\r\n")
             return
         if "/slow/" in p:
             time.sleep(int(p.split("/slow/")[1]) / 1000)
