@@ -11,8 +11,26 @@ cd "$T_DIR"
 pki_pair
 pki_bad_clients
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/ops/admin --out ops
-be=$(free_port) gwp=$(free_port) ng=$(free_port) adm=$(free_port) dead=$(free_port)
+be=$(free_port) gwp=$(free_port) ng=$(free_port) adm=$(free_port) dead=$(free_port) evil=$(free_port)
 start_bg backend python3 "$H/echo_backend.py" "$be"
+# an upstream whose status line hides a bare CR (response
+# splitting towards a client that takes CR for a line end)
+start_bg evil python3 -c "
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(8)
+for _ in range(50):
+    c, _a = s.accept(); c.settimeout(5)
+    try:
+        req = c.recv(65536)
+        if b'/evil/ctl' in req:
+            c.sendall(b'HTTP/1.1 200 O\\x0bK\\r\\nContent-Length: 2\\r\\n\\r\\nok')
+        else:
+            c.sendall(b'HTTP/1.1 200 OK\\rSet-Cookie: evil=1\\r\\nContent-Length: 2\\r\\n\\r\\nok')
+    except OSError:
+        pass
+    c.close()
+" "$evil"
 start_nginx_mtls "$ng" 'return 200 "nginx saw $ssl_client_s_dn $ssl_client_verify\n";' 'keepalive_requests 10000;'
 cat > gw.conf <<CONF
 [proxy]
@@ -56,6 +74,10 @@ upstream_cert = client.pem
 upstream_key = client.key
 upstream_expect = spiffe://example.org/ns/prod/server
 upstream_servername = localhost
+[route "evil"]
+path = /evil
+upstream = 127.0.0.1:$evil
+allow_any = true
 [route "down"]
 path = /down
 upstream = 127.0.0.1:$dead
@@ -148,6 +170,17 @@ reused=$(echo "$m" | sed -n 's/^mtls_http_upstream_connections_total{listener="g
     && ok "upstream connections reused: $opened TLS handshakes to nginx for 20 requests on 20 client connections" \
     || not_ok "pool reuse" "opened=$opened reused=$reused"
 [ "$(code client "$U/down/x")" = 502 ] && ok "upstream down: 502" || not_ok "502"
+c client -D evil.txt "$U/evil/x" -o evil.body 2>/dev/null
+python3 - evil.txt <<'PY' && ok "an upstream status line with a bare CR: what reaches the client has no bare CR and no Set-Cookie" \
+    || not_ok "bare CR upstream" "$(od -c evil.txt | head -5)"
+import sys
+h = open(sys.argv[1], "rb").read()
+assert h.replace(b"\r\n", b"").find(b"\r") < 0, h
+assert not any(l.lower().startswith(b"set-cookie") for l in h.split(b"\r\n")), h
+PY
+c client "$U/evil/ctl" -o ctl.body -w '%{http_code}' > ctl.code 2>/dev/null
+[ "$(cat ctl.code)" = 502 ] && grep -q "control character" ctl.body && ok "a control byte in the upstream's reason phrase: 502, not passed on" \
+    || not_ok "reason ctl" "$(cat ctl.code ctl.body)"
 
 # ---- smuggling and limits: each refused, and the next request works ----
 raw() { python3 "$H/raw_tls.py" "$gwp" client.pem client.key root/bundle.pem; }

@@ -1193,6 +1193,22 @@ rs_value(http_parser *p, const char *at, size_t n)
 	return rh_add(c, at, n, start);
 }
 
+/* 1 when p[0..n) has a control byte other than HTAB (NUL separators in
+ * the response-field buffer excepted). */
+static int
+has_ctl(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if ((ch < 0x20 && ch != '\t' && ch != '\0') || ch == 0x7f)
+			return 1;
+	}
+	return 0;
+}
+
 static int
 rs_headers_complete(http_parser *p)
 {
@@ -1205,8 +1221,17 @@ rs_headers_complete(http_parser *p)
 	c->resp_status = p->status_code;
 	if (p->status_code < 200)
 		return 0;	/* 1xx: dropped; the final answer follows */
+	end = c->rh != NULL ? c->rh + c->rh_len : NULL;
+	/* what we pass on must not carry a CR or another control byte
+	 * (http_parser lets a bare CR through): it could split the head we
+	 * write to the client */
+	if (has_ctl(c->reason, strlen(c->reason)) ||
+	    (c->rh != NULL && has_ctl(c->rh, c->rh_len))) {
+		c->rh_fail = 2;
+		return -1;
+	}
 	/* the fields alternate name, value, NUL-separated */
-	for (s = c->rh, end = c->rh + c->rh_len; s != NULL && s < end;) {
+	for (s = c->rh; s != NULL && s < end;) {
 		const char *v = s + strlen(s) + 1;
 
 		if (v >= end)
@@ -1444,7 +1469,8 @@ relay_response(struct gwc *c, char *buf, size_t bufsz)
 				refuse(c, 502, "upstream_bad_response", "route "
 				    "%s: %s sent a malformed response (%s)",
 				    c->route->name, c->route->r->upstream,
-				    c->rh_fail ? "head too large" :
+				    c->rh_fail == 2 ? "control character in the "
+				    "head" : c->rh_fail ? "head too large" :
 				    http_errno_description(e));
 				return -1;
 			}
@@ -2413,62 +2439,140 @@ gw_metrics(struct gw *gw, int help)
  * authorization (an anonymous peer: public route "/" to a closed port,
  * so 502; "/a" needs an identity, so 403), bodies discarded, our answers.
  */
-int
-gw_fuzz_requests(const uint8_t *data, size_t len)
+static struct gw fz_gw;
+
+/* The fuzz targets' gateway: public route "/" and route "/a" that needs an
+ * identity, both to a closed port; small limits, short timeouts. */
+static int
+fuzz_gw_init(void)
 {
 	static struct proxy_opts o;
 	static struct proxy_listener l;
 	static struct proxy_route open_r, closed_r;
 	static char *rule[] = { (char *)"spiffe://example.org/ops" };
-	static struct gw gw;
 	static struct route routes[2];
 	static int active, stopping;
+	int i;
+
+	if (fz_gw.l != NULL)
+		return 0;
+	o.idle_timeout_ms = 50;
+	o.connect_timeout_ms = 100;
+	l.http = 1;
+	snprintf(l.name, sizeof(l.name), "fuzz");
+	l.max_head = 4096;
+	l.max_headers = 20;
+	l.max_body = 2048;
+	l.request_timeout_ms = 100;
+	snprintf(open_r.name, sizeof(open_r.name), "open");
+	open_r.path = (char *)"/";
+	open_r.upstream = (char *)"127.0.0.1:1";
+	open_r.optional = 1;
+	open_r.up_idle = 1;
+	open_r.up_max = 4;
+	snprintf(closed_r.name, sizeof(closed_r.name), "closed");
+	closed_r.path = (char *)"/a";
+	closed_r.upstream = (char *)"127.0.0.1:1";
+	closed_r.allow = rule;
+	closed_r.n_allow = 1;
+	closed_r.up_idle = 1;
+	closed_r.up_max = 4;
+	fz_gw.env.o = &o;
+	fz_gw.env.active = &active;
+	fz_gw.env.stopping = &stopping;
+	fz_gw.none.name = "";
+	fz_gw.routes = routes;
+	fz_gw.n_routes = 2;
+	routes[0].r = &open_r;
+	routes[1].r = &closed_r;
+	for (i = 0; i < 2; i++) {
+		struct mtls_error e;
+
+		routes[i].name = routes[i].r->name;
+		pthread_mutex_init(&routes[i].mu, NULL);
+		routes[i].idle = calloc(2, sizeof(*routes[i].idle));
+		if (proxy_addr_parse(routes[i].r->upstream, "upstream",
+		    &routes[i].ss, &routes[i].sslen, &e) != 0)
+			return -1;
+	}
+	fz_gw.l = &l;
+	return 0;
+}
+
+static void
+fuzz_send(int fd, const uint8_t *data, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	shutdown(fd, SHUT_WR);
+}
+
+/*
+ * For fuzz/fuzz_gateway_response.c: <data> (after one flags byte: HEAD or
+ * GET, HTTP/1.0 or 1.1 client) as what an upstream answers: relay_response,
+ * the response parser's callbacks and the re-framing towards the client.
+ */
+int
+gw_fuzz_response(const uint8_t *data, size_t len)
+{
+	struct gwc *c;
+	char *rbuf, sink[4096];
+	int cl[2], up[2];
+
+	if (fuzz_gw_init() != 0 || len < 1 || len > 65536)
+		return 0;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, cl) != 0)
+		return 0;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, up) != 0) {
+		close(cl[0]);
+		close(cl[1]);
+		return 0;
+	}
+	c = calloc(1, sizeof(*c));
+	rbuf = malloc(IN_SIZE);
+	if (c != NULL && rbuf != NULL) {
+		c->gw = &fz_gw;
+		c->cl.fd = cl[0];
+		c->out.io = &c->cl;
+		c->up.io.fd = up[0];
+		c->route = &fz_gw.routes[0];
+		c->keep = 1;
+		c->head_req = data[0] & 1;
+		c->minor = data[0] & 2 ? 0 : 1;
+		snprintf(c->method, sizeof(c->method), "%s", c->head_req ?
+		    "HEAD" : "GET");
+		fuzz_send(up[1], data + 1, len - 1);
+		(void)relay_response(c, rbuf, IN_SIZE);
+		ob_flush(&c->out, now_ms() + 100);
+		while (read(cl[1], sink, sizeof(sink)) > 0)
+			;
+		free(c->rh);
+	}
+	free(rbuf);
+	free(c);
+	close(cl[0]);
+	close(cl[1]);
+	close(up[0]);
+	close(up[1]);
+	return 0;
+}
+
+int
+gw_fuzz_requests(const uint8_t *data, size_t len)
+{
 	struct gwc *c;
 	char sink[4096];
 	int sv[2];
 
-	if (gw.l == NULL) {
-		o.idle_timeout_ms = 50;
-		o.connect_timeout_ms = 100;
-		l.http = 1;
-		snprintf(l.name, sizeof(l.name), "fuzz");
-		l.max_head = 4096;
-		l.max_headers = 20;
-		l.max_body = 2048;
-		l.request_timeout_ms = 100;
-		snprintf(open_r.name, sizeof(open_r.name), "open");
-		open_r.path = (char *)"/";
-		open_r.upstream = (char *)"127.0.0.1:1";
-		open_r.optional = 1;
-		open_r.up_idle = 1;
-		open_r.up_max = 4;
-		snprintf(closed_r.name, sizeof(closed_r.name), "closed");
-		closed_r.path = (char *)"/a";
-		closed_r.upstream = (char *)"127.0.0.1:1";
-		closed_r.allow = rule;
-		closed_r.n_allow = 1;
-		closed_r.up_idle = 1;
-		closed_r.up_max = 4;
-		gw.env.o = &o;
-		gw.env.active = &active;
-		gw.env.stopping = &stopping;
-		gw.l = &l;
-		gw.none.name = "";
-		gw.routes = routes;
-		gw.n_routes = 2;
-		routes[0].r = &open_r;
-		routes[1].r = &closed_r;
-		for (int i = 0; i < 2; i++) {
-			struct mtls_error e;
-
-			routes[i].name = routes[i].r->name;
-			pthread_mutex_init(&routes[i].mu, NULL);
-			routes[i].idle = calloc(2, sizeof(*routes[i].idle));
-			if (proxy_addr_parse(routes[i].r->upstream, "upstream",
-			    &routes[i].ss, &routes[i].sslen, &e) != 0)
-				return -1;
-		}
-	}
+	if (fuzz_gw_init() != 0)
+		return 0;
 	if (len > 65536 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK,
 	    0, sv) != 0)
 		return 0;
@@ -2479,24 +2583,11 @@ gw_fuzz_requests(const uint8_t *data, size_t len)
 		close(sv[1]);
 		return 0;
 	}
-	c->gw = &gw;
+	c->gw = &fz_gw;
 	c->cl.fd = sv[0];
 	c->out.io = &c->cl;
 	snprintf(c->client, sizeof(c->client), "fuzz");
-	{
-		/* the client's bytes, then its end of stream */
-		size_t off = 0;
-
-		while (off < len) {
-			ssize_t n = send(sv[1], data + off, len - off,
-			    MSG_NOSIGNAL);
-
-			if (n <= 0)
-				break;
-			off += (size_t)n;
-		}
-		shutdown(sv[1], SHUT_WR);
-	}
+	fuzz_send(sv[1], data, len);	/* the client's bytes, then EOF */
 	{
 		char *rbuf = malloc(IN_SIZE);
 

@@ -52,5 +52,7 @@ char	*gw_metrics(struct gw *, int help);
 
 /* fuzz/fuzz_gateway.c: the request path on <data> as a client's bytes. */
 int	 gw_fuzz_requests(const uint8_t *data, size_t len);
+/* fuzz/fuzz_gateway_response.c: <data> as an upstream's answer. */
+int	 gw_fuzz_response(const uint8_t *data, size_t len);
 
 #endif
