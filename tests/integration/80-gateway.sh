@@ -267,13 +267,14 @@ TU="https://localhost:$tp"
 [ "$(code client "$TU/slow/1500")" = 504 ] && ok "request_timeout 1s: an upstream silent for 1.5 s is a 504" || not_ok "504"
 drip=$(c client "$TU/drip/6" 2>/dev/null | grep -c chunk)
 [ "$drip" = 6 ] && ok "a response slower than the timeout in all, but never silent that long, arrives whole" || not_ok "drip" "$drip chunks"
-slowhead=$( (printf 'GET /x HTTP/1.1\r\nHost: a\r\n'; sleep 2) | python3 "$H/raw_tls.py" "$tp" client.pem client.key root/bundle.pem | head -1)
+slowhead=$(printf 'GET /x HTTP/1.1\r\nHost: a\r\n' | python3 "$H/raw_tls.py" "$tp" client.pem client.key root/bundle.pem | head -1)
 case "$slowhead" in "HTTP/1.1 408 "*) ok "a head still incomplete after the timeout is a 408" ;; *) not_ok "408" "$slowhead" ;; esac
 
 # ---- drain ----
+n0=$(grep -c "slow request started" "$T_DIR/backend.log")
 c client "$U/api/slow/1500" > slow.json 2>/dev/null &
 slow=$!
-sleep 0.3
+wait_for 5 sh -c "[ \$(grep -c 'slow request started' '$T_DIR/backend.log') -gt $n0 ]" || not_ok "the slow request reached the backend"
 kill -TERM "$GW_PID"
 wait "$slow"
 [ "$(jq_ 'd["path"]' < slow.json 2>/dev/null)" = /api/slow/1500 ] && ok "SIGTERM: the request in flight completes" || not_ok "drain" "$(cat slow.json)"

@@ -57,6 +57,8 @@ class H(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         if "/slow/" in p:
+            sys.stderr.write("slow request started\n")
+            sys.stderr.flush()
             time.sleep(int(p.split("/slow/")[1]) / 1000)
         doc = {"method": self.command, "path": p, "conn": self.conn_id,
                "headers": {k.lower(): v for k, v in self.headers.items()},
