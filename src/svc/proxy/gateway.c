@@ -135,7 +135,6 @@ struct gw {
 	struct route		*routes;
 	size_t			 n_routes;
 	struct route		 none;		/* requests refused unrouted */
-	int			 any_optional;
 };
 
 /* A header field as parsed: spans into the buffer the head is in. */
@@ -163,7 +162,6 @@ struct gwc {
 	http_parser	 rp;
 	struct field	 f[MAX_FIELDS];
 	size_t		 nf;
-	int		 in_value;
 	const char	*url;
 	size_t		 url_len;
 	char		 method[16];
@@ -882,7 +880,6 @@ rq_field(http_parser *p, const char *at, size_t n)
 	c->f[c->nf].value = NULL;
 	c->f[c->nf].vlen = 0;
 	c->nf++;
-	c->in_value = 0;
 	return 0;
 }
 
@@ -897,7 +894,6 @@ rq_value(http_parser *p, const char *at, size_t n)
 	if (f->value == NULL)
 		f->value = at;
 	f->vlen += n;
-	c->in_value = 1;
 	return 0;
 }
 
@@ -918,7 +914,7 @@ field(const struct gwc *c, const char *name, int *count)
 }
 
 static void
-send_upstream_head(struct gwc *c, const char *host, size_t hlen)
+send_upstream_head(struct gwc *c)
 {
 	const struct field *conn;
 	int64_t dl = req_deadline(c);
@@ -941,8 +937,6 @@ send_upstream_head(struct gwc *c, const char *host, size_t hlen)
 		ob_put(&c->ub, f->value ? f->value : "", f->vlen, dl);
 		ob_put(&c->ub, "\r\n", 2, dl);
 	}
-	(void)host;
-	(void)hlen;
 	/* the client's address replaces any claim it made */
 	ob_printf(&c->ub, dl, "X-Forwarded-For: %.*s\r\nX-Forwarded-Proto: "
 	    "https\r\n", (int)strcspn(c->client, ":"), c->client);
@@ -1077,7 +1071,7 @@ rq_headers_complete(http_parser *p)
 	c->ub.len = 0;
 	c->ub.failed = 0;
 	c->t_up = now_ms();
-	send_upstream_head(c, hv, hl);
+	send_upstream_head(c);
 	if (c->expect100) {
 		/* authorized: let the client send its body */
 		ob_put(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25,
@@ -1496,7 +1490,6 @@ static void
 exchange_reset(struct gwc *c)
 {
 	c->nf = 0;
-	c->in_value = 0;
 	c->url = NULL;
 	c->url_len = 0;
 	c->method[0] = c->path[0] = '\0';
@@ -1691,7 +1684,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		c->ub.io = &c->up.io;
 		c->ub.len = 0;
 		c->ub.failed = 0;
-		send_upstream_head(c, NULL, 0);
+		send_upstream_head(c);
 		ob_flush(&c->ub, req_deadline(c));
 		rv = c->ub.failed ? -3 : relay_response(c, rbuf, rbufsz);
 		if (c->ub.failed)
@@ -2327,14 +2320,6 @@ gw_start(const struct gw_env *env, struct gw **out, struct mtls_error *err)
  fail:
 	gw_free(gw);
 	return -1;
-}
-
-void
-gw_stop(struct gw *gw)
-{
-	/* the loops see the stopping flag: they close their sockets and end
-	 * when their last connection has */
-	(void)gw;
 }
 
 void

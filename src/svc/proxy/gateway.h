@@ -41,9 +41,6 @@ int	 gw_start(const struct gw_env *, struct gw **, struct mtls_error *)
 /* Checks a listener's routes without starting anything. */
 int	 gw_check(const struct proxy_listener *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
-/* Stops accepting (joins the accepting thread). Open connections finish
- * their request and close. */
-void	 gw_stop(struct gw *);
 /* Frees <gw> once no connection is open (else leaves it to the exit). */
 void	 gw_free(struct gw *);
 /* Prometheus lines for the routes (with the HELP/TYPE lines when <help>);

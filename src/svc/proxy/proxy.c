@@ -2313,9 +2313,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	}
 	for (i = 0; i < started; i++)
 		pthread_join(p.w[i].thr, NULL);
-	/* http listeners: stop accepting, let requests in flight finish */
-	for (li = 0; li < p.nls; li++)
-		gw_stop(p.gw[li]);
+	/* http listeners: their loops stop accepting on the stopping flag;
+	 * let requests in flight finish */
 	while (__atomic_load_n(&p.active, __ATOMIC_ACQUIRE) > 0 &&
 	    now_ms() < p.drain_deadline_ms)
 		poll(NULL, 0, 50);
@@ -2326,7 +2325,6 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	log_emit("info", "stop", NULL);
  out:
 	for (li = 0; li < PROXY_MAX_LISTENERS; li++) {
-		gw_stop(p.gw[li]);
 		gw_free(p.gw[li]);
 	}
 	for (i = 0; p.w != NULL && i < p.nworkers; i++) {
