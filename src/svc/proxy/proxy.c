@@ -51,6 +51,7 @@
 #include "http/http.h"
 #include "proxy/gateway.h"
 #include "proxy/proxy.h"
+#include "proxy/x509memo.h"
 
 #define BUF_SIZE	16384
 #define HS_BUCKETS	11
@@ -1726,6 +1727,7 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	uint64_t cum = 0, sum = 0, cnt = 0, v, in = 0, out = 0;
 	int f, r, i, k, role;
 	size_t li;
+	struct x509memo_stats ms;
 	char id[256];
 
 	sb_printf(b, "# HELP mtls_handshakes_total TLS handshakes by result "
@@ -1790,6 +1792,18 @@ metrics_text(struct proxy *p, struct sbuf *b)
 		    "%lld\n", id, (long long)__atomic_load_n(
 		    &p->ls[li].own_not_after, __ATOMIC_RELAXED));
 	}
+	x509memo_stats(&ms);
+	sb_printf(b, "# HELP mtls_parse_memo_total Certificates and ticket "
+	    "sessions TLS had to parse: answered from the memo of identical "
+	    "bytes (hit) or parsed (miss).\n# TYPE mtls_parse_memo_total "
+	    "counter\nmtls_parse_memo_total{kind=\"certificate\","
+	    "result=\"hit\"} %llu\nmtls_parse_memo_total{kind=\"certificate\","
+	    "result=\"miss\"} %llu\nmtls_parse_memo_total{kind=\"session\","
+	    "result=\"hit\"} %llu\nmtls_parse_memo_total{kind=\"session\","
+	    "result=\"miss\"} %llu\n", (unsigned long long)ms.cert_hits,
+	    (unsigned long long)ms.cert_misses,
+	    (unsigned long long)ms.session_hits,
+	    (unsigned long long)ms.session_misses);
 	sb_printf(b, "# HELP mtls_reloads_total Certificate reloads.\n"
 	    "# TYPE mtls_reloads_total counter\n"
 	    "mtls_reloads_total{result=\"ok\"} %llu\n"
