@@ -40,6 +40,7 @@ get() {	# get NAME: one request with NAME.pem/NAME.key; prints the body
 
 h0=$(metric certificate hit)
 [ -n "$h0" ] && ok "/metrics has the memo counters" || not_ok "memo counters" "$(curl -sS "http://127.0.0.1:$admin/metrics" | tail -5)"
+t0=$(metric session hit)
 good=0 refused=0
 for i in 1 2 3 4 5 6; do
 	[ "$(get client)" = "memo body" ] && good=$((good + 1))
@@ -57,6 +58,9 @@ wait_for 5 test "$(n_exp)" -ge 6
 h1=$(metric certificate hit)
 [ "$((h1 - h0))" -ge 20 ] && ok "repeated chains are answered from the memo ($((h1 - h0)) hits)" \
     || not_ok "certificate memo hits" "$h0 -> $h1"
+t1=$(metric session hit)
+[ "$((t1 - t0))" -ge 6 ] && ok "making a ticket reuses the session instead of parsing it back ($((t1 - t0)) for 6 tickets)" \
+    || not_ok "ticket construction answered without a parse" "$t0 -> $t1"
 
 sc() {	# sc [s_client args...]: one request, all output
 	printf 'GET /index.html HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$port" \

@@ -153,46 +153,21 @@ memo_hash(const unsigned char *p, long n)
 	return h;
 }
 
-static void *
-memo_d2i(struct memo *m, uintptr_t caller, void **a, const unsigned char **in,
-    long len)
+/* Puts <o>'s shareable form under <h>/<start,len> in <m>, replacing what
+ * the slot held. Best effort: out of memory only means no entry. */
+static void
+memo_store(struct memo *m, struct memo_slot *s, uint64_t h,
+    const unsigned char *start, long len, void *o)
 {
-	const unsigned char *start;
-	struct memo_slot *s, old;
+	struct memo_slot old;
 	unsigned char *copy;
-	void *o, *keep;
-	uint64_t h;
+	void *keep;
 
-	pthread_once(&memo_once, memo_init);
-	if (caller < ssl_lo || caller >= ssl_hi || in == NULL || *in == NULL ||
-	    len <= 0 || len > MEMO_MAX_DER)
-		return m->real(a, in, len);
-	start = *in;
-	h = memo_hash(start, len);
-	s = &m->slot[h % MEMO_SLOTS];
-	pthread_mutex_lock(&m->mu);
-	if (s->obj != NULL && s->hash == h && s->len == len &&
-	    memcmp(s->der, start, (size_t)len) == 0 &&
-	    (o = m->obj_share(s->obj)) != NULL) {
-		m->hits++;
-		pthread_mutex_unlock(&m->mu);
-		if (a != NULL) {
-			m->obj_free(*a);
-			*a = o;
-		}
-		*in = start + len;
-		return o;
-	}
-	m->misses++;
-	pthread_mutex_unlock(&m->mu);
-
-	if ((o = m->real(a, in, len)) == NULL || *in != start + len)
-		return o; /* failed, or trailing bytes: the caller decides */
 	if ((keep = m->obj_share(o)) == NULL)
-		return o;
+		return;
 	if ((copy = malloc((size_t)len)) == NULL) {
 		m->obj_free(keep);
-		return o;
+		return;
 	}
 	memcpy(copy, start, (size_t)len);
 	pthread_mutex_lock(&m->mu);
@@ -206,6 +181,58 @@ memo_d2i(struct memo *m, uintptr_t caller, void **a, const unsigned char **in,
 		OPENSSL_clear_free(old.der, (size_t)old.len);
 	if (old.obj != NULL)
 		m->obj_free(old.obj);
+}
+
+static int
+from_libssl(uintptr_t caller)
+{
+	pthread_once(&memo_once, memo_init);
+	return caller >= ssl_lo && caller < ssl_hi;
+}
+
+/* The d2i for <m>: <pre>, when given, may produce the object for these
+ * exact bytes without parsing (see rec_take). */
+static void *
+memo_d2i(struct memo *m, uintptr_t caller, void **a, const unsigned char **in,
+    long len, void *(*pre)(const unsigned char *, long))
+{
+	const unsigned char *start;
+	struct memo_slot *s;
+	void *o = NULL;
+	uint64_t h;
+
+	if (!from_libssl(caller) || in == NULL || *in == NULL || len <= 0 ||
+	    len > MEMO_MAX_DER)
+		return m->real(a, in, len);
+	start = *in;
+	h = memo_hash(start, len);
+	s = &m->slot[h % MEMO_SLOTS];
+	if (pre != NULL && (o = pre(start, len)) != NULL) {
+		memo_store(m, s, h, start, len, o);
+	} else {
+		pthread_mutex_lock(&m->mu);
+		if (s->obj != NULL && s->hash == h && s->len == len &&
+		    memcmp(s->der, start, (size_t)len) == 0)
+			o = m->obj_share(s->obj);
+		if (o == NULL)
+			m->misses++;
+		pthread_mutex_unlock(&m->mu);
+		if (o == NULL) {
+			if ((o = m->real(a, in, len)) != NULL &&
+			    *in == start + len)
+				memo_store(m, s, h, start, len, o);
+			return o; /* a failure, or trailing bytes, is the
+				   * caller's to judge, as before */
+		}
+	}
+	pthread_mutex_lock(&m->mu);
+	m->hits++;
+	pthread_mutex_unlock(&m->mu);
+	if (a != NULL) {
+		m->obj_free(*a);
+		*a = o;
+	}
+	*in = start + len;
 	return o;
 }
 
@@ -213,14 +240,123 @@ X509 *
 d2i_X509(X509 **a, const unsigned char **in, long len)
 {
 	return memo_d2i(&memo_cert, (uintptr_t)__builtin_return_address(0),
-	    (void **)a, in, len);
+	    (void **)a, in, len, NULL);
+}
+
+/*
+ * To make a ticket, libssl 3.0 serializes the session, parses that back
+ * into a private copy, and serializes the copy (construct_stateless_ticket;
+ * its only use of i2d_SSL_SESSION). The parse costs as much as the client
+ * certificate's. So i2d_SSL_SESSION, called from libssl, remembers on its
+ * thread the session and the bytes it wrote, and the next d2i_SSL_SESSION
+ * on that thread, if it is handed exactly those bytes, answers with
+ * SSL_SESSION_dup() of that session: the same serialized state, which is
+ * all the caller uses (it serializes the copy and frees it). The copy it
+ * serializes is never remembered, so a later parse of that ticket (a
+ * resumption) is a real parse or a memo hit, never a copy carrying state
+ * that is not in the ticket.
+ */
+struct rec {
+	SSL_SESSION *sess;	/* referenced; NULL: nothing armed */
+	const SSL_SESSION *our_dup;	/* the copy we answered last */
+	unsigned char *buf;
+	long len;
+	size_t cap;
+};
+static pthread_key_t rec_key;
+static int (*real_i2d_sess)(const SSL_SESSION *, unsigned char **);
+
+static void
+rec_clear(struct rec *r)
+{
+	SSL_SESSION_free(r->sess);
+	r->sess = NULL;
+	if (r->buf != NULL)
+		OPENSSL_cleanse(r->buf, (size_t)r->len);
+	r->len = 0;
+}
+
+static void
+rec_free(void *p)
+{
+	struct rec *r = p;
+
+	rec_clear(r);
+	free(r->buf);
+	free(r);
+}
+
+static void
+rec_init(void)
+{
+	*(void **)&real_i2d_sess = dlsym(RTLD_NEXT, "i2d_SSL_SESSION");
+	if (real_i2d_sess == NULL || pthread_key_create(&rec_key, rec_free))
+		abort();
+}
+static pthread_once_t rec_once = PTHREAD_ONCE_INIT;
+
+static void *
+rec_take(const unsigned char *p, long len)
+{
+	struct rec *r;
+	SSL_SESSION *o = NULL;
+
+	pthread_once(&rec_once, rec_init);
+	if ((r = pthread_getspecific(rec_key)) == NULL || r->sess == NULL)
+		return NULL;
+	if (r->len == len && memcmp(r->buf, p, (size_t)len) == 0)
+		o = SSL_SESSION_dup(r->sess);
+	rec_clear(r);
+	r->our_dup = o;
+	return o;
+}
+
+int
+i2d_SSL_SESSION(const SSL_SESSION *in, unsigned char **pp)
+{
+	uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+	unsigned char *start = pp != NULL ? *pp : NULL;
+	struct rec *r;
+	int n;
+
+	pthread_once(&rec_once, rec_init);
+	n = real_i2d_sess(in, pp);
+	if (n <= 0 || n > MEMO_MAX_DER || start == NULL || in == NULL ||
+	    !from_libssl(caller))
+		return n;
+	if ((r = pthread_getspecific(rec_key)) == NULL) {
+		if ((r = calloc(1, sizeof(*r))) == NULL ||
+		    pthread_setspecific(rec_key, r) != 0) {
+			free(r);
+			return n;
+		}
+	}
+	rec_clear(r);
+	if (in == r->our_dup) {	/* the copy: its parse must be real */
+		r->our_dup = NULL;
+		return n;
+	}
+	if ((size_t)n > r->cap) {
+		unsigned char *nb = malloc((size_t)n);
+
+		if (nb == NULL)
+			return n;
+		free(r->buf);
+		r->buf = nb;
+		r->cap = (size_t)n;
+	}
+	memcpy(r->buf, start, (size_t)n);
+	r->len = n;
+	if (SSL_SESSION_up_ref((SSL_SESSION *)in))
+		r->sess = (SSL_SESSION *)in;
+	return n;
 }
 
 SSL_SESSION *
 d2i_SSL_SESSION(SSL_SESSION **a, const unsigned char **in, long len)
 {
 	return memo_d2i(&memo_sess, (uintptr_t)__builtin_return_address(0),
-	    (void **)a, in, len);
+	    (void **)a, in, len, rec_take);
 }
 
 void
