@@ -62,6 +62,21 @@ t1=$(metric session hit)
 [ "$((t1 - t0))" -ge 6 ] && ok "making a ticket reuses the session instead of parsing it back ($((t1 - t0)) for 6 tickets)" \
     || not_ok "ticket construction answered without a parse" "$t0 -> $t1"
 
+# the good leaf with one bit of its CA signature flipped: the same key and
+# names, different bytes; after the good one is memoized it must not pass
+openssl x509 -in client.pem -outform DER -out leaf.der
+python3 -c "import sys; b=bytearray(open('leaf.der','rb').read()); b[-1]^=1; open('tampered.der','wb').write(b)"
+{ openssl x509 -inform DER -in tampered.der; sed -n '/END CERTIFICATE/,$p' client.pem | sed 1d; } > tampered.pem
+cp client.key tampered.key
+nbad=$(grep -c '"event":"handshake"' "$log")
+get tampered > /dev/null && not_ok "a tampered copy of a memoized certificate is refused" "it got the body" \
+    || ok "a tampered copy of a memoized certificate is refused"
+wait_for 5 count_gt "$log" '"event":"handshake"' "$nbad"
+last=$(grep '"event":"handshake"' "$log" | tail -1)
+code=$(printf '%s' "$last" | sed -n 's/.*"result":"\([a-z_]*\)".*/\1/p')
+[ -n "$code" ] && [ "$code" != ok ] && ok "and logged with a failure code ($code)" \
+    || not_ok "tampered certificate logged as a failure" "$last"
+
 sc() {	# sc [s_client args...]: one request, all output
 	printf 'GET /index.html HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$port" \
 	    -CAfile root/bundle.pem -cert client.pem -cert_chain client.pem -key client.key -ign_eof "$@" 2>&1

@@ -64,7 +64,7 @@ struct memo_slot {
 };
 
 struct memo {
-	const char *sym;
+	/* the real d2i, called through a wrapper of this exact type */
 	void *(*real)(void **, const unsigned char **, long);
 	void (*obj_free)(void *);
 	/* another reference (certificates) or a private copy (sessions,
@@ -75,6 +75,30 @@ struct memo {
 	uint64_t hits, misses;
 };
 
+static X509 *(*real_d2i_x509)(X509 **, const unsigned char **, long);
+static SSL_SESSION *(*real_d2i_sess)(SSL_SESSION **, const unsigned char **,
+    long);
+
+static void *
+x509_parse(void **a, const unsigned char **in, long len)
+{
+	X509 *x = a != NULL ? *a : NULL, *r;
+
+	r = real_d2i_x509(a != NULL ? &x : NULL, in, len);
+	if (a != NULL)
+		*a = x;
+	return r;
+}
+static void *
+sess_parse(void **a, const unsigned char **in, long len)
+{
+	SSL_SESSION *x = a != NULL ? *a : NULL, *r;
+
+	r = real_d2i_sess(a != NULL ? &x : NULL, in, len);
+	if (a != NULL)
+		*a = x;
+	return r;
+}
 static void
 x509_free_v(void *o)
 {
@@ -96,9 +120,9 @@ sess_share(void *o)
 	return SSL_SESSION_dup(o);
 }
 
-static struct memo memo_cert = { "d2i_X509", NULL, x509_free_v, x509_share,
+static struct memo memo_cert = { x509_parse, x509_free_v, x509_share,
 	PTHREAD_MUTEX_INITIALIZER, { { 0, 0, NULL, NULL } }, 0, 0 };
-static struct memo memo_sess = { "d2i_SSL_SESSION", NULL, sess_free_v,
+static struct memo memo_sess = { sess_parse, sess_free_v,
 	sess_share, PTHREAD_MUTEX_INITIALIZER, { { 0, 0, NULL, NULL } }, 0,
 	0 };
 
@@ -134,9 +158,9 @@ find_libssl(struct dl_phdr_info *info, size_t size, void *arg)
 static void
 memo_init(void)
 {
-	*(void **)&memo_cert.real = dlsym(RTLD_NEXT, memo_cert.sym);
-	*(void **)&memo_sess.real = dlsym(RTLD_NEXT, memo_sess.sym);
-	if (memo_cert.real == NULL || memo_sess.real == NULL)
+	*(void **)&real_d2i_x509 = dlsym(RTLD_NEXT, "d2i_X509");
+	*(void **)&real_d2i_sess = dlsym(RTLD_NEXT, "d2i_SSL_SESSION");
+	if (real_d2i_x509 == NULL || real_d2i_sess == NULL)
 		abort(); /* libcrypto/libssl not below us: cannot link so */
 	dl_iterate_phdr(find_libssl, NULL);
 }
