@@ -233,6 +233,9 @@ memo_d2i(struct memo *m, uintptr_t caller, void **a, const unsigned char **in,
 	s = &m->slot[h % MEMO_SLOTS];
 	if (pre != NULL && (o = pre(start, len)) != NULL) {
 		memo_store(m, s, h, start, len, o);
+		pthread_mutex_lock(&m->mu);
+		m->hits++;
+		pthread_mutex_unlock(&m->mu);
 	} else {
 		pthread_mutex_lock(&m->mu);
 		if (s->obj != NULL && s->hash == h && s->len == len &&
@@ -240,6 +243,8 @@ memo_d2i(struct memo *m, uintptr_t caller, void **a, const unsigned char **in,
 			o = m->obj_share(s->obj);
 		if (o == NULL)
 			m->misses++;
+		else
+			m->hits++;
 		pthread_mutex_unlock(&m->mu);
 		if (o == NULL) {
 			if ((o = m->real(a, in, len)) != NULL &&
@@ -249,9 +254,6 @@ memo_d2i(struct memo *m, uintptr_t caller, void **a, const unsigned char **in,
 				   * caller's to judge, as before */
 		}
 	}
-	pthread_mutex_lock(&m->mu);
-	m->hits++;
-	pthread_mutex_unlock(&m->mu);
 	if (a != NULL) {
 		m->obj_free(*a);
 		*a = o;
