@@ -6,6 +6,13 @@
 #   make fuzz FUZZ_SECONDS=60   libFuzzer on every fuzz target (clang)
 #   make demo       the main job end to end
 #   make examples install format
+#   make MEMO=0     without the parse memo (src/svc/proxy/x509memo.c), in build-nomemo/
+# MEMO=0: the binary without the memo of libssl's parses (x509memo.c
+# defines no libssl symbol), in its own build directory
+MEMO     ?= 1
+ifeq ($(MEMO),0)
+BUILD    ?= build-nomemo
+endif
 BUILD    ?= build
 PREFIX   ?= /usr/local
 DESTDIR  ?=

@@ -1,5 +1,6 @@
 # Compiler and linker flags (STYLE.md "Build"). Options are make variables:
 #   make SANITIZER=address,undefined   (what `make asan` does)
+#   make MEMO=0     no parse memo: x509memo.c defines no libssl symbol
 CC       ?= cc
 OPT      ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -15,13 +16,17 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # agent's HTTPS client
 SVC_LIBS   = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lhttp_parser
 
+ifeq ($(MEMO),0)
+  MEMO_FLAGS := -DMTLS_NO_PARSE_MEMO
+endif
+
 ifneq ($(SANITIZER),)
   SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
   OPT := -O1 -g
   HARDEN := -fstack-protector-strong
 endif
 
-CFLAGS_COMMON = -pthread $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) -Iinclude -Isrc/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_COMMON = -pthread $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) $(MEMO_FLAGS) -Iinclude -Isrc/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 CFLAGS_LIB    = $(CFLAGS_COMMON) -fPIC -fvisibility=hidden
 CFLAGS_EXE    = $(CFLAGS_COMMON) -fPIE
 LDFLAGS_EXE   := -pie -Wl,-z,relro,-z,now -pthread $(SAN_FLAGS)

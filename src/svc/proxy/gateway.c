@@ -42,6 +42,7 @@
 
 #include "http/http.h"
 #include "proxy/gateway.h"
+#include "proxy/x509memo.h"
 
 #define IO_ERR		(-1)
 #define IO_TIMEOUT	(-2)
@@ -2130,6 +2131,7 @@ loop_main(void *arg)
 	int64_t next_scan = 0;
 
 	cur_loop = lp;
+	x509memo_thread(1);	/* the data path: libssl's parses memoized */
 	for (;;) {
 		int64_t now;
 		int n, i;

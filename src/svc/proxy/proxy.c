@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/ocsp.h>
 
 #include "http/http.h"
@@ -1079,6 +1080,7 @@ worker_main(void *arg)
 	size_t k;
 	uint64_t v;
 
+	x509memo_thread(1);	/* the data path: libssl's parses memoized */
 	for (;;) {
 		now = now_ms();
 		next = now + 1000;
@@ -1619,6 +1621,8 @@ reload(struct proxy *p, const char *why)
 		memcpy(ls->files_hash, h, 32);
 		pthread_mutex_unlock(&p->mu);
 		own_identity(p, ls, cfg);
+		if (ls->l->ticket_key_file != NULL)
+			x509memo_rotate();	/* the key file may be new */
 		p->m_reload_ok++;
 		changed = 1;
 		json_object_set_new(o, "result", json_string("ok"));
@@ -1629,6 +1633,25 @@ reload(struct proxy *p, const char *why)
 	for (i = 0; changed && i < p->nworkers; i++)
 		if (write(p->w[i].evfd, &one, sizeof(one)) < 0)
 			continue;
+}
+
+/* Turns the parse memo on for the workers (unless it turns itself off) and
+ * says so in one line. Its entries live at most one ticket key period. */
+static void
+parse_memo_start(const struct proxy_opts *o)
+{
+	const char *why;
+	json_t *j = json_object();
+	int on = x509memo_enable(o->ticket_rotate_ms, &why);
+
+	json_object_set_new(j, "state", json_string(on ? "on" : "off"));
+	if (!on)
+		json_object_set_new(j, "reason", json_string(why));
+	json_object_set_new(j, "openssl",
+	    json_string(OpenSSL_version(OPENSSL_VERSION)));
+	log_emit(on || strncmp(why, "tested", 6) != 0 ? "info" : "warn",
+	    "parse_memo", j);
+	json_decref(j);
 }
 
 /* Timed rotation of session ticket keys for listeners without a shared key
@@ -1648,6 +1671,9 @@ rotate_tickets(struct proxy *p)
 			n++;
 		pthread_mutex_unlock(&p->mu);
 	}
+	/* the memo keeps nothing made under the previous keys (also with
+	 * key files only: the timer then bounds the entries' age) */
+	x509memo_rotate();
 	o = json_object();
 	json_object_set_new(o, "listeners", json_integer(n));
 	log_emit("info", "ticket_rotate", o);
@@ -1804,6 +1830,18 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	    (unsigned long long)ms.cert_misses,
 	    (unsigned long long)ms.session_hits,
 	    (unsigned long long)ms.session_misses);
+	sb_printf(b, "# HELP mtls_parse_memo_enabled 1 when the memo is on.\n"
+	    "# TYPE mtls_parse_memo_enabled gauge\nmtls_parse_memo_enabled %d\n"
+	    "# HELP mtls_parse_memo_entries Parses held now.\n# TYPE "
+	    "mtls_parse_memo_entries gauge\nmtls_parse_memo_entries{kind="
+	    "\"certificate\"} %llu\nmtls_parse_memo_entries{kind=\"session\"} "
+	    "%llu\n# HELP mtls_parse_memo_cleansed_total Entries cleansed on "
+	    "ticket key rotation or by age.\n# TYPE "
+	    "mtls_parse_memo_cleansed_total counter\n"
+	    "mtls_parse_memo_cleansed_total %llu\n", ms.enabled,
+	    (unsigned long long)ms.cert_entries,
+	    (unsigned long long)ms.session_entries,
+	    (unsigned long long)ms.cleansed);
 	sb_printf(b, "# HELP mtls_reloads_total Certificate reloads.\n"
 	    "# TYPE mtls_reloads_total counter\n"
 	    "mtls_reloads_total{result=\"ok\"} %llu\n"
@@ -2199,6 +2237,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		if (gw_start(&env, &p.gw[li], err) != 0)
 			goto out;
 	}
+	parse_memo_start(o);
 	for (i = 0; i < p.nworkers; i++) {
 		if (pthread_create(&p.w[i].thr, NULL, worker_main, &p.w[i])) {
 			error_set(err, MTLS_ERR_IO, "cannot start worker");
@@ -2242,6 +2281,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			next = rotate_at;
 		if (now >= trim_at) {
 			quiet_trim(&p);
+			x509memo_sweep();
 			trim_at = now + 1000;
 		}
 		if (next == 0 || trim_at < next)
