@@ -4,7 +4,7 @@
  * give the same peer, chain and session fields with the memo on as with it
  * off, for full and ticket-resumed handshakes, TLS 1.2 and 1.3; the memo is
  * off until enabled and on a thread that did not ask for it; a ticket key
- * rotation cleanses every entry.
+ * rotation cleanses every entry; only OpenSSL 3.0 is accepted.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -340,6 +340,31 @@ test_rotation_cleanses(void **state)
 	x509memo_thread(0);
 }
 
+static void
+test_version_gate(void **state)
+{
+	static const struct {
+		unsigned int major, minor;
+		int want;
+	} v[] = {
+		{ 3, 0, 1 },
+		{ 3, 1, 0 },	/* another libssl: not tested, off */
+		{ 3, 5, 0 },
+		{ 4, 0, 0 },
+		{ 1, 1, 0 },
+		{ 0, 0, 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		assert_int_equal(x509memo_tested(v[i].major, v[i].minor),
+		    v[i].want);
+	/* and this machine's libssl is the tested one */
+	assert_int_equal(x509memo_tested(OPENSSL_version_major(),
+	    OPENSSL_version_minor()), 1);
+}
+
 int
 main(void)
 {
@@ -348,6 +373,7 @@ main(void)
 		cmocka_unit_test(test_same_fields_tls13),
 		cmocka_unit_test(test_same_fields_tls12),
 		cmocka_unit_test(test_rotation_cleanses),
+		cmocka_unit_test(test_version_gate),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

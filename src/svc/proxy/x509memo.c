@@ -541,6 +541,12 @@ memo_count(struct memo *m)
 #endif /* MTLS_NO_PARSE_MEMO */
 
 int
+x509memo_tested(unsigned int major, unsigned int minor)
+{
+	return major == MEMO_TESTED_MAJOR && minor == MEMO_TESTED_MINOR;
+}
+
+int
 x509memo_enable(int64_t max_age_ms, const char **why)
 {
 	pthread_mutex_lock(&decide_mu);
@@ -559,8 +565,8 @@ x509memo_enable(int64_t max_age_ms, const char **why)
 			memo_why = "MTLS_PARSE_MEMO=0";
 		else if (env != NULL && strcmp(env, "1") != 0)
 			memo_why = "MTLS_PARSE_MEMO is neither 0 nor 1";
-		else if (OPENSSL_version_major() != MEMO_TESTED_MAJOR ||
-		    OPENSSL_version_minor() != MEMO_TESTED_MINOR)
+		else if (!x509memo_tested(OPENSSL_version_major(),
+		    OPENSSL_version_minor()))
 			memo_why = "tested with OpenSSL 3.0 only";
 		else {
 			memo_why = "on";

@@ -21,6 +21,9 @@ struct x509memo_stats {
  * <max_age_ms> (when > 0; 12 h before any call). Returns 1 when on; *<why>,
  * when given, is "on" or the reason it is off (a static string). */
 int	 x509memo_enable(int64_t max_age_ms, const char **why);
+/* 1 when the memo was tested with OpenSSL <major>.<minor> (3.0 only: it
+ * relies on how that libssl parses certificates and builds tickets). */
+int	 x509memo_tested(unsigned int major, unsigned int minor);
 /* <on>: libssl's parses on the calling thread use the memo (when enabled);
  * the proxy's workers call it with 1 when they start. */
 void	 x509memo_thread(int on);
