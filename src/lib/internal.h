@@ -91,6 +91,8 @@ int	 ids_add(struct ids *, const char *prefix, const char *val,
 	    size_t len) MTLS_MUST_CHECK;
 /* Extracts identities from <cert>: URI SANs (as they are), DNS SANs
  * ("dns:"), IP SANs ("ip:", canonical text) and the subject CN ("cn:"). */
+/* tls.c: a client's kept session past its timeout or lifetime hint */
+int	 tls_session_expired(const SSL_SESSION *, time_t now);
 int	 ids_from_cert(X509 *, struct ids *, struct mtls_error *) MTLS_MUST_CHECK;
 /* The primary identity: the SPIFFE ID, else first dns:, ip:, cn:, or NULL. */
 const char *ids_primary(const struct ids *);

@@ -222,8 +222,22 @@ client_new_session(SSL *ssl, SSL_SESSION *sess)
 	return 1;
 }
 
-/* Offers the kept session when it is for <name> and the server
- * certificate it was made with is still valid now. */
+/* Past its own timeout or the server's ticket lifetime hint a session
+ * cannot resume; it is dropped then rather than kept, so its master secret
+ * (cleansed by SSL_SESSION_free) does not outlive its use. */
+int
+tls_session_expired(const SSL_SESSION *s, time_t now)
+{
+	time_t t = SSL_SESSION_get_time(s);
+	unsigned long hint = SSL_SESSION_get_ticket_lifetime_hint(s);
+
+	if (now - t >= (time_t)SSL_SESSION_get_timeout(s))
+		return 1;
+	return hint > 0 && now - t >= (time_t)hint;
+}
+
+/* Offers the kept session when it is for <name>, has not expired, and the
+ * server certificate it was made with is still valid now. */
 static void
 client_offer_session(struct tls_state *st, SSL *ssl, const char *name)
 {
@@ -231,6 +245,10 @@ client_offer_session(struct tls_state *st, SSL *ssl, const char *name)
 	time_t now = time(NULL);
 
 	pthread_mutex_lock(&st->sess_mu);
+	if (st->sess != NULL && tls_session_expired(st->sess, now)) {
+		SSL_SESSION_free(st->sess);
+		st->sess = NULL;
+	}
 	if (st->sess != NULL && strcmp(st->sess_name, name ? name : "") == 0 &&
 	    (peer = SSL_SESSION_get0_peer(st->sess)) != NULL &&
 	    X509_cmp_time(X509_get0_notAfter(peer), &now) > 0)

@@ -61,7 +61,10 @@ do_request(const char *url, const char *cainfo, const char *ctype,
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, timeout_s);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
+	/* only the given bundle: Debian's libcurl would also trust the system
+	 * store (/etc/ssl/certs) through its default CA path */
 	curl_easy_setopt(h, CURLOPT_CAINFO, cainfo);
+	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
