@@ -4,7 +4,8 @@
 # beside its own, or a root with the genuine root's name and another key,
 # never receives the token and gets nothing written; the refusal names the
 # expected and found fingerprints. Renewals verify the server against
-# bundle.pem and its name. A renewal refused as revoked leaves no revoked
+# bundle.pem and its name. --out-dir must be the user's own and not
+# writable by others. A renewal refused as revoked leaves no revoked
 # certificate in --out-dir. Then the proxy's built-in agent, once.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
@@ -116,6 +117,7 @@ unused 1 && ok "after every attack the token is still unspent" || not_ok "token 
 # ---- the honest CA: the same token enrolls ----
 expect_exit 0 "the same token enrolls at the genuine CA" \
     "$MTLS" agent --ca-url "$URL" --token-file web.token --out-dir web --once
+[ "$(stat -c %a web)" = 700 ] && ok "a missing --out-dir is created 0700" || not_ok "out-dir mode" "$(stat -c %a web)"
 [ "$(fp_of web/bundle.pem)" = "$root_fp" ] && ok "bundle.pem holds the pinned root" || not_ok "bundle.pem" "$(cat web/bundle.pem)"
 
 # ---- renewals verify against bundle.pem and the host name ----
@@ -129,6 +131,25 @@ expect_exit 1 "renewal to a genuine chain for another name: refused" "$MTLS" age
     --cert web/svid.pem --key web/svid.key --out-dir web --once
 grep -q '"event": "request"' "$FAKE_LOG" && not_ok "renewal: the wrong name got a request" "$(cat "$FAKE_LOG")" \
     || ok "renewal: the host name is checked (no request reached the wrong name)"
+
+# ---- --out-dir: this user's, not writable by others ----
+mkdir -m 700 open && chmod 777 open
+expect_exit 2 "--out-dir writable by others: refused" "$MTLS" agent --ca-url "$URL" --cert web/svid.pem \
+    --key web/svid.key --out-dir open --once
+expect_grep "open is writable by others \(mode 777\): chmod go-w open" "$T_DIR/err" "the refusal names the directory and the fix"
+empty_dir open && ok "writable --out-dir: nothing written" || not_ok "open wrote" "$(ls -la open)"
+expect_exit 2 "proxy --out-dir writable by others: refused" timeout 20 "$MTLS" proxy --listen "127.0.0.1:$pp" \
+    --target "127.0.0.1:$tp" --ca-url "$URL" --token-file web.token --out-dir open --allow-any --workers 1
+expect_grep "open is writable by others" "$T_DIR/err" "proxy: the same check"
+mkdir -m 700 grp && chmod 770 grp
+expect_exit 2 "--out-dir writable by its group: refused" "$MTLS" agent --ca-url "$URL" --cert web/svid.pem \
+    --key web/svid.key --out-dir grp --once
+expect_grep "writable by its group" "$T_DIR/err" "the group case is named"
+if [ "$(id -u)" = 0 ]; then mkdir -m 700 theirs && chown 65534 theirs && dir=theirs other=65534
+else dir=/ other=0; fi
+expect_exit 2 "--out-dir of another user: refused" "$MTLS" agent --ca-url "$URL" --cert web/svid.pem \
+    --key web/svid.key --out-dir "$dir" --once
+expect_grep "belongs to uid $other, not to this user" "$T_DIR/err" "the refusal names the owner and the fix"
 
 # ---- a revoked certificate is never installed, and leaves out-dir ----
 "$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/ns/prod/rev > rev.token

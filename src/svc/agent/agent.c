@@ -750,6 +750,39 @@ sleep_until(int64_t t)
 		poll(NULL, 0, 200);
 }
 
+/*
+ * --out-dir holds the key and the roots a proxy trusts: it must be a
+ * directory of this user that nobody else can write (else another user
+ * could swap bundle.pem or svid.pem under us). Created 0700 if missing.
+ * The files inside are not checked: only this user (or root) can have
+ * put them there, and every write replaces a file by rename with its own
+ * mode.
+ */
+static int
+check_out_dir(const char *dir, struct mtls_error *err)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return error_set_errno(err, MTLS_ERR_IO, "--out-dir %s", dir);
+	if (stat(dir, &st) != 0)
+		return error_set_errno(err, MTLS_ERR_IO, "--out-dir %s", dir);
+	if (!S_ISDIR(st.st_mode))
+		return error_set(err, MTLS_ERR_ARG, "--out-dir %s is not a "
+		    "directory", dir);
+	if (st.st_uid != geteuid())
+		return error_set(err, MTLS_ERR_ARG, "--out-dir %s belongs to "
+		    "uid %u, not to this user (uid %u): chown %u %s, or give a "
+		    "new path (it is created 0700)", dir, (unsigned)st.st_uid,
+		    (unsigned)geteuid(), (unsigned)geteuid(), dir);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return error_set(err, MTLS_ERR_ARG, "--out-dir %s is writable "
+		    "by %s (mode %03o): chmod go-w %s, or give a new path (it "
+		    "is created 0700)", dir, st.st_mode & S_IWOTH ? "others" :
+		    "its group", (unsigned)(st.st_mode & 07777), dir);
+	return 0;
+}
+
 static int
 setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 {
@@ -760,9 +793,8 @@ setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 		return error_set(err, MTLS_ERR_ARG, "--out-dir is too long");
 	snprintf(a->svid_key, sizeof(a->svid_key), "%s/svid.key", o->out_dir);
 	snprintf(a->bundle, sizeof(a->bundle), "%s/bundle.pem", o->out_dir);
-	if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
-		return error_set_errno(err, MTLS_ERR_IO, "--out-dir %s",
-		    o->out_dir);
+	if (check_out_dir(o->out_dir, err) != 0)
+		return -1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return 0;
 }
