@@ -47,7 +47,7 @@ expect_grep "used already" "$T_DIR/err" "the second use says the token was used"
 sed "s/^mtls1\.[0-9a-f]*\./mtls1.$(printf '0%.0s' $(seq 64))./" web.token > wrongfp.token
 expect_exit 1 "agent refuses a server without the token's root" "$MTLS" agent --ca-url "$URL" \
     --token-file wrongfp.token --out-dir web3 --once
-expect_grep "does not hold the root" "$T_DIR/err" "the refusal names the root mismatch"
+expect_grep "root pin mismatch: want sha256:0{64}, got sha256:$fp .*bundle lacks it" "$T_DIR/err" "the refusal names the expected and found roots"
 
 # ---- bad input: a 4xx, nothing recorded, still serving ----
 rows() { sqlite3 int/inventory.db "SELECT count(*) FROM certs"; }

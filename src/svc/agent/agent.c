@@ -1,10 +1,21 @@
 /*
  * The agent's loop. HTTPS is libcurl (OpenSSL backend): the server is
- * verified against the bundle (the CA's roots) and its name; a client
- * certificate authenticates renewals. The only unauthenticated request is
- * the first GET /v1/bundle of an enrollment, and its answer is accepted
- * only if it holds the root whose SHA-256 the token carries (the bootstrap
- * step-ca uses too).
+ * verified against the bundle (the CA's roots, never the system's) and its
+ * name; a client certificate authenticates renewals.
+ *
+ * Enrollment (DESIGN.md, trust boundary agent <-> CA: the token's root
+ * fingerprint is a pin):
+ *   1. GET /v1/bundle without verification. Nothing is sent but the GET and
+ *      nothing is written: the answer only yields the DER of the root whose
+ *      SHA-256 the token carries (a server need not send its root in TLS).
+ *   2. A new connection verified against a store holding only that root
+ *      (and the server's name), GET /v1/bundle again: the answer must hold
+ *      the pinned root. Its other roots come from the authenticated CA (root
+ *      rotation) and are kept.
+ *   3. POST /v1/enroll with the token over a connection pinned the same way;
+ *      then bundle.pem (from step 2), svid.key and svid.pem are written.
+ * A man in the middle who serves the genuine root beside its own fails
+ * step 2: the token never leaves and nothing is written.
  */
 #include <errno.h>
 #include <poll.h>
@@ -23,6 +34,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "agent/agent.h"
@@ -38,10 +50,24 @@ on_signal(int sig)
 	stop = 1;
 }
 
+/* Whom a connection trusts. */
+enum trust {
+	TRUST_NONE,	/* the bootstrap GET only: no token, no writes */
+	TRUST_PIN,	/* only the root the token names (a->pinned) */
+	TRUST_BUNDLE,	/* out-dir/bundle.pem */
+};
+
 struct agent {
 	const struct agent_opts *o;
 	char	 svid[4200], svid_key[4200], bundle[4200];
+	/* what authenticates the next renewal: the out-dir files, or
+	 * --cert/--key until the first renewal installs its own */
+	const char *cur_cert, *cur_key;
 	char	 token[512];
+	char	 pin[65];	/* the token's root SHA-256, lower hex */
+	X509	*pinned;	/* that root, during an enrollment */
+	char	 seen_fp[65];	/* top of the chain a pinned handshake */
+	char	 seen_why[100];	/* refused, and OpenSSL's reason */
 	int64_t	 not_after, renew_at;
 	char	 serial[48];
 };
@@ -68,26 +94,133 @@ on_data(char *p, size_t sz, size_t n, void *arg)
 	return add;
 }
 
+/* SHA-256 of <x>'s DER in lower hex, the form a token carries. */
+static int
+root_fp(X509 *x, char hex[65])
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dl = 0, k;
+
+	hex[0] = '\0';
+	if (!X509_digest(x, EVP_sha256(), d, &dl) || dl != 32)
+		return -1;
+	for (k = 0; k < 32; k++)
+		snprintf(hex + 2 * k, 3, "%02x", d[k]);
+	return 0;
+}
+
+static int pin_idx = -1;
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
+static void
+pin_idx_init(void)
+{
+	pin_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
 /*
- * One HTTPS call. <insecure>: the bootstrap GET only. With <client>, the
- * current certificate authenticates us. Returns the HTTP status (and the
- * body in *out), or -1 with err set (connection, TLS).
+ * OpenSSL's verdict on a pinned handshake, unchanged; on a refusal it
+ * records the fingerprint of the last certificate the server presented
+ * (its root, or the top of its chain) for the error message.
+ */
+static int
+pin_verify(int ok, X509_STORE_CTX *sctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(sctx,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct agent *a = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl),
+	    pin_idx) : NULL;
+	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(sctx);
+	X509 *top;
+
+	if (ok || a == NULL || a->seen_fp[0] != '\0')
+		return ok;
+	top = sent != NULL && sk_X509_num(sent) > 0 ?
+	    sk_X509_value(sent, sk_X509_num(sent) - 1) :
+	    X509_STORE_CTX_get_current_cert(sctx);
+	if (top == NULL || root_fp(top, a->seen_fp) != 0)
+		snprintf(a->seen_fp, sizeof(a->seen_fp), "(none)");
+	snprintf(a->seen_why, sizeof(a->seen_why), "%s",
+	    X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
+	return ok;
+}
+
+/*
+ * curl's SSL_CTX for a pinned connection: whatever curl loaded, the store
+ * becomes one holding the pinned root alone.
+ */
+static CURLcode
+pin_ctx(CURL *h, void *sslctx, void *arg)
+{
+	SSL_CTX *ctx = sslctx;
+	struct agent *a = arg;
+	X509_STORE *st = X509_STORE_new();
+
+	(void)h;
+	if (st == NULL || pin_idx < 0 || !X509_STORE_add_cert(st, a->pinned) ||
+	    !SSL_CTX_set_ex_data(ctx, pin_idx, a)) {
+		X509_STORE_free(st);
+		return CURLE_SSL_CERTPROBLEM;
+	}
+	SSL_CTX_set_cert_store(ctx, st);	/* takes <st> */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, pin_verify);
+	return CURLE_OK;
+}
+
+/*
+ * The refusal of a server that is not the token's CA: one line naming the
+ * expected and the found root (err; the message is bounded, so the reason
+ * comes last) and a log line with everything. Nothing was sent but a
+ * bodiless GET, nothing was written.
+ */
+static int
+pin_mismatch(struct agent *a, const char *found, const char *why,
+    struct mtls_error *err)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "ca_url", json_string(a->o->ca_url));
+	json_object_set_new(o, "expected_sha256", json_string(a->pin));
+	json_object_set_new(o, "found_sha256", json_string(found));
+	json_object_set_new(o, "reason", json_string(why));
+	json_object_set_new(o, "token_sent", json_false());
+	log_emit("error", "pin_mismatch", o);
+	json_decref(o);
+	return error_fail(err, MTLS_FAIL_UNKNOWN_CA, "root pin mismatch: want "
+	    "sha256:%s, got sha256:%s from %.60s (%s)", a->pin, found,
+	    a->o->ca_url, why);
+}
+
+/*
+ * One HTTPS call, trusting per <trust>; TRUST_NONE is for a bodiless GET
+ * without a client certificate only. With <client>, a->cur_cert
+ * authenticates us. Returns the HTTP status (and the body in *out), or -1
+ * with err set (connection, TLS; a refused pinned handshake fails as
+ * unknown_ca).
  */
 static int
 call(struct agent *a, const char *method, const char *path,
-    const char *body, int insecure, int client, struct buf *out,
+    const char *body, enum trust trust, int client, struct buf *out,
     struct mtls_error *err)
 {
-	CURL *h = curl_easy_init();
+	CURL *h;
 	struct curl_slist *hdr = NULL;
+	struct curl_blob blob;
+	BIO *pem = NULL;
+	BUF_MEM *bm;
 	char url[1024], ebuf[CURL_ERROR_SIZE] = "";
 	long status = 0;
 	CURLcode rc;
 
 	memset(out, 0, sizeof(*out));
-	if (h == NULL)
+	if (trust == TRUST_NONE && (body != NULL || client))
+		return error_set(err, MTLS_ERR_ARG, "internal: an unverified "
+		    "connection carries nothing");
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", a->o->ca_url, path) >=
+	    sizeof(url))
+		return error_set(err, MTLS_ERR_ARG, "--ca-url is too long");
+	if ((h = curl_easy_init()) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
-	snprintf(url, sizeof(url), "%s%s", a->o->ca_url, path);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -97,14 +230,45 @@ call(struct agent *a, const char *method, const char *path,
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
-	if (insecure) {
+	/* Debian's libcurl also trusts /etc/ssl/certs by default: a public CA
+	 * must not vouch for our CA server */
+	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+	switch (trust) {
+	case TRUST_NONE:
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-	} else
+		break;
+	case TRUST_PIN:
+		/* the pinned root twice: as curl's only CA file, and as the
+		 * store pin_ctx installs (whichever curl version loads last) */
+		pthread_once(&pin_once, pin_idx_init);
+		if ((pem = BIO_new(BIO_s_mem())) == NULL ||
+		    !PEM_write_bio_X509(pem, a->pinned)) {
+			BIO_free(pem);
+			curl_easy_cleanup(h);
+			return error_set_ossl(err, MTLS_ERR_NOMEM, "the pinned "
+			    "root");
+		}
+		BIO_get_mem_ptr(pem, &bm);
+		blob.data = bm->data;
+		blob.len = bm->length;
+		blob.flags = CURL_BLOB_COPY;
+		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+		curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, pin_ctx);
+		curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, a);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		a->seen_fp[0] = '\0';
+		break;
+	case TRUST_BUNDLE:
 		curl_easy_setopt(h, CURLOPT_CAINFO, a->bundle);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		break;
+	}
 	if (client) {
-		curl_easy_setopt(h, CURLOPT_SSLCERT, a->svid);
-		curl_easy_setopt(h, CURLOPT_SSLKEY, a->svid_key);
+		curl_easy_setopt(h, CURLOPT_SSLCERT, a->cur_cert);
+		curl_easy_setopt(h, CURLOPT_SSLKEY, a->cur_key);
 	}
 	if (body != NULL) {
 		hdr = curl_slist_append(hdr, "Content-Type: application/json");
@@ -115,11 +279,14 @@ call(struct agent *a, const char *method, const char *path,
 	rc = curl_easy_perform(h);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	else if (trust == TRUST_PIN && a->seen_fp[0] != '\0')
+		pin_mismatch(a, a->seen_fp, a->seen_why, err);
 	else
 		error_set(err, MTLS_ERR_IO, "%s %s: %s", method, url,
 		    ebuf[0] ? ebuf : curl_easy_strerror(rc));
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(h);
+	BIO_free(pem);
 	if (rc != CURLE_OK) {
 		free(out->p);
 		out->p = NULL;
@@ -128,65 +295,82 @@ call(struct agent *a, const char *method, const char *path,
 	return (int)status;
 }
 
-/* "message" of a JSON error body, for logs. */
+/* "message" of a JSON error body, for logs; a 403 "revoked" (the
+ * certificate that authenticated us) fails as MTLS_FAIL_REVOKED. */
 static void
 api_error(struct mtls_error *err, int status, const char *what,
     const struct buf *b)
 {
 	json_t *o = b->p ? json_loads(b->p, 0, NULL) : NULL;
 	const char *m = json_string_value(json_object_get(o, "message"));
+	const char *code = json_string_value(json_object_get(o, "error"));
 
-	error_set(err, status >= 500 ? MTLS_ERR_IO : MTLS_ERR_VERIFY,
-	    "%s: HTTP %d: %.180s", what, status, m ? m : "(no message)");
+	if (status == 403 && code != NULL && strcmp(code, "revoked") == 0)
+		error_fail(err, MTLS_FAIL_REVOKED, "%s: HTTP %d: %.180s", what,
+		    status, m ? m : "(no message)");
+	else
+		error_set(err, status >= 500 ? MTLS_ERR_IO : MTLS_ERR_VERIFY,
+		    "%s: HTTP %d: %.180s", what, status, m ? m :
+		    "(no message)");
 	json_decref(o);
 }
 
-/* Fetches the roots; with <fp_hex> (bootstrap) they must hold that root. */
+/*
+ * GET /v1/bundle trusting per <trust>; with a->pin set the answer must hold
+ * that root, and *pinned (when not NULL) gets a reference to it. The
+ * answer's PEM goes to *pem (caller frees); nothing is written here.
+ */
 static int
-fetch_bundle(struct agent *a, const char *fp_hex, struct mtls_error *err)
+fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
+    X509 **pinned, struct mtls_error *err)
 {
 	struct buf b;
 	json_t *o = NULL;
 	STACK_OF(X509) *roots = NULL;
+	X509 *match = NULL;
 	const char *pem;
-	char fp[100];
-	int st, i, found = fp_hex == NULL, rv = -1;
+	const char *pin = trust == TRUST_BUNDLE ? NULL : a->pin;
+	char fp[65], found[65] = "", why[64];
+	int st, i, n_other = 0, rv = -1;
 
-	if ((st = call(a, "GET", "/v1/bundle", NULL, fp_hex != NULL, 0, &b,
-	    err)) < 0)
+	*pem_out = NULL;
+	if ((st = call(a, "GET", "/v1/bundle", NULL, trust, 0, &b, err)) < 0)
 		return -1;
 	if (st != 200) {
 		api_error(err, st, "GET /v1/bundle", &b);
 		goto out;
 	}
 	o = json_loads(b.p, 0, NULL);
-	if ((pem = json_string_value(json_object_get(o, "bundle"))) == NULL ||
-	    certs_parse((const uint8_t *)pem, strlen(pem), "the CA's bundle",
-	    &roots, err) != 0) {
-		if (pem == NULL)
-			error_set(err, MTLS_ERR_PARSE, "GET /v1/bundle: no "
-			    "\"bundle\" in the answer");
+	if ((pem = json_string_value(json_object_get(o, "bundle"))) == NULL) {
+		error_set(err, MTLS_ERR_PARSE, "GET /v1/bundle: no \"bundle\" "
+		    "in the answer");
 		goto out;
 	}
-	for (i = 0; !found && i < sk_X509_num(roots); i++) {
-		unsigned char d[32];
-		unsigned int dl = 0;
-		int k;
-
-		if (!X509_digest(sk_X509_value(roots, i), EVP_sha256(), d, &dl))
+	if (certs_parse((const uint8_t *)pem, strlen(pem), "the CA's bundle",
+	    &roots, err) != 0)
+		goto out;
+	for (i = 0; pin != NULL && i < sk_X509_num(roots); i++) {
+		if (root_fp(sk_X509_value(roots, i), fp) != 0)
 			continue;
-		for (k = 0; k < 32; k++)
-			snprintf(fp + 2 * k, 3, "%02x", d[k]);
-		found = strcmp(fp, fp_hex) == 0;
+		if (strcmp(fp, pin) == 0 && match == NULL)
+			match = sk_X509_value(roots, i);
+		else if (found[0] == '\0')
+			memcpy(found, fp, sizeof(found));
+		else
+			n_other++;
 	}
-	if (!found) {
-		error_set(err, MTLS_ERR_VERIFY, "the server at %s does not "
-		    "hold the root %.16s... named by the token: wrong --ca-url, "
-		    "or someone in between", a->o->ca_url, fp_hex);
+	if (pin != NULL && match == NULL) {
+		snprintf(why, sizeof(why), "its bundle lacks it; %d more "
+		    "roots", n_other);
+		pin_mismatch(a, found[0] ? found : "(none)", why, err);
 		goto out;
 	}
-	if (fs_write_atomic(a->bundle, pem, strlen(pem), 0644, 1, err) != 0)
+	if ((*pem_out = strdup(pem)) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
+	}
+	if (pinned != NULL && X509_up_ref(match))
+		*pinned = match;
 	rv = 0;
  out:
 	sk_X509_pop_free(roots, X509_free);
@@ -267,11 +451,13 @@ schedule(struct agent *a)
 	a->renew_at = now + (left > 0 ? left * 2 / 3 - jit : 0);
 }
 
-/* Checks and installs an issued chain for <key>: the key matches, the
- * files are replaced atomically (key, then certificate). */
+/* Checks and installs an issued chain for <key>: the key matches; then
+ * bundle.pem (<bundle_pem>, from a verified answer; NULL keeps it), key and
+ * certificate are replaced atomically in that order, so a watcher that sees
+ * the new certificate has its roots and key. */
 static int
 install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
-    const char *how, struct mtls_error *err)
+    const char *bundle_pem, const char *how, struct mtls_error *err)
 {
 	STACK_OF(X509) *chain = NULL;
 	X509 *leaf;
@@ -288,10 +474,14 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 		    "for another key; not installed");
 		goto out;
 	}
-	if (key_write(a->svid_key, key, NULL, 1, err) != 0 ||
+	if ((bundle_pem != NULL && fs_write_atomic(a->bundle, bundle_pem,
+	    strlen(bundle_pem), 0644, 1, err) != 0) ||
+	    key_write(a->svid_key, key, NULL, 1, err) != 0 ||
 	    fs_write_atomic(a->svid, chain_pem, strlen(chain_pem), 0644, 1,
 	    err) != 0)
 		goto out;
+	a->cur_cert = a->svid;
+	a->cur_key = a->svid_key;
 	a->not_after = asn1_time_unix(X509_get0_notAfter(leaf));
 	serial_hex(X509_get0_serialNumber(leaf), a->serial, sizeof(a->serial));
 	schedule(a);
@@ -309,9 +499,12 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	return rv;
 }
 
-/* POST /v1/enroll or /v1/renew with a new key; installs the answer. */
+/* POST /v1/enroll (over the pinned connection) or /v1/renew (verified by
+ * bundle.pem, a->cur_cert authenticating us) with a new key; installs the
+ * answer with <bundle_pem>. */
 static int
-obtain(struct agent *a, int enroll, struct mtls_error *err)
+obtain(struct agent *a, int enroll, const char *bundle_pem,
+    struct mtls_error *err)
 {
 	EVP_PKEY *key = NULL;
 	char *csr = NULL, *body = NULL;
@@ -331,8 +524,8 @@ obtain(struct agent *a, int enroll, struct mtls_error *err)
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	st = call(a, "POST", enroll ? "/v1/enroll" : "/v1/renew", body, 0,
-	    !enroll, &b, err);
+	st = call(a, "POST", enroll ? "/v1/enroll" : "/v1/renew", body,
+	    enroll ? TRUST_PIN : TRUST_BUNDLE, !enroll, &b, err);
 	if (st < 0)
 		goto out;
 	if (st != 200) {
@@ -347,7 +540,8 @@ obtain(struct agent *a, int enroll, struct mtls_error *err)
 		    "certificate or bundle");
 		goto out;
 	}
-	if (install(a, key, chain, enroll ? "enroll" : "renew", err) != 0)
+	if (install(a, key, chain, bundle_pem, enroll ? "enroll" : "renew",
+	    err) != 0)
 		goto out;
 	rv = 0;
  out:
@@ -362,16 +556,17 @@ obtain(struct agent *a, int enroll, struct mtls_error *err)
 	return rv;
 }
 
-/* The current certificate in out-dir, if any: sets not_after. */
+/* <cert> and <key> readable and the certificate not expired: sets
+ * not_after and serial. */
 static int
-load_current(struct agent *a)
+load_current(struct agent *a, const char *cert, const char *key)
 {
 	STACK_OF(X509) *chain = NULL;
 	struct mtls_error e;
 	int ok;
 
-	if (access(a->svid, R_OK) != 0 || access(a->svid_key, R_OK) != 0 ||
-	    certs_load(a->svid, &chain, &e) != 0)
+	if (access(cert, R_OK) != 0 || access(key, R_OK) != 0 ||
+	    certs_load(cert, &chain, &e) != 0)
 		return -1;
 	a->not_after = asn1_time_unix(X509_get0_notAfter(sk_X509_value(chain,
 	    0)));
@@ -409,50 +604,129 @@ read_token(struct agent *a, struct mtls_error *err)
 	    strspn(a->token + 6, "0123456789abcdef") != 64)
 		return error_set(err, MTLS_ERR_PARSE, "%s: the token's root "
 		    "fingerprint is malformed", a->o->token_file);
+	memcpy(a->pin, a->token + 6, 64);
+	a->pin[64] = '\0';
 	return 0;
 }
 
-/* Copies a file (the initial --cert/--key/--ca-bundle into out-dir). */
+/* --ca-bundle: the operator's roots for the CA server, copied into out-dir
+ * (a token's pin decides instead when enrolling); without it, renewals
+ * need the bundle.pem an enrollment wrote. */
 static int
-copy_file(const char *from, const char *to, int mode, struct mtls_error *err)
+copy_ca_bundle(struct agent *a, struct mtls_error *err)
 {
 	uint8_t *buf;
 	size_t len;
 	int rv;
 
-	if (fs_read(from, MTLS_MAX_FILE, &buf, &len, err) != 0)
+	if (a->o->ca_bundle == NULL)
+		return access(a->bundle, R_OK) == 0 ? 0 : error_set(err,
+		    MTLS_ERR_ARG, "%s: no roots to verify the CA server by: "
+		    "give --ca-bundle", a->bundle);
+	if (fs_read(a->o->ca_bundle, MTLS_MAX_FILE, &buf, &len, err) != 0)
 		return -1;
-	rv = fs_write_atomic(to, buf, len, mode, 1, err);
-	OPENSSL_cleanse(buf, len);
+	rv = fs_write_atomic(a->bundle, buf, len, 0644, 1, err);
 	free(buf);
 	return rv;
 }
 
+/* Enrollment with the token, in the three steps of this file's comment. */
+static int
+enroll(struct agent *a, struct mtls_error *err)
+{
+	char *probe = NULL, *pem = NULL;
+	int rv = -1;
+
+	if (fetch_bundle(a, TRUST_NONE, &probe, &a->pinned, err) != 0 ||
+	    fetch_bundle(a, TRUST_PIN, &pem, NULL, err) != 0 ||
+	    obtain(a, 1, pem, err) != 0)
+		goto out;
+	rv = 0;
+ out:
+	free(probe);
+	free(pem);
+	X509_free(a->pinned);
+	a->pinned = NULL;
+	return rv;
+}
+
+/*
+ * After a renewal refused because a->cur_cert is revoked: when that is the
+ * installed out-dir/svid.pem, it and its key leave out-dir, so that no
+ * proxy loads them again and a restart does not take them for valid files
+ * (it enrolls with a new token instead). --cert/--key were never installed
+ * and stay where the operator put them.
+ */
+static void
+drop_revoked(struct agent *a)
+{
+	struct mtls_error e;
+	json_t *o;
+
+	if (a->cur_cert != a->svid)
+		return;
+	(void)unlink(a->svid);
+	(void)unlink(a->svid_key);
+	if (fs_fsync_dir(a->o->out_dir, &e) != 0)
+		ERR_clear_error();
+	a->cur_cert = a->cur_key = NULL;
+	o = json_object();
+	json_object_set_new(o, "serial", json_string(a->serial));
+	json_object_set_new(o, "removed", json_string(a->svid));
+	log_emit("error", "revoked", o);
+	json_decref(o);
+}
+
+/* One renewal: fresh roots (they rotate) over a connection verified by the
+ * current ones, then the certificate; both installed only together. */
+static int
+renew(struct agent *a, struct mtls_error *err)
+{
+	char *pem = NULL;
+	int rv = -1;
+
+	if (a->cur_cert == NULL)
+		return error_set(err, MTLS_ERR_ARG, "no certificate to renew "
+		    "with in %s: enroll again with --token-file",
+		    a->o->out_dir);
+	if (fetch_bundle(a, TRUST_BUNDLE, &pem, NULL, err) == 0 &&
+	    obtain(a, 0, pem, err) == 0)
+		rv = 0;
+	else if (err->fail == MTLS_FAIL_REVOKED)
+		drop_revoked(a);
+	free(pem);
+	return rv;
+}
+
+/* 0: renew when due (a->renew_at), 1: enrolled now, -1: failed. */
 static int
 first(struct agent *a, struct mtls_error *err)
 {
-	char fp[65];
-
-	if (load_current(a) == 0)
-		return 0;	/* valid files: renew them when due */
+	if (load_current(a, a->svid, a->svid_key) == 0) {
+		/* valid files: renew them when due */
+		a->cur_cert = a->svid;
+		a->cur_key = a->svid_key;
+		schedule(a);
+		return copy_ca_bundle(a, err);
+	}
 	if (a->o->cert != NULL) {
-		if (copy_file(a->o->cert, a->svid, 0644, err) != 0 ||
-		    copy_file(a->o->key, a->svid_key, 0600, err) != 0)
-			return -1;
-		if (load_current(a) != 0)
-			return error_set(err, MTLS_ERR_ARG, "--cert %s has "
-			    "expired: enroll again with --token-file",
-			    a->o->cert);
-		return 0;
+		/* not copied into out-dir: only a renewal's answer is
+		 * installed (a revoked --cert must never be), so it is due
+		 * now */
+		if (load_current(a, a->o->cert, a->o->key) != 0)
+			return error_set(err, MTLS_ERR_ARG, "--cert %s or --key "
+			    "%s: unreadable, or the certificate has expired: "
+			    "enroll again with --token-file", a->o->cert,
+			    a->o->key);
+		a->cur_cert = a->o->cert;
+		a->cur_key = a->o->key;
+		a->renew_at = (int64_t)time(NULL);
+		return copy_ca_bundle(a, err);
 	}
 	if (a->o->token_file == NULL)
 		return error_set(err, MTLS_ERR_ARG, "no valid certificate in "
 		    "%s: give --token-file", a->o->out_dir);
-	if (read_token(a, err) != 0)
-		return -1;
-	memcpy(fp, a->token + 6, 64);
-	fp[64] = '\0';
-	if (fetch_bundle(a, fp, err) != 0 || obtain(a, 1, err) != 0)
+	if (read_token(a, err) != 0 || enroll(a, err) != 0)
 		return -1;
 	return 1;
 }
@@ -476,48 +750,85 @@ sleep_until(int64_t t)
 		poll(NULL, 0, 200);
 }
 
+/*
+ * --out-dir holds the key and the roots a proxy trusts: it must be a
+ * directory of this user that nobody else can write (else another user
+ * could swap bundle.pem or svid.pem under us). Created 0700 if missing.
+ * The files inside are not checked: only this user (or root) can have
+ * put them there, and every write replaces a file by rename with its own
+ * mode.
+ */
+static int
+check_out_dir(const char *dir, struct mtls_error *err)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return error_set_errno(err, MTLS_ERR_IO, "--out-dir %s", dir);
+	if (stat(dir, &st) != 0)
+		return error_set_errno(err, MTLS_ERR_IO, "--out-dir %s", dir);
+	if (!S_ISDIR(st.st_mode))
+		return error_set(err, MTLS_ERR_ARG, "--out-dir %s is not a "
+		    "directory", dir);
+	if (st.st_uid != geteuid())
+		return error_set(err, MTLS_ERR_ARG, "--out-dir %s belongs to "
+		    "uid %u, not to this user (uid %u): chown %u %s, or give a "
+		    "new path (it is created 0700)", dir, (unsigned)st.st_uid,
+		    (unsigned)geteuid(), (unsigned)geteuid(), dir);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return error_set(err, MTLS_ERR_ARG, "--out-dir %s is writable "
+		    "by %s (mode %03o): chmod go-w %s, or give a new path (it "
+		    "is created 0700)", dir, st.st_mode & S_IWOTH ? "others" :
+		    "its group", (unsigned)(st.st_mode & 07777), dir);
+	return 0;
+}
+
 static int
 setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 {
 	memset(a, 0, sizeof(*a));
 	a->o = o;
-	snprintf(a->svid, sizeof(a->svid), "%s/svid.pem", o->out_dir);
+	if ((size_t)snprintf(a->svid, sizeof(a->svid), "%s/svid.pem",
+	    o->out_dir) >= sizeof(a->svid))
+		return error_set(err, MTLS_ERR_ARG, "--out-dir is too long");
 	snprintf(a->svid_key, sizeof(a->svid_key), "%s/svid.key", o->out_dir);
 	snprintf(a->bundle, sizeof(a->bundle), "%s/bundle.pem", o->out_dir);
-	if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
-		return error_set_errno(err, MTLS_ERR_IO, "--out-dir %s",
-		    o->out_dir);
-	if (o->ca_bundle && copy_file(o->ca_bundle, a->bundle, 0644, err) != 0)
+	if (check_out_dir(o->out_dir, err) != 0)
 		return -1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return 0;
 }
 
-/* Renews when due until stopped; failures back off. */
-static void
-renew_loop(struct agent *a)
+/* Renews when due until stopped (0) or the certificate is revoked (-1,
+ * err set); other failures back off. */
+static int
+renew_loop(struct agent *a, struct mtls_error *err)
 {
-	struct mtls_error err;
 	int64_t backoff = 1, now, left;
 
 	while (!stop) {
 		sleep_until(a->renew_at);
 		if (stop)
 			break;
-		error_clear(&err);
-		/* a fresh bundle first (roots rotate), then the certificate */
-		if (fetch_bundle(a, NULL, &err) == 0 && obtain(a, 0, &err) == 0) {
+		error_clear(err);
+		if (renew(a, err) == 0) {
 			backoff = 1;
 			continue;
 		}
+		if (err->fail == MTLS_FAIL_REVOKED) {
+			/* permanent: retrying would only ask again */
+			log_error("renew_refused", err, -1);
+			return -1;
+		}
 		now = (int64_t)time(NULL);
 		left = a->not_after - now;
-		log_error("renew_failed", &err, backoff);
+		log_error("renew_failed", err, backoff);
 		/* back off, but never past a quarter of what is left */
 		a->renew_at = now + (backoff < left / 4 || left < 4 ? backoff :
 		    left / 4);
 		backoff = backoff * 2 > 60 ? 60 : backoff * 2;
 	}
+	return 0;
 }
 
 int
@@ -534,13 +845,15 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	/* enrollment: retried like renewals unless --once */
+	/* enrollment: retried like renewals unless --once, a bad argument, or
+	 * a server that is not the token's CA (nothing to wait for) */
 	for (;;) {
 		r = first(&a, err);
 		if (r >= 0)
 			break;
 		if (o->once || err->code == MTLS_ERR_ARG ||
-		    err->code == MTLS_ERR_PARSE)
+		    err->code == MTLS_ERR_PARSE ||
+		    err->fail == MTLS_FAIL_UNKNOWN_CA)
 			goto out;
 		log_error("enroll_failed", err, backoff);
 		sleep_until((int64_t)time(NULL) + backoff);
@@ -548,20 +861,15 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 			goto out;
 		backoff = backoff * 2 > 60 ? 60 : backoff * 2;
 	}
-	if (r == 0) {
-		schedule(&a);
-		if (o->once) {
-			/* --once with a valid certificate: renew it now */
-			if (obtain(&a, 0, err) != 0)
-				goto out;
-			rv = 0;
+	if (o->once) {
+		/* --once with a valid certificate: renew it now */
+		if (r == 0 && renew(&a, err) != 0)
 			goto out;
-		}
-	} else if (o->once) {
 		rv = 0;
 		goto out;
 	}
-	renew_loop(&a);
+	if (renew_loop(&a, err) != 0)
+		goto out;
 	rv = 0;
  out:
 	OPENSSL_cleanse(a.token, sizeof(a.token));
@@ -572,7 +880,10 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 static void *
 renew_thread(void *arg)
 {
-	renew_loop(arg);
+	struct mtls_error err;
+
+	error_clear(&err);
+	(void)renew_loop(arg, &err);	/* logged; the proxy keeps serving */
 	return NULL;
 }
 
@@ -588,12 +899,18 @@ agent_background(const struct agent_opts *o, struct mtls_error *err)
 	if (a == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	if (setup(a, o, err) != 0 || (r = first(a, err)) < 0) {
+		OPENSSL_cleanse(a->token, sizeof(a->token));
 		free(a);
 		return -1;
 	}
 	OPENSSL_cleanse(a->token, sizeof(a->token));
-	if (r == 0)
-		schedule(a);
+	if (r == 0 && a->cur_cert != a->svid) {
+		/* --cert: the proxy needs installed files before it starts */
+		if (renew(a, err) != 0) {
+			free(a);
+			return -1;
+		}
+	}
 	/* signals belong to the host process's own handling (the proxy's
 	 * signalfd): the thread, and curl's threads, start with them blocked */
 	sigfillset(&all);
