@@ -244,7 +244,7 @@ certinfo_json(X509 *x, int64_t now)
 		json_object_set_new(o, "name_constraints", n);
 		NAME_CONSTRAINTS_free(nc);
 	}
-	if (profile_spiffe_scope(x, &scope, &nscope) == 0 && nscope > 0) {
+	if (profile_spiffe_scope(x, profile_scope_oid_default(), &scope, &nscope) == 0 && nscope > 0) {
 		json_t *a = json_array();
 
 		for (i = 0; i < nscope; i++)
