@@ -197,6 +197,8 @@ int	 profile_scope_oid_check(const char *oid);
 const char *profile_scope_oid_default(void);
 /* 1 for the 2.25 OID we wrote before (Go and GnuTLS cannot parse it). */
 int	 profile_scope_oid_legacy(const char *oid);
+/* 1 when <x> carries our scope extension under the legacy 2.25 OID. */
+int	 profile_scope_legacy(X509 *x);
 /* The scope OIDs a verifier reads: <extra> (if set and new), the default,
  * the legacy one; returns how many were put in <oids>. */
 size_t	 profile_scope_oids(const char *extra, const char *oids[3]);

@@ -82,6 +82,16 @@ profile_scope_oid_legacy(const char *oid)
 	return oid != NULL && strcmp(oid, OID_SCOPE_LEGACY) == 0;
 }
 
+int
+profile_scope_legacy(X509 *x)
+{
+	ASN1_OBJECT *obj = OBJ_txt2obj(OID_SCOPE_LEGACY, 1);
+	int r = obj != NULL && X509_get_ext_by_OBJ(x, obj, -1) >= 0;
+
+	ASN1_OBJECT_free(obj);
+	return r;
+}
+
 size_t
 profile_scope_oids(const char *extra, const char *oids[3])
 {

@@ -114,6 +114,17 @@ if openssl x509 -in dev/ca.pem -noout -text | grep -q '1.3.6.1.4.1.32473.6857.1'
 	ok "dev carries the scope under 1.3.6.1.4.1.32473.6857.1"
 else not_ok "dev carries the scope under 1.3.6.1.4.1.32473.6857.1"; fi
 
+# doctor and inspect say what the legacy OID breaks and how to reissue
+"$MTLS" cert inspect legacy.pem > inspect_legacy.txt 2>&1
+expect_grep 'WARNING: .*legacy OID.*Go.*GnuTLS.*reissue' inspect_legacy.txt "cert inspect warns about the legacy OID"
+"$MTLS" cert inspect --json legacy.pem > inspect_legacy.json 2>&1
+expect_grep '"spiffe_scope_oid": *"2\.25\.' inspect_legacy.json "cert inspect --json names the scope OID"
+"$MTLS" cert inspect dev/ca.pem > inspect_dev.txt 2>&1
+grep -q WARNING inspect_dev.txt && not_ok "no warning for the new OID" "$(cat inspect_dev.txt)" || ok "no warning for the new OID"
+"$MTLS" doctor files --cert legacy_ok.pem --ca root/bundle.pem --json > doctor_legacy.json 2>&1
+expect_grep '"check": *"interop"' doctor_legacy.json "doctor files: an interop finding for the legacy OID"
+expect_grep 'mtls ca intermediate' doctor_legacy.json "... whose fix says how to reissue"
+
 # a CA's own scope_oid (a deployment's PEN): written on its intermediates,
 # understood by its own issuance check, and by verifiers given MTLS_SCOPE_OID
 q "$MTLS" ca init proot --trust-domain example.org
