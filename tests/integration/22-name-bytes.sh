@@ -44,6 +44,21 @@ done
 expect_grep 'URI SAN .spiffe://example.org/ns/prod/a\\x0d\\x0aX-Injected:\\x201' crlf.out \
     "the reason shows CR LF and the space escaped as \\xNN"
 
+# a subject CN with CR LF, DEL and a C1 control (U+009B, CSI): refused as
+# an identity, and neither verify nor inspect prints those bytes raw
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ctl.key 2>/dev/null
+openssl req -new -key ctl.key -subj "/O=example.org/CN=ev"$'\r\n'"il"$'\x7f'"x"$'\xc2\x9b'"y" -out ctl.csr 2>/dev/null
+printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature' \
+    'subjectAltName=URI:spiffe://example.org/ns/prod/ctl' > ctl.ext
+openssl x509 -req -in ctl.csr -CA int1.pem -CAkey int/ca.key -set_serial 11 -days 1 -extfile ctl.ext \
+    -out ctl.leaf 2>/dev/null && cat ctl.leaf int1.pem > ctl.pem || not_ok "setup: ctl"
+expect_exit 1 "cert verify refuses a CN with CR LF" "$MTLS" cert verify ctl.pem --ca root/bundle.pem
+expect_grep "^invalid_svid: .*subject CN 'ev\\\\x0d\\\\x0ail\\\\x7fx" "$T_DIR/out" "... escaped in the reason"
+"$MTLS" cert inspect ctl.pem > ctl.txt 2>&1
+if LC_ALL=C grep -qP '\xc2[\x80-\x9f]|[\x00-\x08\x0b-\x1f\x7f]' ctl.txt; then
+	not_ok "cert inspect prints no raw C0/C1 control" "$(od -c ctl.txt | head -5)"
+else ok "cert inspect prints no raw C0/C1 control"; fi
+
 # the proxy: --allow-any, so only the verifier stands between the name and
 # the log line (and, in http mode, the upstream's headers)
 be=$(free_port)
