@@ -37,7 +37,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 			ids_free(&ids);
 		if ((o = certinfo_json(x, 1800000000)) != NULL)
 			json_decref(o);
-		if (profile_spiffe_scope(x, &scope, &n) == 0)
+		if (profile_spiffe_scope(x, profile_scope_oid_default(),
+		    &scope, &n) == 0)
+			strv_free(scope, n);
+		if (profile_dns_scope(x, &scope, &n) == 0)
 			strv_free(scope, n);
 	}
 	sk_X509_pop_free(sk, X509_free);

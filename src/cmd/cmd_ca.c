@@ -220,9 +220,12 @@ static const char int_help[] =
 "Creates an intermediate CA (pathlen 0) signed by the CA in PDIR and\n"
 "recorded in PDIR's inventory. With --permit-*, it is scoped: a critical\n"
 "nameConstraints extension permits the trust domain (URI) and each DNS\n"
-"suffix; SPIFFE path prefixes (spiffe://td/ns/prod/) are enforced by mtls\n"
-"at issuance and in verification (other verifiers check only the trust\n"
-"domain). --ttl default 365d, clamped to the parent's lifetime.\n";
+"suffix and closes the rest (no other DNS name, no IP, no e-mail);\n"
+"SPIFFE path prefixes (spiffe://td/ns/prod/) are enforced by mtls at\n"
+"issuance and in verification (OpenSSL and Go check the trust domain,\n"
+"GnuTLS does not). The scope extension's OID is ca.conf scope_oid of PDIR\n"
+"(default 1.3.6.1.4.1.32473.6857.1). --ttl default 365d, clamped to the\n"
+"parent's lifetime.\n";
 
 static int
 ca_intermediate_cmd(int argc, char **argv)

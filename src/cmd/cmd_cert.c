@@ -69,6 +69,8 @@ print_cert(int idx, int n, json_t *o)
 		print_list("excluded:", json_object_get(nc, "excluded"));
 	}
 	print_list("SPIFFE scope:", json_object_get(o, "spiffe_scope"));
+	if (json_object_get(o, "warning") != NULL)
+		printf("  %-16s%s\n", "WARNING:", jstr(o, "warning"));
 	printf("  %-16s%s\n", "SHA-256:", jstr(o, "sha256_fingerprint"));
 }
 

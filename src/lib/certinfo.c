@@ -3,6 +3,7 @@
  * `mtls cert inspect` (text and --json) and, later, `mtls doctor`.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -154,7 +155,8 @@ certinfo_json(X509 *x, int64_t now)
 	uint32_t flags;
 	size_t i, k;
 	char **scope;
-	size_t nscope;
+	const char *oids[3];
+	size_t nscope, noids;
 
 	if (o == NULL || sans == NULL) {
 		json_decref(o);
@@ -244,14 +246,29 @@ certinfo_json(X509 *x, int64_t now)
 		json_object_set_new(o, "name_constraints", n);
 		NAME_CONSTRAINTS_free(nc);
 	}
-	if (profile_spiffe_scope(x, &scope, &nscope) == 0 && nscope > 0) {
-		json_t *a = json_array();
+	noids = profile_scope_oids(getenv("MTLS_SCOPE_OID"), oids);
+	for (k = 0; k < noids; k++) {
+		json_t *a;
 
+		if (profile_spiffe_scope(x, oids[k], &scope, &nscope) != 0 ||
+		    nscope == 0)
+			continue;
+		a = json_array();
 		for (i = 0; i < nscope; i++)
 			json_array_append_new(a, json_string(scope[i]));
 		json_object_set_new(o, "spiffe_scope", a);
+		json_object_set_new(o, "spiffe_scope_oid", json_string(oids[k]));
 		strv_free(scope, nscope);
+		break;
 	}
+	/* issue 13: Go and GnuTLS cannot parse a certificate with it */
+	if (profile_scope_legacy(x))
+		json_object_set_new(o, "warning", json_string("the SPIFFE "
+		    "scope is under the legacy OID 2.25.19944...; Go's "
+		    "crypto/x509 and GnuTLS refuse any chain through this "
+		    "certificate: reissue the intermediate with this mtls "
+		    "(mtls ca intermediate, same --permit flags), then its "
+		    "leaves"));
 	cert_fingerprint(x, buf, sizeof(buf));
 	json_object_set_new(o, "sha256_fingerprint", json_string(buf));
 	json_object_set_new(o, "self_signed",

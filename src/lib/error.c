@@ -45,7 +45,8 @@ static const struct {
 	    "profile" },
 	[MTLS_FAIL_INVALID_SVID] = { "invalid_svid",
 	    "not a valid X509-SVID (one spiffe URI SAN, CA:FALSE, "
-	    "digitalSignature only): reissue with mtls ca issue" },
+	    "digitalSignature only) or a name that is not printable ASCII: "
+	    "reissue with mtls ca issue" },
 	[MTLS_FAIL_NAME_CONSTRAINTS] = { "name_constraints",
 	    "the identity is outside what the issuing CA may certify: issue it "
 	    "from an intermediate scoped to that name" },

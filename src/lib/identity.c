@@ -333,6 +333,8 @@ ids_free(struct ids *ids)
 	ids->n_uri = 0;
 	ids->bad_uri = 0;
 	ids->bad_other = 0;
+	free(ids->bad);
+	ids->bad = NULL;
 }
 
 void
@@ -369,6 +371,69 @@ ids_add(struct ids *ids, const char *prefix, const char *val, size_t len)
 	return 0;
 }
 
+void
+name_escape(const void *data, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *d = data;
+	size_t i, o = 0;
+
+	if (cap == 0)
+		return;
+	for (i = 0; i < len; i++) {
+		unsigned char c = d[i];
+		int esc = c < 0x21 || c >= 0x7f || c == '\\' || c == '\'';
+
+		if (o + (esc ? 4 : 1) + 4 > cap) {	/* room for "..." */
+			if (o + 4 <= cap)
+				memcpy(out + o, "...", 3), o += 3;
+			break;
+		}
+		if (esc) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		} else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+}
+
+/* 0 when every byte of a name is printable ASCII without space. */
+static int
+name_bytes_ok(const unsigned char *d, int l)
+{
+	int i;
+
+	for (i = 0; i < l; i++)
+		if (d[i] < 0x21 || d[i] >= 0x7f)
+			return -1;
+	return 0;
+}
+
+/* Records the first refused name of <ids>, escaped, for the reason. */
+static void
+ids_refuse(struct ids *ids, const char *what, const unsigned char *d, int l)
+{
+	char e[320];
+
+	if (ids->bad != NULL || (ids->bad = malloc(sizeof(e) + 32)) == NULL)
+		return;
+	name_escape(d, (size_t)(l < 0 ? 0 : l), e, sizeof(e));
+	snprintf(ids->bad, sizeof(e) + 32, "%s '%s'", what, e);
+}
+
+/*
+ * A name becomes an identity (a peer_id, a log field, a header value, the
+ * input of a rule) only if every byte is printable ASCII other than space:
+ * "spiffe://td/a\r\nX-Injected: 1" must never reach an upstream. A URI or
+ * DNS SAN with any other byte is counted in bad_uri / bad_other, and the
+ * verifier refuses the chain (check_svid). A subject CN with a control byte
+ * is refused likewise; a CN with a space or non-ASCII letters ("CN=Jane
+ * Doe") is ordinary in X.500 names of people, so it is only not an
+ * identity: refusing it would refuse every such client certificate.
+ */
 int
 ids_from_cert(X509 *x, struct ids *ids, struct mtls_error *err)
 {
@@ -391,8 +456,9 @@ ids_from_cert(X509 *x, struct ids *ids, struct mtls_error *err)
 			ids->n_uri++;
 			/* An embedded NUL would let "spiffe://td/admin\0x"
 			 * pass as "spiffe://td/admin": never take such a name. */
-			if (l > SPIFFE_MAX || memchr(d, '\0', (size_t)l)) {
+			if (l > SPIFFE_MAX || name_bytes_ok(d, l) != 0) {
 				ids->bad_uri++;
+				ids_refuse(ids, "URI SAN", d, l > 300 ? 300 : l);
 				break;
 			}
 			r = ids_add(ids, "", (const char *)d, (size_t)l);
@@ -400,8 +466,9 @@ ids_from_cert(X509 *x, struct ids *ids, struct mtls_error *err)
 		case GEN_DNS:
 			d = ASN1_STRING_get0_data(g->d.dNSName);
 			l = ASN1_STRING_length(g->d.dNSName);
-			if (l > 255 || memchr(d, '\0', (size_t)l)) {
+			if (l > 255 || name_bytes_ok(d, l) != 0) {
 				ids->bad_other++;
+				ids_refuse(ids, "DNS SAN", d, l > 300 ? 300 : l);
 				break;
 			}
 			r = ids_add(ids, "dns:", (const char *)d, (size_t)l);
@@ -430,13 +497,19 @@ ids_from_cert(X509 *x, struct ids *ids, struct mtls_error *err)
 		ASN1_STRING *cn = X509_NAME_ENTRY_get_data(
 		    X509_NAME_get_entry(subj, idx));
 		unsigned char *u = NULL;
-		int l = ASN1_STRING_to_UTF8(&u, cn);
+		int l = ASN1_STRING_to_UTF8(&u, cn), j, ctl = 0, odd = 0;
 
-		if (l >= 0 && (l > 1024 || memchr(u, '\0', (size_t)l))) {
+		for (j = 0; j < l; j++) {
+			ctl |= u[j] < 0x20 || u[j] == 0x7f;
+			odd |= u[j] == ' ' || u[j] >= 0x80;
+		}
+		if (l >= 0 && (l > 1024 || ctl)) {
 			ids->bad_other++;
+			ids_refuse(ids, "subject CN", u, l > 300 ? 300 : l);
 			l = -1;
 		}
-		if (l >= 0 && ids_add(ids, "cn:", (char *)u, (size_t)l) != 0) {
+		if (l >= 0 && !odd &&
+		    ids_add(ids, "cn:", (char *)u, (size_t)l) != 0) {
 			OPENSSL_free(u);
 			ids_free(ids);
 			return error_set(err, MTLS_ERR_NOMEM,

@@ -83,9 +83,15 @@ struct ids {
 	char	**v;		/* "spiffe://..", "dns:..", "ip:..", "cn:.." */
 	size_t	  n;
 	size_t	  n_uri;	/* URI SANs seen, spiffe or not */
-	size_t	  bad_uri;	/* URI SANs dropped: NUL byte or too long */
-	size_t	  bad_other;	/* other SANs/CN dropped likewise */
+	size_t	  bad_uri;	/* URI SANs dropped: a byte outside 0x21-0x7e,
+				 * or too long */
+	size_t	  bad_other;	/* DNS SANs likewise; CN: control byte */
+	char	 *bad;		/* the first one dropped, escaped (owned) */
 };
+/* <len> bytes of <data> as printable text: bytes outside 0x21-0x7e, a
+ * backslash and a quote as \xNN; cut with "..." to fit <cap> (NUL
+ * included). */
+void	 name_escape(const void *data, size_t len, char *out, size_t cap);
 void	 ids_free(struct ids *);
 int	 ids_add(struct ids *, const char *prefix, const char *val,
 	    size_t len) MTLS_MUST_CHECK;
@@ -173,15 +179,31 @@ struct profile_req {
 	size_t		 n_permit_spiffe;
 	char	* const *permit_dns;	/* DNS subtrees */
 	size_t		 n_permit_dns;
+	const char	*scope_oid;	/* NULL: profile_scope_oid_default() */
 	const char	*crl_url;	/* CRL distribution point */
 	const char	*ocsp_url;	/* AIA OCSP */
 };
 /* Builds and signs one certificate with a fresh 128-bit random serial. */
 int	 profile_build(const struct profile_req *, X509 **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
-/* The SPIFFE path prefixes recorded in our extension on <ca>; 0 when the
- * extension is absent (*n = 0), -1 when it is present but malformed. */
-int	 profile_spiffe_scope(X509 *ca, char ***prefixes, size_t *n);
+/* The SPIFFE path prefixes recorded in our scope extension <oid> on <ca>;
+ * 0 when the extension is absent (*n = 0), -1 when it is present but
+ * malformed. */
+int	 profile_spiffe_scope(X509 *ca, const char *oid, char ***prefixes,
+	    size_t *n);
+/* The permitted dNSName subtrees of <ca>'s nameConstraints, without our
+ * "none" marker; 0 (maybe *n = 0), -1 when the extension is malformed. */
+int	 profile_dns_scope(X509 *ca, char ***suffixes, size_t *n);
+/* 0 when <oid> is dotted text, >= 3 arcs, each below 2^31 (Go, GnuTLS). */
+int	 profile_scope_oid_check(const char *oid);
+const char *profile_scope_oid_default(void);
+/* 1 for the 2.25 OID we wrote before (Go and GnuTLS cannot parse it). */
+int	 profile_scope_oid_legacy(const char *oid);
+/* 1 when <x> carries our scope extension under the legacy 2.25 OID. */
+int	 profile_scope_legacy(X509 *x);
+/* The scope OIDs a verifier reads: <extra> (if set and new), the default,
+ * the legacy one; returns how many were put in <oids>. */
+size_t	 profile_scope_oids(const char *extra, const char *oids[3]);
 void	 strv_free(char **, size_t);
 
 /* ---- crl.c ---- */
@@ -245,6 +267,9 @@ struct mtls_config {
 	size_t			 alpn_len;
 	uint64_t		 generation;	/* unique per config */
 	struct verify_cache	*vcache;	/* verify.c */
+	/* an extra SPIFFE scope OID to recognise (a CA's scope_oid);
+	 * "" reads MTLS_SCOPE_OID from the environment */
+	char			 scope_oid[68];
 };
 
 /*

@@ -120,6 +120,28 @@ log_json_line(const char *level, const char *event, const char *members,
 	return 0;
 }
 
+/* <s> into <out> with bytes below 0x20, 0x7f and above as \xNN; cut to
+ * fit <cap>. Unlike name_escape, spaces and quotes stay readable. */
+static void
+name_escape_text(const char *s, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0;
+
+	for (; *p && o + 5 < cap; p++) {
+		if (*p < 0x20 || *p >= 0x7f) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		} else
+			out[o++] = (char)*p;
+	}
+	if (cap > 0)
+		out[o] = '\0';
+}
+
 void
 log_emit(const char *level, const char *event, struct json_t *fields)
 {
@@ -143,7 +165,8 @@ log_emit(const char *level, const char *event, struct json_t *fields)
 		json_object_set_new(line, "level", json_string(level));
 		json_object_set_new(line, "event", json_string(event));
 		json_object_update(line, o);
-		s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER |
+		    JSON_ENSURE_ASCII);
 		json_decref(line);
 		if (s != NULL) {
 			size_t n = strlen(s);
@@ -168,8 +191,17 @@ log_emit(const char *level, const char *event, struct json_t *fields)
 
 			if (off < sizeof(buf))
 				off += (size_t)snprintf(buf + off,
-				    sizeof(buf) - off, " %s=%s", k,
-				    vs ? vs : json_string_value(v));
+				    sizeof(buf) - off, " %s=", k);
+			/* a value may hold bytes from a peer (a reason
+			 * quoting a name): never a raw control byte on a
+			 * terminal or in a line-based log */
+			if (off < sizeof(buf)) {
+				const char *t = vs ? vs : json_string_value(v);
+
+				name_escape_text(t ? t : "", buf + off,
+				    sizeof(buf) - off);
+				off += strlen(buf + off);
+			}
 			free(vs);
 		}
 		if (off >= sizeof(buf) - 1)

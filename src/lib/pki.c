@@ -490,6 +490,7 @@ void
 name_oneline(const X509_NAME *nm, char *buf, size_t len)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
+	size_t i;
 	int n;
 
 	buf[0] = '\0';
@@ -500,6 +501,17 @@ name_oneline(const X509_NAME *nm, char *buf, size_t len)
 	n = BIO_read(bio, buf, (int)len - 1);
 	buf[n > 0 ? n : 0] = '\0';
 	BIO_free(bio);
+	/* RFC 2253 escaping covers C0 controls and DEL; a C1 control (U+0080
+	 * to U+009F, UTF-8 C2 80..C2 9F, e.g. CSI) would still reach a
+	 * terminal or log line raw: make it '?' */
+	for (i = 0; i + 1 < (size_t)(n > 0 ? n : 0); i++)
+		if ((unsigned char)buf[i] == 0xc2 &&
+		    (unsigned char)buf[i + 1] >= 0x80 &&
+		    (unsigned char)buf[i + 1] <= 0x9f) {
+			buf[i] = '?';
+			memmove(buf + i + 1, buf + i + 2, (size_t)n - i - 1);
+			n--;
+		}
 	if (buf[0] == '\0')
 		snprintf(buf, len, "(empty subject)");
 }

@@ -22,14 +22,88 @@
  * value is SEQUENCE OF IA5String (permitted ID prefixes, each ending in
  * "/"). X.509 nameConstraints can only scope a URI's host, i.e. the trust
  * domain; this records the path part for our own verifier (DESIGN.md).
- * The OID is a UUID arc (ITU-T X.667), so it needs no registration.
+ * Its presence also says "this CA is scoped": a name type its
+ * nameConstraints do not permit is not an identity under it.
+ *
+ * The OID: every arc must fit in 31 bits, or Go's crypto/x509 ("malformed
+ * extension OID field") and GnuTLS 3.7 ("Error in DER parsing") refuse the
+ * whole certificate, critical or not. A UUID arc (2.25.N, 128-bit N) cannot.
+ * We own no IANA Private Enterprise Number, so the default sits under PEN
+ * 32473, which RFC 5612 reserves for documentation: no organization is
+ * ever assigned it, so no real extension collides. A deployment with its
+ * own PEN sets scope_oid in ca.conf and MTLS_SCOPE_OID for verifiers.
+ * OID_SCOPE_LEGACY is what we wrote before; verifiers still read it.
  */
-#define OID_SPIFFE_SCOPE "2.25.199447486927615877784465314696394383395"
+#define OID_SCOPE_DEFAULT	"1.3.6.1.4.1.32473.6857.1"
+#define OID_SCOPE_LEGACY	"2.25.199447486927615877784465314696394383395"
+#define NC_NONE			"invalid"	/* RFC 6761 6.4 */
 
-static ASN1_OBJECT *
-scope_oid(void)
+int
+profile_scope_oid_check(const char *oid)
 {
-	return OBJ_txt2obj(OID_SPIFFE_SCOPE, 1);
+	const char *p = oid;
+	unsigned long arc;
+	int arcs = 0, first = 0;
+
+	if (oid == NULL || strlen(oid) > 64)
+		return -1;
+	for (;;) {
+		if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' &&
+		    p[1] <= '9'))
+			return -1;	/* empty arc or a leading zero */
+		for (arc = 0; *p >= '0' && *p <= '9'; p++) {
+			arc = arc * 10 + (unsigned long)(*p - '0');
+			if (arc > 0x7fffffffUL)
+				return -1;
+		}
+		if (arcs == 0)
+			first = (int)arc;
+		if ((arcs == 0 && arc > 2) || (arcs == 1 && first < 2 &&
+		    arc > 39))
+			return -1;
+		arcs++;
+		if (*p == '\0')
+			break;
+		if (*p++ != '.')
+			return -1;
+	}
+	return arcs >= 3 ? 0 : -1;
+}
+
+const char *
+profile_scope_oid_default(void)
+{
+	return OID_SCOPE_DEFAULT;
+}
+
+int
+profile_scope_oid_legacy(const char *oid)
+{
+	return oid != NULL && strcmp(oid, OID_SCOPE_LEGACY) == 0;
+}
+
+int
+profile_scope_legacy(X509 *x)
+{
+	ASN1_OBJECT *obj = OBJ_txt2obj(OID_SCOPE_LEGACY, 1);
+	int r = obj != NULL && X509_get_ext_by_OBJ(x, obj, -1) >= 0;
+
+	ASN1_OBJECT_free(obj);
+	return r;
+}
+
+size_t
+profile_scope_oids(const char *extra, const char *oids[3])
+{
+	size_t n = 0;
+
+	if (extra != NULL && *extra != '\0' &&
+	    strcmp(extra, OID_SCOPE_DEFAULT) != 0 &&
+	    strcmp(extra, OID_SCOPE_LEGACY) != 0)
+		oids[n++] = extra;
+	oids[n++] = OID_SCOPE_DEFAULT;
+	oids[n++] = OID_SCOPE_LEGACY;
+	return n;
 }
 
 static int
@@ -159,6 +233,42 @@ add_subtree(STACK_OF(GENERAL_SUBTREE) *sk, int type, const char *s)
 	return 0;
 }
 
+/* An iPAddress subtree of every address: <len> zero bytes (address and
+ * mask), 8 for IPv4, 32 for IPv6 (RFC 5280 4.2.1.10). */
+static int
+add_ip_all(STACK_OF(GENERAL_SUBTREE) *sk, int len)
+{
+	static const unsigned char zero[32];
+	GENERAL_SUBTREE *st = GENERAL_SUBTREE_new();
+	ASN1_OCTET_STRING *v = ASN1_OCTET_STRING_new();
+
+	if (st == NULL || v == NULL || !ASN1_OCTET_STRING_set(v, zero, len)) {
+		GENERAL_SUBTREE_free(st);
+		ASN1_OCTET_STRING_free(v);
+		return -1;
+	}
+	GENERAL_NAME_set0_value(st->base, GEN_IPADD, v);
+	if (!sk_GENERAL_SUBTREE_push(sk, st)) {
+		GENERAL_SUBTREE_free(st);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * RFC 5280 leaves a name type with no permitted subtree unconstrained, so
+ * a CA scoped to spiffe://td/ns/dev/ alone could still certify any DNS
+ * name, IP or hostname-like CN. Every type the CA does not permit is
+ * therefore closed, in the form OpenSSL 3.0, Go 1.19 and GnuTLS 3.7 all
+ * enforce (tests/integration/21-scope-peers.sh):
+ *   dNSName: the permitted suffixes, else the one name "invalid" (RFC 6761
+ *     6.4: never resolves). An empty dNSName would mean "all" to OpenSSL
+ *     and Go, but GnuTLS matches it against nothing;
+ *   rfc822Name: "invalid" likewise;
+ *   iPAddress: excluded 0.0.0.0/0 and ::/0 (no CA of ours permits IPs).
+ * GnuTLS ignores permitted URI subtrees altogether (only excluded ones
+ * count), so the trust domain is enforced by OpenSSL, Go and us only.
+ */
 static int
 add_name_constraints(X509 *x, const struct profile_req *r,
     struct mtls_error *err)
@@ -170,7 +280,8 @@ add_name_constraints(X509 *x, const struct profile_req *r,
 	if (r->permit_td == NULL && r->n_permit_dns == 0)
 		return 0;
 	if ((nc = NAME_CONSTRAINTS_new()) == NULL ||
-	    (nc->permittedSubtrees = sk_GENERAL_SUBTREE_new_null()) == NULL) {
+	    (nc->permittedSubtrees = sk_GENERAL_SUBTREE_new_null()) == NULL ||
+	    (nc->excludedSubtrees = sk_GENERAL_SUBTREE_new_null()) == NULL) {
 		NAME_CONSTRAINTS_free(nc);
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	}
@@ -183,6 +294,12 @@ add_name_constraints(X509 *x, const struct profile_req *r,
 		if (add_subtree(nc->permittedSubtrees, GEN_DNS,
 		    r->permit_dns[i]) != 0)
 			goto nomem;
+	if ((r->n_permit_dns == 0 &&
+	    add_subtree(nc->permittedSubtrees, GEN_DNS, NC_NONE) != 0) ||
+	    add_subtree(nc->permittedSubtrees, GEN_EMAIL, NC_NONE) != 0 ||
+	    add_ip_all(nc->excludedSubtrees, 8) != 0 ||
+	    add_ip_all(nc->excludedSubtrees, 32) != 0)
+		goto nomem;
 	if (add_ext_nid(x, NID_name_constraints, 1, nc) != 0) {
 		error_set_ossl(err, MTLS_ERR_CRYPTO,
 		    "cannot add nameConstraints");
@@ -198,7 +315,7 @@ add_name_constraints(X509 *x, const struct profile_req *r,
 }
 
 static int
-add_spiffe_scope(X509 *x, char * const *prefixes, size_t n,
+add_spiffe_scope(X509 *x, const struct profile_req *r,
     struct mtls_error *err)
 {
 	STACK_OF(ASN1_TYPE) *seq = sk_ASN1_TYPE_new_null();
@@ -206,12 +323,30 @@ add_spiffe_scope(X509 *x, char * const *prefixes, size_t n,
 	ASN1_OBJECT *obj = NULL;
 	X509_EXTENSION *ext = NULL;
 	unsigned char *der = NULL;
+	char td_prefix[300];
+	const char *one[1];
+	char * const *prefixes = r->permit_spiffe;
+	const char *oid = r->scope_oid ? r->scope_oid : OID_SCOPE_DEFAULT;
+	size_t n = r->n_permit_spiffe, i;
 	int der_len, rv = -1;
-	size_t i;
 
+	if (n == 0 && r->permit_td != NULL) {
+		/* --permit-dns alone: any ID of the trust domain, and the
+		 * extension still marks the CA as scoped */
+		snprintf(td_prefix, sizeof(td_prefix), "spiffe://%s/",
+		    r->permit_td);
+		one[0] = td_prefix;
+		prefixes = (char * const *)one;
+		n = 1;
+	}
 	if (n == 0) {
 		sk_ASN1_TYPE_free(seq);
 		return 0;
+	}
+	if (profile_scope_oid_check(oid) != 0) {
+		sk_ASN1_TYPE_free(seq);
+		return error_set(err, MTLS_ERR_ARG, "scope_oid '%.64s' is not "
+		    "a dotted OID whose arcs fit in 31 bits", oid);
 	}
 	if (seq == NULL)
 		goto nomem;
@@ -235,7 +370,7 @@ add_spiffe_scope(X509 *x, char * const *prefixes, size_t n,
 		goto nomem;
 	if ((os = ASN1_OCTET_STRING_new()) == NULL ||
 	    !ASN1_OCTET_STRING_set(os, der, der_len) ||
-	    (obj = scope_oid()) == NULL ||
+	    (obj = OBJ_txt2obj(oid, 1)) == NULL ||
 	    (ext = X509_EXTENSION_create_by_OBJ(NULL, obj, 0, os)) == NULL ||
 	    !X509_add_ext(x, ext, -1))
 		goto nomem;
@@ -253,9 +388,9 @@ add_spiffe_scope(X509 *x, char * const *prefixes, size_t n,
 }
 
 int
-profile_spiffe_scope(X509 *ca, char ***out, size_t *n)
+profile_spiffe_scope(X509 *ca, const char *oid, char ***out, size_t *n)
 {
-	ASN1_OBJECT *obj = scope_oid();
+	ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
 	X509_EXTENSION *ext;
 	STACK_OF(ASN1_TYPE) *seq = NULL;
 	const unsigned char *p;
@@ -304,6 +439,50 @@ profile_spiffe_scope(X509 *ca, char ***out, size_t *n)
 		strv_free(v, (size_t)cnt);
 	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
 	ERR_clear_error();
+	return rv;
+}
+
+int
+profile_dns_scope(X509 *ca, char ***out, size_t *n)
+{
+	NAME_CONSTRAINTS *nc;
+	char **v = NULL;
+	size_t cnt = 0;
+	int i, crit = 0, rv = -1;
+
+	*out = NULL;
+	*n = 0;
+	nc = X509_get_ext_d2i(ca, NID_name_constraints, &crit, NULL);
+	if (nc == NULL)
+		return crit == -1 ? 0 : -1;	/* absent, or malformed */
+	for (i = 0; i < sk_GENERAL_SUBTREE_num(nc->permittedSubtrees); i++) {
+		GENERAL_NAME *g = sk_GENERAL_SUBTREE_value(nc->permittedSubtrees,
+		    i)->base;
+		const unsigned char *d;
+		char **nv;
+		int l;
+
+		if (g->type != GEN_DNS)
+			continue;
+		d = ASN1_STRING_get0_data(g->d.dNSName);
+		l = ASN1_STRING_length(g->d.dNSName);
+		if (l == (int)strlen(NC_NONE) && memcmp(d, NC_NONE, (size_t)l) == 0)
+			continue;
+		if (l <= 0 || l > 255 || memchr(d, '\0', (size_t)l) ||
+		    cnt >= 64 || (nv = realloc(v, (cnt + 1) * sizeof(*v))) == NULL)
+			goto out;
+		v = nv;
+		if ((v[cnt] = strndup((const char *)d, (size_t)l)) == NULL)
+			goto out;
+		cnt++;
+	}
+	*out = v;
+	*n = cnt;
+	v = NULL;
+	rv = 0;
+ out:
+	strv_free(v, cnt);
+	NAME_CONSTRAINTS_free(nc);
 	return rv;
 }
 
@@ -393,8 +572,7 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 		    "keyid:always") != 0)
 			goto ossl;
 		if (add_name_constraints(x, r, err) != 0 ||
-		    add_spiffe_scope(x, r->permit_spiffe, r->n_permit_spiffe,
-		    err) != 0)
+		    add_spiffe_scope(x, r, err) != 0)
 			goto err;
 		break;
 	case PROFILE_LEAF:

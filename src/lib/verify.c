@@ -300,14 +300,16 @@ check_svid(X509 *leaf, const struct ids *ids, struct mtls_error *err)
 			break;
 		}
 	cert_label(leaf, label, sizeof(label));
-	if (ids->bad_uri > 0)
+	/* A name that may not be an identity (identity.c) refuses the
+	 * chain: invalid_svid for every kind of name, as it is the one code
+	 * that says "this certificate is not a valid identity document";
+	 * identity_mismatch would send the operator to their rules. */
+	if (ids->bad_uri > 0 || ids->bad_other > 0)
 		return error_fail(err, MTLS_FAIL_INVALID_SVID,
-		    "leaf %s has a URI SAN with a NUL byte or over %d bytes",
-		    label, SPIFFE_MAX);
-	if (ids->bad_other > 0)
-		return error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH,
-		    "leaf %s has a DNS name or CN with a NUL byte or over the "
-		    "length limit", label);
+		    "leaf %s: %s is not an identity: a name must be printable "
+		    "ASCII without spaces or control bytes (URI at most %d "
+		    "bytes)", label, ids->bad ? ids->bad : "a name",
+		    SPIFFE_MAX);
 	if (spiffe == NULL) {
 		if (xf & EXFLAG_CA)
 			return error_fail(err, MTLS_FAIL_BAD_KEY_USAGE,
@@ -338,40 +340,125 @@ check_svid(X509 *leaf, const struct ids *ids, struct mtls_error *err)
 	return 0;
 }
 
-/* Our SPIFFE path scope on each CA of the chain (see profile.c). */
+/* 1 when DNS name <name> is one of <sfx> or below one (RFC 5280
+ * 4.2.1.10 dNSName subtrees; a leading "." means strictly below). */
 static int
-check_scope(STACK_OF(X509) *chain, const char *spiffe, struct mtls_error *err)
+dns_in(const char *name, char **sfx, size_t n)
 {
-	char label[256], **pre;
-	size_t n, j;
-	int i, ok;
+	size_t nl = strlen(name), bl, i;
 
+	for (i = 0; i < n; i++) {
+		bl = strlen(sfx[i]);
+		if (sfx[i][0] != '.' && strcasecmp(name, sfx[i]) == 0)
+			return 1;
+		if (nl > bl && strcasecmp(name + nl - bl, sfx[i]) == 0 &&
+		    (sfx[i][0] == '.' || name[nl - bl - 1] == '.'))
+			return 1;
+	}
+	return 0;
+}
+
+/* The extra scope OID to recognise: the config's, else MTLS_SCOPE_OID. */
+static const char *
+scope_extra(const struct mtls_config *cfg)
+{
+	return cfg->scope_oid[0] != '\0' ? cfg->scope_oid :
+	    getenv("MTLS_SCOPE_OID");
+}
+
+/*
+ * Our SPIFFE scope on each CA of the chain (see profile.c). A CA with the
+ * extension is scoped: the SPIFFE ID must start with one of its prefixes,
+ * and a name type its nameConstraints do not permit is refused here even
+ * where RFC 5280 would leave it open. That covers intermediates issued
+ * before profile.c closed those types: DNS names must be within the
+ * permitted dNSName subtrees, a CN (hostname-like or not: X.509 cannot
+ * constrain other CNs) likewise, and no IP address is ever permitted.
+ */
+static int
+check_scope(const struct mtls_config *cfg, STACK_OF(X509) *chain,
+    const struct ids *ids, struct mtls_error *err)
+{
+	const char *oids[3], *extra = scope_extra(cfg), *id, *bad = NULL;
+	char label[256], **pre, **dns = NULL, allowed[300];
+	size_t n, nd = 0, j, k, m, no;
+	int i, ok, scoped, rv = -1;
+
+	if (extra != NULL && *extra != '\0' &&
+	    profile_scope_oid_check(extra) != 0)
+		return error_fail(err, MTLS_FAIL_NAME_CONSTRAINTS,
+		    "MTLS_SCOPE_OID '%.64s' is not a dotted OID whose arcs fit "
+		    "in 31 bits: cannot check SPIFFE scopes", extra);
+	no = profile_scope_oids(extra, oids);
 	for (i = 1; i < sk_X509_num(chain); i++) {
 		X509 *ca = sk_X509_value(chain, i);
 
-		if (profile_spiffe_scope(ca, &pre, &n) != 0) {
-			cert_label(ca, label, sizeof(label));
-			return error_fail(err, MTLS_FAIL_NAME_CONSTRAINTS,
-			    "CA %s has a malformed SPIFFE scope extension",
-			    label);
-		}
-		if (n == 0 || spiffe == NULL) {
+		cert_label(ca, label, sizeof(label));
+		for (scoped = 0, k = 0; k < no; k++) {
+			if (profile_spiffe_scope(ca, oids[k], &pre, &n) != 0)
+				return error_fail(err,
+				    MTLS_FAIL_NAME_CONSTRAINTS, "CA %s has a "
+				    "malformed SPIFFE scope extension", label);
+			if (n == 0)
+				continue;
+			scoped = 1;
+			for (j = 0; j < ids->n; j++) {
+				id = ids->v[j];
+				if (strncmp(id, "spiffe://", 9) != 0)
+					continue;
+				for (ok = 0, m = 0; m < n && !ok; m++)
+					ok = strncmp(id, pre[m],
+					    strlen(pre[m])) == 0;
+				if (!ok) {
+					error_fail(err,
+					    MTLS_FAIL_NAME_CONSTRAINTS,
+					    "'%.200s' is outside the SPIFFE "
+					    "scope '%s' of CA %s", id, pre[0],
+					    label);
+					strv_free(pre, n);
+					return -1;
+				}
+			}
 			strv_free(pre, n);
+		}
+		if (!scoped)
 			continue;
+		if (profile_dns_scope(ca, &dns, &nd) != 0)
+			return error_fail(err, MTLS_FAIL_NAME_CONSTRAINTS,
+			    "CA %s has malformed nameConstraints", label);
+		for (j = 0; j < ids->n && bad == NULL; j++) {
+			id = ids->v[j];
+			if (strncmp(id, "ip:", 3) == 0 ||
+			    (strncmp(id, "dns:", 4) == 0 &&
+			    !dns_in(id + 4, dns, nd)) ||
+			    (strncmp(id, "cn:", 3) == 0 &&
+			    (dns_name_check(id + 3, 0) != 0 ||
+			    !dns_in(id + 3, dns, nd))))
+				bad = id;
 		}
-		for (ok = 0, j = 0; j < n && !ok; j++)
-			ok = strncmp(spiffe, pre[j], strlen(pre[j])) == 0;
-		if (!ok) {
-			cert_label(ca, label, sizeof(label));
+		if (bad != NULL) {
+			size_t off = 0;
+
+			allowed[0] = '\0';
+			for (k = 0; k < nd && off + 1 < sizeof(allowed); k++)
+				off += (size_t)snprintf(allowed + off,
+				    sizeof(allowed) - off, "%s%s", k ? ", " :
+				    "", dns[k]);
 			error_fail(err, MTLS_FAIL_NAME_CONSTRAINTS,
-			    "'%.200s' is outside the SPIFFE scope '%s' of CA %s",
-			    spiffe, pre[0], label);
-			strv_free(pre, n);
-			return -1;
+			    "'%.200s' is outside the scope of CA %s, which "
+			    "permits %s%s and no IP address", bad, label,
+			    nd ? "only the DNS names under " : "no DNS name or "
+			    "CN", nd ? allowed : "");
+			goto out;
 		}
-		strv_free(pre, n);
+		strv_free(dns, nd);
+		dns = NULL;
+		nd = 0;
 	}
-	return 0;
+	rv = 0;
+ out:
+	strv_free(dns, nd);
+	return rv;
 }
 
 /* CRL_CHECK covers the leaf; intermediates are checked against any CRL
@@ -464,7 +551,6 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 	STACK_OF(X509) *untrusted = NULL;
 	X509_VERIFY_PARAM *param;
 	X509 *leaf;
-	const char *spiffe;
 	int rv = -1, j;
 
 	memset(out, 0, sizeof(*out));
@@ -510,10 +596,7 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 	if (check_strength(out->chain, err) != 0 ||
 	    check_svid(leaf, &out->ids, err) != 0)
 		goto out;
-	spiffe = ids_primary(&out->ids);
-	if (spiffe != NULL && strncmp(spiffe, "spiffe://", 9) != 0)
-		spiffe = NULL;
-	if (check_scope(out->chain, spiffe, err) != 0 ||
+	if (check_scope(cfg, out->chain, &out->ids, err) != 0 ||
 	    check_ca_revocation(cfg, out->chain, err) != 0)
 		goto out;
 	rv = 0;

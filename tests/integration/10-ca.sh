@@ -68,6 +68,26 @@ expect_exit 2 "outside the SPIFFE scope: refused" "$MTLS" ca issue --ca int --sp
 expect_exit 2 "TTL beyond the role max: refused" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/x --ttl 1000d --out x
 expect_grep 'max_ttl' "$T_DIR/err" "the error names max_ttl"
 
+# a SPIFFE-only intermediate closes DNS, IP and e-mail (issue 12 item 5),
+# and issuance refuses them even when a role would allow them: ca issue
+# verifies what it signed with the peers' policy before recording it
+expect_exit 0 "ca intermediate --permit-spiffe alone" "$MTLS" ca intermediate dev --parent root --name dev \
+    --permit-spiffe spiffe://example.org/ns/dev/
+openssl x509 -in dev/ca.pem -noout -text > dev.txt
+expect_grep 'DNS:invalid' dev.txt "dev: DNS closed (permitted only the reserved name invalid)"
+expect_grep 'email:invalid' dev.txt "dev: e-mail closed"
+expect_grep 'IP:0.0.0.0/0.0.0.0' dev.txt "dev: IPv4 excluded"
+expect_grep 'IP:0:0:0:0:0:0:0:0/0:0:0:0:0:0:0:0' dev.txt "dev: IPv6 excluded"
+sed -i 's|^allow = .*|allow = spiffe://example.org/ns/dev/* dns:* ip:*|' dev/ca.conf
+for id in "--dns api.prod.example.org" "--ip 10.0.0.5"; do
+	# shellcheck disable=SC2086
+	expect_exit 2 "ca issue $id from dev (role allows it): refused" "$MTLS" ca issue --ca dev \
+	    --spiffe-id spiffe://example.org/ns/dev/a $id --out devx
+	expect_grep 'refusing to issue: .*name_constraints' "$T_DIR/err" "... by the name-constraint check"
+	[ -e devx.pem ] || [ -e devx.key ] && not_ok "... nothing written" || ok "... nothing written"
+done
+expect_exit 0 "ca issue from dev inside its scope" "$MTLS" ca issue --ca dev --spiffe-id spiffe://example.org/ns/dev/a --out deva
+
 # openssl rejects a leaf outside the permitted trust domain
 openssl x509 -in int/ca.pem -out int1.pem
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out evil.key 2>/dev/null

@@ -51,6 +51,10 @@ mk nc int1.pem int/ca.key "$leafext\nsubjectAltName=URI:spiffe://other.org/x"
 cat nc.pem int1.pem > nc_chain.pem
 mk scope int1.pem int/ca.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/dev/x"
 cat scope.pem int1.pem > scope_chain.pem
+mk dnsout int1.pem int/ca.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/d,DNS:api.other.org"
+cat dnsout.pem int1.pem > dnsout_chain.pem
+mk ipout int1.pem int/ca.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/i,IP:10.0.0.5"
+cat ipout.pem int1.pem > ipout_chain.pem
 
 mk serveronly open1.pem open/ca.key 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=URI:spiffe://example.org/ns/prod/s'
 cat serveronly.pem open1.pem > serveronly_chain.pem

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <openssl/x509v3.h>
+
 #include "internal.h"
 
 static const struct {
@@ -210,6 +212,161 @@ test_duration(void **state)
 	assert_int_equal(mtls_duration_parse(NULL, &v), -1);
 }
 
+#define S(lit)	lit, sizeof(lit) - 1	/* a literal and its length */
+
+/* ids_from_cert on a certificate built here: one SAN of <type> holding
+ * <len> bytes of <v>, and subject CN <cn> (NULL: none). */
+static const struct {
+	int type;		/* GEN_URI, GEN_DNS; 0: no SAN */
+	const char *v;
+	size_t len;
+	const char *cn;
+	int want_bad;		/* bad_uri + bad_other */
+	const char *want_id;	/* an identity that must be there, or NULL */
+	const char *want_absent;	/* one that must not be */
+	const char *want_reason;	/* substring of ids.bad */
+} name_cases[] = {
+	{ GEN_URI, S("spiffe://example.org/a"), NULL, 0,
+	    "spiffe://example.org/a", NULL, NULL },
+	{ GEN_URI, S("spiffe://example.org/a\r\nX-Injected: 1"), NULL, 1,
+	    NULL, NULL, "URI SAN 'spiffe://example.org/a\\x0d\\x0aX-Injected:"
+	    "\\x201'" },
+	{ GEN_URI, S("spiffe://example.org/a\0b"), NULL, 1, NULL, NULL,
+	    "\\x00b" },
+	{ GEN_URI, S("spiffe://example.org/a\x7f"), NULL, 1, NULL, NULL,
+	    "\\x7f" },
+	{ GEN_URI, S("spiffe://example.org/\xc3\xa9"), NULL, 1, NULL, NULL,
+	    "\\xc3\\xa9" },
+	{ GEN_DNS, S("api.example.org"), NULL, 0, "dns:api.example.org",
+	    NULL, NULL },
+	{ GEN_DNS, S("api example.org"), NULL, 1, NULL, NULL,
+	    "DNS SAN 'api\\x20example.org'" },
+	{ GEN_DNS, S("api.example.org\t"), NULL, 1, NULL, NULL, "\\x09" },
+	{ GEN_DNS, S("a'b\\c d"), NULL, 1, NULL, NULL,
+	    "a\\x27b\\x5cc\\x20d" },
+	{ 0, NULL, 0, "api.example.org", 0, "cn:api.example.org", NULL, NULL },
+	{ 0, NULL, 0, "Jane Doe", 0, NULL, "cn:Jane Doe", NULL },
+	{ 0, NULL, 0, "Jos\xc3\xa9", 0, NULL, "cn:Jos\xc3\xa9", NULL },
+	{ 0, NULL, 0, "evil\r\nX-Injected: 1", 1, NULL, NULL,
+	    "subject CN 'evil\\x0d\\x0a" },
+};
+
+static X509 *
+cert_with(int type, const char *v, size_t len, const char *cn)
+{
+	X509 *x = X509_new();
+	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *g = GENERAL_NAME_new();
+	ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+
+	assert_non_null(x);
+	if (type != 0) {
+		assert_true(ASN1_STRING_set(s, v, (int)len));
+		GENERAL_NAME_set0_value(g, type, s);
+		s = NULL;
+		g = (sk_GENERAL_NAME_push(gens, g), NULL);
+		assert_true(X509_add1_ext_i2d(x, NID_subject_alt_name, gens,
+		    0, 0));
+	}
+	if (cn != NULL)
+		assert_true(X509_NAME_add_entry_by_txt(X509_get_subject_name(x),
+		    "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0));
+	ASN1_IA5STRING_free(s);
+	GENERAL_NAME_free(g);
+	GENERAL_NAMES_free(gens);
+	return x;
+}
+
+static void
+test_names_from_cert(void **state)
+{
+	struct mtls_error err;
+	struct ids ids;
+	size_t i, j;
+	int has, absent;
+
+	(void)state;
+	for (i = 0; i < sizeof(name_cases) / sizeof(name_cases[0]); i++) {
+		X509 *x = cert_with(name_cases[i].type, name_cases[i].v,
+		    name_cases[i].len, name_cases[i].cn);
+
+		assert_int_equal(ids_from_cert(x, &ids, &err), 0);
+		for (has = 0, absent = 1, j = 0; j < ids.n; j++) {
+			const unsigned char *p = (const unsigned char *)ids.v[j];
+
+			for (; *p; p++)	/* no identity has a byte to escape */
+				if (*p < 0x21 || *p >= 0x7f)
+					fail_msg("case %zu: identity with byte "
+					    "0x%02x", i, *p);
+			if (name_cases[i].want_id != NULL &&
+			    strcmp(ids.v[j], name_cases[i].want_id) == 0)
+				has = 1;
+			if (name_cases[i].want_absent != NULL &&
+			    strcmp(ids.v[j], name_cases[i].want_absent) == 0)
+				absent = 0;
+		}
+		if ((int)(ids.bad_uri + ids.bad_other) != name_cases[i].want_bad)
+			fail_msg("case %zu: %zu refused names, want %d", i,
+			    ids.bad_uri + ids.bad_other, name_cases[i].want_bad);
+		if (name_cases[i].want_id != NULL && !has)
+			fail_msg("case %zu: no identity %s", i,
+			    name_cases[i].want_id);
+		if (!absent)
+			fail_msg("case %zu: %s is an identity", i,
+			    name_cases[i].want_absent);
+		if (name_cases[i].want_reason != NULL && (ids.bad == NULL ||
+		    strstr(ids.bad, name_cases[i].want_reason) == NULL))
+			fail_msg("case %zu: reason '%s', want '%s'", i,
+			    ids.bad ? ids.bad : "(none)",
+			    name_cases[i].want_reason);
+		ids_free(&ids);
+		X509_free(x);
+	}
+}
+
+static void
+test_name_escape(void)
+{
+	char out[16];
+
+	name_escape("ab\r\n", 4, out, sizeof(out));
+	assert_string_equal(out, "ab\\x0d\\x0a");
+	/* cut, never mid-escape, always terminated */
+	name_escape("\n\n\n\n\n\n", 6, out, sizeof(out));
+	assert_string_equal(out, "\\x0a\\x0a\\x0a...");
+	name_escape("x", 1, out, 1);
+	assert_string_equal(out, "");
+}
+
+static void
+test_scope_oid(void **state)
+{
+	static const struct { const char *oid; int want; } c[] = {
+		{ "1.3.6.1.4.1.32473.6857.1", 0 },
+		{ "1.3.6.1.4.1.99999.7.1", 0 },
+		{ "2.25.2147483647", 0 },
+		{ "2.25.2147483648", -1 },	/* arc over 31 bits */
+		{ "2.25.199447486927615877784465314696394383395", -1 },
+		{ "1.3", -1 },			/* too few arcs */
+		{ "3.1.1", -1 },		/* first arc 0..2 */
+		{ "1.40.1", -1 },		/* second arc < 40 under 0, 1 */
+		{ "1.3.06.1", -1 },		/* leading zero */
+		{ "1.3..1", -1 },
+		{ "1.3.6.", -1 },
+		{ "1.3.6.1 ", -1 },
+		{ "", -1 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		if (profile_scope_oid_check(c[i].oid) != c[i].want)
+			fail_msg("scope oid '%s': want %d", c[i].oid, c[i].want);
+	assert_int_equal(profile_scope_oid_check(profile_scope_oid_default()), 0);
+	assert_int_equal(profile_scope_oid_check(NULL), -1);
+	test_name_escape();
+}
+
 int
 main(void)
 {
@@ -220,6 +377,8 @@ main(void)
 		cmocka_unit_test(test_rule_match),
 		cmocka_unit_test(test_dns_ip),
 		cmocka_unit_test(test_duration),
+		cmocka_unit_test(test_names_from_cert),
+		cmocka_unit_test(test_scope_oid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -33,6 +33,7 @@ static const char conf_template[] =
     "# comments; unknown keys are errors, so typos do not pass silently.\n"
     "[ca]\n"
     "trust_domain = %s\n"
+    "%s"
     "# URLs put into the certificates this CA issues:\n"
     "# crl_url = http://ca.%s/v1/crl\n"
     "# ocsp_url = http://ca.%s/v1/ocsp\n"
@@ -276,6 +277,10 @@ ca_init(const struct ca_init_req *r, struct ca_result *res,
 	snprintf(allow, sizeof(allow), "spiffe://%s/* dns:* ip:*",
 	    r->trust_domain);
 	snprintf(conf, sizeof(conf), conf_template, r->trust_domain,
+	    "# OID of the SPIFFE scope extension on intermediates; set it to an\n"
+	    "# arc under your own Private Enterprise Number (then also set\n"
+	    "# MTLS_SCOPE_OID for verifiers), e.g. 1.3.6.1.4.1.PEN.1.1:\n"
+	    "# scope_oid = 1.3.6.1.4.1.32473.6857.1\n",
 	    r->trust_domain, r->trust_domain, allow);
 	if (write_dir_common(tmp, cert, NULL, bundle, key, &pass, conf,
 	    err) != 0)
@@ -347,6 +352,15 @@ conf_cb_ca(void *arg, const char *section, const char *key, const char *val,
 				    cs->path, line, val);
 			snprintf(ca->trust_domain, sizeof(ca->trust_domain),
 			    "%s", val);
+		} else if (strcmp(key, "scope_oid") == 0) {
+			if (profile_scope_oid_check(val) != 0)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+				    "scope_oid '%.64s' is not a dotted OID whose "
+				    "arcs all fit in 31 bits (Go and GnuTLS refuse "
+				    "others); use an arc of your own PEN, like "
+				    "1.3.6.1.4.1.PEN.1.1", cs->path, line, val);
+			snprintf(ca->scope_oid, sizeof(ca->scope_oid), "%s",
+			    val);
 		} else if (strcmp(key, "crl_url") == 0) {
 			free(ca->crl_url);
 			ca->crl_url = strdup(val);
@@ -577,6 +591,7 @@ ca_intermediate(const struct ca_int_req *r, struct ca_result *res,
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
 	char tmp[PATH_MAX], p[PATH_MAX], conf[8192], allow[4096], td[256];
+	char scope_line[100];
 	int64_t now = (int64_t)time(NULL);
 	size_t i, off = 0;
 	int rv = -1, made = 0, j;
@@ -655,6 +670,7 @@ ca_intermediate(const struct ca_int_req *r, struct ca_result *res,
 	pr.n_permit_spiffe = r->n_permit_spiffe;
 	pr.permit_dns = r->permit_dns;
 	pr.n_permit_dns = r->n_permit_dns;
+	pr.scope_oid = parent->scope_oid[0] ? parent->scope_oid : NULL;
 	pr.crl_url = parent->crl_url;
 	pr.ocsp_url = parent->ocsp_url;
 	/* chain = new CA + the parent's chain short of the root */
@@ -683,7 +699,11 @@ ca_intermediate(const struct ca_int_req *r, struct ca_result *res,
 		}
 		X509_up_ref(x);
 	}
+	snprintf(scope_line, sizeof(scope_line), "%s%s%s",
+	    parent->scope_oid[0] ? "scope_oid = " : "", parent->scope_oid,
+	    parent->scope_oid[0] ? "\n" : "");
 	snprintf(conf, sizeof(conf), conf_template, parent->trust_domain,
+	    scope_line,
 	    parent->trust_domain, parent->trust_domain, allow);
 	join(p, sizeof(p), tmp, "inventory.db");
 	{
@@ -858,6 +878,8 @@ self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 	if (cfg == NULL || (certs = sk_X509_new_null()) == NULL)
 		goto nomem;
 	cfg->trust = ca->bundle;
+	/* recognise our own scope OID without MTLS_SCOPE_OID */
+	snprintf(cfg->scope_oid, sizeof(cfg->scope_oid), "%s", ca->scope_oid);
 	if (!sk_X509_push(certs, leaf))
 		goto nomem;
 	for (i = 0; i < sk_X509_num(ca->chain); i++)

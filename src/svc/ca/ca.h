@@ -85,6 +85,7 @@ struct ca {
 	EVP_PKEY	*key;		/* touched by ca_sign() only */
 	struct store	*store;
 	char		 trust_domain[256];
+	char		 scope_oid[68];	/* ca.conf scope_oid; "" = default */
 	char		*crl_url;
 	char		*ocsp_url;
 	struct ca_role	 roles[CA_ROLES_MAX];

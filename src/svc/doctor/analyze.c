@@ -280,6 +280,36 @@ check_strength(STACK_OF(X509) *chain, json_t *certs, const char *who,
 	}
 }
 
+/* Issue 13: our scope extension under the 2.25 OID (mtls before it moved)
+ * makes Go's crypto/x509 and GnuTLS refuse the whole certificate. */
+static void
+check_scope_oid(STACK_OF(X509) *chain, json_t *certs, const char *who,
+    json_t *findings)
+{
+	char label[300];
+	int i;
+
+	for (i = 0; i < sk_X509_num(chain); i++) {
+		X509 *x = sk_X509_value(chain, i);
+
+		if (!profile_scope_legacy(x))
+			continue;
+		cert_label(x, label, sizeof(label));
+		problem(json_array_get(certs, i), "SPIFFE scope under the "
+		    "legacy 2.25 OID");
+		finding_add(findings, "warn", NULL, "interop", "reissue the "
+		    "intermediate with this mtls (mtls ca intermediate NEWDIR "
+		    "--parent ROOT with the same --permit-* flags; it writes "
+		    "OID 1.3.6.1.4.1.32473.6857.1, or ca.conf scope_oid) and "
+		    "reissue its leaves from NEWDIR", "%s CA %s carries its "
+		    "SPIFFE scope under the legacy OID 2.25.1994...: Go "
+		    "(\"x509: malformed extension OID field\") and GnuTLS "
+		    "(\"ASN1 parser: Error in DER parsing\") refuse every "
+		    "chain through it, and its name constraints leave DNS "
+		    "names and IPs open to other verifiers", who, label);
+	}
+}
+
 static void
 check_usage(X509 *leaf, json_t *cj, int purpose, const char *who,
     json_t *findings)
@@ -415,6 +445,7 @@ doctor_chain(STACK_OF(X509) *chain, const struct doctor_chain_opts *o,
 	check_order(chain, li, certs, o->who, findings);
 	check_validity(chain, certs, o->now, o->who, findings);
 	check_strength(chain, certs, o->who, findings);
+	check_scope_oid(chain, certs, o->who, findings);
 	check_usage(leaf, json_array_get(certs, li), o->purpose, o->who,
 	    findings);
 	if (o->ca == NULL)
