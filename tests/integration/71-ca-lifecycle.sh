@@ -39,15 +39,22 @@ wait_for 10 port_open "$be" && wait_for 10 grep -q '"event":"start"' "$T_DIR/inb
 	not_ok "the pair starts" "$(cat "$T_DIR/inbound.log" "$T_DIR/outbound.log")"; exit 0; }
 renewals() { grep -c '"event":"renew"' "$T_DIR/agent_$1.log"; }
 # requests until both sides renewed 5 times (150 s at most)
-python3 - "$out" "$T_DIR/agent_srv.log" "$T_DIR/agent_cli.log" > loop.txt <<'PY'
-import sys, time, urllib.request
-port, logs = int(sys.argv[1]), sys.argv[2:]
+# and until each proxy has seen 5 peer serials in full handshakes (a
+# resumed session logs the serial it was made with, so the last renewal
+# can show up a few requests after the agent wrote it)
+python3 - "$out" "$T_DIR/agent_srv.log" "$T_DIR/agent_cli.log" "$T_DIR/inbound.log" "$T_DIR/outbound.log" > loop.txt <<'PY'
+import re, sys, time, urllib.request
+port, logs, plogs = int(sys.argv[1]), sys.argv[2:4], sys.argv[4:6]
 n = fails = 0
 errs = []
 deadline = time.time() + 150
 def renewed(p):
     return sum('"event":"renew"' in l for l in open(p))
-while time.time() < deadline and min(renewed(p) for p in logs) < 5:
+def serials(p):
+    return len({m.group(1) for l in open(p) if '"event":"handshake"' in l and '"result":"ok"' in l
+                for m in [re.search(r'"serial":"([0-9A-F]*)"', l)] if m})
+while time.time() < deadline and (min(renewed(p) for p in logs) < 5 or
+                                  min(serials(p) for p in plogs) < 5):
     n += 1
     try:
         body = urllib.request.urlopen("http://127.0.0.1:%d/index.html" % port, timeout=10).read()
