@@ -242,6 +242,9 @@ read_request(struct conn *c, struct http_req *req, int64_t first_deadline)
 			req->status = 408;
 			return -1;
 		}
+		if (r == NET_TIMEOUT && first_deadline)	/* TLS, no request */
+			__atomic_add_fetch(&c->s->m_hs_timeouts, 1,
+			    __ATOMIC_RELAXED);
 		if (r < 0)
 			return 0;	/* idle, evicted, or a broken link */
 		if (c->have == 0 && req->head_bytes == 0)
