@@ -1905,9 +1905,10 @@ admin_conn(struct net_conn *nc, void *arg)
 	}
 }
 
-/* The admin loop on <fd> (taken, even on failure), in its own thread. */
+/* The admin loop on <fd> (taken, even on failure); its thread starts
+ * once the listeners' state it reports exists (net_loop_start). */
 static int
-admin_start(struct proxy *p, int fd, struct mtls_error *err)
+admin_new(struct proxy *p, int fd, struct mtls_error *err)
 {
 	struct net_opts no;
 
@@ -1920,10 +1921,7 @@ admin_start(struct proxy *p, int fd, struct mtls_error *err)
 		close(fd);
 		return -1;
 	}
-	if (net_listen(p->admin, fd, admin_conn, p, err) != 0 ||
-	    net_loop_start(p->admin, err) != 0)
-		return -1;
-	return 0;
+	return net_listen(p->admin, fd, admin_conn, p, err);
 }
 
 /*
@@ -2200,7 +2198,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 				close(afd);
 			goto out;
 		}
-		if (admin_start(&p, afd, err) != 0)
+		if (admin_new(&p, afd, err) != 0)
 			goto out;
 	}
 	for (li = 0; li < p.nls; li++) {
@@ -2248,6 +2246,10 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		    own_serial(p.ls[li].cfg)));
 		log_emit("info", "start", lo);
 		json_decref(lo);
+	}
+	if (p.admin != NULL && net_loop_start(p.admin, err) != 0) {
+		__atomic_store_n(&p.stopping, 1, __ATOMIC_RELEASE);
+		goto join;
 	}
 	if (o->ticket_rotate_ms > 0)
 		rotate_at = now_ms() + o->ticket_rotate_ms;
