@@ -69,7 +69,7 @@ struct server {
 	struct net_loop		*loop;
 	uint64_t		 m_req[R__COUNT][6];	/* by status class */
 	uint64_t		 m_issued, m_renewed, m_revoked, m_ocsp;
-	uint64_t		 m_hs_timeouts;	/* no handshake + request in time */
+	uint64_t		 m_hs_timeouts;	/* request_timeout closes */
 };
 
 static volatile sig_atomic_t stopping;
@@ -83,8 +83,6 @@ on_signal(int sig)
 	if (stop_loop != NULL)
 		net_loop_stop(stop_loop);	/* async-signal-safe */
 }
-
-#define now_ms net_now_ms
 
 static uint64_t
 ld(const uint64_t *v)
@@ -212,14 +210,14 @@ static int
 read_request(struct conn *c, struct http_req *req, int64_t first_deadline)
 {
 	const struct ca_serve_opts *o = c->s->o;
-	int64_t deadline = first_deadline ? first_deadline : now_ms() +
+	int64_t deadline = first_deadline ? first_deadline : net_now_ms() +
 	    o->idle_ms;
 	size_t used;
 	long r;
 	int started = c->have > 0 || first_deadline, rc;
 
 	if (c->have > 0 && !first_deadline)	/* pipelined: it started */
-		deadline = now_ms() + o->request_ms;
+		deadline = net_now_ms() + o->request_ms;
 	for (;;) {
 		if (c->have > 0) {
 			rc = http_req_feed(req, c->buf, c->have, &used);
@@ -232,7 +230,7 @@ read_request(struct conn *c, struct http_req *req, int64_t first_deadline)
 		    c->have, deadline);
 		if (r > 0) {
 			if (!started)
-				deadline = now_ms() + o->request_ms;
+				deadline = net_now_ms() + o->request_ms;
 			started = 1;
 			c->have += (size_t)r;
 			continue;
@@ -869,7 +867,7 @@ log_request(struct conn *c, const struct http_req *req, struct reply *rp,
 	    req->method : "-"));
 	json_object_set_new(o, "path", json_string(path));
 	json_object_set_new(o, "status", json_integer(rp->status));
-	json_object_set_new(o, "ms", json_integer(now_ms() - t0));
+	json_object_set_new(o, "ms", json_integer(net_now_ms() - t0));
 	if (rp->error[0])
 		json_object_set_new(o, "error", json_string(rp->error));
 	log_emit(rp->status >= 500 ? "error" : rp->status >= 400 ? "warn" :
@@ -884,7 +882,7 @@ log_request(struct conn *c, const struct http_req *req, struct reply *rp,
 static void
 lingering_close(struct conn *c)
 {
-	int64_t deadline = now_ms() + 2000;
+	int64_t deadline = net_now_ms() + 2000;
 	char sink[4096];
 	size_t total = 0;
 	long n;
@@ -954,7 +952,7 @@ serve_conn(struct net_conn *nc, void *arg)
 		net_idle(nc, 1);
 		r = read_request(c, &req, first);
 		first = 0;
-		t0 = now_ms();
+		t0 = net_now_ms();
 		if (r == 0) {
 			http_req_free(&req);
 			break;
@@ -987,7 +985,7 @@ serve_conn(struct net_conn *nc, void *arg)
 		log_request(c, &req, &rp, t0);
 		if (rp.body != NULL && http_response(&out, &out_len, rp.status,
 		    rp.ctype, rp.body, rp.len, keep) == 0) {
-			if (net_write(nc, c->t, out, out_len, now_ms() +
+			if (net_write(nc, c->t, out, out_len, net_now_ms() +
 			    s->o->request_ms) != 0)
 				keep = 0;
 			free(out);

@@ -29,7 +29,7 @@
 
 #include "internal.h"
 
-#define NET_ERR		(-1)	/* the connection failed, or the loop closed it */
+#define NET_ERR		(-1)	/* the link failed, or the loop closed it */
 #define NET_TIMEOUT	(-2)	/* the deadline passed */
 
 #define NET_MAX_LISTENERS	4
@@ -46,16 +46,16 @@ struct net_opts {
 	int		 max_conns;	/* > 0 */
 	int		 max_per_ip;	/* 0: no per-address limit */
 	int64_t		 first_byte_ms;	/* > 0 */
-	int		 workers;	/* threads for net_offload(); 0: inline */
-	int64_t		 drain_ms;	/* after net_loop_stop(): then all close */
+	int		 workers;	/* net_offload() threads; 0: inline */
+	int64_t		 drain_ms;	/* after net_loop_stop(); then all close */
 };
 
 /* Counters since the loop started (read with net_loop_stats()). */
 struct net_stats {
 	uint64_t	 accepted;
-	uint64_t	 first_byte_timeouts;	/* closed: nothing sent in time */
-	uint64_t	 per_ip_refused;	/* closed at accept: address full */
-	uint64_t	 full_refused;		/* closed at accept: all busy */
+	uint64_t	 first_byte_timeouts;	/* nothing sent in time */
+	uint64_t	 per_ip_refused;	/* at accept: address full */
+	uint64_t	 full_refused;		/* at accept: all busy */
 	uint64_t	 evicted;		/* idle, closed to make room */
 	int		 open;
 };
