@@ -119,6 +119,10 @@ start_bg flood3 python3 "$FLOOD" "$ap" flood3 --slow-raw 20 --drip-s 0.5 --idle 
 wait_for 30 test -e flood3.ready || { not_ok "flood on --admin is open"; exit 0; }
 ok "flood on --admin: $(cat flood3.ready)"
 timed "under the flood: admin /healthz" 3000 curl -sS --fail --max-time 3 "http://127.0.0.1:$ap/healthz"
+curl -sS --max-time 3 "http://127.0.0.1:$ap/metrics" > ametrics.txt
+grep -Eq 'mtls_admin_conns_closed_total\{reason="evicted_idle"\} [1-9]' ametrics.txt \
+    && ok "admin /metrics counts the idle connections closed for new ones" \
+    || not_ok "admin eviction metric" "$(grep admin_conns ametrics.txt)"
 kill -HUP "$PX"
 wait_for 3 grep -q '"event":"reload"' "$plog" && ok "under the flood: SIGHUP reloads within 3 s" \
     || not_ok "SIGHUP reload under the flood" "$(tail -3 "$plog")"

@@ -1811,6 +1811,19 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	    "mtls_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)ld(&p->m_reload_ok),
 	    (unsigned long long)ld(&p->m_reload_failed));
+	if (p->admin != NULL) {
+		struct net_stats ns;
+
+		net_loop_stats(p->admin, &ns);
+		sb_printf(b, "# HELP mtls_admin_conns_closed_total Admin "
+		    "connections closed to stay within its limits.\n"
+		    "# TYPE mtls_admin_conns_closed_total counter\n"
+		    "mtls_admin_conns_closed_total{reason=\"first_byte_timeout\"}"
+		    " %llu\nmtls_admin_conns_closed_total{reason="
+		    "\"evicted_idle\"} %llu\n",
+		    (unsigned long long)ns.first_byte_timeouts,
+		    (unsigned long long)ns.evicted);
+	}
 	for (k = 0, li = 0; li < p->nls; li++) {
 		char *g;
 
