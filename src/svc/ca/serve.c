@@ -1011,6 +1011,7 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	struct server s;
 	struct sockaddr_storage ss;
 	struct net_opts no;
+	struct net_stats ns;
 	socklen_t sl;
 	pthread_t rth;
 	struct sigaction sa;
@@ -1073,7 +1074,8 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	json_object_set_new(lg, "ca", json_string(o->dir));
 	json_object_set_new(lg, "server_not_after",
 	    json_integer(s.own_not_after));
-	json_object_set_new(lg, "max_conns", json_integer(o->max_conns));
+	net_loop_stats(s.loop, &ns);	/* max_conns as RLIMIT_NOFILE allows */
+	json_object_set_new(lg, "max_conns", json_integer(ns.max_conns));
 	json_object_set_new(lg, "max_conns_per_ip", json_integer(o->max_per_ip));
 	log_emit("info", "start", lg);
 	json_decref(lg);

@@ -1053,6 +1053,7 @@ net_loop_stats(struct net_loop *lp, struct net_stats *st)
 	    __ATOMIC_RELAXED);
 	st->evicted = __atomic_load_n(&lp->st.evicted, __ATOMIC_RELAXED);
 	st->open = __atomic_load_n(&lp->st.open, __ATOMIC_RELAXED);
+	st->max_conns = lp->o.max_conns;
 }
 
 void

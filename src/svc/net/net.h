@@ -58,6 +58,7 @@ struct net_stats {
 	uint64_t	 full_refused;		/* at accept: all busy */
 	uint64_t	 evicted;		/* idle, closed to make room */
 	int		 open;
+	int		 max_conns;	/* in effect (RLIMIT_NOFILE) */
 };
 
 /* A loop with <o> (copied); raises RLIMIT_NOFILE to fit max_conns (or
