@@ -23,6 +23,10 @@ int	 cmd_wants_help(int argc, char **argv, const char *help);
 /* Parses a duration flag value; prints the error and returns -1. */
 int	 cmd_duration(const char *cmd, const char *flag, const char *v,
 	    int64_t *out);
+/* An integer flag value from <lo> to <hi>; prints the error and returns
+ * -1. */
+int	 cmd_number(const char *cmd, const char *flag, const char *v, int lo,
+	    int hi, int *out);
 /* --log-format json|text; prints the usage error and returns -1. */
 int	 cmd_log_format(const char *cmd, const char *v);
 int	 cmd_key_type(const char *cmd, const char *v, int *out);

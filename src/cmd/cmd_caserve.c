@@ -11,6 +11,8 @@ static const char serve_help[] =
 "usage: mtls ca serve --ca DIR --listen ADDR [--admin ID]... [--url URL]\n"
 "           [--dns NAME]... [--ip ADDR]... [--pass-file F]\n"
 "           [--crl-ttl D] [--ocsp-ttl D] [--server-ttl D] [--log-format F]\n"
+"           [--max-conns N] [--max-conns-per-ip N] [--first-byte-timeout D]\n"
+"           [--request-timeout D] [--idle-timeout D]\n"
 "The online CA: an HTTPS API (TLS 1.3; its certificate is issued by DIR\n"
 "itself and renewed at two thirds of --server-ttl, default 24h).\n"
 "  POST /v1/enroll  {\"token\", \"csr\"}: a one-time token buys a certificate\n"
@@ -22,6 +24,15 @@ static const char serve_help[] =
 "            into issued certificates as CRL and OCSP locations\n"
 "  --dns, --ip  names in this server's certificate (default: localhost\n"
 "            and the --listen address)\n"
+"Limits (many idle or slow clients must not lock out the fleet):\n"
+"  --max-conns N          open connections in all (default 4096); at the\n"
+"            cap the longest-idle one is closed to make room\n"
+"  --max-conns-per-ip N   per client address, IPv6 per /64 (default 64;\n"
+"            0: none)\n"
+"  --first-byte-timeout D from connect to the first byte (default 5s)\n"
+"  --request-timeout D    TLS handshake and the whole first request, from\n"
+"            connect; a later request from its first byte (default 10s)\n"
+"  --idle-timeout D       keep-alive wait for the next request (default 5s)\n"
 "Roles in DIR/ca.conf decide what may be issued. Stops on SIGTERM.\n";
 
 static const char token_help[] =
@@ -46,9 +57,16 @@ ca_serve_cmd(int argc, char **argv)
 		{ "ocsp-ttl", required_argument, NULL, 'O' },
 		{ "server-ttl", required_argument, NULL, 'S' },
 		{ "log-format", required_argument, NULL, 'f' },
+		{ "max-conns", required_argument, NULL, 'M' },
+		{ "max-conns-per-ip", required_argument, NULL, 'P' },
+		{ "first-byte-timeout", required_argument, NULL, 'B' },
+		{ "request-timeout", required_argument, NULL, 'R' },
+		{ "idle-timeout", required_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ca_serve_opts o;
+	const char *flag;
+	int64_t secs;
 	struct mtls_error err;
 	char why[200], canon[64], bundle[4200], url[600], host[300];
 	const char *colon;
@@ -60,6 +78,15 @@ ca_serve_cmd(int argc, char **argv)
 	o.server_ttl = 24 * 3600;
 	o.crl_ttl = 3600;
 	o.ocsp_ttl = 3600;
+	/* 4096 like nginx's worker_connections order of magnitude and the
+	 * gateway's cap; 64 per address leaves room for a NAT'd site and
+	 * takes 64 addresses to fill; a ClientHello comes at once, so 5 s
+	 * is generous; 10 s for a handshake and a <= 80 KiB request */
+	o.max_conns = 4096;
+	o.max_per_ip = 64;
+	o.first_byte_ms = 5000;
+	o.request_ms = 10000;
+	o.idle_ms = 5000;
 	log_set_format(!isatty(STDERR_FILENO));
 	opterr = 0;
 	optind = 1;
@@ -112,6 +139,31 @@ ca_serve_cmd(int argc, char **argv)
 		case 'f':
 			if (cmd_log_format("ca serve", optarg) != 0)
 				goto out;
+			break;
+		case 'M':
+			if (cmd_number("ca serve", "--max-conns", optarg, 16,
+			    1000000, &o.max_conns) != 0)
+				goto out;
+			break;
+		case 'P':
+			if (cmd_number("ca serve", "--max-conns-per-ip", optarg,
+			    0, 1000000, &o.max_per_ip) != 0)
+				goto out;
+			break;
+		case 'B':
+		case 'R':
+		case 'I':
+			flag = c == 'B' ? "--first-byte-timeout" : c == 'R' ?
+			    "--request-timeout" : "--idle-timeout";
+			if (cmd_duration("ca serve", flag, optarg, &secs) != 0)
+				goto out;
+			if (secs > 3600) {
+				cmd_usage("ca serve", "%s '%s': at most 1h",
+				    flag, optarg);
+				goto out;
+			}
+			*(c == 'B' ? &o.first_byte_ms : c == 'R' ?
+			    &o.request_ms : &o.idle_ms) = secs * 1000;
 			break;
 		default:
 			cmd_usage("ca serve", "unknown or incomplete option "

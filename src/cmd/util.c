@@ -1,4 +1,5 @@
 /* Shared helpers of the command layer: dispatch, errors, flag values. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,24 @@ cmd_duration(const char *cmd, const char *flag, const char *v, int64_t *out)
 		    "365d)", flag, v);
 		return -1;
 	}
+	return 0;
+}
+
+int
+cmd_number(const char *cmd, const char *flag, const char *v, int lo, int hi,
+    int *out)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || errno != 0 || n < lo || n > hi) {
+		cmd_usage(cmd, "%s '%s' must be a number from %d to %d", flag,
+		    v, lo, hi);
+		return -1;
+	}
+	*out = (int)n;
 	return 0;
 }
 

@@ -195,6 +195,12 @@ struct ca_serve_opts {
 	char		**admin;	/* rules that may revoke */
 	size_t		 n_admin;
 	int64_t		 server_ttl, crl_ttl, ocsp_ttl;
+	/* limits (issue 12 item 6), see cmd_caserve.c for the defaults */
+	int		 max_conns;	/* open connections in all */
+	int		 max_per_ip;	/* per client address; 0: none */
+	int64_t		 first_byte_ms;	/* accept to the ClientHello */
+	int64_t		 request_ms;	/* handshake + a whole request */
+	int64_t		 idle_ms;	/* keep-alive: between requests */
 };
 /* Serves until SIGTERM/SIGINT (then drains, returns 0). */
 int	 ca_serve(const struct ca_serve_opts *, struct mtls_error *)

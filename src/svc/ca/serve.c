@@ -1,15 +1,19 @@
 /*
  * mtls ca serve: the online CA. HTTPS (TLS 1.3, libmtls's server policy,
  * client certificates optional so that enrollment works without one),
- * JSON in and out, a thread per connection (at most SERVE_MAX_CONNS), each
- * bounded by deadlines.
+ * JSON in and out.
  *
- * Why threads and not the proxy's event loop: every request that matters
- * here ends in an fsync'd SQLite transaction and a signature, serialized
- * by one mutex around the CA anyway; a blocking handler per connection is
- * the simplest correct shape and costs nothing at this rate. The TLS
- * policy, verification and taxonomy are the same libmtls code the proxy
- * runs.
+ * Connections run on the net runtime (src/svc/net): one event loop does
+ * the accepts, the handshakes and the reading and writing, each
+ * connection a coroutine with deadlines; the handlers that touch the CA
+ * (every route but /healthz and /metrics) run on two worker threads
+ * (net_offload), serialized by one mutex around the CA anyway. The
+ * thread-per-connection version stopped answering after 256 silent TCP
+ * connections (issue 12 item 6); now a silent connection costs a struct
+ * and an fd until its first-byte deadline, an address holds at most
+ * --max-conns-per-ip, and at --max-conns the longest-idle connection is
+ * closed for a new one. The TLS policy, verification and taxonomy are the
+ * same libmtls code the proxy runs.
  *
  * Invariants (issue #4): a certificate is committed before its response
  * is written; a revocation is committed before it is acknowledged; a token
@@ -38,14 +42,13 @@
 
 #include "ca/ca.h"
 #include "http/http.h"
+#include "net/net.h"
 #include "proxy/proxy.h"
 
-#define SERVE_MAX_CONNS	256
 #define MAX_HEAD	(16 * 1024)
 #define MAX_BODY	(64 * 1024)
-#define HS_TIMEOUT_MS	10000
-#define IDLE_TIMEOUT_MS	30000
-#define REQ_TIMEOUT_MS	10000
+#define SERVE_WORKERS	2	/* CA calls are serialized by s->mu anyway */
+#define DRAIN_MS	15000	/* SIGTERM: requests in hand finish by then */
 
 enum { R_ENROLL, R_RENEW, R_REVOKE, R_BUNDLE, R_CRL, R_OCSP, R_HEALTH,
     R_METRICS, R_OTHER, R__COUNT };
@@ -63,27 +66,28 @@ struct server {
 	uint8_t			*crl;		/* cached DER */
 	size_t			 crl_len;
 	int64_t			 crl_made;
-	int			 active;
+	struct net_loop		*loop;
 	uint64_t		 m_req[R__COUNT][6];	/* by status class */
 	uint64_t		 m_issued, m_renewed, m_revoked, m_ocsp;
+	uint64_t		 m_hs_timeouts;	/* request_timeout closes */
 };
 
 static volatile sig_atomic_t stopping;
+static struct net_loop *volatile stop_loop;
 
 static void
 on_signal(int sig)
 {
 	(void)sig;
 	stopping = 1;
+	if (stop_loop != NULL)
+		net_loop_stop(stop_loop);	/* async-signal-safe */
 }
 
-static int64_t
-now_ms(void)
+static uint64_t
+ld(const uint64_t *v)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
 /* ---- the server's own certificate, issued by this CA, renewed by it ---- */
@@ -182,10 +186,11 @@ renewer(void *arg)
 	return NULL;
 }
 
-/* ---- I/O over a libmtls connection with deadlines ---- */
+/* ---- a connection: requests read with deadlines ---- */
 
 struct conn {
 	struct server	*s;
+	struct net_conn	*nc;
 	int		 fd;
 	struct mtls	*t;
 	char		 client[80];
@@ -193,50 +198,26 @@ struct conn {
 	size_t		 have;		/* unparsed bytes in buf */
 };
 
+/*
+ * Reads one request into <req>: 1 a request, 0 the peer closed cleanly
+ * between requests (or idled out, or the loop closed us), -1 a refused
+ * request (req->status). The first request must be whole by
+ * <first_deadline> (accept + --request-timeout: handshake, head and body
+ * together); a later one may start within --idle-timeout and must then be
+ * whole within --request-timeout of its first byte.
+ */
 static int
-wait_fd(int fd, long want, int64_t deadline)
+read_request(struct conn *c, struct http_req *req, int64_t first_deadline)
 {
-	struct pollfd pfd;
-	int64_t left = deadline - now_ms();
-
-	if (left <= 0 || stopping)
-		return -1;
-	pfd.fd = fd;
-	pfd.events = want == MTLS_WANT_WRITE ? POLLOUT : POLLIN;
-	if (left > 500)
-		left = 500;	/* look at <stopping> now and then */
-	return poll(&pfd, 1, (int)left) >= 0 ? 0 : -1;
-}
-
-static int
-write_all(struct conn *c, const char *p, size_t n, int64_t deadline)
-{
-	long r;
-
-	while (n > 0) {
-		r = mtls_write(c->t, p, n);
-		if (r > 0) {
-			p += r;
-			n -= (size_t)r;
-			continue;
-		}
-		if ((r != MTLS_WANT_READ && r != MTLS_WANT_WRITE) ||
-		    wait_fd(c->fd, r, deadline) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* Reads one request into <req>: 1 a request, 0 the peer closed cleanly
- * between requests (or idled out), -1 a refused request (req->status). */
-static int
-read_request(struct conn *c, struct http_req *req)
-{
-	int64_t deadline = now_ms() + IDLE_TIMEOUT_MS;
+	const struct ca_serve_opts *o = c->s->o;
+	int64_t deadline = first_deadline ? first_deadline : net_now_ms() +
+	    o->idle_ms;
 	size_t used;
 	long r;
-	int started = c->have > 0, rc;
+	int started = c->have > 0 || first_deadline, rc;
 
+	if (c->have > 0 && !first_deadline)	/* pipelined: it started */
+		deadline = net_now_ms() + o->request_ms;
 	for (;;) {
 		if (c->have > 0) {
 			rc = http_req_feed(req, c->buf, c->have, &used);
@@ -245,20 +226,26 @@ read_request(struct conn *c, struct http_req *req)
 			if (rc != 0)
 				return rc;
 		}
-		r = mtls_read(c->t, c->buf + c->have, sizeof(c->buf) - c->have);
+		r = net_read(c->nc, c->t, c->buf + c->have, sizeof(c->buf) -
+		    c->have, deadline);
 		if (r > 0) {
 			if (!started)
-				deadline = now_ms() + REQ_TIMEOUT_MS;
+				deadline = net_now_ms() + o->request_ms;
 			started = 1;
 			c->have += (size_t)r;
 			continue;
 		}
-		if (r == MTLS_WANT_READ || r == MTLS_WANT_WRITE) {
-			if (wait_fd(c->fd, r, deadline) != 0)
-				return started ? (req->status = 408, -1) : 0;
-			continue;
+		if (r == NET_TIMEOUT && started && (c->have > 0 ||
+		    req->head_bytes > 0)) {
+			req->status = 408;
+			return -1;
 		}
-		if (!started)
+		if (r == NET_TIMEOUT && first_deadline)	/* TLS, no request */
+			__atomic_add_fetch(&c->s->m_hs_timeouts, 1,
+			    __ATOMIC_RELAXED);
+		if (r < 0)
+			return 0;	/* idle, evicted, or a broken link */
+		if (c->have == 0 && req->head_bytes == 0)
 			return 0;
 		return http_req_feed(req, NULL, 0, &used);
 	}
@@ -743,12 +730,14 @@ h_metrics(struct server *s, struct reply *rp)
 	char *b = NULL;
 	size_t bl = 0;
 	FILE *f = open_memstream(&b, &bl);
+	struct net_stats ns;
 	int r, k;
 
 	if (f == NULL) {
 		reply_error(rp, 500, "internal", "out of memory");
 		return;
 	}
+	net_loop_stats(s->loop, &ns);
 	fprintf(f, "# HELP mtls_ca_requests_total CA API requests by route "
 	    "and status class.\n# TYPE mtls_ca_requests_total counter\n");
 	for (r = 0; r < R__COUNT; r++)
@@ -771,10 +760,24 @@ h_metrics(struct server *s, struct reply *rp)
 	    "# TYPE mtls_connections_active gauge\nmtls_connections_active %d\n"
 	    "# TYPE mtls_cert_expiry_timestamp_seconds gauge\n"
 	    "mtls_cert_expiry_timestamp_seconds{id=\"ca-server\"} %lld\n",
-	    (unsigned long long)s->m_issued, (unsigned long long)s->m_renewed,
-	    (unsigned long long)s->m_revoked, (unsigned long long)s->m_ocsp,
-	    __atomic_load_n(&s->active, __ATOMIC_RELAXED),
+	    (unsigned long long)ld(&s->m_issued),
+	    (unsigned long long)ld(&s->m_renewed),
+	    (unsigned long long)ld(&s->m_revoked),
+	    (unsigned long long)ld(&s->m_ocsp), ns.open,
 	    (long long)s->own_not_after);
+	fprintf(f, "# HELP mtls_ca_conns_closed_total Connections the server "
+	    "closed or refused to stay within its limits.\n"
+	    "# TYPE mtls_ca_conns_closed_total counter\n"
+	    "mtls_ca_conns_closed_total{reason=\"first_byte_timeout\"} %llu\n"
+	    "mtls_ca_conns_closed_total{reason=\"request_timeout\"} %llu\n"
+	    "mtls_ca_conns_closed_total{reason=\"per_ip_limit\"} %llu\n"
+	    "mtls_ca_conns_closed_total{reason=\"max_conns\"} %llu\n"
+	    "mtls_ca_conns_closed_total{reason=\"evicted_idle\"} %llu\n",
+	    (unsigned long long)ns.first_byte_timeouts,
+	    (unsigned long long)ld(&s->m_hs_timeouts),
+	    (unsigned long long)ns.per_ip_refused,
+	    (unsigned long long)ns.full_refused,
+	    (unsigned long long)ns.evicted);
 	fclose(f);
 	rp->status = 200;
 	rp->ctype = "text/plain; version=0.0.4";
@@ -864,7 +867,7 @@ log_request(struct conn *c, const struct http_req *req, struct reply *rp,
 	    req->method : "-"));
 	json_object_set_new(o, "path", json_string(path));
 	json_object_set_new(o, "status", json_integer(rp->status));
-	json_object_set_new(o, "ms", json_integer(now_ms() - t0));
+	json_object_set_new(o, "ms", json_integer(net_now_ms() - t0));
 	if (rp->error[0])
 		json_object_set_new(o, "error", json_string(rp->error));
 	log_emit(rp->status >= 500 ? "error" : rp->status >= 400 ? "warn" :
@@ -879,68 +882,102 @@ log_request(struct conn *c, const struct http_req *req, struct reply *rp,
 static void
 lingering_close(struct conn *c)
 {
-	int64_t deadline = now_ms() + 2000;
+	int64_t deadline = net_now_ms() + 2000;
 	char sink[4096];
-	struct pollfd pfd;
 	size_t total = 0;
-	ssize_t n;
+	long n;
 
 	mtls_close(c->t);
 	shutdown(c->fd, SHUT_WR);
-	pfd.fd = c->fd;
-	pfd.events = POLLIN;
-	while (total < (4u << 20) && now_ms() < deadline &&
-	    poll(&pfd, 1, 200) >= 0) {
-		n = recv(c->fd, sink, sizeof(sink), 0);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			break;
-		if (n > 0)
-			total += (size_t)n;
-	}
+	while (total < (4u << 20) && (n = net_read(c->nc, NULL, sink,
+	    sizeof(sink), deadline)) > 0)
+		total += (size_t)n;
 }
 
-static void *
-conn_main(void *arg)
+struct job {
+	struct server		*s;
+	struct conn		*c;
+	const struct http_req	*req;
+	struct reply		*rp;
+};
+
+/* On a worker thread: the route, with its CA calls. */
+static void
+route_job(void *arg)
 {
-	struct conn *c = arg;
-	struct server *s = c->s;
+	struct job *j = arg;
+
+	route(j->s, j->c, j->req, j->rp);
+	ERR_clear_error();	/* this thread's queue, not the loop's */
+}
+
+/* One connection, in its coroutine (net_serve_fn). */
+static void
+serve_conn(struct net_conn *nc, void *arg)
+{
+	struct server *s = arg;
+	struct conn *c;
 	struct http_req req;
 	struct reply rp;
-	int64_t deadline = now_ms() + HS_TIMEOUT_MS, t0;
-	char *out;
+	struct job j;
+	int64_t first, t0;
+	char *out, path[32];
 	size_t out_len;
 	int r, keep = 1, one = 1;
 
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return;
+	c->s = s;
+	c->nc = nc;
+	c->fd = net_conn_fd(nc);
+	proxy_addr_text(net_conn_addr(nc), c->client, sizeof(c->client));
+	/* the handshake, the head and the body of the first request share
+	 * one deadline from accept: a slow client cannot spend it twice */
+	first = net_conn_accepted_ms(nc) + s->o->request_ms;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	pthread_mutex_lock(&s->tls_mu);
 	r = mtls_accept_socket(s->tls, &c->t, c->fd);
 	pthread_mutex_unlock(&s->tls_mu);
 	if (r != 0)
 		goto done;
-	for (;;) {
-		r = mtls_handshake(c->t);
-		if (r == 0)
-			break;
-		if ((r != MTLS_WANT_READ && r != MTLS_WANT_WRITE) ||
-		    wait_fd(c->fd, r, deadline) != 0)
-			goto done;	/* a failed handshake costs nothing */
+	if ((r = net_handshake(nc, c->t, first)) != 0) {
+		if (r == NET_TIMEOUT)
+			__atomic_add_fetch(&s->m_hs_timeouts, 1,
+			    __ATOMIC_RELAXED);
+		goto done;	/* a failed handshake costs nothing */
 	}
-	while (keep && !stopping) {
+	while (keep && !net_stopping(nc)) {
 		http_req_init(&req, MAX_HEAD, MAX_BODY);
 		memset(&rp, 0, sizeof(rp));
-		r = read_request(c, &req);
-		t0 = now_ms();
+		net_idle(nc, 1);
+		r = read_request(c, &req, first);
+		first = 0;
+		t0 = net_now_ms();
 		if (r == 0) {
 			http_req_free(&req);
 			break;
 		}
+		net_idle(nc, 0);	/* in a request: not closed for room */
 		if (r < 0) {
+			if (req.status == 408)
+				__atomic_add_fetch(&s->m_hs_timeouts, 1,
+				    __ATOMIC_RELAXED);
 			reply_error(&rp, req.status ? req.status : 400,
 			    "bad_request", "%s", req.why ? req.why :
 			    "request timed out");
 			keep = 0;
 		} else {
-			route(s, c, &req, &rp);
+			http_req_path(&req, path, sizeof(path));
+			if (strcmp(path, "/healthz") == 0 ||
+			    strcmp(path, "/metrics") == 0)
+				route(s, c, &req, &rp);	/* no CA call */
+			else {
+				j.s = s;
+				j.c = c;
+				j.req = &req;
+				j.rp = &rp;
+				net_offload(nc, route_job, &j);
+			}
 			keep = req.keep_alive;
 		}
 		__atomic_add_fetch(&s->m_req[rp.route][rp.status / 100 % 6], 1,
@@ -948,8 +985,8 @@ conn_main(void *arg)
 		log_request(c, &req, &rp, t0);
 		if (rp.body != NULL && http_response(&out, &out_len, rp.status,
 		    rp.ctype, rp.body, rp.len, keep) == 0) {
-			if (write_all(c, out, out_len, now_ms() +
-			    REQ_TIMEOUT_MS) != 0)
+			if (net_write(nc, c->t, out, out_len, net_now_ms() +
+			    s->o->request_ms) != 0)
 				keep = 0;
 			free(out);
 		} else
@@ -964,11 +1001,8 @@ conn_main(void *arg)
 	mtls_close(c->t);
  done:
 	mtls_free(c->t);
-	close(c->fd);
-	__atomic_sub_fetch(&s->active, 1, __ATOMIC_RELAXED);
 	free(c);
 	ERR_clear_error();
-	return NULL;
 }
 
 int
@@ -976,14 +1010,13 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 {
 	struct server s;
 	struct sockaddr_storage ss;
+	struct net_opts no;
+	struct net_stats ns;
 	socklen_t sl;
-	pthread_attr_t at;
-	pthread_t th, rth;
-	struct pollfd pfd;
+	pthread_t rth;
 	struct sigaction sa;
-	struct conn *c;
 	json_t *lg;
-	int lfd = -1, fd, one = 1, rv = -1, i;
+	int lfd = -1, one = 1, rv = -1, renewer_started = 0;
 
 	memset(&s, 0, sizeof(s));
 	s.o = o;
@@ -1006,71 +1039,64 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	    0);
 	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one,
 	    sizeof(one)) != 0 || bind(lfd, (struct sockaddr *)&ss, sl) != 0 ||
-	    listen(lfd, 512) != 0) {
+	    listen(lfd, 4096) != 0) {
 		error_set_errno(err, MTLS_ERR_IO, "--listen %s", o->listen);
 		goto out;
 	}
+	memset(&no, 0, sizeof(no));
+	no.name = "ca-serve";
+	no.max_conns = o->max_conns;
+	no.max_per_ip = o->max_per_ip;
+	no.first_byte_ms = o->first_byte_ms;
+	no.workers = SERVE_WORKERS;
+	no.drain_ms = DRAIN_MS;
+	if (net_loop_new(&s.loop, &no, err) != 0)
+		goto out;
+	rv = net_listen(s.loop, lfd, serve_conn, &s, err);
+	lfd = -1;		/* the loop's now */
+	if (rv != 0)
+		goto out;
+	rv = -1;
+	stop_loop = s.loop;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	pthread_create(&rth, NULL, renewer, &s);
+	if (pthread_create(&rth, NULL, renewer, &s) != 0) {
+		error_set(err, MTLS_ERR_IO, "cannot start the renewer thread");
+		goto out;
+	}
+	renewer_started = 1;
 	lg = json_object();
 	json_object_set_new(lg, "listen", json_string(o->listen));
 	json_object_set_new(lg, "url", json_string(s.url));
 	json_object_set_new(lg, "ca", json_string(o->dir));
 	json_object_set_new(lg, "server_not_after",
 	    json_integer(s.own_not_after));
+	net_loop_stats(s.loop, &ns);	/* max_conns as RLIMIT_NOFILE allows */
+	json_object_set_new(lg, "max_conns", json_integer(ns.max_conns));
+	json_object_set_new(lg, "max_conns_per_ip", json_integer(o->max_per_ip));
 	log_emit("info", "start", lg);
 	json_decref(lg);
-	while (!stopping) {
-		pfd.fd = lfd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 500) <= 0)
-			continue;
-		sl = sizeof(ss);
-		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC |
-		    SOCK_NONBLOCK);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				poll(NULL, 0, 100);	/* back off */
-			continue;
-		}
-		if (__atomic_load_n(&s.active, __ATOMIC_RELAXED) >=
-		    SERVE_MAX_CONNS || (c = calloc(1, sizeof(*c))) == NULL) {
-			close(fd);
-			continue;
-		}
-		c->s = &s;
-		c->fd = fd;
-		proxy_addr_text(&ss, c->client, sizeof(c->client));
-		__atomic_add_fetch(&s.active, 1, __ATOMIC_RELAXED);
-		if (pthread_create(&th, &at, conn_main, c) != 0) {
-			__atomic_sub_fetch(&s.active, 1, __ATOMIC_RELAXED);
-			close(fd);
-			free(c);
-		}
-	}
-	/* drain: each connection ends within its deadlines */
-	for (i = 0; i < 300 && __atomic_load_n(&s.active, __ATOMIC_RELAXED) >
-	    0; i++)
-		poll(NULL, 0, 100);
-	pthread_join(rth, NULL);
-	pthread_attr_destroy(&at);
+	/* until SIGTERM; then idle connections close at once and requests
+	 * in hand finish within DRAIN_MS */
+	if (!stopping)
+		net_loop_run(s.loop);
 	rv = 0;
 	lg = json_object();
 	log_emit("info", "stop", lg);
 	json_decref(lg);
  out:
+	stopping = 1;
+	if (renewer_started)
+		pthread_join(rth, NULL);
+	stop_loop = NULL;
+	net_loop_free(s.loop);
 	if (lfd >= 0)
 		close(lfd);
-	if (__atomic_load_n(&s.active, __ATOMIC_RELAXED) == 0) {
-		mtls_free(s.tls);
-		OPENSSL_free(s.crl);
-		ca_close(s.ca);
-	}
+	mtls_free(s.tls);
+	OPENSSL_free(s.crl);
+	ca_close(s.ca);
 	return rv;
 }

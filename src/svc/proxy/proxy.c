@@ -50,6 +50,7 @@
 #include <openssl/ocsp.h>
 
 #include "http/http.h"
+#include "net/net.h"
 #include "proxy/gateway.h"
 #include "proxy/proxy.h"
 #include "proxy/x509memo.h"
@@ -190,8 +191,8 @@ struct proxy {
 	int			 fetch_started;
 	int64_t			 drain_deadline_ms;
 	int			 active;	/* atomic: open connections */
-	int			 admin_fd;
-	uint64_t		 m_reload_ok, m_reload_failed;
+	struct net_loop		*admin;		/* --admin: its own thread */
+	uint64_t		 m_reload_ok, m_reload_failed;	/* atomic */
 	struct gw		*gw[PROXY_MAX_LISTENERS];	/* http mode */
 };
 
@@ -1603,7 +1604,7 @@ reload(struct proxy *p, const char *why)
 		}
 		cfg = listener_config(p, ls, serial, sizeof(serial), &err);
 		if (cfg == NULL) {
-			p->m_reload_failed++;
+			__atomic_add_fetch(&p->m_reload_failed, 1, __ATOMIC_RELAXED);
 			json_object_set_new(o, "result", json_string("failed"));
 			json_object_set_new(o, "error", json_string(err.msg));
 			log_emit("error", "reload", o);
@@ -1623,7 +1624,7 @@ reload(struct proxy *p, const char *why)
 		own_identity(p, ls, cfg);
 		if (ls->l->ticket_key_file != NULL)
 			x509memo_rotate();	/* the key file may be new */
-		p->m_reload_ok++;
+		__atomic_add_fetch(&p->m_reload_ok, 1, __ATOMIC_RELAXED);
 		changed = 1;
 		json_object_set_new(o, "result", json_string("ok"));
 		json_object_set_new(o, "serial", json_string(serial));
@@ -1846,8 +1847,21 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	    "# TYPE mtls_reloads_total counter\n"
 	    "mtls_reloads_total{result=\"ok\"} %llu\n"
 	    "mtls_reloads_total{result=\"failed\"} %llu\n",
-	    (unsigned long long)p->m_reload_ok,
-	    (unsigned long long)p->m_reload_failed);
+	    (unsigned long long)ld(&p->m_reload_ok),
+	    (unsigned long long)ld(&p->m_reload_failed));
+	if (p->admin != NULL) {
+		struct net_stats ns;
+
+		net_loop_stats(p->admin, &ns);
+		sb_printf(b, "# HELP mtls_admin_conns_closed_total Admin "
+		    "connections closed to stay within its limits.\n"
+		    "# TYPE mtls_admin_conns_closed_total counter\n"
+		    "mtls_admin_conns_closed_total{reason=\"first_byte_timeout\"}"
+		    " %llu\nmtls_admin_conns_closed_total{reason="
+		    "\"evicted_idle\"} %llu\n",
+		    (unsigned long long)ns.first_byte_timeouts,
+		    (unsigned long long)ns.evicted);
+	}
 	for (k = 0, li = 0; li < p->nls; li++) {
 		char *g;
 
@@ -1859,46 +1873,43 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	}
 }
 
+/* The admin endpoint runs on its own net loop (src/svc/net), never on
+ * the main thread, which must stay free for SIGHUP, SIGTERM and reloads:
+ * one silent connection used to hold it 1 s per byte it did not send. */
+#define ADMIN_MAX_CONNS	64	/* probes and a scraper or two */
+#define ADMIN_TIMEOUT_MS 5000	/* accept to the whole request */
+
 static void
-admin_reply(int fd, int code, const char *status, const char *ctype,
-    const char *body, size_t len)
+admin_reply(struct net_conn *nc, int code, const char *status,
+    const char *ctype, const char *body, size_t len)
 {
 	char head[256];
 	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: "
 	    "%s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", code,
 	    status, ctype, len);
-	struct pollfd pf = { fd, POLLOUT, 0 };
-	size_t off = 0;
-	ssize_t w;
+	int64_t deadline = now_ms() + ADMIN_TIMEOUT_MS;
 
-	if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n)
-		return;
-	while (off < len && poll(&pf, 1, 1000) == 1) {
-		w = send(fd, body + off, len - off, MSG_NOSIGNAL);
-		if (w <= 0)
-			return;
-		off += (size_t)w;
-	}
+	if (net_write(nc, NULL, head, (size_t)n, deadline) == 0)
+		(void)net_write(nc, NULL, body, len, deadline);
 }
 
-/* One request per connection, read with a deadline: the admin port is
- * for probes and scrapers, not a general HTTP server. */
+/* One request per connection, whole within ADMIN_TIMEOUT_MS of accept:
+ * the admin port is for probes and scrapers, not a general HTTP server.
+ * Runs as a coroutine of the admin loop (net_serve_fn). */
 static void
-admin_serve(struct proxy *p)
+admin_conn(struct net_conn *nc, void *arg)
 {
+	struct proxy *p = arg;
+	int64_t deadline = net_conn_accepted_ms(nc) + ADMIN_TIMEOUT_MS;
 	char req[2048], path[256];
-	struct pollfd pf;
 	size_t got = 0;
-	ssize_t n;
-	int fd;
+	long n;
 
-	fd = accept4(p->admin_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	pf.fd = fd;
-	pf.events = POLLIN;
-	while (got < sizeof(req) - 1 && poll(&pf, 1, 1000) == 1) {
-		n = recv(fd, req + got, sizeof(req) - 1 - got, 0);
+	while (got < sizeof(req) - 1) {
+		n = net_read(nc, NULL, req + got, sizeof(req) - 1 - got,
+		    deadline);
+		if (n == NET_ERR)
+			return;		/* closed by the loop, or reset */
 		if (n <= 0)
 			break;
 		got += (size_t)n;
@@ -1907,18 +1918,19 @@ admin_serve(struct proxy *p)
 			break;
 	}
 	req[got] = '\0';
+	net_idle(nc, 0);
 	if (sscanf(req, "GET %255s HTTP/1.", path) != 1) {
-		admin_reply(fd, 400, "Bad Request", "text/plain", "bad request\n",
-		    12);
+		admin_reply(nc, 400, "Bad Request", "text/plain",
+		    "bad request\n", 12);
 	} else if (strcmp(path, "/metrics") == 0) {
 		struct sbuf b = { NULL, 0, 0 };
 
 		metrics_text(p, &b);
-		admin_reply(fd, 200, "OK", "text/plain; version=0.0.4",
+		admin_reply(nc, 200, "OK", "text/plain; version=0.0.4",
 		    b.p ? b.p : "", b.len);
 		free(b.p);
 	} else if (strcmp(path, "/healthz") == 0) {
-		admin_reply(fd, 200, "OK", "text/plain", "ok\n", 3);
+		admin_reply(nc, 200, "OK", "text/plain", "ok\n", 3);
 	} else if (strcmp(path, "/readyz") == 0) {
 		int64_t na = INT64_MAX;
 		size_t li;
@@ -1933,16 +1945,34 @@ admin_serve(struct proxy *p)
 		}
 		if (na > (int64_t)time(NULL) &&
 		    !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE))
-			admin_reply(fd, 200, "OK", "text/plain", "ready\n", 6);
+			admin_reply(nc, 200, "OK", "text/plain", "ready\n", 6);
 		else
-			admin_reply(fd, 503, "Service Unavailable",
+			admin_reply(nc, 503, "Service Unavailable",
 			    "text/plain", "not ready: own certificate expired "
 			    "or draining\n", 48);
 	} else {
-		admin_reply(fd, 404, "Not Found", "text/plain", "not found\n",
+		admin_reply(nc, 404, "Not Found", "text/plain", "not found\n",
 		    10);
 	}
-	close(fd);
+}
+
+/* The admin loop on <fd> (taken, even on failure); its thread starts
+ * once the listeners' state it reports exists (net_loop_start). */
+static int
+admin_new(struct proxy *p, int fd, struct mtls_error *err)
+{
+	struct net_opts no;
+
+	memset(&no, 0, sizeof(no));
+	no.name = "admin";
+	no.max_conns = ADMIN_MAX_CONNS;
+	no.first_byte_ms = ADMIN_TIMEOUT_MS;
+	no.drain_ms = 1000;
+	if (net_loop_new(&p->admin, &no, err) != 0) {
+		close(fd);
+		return -1;
+	}
+	return net_listen(p->admin, fd, admin_conn, p, err);
 }
 
 /*
@@ -2073,7 +2103,6 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 
 	memset(&p, 0, sizeof(p));
 	p.o = o;
-	p.admin_fd = -1;
 	p.fetch_evfd = -1;
 	pthread_mutex_init(&p.mu, NULL);
 	if (o->n_l == 0 || o->n_l > PROXY_MAX_LISTENERS) {
@@ -2203,21 +2232,25 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	if (o->admin != NULL) {
 		struct sockaddr_storage ass;
 		socklen_t al;
-		int one = 1;
+		int one = 1, afd;
 
 		if (proxy_addr_parse(o->admin, "--admin", &ass, &al, err) != 0)
 			goto out;
-		p.admin_fd = socket(ass.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		afd = socket(ass.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);
-		if (p.admin_fd < 0 ||
-		    setsockopt(p.admin_fd, SOL_SOCKET, SO_REUSEADDR, &one,
+		if (afd < 0 ||
+		    setsockopt(afd, SOL_SOCKET, SO_REUSEADDR, &one,
 		    sizeof(one)) != 0 ||
-		    bind(p.admin_fd, (struct sockaddr *)&ass, al) != 0 ||
-		    listen(p.admin_fd, 64) != 0) {
+		    bind(afd, (struct sockaddr *)&ass, al) != 0 ||
+		    listen(afd, 1024) != 0) {
 			error_set_errno(err, MTLS_ERR_IO, "--admin %s",
 			    o->admin);
+			if (afd >= 0)
+				close(afd);
 			goto out;
 		}
+		if (admin_new(&p, afd, err) != 0)
+			goto out;
 	}
 	for (li = 0; li < p.nls; li++) {
 		struct gw_env env;
@@ -2266,14 +2299,18 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		log_emit("info", "start", lo);
 		json_decref(lo);
 	}
+	if (p.admin != NULL && net_loop_start(p.admin, err) != 0) {
+		__atomic_store_n(&p.stopping, 1, __ATOMIC_RELEASE);
+		goto join;
+	}
 	if (o->ticket_rotate_ms > 0)
 		rotate_at = now_ms() + o->ticket_rotate_ms;
 	if (p.fetch_evfd >= 0 && pthread_create(&p.fetch_thr, NULL, fetch_main,
 	    &p) == 0)
 		p.fetch_started = 1;
 	for (;;) {
-		struct pollfd pf[4] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 },
-		    { p.admin_fd, POLLIN, 0 }, { p.fetch_evfd, POLLIN, 0 } };
+		struct pollfd pf[3] = { { sfd, POLLIN, 0 }, { ifd, POLLIN, 0 },
+		    { p.fetch_evfd, POLLIN, 0 } };
 		int64_t now = now_ms(), next = reload_at;
 		int timeout;
 
@@ -2298,11 +2335,9 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			reload(&p, "file change");
 			continue;
 		}
-		if (poll(pf, 4, timeout) < 0)
+		if (poll(pf, 3, timeout) < 0)
 			continue;
-		if (pf[2].revents & POLLIN)
-			admin_serve(&p);
-		if (pf[3].revents & POLLIN) {
+		if (pf[2].revents & POLLIN) {
 			uint64_t n;
 
 			if (read(p.fetch_evfd, &n, sizeof(n)) == sizeof(n))
@@ -2378,6 +2413,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	}
 	log_emit("info", "stop", NULL);
  out:
+	net_loop_free(p.admin);	/* /readyz said 503 while draining */
 	for (li = 0; li < PROXY_MAX_LISTENERS; li++) {
 		gw_free(p.gw[li]);
 	}
@@ -2397,8 +2433,6 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		close(sfd);
 	if (ifd >= 0)
 		close(ifd);
-	if (p.admin_fd >= 0)
-		close(p.admin_fd);
 	for (li = 0; li < p.nls; li++) {
 		mtls_config_free(p.ls[li].cfg);
 		free(p.ls[li].crl);

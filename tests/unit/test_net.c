@@ -1,0 +1,230 @@
+/* net.c: the first-byte deadline, the per-address limit, eviction of the
+ * longest-idle connection at the cap, work offloaded to a worker, drain. A
+ * loop on 127.0.0.1 in its own thread; clients are plain sockets. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "net/net.h"
+
+struct echo {
+	char	 line[64];
+	size_t	 len;
+};
+
+/* On a worker: the answer is the line upper-cased. */
+static void
+upper(void *arg)
+{
+	struct echo *e = arg;
+	size_t i;
+
+	for (i = 0; i < e->len; i++)
+		if (e->line[i] >= 'a' && e->line[i] <= 'z')
+			e->line[i] -= 32;
+}
+
+/* One line in (within 1 s of accept), upper-cased out, then close. */
+static void
+serve_echo(struct net_conn *nc, void *arg)
+{
+	struct echo e;
+	long n;
+
+	(void)arg;
+	memset(&e, 0, sizeof(e));
+	while (e.len < sizeof(e.line) && memchr(e.line, '\n', e.len) == NULL) {
+		n = net_read(nc, NULL, e.line + e.len, sizeof(e.line) - e.len,
+		    net_conn_accepted_ms(nc) + 1000);
+		if (n <= 0)
+			return;
+		e.len += (size_t)n;
+	}
+	net_idle(nc, 0);
+	net_offload(nc, upper, &e);
+	(void)net_write(nc, NULL, e.line, e.len, net_now_ms() + 1000);
+}
+
+static struct net_loop *
+start(int max_conns, int per_ip, int64_t first_byte_ms, int *port)
+{
+	struct net_opts o = { "unit", max_conns, per_ip, first_byte_ms, 1, 500 };
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	struct mtls_error err;
+	struct net_loop *lp;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 64), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	*port = ntohs(sa.sin_port);
+	assert_int_equal(net_loop_new(&lp, &o, &err), 0);
+	assert_int_equal(net_listen(lp, fd, serve_echo, NULL, &err), 0);
+	assert_int_equal(net_loop_start(lp, &err), 0);
+	return lp;
+}
+
+/* A client from 127.0.0.<src>. */
+static int
+dial(int port, int src)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(0x7f000000 | (uint32_t)src);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* ms until the server closes <fd> (reads EOF), or -1 after <max_ms>. */
+static int64_t
+closed_within(int fd, int max_ms)
+{
+	int64_t t0 = net_now_ms();
+	struct pollfd pf = { fd, POLLIN, 0 };
+	char b[64];
+
+	while (net_now_ms() - t0 < max_ms) {
+		if (poll(&pf, 1, 20) == 1) {
+			ssize_t n = recv(fd, b, sizeof(b), 0);
+
+			if (n == 0 || (n < 0 && errno == ECONNRESET))
+				return net_now_ms() - t0;
+		}
+	}
+	return -1;
+}
+
+static void
+ask(int fd, const char *q, const char *want)
+{
+	char b[64];
+	ssize_t n;
+
+	assert_int_equal(send(fd, q, strlen(q), 0), (ssize_t)strlen(q));
+	n = recv(fd, b, sizeof(b) - 1, 0);
+	assert_true(n > 0);
+	b[n] = '\0';
+	assert_string_equal(b, want);
+}
+
+static void
+test_echo_and_first_byte(void **state)
+{
+	int port, a, b;
+	int64_t t;
+	struct net_loop *lp = start(16, 0, 300, &port);
+
+	(void)state;
+	a = dial(port, 1);
+	ask(a, "hello\n", "HELLO\n");	/* via the worker */
+	close(a);
+	b = dial(port, 1);		/* says nothing */
+	t = closed_within(b, 2000);
+	assert_true(t >= 200 && t < 1000);
+	close(b);
+	net_loop_free(lp);
+}
+
+static void
+test_per_ip(void **state)
+{
+	int port, fd[3], other;
+	struct net_stats st;
+	struct net_loop *lp = start(16, 2, 5000, &port);
+
+	(void)state;
+	fd[0] = dial(port, 7);
+	fd[1] = dial(port, 7);
+	fd[2] = dial(port, 7);		/* the third from .7: closed at once */
+	assert_true(closed_within(fd[2], 500) >= 0);
+	other = dial(port, 8);		/* another address is not limited */
+	ask(other, "x\n", "X\n");
+	assert_int_equal(closed_within(fd[0], 100), -1);
+	close(fd[0]);			/* a slot of .7 comes free */
+	poll(NULL, 0, 100);
+	fd[2] = dial(port, 7);
+	ask(fd[2], "y\n", "Y\n");
+	net_loop_stats(lp, &st);
+	assert_int_equal(st.per_ip_refused, 1);
+	close(fd[1]);
+	close(fd[2]);
+	close(other);
+	net_loop_free(lp);
+}
+
+static void
+test_evict_oldest(void **state)
+{
+	int port, fd[4], i, last;
+	struct net_stats st;
+	struct net_loop *lp = start(4, 0, 5000, &port);
+
+	(void)state;
+	for (i = 0; i < 4; i++) {	/* the cap, all silent */
+		fd[i] = dial(port, 1);
+		poll(NULL, 0, 20);	/* in this order in the loop */
+	}
+	last = dial(port, 1);		/* makes room: fd[0] goes */
+	assert_true(closed_within(fd[0], 500) >= 0);
+	ask(last, "z\n", "Z\n");
+	for (i = 1; i < 4; i++)
+		assert_int_equal(closed_within(fd[i], 50), -1);
+	net_loop_stats(lp, &st);
+	assert_int_equal(st.evicted, 1);
+	assert_int_equal(st.full_refused, 0);
+	for (i = 0; i < 4; i++)
+		close(fd[i]);
+	close(last);
+	net_loop_free(lp);
+}
+
+static void
+test_stop_closes_idle(void **state)
+{
+	int port, a;
+	int64_t t0;
+	struct net_loop *lp = start(16, 0, 5000, &port);
+
+	(void)state;
+	a = dial(port, 1);
+	(void)send(a, "no line end", 11, 0);	/* in a request, idle */
+	poll(NULL, 0, 50);
+	t0 = net_now_ms();
+	net_loop_free(lp);		/* stops, drains, joins */
+	assert_true(net_now_ms() - t0 < 400);
+	assert_true(closed_within(a, 100) >= 0);
+	close(a);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_echo_and_first_byte),
+		cmocka_unit_test(test_per_ip),
+		cmocka_unit_test(test_evict_oldest),
+		cmocka_unit_test(test_stop_closes_idle),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
