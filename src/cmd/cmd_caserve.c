@@ -207,6 +207,11 @@ ca_serve_cmd(int argc, char **argv)
 	error_clear(&err);
 	if (ca_serve(&o, &err) != 0) {
 		rv = cmd_fail("ca serve", &err);
+		if (err.fail == MTLS_FAIL_NAME_CONSTRAINTS)
+			fprintf(stderr, "  fix: a scoped CA certifies only the "
+			    "names it permits: give --dns NAME inside its "
+			    "--permit-dns (and no --ip), or serve from an "
+			    "unscoped intermediate\n");
 		goto out;
 	}
 	rv = 0;

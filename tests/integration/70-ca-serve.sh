@@ -137,4 +137,10 @@ grep -q 'mtls_ca_requests_total{route="enroll",code="4xx"}' metrics.txt && grep 
     && ok "/metrics counts requests by route and status, and issuance" || not_ok "metrics" "$(head -20 metrics.txt)"
 grep -q '"event":"issue".*"how":"enroll"' "$log" && grep -q '"event":"revoke"' "$log" \
     && ok "issue and revoke are logged" || not_ok "issue/revoke log lines"
+# a scoped intermediate cannot certify localhost for itself: a clear refusal
+q "$MTLS" ca intermediate scoped --parent root --name "scoped" --permit-spiffe spiffe://example.org/ns/dev/
+expect_exit 2 "ca serve from a scoped CA without a permitted --dns refuses to start" \
+    timeout 10 "$MTLS" ca serve --ca scoped --listen "127.0.0.1:$(free_port)"
+grep -q 'name_constraints' "$T_DIR/err" && grep -q 'fix: a scoped CA certifies only the names it permits' "$T_DIR/err" \
+    && ok "and says which names a scoped CA can serve" || not_ok "scoped ca serve hint" "$(cat "$T_DIR/err")"
 exit 0

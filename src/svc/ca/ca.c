@@ -889,10 +889,12 @@ self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 		goto out;
 	if (verify_chain(cfg, store, certs, MTLS_PURPOSE_ANY, &vo, err) != 0) {
 		char msg[sizeof(err->msg)];
+		int fail = err->fail;
 
 		snprintf(msg, sizeof(msg), "%s", err->msg);
 		error_set(err, MTLS_ERR_ARG, "refusing to issue: %s (%s)",
-		    msg, mtls_fail_name(err->fail));
+		    msg, mtls_fail_name(fail));
+		err->fail = fail;	/* callers may explain the code */
 		verify_out_free(&vo);
 		goto out;
 	}
