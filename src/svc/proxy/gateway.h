@@ -47,9 +47,12 @@ void	 gw_free(struct gw *);
  * malloc'd, NULL when out of memory. */
 char	*gw_metrics(struct gw *, int help);
 
-/* fuzz/fuzz_gateway.c: the request path on <data> as a client's bytes. */
+/* fuzz/fuzz_gateway.c: the request path on <data> as a client's bytes.
+ * -1 when an answer or access log line held bytes from past what the
+ * input sent (a canary fills the buffers beforehand), else 0. */
 int	 gw_fuzz_requests(const uint8_t *data, size_t len);
-/* fuzz/fuzz_gateway_response.c: <data> as an upstream's answer. */
+/* fuzz/fuzz_gateway_response.c: <data> as an upstream's answer; -1 as
+ * gw_fuzz_requests when the client got canary bytes. */
 int	 gw_fuzz_response(const uint8_t *data, size_t len);
 
 #endif
