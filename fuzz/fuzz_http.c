@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "canary.h"
 #include "http/http.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -23,43 +24,11 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const char *canary;
 
-static const char *
-pick(const uint8_t *data, size_t len)
-{
-	static const char *const cand[] = { "Kq7#", "Zx9@", "Wv3!", "Jm5$" };
-	size_t i, r, k;
-
-	for (i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
-		int seen = 0;
-
-		for (r = 0; r < 4 && !seen; r++) {
-			char w[4];
-
-			for (k = 0; k < 4; k++)
-				w[k] = cand[i][(r + k) % 4];
-			seen = memmem(data, len, w, 4) != NULL;
-		}
-		if (!seen)
-			return cand[i];
-	}
-	return NULL;
-}
-
 static void
 check(const char *s, size_t n)
 {
-	size_t r, k;
-
-	if (canary == NULL || s == NULL)
-		return;
-	for (r = 0; r < 4; r++) {
-		char w[4];
-
-		for (k = 0; k < 4; k++)
-			w[k] = canary[(r + k) % 4];
-		if (memmem(s, n, w, 4) != NULL)
-			abort();
-	}
+	if (s != NULL && canary_in(canary, s, n))
+		abort();
 }
 
 static void
@@ -105,7 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 
 	if (len < 1 || len > 65536)
 		return 0;
-	canary = pick(data, len);
+	canary = canary_pick(data, len);
 	if ((buf = malloc(len + TAIL)) == NULL)
 		return 0;
 	memcpy(buf, data, len);

@@ -121,8 +121,8 @@ bad "Host with two trailing dots" 'GET /v/x HTTP/1.1\r\nHost: h.example..\r\n\r\
 bad "Host with a space" 'GET /v/x HTTP/1.1\r\nHost: h .example\r\n\r\n' "invalid character in Host"
 bad "Host with a bad port" 'GET /v/x HTTP/1.1\r\nHost: h.example:99999\r\n\r\n' "invalid port"
 bad "two Host headers" 'GET /v/x HTTP/1.1\r\nHost: a\r\nHost: h.example\r\n\r\n' "repeated Host"
-printf '[listener "g"]\nmode = http\nlisten = 127.0.0.1:1\ncert = server.pem\nkey = server.key\nca = root/bundle.pem\n[route "r"]\npath = /a/%%61\nupstream = 127.0.0.1:2\nclient_cert = optional\n' > badroute.conf
-expect_exit 2 "a route path not in normal form refuses to start" "$MTLS" proxy --config badroute.conf
+printf '[listener "g"]\nmode = http\nlisten = 127.0.0.1:%s\ncert = server.pem\nkey = server.key\nca = root/bundle.pem\n[route "r"]\npath = /a/%%61\nupstream = 127.0.0.1:2\nclient_cert = optional\n' "$(free_port)" > badroute.conf
+expect_exit 2 "a route path not in normal form refuses to start" timeout 10 "$MTLS" proxy --config badroute.conf
 grep -q "not in normal form" "$T_DIR/err" && ok "and says so" || not_ok "route path message" "$(cat "$T_DIR/err")"
 
 # ---- item 3: identity headers cannot be spoofed ----
