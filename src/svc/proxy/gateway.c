@@ -935,9 +935,14 @@ rq_headers_complete(http_parser *p)
 	c->keep = http_should_keep_alive(p);
 	snprintf(c->method, sizeof(c->method), "%s",
 	    http_method_str((enum http_method)p->method));
-	snprintf(c->path, sizeof(c->path), "%.*s", (int)strcspn(c->url ?
-	    c->url : "", "?#") < (int)c->url_len ? (int)strcspn(c->url, "?#") :
-	    (int)c->url_len, c->url ? c->url : "");
+	/* the raw path, for the log until it is normalized: c->url is a
+	 * span of the input, not a string (strcspn ran past its end) */
+	for (plen = 0; c->url != NULL && plen < c->url_len &&
+	    c->url[plen] != '?' && c->url[plen] != '#'; plen++)
+		;
+	snprintf(c->path, sizeof(c->path), "%.*s", (int)(plen <
+	    sizeof(c->path) ? plen : sizeof(c->path) - 1), c->url ? c->url :
+	    "");
 	c->route = &gw->none;
 	host = field(c, "host", &nhost);
 	te = field(c, "transfer-encoding", &nte);
@@ -1153,6 +1158,13 @@ rs_field(http_parser *p, const char *at, size_t n)
 	struct gwc *c = gwc_of(p);
 	int start = c->rh_in_value || c->rh_len == 0;
 
+	/* NUL separates the kept fields: one inside a field would pair a
+	 * value's tail with the next name */
+	if (memchr(at, '\0', n) != NULL) {
+		c->rh_fail = 2;
+		return -1;
+	}
+
 	c->rh_in_value = 0;
 	return rh_add(c, at, n, start);
 }
@@ -1162,6 +1174,11 @@ rs_value(http_parser *p, const char *at, size_t n)
 {
 	struct gwc *c = gwc_of(p);
 	int start = !c->rh_in_value;
+
+	if (memchr(at, '\0', n) != NULL) {
+		c->rh_fail = 2;
+		return -1;
+	}
 
 	c->rh_in_value = 1;
 	return rh_add(c, at, n, start);
