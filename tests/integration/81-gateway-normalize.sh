@@ -127,6 +127,8 @@ grep -q "not in normal form" "$T_DIR/err" && ok "and says so" || not_ok "route p
 
 # ---- item 3: identity headers cannot be spoofed ----
 bad "whitespace before a field's colon" 'GET /app/x HTTP/1.1\r\nHost: a\r\nX-Client-Spiffe-Id : spiffe://example.org/ns/ops/admin\r\n\r\n' "whitespace between a header field name and the colon"
+bad "the same after empty lines (ignored before a request line, not a way past the checks)" '\r\n\r\nGET /app/x HTTP/1.1\r\nHost: a\r\nX-Client-Spiffe-Id : v\r\n\r\n' "whitespace between a header field name and the colon"
+bad "a tab in the request line after empty lines" '\r\n\r\nGET /app/admin\t HTTP/1.1\r\nHost: a\r\n\r\n' "request-target grammar"
 spoof='GET /app/h HTTP/1.1\r\nHost: a\r\nX_Client_Spiffe_Id: spiffe://example.org/ns/ops/admin\r\nX_Forwarded_Client_Cert: URI=spiffe://example.org/ns/ops/admin\r\nx-client_spiffe-ID: s\r\nForwarded: for=10.0.0.1\r\nX-Real-IP: 10.0.0.1\r\nX-Forwarded-Host: admin.example\r\nX-Forwarded-Port: 1\r\nX_Forwarded_For: 10.0.0.1\r\nX-Foo_Bar: 1\r\nX-Keep: yes\r\n\r\n'
 python3 - "$(req none "$spoof" | body)" <<'PY' && ok "anonymous: no spelling of an identity header reaches the upstream; names with '_' dropped" || not_ok "spoofed identity headers" "$(req none "$spoof")"
 import json, sys

@@ -1568,6 +1568,16 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		const char *why;
 		long n;
 
+		/* RFC 9112 2.2: empty lines before a request line are
+		 * ignored. Dropped here, so the head checked below is the
+		 * one http_parser reads (it skips them on its own: a
+		 * "\r\n\r\n" first would be an empty head, checked, and
+		 * the request after it parsed unchecked) */
+		while (have >= 2 && c->in[c->in_off] == '\r' &&
+		    c->in[c->in_off + 1] == '\n') {
+			c->in_off += 2;
+			have -= 2;
+		}
 		hend = memmem(c->in + c->in_off, have, "\r\n\r\n", 4);
 		if (hend != NULL)
 			break;
