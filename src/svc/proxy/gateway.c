@@ -898,9 +898,15 @@ send_upstream_head(struct gwc *c)
 		ob_put(&c->ub, f->value ? f->value : "", f->vlen, dl);
 		ob_put(&c->ub, "\r\n", 2, dl);
 	}
-	/* the client's address replaces any claim it made */
-	ob_printf(&c->ub, dl, "X-Forwarded-For: %.*s\r\nX-Forwarded-Proto: "
-	    "https\r\n", (int)strcspn(c->client, ":"), c->client);
+	/* the client's address replaces any claim it made ("[v6]:port":
+	 * the address inside the brackets) */
+	if (c->client[0] == '[')
+		ob_printf(&c->ub, dl, "X-Forwarded-For: %.*s\r\n",
+		    (int)strcspn(c->client + 1, "]"), c->client + 1);
+	else
+		ob_printf(&c->ub, dl, "X-Forwarded-For: %.*s\r\n",
+		    (int)strcspn(c->client, ":"), c->client);
+	ob_printf(&c->ub, dl, "X-Forwarded-Proto: https\r\n");
 	if (c->verified) {
 		if (c->xfcc != NULL)
 			ob_printf(&c->ub, dl, "X-Forwarded-Client-Cert: %s\r\n",
