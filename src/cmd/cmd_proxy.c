@@ -74,7 +74,9 @@ static const char proxy_help[] =
 "  expect = spiffe://example.org/ns/prod/billing\n"
 "  require_staple = true\n"
 "  [listener \"gw\"]         HTTP gateway; also max_head (16k), max_headers\n"
-"  mode = http             (100), max_body (1m), request_timeout (60s)\n"
+"  mode = http             (100), max_body (1m), request_timeout (60s),\n"
+"                          underscores_in_headers (drop: header names\n"
+"                          with '_' are not forwarded; or pass)\n"
 "  listen = 0.0.0.0:443\n"
 "  cert = ...  key = ...  ca = ...\n"
 "  [route \"admin\"]        longest path prefix wins (host = to match Host)\n"
@@ -515,6 +517,14 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			l->max_headers = (size_t)n;
 		else
 			l->max_body = n;
+		return 0;
+	}
+	if (strcmp(key, "underscores_in_headers") == 0) {
+		if (strcmp(val, "pass") && strcmp(val, "drop"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+			    "underscores_in_headers is drop (the default) or "
+			    "pass", cs->path, line);
+		l->underscores_pass = strcmp(val, "pass") == 0;
 		return 0;
 	}
 	if (strcmp(key, "access_log") == 0) {

@@ -64,6 +64,55 @@ int	 http_response(char **out, size_t *out_len, int status,
 	    int keep_alive);
 const char *http_reason(int status);
 
+/* ---- norm.c: the request head's grammar and normal forms (no I/O) ---- */
+/*
+ * Checks the head <h>[0..n) line by line, up to its empty line: CRLF line
+ * ends only (no bare CR or LF), no control bytes but HTAB, no obs-fold; the
+ * request line is exactly METHOD SP request-target SP HTTP/d.d with every
+ * target byte in RFC 9112/3986's grammar (no whitespace, control,
+ * non-ASCII, '#', '\\', '"', '<', ...); a field line starts with a token
+ * and its colon with no whitespace before it. A line not yet ended is only
+ * checked for control bytes. NULL when acceptable, else a static reason.
+ */
+const char *http_head_check(const char *h, size_t n);
+/*
+ * Normalizes the origin-form target <t>[0..n) into <out> (outsz bytes, at
+ * least n + 1 suffice): the path with percent-encoded unreserved bytes
+ * decoded, other escapes in upper case, dot segments removed (RFC 3986
+ * 6.2.2); then the query exactly as received. *path_len is the path's
+ * length in <out>. Returns 0, or 400 (414 when n >= outsz) with a static
+ * reason in *why: not origin-form, a byte outside the grammar, a bad or
+ * an encoded '/', '\\' or NUL escape, a backslash, an empty segment
+ * ("//"), ".." above the root.
+ */
+int	 http_target_normalize(const char *t, size_t n, char *out,
+	    size_t outsz, size_t *path_len, const char **why);
+/*
+ * Normalizes the Host value <h>[0..n) (already trimmed) into <out>:
+ * lower case, one trailing dot removed, then ":port" as sent. *host_len
+ * is the length without the port. An empty value gives "". -1 with a
+ * static reason in *why for an escape, a character outside letters,
+ * digits, '-', '.', '_' (or hex, ':', '.' in "[...]"), an empty label,
+ * a bad port, more than 261 bytes.
+ */
+int	 http_host_normalize(const char *h, size_t n, char *out, size_t outsz,
+	    size_t *host_len, const char **why);
+/* 1 when the field name <name>[0..n) is <lit> (lower case, with '-')
+ * after case folding and mapping '_' to '-' (what CGI, WSGI and PHP do). */
+int	 http_name_folded_eq(const char *name, size_t n, const char *lit);
+/* A bounded, escaped copy for messages: at most <max> bytes of <p>[0..n)
+ * into <dst> (always NUL-terminated), bytes other than printable ASCII
+ * and quotes and backslash as \xHH, "..." when cut. Returns its length. */
+size_t	 http_esc(char *dst, size_t dstsz, const char *p, size_t n,
+	    size_t max);
+/* 1 when <s> is visible ASCII only (0x21-0x7e; and SP when <allow_sp>). */
+int	 http_value_visible(const char *s, int allow_sp);
+/* Envoy's XFCC element KEY=VALUE into <dst>: the value in '"' when it has
+ * ',', ';', '=', '"' or a space (or <force_quote>), '"' and '\\' escaped
+ * with '\\'. Returns its length, 0 when <dst> is too small. */
+size_t	 http_xfcc_put(char *dst, size_t dstsz, const char *key,
+	    const char *val, int force_quote);
+
 /* ---- fetch.c: one HTTP request (libcurl) ---- */
 /* GETs <url> (https only), trusting the roots in <cainfo>; 0 with the body
  * (at most <max> bytes) in *out, or -1 with <err> (connection, TLS, a

@@ -7,9 +7,11 @@
  *   from the route's pool -> request head with identity headers, body
  *   streamed -> response parsed and streamed back -> access log line.
  *
- * http_parser does the grammar and the framing (Content-Length, chunked);
- * head_check() adds what it lets through and a gateway must not: bare CR
- * or LF, obs-fold, control bytes. Request smuggling needs two parties to
+ * http_parser does the framing (Content-Length, chunked); http_head_check()
+ * (norm.c) adds the grammar it lets through and a gateway must not: bare
+ * CR or LF, obs-fold, control bytes, bytes outside the request-target
+ * grammar, whitespace before a field's colon. The target and Host are
+ * normalized once (norm.c), routed on and forwarded as routed. Request smuggling needs two parties to
  * disagree on where a request ends, so anything ambiguous is refused (400)
  * and bodies are re-framed for the upstream, never passed through raw.
  */
@@ -72,6 +74,7 @@ struct upconn {
 struct route {
 	const struct proxy_route *r;
 	const char		*name;
+	char			 host[264];	/* r->host normalized */
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
 	pthread_mutex_t		 mu;		/* cli, pool */
@@ -166,7 +169,10 @@ struct gwc {
 	const char	*url;
 	size_t		 url_len;
 	char		 method[16];
-	char		 path[2048];
+	char		 path[2048];	/* normalized: what was routed */
+	char		 target[2048];	/* path and query, forwarded */
+	char		 host[264];	/* Host normalized, with its port */
+	int		 id_bad;	/* peer names not fit for a header */
 	int		 minor;
 	int		 req_done, head_done, keep;
 	int		 status;	/* our own answer, when not proxied */
@@ -417,36 +423,7 @@ ob_printf(struct obuf *b, int64_t deadline, const char *fmt, ...)
 		    sizeof(tmp) - 1, deadline);
 }
 
-/* ---- the head ---- */
-
-/*
- * What http_parser (non-strict build) lets through and a gateway must
- * refuse: a CR not followed by LF, an LF not preceded by CR, a line that
- * begins with SP or HTAB (obs-fold, RFC 9112 5.2), control bytes.
- */
-static const char *
-head_check(const char *h, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)h[i];
-
-		if (ch == '\r') {
-			if (i + 1 >= n || h[i + 1] != '\n')
-				return "bare CR in the request head";
-			i++;
-			if (i + 1 < n && (h[i + 1] == ' ' || h[i + 1] == '\t'))
-				return "folded header line (obs-fold)";
-			continue;
-		}
-		if (ch == '\n')
-			return "bare LF in the request head";
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-			return "control character in the request head";
-	}
-	return NULL;
-}
+/* ---- the head (its grammar: http_head_check, norm.c) ---- */
 
 static int
 span_eq(const char *p, size_t n, const char *lit)
@@ -485,7 +462,22 @@ conn_lists(const char *v, size_t vn, const char *name, size_t nn)
 	return 0;
 }
 
-/* Hop-by-hop and identity headers: never forwarded as received. */
+/*
+ * Hop-by-hop and identity headers: never forwarded as received. Names
+ * are compared after case and '-'/'_' folding: CGI, WSGI and PHP map
+ * "X_Client_Spiffe_Id" and "X-Client-Spiffe-Id" to one variable, so a
+ * client's underscore spelling would otherwise reach the upstream as our
+ * identity header.
+ */
+static int
+name_in(const char *const *list, const char *n, size_t len)
+{
+	for (; *list != NULL; list++)
+		if (http_name_folded_eq(n, len, *list))
+			return 1;
+	return 0;
+}
+
 static int
 is_hop(const char *n, size_t len)
 {
@@ -493,50 +485,21 @@ is_hop(const char *n, size_t len)
 	    "proxy-connection", "te", "trailer", "transfer-encoding",
 	    "upgrade", "content-length", "expect", "x-forwarded-client-cert",
 	    "x-client-spiffe-id", "proxy-authorization", NULL };
-	int i;
 
-	for (i = 0; hop[i] != NULL; i++)
-		if (span_eq(n, len, hop[i]))
-			return 1;
-	return 0;
+	return name_in(hop, n, len);
 }
 
-/*
- * The path must be plain: no dot segments and no encoded slash, dot or
- * backslash, raw or percent-encoded. A gateway that decides by prefix
- * and an upstream that normalizes would otherwise disagree on the route
- * ("/public/../admin"). Refused rather than normalized: such URLs do not
- * come from well-behaved clients.
- */
-static const char *
-path_check(const char *p)
+/* What a client must not claim about itself or the request (folded as
+ * is_hop): we set Host (normalized), X-Forwarded-For and -Proto; the
+ * rest is dropped. */
+static int
+is_claim(const char *n, size_t len)
 {
-	const char *s;
+	static const char *const claim[] = { "host", "forwarded",
+	    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+	    "x-forwarded-port", "x-real-ip", NULL };
 
-	if (p[0] != '/')
-		return "the request target must be a path (origin-form)";
-	if (strchr(p, '\\') != NULL)
-		return "backslash in the path";
-	for (s = p; (s = strchr(s, '%')) != NULL; s++) {
-		if (!isxdigit((unsigned char)s[1]) ||
-		    !isxdigit((unsigned char)s[2]))
-			return "bad percent-encoding in the path";
-		if ((s[1] == '2' && (s[2] == 'e' || s[2] == 'E' ||
-		    s[2] == 'f' || s[2] == 'F')) || (s[1] == '5' &&
-		    (s[2] == 'c' || s[2] == 'C')) || (s[1] == '0' &&
-		    s[2] == '0'))
-			return "encoded '.', '/', '\\' or NUL in the path";
-	}
-	for (s = p; *s != '\0'; s++) {
-		if (*s != '/')
-			continue;
-		if (s[1] == '/')
-			return "empty path segment ('//')";
-		if (s[1] == '.' && (s[2] == '/' || s[2] == '\0' ||
-		    (s[2] == '.' && (s[3] == '/' || s[3] == '\0'))))
-			return "dot segment ('.' or '..') in the path";
-	}
-	return NULL;
+	return name_in(claim, n, len);
 }
 
 /* ---- routes ---- */
@@ -566,7 +529,9 @@ route_find(struct gw *gw, const char *host, size_t hlen, const char *path)
 		size_t n = strlen(r->path);
 		int has_host = r->host != NULL;
 
-		if (has_host && !span_eq(host, hlen, r->host))
+		/* both sides normalized (http_host_normalize) */
+		if (has_host && !(strlen(gw->routes[i].host) == hlen &&
+		    memcmp(host, gw->routes[i].host, hlen) == 0))
 			continue;
 		if (!prefix_match(r->path, path))
 			continue;
@@ -772,17 +737,15 @@ up_release(struct gwc *c, int reusable)
 
 /* ---- identity headers ---- */
 
-/* Envoy's XFCC value quoting: a value with , ; = or " is quoted, with "
- * and \ escaped. */
+/* Appends one XFCC element (http_xfcc_put: Envoy's quoting) to the
+ * growing *buf. */
 static void
 xfcc_put(char **buf, size_t *len, size_t *cap, const char *key,
     const char *val, int force_quote)
 {
-	int q = force_quote || strpbrk(val, ",;=\"") != NULL;
 	size_t need = strlen(key) + 2 * strlen(val) + 8;
-	char *p;
 
-	if (*len + need >= *cap) {
+	if (*buf == NULL || *len + need >= *cap) {
 		size_t nc = (*cap + need) * 2;
 		char *nb = realloc(*buf, nc);
 
@@ -791,21 +754,11 @@ xfcc_put(char **buf, size_t *len, size_t *cap, const char *key,
 		*buf = nb;
 		*cap = nc;
 	}
-	p = *buf + *len;
 	if (*len > 0)
-		*p++ = ';';
-	p += sprintf(p, "%s=", key);
-	if (q)
-		*p++ = '"';
-	for (; *val; val++) {
-		if (q && (*val == '"' || *val == '\\'))
-			*p++ = '\\';
-		*p++ = *val;
-	}
-	if (q)
-		*p++ = '"';
-	*p = '\0';
-	*len = (size_t)(p - *buf);
+		(*buf)[(*len)++] = ';';
+	*len += http_xfcc_put(*buf + *len, *cap - *len, key, val,
+	    force_quote);
+	(*buf)[*len] = '\0';
 }
 
 static char *
@@ -828,8 +781,10 @@ xfcc_build(const char *by, X509 *peer, const struct ids *ids)
 	if ((b = BIO_new(BIO_s_mem())) != NULL) {
 		int n;
 
+		/* RFC 2253 escapes control bytes and (ESC_MSB) non-ASCII
+		 * ones: the Subject is visible ASCII and spaces */
 		X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
-		    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+		    XN_FLAG_RFC2253);
 		n = BIO_read(b, subj, sizeof(subj) - 1);
 		subj[n > 0 ? n : 0] = '\0';
 		BIO_free(b);
@@ -923,24 +878,36 @@ send_upstream_head(struct gwc *c)
 	size_t i;
 
 	conn = field(c, "connection", &n);
-	ob_printf(&c->ub, dl, "%s %.*s HTTP/1.1\r\n", c->method,
-	    (int)c->url_len, c->url);
+	/* exactly the target that was routed (normalized), and its Host */
+	ob_printf(&c->ub, dl, "%s %s HTTP/1.1\r\n", c->method, c->target);
+	if (c->host[0] != '\0')
+		ob_printf(&c->ub, dl, "Host: %s\r\n", c->host);
 	for (i = 0; i < c->nf; i++) {
 		const struct field *f = &c->f[i];
 
-		if (is_hop(f->name, f->nlen) || (conn != NULL &&
-		    conn_lists(conn->value, conn->vlen, f->name, f->nlen)) ||
-		    span_eq(f->name, f->nlen, "x-forwarded-for") ||
-		    span_eq(f->name, f->nlen, "x-forwarded-proto"))
+		if (is_hop(f->name, f->nlen) || is_claim(f->name, f->nlen) ||
+		    (conn != NULL && conn_lists(conn->value, conn->vlen,
+		    f->name, f->nlen)))
+			continue;
+		/* nginx's underscores_in_headers off: a name with '_' is
+		 * dropped unless the listener passes them */
+		if (!c->gw->l->underscores_pass &&
+		    memchr(f->name, '_', f->nlen) != NULL)
 			continue;
 		ob_put(&c->ub, f->name, f->nlen, dl);
 		ob_put(&c->ub, ": ", 2, dl);
 		ob_put(&c->ub, f->value ? f->value : "", f->vlen, dl);
 		ob_put(&c->ub, "\r\n", 2, dl);
 	}
-	/* the client's address replaces any claim it made */
-	ob_printf(&c->ub, dl, "X-Forwarded-For: %.*s\r\nX-Forwarded-Proto: "
-	    "https\r\n", (int)strcspn(c->client, ":"), c->client);
+	/* the client's address replaces any claim it made ("[v6]:port":
+	 * the address inside the brackets) */
+	if (c->client[0] == '[')
+		ob_printf(&c->ub, dl, "X-Forwarded-For: %.*s\r\n",
+		    (int)strcspn(c->client + 1, "]"), c->client + 1);
+	else
+		ob_printf(&c->ub, dl, "X-Forwarded-For: %.*s\r\n",
+		    (int)strcspn(c->client, ":"), c->client);
+	ob_printf(&c->ub, dl, "X-Forwarded-Proto: https\r\n");
 	if (c->verified) {
 		if (c->xfcc != NULL)
 			ob_printf(&c->ub, dl, "X-Forwarded-Client-Cert: %s\r\n",
@@ -966,8 +933,8 @@ rq_headers_complete(http_parser *p)
 	struct gw *gw = c->gw;
 	const struct field *host, *te, *ex;
 	const char *why, *hv;
-	size_t hl;
-	int nhost, nte, ncl, nex;
+	size_t hl, plen;
+	int nhost, nte, ncl, nex, st;
 	struct route *rt;
 
 	c->head_done = 1;
@@ -975,9 +942,14 @@ rq_headers_complete(http_parser *p)
 	c->keep = http_should_keep_alive(p);
 	snprintf(c->method, sizeof(c->method), "%s",
 	    http_method_str((enum http_method)p->method));
-	snprintf(c->path, sizeof(c->path), "%.*s", (int)strcspn(c->url ?
-	    c->url : "", "?#") < (int)c->url_len ? (int)strcspn(c->url, "?#") :
-	    (int)c->url_len, c->url ? c->url : "");
+	/* the raw path, for the log until it is normalized: c->url is a
+	 * span of the input, not a string (strcspn ran past its end) */
+	for (plen = 0; c->url != NULL && plen < c->url_len &&
+	    c->url[plen] != '?' && c->url[plen] != '#'; plen++)
+		;
+	snprintf(c->path, sizeof(c->path), "%.*s", (int)(plen <
+	    sizeof(c->path) ? plen : sizeof(c->path) - 1), c->url ? c->url :
+	    "");
 	c->route = &gw->none;
 	host = field(c, "host", &nhost);
 	te = field(c, "transfer-encoding", &nte);
@@ -1010,8 +982,13 @@ rq_headers_complete(http_parser *p)
 
 		trim(&v, &vn);
 		if (!span_eq(v, vn, "chunked") || !(p->flags & F_CHUNKED)) {
+			char esc[200];
+
+			/* the value is a span in the input buffer, not a
+			 * string: a bounded, escaped copy of it only */
+			http_esc(esc, sizeof(esc), v, vn, 40);
 			refuse(c, 400, "bad_request", "Transfer-Encoding "
-			    "'%.40s' (only 'chunked' is accepted)", v);
+			    "'%s' (only 'chunked' is accepted)", esc);
 			return -1;
 		}
 	}
@@ -1033,20 +1010,26 @@ rq_headers_complete(http_parser *p)
 		    (long long)gw->l->max_body);
 		return -1;
 	}
-	if ((why = path_check(c->path)) != NULL) {
-		refuse(c, 400, "bad_request", "%s", why);
+	/* one normalization, before routing; the upstream gets exactly
+	 * what was routed (docs/security/gateway.md) */
+	if ((st = http_target_normalize(c->url ? c->url : "", c->url_len,
+	    c->target, sizeof(c->target), &plen, &why)) != 0) {
+		refuse(c, st, st == 414 ? "uri_too_long" : "bad_request", "%s",
+		    why);
 		return -1;
 	}
+	snprintf(c->path, sizeof(c->path), "%.*s", (int)plen, c->target);
 	hv = host && host->value ? host->value : "";
 	hl = host ? host->vlen : 0;
 	trim(&hv, &hl);
-	if (hl > 0 && hv[0] != '[' && memchr(hv, ':', hl) != NULL)
-		hl = (size_t)((const char *)memchr(hv, ':', hl) - hv);
-	else if (hl > 0 && hv[0] == '[' && memchr(hv, ']', hl) != NULL)
-		hl = (size_t)((const char *)memchr(hv, ']', hl) - hv) + 1;
-	if ((rt = route_find(gw, hv, hl, c->path)) == NULL) {
+	if (http_host_normalize(hv, hl, c->host, sizeof(c->host), &hl,
+	    &why) != 0) {
+		refuse(c, 400, "bad_request", "%s", why);
+		return -1;
+	}
+	if ((rt = route_find(gw, c->host, hl, c->path)) == NULL) {
 		refuse(c, 404, "no_route", "no route for host '%.*s' path "
-		    "'%.200s'", (int)(hl > 100 ? 100 : hl), hv, c->path);
+		    "'%.200s'", (int)hl, c->host, c->path);
 		return 0;
 	}
 	c->route = rt;
@@ -1055,6 +1038,14 @@ rq_headers_complete(http_parser *p)
 		    "requires a client certificate that verifies (%s)",
 		    rt->name, c->fail ? mtls_fail_name(c->fail) :
 		    "none was sent");
+		return 0;
+	}
+	if (c->verified && c->id_bad) {
+		/* defence in depth: whatever the library accepted, a name
+		 * that is not visible ASCII never goes into a header */
+		refuse(c, 403, "client_identity_invalid", "the client "
+		    "certificate's names have bytes outside visible ASCII; "
+		    "not forwarded");
 		return 0;
 	}
 	if (!rt->r->optional && !route_allows(rt->r, &c->ids)) {
@@ -1174,6 +1165,13 @@ rs_field(http_parser *p, const char *at, size_t n)
 	struct gwc *c = gwc_of(p);
 	int start = c->rh_in_value || c->rh_len == 0;
 
+	/* NUL separates the kept fields: one inside a field would pair a
+	 * value's tail with the next name */
+	if (memchr(at, '\0', n) != NULL) {
+		c->rh_fail = 2;
+		return -1;
+	}
+
 	c->rh_in_value = 0;
 	return rh_add(c, at, n, start);
 }
@@ -1183,6 +1181,11 @@ rs_value(http_parser *p, const char *at, size_t n)
 {
 	struct gwc *c = gwc_of(p);
 	int start = !c->rh_in_value;
+
+	if (memchr(at, '\0', n) != NULL) {
+		c->rh_fail = 2;
+		return -1;
+	}
 
 	c->rh_in_value = 1;
 	return rh_add(c, at, n, start);
@@ -1313,6 +1316,9 @@ static const http_parser_settings rs_settings = {
 
 /* ---- one exchange ---- */
 
+/* The fuzz targets' view of the access log (NULL outside them). */
+static void (*fz_log)(const char *, size_t);
+
 /* One "request" line: built by hand in JSON mode (jansson's object and
  * dump cost about as much as the rest of a small request), through
  * log_emit() in text mode. */
@@ -1358,6 +1364,8 @@ access_log(struct gwc *c, int status)
 	}
 #undef STR
 #undef PUT
+	if (fz_log != NULL)
+		fz_log(b, n);
 	if (log_json_line(level, "request", b, n) == 0)
 		return;
 	/* text format */
@@ -1493,7 +1501,7 @@ exchange_reset(struct gwc *c)
 	c->nf = 0;
 	c->url = NULL;
 	c->url_len = 0;
-	c->method[0] = c->path[0] = '\0';
+	c->method[0] = c->path[0] = c->target[0] = c->host[0] = '\0';
 	c->req_done = c->head_done = c->keep = 0;
 	c->status = 0;
 	c->err_code[0] = c->err_msg[0] = '\0';
@@ -1567,12 +1575,21 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		const char *why;
 		long n;
 
+		/* RFC 9112 2.2: empty lines before a request line are
+		 * ignored. Dropped here, so the head checked below is the
+		 * one http_parser reads (it skips them on its own: a
+		 * "\r\n\r\n" first would be an empty head, checked, and
+		 * the request after it parsed unchecked) */
+		while (have >= 2 && c->in[c->in_off] == '\r' &&
+		    c->in[c->in_off + 1] == '\n') {
+			c->in_off += 2;
+			have -= 2;
+		}
 		hend = memmem(c->in + c->in_off, have, "\r\n\r\n", 4);
 		if (hend != NULL)
 			break;
-		if ((why = head_check(c->in + c->in_off, have > 0 &&
-		    c->in[c->in_len - 1] == '\r' ? have - 1 : have)) != NULL &&
-		    strstr(why, "bare CR") == NULL) {
+		if ((why = http_head_check(c->in + c->in_off, have)) !=
+		    NULL) {
 			refuse(c, 400, "bad_request", "%s", why);
 			goto refused;
 		}
@@ -1601,7 +1618,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 	}
 	hlen = (size_t)(hend - (c->in + c->in_off)) + 4;
 	{
-		const char *why = head_check(c->in + c->in_off, hlen);
+		const char *why = http_head_check(c->in + c->in_off, hlen);
 
 		if (why != NULL) {
 			refuse(c, 400, "bad_request", "%s", why);
@@ -1803,6 +1820,10 @@ conn_run(struct gwc *c)
 			c->peer_id = mtls_peer_id(c->cl.tls);
 			c->xfcc = xfcc_build(c->by ? c->by : "", peer,
 			    &c->ids);
+			c->id_bad = c->xfcc == NULL ||
+			    !http_value_visible(c->xfcc, 1) ||
+			    (c->peer_id != NULL &&
+			    !http_value_visible(c->peer_id, 0));
 		} else
 			c->verified = 0;
 	}
@@ -2181,6 +2202,40 @@ loop_main(void *arg)
 	return NULL;
 }
 
+/* Checks that route <r>'s host and path are in the normal form requests
+ * are routed in (a route that can never match is a config error); the
+ * host's normal form into <host> when given. */
+static int
+route_norm(const struct proxy_route *r, char *host, size_t hostsz,
+    struct mtls_error *err)
+{
+	char h[264] = "", t[2048];
+	size_t hl = 0, pl;
+	const char *why = NULL;
+
+	if (r->host != NULL) {
+		if (http_host_normalize(r->host, strlen(r->host), h, sizeof(h),
+		    &hl, &why) != 0)
+			return error_set(err, MTLS_ERR_ARG, "route %s: host "
+			    "'%s': %s", r->name, r->host, why);
+		if (hl == 0 || h[hl] != '\0')
+			return error_set(err, MTLS_ERR_ARG, "route %s: host "
+			    "'%s': give a host name without a port", r->name,
+			    r->host);
+	}
+	if (r->path != NULL && (http_target_normalize(r->path,
+	    strlen(r->path), t, sizeof(t), &pl, &why) != 0 || pl !=
+	    strlen(t) || strcmp(t, r->path) != 0))
+		return error_set(err, MTLS_ERR_ARG, "route %s: path '%s' is "
+		    "not in normal form (requests are matched after "
+		    "normalization): %s", r->name, r->path, why ? why :
+		    "write it with unreserved bytes unescaped, other escapes "
+		    "in upper case, no dot segments and no query");
+	if (host != NULL && hostsz > 0)
+		snprintf(host, hostsz, "%s", h);
+	return 0;
+}
+
 int
 gw_check(const struct proxy_listener *l, struct mtls_error *err)
 {
@@ -2200,6 +2255,8 @@ gw_check(const struct proxy_listener *l, struct mtls_error *err)
 		if (r->path == NULL || r->path[0] != '/')
 			return error_set(err, MTLS_ERR_ARG, "route %s: path "
 			    "must start with '/'", r->name);
+		if (route_norm(r, NULL, 0, err) != 0)
+			return -1;
 		/* fail closed, as for a TCP listener */
 		if (!r->optional && !r->allow_any && r->n_allow == 0)
 			return error_set(err, MTLS_ERR_ARG, "route %s lets any "
@@ -2264,6 +2321,8 @@ gw_start(const struct gw_env *env, struct gw **out, struct mtls_error *err)
 		rt->r = env->l->routes[i];
 		rt->name = rt->r->name;
 		pthread_mutex_init(&rt->mu, NULL);
+		if (route_norm(rt->r, rt->host, sizeof(rt->host), err) != 0)
+			goto fail;
 		if (proxy_addr_parse(rt->r->upstream, "upstream", &rt->ss,
 		    &rt->sslen, err) != 0 ||
 		    (rt->idle = calloc((size_t)rt->r->up_idle + 1,
@@ -2424,8 +2483,47 @@ gw_metrics(struct gw *gw, int help)
  * connection over a socket pair on <data> as the client's bytes: head
  * reading and checks, http_parser and its callbacks, routing and
  * authorization (an anonymous peer: public route "/" to a closed port,
- * so 502; "/a" needs an identity, so 403), bodies discarded, our answers.
+ * so 502; "/a" needs an identity, so 403; host h.example "/v" too),
+ * bodies discarded, our answers.
+ *
+ * Canary (issue 12 item 4, fuzz/canary.h): the buffers the gateway reads
+ * into are filled beforehand with the harness's pattern, and what the
+ * client got and the access log lines are handed back for it to search.
  */
+struct fz_out {
+	char	*b;
+	size_t	 cap, n;
+};
+
+static struct fz_out fz_out;
+
+static void
+fz_fill(char *buf, size_t n, const char *fill)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		buf[i] = fill != NULL ? fill[i % 4] : 0;
+}
+
+static void
+fz_keep(const char *p, size_t n)
+{
+	if (n > fz_out.cap - fz_out.n)
+		n = fz_out.cap - fz_out.n;
+	memcpy(fz_out.b + fz_out.n, p, n);
+	fz_out.n += n;
+}
+
+static void
+fz_drain(int fd)
+{
+	char sink[4096];
+	ssize_t n;
+
+	while ((n = read(fd, sink, sizeof(sink))) > 0)
+		fz_keep(sink, (size_t)n);
+}
 static struct gw fz_gw;
 
 /* The fuzz targets' gateway: public route "/" and route "/a" that needs an
@@ -2435,9 +2533,9 @@ fuzz_gw_init(void)
 {
 	static struct proxy_opts o;
 	static struct proxy_listener l;
-	static struct proxy_route open_r, closed_r;
+	static struct proxy_route open_r, closed_r, vhost_r;
 	static char *rule[] = { (char *)"spiffe://example.org/ops" };
-	static struct route routes[2];
+	static struct route routes[3];
 	static int active, stopping;
 	int i;
 
@@ -2464,18 +2562,26 @@ fuzz_gw_init(void)
 	closed_r.n_allow = 1;
 	closed_r.up_idle = 1;
 	closed_r.up_max = 4;
+	vhost_r = closed_r;
+	snprintf(vhost_r.name, sizeof(vhost_r.name), "vhost");
+	vhost_r.host = (char *)"h.example";
+	vhost_r.path = (char *)"/v";
 	fz_gw.env.o = &o;
 	fz_gw.env.active = &active;
 	fz_gw.env.stopping = &stopping;
 	fz_gw.none.name = "";
 	fz_gw.routes = routes;
-	fz_gw.n_routes = 2;
+	fz_gw.n_routes = 3;
 	routes[0].r = &open_r;
 	routes[1].r = &closed_r;
-	for (i = 0; i < 2; i++) {
+	routes[2].r = &vhost_r;
+	for (i = 0; i < 3; i++) {
 		struct mtls_error e;
 
 		routes[i].name = routes[i].r->name;
+		if (route_norm(routes[i].r, routes[i].host,
+		    sizeof(routes[i].host), &e) != 0)
+			return -1;
 		pthread_mutex_init(&routes[i].mu, NULL);
 		routes[i].idle = calloc(2, sizeof(*routes[i].idle));
 		if (proxy_addr_parse(routes[i].r->upstream, "upstream",
@@ -2507,14 +2613,19 @@ fuzz_send(int fd, const uint8_t *data, size_t len)
  * the response parser's callbacks and the re-framing towards the client.
  */
 int
-gw_fuzz_response(const uint8_t *data, size_t len)
+gw_fuzz_response(const uint8_t *data, size_t len, const char *fill,
+    char *out, size_t cap, size_t *out_len)
 {
 	struct gwc *c;
-	char *rbuf, sink[4096];
+	char *rbuf;
 	int cl[2], up[2];
 
+	*out_len = 0;
 	if (fuzz_gw_init() != 0 || len < 1 || len > 65536)
 		return 0;
+	fz_out.b = out;
+	fz_out.cap = cap;
+	fz_out.n = 0;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, cl) != 0)
 		return 0;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, up) != 0) {
@@ -2525,6 +2636,7 @@ gw_fuzz_response(const uint8_t *data, size_t len)
 	c = calloc(1, sizeof(*c));
 	rbuf = malloc(IN_SIZE);
 	if (c != NULL && rbuf != NULL) {
+		fz_fill(rbuf, IN_SIZE, fill);
 		c->gw = &fz_gw;
 		c->cl.fd = cl[0];
 		c->out.io = &c->cl;
@@ -2538,8 +2650,7 @@ gw_fuzz_response(const uint8_t *data, size_t len)
 		fuzz_send(up[1], data + 1, len - 1);
 		(void)relay_response(c, rbuf, IN_SIZE);
 		ob_flush(&c->out, now_ms() + 100);
-		while (read(cl[1], sink, sizeof(sink)) > 0)
-			;
+		fz_drain(cl[1]);
 		free(c->rh);
 	}
 	free(rbuf);
@@ -2548,18 +2659,23 @@ gw_fuzz_response(const uint8_t *data, size_t len)
 	close(cl[1]);
 	close(up[0]);
 	close(up[1]);
+	*out_len = fz_out.n;
 	return 0;
 }
 
 int
-gw_fuzz_requests(const uint8_t *data, size_t len)
+gw_fuzz_requests(const uint8_t *data, size_t len, const char *fill,
+    char *out, size_t cap, size_t *out_len)
 {
 	struct gwc *c;
-	char sink[4096];
 	int sv[2];
 
+	*out_len = 0;
 	if (fuzz_gw_init() != 0)
 		return 0;
+	fz_out.b = out;
+	fz_out.cap = cap;
+	fz_out.n = 0;
 	if (len > 65536 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK,
 	    0, sv) != 0)
 		return 0;
@@ -2570,20 +2686,26 @@ gw_fuzz_requests(const uint8_t *data, size_t len)
 		close(sv[1]);
 		return 0;
 	}
+	fz_fill(c->in, IN_SIZE, fill);
 	c->gw = &fz_gw;
 	c->cl.fd = sv[0];
 	c->out.io = &c->cl;
 	snprintf(c->client, sizeof(c->client), "fuzz");
+	fz_log = fz_keep;
 	fuzz_send(sv[1], data, len);	/* the client's bytes, then EOF */
 	{
 		char *rbuf = malloc(IN_SIZE);
 
+		if (rbuf != NULL)
+			fz_fill(rbuf, IN_SIZE, fill);
 		while (rbuf != NULL && wait_request(c) &&
 		    exchange(c, rbuf, IN_SIZE))
-			while (read(sv[1], sink, sizeof(sink)) > 0)
-				;
+			fz_drain(sv[1]);
+		fz_drain(sv[1]);
 		free(rbuf);
 	}
+	fz_log = NULL;
+	*out_len = fz_out.n;
 	free(c->in);
 	free(c->rh);
 	free(c);

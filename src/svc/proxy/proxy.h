@@ -66,6 +66,9 @@ struct proxy_listener {
 	size_t	 max_headers;	/* header fields (100) */
 	int64_t	 max_body;	/* request body bytes (1 MiB) */
 	int	 no_access_log;	/* http: no "request" log lines */
+	int	 underscores_pass;	/* http: forward header names with
+					 * '_' (underscores_in_headers =
+					 * pass; default drop, as nginx) */
 	int64_t	 request_timeout_ms;	/* a whole request in (60 s) and
 					 * the upstream's answer (60 s) */
 };

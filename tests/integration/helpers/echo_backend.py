@@ -6,7 +6,9 @@ A path containing /big/N answers N bytes; ending in /chunked, a chunked
 body; ending in /eof, a body delimited by closing the connection;
 containing /slow/MS, after MS milliseconds; ending in /emptyhdr, with an
 empty X-Empty header before X-After: yes; containing /drip/N, N chunks
-0.3 s apart."""
+0.3 s apart. Each request's line and header names and values are also
+written to stderr (the test's backend.log), so a test can assert what the
+upstream never saw."""
 import hashlib, http.server, itertools, json, sys, time
 
 PORT = int(sys.argv[1])
@@ -38,6 +40,8 @@ class H(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         data = self.body()
         p = self.path
+        sys.stderr.write("request %s %r %r\n" % (self.command, p, list(self.headers.items())))
+        sys.stderr.flush()
         if "/big/" in p:
             out = b"x" * int(p.split("/big/")[1])
             self.send_response(200)
