@@ -182,7 +182,18 @@ struct profile_req {
 	const char	*scope_oid;	/* NULL: profile_scope_oid_default() */
 	const char	*crl_url;	/* CRL distribution point */
 	const char	*ocsp_url;	/* AIA OCSP */
+	int		 ca_server;	/* leaf: add the CA-server EKU */
 };
+/*
+ * The extended key usage that only `mtls ca serve`'s own TLS certificate
+ * carries (under the same documentation arc as the scope OID). The root a
+ * join token pins vouches for every workload too, so a workload whose
+ * certificate names the CA's host could otherwise stand in for the CA
+ * server; agents require this EKU of the server they enroll and renew at.
+ * No request (CSR, role, flag) can ask for it.
+ */
+#define MTLS_OID_CA_SERVER	"1.3.6.1.4.1.32473.6857.2"
+int	 profile_is_ca_server(X509 *);
 /* Builds and signs one certificate with a fresh 128-bit random serial. */
 int	 profile_build(const struct profile_req *, X509 **,
 	    struct mtls_error *) MTLS_MUST_CHECK;

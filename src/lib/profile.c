@@ -581,7 +581,8 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 		    add_ext_conf(x, r->issuer, NID_key_usage, rsa ?
 		    "critical,digitalSignature,keyEncipherment" :
 		    "critical,digitalSignature") != 0 ||
-		    add_ext_conf(x, r->issuer, NID_ext_key_usage,
+		    add_ext_conf(x, r->issuer, NID_ext_key_usage, r->ca_server ?
+		    "serverAuth,clientAuth," MTLS_OID_CA_SERVER :
 		    "serverAuth,clientAuth") != 0 ||
 		    add_ext_conf(x, r->issuer, NID_subject_key_identifier,
 		    "hash") != 0 ||
@@ -632,4 +633,22 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 	X509_NAME_free(nm);
 	X509_free(x);
 	return rv;
+}
+
+/* Whether <x> carries the CA-server EKU (MTLS_OID_CA_SERVER). */
+int
+profile_is_ca_server(X509 *x)
+{
+	EXTENDED_KEY_USAGE *eku;
+	ASN1_OBJECT *want;
+	int i, found = 0;
+
+	if ((want = OBJ_txt2obj(MTLS_OID_CA_SERVER, 1)) == NULL)
+		return 0;
+	eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
+	for (i = 0; eku != NULL && i < sk_ASN1_OBJECT_num(eku) && !found; i++)
+		found = OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), want) == 0;
+	EXTENDED_KEY_USAGE_free(eku);
+	ASN1_OBJECT_free(want);
+	return found;
 }

@@ -103,6 +103,18 @@ expect_exit 1 "a genuine chain for another host name: refused before the token" 
 never_got "wrong name"
 empty_dir mitm4 && ok "wrong name: nothing written" || not_ok "wrongname wrote" "$(ls -la mitm4)"
 
+# ---- 4b. a genuine workload certificate for the CA's own host name: the
+# root vouches for it, but only ca serve's certificate has the CA-server EKU
+q "$MTLS" ca issue --ca int --dns localhost --out wl
+cat wl.pem > wl.chain
+start_fake workload wl.chain wl.key answer-evil.pem
+expect_exit 1 "a workload certificate for the CA's host name: refused before the token" \
+    "$MTLS" agent --ca-url "$FAKE_URL" --token-file web.token --out-dir mitm4b --once
+grep -q 'is not the CA server' "$T_DIR/err" && grep -q 'CA-server extended key usage' "$T_DIR/err" \
+    && ok "and the refusal says the server is not the CA server" || not_ok "not-CA message" "$(cat "$T_DIR/err")"
+never_got "workload certificate"
+empty_dir mitm4b && ok "workload certificate: nothing written" || not_ok "workload wrote" "$(ls -la mitm4b)"
+
 # ---- 5. the proxy's built-in agent goes through the same pin ----
 start_fake evilp evil-srv.chain evil-srv.key answer-evil.pem
 pp=$(free_port) tp=$(free_port)
@@ -131,6 +143,12 @@ expect_exit 1 "renewal to a genuine chain for another name: refused" "$MTLS" age
     --cert web/svid.pem --key web/svid.key --out-dir web --once
 grep -q '"event": "request"' "$FAKE_LOG" && not_ok "renewal: the wrong name got a request" "$(cat "$FAKE_LOG")" \
     || ok "renewal: the host name is checked (no request reached the wrong name)"
+
+start_fake workloadr wl.chain wl.key answer-evil.pem
+expect_exit 1 "renewal to a workload certificate for the CA's host name: refused" "$MTLS" agent --ca-url "$FAKE_URL" \
+    --cert web/svid.pem --key web/svid.key --ca-bundle web/bundle.pem --out-dir web --once
+! grep -q '"method": "POST"' "$FAKE_LOG" && ok "the workload posing as the CA never got a renewal request" \
+    || not_ok "renewal reached the workload" "$(cat "$FAKE_LOG")"
 
 # ---- --out-dir: this user's, not writable by others ----
 mkdir -m 700 open && chmod 777 open

@@ -68,6 +68,8 @@ struct agent {
 	X509	*pinned;	/* that root, during an enrollment */
 	char	 seen_fp[65];	/* top of the chain a pinned handshake */
 	char	 seen_why[100];	/* refused, and OpenSSL's reason */
+	char	 not_ca[160];	/* the server's leaf lacked the CA-server
+				 * EKU: its subject, for the error */
 	int64_t	 not_after, renew_at;
 	char	 serial[48];
 };
@@ -131,9 +133,20 @@ pin_verify(int ok, X509_STORE_CTX *sctx)
 	struct agent *a = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl),
 	    pin_idx) : NULL;
 	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(sctx);
-	X509 *top;
+	X509 *top, *leaf;
 
-	if (ok || a == NULL || a->seen_fp[0] != '\0')
+	/* the root vouches for workloads too: only a certificate with the
+	 * CA-server EKU (which no request can obtain) is the CA server */
+	if (ok && X509_STORE_CTX_get_error_depth(sctx) == 0 &&
+	    (leaf = X509_STORE_CTX_get_current_cert(sctx)) != NULL &&
+	    !profile_is_ca_server(leaf)) {
+		X509_STORE_CTX_set_error(sctx, X509_V_ERR_INVALID_PURPOSE);
+		if (a != NULL)
+			X509_NAME_oneline(X509_get_subject_name(leaf),
+			    a->not_ca, sizeof(a->not_ca));
+		return 0;
+	}
+	if (ok || a == NULL || a->seen_fp[0] != '\0' || a->not_ca[0] != '\0')
 		return ok;
 	top = sent != NULL && sk_X509_num(sent) > 0 ?
 	    sk_X509_value(sent, sk_X509_num(sent) - 1) :
@@ -164,6 +177,20 @@ pin_ctx(CURL *h, void *sslctx, void *arg)
 	}
 	SSL_CTX_set_cert_store(ctx, st);	/* takes <st> */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, pin_verify);
+	return CURLE_OK;
+}
+
+/*
+ * curl's SSL_CTX for a connection verified against bundle.pem (renewals):
+ * the same CA-server check as a pinned one.
+ */
+static CURLcode
+bundle_ctx(CURL *h, void *sslctx, void *arg)
+{
+	(void)h;
+	if (pin_idx < 0 || !SSL_CTX_set_ex_data(sslctx, pin_idx, arg))
+		return CURLE_SSL_CERTPROBLEM;
+	SSL_CTX_set_verify(sslctx, SSL_VERIFY_PEER, pin_verify);
 	return CURLE_OK;
 }
 
@@ -233,6 +260,8 @@ call(struct agent *a, const char *method, const char *path,
 	/* Debian's libcurl also trusts /etc/ssl/certs by default: a public CA
 	 * must not vouch for our CA server */
 	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+	a->not_ca[0] = '\0';
+	pthread_once(&pin_once, pin_idx_init);
 	switch (trust) {
 	case TRUST_NONE:
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -262,6 +291,8 @@ call(struct agent *a, const char *method, const char *path,
 		break;
 	case TRUST_BUNDLE:
 		curl_easy_setopt(h, CURLOPT_CAINFO, a->bundle);
+		curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, bundle_ctx);
+		curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, a);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 		break;
@@ -279,6 +310,11 @@ call(struct agent *a, const char *method, const char *path,
 	rc = curl_easy_perform(h);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	else if (trust != TRUST_NONE && a->not_ca[0] != '\0')
+		error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH, "%.60s is not the "
+		    "CA server: its certificate (%.60s) lacks the CA-server "
+		    "extended key usage; a workload certificate cannot stand "
+		    "in for the CA (check --ca-url)", a->o->ca_url, a->not_ca);
 	else if (trust == TRUST_PIN && a->seen_fp[0] != '\0')
 		pin_mismatch(a, a->seen_fp, a->seen_why, err);
 	else
@@ -853,7 +889,8 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 			break;
 		if (o->once || err->code == MTLS_ERR_ARG ||
 		    err->code == MTLS_ERR_PARSE ||
-		    err->fail == MTLS_FAIL_UNKNOWN_CA)
+		    err->fail == MTLS_FAIL_UNKNOWN_CA ||
+		    err->fail == MTLS_FAIL_IDENTITY_MISMATCH)
 			goto out;
 		log_error("enroll_failed", err, backoff);
 		sleep_until((int64_t)time(NULL) + backoff);

@@ -996,6 +996,7 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 	pr.pubkey = key;
 	pr.crl_url = r->crl_url ? r->crl_url : ca->crl_url;
 	pr.ocsp_url = r->ocsp_url ? r->ocsp_url : ca->ocsp_url;
+	pr.ca_server = r->ca_server;
 	/* Checked against our own policy before it is recorded; a serial
 	 * collision (random 128 bits: practically never) signs again, with
 	 * the same policy outcome (only the serial differs). */
@@ -1062,6 +1063,7 @@ ca_issue_server(struct ca *ca, const struct ids *names, int64_t ttl,
 	memset(res, 0, sizeof(*res));
 	memset(&r, 0, sizeof(r));
 	r.ids = *names;
+	r.ca_server = 1;
 	return issue_leaf(ca, &r, ttl, pub, NULL, out, res, err);
 }
 

@@ -125,6 +125,7 @@ struct ca_issue_req {
 	int		 force;
 	const char	*crl_url;	/* override ca.conf's (ca serve) */
 	const char	*ocsp_url;
+	int		 ca_server;	/* ca_issue_server only: never from input */
 };
 
 /* Outcome of an operation, for the command to print. */
