@@ -122,6 +122,10 @@ enum key_type {
 /* Parses "ec-p256", "p256", "ed25519", "rsa-2048", ...; -1 when unknown. */
 int	 key_type_parse(const char *);
 const char *key_type_name(int);
+/* The KEY_* class of an existing key (a CSR's): RSA of 3072 bits or more
+ * counts as rsa-3072; -1 for anything we do not issue for (Ed448,
+ * secp256k1, P-521, RSA under 2048, DSA). */
+int	 key_type_of(EVP_PKEY *);
 int	 key_generate(int type, EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
 /* Loads a private key (PEM or DER, PKCS#8 encrypted or not) from <path>. */
 int	 key_load(const char *path, const struct mtls_secret *pass,

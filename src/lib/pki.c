@@ -53,6 +53,34 @@ key_type_name(int t)
 }
 
 int
+key_type_of(EVP_PKEY *k)
+{
+	char curve[64];
+	int bits = EVP_PKEY_get_bits(k);
+
+	switch (EVP_PKEY_get_base_id(k)) {
+	case EVP_PKEY_EC:
+		if (EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME,
+		    curve, sizeof(curve), NULL) != 1)
+			return -1;
+		if (strcmp(curve, "prime256v1") == 0 ||
+		    strcmp(curve, "P-256") == 0)
+			return KEY_EC_P256;
+		if (strcmp(curve, "secp384r1") == 0 ||
+		    strcmp(curve, "P-384") == 0)
+			return KEY_EC_P384;
+		return -1;
+	case EVP_PKEY_ED25519:
+		return KEY_ED25519;
+	case EVP_PKEY_RSA:
+		return bits >= 3072 ? KEY_RSA_3072 : bits >= 2048 ?
+		    KEY_RSA_2048 : -1;
+	default:
+		return -1;
+	}
+}
+
+int
 key_generate(int type, EVP_PKEY **out, struct mtls_error *err)
 {
 	EVP_PKEY *k = NULL;

@@ -137,6 +137,20 @@ grep -q 'mtls_ca_requests_total{route="enroll",code="4xx"}' metrics.txt && grep 
     && ok "/metrics counts requests by route and status, and issuance" || not_ok "metrics" "$(head -20 metrics.txt)"
 grep -q '"event":"issue".*"how":"enroll"' "$log" && grep -q '"event":"revoke"' "$log" \
     && ok "issue and revoke are logged" || not_ok "issue/revoke log lines"
+# a certificate with a DNS SAN (its CN is a copy of the first DNS name)
+# renews to the same names
+q "$MTLS" ca issue --ca int --dns dnsonly.example.org --out dnsonly
+expect_exit 0 "a certificate with a DNS SAN renews" "$MTLS" agent --ca-url "$URL" --cert dnsonly.pem \
+    --key dnsonly.key --ca-bundle root/bundle.pem --out-dir dnsr --once
+openssl x509 -in dnsr/svid.pem -noout -ext subjectAltName 2>/dev/null | grep -q 'DNS:dnsonly.example.org' \
+    && ok "and the renewed certificate carries the same DNS name" || not_ok "renewed DNS SAN" "$(openssl x509 -in dnsr/svid.pem -noout -text 2>&1 | head -30)"
+# a role's key_types bind CSRs too (offline --csr; enroll and renew share the check)
+openssl genpkey -algorithm ED448 -out ed448.key 2>/dev/null
+openssl req -new -key ed448.key -subj /CN=x -out ed448.csr 2>/dev/null
+expect_exit 2 "ca issue --csr with an Ed448 key (no role allows it): refused" \
+    "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/ed --csr ed448.csr --out ed448
+grep -q 'is not allowed by role' "$T_DIR/err" && [ ! -e ed448.pem ] \
+    && ok "the refusal names the role's key types and writes nothing" || not_ok "ed448 refusal" "$(cat "$T_DIR/err")"
 # a scoped intermediate cannot certify localhost for itself: a clear refusal
 q "$MTLS" ca intermediate scoped --parent root --name "scoped" --permit-spiffe spiffe://example.org/ns/dev/
 expect_exit 2 "ca serve from a scoped CA without a permitted --dns refuses to start" \

@@ -1024,6 +1024,24 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 	return error_set(err, MTLS_ERR_IO, "could not find an unused serial");
 }
 
+/* A role's key_types apply to a CSR's key as to one we generate. */
+static int
+role_allows_key(const struct ca_role *role, EVP_PKEY *key,
+    struct mtls_error *err)
+{
+	int kt = key_type_of(key);
+	char kd[64];
+	int bits;
+
+	if (kt >= 0 && (role->key_types & (1u << kt)))
+		return 0;
+	key_describe(key, kd, sizeof(kd), &bits);
+	return error_set(err, MTLS_ERR_ARG, "key type %s is not allowed by "
+	    "role '%s' (key_types in ca.conf; we issue for ec-p256, ec-p384, "
+	    "ed25519, rsa-2048, rsa-3072)", kt >= 0 ? key_type_name(kt) : kd,
+	    role->name);
+}
+
 int
 ca_issue_pub(struct ca *ca, const struct ca_issue_req *r, EVP_PKEY *pub,
     const char *token_hash, X509 **out, struct ca_result *res,
@@ -1034,7 +1052,8 @@ ca_issue_pub(struct ca *ca, const struct ca_issue_req *r, EVP_PKEY *pub,
 
 	memset(res, 0, sizeof(*res));
 	*out = NULL;
-	if (check_request(ca, r, &role, &ttl, err) != 0)
+	if (check_request(ca, r, &role, &ttl, err) != 0 ||
+	    role_allows_key(role, pub, err) != 0)
 		return -1;
 	return issue_leaf(ca, r, ttl, pub, token_hash, out, res, err);
 }
@@ -1089,7 +1108,8 @@ ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
 	    fs_check_writable(key_path, r->force, err) != 0))
 		return -1;
 	if (r->csr_file != NULL) {
-		if (load_csr(r->csr_file, &r->ids, &key, err) != 0)
+		if (load_csr(r->csr_file, &r->ids, &key, err) != 0 ||
+		    role_allows_key(role, key, err) != 0)
 			goto out;
 	} else {
 		kt = r->key_type;

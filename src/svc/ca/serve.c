@@ -525,6 +525,24 @@ h_renew(struct server *s, struct conn *c, const struct http_req *req,
 		    "identity to renew");
 		goto out;
 	}
+	/* a subject CN is not something we issue (ours is a copy of the first
+	 * DNS name): renew the SAN identities only */
+	{
+		size_t i, k = 0;
+
+		for (i = 0; i < ids.n; i++) {
+			if (strncmp(ids.v[i], "cn:", 3) == 0)
+				free(ids.v[i]);
+			else
+				ids.v[k++] = ids.v[i];
+		}
+		ids.n = k;
+	}
+	if (ids.n == 0) {
+		reply_error(rp, 403, "refused", "the client certificate has no "
+		    "SAN identity to renew");
+		goto out;
+	}
 	csr_issue(s, c, &ids, csr, NULL, "renew", rp);
  out:
 	ids_free(&ids);
