@@ -46,7 +46,7 @@ static const char serve_help[] =
 "(GET /json for JSON); each connection is logged too. Without --cert it\n"
 "uses a throwaway certificate for localhost. Stops on SIGTERM/SIGINT.\n"
 "Limits (idle or slow clients must not lock it out):\n"
-"  --max-conns N          open connections in all (default 1024); at the\n"
+"  --max-conns N          open connections in all (default 4096); at the\n"
 "            cap the longest-idle one is closed to make room\n"
 "  --max-conns-per-ip N   per client address, IPv6 per /64 (default 64;\n"
 "            0: none)\n"
@@ -248,7 +248,7 @@ doctor_serve_cmd(int argc, char **argv)
 	if (cmd_wants_help(argc, argv, serve_help))
 		return 0;
 	memset(&o, 0, sizeof(o));
-	o.max_conns = 1024;
+	o.max_conns = 4096;
 	o.max_per_ip = 64;
 	o.first_byte_ms = 5000;
 	o.request_ms = 10000;

@@ -85,7 +85,7 @@ json_t	*doctor_connect(const struct doctor_connect_opts *, int *usage);
 /* ---- serve.c ---- */
 struct doctor_serve_opts {
 	const char	*listen, *ca, *cert, *key;
-	int		 max_conns;	/* open in all (1024) */
+	int		 max_conns;	/* open in all (4096) */
 	int		 max_per_ip;	/* per client address (64; 0: none) */
 	int64_t		 first_byte_ms;	/* accept to the first byte (5 s) */
 	int64_t		 request_ms;	/* accept to the request head (10 s) */
