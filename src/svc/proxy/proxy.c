@@ -67,6 +67,7 @@
 #include "proxy/x509memo.h"
 
 #define BUF_SIZE	16384
+#define NQUEUES		5	/* a worker's timeout queues */
 #define HS_BUCKETS	11
 
 /* mtls_handshake_seconds buckets, in microseconds */
@@ -1197,8 +1198,8 @@ worker_main(void *arg)
 	struct worker *w = arg;
 	struct proxy *p = w->p;
 	struct epoll_event evs[128];
-	struct tq *qs[5] = { &w->fb_q, &w->ihs_q, &w->hs_q, &w->conn_q,
-	    &w->idle_q };
+	struct tq *qs[NQUEUES] = { &w->fb_q, &w->ihs_q, &w->hs_q,
+	    &w->conn_q, &w->idle_q };
 	int64_t now, next, t;
 	int i, n;
 	size_t k;
@@ -1208,7 +1209,7 @@ worker_main(void *arg)
 	for (;;) {
 		now = now_ms();
 		next = now + 1000;
-		for (k = 0; k < 5; k++) {
+		for (k = 0; k < NQUEUES; k++) {
 			struct tq *q = qs[k];
 
 			if (q->head && q->head->deadline_ms < next)
@@ -1238,7 +1239,7 @@ worker_main(void *arg)
 			}
 		}
 		now = now_ms();
-		for (k = 0; k < 5; k++)
+		for (k = 0; k < NQUEUES; k++)
 			expire(w, qs[k], now);
 		reap(w);
 		for (k = 0; k < p->nls && !w->draining; k++) {
@@ -1273,7 +1274,7 @@ worker_main(void *arg)
 		}
 	}
 	/* drain deadline passed: close what is left */
-	for (k = 0; k < 5; k++)
+	for (k = 0; k < NQUEUES; k++)
 		while (qs[k]->head)
 			conn_free(qs[k]->head, "shutdown");
 	reap(w);
