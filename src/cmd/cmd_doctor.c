@@ -38,12 +38,21 @@ static const char files_help[] =
 
 static const char serve_help[] =
 "usage: mtls doctor serve --listen ADDR --ca F [--cert F --key F]\n"
-"           [--log-format json|text]\n"
+"           [--max-conns N] [--max-conns-per-ip N] [--first-byte-timeout D]\n"
+"           [--request-timeout D] [--log-format json|text]\n"
 "A diagnostic TLS server for debugging clients: it asks for a client\n"
 "certificate (naming the CAs in --ca), accepts whatever the client sends,\n"
 "and answers each HTTP request with the analysis of the client's chain\n"
 "(GET /json for JSON); each connection is logged too. Without --cert it\n"
-"uses a throwaway certificate for localhost. Stops on SIGTERM/SIGINT.\n";
+"uses a throwaway certificate for localhost. Stops on SIGTERM/SIGINT.\n"
+"Limits (idle or slow clients must not lock it out):\n"
+"  --max-conns N          open connections in all (default 4096); at the\n"
+"            cap the longest-idle one is closed to make room\n"
+"  --max-conns-per-ip N   per client address, IPv6 per /64 (default 64;\n"
+"            0: none)\n"
+"  --first-byte-timeout D from connect to the first byte (default 5s)\n"
+"  --request-timeout D    TLS handshake and request head, from connect\n"
+"            (default 10s)\n";
 
 static int
 use_color(void)
@@ -225,14 +234,24 @@ doctor_serve_cmd(int argc, char **argv)
 		{ "cert", required_argument, NULL, 'c' },
 		{ "key", required_argument, NULL, 'k' },
 		{ "log-format", required_argument, NULL, 'f' },
+		{ "max-conns", required_argument, NULL, 'M' },
+		{ "max-conns-per-ip", required_argument, NULL, 'P' },
+		{ "first-byte-timeout", required_argument, NULL, 'B' },
+		{ "request-timeout", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct doctor_serve_opts o;
+	const char *flag;
+	int64_t secs;
 	int c;
 
 	if (cmd_wants_help(argc, argv, serve_help))
 		return 0;
 	memset(&o, 0, sizeof(o));
+	o.max_conns = 4096;
+	o.max_per_ip = 64;
+	o.first_byte_ms = 5000;
+	o.request_ms = 10000;
 	log_set_format(!isatty(STDERR_FILENO));
 	opterr = 0;
 	optind = 1;
@@ -245,6 +264,29 @@ doctor_serve_cmd(int argc, char **argv)
 		case 'f':
 			if (cmd_log_format("doctor serve", optarg) != 0)
 				return 2;
+			break;
+		case 'M':
+			if (cmd_number("doctor serve", "--max-conns", optarg, 16,
+			    1000000, &o.max_conns) != 0)
+				return 2;
+			break;
+		case 'P':
+			if (cmd_number("doctor serve", "--max-conns-per-ip",
+			    optarg, 0, 1000000, &o.max_per_ip) != 0)
+				return 2;
+			break;
+		case 'B':
+		case 'R':
+			flag = c == 'B' ? "--first-byte-timeout" :
+			    "--request-timeout";
+			if (cmd_duration("doctor serve", flag, optarg, &secs) !=
+			    0)
+				return 2;
+			if (secs < 1 || secs > 3600)
+				return cmd_usage("doctor serve", "%s '%s': from "
+				    "1s to 1h", flag, optarg);
+			*(c == 'B' ? &o.first_byte_ms : &o.request_ms) =
+			    secs * 1000;
 			break;
 		default:
 			return cmd_usage("doctor serve", "unknown or incomplete "

@@ -21,9 +21,16 @@ static const char proxy_help[] =
 "Options:\n"
 "  --workers N            event-loop threads (default: one per core)\n"
 "  --min-tls 1.2          allow TLS 1.2 (default: TLS 1.3 only)\n"
-"  --handshake-timeout D  default 10s     --connect-timeout D  default 5s\n"
+"  --handshake-timeout D  default 10s (inbound: from the first byte)\n"
+"  --connect-timeout D    default 5s\n"
 "  --idle-timeout D       default 5m      --drain-timeout D    default 30s\n"
-"  --max-conns N          refuse connections beyond N open ones\n"
+"  --max-conns N          open connections in all (default: no cap); at\n"
+"                         the cap the longest-waiting inbound connection\n"
+"                         not yet authenticated is closed for the new one\n"
+"  --max-conns-per-ip N   inbound: per client address, IPv6 per /64\n"
+"                         (default 256; 0: none)\n"
+"  --first-byte-timeout D inbound: connect to the ClientHello's first\n"
+"                         byte (default 5s, at most --handshake-timeout)\n"
 "  --log-format json|text default: json unless stderr is a terminal\n"
 "  --unsafe-target        let the plaintext side leave this host\n"
 "  --admin ADDR           /metrics (Prometheus), /healthz, /readyz\n"
@@ -98,7 +105,8 @@ enum {
 	P_OUTBOUND, P_EXPECT, P_SERVERNAME, P_CRL, P_WORKERS, P_MINTLS,
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
 	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF,
-	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE, P_HTTP, P_NOACCESSLOG
+	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE, P_HTTP, P_NOACCESSLOG,
+	P_FB_TO, P_PERIP
 };
 
 static const struct option opts[] = {
@@ -121,6 +129,8 @@ static const struct option opts[] = {
 	{ "idle-timeout", required_argument, NULL, P_IDLE_TO },
 	{ "drain-timeout", required_argument, NULL, P_DRAIN_TO },
 	{ "max-conns", required_argument, NULL, P_MAXCONNS },
+	{ "max-conns-per-ip", required_argument, NULL, P_PERIP },
+	{ "first-byte-timeout", required_argument, NULL, P_FB_TO },
 	{ "log-format", required_argument, NULL, P_LOGFMT },
 	{ "admin", required_argument, NULL, P_ADMIN },
 	{ "config", required_argument, NULL, P_CONFIG },
@@ -454,7 +464,9 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			    "connect_timeout") == 0 ? &o->connect_timeout_ms :
 			    strcmp(key, "idle_timeout") == 0 ?
 			    &o->idle_timeout_ms : strcmp(key, "drain_timeout")
-			    == 0 ? &o->drain_timeout_ms : NULL;
+			    == 0 ? &o->drain_timeout_ms : strcmp(key,
+			    "first_byte_timeout") == 0 ?
+			    &o->first_byte_timeout_ms : NULL;
 
 			if (t != NULL) {
 				if (mtls_duration_parse(val, &d) != 0)
@@ -565,6 +577,17 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		    cfg_rules(cs, line, key, val, &l->expect, &l->n_expect, err);
 	if (strcmp(key, "crl") == 0)
 		return cfg_list(&l->crls, &l->n_crls, val);
+	if (strcmp(key, "max_conns_per_ip") == 0) {
+		char *end;
+		long n = strtol(val, &end, 10);
+
+		if (*val == '\0' || *end != '\0' || n < 0 || n > 1000000)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+			    "max_conns_per_ip '%s' must be a number from 0 (no "
+			    "limit) to 1000000", cs->path, line, val);
+		l->max_conns_per_ip = n == 0 ? -1 : (int)n;
+		return 0;
+	}
 	if (strcmp(key, "crl_refresh") == 0) {
 		int64_t secs;
 
@@ -646,6 +669,7 @@ cmd_proxy(int argc, char **argv)
 	memset(&cs, 0, sizeof(cs));
 	cs.o = &o;
 	cs.ag = &ag;
+	o.first_byte_timeout_ms = 5000;
 	o.handshake_timeout_ms = 10000;
 	o.connect_timeout_ms = 5000;
 	o.idle_timeout_ms = 300000;
@@ -712,6 +736,18 @@ cmd_proxy(int argc, char **argv)
 			if (num("--max-conns", optarg, 1, 1000000, &o.max_conns))
 				goto out;
 			break;
+		case P_PERIP:
+			if (num("--max-conns-per-ip", optarg, 0, 1000000,
+			    &l->max_conns_per_ip))
+				goto out;
+			if (l->max_conns_per_ip == 0)
+				l->max_conns_per_ip = -1;	/* none */
+			break;
+		case P_FB_TO:
+			if (ms("--first-byte-timeout", optarg,
+			    &o.first_byte_timeout_ms))
+				goto out;
+			break;
 		case P_ADMIN: o.admin = optarg; break;
 		case P_CONFIG: config = optarg; break;
 		case P_TKFILE: l->ticket_key_file = optarg; break;
@@ -753,7 +789,7 @@ cmd_proxy(int argc, char **argv)
 	    l->n_allow || l->allow_any || l->outbound || l->n_expect ||
 	    l->servername || l->n_crls || l->min_tls || l->unsafe_target ||
 	    l->staple_off || l->require_staple || l->http ||
-	    l->no_access_log ||
+	    l->no_access_log || l->max_conns_per_ip ||
 	    l->ticket_key_file || l->crl_url;
 	if (config != NULL) {
 		struct proxy_opts cli = o;
@@ -795,6 +831,11 @@ cmd_proxy(int argc, char **argv)
 		}
 	}
 	http_defaults(&o);
+	if (o.first_byte_timeout_ms < 1000) {
+		rv = cmd_usage("proxy", "--first-byte-timeout (first_byte_timeout) "
+		    "must be at least 1s");
+		goto out;
+	}
 	if (l->min_tls && strcmp(l->min_tls, "1.2") && strcmp(l->min_tls, "1.3")) {
 		rv = cmd_usage("proxy", "--min-tls must be 1.2 or 1.3");
 		goto out;

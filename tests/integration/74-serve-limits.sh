@@ -14,19 +14,6 @@
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
 FLOOD="$_root/tests/integration/helpers/flood.py"
-ms() { echo $(( $(date +%s%N) / 1000000 )); }
-# timed NAME MAX_MS CMD...: CMD succeeds within MAX_MS
-timed() {
-	local name=$1 max=$2 t0 rc dt
-	shift 2
-	t0=$(ms)
-	"$@" > "$T_DIR/out" 2> "$T_DIR/err"
-	rc=$? dt=$(( $(ms) - t0 ))
-	if [ "$rc" = 0 ] && [ "$dt" -le "$max" ]; then ok "$name (${dt} ms)"
-	else not_ok "$name" "exit $rc after $dt ms (at most $max): $(head -c 400 "$T_DIR/err")"; fi
-}
-# js FILE EXPR: a Python expression over the flood's summary d
-js() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 pki_root_int
 openssl x509 -in int/ca.pem -out int1.pem
@@ -126,8 +113,6 @@ grep -Eq 'mtls_admin_conns_closed_total\{reason="evicted_idle"\} [1-9]' ametrics
 kill -HUP "$PX"
 wait_for 3 grep -q '"event":"reload"' "$plog" && ok "under the flood: SIGHUP reloads within 3 s" \
     || not_ok "SIGHUP reload under the flood" "$(tail -3 "$plog")"
-# gone PID: exited (a zombie until we wait for it)
-gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
 t0=$(ms)
 kill -TERM "$PX"
 rc=timeout

@@ -79,6 +79,25 @@ start_bg() {
 	_bg_pids+=("$BG_PID")
 }
 
+# ms: CLOCK_REALTIME in milliseconds
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# timed NAME MAX_MS CMD...: CMD succeeds within MAX_MS (output in
+# $T_DIR/out and $T_DIR/err)
+timed() {
+	local name=$1 max=$2 t0 rc dt
+	shift 2
+	t0=$(ms)
+	"$@" > "$T_DIR/out" 2> "$T_DIR/err"
+	rc=$? dt=$(( $(ms) - t0 ))
+	if [ "$rc" = 0 ] && [ "$dt" -le "$max" ]; then ok "$name (${dt} ms)"
+	else not_ok "$name" "exit $rc after $dt ms (at most $max): $(head -c 400 "$T_DIR/err") $(head -c 200 "$T_DIR/out")"; fi
+}
+# js FILE EXPR: a Python expression over the JSON object d in FILE (the
+# summary of helpers/flood.py)
+js() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# gone PID: exited (a zombie until we wait for it)
+gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+
 # serial_of FILE: the first certificate's serial in mtls's form (upper hex,
 # no leading zeros)
 serial_of() {

@@ -85,6 +85,10 @@ json_t	*doctor_connect(const struct doctor_connect_opts *, int *usage);
 /* ---- serve.c ---- */
 struct doctor_serve_opts {
 	const char	*listen, *ca, *cert, *key;
+	int		 max_conns;	/* open in all (4096) */
+	int		 max_per_ip;	/* per client address (64; 0: none) */
+	int64_t		 first_byte_ms;	/* accept to the first byte (5 s) */
+	int64_t		 request_ms;	/* accept to the request head (10 s) */
 };
 /* Runs the diagnostic server until SIGTERM/SIGINT; 0, or 2 with a message
  * on stderr. */

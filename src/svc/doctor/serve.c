@@ -2,20 +2,25 @@
  * mtls doctor serve: a TLS server for debugging clients. It asks for a
  * client certificate (naming the CAs of --ca), accepts whatever the client
  * sends, and answers over HTTP, and in its log, with the same analysis of
- * the client's chain that `doctor files` gives. A thread per connection
- * (at most MAX_CONNS), each bounded by socket timeouts: this is a
- * diagnostic tool, not a data path.
+ * the client's chain that `doctor files` gives.
+ *
+ * It runs on src/svc/net like `ca serve` (issue 12 item 6): one epoll
+ * loop, a coroutine per connection once its first byte came, and the same
+ * limits, so silent or slow clients cannot lock it out: the first byte
+ * within --first-byte-timeout of accept, the handshake and the request
+ * head within --request-timeout of accept, --max-conns-per-ip per client
+ * address, and at --max-conns the longest-idle connection closed for a
+ * new one. A diagnostic tool, not a data path: no keep-alive, one answer
+ * per connection.
  */
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,26 +31,25 @@
 #include <openssl/x509v3.h>
 
 #include "doctor/doctor.h"
+#include "net/net.h"
+#include "proxy/proxy.h"
 
-#define MAX_CONNS	64
-#define IO_TIMEOUT_S	10
 #define REQ_MAX		8192
+#define DRAIN_MS	5000	/* SIGTERM: answers in hand finish */
 
-static volatile sig_atomic_t stop;
-static int active;
-
-struct job {
-	SSL_CTX		*ctx;
-	const char	*ca;
-	int		 fd;
-	char		 client[80];
+struct server {
+	const struct doctor_serve_opts	*o;
+	SSL_CTX				*ctx;
 };
+
+static struct net_loop *volatile stop_loop;
 
 static void
 on_signal(int sig)
 {
 	(void)sig;
-	stop = 1;
+	if (stop_loop != NULL)
+		net_loop_stop(stop_loop);	/* async-signal-safe */
 }
 
 /* A throwaway server certificate when none is given: P-256, localhost and
@@ -142,10 +146,42 @@ server_ctx(const struct doctor_serve_opts *o)
 	return NULL;
 }
 
-/* Reads the HTTP request head, if the client sends one; returns its path
- * ("" when none came). */
+/* Waits for what <ssl> wants after <r> from an SSL call: 0 ready, or
+ * NET_ERR / NET_TIMEOUT. */
+static int
+ssl_wait(struct net_conn *nc, SSL *ssl, int r, int64_t deadline)
+{
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		return net_wait(nc, POLLIN, deadline);
+	case SSL_ERROR_WANT_WRITE:
+		return net_wait(nc, POLLOUT, deadline);
+	default:
+		return NET_ERR;
+	}
+}
+
+/* The TLS handshake by <deadline>: 0, NET_TIMEOUT or NET_ERR (refused:
+ * the reason is on the error queue). */
+static int
+handshake(struct net_conn *nc, SSL *ssl, int64_t deadline)
+{
+	int r, w;
+
+	for (;;) {
+		ERR_clear_error();	/* another coroutine's leftovers */
+		if ((r = SSL_accept(ssl)) == 1)
+			return 0;
+		if ((w = ssl_wait(nc, ssl, r, deadline)) != 0)
+			return w;
+	}
+}
+
+/* Reads the HTTP request head by <deadline>, if the client sends one;
+ * returns its path ("" when none came). */
 static void
-read_request(SSL *ssl, char *path, size_t pl)
+read_request(struct net_conn *nc, SSL *ssl, char *path, size_t pl,
+    int64_t deadline)
 {
 	char buf[REQ_MAX + 1];
 	size_t n = 0;
@@ -154,9 +190,13 @@ read_request(SSL *ssl, char *path, size_t pl)
 
 	path[0] = '\0';
 	while (n < REQ_MAX) {
+		ERR_clear_error();
 		r = SSL_read(ssl, buf + n, (int)(REQ_MAX - n));
-		if (r <= 0)
-			break;
+		if (r <= 0) {
+			if (ssl_wait(nc, ssl, r, deadline) == 0)
+				continue;
+			return;		/* no whole head in time: no answer */
+		}
 		n += (size_t)r;
 		buf[n] = '\0';
 		if (strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n"))
@@ -168,16 +208,22 @@ read_request(SSL *ssl, char *path, size_t pl)
 		snprintf(path, pl, "%.*s", (int)(sp2 - sp - 1), sp + 1);
 }
 
-static void
-write_all(SSL *ssl, const char *p, size_t n)
+static int
+write_all(struct net_conn *nc, SSL *ssl, const char *p, size_t n,
+    int64_t deadline)
 {
 	int r;
 
-	while (n > 0 && (r = SSL_write(ssl, p, n > 65536 ? 65536 :
-	    (int)n)) > 0) {
-		p += r;
-		n -= (size_t)r;
+	while (n > 0) {
+		ERR_clear_error();
+		r = SSL_write(ssl, p, n > 65536 ? 65536 : (int)n);
+		if (r > 0) {
+			p += r;
+			n -= (size_t)r;
+		} else if (ssl_wait(nc, ssl, r, deadline) != 0)
+			return -1;
 	}
+	return 0;
 }
 
 static json_t *
@@ -259,33 +305,39 @@ log_conn(json_t *report, const char *client, const char *err)
 	json_decref(o);
 }
 
-static void *
-conn_main(void *arg)
+/* One connection, in its coroutine (net_serve_fn): the handshake and the
+ * request head by --request-timeout from accept, the answer by the same
+ * time again. */
+static void
+serve_conn(struct net_conn *nc, void *arg)
 {
-	struct job *j = arg;
-	struct timeval tv = { IO_TIMEOUT_S, 0 };
+	struct server *s = arg;
+	int64_t deadline = net_conn_accepted_ms(nc) + s->o->request_ms;
 	SSL *ssl = NULL;
 	json_t *rep = NULL;
-	char path[256], *body = NULL, head[256], why[200];
+	char client[80], path[256], *body = NULL, head[256], why[200];
 	FILE *mf;
 	size_t blen = 0;
 	unsigned long e;
+	int r;
 
-	setsockopt(j->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(j->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if ((ssl = SSL_new(j->ctx)) == NULL || SSL_set_fd(ssl, j->fd) != 1)
+	proxy_addr_text(net_conn_addr(nc), client, sizeof(client));
+	if ((ssl = SSL_new(s->ctx)) == NULL ||
+	    SSL_set_fd(ssl, net_conn_fd(nc)) != 1)
 		goto out;
-	if (SSL_accept(ssl) != 1) {
+	if ((r = handshake(nc, ssl, deadline)) != 0) {
 		e = ERR_peek_error();
-		snprintf(why, sizeof(why), "handshake failed: %s", e ?
+		snprintf(why, sizeof(why), "handshake failed: %s", r ==
+		    NET_TIMEOUT ? "not done within the request timeout" : e ?
 		    ERR_reason_error_string(e) : "the client hung up");
-		log_conn(NULL, j->client, why);
+		log_conn(NULL, client, why);
 		goto out;
 	}
-	if ((rep = client_report(ssl, j->ca, j->client)) == NULL)
+	if ((rep = client_report(ssl, s->o->ca, client)) == NULL)
 		goto out;
-	log_conn(rep, j->client, NULL);
-	read_request(ssl, path, sizeof(path));
+	log_conn(rep, client, NULL);
+	read_request(nc, ssl, path, sizeof(path), deadline);
+	net_idle(nc, 0);	/* answering: not closed for room */
 	if (path[0] == '\0')
 		goto out;
 	if (strcmp(path, "/json") == 0 || strncmp(path, "/?json", 6) == 0)
@@ -300,18 +352,17 @@ conn_main(void *arg)
 	    "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 	    body[0] == '{' ? "application/json" : "text/plain; charset=utf-8",
 	    strlen(body));
-	write_all(ssl, head, strlen(head));
-	write_all(ssl, body, strlen(body));
-	SSL_shutdown(ssl);
+	deadline = net_now_ms() + s->o->request_ms;
+	if (write_all(nc, ssl, head, strlen(head), deadline) == 0 &&
+	    write_all(nc, ssl, body, strlen(body), deadline) == 0) {
+		ERR_clear_error();
+		SSL_shutdown(ssl);	/* our close_notify; not awaited */
+	}
  out:
 	ERR_clear_error();
 	free(body);
 	json_decref(rep);
 	SSL_free(ssl);
-	close(j->fd);
-	free(j);
-	__atomic_sub_fetch(&active, 1, __ATOMIC_RELAXED);
-	return NULL;
 }
 
 static int
@@ -335,10 +386,11 @@ listen_on(const char *addr)
 		    "resolve the host\n", addr);
 		return -1;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 	    sizeof(one)) != 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
-	    listen(fd, 64) != 0) {
+	    listen(fd, 1024) != 0) {
 		fprintf(stderr, "mtls doctor serve: --listen %s: %s\n", addr,
 		    strerror(errno));
 		if (fd >= 0)
@@ -352,69 +404,59 @@ listen_on(const char *addr)
 int
 doctor_serve(const struct doctor_serve_opts *o)
 {
-	struct sockaddr_storage ss;
+	struct server s;
+	struct net_opts no;
+	struct net_stats ns;
+	struct net_loop *loop = NULL;
+	struct mtls_error err;
 	struct sigaction sa;
-	struct pollfd pfd;
-	socklen_t sl;
-	pthread_attr_t at;
-	pthread_t th;
-	SSL_CTX *ctx;
-	struct job *j;
 	json_t *start;
-	char h[64], p[16];
-	int lfd, fd;
+	int lfd;
 
-	if ((ctx = server_ctx(o)) == NULL)
+	memset(&s, 0, sizeof(s));
+	s.o = o;
+	if ((s.ctx = server_ctx(o)) == NULL)
 		return 2;
 	if ((lfd = listen_on(o->listen)) < 0) {
-		SSL_CTX_free(ctx);
+		SSL_CTX_free(s.ctx);
 		return 2;
 	}
+	memset(&no, 0, sizeof(no));
+	no.name = "doctor-serve";
+	no.max_conns = o->max_conns;
+	no.max_per_ip = o->max_per_ip;
+	no.first_byte_ms = o->first_byte_ms;
+	no.drain_ms = DRAIN_MS;
+	error_clear(&err);
+	if (net_loop_new(&loop, &no, &err) != 0 ||
+	    net_listen(loop, lfd, serve_conn, &s, &err) != 0) {
+		if (loop == NULL)
+			close(lfd);
+		fprintf(stderr, "mtls doctor serve: %s\n", err.msg);
+		net_loop_free(loop);
+		SSL_CTX_free(s.ctx);
+		return 2;
+	}
+	stop_loop = loop;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	net_loop_stats(loop, &ns);	/* max_conns as RLIMIT_NOFILE allows */
 	start = json_object();
 	json_object_set_new(start, "listen", json_string(o->listen));
 	json_object_set_new(start, "ca", json_string(o->ca));
+	json_object_set_new(start, "max_conns", json_integer(ns.max_conns));
+	json_object_set_new(start, "max_conns_per_ip",
+	    json_integer(o->max_per_ip));
 	log_emit("info", "start", start);
 	json_decref(start);
-	while (!stop) {
-		pfd.fd = lfd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 200) <= 0)
-			continue;
-		sl = sizeof(ss);
-		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
-		    SOCK_CLOEXEC)) < 0)
-			continue;
-		if (__atomic_load_n(&active, __ATOMIC_RELAXED) >= MAX_CONNS ||
-		    (j = calloc(1, sizeof(*j))) == NULL) {
-			close(fd);
-			continue;
-		}
-		j->ctx = ctx;
-		j->ca = o->ca;
-		j->fd = fd;
-		if (getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p,
-		    sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-			snprintf(j->client, sizeof(j->client), "%s:%s", h, p);
-		__atomic_add_fetch(&active, 1, __ATOMIC_RELAXED);
-		if (pthread_create(&th, &at, conn_main, j) != 0) {
-			__atomic_sub_fetch(&active, 1, __ATOMIC_RELAXED);
-			close(fd);
-			free(j);
-		}
-	}
-	close(lfd);
-	/* let running analyses finish (each is bounded by its timeouts) */
-	for (fd = 0; fd < (IO_TIMEOUT_S * 2 + 1) * 10 &&
-	    __atomic_load_n(&active, __ATOMIC_RELAXED) > 0; fd++)
-		poll(NULL, 0, 100);
-	pthread_attr_destroy(&at);
-	SSL_CTX_free(ctx);
+	/* until SIGTERM/SIGINT; then idle connections close at once and
+	 * answers in hand finish within DRAIN_MS */
+	net_loop_run(loop);
+	stop_loop = NULL;
+	net_loop_free(loop);
+	SSL_CTX_free(s.ctx);
 	return 0;
 }

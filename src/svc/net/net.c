@@ -45,10 +45,10 @@
 #define CO_STACK	(256 * 1024)
 #endif
 
+#include "net/iplimit.h"
 #include "net/net.h"
 
 #define GUARD		4096
-#define IP_BUCKETS	1024
 #define SCAN_MS		50	/* deadlines are checked this often */
 #define FD_RESERVE	256	/* fds kept for files, the store, upstreams */
 
@@ -67,14 +67,6 @@ struct listener {
 	void		*arg;
 };
 
-/* Open connections from one client address (IPv4 address, IPv6 /64). */
-struct ipent {
-	uint8_t		 a[16];
-	uint32_t	 bucket;
-	int		 n;
-	struct ipent	*next;
-};
-
 struct net_conn {
 	int		 kind;		/* K_CONN; first: the epoll tag */
 	struct net_loop	*lp;
@@ -82,7 +74,7 @@ struct net_conn {
 	int		 fd;
 	struct sockaddr_storage ss;
 	int64_t		 accepted_ms;
-	struct ipent	*ip;		/* NULL: not limited (AF_UNIX) */
+	struct ipent	*ip;		/* NULL: not counted (AF_UNIX) */
 	int		 state;		/* S_* */
 	int		 idle, evicted, waiting, fired, done, closed;
 	int64_t		 deadline;
@@ -112,7 +104,7 @@ struct net_loop {
 	struct net_conn	*waiting;	/* in net_wait, or PRE */
 	struct net_conn	*idle_head, *idle_tail;
 	struct net_conn	*dead;		/* closed this turn, to free */
-	struct ipent	*ipt[IP_BUCKETS];
+	struct iplimit	*ipt;		/* open connections per address */
 	ucontext_t	 main;
 	struct net_conn	*cur;
 #ifdef NET_ASAN
@@ -179,65 +171,6 @@ limit_hit(struct net_loop *lp, int why, const struct sockaddr_storage *ss)
 	json_decref(o);
 	lp->log_at[why] = now;
 	lp->log_n[why] = 0;
-}
-
-/* The per-address entry of <ss> (created), or NULL for AF_UNIX or when
- * out of memory (then unlimited: failing open here only loses the limit,
- * the global cap still holds). */
-static struct ipent *
-ip_get(struct net_loop *lp, const struct sockaddr_storage *ss)
-{
-	uint8_t a[16] = { 0 };
-	uint32_t h = 2166136261u;
-	struct ipent *e;
-	size_t i;
-
-	if (ss->ss_family == AF_INET) {
-		a[10] = a[11] = 0xff;	/* as ::ffff:a.b.c.d */
-		memcpy(a + 12, &((const struct sockaddr_in *)(const void *)
-		    ss)->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		const uint8_t *s6 = ((const struct sockaddr_in6 *)
-		    (const void *)ss)->sin6_addr.s6_addr;
-
-		/* a v4-mapped address is that IPv4 address; any other
-		 * counts by its /64, which one host usually holds whole */
-		if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)s6))
-			memcpy(a, s6, 16);
-		else
-			memcpy(a, s6, 8);
-	} else
-		return NULL;
-	for (i = 0; i < sizeof(a); i++)
-		h = (h ^ a[i]) * 16777619u;	/* FNV-1a */
-	for (e = lp->ipt[h % IP_BUCKETS]; e != NULL; e = e->next)
-		if (memcmp(e->a, a, sizeof(a)) == 0)
-			return e;
-	if ((e = calloc(1, sizeof(*e))) == NULL)
-		return NULL;
-	memcpy(e->a, a, sizeof(a));
-	e->bucket = h % IP_BUCKETS;
-	e->next = lp->ipt[e->bucket];
-	lp->ipt[e->bucket] = e;
-	return e;
-}
-
-/* An address with no open connection left is forgotten, so the table
- * holds only open connections' addresses (an IPv6 client owning many
- * /64s cannot grow it). */
-static void
-ip_put(struct net_loop *lp, struct ipent *e)
-{
-	struct ipent **pp;
-
-	if (e == NULL || e->n > 0)
-		return;
-	for (pp = &lp->ipt[e->bucket]; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == e) {
-			*pp = e->next;
-			free(e);
-			return;
-		}
 }
 
 /* ---- lists ---- */
@@ -317,11 +250,8 @@ conn_close(struct net_loop *lp, struct net_conn *c)
 	waiting_remove(lp, c);
 	idle_remove(lp, c);
 	close(c->fd);
-	if (c->ip != NULL) {
-		c->ip->n--;
-		ip_put(lp, c->ip);
-		c->ip = NULL;
-	}
+	iplimit_put(lp->ipt, c->ip);
+	c->ip = NULL;
 	lp->n_conns--;
 	__atomic_store_n(&lp->st.open, lp->n_conns, __ATOMIC_RELAXED);
 	c->next = lp->dead;
@@ -513,16 +443,12 @@ accept_some(struct net_loop *lp, struct listener *l)
 				listener_pause(lp, l, 1);
 			return;
 		}
-		ip = ip_get(lp, &ss);
-		if (ip != NULL && lp->o.max_per_ip > 0 &&
-		    ip->n >= lp->o.max_per_ip) {
+		if (iplimit_take(lp->ipt, &ss, &ip) != 0) {
 			close(fd);
 			bump(&lp->st.per_ip_refused);
 			limit_hit(lp, L_PER_IP, &ss);
 			continue;
 		}
-		if (ip != NULL)
-			ip->n++;	/* held: an eviction may free it at 0 */
 		c = NULL;
 		if ((lp->n_conns < lp->o.max_conns || evict_oldest(lp)) &&
 		    (c = calloc(1, sizeof(*c))) != NULL) {
@@ -547,10 +473,7 @@ accept_some(struct net_loop *lp, struct listener *l)
 		}
 		if (c == NULL) {
 			close(fd);
-			if (ip != NULL) {
-				ip->n--;
-				ip_put(lp, ip);
-			}
+			iplimit_put(lp->ipt, ip);
 			continue;
 		}
 		lp->n_conns++;
@@ -941,6 +864,10 @@ net_loop_new(struct net_loop **out, const struct net_opts *o,
 		return error_set(err, MTLS_ERR_ARG, "net: bad limits");
 	if ((lp = calloc(1, sizeof(*lp))) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if ((lp->ipt = iplimit_new(o->max_per_ip)) == NULL) {
+		free(lp);
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	}
 	lp->o = *o;
 	snprintf(lp->name, sizeof(lp->name), "%s", o->name ? o->name : "");
 	lp->o.name = lp->name;
@@ -1059,7 +986,6 @@ net_loop_stats(struct net_loop *lp, struct net_stats *st)
 void
 net_loop_free(struct net_loop *lp)
 {
-	struct ipent *e, *nx;
 	int i;
 
 	if (lp == NULL)
@@ -1078,11 +1004,7 @@ net_loop_free(struct net_loop *lp)
 	for (i = 0; i < lp->nls; i++)
 		if (lp->ls[i].fd >= 0)
 			close(lp->ls[i].fd);
-	for (i = 0; i < IP_BUCKETS; i++)
-		for (e = lp->ipt[i]; e != NULL; e = nx) {
-			nx = e->next;
-			free(e);
-		}
+	iplimit_free(lp->ipt);
 	if (lp->epfd >= 0)
 		close(lp->epfd);
 	if (lp->wakefd >= 0)

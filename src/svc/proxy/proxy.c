@@ -17,9 +17,19 @@
  * never unbounded buffering); half-close is passed on (shutdown /
  * close_notify).
  *
- * Timeouts: three FIFO queues (handshake, connect, idle) with a fixed
- * timeout each, so appending keeps them sorted; activity moves a
- * connection to the tail. O(1) per event, no timer heap.
+ * Timeouts: FIFO queues (first byte, inbound and outbound handshake,
+ * connect, idle) with a fixed timeout each, so appending keeps them
+ * sorted; activity moves a connection to the tail. O(1) per event, no
+ * timer heap.
+ *
+ * Limits on inbound listeners (issue 12 item 6): a connection is a struct
+ * and an fd until its first byte (no TLS object), closed at
+ * --first-byte-timeout; open connections per client address are counted
+ * process-wide (src/svc/net/iplimit.c: the workers share one table per
+ * listener, so the limit is exact whichever worker's SO_REUSEPORT socket
+ * the kernel picked); at --max-conns the worker closes its longest-waiting
+ * inbound connection that is not yet authenticated (first byte awaited or
+ * handshake in progress) for the new one, never an authorized one.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -50,12 +60,14 @@
 #include <openssl/ocsp.h>
 
 #include "http/http.h"
+#include "net/iplimit.h"
 #include "net/net.h"
 #include "proxy/gateway.h"
 #include "proxy/proxy.h"
 #include "proxy/x509memo.h"
 
 #define BUF_SIZE	16384
+#define NQUEUES		5	/* a worker's timeout queues */
 #define HS_BUCKETS	11
 
 /* mtls_handshake_seconds buckets, in microseconds */
@@ -65,6 +77,12 @@ static const int64_t hs_bucket_us[HS_BUCKETS] = {
 };
 
 enum cstate { S_HANDSHAKE, S_CONNECT, S_PUMP };
+
+/* Connections closed or refused to stay within the limits, by reason. */
+enum { CL_FIRST_BYTE, CL_HS_TIMEOUT, CL_PER_IP, CL_FULL, CL_EVICTED,
+	CL__COUNT };
+static const char *cl_names[CL__COUNT] = { "first_byte_timeout",
+    "handshake_timeout", "per_ip_limit", "max_conns", "evicted_idle" };
 
 struct conn;
 
@@ -106,6 +124,7 @@ struct conn {
 	struct tq	*q;
 	struct conn	*q_prev, *q_next;
 	int64_t		 deadline_ms;
+	struct ipent	*ip;		/* its slot of the per-address limit */
 	int		 dead;		/* closed; freed after the event batch */
 	struct conn	*dead_next;
 	char		 client[64];
@@ -145,6 +164,7 @@ struct lstate {
 	char			 staple_serial[64];	/* fetcher thread only */
 	int64_t			 staple_next_ms;	/* fetcher thread only */
 	int64_t			 staple_backoff_ms;	/* fetcher thread only */
+	struct iplimit		*ipt;	/* inbound: per client address */
 };
 
 /* One listener in one worker: its socket and TLS context. */
@@ -165,6 +185,8 @@ struct worker {
 	int		 epfd;
 	int		 evfd;
 	struct wl	 wl[PROXY_MAX_LISTENERS];
+	struct tq	 fb_q;		/* inbound: first byte awaited */
+	struct tq	 ihs_q;		/* inbound: handshake under way */
 	struct tq	 hs_q, conn_q, idle_q;
 	int		 nconns;
 	int		 draining;
@@ -176,6 +198,7 @@ struct worker {
 	uint64_t	 m_hs_sum_us;
 	uint64_t	 m_bytes_in, m_bytes_out;
 	uint64_t	 m_probes;	/* inbound connections closed silent */
+	uint64_t	 m_closed[CL__COUNT];	/* limits */
 };
 
 struct proxy {
@@ -194,6 +217,9 @@ struct proxy {
 	struct net_loop		*admin;		/* --admin: its own thread */
 	uint64_t		 m_reload_ok, m_reload_failed;	/* atomic */
 	struct gw		*gw[PROXY_MAX_LISTENERS];	/* http mode */
+	/* conn_limit lines: at most one a second per reason (atomics) */
+	int64_t			 lim_log_at[CL__COUNT];
+	uint64_t		 lim_log_n[CL__COUNT];
 };
 
 static int tag_event = EP_EVENT;
@@ -567,6 +593,39 @@ log_fail(struct conn *c, int fail, const char *msg)
 	json_decref(o);
 }
 
+/* Counts a connection closed for a limit and logs a conn_limit line (the
+ * reason, the client, how many since the last line) at most once a
+ * second per reason, whichever worker hits it: a flood cannot flood the
+ * log. */
+static void
+limit_hit(struct worker *w, int why, const char *listener, const char *client)
+{
+	struct proxy *p = w->p;
+	int64_t now = now_ms(), at;
+	json_t *o;
+
+	bump(&w->m_closed[why], 1);
+	if (why == CL_HS_TIMEOUT)
+		return;		/* logged per connection as a handshake */
+	__atomic_add_fetch(&p->lim_log_n[why], 1, __ATOMIC_RELAXED);
+	at = __atomic_load_n(&p->lim_log_at[why], __ATOMIC_RELAXED);
+	if (now - at < 1000 || !__atomic_compare_exchange_n(
+	    &p->lim_log_at[why], &at, now, 0, __ATOMIC_RELAXED,
+	    __ATOMIC_RELAXED))
+		return;
+	o = json_object();
+	json_object_set_new(o, "server", json_string("proxy"));
+	json_object_set_new(o, "listener", json_string(listener));
+	json_object_set_new(o, "reason", json_string(cl_names[why]));
+	json_object_set_new(o, "client", json_string(client));
+	json_object_set_new(o, "count", json_integer((json_int_t)
+	    __atomic_exchange_n(&p->lim_log_n[why], 0, __ATOMIC_RELAXED)));
+	json_object_set_new(o, "open", json_integer(__atomic_load_n(
+	    &p->active, __ATOMIC_RELAXED)));
+	log_emit("warn", "conn_limit", o);
+	json_decref(o);
+}
+
 /* ---- connections ---- */
 
 static void
@@ -625,6 +684,8 @@ conn_free(struct conn *c, const char *why)
 		bump(&w->m_bytes_out, c->bytes_ba);
 	}
 	tq_remove(c);
+	iplimit_put(c->wl->ls->ipt, c->ip);
+	c->ip = NULL;
 	if (c->a.tls)
 		mtls_free(c->a.tls);
 	if (c->b.tls)
@@ -834,6 +895,37 @@ pump(struct side *src, struct side *dst, struct buf *b, char *scratch,
 	return 0;
 }
 
+/* An inbound connection's first byte came (or its peer hung up): now the
+ * TLS object, and the handshake deadline from now. */
+static int
+hs_begin(struct conn *c, int64_t now)
+{
+	if (mtls_accept_socket(c->wl->ctx, &c->a.tls, c->a.fd) != 0) {
+		conn_free(c, "error");
+		return -1;
+	}
+	tq_put(&c->w->ihs_q, c, now);
+	return 0;
+}
+
+/* Makes room at the cap: closes this worker's inbound connection that has
+ * waited longest without being authenticated (its first byte awaited, or
+ * in its handshake). 1 when there was one. Authorized connections are
+ * never closed for a newcomer. */
+static int
+evict_oldest(struct worker *w)
+{
+	struct conn *a = w->fb_q.head, *b = w->ihs_q.head, *c;
+
+	c = a == NULL ? b : b == NULL ? a : a->t_start_us <= b->t_start_us ?
+	    a : b;
+	if (c == NULL)
+		return 0;
+	limit_hit(w, CL_EVICTED, c->wl->ls->l->name, c->client);
+	conn_free(c, "evicted_idle");
+	return 1;
+}
+
 static void
 conn_step(struct conn *c, uint32_t events)
 {
@@ -869,6 +961,9 @@ conn_step(struct conn *c, uint32_t events)
 			return;
 		}
 	}
+	if (c->state == S_HANDSHAKE && t->tls == NULL &&
+	    hs_begin(c, now_ms()) != 0)
+		return;
 	if (c->state == S_HANDSHAKE) {
 		r = mtls_handshake(t->tls);
 		if (r == MTLS_WANT_READ || r == MTLS_WANT_WRITE) {
@@ -937,13 +1032,21 @@ do_accept(struct wl *wl)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct conn *c;
+	struct ipent *ip;
+	char client[64];
 	int fd, i;
+	uint8_t b1;
 
 	for (i = 0; i < 64; i++) {
 		sl = sizeof(ss);
 		fd = accept4(wl->lfd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
+			/* out of descriptors: close a connection that is not
+			 * yet authenticated, else back off */
+			if ((errno == EMFILE || errno == ENFILE) &&
+			    evict_oldest(w))
+				continue;
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
 				/* out of descriptors: back off, keep serving */
@@ -958,14 +1061,25 @@ do_accept(struct wl *wl)
 			}
 			return;
 		}
+		if (wl->ls->ipt != NULL &&
+		    iplimit_take(wl->ls->ipt, &ss, &ip) != 0) {
+			proxy_addr_text(&ss, client, sizeof(client));
+			limit_hit(w, CL_PER_IP, wl->ls->l->name, client);
+			close(fd);
+			continue;
+		} else if (wl->ls->ipt == NULL)
+			ip = NULL;
 		if (p->o->max_conns > 0 &&
 		    __atomic_load_n(&p->active, __ATOMIC_RELAXED) >=
-		    p->o->max_conns) {
+		    p->o->max_conns && !evict_oldest(w)) {
+			proxy_addr_text(&ss, client, sizeof(client));
+			limit_hit(w, CL_FULL, wl->ls->l->name, client);
+			iplimit_put(wl->ls->ipt, ip);
 			close(fd);
-			log_emit("warn", "refused", NULL);
 			continue;
 		}
 		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			iplimit_put(wl->ls->ipt, ip);
 			close(fd);
 			continue;
 		}
@@ -977,6 +1091,7 @@ do_accept(struct wl *wl)
 		c->a.c = c->b.c = c;
 		c->a.fd = fd;
 		c->b.fd = -1;
+		c->ip = ip;
 		c->t_start_us = now_us();
 		proxy_addr_text(&ss, c->client, sizeof(c->client));
 		if (ss.ss_family != AF_UNIX)
@@ -997,14 +1112,15 @@ do_accept(struct wl *wl)
 			c->a.want = 0;	/* read the app once upstream is up */
 			ep_update(w, &c->a);
 		} else {
+			/* until its first byte a connection is a struct
+			 * and an fd: the TLS object comes with the byte */
 			c->tls_side = &c->a;
-			if (mtls_accept_socket(wl->ctx, &c->a.tls, fd) != 0) {
-				conn_free(c, "error");
-				continue;
-			}
 			c->state = S_HANDSHAKE;
-			tq_put(&w->hs_q, c, now_ms());
-			conn_step(c, 0);
+			if (recv(fd, &b1, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+				if (hs_begin(c, now_ms()) == 0)
+					conn_step(c, 0);
+			} else
+				tq_put(&w->fb_q, c, now_ms());
 		}
 	}
 }
@@ -1015,7 +1131,13 @@ expire(struct worker *w, struct tq *q, int64_t now)
 	struct conn *c;
 
 	while ((c = q->head) != NULL && c->deadline_ms <= now) {
-		if (q == &w->hs_q) {
+		if (q == &w->fb_q) {
+			limit_hit(w, CL_FIRST_BYTE, c->wl->ls->l->name,
+			    c->client);
+			conn_free(c, "first_byte_timeout");
+		} else if (q == &w->hs_q || q == &w->ihs_q) {
+			if (q == &w->ihs_q)
+				limit_hit(w, CL_HS_TIMEOUT, NULL, NULL);
 			c->hs_us = now_us() - c->t_start_us;
 			log_fail(c, MTLS_FAIL_HANDSHAKE_TIMEOUT, "the handshake "
 			    "did not finish in time");
@@ -1076,6 +1198,8 @@ worker_main(void *arg)
 	struct worker *w = arg;
 	struct proxy *p = w->p;
 	struct epoll_event evs[128];
+	struct tq *qs[NQUEUES] = { &w->fb_q, &w->ihs_q, &w->hs_q,
+	    &w->conn_q, &w->idle_q };
 	int64_t now, next, t;
 	int i, n;
 	size_t k;
@@ -1085,12 +1209,12 @@ worker_main(void *arg)
 	for (;;) {
 		now = now_ms();
 		next = now + 1000;
-		if (w->hs_q.head && w->hs_q.head->deadline_ms < next)
-			next = w->hs_q.head->deadline_ms;
-		if (w->conn_q.head && w->conn_q.head->deadline_ms < next)
-			next = w->conn_q.head->deadline_ms;
-		if (w->idle_q.head && w->idle_q.head->deadline_ms < next)
-			next = w->idle_q.head->deadline_ms;
+		for (k = 0; k < NQUEUES; k++) {
+			struct tq *q = qs[k];
+
+			if (q->head && q->head->deadline_ms < next)
+				next = q->head->deadline_ms;
+		}
 		t = next - now;
 		n = epoll_wait(w->epfd, evs, 128, t < 0 ? 0 : (int)t);
 		for (i = 0; i < n; i++) {
@@ -1115,9 +1239,8 @@ worker_main(void *arg)
 			}
 		}
 		now = now_ms();
-		expire(w, &w->hs_q, now);
-		expire(w, &w->conn_q, now);
-		expire(w, &w->idle_q, now);
+		for (k = 0; k < NQUEUES; k++)
+			expire(w, qs[k], now);
 		reap(w);
 		for (k = 0; k < p->nls && !w->draining; k++) {
 			struct wl *wl = &w->wl[k];
@@ -1142,18 +1265,18 @@ worker_main(void *arg)
 					close(w->wl[k].lfd);
 					w->wl[k].lfd = -1;
 				}
+				/* nothing in flight on a silent one */
+				while (w->fb_q.head)
+					conn_free(w->fb_q.head, "shutdown");
 			}
 			if (w->nconns == 0 || now >= p->drain_deadline_ms)
 				break;
 		}
 	}
 	/* drain deadline passed: close what is left */
-	while (w->hs_q.head)
-		conn_free(w->hs_q.head, "shutdown");
-	while (w->conn_q.head)
-		conn_free(w->conn_q.head, "shutdown");
-	while (w->idle_q.head)
-		conn_free(w->idle_q.head, "shutdown");
+	for (k = 0; k < NQUEUES; k++)
+		while (qs[k]->head)
+			conn_free(qs[k]->head, "shutdown");
 	reap(w);
 	return NULL;
 }
@@ -1797,6 +1920,15 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	    "their peer sent a byte (port probes, health checks).\n"
 	    "# TYPE mtls_probes_total counter\nmtls_probes_total %llu\n",
 	    (unsigned long long)v);
+	sb_printf(b, "# HELP mtls_conns_closed_total Connections closed or "
+	    "refused to stay within the listeners' limits.\n"
+	    "# TYPE mtls_conns_closed_total counter\n");
+	for (k = 0; k < CL__COUNT; k++) {
+		for (v = 0, i = 0; i < p->nworkers; i++)
+			v += ld(&p->w[i].m_closed[k]);
+		sb_printf(b, "mtls_conns_closed_total{reason=\"%s\"} %llu\n",
+		    cl_names[k], (unsigned long long)v);
+	}
 	sb_printf(b, "# HELP mtls_connections_active Open connections.\n"
 	    "# TYPE mtls_connections_active gauge\nmtls_connections_active "
 	    "%d\n", __atomic_load_n(&p->active, __ATOMIC_RELAXED));
@@ -2041,6 +2173,10 @@ check_listener(struct lstate *ls, struct mtls_error *err)
 		    l->ca == NULL)
 			return error_set(err, MTLS_ERR_ARG, "--listen, --cert, "
 			    "--key and --ca are required");
+		if (l->max_conns_per_ip != 0)
+			return error_set(err, MTLS_ERR_ARG, "--max-conns-per-ip "
+			    "(max_conns_per_ip) is for inbound listeners; http "
+			    "listeners do not have it yet");
 		if (l->outbound)
 			return error_set(err, MTLS_ERR_ARG, "http mode is for "
 			    "inbound listeners");
@@ -2063,6 +2199,10 @@ check_listener(struct lstate *ls, struct mtls_error *err)
 		    "inbound listener that lets any client in: give --allow "
 		    "ID (or --allow-any to accept every certificate that "
 		    "chains to --ca)");
+	if (l->outbound && l->max_conns_per_ip != 0)
+		return error_set(err, MTLS_ERR_ARG, "--max-conns-per-ip "
+		    "(max_conns_per_ip) is for inbound listeners: an outbound "
+		    "one serves only this host's applications");
 	if (!l->outbound && l->require_staple)
 		return error_set(err, MTLS_ERR_ARG, "--require-staple is for "
 		    "outbound listeners (it checks the upstream's staple)");
@@ -2148,6 +2288,13 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			mtls_config_free(ls->cfg);
 			ls->cfg = c2;
 		}
+		if (!ls->l->outbound && !ls->l->http &&
+		    (ls->ipt = iplimit_new(ls->l->max_conns_per_ip == 0 ?
+		    PROXY_PER_IP : ls->l->max_conns_per_ip < 0 ? 0 :
+		    ls->l->max_conns_per_ip)) == NULL) {
+			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
 		ls->cfg_seq = 1;
 		files_hash(ls->l, ls->files_hash);
 		mix_fetched(ls, ls->files_hash);
@@ -2178,6 +2325,11 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		w->evfd = w->epfd = -1;
 		for (li = 0; li < p.nls; li++)
 			w->wl[li].lfd = -1;
+		/* the first byte never waits longer than a handshake */
+		w->fb_q.timeout_ms = o->first_byte_timeout_ms > 0 &&
+		    o->first_byte_timeout_ms < o->handshake_timeout_ms ?
+		    o->first_byte_timeout_ms : o->handshake_timeout_ms;
+		w->ihs_q.timeout_ms = o->handshake_timeout_ms;
 		w->hs_q.timeout_ms = o->handshake_timeout_ms;
 		w->conn_q.timeout_ms = o->connect_timeout_ms;
 		w->idle_q.timeout_ms = o->idle_timeout_ms;
@@ -2435,6 +2587,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		close(ifd);
 	for (li = 0; li < p.nls; li++) {
 		mtls_config_free(p.ls[li].cfg);
+		iplimit_free(p.ls[li].ipt);
 		free(p.ls[li].crl);
 		free(p.ls[li].staple);
 	}

@@ -14,6 +14,7 @@
 
 #define PROXY_MAX_LISTENERS	16
 #define PROXY_MAX_ROUTES	64
+#define PROXY_PER_IP		256	/* default max_conns_per_ip */
 
 /* HTTP mode: one route of a listener ([route "NAME"] in a config file). */
 struct proxy_route {
@@ -56,6 +57,8 @@ struct proxy_listener {
 	char	*ticket_key_file;	/* shared session ticket keys */
 	int	 unsafe_target;	/* plaintext side may leave this host */
 	int	 staple_off;	/* inbound: no OCSP stapling */
+	int	 max_conns_per_ip;	/* inbound: open connections per client
+					 * address; 0: PROXY_PER_IP, -1: none */
 	int	 require_staple;	/* outbound: upstream must staple */
 	/* HTTP mode (mode = http, --http): requests routed by host and
 	 * path, authorized per route; limits */
@@ -77,11 +80,16 @@ struct proxy_opts {
 	struct proxy_listener	 l[PROXY_MAX_LISTENERS];
 	size_t			 n_l;
 	int			 workers;
+	int64_t			 first_byte_timeout_ms;	/* inbound: accept
+						 * to the ClientHello's first byte
+						 * (5 s; at most the handshake's) */
 	int64_t			 handshake_timeout_ms;
 	int64_t			 connect_timeout_ms;
 	int64_t			 idle_timeout_ms;
 	int64_t			 drain_timeout_ms;
-	int			 max_conns;
+	int			 max_conns;	/* 0: none; at the cap the
+						 * longest-waiting inbound connection
+						 * not yet authenticated is closed */
 	char			*admin;		/* HOST:PORT of /metrics etc. */
 	int64_t			 ticket_rotate_ms;	/* 0: never */
 };
