@@ -132,3 +132,62 @@ if grep -q "/tmo/trailer" "$T_DIR/tmo.log" && ! grep -qi "x-trailer-injected" "$
 else
 	not_ok "1: trailer as header" "$(cat trailer.out; grep -i trailer "$T_DIR/tmo.log")"
 fi
+
+# ---- 2: an XFCC over 4 KB keeps the framing header that follows it ----
+# bigcert NAME N: NAME.pem with N DNS names of ~200 bytes each and no SPIFFE
+# ID (so XFCC is the last line before the framing header)
+bigcert() {
+	local a b c args=() i
+	a=$(printf 'a%.0s' $(seq 60)) b=$(printf 'b%.0s' $(seq 60)) c=$(printf 'c%.0s' $(seq 60))
+	for i in $(seq "$2"); do args+=(--dns "h$i.$a.$b.$c.example.org"); done
+	q "$MTLS" ca issue --ca int "${args[@]}" --out "$1"
+}
+bigcert big 20
+python3 - > smuggle.out 2>&1 <<PY
+$(tls big)
+inner = (b"GET /echoadmin/secret HTTP/1.1\r\nHost: a\r\n"
+         b"X-Client-Spiffe-Id: spiffe://example.org/ns/ops/admin\r\nContent-Length: 0\r\n\r\n")
+s.sendall(b"POST /echo/x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(inner) + inner)
+print(read_answer(s).decode(errors="replace"))
+PY
+got=$(cat smuggle.out)
+python3 - "$got" <<'PY' && ok "2: a 4 KB XFCC is forwarded whole; the body stays a body (no smuggled request)" \
+    || not_ok "2: XFCC over 4 KB" "$got"
+import json, sys
+d = json.loads(sys.argv[1].split("\r\n\r\n", 1)[1])
+assert d["path"] == "/echo/x" and d["body_len"] == len(b"GET /echoadmin/secret HTTP/1.1\r\nHost: a\r\nX-Client-Spiffe-Id: spiffe://example.org/ns/ops/admin\r\nContent-Length: 0\r\n\r\n"), d
+x = d["headers"]["x-forwarded-client-cert"]
+assert len(x) > 4096 and x.count("DNS=") == 20 and x.endswith(".example.org"), len(x)
+PY
+grep -q "/echoadmin/secret" "$T_DIR/backend.log" && not_ok "2: the upstream parsed a smuggled request" \
+    "$(grep secret "$T_DIR/backend.log")" || ok "2: the upstream never saw the smuggled /echoadmin/secret"
+bigcert huge 42
+printf 'GET /echo/y HTTP/1.1\r\nHost: a\r\n\r\n' > y.bin
+got=$(python3 "$H/raw_resp.py" "$gwp" huge.pem huge.key root/bundle.pem y.bin)
+[ "$(echo "$got" | head -1 | cut -d' ' -f2)" = 431 ] && echo "$got" | grep -q '"error":"xfcc_too_large"' \
+    && ! grep -q "'/echo/y'" "$T_DIR/backend.log" \
+    && ok "2: an XFCC over 8 KiB is refused (431 xfcc_too_large), not forwarded" || not_ok "2: XFCC over 8 KiB" "$got"
+
+# ---- 4: a response header over 4 KB keeps the framing after it ----
+python3 - > longhdr.out 2>&1 <<PY
+$(tls none)
+for p in (b"/evil/longhdr", b"/evil/longchunk", b"/evil/after"):
+    s.sendall(b"GET " + p + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    a = read_answer(s) if p != b"/evil/longchunk" else b""
+    if p == b"/evil/longchunk":
+        deadline = time.time() + 5
+        while not a.endswith(b"0\r\n\r\n") and time.time() < deadline:
+            d = s.recv(65536)
+            if not d:
+                break
+            a += d
+    head, _, body = a.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    print(p.decode(), lines[0].decode(), [l[:12].decode() + "..%d" % len(l) for l in lines[1:]], repr(body))
+PY
+got=$(cat longhdr.out)
+echo "$got" | grep -qF "/evil/longhdr HTTP/1.1 200 OK ['X-Long: AAAA..4108', 'Content-Leng..17'] b'hello'" \
+    && echo "$got" | grep -qF "/evil/longchunk HTTP/1.1 200 OK ['X-Long: AAAA..4108', 'Transfer-Enc..26'] b'5\\r\\nhello\\r\\n0\\r\\n\\r\\n'" \
+    && echo "$got" | grep -qF "/evil/after HTTP/1.1 200 OK ['Content-Leng..17'] b'ok'" \
+    && ok "4: a 4100-byte response header is passed whole, its framing (length, chunked) kept, the next answer in step" \
+    || not_ok "4: long response header" "$got"

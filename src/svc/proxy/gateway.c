@@ -53,6 +53,11 @@
 #define RESP_HEAD_MAX	(64 * 1024)
 #define MAX_FIELDS	256
 #define HTTP_MAX_CONNS	4096
+/* X-Forwarded-Client-Cert is built from the client's certificate: any
+ * number of names, each up to 255 (DNS) or 2048 (URI) bytes. Envoy has no
+ * cap of its own; upstreams have header limits (8 KiB a line: nginx,
+ * Tomcat), so a longer one is refused here, not cut or passed on. */
+#define XFCC_MAX	8192
 
 struct io {
 	int		 fd;
@@ -200,6 +205,7 @@ struct gwc {
 	char		*rh;		/* response head fields, NUL-separated */
 	size_t		 rh_len, rh_cap;
 	int		 rh_in_value, rh_fail;
+	size_t		 oh_lines;	/* field lines of the head sent on */
 	char		 reason[64];
 	uint64_t	 resp_body;
 	int64_t		 t_req, t_up;
@@ -414,19 +420,37 @@ static void
 ob_printf(struct obuf *b, int64_t deadline, const char *fmt, ...)
     MTLS_PRINTF(3, 4);
 
+/*
+ * Formatted output is never cut: a line that does not fit the stack
+ * buffer is formatted again into one of its size, and one that cannot be
+ * formatted fails the stream (b->failed: the caller answers 502 or
+ * closes) rather than emit part of a line. A line cut before its CRLF
+ * glues the next one (a framing header) onto it.
+ */
 static void
 ob_printf(struct obuf *b, int64_t deadline, const char *fmt, ...)
 {
-	char tmp[4096];
-	va_list ap;
+	char tmp[1024], *p = tmp;
+	va_list ap, aq;
 	int n;
 
 	va_start(ap, fmt);
+	va_copy(aq, ap);
 	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		ob_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n :
-		    sizeof(tmp) - 1, deadline);
+	if (n >= 0 && (size_t)n >= sizeof(tmp) &&
+	    ((p = malloc((size_t)n + 1)) == NULL ||
+	    vsnprintf(p, (size_t)n + 1, fmt, aq) != n)) {
+		free(p);
+		n = -1;
+	}
+	va_end(aq);
+	if (n < 0)
+		b->failed = 1;
+	else
+		ob_put(b, p, (size_t)n, deadline);
+	if (p != tmp)
+		free(p);
 }
 
 /* ---- the upstream-bound head, owned by the connection ---- */
@@ -1123,6 +1147,13 @@ rq_headers_complete(http_parser *p)
 		    "not forwarded");
 		return 0;
 	}
+	if (c->verified && c->xfcc != NULL && strlen(c->xfcc) > XFCC_MAX) {
+		refuse(c, 431, "xfcc_too_large", "the client certificate's "
+		    "names make an X-Forwarded-Client-Cert of %zu bytes, over "
+		    "the limit of %d; use a certificate with fewer or shorter "
+		    "names", strlen(c->xfcc), XFCC_MAX);
+		return 0;
+	}
 	if (!rt->r->optional && !route_allows(rt->r, &c->ids)) {
 		refuse(c, 403, "forbidden", "route %s does not allow %s "
 		    "(allow: %s%s)", rt->name, c->peer_id ? c->peer_id :
@@ -1337,23 +1368,33 @@ rs_headers_complete(http_parser *p)
 			break;
 		if (!(is_hop(s, nl) && !(no_body && strcasecmp(s,
 		    "content-length") == 0)) && !(connv != NULL &&
-		    conn_lists(connv, connn, s, nl)))
-			ob_printf(&c->out, dl, "%s: %s\r\n", s, v);
+		    conn_lists(connv, connn, s, nl))) {
+			/* any length (RESP_HEAD_MAX in all), whole */
+			ob_put(&c->out, s, nl, dl);
+			ob_put(&c->out, ": ", 2, dl);
+			ob_put(&c->out, v, strlen(v), dl);
+			ob_put(&c->out, "\r\n", 2, dl);
+			c->oh_lines++;
+		}
 		s = v + strlen(v) + 1;
 	}
 	if (!no_body) {
-		if (p->flags & F_CONTENTLENGTH)
+		if (p->flags & F_CONTENTLENGTH) {
 			ob_printf(&c->out, dl, "Content-Length: %llu\r\n",
 			    (unsigned long long)p->content_length);
-		else if (c->minor >= 1) {
+			c->oh_lines++;
+		} else if (c->minor >= 1) {
 			c->rechunk = 1;
 			ob_printf(&c->out, dl, "Transfer-Encoding: chunked\r\n");
+			c->oh_lines++;
 		} else
 			c->close_after = 1;	/* HTTP/1.0: ends at close */
 	}
 	if (!c->keep || c->close_after ||
-	    __atomic_load_n(c->gw->env.stopping, __ATOMIC_ACQUIRE))
+	    __atomic_load_n(c->gw->env.stopping, __ATOMIC_ACQUIRE)) {
 		ob_printf(&c->out, dl, "Connection: close\r\n");
+		c->oh_lines++;
+	}
 	ob_put(&c->out, "\r\n", 2, dl);
 	c->resp_started = 1;
 	return c->head_req ? 1 : 0;
@@ -1410,7 +1451,7 @@ static void (*fz_log)(const char *, size_t);
 static void
 access_log(struct gwc *c, int status)
 {
-	char b[4096];
+	char b[16384];
 	size_t n = 0;
 	int64_t now = now_ms();
 	struct route *rt = c->route ? c->route : &c->gw->none;
@@ -1451,9 +1492,11 @@ access_log(struct gwc *c, int status)
 #undef PUT
 	if (fz_log != NULL)
 		fz_log(b, n);
-	if (log_json_line(level, "request", b, n) == 0)
+	/* a line that reached the end of b was cut (escaped path, names,
+	 * message): not written as it is, but through jansson below */
+	if (n + 16 < sizeof(b) && log_json_line(level, "request", b, n) == 0)
 		return;
-	/* text format */
+	/* text format, or a line too long for b */
 	o = json_object();
 	json_object_set_new(o, "listener", json_string(c->gw->l->name));
 	json_object_set_new(o, "route", rt->name[0] ? json_string(rt->name) :
@@ -1505,6 +1548,7 @@ relay_response(struct gwc *c, char *buf, size_t bufsz)
 	c->sp.data = c;
 	c->rh_len = 0;
 	c->rh_in_value = 0;
+	c->oh_lines = 0;
 	c->reason[0] = '\0';
 	for (;;) {
 		long n;
@@ -2815,6 +2859,16 @@ gw_fuzz_response(const uint8_t *data, size_t len, const char *fill,
 		(void)relay_response(c, rbuf, IN_SIZE);
 		ob_flush(&c->out, now_ms() + 100);
 		fz_drain(cl[1]);
+		if (c->resp_started && !c->out.failed) {
+			/* the head the client got: exactly the lines meant */
+			const char *e = memmem(fz_out.b, fz_out.n, "\r\n\r\n",
+			    4);
+
+			if (e == NULL)
+				abort();
+			fz_parse_back(fz_out.b, (size_t)(e - fz_out.b) + 4,
+			    HTTP_RESPONSE, c->oh_lines, c->rechunk, -1, 0);
+		}
 		free(c->rh);
 		free(c->uh);
 	}
