@@ -191,3 +191,20 @@ echo "$got" | grep -qF "/evil/longhdr HTTP/1.1 200 OK ['X-Long: AAAA..4108', 'Co
     && echo "$got" | grep -qF "/evil/after HTTP/1.1 200 OK ['Content-Leng..17'] b'ok'" \
     && ok "4: a 4100-byte response header is passed whole, its framing (length, chunked) kept, the next answer in step" \
     || not_ok "4: long response header" "$got"
+
+# ---- 3: a pooled upstream connection with leftover bytes is not reused ----
+python3 - > poison.out 2>&1 <<PY
+$(tls none)
+s.sendall(b"GET /evil/twice HTTP/1.1\r\nHost: a\r\n\r\n")
+print("first:", repr(read_answer(s).split(b"\r\n\r\n", 1)[-1]))
+deadline = time.time() + 3	# until the second, unasked-for answer is out
+while "poison sent" not in open("$T_DIR/evil.log").read() and time.time() < deadline:
+    time.sleep(0.02)
+s2 = connect()		# another client, within the second
+s2.sendall(b"GET /evil/next HTTP/1.1\r\nHost: a\r\n\r\n")
+print("next:", repr(read_answer(s2).split(b"\r\n\r\n", 1)[-1]))
+PY
+got=$(cat poison.out)
+echo "$got" | grep -qx "first: b'first'" && echo "$got" | grep -qx "next: b'ok'" \
+    && ok "3: bytes an upstream sent after its answer close that connection; the next client gets its own answer" \
+    || not_ok "3: leftover upstream bytes" "$got"

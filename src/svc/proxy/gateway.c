@@ -73,7 +73,6 @@ struct obuf {
 
 struct upconn {
 	struct io	 io;
-	int64_t		 idle_since_ms;
 };
 
 struct route {
@@ -670,7 +669,9 @@ up_close(struct route *rt, struct upconn *u)
 }
 
 /* An idle connection is still usable when reading it would block: no
- * EOF, no stray bytes (a TLS 1.3 ticket is consumed by the attempt). */
+ * EOF, no stray bytes (a TLS 1.3 ticket is consumed by the attempt).
+ * Bytes an upstream sent after its answer was complete are not the
+ * answer to anything we ask next: the connection is closed for them. */
 static int
 up_alive(struct upconn *u)
 {
@@ -751,9 +752,11 @@ up_get(struct gwc *c, struct route *rt)
 	while (rt->n_idle > 0) {
 		*u = rt->idle[--rt->n_idle];
 		pthread_mutex_unlock(&rt->mu);
-		/* idle under a second: alive (and if the upstream closed it
-		 * meanwhile, a request without a body is retried) */
-		if (now_ms() - u->idle_since_ms < 1000 || up_alive(u)) {
+		/* checked every time, however short its idle time: bytes
+		 * left over (a second response nobody asked for) would be
+		 * read as the answer to this request. If the upstream closes
+		 * it after the check, a request without a body is retried */
+		if (up_alive(u)) {
 			c->have_up = 1;
 			c->up_reused = 1;
 			bump(&rt->m_reused);
@@ -799,7 +802,6 @@ up_release(struct gwc *c, int reusable)
 	if (reusable) {
 		pthread_mutex_lock(&rt->mu);
 		if (rt->n_idle < rt->r->up_idle) {
-			c->up.idle_since_ms = now_ms();
 			rt->idle[rt->n_idle++] = c->up;
 			pthread_mutex_unlock(&rt->mu);
 			return;
