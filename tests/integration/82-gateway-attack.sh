@@ -12,7 +12,7 @@ H="$(cd "$(dirname "$0")" && pwd)/helpers"
 cd "$T_DIR"
 pki_pair
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/ops/admin --out ops
-be=$(free_port) tmo=$(free_port) evil=$(free_port) gwp=$(free_port)
+be=$(free_port) tmo=$(free_port) evil=$(free_port) gwp=$(free_port) gwsemi=$(free_port)
 start_bg backend python3 "$H/echo_backend.py" "$be"
 start_bg tmo python3 "$H/echo_backend.py" "$tmo" 1
 start_bg evil python3 "$H/evil_backend.py" "$evil"
@@ -50,9 +50,21 @@ listener = gw
 path = /
 upstream = 127.0.0.1:$be
 client_cert = optional
+[listener "semi"]
+mode = http
+listen = 127.0.0.1:$gwsemi
+cert = server.pem
+key = server.key
+ca = root/bundle.pem
+path_semicolons = pass
+[route "semipub"]
+listener = semi
+path = /
+upstream = 127.0.0.1:$be
+client_cert = optional
 CONF
 start_bg gw "$MTLS" proxy --config gw.conf
-wait_for 10 port_open "$gwp" && wait_for 10 port_open "$be" && wait_for 10 port_open "$tmo" \
+wait_for 10 port_open "$gwp" && wait_for 10 port_open "$gwsemi" && wait_for 10 port_open "$be" && wait_for 10 port_open "$tmo" \
     && wait_for 10 port_open "$evil" || { not_ok "the gateway starts" "$(cat "$T_DIR/gw.log")"; exit 0; }
 
 # tls WHO: a python prologue with s, a TLS connection to the gateway as WHO
@@ -208,3 +220,25 @@ got=$(cat poison.out)
 echo "$got" | grep -qx "first: b'first'" && echo "$got" | grep -qx "next: b'ok'" \
     && ok "3: bytes an upstream sent after its answer close that connection; the next client gets its own answer" \
     || not_ok "3: leftover upstream bytes" "$got"
+
+# ---- 5a: ';' in the path (path parameters) is a 400 unless passed ----
+for p in '/admin;x=1' '/pub/..;/admin' '/echo;jsessionid=1/x'; do
+	printf 'GET %s HTTP/1.1\r\nHost: a\r\n\r\n' "$p" > semi.bin
+	got=$(python3 "$H/raw_resp.py" "$gwp" - - root/bundle.pem semi.bin)
+	[ "$(echo "$got" | head -1 | cut -d' ' -f2)" = 400 ] && echo "$got" | grep -q "path_semicolons" \
+	    && ok "5a: $p is a 400 naming path_semicolons" || not_ok "5a: $p" "$got"
+done
+grep -q "'/admin;x=1'\|'/pub/..;/admin'\|jsessionid" "$T_DIR/backend.log" \
+    && not_ok "5a: a path with ';' reached the upstream" "$(grep ';' "$T_DIR/backend.log")" || ok "5a: none reached the upstream"
+printf 'GET /pub/x;v=1?q=;a HTTP/1.1\r\nHost: a\r\n\r\n' > semi.bin
+got=$(python3 "$H/raw_resp.py" "$gwsemi" - - root/bundle.pem semi.bin)
+echo "$got" | grep -q '"path": "/pub/x;v=1?q=;a"' && ok "5a: path_semicolons = pass forwards it" || not_ok "5a: pass" "$got"
+printf 'GET /pub/q?a=1;b=2 HTTP/1.1\r\nHost: a\r\n\r\n' > semi.bin
+got=$(python3 "$H/raw_resp.py" "$gwp" - - root/bundle.pem semi.bin)
+echo "$got" | grep -q '"path": "/pub/q?a=1;b=2"' && ok "5a: ';' in the query is data, forwarded" || not_ok "5a: query" "$got"
+
+# ---- 5b: HTTP/1.0 without Host: the upstream gets one (its own name) ----
+printf 'GET /pub/old HTTP/1.0\r\n\r\n' > old.bin
+got=$(python3 "$H/raw_resp.py" "$gwp" - - root/bundle.pem old.bin)
+echo "$got" | grep -q "\"host\": \"127.0.0.1:$be\"" && ok "5b: HTTP/1.0 without Host is forwarded with Host: the upstream's address" \
+    || not_ok "5b: HTTP/1.0 without Host" "$got"

@@ -975,6 +975,17 @@ build_upstream_head(struct gwc *c)
 	uh_put(c, " HTTP/1.1\r\n", 11);
 	if (c->host[0] != '\0')
 		uh_line(c, "Host", c->host, strlen(c->host));
+	else {
+		/* HTTP/1.0 without Host: the upstream's name, as nginx's
+		 * proxy_set_header Host $proxy_host (an HTTP/1.1 request
+		 * without Host is not valid) */
+		const struct proxy_route *r = c->route->r;
+		const char *h = r->up_servername ? r->up_servername :
+		    strncmp(r->upstream, "unix:", 5) ? r->upstream :
+		    "localhost";
+
+		uh_line(c, "Host", h, strlen(h));
+	}
 	for (i = 0; i < c->nf; i++) {
 		const struct field *f = &c->f[i];
 
@@ -1120,6 +1131,15 @@ rq_headers_complete(http_parser *p)
 		return -1;
 	}
 	snprintf(c->path, sizeof(c->path), "%.*s", (int)plen, c->target);
+	/* Tomcat, Jetty and Spring read ';' in a path as path parameters
+	 * ("/admin;x=1" is /admin, "/pub/..;/admin" is /admin), which
+	 * routing on prefixes cannot see: refused unless the listener says
+	 * its upstreams take them as data (path_semicolons = pass) */
+	if (!gw->l->semicolons_pass && memchr(c->path, ';', plen) != NULL) {
+		refuse(c, 400, "bad_request", "';' in the path (path "
+		    "parameters; path_semicolons = pass to forward them)");
+		return -1;
+	}
 	hv = host && host->value ? host->value : "";
 	hl = host ? host->vlen : 0;
 	trim(&hv, &hl);
