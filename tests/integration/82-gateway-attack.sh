@@ -242,3 +242,14 @@ printf 'GET /pub/old HTTP/1.0\r\n\r\n' > old.bin
 got=$(python3 "$H/raw_resp.py" "$gwp" - - root/bundle.pem old.bin)
 echo "$got" | grep -q "\"host\": \"127.0.0.1:$be\"" && ok "5b: HTTP/1.0 without Host is forwarded with Host: the upstream's address" \
     || not_ok "5b: HTTP/1.0 without Host" "$got"
+
+# ---- the same class: the XFCC Subject was cut at 1023 bytes ----
+subj=$(for i in $(seq 25); do printf '/OU=unit%02d-%s' "$i" "$(printf 'x%.0s' $(seq 50))"; done)
+printf '[ext]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\nsubjectAltName = URI:spiffe://example.org/ns/prod/longsubj\n' > ls.cnf
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ls.key -subj "$subj/CN=last" -out ls.csr 2>/dev/null \
+    && openssl x509 -req -in ls.csr -CA int/ca.pem -CAkey int/ca.key -CAcreateserial -days 1 -extfile ls.cnf \
+    -extensions ext -out ls.leaf 2>/dev/null && cat ls.leaf int/ca.pem > ls.pem || { not_ok "setup: long-subject certificate"; exit 0; }
+printf 'GET /echo/subj HTTP/1.1\r\nHost: a\r\n\r\n' > subj.bin
+got=$(python3 "$H/raw_resp.py" "$gwp" ls.pem ls.key root/bundle.pem subj.bin)
+echo "$got" | grep -q 'Subject=\\"CN=last,OU=unit25-x*,OU=unit24-.*OU=unit01-x*\\";URI=spiffe://example.org/ns/prod/longsubj' \
+    && ok "XFCC carries a 1.5 KB Subject whole (it was cut at 1023 bytes)" || not_ok "long Subject in XFCC" "$got"

@@ -814,66 +814,85 @@ up_release(struct gwc *c, int reusable)
 /* ---- identity headers ---- */
 
 /* Appends one XFCC element (http_xfcc_put: Envoy's quoting) to the
- * growing *buf. */
-static void
+ * growing *buf; -1 (and *buf freed) when it cannot: an XFCC with an
+ * element left out would name a different certificate. */
+static int
 xfcc_put(char **buf, size_t *len, size_t *cap, const char *key,
     const char *val, int force_quote)
 {
-	size_t need = strlen(key) + 2 * strlen(val) + 8;
+	size_t need = strlen(key) + 2 * strlen(val) + 8, k;
 
 	if (*buf == NULL || *len + need >= *cap) {
 		size_t nc = (*cap + need) * 2;
 		char *nb = realloc(*buf, nc);
 
 		if (nb == NULL)
-			return;
+			goto fail;
 		*buf = nb;
 		*cap = nc;
 	}
 	if (*len > 0)
 		(*buf)[(*len)++] = ';';
-	*len += http_xfcc_put(*buf + *len, *cap - *len, key, val,
-	    force_quote);
+	if ((k = http_xfcc_put(*buf + *len, *cap - *len, key, val,
+	    force_quote)) == 0)
+		goto fail;
+	*len += k;
 	(*buf)[*len] = '\0';
+	return 0;
+ fail:
+	free(*buf);
+	*buf = NULL;
+	*len = *cap = 0;
+	return -1;
 }
 
+/* The peer's XFCC value, whole, or NULL (then the peer is refused:
+ * id_bad). Its length is checked against XFCC_MAX per request. */
 static char *
 xfcc_build(const char *by, X509 *peer, const struct ids *ids)
 {
 	unsigned char md[32];
 	unsigned int mdlen = 0;
-	char hex[65], subj[1024] = "";
+	char hex[65], *subj = NULL, *m;
 	char *buf = NULL;
 	size_t len = 0, cap = 0, i;
+	long sn;
 	BIO *b;
+	int rv = 0;
 
 	if (by[0] != '\0')
-		xfcc_put(&buf, &len, &cap, "By", by, 0);
-	if (X509_digest(peer, EVP_sha256(), md, &mdlen) == 1 && mdlen == 32) {
-		for (i = 0; i < 32; i++)
-			sprintf(hex + 2 * i, "%02x", md[i]);
-		xfcc_put(&buf, &len, &cap, "Hash", hex, 0);
-	}
-	if ((b = BIO_new(BIO_s_mem())) != NULL) {
-		int n;
-
-		/* RFC 2253 escapes control bytes and (ESC_MSB) non-ASCII
-		 * ones: the Subject is visible ASCII and spaces */
-		X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
-		    XN_FLAG_RFC2253);
-		n = BIO_read(b, subj, sizeof(subj) - 1);
-		subj[n > 0 ? n : 0] = '\0';
+		rv |= xfcc_put(&buf, &len, &cap, "By", by, 0);
+	if (X509_digest(peer, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32)
+		goto fail;
+	for (i = 0; i < 32; i++)
+		sprintf(hex + 2 * i, "%02x", md[i]);
+	rv |= xfcc_put(&buf, &len, &cap, "Hash", hex, 0);
+	/* RFC 2253 escapes control bytes and (ESC_MSB) non-ASCII ones: the
+	 * Subject is visible ASCII and spaces; all of it (never cut) */
+	if ((b = BIO_new(BIO_s_mem())) == NULL)
+		goto fail;
+	if (X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
+	    XN_FLAG_RFC2253) < 0 || (sn = BIO_get_mem_data(b, &m)) < 0 ||
+	    (subj = strndup(sn > 0 ? m : "", (size_t)sn)) == NULL) {
 		BIO_free(b);
+		goto fail;
 	}
-	xfcc_put(&buf, &len, &cap, "Subject", subj, 1);
+	BIO_free(b);
+	rv |= xfcc_put(&buf, &len, &cap, "Subject", subj, 1);
+	free(subj);
 	for (i = 0; i < ids->n; i++)
 		if (strncmp(ids->v[i], "dns:", 4) && strncmp(ids->v[i], "ip:",
 		    3) && strncmp(ids->v[i], "cn:", 3))
-			xfcc_put(&buf, &len, &cap, "URI", ids->v[i], 0);
+			rv |= xfcc_put(&buf, &len, &cap, "URI", ids->v[i], 0);
 	for (i = 0; i < ids->n; i++)
 		if (strncmp(ids->v[i], "dns:", 4) == 0)
-			xfcc_put(&buf, &len, &cap, "DNS", ids->v[i] + 4, 0);
-	return buf;
+			rv |= xfcc_put(&buf, &len, &cap, "DNS", ids->v[i] + 4,
+			    0);
+	if (rv == 0)
+		return buf;
+ fail:
+	free(buf);
+	return NULL;
 }
 
 /* ---- the request parser's callbacks ---- */
