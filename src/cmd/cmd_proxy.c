@@ -83,7 +83,9 @@ static const char proxy_help[] =
 "  [listener \"gw\"]         HTTP gateway; also max_head (16k), max_headers\n"
 "  mode = http             (100), max_body (1m), request_timeout (60s),\n"
 "                          underscores_in_headers (drop: header names\n"
-"                          with '_' are not forwarded; or pass)\n"
+"                          with '_' are not forwarded; or pass),\n"
+"                          path_semicolons (refuse: ';' in a path is a\n"
+"                          400; or pass)\n"
 "  listen = 0.0.0.0:443\n"
 "  cert = ...  key = ...  ca = ...\n"
 "  [route \"admin\"]        longest path prefix wins (host = to match Host)\n"
@@ -529,6 +531,14 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			l->max_headers = (size_t)n;
 		else
 			l->max_body = n;
+		return 0;
+	}
+	if (strcmp(key, "path_semicolons") == 0) {
+		if (strcmp(val, "pass") && strcmp(val, "refuse"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+			    "path_semicolons is refuse (the default: 400) or "
+			    "pass", cs->path, line);
+		l->semicolons_pass = strcmp(val, "pass") == 0;
 		return 0;
 	}
 	if (strcmp(key, "underscores_in_headers") == 0) {

@@ -72,6 +72,9 @@ struct proxy_listener {
 	int	 underscores_pass;	/* http: forward header names with
 					 * '_' (underscores_in_headers =
 					 * pass; default drop, as nginx) */
+	int	 semicolons_pass;	/* http: ';' in a path forwarded
+					 * (path_semicolons = pass; default
+					 * refuse: 400) */
 	int64_t	 request_timeout_ms;	/* a whole request in (60 s) and
 					 * the upstream's answer (60 s) */
 };

@@ -8,15 +8,19 @@ containing /slow/MS, after MS milliseconds; ending in /emptyhdr, with an
 empty X-Empty header before X-After: yes; containing /drip/N, N chunks
 0.3 s apart. Each request's line and header names and values are also
 written to stderr (the test's backend.log), so a test can assert what the
-upstream never saw."""
+upstream never saw. An optional second argument is a socket timeout in
+seconds: a kept-alive connection that stays silent that long (also in the
+middle of a request body) is closed without an answer."""
 import hashlib, http.server, itertools, json, sys, time
 
 PORT = int(sys.argv[1])
+TIMEOUT = float(sys.argv[2]) if len(sys.argv) > 2 else None
 conn_ids = itertools.count(1)
 
 
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = TIMEOUT
 
     def setup(self):
         super().setup()
@@ -94,4 +98,11 @@ class H(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_any
 
 
-http.server.ThreadingHTTPServer(("127.0.0.1", PORT), H).serve_forever()
+class S(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # a timeout closes the connection, quietly (what the test wants)
+        sys.stderr.write("closed %s: %s\n" % (client_address, sys.exc_info()[1]))
+        sys.stderr.flush()
+
+
+S(("127.0.0.1", PORT), H).serve_forever()
