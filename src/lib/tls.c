@@ -113,7 +113,7 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 		size_t k;
 
 		for (ok = 0, k = 0; k < out.ids.n && !ok; k++)
-			ok = mtls_rule_match(conn->expect_name, out.ids.v[k]);
+			ok = ids_expect_match(conn->expect_name, out.ids.v[k]);
 		if (!ok)
 			error_fail(&conn->err, MTLS_FAIL_IDENTITY_MISMATCH,
 			    "expected %s (the name we connected to), found %s",
