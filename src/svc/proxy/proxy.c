@@ -129,6 +129,7 @@ struct lstate {
 	uint64_t		 cfg_seq;	/* under proxy mu */
 	int64_t			 own_not_after;	/* atomic */
 	char			 own_id[256];	/* under proxy mu */
+	char			 own_warn[512];	/* main thread: own_chain */
 	uint8_t			 files_hash[32];	/* of the files in use */
 	/* --crl-url: the newest CRL fetched (under proxy mu) */
 	uint8_t			*crl;
@@ -313,15 +314,44 @@ static void own_identity(struct proxy *, struct lstate *,
     const struct mtls_config *);
 
 /*
+ * Our certificate does not chain to --ca. --ca is the trust for peers, not
+ * for us: a publicly issued server certificate with a private client CA is
+ * a common setup, so this is a warning (<warn>) as long as the leaf is
+ * within its validity window; outside it we refuse to start as before.
+ */
+static int
+own_window_ok(const struct proxy_listener *l, const struct mtls_config *cfg,
+    const char *why, char *serial, size_t slen, char *warn, size_t wlen,
+    struct mtls_error *err)
+{
+	X509 *leaf = sk_X509_value(cfg->chain, 0);
+
+	if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0)
+		return error_fail(err, MTLS_FAIL_CERT_EXPIRED, "%s: own "
+		    "certificate has expired", l->cert);
+	if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0)
+		return error_fail(err, MTLS_FAIL_CERT_NOT_YET_VALID, "%s: own "
+		    "certificate is not valid yet", l->cert);
+	serial_hex(X509_get0_serialNumber(leaf), serial, slen);
+	snprintf(warn, wlen, "%s does not chain to --ca %s (%s; --ca is the "
+	    "trust for peers): fine for a public server certificate with a "
+	    "private client CA; otherwise peers will refuse it: send the "
+	    "intermediates in %s or issue it from a CA in --ca", l->cert,
+	    l->ca, why, l->cert);
+	return 0;
+}
+
+/*
  * Builds and checks a complete config from the files: the key matches the
  * certificate, the certificate is valid now and chains to the bundle (in
- * mTLS both sides trust the same CAs), CRLs parse. Nothing is swapped
- * unless all of this passes.
+ * mTLS both sides trust the same CAs; one that does not is only a warning
+ * in <warn>, see own_window_ok), CRLs parse. Nothing is swapped unless all
+ * of this passes.
  */
 static struct mtls_config *
 config_build(const struct proxy_listener *l, const uint8_t *crl,
     size_t crl_len, const uint8_t *staple, size_t staple_len, char *serial,
-    size_t slen, struct mtls_error *err)
+    size_t slen, char *warn, size_t wlen, struct mtls_error *err)
 {
 	struct mtls_config *cfg = mtls_config_new();
 	struct mtls *v = NULL;
@@ -368,7 +398,7 @@ config_build(const struct proxy_listener *l, const uint8_t *crl,
 	{
 		struct mtls_config *own = mtls_config_new();
 		struct verify_out out;
-		int r;
+		int r, elsewhere;
 
 		if (own == NULL || (v = mtls_new()) == NULL) {
 			mtls_config_free(own);
@@ -395,7 +425,13 @@ config_build(const struct proxy_listener *l, const uint8_t *crl,
 			goto cfgerr;
 		}
 		mtls_config_free(own);
-		if (r != 0) {
+		/* not ours to judge: --ca is the peers' trust */
+		elsewhere = r != 0 && (v->err.fail == MTLS_FAIL_UNKNOWN_CA ||
+		    v->err.fail == MTLS_FAIL_CHAIN_INCOMPLETE);
+		if (elsewhere && own_window_ok(l, cfg, mtls_fail_name(
+		    v->err.fail), serial, slen, warn, wlen, err) != 0)
+			goto err;
+		if (r != 0 && !elsewhere) {
 			error_set(err, MTLS_ERR_VERIFY, "%s: own certificate "
 			    "does not verify against %s: %s: %s", l->cert,
 			    l->ca, mtls_fail_name(v->err.fail), v->err.msg);
@@ -1329,6 +1365,7 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 	struct mtls_config *cfg = NULL;
 	uint8_t *crl, *staple;
 	size_t len, slen2;
+	char warn[sizeof(ls->own_warn)] = "";
 	int oom;
 
 	pthread_mutex_lock(&p->mu);
@@ -1341,9 +1378,22 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	else
 		cfg = config_build(ls->l, crl, len, staple, slen2, serial, slen,
-		    err);
+		    warn, sizeof(warn), err);
 	free(crl);
 	free(staple);
+	/* one line per change of the warning, not per rebuild */
+	if (cfg != NULL && strcmp(warn, ls->own_warn) != 0) {
+		if (warn[0] != '\0') {
+			json_t *o = json_object();
+
+			json_object_set_new(o, "listener",
+			    json_string(ls->l->name));
+			json_object_set_new(o, "warning", json_string(warn));
+			log_emit("warn", "own_chain", o);
+			json_decref(o);
+		}
+		snprintf(ls->own_warn, sizeof(ls->own_warn), "%s", warn);
+	}
 	return cfg;
 }
 
