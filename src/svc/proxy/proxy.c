@@ -103,6 +103,7 @@ struct conn {
 	uint64_t	 bytes_ab, bytes_ba;
 	int64_t		 t_start_us;
 	int64_t		 hs_us;
+	int		 verdict_pending;	/* outbound TLS 1.3: see below */
 	struct tq	*q;
 	struct conn	*q_prev, *q_next;
 	int64_t		 deadline_ms;
@@ -642,6 +643,10 @@ conn_free(struct conn *c, const char *why)
 
 	if (c->dead)
 		return;
+	if (c->verdict_pending && c->state == S_PUMP) {
+		c->verdict_pending = 0;
+		log_handshake(c, 1);
+	}
 	if (c->state == S_PUMP) {
 		json_t *o = json_object();
 
@@ -922,7 +927,16 @@ conn_step(struct conn *c, uint32_t events)
 			conn_free(c, "handshake");
 			return;
 		}
-		log_handshake(c, 1);
+		/* Outbound TLS 1.3: the server judges our certificate after
+		 * our Finished, so its refusal (Go's bad_certificate) arrives
+		 * once we are pumping. The handshake line waits for its
+		 * verdict: the first byte from upstream, or the close. */
+		if (c->wl->ls->l->outbound &&
+		    strcmp(mtls_conn_version(t->tls), "TLSv1.3") == 0 &&
+		    !mtls_conn_resumed(t->tls))
+			c->verdict_pending = 1;
+		else
+			log_handshake(c, 1);
 		if (!c->wl->ls->l->outbound) {
 			/* only an authorized peer reaches the backend */
 			if (start_connect(c) != 0) {
@@ -947,8 +961,23 @@ conn_step(struct conn *c, uint32_t events)
 	    &progress) != 0 ||
 	    pump(&c->b, &c->a, &c->ba, w->scratch, &c->bytes_ba,
 	    &progress) != 0) {
+		if (c->verdict_pending && c->bytes_ba == 0 &&
+		    mtls_fail_code(c->b.tls) ==
+		    MTLS_FAIL_PEER_REJECTED_OUR_CERT) {
+			/* refused after the handshake: a failed handshake,
+			 * not a session that was reset */
+			c->verdict_pending = 0;
+			log_handshake(c, 0);
+			c->state = S_HANDSHAKE;
+			conn_free(c, "handshake");
+			return;
+		}
 		conn_free(c, "reset");
 		return;
+	}
+	if (c->verdict_pending && c->bytes_ba > 0) {
+		c->verdict_pending = 0;
+		log_handshake(c, 1);
 	}
 	if (c->a.rd_eof && c->b.rd_eof && c->ab.len == 0 && c->ba.len == 0) {
 		conn_free(c, "done");
