@@ -5,7 +5,7 @@
 // One listener on 127.0.0.1 per need:/none: argument (need: needClientAuth;
 // none: never requests a certificate), each in its own thread. Each connection: the handshake, then what the client sent up to an empty
 // line (or 4 KiB), then "HTTP/1.1 200" with "hello from java" and the
-// client's subject; then close() (the JDK sends user_canceled, then
+// client's URI SAN (else its subject); then close() (the JDK sends user_canceled, then
 // close_notify). Prints "listening" once all are bound; exits after SECONDS.
 import java.io.*;
 import java.net.*;
@@ -60,9 +60,13 @@ public class Server {
                 s.startHandshake();
                 String who = "none";
                 try {
-                    who = ((X509Certificate) s.getSession().getPeerCertificates()[0])
-                        .getSubjectX500Principal().getName();
-                } catch (SSLPeerUnverifiedException e) { }
+                    X509Certificate x = (X509Certificate) s.getSession()
+                        .getPeerCertificates()[0];
+                    who = x.getSubjectX500Principal().getName();
+                    if (x.getSubjectAlternativeNames() != null)
+                        for (java.util.List<?> n : x.getSubjectAlternativeNames())
+                            if ((Integer) n.get(0) == 6) who = (String) n.get(1);
+                } catch (SSLPeerUnverifiedException | CertificateParsingException e) { }
                 InputStream in = s.getInputStream();
                 ByteArrayOutputStream got = new ByteArrayOutputStream();
                 int c;
