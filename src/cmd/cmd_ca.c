@@ -410,7 +410,7 @@ ca_crl_cmd(int argc, char **argv)
 	X509_CRL *crl = NULL;
 	BIO *bio = NULL;
 	BUF_MEM *mem;
-	int rv = 2;
+	int rv = 2, n;
 
 	if (cmd_wants_help(argc, argv, crl_help))
 		return 0;
@@ -439,8 +439,9 @@ ca_crl_cmd(int argc, char **argv)
 		rv = cmd_fail("ca crl", &err);
 		goto out;
 	}
-	printf("wrote %s (%d revoked)\n", a.out,
-	    sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)));
+	/* a CRL with no entries has no list: sk_num(NULL) is -1 */
+	n = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+	printf("wrote %s (%d revoked)\n", a.out, n < 0 ? 0 : n);
 	rv = 0;
  out:
 	BIO_free(bio);

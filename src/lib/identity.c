@@ -285,6 +285,52 @@ mtls_rule_match(const char *rule, const char *id)
 	return 0;
 }
 
+/*
+ * RFC 6125 section 6.4.3: does the presented DNS SAN <pat> ("*.example.com")
+ * name the reference host <ref> ("api.example.com")? Our choices, which are
+ * those of the CA/Browser Forum and Go's crypto/x509:
+ * - "*" only as the whole leftmost label: "f*.example.com", "*oo.example.com"
+ *   and "a.*.example.com" are no wildcards and match nothing but themselves;
+ * - it stands for exactly one non-empty label, never several ("*.example.com"
+ *   does not match "a.b.example.com" nor "example.com");
+ * - at least two labels after it: "*.com" and "*" match nothing (we do not
+ *   consult the public suffix list: "*.co.uk" still matches "a.co.uk");
+ * - a reference whose leftmost label is an IDNA A-label ("xn--...") is never
+ *   matched by a wildcard (RFC 6125 lets a client refuse it; a U-label
+ *   behind the "*" is not something a CA can have checked);
+ * - ASCII case-insensitive; the reference must be a valid host name.
+ */
+int
+dns_wildcard_match(const char *pat, const char *ref)
+{
+	const char *rest = pat + 1, *dot;
+
+	if (pat[0] != '*' || pat[1] != '.' || strchr(rest, '*') != NULL ||
+	    dns_name_check(pat, 1) != 0 || strchr(rest + 1, '.') == NULL)
+		return 0;
+	if (dns_name_check(ref, 0) != 0 || strncasecmp(ref, "xn--", 4) == 0)
+		return 0;
+	if ((dot = strchr(ref, '.')) == NULL || dot == ref)
+		return 0;
+	return strcasecmp(dot, rest) == 0;
+}
+
+/*
+ * An expected identity (--dns, --expect, the name a client connects to)
+ * against one of the peer's: a rule match, or a DNS reference name matched
+ * by a wildcard DNS SAN. Only here: an allow rule "dns:api.example.com" is
+ * not met by a client certificate for "*.example.com".
+ */
+int
+ids_expect_match(const char *rule, const char *id)
+{
+	if (mtls_rule_match(rule, id))
+		return 1;
+	return rule != NULL && id != NULL && strncmp(rule, "dns:", 4) == 0 &&
+	    rule[4] != '*' && strncmp(id, "dns:*.", 6) == 0 &&
+	    dns_wildcard_match(id + 4, rule + 4);
+}
+
 int
 mtls_duration_parse(const char *s, int64_t *out)
 {

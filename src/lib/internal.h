@@ -107,6 +107,8 @@ int	 spiffe_trust_domain(const char *id, char *td, size_t td_len);
 /* Validates a DNS name (LDH labels, <= 253 bytes); allows a leading "*."
  * when <wildcard>. */
 int	 dns_name_check(const char *name, int wildcard);
+int	 dns_wildcard_match(const char *pat, const char *ref);
+int	 ids_expect_match(const char *rule, const char *id);
 /* Canonical text of an IP address ("ip:" not included); -1 when invalid. */
 int	 ip_canon(const char *in, char *out, size_t out_len);
 

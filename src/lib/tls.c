@@ -113,7 +113,7 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 		size_t k;
 
 		for (ok = 0, k = 0; k < out.ids.n && !ok; k++)
-			ok = mtls_rule_match(conn->expect_name, out.ids.v[k]);
+			ok = ids_expect_match(conn->expect_name, out.ids.v[k]);
 		if (!ok)
 			error_fail(&conn->err, MTLS_FAIL_IDENTITY_MISMATCH,
 			    "expected %s (the name we connected to), found %s",
@@ -526,6 +526,16 @@ peer_alert(unsigned long e)
 	return -1;
 }
 
+/* TLS 1.3: the client finishes first, so a server that refuses our
+ * certificate can only hang up (its alert is lost when it resets). */
+static int
+hung_up_after_hs(struct mtls *c)
+{
+	return error_fail(&c->err, MTLS_FAIL_PEER_REJECTED_OUR_CERT, "the "
+	    "server closed the connection right after the handshake, before "
+	    "any data: it most likely refused our certificate");
+}
+
 /* Sets a taxonomy code on <c> for a failed SSL call that returned <ret>. */
 static int
 classify(struct mtls *c, int ret)
@@ -575,13 +585,7 @@ classify(struct mtls *c, int ret)
 	if ((se == SSL_ERROR_SYSCALL || se == SSL_ERROR_ZERO_RETURN ||
 	    r == SSL_R_UNEXPECTED_EOF_WHILE_READING) && c->hs_done &&
 	    !c->conn_server && c->rx == 0)
-		/* TLS 1.3: the client finishes first, so a server that
-		 * refuses our certificate can only hang up (its alert is lost
-		 * when it resets the connection) */
-		return error_fail(&c->err, MTLS_FAIL_PEER_REJECTED_OUR_CERT,
-		    "the server closed the connection right after the "
-		    "handshake, before any data: it most likely refused our "
-		    "certificate");
+		return hung_up_after_hs(c);
 	if (se == SSL_ERROR_SYSCALL || se == SSL_ERROR_ZERO_RETURN ||
 	    r == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 		if (!c->hs_done && !c->conn_server)
@@ -699,6 +703,21 @@ mtls_write(struct mtls *c, const void *buf, size_t len)
 	ERR_clear_error();
 	if (SSL_write_ex(c->ssl, buf, len, &n) == 1)
 		return (long)n;
+	if (c->hs_done && !c->conn_server && c->rx == 0 &&
+	    SSL_get_error(c->ssl, 0) == SSL_ERROR_SYSCALL) {
+		unsigned char b[1];
+
+		/* TLS 1.3: a server that refuses our certificate after our
+		 * Finished sends its alert and hangs up, and our first write
+		 * meets the hang-up. The alert may be waiting unread: peek
+		 * (it consumes no data) for the reason. */
+		ERR_clear_error();
+		if (SSL_peek_ex(c->ssl, b, sizeof(b), &n) != 1 &&
+		    peer_alert(ERR_peek_error()) >= 0)
+			return classify(c, 0);
+		ERR_clear_error();
+		return hung_up_after_hs(c);
+	}
 	return classify(c, 0);
 }
 

@@ -507,13 +507,14 @@ ids_join(const struct ids *ids, char *buf, size_t len)
 }
 
 static int
-any_match(char * const *rules, size_t nr, const struct ids *ids)
+any_match(char * const *rules, size_t nr, const struct ids *ids, int expect)
 {
 	size_t i, j;
 
 	for (i = 0; i < nr; i++)
 		for (j = 0; j < ids->n; j++)
-			if (mtls_rule_match(rules[i], ids->v[j]))
+			if (expect ? ids_expect_match(rules[i], ids->v[j]) :
+			    mtls_rule_match(rules[i], ids->v[j]))
 				return 1;
 	return 0;
 }
@@ -527,13 +528,13 @@ authorize(const struct mtls_config *cfg, const struct ids *ids,
 	size_t i;
 
 	for (i = 0; i < cfg->n_expect; i++)
-		if (!any_match(&cfg->expect[i], 1, ids)) {
+		if (!any_match(&cfg->expect[i], 1, ids, 1)) {
 			ids_join(ids, found, sizeof(found));
 			return error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH,
 			    "expected %s, found %s", cfg->expect[i], found);
 		}
 	if (!cfg->allow_any && cfg->n_allow > 0 &&
-	    !any_match(cfg->allow, cfg->n_allow, ids)) {
+	    !any_match(cfg->allow, cfg->n_allow, ids, 0)) {
 		ids_join(ids, found, sizeof(found));
 		return error_fail(err, MTLS_FAIL_NOT_AUTHORIZED,
 		    "%s matches no allow rule", found);

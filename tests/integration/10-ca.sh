@@ -139,11 +139,15 @@ PY
 expect_exit 1 "list --expiring 7d exits 1 when something is due" "$MTLS" ca list --ca int --expiring 7d
 expect_grep "$(serial_of short.pem).*3d" "$T_DIR/out" "the 2-day certificate is flagged 3d"
 expect_exit 0 "list --expiring 1h exits 0 when nothing is due" "$MTLS" ca list --ca eroot --expiring 1h
+# nothing revoked yet: the count is 0 (was "-1": the CRL's empty list is NULL)
+expect_exit 0 "ca crl with nothing revoked" "$MTLS" ca crl --ca int --out crl0.pem
+expect_grep '\(0 revoked\)' "$T_DIR/out" "ca crl says 0 revoked"
 s=$(serial_of short.pem)
 expect_exit 0 "ca revoke" "$MTLS" ca revoke --ca int "$s" --reason keyCompromise
 expect_exit 0 "ca revoke again is harmless" "$MTLS" ca revoke --ca int "$s"
 expect_exit 2 "ca revoke of an unknown serial" "$MTLS" ca revoke --ca int 0123456789ABCDEF
 expect_exit 0 "ca crl" "$MTLS" ca crl --ca int --out crl.pem
+expect_grep '\(1 revoked\)' "$T_DIR/out" "ca crl says 1 revoked"
 openssl crl -in crl.pem -noout -text > crl.txt
 expect_grep "Serial Number: 0*$s" crl.txt "openssl crl lists the serial"
 expect_grep 'Key Compromise' crl.txt "the CRL has the reason"

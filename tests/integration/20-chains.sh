@@ -69,6 +69,14 @@ cat rsa2048.pem open1.pem > rsa2048_chain.pem
 mk sha1 open1.pem open/ca.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/h" ec:P-256 sha1
 cat sha1.pem open1.pem > sha1_chain.pem
 
+# wildcard DNS SANs (RFC 6125 6.4.3) for --dns
+mk wild open1.pem open/ca.key "$leafext\nsubjectAltName=DNS:*.example.org"
+cat wild.pem open1.pem > wild_chain.pem
+mk partial open1.pem open/ca.key "$leafext\nsubjectAltName=DNS:f*.example.org"
+cat partial.pem open1.pem > partial_chain.pem
+mk wildtld open1.pem open/ca.key "$leafext\nsubjectAltName=DNS:*.org"
+cat wildtld.pem open1.pem > wildtld_chain.pem
+
 rel_time() {	# +3d / -1d / +2h -> absolute UNIX time
 	local v=$1 n unit
 	n=${v%[dh]}; unit=${v: -1}

@@ -157,6 +157,62 @@ test_rule_match(void **state)
 	assert_int_equal(mtls_rule_match("dns:x", NULL), 0);
 }
 
+/* RFC 6125 6.4.3: a wildcard DNS SAN (id) against an expected name (rule). */
+static const struct {
+	const char *rule, *id;
+	int want;
+} expect_cases[] = {
+	{ "dns:foo.example.com", "dns:*.example.com", 1 },
+	{ "dns:FOO.Example.COM", "dns:*.EXAMPLE.com", 1 },
+	{ "dns:foo.example.com", "dns:foo.example.com", 1 },
+	{ "dns:a.b.example.com", "dns:*.example.com", 0 },	/* one label */
+	{ "dns:example.com", "dns:*.example.com", 0 },
+	{ "dns:.example.com", "dns:*.example.com", 0 },
+	{ "dns:fooexample.com", "dns:*.example.com", 0 },
+	{ "dns:foo.example.com.evil", "dns:*.example.com", 0 },
+	{ "dns:foo.com", "dns:*.com", 0 },			/* *.tld */
+	{ "dns:foo", "dns:*", 0 },
+	{ "dns:foo.example.com", "dns:f*.example.com", 0 },	/* partial */
+	{ "dns:foo.example.com", "dns:*o.example.com", 0 },
+	{ "dns:foo.example.com", "dns:fo*o.example.com", 0 },
+	{ "dns:a.foo.example.com", "dns:a.*.example.com", 0 },	/* not leftmost */
+	{ "dns:foo.example.com", "dns:*.*.com", 0 },
+	{ "dns:foo.example.com", "dns:**.example.com", 0 },
+	{ "dns:xn--bcher-kva.example.com", "dns:*.example.com", 0 },	/* A-label */
+	{ "dns:XN--bcher-kva.example.com", "dns:*.example.com", 0 },
+	{ "dns:foo.xn--bcher-kva.example", "dns:*.xn--bcher-kva.example", 1 },
+	{ "dns:foo.co.uk", "dns:*.co.uk", 1 },		/* no public suffix list */
+	{ "dns:*.example.com", "dns:foo.example.com", 1 },	/* a rule */
+	{ "dns:*.example.com", "dns:*.example.com", 1 },	/* allow-rule form */
+	{ "dns:foo_bar.example.com", "dns:*.example.com", 1 },
+	{ "dns:-foo.example.com", "dns:*.example.com", 0 },	/* bad reference */
+	{ "dns:foo.example.com", "dns:*.example..com", 0 },
+	{ "dns:foo.example.com", "dns:*.example.com.", 0 },
+	{ "dns:foo.example.com", "spiffe://*.example.com/x", 0 },
+	{ "ip:10.0.0.1", "dns:*.example.com", 0 },
+	{ "cn:foo.example.com", "dns:*.example.com", 0 },
+	{ "dns:foo.example.com", "cn:*.example.com", 0 },
+};
+
+static void
+test_expect_wildcard(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(expect_cases) / sizeof(expect_cases[0]); i++)
+		if (ids_expect_match(expect_cases[i].rule, expect_cases[i].id) !=
+		    expect_cases[i].want)
+			fail_msg("expect '%s' vs '%s': want %d",
+			    expect_cases[i].rule, expect_cases[i].id,
+			    expect_cases[i].want);
+	/* an allow rule for one name is not met by a wildcard certificate */
+	assert_int_equal(mtls_rule_match("dns:foo.example.com",
+	    "dns:*.example.com"), 0);
+	assert_int_equal(ids_expect_match(NULL, "dns:*.example.com"), 0);
+	assert_int_equal(ids_expect_match("dns:foo.example.com", NULL), 0);
+}
+
 static void
 test_dns_ip(void **state)
 {
@@ -375,6 +431,7 @@ main(void)
 		cmocka_unit_test(test_spiffe_length),
 		cmocka_unit_test(test_rule_check),
 		cmocka_unit_test(test_rule_match),
+		cmocka_unit_test(test_expect_wildcard),
 		cmocka_unit_test(test_dns_ip),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_names_from_cert),

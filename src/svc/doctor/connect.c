@@ -47,6 +47,7 @@ struct attempt {
 	int		 color;
 	int		 saw_server_hello, saw_cr, saw_nst, sent_cert;
 	int		 sent_empty_cert, got_server_cert;
+	int		 got_data;	/* application data from the server */
 	int		 alert_in, alert_in_after_cert;	/* -1: none */
 	int		 alert_out;
 	unsigned char	 first[64];	/* the first bytes the server sent */
@@ -231,9 +232,14 @@ msg_cb(int write_p, int version, int ct, const void *buf, size_t len,
 	case SSL3_RT_ALERT:
 		if (len < 2)
 			return;
+		/* closure alerts (close_notify; user_canceled, which the JDK
+		 * sends before it on every TLS 1.3 close) end a connection,
+		 * they refuse nothing; nor does any alert after the server
+		 * has sent us application data (it took our certificate) */
 		if (write_p)
 			a->alert_out = p[1];
-		else if (p[1] != SSL3_AD_CLOSE_NOTIFY) {
+		else if (p[1] != SSL3_AD_CLOSE_NOTIFY &&
+		    p[1] != SSL_AD_USER_CANCELLED && !a->got_data) {
 			a->alert_in = p[1];
 			if (a->sent_cert)
 				a->alert_in_after_cert = p[1];
@@ -439,6 +445,7 @@ http_probe(struct attempt *a, const char *host)
 		    a->http_resp) - 1 - n));
 		if (r > 0) {
 			n += (size_t)r;
+			a->got_data = 1;
 			continue;
 		}
 		e = SSL_get_error(a->ssl, r);
@@ -523,8 +530,10 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 	deadline = now_us() + 1500000;
 	while (SSL_version(a->ssl) == TLS1_3_VERSION && !a->saw_nst) {
 		r = SSL_read(a->ssl, buf, sizeof(buf));
-		if (r > 0)
+		if (r > 0) {
+			a->got_data = 1;
 			break;		/* it talks to us: accepted */
+		}
 		e = SSL_get_error(a->ssl, r);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 			if (a->saw_nst || wait_io(a->fd, e, deadline) != 0)
@@ -957,6 +966,47 @@ verdict_after(struct attempt *a, json_t *findings)
 		    "connection right after the handshake, before any data");
 }
 
+/*
+ * When the server refused our certificate and our own chain has an error
+ * of its own (from index <from> on: expired, not yet valid, ...), that is
+ * the cause and the headline: GnuTLS answers access_denied to every
+ * verification failure, which reads as "not authorized". Ours moves just
+ * before the refusal.
+ */
+static void
+ours_first(json_t *findings, size_t from)
+{
+	size_t i, j, n = json_array_size(findings);
+	const char *sev, *code;
+	json_t *f;
+
+	for (i = 0; i < from; i++) {
+		f = json_array_get(findings, i);
+		code = json_string_value(json_object_get(f, "code"));
+		if (code != NULL && strcmp(code, "peer_rejected_our_cert") == 0)
+			break;
+	}
+	if (i == from)
+		return;
+	for (j = from; j < n; j++) {
+		char fix[200];
+
+		f = json_array_get(findings, j);
+		sev = json_string_value(json_object_get(f, "severity"));
+		if (sev == NULL || strcmp(sev, "error") != 0)
+			continue;
+		code = json_string_value(json_object_get(f, "code"));
+		snprintf(fix, sizeof(fix), "most likely because of the finding "
+		    "above (%s): fix that first", code ? code : "our chain");
+		json_object_set_new(json_array_get(findings, i), "fix",
+		    json_string(fix));
+		json_incref(f);
+		json_array_remove(findings, j);
+		json_array_insert_new(findings, i, f);
+		return;
+	}
+}
+
 static void
 http_verdict(struct attempt *a, json_t *report, json_t *findings)
 {
@@ -1085,12 +1135,23 @@ client_cert_facts(struct attempt *a, STACK_OF(X509) *chain, int completed,
 	json_object_set_new(report, "client_cert", cc);
 	json_object_set_new(cc, "requested", json_boolean(a->saw_cr));
 	if (!a->saw_cr) {
-		if (completed)
-			finding_add(findings, chain ? "warn" : "info", NULL,
-			    "client certificate", chain ? "configure the "
-			    "server to require client certificates (nginx: "
-			    "ssl_verify_client on; mtls proxy does by default)"
-			    : NULL, "the server does not request a client "
+		/* with --cert the question is mTLS: a server that never asks
+		 * for a certificate fails it (our certificate went nowhere) */
+		if (completed && chain)
+			finding_add(findings, "error", "no_client_cert",
+			    "client certificate", "configure the server to "
+			    "request and verify client certificates (nginx: "
+			    "ssl_verify_client on; Go: ClientAuth "
+			    "tls.RequireAndVerifyClientCert; Java: "
+			    "setNeedClientAuth(true); Node: requestCert and "
+			    "rejectUnauthorized; gnutls-serv: "
+			    "--require-client-cert; mtls proxy does by "
+			    "default)", "mutual TLS is not happening: the server "
+			    "never requested a client certificate, so ours was "
+			    "not sent and the server does not know who we are");
+		else if (completed)
+			finding_add(findings, "info", NULL, "client certificate",
+			    NULL, "the server does not request a client "
 			    "certificate: this is TLS, not mutual TLS");
 		return;
 	}
@@ -1180,6 +1241,7 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
 	char host[256], port[16], expect[300], ca_used[4096];
 	const char *sni, *ca;
 	int completed;
+	size_t nf;
 
 	*usage = 0;
 	memset(&a, 0, sizeof(a));
@@ -1268,6 +1330,7 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
 		http_verdict(&a, report, findings);
 	if (mine) {
 		/* our own chain: the likely cause when the server refuses it */
+		nf = json_array_size(findings);
 		memset(&co, 0, sizeof(co));
 		co.purpose = MTLS_PURPOSE_CLIENT;
 		co.now = time(NULL);
@@ -1277,6 +1340,7 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
 			json_object_set_new(json_object_get(report,
 			    "client_cert") ? json_object_get(report,
 			    "client_cert") : report, "chain", sc);
+		ours_first(findings, nf);
 	}
  out:
 	json_object_set_new(report, "findings", findings);

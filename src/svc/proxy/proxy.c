@@ -121,6 +121,7 @@ struct conn {
 	uint64_t	 bytes_ab, bytes_ba;
 	int64_t		 t_start_us;
 	int64_t		 hs_us;
+	int		 verdict_pending;	/* outbound TLS 1.3: see below */
 	struct tq	*q;
 	struct conn	*q_prev, *q_next;
 	int64_t		 deadline_ms;
@@ -148,6 +149,7 @@ struct lstate {
 	uint64_t		 cfg_seq;	/* under proxy mu */
 	int64_t			 own_not_after;	/* atomic */
 	char			 own_id[256];	/* under proxy mu */
+	char			 own_warn[512];	/* main thread: own_chain */
 	uint8_t			 files_hash[32];	/* of the files in use */
 	/* --crl-url: the newest CRL fetched (under proxy mu) */
 	uint8_t			*crl;
@@ -339,15 +341,44 @@ static void own_identity(struct proxy *, struct lstate *,
     const struct mtls_config *);
 
 /*
+ * Our certificate does not chain to --ca. --ca is the trust for peers, not
+ * for us: a publicly issued server certificate with a private client CA is
+ * a common setup, so this is a warning (<warn>) as long as the leaf is
+ * within its validity window; outside it we refuse to start as before.
+ */
+static int
+own_window_ok(const struct proxy_listener *l, const struct mtls_config *cfg,
+    const char *why, char *serial, size_t slen, char *warn, size_t wlen,
+    struct mtls_error *err)
+{
+	X509 *leaf = sk_X509_value(cfg->chain, 0);
+
+	if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0)
+		return error_fail(err, MTLS_FAIL_CERT_EXPIRED, "%s: own "
+		    "certificate has expired", l->cert);
+	if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0)
+		return error_fail(err, MTLS_FAIL_CERT_NOT_YET_VALID, "%s: own "
+		    "certificate is not valid yet", l->cert);
+	serial_hex(X509_get0_serialNumber(leaf), serial, slen);
+	snprintf(warn, wlen, "%s does not chain to --ca %s (%s; --ca is the "
+	    "trust for peers): fine for a public server certificate with a "
+	    "private client CA; otherwise peers will refuse it: send the "
+	    "intermediates in %s or issue it from a CA in --ca", l->cert,
+	    l->ca, why, l->cert);
+	return 0;
+}
+
+/*
  * Builds and checks a complete config from the files: the key matches the
  * certificate, the certificate is valid now and chains to the bundle (in
- * mTLS both sides trust the same CAs), CRLs parse. Nothing is swapped
- * unless all of this passes.
+ * mTLS both sides trust the same CAs; one that does not is only a warning
+ * in <warn>, see own_window_ok), CRLs parse. Nothing is swapped unless all
+ * of this passes.
  */
 static struct mtls_config *
 config_build(const struct proxy_listener *l, const uint8_t *crl,
     size_t crl_len, const uint8_t *staple, size_t staple_len, char *serial,
-    size_t slen, struct mtls_error *err)
+    size_t slen, char *warn, size_t wlen, struct mtls_error *err)
 {
 	struct mtls_config *cfg = mtls_config_new();
 	struct mtls *v = NULL;
@@ -394,7 +425,7 @@ config_build(const struct proxy_listener *l, const uint8_t *crl,
 	{
 		struct mtls_config *own = mtls_config_new();
 		struct verify_out out;
-		int r;
+		int r, elsewhere;
 
 		if (own == NULL || (v = mtls_new()) == NULL) {
 			mtls_config_free(own);
@@ -421,7 +452,13 @@ config_build(const struct proxy_listener *l, const uint8_t *crl,
 			goto cfgerr;
 		}
 		mtls_config_free(own);
-		if (r != 0) {
+		/* not ours to judge: --ca is the peers' trust */
+		elsewhere = r != 0 && (v->err.fail == MTLS_FAIL_UNKNOWN_CA ||
+		    v->err.fail == MTLS_FAIL_CHAIN_INCOMPLETE);
+		if (elsewhere && own_window_ok(l, cfg, mtls_fail_name(
+		    v->err.fail), serial, slen, warn, wlen, err) != 0)
+			goto err;
+		if (r != 0 && !elsewhere) {
 			error_set(err, MTLS_ERR_VERIFY, "%s: own certificate "
 			    "does not verify against %s: %s: %s", l->cert,
 			    l->ca, mtls_fail_name(v->err.fail), v->err.msg);
@@ -665,6 +702,10 @@ conn_free(struct conn *c, const char *why)
 
 	if (c->dead)
 		return;
+	if (c->verdict_pending && c->state == S_PUMP) {
+		c->verdict_pending = 0;
+		log_handshake(c, 1);
+	}
 	if (c->state == S_PUMP) {
 		json_t *o = json_object();
 
@@ -981,7 +1022,16 @@ conn_step(struct conn *c, uint32_t events)
 			conn_free(c, "handshake");
 			return;
 		}
-		log_handshake(c, 1);
+		/* Outbound TLS 1.3: the server judges our certificate after
+		 * our Finished, so its refusal (Go's bad_certificate) arrives
+		 * once we are pumping. The handshake line waits for its
+		 * verdict: the first byte from upstream, or the close. */
+		if (c->wl->ls->l->outbound &&
+		    strcmp(mtls_conn_version(t->tls), "TLSv1.3") == 0 &&
+		    !mtls_conn_resumed(t->tls))
+			c->verdict_pending = 1;
+		else
+			log_handshake(c, 1);
 		if (!c->wl->ls->l->outbound) {
 			/* only an authorized peer reaches the backend */
 			if (start_connect(c) != 0) {
@@ -1006,8 +1056,23 @@ conn_step(struct conn *c, uint32_t events)
 	    &progress) != 0 ||
 	    pump(&c->b, &c->a, &c->ba, w->scratch, &c->bytes_ba,
 	    &progress) != 0) {
+		if (c->verdict_pending && c->bytes_ba == 0 &&
+		    mtls_fail_code(c->b.tls) ==
+		    MTLS_FAIL_PEER_REJECTED_OUR_CERT) {
+			/* refused after the handshake: a failed handshake,
+			 * not a session that was reset */
+			c->verdict_pending = 0;
+			log_handshake(c, 0);
+			c->state = S_HANDSHAKE;
+			conn_free(c, "handshake");
+			return;
+		}
 		conn_free(c, "reset");
 		return;
+	}
+	if (c->verdict_pending && c->bytes_ba > 0) {
+		c->verdict_pending = 0;
+		log_handshake(c, 1);
 	}
 	if (c->a.rd_eof && c->b.rd_eof && c->ab.len == 0 && c->ba.len == 0) {
 		conn_free(c, "done");
@@ -1452,6 +1517,7 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 	struct mtls_config *cfg = NULL;
 	uint8_t *crl, *staple;
 	size_t len, slen2;
+	char warn[sizeof(ls->own_warn)] = "";
 	int oom;
 
 	pthread_mutex_lock(&p->mu);
@@ -1464,9 +1530,22 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	else
 		cfg = config_build(ls->l, crl, len, staple, slen2, serial, slen,
-		    err);
+		    warn, sizeof(warn), err);
 	free(crl);
 	free(staple);
+	/* one line per change of the warning, not per rebuild */
+	if (cfg != NULL && strcmp(warn, ls->own_warn) != 0) {
+		if (warn[0] != '\0') {
+			json_t *o = json_object();
+
+			json_object_set_new(o, "listener",
+			    json_string(ls->l->name));
+			json_object_set_new(o, "warning", json_string(warn));
+			log_emit("warn", "own_chain", o);
+			json_decref(o);
+		}
+		snprintf(ls->own_warn, sizeof(ls->own_warn), "%s", warn);
+	}
 	return cfg;
 }
 
