@@ -10,8 +10,9 @@
 #    over max_conns_per_ip 256 at once; /metrics and conn_limit lines say
 #    why; SIGTERM drains under a flood of silent connections.
 #  - the gateway at --max-conns 100 full of silent connections: the
-#    longest-waiting one is closed for a new client, a request in progress
-#    is never closed for one; max_conns_per_ip 5 from a config file is
+#    longest-waiting one (here: request heads sent a byte a second, then
+#    silent ones) is closed for a new client, a request in progress is
+#    never closed for one; max_conns_per_ip 5 from a config file is
 #    exact.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
@@ -78,6 +79,8 @@ start_bg flood1 python3 "$FLOOD" "$gp" flood1 --idle 1000 --addrs 40 --first-add
     --burst 300 --burst-addr 127.0.0.250 --hold-s 60 --open-s 30
 wait_for 40 test -e flood1.ready || { not_ok "the flood on the gateway is open" "$(cat "$T_DIR/flood1.log")"; exit 0; }
 ok "flood on the gateway: $(cat flood1.ready)"
+active_ge() { [ "$(metrics "$1" | awk '/^mtls_connections_active/ {print $2}')" -ge "$2" ] 2>/dev/null; }
+wait_for 5 active_ge "$ap" 1000
 n=$(metrics "$ap" | awk '/^mtls_connections_active/ {print $2}')
 [ "${n:-0}" -ge 1000 ] && ok "the gateway holds the flood: $n connections open" || not_ok "flood held" "open: '$n'"
 timed "under the flood: an mTLS curl gets its answer from the gateway" 5000 get "$gp" a
@@ -116,12 +119,21 @@ gwconf "$cp" "$cap" "workers = 1
 max_conns = 100
 first_byte_timeout = 30s
 handshake_timeout = 30s" "max_conns_per_ip = 0" > cap.conf
+# a public route: clients without a certificate finish the handshake too
+printf '[route "pub"]\npath = /pub\nupstream = 127.0.0.1:%s\nclient_cert = optional\n' "$be" >> cap.conf
 start_bg gw2 "$MTLS" proxy --config cap.conf
 glog2="$T_DIR/gw2.log"
 wait_for 10 port_open "$cp" || { not_ok "gateway --max-conns 100 starts" "$(cat "$glog2")"; exit 0; }
 start_bg slow curl -sS --max-time 90 --cacert root/bundle.pem --cert client.pem --key client.key "https://localhost:$cp/slow"
 SLOW=$BG_PID
 wait_for 10 grep -q '"event":"handshake".*"result":"ok"' "$glog2" || { not_ok "a slow request is in progress"; exit 0; }
+# heads sent a byte a second (the first byte 1 s after they are open),
+# then, once those are in their heads, silent connections fill the cap
+start_bg flood3h python3 "$FLOOD" "$cp" flood3h --slow-tls 50 --addrs 1 --first-addr 3 --hold-s 60
+wait_for 30 test -e flood3h.ready || { not_ok "flood 3 (heads) is open" "$(cat "$T_DIR/flood3h.log")"; exit 0; }
+t3=$(ms)
+elapsed() { [ $(( $(ms) - t3 )) -ge "$1" ]; }
+wait_for 5 elapsed 2500
 start_bg flood3 python3 "$FLOOD" "$cp" flood3 --idle 300 --addrs 1 --first-addr 2 --hold-s 60
 wait_for 30 test -e flood3.ready || { not_ok "flood 3 is open"; exit 0; }
 timed "--max-conns 100 full of silent connections: an mTLS curl still gets its answer" 5000 get "$cp" c
@@ -134,7 +146,10 @@ grep -Eq '^mtls_conns_closed_total\{reason="evicted_idle"\} [1-9][0-9]*$' gmetri
     grep -Eq '^mtls_connections_active (9[0-9]|100)$' gmetrics2.txt \
     && ok "at the cap the longest-waiting silent connections were closed for new ones" \
     || not_ok "eviction" "$(grep -E 'conns_closed|active' gmetrics2.txt)"
-touch flood3.stop
+touch flood3.stop flood3h.stop
+wait_for 40 test -e flood3h || { not_ok "flood 3 ends" "$(cat "$T_DIR/flood3h.log")"; exit 0; }
+echo "    flood: $(cat flood3h)"
+closed_in flood3h slow_tls 50 0 20 "at the cap, request heads sent a byte a second (the oldest waits) were closed for newcomers, long before request_timeout (60 s)"
 pp=$(free_port)
 gwconf "$pp" "$(free_port)" "workers = 2" "max_conns_per_ip = 5" > per5.conf
 start_bg gw3 "$MTLS" proxy --config per5.conf

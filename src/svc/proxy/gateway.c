@@ -1701,7 +1701,7 @@ exchange_reset(struct gwc *c)
 
 /* ---- connections a newcomer may replace ---- */
 
-enum { IDLE_FIRST_BYTE, IDLE_HANDSHAKE, IDLE_KEEPALIVE };
+enum { IDLE_FIRST_BYTE, IDLE_HANDSHAKE, IDLE_KEEPALIVE, IDLE_HEAD };
 
 static void
 idle_enter(struct gwc *c, int phase)
@@ -1845,7 +1845,10 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 	exchange_reset(c);
 	c->t_req = now_ms();
 	dl = req_deadline(c);
-	/* the head, whole, in c->in */
+	/* the head, whole, in c->in; until it is, a newcomer at the cap
+	 * may take the connection's place (its wait counted from the
+	 * head's start, so a head sent a byte at a time stays old) */
+	idle_enter(c, IDLE_HEAD);
 	for (;;) {
 		size_t have = c->in_len - c->in_off;
 		const char *why;
@@ -1881,9 +1884,15 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		}
 		n = io_read(&c->cl, c->in + c->in_len, IN_SIZE - c->in_len,
 		    dl);
+		if (c->evicted) {
+			gw_limit(gw, GW_CL_EVICTED, c->client);
+			return 0;
+		}
 		if (n <= 0) {
-			if (have == 0)
+			if (have == 0) {
+				idle_leave(c);
 				return 0;
+			}
 			refuse(c, n == IO_TIMEOUT ? 408 : 400, n == IO_TIMEOUT ?
 			    "request_timeout" : "bad_request", "%s",
 			    n == IO_TIMEOUT ? "the request head did not arrive "
@@ -1892,6 +1901,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		}
 		c->in_len += (size_t)n;
 	}
+	idle_leave(c);
 	hlen = (size_t)(hend - (c->in + c->in_off)) + 4;
 	{
 		const char *why = http_head_check(c->in + c->in_off, hlen);
@@ -2006,6 +2016,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		return 0;
 	}
  refused:
+	idle_leave(c);
 	up_release(c, 0);
 	if (__atomic_load_n(gw->env.stopping, __ATOMIC_ACQUIRE))
 		c->keep = 0;
