@@ -126,8 +126,8 @@ struct loop {
 	struct co	*waiting;	/* coroutines in io_wait */
 	struct co	*dead;		/* finished, stacks to free */
 	/* connections a newcomer may take the place of at the cap: first
-	 * byte or handshake awaited, or idle between requests; oldest
-	 * wait first */
+	 * byte or handshake awaited, idle between requests, or a request
+	 * head not yet whole; oldest wait first */
 	struct gwc	*idle_head, *idle_tail;
 	int		 n_cos;
 	struct mtls	*srv;		/* this loop's server context */
@@ -1755,9 +1755,10 @@ idle_close(struct loop *lp, struct gwc *c, int why)
 	co_resume(lp, co);
 }
 
-/* At the cap: closes the loop's longest-waiting connection that has not
- * sent a request head (first byte, handshake) or waits for its next one;
- * a request in progress is never cut. 1 if one was closed. */
+/* At the cap: closes the loop's longest-waiting connection that has no
+ * whole request head (first byte, handshake, keep-alive, a head still
+ * arriving); a request whose head is whole is never cut. 1 if one was
+ * closed. */
 static int
 evict_oldest(struct loop *lp)
 {
@@ -2170,6 +2171,7 @@ conn_run(struct gwc *c)
 		log_conn(c, "close", 1, 0);
 	}
  out:
+	idle_leave(c);		/* (each path left already) */
 	free(rbuf);
 	free(c->in);
 	free(c->rh);
