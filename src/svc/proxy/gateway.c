@@ -43,6 +43,7 @@
 #endif
 
 #include "http/http.h"
+#include "net/iplimit.h"
 #include "proxy/gateway.h"
 #include "proxy/x509memo.h"
 
@@ -124,6 +125,10 @@ struct loop {
 	struct co	*cur;
 	struct co	*waiting;	/* coroutines in io_wait */
 	struct co	*dead;		/* finished, stacks to free */
+	/* connections a newcomer may take the place of at the cap: first
+	 * byte or handshake awaited, idle between requests, or a request
+	 * head not yet whole; oldest wait first */
+	struct gwc	*idle_head, *idle_tail;
 	int		 n_cos;
 	struct mtls	*srv;		/* this loop's server context */
 	uint64_t	 seq;
@@ -153,9 +158,16 @@ struct field {
 
 struct gwc {
 	struct gw	*gw;
+	struct loop	*lp;
+	struct co	*co;
 	struct io	 cl;		/* the client */
 	char		 client[64];
 	int64_t		 t_conn;
+	struct ipent	*ip;		/* its address's slot (iplimit) */
+	/* on lp's idle list (phase: IDLE_*); closed for a newcomer or by a
+	 * drain while there */
+	struct gwc	*iprev, *inext;
+	int		 idle, phase, evicted;
 	/* the peer */
 	int		 verified, fail;
 	struct ids	 ids;
@@ -1687,16 +1699,91 @@ exchange_reset(struct gwc *c)
 	c->t_up = 0;
 }
 
-/* Waits for the first byte of the next request: 1 data, 0 closed or idle
- * too long or draining. */
+/* ---- connections a newcomer may replace ---- */
+
+enum { IDLE_FIRST_BYTE, IDLE_HANDSHAKE, IDLE_KEEPALIVE, IDLE_HEAD };
+
+static void
+idle_enter(struct gwc *c, int phase)
+{
+	struct loop *lp = c->lp;
+
+	c->phase = phase;
+	if (lp == NULL || c->idle)
+		return;
+	c->idle = 1;
+	c->inext = NULL;
+	c->iprev = lp->idle_tail;
+	if (lp->idle_tail != NULL)
+		lp->idle_tail->inext = c;
+	else
+		lp->idle_head = c;
+	lp->idle_tail = c;
+}
+
+static void
+idle_leave(struct gwc *c)
+{
+	struct loop *lp = c->lp;
+
+	if (lp == NULL || !c->idle)
+		return;
+	c->idle = 0;
+	if (c->iprev != NULL)
+		c->iprev->inext = c->inext;
+	else
+		lp->idle_head = c->inext;
+	if (c->inext != NULL)
+		c->inext->iprev = c->iprev;
+	else
+		lp->idle_tail = c->iprev;
+	c->iprev = c->inext = NULL;
+}
+
+static void co_resume(struct loop *, struct co *);
+
+/* From the loop: ends <c>'s wait now (its io_wait times out) with
+ * c->evicted = <why>; it closes. */
+static void
+idle_close(struct loop *lp, struct gwc *c, int why)
+{
+	struct co *co = c->co;
+
+	idle_leave(c);
+	c->evicted = why;
+	waiting_remove(lp, co);
+	co_resume(lp, co);
+}
+
+/* At the cap: closes the loop's longest-waiting connection that has no
+ * whole request head (first byte, handshake, keep-alive, a head still
+ * arriving); a request whose head is whole is never cut. 1 if one was
+ * closed. */
 static int
-wait_request(struct gwc *c)
+evict_oldest(struct loop *lp)
+{
+	struct gwc *c;
+
+	for (c = lp->idle_head; c != NULL; c = c->inext)
+		if (c->co != NULL && c->co->waiting) {
+			idle_close(lp, c, 1);
+			return 1;
+		}
+	return 0;
+}
+
+static void
+gw_limit(struct gw *gw, int why, const char *client)
+{
+	if (gw->env.limit != NULL)
+		gw->env.limit(gw->env.arg, why, client);
+}
+
+static int
+wait_request1(struct gwc *c)
 {
 	int64_t deadline = now_ms() + c->gw->env.o->idle_timeout_ms;
 
-	if (c->in_len > c->in_off)
-		return 1;
-	c->in_off = c->in_len = 0;
 	for (;;) {
 		long r;
 		int64_t slice = now_ms() + 250;
@@ -1721,10 +1808,28 @@ wait_request(struct gwc *c)
 			    io_wait(c->cl.fd, POLLOUT, deadline) != 0)
 				return 0;
 		}
-		if (__atomic_load_n(c->gw->env.stopping, __ATOMIC_ACQUIRE) ||
-		    now_ms() >= deadline)
+		if (c->evicted || __atomic_load_n(c->gw->env.stopping,
+		    __ATOMIC_ACQUIRE) || now_ms() >= deadline)
 			return 0;
 	}
+}
+
+/* Waits for the first byte of the next request: 1 data, 0 closed or idle
+ * too long or draining or closed for a newcomer at the cap. */
+static int
+wait_request(struct gwc *c)
+{
+	int r;
+
+	if (c->in_len > c->in_off)
+		return 1;
+	c->in_off = c->in_len = 0;
+	idle_enter(c, IDLE_KEEPALIVE);
+	r = wait_request1(c);
+	idle_leave(c);
+	if (!r && c->evicted)
+		gw_limit(c->gw, GW_CL_EVICTED, c->client);
+	return r;
 }
 
 /* One request and its answer. 1 to go on with the connection, 0 to
@@ -1741,7 +1846,10 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 	exchange_reset(c);
 	c->t_req = now_ms();
 	dl = req_deadline(c);
-	/* the head, whole, in c->in */
+	/* the head, whole, in c->in; until it is, a newcomer at the cap
+	 * may take the connection's place (its wait counted from the
+	 * head's start, so a head sent a byte at a time stays old) */
+	idle_enter(c, IDLE_HEAD);
 	for (;;) {
 		size_t have = c->in_len - c->in_off;
 		const char *why;
@@ -1777,9 +1885,15 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		}
 		n = io_read(&c->cl, c->in + c->in_len, IN_SIZE - c->in_len,
 		    dl);
+		if (c->evicted) {
+			gw_limit(gw, GW_CL_EVICTED, c->client);
+			return 0;
+		}
 		if (n <= 0) {
-			if (have == 0)
+			if (have == 0) {
+				idle_leave(c);
 				return 0;
+			}
 			refuse(c, n == IO_TIMEOUT ? 408 : 400, n == IO_TIMEOUT ?
 			    "request_timeout" : "bad_request", "%s",
 			    n == IO_TIMEOUT ? "the request head did not arrive "
@@ -1788,6 +1902,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		}
 		c->in_len += (size_t)n;
 	}
+	idle_leave(c);
 	hlen = (size_t)(hend - (c->in + c->in_off)) + 4;
 	{
 		const char *why = http_head_check(c->in + c->in_off, hlen);
@@ -1902,6 +2017,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		return 0;
 	}
  refused:
+	idle_leave(c);
 	up_release(c, 0);
 	if (__atomic_load_n(gw->env.stopping, __ATOMIC_ACQUIRE))
 		c->keep = 0;
@@ -1967,11 +2083,33 @@ static void
 conn_run(struct gwc *c)
 {
 	struct gw *gw = c->gw;
-	int64_t t0 = now_ms(), deadline = t0 + gw->env.o->handshake_timeout_ms;
+	const struct proxy_opts *o = gw->env.o;
+	/* the first byte never waits longer than a handshake */
+	int64_t fb = o->first_byte_timeout_ms > 0 && o->first_byte_timeout_ms <
+	    o->handshake_timeout_ms ? o->first_byte_timeout_ms :
+	    o->handshake_timeout_ms, deadline;
 	struct timespec a, b;
 	char *rbuf = NULL;
 	int r, ok = 0;
 
+	/* until its first byte a connection is a struct, an fd and a
+	 * coroutine: no TLS object; a drain or a newcomer at the cap may
+	 * close it */
+	idle_enter(c, IDLE_FIRST_BYTE);
+	r = io_wait(c->cl.fd, POLLIN, c->t_conn + fb);
+	if (r == IO_TIMEOUT || c->evicted) {
+		idle_leave(c);
+		if (c->evicted != 2)
+			gw_limit(gw, c->evicted ? GW_CL_EVICTED :
+			    GW_CL_FIRST_BYTE, c->client);
+		goto out;
+	}
+	if (mtls_accept_socket(c->lp->srv, &c->cl.tls, c->cl.fd) != 0) {
+		idle_leave(c);
+		goto out;
+	}
+	c->phase = IDLE_HANDSHAKE;
+	deadline = now_ms() + o->handshake_timeout_ms;
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	for (;;) {
 		r = mtls_handshake(c->cl.tls);
@@ -1984,6 +2122,11 @@ conn_run(struct gwc *c)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &b);
+	idle_leave(c);
+	if (c->evicted) {
+		gw_limit(gw, GW_CL_EVICTED, c->client);
+		goto out;
+	}
 	if (r == 0) {
 		X509 *peer = SSL_get0_peer_certificate(c->cl.tls->ssl);
 		struct mtls_error e;
@@ -2003,10 +2146,12 @@ conn_run(struct gwc *c)
 		} else
 			c->verified = 0;
 	}
-	if (r == -2)
+	if (r == -2) {
 		error_fail(&c->cl.tls->err, MTLS_FAIL_HANDSHAKE_TIMEOUT, "no "
-		    "complete handshake within %lld ms",
+		    "complete handshake within %lld ms of its first byte",
 		    (long long)gw->env.o->handshake_timeout_ms);
+		gw_limit(gw, GW_CL_HS_TIMEOUT, c->client);
+	}
 	{
 		int64_t us = (b.tv_sec - a.tv_sec) * 1000000 +
 		    (b.tv_nsec - a.tv_nsec) / 1000;
@@ -2025,6 +2170,8 @@ conn_run(struct gwc *c)
 		mtls_close(c->cl.tls);
 		log_conn(c, "close", 1, 0);
 	}
+ out:
+	idle_leave(c);		/* (each path left already) */
 	free(rbuf);
 	free(c->in);
 	free(c->rh);
@@ -2032,8 +2179,10 @@ conn_run(struct gwc *c)
 	free(c->xfcc);
 	free(c->by);
 	ids_free(&c->ids);
-	mtls_free(c->cl.tls);
+	if (c->cl.tls != NULL)
+		mtls_free(c->cl.tls);
 	close(c->cl.fd);
+	iplimit_put(gw->env.ipt, c->ip);
 	free(c);
 	__atomic_sub_fetch(gw->env.active, 1, __ATOMIC_RELEASE);
 }
@@ -2242,6 +2391,8 @@ co_spawn(struct loop *lp, struct gwc *c)
 	co->stack = (char *)co->stack + 4096;
 	co->lp = lp;
 	co->c = c;
+	c->co = co;
+	c->lp = lp;
 	getcontext(&co->ctx);
 	co->ctx.uc_stack.ss_sp = co->stack;
 	co->ctx.uc_stack.ss_size = co->stack_size;
@@ -2267,6 +2418,15 @@ co_reap(struct loop *lp)
 
 /* ---- event loops ---- */
 
+static int
+gw_full(struct gw *gw)
+{
+	int n = __atomic_load_n(gw->env.active, __ATOMIC_RELAXED);
+
+	return (gw->env.o->max_conns > 0 && n >= gw->env.o->max_conns) ||
+	    n >= HTTP_MAX_CONNS;
+}
+
 static void
 accept_some(struct loop *lp)
 {
@@ -2277,45 +2437,73 @@ accept_some(struct loop *lp)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		struct gwc *c;
+		struct ipent *ip;
+		char client[64];
 		int fd, one = 1;
 
 		fd = accept4(lp->lfd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			/* out of fds: an idle connection makes room */
+			if ((errno == EMFILE || errno == ENFILE) &&
+			    evict_oldest(lp))
+				continue;
 			return;		/* EAGAIN; or EMFILE: next round */
-		if ((gw->env.o->max_conns > 0 && __atomic_load_n(gw->env.active,
-		    __ATOMIC_RELAXED) >= gw->env.o->max_conns) ||
-		    __atomic_load_n(gw->env.active, __ATOMIC_RELAXED) >=
-		    HTTP_MAX_CONNS) {
+		}
+		proxy_addr_text(&ss, client, sizeof(client));
+		ip = NULL;
+		if (gw->env.ipt != NULL &&
+		    iplimit_take(gw->env.ipt, &ss, &ip) != 0) {
 			close(fd);
+			gw_limit(gw, GW_CL_PER_IP, client);
+			continue;
+		}
+		/* at the cap the longest-waiting idle connection of this
+		 * loop makes room; refused only when there is none */
+		if (gw_full(gw) && !evict_oldest(lp)) {
+			close(fd);
+			iplimit_put(gw->env.ipt, ip);
+			gw_limit(gw, GW_CL_FULL, client);
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		refresh(lp);
 		if ((c = calloc(1, sizeof(*c))) == NULL) {
 			close(fd);
+			iplimit_put(gw->env.ipt, ip);
 			continue;
 		}
 		c->gw = gw;
 		c->cl.fd = fd;
+		c->ip = ip;
 		c->t_conn = now_ms();
 		pthread_mutex_lock(&gw->mu);
 		c->by = gw->by[0] ? strdup(gw->by) : NULL;
 		pthread_mutex_unlock(&gw->mu);
-		proxy_addr_text(&ss, c->client, sizeof(c->client));
-		if (mtls_accept_socket(lp->srv, &c->cl.tls, fd) != 0) {
-			free(c->by);
-			free(c);
-			close(fd);
-			continue;
-		}
+		memcpy(c->client, client, sizeof(c->client));
 		__atomic_add_fetch(gw->env.active, 1, __ATOMIC_RELAXED);
 		if (co_spawn(lp, c) != 0) {
 			__atomic_sub_fetch(gw->env.active, 1, __ATOMIC_RELAXED);
-			mtls_free(c->cl.tls);
+			iplimit_put(gw->env.ipt, ip);
 			free(c->by);
 			free(c);
 			close(fd);
+		}
+	}
+}
+
+/* Draining: connections still waiting for a first byte close at once. */
+static void
+drain_first_byte(struct loop *lp)
+{
+	struct gwc *c, *nx;
+
+	for (c = lp->idle_head; c != NULL; c = nx) {
+		nx = c->inext;
+		if (c->phase == IDLE_FIRST_BYTE && c->co != NULL &&
+		    c->co->waiting) {
+			idle_close(lp, c, 2);
+			nx = lp->idle_head;	/* the list changed */
 		}
 	}
 }
@@ -2340,6 +2528,7 @@ loop_main(void *arg)
 				close(lp->lfd);
 				lp->lfd = -1;
 			}
+			drain_first_byte(lp);
 			if (lp->n_cos == 0)
 				break;
 		}

@@ -29,8 +29,20 @@ struct gw_env {
 	/* Counts a server handshake in the proxy's metrics. */
 	void			 (*count_hs)(void *arg, int result, int resumed,
 				    int64_t us);
+	/* Client addresses (net/iplimit.h): a slot taken at accept, given
+	 * back at close; NULL: no per-address limit. */
+	struct iplimit		*ipt;
+	/* Counts a connection closed for a limit (GW_CL_*) and logs a
+	 * conn_limit line at most once a second; NULL: not counted. */
+	void			 (*limit)(void *arg, int why,
+				    const char *client);
 	void			*arg;
 };
+
+/* Why a connection was closed for a limit: the proxy's
+ * mtls_conns_closed_total{reason} in this order. */
+enum { GW_CL_FIRST_BYTE, GW_CL_HS_TIMEOUT, GW_CL_PER_IP, GW_CL_FULL,
+	GW_CL_EVICTED };
 
 struct gw;
 

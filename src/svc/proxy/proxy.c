@@ -79,8 +79,9 @@ static const int64_t hs_bucket_us[HS_BUCKETS] = {
 enum cstate { S_HANDSHAKE, S_CONNECT, S_PUMP };
 
 /* Connections closed or refused to stay within the limits, by reason. */
-enum { CL_FIRST_BYTE, CL_HS_TIMEOUT, CL_PER_IP, CL_FULL, CL_EVICTED,
-	CL__COUNT };
+enum { CL_FIRST_BYTE = GW_CL_FIRST_BYTE, CL_HS_TIMEOUT = GW_CL_HS_TIMEOUT,
+	CL_PER_IP = GW_CL_PER_IP, CL_FULL = GW_CL_FULL,
+	CL_EVICTED = GW_CL_EVICTED, CL__COUNT };	/* the gateway's too */
 static const char *cl_names[CL__COUNT] = { "first_byte_timeout",
     "handshake_timeout", "per_ip_limit", "max_conns", "evicted_idle" };
 
@@ -2233,6 +2234,16 @@ gw_config(void *arg, uint64_t *seq)
 	return cfg;
 }
 
+/* gw_env.limit: worker 0's counters (atomic), the proxy's conn_limit
+ * lines. */
+static void
+gw_limit(void *arg, int why, const char *client)
+{
+	struct lstate *ls = arg;
+
+	limit_hit(&ls->p->w[0], why, ls->l->name, client);
+}
+
 /* gw_env.count_hs: into worker 0's counters (they are atomic). */
 static void
 gw_count_hs(void *arg, int result, int resumed, int64_t us)
@@ -2252,10 +2263,6 @@ check_listener(struct lstate *ls, struct mtls_error *err)
 		    l->ca == NULL)
 			return error_set(err, MTLS_ERR_ARG, "--listen, --cert, "
 			    "--key and --ca are required");
-		if (l->max_conns_per_ip != 0)
-			return error_set(err, MTLS_ERR_ARG, "--max-conns-per-ip "
-			    "(max_conns_per_ip) is for inbound listeners; http "
-			    "listeners do not have it yet");
 		if (l->outbound)
 			return error_set(err, MTLS_ERR_ARG, "http mode is for "
 			    "inbound listeners");
@@ -2367,7 +2374,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			mtls_config_free(ls->cfg);
 			ls->cfg = c2;
 		}
-		if (!ls->l->outbound && !ls->l->http &&
+		if (!ls->l->outbound &&
 		    (ls->ipt = iplimit_new(ls->l->max_conns_per_ip == 0 ?
 		    PROXY_PER_IP : ls->l->max_conns_per_ip < 0 ? 0 :
 		    ls->l->max_conns_per_ip)) == NULL) {
@@ -2497,6 +2504,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		env.stopping = &p.stopping;
 		env.config = gw_config;
 		env.count_hs = gw_count_hs;
+		env.ipt = p.ls[li].ipt;
+		env.limit = gw_limit;
 		env.arg = &p.ls[li];
 		if (gw_start(&env, &p.gw[li], err) != 0)
 			goto out;
