@@ -22,22 +22,6 @@
 cd "$T_DIR"
 FLOOD="$_root/tests/integration/helpers/flood.py"
 
-# closed_in FILE KIND N MIN MAX NAME: the flood's N connections of KIND
-# were all closed by the server between MIN and MAX s after connect
-closed_in() {
-	[ "$(js "$1" "d['$2']['closed'] >= $3 and $4 <= d['$2']['min'] and d['$2']['max'] <= $5")" = True ] \
-	    && ok "$6" || not_ok "$6" "$(js "$1" "d['$2']")"
-}
-# burst_cut FILE N NAME: exactly N of the burst from one address were
-# closed at once (within 1 s of connect)
-burst_cut() {
-	[ "$(js "$1" 'd["burst"]["under_1s"]')" = "$2" ] && ok "$3" || not_ok "$3" "$(js "$1" 'd["burst"]')"
-}
-# all_closed FILE NAME: nothing of the flood is left open
-all_closed() {
-	[ "$(js "$1" 'sum(d["still_open"].values())')" = 0 ] && ok "$2" || not_ok "$2" "$(js "$1" 'd["still_open"]')"
-}
-
 pki_root_int
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --ip 127.0.0.1 --out server
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/client --out client

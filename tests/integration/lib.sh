@@ -95,6 +95,22 @@ timed() {
 # js FILE EXPR: a Python expression over the JSON object d in FILE (the
 # summary of helpers/flood.py)
 js() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# Assertions on helpers/flood.py's JSON summary FILE:
+# closed_in FILE KIND N MIN MAX NAME: the flood's N connections of KIND
+# were all closed by the server between MIN and MAX s after connect
+closed_in() {
+	[ "$(js "$1" "d['$2']['closed'] >= $3 and $4 <= d['$2']['min'] and d['$2']['max'] <= $5")" = True ] \
+	    && ok "$6" || not_ok "$6" "$(js "$1" "d['$2']")"
+}
+# burst_cut FILE N NAME: exactly N of the burst from one address were
+# closed at once (within 1 s of connect)
+burst_cut() {
+	[ "$(js "$1" 'd["burst"]["under_1s"]')" = "$2" ] && ok "$3" || not_ok "$3" "$(js "$1" 'd["burst"]')"
+}
+# all_closed FILE NAME: nothing of the flood is left open
+all_closed() {
+	[ "$(js "$1" 'sum(d["still_open"].values())')" = 0 ] && ok "$2" || not_ok "$2" "$(js "$1" 'd["still_open"]')"
+}
 # gone PID: exited (a zombie until we wait for it)
 gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
 
