@@ -109,8 +109,12 @@ $(tls client)
 s.sendall(b"GET /tmo/warm HTTP/1.1\r\nHost: a\r\n\r\n")
 print(read_answer(s).split(b"\r\n")[0])
 head = b"POST /tmo/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-Pad: " + b"A" * 200 + b"\r\n\r\n"
+n0 = open("$T_DIR/tmo.log").read().count("timed_out")
 s.sendall(head)
-time.sleep(2)		# the upstream's timeout (1 s) closes the pooled connection
+# the upstream's timeout (1 s) closes the pooled connection: wait for it
+deadline = time.time() + 10
+while open("$T_DIR/tmo.log").read().count("timed_out") <= n0 and time.time() < deadline:
+    time.sleep(0.05)
 off = head.index(b"A" * 200)
 evil = b"v\r\nX-Client-Spiffe-Id: spiffe://example.org/ns/ops/admin\r\n\r\n"
 evil += b"B" * (200 - len(evil))
@@ -134,8 +138,11 @@ python3 - > trailer.out 2>&1 <<PY
 $(tls client)
 s.sendall(b"GET /tmo/warm2 HTTP/1.1\r\nHost: a\r\n\r\n")
 read_answer(s)
+n0 = open("$T_DIR/tmo.log").read().count("timed_out")
 s.sendall(b"POST /tmo/trailer HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
-time.sleep(2)
+deadline = time.time() + 10
+while open("$T_DIR/tmo.log").read().count("timed_out") <= n0 and time.time() < deadline:
+    time.sleep(0.05)
 s.sendall(b"0\r\nX-Trailer-Injected: yes\r\n\r\n")
 print(read_answer(s).decode(errors="replace"))
 PY
