@@ -14,6 +14,7 @@
 
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "internal.h"
 
@@ -210,6 +211,30 @@ map_error(const struct mtls_config *cfg, X509_STORE_CTX *ctx,
 	case X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION:
 		return error_fail(err, MTLS_FAIL_BAD_KEY_USAGE, "%s %s: %s",
 		    pos, label, what);
+	/* X509_V_FLAG_X509_STRICT: the certificate is not RFC 5280 */
+	case X509_V_ERR_CA_BCONS_NOT_CRITICAL:
+	case X509_V_ERR_CA_CERT_MISSING_KEY_USAGE:
+	case X509_V_ERR_EMPTY_SUBJECT_SAN_NOT_CRITICAL:
+	case X509_V_ERR_MISSING_AUTHORITY_KEY_IDENTIFIER:
+	case X509_V_ERR_MISSING_SUBJECT_KEY_IDENTIFIER:
+	case X509_V_ERR_PATHLEN_INVALID_FOR_NON_CA:
+	case X509_V_ERR_PATHLEN_WITHOUT_KU_KEY_CERT_SIGN:
+	case X509_V_ERR_KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA:
+	case X509_V_ERR_ISSUER_NAME_EMPTY:
+	case X509_V_ERR_SUBJECT_NAME_EMPTY:
+	case X509_V_ERR_EXTENSIONS_REQUIRE_VERSION_3:
+	case X509_V_ERR_AUTHORITY_KEY_IDENTIFIER_CRITICAL:
+	case X509_V_ERR_SUBJECT_KEY_IDENTIFIER_CRITICAL:
+	case X509_V_ERR_EMPTY_SUBJECT_ALT_NAME:
+		return error_fail(err, MTLS_FAIL_BAD_KEY_USAGE,
+		    "%s %s does not conform to RFC 5280 (%s); mtls verifies "
+		    "strictly: reissue it with a conforming CA", pos, label,
+		    what);
+	case X509_V_ERR_EC_KEY_EXPLICIT_PARAMS:
+	case X509_V_ERR_SIGNATURE_ALGORITHM_MISMATCH:
+	case X509_V_ERR_SIGNATURE_ALGORITHM_INCONSISTENCY:
+		return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+		    "%s %s: %s", pos, label, what);
 	case X509_V_ERR_PERMITTED_VIOLATION:
 	case X509_V_ERR_EXCLUDED_VIOLATION:
 	case X509_V_ERR_SUBTREE_MINMAX:
@@ -281,6 +306,233 @@ check_strength(STACK_OF(X509) *chain, struct mtls_error *err)
 			    "%s is signed with %s, which is broken", label,
 			    OBJ_nid2sn(mdnid));
 		}
+	}
+	return 0;
+}
+
+/* Every dNSName subtree of <st> is empty (OpenSSL's "all") or a host
+ * name: no leading dot, which RFC 5280 allows for URIs only. */
+static int
+nc_dns_ok(STACK_OF(GENERAL_SUBTREE) *st)
+{
+	int i;
+
+	for (i = 0; i < sk_GENERAL_SUBTREE_num(st); i++) {
+		GENERAL_NAME *g = sk_GENERAL_SUBTREE_value(st, i)->base;
+		char buf[256];
+		int l;
+
+		if (g->type != GEN_DNS)
+			continue;
+		l = ASN1_STRING_length(g->d.dNSName);
+		if (l == 0)
+			continue;
+		if (l >= (int)sizeof(buf))
+			return 0;
+		memcpy(buf, ASN1_STRING_get0_data(g->d.dNSName), (size_t)l);
+		buf[l] = '\0';
+		if (memchr(buf, '\0', (size_t)l) != NULL ||
+		    dns_name_check(buf, 0) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Each dNSName SAN of the leaf in host-name syntax (RFC 5280 4.2.1.6; a
+ * "*" in the first label allowed, and "_", as Go allows it for internal
+ * names):
+ * ".example.com" would slip past a name constraint that only checks the
+ * names it can parse. NULL when fine.
+ */
+static const char *
+leaf_names_bad(X509 *x)
+{
+	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL,
+	    NULL);
+	const char *why = NULL;
+	char buf[256];
+	int i, l;
+
+	for (i = 0; i < sk_GENERAL_NAME_num(gens) && why == NULL; i++) {
+		GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		const unsigned char *d;
+
+		if (g->type != GEN_DNS)
+			continue;
+		d = ASN1_STRING_get0_data(g->d.dNSName);
+		l = ASN1_STRING_length(g->d.dNSName);
+		if (l <= 0 || l >= (int)sizeof(buf) ||
+		    memchr(d, '\0', (size_t)l) != NULL)
+			why = "a dNSName SAN that is not a host name";
+		else {
+			const char *dot;
+
+			memcpy(buf, d, (size_t)l);
+			buf[l] = '\0';
+			/* a "*" in the first label is RFC 6125's business
+			 * (matched or not by the name checks), not syntax */
+			dot = strchr(buf, '.');
+			if (dot != NULL && dot > buf && memchr(buf, '*',
+			    (size_t)(dot - buf)) != NULL) {
+				buf[0] = 'x';
+				memmove(buf + 1, dot, strlen(dot) + 1);
+			}
+			if (dns_name_check(buf, 0) != 0)
+				why = "a dNSName SAN that is not a host name "
+				    "(RFC 5280 4.2.1.6)";
+		}
+	}
+	GENERAL_NAMES_free(gens);
+	return why;
+}
+
+/*
+ * OpenSSL matches a wildcard SAN "*.example.com" against an excluded
+ * subtree "bar.example.com" as a string, finds no match, and lets it
+ * through, though the certificate then serves bar.example.com
+ * (CVE-2025-61727). Refuse a wildcard whose domain holds an excluded name.
+ */
+static int
+wildcard_excluded(X509 *leaf, STACK_OF(GENERAL_SUBTREE) *ex)
+{
+	GENERAL_NAMES *gens = X509_get_ext_d2i(leaf, NID_subject_alt_name,
+	    NULL, NULL);
+	int i, j, hit = 0;
+
+	for (i = 0; i < sk_GENERAL_NAME_num(gens) && !hit; i++) {
+		GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		const unsigned char *w;
+		int wl;
+
+		if (g->type != GEN_DNS)
+			continue;
+		w = ASN1_STRING_get0_data(g->d.dNSName);
+		wl = ASN1_STRING_length(g->d.dNSName);
+		if (wl < 3 || w[0] != '*' || w[1] != '.')
+			continue;
+		w += 1;		/* ".example.com" */
+		wl -= 1;
+		for (j = 0; j < sk_GENERAL_SUBTREE_num(ex) && !hit; j++) {
+			GENERAL_NAME *b = sk_GENERAL_SUBTREE_value(ex, j)->base;
+			const unsigned char *e;
+			int el;
+
+			if (b->type != GEN_DNS)
+				continue;
+			e = ASN1_STRING_get0_data(b->d.dNSName);
+			el = ASN1_STRING_length(b->d.dNSName);
+			/* the excluded name is the wildcard's domain or
+			 * below it */
+			hit = (el == wl - 1 &&
+			    OPENSSL_strncasecmp((const char *)e,
+			    (const char *)w + 1, (size_t)el) == 0) ||
+			    (el > wl && OPENSSL_strncasecmp((const char *)e +
+			    el - wl, (const char *)w, (size_t)wl) == 0);
+		}
+	}
+	GENERAL_NAMES_free(gens);
+	return hit;
+}
+
+/*
+ * RFC 5280 rules OpenSSL's X509_V_FLAG_X509_STRICT does not check (the
+ * policy, with each deviation from x509-limbo's expectations, is in
+ * docs/security/path-validation.md). <n_anchor> is 1 when the last
+ * certificate of <chain> is the trust anchor, whose own encoding the
+ * operator chose and which we do not police beyond its key.
+ */
+static int
+check_rfc5280(STACK_OF(X509) *chain, struct mtls_error *err)
+{
+	char label[256];
+	int i, n = sk_X509_num(chain);
+
+	for (i = 0; i < n; i++) {
+		X509 *x = sk_X509_value(chain, i);
+		const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+		EVP_PKEY *k = X509_get0_pubkey(x);
+		int anchor = i == n - 1, crit = -1, id;
+		NAME_CONSTRAINTS *nc;
+		POLICY_CONSTRAINTS *pc;
+		const char *why = NULL;
+
+		id = k != NULL ? EVP_PKEY_get_base_id(k) : EVP_PKEY_NONE;
+		cert_label(x, label, sizeof(label));
+		/* DSA is gone from TLS 1.3 and from every CA; an RSA modulus
+		 * of a length that is not whole bytes is a broken key
+		 * generator (CA/B Forum BR 6.1.5). */
+		if (id == EVP_PKEY_DSA)
+			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+			    "%s has a DSA key; use ECDSA P-256 or RSA >= 2048",
+			    label);
+		if ((id == EVP_PKEY_RSA || id == EVP_PKEY_RSA_PSS) &&
+		    EVP_PKEY_get_bits(k) % 8 != 0)
+			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+			    "%s has a %d-bit RSA modulus, not a whole number "
+			    "of bytes: the key generator is broken", label,
+			    EVP_PKEY_get_bits(k));
+		/* 4.1.2.2: a positive integer of at most 20 octets */
+		if (!anchor && (ASN1_STRING_length(sn) > 20 ||
+		    ASN1_STRING_type(sn) == V_ASN1_NEG_INTEGER ||
+		    ASN1_STRING_length(sn) == 0 ||
+		    (ASN1_STRING_length(sn) == 1 &&
+		    ASN1_STRING_get0_data(sn)[0] == 0)))
+			why = "a serial number that is zero, negative or over "
+			    "20 bytes (RFC 5280 4.1.2.2)";
+		/* 4.2.1.10: critical, only in CA certificates, and never
+		 * empty (both subtrees absent constrains nothing and is
+		 * malformed). */
+		else if ((nc = X509_get_ext_d2i(x, NID_name_constraints, &crit,
+		    NULL)) != NULL || crit >= 0) {
+			if (nc == NULL)
+				why = "an unreadable nameConstraints";
+			else if (!(X509_get_extension_flags(x) & EXFLAG_CA))
+				why = "nameConstraints, which only a CA "
+				    "certificate may carry";
+			else if (crit == 0)
+				why = "a non-critical nameConstraints (RFC 5280 "
+				    "4.2.1.10: it must be critical)";
+			else if (sk_GENERAL_SUBTREE_num(nc->permittedSubtrees)
+			    <= 0 &&
+			    sk_GENERAL_SUBTREE_num(nc->excludedSubtrees) <= 0)
+				why = "a nameConstraints with no subtrees";
+			else if (!nc_dns_ok(nc->permittedSubtrees) ||
+			    !nc_dns_ok(nc->excludedSubtrees))
+				why = "a nameConstraints dNSName that is not a "
+				    "host name (RFC 5280 4.2.1.10: no leading "
+				    "dot for DNS)";
+			else if (i > 0 && wildcard_excluded(
+			    sk_X509_value(chain, 0), nc->excludedSubtrees)) {
+				NAME_CONSTRAINTS_free(nc);
+				return error_fail(err,
+				    MTLS_FAIL_NAME_CONSTRAINTS, "the leaf's "
+				    "wildcard DNS SAN covers a name that CA "
+				    "certificate %s excludes", label);
+			}
+			NAME_CONSTRAINTS_free(nc);
+		}
+		if (why == NULL && X509_get_ext_by_NID(x,
+		    NID_authority_key_identifier, -1) >= 0 &&
+		    X509_get0_authority_key_id(x) == NULL)
+			why = "an authorityKeyIdentifier without a "
+			    "keyIdentifier (RFC 5280 4.2.1.1)";
+		if (why == NULL && i == 0 && (why = leaf_names_bad(x)) != NULL)
+			return error_fail(err, MTLS_FAIL_INVALID_SVID,
+			    "leaf %s has %s", label, why);
+		crit = -1;
+		if (why == NULL && ((pc = X509_get_ext_d2i(x,
+		    NID_policy_constraints, &crit, NULL)) != NULL ||
+		    crit >= 0)) {
+			if (pc == NULL || crit == 0)
+				why = "a non-critical or unreadable "
+				    "policyConstraints (RFC 5280 4.2.1.11)";
+			POLICY_CONSTRAINTS_free(pc);
+		}
+		if (why != NULL)
+			return error_fail(err, MTLS_FAIL_BAD_KEY_USAGE,
+			    "%s %s has %s; reissue it with a conforming CA",
+			    i == 0 ? "leaf" : "CA certificate", label, why);
 	}
 	return 0;
 }
@@ -543,6 +795,62 @@ authorize(const struct mtls_config *cfg, const struct ids *ids,
 }
 
 /* Everything but the identity rules: path validation and our policy. */
+/* A certificate whose issuer is another name: an intermediate (or a leaf)
+ * the operator chose to trust directly. A self-issued one that OpenSSL
+ * does not take as self-signed (a bad signature, an AKI naming another
+ * key) is a broken root, never an anchor. */
+static int
+not_self_issued(X509 *x)
+{
+	return X509_NAME_cmp(X509_get_subject_name(x),
+	    X509_get_issuer_name(x)) != 0;
+}
+
+static int
+trust_has_intermediate(const struct mtls_config *cfg)
+{
+	int i;
+
+	for (i = 0; cfg->trust != NULL && i < sk_X509_num(cfg->trust); i++)
+		if (not_self_issued(sk_X509_value(cfg->trust, i)))
+			return 1;
+	return 0;
+}
+
+/* After a partial-chain success: the chain ends at such a certificate. */
+static int
+anchor_not_self_issued(X509_STORE_CTX *ctx)
+{
+	STACK_OF(X509) *ch = X509_STORE_CTX_get0_chain(ctx);
+	X509 *top = ch ? sk_X509_value(ch, sk_X509_num(ch) - 1) : NULL;
+
+	return top != NULL && (cert_is_self_signed(top) ||
+	    (not_self_issued(top) && X509_get0_authority_key_id(top) != NULL));
+}
+
+/*
+ * RFC 5280 4.1.2.5: the validity period includes notAfter itself;
+ * OpenSSL counts that second as expired. Nothing else is overridden.
+ */
+static int
+verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+	X509 *x = X509_STORE_CTX_get_current_cert(ctx);
+	X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
+	time_t now;
+
+	if (ok || X509_STORE_CTX_get_error(ctx) != X509_V_ERR_CERT_HAS_EXPIRED ||
+	    x == NULL)
+		return ok;
+	now = (X509_VERIFY_PARAM_get_flags(vp) & X509_V_FLAG_USE_CHECK_TIME) ?
+	    X509_VERIFY_PARAM_get_time(vp) : time(NULL);
+	if (asn1_time_unix(X509_get0_notAfter(x)) == (int64_t)now) {
+		X509_STORE_CTX_set_error(ctx, X509_V_OK);
+		return 1;
+	}
+	return ok;
+}
+
 static int
 verify_path(const struct mtls_config *cfg, X509_STORE *store,
     STACK_OF(X509) *certs, int purpose, struct verify_out *out,
@@ -552,7 +860,7 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 	STACK_OF(X509) *untrusted = NULL;
 	X509_VERIFY_PARAM *param;
 	X509 *leaf;
-	int rv = -1, j;
+	int rv = -1, j, partial, e;
 
 	memset(out, 0, sizeof(*out));
 	error_clear(err);
@@ -575,27 +883,55 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 	for (j = 0; cfg->untrusted && j < sk_X509_num(cfg->untrusted); j++)
 		if (!sk_X509_push(untrusted, sk_X509_value(cfg->untrusted, j)))
 			goto nomem;
-	if (!X509_STORE_CTX_init(ctx, store, leaf, untrusted))
-		goto nomem;
-	param = X509_STORE_CTX_get0_param(ctx);
-	if (cfg->verify_time)
-		X509_VERIFY_PARAM_set_time(param, (time_t)cfg->verify_time);
-	if (purpose == MTLS_PURPOSE_SERVER)
-		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
-	else if (purpose == MTLS_PURPOSE_CLIENT)
-		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
-	if (cfg->crls != NULL && sk_X509_CRL_num(cfg->crls) > 0) {
-		X509_STORE_CTX_set0_crls(ctx, cfg->crls);
-		X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK);
-	}
-	if (X509_verify_cert(ctx) != 1) {
-		map_error(cfg, ctx, err);
-		goto out;
+	for (partial = 0;; partial = 1) {
+		if (!X509_STORE_CTX_init(ctx, store, leaf, untrusted))
+			goto nomem;
+		param = X509_STORE_CTX_get0_param(ctx);
+		if (cfg->verify_time)
+			X509_VERIFY_PARAM_set_time(param,
+			    (time_t)cfg->verify_time);
+		if (purpose == MTLS_PURPOSE_SERVER)
+			X509_STORE_CTX_set_purpose(ctx,
+			    X509_PURPOSE_SSL_SERVER);
+		else if (purpose == MTLS_PURPOSE_CLIENT)
+			X509_STORE_CTX_set_purpose(ctx,
+			    X509_PURPOSE_SSL_CLIENT);
+		/* RFC 5280 as written: basicConstraints critical in CAs,
+		 * AKI/SKI present, no keyCertSign in a leaf, a non-critical
+		 * SAN only beside a subject, named curves only. */
+		X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
+		X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT |
+		    (partial ? X509_V_FLAG_PARTIAL_CHAIN : 0));
+		if (cfg->crls != NULL && sk_X509_CRL_num(cfg->crls) > 0) {
+			X509_STORE_CTX_set0_crls(ctx, cfg->crls);
+			X509_VERIFY_PARAM_set_flags(param,
+			    X509_V_FLAG_CRL_CHECK);
+		}
+		if (X509_verify_cert(ctx) == 1 &&
+		    (!partial || anchor_not_self_issued(ctx))) {
+			error_clear(err);
+			break;
+		}
+		e = X509_STORE_CTX_get_error(ctx);
+		if (!partial)
+			map_error(cfg, ctx, err);
+		/* A trust anchor need not be self-signed (RFC 5280 6.1: the
+		 * anchor is whatever the relying party trusts): when no path
+		 * reaches a root, try once more ending at any certificate
+		 * of the bundle. Only then, so that a full path, with the
+		 * root's name constraints and CRL over the intermediate, is
+		 * always preferred. The first attempt's reason is kept. */
+		if (partial || !trust_has_intermediate(cfg) ||
+		    (e != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT &&
+		    e != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY))
+			goto out;
+		X509_STORE_CTX_cleanup(ctx);
 	}
 	if ((out->chain = X509_STORE_CTX_get1_chain(ctx)) == NULL)
 		goto nomem;
 	if (check_strength(out->chain, err) != 0 ||
-	    check_svid(leaf, &out->ids, err) != 0)
+	    check_svid(leaf, &out->ids, err) != 0 ||
+	    check_rfc5280(out->chain, err) != 0)
 		goto out;
 	if (check_scope(cfg, out->chain, &out->ids, err) != 0 ||
 	    check_ca_revocation(cfg, out->chain, err) != 0)

@@ -26,12 +26,14 @@ mk() {
 	local name=$1 scert=$2 skey=$3 ext=$4 keyspec=${5:-ec:P-256} md=${6:-sha256}
 	local subj=${7:-/O=example.org/CN=$name}
 	case "$keyspec" in
+	dsa:*) openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:${keyspec#dsa:} -out "$name.param" 2>/dev/null &&
+	    openssl genpkey -paramfile "$name.param" -out "$name.key" 2>/dev/null ;;
 	ec:*) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:${keyspec#ec:} -out "$name.key" 2>/dev/null ;;
 	rsa:*) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:${keyspec#rsa:} -out "$name.key" 2>/dev/null ;;
 	esac
 	printf '%b\n' "$ext" > "$name.ext"
 	openssl req -new -key "$name.key" -subj "$subj" -out "$name.csr" 2>/dev/null &&
-	openssl x509 -req -in "$name.csr" -CA "$scert" -CAkey "$skey" -set_serial "0x$(openssl rand -hex 16)" \
+	openssl x509 -req -in "$name.csr" -CA "$scert" -CAkey "$skey" -set_serial "${SERIAL:-0x$(openssl rand -hex 16)}" \
 	    -days 2 -"$md" -extfile "$name.ext" -out "$name.pem" 2>/dev/null ||
 	{ echo "setup: cannot make $name" >&2; exit 1; }
 }
@@ -76,6 +78,29 @@ mk partial open1.pem open/ca.key "$leafext\nsubjectAltName=DNS:f*.example.org"
 cat partial.pem open1.pem > partial_chain.pem
 mk wildtld open1.pem open/ca.key "$leafext\nsubjectAltName=DNS:*.org"
 cat wildtld.pem open1.pem > wildtld_chain.pem
+
+# RFC 5280 as written (X509_V_FLAG_X509_STRICT plus check_rfc5280 in
+# verify.c); docs/security/path-validation.md
+noid='subjectKeyIdentifier=none\nauthorityKeyIdentifier=none'
+mk noaki open1.pem open/ca.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/k\n$noid"
+cat noaki.pem open1.pem > noaki_chain.pem
+mk noski open1.pem open/ca.key "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n$noid\nauthorityKeyIdentifier=keyid"
+mk noski_leaf noski.pem noski.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/k"
+cat noski_leaf.pem noski.pem open1.pem > noski_chain.pem
+mk eenc open1.pem open/ca.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/n\nnameConstraints=critical,permitted;DNS:example.org"
+cat eenc.pem open1.pem > eenc_chain.pem
+mk ncsoft root/ca.pem root/ca.key "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nnameConstraints=permitted;URI:example.org"
+mk ncsoft_leaf ncsoft.pem ncsoft.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/n"
+cat ncsoft_leaf.pem ncsoft.pem > ncsoft_chain.pem
+mk exbar root/ca.pem root/ca.key "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nnameConstraints=critical,excluded;DNS:bar.example.org"
+mk exbar_leaf exbar.pem exbar.key "$leafext\nsubjectAltName=DNS:*.example.org"
+cat exbar_leaf.pem exbar.pem > exbar_chain.pem
+SERIAL=0 mk serial0 open1.pem open/ca.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/z"
+cat serial0.pem open1.pem > serial0_chain.pem
+mk dotdns open1.pem open/ca.key "$leafext\nsubjectAltName=DNS:.example.org"
+cat dotdns.pem open1.pem > dotdns_chain.pem
+mk dsa open1.pem open/ca.key "$leafext\nsubjectAltName=URI:spiffe://example.org/ns/prod/q" dsa:2048
+cat dsa.pem open1.pem > dsa_chain.pem
 
 rel_time() {	# +3d / -1d / +2h -> absolute UNIX time
 	local v=$1 n unit
