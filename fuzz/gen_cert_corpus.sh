@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes certificate inputs for fuzz_cert into DIR at run time (certificates
 # are never committed): PEM chains, DER, truncated and bit-flipped copies,
-# certificates with our SPIFFE scope extension and name constraints.
+# certificates with our SPIFFE scope extension and name constraints, a
+# SPIFFE bundle and a PKCS#12 file.
 #   fuzz/gen_cert_corpus.sh MTLS_BINARY DIR
 set -eu
 mtls=$1 out=$2
@@ -22,7 +23,11 @@ cp "$w/rsa.pem" "$out/rsa.pem"
 cp "$w/ip.pem" "$out/ip.pem"
 openssl x509 -in "$w/leaf.pem" -outform DER -out "$out/leaf.der"
 openssl x509 -in "$w/int/ca.pem" -outform DER -out "$out/int.der"
-for f in chain.pem leaf.der int.der; do
+# the other forms certs_parse reads: a SPIFFE bundle (JWK Set) and PKCS#12
+# (empty password, so that the parse gets past the MAC)
+"$mtls" ca bundle --ca "$w/root" --format spiffe > "$out/bundle.json"
+openssl pkcs12 -export -in "$w/leaf.pem" -inkey "$w/leaf.key" -passout pass: -out "$out/leaf.p12" 2>/dev/null
+for f in chain.pem leaf.der int.der bundle.json leaf.p12; do
 	sz=$(stat -c %s "$out/$f")
 	head -c $((sz / 2)) "$out/$f" > "$out/half-$f"
 	head -c $((sz - 1)) "$out/$f" > "$out/short-$f"

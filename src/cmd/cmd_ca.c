@@ -13,7 +13,7 @@
 enum {
 	O_TD = 256, O_KEYTYPE, O_TTL, O_PASS, O_NAME, O_PARENT, O_PPASS,
 	O_PSPIFFE, O_PDNS, O_CA, O_SPIFFE, O_DNS, O_IP, O_CSR, O_ROLE, O_OUT,
-	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON
+	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON, O_FORMAT
 };
 
 static const struct option all_opts[] = {
@@ -38,13 +38,14 @@ static const struct option all_opts[] = {
 	{ "expiring", required_argument, NULL, O_EXPIRING },
 	{ "revoked", no_argument, NULL, O_REVOKED },
 	{ "json", no_argument, NULL, O_JSON },
+	{ "format", required_argument, NULL, O_FORMAT },
 	{ NULL, 0, NULL, 0 },
 };
 
 /* Everything any `mtls ca` subcommand accepts; each checks its own. */
 struct ca_args {
 	const char	*td, *pass, *name, *parent, *ppass, *ca, *csr, *role;
-	const char	*out, *reason, *pos;
+	const char	*out, *reason, *pos, *format;
 	char		**pspiffe, **pdns;
 	size_t		 n_pspiffe, n_pdns;
 	struct ids	 ids;
@@ -144,6 +145,7 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 			break;
 		case O_REVOKED: a->revoked = 1; break;
 		case O_JSON: a->json = 1; break;
+		case O_FORMAT: a->format = optarg; break;
 		}
 	}
 	if (optind < argc)
@@ -597,12 +599,72 @@ ca_list_cmd(int argc, char **argv)
 	return rv;
 }
 
+static const char bundle_help[] =
+"usage: mtls ca bundle --ca DIR [--format pem|spiffe] [--out F [--force]]\n"
+"Prints (or writes to F) the trust bundle of the CA in DIR: the roots of\n"
+"bundle.pem as PEM, or with --format spiffe as a SPIFFE trust bundle (a\n"
+"JWK Set, what SPIRE and go-spiffe read). --ca, cert verify and doctor\n"
+"accept either form.\n";
+
+static int
+ca_bundle_cmd(int argc, char **argv)
+{
+	struct mtls_error err;
+	struct ca_args a;
+	struct ca *ca = NULL;
+	char *doc = NULL;
+	size_t len = 0;
+	int rv = 2, spiffe;
+
+	if (cmd_wants_help(argc, argv, bundle_help))
+		return 0;
+	if (parse("ca bundle", argc, argv, BIT(O_CA) | BIT(O_OUT) |
+	    BIT(O_FORMAT) | BIT(O_FORCE), &a) != 0)
+		goto out;
+	if (a.ca == NULL || a.pos != NULL) {
+		rv = cmd_usage("ca bundle", "--ca DIR is required");
+		goto out;
+	}
+	spiffe = a.format != NULL && strcmp(a.format, "spiffe") == 0;
+	if (a.format != NULL && !spiffe && strcmp(a.format, "pem") != 0) {
+		rv = cmd_usage("ca bundle", "--format must be pem or spiffe");
+		goto out;
+	}
+	error_clear(&err);
+	if ((a.out != NULL && fs_check_writable(a.out, a.force, &err) != 0) ||
+	    ca_open_readonly(&ca, a.ca, &err) != 0 ||
+	    (spiffe ? ca_bundle_jwks(ca, &doc, &err) :
+	    ca_bundle_pem(ca, &doc, &len, &err)) != 0) {
+		rv = cmd_fail("ca bundle", &err);
+		goto out;
+	}
+	if (spiffe) {
+		len = strlen(doc);
+		doc[len++] = '\n';	/* over json_dumps's NUL */
+	}
+	if (a.out == NULL)
+		rv = fwrite(doc, 1, len, stdout) == len ? 0 : 1;
+	else if (fs_write_atomic(a.out, doc, len, 0644, a.force, &err) != 0)
+		rv = cmd_fail("ca bundle", &err);
+	else {
+		printf("wrote %s (%s)\n", a.out, spiffe ? "SPIFFE bundle" :
+		    "PEM");
+		rv = 0;
+	}
+ out:
+	free(doc);
+	ca_close(ca);
+	args_free(&a);
+	return rv;
+}
+
 static const struct subcmd ca_cmds[] = {
 	{ "init", ca_init_cmd, "create an offline root CA" },
 	{ "intermediate", ca_intermediate_cmd, "create a (scoped) intermediate CA" },
 	{ "issue", ca_issue_cmd, "issue a workload certificate (or sign a CSR)" },
 	{ "revoke", ca_revoke_cmd, "revoke a certificate by serial" },
 	{ "crl", ca_crl_cmd, "write a signed CRL" },
+	{ "bundle", ca_bundle_cmd, "print the trust bundle (PEM or SPIFFE JWK Set)" },
 	{ "list", ca_list_cmd, "list the inventory; --expiring for monitoring" },
 	{ "token", ca_token_cmd, "one-time join tokens for mtls agent" },
 	{ "serve", ca_serve_cmd, "the online CA: enroll, renew, revoke, CRL, OCSP" },

@@ -11,8 +11,9 @@
 #include "cmd.h"
 
 static const char inspect_help[] =
-"usage: mtls cert inspect FILE [--json]\n"
-"Shows every certificate in FILE (PEM or DER): subject, SANs (SPIFFE ID\n"
+"usage: mtls cert inspect FILE [--json] [--password-file F]\n"
+"Shows every certificate in FILE (PEM, DER, PKCS#12 with the password in\n"
+"--password-file, or a SPIFFE bundle): subject, SANs (SPIFFE ID\n"
 "first), issuer, serial, validity, key, signature, KU/EKU, basic and name\n"
 "constraints, SHA-256 fingerprint; for a chain, whether each certificate\n"
 "is signed by the next.\n";
@@ -79,12 +80,14 @@ cert_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "password-file", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
 	STACK_OF(X509) *sk = NULL;
+	struct mtls_secret pass = { 0 };
 	struct mtls_error err;
 	json_t *arr = NULL;
-	const char *file = NULL;
+	const char *file = NULL, *pw = NULL;
 	int json = 0, c, i, n, rv = 2;
 	int64_t now = (int64_t)time(NULL);
 
@@ -93,6 +96,10 @@ cert_inspect(int argc, char **argv)
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'w') {
+			pw = optarg;
+			continue;
+		}
 		if (c != 'j')
 			return cmd_usage("cert inspect", "unknown option '%s'",
 			    argv[optind - 1]);
@@ -102,8 +109,12 @@ cert_inspect(int argc, char **argv)
 		return cmd_usage("cert inspect", "give exactly one FILE");
 	file = argv[optind];
 	error_clear(&err);
-	if (certs_load(file, &sk, &err) != 0)
+	if ((pw != NULL && secret_load_pass(&pass, pw, &err) != 0) ||
+	    certs_load_pass(file, pw ? &pass : NULL, &sk, NULL, &err) != 0) {
+		secret_clear(&pass);
 		return cmd_fail("cert inspect", &err);
+	}
+	secret_clear(&pass);
 	n = sk_X509_num(sk);
 	if ((arr = json_array()) == NULL)
 		goto out;
@@ -157,9 +168,10 @@ cert_inspect(int argc, char **argv)
 static const char verify_help[] =
 "usage: mtls cert verify LEAF --ca ROOTS [--untrusted F] [--at UNIX_SECONDS]\n"
 "                 [--dns N] [--ip A] [--spiffe-id URI]\n"
-"                 [--purpose server|client] [--crl F]...\n"
-"Verifies LEAF (a file with the leaf first, then any intermediates) against\n"
-"the roots in ROOTS with mtls's policy: OpenSSL's chain validation plus\n"
+"                 [--purpose server|client] [--crl F]... [--password-file F]\n"
+"Verifies LEAF (a file with the leaf first, then any intermediates; PEM,\n"
+"DER or PKCS#12) against the roots in ROOTS (PEM, DER or a SPIFFE bundle)\n"
+"with mtls's policy: OpenSSL's chain validation plus\n"
 "X509-SVID rules, weak keys and digests, SPIFFE scopes, CRLs. --dns, --ip\n"
 "and --spiffe-id must each match the leaf.\n"
 "Exit 0 valid; 1 invalid (prints the failure code, the reason and a fix);\n"
@@ -177,11 +189,17 @@ cert_verify(int argc, char **argv)
 		{ "spiffe-id", required_argument, NULL, 's' },
 		{ "purpose", required_argument, NULL, 'p' },
 		{ "crl", required_argument, NULL, 'r' },
+		{ "password-file", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct mtls_config *cfg = NULL;
 	struct mtls *m = NULL;
-	const char *ca = NULL, *leaf;
+	struct mtls_secret pass = { 0 };
+	struct mtls_error err;
+	STACK_OF(X509) *sk = NULL;
+	char *pem = NULL;
+	size_t pem_len = 0;
+	const char *ca = NULL, *leaf, *pw = NULL;
 	char rule[2200], ipc[64], *end;
 	long long at;
 	int c, rv = 2, r = 0;
@@ -249,6 +267,9 @@ cert_verify(int argc, char **argv)
 		case 'r':
 			r = mtls_config_add_crl_file(cfg, optarg);
 			break;
+		case 'w':
+			pw = optarg;
+			break;
 		default:
 			rv = cmd_usage("cert verify", "unknown or incomplete "
 			    "option '%s'", argv[optind - 1]);
@@ -273,7 +294,17 @@ cert_verify(int argc, char **argv)
 		fprintf(stderr, "mtls cert verify: %s\n", mtls_error(m));
 		goto out;
 	}
-	if (mtls_verify_file(m, leaf) == 0) {
+	/* LEAF in any form we read (PKCS#12 too), handed over as PEM */
+	error_clear(&err);
+	if ((pw != NULL && secret_load_pass(&pass, pw, &err) != 0) ||
+	    certs_load_pass(leaf, pw ? &pass : NULL, &sk, NULL, &err) != 0 ||
+	    certs_pem(sk, &pem, &pem_len) != 0) {
+		if (err.msg[0] == '\0')
+			error_set(&err, MTLS_ERR_NOMEM, "out of memory");
+		rv = cmd_fail("cert verify", &err);
+		goto out;
+	}
+	if (mtls_verify_pem(m, (const uint8_t *)pem, pem_len) == 0) {
 		printf("ok: %s (serial %s)\n", mtls_peer_id(m) ?
 		    mtls_peer_id(m) : "(no identity)", mtls_peer_serial(m));
 		rv = 0;
@@ -285,14 +316,132 @@ cert_verify(int argc, char **argv)
 		fprintf(stderr, "mtls cert verify: %s\n", mtls_error(m));
 	}
  out:
+	free(pem);
+	sk_X509_pop_free(sk, X509_free);
+	secret_clear(&pass);
 	mtls_free(m);
 	mtls_config_free(cfg);
+	return rv;
+}
+
+static const char export_help[] =
+"usage: mtls cert export --cert CERT --key KEY --format p12|pem|der|k8s\n"
+"                 [--out F [--force]] [--password-file F] [--pass-file F]\n"
+"                 [--ca ROOTS] [--name N]\n"
+"Converts a certificate (CERT: the leaf, then its chain) and its key:\n"
+"  p12  PKCS#12 for Java keytool/KeyStore and .NET (AES-256, PBKDF2,\n"
+"       SHA-256 MAC); the password is the first line of --password-file\n"
+"  pem  HAProxy's combined crt file: the chain, then the key\n"
+"  der  the leaf certificate alone, DER (no key)\n"
+"  k8s  a kubernetes.io/tls Secret named --name (default mtls-tls) with\n"
+"       tls.crt, tls.key and, with --ca, ca.crt\n"
+"--pass-file decrypts an encrypted KEY. Files holding a key are written\n"
+"0600, atomically. Without --out, der and k8s go to standard output.\n";
+
+static int
+cert_export_cmd(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "password-file", required_argument, NULL, 'w' },
+		{ "pass-file", required_argument, NULL, 'p' },
+		{ "ca", required_argument, NULL, 'a' },
+		{ "name", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char *fmts[] = { NULL, "p12", "pem", "der", "k8s" };
+	const char *cert = NULL, *keyf = NULL, *out = NULL, *pw = NULL,
+	    *kpass = NULL, *ca = NULL, *name = NULL, *fname = NULL;
+	struct mtls_secret pass = { 0 }, kp = { 0 };
+	struct mtls_error err;
+	STACK_OF(X509) *certs = NULL, *roots = NULL;
+	EVP_PKEY *key = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int c, fmt = 0, force = 0, rv = 2, i;
+
+	if (cmd_wants_help(argc, argv, export_help))
+		return 0;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': cert = optarg; break;
+		case 'k': keyf = optarg; break;
+		case 'f': fname = optarg; break;
+		case 'o': out = optarg; break;
+		case 'F': force = 1; break;
+		case 'w': pw = optarg; break;
+		case 'p': kpass = optarg; break;
+		case 'a': ca = optarg; break;
+		case 'n': name = optarg; break;
+		default:
+			return cmd_usage("cert export", "unknown or incomplete "
+			    "option '%s'", argv[optind - 1]);
+		}
+	}
+	for (i = 1; fname != NULL && i < 5; i++)
+		if (strcmp(fname, fmts[i]) == 0)
+			fmt = i;
+	if (optind != argc || cert == NULL || fmt == 0)
+		return cmd_usage("cert export", "give --cert and --format "
+		    "p12|pem|der|k8s");
+	if (fmt != EXPORT_DER && keyf == NULL)
+		return cmd_usage("cert export", "--format %s needs --key",
+		    fname);
+	if (fmt == EXPORT_P12 && pw == NULL)
+		return cmd_usage("cert export", "--format p12 needs "
+		    "--password-file (Java and .NET refuse an empty password)");
+	if (fmt == EXPORT_P12 && out == NULL)
+		return cmd_usage("cert export", "--format p12 needs --out");
+	if (fmt == EXPORT_PEM && out == NULL)
+		return cmd_usage("cert export", "--format pem holds the key: "
+		    "give --out (written 0600)");
+	error_clear(&err);
+	if ((out != NULL && fs_check_writable(out, force, &err) != 0) ||
+	    certs_load(cert, &certs, &err) != 0 ||
+	    (kpass != NULL && secret_load_pass(&kp, kpass, &err) != 0) ||
+	    (keyf != NULL && key_load(keyf, &kp, &key, &err) != 0) ||
+	    (pw != NULL && secret_load_pass(&pass, pw, &err) != 0) ||
+	    (ca != NULL && certs_load(ca, &roots, &err) != 0) ||
+	    cert_export(fmt, key, certs, roots, name ? name :
+	    (fmt == EXPORT_K8S ? "mtls-tls" : "mtls"), &pass, &buf, &len,
+	    &err) != 0) {
+		rv = cmd_fail("cert export", &err);
+		goto out;
+	}
+	if (out == NULL)
+		rv = fwrite(buf, 1, len, stdout) == len ? 0 : 1;
+	else if (fs_write_atomic(out, buf, len, fmt == EXPORT_DER ? 0644 :
+	    0600, force, &err) != 0)
+		rv = cmd_fail("cert export", &err);
+	else {
+		fprintf(stderr, "wrote %s (%s, %d certificate%s%s)\n", out,
+		    fname, fmt == EXPORT_DER ? 1 : sk_X509_num(certs),
+		    fmt != EXPORT_DER && sk_X509_num(certs) != 1 ? "s" : "",
+		    fmt == EXPORT_DER ? "" : " and the key");
+		rv = 0;
+	}
+ out:
+	if (buf != NULL)
+		OPENSSL_cleanse(buf, len);
+	free(buf);
+	EVP_PKEY_free(key);
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_pop_free(roots, X509_free);
+	secret_clear(&pass);
+	secret_clear(&kp);
 	return rv;
 }
 
 static const struct subcmd cert_cmds[] = {
 	{ "inspect", cert_inspect, "show every certificate in a file" },
 	{ "verify", cert_verify, "verify a leaf or chain with mtls's policy" },
+	{ "export", cert_export_cmd, "PKCS#12, HAProxy PEM, DER or a Kubernetes Secret" },
 	{ NULL, NULL, NULL },
 };
 

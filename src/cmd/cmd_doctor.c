@@ -30,10 +30,13 @@ static const char connect_help[] =
 static const char files_help[] =
 "usage: mtls doctor files --cert F [--key F] [--ca F]\n"
 "           [--purpose client|server] [--expect ID] [--json]\n"
+"           [--password-file F]\n"
 "Checks certificate files offline: the key matches, chain order and\n"
 "completeness, duplicates, whether the chain reaches a root in --ca,\n"
 "expiry (warnings at 7, 3 and 1 days), KU/EKU for the purpose, X509-SVID\n"
 "rules, weak keys and signatures, a certificate that outlives its issuer.\n"
+"Files may be PEM, DER, PKCS#12 (its key is used unless --key is given;\n"
+"--password-file holds its password) or, for --ca, a SPIFFE bundle.\n"
 "Exit 0 healthy, 1 a problem found, 2 usage or unreadable input.\n";
 
 static const char serve_help[] =
@@ -187,9 +190,11 @@ doctor_files_cmd(int argc, char **argv)
 		{ "purpose", required_argument, NULL, 'p' },
 		{ "expect", required_argument, NULL, 'e' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "password-file", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *cert = NULL, *key = NULL, *ca = NULL, *expect = NULL;
+	const char *cert = NULL, *key = NULL, *ca = NULL, *expect = NULL,
+	    *pw = NULL;
 	int c, json = 0, usage, purpose = MTLS_PURPOSE_ANY;
 	char why[200];
 	json_t *r;
@@ -214,6 +219,7 @@ doctor_files_cmd(int argc, char **argv)
 			expect = optarg;
 			break;
 		case 'j': json = 1; break;
+		case 'w': pw = optarg; break;
 		default:
 			return cmd_usage("doctor files", "unknown or incomplete "
 			    "option '%s'", argv[optind - 1]);
@@ -221,7 +227,7 @@ doctor_files_cmd(int argc, char **argv)
 	}
 	if (optind != argc || cert == NULL)
 		return cmd_usage("doctor files", "give --cert FILE");
-	r = doctor_files(cert, key, ca, purpose, expect, &usage);
+	r = doctor_files(cert, key, ca, purpose, expect, pw, &usage);
 	return finish("files", r, usage, json, 0);
 }
 

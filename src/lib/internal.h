@@ -144,7 +144,40 @@ int	 certs_parse(const uint8_t *buf, size_t len, const char *name,
 	    STACK_OF(X509) **, struct mtls_error *) MTLS_MUST_CHECK;
 int	 certs_load(const char *path, STACK_OF(X509) **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* certs_load(), and for a PKCS#12 file its MAC checked with <pass> (NULL:
+ * the empty password) and, if <key> is non-NULL, its key. */
+int	 certs_load_pass(const char *path, const struct mtls_secret *pass,
+	    STACK_OF(X509) **, EVP_PKEY **key, struct mtls_error *)
+	    MTLS_MUST_CHECK;
 int	 certs_pem(STACK_OF(X509) *, char **pem, size_t *len) MTLS_MUST_CHECK;
+/* ---- formats.c: SPIFFE bundle (JWK Set) and PKCS#12 ---- */
+/* The x509-svid roots of a SPIFFE bundle; each key's JWK members must
+ * describe its one x5c certificate. Other uses are skipped. */
+int	 jwks_parse(const uint8_t *buf, size_t len, const char *name,
+	    STACK_OF(X509) **, struct mtls_error *) MTLS_MUST_CHECK;
+/* <roots> as a SPIFFE bundle (indented JSON, ASCII); malloc'd. */
+int	 jwks_emit(STACK_OF(X509) *roots, int64_t sequence, int64_t refresh_s,
+	    char **out, struct mtls_error *) MTLS_MUST_CHECK;
+/* A PKCS#12 file (AES-256/PBKDF2, SHA-256 MAC) of <key>, <leaf> and
+ * <chain>; DER, OPENSSL_malloc'd. */
+int	 pkcs12_emit(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) *chain,
+	    const char *friendly, const struct mtls_secret *pass, uint8_t **out,
+	    size_t *out_len, struct mtls_error *) MTLS_MUST_CHECK;
+/* The certificates (leaf first) and, if <key> is non-NULL, the key of a
+ * PKCS#12 file; its MAC is checked with <pass> (NULL: the empty one). */
+int	 pkcs12_parse(const uint8_t *buf, size_t len, const char *name,
+	    const struct mtls_secret *pass, EVP_PKEY **key,
+	    STACK_OF(X509) **certs, struct mtls_error *) MTLS_MUST_CHECK;
+enum { EXPORT_P12 = 1, EXPORT_PEM, EXPORT_DER, EXPORT_K8S };
+/* <certs> (leaf first, then its chain) and <key> in format <fmt>: a
+ * PKCS#12 file (password <pass>, friendly name <name>), HAProxy's combined
+ * PEM (chain then key), the leaf's DER, or a kubernetes.io/tls Secret
+ * named <name> with ca.crt from <roots> (may be NULL). *out is malloc'd;
+ * the caller cleanses it (it may hold the key) and frees it. */
+int	 cert_export(int fmt, EVP_PKEY *key, STACK_OF(X509) *certs,
+	    STACK_OF(X509) *roots, const char *name,
+	    const struct mtls_secret *pass, uint8_t **out, size_t *out_len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* CRLs (PEM, several, or one DER) from memory; <name> names them. */
 int	 crls_parse(const uint8_t *buf, size_t len, const char *name,
 	    STACK_OF(X509_CRL) **, struct mtls_error *) MTLS_MUST_CHECK;

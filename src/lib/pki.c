@@ -17,6 +17,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <openssl/pkcs12.h>
+
 #include "internal.h"
 
 static const struct {
@@ -259,7 +261,9 @@ certs_parse(const uint8_t *buf, size_t len, const char *name,
 {
 	STACK_OF(X509) *sk;
 	BIO *bio = NULL;
+	PKCS12 *p12;
 	X509 *x;
+	size_t i;
 	int rv = -1;
 
 	*out = NULL;
@@ -268,6 +272,10 @@ certs_parse(const uint8_t *buf, size_t len, const char *name,
 		    "%s: empty: expected a PEM or DER certificate", name);
 	if (len > INT32_MAX)
 		return error_set(err, MTLS_ERR_PARSE, "%s: too large", name);
+	for (i = 0; i < len && isspace(buf[i]); i++)
+		;
+	if (buf[i] == '{')	/* a SPIFFE trust bundle */
+		return jwks_parse(buf, len, name, out, err);
 	if ((sk = sk_X509_new_null()) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", name);
 	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
@@ -280,8 +288,18 @@ certs_parse(const uint8_t *buf, size_t len, const char *name,
 
 		x = d2i_X509(NULL, &p, (long)len);
 		if (x == NULL) {
+			p = buf;
+			if ((p12 = d2i_PKCS12(NULL, &p, (long)len)) != NULL) {
+				PKCS12_free(p12);
+				ERR_clear_error();
+				BIO_free(bio);
+				sk_X509_free(sk);
+				return pkcs12_parse(buf, len, name, NULL, NULL,
+				    out, err);
+			}
 			error_set_ossl(err, MTLS_ERR_PARSE,
-			    "%s: not a certificate (neither PEM nor DER)", name);
+			    "%s: not a certificate (neither PEM, DER, PKCS#12 "
+			    "nor a SPIFFE bundle)", name);
 			goto err;
 		}
 		if (p != buf + len) {
@@ -369,6 +387,34 @@ certs_load(const char *path, STACK_OF(X509) **out, struct mtls_error *err)
 	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
 		return -1;
 	rv = certs_parse(buf, len, path, out, err);
+	free(buf);
+	return rv;
+}
+
+int
+certs_load_pass(const char *path, const struct mtls_secret *pass,
+    STACK_OF(X509) **out, EVP_PKEY **key, struct mtls_error *err)
+{
+	const unsigned char *p;
+	PKCS12 *p12;
+	uint8_t *buf;
+	size_t len;
+	int rv;
+
+	error_clear(err);
+	if (key != NULL)
+		*key = NULL;
+	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
+		return -1;
+	p = buf;
+	if (len < INT32_MAX && (p12 = d2i_PKCS12(NULL, &p, (long)len)) != NULL) {
+		PKCS12_free(p12);
+		rv = pkcs12_parse(buf, len, path, pass, key, out, err);
+	} else {
+		ERR_clear_error();
+		rv = certs_parse(buf, len, path, out, err);
+	}
+	OPENSSL_cleanse(buf, len);
 	free(buf);
 	return rv;
 }

@@ -27,8 +27,10 @@ q "$MTLS" ca intermediate prod --parent root --name prod --permit-spiffe spiffe:
 q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
 q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/client --out client
 q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/other --out other
+# the JDK peers load what `mtls cert export --format p12` writes
+echo changeit > p12.pw
 for n in server client other; do
-	q openssl pkcs12 -export -in "$n.pem" -inkey "$n.key" -out "$n.p12" -passout pass:changeit
+	q "$MTLS" cert export --cert "$n.pem" --key "$n.key" --format p12 --password-file p12.pw --out "$n.p12"
 done
 ca=root/bundle.pem
 

@@ -1259,6 +1259,19 @@ ca_bundle_pem(struct ca *ca, char **pem, size_t *len, struct mtls_error *err)
 	return 0;
 }
 
+int
+ca_bundle_jwks(struct ca *ca, char **json, struct mtls_error *err)
+{
+	int64_t seq = 0, t;
+	int i;
+
+	for (i = 0; i < sk_X509_num(ca->bundle); i++)
+		if ((t = asn1_time_unix(X509_get0_notBefore(
+		    sk_X509_value(ca->bundle, i)))) > seq)
+			seq = t;
+	return jwks_emit(ca->bundle, seq, CA_BUNDLE_REFRESH_S, json, err);
+}
+
 /* The root this CA chains to: in a root's directory the CA itself, else
  * the bundle certificate that issued the top of ca.pem. */
 static X509 *

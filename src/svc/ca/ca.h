@@ -168,6 +168,12 @@ int	 ca_chain_pem(struct ca *, X509 *leaf, char **pem, size_t *len,
 /* PEM of the roots (bundle.pem). */
 int	 ca_bundle_pem(struct ca *, char **pem, size_t *len,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* How often a SPIFFE bundle consumer should fetch it again (seconds). */
+#define CA_BUNDLE_REFRESH_S	300
+/* The roots as a SPIFFE trust bundle (JWK Set); spiffe_sequence is the
+ * newest root's notBefore, so it grows when a root is added. */
+int	 ca_bundle_jwks(struct ca *, char **json, struct mtls_error *)
+	    MTLS_MUST_CHECK;
 /* A one-time join token for <spiffe_id> (allowed by a role), valid <ttl>:
  * "mtls1.<root SHA-256 hex>.<secret>". Only its SHA-256 is stored. */
 int	 ca_token_create(struct ca *, const char *spiffe_id, int64_t ttl,

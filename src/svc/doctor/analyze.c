@@ -508,8 +508,9 @@ doctor_chain(STACK_OF(X509) *chain, const struct doctor_chain_opts *o,
 
 json_t *
 doctor_files(const char *cert, const char *key, const char *ca, int purpose,
-    const char *expect, int *usage)
+    const char *expect, const char *pass_file, int *usage)
 {
+	struct mtls_secret pass = { 0 };
 	json_t *r = json_object(), *findings = json_array(), *chain;
 	STACK_OF(X509) *certs = NULL;
 	EVP_PKEY *k = NULL;
@@ -524,7 +525,10 @@ doctor_files(const char *cert, const char *key, const char *ca, int purpose,
 	}
 	error_clear(&err);
 	json_object_set_new(r, "file", json_string(cert));
-	if (certs_load(cert, &certs, &err) != 0 ||
+	/* a PKCS#12 --cert brings its key, unless --key names another */
+	if ((pass_file && secret_load_pass(&pass, pass_file, &err) != 0) ||
+	    certs_load_pass(cert, pass_file ? &pass : NULL, &certs,
+	    key ? NULL : &k, &err) != 0 ||
 	    (key && key_load(key, NULL, &k, &err) != 0)) {
 		json_object_set_new(r, "error", json_string(err.msg));
 		*usage = 1;
@@ -555,5 +559,6 @@ doctor_files(const char *cert, const char *key, const char *ca, int purpose,
 	    findings)));
 	sk_X509_pop_free(certs, X509_free);
 	EVP_PKEY_free(k);
+	secret_clear(&pass);
 	return r;
 }

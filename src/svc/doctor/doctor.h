@@ -58,7 +58,7 @@ void	 doctor_print(FILE *, json_t *report, int color, int live);
 /* `doctor files`: the report on a certificate file (and key, bundle).
  * Unreadable input sets *usage and the report's "error". */
 json_t	*doctor_files(const char *cert, const char *key, const char *ca,
-	    int purpose, const char *expect, int *usage);
+	    int purpose, const char *expect, const char *pass_file, int *usage);
 
 /* ---- connect.c ---- */
 /* Number of certificates in a TLS Certificate handshake message <p>
