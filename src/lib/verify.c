@@ -461,6 +461,33 @@ check_scope(const struct mtls_config *cfg, STACK_OF(X509) *chain,
 	return rv;
 }
 
+/*
+ * OpenSSL judges a CRL's thisUpdate and nextUpdate with no clock skew; the
+ * proxy admits a CRL with REVOCATION_SKEW either way (crl_check), as OCSP
+ * responses are judged. The same window here, so that a CRL admitted is
+ * honoured rather than refusing its issuer's certificates for minutes.
+ */
+static int
+crl_skew_cb(int ok, X509_STORE_CTX *ctx)
+{
+	int e = X509_STORE_CTX_get_error(ctx);
+	X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
+	X509_CRL *crl = X509_STORE_CTX_get0_current_crl(ctx);
+	int64_t now;
+
+	if (ok || crl == NULL || (e != X509_V_ERR_CRL_NOT_YET_VALID &&
+	    e != X509_V_ERR_CRL_HAS_EXPIRED))
+		return ok;
+	now = (X509_VERIFY_PARAM_get_flags(param) & X509_V_FLAG_USE_CHECK_TIME) ?
+	    (int64_t)X509_VERIFY_PARAM_get_time(param) : (int64_t)time(NULL);
+	if (e == X509_V_ERR_CRL_NOT_YET_VALID)
+		return asn1_time_unix(X509_CRL_get0_lastUpdate(crl)) -
+		    REVOCATION_SKEW <= now;
+	return X509_CRL_get0_nextUpdate(crl) != NULL &&
+	    asn1_time_unix(X509_CRL_get0_nextUpdate(crl)) + REVOCATION_SKEW >=
+	    now;
+}
+
 /* CRL_CHECK covers the leaf; intermediates are checked against any CRL
  * we hold from their issuer. */
 static int
@@ -587,6 +614,7 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 	if (cfg->crls != NULL && sk_X509_CRL_num(cfg->crls) > 0) {
 		X509_STORE_CTX_set0_crls(ctx, cfg->crls);
 		X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK);
+		X509_STORE_CTX_set_verify_cb(ctx, crl_skew_cb);
 	}
 	if (X509_verify_cert(ctx) != 1) {
 		map_error(cfg, ctx, err);
@@ -851,10 +879,13 @@ cache_fill(const struct mtls_config *cfg, const uint8_t key[32],
 	for (j = 0; cfg->crls != NULL && j < sk_X509_CRL_num(cfg->crls); j++) {
 		X509_CRL *c = sk_X509_CRL_value(cfg->crls, j);
 
-		if ((t = asn1_time_unix(X509_CRL_get0_lastUpdate(c))) > nb)
+		/* the CRL window with crl_skew_cb's skew */
+		if ((t = asn1_time_unix(X509_CRL_get0_lastUpdate(c)) -
+		    REVOCATION_SKEW) > nb)
 			nb = t;
 		if (X509_CRL_get0_nextUpdate(c) != NULL &&
-		    (t = asn1_time_unix(X509_CRL_get0_nextUpdate(c))) < na)
+		    (t = asn1_time_unix(X509_CRL_get0_nextUpdate(c)) +
+		    REVOCATION_SKEW) < na)
 			na = t;
 		for (i = 0; i < sk_X509_num(certs); i++)
 			if (X509_NAME_cmp(X509_CRL_get_issuer(c),

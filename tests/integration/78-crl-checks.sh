@@ -184,3 +184,12 @@ expect_grep 'forged.pem: CRL signature does not verify' "$T_DIR/err" "cert verif
 expect_exit 1 "cert verify --crl expired: revoked" "$MTLS" cert verify a.pem --ca root/bundle.pem --crl expired.pem
 expect_grep 'revocation status .* is unknown \(CRL has expired\)' "$T_DIR/out" \
     "an expired CRL in use refuses as revoked, saying the status is unknown because the CRL expired"
+# the skew (300 s either way, as for OCSP) holds in verification too: a CRL
+# the proxy would admit is honoured, not refused as expired or not yet valid
+ago() { date -u -d "$1" +%Y%m%d%H%M%SZ; }
+ocrl lapsed.pem int/ca.pem int/ca.key -crl_lastupdate "$(ago '-1 day')" -crl_nextupdate "$(ago '-100 sec')"
+ocrl early.pem int/ca.pem int/ca.key -crl_lastupdate "$(ago '+100 sec')" -crl_nextupdate "$(ago '+1 day')"
+expect_exit 0 "cert verify: a CRL 100 s past its nextUpdate is still current (skew)" "$MTLS" cert verify b.pem \
+    --ca root/bundle.pem --crl lapsed.pem
+expect_exit 0 "cert verify: a CRL whose thisUpdate is 100 s ahead is current (skew)" "$MTLS" cert verify b.pem \
+    --ca root/bundle.pem --crl early.pem
