@@ -142,11 +142,21 @@ int	 mtls_config_set_identity_file(struct mtls_config *, const char *cert,
 int	 mtls_config_set_trust_file(struct mtls_config *, const char *path);
 /* Extra untrusted intermediates used to build chains (PEM). */
 int	 mtls_config_add_untrusted_file(struct mtls_config *, const char *path);
-/* A CRL (PEM or DER). With any CRL loaded the leaf's issuer must have one
- * (fail closed); intermediates are checked against CRLs that are present. */
+/* A CRL file (PEM, several, or DER). With any CRL loaded the leaf's issuer
+ * must have one (fail closed); intermediates are checked against CRLs that
+ * are present. Set the trust bundle (and untrusted intermediates, identity)
+ * first: each CRL whose issuer name is a CA the config knows (an anchor, or
+ * an intermediate or own chain certificate that chains to one) must be
+ * signed by that CA's key, else -1 with MTLS_ERR_VERIFY and nothing is
+ * added. A CRL from an issuer not known yet is added and its signature is
+ * checked by verification when it is used; so are its thisUpdate and
+ * nextUpdate (an expired CRL refuses its issuer's certificates as
+ * revoked: "revocation status unknown"). No CRL number check is done here:
+ * a program replacing CRLs over time (like mtls proxy) compares them. */
 int	 mtls_config_add_crl_file(struct mtls_config *, const char *path);
 /* mtls_config_add_crl_file() for CRL bytes in memory (PEM or DER), e.g.
- * fetched from a CRL distribution point; <name> names them in errors. */
+ * fetched from a CRL distribution point; <name> names them in errors; the
+ * same checks. */
 int	 mtls_config_add_crl_mem(struct mtls_config *, const uint8_t *buf,
 	    size_t len, const char *name);
 /* Peers matching any allow rule are authorized (else not_authorized). */

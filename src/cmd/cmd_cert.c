@@ -199,9 +199,10 @@ cert_verify(int argc, char **argv)
 	STACK_OF(X509) *sk = NULL;
 	char *pem = NULL;
 	size_t pem_len = 0;
-	const char *ca = NULL, *leaf, *pw = NULL;
+	const char *ca = NULL, *leaf, *pw = NULL, *crls[64];
 	char rule[2200], ipc[64], *end;
 	long long at;
+	size_t ncrl = 0, i;
 	int c, rv = 2, r = 0;
 
 	if (cmd_wants_help(argc, argv, verify_help))
@@ -264,8 +265,13 @@ cert_verify(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case 'r':
-			r = mtls_config_add_crl_file(cfg, optarg);
+		case 'r':	/* added once the trust is known, below */
+			if (ncrl == sizeof(crls) / sizeof(crls[0])) {
+				rv = cmd_usage("cert verify", "at most %zu "
+				    "--crl files", ncrl);
+				goto out;
+			}
+			crls[ncrl++] = optarg;
 			break;
 		case 'w':
 			pw = optarg;
@@ -290,6 +296,13 @@ cert_verify(int argc, char **argv)
 		fprintf(stderr, "mtls cert verify: %s\n", mtls_config_error(cfg));
 		goto out;
 	}
+	/* a CRL's signature is checked against the bundle as it is added */
+	for (i = 0; i < ncrl; i++)
+		if (mtls_config_add_crl_file(cfg, crls[i]) != 0) {
+			fprintf(stderr, "mtls cert verify: %s\n",
+			    mtls_config_error(cfg));
+			goto out;
+		}
 	if (mtls_configure(m, cfg) != 0) {
 		fprintf(stderr, "mtls cert verify: %s\n", mtls_error(m));
 		goto out;

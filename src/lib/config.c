@@ -1,6 +1,7 @@
 /* struct mtls_config: what to present, whom to trust, whom to allow. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/rand.h>
@@ -157,9 +158,39 @@ mtls_config_add_untrusted_file(struct mtls_config *c, const char *path)
 	return 0;
 }
 
+/*
+ * A CRL is checked against what the config knows when it is added: signed
+ * by a CA of the trust bundle (or an intermediate or own chain certificate
+ * under it) that has its issuer's name, else refused. An issuer the config
+ * does not know yet (a trust bundle set later, an intermediate only peers
+ * send) is left to OpenSSL, which verifies the signature when it uses the
+ * CRL. Time is left to verification too (mtls_config_set_verify_time may
+ * come later); the proxy checks time and CRL numbers itself (crl_check).
+ */
 static int
-add_crls(struct mtls_config *c, STACK_OF(X509_CRL) *sk)
+add_crls(struct mtls_config *c, STACK_OF(X509_CRL) *sk, const char *name)
 {
+	STACK_OF(X509) *others = sk_X509_new_null();
+	int i, v;
+
+	for (i = 0; others != NULL && c->untrusted != NULL &&
+	    i < sk_X509_num(c->untrusted); i++)
+		if (!sk_X509_push(others, sk_X509_value(c->untrusted, i)))
+			goto nomem;
+	for (i = 0; others != NULL && c->chain != NULL &&
+	    i < sk_X509_num(c->chain); i++)
+		if (!sk_X509_push(others, sk_X509_value(c->chain, i)))
+			goto nomem;
+	if (others == NULL)
+		goto nomem;
+	/* the CAs are judged at the verification time (CRL times are not) */
+	v = crl_check(sk, name, c->trust, others, NULL, 0, c->verify_time ?
+	    c->verify_time : (int64_t)time(NULL), &c->err);
+	sk_X509_free(others);
+	if (v != CRL_OK) {
+		sk_X509_CRL_pop_free(sk, X509_CRL_free);
+		return -1;
+	}
 	if (c->crls == NULL) {
 		c->crls = sk;
 		return 0;
@@ -175,6 +206,10 @@ add_crls(struct mtls_config *c, STACK_OF(X509_CRL) *sk)
 	}
 	sk_X509_CRL_free(sk);
 	return 0;
+ nomem:
+	sk_X509_free(others);
+	sk_X509_CRL_pop_free(sk, X509_CRL_free);
+	return error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
 }
 
 int
@@ -184,7 +219,7 @@ mtls_config_add_crl_file(struct mtls_config *c, const char *path)
 
 	if (writable(c) != 0 || crls_load(path, &sk, &c->err) != 0)
 		return -1;
-	return add_crls(c, sk);
+	return add_crls(c, sk, path);
 }
 
 int
@@ -196,7 +231,7 @@ mtls_config_add_crl_mem(struct mtls_config *c, const uint8_t *buf,
 	if (writable(c) != 0 || crls_parse(buf, len, name ? name : "CRL", &sk,
 	    &c->err) != 0)
 		return -1;
-	return add_crls(c, sk);
+	return add_crls(c, sk, name ? name : "CRL");
 }
 
 static int

@@ -269,6 +269,43 @@ int	 crl_build(X509 *ca, EVP_PKEY *key, const struct crl_entry *, size_t n,
 int	 crl_reason_parse(const char *);
 const char *crl_reason_name(int);
 
+/* Clock skew allowed either way when judging revocation data by time (an
+ * OCSP response's or a CRL's thisUpdate and nextUpdate). */
+#define REVOCATION_SKEW	300
+
+/* What crl_check found wrong with a CRL (names: crl_verdict_name). */
+enum crl_verdict {
+	CRL_OK = 0,
+	CRL_MALFORMED,		/* not a CRL (the caller's parse failed) */
+	CRL_UNKNOWN_ISSUER,	/* no CA we trust has the issuer's name */
+	CRL_BAD_SIGNATURE,	/* a CA with that name exists; no key of
+				 * one that may sign CRLs verifies it */
+	CRL_NOT_YET_VALID,	/* thisUpdate - skew > now */
+	CRL_EXPIRED,		/* nextUpdate + skew < now */
+	CRL_ROLLBACK,		/* older than the one installed */
+	CRL_VERDICT__COUNT
+};
+/* "crl_bad_signature" for CRL_BAD_SIGNATURE, "ok" for CRL_OK. */
+const char *crl_verdict_name(int);
+#define CRL_CHECK_STRICT	0x1	/* an issuer we do not know is refused */
+#define CRL_CHECK_TIME		0x2	/* judge thisUpdate/nextUpdate at now */
+/*
+ * Checks every CRL in <crls> (from the source <name>) before it is
+ * installed: signed by a CA in <trust>, or by a CA certificate in <others>
+ * (intermediates, our own chain) that chains to <trust>, whose keyUsage (if
+ * any) has cRLSign; with CRL_CHECK_TIME, current at <now> within
+ * REVOCATION_SKEW; never older than a CRL of the same issuer (name and key)
+ * in <installed> (NULL: none): a lower CRL number, or, when either has no
+ * number or the numbers are equal, an earlier thisUpdate. Without
+ * CRL_CHECK_STRICT an issuer name no usable CA has is accepted (OpenSSL
+ * checks the signature when it uses the CRL). CRL_OK, or the first verdict
+ * with <err> naming the source, the issuer and the fix.
+ */
+int	 crl_check(STACK_OF(X509_CRL) *crls, const char *name,
+	    STACK_OF(X509) *trust, STACK_OF(X509) *others,
+	    STACK_OF(X509_CRL) *installed, int flags, int64_t now,
+	    struct mtls_error *err);
+
 /* ---- config.c / ctx.c ---- */
 /* Seals new tickets with a fresh key and keeps the current one for opening
  * tickets already out (one previous key, like nginx and HAProxy). */
@@ -414,7 +451,7 @@ int	 ocsp_request(X509 *leaf, X509 *issuer, uint8_t **der, size_t *len,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Checks a DER OCSP response for <leaf>: successful, about <leaf>, signed
  * by its issuer or a delegated responder chaining to <store>, current at
- * <now> (5 minutes of skew). 0 with <res>, or -1 with <err>. */
+ * <now> (REVOCATION_SKEW). 0 with <res>, or -1 with <err>. */
 int	 ocsp_check(const uint8_t *der, size_t len, X509 *leaf,
 	    STACK_OF(X509) *chain, X509_STORE *store, int64_t now,
 	    struct ocsp_result *res, struct mtls_error *) MTLS_MUST_CHECK;

@@ -15,9 +15,6 @@
 
 #include "internal.h"
 
-/* Responses are judged with this much clock skew either way. */
-#define OCSP_SKEW	300
-
 X509 *
 ocsp_issuer(X509 *leaf, STACK_OF(X509) *chain, X509_STORE *store)
 {
@@ -134,13 +131,13 @@ ocsp_check(const uint8_t *der, size_t len, X509 *leaf, STACK_OF(X509) *chain,
 	}
 	res->this_update = asn1_time_unix(thisupd);
 	res->next_update = nextupd ? asn1_time_unix(nextupd) : 0;
-	if (res->this_update > now + OCSP_SKEW) {
+	if (res->this_update > now + REVOCATION_SKEW) {
 		error_set(err, MTLS_ERR_VERIFY, "OCSP response is from the "
 		    "future (thisUpdate %lld s ahead)",
 		    (long long)(res->this_update - now));
 		goto out;
 	}
-	if (nextupd != NULL && res->next_update < now - OCSP_SKEW) {
+	if (nextupd != NULL && res->next_update < now - REVOCATION_SKEW) {
 		error_set(err, MTLS_ERR_VERIFY, "OCSP response is stale "
 		    "(nextUpdate passed %lld s ago)",
 		    (long long)(now - res->next_update));

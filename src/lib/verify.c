@@ -713,6 +713,33 @@ check_scope(const struct mtls_config *cfg, STACK_OF(X509) *chain,
 	return rv;
 }
 
+/*
+ * OpenSSL judges a CRL's thisUpdate and nextUpdate with no clock skew; the
+ * proxy admits a CRL with REVOCATION_SKEW either way (crl_check), as OCSP
+ * responses are judged. The same window here, so that a CRL admitted is
+ * honoured rather than refusing its issuer's certificates for minutes.
+ */
+static int
+crl_skew_cb(int ok, X509_STORE_CTX *ctx)
+{
+	int e = X509_STORE_CTX_get_error(ctx);
+	X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
+	X509_CRL *crl = X509_STORE_CTX_get0_current_crl(ctx);
+	int64_t now;
+
+	if (ok || crl == NULL || (e != X509_V_ERR_CRL_NOT_YET_VALID &&
+	    e != X509_V_ERR_CRL_HAS_EXPIRED))
+		return ok;
+	now = (X509_VERIFY_PARAM_get_flags(param) & X509_V_FLAG_USE_CHECK_TIME) ?
+	    (int64_t)X509_VERIFY_PARAM_get_time(param) : (int64_t)time(NULL);
+	if (e == X509_V_ERR_CRL_NOT_YET_VALID)
+		return asn1_time_unix(X509_CRL_get0_lastUpdate(crl)) -
+		    REVOCATION_SKEW <= now;
+	return X509_CRL_get0_nextUpdate(crl) != NULL &&
+	    asn1_time_unix(X509_CRL_get0_nextUpdate(crl)) + REVOCATION_SKEW >=
+	    now;
+}
+
 /* CRL_CHECK covers the leaf; intermediates are checked against any CRL
  * we hold from their issuer. */
 static int
@@ -830,7 +857,8 @@ anchor_not_self_issued(X509_STORE_CTX *ctx)
 
 /*
  * RFC 5280 4.1.2.5: the validity period includes notAfter itself;
- * OpenSSL counts that second as expired. Nothing else is overridden.
+ * OpenSSL counts that second as expired. And CRL dates get
+ * REVOCATION_SKEW (crl_skew_cb). Nothing else is overridden.
  */
 static int
 verify_cb(int ok, X509_STORE_CTX *ctx)
@@ -839,6 +867,10 @@ verify_cb(int ok, X509_STORE_CTX *ctx)
 	X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
 	time_t now;
 
+	if (!ok && (X509_STORE_CTX_get_error(ctx) ==
+	    X509_V_ERR_CRL_NOT_YET_VALID || X509_STORE_CTX_get_error(ctx) ==
+	    X509_V_ERR_CRL_HAS_EXPIRED))
+		return crl_skew_cb(ok, ctx);
 	if (ok || X509_STORE_CTX_get_error(ctx) != X509_V_ERR_CERT_HAS_EXPIRED ||
 	    x == NULL)
 		return ok;
@@ -1187,10 +1219,13 @@ cache_fill(const struct mtls_config *cfg, const uint8_t key[32],
 	for (j = 0; cfg->crls != NULL && j < sk_X509_CRL_num(cfg->crls); j++) {
 		X509_CRL *c = sk_X509_CRL_value(cfg->crls, j);
 
-		if ((t = asn1_time_unix(X509_CRL_get0_lastUpdate(c))) > nb)
+		/* the CRL window with crl_skew_cb's skew */
+		if ((t = asn1_time_unix(X509_CRL_get0_lastUpdate(c)) -
+		    REVOCATION_SKEW) > nb)
 			nb = t;
 		if (X509_CRL_get0_nextUpdate(c) != NULL &&
-		    (t = asn1_time_unix(X509_CRL_get0_nextUpdate(c))) < na)
+		    (t = asn1_time_unix(X509_CRL_get0_nextUpdate(c)) +
+		    REVOCATION_SKEW) < na)
 			na = t;
 		for (i = 0; i < sk_X509_num(certs); i++)
 			if (X509_NAME_cmp(X509_CRL_get_issuer(c),

@@ -152,7 +152,14 @@ struct lstate {
 	char			 own_id[256];	/* under proxy mu */
 	char			 own_warn[512];	/* main thread: own_chain */
 	uint8_t			 files_hash[32];	/* of the files in use */
-	/* --crl-url: the newest CRL fetched (under proxy mu) */
+	/* --crl files: the CRLs installed from each, [l->n_crls] (checked
+	 * by crl_admit; under proxy mu) */
+	struct crlsrc {
+		uint8_t		*der;
+		size_t		 len;
+		uint8_t		 hash[32];
+	}			*fcrl;
+	/* --crl-url: the newest CRL fetched and admitted (under proxy mu) */
 	uint8_t			*crl;
 	size_t			 crl_len;
 	uint8_t			 crl_hash[32];
@@ -219,6 +226,7 @@ struct proxy {
 	int			 active;	/* atomic: open connections */
 	struct net_loop		*admin;		/* --admin: its own thread */
 	uint64_t		 m_reload_ok, m_reload_failed;	/* atomic */
+	uint64_t		 m_crl_rejected[CRL_VERDICT__COUNT];	/* atomic */
 	struct gw		*gw[PROXY_MAX_LISTENERS];	/* http mode */
 	/* conn_limit lines: at most one a second per reason (atomics) */
 	int64_t			 lim_log_at[CL__COUNT];
@@ -373,13 +381,15 @@ own_window_ok(const struct proxy_listener *l, const struct mtls_config *cfg,
  * Builds and checks a complete config from the files: the key matches the
  * certificate, the certificate is valid now and chains to the bundle (in
  * mTLS both sides trust the same CAs; one that does not is only a warning
- * in <warn>, see own_window_ok), CRLs parse. Nothing is swapped unless all
- * of this passes.
+ * in <warn>, see own_window_ok), CRLs parse and are signed by their CA
+ * (crl_admit has checked them before). Nothing is swapped unless all of
+ * this passes.
  */
 static struct mtls_config *
-config_build(const struct proxy_listener *l, const uint8_t *crl,
-    size_t crl_len, const uint8_t *staple, size_t staple_len, char *serial,
-    size_t slen, char *warn, size_t wlen, struct mtls_error *err)
+config_build(const struct proxy_listener *l, const struct crlsrc *fcrl,
+    const uint8_t *crl, size_t crl_len, const uint8_t *staple,
+    size_t staple_len, char *serial, size_t slen, char *warn, size_t wlen,
+    struct mtls_error *err)
 {
 	struct mtls_config *cfg = mtls_config_new();
 	struct mtls *v = NULL;
@@ -393,8 +403,11 @@ config_build(const struct proxy_listener *l, const uint8_t *crl,
 	    mtls_config_set_trust_file(cfg, l->ca) != 0 ||
 	    (l->min_tls && mtls_config_set_min_tls(cfg, l->min_tls) != 0))
 		goto cfgerr;
+	/* the CRLs admitted from the files (crl_files_admit), not the files
+	 * as they are now: a rejected new file leaves the previous CRL */
 	for (i = 0; i < l->n_crls; i++)
-		if (mtls_config_add_crl_file(cfg, l->crls[i]) != 0)
+		if (mtls_config_add_crl_mem(cfg, fcrl[i].der, fcrl[i].len,
+		    l->crls[i]) != 0)
 			goto cfgerr;
 	if (crl != NULL && mtls_config_add_crl_mem(cfg, crl, crl_len,
 	    l->crl_url) != 0)
@@ -1516,22 +1529,32 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
     struct mtls_error *err)
 {
 	struct mtls_config *cfg = NULL;
+	struct crlsrc *fcrl;
 	uint8_t *crl, *staple;
-	size_t len, slen2;
+	size_t len, slen2, i, nf = ls->l->n_crls;
 	char warn[sizeof(ls->own_warn)] = "";
 	int oom;
 
+	fcrl = calloc(nf + 1, sizeof(*fcrl));
 	pthread_mutex_lock(&p->mu);
 	crl = dup_bytes(ls->crl, len = ls->crl_len);
 	staple = dup_bytes(ls->staple, slen2 = ls->staple_len);
-	oom = (ls->crl != NULL && crl == NULL) ||
+	oom = fcrl == NULL || (ls->crl != NULL && crl == NULL) ||
 	    (ls->staple != NULL && staple == NULL);
+	for (i = 0; !oom && i < nf; i++) {
+		fcrl[i].der = dup_bytes(ls->fcrl[i].der,
+		    fcrl[i].len = ls->fcrl[i].len);
+		oom = fcrl[i].der == NULL;
+	}
 	pthread_mutex_unlock(&p->mu);
 	if (oom)
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	else
-		cfg = config_build(ls->l, crl, len, staple, slen2, serial, slen,
-		    warn, sizeof(warn), err);
+		cfg = config_build(ls->l, fcrl, crl, len, staple, slen2, serial,
+		    slen, warn, sizeof(warn), err);
+	for (i = 0; fcrl != NULL && i < nf; i++)
+		free(fcrl[i].der);
+	free(fcrl);
 	free(crl);
 	free(staple);
 	/* one line per change of the warning, not per rebuild */
@@ -1550,47 +1573,166 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 	return cfg;
 }
 
-/* Fetches <ls>'s CRL URL; 1 when it changed (then stored), 0 when the
- * same, -1 on failure (logged; the previous CRL stays). */
-static int
-crl_fetch(struct proxy *p, struct lstate *ls)
+/* One line and one count per CRL refused (the previous one stays). */
+static void
+crl_rejected(struct proxy *p, struct lstate *ls, const char *kind,
+    const char *src, int v, const struct mtls_error *e)
 {
-	STACK_OF(X509_CRL) *sk = NULL;
+	json_t *o = json_object();
+
+	__atomic_add_fetch(&p->m_crl_rejected[v], 1, __ATOMIC_RELAXED);
+	json_object_set_new(o, "listener", json_string(ls->l->name));
+	json_object_set_new(o, kind, json_string(src));
+	json_object_set_new(o, "reason", json_string(crl_verdict_name(v)));
+	json_object_set_new(o, "error", json_string(e->msg));
+	log_emit("warn", "crl_rejected", o);
+	json_decref(o);
+}
+
+/*
+ * Whether CRL bytes <buf> from <src> may replace <cur> (what that source
+ * has installed; NULL: nothing yet): they parse, and crl_check passes with
+ * the listener's issuers (the --ca bundle, our own chain under it), at the
+ * time now, not older than <cur>. CRL_OK, or the verdict with <e>.
+ */
+static int
+crl_admit(const struct proxy_listener *l, const char *src, const uint8_t *buf,
+    size_t len, const uint8_t *cur, size_t cur_len, struct mtls_error *e)
+{
+	STACK_OF(X509_CRL) *sk = NULL, *inst = NULL;
+	STACK_OF(X509) *trust = NULL, *own = NULL;
+	int v = CRL_MALFORMED;
+
+	error_clear(e);
+	if (crls_parse(buf, len, src, &sk, e) != 0)
+		goto out;
+	v = CRL_UNKNOWN_ISSUER;
+	if (certs_load(l->ca, &trust, e) != 0 ||
+	    certs_load(l->cert, &own, e) != 0)
+		goto out;
+	v = CRL_MALFORMED;
+	if (cur != NULL && crls_parse(cur, cur_len, src, &inst, e) != 0)
+		goto out;
+	v = crl_check(sk, src, trust, own, inst, CRL_CHECK_STRICT |
+	    CRL_CHECK_TIME, (int64_t)time(NULL), e);
+ out:
+	sk_X509_CRL_pop_free(sk, X509_CRL_free);
+	sk_X509_CRL_pop_free(inst, X509_CRL_free);
+	sk_X509_pop_free(trust, X509_free);
+	sk_X509_pop_free(own, X509_free);
+	return v;
+}
+
+/* Fetches <ls>'s CRL URL; 1 when a new CRL passed crl_admit (then stored),
+ * 0 when the same, -1 on failure or refusal (logged and counted; the
+ * previous CRL stays; <err> says why). */
+static int
+crl_fetch(struct proxy *p, struct lstate *ls, struct mtls_error *err)
+{
 	struct mtls_error e;
-	uint8_t *buf = NULL, h[32];
-	size_t len = 0;
-	char err[512];
+	uint8_t *buf = NULL, *cur, h[32];
+	size_t len = 0, cur_len;
+	char msg[512];
 	json_t *o;
-	int changed = 0;
+	int v, same, oom;
 
 	if (http_fetch(ls->l->crl_url, ls->l->ca, 10, MTLS_MAX_FILE, &buf, &len,
-	    err, sizeof(err)) != 0 || crls_parse(buf, len, ls->l->crl_url, &sk,
-	    &e) != 0) {
-		if (buf != NULL)
-			snprintf(err, sizeof(err), "%s", e.msg);
+	    msg, sizeof(msg)) != 0) {
 		o = json_object();
 		json_object_set_new(o, "listener", json_string(ls->l->name));
 		json_object_set_new(o, "url", json_string(ls->l->crl_url));
-		json_object_set_new(o, "error", json_string(err));
+		json_object_set_new(o, "error", json_string(msg));
 		log_emit("warn", "crl_fetch", o);
 		json_decref(o);
+		error_set(err, MTLS_ERR_IO, "--crl-url %s: cannot fetch the "
+		    "CRL: %s", ls->l->crl_url, msg);
 		free(buf);
 		return -1;
 	}
-	sk_X509_CRL_pop_free(sk, X509_CRL_free);
 	SHA256(buf, len, h);
 	pthread_mutex_lock(&p->mu);
-	if (ls->crl == NULL || memcmp(h, ls->crl_hash, 32) != 0) {
-		free(ls->crl);
-		ls->crl = buf;
-		ls->crl_len = len;
-		memcpy(ls->crl_hash, h, 32);
-		buf = NULL;
-		changed = 1;
-	}
+	same = ls->crl != NULL && memcmp(h, ls->crl_hash, 32) == 0;
+	cur = dup_bytes(ls->crl, cur_len = ls->crl_len);
+	oom = ls->crl != NULL && cur == NULL;
 	pthread_mutex_unlock(&p->mu);
-	free(buf);
-	return changed;
+	if (same || oom) {
+		free(cur);
+		free(buf);
+		if (oom)
+			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		return oom ? -1 : 0;
+	}
+	v = crl_admit(ls->l, ls->l->crl_url, buf, len, cur, cur_len, &e);
+	free(cur);
+	if (v != CRL_OK) {
+		crl_rejected(p, ls, "url", ls->l->crl_url, v, &e);
+		error_set(err, MTLS_ERR_VERIFY, "%s: %s",
+		    crl_verdict_name(v), e.msg);
+		free(buf);
+		return -1;
+	}
+	pthread_mutex_lock(&p->mu);
+	free(ls->crl);
+	ls->crl = buf;
+	ls->crl_len = len;
+	memcpy(ls->crl_hash, h, 32);
+	pthread_mutex_unlock(&p->mu);
+	return 1;
+}
+
+/*
+ * Reads each --crl file of <ls> that changed since it was installed and
+ * installs it if crl_admit passes. At <startup> a file that cannot be read
+ * or is refused is an error; later it is logged and counted, and the CRL
+ * installed from that file stays.
+ */
+static int
+crl_files_admit(struct proxy *p, struct lstate *ls, int startup,
+    struct mtls_error *err)
+{
+	const struct proxy_listener *l = ls->l;
+	struct mtls_error e;
+	uint8_t *buf, *cur, h[32];
+	size_t i, len, cur_len;
+	int v, same;
+
+	for (i = 0; i < l->n_crls; i++) {
+		error_clear(&e);
+		if (fs_read(l->crls[i], MTLS_MAX_FILE, &buf, &len, &e) != 0) {
+			v = CRL_MALFORMED;
+			goto refused;
+		}
+		SHA256(buf, len, h);
+		pthread_mutex_lock(&p->mu);
+		same = ls->fcrl[i].der != NULL &&
+		    memcmp(h, ls->fcrl[i].hash, 32) == 0;
+		cur = dup_bytes(ls->fcrl[i].der, cur_len = ls->fcrl[i].len);
+		pthread_mutex_unlock(&p->mu);
+		if (same) {
+			free(cur);
+			free(buf);
+			continue;
+		}
+		v = crl_admit(l, l->crls[i], buf, len, cur, cur_len, &e);
+		free(cur);
+		if (v != CRL_OK) {
+			free(buf);
+			goto refused;
+		}
+		pthread_mutex_lock(&p->mu);
+		free(ls->fcrl[i].der);
+		ls->fcrl[i].der = buf;
+		ls->fcrl[i].len = len;
+		memcpy(ls->fcrl[i].hash, h, 32);
+		pthread_mutex_unlock(&p->mu);
+		continue;
+ refused:
+		crl_rejected(p, ls, "file", l->crls[i], v, &e);
+		if (startup)
+			return error_set(err, MTLS_ERR_VERIFY, "--crl: %s: %s",
+			    crl_verdict_name(v), e.msg);
+	}
+	return 0;
 }
 
 static void
@@ -1756,7 +1898,9 @@ fetch_main(void *arg)
 
 			if (ls->l->crl_url != NULL && now >= ls->crl_next_ms) {
 				ls->crl_next_ms = now + crl_refresh(ls->l);
-				changed |= crl_fetch(p, ls) == 1;
+				struct mtls_error e;
+
+				changed |= crl_fetch(p, ls, &e) == 1;
 			}
 			if (wants_staple(ls)) {
 				pthread_mutex_lock(&p->mu);
@@ -1805,6 +1949,9 @@ reload(struct proxy *p, const char *why)
 			json_decref(o);
 			continue;
 		}
+		/* a refused CRL file is logged and the previous one kept */
+		if (crl_files_admit(p, ls, 0, &err) != 0)
+			continue;
 		cfg = listener_config(p, ls, serial, sizeof(serial), &err);
 		if (cfg == NULL) {
 			__atomic_add_fetch(&p->m_reload_failed, 1, __ATOMIC_RELAXED);
@@ -1955,7 +2102,7 @@ static void
 metrics_text(struct proxy *p, struct sbuf *b)
 {
 	uint64_t cum = 0, sum = 0, cnt = 0, v, in = 0, out = 0;
-	int f, r, i, k, role;
+	int f, r, i, k, role, cv;
 	size_t li;
 	struct x509memo_stats ms;
 	char id[256];
@@ -2061,6 +2208,13 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	    "mtls_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)ld(&p->m_reload_ok),
 	    (unsigned long long)ld(&p->m_reload_failed));
+	sb_printf(b, "# HELP mtls_crl_rejected_total CRLs refused before "
+	    "install (the previous one stayed), by reason.\n"
+	    "# TYPE mtls_crl_rejected_total counter\n");
+	for (cv = 1; cv < CRL_VERDICT__COUNT; cv++)
+		sb_printf(b, "mtls_crl_rejected_total{reason=\"%s\"} %llu\n",
+		    crl_verdict_name(cv),
+		    (unsigned long long)ld(&p->m_crl_rejected[cv]));
 	if (p->admin != NULL) {
 		struct net_stats ns;
 
@@ -2323,7 +2477,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	struct epoll_event ev;
 	sigset_t mask;
 	char serial[64] = "";
-	size_t li = 0;
+	size_t li = 0, k;
 	int sfd = -1, ifd = -1, i, started = 0, rv = -1;
 	int64_t reload_at = 0, rotate_at = 0, trim_at = 0;
 
@@ -2343,11 +2497,20 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		ls->p = &p;
 		p.nls++;
 		error_clear(&lerr);
-		/* fail closed: a CRL URL that cannot be read stops the start */
-		if (ls->l->crl_url != NULL && crl_fetch(&p, ls) < 0) {
-			error_set(err, MTLS_ERR_IO, "listener %s: --crl-url %s: "
-			    "cannot fetch the CRL (see the log line above)",
-			    ls->l->name, ls->l->crl_url);
+		/* fail closed: a CRL file or URL that cannot be read, or
+		 * whose CRL is refused (crl_admit), stops the start */
+		if ((ls->fcrl = calloc(ls->l->n_crls + 1,
+		    sizeof(*ls->fcrl))) == NULL) {
+			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if (crl_files_admit(&p, ls, 1, &lerr) != 0 ||
+		    (ls->l->crl_url != NULL && crl_fetch(&p, ls, &lerr) < 0)) {
+			if (o->n_l > 1)
+				error_set(err, lerr.code, "listener %s: %s",
+				    ls->l->name, lerr.msg);
+			else
+				error_copy(err, &lerr);
 			goto out;
 		}
 		ls->crl_next_ms = now_ms() + crl_refresh(ls->l);
@@ -2678,6 +2841,10 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		iplimit_free(p.ls[li].ipt);
 		free(p.ls[li].crl);
 		free(p.ls[li].staple);
+		for (k = 0; p.ls[li].fcrl != NULL && k < p.ls[li].l->n_crls;
+		    k++)
+			free(p.ls[li].fcrl[k].der);
+		free(p.ls[li].fcrl);
 	}
 	if (p.fetch_evfd >= 0)
 		close(p.fetch_evfd);
