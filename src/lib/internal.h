@@ -63,7 +63,9 @@ int	 secret_load_pass(struct mtls_secret *, const char *path,
 
 /* ---- fsatomic.c ---- */
 /* Reads all of <path> (at most <max> bytes) into a NUL-terminated buffer
- * owned by the caller; *len excludes the NUL. */
+ * owned by the caller; *len excludes the NUL. Only a regular file (or a
+ * symlink to one): a FIFO, socket, device or directory is refused at once,
+ * never waited on. Every file input of the library goes through here. */
 int	 fs_read(const char *path, size_t max, uint8_t **buf, size_t *len,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Writes <data> to <path> atomically: a temporary file in the same folder
