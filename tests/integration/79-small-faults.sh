@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Issue 18's smaller faults: a FIFO given as a certificate, key, CA or CRL
+# is refused at once (commands exit 2, a proxy reload fails and the old
+# files keep serving); doctor connect --timeout holds over a server that
+# answers a byte at a time.
+. "$(dirname "$0")/lib.sh"
+H="$(cd "$(dirname "$0")" && pwd)/helpers"
+cd "$T_DIR"
+pki_pair
+mkfifo fifo.pem
+
+# ---- a FIFO instead of a PEM file: exit 2 at once, with the reason ----
+fifo_refused() {	# fifo_refused NAME CMD...: exit 2 within 5 s, the message
+	local rc
+	timeout 5 "${@:2}" > out 2> err
+	rc=$?
+	if [ "$rc" = 2 ] && grep -q 'fifo.pem: not a regular file (a FIFO)' err; then ok "$1"
+	else not_ok "$1" "exit $rc (124: hung), want 2: $(head -c 400 err)"; fi
+}
+fifo_refused "cert inspect FIFO: exit 2, 'not a regular file (a FIFO)'" "$MTLS" cert inspect fifo.pem
+fifo_refused "cert verify --ca FIFO: exit 2" "$MTLS" cert verify client.pem --ca fifo.pem
+fifo_refused "cert verify --crl FIFO: exit 2" "$MTLS" cert verify client.pem --ca root/bundle.pem \
+    --untrusted int/ca.pem --crl fifo.pem
+fifo_refused "doctor files --cert FIFO: exit 2" "$MTLS" doctor files --cert fifo.pem
+fifo_refused "doctor files --key FIFO: exit 2" "$MTLS" doctor files --cert client.pem --key fifo.pem
+p=$(free_port)
+fifo_refused "proxy --ca FIFO: exit 2" "$MTLS" proxy --listen "127.0.0.1:$p" --target 127.0.0.1:9 \
+    --cert server.pem --key server.key --ca fifo.pem --allow-any
+fifo_refused "proxy --key FIFO: exit 2" "$MTLS" proxy --listen "127.0.0.1:$p" --target 127.0.0.1:9 \
+    --cert server.pem --key fifo.pem --ca root/bundle.pem --allow-any
+
+# a symlink to a regular file is still a file
+ln -s client.pem link.pem
+expect_exit 0 "cert inspect through a symlink to a PEM file: exit 0" "$MTLS" cert inspect link.pem
+
+# ---- the proxy's reload: a certificate path swapped for a FIFO ----
+mkdir www && echo hello > www/hello.txt
+be=$(free_port)
+start_bg backend python3 -m http.server "$be" --bind 127.0.0.1 --directory www
+wait_for 10 port_open "$be" || { not_ok "backend starts"; exit 0; }
+mkdir live && cp server.pem server.key live/
+port=$(free_port)
+start_bg inbound "$MTLS" proxy --listen "127.0.0.1:$port" --target "127.0.0.1:$be" --cert live/server.pem \
+    --key live/server.key --ca root/bundle.pem --allow spiffe://example.org/ns/prod/client
+PX=$BG_PID
+log="$T_DIR/inbound.log"
+wait_for 10 grep -q '"event":"start"' "$log" || { not_ok "proxy starts" "$(cat "$log")"; exit 0; }
+good() {
+	local out
+	out=$(curl -sS --max-time 10 -w ' %{http_code}' --cacert root/bundle.pem --cert client.pem --key client.key \
+	    "https://localhost:$port/hello.txt" 2>&1)
+	[ "$out" = "hello
+ 200" ] && ok "$1" || not_ok "$1" "$out"
+}
+good "proxy serves before the swap"
+failed_fifo() { grep '"event":"reload"' "$log" | grep '"result":"failed"' | grep -q 'not a regular file (a FIFO)'; }
+mkfifo live/server.pem.new && mv -f live/server.pem.new live/server.pem
+kill -HUP "$PX"
+wait_for 10 failed_fifo && ok "reload with server.pem a FIFO: a failed reload line naming it" \
+    || not_ok "reload names the FIFO" "$(grep '"event":"reload"' "$log" | tail -3)"
+kill -0 "$PX" 2>/dev/null && ok "the proxy is still running" || not_ok "proxy still running" "$(tail -3 "$log")"
+good "the old certificate keeps serving after the failed reload"
+
+# ---- doctor connect --timeout: one deadline over everything ----
+sp=$(free_port)
+start_bg slow python3 "$H/slow_answer.py" "$sp" 0.25 \
+    "HTTP/1.1 400 Bad Request, this server speaks no TLS at all, not even slowly"
+wait_for 10 port_open "$sp" || { not_ok "slow server starts"; exit 0; }
+t0=$(ms)
+timeout 30 "$MTLS" doctor connect "127.0.0.1:$sp" --timeout 3s --json > slow.json 2> slow.err
+rc=$? dt=$(( $(ms) - t0 ))
+[ "$rc" = 1 ] && [ "$dt" -lt 4500 ] && ok "doctor connect --timeout 3s, a byte every 250 ms: done in ${dt} ms" \
+    || not_ok "doctor --timeout holds" "exit $rc after $dt ms (want 1 within 4500 ms)"
+expect_grep '"result": "not_tls"' slow.json "the slow non-TLS answer is not_tls"
+sp2=$(free_port)
+start_bg slow2 python3 "$H/slow_answer.py" "$sp2" 1 "SSH-2.0-OpenSSH_9.2p1 a banner, one byte a second"
+wait_for 10 port_open "$sp2" || { not_ok "slow server 2 starts"; exit 0; }
+t0=$(ms)
+timeout 30 "$MTLS" doctor connect "127.0.0.1:$sp2" --timeout 3s --json > slow2.json 2> slow2.err
+rc=$? dt=$(( $(ms) - t0 ))
+[ "$rc" = 1 ] && [ "$dt" -lt 4500 ] && ok "doctor connect --timeout 3s, a byte a second: done in ${dt} ms" \
+    || not_ok "doctor --timeout holds (1 byte/s)" "exit $rc after $dt ms"
+expect_grep '"result": "not_tls"' slow2.json "the 1 byte/s answer is not_tls"
