@@ -71,6 +71,10 @@ static const struct {
 	[MTLS_FAIL_CONNECT_FAILED] = { "connect_failed",
 	    "could not connect: check the address, DNS, and that the service "
 	    "is listening" },
+	[MTLS_FAIL_CHAIN_TOO_LARGE] = { "chain_too_large",
+	    "the peer's certificate chain is over the 100 KiB that OpenSSL "
+	    "(and most TLS stacks) accept: send the leaf and intermediates "
+	    "only (no root, no duplicates), with fewer SANs" },
 };
 
 const char *

@@ -81,3 +81,36 @@ rc=$? dt=$(( $(ms) - t0 ))
 [ "$rc" = 1 ] && [ "$dt" -lt 4500 ] && ok "doctor connect --timeout 3s, a byte a second: done in ${dt} ms" \
     || not_ok "doctor --timeout holds (1 byte/s)" "exit $rc after $dt ms"
 expect_grep '"result": "not_tls"' slow2.json "the 1 byte/s answer is not_tls"
+
+# ---- a certificate chain over OpenSSL's 100 KiB Certificate message ----
+python3 - <<'PY'
+with open("big.cnf", "w") as f:
+    f.write("[req]\ndistinguished_name=dn\nprompt=no\nx509_extensions=ext\n[dn]\nCN=big.example\n"
+            "[ext]\nsubjectAltName=@alt\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+            "extendedKeyUsage=serverAuth,clientAuth\n[alt]\n")
+    for i in range(1800):   # 1,800 DNS names of 70 bytes: a 121 KB certificate
+        f.write("DNS.%d=host-%05d.a-rather-long-name-for-a-certificate-chain.example.org\n" % (i + 1, i))
+PY
+q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout big.key -out big.pem -days 2 -config big.cnf
+bp=$(free_port)
+start_bg bigserver openssl s_server -accept "127.0.0.1:$bp" -cert big.pem -key big.key -www -quiet
+wait_for 10 port_open "$bp" || { not_ok "s_server with the big chain starts"; exit 0; }
+expect_exit 1 "doctor connect to a server whose chain is over 100 KiB: exit 1" "$MTLS" doctor connect "127.0.0.1:$bp" --json --timeout 10s
+expect_grep '"result": "chain_too_large"' "$T_DIR/out" "the doctor names it chain_too_large (not no_shared_algorithm)"
+expect_grep '102400-byte' "$T_DIR/out" "the doctor's finding gives the limit"
+# the inbound proxy (the one from the reload test) gets a client chain that big
+hs_big() { grep '"event":"handshake"' "$log" | grep -q '"result":"chain_too_large"'; }
+timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername localhost -cert big.pem -key big.key \
+    -CAfile root/bundle.pem < /dev/null > sclient.out 2>&1
+wait_for 10 hs_big && ok "inbound proxy: a client chain over 100 KiB is logged chain_too_large" \
+    || not_ok "proxy names chain_too_large" "$(grep '"event":"handshake"' "$log" | tail -2)"
+# the outbound proxy gets a server chain that big
+op=$(free_port)
+start_bg outbound "$MTLS" proxy --outbound --listen "127.0.0.1:$op" --target "127.0.0.1:$bp" --cert client.pem \
+    --key client.key --ca root/bundle.pem --expect dns:big.example
+olog="$T_DIR/outbound.log"
+wait_for 10 grep -q '"event":"start"' "$olog" || { not_ok "outbound proxy starts" "$(cat "$olog")"; exit 0; }
+curl -sS --max-time 10 "http://127.0.0.1:$op/" > /dev/null 2>&1
+ohs_big() { grep '"event":"handshake"' "$olog" | grep -q '"result":"chain_too_large"'; }
+wait_for 10 ohs_big && ok "outbound proxy: a server chain over 100 KiB is logged chain_too_large" \
+    || not_ok "outbound proxy names chain_too_large" "$(grep '"event":"handshake"' "$olog" | tail -2)"

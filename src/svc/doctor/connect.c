@@ -59,6 +59,7 @@ struct attempt {
 	char		 http_resp[4096];
 	char		 gai_err[200];
 	unsigned long	 ossl_reason;
+	long		 chain_limit;	/* >0: the server's chain was over it */
 	char		 ossl_text[200];
 	SSL		*ssl;
 	int		 fd;
@@ -533,6 +534,11 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 		unsigned long l = ERR_peek_error();
 
 		a->ossl_reason = l ? ERR_GET_REASON(l) : 0;
+		/* refused by size before parsing: name it, not a lack of
+		 * algorithms (issue 18) */
+		if (a->ossl_reason == SSL_R_EXCESSIVE_MESSAGE_SIZE &&
+		    SSL_get_state(a->ssl) == TLS_ST_CR_CERT)
+			a->chain_limit = (long)SSL_get_max_cert_list(a->ssl);
 		if (l)
 			ERR_error_string_n(l, a->ossl_text, sizeof(a->ossl_text));
 		if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN ||
@@ -961,6 +967,15 @@ explain_failure(struct attempt *a, const struct variant *v, int have_cert,
 		    "client certificate", "check the server's logs for why it "
 		    "refused our certificate", "the server closed the "
 		    "connection after our certificate without an alert");
+		return;
+	}
+	if (a->chain_limit > 0) {
+		finding_add(findings, "error", "chain_too_large",
+		    "server certificate", mtls_fail_hint(
+		    MTLS_FAIL_CHAIN_TOO_LARGE), "the server's certificate "
+		    "chain is over the %ld-byte (%ld KiB) limit of OpenSSL and "
+		    "most clients: they refuse it before reading it",
+		    a->chain_limit, a->chain_limit / 1024);
 		return;
 	}
 	switch (a->ossl_reason) {
