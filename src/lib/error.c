@@ -112,6 +112,7 @@ error_clear(struct mtls_error *e)
 {
 	e->code = MTLS_ERR_NONE;
 	e->fail = MTLS_FAIL_NONE;
+	e->sys = 0;
 	e->msg[0] = '\0';
 }
 
@@ -120,6 +121,7 @@ vset(struct mtls_error *e, int code, const char *fmt, va_list ap)
 {
 	e->code = code;
 	e->fail = MTLS_FAIL_NONE;
+	e->sys = 0;
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 }
 
@@ -147,6 +149,7 @@ error_set_errno(struct mtls_error *e, int code, const char *fmt, ...)
 	va_end(ap);
 	n = strlen(e->msg);
 	snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(saved));
+	e->sys = saved;
 	errno = saved;
 	return -1;
 }
