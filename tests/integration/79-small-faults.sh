@@ -114,3 +114,66 @@ curl -sS --max-time 10 "http://127.0.0.1:$op/" > /dev/null 2>&1
 ohs_big() { grep '"event":"handshake"' "$olog" | grep -q '"result":"chain_too_large"'; }
 wait_for 10 ohs_big && ok "outbound proxy: a server chain over 100 KiB is logged chain_too_large" \
     || not_ok "outbound proxy names chain_too_large" "$(grep '"event":"handshake"' "$olog" | tail -2)"
+
+# ---- ca serve: restarts reuse its certificate; a full disk is a 503 ----
+rows() { sqlite3 "$1/inventory.db" "SELECT count(*) FROM certs"; }
+base=$(rows int)
+cport=$(free_port)
+URL="https://localhost:$cport"
+for i in 1 2 3 4; do
+	start_bg "caserve$i" "$MTLS" ca serve --ca int --listen "127.0.0.1:$cport" --url "$URL"
+	cpid=$BG_PID
+	wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve$i.log" || { not_ok "ca serve start $i" "$(cat "$T_DIR/caserve$i.log")"; exit 0; }
+	h=$(curl -sS --max-time 5 --cacert root/bundle.pem "$URL/healthz")
+	[ "$h" = ok ] || not_ok "ca serve start $i: /healthz over TLS" "$h"
+	kill "$cpid"
+	wait_for 10 gone "$cpid" || not_ok "ca serve $i stops"
+done
+[ "$(rows int)" = $((base + 1)) ] && ok "ca serve started 4 times: one inventory row for its own certificate" \
+    || not_ok "one row for 4 starts" "$(( $(rows int) - base )) rows"
+expect_grep '"event":"server_cert_reused"' "$T_DIR/caserve4.log" "the 4th start logs server_cert_reused"
+# other names: a new certificate (the old one does not fit)
+start_bg caserve5 "$MTLS" ca serve --ca int --listen "127.0.0.1:$cport" --url "$URL" --dns localhost --dns ca.example
+cpid=$BG_PID
+wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve5.log" || { not_ok "ca serve start 5" "$(cat "$T_DIR/caserve5.log")"; exit 0; }
+kill "$cpid"; wait_for 10 gone "$cpid"
+[ "$(rows int)" = $((base + 2)) ] && grep -q '"event":"server_cert_not_reused".*other names' "$T_DIR/caserve5.log" \
+    && ok "with other --dns names: a new certificate, and the log says why" \
+    || not_ok "new names reissue" "$(rows int) rows; $(grep server_cert "$T_DIR/caserve5.log")"
+
+# a full disk under the CA directory (LD_PRELOAD shim, switched by a file)
+cc -shared -fPIC -o enospc.so "$H/enospc.c" -ldl || { not_ok "enospc.so builds"; exit 0; }
+start_bg caservefull env LD_PRELOAD="$T_DIR/enospc.so" ENOSPC_DIR="$T_DIR/int" ENOSPC_FLAG="$T_DIR/disk-full" \
+    "$MTLS" ca serve --ca int --listen "127.0.0.1:$cport" --url "$URL"
+flog="$T_DIR/caservefull.log"
+wait_for 10 grep -q '"event":"start"' "$flog" || { not_ok "ca serve (shim) starts" "$(cat "$flog")"; exit 0; }
+code() { curl -sS --max-time 10 --cacert root/bundle.pem -o "$2" -w '%{http_code}' "$URL$1" 2>&1; }
+enroll() {	# enroll ID OUT: POST /v1/enroll with a new token for ID; prints the status
+	"$MTLS" ca token create --ca int --spiffe-id "$1" > "$2.token" 2>/dev/null
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$2.key" -subj /CN=x -out "$2.csr" 2>/dev/null
+	python3 -c 'import json,sys; print(json.dumps({"token": open(sys.argv[1]).read().strip(), "csr": open(sys.argv[2]).read()}))' \
+	    "$2.token" "$2.csr" > "$2.req"
+	curl -sS --max-time 10 --cacert root/bundle.pem -o "$2.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+	    --data-binary @"$2.req" "$URL/v1/enroll" 2>&1
+}
+[ "$(code /readyz ready.txt)" = 200 ] && ok "/readyz: 200 while the disk has room" || not_ok "/readyz 200" "$(cat ready.txt)"
+before=$(sqlite3 int/inventory.db "SELECT count(*) FROM certs")
+touch disk-full
+st=$(enroll spiffe://example.org/ns/prod/full full)
+[ "$st" = 503 ] && grep -q '"error": *"unavailable"' full.json && grep -q 'disk full' full.json \
+    && ok "enroll on a full disk: 503 unavailable naming 'disk full'" || not_ok "enroll 503" "$st $(cat full.json)"
+[ "$(code /healthz h.txt)" = 200 ] && ok "/healthz (liveness) stays 200" || not_ok "/healthz 200" "$(cat h.txt)"
+st=$(code /readyz ready.json)
+[ "$st" = 503 ] && grep -q 'cannot issue: disk full' ready.json && ok "/readyz: 503 'cannot issue: disk full ...'" \
+    || not_ok "/readyz 503" "$st $(cat ready.json)"
+expect_grep '"event":"not_ready".*disk full' "$flog" "a not_ready line with the cause"
+rm -f disk-full
+[ "$(sqlite3 int/inventory.db "SELECT count(*) FROM certs")" = "$before" ] && ok "nothing was recorded while full" \
+    || not_ok "nothing recorded" "$before before, $(sqlite3 int/inventory.db "SELECT count(*) FROM certs") after"
+sqlite3 int/inventory.db "SELECT used_at IS NULL FROM tokens ORDER BY created_at DESC LIMIT 1" | grep -q 1 \
+    && ok "the token of the refused enrollment is not burned" || not_ok "token not burned"
+ready_again() { [ "$(code /readyz r2.txt)" = 200 ]; }
+wait_for 15 ready_again && ok "/readyz back to 200 once the disk has room (write probe)" || not_ok "ready again" "$(cat r2.txt)"
+expect_grep '"event":"ready"' "$flog" "a ready line when it recovers"
+st=$(enroll spiffe://example.org/ns/prod/full full2)
+[ "$st" = 200 ] && ok "enroll after the disk has room: 200" || not_ok "enroll 200 after" "$st $(cat full2.json)"
