@@ -92,6 +92,8 @@ with open("big.cnf", "w") as f:
         f.write("DNS.%d=host-%05d.a-rather-long-name-for-a-certificate-chain.example.org\n" % (i + 1, i))
 PY
 q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout big.key -out big.pem -days 2 -config big.cnf
+expect_exit 1 "doctor files on a 121 KB chain: exit 1" "$MTLS" doctor files --cert big.pem --key big.key
+expect_grep 'chain_too_large: .*-byte Certificate message' "$T_DIR/out" "doctor files names it chain_too_large, offline"
 bp=$(free_port)
 start_bg bigserver openssl s_server -accept "127.0.0.1:$bp" -cert big.pem -key big.key -www -quiet
 wait_for 10 port_open "$bp" || { not_ok "s_server with the big chain starts"; exit 0; }
