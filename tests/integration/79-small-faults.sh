@@ -145,7 +145,9 @@ kill "$cpid"; wait_for 10 gone "$cpid"
 
 # a full disk under the CA directory (LD_PRELOAD shim, switched by a file)
 cc -shared -fPIC -o enospc.so "$H/enospc.c" -ldl || { not_ok "enospc.so builds"; exit 0; }
-start_bg caservefull env LD_PRELOAD="$T_DIR/enospc.so" ENOSPC_DIR="$T_DIR/int" ENOSPC_FLAG="$T_DIR/disk-full" \
+# under make asan the sanitizer runtime must come first in LD_PRELOAD
+san=$(ldd "$MTLS" | awk '/libasan|libubsan/ { printf "%s ", $3 }')
+start_bg caservefull env LD_PRELOAD="$san$T_DIR/enospc.so" ENOSPC_DIR="$T_DIR/int" ENOSPC_FLAG="$T_DIR/disk-full" \
     "$MTLS" ca serve --ca int --listen "127.0.0.1:$cport" --url "$URL"
 flog="$T_DIR/caservefull.log"
 wait_for 10 grep -q '"event":"start"' "$flog" || { not_ok "ca serve (shim) starts" "$(cat "$flog")"; exit 0; }
