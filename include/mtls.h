@@ -69,6 +69,8 @@ enum mtls_fail {
 	MTLS_FAIL_NOT_TLS,
 	MTLS_FAIL_HANDSHAKE_TIMEOUT,
 	MTLS_FAIL_CONNECT_FAILED,
+	MTLS_FAIL_CHAIN_TOO_LARGE,	/* the peer's Certificate message is over
+					 * the limit (OpenSSL: 100 KiB) */
 	MTLS_FAIL__COUNT
 };
 

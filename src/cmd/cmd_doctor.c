@@ -22,7 +22,8 @@ static const char connect_help[] =
 "  --expect ID   the server's expected identity (a SPIFFE ID or rule);\n"
 "                default dns:<servername> or ip:<host>\n"
 "  --groups, --sigalgs   OpenSSL lists, to act like a particular client\n"
-"  --timeout D   connect and handshake timeout (default 10s)\n"
+"  --timeout D   one deadline for the whole probe: connect, handshake\n"
+"                and every read (default 10s)\n"
 "  --no-http     do not send GET / after an mTLS handshake (it reveals\n"
 "                servers such as nginx that refuse a certificate in HTTP)\n"
 "Exit 0 healthy, 1 a problem found, 2 usage or unreadable input.\n";

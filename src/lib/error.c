@@ -71,6 +71,10 @@ static const struct {
 	[MTLS_FAIL_CONNECT_FAILED] = { "connect_failed",
 	    "could not connect: check the address, DNS, and that the service "
 	    "is listening" },
+	[MTLS_FAIL_CHAIN_TOO_LARGE] = { "chain_too_large",
+	    "the peer's certificate chain is over the 100 KiB that OpenSSL "
+	    "(and most TLS stacks) accept: send the leaf and intermediates "
+	    "only (no root, no duplicates), with fewer SANs" },
 };
 
 const char *
@@ -108,6 +112,7 @@ error_clear(struct mtls_error *e)
 {
 	e->code = MTLS_ERR_NONE;
 	e->fail = MTLS_FAIL_NONE;
+	e->sys = 0;
 	e->msg[0] = '\0';
 }
 
@@ -116,6 +121,7 @@ vset(struct mtls_error *e, int code, const char *fmt, va_list ap)
 {
 	e->code = code;
 	e->fail = MTLS_FAIL_NONE;
+	e->sys = 0;
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 }
 
@@ -143,6 +149,7 @@ error_set_errno(struct mtls_error *e, int code, const char *fmt, ...)
 	va_end(ap);
 	n = strlen(e->msg);
 	snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(saved));
+	e->sys = saved;
 	errno = saved;
 	return -1;
 }

@@ -18,6 +18,23 @@
 
 #include "internal.h"
 
+/* What a non-regular file is, for the message that refuses it. */
+static const char *
+file_kind(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	return "not a file";
+}
+
 int
 fs_read(const char *path, size_t max, uint8_t **out, size_t *out_len,
     struct mtls_error *err)
@@ -30,16 +47,20 @@ fs_read(const char *path, size_t max, uint8_t **out, size_t *out_len,
 
 	*out = NULL;
 	*out_len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO for reading waits for a writer, forever
+	 * (issue 18); a symlink to a regular file is fine, so no O_NOFOLLOW.
+	 * On a regular file O_NONBLOCK changes nothing. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd == -1)
 		return error_set_errno(err, MTLS_ERR_IO, "%s: cannot open", path);
 	if (fstat(fd, &st) == -1) {
 		error_set_errno(err, MTLS_ERR_IO, "%s: cannot stat", path);
 		goto err;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		error_set(err, MTLS_ERR_IO, "%s: is a directory, not a file",
-		    path);
+	if (!S_ISREG(st.st_mode)) {
+		error_set(err, MTLS_ERR_IO, "%s: not a regular file (%s); give "
+		    "the path of a file (or of a symlink to one)", path,
+		    file_kind(st.st_mode));
 		goto err;
 	}
 	cap = (st.st_size > 0 && (size_t)st.st_size <= max) ?

@@ -31,13 +31,16 @@
 struct mtls_error {
 	int	code;		/* MTLS_ERR_* */
 	int	fail;		/* MTLS_FAIL_*, with MTLS_ERR_VERIFY */
+	int	sys;		/* errno of the failed system call, 0 none:
+				 * callers decide by it (ENOSPC), never by
+				 * the text */
 	char	msg[256];	/* "input: problem"; never allocated */
 };
 void	 error_clear(struct mtls_error *);
 /* All setters return -1 so callers can "return error_set(...)". */
 int	 error_set(struct mtls_error *, int code, const char *fmt, ...)
 	    MTLS_PRINTF(3, 4);
-/* Appends ": strerror(errno)". */
+/* Appends ": strerror(errno)" and keeps errno in ->sys. */
 int	 error_set_errno(struct mtls_error *, int code, const char *fmt, ...)
 	    MTLS_PRINTF(3, 4);
 /* Appends ": <first OpenSSL reason>" and clears OpenSSL's error queue. */
@@ -63,7 +66,9 @@ int	 secret_load_pass(struct mtls_secret *, const char *path,
 
 /* ---- fsatomic.c ---- */
 /* Reads all of <path> (at most <max> bytes) into a NUL-terminated buffer
- * owned by the caller; *len excludes the NUL. */
+ * owned by the caller; *len excludes the NUL. Only a regular file (or a
+ * symlink to one): a FIFO, socket, device or directory is refused at once,
+ * never waited on. Every file input of the library goes through here. */
 int	 fs_read(const char *path, size_t max, uint8_t **buf, size_t *len,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Writes <data> to <path> atomically: a temporary file in the same folder

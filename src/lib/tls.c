@@ -622,6 +622,18 @@ classify(struct mtls *c, int ret)
 	case SSL_R_UNKNOWN_PROTOCOL:
 		return error_fail(&c->err, MTLS_FAIL_NOT_TLS, "the peer does "
 		    "not speak TLS (%s)", ERR_reason_error_string(e));
+	case SSL_R_EXCESSIVE_MESSAGE_SIZE:
+		/* OpenSSL refuses a Certificate message over max_cert_list
+		 * (100 KiB) before parsing it; other messages have their own
+		 * limits and stay generic */
+		if (SSL_get_state(c->ssl) == TLS_ST_SR_CERT ||
+		    SSL_get_state(c->ssl) == TLS_ST_CR_CERT)
+			return error_fail(&c->err, MTLS_FAIL_CHAIN_TOO_LARGE,
+			    "the %s's certificate chain is over the %ld-byte "
+			    "limit", c->conn_server ? "client" : "server",
+			    (long)SSL_get_max_cert_list(c->ssl));
+		return error_fail(&c->err, MTLS_FAIL_NOT_TLS, "TLS handshake "
+		    "failed: %s", ERR_reason_error_string(e));
 	case SSL_R_CERTIFICATE_VERIFY_FAILED:
 		return error_fail(&c->err, MTLS_FAIL_UNKNOWN_CA, "certificate "
 		    "verification failed");

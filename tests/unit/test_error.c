@@ -34,6 +34,10 @@ test_every_code_has_a_row(void **state)
 	    "cert_expired");
 	assert_string_equal(mtls_fail_name(MTLS_FAIL_NOT_AUTHORIZED),
 	    "not_authorized");
+	/* appended (issue 18): the codes before it keep their numbers */
+	assert_int_equal(MTLS_FAIL_CHAIN_TOO_LARGE, MTLS_FAIL_CONNECT_FAILED + 1);
+	assert_string_equal(mtls_fail_name(MTLS_FAIL_CHAIN_TOO_LARGE),
+	    "chain_too_large");
 }
 
 static void
@@ -54,11 +58,18 @@ test_setters(void **state)
 	errno = ENOENT;
 	error_set_errno(&e, MTLS_ERR_IO, "%s: cannot open", "y");
 	assert_string_equal(e.msg, "y: cannot open: No such file or directory");
+	assert_int_equal(e.sys, ENOENT);	/* the kind, for callers */
+	errno = ENOSPC;
+	error_set_errno(&e, MTLS_ERR_IO, "%s: cannot write", "z");
+	assert_int_equal(e.sys, ENOSPC);
+	error_set(&e, MTLS_ERR_IO, "no errno here");
+	assert_int_equal(e.sys, 0);		/* never a stale one */
 	error_fail(&e, MTLS_FAIL_REVOKED, "leaf revoked");
 	assert_int_equal(e.code, MTLS_ERR_VERIFY);
 	assert_int_equal(e.fail, MTLS_FAIL_REVOKED);
 	error_clear(&e);
 	assert_int_equal(e.fail, MTLS_FAIL_NONE);
+	assert_int_equal(e.sys, 0);
 	assert_string_equal(e.msg, "");
 }
 

@@ -46,6 +46,9 @@ int	 store_add(struct store *, X509 *, const char *kind,
  * used or expired. */
 int	 store_add_burn(struct store *, X509 *, const char *kind,
 	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
+/* One small durable write (a row in meta): 0 when the inventory can commit
+ * again, -1 with err->sys (ENOSPC...) when not. */
+int	 store_probe(struct store *, struct mtls_error *) MTLS_MUST_CHECK;
 /* Records a token (SHA-256 hex of its secret) for one SPIFFE ID. */
 int	 store_token_add(struct store *, const char *hash, const char *spiffe_id,
 	    int64_t expires_at, struct mtls_error *) MTLS_MUST_CHECK;

@@ -50,10 +50,12 @@
 #define SERVE_WORKERS	2	/* CA calls are serialized by s->mu anyway */
 #define DRAIN_MS	15000	/* SIGTERM: requests in hand finish by then */
 
+#define PROBE_MS	2000	/* while not ready: a write probe this often */
+
 enum { R_ENROLL, R_RENEW, R_REVOKE, R_BUNDLE, R_CRL, R_OCSP, R_HEALTH,
-    R_METRICS, R_OTHER, R__COUNT };
+    R_READY, R_METRICS, R_OTHER, R__COUNT };
 static const char *route_names[R__COUNT] = { "enroll", "renew", "revoke",
-    "bundle", "crl", "ocsp", "healthz", "metrics", "other" };
+    "bundle", "crl", "ocsp", "healthz", "readyz", "metrics", "other" };
 
 struct server {
 	const struct ca_serve_opts *o;
@@ -70,6 +72,10 @@ struct server {
 	uint64_t		 m_req[R__COUNT][6];	/* by status class */
 	uint64_t		 m_issued, m_renewed, m_revoked, m_ocsp;
 	uint64_t		 m_hs_timeouts;	/* request_timeout closes */
+	/* readiness: "" while the store commits, else why it cannot (the
+	 * last failed write); cleared by the next write that works */
+	pthread_mutex_t		 ready_mu;
+	char			 not_ready[256];
 };
 
 static volatile sig_atomic_t stopping;
@@ -90,43 +96,80 @@ ld(const uint64_t *v)
 	return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
+/* ---- readiness: can we write (issue, revoke, renew our certificate) ---- */
+
+/* Whether <e> is the disk refusing a write, rather than the request. */
+static int
+storage_fault(const struct mtls_error *e)
+{
+	return e->sys == ENOSPC || e->sys == EDQUOT || e->sys == EROFS ||
+	    e->sys == EIO;
+}
+
+/* Records the outcome of a write: <e> NULL it worked (ready again), else
+ * the storage fault that makes us not ready. Logs each change once. */
+static void
+set_ready(struct server *s, const struct mtls_error *e)
+{
+	char cause[256] = "";
+	int changed;
+	json_t *lg;
+
+	if (e != NULL)
+		snprintf(cause, sizeof(cause), "%s: %s", e->sys == ENOSPC ||
+		    e->sys == EDQUOT ? "disk full" : e->sys == EROFS ?
+		    "read-only file system" : "I/O error", e->msg);
+	pthread_mutex_lock(&s->ready_mu);
+	changed = (s->not_ready[0] == '\0') != (cause[0] == '\0');
+	snprintf(s->not_ready, sizeof(s->not_ready), "%s", cause);
+	pthread_mutex_unlock(&s->ready_mu);
+	if (!changed)
+		return;
+	lg = json_object();
+	if (e != NULL)
+		json_object_set_new(lg, "cause", json_string(cause));
+	log_emit(e != NULL ? "error" : "info", e != NULL ? "not_ready" :
+	    "ready", lg);
+	json_decref(lg);
+}
+
+/* While not ready, one small write every PROBE_MS tells when the disk has
+ * room again (renewer thread). */
+static void
+probe_store(struct server *s, int64_t *next_ms)
+{
+	struct mtls_error err;
+	int bad, rc;
+
+	pthread_mutex_lock(&s->ready_mu);
+	bad = s->not_ready[0] != '\0';
+	pthread_mutex_unlock(&s->ready_mu);
+	if (!bad || net_now_ms() < *next_ms)
+		return;
+	*next_ms = net_now_ms() + PROBE_MS;
+	error_clear(&err);
+	pthread_mutex_lock(&s->mu);
+	rc = store_probe(s->ca->store, &err);
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		set_ready(s, NULL);
+	else if (storage_fault(&err))
+		set_ready(s, &err);
+}
+
 /* ---- the server's own certificate, issued by this CA, renewed by it ---- */
 
+/* Makes the TLS context serve <pem_path>/<key_path>, whose leaf is
+ * <cert>. */
 static int
-own_identity(struct server *s, struct mtls_error *err)
+own_install(struct server *s, const char *pem_path, const char *key_path,
+    X509 *cert, struct mtls_error *err)
 {
-	char dir[4200], pem_path[4300], key_path[4300];
-	struct ca_result res;
-	struct mtls_config *cfg = NULL;
-	EVP_PKEY *key = NULL;
-	X509 *cert = NULL;
-	char *pem = NULL;
-	size_t len;
+	struct mtls_config *cfg;
 	int rv = -1;
 
-	snprintf(dir, sizeof(dir), "%s/serve", s->ca->dir);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return error_set_errno(err, MTLS_ERR_IO, "%s", dir);
-	snprintf(pem_path, sizeof(pem_path), "%s/server.pem", dir);
-	snprintf(key_path, sizeof(key_path), "%s/server.key", dir);
-	if (key_generate(KEY_EC_P256, &key, err) != 0)
-		return -1;
-	pthread_mutex_lock(&s->mu);
-	rv = ca_issue_server(s->ca, &s->o->names, s->o->server_ttl, key, &cert,
-	    &res, err);
-	if (rv == 0)
-		rv = ca_chain_pem(s->ca, cert, &pem, &len, err);
-	pthread_mutex_unlock(&s->mu);
-	if (rv != 0)
-		goto out;
-	rv = -1;
-	if (key_write(key_path, key, NULL, 1, err) != 0 ||
-	    fs_write_atomic(pem_path, pem, len, 0644, 1, err) != 0)
-		goto out;
-	if ((cfg = mtls_config_new()) == NULL) {
-		error_set(err, MTLS_ERR_NOMEM, "out of memory");
-		goto out;
-	}
+	if ((cfg = mtls_config_new()) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	if (mtls_config_set_identity_file(cfg, pem_path, key_path) != 0 ||
 	    mtls_config_set_trust_file(cfg, s->o->bundle_path) != 0 ||
 	    mtls_config_set_allow_any(cfg) != 0 ||
@@ -146,6 +189,168 @@ own_identity(struct server *s, struct mtls_error *err)
 	}
  out:
 	mtls_config_free(cfg);
+	return rv;
+}
+
+/* Whether <leaf> names exactly <want> (a subject CN aside: ours copies the
+ * first DNS name). */
+static int
+same_names(X509 *leaf, const struct ids *want)
+{
+	struct mtls_error e;
+	struct ids got;
+	size_t i, j, n = 0;
+	int same = 1;
+
+	if (ids_from_cert(leaf, &got, &e) != 0)
+		return 0;
+	for (i = 0; i < got.n && same; i++) {
+		if (strncmp(got.v[i], "cn:", 3) == 0)
+			continue;
+		n++;
+		for (j = 0; j < want->n; j++)
+			if (strcmp(got.v[i], want->v[j]) == 0)
+				break;
+		same = j < want->n;
+	}
+	ids_free(&got);
+	return same && n == want->n;
+}
+
+/*
+ * At start: the certificate a previous run left in DIR/serve/, when it can
+ * serve on (issue 18: 17 restarts made 17 inventory rows). 1 and *out (the
+ * leaf) when it was issued by this CA's current key, is recorded and not
+ * revoked, carries the CA-server EKU and exactly our names, matches its
+ * key, is no longer-lived than --server-ttl asks, and has more than a third
+ * of its life left (the renewer would replace it at two thirds anyway);
+ * 0 otherwise, with the reason in <why>.
+ */
+static int
+own_reusable(struct server *s, const char *pem_path, const char *key_path,
+    X509 **out, char *why, size_t why_len)
+{
+	STACK_OF(X509) *chain = NULL;
+	EVP_PKEY *key = NULL, *capub;
+	struct mtls_error e;
+	struct cert_rec rec;
+	X509 *leaf;
+	char serial[48];
+	int64_t nb, na, now = (int64_t)time(NULL);
+	int rc, ok = 0;
+
+	*out = NULL;
+	if (access(pem_path, F_OK) != 0 || access(key_path, F_OK) != 0) {
+		snprintf(why, why_len, "none yet");
+		return 0;
+	}
+	if (certs_load(pem_path, &chain, &e) != 0 ||
+	    key_load(key_path, NULL, &key, &e) != 0) {
+		snprintf(why, why_len, "%s", e.msg);
+		goto out;
+	}
+	leaf = sk_X509_value(chain, 0);
+	nb = asn1_time_unix(X509_get0_notBefore(leaf));
+	na = asn1_time_unix(X509_get0_notAfter(leaf));
+	capub = X509_get0_pubkey(s->ca->cert);
+	if (X509_check_issued(s->ca->cert, leaf) != X509_V_OK || capub == NULL ||
+	    X509_verify(leaf, capub) != 1)
+		snprintf(why, why_len, "not issued by this CA");
+	else if (!profile_is_ca_server(leaf))
+		snprintf(why, why_len, "no CA-server extended key usage");
+	else if (!same_names(leaf, &s->o->names))
+		snprintf(why, why_len, "other names than --dns/--ip ask");
+	else if (X509_check_private_key(leaf, key) != 1)
+		snprintf(why, why_len, "the key does not match");
+	else if (na - nb > s->o->server_ttl + 600)
+		snprintf(why, why_len, "longer-lived than --server-ttl");
+	else if (now < nb || now >= nb + (na - nb) * 2 / 3)
+		snprintf(why, why_len, "a third of its life or less left");
+	else {
+		serial_hex(X509_get0_serialNumber(leaf), serial,
+		    sizeof(serial));
+		pthread_mutex_lock(&s->mu);
+		rc = store_get(s->ca->store, serial, &rec, &e);
+		pthread_mutex_unlock(&s->mu);
+		if (rc != 0)
+			snprintf(why, why_len, "%s", rc < 0 ? e.msg :
+			    "not in the inventory");
+		else if (rec.revoked)
+			snprintf(why, why_len, "revoked");
+		else {
+			*out = X509_dup(leaf);
+			ok = *out != NULL;
+		}
+		if (rc == 0)
+			free(rec.identities);
+	}
+ out:
+	ERR_clear_error();
+	sk_X509_pop_free(chain, X509_free);
+	EVP_PKEY_free(key);
+	return ok;
+}
+
+/* Our TLS certificate: at start (<reuse>) the one in DIR/serve/ while it
+ * is good, else a new one issued and recorded. */
+static int
+own_identity(struct server *s, int reuse, struct mtls_error *err)
+{
+	char dir[4200], pem_path[4300], key_path[4300], why[300];
+	struct ca_result res;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	char *pem = NULL;
+	json_t *lg;
+	size_t len;
+	int rv = -1;
+
+	snprintf(dir, sizeof(dir), "%s/serve", s->ca->dir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return error_set_errno(err, MTLS_ERR_IO, "%s", dir);
+	snprintf(pem_path, sizeof(pem_path), "%s/server.pem", dir);
+	snprintf(key_path, sizeof(key_path), "%s/server.key", dir);
+	if (reuse) {
+		if (own_reusable(s, pem_path, key_path, &cert, why,
+		    sizeof(why)) && own_install(s, pem_path, key_path, cert,
+		    err) == 0) {
+			serial_hex(X509_get0_serialNumber(cert), res.serial,
+			    sizeof(res.serial));
+			lg = json_object();
+			json_object_set_new(lg, "serial",
+			    json_string(res.serial));
+			json_object_set_new(lg, "not_after",
+			    json_integer(s->own_not_after));
+			log_emit("info", "server_cert_reused", lg);
+			json_decref(lg);
+			X509_free(cert);
+			return 0;
+		}
+		X509_free(cert);
+		cert = NULL;
+		if (strcmp(why, "none yet") != 0) {
+			lg = json_object();
+			json_object_set_new(lg, "why", json_string(why));
+			log_emit("info", "server_cert_not_reused", lg);
+			json_decref(lg);
+		}
+	}
+	if (key_generate(KEY_EC_P256, &key, err) != 0)
+		return -1;
+	pthread_mutex_lock(&s->mu);
+	rv = ca_issue_server(s->ca, &s->o->names, s->o->server_ttl, key, &cert,
+	    &res, err);
+	if (rv == 0)
+		rv = ca_chain_pem(s->ca, cert, &pem, &len, err);
+	pthread_mutex_unlock(&s->mu);
+	if (rv != 0)
+		goto out;
+	rv = -1;
+	if (key_write(key_path, key, NULL, 1, err) != 0 ||
+	    fs_write_atomic(pem_path, pem, len, 0644, 1, err) != 0)
+		goto out;
+	rv = own_install(s, pem_path, key_path, cert, err);
+ out:
 	if (pem)
 		OPENSSL_cleanse(pem, len);
 	free(pem);
@@ -160,9 +365,11 @@ renewer(void *arg)
 {
 	struct server *s = arg;
 	struct mtls_error err;
+	int64_t next_probe = 0;
 	json_t *o;
 
 	while (!stopping) {
+		probe_store(s, &next_probe);
 		int64_t now = (int64_t)time(NULL);
 		int64_t due = s->own_not_before + (s->own_not_after -
 		    s->own_not_before) * 2 / 3;
@@ -170,7 +377,7 @@ renewer(void *arg)
 		if (now >= due) {
 			error_clear(&err);
 			o = json_object();
-			if (own_identity(s, &err) == 0) {
+			if (own_identity(s, 0, &err) == 0) {
 				json_object_set_new(o, "not_after",
 				    json_integer(s->own_not_after));
 				log_emit("info", "server_cert_renewed", o);
@@ -178,6 +385,8 @@ renewer(void *arg)
 				json_object_set_new(o, "error",
 				    json_string(err.msg));
 				log_emit("error", "server_cert_renew_failed", o);
+				if (storage_fault(&err))
+					set_ready(s, &err);
 			}
 			json_decref(o);
 		}
@@ -333,6 +542,17 @@ jstr(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
+/* The store could not write: 503 with the cause (nothing was issued or
+ * burned: the transaction rolled back), and not ready until a write works. */
+static void
+unavailable(struct server *s, struct reply *rp, const struct mtls_error *err)
+{
+	set_ready(s, err);
+	pthread_mutex_lock(&s->ready_mu);
+	reply_error(rp, 503, "unavailable", "cannot issue: %s", s->not_ready);
+	pthread_mutex_unlock(&s->ready_mu);
+}
+
 /* Issues for <pub> with <ids>, answers with the chain and the bundle. */
 static void
 issue_reply(struct server *s, struct conn *c, const struct ids *ids,
@@ -365,6 +585,8 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	if (rc != 0) {
 		if (cert != NULL)	/* recorded, but we cannot answer */
 			reply_error(rp, 500, "internal", "%s", err.msg);
+		else if (storage_fault(&err))
+			unavailable(s, rp, &err);
 		else if (token_hash && strstr(err.msg, "token"))
 			reply_error(rp, 401, "bad_token", "%s", err.msg);
 		else if (err.code == MTLS_ERR_ARG)
@@ -373,6 +595,7 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 			reply_error(rp, 500, "internal", "%s", err.msg);
 		goto out;
 	}
+	set_ready(s, NULL);	/* it committed */
 	__atomic_add_fetch(token_hash ? &s->m_issued : &s->m_renewed, 1,
 	    __ATOMIC_RELAXED);
 	o = json_object();
@@ -590,8 +813,11 @@ h_revoke(struct server *s, struct conn *c, const struct http_req *req,
 		s->crl_made = 0;	/* the next GET /v1/crl signs anew */
 	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
-		reply_error(rp, err.code == MTLS_ERR_ARG ? 404 : 500,
-		    "unknown_serial", "%s", err.msg);
+		if (storage_fault(&err))
+			unavailable(s, rp, &err);
+		else
+			reply_error(rp, err.code == MTLS_ERR_ARG ? 404 : 500,
+			    "unknown_serial", "%s", err.msg);
 		goto out;
 	}
 	__atomic_add_fetch(&s->m_revoked, 1, __ATOMIC_RELAXED);
@@ -645,6 +871,7 @@ h_crl(struct server *s, struct reply *rp)
 	/* re-signed after a revocation, and at half its validity */
 	if (s->crl == NULL || s->crl_made == 0 ||
 	    now - s->crl_made >= s->o->crl_ttl / 2) {
+		error_clear(&err);
 		if (ca_crl(s->ca, s->o->crl_ttl, &crl, &err) == 0 &&
 		    (n = i2d_X509_CRL(crl, &der)) > 0) {
 			OPENSSL_free(s->crl);
@@ -653,12 +880,15 @@ h_crl(struct server *s, struct reply *rp)
 			s->crl_made = now;
 		}
 		X509_CRL_free(crl);
+		if (storage_fault(&err))	/* the CRL number is stored */
+			set_ready(s, &err);
 	}
 	if (s->crl != NULL)
 		reply_bytes(rp, "application/pkix-crl", s->crl, s->crl_len);
 	else
-		reply_error(rp, 500, "internal", "cannot make the CRL: %s",
-		    err.msg);
+		reply_error(rp, storage_fault(&err) ? 503 : 500, storage_fault(
+		    &err) ? "unavailable" : "internal", "cannot make the CRL: "
+		    "%s", err.msg);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -803,6 +1033,20 @@ h_metrics(struct server *s, struct reply *rp)
 	rp->len = bl;
 }
 
+/* /readyz: 200 while we can issue; 503 with the cause while the store
+ * cannot write. /healthz (liveness) stays 200 either way. */
+static void
+h_ready(struct server *s, struct reply *rp)
+{
+	pthread_mutex_lock(&s->ready_mu);
+	if (s->not_ready[0] != '\0')
+		reply_error(rp, 503, "not_ready", "cannot issue: %s",
+		    s->not_ready);
+	else
+		reply_bytes(rp, "text/plain", "ready\n", 6);
+	pthread_mutex_unlock(&s->ready_mu);
+}
+
 static void
 route(struct server *s, struct conn *c, const struct http_req *req,
     struct reply *rp)
@@ -827,6 +1071,8 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 		rp->route = R_OCSP;
 	else if (strcmp(path, "/healthz") == 0)
 		rp->route = R_HEALTH;
+	else if (strcmp(path, "/readyz") == 0)
+		rp->route = R_READY;
 	else if (strcmp(path, "/metrics") == 0)
 		rp->route = R_METRICS;
 	else {
@@ -861,6 +1107,8 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 			h_crl(s, rp);
 		else if (rp->route == R_METRICS)
 			h_metrics(s, rp);
+		else if (rp->route == R_READY)
+			h_ready(s, rp);
 		else
 			reply_bytes(rp, "text/plain", "ok\n", 3);
 		return;
@@ -987,6 +1235,7 @@ serve_conn(struct net_conn *nc, void *arg)
 		} else {
 			http_req_path(&req, path, sizeof(path));
 			if (strcmp(path, "/healthz") == 0 ||
+			    strcmp(path, "/readyz") == 0 ||
 			    strcmp(path, "/metrics") == 0)
 				route(s, c, &req, &rp);	/* no CA call */
 			else {
@@ -1040,6 +1289,7 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	s.o = o;
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_mutex_init(&s.tls_mu, NULL);
+	pthread_mutex_init(&s.ready_mu, NULL);
 	if (ca_open(&s.ca, o->dir, o->pass_file, err) != 0)
 		goto out;
 	snprintf(s.url, sizeof(s.url), "%s", o->url);
@@ -1051,7 +1301,7 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (own_identity(&s, err) != 0)
+	if (own_identity(&s, 1, err) != 0)
 		goto out;
 	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	    0);

@@ -5,6 +5,7 @@
  * revocation is committed before it is acknowledged; a serial is unique
  * (PRIMARY KEY), so a collision is caught and retried, never issued twice.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,14 +46,21 @@ static const char schema[] =
 static int
 db_error(struct store *s, struct mtls_error *err, const char *what)
 {
-	int ec = sqlite3_errcode(s->db);
+	int ec = sqlite3_errcode(s->db), se = sqlite3_system_errno(s->db);
 
 	if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
 		return error_set(err, MTLS_ERR_PARSE,
 		    "%s: inventory is damaged (%s); restore it from a backup",
 		    s->path, sqlite3_errmsg(s->db));
-	return error_set(err, MTLS_ERR_IO, "%s: %s: %s", s->path, what,
+	error_set(err, MTLS_ERR_IO, "%s: %s: %s", s->path, what,
 	    sqlite3_errmsg(s->db));
+	/* the kind, for ca serve to answer 503 and say it cannot issue:
+	 * SQLITE_FULL is ENOSPC from a write (or a page limit) */
+	if (ec == SQLITE_FULL)
+		err->sys = se ? se : ENOSPC;
+	else if (ec == SQLITE_IOERR || ec == SQLITE_READONLY)
+		err->sys = se ? se : EIO;
+	return -1;
 }
 
 void
@@ -253,6 +261,24 @@ store_add_burn(struct store *s, X509 *x, const char *kind,
 	sqlite3_finalize(st);
 	OPENSSL_free(der);
 	free(ids);
+	return rv;
+}
+
+int
+store_probe(struct store *s, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta VALUES "
+	    "('write_probe', ?)", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare the write probe");
+	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_error(s, err, "cannot write");
+	else
+		rv = 0;
+	sqlite3_finalize(st);
 	return rv;
 }
 

@@ -280,6 +280,28 @@ check_strength(STACK_OF(X509) *chain, json_t *certs, const char *who,
 	}
 }
 
+/* Issue 18: a Certificate message over 100 KiB (OpenSSL's max_cert_list,
+ * which most stacks match) is refused unread by the peer, who only says
+ * illegal_parameter; the size is known offline. */
+#define CERT_MSG_MAX	102400
+
+static void
+check_size(STACK_OF(X509) *chain, const char *who, json_t *findings)
+{
+	size_t total = 4 + 1 + 3;	/* header, TLS 1.3 context, list */
+	int i, len;
+
+	for (i = 0; i < sk_X509_num(chain); i++)
+		if ((len = i2d_X509(sk_X509_value(chain, i), NULL)) > 0)
+			total += 3 + (size_t)len + 2;	/* length, DER, exts */
+	if (total > CERT_MSG_MAX)
+		finding_add(findings, "error", "chain_too_large", "size",
+		    mtls_fail_hint(MTLS_FAIL_CHAIN_TOO_LARGE), "%s chain makes "
+		    "a %zu-byte Certificate message, over the %d bytes (%d KiB) "
+		    "that OpenSSL and most peers accept", who, total,
+		    CERT_MSG_MAX, CERT_MSG_MAX / 1024);
+}
+
 /* Issue 13: our scope extension under the 2.25 OID (mtls before it moved)
  * makes Go's crypto/x509 and GnuTLS refuse the whole certificate. */
 static void
@@ -445,6 +467,7 @@ doctor_chain(STACK_OF(X509) *chain, const struct doctor_chain_opts *o,
 	check_order(chain, li, certs, o->who, findings);
 	check_validity(chain, certs, o->now, o->who, findings);
 	check_strength(chain, certs, o->who, findings);
+	check_size(chain, o->who, findings);
 	check_scope_oid(chain, certs, o->who, findings);
 	check_usage(leaf, json_array_get(certs, li), o->purpose, o->who,
 	    findings);

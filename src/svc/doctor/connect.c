@@ -42,6 +42,7 @@ struct variant {
 /* What one attempt saw. */
 struct attempt {
 	int64_t		 t0_us;
+	int64_t		 deadline_us;	/* --timeout: connect, handshake, reads */
 	json_t		*trace;		/* NULL for probes */
 	FILE		*live;		/* print trace lines as they happen */
 	int		 color;
@@ -58,6 +59,7 @@ struct attempt {
 	char		 http_resp[4096];
 	char		 gai_err[200];
 	unsigned long	 ossl_reason;
+	long		 chain_limit;	/* >0: the server's chain was over it */
 	char		 ossl_text[200];
 	SSL		*ssl;
 	int		 fd;
@@ -70,6 +72,16 @@ now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Milliseconds left until <deadline_us>, rounded up; 0 when passed. */
+static int
+left_ms(int64_t deadline_us)
+{
+	int64_t left = deadline_us - now_us();
+
+	return left <= 0 ? 0 : left > 600000000 ? 600000 :
+	    (int)((left + 999) / 1000);
 }
 
 /* RFC 8446 / 5246 alert names. */
@@ -297,8 +309,7 @@ doctor_split_hostport(const char *t, char *host, size_t hl, char *port, size_t p
 }
 
 static int
-tcp_connect(const char *host, const char *port, int timeout_ms,
-    struct attempt *a)
+tcp_connect(const char *host, const char *port, struct attempt *a)
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	struct pollfd pfd;
@@ -323,7 +334,7 @@ tcp_connect(const char *host, const char *port, int timeout_ms,
 		if (errno == EINPROGRESS) {
 			pfd.fd = fd;
 			pfd.events = POLLOUT;
-			r = poll(&pfd, 1, timeout_ms);
+			r = poll(&pfd, 1, left_ms(a->deadline_us));
 			if (r == 0) {
 				a->timed_out = 1;
 				a->connect_errno = ETIMEDOUT;
@@ -353,13 +364,13 @@ static int
 wait_io(int fd, int want, int64_t deadline_us)
 {
 	struct pollfd pfd;
-	int64_t left = deadline_us - now_us();
+	int ms = left_ms(deadline_us);
 
-	if (left <= 0)
+	if (ms == 0)
 		return -1;
 	pfd.fd = fd;
 	pfd.events = want == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
-	return poll(&pfd, 1, (int)((left + 999) / 1000)) > 0 ? 0 : -1;
+	return poll(&pfd, 1, ms) > 0 ? 0 : -1;
 }
 
 static SSL_CTX *
@@ -398,16 +409,21 @@ make_ctx(const struct variant *v, STACK_OF(X509) *mychain, EVP_PKEY *mykey)
 }
 
 /* Not TLS: OpenSSL stopped after a 5-byte record header; read a little
- * more to name what answered. */
+ * more to name what answered: while bytes keep coming within 300 ms, and
+ * never past --timeout (a server sending a byte every 250 ms kept us 16 s
+ * on a 3 s timeout, issue 18). */
 static void
 read_more(struct attempt *a)
 {
 	struct pollfd pfd;
 	ssize_t r;
+	int ms;
 
 	pfd.fd = a->fd;
 	pfd.events = POLLIN;
-	while (a->nfirst < sizeof(a->first) && poll(&pfd, 1, 300) > 0) {
+	while (a->nfirst < sizeof(a->first) &&
+	    (ms = left_ms(a->deadline_us)) > 0 &&
+	    poll(&pfd, 1, ms < 300 ? ms : 300) > 0) {
 		r = recv(a->fd, a->first + a->nfirst, sizeof(a->first) -
 		    a->nfirst, 0);
 		if (r <= 0)
@@ -426,6 +442,9 @@ http_probe(struct attempt *a, const char *host)
 {
 	char req[600], *sp;
 	int64_t deadline = now_us() + 3000000;
+
+	if (deadline > a->deadline_us)
+		deadline = a->deadline_us;
 	size_t n = 0;
 	int r, e;
 
@@ -465,25 +484,26 @@ http_probe(struct attempt *a, const char *host)
 }
 
 /*
- * One attempt: TCP connect, handshake until done, failure or deadline,
- * and for TLS 1.3 a short wait for the server's verdict on our
- * certificate (it comes after our Finished: a NewSessionTicket means
- * accepted, an alert refused). Returns 1 when the handshake completed.
+ * One attempt: TCP connect, handshake until done, failure or
+ * a->deadline_us (--timeout: one deadline over the connect, the handshake
+ * and every read, never one per read), and for TLS 1.3 a short wait for
+ * the server's verdict on our certificate (it comes after our Finished: a
+ * NewSessionTicket means accepted, an alert refused). Returns 1 when the
+ * handshake completed.
  */
 static int
 attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
-    const char *port, const char *sni, int timeout_ms)
+    const char *port, const char *sni)
 {
-	int64_t deadline;
+	int64_t deadline = a->deadline_us;
 	int r, e, done = 0;
 	char buf[256];
 	BIO *rb;
 
 	a->alert_in = a->alert_in_after_cert = a->alert_out = -1;
 	a->t0_us = now_us();
-	if ((a->fd = tcp_connect(host, port, timeout_ms, a)) < 0)
+	if ((a->fd = tcp_connect(host, port, a)) < 0)
 		return 0;
-	deadline = now_us() + (int64_t)timeout_ms * 1000;
 	if ((a->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(a->ssl, a->fd) != 1)
 		return 0;
 	if (sni)
@@ -514,6 +534,11 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 		unsigned long l = ERR_peek_error();
 
 		a->ossl_reason = l ? ERR_GET_REASON(l) : 0;
+		/* refused by size before parsing: name it, not a lack of
+		 * algorithms (issue 18) */
+		if (a->ossl_reason == SSL_R_EXCESSIVE_MESSAGE_SIZE &&
+		    SSL_get_state(a->ssl) == TLS_ST_CR_CERT)
+			a->chain_limit = (long)SSL_get_max_cert_list(a->ssl);
 		if (l)
 			ERR_error_string_n(l, a->ossl_text, sizeof(a->ossl_text));
 		if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN ||
@@ -528,6 +553,8 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 		return 1;
 	/* the server's verdict on our certificate, up to 1.5 s */
 	deadline = now_us() + 1500000;
+	if (deadline > a->deadline_us)
+		deadline = a->deadline_us;
 	while (SSL_version(a->ssl) == TLS1_3_VERSION && !a->saw_nst) {
 		r = SSL_read(a->ssl, buf, sizeof(buf));
 		if (r > 0) {
@@ -624,6 +651,7 @@ sig_type_name(int nid)
 /* What a handshake with one dimension widened negotiates. */
 struct probe_result {
 	int	 ok;
+	int	 timed_out;	/* --timeout ran out before an answer */
 	int	 version;
 	char	 what[160];
 };
@@ -632,8 +660,8 @@ enum { P_VERSION, P_GROUP, P_SIGALG, P_CIPHER };
 
 static void
 probe(int kind, const struct variant *v, const char *host, const char *port,
-    const char *sni, int timeout_ms, STACK_OF(X509) *chain, EVP_PKEY *key,
-    struct probe_result *pr)
+    const char *sni, int64_t deadline_us, STACK_OF(X509) *chain,
+    EVP_PKEY *key, struct probe_result *pr)
 {
 	struct attempt a;
 	SSL_CTX *ctx = make_ctx(v, chain, key);
@@ -642,9 +670,11 @@ probe(int kind, const struct variant *v, const char *host, const char *port,
 	memset(&a, 0, sizeof(a));
 	memset(pr, 0, sizeof(*pr));
 	a.fd = -1;
+	a.deadline_us = deadline_us;
 	if (ctx == NULL)
 		return;
-	attempt_run(&a, ctx, host, port, sni, timeout_ms);
+	attempt_run(&a, ctx, host, port, sni);
+	pr->timed_out = !a.saw_server_hello && a.timed_out;
 	if (a.saw_server_hello && a.ssl) {
 		pr->ok = 1;
 		pr->version = SSL_version(a.ssl);
@@ -669,11 +699,26 @@ probe(int kind, const struct variant *v, const char *host, const char *port,
 	SSL_CTX_free(ctx);
 }
 
+/* A probe that --timeout cut short proves nothing: say so, rather than
+ * "refused every ClientHello". */
+static int
+ran_out(const struct probe_result *pr, json_t *findings)
+{
+	if (pr->ok || !pr->timed_out)
+		return 0;
+	finding_add(findings, "error", "no_shared_algorithm", "handshake",
+	    "compare both sides' TLS settings, or give a longer --timeout so "
+	    "that the doctor can find which one it lacks", "the server "
+	    "refused our ClientHello; --timeout ran out before the probes "
+	    "could tell which setting it lacks");
+	return 1;
+}
+
 /* The server refused our ClientHello: find which dimension it lacks. */
 static void
 explain_no_shared(const struct variant *base, const char *host,
-    const char *port, const char *sni, int timeout_ms, STACK_OF(X509) *chain,
-    EVP_PKEY *key, int version_alert, json_t *findings)
+    const char *port, const char *sni, int64_t deadline_us,
+    STACK_OF(X509) *chain, EVP_PKEY *key, int version_alert, json_t *findings)
 {
 	static const char all_groups[] =
 	    "X25519:P-256:P-384:P-521:X448:ffdhe2048:ffdhe3072:ffdhe4096";
@@ -692,8 +737,10 @@ explain_no_shared(const struct variant *base, const char *host,
 		v.max_v = 0;
 		v.seclevel = 0;
 		v.ciphers = "ALL:@SECLEVEL=0";
-		probe(P_VERSION, &v, host, port, sni, timeout_ms, chain, key,
+		probe(P_VERSION, &v, host, port, sni, deadline_us, chain, key,
 		    &pr);
+		if (ran_out(&pr, findings))
+			return;
 		if (pr.ok && ((base->min_v && pr.version < base->min_v) ||
 		    (base->max_v && pr.version > base->max_v) ||
 		    (!base->min_v && pr.version < TLS1_2_VERSION))) {
@@ -716,7 +763,9 @@ explain_no_shared(const struct variant *base, const char *host,
 	}
 	v = *base;
 	v.groups = all_groups;
-	probe(P_GROUP, &v, host, port, sni, timeout_ms, chain, key, &pr);
+	probe(P_GROUP, &v, host, port, sni, deadline_us, chain, key, &pr);
+	if (ran_out(&pr, findings))
+		return;
 	if (pr.ok) {
 		finding_add(findings, "error", "no_shared_algorithm", "groups",
 		    "offer that group on the client, or enable X25519 or "
@@ -727,7 +776,9 @@ explain_no_shared(const struct variant *base, const char *host,
 	}
 	v = *base;
 	v.sigalgs = all_sigalgs;
-	probe(P_SIGALG, &v, host, port, sni, timeout_ms, chain, key, &pr);
+	probe(P_SIGALG, &v, host, port, sni, deadline_us, chain, key, &pr);
+	if (ran_out(&pr, findings))
+		return;
 	if (pr.ok) {
 		finding_add(findings, "error", "no_shared_algorithm",
 		    "signature algorithms", "let the client accept that "
@@ -744,7 +795,9 @@ explain_no_shared(const struct variant *base, const char *host,
 	    "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:"
 	    "TLS_AES_128_CCM_8_SHA256";
 	v.seclevel = 0;
-	probe(P_CIPHER, &v, host, port, sni, timeout_ms, chain, key, &pr);
+	probe(P_CIPHER, &v, host, port, sni, deadline_us, chain, key, &pr);
+	if (ran_out(&pr, findings))
+		return;
 	if (pr.ok) {
 		finding_add(findings, "error", "no_shared_algorithm", "ciphers",
 		    "enable an AEAD cipher (AES-GCM or ChaCha20-Poly1305) on "
@@ -865,7 +918,7 @@ explain_failure(struct attempt *a, const struct variant *v, int have_cert,
 				    "name '%s' we sent (alert unrecognized_name)",
 				    sni ? sni : "");
 			else
-				explain_no_shared(v, host, port, sni, timeout_ms,
+				explain_no_shared(v, host, port, sni, a->deadline_us,
 				    chain, key, d == 70, findings);
 			return;
 		}
@@ -916,6 +969,15 @@ explain_failure(struct attempt *a, const struct variant *v, int have_cert,
 		    "connection after our certificate without an alert");
 		return;
 	}
+	if (a->chain_limit > 0) {
+		finding_add(findings, "error", "chain_too_large",
+		    "server certificate", mtls_fail_hint(
+		    MTLS_FAIL_CHAIN_TOO_LARGE), "the server's certificate "
+		    "chain is over the %ld-byte (%ld KiB) limit of OpenSSL and "
+		    "most clients: they refuse it before reading it",
+		    a->chain_limit, a->chain_limit / 1024);
+		return;
+	}
 	switch (a->ossl_reason) {
 	case SSL_R_WRONG_VERSION_NUMBER:
 	case SSL_R_PACKET_LENGTH_TOO_LONG:
@@ -929,7 +991,7 @@ explain_failure(struct attempt *a, const struct variant *v, int have_cert,
 	case SSL_R_UNSUPPORTED_PROTOCOL:
 	case SSL_R_VERSION_TOO_LOW:
 	case SSL_R_VERSION_TOO_HIGH:
-		explain_no_shared(v, host, port, sni, timeout_ms, chain, key,
+		explain_no_shared(v, host, port, sni, a->deadline_us, chain, key,
 		    1, findings);
 		return;
 	default:
@@ -1304,7 +1366,8 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
 	a.trace = trace;
 	a.live = o->live;
 	a.http = !o->no_http;
-	completed = attempt_run(&a, ctx, host, port, sni, o->timeout_ms);
+	a.deadline_us = now_us() + (int64_t)o->timeout_ms * 1000;
+	completed = attempt_run(&a, ctx, host, port, sni);
 	json_object_set(report, "trace", trace);
 	if (!completed)
 		explain_failure(&a, &v, mine != NULL, host, port, sni,

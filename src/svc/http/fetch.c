@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 
 #include "http/http.h"
+#include "internal.h"
 
 struct sink {
 	uint8_t	*p;
@@ -37,12 +38,23 @@ do_request(const char *url, const char *cainfo, const char *ctype,
 	struct curl_slist *hdr = NULL;
 	struct sink s = { NULL, 0, max };
 	char ebuf[CURL_ERROR_SIZE] = "";
-	CURL *h = curl_easy_init();
+	struct curl_blob blob;
+	struct mtls_error e;
+	uint8_t *ca = NULL;
+	size_t ca_len;
+	CURL *h;
 	long status = 0;
 	CURLcode rc;
 
 	*out = NULL;
-	if (h == NULL) {
+	/* the bundle through fs_read, as every file input: curl would open a
+	 * FIFO put in its place and wait on it forever (issue 18) */
+	if (fs_read(cainfo, MTLS_MAX_FILE, &ca, &ca_len, &e) != 0) {
+		snprintf(err, err_len, "%s", e.msg);
+		return -1;
+	}
+	if ((h = curl_easy_init()) == NULL) {
+		free(ca);
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
@@ -63,7 +75,11 @@ do_request(const char *url, const char *cainfo, const char *ctype,
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
 	/* only the given bundle: Debian's libcurl would also trust the system
 	 * store (/etc/ssl/certs) through its default CA path */
-	curl_easy_setopt(h, CURLOPT_CAINFO, cainfo);
+	blob.data = ca;
+	blob.len = ca_len;
+	blob.flags = CURL_BLOB_COPY;
+	curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+	curl_easy_setopt(h, CURLOPT_CAINFO, NULL);	/* not also the default */
 	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
@@ -73,6 +89,7 @@ do_request(const char *url, const char *cainfo, const char *ctype,
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(h);
 	curl_slist_free_all(hdr);
+	free(ca);
 	if (rc != CURLE_OK || status != 200) {
 		const char *m = ctype ? "POST" : "GET";
 
