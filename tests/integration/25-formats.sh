@@ -130,4 +130,21 @@ q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/other --out
 expect_exit 2 "a key that is not the certificate's is refused" "$MTLS" cert export --cert api.pem --key other.key \
     --format pem --out mismatch.pem
 [ ! -e mismatch.pem ] && ok "... and writes nothing" || not_ok "mismatch.pem written"
+
+# ---- GET /v1/bundle as a SPIFFE bundle ----
+sp=$(free_port)
+start_bg caserve "$MTLS" ca serve --ca int --listen "127.0.0.1:$sp" --url "https://localhost:$sp" --dns localhost
+wait_for 15 grep -q '"event":"start"' "$T_DIR/caserve.log" || { not_ok "ca serve starts" "$(cat "$T_DIR/caserve.log")"; exit 0; }
+curl -sS --max-time 5 --cacert root/bundle.pem -H 'Accept: application/json' -D hdr.txt \
+    "https://localhost:$sp/v1/bundle" > served.json
+"$MTLS" ca bundle --ca int --format spiffe > local.json
+grep -qi '^content-type: application/json' hdr.txt &&
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1])) == json.load(open(sys.argv[2]))' served.json local.json \
+    && ok "GET /v1/bundle with Accept: application/json answers the SPIFFE bundle (same as ca bundle --format spiffe)" \
+    || not_ok "served JWKS" "$(cat hdr.txt; head -c 300 served.json)"
+out=$(./gobundle served.json api.pem) && [ "$out" = "ok 1 roots" ] && ok "... which Go reads and verifies with" \
+    || not_ok "gobundle served" "$out"
+curl -sS --max-time 5 --cacert root/bundle.pem "https://localhost:$sp/v1/bundle" > served2.json
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "BEGIN CERTIFICATE" in d["bundle"]' served2.json \
+    && ok "without it (curl's */*, the agent) the PEM form stays" || not_ok "default bundle form" "$(head -c 300 served2.json)"
 exit 0

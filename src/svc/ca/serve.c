@@ -836,8 +836,33 @@ h_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	json_decref(o);
 }
 
+/* 1 when the Accept header names the JSON media type itself (a client
+ * that sends only a wildcard, like curl and our agent, gets the default
+ * form). Parameters (";q=...") are ignored; q=0 is not honoured. */
+static int
+wants_jwks(const char *accept)
+{
+	const char *p = accept;
+
+	while (p != NULL && *p != '\0') {
+		size_t n;
+
+		p += strspn(p, " \t,");
+		n = strcspn(p, " \t,;");
+		if ((n == 16 && strncasecmp(p, "application/json", 16) == 0) ||
+		    (n == 24 && strncasecmp(p, "application/jwk-set+json",
+		    24) == 0))
+			return 1;
+		p = strchr(p, ',');
+	}
+	return 0;
+}
+
+/* GET /v1/bundle: {"bundle": PEM} (what the agent reads), or the SPIFFE
+ * trust bundle (JWK Set) to a client that asks for application/json or
+ * application/jwk-set+json. */
 static void
-h_bundle(struct server *s, struct reply *rp)
+h_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 {
 	struct mtls_error err;
 	char *pem = NULL;
@@ -845,6 +870,18 @@ h_bundle(struct server *s, struct reply *rp)
 	json_t *o;
 	int rc;
 
+	if (wants_jwks(http_req_header(req, "accept"))) {
+		pthread_mutex_lock(&s->mu);
+		rc = ca_bundle_jwks(s->ca, &pem, &err);
+		pthread_mutex_unlock(&s->mu);
+		if (rc != 0) {
+			reply_error(rp, 500, "internal", "%s", err.msg);
+			return;
+		}
+		reply_bytes(rp, "application/json", pem, strlen(pem));
+		free(pem);
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	rc = ca_bundle_pem(s->ca, &pem, &len, &err);
 	pthread_mutex_unlock(&s->mu);
@@ -1102,7 +1139,7 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 		if (!get)
 			goto method;
 		if (rp->route == R_BUNDLE)
-			h_bundle(s, rp);
+			h_bundle(s, req, rp);
 		else if (rp->route == R_CRL)
 			h_crl(s, rp);
 		else if (rp->route == R_METRICS)
