@@ -10,10 +10,10 @@ after a change to src/lib/verify.c and put the figures in the commit.
 
 A case applies when every input it needs maps to a `cert verify` option:
 trusted certs → --ca, intermediates → --untrusted, validation time (if any) → --at,
-expected DNS/IP peer name → --dns/--ip, SERVER/CLIENT (and a serverAuth or
+expected DNS/IP peer names → --dns/--ip (each must match), SERVER/CLIENT (and a serverAuth or
 clientAuth EKU requirement) → --purpose, CRLs → --crl. Cases that need a
-chain depth limit, a signature-algorithm or key-usage allow list, or several
-expected names are skipped and counted as such.
+chain depth limit or a signature-algorithm or key-usage allow list are
+skipped, as are those expecting an e-mail name; each is counted.
 """
 import argparse
 import collections
@@ -32,8 +32,9 @@ def applies(tc):
         return "signature_algorithms"
     if tc.get("key_usage"):
         return "key_usage"
-    if tc.get("expected_peer_names"):
-        return "expected_peer_names"
+    names = [tc.get("expected_peer_name")] + (tc.get("expected_peer_names") or [])
+    if any(n and n["kind"] not in ("DNS", "IP") for n in names):
+        return "expected e-mail name"
     eku = set(tc.get("extended_key_usage") or [])
     if eku - {"serverAuth", "clientAuth"} or len(eku) > 1:
         return "extended_key_usage " + ",".join(sorted(eku))
@@ -63,9 +64,9 @@ def run_case(tc, d, mtls):
         args += ["--at", str(epoch(tc["validation_time"]))]
     if tc["untrusted_intermediates"]:
         args += ["--untrusted", inter]
-    name = tc.get("expected_peer_name")
-    if name:
-        args += ["--dns" if name["kind"] == "DNS" else "--ip", name["value"]]
+    for name in [tc.get("expected_peer_name")] + (tc.get("expected_peer_names") or []):
+        if name:
+            args += ["--dns" if name["kind"] == "DNS" else "--ip", name["value"]]
     for i, crl in enumerate(tc.get("crls") or []):
         p = os.path.join(d, "crl%d.pem" % i)
         write(p, [crl])
