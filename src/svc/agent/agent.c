@@ -321,11 +321,12 @@ tls_skew(struct agent *a, struct mtls_error *err)
 	a->skewed = SKEW_TLS;
 	skew_line(a, s, "server_certificate", 0);
 	return error_fail(err, s < 0 ? MTLS_FAIL_CERT_NOT_YET_VALID :
-	    MTLS_FAIL_CERT_EXPIRED, "clock skew: by this clock the CA server's "
-	    "certificate (%.60s) %s %lld s %s: this clock is at least that far "
-	    "%s; sync the clock (timedatectl set-ntp true, or chrony)",
-	    a->tls_subj, s < 0 ? "starts in" : "expired", (long long)(s < 0 ?
-	    -s : s), s < 0 ? "" : "ago", s < 0 ? "behind" : "ahead");
+	    MTLS_FAIL_CERT_EXPIRED, "clock skew? by this clock the CA server's "
+	    "certificate (%.50s) %s %lld s%s: this clock is at least that far "
+	    "%s, or that certificate is stale; sync the clock (timedatectl "
+	    "set-ntp true, or chrony)", a->tls_subj, s < 0 ? "starts in" :
+	    "expired", (long long)(s < 0 ? -s : s), s < 0 ? "" : " ago",
+	    s < 0 ? "behind" : "ahead");
 }
 
 /*
