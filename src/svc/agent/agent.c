@@ -10,12 +10,17 @@
  *      SHA-256 the token carries (a server need not send its root in TLS).
  *   2. A new connection verified against a store holding only that root
  *      (and the server's name), GET /v1/bundle again: the answer must hold
- *      the pinned root. Its other roots come from the authenticated CA (root
- *      rotation) and are kept.
+ *      the pinned root; another root only with a cross-certificate from it
+ *      (bundle_check, the same rule as renewals).
  *   3. POST /v1/enroll with the token over a connection pinned the same way;
  *      then bundle.pem (from step 2), svid.key and svid.pem are written.
  * A man in the middle who serves the genuine root beside its own fails
  * step 2: the token never leaves and nothing is written.
+ *
+ * Passing TLS is not all: an answer is installed only when issued_ok
+ * passes (same identities, chains to the trust as it was, valid by our
+ * clock); a certificate our clock refuses is clock skew, not a success
+ * that makes the next renewal due at once (issue 18).
  */
 #include <errno.h>
 #include <poll.h>
