@@ -193,6 +193,12 @@ n=$(( $(issued) - n0 ))
 expect_grep '"event":"clock_skew".*"skew_s":36[0-9][0-9]' proxy-skew.log "proxy: with the skew"
 sums pd | cmp -s - pd.sums && ok "proxy: nothing installed" || not_ok "proxy: out-dir changed" "$(ls -la pd)"
 
+# 5 min ahead of a CA issuing for a day: installed, with one warning
+expect_exit 0 "an agent 5 min ahead, day-long certificates: renewed" faketime -f +5m "$MTLS" agent \
+    --ca-url "https://localhost:$sport" --cert web/svid.pem --key web/svid.key --out-dir web --once
+expect_grep '"event":"clock_skew".*"skew_s":(29[0-9]|30[0-9]).*"installed":true' "$T_DIR/err" \
+    "and a clock_skew warning with the skew (Date header)"
+
 # ---- not yet valid, in words ----
 nb=$(date -d "$(openssl x509 -in web/svid.pem -noout -startdate | cut -d= -f2)" +%s)
 expect_exit 1 "cert verify an hour before notBefore" "$MTLS" cert verify web/svid.pem --ca web/bundle.pem --at $((nb - 3600))
