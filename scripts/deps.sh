@@ -7,7 +7,7 @@
 #   scripts/deps.sh fuzz      clang with libFuzzer
 set -eu
 build="gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev libcmocka-dev libhttp-parser-dev libcurl4-openssl-dev"
-check="openssl curl python3 nginx-light sqlite3 procps gnutls-bin golang-go openjdk-17-jdk-headless nodejs iproute2 haproxy"
+check="openssl curl python3 nginx-light sqlite3 procps gnutls-bin golang-go openjdk-17-jdk-headless nodejs iproute2 haproxy faketime"
 fuzz="clang libclang-rt-14-dev"
 want=""
 for set in "${@:-build}"; do

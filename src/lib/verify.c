@@ -183,8 +183,9 @@ map_error(const struct mtls_config *cfg, X509_STORE_CTX *ctx,
 		t = asn1_time_unix(X509_get0_notBefore(x));
 		human_duration(t - now, ago, sizeof(ago));
 		return error_fail(err, MTLS_FAIL_CERT_NOT_YET_VALID,
-		    "%s %s is not valid for another %s (notBefore is %s ahead "
-		    "of this clock)", pos, label, ago, ago);
+		    "%s %s is not valid for another %s: it starts in %lld s "
+		    "(clock skew? this clock is behind its issuer's)", pos,
+		    label, ago, (long long)(t - now));
 	case X509_V_ERR_CERT_REVOKED:
 		return error_fail(err, MTLS_FAIL_REVOKED, "%s %s is revoked",
 		    pos, label);

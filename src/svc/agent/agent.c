@@ -10,12 +10,17 @@
  *      SHA-256 the token carries (a server need not send its root in TLS).
  *   2. A new connection verified against a store holding only that root
  *      (and the server's name), GET /v1/bundle again: the answer must hold
- *      the pinned root. Its other roots come from the authenticated CA (root
- *      rotation) and are kept.
+ *      the pinned root; another root only with a cross-certificate from it
+ *      (bundle_check, the same rule as renewals).
  *   3. POST /v1/enroll with the token over a connection pinned the same way;
  *      then bundle.pem (from step 2), svid.key and svid.pem are written.
  * A man in the middle who serves the genuine root beside its own fails
  * step 2: the token never leaves and nothing is written.
+ *
+ * Passing TLS is not all: an answer is installed only when issued_ok
+ * passes (same identities, chains to the trust as it was, valid by our
+ * clock); a certificate our clock refuses is clock skew, not a success
+ * that makes the next renewal due at once (issue 18).
  */
 #include <errno.h>
 #include <poll.h>
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,6 +46,19 @@
 #include "agent/agent.h"
 
 #define MAX_RESPONSE	(1 << 20)
+/* A certificate whose notBefore is at most this far ahead of our clock is
+ * taken as valid (the CA backdates by 5 min; this covers a CA that does
+ * not); the same bound makes a Date header's difference worth a line. */
+#define SKEW_TOLERANCE	60
+/* After a clock-skew failure the next attempt waits at least this long: a
+ * clock is not fixed within seconds, and every attempt costs the CA an
+ * issuance and an inventory row. */
+#define SKEW_RETRY	30
+/* A successful renewal is followed by the next one no sooner than a sixth
+ * of the certificate's life as issued, within [1 s, 30 s]: with our clock
+ * running just short of the certificate's end, "two thirds of what is
+ * left" would otherwise be a second or less, again and again. */
+#define FLOOR_MAX	30
 
 static volatile sig_atomic_t stop;
 
@@ -49,6 +68,13 @@ on_signal(int sig)
 	(void)sig;
 	stop = 1;
 }
+
+/* Why the last attempt failed on our clock. */
+enum {
+	SKEW_NONE,
+	SKEW_TLS,	/* the CA server's certificate, by our clock */
+	SKEW_ISSUED,	/* the certificate just issued (a token is spent) */
+};
 
 /* Whom a connection trusts. */
 enum trust {
@@ -72,12 +98,42 @@ struct agent {
 				 * EKU: its subject, for the error */
 	int64_t	 not_after, renew_at;
 	char	 serial[48];
+	int64_t	 date, date_at;	/* the last answer's Date header (0: none)
+				 * and our clock when it arrived */
+	int	 skewed;	/* the last attempt failed on clock skew:
+				 * SKEW_TLS, SKEW_ISSUED */
+	int	 skew_logged;	/* this skew episode has had its line */
+	int64_t	 tls_skew;	/* a handshake refused the server's
+				 * certificate on time: at least this skew
+				 * (our clock minus the bound it is past) */
+	char	 tls_subj[160];	/* that certificate */
 };
 
 struct buf {
 	char	*p;
 	size_t	 len;
 };
+
+/* curl's header callback: keeps the answer's Date (the CA's clock) and our
+ * clock when it arrived in the agent. */
+static size_t
+on_header(char *p, size_t sz, size_t n, void *arg)
+{
+	struct agent *a = arg;
+	size_t len = sz * n;
+	char v[64];
+	time_t t;
+
+	if (len > 5 && len < 5 + sizeof(v) && strncasecmp(p, "Date:", 5) == 0) {
+		memcpy(v, p + 5, len - 5);
+		v[len - 5] = '\0';
+		if ((t = curl_getdate(v, NULL)) > 0) {
+			a->date = (int64_t)t;
+			a->date_at = (int64_t)time(NULL);
+		}
+	}
+	return len;
+}
 
 static size_t
 on_data(char *p, size_t sz, size_t n, void *arg)
@@ -148,6 +204,24 @@ pin_verify(int ok, X509_STORE_CTX *sctx)
 	}
 	if (ok || a == NULL || a->seen_fp[0] != '\0' || a->not_ca[0] != '\0')
 		return ok;
+	/* outside its validity by our clock: clock skew, not a pin
+	 * mismatch */
+	if ((X509_STORE_CTX_get_error(sctx) == X509_V_ERR_CERT_NOT_YET_VALID ||
+	    X509_STORE_CTX_get_error(sctx) == X509_V_ERR_CERT_HAS_EXPIRED) &&
+	    (top = X509_STORE_CTX_get_current_cert(sctx)) != NULL) {
+		int64_t now = (int64_t)time(NULL);
+
+		a->tls_skew = X509_STORE_CTX_get_error(sctx) ==
+		    X509_V_ERR_CERT_HAS_EXPIRED ? now - asn1_time_unix(
+		    X509_get0_notAfter(top)) : now - asn1_time_unix(
+		    X509_get0_notBefore(top));
+		if (a->tls_skew == 0)
+			a->tls_skew = X509_STORE_CTX_get_error(sctx) ==
+			    X509_V_ERR_CERT_HAS_EXPIRED ? 1 : -1;
+		X509_NAME_oneline(X509_get_subject_name(top), a->tls_subj,
+		    sizeof(a->tls_subj));
+		return ok;
+	}
 	top = sent != NULL && sk_X509_num(sent) > 0 ?
 	    sk_X509_value(sent, sk_X509_num(sent) - 1) :
 	    X509_STORE_CTX_get_current_cert(sctx);
@@ -219,6 +293,48 @@ pin_mismatch(struct agent *a, const char *found, const char *why,
 }
 
 /*
+ * The clock_skew line, once per episode: <skew> s (> 0: our clock is ahead
+ * of the CA's), measured from <source>; <installed>: the certificate was
+ * installed all the same (valid here, the Date header says otherwise).
+ */
+static void
+skew_line(struct agent *a, int64_t skew, const char *source, int installed)
+{
+	json_t *o;
+
+	if (a->skew_logged)
+		return;
+	a->skew_logged = 1;
+	o = json_object();
+	json_object_set_new(o, "skew_s", json_integer(skew));
+	json_object_set_new(o, "source", json_string(source));
+	json_object_set_new(o, "ca_url", json_string(a->o->ca_url));
+	json_object_set_new(o, "installed", json_boolean(installed));
+	json_object_set_new(o, "fix", json_string("sync this machine's clock "
+	    "(timedatectl set-ntp true, or chrony/ntpd)"));
+	log_emit(installed ? "warn" : "error", "clock_skew", o);
+	json_decref(o);
+}
+
+/* A handshake that refused the CA server's certificate as expired or not
+ * yet valid by our clock (pin_verify measured it): clock skew. */
+static int
+tls_skew(struct agent *a, struct mtls_error *err)
+{
+	int64_t s = a->tls_skew;
+
+	a->skewed = SKEW_TLS;
+	skew_line(a, s, "server_certificate", 0);
+	return error_fail(err, s < 0 ? MTLS_FAIL_CERT_NOT_YET_VALID :
+	    MTLS_FAIL_CERT_EXPIRED, "clock skew? by this clock the CA server's "
+	    "certificate (%.50s) %s %lld s%s: this clock is at least that far "
+	    "%s, or that certificate is stale; sync the clock (timedatectl "
+	    "set-ntp true, or chrony)", a->tls_subj, s < 0 ? "starts in" :
+	    "expired", (long long)(s < 0 ? -s : s), s < 0 ? "" : " ago",
+	    s < 0 ? "behind" : "ahead");
+}
+
+/*
  * One HTTPS call, trusting per <trust>; TRUST_NONE is for a bodiless GET
  * without a client certificate only. With <client>, a->cur_cert
  * authenticates us. Returns the HTTP status (and the body in *out), or -1
@@ -256,11 +372,15 @@ call(struct agent *a, const char *method, const char *path,
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+	a->date = 0;
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, a);
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
 	/* Debian's libcurl also trusts /etc/ssl/certs by default: a public CA
 	 * must not vouch for our CA server */
 	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
 	a->not_ca[0] = '\0';
+	a->tls_skew = 0;
 	pthread_once(&pin_once, pin_idx_init);
 	switch (trust) {
 	case TRUST_NONE:
@@ -315,6 +435,8 @@ call(struct agent *a, const char *method, const char *path,
 		    "CA server: its certificate (%.60s) lacks the CA-server "
 		    "extended key usage; a workload certificate cannot stand "
 		    "in for the CA (check --ca-url)", a->o->ca_url, a->not_ca);
+	else if (trust != TRUST_NONE && a->tls_skew != 0)
+		tls_skew(a, err);
 	else if (trust == TRUST_PIN && a->seen_fp[0] != '\0')
 		pin_mismatch(a, a->seen_fp, a->seen_why, err);
 	else
@@ -352,6 +474,144 @@ api_error(struct mtls_error *err, int status, const char *what,
 }
 
 /*
+ * The certificates trusted now (*out, caller frees): the pinned root during
+ * an enrollment (<trust> TRUST_PIN), else out-dir/bundle.pem.
+ */
+static int
+current_trust(struct agent *a, enum trust trust, STACK_OF(X509) **out,
+    struct mtls_error *err)
+{
+	*out = NULL;
+	if (trust != TRUST_PIN)
+		return certs_load(a->bundle, out, err);
+	if (a->pinned == NULL || (*out = sk_X509_new_null()) == NULL ||
+	    !X509_up_ref(a->pinned))
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if (!sk_X509_push(*out, a->pinned)) {
+		X509_free(a->pinned);
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* <x> is byte for byte one of <sk>. */
+static int
+sk_has(STACK_OF(X509) *sk, X509 *x)
+{
+	int i;
+
+	for (i = 0; i < sk_X509_num(sk); i++)
+		if (X509_cmp(sk_X509_value(sk, i), x) == 0)
+			return 1;
+	return 0;
+}
+
+/* <c> is a CA certificate, valid now, signed by a self-signed root of
+ * <cur> (checked with that root's key, not by name). */
+static int
+signed_by_current_root(STACK_OF(X509) *cur, X509 *c)
+{
+	X509 *t;
+	EVP_PKEY *pk;
+	int i;
+
+	if (X509_check_ca(c) < 1 ||
+	    X509_cmp_current_time(X509_get0_notBefore(c)) > 0 ||
+	    X509_cmp_current_time(X509_get0_notAfter(c)) < 0)
+		return 0;
+	for (i = 0; i < sk_X509_num(cur); i++) {
+		t = sk_X509_value(cur, i);
+		if (cert_is_self_signed(t) && X509_check_issued(t, c) ==
+		    X509_V_OK && (pk = X509_get0_pubkey(t)) != NULL &&
+		    X509_verify(c, pk) == 1)
+			return 1;
+	}
+	ERR_clear_error();
+	return 0;
+}
+
+/* <fresh> carries a cross-certificate for root <r>: <r>'s subject and
+ * public key, signed by a root of <cur>. */
+static int
+has_cross(STACK_OF(X509) *cur, STACK_OF(X509) *fresh, X509 *r)
+{
+	X509 *c;
+	int i;
+
+	for (i = 0; i < sk_X509_num(fresh); i++) {
+		c = sk_X509_value(fresh, i);
+		if (!cert_is_self_signed(c) && X509_NAME_cmp(
+		    X509_get_subject_name(c), X509_get_subject_name(r)) == 0 &&
+		    EVP_PKEY_eq(X509_get0_pubkey(c), X509_get0_pubkey(r)) == 1 &&
+		    signed_by_current_root(cur, c))
+			return 1;
+	}
+	ERR_clear_error();
+	return 0;
+}
+
+/* A refused bundle: one log line naming the certificate, err set. */
+static int
+bundle_rejected(struct agent *a, X509 *x, const char *why,
+    struct mtls_error *err)
+{
+	json_t *o = json_object();
+	char fp[65] = "(none)", subj[160] = "";
+
+	if (x != NULL) {
+		if (root_fp(x, fp) != 0)
+			snprintf(fp, sizeof(fp), "(none)");
+		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+	}
+	json_object_set_new(o, "ca_url", json_string(a->o->ca_url));
+	json_object_set_new(o, "sha256", json_string(fp));
+	json_object_set_new(o, "subject", json_string(subj));
+	json_object_set_new(o, "reason", json_string(why));
+	json_object_set_new(o, "bundle", json_string(a->bundle));
+	log_emit("error", "bundle_rejected", o);
+	json_decref(o);
+	return error_fail(err, MTLS_FAIL_UNKNOWN_CA, "the CA's bundle was "
+	    "refused, nothing written: sha256:%.16s... (%.60s) is %s (check "
+	    "--ca-url; a CA adding a root sends it cross-signed by a current "
+	    "one)", fp, subj, why);
+}
+
+/*
+ * The bundle rule (docs/security/agent.md): a verified answer's bundle
+ * <fresh> may differ from the trusted <cur> only by what a current root
+ * vouches for. A certificate already in <cur> stays; a new root needs a
+ * cross-certificate in <fresh> (its subject and key, a CA, valid, signed by
+ * a root of <cur>); any other new certificate must itself be such a
+ * certificate. At least one root. Passing TLS under a current root (a
+ * sibling CA's server does) is not enough to add a root; holding a current
+ * root's key is.
+ */
+static int
+bundle_check(struct agent *a, STACK_OF(X509) *cur, STACK_OF(X509) *fresh,
+    struct mtls_error *err)
+{
+	X509 *x;
+	int i, roots = 0;
+
+	for (i = 0; i < sk_X509_num(fresh); i++) {
+		x = sk_X509_value(fresh, i);
+		if (cert_is_self_signed(x))
+			roots++;
+		if (sk_has(cur, x))
+			continue;
+		if (cert_is_self_signed(x) ? !has_cross(cur, fresh, x) :
+		    !signed_by_current_root(cur, x))
+			return bundle_rejected(a, x, cert_is_self_signed(x) ?
+			    "a new root without a cross-certificate from a "
+			    "trusted root" : "not a root, nor signed by a "
+			    "trusted root", err);
+	}
+	if (roots == 0)
+		return bundle_rejected(a, NULL, "empty: no root", err);
+	return 0;
+}
+
+/*
  * GET /v1/bundle trusting per <trust>; with a->pin set the answer must hold
  * that root, and *pinned (when not NULL) gets a reference to it. The
  * answer's PEM goes to *pem (caller frees); nothing is written here.
@@ -362,7 +622,7 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
 {
 	struct buf b;
 	json_t *o = NULL;
-	STACK_OF(X509) *roots = NULL;
+	STACK_OF(X509) *roots = NULL, *cur = NULL;
 	X509 *match = NULL;
 	const char *pem;
 	const char *pin = trust == TRUST_BUNDLE ? NULL : a->pin;
@@ -401,6 +661,11 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
 		pin_mismatch(a, found[0] ? found : "(none)", why, err);
 		goto out;
 	}
+	/* a verified answer may change what we trust only as a current root
+	 * allows (the unverified probe only yields the pinned root's DER) */
+	if (trust != TRUST_NONE && (current_trust(a, trust, &cur, err) != 0 ||
+	    bundle_check(a, cur, roots, err) != 0))
+		goto out;
 	if ((*pem_out = strdup(pem)) == NULL) {
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
@@ -410,6 +675,7 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
 	rv = 0;
  out:
 	sk_X509_pop_free(roots, X509_free);
+	sk_X509_pop_free(cur, X509_free);
 	json_decref(o);
 	free(b.p);
 	return rv;
@@ -487,13 +753,212 @@ schedule(struct agent *a)
 	a->renew_at = now + (left > 0 ? left * 2 / 3 - jit : 0);
 }
 
-/* Checks and installs an issued chain for <key>: the key matches; then
- * bundle.pem (<bundle_pem>, from a verified answer; NULL keeps it), key and
- * certificate are replaced atomically in that order, so a watcher that sees
- * the new certificate has its roots and key. */
+/* A refused answer: one log line with the reason's taxonomy name. */
+static int
+refused(struct agent *a, const char *how, const char *reason, X509 *leaf,
+    struct mtls_error *err)
+{
+	json_t *o = json_object();
+	char serial[48] = "";
+
+	if (leaf != NULL)
+		serial_hex(X509_get0_serialNumber(leaf), serial, sizeof(serial));
+	json_object_set_new(o, "how", json_string(how));
+	json_object_set_new(o, "reason", json_string(reason));
+	json_object_set_new(o, "serial", json_string(serial));
+	json_object_set_new(o, "error", json_string(err->msg));
+	json_object_set_new(o, "out_dir", json_string(a->o->out_dir));
+	log_emit("error", "install_refused", o);
+	json_decref(o);
+	return -1;
+}
+
+/* The identities that must survive a renewal: every one but a CN. */
+static int
+same_ids(const struct ids *want, const struct ids *got)
+{
+	size_t i, j, nw = 0, ng = 0;
+
+	for (i = 0; i < want->n; i++) {
+		if (strncmp(want->v[i], "cn:", 3) == 0)
+			continue;
+		nw++;
+		for (j = 0; j < got->n; j++)
+			if (strcmp(want->v[i], got->v[j]) == 0)
+				break;
+		if (j == got->n)
+			return 0;
+	}
+	for (j = 0; j < got->n; j++)
+		ng += strncmp(got->v[j], "cn:", 3) != 0;
+	return nw == ng && nw > 0;
+}
+
+/*
+ * Our clock against the certificate just issued: one clock_skew line per
+ * episode (the skew measured from the answer's Date header, else the least
+ * the certificate proves), err set; nothing is installed. Skew > 0: this
+ * clock is ahead of the CA's.
+ */
+static int
+clock_skew(struct agent *a, X509 *leaf, int64_t now, int enroll,
+    struct mtls_error *err)
+{
+	int64_t nb = asn1_time_unix(X509_get0_notBefore(leaf));
+	int64_t na = asn1_time_unix(X509_get0_notAfter(leaf));
+	int64_t skew = a->date > 0 ? a->date_at - a->date : na <= now ?
+	    now - na : now - nb;
+	const char *src = a->date > 0 ? "date_header" : "certificate";
+
+	a->skewed = SKEW_ISSUED;
+	skew_line(a, skew, src, 0);
+	return error_fail(err, na <= now ? MTLS_FAIL_CERT_EXPIRED :
+	    MTLS_FAIL_CERT_NOT_YET_VALID, "clock skew: this clock is %s%lld s "
+	    "%s the CA's (%s): the new certificate is %s here; not installed%s;"
+	    " sync the clock (timedatectl set-ntp true, or chrony)",
+	    a->date > 0 ? "" : "at least ", (long long)(skew < 0 ? -skew :
+	    skew), skew < 0 ? "behind" : "ahead of", src, na <= now ?
+	    "already expired" : "not yet valid", enroll ? " (the token is "
+	    "spent: create a new one)" : "");
+}
+
+/*
+ * Whether the CA's answer <chain> may be installed with <key> (issue 18):
+ * the key matches; the identities (URI, DNS, IP SANs) are those of the
+ * certificate being renewed (an enrollment: the token decides, any but
+ * none); it is valid by our clock (else clock skew); it verifies, for
+ * client and server use, against the trust of <trust> as it is now (before
+ * any bundle change), with the answer's intermediates and the
+ * cross-certificates of <bundle_pem>, which passed bundle_check.
+ */
+static int
+issued_ok(struct agent *a, EVP_PKEY *key, STACK_OF(X509) *chain,
+    const char *bundle_pem, enum trust trust, const char *how,
+    struct mtls_error *err)
+{
+	X509 *leaf = sk_X509_value(chain, 0);
+	STACK_OF(X509) *cur = NULL, *fresh = NULL, *certs = NULL;
+	struct mtls_config *cfg = NULL;
+	struct verify_out vo;
+	struct ids want, got;
+	X509_STORE *st = NULL;
+	int64_t now = (int64_t)time(NULL);
+	const char *reason = NULL;
+	int i, rv = -1;
+
+	memset(&want, 0, sizeof(want));
+	memset(&got, 0, sizeof(got));
+	memset(&vo, 0, sizeof(vo));
+	if (X509_check_private_key(leaf, key) != 1) {
+		ERR_clear_error();
+		error_set(err, MTLS_ERR_VERIFY, "the CA returned a certificate "
+		    "for another key; not installed");
+		reason = "key_mismatch";
+		goto out;
+	}
+	if (trust == TRUST_BUNDLE) {
+		STACK_OF(X509) *mine = NULL;
+
+		if (certs_load(a->cur_cert, &mine, err) != 0)
+			goto out;
+		i = ids_from_cert(sk_X509_value(mine, 0), &want, err);
+		sk_X509_pop_free(mine, X509_free);
+		if (i != 0)
+			goto out;
+	}
+	if (ids_from_cert(leaf, &got, err) != 0 || (trust == TRUST_BUNDLE ?
+	    !same_ids(&want, &got) : !same_ids(&got, &got))) {
+		error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH, "the CA answered "
+		    "a certificate for %.80s; %s %.80s: not installed",
+		    got.n ? got.v[0] : "no identity", trust == TRUST_BUNDLE ?
+		    "this agent renews" : "an enrollment needs an identity",
+		    want.n ? want.v[0] : "");
+		reason = "identity_mismatch";
+		goto out;
+	}
+	if (asn1_time_unix(X509_get0_notBefore(leaf)) > now + SKEW_TOLERANCE ||
+	    asn1_time_unix(X509_get0_notAfter(leaf)) <= now) {
+		clock_skew(a, leaf, now, trust == TRUST_PIN, err);
+		reason = "clock_skew";
+		goto out;
+	}
+	/* a store of exactly what we trust now, a policy of any peer */
+	if (current_trust(a, trust, &cur, err) != 0 ||
+	    certs_parse((const uint8_t *)bundle_pem, strlen(bundle_pem),
+	    "the CA's bundle", &fresh, err) != 0)
+		goto out;
+	if ((st = X509_STORE_new()) == NULL || (certs = sk_X509_dup(chain)) ==
+	    NULL || (cfg = mtls_config_new()) == NULL ||
+	    mtls_config_set_allow_any(cfg) != 0) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < sk_X509_num(cur); i++)
+		if (!X509_STORE_add_cert(st, sk_X509_value(cur, i)))
+			ERR_clear_error();	/* a duplicate */
+	for (i = 0; i < sk_X509_num(fresh); i++)
+		if (!cert_is_self_signed(sk_X509_value(fresh, i)) &&
+		    !sk_X509_push(certs, sk_X509_value(fresh, i))) {
+			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	config_freeze(cfg);
+	if (verify_chain(cfg, st, certs, MTLS_PURPOSE_CLIENT, &vo, err) != 0) {
+		reason = err->fail ? mtls_fail_name(err->fail) : "unknown_ca";
+		goto out;
+	}
+	verify_out_free(&vo);
+	if (verify_chain(cfg, st, certs, MTLS_PURPOSE_SERVER, &vo, err) != 0) {
+		reason = err->fail ? mtls_fail_name(err->fail) : "unknown_ca";
+		goto out;
+	}
+	rv = 0;
+ out:
+	if (rv != 0 && reason != NULL)
+		refused(a, how, reason, leaf, err);
+	verify_out_free(&vo);
+	ids_free(&want);
+	ids_free(&got);
+	X509_STORE_free(st);
+	mtls_config_free(cfg);
+	sk_X509_free(certs);
+	sk_X509_pop_free(cur, X509_free);
+	sk_X509_pop_free(fresh, X509_free);
+	return rv;
+}
+
+/* The next renewal after a successful one: two thirds of what is left, but
+ * not sooner than FLOOR_MAX's rule; a Date header within SKEW_TOLERANCE
+ * ends a skew episode, one beyond it (the certificate still valid here)
+ * is worth one warning. */
+static void
+schedule_after_issue(struct agent *a, X509 *leaf)
+{
+	int64_t now = (int64_t)time(NULL);
+	int64_t from = a->date > 0 ? a->date : asn1_time_unix(
+	    X509_get0_notBefore(leaf));
+	int64_t floor = (a->not_after - from) / 6, skew;
+
+	floor = floor < 1 ? 1 : floor > FLOOR_MAX ? FLOOR_MAX : floor;
+	schedule(a);
+	if (a->renew_at < now + floor)
+		a->renew_at = now + floor;
+	skew = a->date > 0 ? a->date_at - a->date : 0;
+	if (skew <= SKEW_TOLERANCE && skew >= -SKEW_TOLERANCE)
+		a->skew_logged = 0;	/* the episode, if any, is over */
+	else
+		skew_line(a, skew, "date_header", 1);
+}
+
+/* Checks (issued_ok) and installs an issued chain for <key>: then
+ * bundle.pem (<bundle_pem>, from a verified answer that passed
+ * bundle_check), key and certificate are replaced atomically in that
+ * order, so a watcher that sees the new certificate has its roots and key.
+ * A refused answer writes nothing. */
 static int
 install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
-    const char *bundle_pem, const char *how, struct mtls_error *err)
+    const char *bundle_pem, enum trust trust, const char *how,
+    struct mtls_error *err)
 {
 	STACK_OF(X509) *chain = NULL;
 	X509 *leaf;
@@ -504,14 +969,10 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	    "the issued certificate", &chain, err) != 0)
 		return -1;
 	leaf = sk_X509_value(chain, 0);
-	if (X509_check_private_key(leaf, key) != 1) {
-		ERR_clear_error();
-		error_set(err, MTLS_ERR_VERIFY, "the CA returned a certificate "
-		    "for another key; not installed");
+	if (issued_ok(a, key, chain, bundle_pem, trust, how, err) != 0)
 		goto out;
-	}
-	if ((bundle_pem != NULL && fs_write_atomic(a->bundle, bundle_pem,
-	    strlen(bundle_pem), 0644, 1, err) != 0) ||
+	if (fs_write_atomic(a->bundle, bundle_pem, strlen(bundle_pem), 0644,
+	    1, err) != 0 ||
 	    key_write(a->svid_key, key, NULL, 1, err) != 0 ||
 	    fs_write_atomic(a->svid, chain_pem, strlen(chain_pem), 0644, 1,
 	    err) != 0)
@@ -520,7 +981,7 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	a->cur_key = a->svid_key;
 	a->not_after = asn1_time_unix(X509_get0_notAfter(leaf));
 	serial_hex(X509_get0_serialNumber(leaf), a->serial, sizeof(a->serial));
-	schedule(a);
+	schedule_after_issue(a, leaf);
 	o = json_object();
 	json_object_set_new(o, "serial", json_string(a->serial));
 	json_object_set_new(o, "not_after", json_integer(a->not_after));
@@ -576,8 +1037,8 @@ obtain(struct agent *a, int enroll, const char *bundle_pem,
 		    "certificate or bundle");
 		goto out;
 	}
-	if (install(a, key, chain, bundle_pem, enroll ? "enroll" : "renew",
-	    err) != 0)
+	if (install(a, key, chain, bundle_pem, enroll ? TRUST_PIN :
+	    TRUST_BUNDLE, enroll ? "enroll" : "renew", err) != 0)
 		goto out;
 	rv = 0;
  out:
@@ -721,6 +1182,7 @@ renew(struct agent *a, struct mtls_error *err)
 	char *pem = NULL;
 	int rv = -1;
 
+	a->skewed = SKEW_NONE;
 	if (a->cur_cert == NULL)
 		return error_set(err, MTLS_ERR_ARG, "no certificate to renew "
 		    "with in %s: enroll again with --token-file",
@@ -738,6 +1200,7 @@ renew(struct agent *a, struct mtls_error *err)
 static int
 first(struct agent *a, struct mtls_error *err)
 {
+	a->skewed = SKEW_NONE;
 	if (load_current(a, a->svid, a->svid_key) == 0) {
 		/* valid files: renew them when due */
 		a->cur_cert = a->svid;
@@ -840,7 +1303,7 @@ setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 static int
 renew_loop(struct agent *a, struct mtls_error *err)
 {
-	int64_t backoff = 1, now, left;
+	int64_t backoff = 1, now, left, wait;
 
 	while (!stop) {
 		sleep_until(a->renew_at);
@@ -858,10 +1321,13 @@ renew_loop(struct agent *a, struct mtls_error *err)
 		}
 		now = (int64_t)time(NULL);
 		left = a->not_after - now;
-		log_error("renew_failed", err, backoff);
-		/* back off, but never past a quarter of what is left */
-		a->renew_at = now + (backoff < left / 4 || left < 4 ? backoff :
-		    left / 4);
+		/* back off, but never past a quarter of what is left; after
+		 * clock skew at least SKEW_RETRY (asking sooner cannot help) */
+		wait = backoff < left / 4 || left < 4 ? backoff : left / 4;
+		if (a->skewed && wait < SKEW_RETRY)
+			wait = backoff > SKEW_RETRY ? backoff : SKEW_RETRY;
+		log_error("renew_failed", err, wait);
+		a->renew_at = now + wait;
 		backoff = backoff * 2 > 60 ? 60 : backoff * 2;
 	}
 	return 0;
@@ -872,7 +1338,7 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 {
 	struct agent a;
 	struct sigaction sa;
-	int64_t backoff = 1;
+	int64_t backoff = 1, wait;
 	int r, rv = -1;
 
 	if (setup(&a, o, err) != 0)
@@ -887,13 +1353,15 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 		r = first(&a, err);
 		if (r >= 0)
 			break;
+		/* the token was spent on a certificate our clock refused */
 		if (o->once || err->code == MTLS_ERR_ARG ||
-		    err->code == MTLS_ERR_PARSE ||
+		    err->code == MTLS_ERR_PARSE || a.skewed == SKEW_ISSUED ||
 		    err->fail == MTLS_FAIL_UNKNOWN_CA ||
 		    err->fail == MTLS_FAIL_IDENTITY_MISMATCH)
 			goto out;
-		log_error("enroll_failed", err, backoff);
-		sleep_until((int64_t)time(NULL) + backoff);
+		wait = a.skewed && backoff < SKEW_RETRY ? SKEW_RETRY : backoff;
+		log_error("enroll_failed", err, wait);
+		sleep_until((int64_t)time(NULL) + wait);
 		if (stop)
 			goto out;
 		backoff = backoff * 2 > 60 ? 60 : backoff * 2;

@@ -57,7 +57,7 @@ const char *http_req_header(const struct http_req *, const char *name);
 /* The path without its query, in <buf>. */
 void	 http_req_path(const struct http_req *, char *buf, size_t len);
 
-/* A complete response: status line, Content-Type, Content-Length,
+/* A complete response: status line, Date, Content-Type, Content-Length,
  * Connection, then the body. malloc'd into *out. */
 int	 http_response(char **out, size_t *out_len, int status,
 	    const char *ctype, const void *body, size_t body_len,

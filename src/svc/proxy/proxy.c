@@ -367,7 +367,9 @@ own_window_ok(const struct proxy_listener *l, const struct mtls_config *cfg,
 		    "certificate has expired", l->cert);
 	if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0)
 		return error_fail(err, MTLS_FAIL_CERT_NOT_YET_VALID, "%s: own "
-		    "certificate is not valid yet", l->cert);
+		    "certificate is not valid yet: it starts in %lld s (clock "
+		    "skew? sync this machine's clock)", l->cert, (long long)
+		    (asn1_time_unix(X509_get0_notBefore(leaf)) - time(NULL)));
 	serial_hex(X509_get0_serialNumber(leaf), serial, slen);
 	snprintf(warn, wlen, "%s does not chain to --ca %s (%s; --ca is the "
 	    "trust for peers): fine for a public server certificate with a "

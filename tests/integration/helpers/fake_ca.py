@@ -6,11 +6,34 @@ Every request it receives (method, path, headers, body) and every refused
 handshake is one JSON line in LOG, so a test can assert what never arrived
 (the token).
 
-usage: fake_ca.py PORT CHAIN KEY BUNDLE LOG"""
-import http.server, json, socketserver, ssl, sys
+With SIGN (a shell command with {csr} and {out}), POST /v1/enroll and
+/v1/renew are answered like ca serve: the request's CSR is written to the
+file {csr}, SIGN writes the chain to {out}, and the answer is
+{"certificate": <that chain>, "bundle": <BUNDLE>}; a server that passes TLS
+but answers with whatever it likes.
+
+usage: fake_ca.py PORT CHAIN KEY BUNDLE LOG [SIGN]"""
+import http.server, json, os, socketserver, ssl, subprocess, sys, tempfile
 
 PORT, CHAIN, KEY, BUNDLE, LOG = int(sys.argv[1]), *sys.argv[2:6]
+SIGN = sys.argv[6] if len(sys.argv) > 6 else None
 bundle = open(BUNDLE).read()
+
+
+def sign(body):
+    """The chain SIGN makes for the CSR in <body>, or None."""
+    try:
+        csr = json.loads(body)["csr"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        cf, out = os.path.join(d, "req.csr"), os.path.join(d, "chain.pem")
+        with open(cf, "w") as f:
+            f.write(csr)
+        r = subprocess.run(SIGN.format(csr=cf, out=out), shell=True, timeout=20,
+                           capture_output=True)
+        record(event="sign", exit=r.returncode, stderr=r.stderr.decode("latin-1")[-300:])
+        return open(out).read() if r.returncode == 0 and os.path.exists(out) else None
 
 
 def record(**kv):
@@ -36,8 +59,13 @@ class H(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(min(n, 1 << 20)).decode("latin-1") if n else ""
         record(event="request", method=self.command, path=self.path,
                headers=dict(self.headers), body=body)
+        chain = None
+        if self.command == "POST" and SIGN and self.path in ("/v1/enroll", "/v1/renew"):
+            chain = sign(body)
         if self.command == "GET" and self.path == "/v1/bundle":
             out, status = json.dumps({"bundle": bundle}).encode(), 200
+        elif chain is not None:
+            out, status = json.dumps({"certificate": chain, "bundle": bundle}).encode(), 200
         else:
             out, status = b'{"error":"internal","message":"fake"}', 500
         self.send_response(status)
