@@ -9,7 +9,7 @@
 static const char agent_help[] =
 "usage: mtls agent --ca-url URL (--token-file F | --cert F --key F)\n"
 "           [--ca-bundle F] --out-dir DIR [--once] [--on-rotate CMD]\n"
-"           [--log-format json|text]\n"
+"           [--layout flat|k8s] [--log-format json|text]\n"
 "Keeps a workload certificate fresh from `mtls ca serve`: enrolls with a\n"
 "one-time token (its root fingerprint is a pin: the token is sent only over\n"
 "TLS verified by that root alone), then renews at two thirds of the\n"
@@ -21,6 +21,9 @@ static const char agent_help[] =
 "current bundle, valid by this clock (else clock_skew, logged with the\n"
 "skew); a new root only when a current root cross-signed it.\n"
 "  --out-dir     this user's, writable by nobody else (created 0700)\n"
+"  --layout k8s  write tls.crt, tls.key and ca.crt (a kubernetes.io/tls\n"
+"                Secret's names) as links into DIR/..data, swapped in one\n"
+"                rename like a kubelet-mounted Secret (default flat)\n"
 "  --once        enroll (or renew) once and exit: 0 done, 1 failed\n"
 "  --on-rotate   run this shell command after each rotation\n"
 "  --ca-bundle   roots to trust the CA server by (default: the bundle the\n"
@@ -39,6 +42,7 @@ cmd_agent(int argc, char **argv)
 		{ "once", no_argument, NULL, '1' },
 		{ "on-rotate", required_argument, NULL, 'r' },
 		{ "log-format", required_argument, NULL, 'f' },
+		{ "layout", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent_opts o;
@@ -61,6 +65,13 @@ cmd_agent(int argc, char **argv)
 		case 'o': o.out_dir = optarg; break;
 		case '1': o.once = 1; break;
 		case 'r': o.on_rotate = optarg; break;
+		case 'L':
+			if (strcmp(optarg, "k8s") == 0)
+				o.layout_k8s = 1;
+			else if (strcmp(optarg, "flat") != 0)
+				return cmd_usage("agent", "--layout must be flat "
+				    "or k8s");
+			break;
 		case 'f':
 			if (cmd_log_format("agent", optarg) != 0)
 				return 2;

@@ -147,4 +147,31 @@ out=$(./gobundle served.json api.pem) && [ "$out" = "ok 1 roots" ] && ok "... wh
 curl -sS --max-time 5 --cacert root/bundle.pem "https://localhost:$sp/v1/bundle" > served2.json
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "BEGIN CERTIFICATE" in d["bundle"]' served2.json \
     && ok "without it (curl's */*, the agent) the PEM form stays" || not_ok "default bundle form" "$(head -c 300 served2.json)"
+
+# ---- agent --layout k8s: a kubelet-style ..data swap ----
+"$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/ns/prod/k8s > k8s.token 2> tok.err ||
+    { not_ok "token for the k8s layout" "$(cat tok.err)"; exit 0; }
+expect_exit 0 "agent --layout k8s enrolls" "$MTLS" agent --ca-url "https://localhost:$sp" --token-file k8s.token \
+    --out-dir k8s --layout k8s --once
+links_ok() {
+	for f in tls.crt tls.key ca.crt; do
+		[ "$(readlink "k8s/$f")" = "..data/$f" ] || return 1
+	done
+	d=$(readlink k8s/..data) && [[ "$d" == ..?* ]] && [ -d "k8s/$d" ] && [ ! -e k8s/svid.pem ]
+}
+links_ok && ok "tls.crt, tls.key and ca.crt are links into ..data, which points at a ..XXXXXX directory" \
+    || not_ok "k8s layout links" "$(ls -la k8s)"
+[ "$(stat -L -c %a k8s/tls.key)" = 600 ] && ok "tls.key is 0600" || not_ok "tls.key mode" "$(stat -L -c %a k8s/tls.key)"
+expect_exit 0 "the certificate in tls.crt verifies with ca.crt" "$MTLS" cert verify k8s/tls.crt --ca k8s/ca.crt \
+    --spiffe-id spiffe://example.org/ns/prod/k8s
+d1=$(readlink k8s/..data) s1=$(serial_of k8s/tls.crt)
+expect_exit 0 "agent --layout k8s renews" "$MTLS" agent --ca-url "https://localhost:$sp" --cert k8s/tls.crt \
+    --key k8s/tls.key --out-dir k8s --layout k8s --once
+d2=$(readlink k8s/..data)
+[ "$d2" != "$d1" ] && [ "$(serial_of k8s/tls.crt)" != "$s1" ] && [ ! -e "k8s/$d1" ] &&
+    [ "$(find k8s -maxdepth 1 -name '..?*' -type d | wc -l)" = 1 ] \
+    && ok "a renewal swaps ..data to a new directory and removes the old one" \
+    || not_ok "k8s swap" "d1=$d1 d2=$d2 $(ls -la k8s)"
+openssl x509 -in k8s/tls.crt -noout -pubkey | cmp -s - <(openssl pkey -in k8s/tls.key -pubout) \
+    && ok "tls.crt and tls.key belong together after the swap" || not_ok "k8s pair"
 exit 0

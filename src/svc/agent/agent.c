@@ -950,6 +950,129 @@ schedule_after_issue(struct agent *a, X509 *leaf)
 		skew_line(a, skew, "date_header", 1);
 }
 
+/*
+ * --layout k8s: the file names of a kubernetes.io/tls Secret, swapped in
+ * as the kubelet does for a mounted Secret: the files go into a new
+ * out-dir/..XXXXXX, the symlink out-dir/..data is replaced by rename to
+ * point at it, and out-dir/tls.crt, tls.key and ca.crt are symlinks into
+ * ..data made once. A reader sees either every old file or every new one,
+ * never a new certificate with the old key. A name not in <f> keeps its
+ * current bytes (unless <drop_tls>: tls.crt and tls.key then leave). The
+ * previous directory is removed after the swap.
+ */
+struct kfile {
+	const char	*name;
+	const void	*data;
+	size_t		 len;
+	EVP_PKEY	*key;	/* written 0600 instead of data */
+};
+
+static int
+k8s_swap(struct agent *a, const struct kfile *f, size_t n, int drop_tls,
+    struct mtls_error *err)
+{
+	static const char *names[] = { "ca.crt", "tls.crt", "tls.key" };
+	const char *out = a->o->out_dir;
+	char dir[4200], data[4200], tmp[4200], old[256], p[4400], q[4400];
+	const char *base;
+	struct stat st;
+	ssize_t ol;
+	size_t i, j;
+	int rv = -1;
+
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/..XXXXXX", out) >=
+	    sizeof(dir) || mkdtemp(dir) == NULL)
+		return error_set_errno(err, MTLS_ERR_IO, "%s: cannot make a "
+		    "new data directory", out);
+	base = strrchr(dir, '/') + 1;
+	snprintf(data, sizeof(data), "%s/..data", out);
+	snprintf(tmp, sizeof(tmp), "%s/..data_tmp", out);
+	ol = readlink(data, old, sizeof(old) - 1);
+	old[ol > 0 ? ol : 0] = '\0';
+	/* only a name we make (..XXXXXX in out-dir) is ever removed */
+	if (strncmp(old, "..", 2) != 0 || strchr(old, '/') != NULL ||
+	    strcmp(old, "..data") == 0)
+		old[0] = '\0';
+	for (i = 0; i < 3; i++) {
+		int r = 0;
+
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		for (j = 0; j < n && strcmp(f[j].name, names[i]) != 0; j++)
+			;
+		if (j < n && f[j].key != NULL)
+			r = key_write(p, f[j].key, NULL, 0, err);
+		else if (j < n)
+			r = fs_write_atomic(p, f[j].data, f[j].len, 0644, 0,
+			    err);
+		else if (old[0] != '\0' && !(drop_tls && i > 0)) {
+			uint8_t *buf = NULL;
+			size_t len = 0;
+
+			snprintf(q, sizeof(q), "%s/%s/%s", out, old, names[i]);
+			if (stat(q, &st) != 0)
+				continue;
+			if ((r = fs_read(q, MTLS_MAX_FILE, &buf, &len,
+			    err)) == 0)
+				r = fs_write_atomic(p, buf, len, i == 2 ? 0600 :
+				    0644, 0, err);
+			if (buf != NULL)
+				OPENSSL_cleanse(buf, len);
+			free(buf);
+		}
+		if (r != 0)
+			goto fail;
+	}
+	(void)unlink(tmp);
+	if (symlink(base, tmp) != 0 || rename(tmp, data) != 0) {
+		error_set_errno(err, MTLS_ERR_IO, "%s: cannot swap ..data", out);
+		goto fail;
+	}
+	for (i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", out, names[i]);
+		snprintf(q, sizeof(q), "..data/%s", names[i]);
+		if (lstat(p, &st) == 0) {
+			char t[64];
+			ssize_t tl = readlink(p, t, sizeof(t) - 1);
+
+			if (tl > 0 && (t[tl] = '\0', strcmp(t, q) == 0))
+				continue;
+			if (!S_ISLNK(st.st_mode) && !S_ISREG(st.st_mode)) {
+				error_set(err, MTLS_ERR_IO, "%s is in the way of "
+				    "the k8s layout: remove it", p);
+				goto done;
+			}
+		}
+		/* a regular file from the flat layout or a stale link is
+		 * replaced by the link, atomically */
+		(void)unlink(tmp);
+		if (symlink(q, tmp) != 0 || rename(tmp, p) != 0) {
+			error_set_errno(err, MTLS_ERR_IO, "%s: cannot link it",
+			    p);
+			goto done;
+		}
+	}
+	rv = 0;
+ done:
+	if (fs_fsync_dir(out, err) != 0)
+		rv = -1;
+	if (old[0] != '\0') {
+		for (i = 0; i < 3; i++) {
+			snprintf(p, sizeof(p), "%s/%s/%s", out, old, names[i]);
+			(void)unlink(p);
+		}
+		snprintf(p, sizeof(p), "%s/%s", out, old);
+		(void)rmdir(p);
+	}
+	return rv;
+ fail:
+	for (i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		(void)unlink(p);
+	}
+	(void)rmdir(dir);
+	return -1;
+}
+
 /* Checks (issued_ok) and installs an issued chain for <key>: then
  * bundle.pem (<bundle_pem>, from a verified answer that passed
  * bundle_check), key and certificate are replaced atomically in that
@@ -971,8 +1094,17 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	leaf = sk_X509_value(chain, 0);
 	if (issued_ok(a, key, chain, bundle_pem, trust, how, err) != 0)
 		goto out;
-	if (fs_write_atomic(a->bundle, bundle_pem, strlen(bundle_pem), 0644,
-	    1, err) != 0 ||
+	if (a->o->layout_k8s) {
+		const struct kfile f[] = {
+			{ "ca.crt", bundle_pem, strlen(bundle_pem), NULL },
+			{ "tls.key", NULL, 0, key },
+			{ "tls.crt", chain_pem, strlen(chain_pem), NULL },
+		};
+
+		if (k8s_swap(a, f, 3, 0, err) != 0)
+			goto out;
+	} else if (fs_write_atomic(a->bundle, bundle_pem, strlen(bundle_pem),
+	    0644, 1, err) != 0 ||
 	    key_write(a->svid_key, key, NULL, 1, err) != 0 ||
 	    fs_write_atomic(a->svid, chain_pem, strlen(chain_pem), 0644, 1,
 	    err) != 0)
@@ -1122,7 +1254,12 @@ copy_ca_bundle(struct agent *a, struct mtls_error *err)
 		    "give --ca-bundle", a->bundle);
 	if (fs_read(a->o->ca_bundle, MTLS_MAX_FILE, &buf, &len, err) != 0)
 		return -1;
-	rv = fs_write_atomic(a->bundle, buf, len, 0644, 1, err);
+	if (a->o->layout_k8s) {
+		const struct kfile f = { "ca.crt", buf, len, NULL };
+
+		rv = k8s_swap(a, &f, 1, 0, err);
+	} else
+		rv = fs_write_atomic(a->bundle, buf, len, 0644, 1, err);
 	free(buf);
 	return rv;
 }
@@ -1162,6 +1299,11 @@ drop_revoked(struct agent *a)
 
 	if (a->cur_cert != a->svid)
 		return;
+	if (a->o->layout_k8s) {
+		/* ..data without tls.*, then the links to them */
+		if (k8s_swap(a, NULL, 0, 1, &e) != 0)
+			ERR_clear_error();
+	}
 	(void)unlink(a->svid);
 	(void)unlink(a->svid_key);
 	if (fs_fsync_dir(a->o->out_dir, &e) != 0)
@@ -1292,6 +1434,13 @@ setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 		return error_set(err, MTLS_ERR_ARG, "--out-dir is too long");
 	snprintf(a->svid_key, sizeof(a->svid_key), "%s/svid.key", o->out_dir);
 	snprintf(a->bundle, sizeof(a->bundle), "%s/bundle.pem", o->out_dir);
+	if (o->layout_k8s) {
+		snprintf(a->svid, sizeof(a->svid), "%s/tls.crt", o->out_dir);
+		snprintf(a->svid_key, sizeof(a->svid_key), "%s/tls.key",
+		    o->out_dir);
+		snprintf(a->bundle, sizeof(a->bundle), "%s/ca.crt",
+		    o->out_dir);
+	}
 	if (check_out_dir(o->out_dir, err) != 0)
 		return -1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -21,6 +21,7 @@ struct agent_opts {
 	const char	*out_dir;
 	const char	*on_rotate;	/* sh -c after each rotation */
 	int		 once;		/* one enroll/renew, then exit */
+	int		 layout_k8s;	/* tls.crt/tls.key/ca.crt via ..data */
 };
 
 /* Runs until SIGTERM/SIGINT (0), or once (0 issued, -1 failed). */
