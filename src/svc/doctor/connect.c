@@ -179,8 +179,13 @@ trace_add(struct attempt *a, int out, const char *msg, const char *detail)
 		json_array_append_new(a->trace, o);
 	}
 	if (a->live) {
+		char m[100], d[400];
+
+		esc_text(m, sizeof(m), msg, strlen(msg), SIZE_MAX, ESC_KEEP_BS);
+		esc_text(d, sizeof(d), detail ? detail : "", detail ?
+		    strlen(detail) : 0, SIZE_MAX, ESC_KEEP_BS);
 		fprintf(a->live, "%8.1f ms  %s %s%s%s\n", ms, out ? "->" : "<-",
-		    msg, detail && *detail ? "  " : "", detail ? detail : "");
+		    m, *d ? "  " : "", d);
 		fflush(a->live);
 	}
 }

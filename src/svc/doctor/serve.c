@@ -341,7 +341,7 @@ serve_conn(struct net_conn *nc, void *arg)
 	if (path[0] == '\0')
 		goto out;
 	if (strcmp(path, "/json") == 0 || strncmp(path, "/?json", 6) == 0)
-		body = json_dumps(rep, JSON_INDENT(2));
+		body = json_dumps(rep, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	else if ((mf = open_memstream(&body, &blen)) != NULL) {
 		doctor_print(mf, rep, 0, 0);
 		fclose(mf);
