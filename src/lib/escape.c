@@ -82,14 +82,19 @@ esc_text(char *out, size_t cap, const void *data, size_t n, size_t max,
     unsigned flags)
 {
 	const unsigned char *d = data;
-	size_t i, o = 0, shown = n < max ? n : max;
+	size_t i, o = 0, shown = n < max ? n : max, all = 0;
+	int fits;
 
 	if (cap == 0)
 		return 0;
+	for (i = 0; i < shown && all < cap; i++)
+		all += text_esc(d[i], flags) ? 4 : 1;
+	/* all of it fits (NUL included): no room kept for "..." */
+	fits = shown == n && all < cap;
 	for (i = 0; i < shown; i++) {
 		int e = text_esc(d[i], flags);
 		/* after this byte: room for "..." if more may follow */
-		size_t need = (e ? 4 : 1) + (i + 1 < n ? 3 : 0) + 1;
+		size_t need = (e ? 4 : 1) + (i + 1 < n && !fits ? 3 : 0) + 1;
 
 		if (o + need > cap)
 			break;
@@ -229,8 +234,9 @@ esc_json_put(char *buf, size_t cap, size_t off, const void *data, size_t n,
     size_t max)
 {
 	const unsigned char *p = data;
-	size_t i = 0, room, start;
+	size_t i = 0, room, start, all, used;
 	char u[12];
+	int fits;
 
 	if (off > cap || cap - off < 5)
 		return off;	/* the caller's buffer holds less than "..." */
@@ -238,11 +244,16 @@ esc_json_put(char *buf, size_t cap, size_t off, const void *data, size_t n,
 	if (room > max)
 		room = max;
 	start = off;
+	/* all of it fits: no room kept for "..." */
+	for (i = 0, all = 0; i < n && all <= room; i += used)
+		all += json_unit(p + i, n - i, u, &used);
+	fits = i == n && all <= room;
+	i = 0;
 	buf[off++] = '"';
 	while (i < n) {
-		size_t used, k = json_unit(p + i, n - i, u, &used);
+		size_t k = json_unit(p + i, n - i, u, &used);
 		/* room for "..." unless this unit ends the value */
-		size_t need = k + (i + used < n ? 3 : 0);
+		size_t need = k + (i + used < n && !fits ? 3 : 0);
 
 		if (off - start - 1 + need > room)
 			break;
