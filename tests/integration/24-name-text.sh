@@ -114,7 +114,10 @@ for line in open(sys.argv[1], "rb").read().decode("ascii", "replace").split("\n"
         bad.append("not a line of ours: " + line[:80]); continue
     if " handshake " not in line:
         continue
-    keys = [t.split("=", 1)[0] for t in shlex.split(line)[3:]]
+    # our quoting only: double quotes (a log reader's key=value split)
+    lex = shlex.shlex(line, posix=True)
+    lex.whitespace_split, lex.quotes, lex.escape = True, '"', ""
+    keys = [t.split("=", 1)[0] for t in list(lex)[3:]]
     for k in ("peer_id", "result"):
         if keys.count(k) != 1:
             bad.append("%s %d times: %s" % (k, keys.count(k), line[:300]))
