@@ -195,4 +195,11 @@ EOF
 )
 [ "$got" = "clean 6" ] && ok "gateway: every access line whole JSON, ASCII, every member" ||
     not_ok "gateway: every access line whole JSON, ASCII, every member" "$got"
+
+# the class, in the source: json_string() of anything but a literal of
+# ours returns NULL for bytes that are not UTF-8, and the member is then
+# silently dropped; data goes through esc_jstr()/esc_json()
+got=$(cd "$_root" && grep -rnE '\bjson_stringn?\([^"]' src --include='*.c' | grep -v '^src/lib/escape.c:')
+[ -z "$got" ] && ok "source: no json_string() of data (esc_jstr instead)" ||
+    not_ok "source: no json_string() of data (esc_jstr instead)" "$got"
 exit 0
