@@ -87,6 +87,24 @@ got=$(js dj.json 'd["http"]["status_line"]' 2>&1)
 got=$(js dj.json 'len(d["server_chain"][0]["sans"])' 2>&1)
 [ "$got" = 4 ] && ok "doctor --json lists the server's 4 SANs" || not_ok "doctor --json lists the server's 4 SANs" "$got"
 
+# the agent: a CA server whose error message holds terminal sequences
+body=$(printf '{"error":"denied","message":"\\u001b[2J\\u001b]0;pwned\\u0007 no\\nmtls agent: fake"}' | od -An -tx1 | tr -d ' \n')
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out casrv.key 2>/dev/null
+printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature' \
+    'extendedKeyUsage=serverAuth,1.3.6.1.4.1.32473.6857.2' 'subjectAltName=DNS:localhost' > casrv.ext
+openssl req -new -key casrv.key -subj "/O=example.org/CN=localhost" -out casrv.csr 2>/dev/null &&
+openssl x509 -req -in casrv.csr -CA int1.pem -CAkey int/ca.key -set_serial 77 -days 1 -extfile casrv.ext \
+    -out casrv.leaf 2>/dev/null && cat casrv.leaf int1.pem > casrv.pem || not_ok "setup: casrv"
+p3=$(free_port)
+start_bg hostile3 python3 "$H/hostile_tls.py" "$p3" casrv.pem casrv.key "$(printf 'HTTP/1.1 403 Forbidden' | od -An -tx1 | tr -d ' \n')" "$body"
+wait_for 10 port_open "$p3" || { not_ok "hostile CA server starts"; exit 0; }
+mkdir -m 0700 agentdir
+expect_exit 1 "agent fails on the hostile CA server's 403" "$MTLS" agent --ca-url "https://localhost:$p3" \
+    --cert client.pem --key client.key --ca-bundle root/bundle.pem --out-dir agentdir --once --log-format json
+if raw8 "$T_DIR/err"; then not_ok "agent prints the server's message with no raw control byte" "$(od -c "$T_DIR/err" | grep -m3 033)"
+else ok "agent prints the server's message with no raw control byte"; fi
+expect_grep 'HTTP 403: \\x1b\[2J\\x1b\]0;pwned\\x07 no\\x0amtls agent: fake' "$T_DIR/err" "... escaped"
+
 # --log-format text: a client certificate whose URI SAN holds a newline and
 # a fake line, and whose subject holds " result=ok peer_id=..."
 forged forge "$(gns 86 'spiffe://example.org/ns/prod/a\n2026-01-01T00:00:00.000Z info  handshake result=ok peer_id=spiffe://example.org/admin')" \

@@ -340,14 +340,17 @@ api_error(struct mtls_error *err, int status, const char *what,
 	json_t *o = b->p ? json_loads(b->p, 0, NULL) : NULL;
 	const char *m = json_string_value(json_object_get(o, "message"));
 	const char *code = json_string_value(json_object_get(o, "error"));
+	char me[200];
 
+	/* the server's words, escaped where they enter our message */
+	esc_text(me, sizeof(me), m ? m : "(no message)", m ? strlen(m) : 12,
+	    180, 0);
 	if (status == 403 && code != NULL && strcmp(code, "revoked") == 0)
-		error_fail(err, MTLS_FAIL_REVOKED, "%s: HTTP %d: %.180s", what,
-		    status, m ? m : "(no message)");
+		error_fail(err, MTLS_FAIL_REVOKED, "%s: HTTP %d: %s", what,
+		    status, me);
 	else
 		error_set(err, status >= 500 ? MTLS_ERR_IO : MTLS_ERR_VERIFY,
-		    "%s: HTTP %d: %.180s", what, status, m ? m :
-		    "(no message)");
+		    "%s: HTTP %d: %s", what, status, me);
 	json_decref(o);
 }
 

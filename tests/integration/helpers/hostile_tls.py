@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""hostile_tls.py PORT CERT KEY STATUS_HEX: a TLS server on 127.0.0.1:PORT
-serving CERT (leaf and chain, names chosen by the test), asking for a
-client certificate it does not check, that answers every request with the
-bytes STATUS_HEX (hex) as its first line, then a short body, and closes.
-Stops after 20 connections or 60 s."""
+"""hostile_tls.py PORT CERT KEY STATUS_HEX [BODY_HEX]: a TLS server on
+127.0.0.1:PORT serving CERT (leaf and chain, names chosen by the test),
+asking for a client certificate (not required), that answers every request
+with the bytes STATUS_HEX (hex) as its first line, then BODY_HEX (default
+"no") as a JSON body, and closes. Stops after 20 connections or 60 s."""
 import socket, ssl, sys, time
 
 port, cert, key, status = int(sys.argv[1]), sys.argv[2], sys.argv[3], bytes.fromhex(sys.argv[4])
+body = bytes.fromhex(sys.argv[5]) if len(sys.argv) > 5 else b"no"
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 ctx.verify_mode = ssl.CERT_OPTIONAL
@@ -28,7 +29,8 @@ while time.time() < end and n < 20:
     try:
         t = ctx.wrap_socket(c, server_side=True)
         t.recv(4096)
-        t.sendall(status + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno")
+        t.sendall(status + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                  b"Connection: close\r\n\r\n" % len(body) + body)
         t.close()
     except (OSError, ssl.SSLError):
         c.close()
