@@ -3,15 +3,17 @@
  * quote them) on their way to a terminal, a text log line or JSON. One
  * rule each, here only:
  *
- *   text  bytes below 0x20, 0x7f, 0x80 and above, and '\' as \xNN (and,
- *         by flag, quotes and the space): ASCII that shows every byte and
- *         can never start a line or a terminal sequence;
+ *   text  bytes below 0x20, 0x7f, 0x80 and above, and '\' as \xNN (by
+ *         flag also quotes and the space, or '\' kept in a message whose
+ *         quoted names were escaped where it was made): ASCII that shows
+ *         every byte and can never start a line or a terminal sequence;
  *   JSON  valid UTF-8 kept; NUL and every byte that is not part of a valid
  *         UTF-8 sequence as the four characters \xNN, so a value is always
  *         a valid JSON string (jansson's json_string() returns NULL for
  *         invalid UTF-8, and json_object_set_new() then drops the member).
  *
- * Both cut a value only between escapes, with "..." where it was cut.
+ * Both cut a value only between escapes, with "..." where it was cut, and
+ * only when the whole value does not fit. docs/security/names.md.
  */
 #include <stdlib.h>
 #include <string.h>
