@@ -1566,8 +1566,23 @@ access_log(struct gwc *c, int status)
 	}
 #undef STR
 #undef PUT
-	if (fz_log != NULL)
+	if (fz_log != NULL) {
+		/* fuzz targets: the members make one whole JSON object */
+		json_t *chk;
+		char *w = malloc(n + 2);
+
+		if (w != NULL) {
+			w[0] = '{';
+			memcpy(w + 1, b, n);
+			w[n + 1] = '}';
+			if ((chk = json_loadb(w, n + 2, 0, NULL)) == NULL ||
+			    json_object_get(chk, "path") == NULL)
+				abort();
+			json_decref(chk);
+			free(w);
+		}
 		fz_log(b, n);
+	}
 	if (log_json_line(level, "request", b, n) == 0)
 		return;
 	/* text format: the same members through log_emit */
