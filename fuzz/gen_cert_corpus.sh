@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Writes certificate inputs for fuzz_cert into DIR at run time (certificates
 # are never committed): PEM chains, DER, truncated and bit-flipped copies,
-# certificates with our SPIFFE scope extension and name constraints, a
-# SPIFFE bundle and a PKCS#12 file.
+# certificates with our SPIFFE scope extension and name constraints, one
+# with hostile bytes in its names, a SPIFFE bundle and a PKCS#12 file.
 #   fuzz/gen_cert_corpus.sh MTLS_BINARY DIR
 set -eu
 mtls=$1 out=$2
@@ -21,6 +21,18 @@ cp "$w/int/ca.pem" "$out/int.pem"
 cp "$w/root/ca.pem" "$out/root.pem"
 cp "$w/rsa.pem" "$out/rsa.pem"
 cp "$w/ip.pem" "$out/ip.pem"
+# names no identity may have (issue 18): ESC, LF, 0x80, an email and a
+# directory name in the SANs, a subject with ESC and UTF-8
+san=$(python3 -c '
+v = [(0x86, b"spiffe://example.org/a\x1b[2J\nb"), (0x82, b"api.ex\x80mple.org"),
+     (0x81, b"a\x1b]0;x\x07@b"), (0x82, b"\xc3\xa9.example.org\x00x")]
+out = b"".join(bytes([t, len(d)]) + d for t, d in v)
+print((bytes([0x30, len(out)]) + out).hex())')
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$w/hn.key" 2>/dev/null
+printf '%s\n' 'basicConstraints=critical,CA:FALSE' "subjectAltName=DER:$san" > "$w/hn.ext"
+openssl req -new -key "$w/hn.key" -subj "/O=ex"$'\x1b'"[2Jample/CN=caf"$'\xc3\xa9' -out "$w/hn.csr" 2>/dev/null &&
+openssl x509 -req -in "$w/hn.csr" -CA "$w/int/ca.pem" -CAkey "$w/int/ca.key" -set_serial 99 -days 1 \
+    -extfile "$w/hn.ext" -outform DER -out "$out/hostile-names.der" 2>/dev/null || true
 openssl x509 -in "$w/leaf.pem" -outform DER -out "$out/leaf.der"
 openssl x509 -in "$w/int/ca.pem" -outform DER -out "$out/int.der"
 # the other forms certs_parse reads: a SPIFFE bundle (JWK Set) and PKCS#12

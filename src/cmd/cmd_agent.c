@@ -91,8 +91,10 @@ cmd_agent(int argc, char **argv)
 		    "--key");
 	error_clear(&err);
 	if (agent_run(&o, &err) != 0) {
-		fprintf(stderr, "mtls agent: %s\n", err.msg[0] ? err.msg :
-		    "stopped");
+		if (err.msg[0])
+			cmd_fail("agent", &err);
+		else
+			fprintf(stderr, "mtls agent: stopped\n");
 		return err.code == MTLS_ERR_ARG || err.code == MTLS_ERR_PARSE ?
 		    2 : 1;
 	}

@@ -509,25 +509,25 @@ list_one(void *arg, const struct cert_rec *r)
 
 		for (tok = s ? strtok_r(s, "\n", &save) : NULL; tok;
 		    tok = strtok_r(NULL, "\n", &save))
-			json_array_append_new(idv, json_string(tok));
+			json_array_append_new(idv, esc_jstr(tok));
 		free(s);
-		json_object_set_new(o, "serial", json_string(r->serial));
-		json_object_set_new(o, "kind", json_string(r->kind));
-		json_object_set_new(o, "subject", json_string(r->subject));
-		json_object_set_new(o, "issuer", json_string(r->issuer));
+		json_object_set_new(o, "serial", esc_jstr(r->serial));
+		json_object_set_new(o, "kind", esc_jstr(r->kind));
+		json_object_set_new(o, "subject", esc_jstr(r->subject));
+		json_object_set_new(o, "issuer", esc_jstr(r->issuer));
 		json_object_set_new(o, "identities", idv);
 		json_object_set_new(o, "not_before", json_integer(r->not_before));
 		json_object_set_new(o, "not_after", json_integer(r->not_after));
-		json_object_set_new(o, "status", json_string(status));
+		json_object_set_new(o, "status", esc_jstr(status));
 		json_object_set_new(o, "expires_in_seconds", json_integer(left));
 		if (strcmp(status, "valid") == 0 && threshold(left)[0])
 			json_object_set_new(o, "threshold",
-			    json_string(threshold(left)));
+			    esc_jstr(threshold(left)));
 		if (r->revoked) {
 			json_object_set_new(o, "revoked_at",
 			    json_integer(r->revoked_at));
 			json_object_set_new(o, "reason",
-			    json_string(crl_reason_name(r->reason)));
+			    esc_jstr(crl_reason_name(r->reason)));
 		}
 		json_array_append_new(ls->arr, o);
 		return 0;

@@ -52,6 +52,9 @@ print_cert(int idx, int n, json_t *o)
 	    : "");
 	printf("  %-16s%s\n", "subject:", jstr(o, "subject"));
 	print_list("SANs:", json_object_get(o, "sans"));
+	if (json_object_get(o, "name_problem") != NULL)
+		printf("  %-16s%s\n", "not an identity:",
+		    jstr(o, "name_problem"));
 	printf("  %-16s%s\n", "issuer:", jstr(o, "issuer"));
 	printf("  %-16s%s\n", "serial:", jstr(o, "serial"));
 	printf("  %-16s%s .. %s (%s)\n", "validity:", jstr(o, "not_before"),
@@ -134,7 +137,8 @@ cert_inspect(int argc, char **argv)
 		json_array_append_new(arr, o);
 	}
 	if (json) {
-		char *s = json_dumps(arr, JSON_INDENT(2));
+		char *s = json_dumps(arr, JSON_INDENT(2) |
+		    JSON_ENSURE_ASCII);
 
 		if (s == NULL)
 			goto out;
@@ -145,9 +149,17 @@ cert_inspect(int argc, char **argv)
 			json_t *o = json_array_get(arr, (size_t)i);
 			json_t *sb = json_object_get(o, "signed_by_next");
 
+			/* text: every string escaped (names from the
+			 * certificate, unverified: no control byte reaches the
+			 * terminal) */
+			json_t *t = esc_text_tree(o);
+
+			if (t == NULL)
+				goto out;
 			if (i)
 				printf("\n");
-			print_cert(i, n, o);
+			print_cert(i, n, t);
+			json_decref(t);
 			if (sb != NULL)
 				printf("  %-16s%s\n", "chain:", json_is_true(sb) ?
 				    "signed by the next certificate" :
@@ -200,7 +212,7 @@ cert_verify(int argc, char **argv)
 	char *pem = NULL;
 	size_t pem_len = 0;
 	const char *ca = NULL, *leaf, *pw = NULL, *crls[64];
-	char rule[2200], ipc[64], *end;
+	char rule[2200], ipc[64], *end, *msg = NULL;
 	long long at;
 	size_t ncrl = 0, i;
 	int c, rv = 2, r = 0;
@@ -317,17 +329,23 @@ cert_verify(int argc, char **argv)
 		rv = cmd_fail("cert verify", &err);
 		goto out;
 	}
+	/* the reason quotes names from the file: escaped for the terminal
+	 * (the names it quotes were escaped where it was made) */
 	if (mtls_verify_pem(m, (const uint8_t *)pem, pem_len) == 0) {
 		printf("ok: %s (serial %s)\n", mtls_peer_id(m) ?
 		    mtls_peer_id(m) : "(no identity)", mtls_peer_serial(m));
 		rv = 0;
+	} else if ((msg = esc_text_dup(mtls_error(m), strlen(mtls_error(m)),
+	    ESC_KEEP_BS)) == NULL) {
+		fprintf(stderr, "mtls cert verify: out of memory\n");
 	} else if (mtls_fail_code(m) != MTLS_FAIL_NONE) {
 		printf("%s: %s\n  fix: %s\n", mtls_fail_name(mtls_fail_code(m)),
-		    mtls_error(m), mtls_fail_hint(mtls_fail_code(m)));
+		    msg, mtls_fail_hint(mtls_fail_code(m)));
 		rv = 1;
 	} else {
-		fprintf(stderr, "mtls cert verify: %s\n", mtls_error(m));
+		fprintf(stderr, "mtls cert verify: %s\n", msg);
 	}
+	free(msg);
  out:
 	free(pem);
 	sk_X509_pop_free(sk, X509_free);

@@ -79,13 +79,17 @@ finish(const char *cmd, json_t *r, int usage, int json, int live)
 		return 2;
 	}
 	if (usage) {
+		char *e = err ? esc_text_dup(err, strlen(err), ESC_KEEP_BS) :
+		    NULL;
+
 		fprintf(stderr, "mtls doctor %s: %s (see mtls doctor %s "
-		    "--help)\n", cmd, err ? err : "bad input", cmd);
+		    "--help)\n", cmd, e ? e : "bad input", cmd);
+		free(e);
 		json_decref(r);
 		return 2;
 	}
 	if (json) {
-		json_dumpf(r, stdout, JSON_INDENT(2));
+		json_dumpf(r, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 		printf("\n");
 	} else
 		doctor_print(stdout, r, use_color(), live);

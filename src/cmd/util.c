@@ -35,7 +35,13 @@ subcmd_dispatch(const char *prog, const struct subcmd *t, int argc,
 int
 cmd_fail(const char *cmd, const struct mtls_error *e)
 {
-	fprintf(stderr, "mtls %s: %s\n", cmd, e->msg[0] ? e->msg :
+	/* the reason may quote a name from a file or a peer: under the
+	 * text rule (escape.c) on the terminal */
+	char m[4 * sizeof(e->msg)];
+
+	esc_text(m, sizeof(m), e->msg, strnlen(e->msg, sizeof(e->msg)),
+	    SIZE_MAX, ESC_KEEP_BS);
+	fprintf(stderr, "mtls %s: %s\n", cmd, m[0] ? m :
 	    "failed (no reason recorded)");
 	return 2;
 }

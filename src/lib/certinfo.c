@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+
 #include <jansson.h>
 #include <openssl/x509v3.h>
 
@@ -64,7 +66,7 @@ ku_list(X509 *x)
 		return a;	/* no extension: any usage */
 	for (i = 0; i < sizeof(kus) / sizeof(kus[0]); i++)
 		if (ku & kus[i].bit)
-			json_array_append_new(a, json_string(kus[i].name));
+			json_array_append_new(a, esc_jstr(kus[i].name));
 	return a;
 }
 
@@ -82,14 +84,82 @@ eku_list(X509 *x)
 		int nid = OBJ_obj2nid(o);
 
 		if (nid != NID_undef)
-			json_array_append_new(a, json_string(OBJ_nid2sn(nid)));
+			json_array_append_new(a, esc_jstr(OBJ_nid2sn(nid)));
 		else {
 			OBJ_obj2txt(buf, sizeof(buf), o, 1);
-			json_array_append_new(a, json_string(buf));
+			json_array_append_new(a, esc_jstr(buf));
 		}
 	}
 	EXTENDED_KEY_USAGE_free(eku);
 	return a;
+}
+
+/* <pfx> then the <l> bytes of <d>, as a JSON string (escape.c's JSON
+ * rule: never NULL for the bytes, so no name is ever left out). */
+static json_t *
+pfx_json(const char *pfx, const void *d, int l)
+{
+	size_t pl = strlen(pfx), n = l > 0 ? (size_t)l : 0;
+	char *b = malloc(pl + n + 1);
+	json_t *j;
+
+	if (b == NULL)
+		return NULL;
+	memcpy(b, pfx, pl);
+	if (n)
+		memcpy(b + pl, d, n);
+	j = esc_json(b, pl + n);
+	free(b);
+	return j;
+}
+
+/* One GeneralName as it is shown: a SAN (<san>: a URI as it is, an IP
+ * address as text) or a name constraint ("uri:", an address and mask as
+ * a length). Every type gives one entry, so an entry count is a name
+ * count. */
+static json_t *
+gn_json(const GENERAL_NAME *g, int san)
+{
+	char buf[300];
+	const unsigned char *d;
+	int l;
+
+	switch (g->type) {
+	case GEN_URI:
+		return pfx_json(san ? "" : "uri:", ASN1_STRING_get0_data(g->d.ia5),
+		    ASN1_STRING_length(g->d.ia5));
+	case GEN_DNS:
+		return pfx_json("dns:", ASN1_STRING_get0_data(g->d.ia5),
+		    ASN1_STRING_length(g->d.ia5));
+	case GEN_EMAIL:
+		return pfx_json("email:", ASN1_STRING_get0_data(g->d.ia5),
+		    ASN1_STRING_length(g->d.ia5));
+	case GEN_IPADD:
+		d = ASN1_STRING_get0_data(g->d.ip);
+		l = ASN1_STRING_length(g->d.ip);
+		memcpy(buf, "ip:", 4);
+		if (!san || !((l == 4 && inet_ntop(AF_INET, d, buf + 3,
+		    sizeof(buf) - 3)) || (l == 16 && inet_ntop(AF_INET6, d,
+		    buf + 3, sizeof(buf) - 3))))
+			snprintf(buf, sizeof(buf), "ip:(%d bytes)", l);
+		return esc_jstr(buf);
+	case GEN_DIRNAME:
+		memcpy(buf, "dir:", 4);
+		name_oneline(g->d.dirn, buf + 4, sizeof(buf) - 4);
+		return esc_jstr(buf);
+	case GEN_RID:
+		memcpy(buf, "rid:", 4);
+		OBJ_obj2txt(buf + 4, sizeof(buf) - 4, g->d.rid, 1);
+		return esc_jstr(buf);
+	case GEN_OTHERNAME:
+		memcpy(buf, "othername:", 10);
+		OBJ_obj2txt(buf + 10, sizeof(buf) - 10, g->d.otherName->type_id,
+		    1);
+		return esc_jstr(buf);
+	default:
+		return esc_jstr(g->type == GEN_X400 ? "x400" :
+		    g->type == GEN_EDIPARTY ? "edipartyname" : "other");
+	}
 }
 
 static json_t *
@@ -98,46 +168,35 @@ subtrees(STACK_OF(GENERAL_SUBTREE) *sk)
 	json_t *a = json_array();
 	int i;
 
-	for (i = 0; sk != NULL && i < sk_GENERAL_SUBTREE_num(sk); i++) {
-		GENERAL_NAME *g = sk_GENERAL_SUBTREE_value(sk, i)->base;
-		char buf[300];
-
-		switch (g->type) {
-		case GEN_URI:
-			snprintf(buf, sizeof(buf), "uri:%.*s",
-			    ASN1_STRING_length(g->d.ia5),
-			    (const char *)ASN1_STRING_get0_data(g->d.ia5));
-			break;
-		case GEN_DNS:
-			snprintf(buf, sizeof(buf), "dns:%.*s",
-			    ASN1_STRING_length(g->d.ia5),
-			    (const char *)ASN1_STRING_get0_data(g->d.ia5));
-			break;
-		case GEN_EMAIL:
-			snprintf(buf, sizeof(buf), "email:%.*s",
-			    ASN1_STRING_length(g->d.ia5),
-			    (const char *)ASN1_STRING_get0_data(g->d.ia5));
-			break;
-		case GEN_IPADD:
-			snprintf(buf, sizeof(buf), "ip:(%d bytes)",
-			    ASN1_STRING_length(g->d.ip));
-			break;
-		case GEN_DIRNAME:
-			name_oneline(g->d.dirn, buf + 4, sizeof(buf) - 4);
-			memcpy(buf, "dir:", 4);
-			break;
-		default:
-			snprintf(buf, sizeof(buf), "other");
-		}
-		json_array_append_new(a, json_string(buf));
-	}
+	for (i = 0; sk != NULL && i < sk_GENERAL_SUBTREE_num(sk); i++)
+		json_array_append_new(a, gn_json(sk_GENERAL_SUBTREE_value(sk,
+		    i)->base, 0));
 	return a;
 }
 
+/* Every SAN, whatever its bytes (a name that is not an identity is still
+ * shown, escaped): SPIFFE URIs first, then the rest in order. */
 static json_t *
-str_or_null(const char *s)
+san_list(X509 *x)
 {
-	return s ? json_string(s) : json_null();
+	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL,
+	    NULL);
+	json_t *a = json_array();
+	int i, k;
+
+	for (k = 0; k < 2; k++)
+		for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+			const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+			int sp = g->type == GEN_URI &&
+			    ASN1_STRING_length(g->d.ia5) >= 9 &&
+			    memcmp(ASN1_STRING_get0_data(g->d.ia5),
+			    "spiffe://", 9) == 0;
+
+			if ((k == 0) == sp)
+				json_array_append_new(a, gn_json(g, 1));
+		}
+	GENERAL_NAMES_free(gens);
+	return a;
 }
 
 json_t *
@@ -164,39 +223,35 @@ certinfo_json(X509 *x, int64_t now)
 		return NULL;
 	}
 	name_oneline(X509_get_subject_name(x), buf, sizeof(buf));
-	json_object_set_new(o, "subject", json_string(buf));
+	json_object_set_new(o, "subject", esc_jstr(buf));
 	name_oneline(X509_get_issuer_name(x), buf, sizeof(buf));
-	json_object_set_new(o, "issuer", json_string(buf));
+	json_object_set_new(o, "issuer", esc_jstr(buf));
 	serial_hex(X509_get0_serialNumber(x), buf, sizeof(buf));
-	json_object_set_new(o, "serial", json_string(buf));
+	json_object_set_new(o, "serial", esc_jstr(buf));
 
-	/* SANs with the SPIFFE ID first, then the rest in order. */
+	/* every SAN; the SPIFFE ID and why a name is no identity are the
+	 * verifier's view (identity.c) */
+	json_decref(sans);
+	sans = san_list(x);
 	if (ids_from_cert(x, &ids, &err) == 0) {
-		for (k = 0; k < 2; k++)
-			for (i = 0; i < ids.n; i++) {
-				int is_spiffe = strncmp(ids.v[i], "spiffe://", 9) == 0;
-
-				if (strncmp(ids.v[i], "cn:", 3) == 0 ||
-				    (k == 0) != is_spiffe)
-					continue;
-				if (is_spiffe && spiffe == NULL)
-					spiffe = ids.v[i];
-				json_array_append_new(sans, json_string(
-				    strncmp(ids.v[i], "dns:", 4) == 0 ||
-				    strncmp(ids.v[i], "ip:", 3) == 0 || is_spiffe ?
-				    ids.v[i] : ids.v[i]));
-			}
-	}
-	json_object_set_new(o, "spiffe_id", str_or_null(spiffe));
-	json_object_set_new(o, "sans", sans);
-	ids_free(&ids);
+		for (i = 0; i < ids.n && spiffe == NULL; i++)
+			if (strncmp(ids.v[i], "spiffe://", 9) == 0)
+				spiffe = ids.v[i];
+		json_object_set_new(o, "spiffe_id", esc_jstr(spiffe));
+		if (ids.bad != NULL)
+			json_object_set_new(o, "name_problem", esc_jstr(
+			    ids.bad));
+		ids_free(&ids);
+	} else
+		json_object_set_new(o, "spiffe_id", json_null());
+	json_object_set_new(o, "sans", sans ? sans : json_array());
 
 	nb = asn1_time_unix(X509_get0_notBefore(x));
 	na = asn1_time_unix(X509_get0_notAfter(x));
 	iso8601(nb, buf, sizeof(buf));
-	json_object_set_new(o, "not_before", json_string(buf));
+	json_object_set_new(o, "not_before", esc_jstr(buf));
 	iso8601(na, buf, sizeof(buf));
-	json_object_set_new(o, "not_after", json_string(buf));
+	json_object_set_new(o, "not_after", esc_jstr(buf));
 	json_object_set_new(o, "not_before_unix", json_integer(nb));
 	json_object_set_new(o, "not_after_unix", json_integer(na));
 	if (now < nb) {
@@ -212,18 +267,18 @@ certinfo_json(X509 *x, int64_t now)
 		snprintf(buf, sizeof(buf), "expires in %s", rel);
 		json_object_set_new(o, "validity", json_string("valid"));
 	}
-	json_object_set_new(o, "validity_text", json_string(buf));
+	json_object_set_new(o, "validity_text", esc_jstr(buf));
 	json_object_set_new(o, "lifetime_seconds", json_integer(na - nb));
 
 	if (X509_get0_pubkey(x) != NULL) {
 		key_describe(X509_get0_pubkey(x), kd, sizeof(kd), &bits);
-		json_object_set_new(o, "key", json_string(kd));
+		json_object_set_new(o, "key", esc_jstr(kd));
 		json_object_set_new(o, "key_bits", json_integer(bits));
 	} else {
 		json_object_set_new(o, "key", json_string("unsupported"));
 	}
 	OBJ_obj2txt(buf, sizeof(buf), X509_get0_tbs_sigalg(x)->algorithm, 0);
-	json_object_set_new(o, "signature_algorithm", json_string(buf));
+	json_object_set_new(o, "signature_algorithm", esc_jstr(buf));
 	if (X509_get_signature_info(x, &mdnid, &pknid, &secbits, &flags) == 1)
 		json_object_set_new(o, "signature_security_bits",
 		    json_integer(secbits));
@@ -255,9 +310,9 @@ certinfo_json(X509 *x, int64_t now)
 			continue;
 		a = json_array();
 		for (i = 0; i < nscope; i++)
-			json_array_append_new(a, json_string(scope[i]));
+			json_array_append_new(a, esc_jstr(scope[i]));
 		json_object_set_new(o, "spiffe_scope", a);
-		json_object_set_new(o, "spiffe_scope_oid", json_string(oids[k]));
+		json_object_set_new(o, "spiffe_scope_oid", esc_jstr(oids[k]));
 		strv_free(scope, nscope);
 		break;
 	}
@@ -270,7 +325,7 @@ certinfo_json(X509 *x, int64_t now)
 		    "(mtls ca intermediate, same --permit flags), then its "
 		    "leaves"));
 	cert_fingerprint(x, buf, sizeof(buf));
-	json_object_set_new(o, "sha256_fingerprint", json_string(buf));
+	json_object_set_new(o, "sha256_fingerprint", esc_jstr(buf));
 	json_object_set_new(o, "self_signed",
 	    json_boolean(cert_is_self_signed(x)));
 	return o;

@@ -417,35 +417,6 @@ ids_add(struct ids *ids, const char *prefix, const char *val, size_t len)
 	return 0;
 }
 
-void
-name_escape(const void *data, size_t len, char *out, size_t cap)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *d = data;
-	size_t i, o = 0;
-
-	if (cap == 0)
-		return;
-	for (i = 0; i < len; i++) {
-		unsigned char c = d[i];
-		int esc = c < 0x21 || c >= 0x7f || c == '\\' || c == '\'';
-
-		if (o + (esc ? 4 : 1) + 4 > cap) {	/* room for "..." */
-			if (o + 4 <= cap)
-				memcpy(out + o, "...", 3), o += 3;
-			break;
-		}
-		if (esc) {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		} else
-			out[o++] = (char)c;
-	}
-	out[o] = '\0';
-}
-
 /* 0 when every byte of a name is printable ASCII without space. */
 static int
 name_bytes_ok(const unsigned char *d, int l)
@@ -466,7 +437,8 @@ ids_refuse(struct ids *ids, const char *what, const unsigned char *d, int l)
 
 	if (ids->bad != NULL || (ids->bad = malloc(sizeof(e) + 32)) == NULL)
 		return;
-	name_escape(d, (size_t)(l < 0 ? 0 : l), e, sizeof(e));
+	esc_text(e, sizeof(e), d, (size_t)(l < 0 ? 0 : l), SIZE_MAX,
+	    ESC_SQUOTE | ESC_DQUOTE | ESC_SPACE);
 	snprintf(ids->bad, sizeof(e) + 32, "%s '%s'", what, e);
 }
 

@@ -93,10 +93,6 @@ struct ids {
 	size_t	  bad_other;	/* DNS SANs likewise; CN: control byte */
 	char	 *bad;		/* the first one dropped, escaped (owned) */
 };
-/* <len> bytes of <data> as printable text: bytes outside 0x21-0x7e, a
- * backslash and a quote as \xNN; cut with "..." to fit <cap> (NUL
- * included). */
-void	 name_escape(const void *data, size_t len, char *out, size_t cap);
 void	 ids_free(struct ids *);
 int	 ids_add(struct ids *, const char *prefix, const char *val,
 	    size_t len) MTLS_MUST_CHECK;
@@ -484,6 +480,49 @@ struct json_t *certinfo_json(X509 *x, int64_t now);
 /* "23h 12m", "2d 4h" for a positive number of seconds. */
 void	 human_duration(int64_t secs, char *buf, size_t len);
 
+/* ---- escape.c: names and peer bytes as text or JSON (one rule each) ---- */
+#define ESC_SQUOTE	1	/* text: also ' as \x27 */
+#define ESC_DQUOTE	2	/* text: also " as \x22 */
+#define ESC_SPACE	4	/* text: also the space as \x20 */
+#define ESC_KEEP_BS	8	/* text: '\\' as it is: a message whose quoted
+				 * names were escaped where it was made */
+/* The length (1-4) of the valid UTF-8 sequence at p[0..n), its code point
+ * in *cp; 0 when p[0] does not start one (overlong forms, surrogates and
+ * anything above U+10FFFF are not valid). */
+size_t	 esc_utf8(const unsigned char *p, size_t n, uint32_t *cp);
+/* The text rule: at most <max> of the <n> bytes of <data> into <out>, each
+ * byte below 0x20, 0x7f, 0x80 and above, '\\' (and those <flags> name) as
+ * \xNN, the rest as they are; cut between escapes with "..." when <max> or
+ * <cap> (NUL included) is reached. Returns the length; out is always
+ * terminated (cap > 0). */
+size_t	 esc_text(char *out, size_t cap, const void *data, size_t n,
+	    size_t max, unsigned flags);
+/* esc_text of all of <data> into a new string (free()); NULL: no memory. */
+char	*esc_text_dup(const void *data, size_t n, unsigned flags);
+/* The JSON rule: a JSON string of the <n> bytes of <data>, valid UTF-8
+ * kept, NUL and each byte outside a valid UTF-8 sequence as the text
+ * \xNN. NULL only when out of memory, never for the bytes. Use it (or
+ * esc_jstr) for any string not a constant of ours: json_string() returns
+ * NULL for invalid UTF-8, and json_object_set_new() then drops the member
+ * without a word. */
+struct json_t *esc_json(const void *data, size_t n);
+/* esc_json of a C string; json_null() for NULL. */
+struct json_t *esc_jstr(const char *s);
+/* Appends the JSON string literal of p[0..n) to buf[off..cap), ASCII only
+ * (as json_dumps with JSON_ENSURE_ASCII, and the JSON rule's \xNN for bytes
+ * that are not UTF-8), its content at most <max> bytes: cut between
+ * escapes with "..." inside the quotes, so the literal is always whole.
+ * Returns the new offset; writes nothing when fewer than 5 bytes are left
+ * (callers size buffers so that never happens). */
+size_t	 esc_json_put(char *buf, size_t cap, size_t off, const void *data,
+	    size_t n, size_t max);
+/* A deep copy of <v> with every string value under the text rule, a
+ * backslash kept (ESC_KEEP_BS): what a text rendering of a JSON report
+ * (cert inspect, doctor) prints. Its strings are already the JSON rule's,
+ * where the text \xNN stands for a byte that is not UTF-8; the byte itself
+ * never reaches the terminal. NULL: no memory. */
+struct json_t *esc_text_tree(struct json_t *v);
+
 /* ---- log.c ---- */
 /* 1 = JSON lines, 0 = text; default: JSON unless stderr is a terminal. */
 void	 log_set_format(int json);
@@ -494,9 +533,6 @@ void	 log_set_off(int off);
  * the format is text: the caller uses log_emit() then. */
 int	 log_json_line(const char *level, const char *event,
 	    const char *members, size_t n);
-/* Appends <s> to buf[off..cap) as a JSON string (NULL: null); returns the
- * new offset. Bytes outside printable ASCII are escaped as \u00XX. */
-size_t	 log_json_str(char *buf, size_t cap, size_t off, const char *s);
 /* Writes one line: ts, level, event, then <fields> (borrowed; may be
  * NULL). */
 void	 log_emit(const char *level, const char *event, struct json_t *fields);

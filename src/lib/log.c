@@ -58,40 +58,6 @@ write_all(const char *p, size_t n)
 	}
 }
 
-size_t
-log_json_str(char *buf, size_t cap, size_t off, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-
-	if (s == NULL) {
-		if (off + 4 < cap) {
-			memcpy(buf + off, "null", 4);
-			off += 4;
-		}
-		return off;
-	}
-	if (off < cap)
-		buf[off++] = '"';
-	for (; *p && off + 8 < cap; p++) {
-		if (*p == '"' || *p == '\\') {
-			buf[off++] = '\\';
-			buf[off++] = (char)*p;
-		} else if (*p < 0x20 || *p >= 0x7f) {
-			/* control bytes, and bytes that may not be UTF-8: as
-			 * code points, so the line is always valid JSON */
-			memcpy(buf + off, "\\u00", 4);
-			buf[off + 4] = hex[*p >> 4];
-			buf[off + 5] = hex[*p & 15];
-			off += 6;
-		} else
-			buf[off++] = (char)*p;
-	}
-	if (off < cap)
-		buf[off++] = '"';
-	return off;
-}
-
 int
 log_json_line(const char *level, const char *event, const char *members,
     size_t n)
@@ -120,26 +86,45 @@ log_json_line(const char *level, const char *event, const char *members,
 	return 0;
 }
 
-/* <s> into <out> with bytes below 0x20, 0x7f and above as \xNN; cut to
- * fit <cap>. Unlike name_escape, spaces and quotes stay readable. */
-static void
-name_escape_text(const char *s, char *out, size_t cap)
+/*
+ * " key=value" of a text line into buf[off..cap): the value under the
+ * text rule (escape.c; a backslash kept: values are messages whose quoted
+ * names were escaped where they were made), so a line is one event
+ * whatever a peer put in a name; in double quotes (and '"' escaped) when it is empty or has a
+ * space, so that no value can pose as further members ("error=... 'CN=x
+ * result=ok'"). At most TEXT_VALUE_MAX bytes of a value, so the members
+ * after it still fit; the line is cut only between members.
+ */
+#define TEXT_VALUE_MAX	2048
+static size_t
+text_member(char *buf, size_t cap, size_t off, const char *k, json_t *v)
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	size_t o = 0;
+	char *dump = json_is_string(v) ? NULL :
+	    json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_ENSURE_ASCII);
+	const char *t = dump ? dump : json_string_value(v);
+	size_t n = dump ? strlen(dump) : json_string_length(v), room;
+	int quote = n == 0 || memchr(t, ' ', n) != NULL ||
+	    memchr(t, '"', n) != NULL;
+	int w;
 
-	for (; *p && o + 5 < cap; p++) {
-		if (*p < 0x20 || *p >= 0x7f) {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[*p >> 4];
-			out[o++] = hex[*p & 15];
-		} else
-			out[o++] = (char)*p;
+	if (t == NULL)
+		t = "", n = 0;
+	w = snprintf(buf + off, cap - off, " %s=%s", k, quote ? "\"" : "");
+	/* room for the value's "..." and the closing quote */
+	if (w < 0 || (size_t)w + 5 + quote >= cap - off) {
+		free(dump);
+		return off;
 	}
-	if (cap > 0)
-		out[o] = '\0';
+	off += (size_t)w;
+	room = cap - off - (size_t)quote;
+	if (room > TEXT_VALUE_MAX + 1)
+		room = TEXT_VALUE_MAX + 1;
+	off += esc_text(buf + off, room, t, n, n, ESC_KEEP_BS |
+	    (quote ? ESC_DQUOTE : 0));
+	if (quote)
+		buf[off++] = '"';
+	free(dump);
+	return off;
 }
 
 void
@@ -161,9 +146,9 @@ log_emit(const char *level, const char *event, struct json_t *fields)
 	if (log_json) {
 		json_t *line = json_object();
 
-		json_object_set_new(line, "ts", json_string(ts));
-		json_object_set_new(line, "level", json_string(level));
-		json_object_set_new(line, "event", json_string(event));
+		json_object_set_new(line, "ts", esc_jstr(ts));
+		json_object_set_new(line, "level", esc_jstr(level));
+		json_object_set_new(line, "event", esc_jstr(event));
 		json_object_update(line, o);
 		s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER |
 		    JSON_ENSURE_ASCII);
@@ -180,32 +165,13 @@ log_emit(const char *level, const char *event, struct json_t *fields)
 			}
 		}
 	} else {
-		char buf[2048];
+		char buf[8192];
 		size_t off;
 
 		off = (size_t)snprintf(buf, sizeof(buf), "%s %-5s %s", ts,
 		    level, event);
-		json_object_foreach(o, k, v) {
-			char *vs = json_is_string(v) ? NULL :
-			    json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-
-			if (off < sizeof(buf))
-				off += (size_t)snprintf(buf + off,
-				    sizeof(buf) - off, " %s=", k);
-			/* a value may hold bytes from a peer (a reason
-			 * quoting a name): never a raw control byte on a
-			 * terminal or in a line-based log */
-			if (off < sizeof(buf)) {
-				const char *t = vs ? vs : json_string_value(v);
-
-				name_escape_text(t ? t : "", buf + off,
-				    sizeof(buf) - off);
-				off += strlen(buf + off);
-			}
-			free(vs);
-		}
-		if (off >= sizeof(buf) - 1)
-			off = sizeof(buf) - 2;
+		json_object_foreach(o, k, v)
+			off = text_member(buf, sizeof(buf) - 1, off, k, v);
 		buf[off++] = '\n';
 		write_all(buf, off);
 	}

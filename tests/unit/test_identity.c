@@ -384,13 +384,14 @@ static void
 test_name_escape(void)
 {
 	char out[16];
+	const int f = ESC_SQUOTE | ESC_DQUOTE | ESC_SPACE;
 
-	name_escape("ab\r\n", 4, out, sizeof(out));
+	esc_text(out, sizeof(out), "ab\r\n", 4, SIZE_MAX, f);
 	assert_string_equal(out, "ab\\x0d\\x0a");
 	/* cut, never mid-escape, always terminated */
-	name_escape("\n\n\n\n\n\n", 6, out, sizeof(out));
+	esc_text(out, sizeof(out), "\n\n\n\n\n\n", 6, SIZE_MAX, f);
 	assert_string_equal(out, "\\x0a\\x0a\\x0a...");
-	name_escape("x", 1, out, 1);
+	esc_text(out, 1, "x", 1, SIZE_MAX, f);
 	assert_string_equal(out, "");
 }
 

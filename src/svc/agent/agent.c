@@ -280,10 +280,10 @@ pin_mismatch(struct agent *a, const char *found, const char *why,
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "ca_url", json_string(a->o->ca_url));
-	json_object_set_new(o, "expected_sha256", json_string(a->pin));
-	json_object_set_new(o, "found_sha256", json_string(found));
-	json_object_set_new(o, "reason", json_string(why));
+	json_object_set_new(o, "ca_url", esc_jstr(a->o->ca_url));
+	json_object_set_new(o, "expected_sha256", esc_jstr(a->pin));
+	json_object_set_new(o, "found_sha256", esc_jstr(found));
+	json_object_set_new(o, "reason", esc_jstr(why));
 	json_object_set_new(o, "token_sent", json_false());
 	log_emit("error", "pin_mismatch", o);
 	json_decref(o);
@@ -462,14 +462,17 @@ api_error(struct mtls_error *err, int status, const char *what,
 	json_t *o = b->p ? json_loads(b->p, 0, NULL) : NULL;
 	const char *m = json_string_value(json_object_get(o, "message"));
 	const char *code = json_string_value(json_object_get(o, "error"));
+	char me[200];
 
+	/* the server's words, escaped where they enter our message */
+	esc_text(me, sizeof(me), m ? m : "(no message)", m ? strlen(m) : 12,
+	    180, 0);
 	if (status == 403 && code != NULL && strcmp(code, "revoked") == 0)
-		error_fail(err, MTLS_FAIL_REVOKED, "%s: HTTP %d: %.180s", what,
-		    status, m ? m : "(no message)");
+		error_fail(err, MTLS_FAIL_REVOKED, "%s: HTTP %d: %s", what,
+		    status, me);
 	else
 		error_set(err, status >= 500 ? MTLS_ERR_IO : MTLS_ERR_VERIFY,
-		    "%s: HTTP %d: %.180s", what, status, m ? m :
-		    "(no message)");
+		    "%s: HTTP %d: %s", what, status, me);
 	json_decref(o);
 }
 
@@ -731,7 +734,7 @@ run_hook(struct agent *a)
 	if (pid > 0)
 		waitpid(pid, &st, 0);
 	o = json_object();
-	json_object_set_new(o, "command", json_string(a->o->on_rotate));
+	json_object_set_new(o, "command", esc_jstr(a->o->on_rotate));
 	json_object_set_new(o, "exit", json_integer(pid < 0 ? -1 :
 	    WIFEXITED(st) ? WEXITSTATUS(st) : 128));
 	log_emit(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "info" :
@@ -1115,10 +1118,10 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	serial_hex(X509_get0_serialNumber(leaf), a->serial, sizeof(a->serial));
 	schedule_after_issue(a, leaf);
 	o = json_object();
-	json_object_set_new(o, "serial", json_string(a->serial));
+	json_object_set_new(o, "serial", esc_jstr(a->serial));
 	json_object_set_new(o, "not_after", json_integer(a->not_after));
 	json_object_set_new(o, "renew_at", json_integer(a->renew_at));
-	json_object_set_new(o, "out_dir", json_string(a->o->out_dir));
+	json_object_set_new(o, "out_dir", esc_jstr(a->o->out_dir));
 	log_emit("info", how, o);
 	json_decref(o);
 	run_hook(a);
@@ -1146,8 +1149,8 @@ obtain(struct agent *a, int enroll, const char *bundle_pem,
 		goto out;
 	o = json_object();
 	if (enroll)
-		json_object_set_new(o, "token", json_string(a->token));
-	json_object_set_new(o, "csr", json_string(csr));
+		json_object_set_new(o, "token", esc_jstr(a->token));
+	json_object_set_new(o, "csr", esc_jstr(csr));
 	body = json_dumps(o, JSON_COMPACT);
 	if (body == NULL) {
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
@@ -1310,8 +1313,8 @@ drop_revoked(struct agent *a)
 		ERR_clear_error();
 	a->cur_cert = a->cur_key = NULL;
 	o = json_object();
-	json_object_set_new(o, "serial", json_string(a->serial));
-	json_object_set_new(o, "removed", json_string(a->svid));
+	json_object_set_new(o, "serial", esc_jstr(a->serial));
+	json_object_set_new(o, "removed", esc_jstr(a->svid));
 	log_emit("error", "revoked", o);
 	json_decref(o);
 }
@@ -1377,7 +1380,7 @@ log_error(const char *event, const struct mtls_error *err, int64_t retry_s)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "error", json_string(err->msg));
+	json_object_set_new(o, "error", esc_jstr(err->msg));
 	if (retry_s >= 0)
 		json_object_set_new(o, "retry_in_s", json_integer(retry_s));
 	log_emit("warn", event, o);

@@ -383,7 +383,7 @@ renewer(void *arg)
 				log_emit("info", "server_cert_renewed", o);
 			} else {
 				json_object_set_new(o, "error",
-				    json_string(err.msg));
+				    esc_jstr(err.msg));
 				log_emit("error", "server_cert_renew_failed", o);
 				if (storage_fault(&err))
 					set_ready(s, &err);
@@ -495,8 +495,8 @@ reply_error(struct reply *rp, int status, const char *code, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(rp->error, sizeof(rp->error), fmt, ap);
 	va_end(ap);
-	json_object_set_new(o, "error", json_string(code));
-	json_object_set_new(o, "message", json_string(rp->error));
+	json_object_set_new(o, "error", esc_jstr(code));
+	json_object_set_new(o, "message", esc_jstr(rp->error));
 	reply_json(rp, status, o);
 }
 
@@ -599,17 +599,17 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	__atomic_add_fetch(token_hash ? &s->m_issued : &s->m_renewed, 1,
 	    __ATOMIC_RELAXED);
 	o = json_object();
-	json_object_set_new(o, "certificate", json_string(chain));
-	json_object_set_new(o, "bundle", json_string(bundle));
-	json_object_set_new(o, "serial", json_string(res.serial));
-	json_object_set_new(o, "identity", json_string(ids->v[0]));
+	json_object_set_new(o, "certificate", esc_jstr(chain));
+	json_object_set_new(o, "bundle", esc_jstr(bundle));
+	json_object_set_new(o, "serial", esc_jstr(res.serial));
+	json_object_set_new(o, "identity", esc_jstr(ids->v[0]));
 	json_object_set_new(o, "not_after", json_integer(res.not_after));
 	reply_json(rp, 200, o);
 	lg = json_object();
-	json_object_set_new(lg, "client", json_string(c->client));
-	json_object_set_new(lg, "how", json_string(what));
-	json_object_set_new(lg, "serial", json_string(res.serial));
-	json_object_set_new(lg, "identity", json_string(ids->v[0]));
+	json_object_set_new(lg, "client", esc_jstr(c->client));
+	json_object_set_new(lg, "how", esc_jstr(what));
+	json_object_set_new(lg, "serial", esc_jstr(res.serial));
+	json_object_set_new(lg, "identity", esc_jstr(ids->v[0]));
 	json_object_set_new(lg, "not_after", json_integer(res.not_after));
 	log_emit("info", "issue", lg);
 	json_decref(lg);
@@ -823,11 +823,11 @@ h_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	__atomic_add_fetch(&s->m_revoked, 1, __ATOMIC_RELAXED);
 	json_decref(o);
 	o = json_object();
-	json_object_set_new(o, "serial", json_string(res.serial));
+	json_object_set_new(o, "serial", esc_jstr(res.serial));
 	json_object_set_new(o, "revoked", json_true());
 	json_object_set_new(o, "already", json_boolean(already));
 	lg = json_deep_copy(o);
-	json_object_set_new(lg, "by", json_string(id));
+	json_object_set_new(lg, "by", esc_jstr(id));
 	log_emit("info", "revoke", lg);
 	json_decref(lg);
 	reply_json(rp, 200, o);
@@ -890,7 +890,7 @@ h_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 		return;
 	}
 	o = json_object();
-	json_object_set_new(o, "bundle", json_string(pem));
+	json_object_set_new(o, "bundle", esc_jstr(pem));
 	free(pem);
 	reply_json(rp, 200, o);
 }
@@ -1164,15 +1164,15 @@ log_request(struct conn *c, const struct http_req *req, struct reply *rp,
 	const char *id = mtls_peer_verified(c->t) ? mtls_peer_id(c->t) : NULL;
 
 	http_req_path(req, path, sizeof(path));
-	json_object_set_new(o, "client", json_string(c->client));
-	json_object_set_new(o, "peer_id", id ? json_string(id) : json_null());
-	json_object_set_new(o, "method", json_string(req->method[0] ?
+	json_object_set_new(o, "client", esc_jstr(c->client));
+	json_object_set_new(o, "peer_id", id ? esc_jstr(id) : json_null());
+	json_object_set_new(o, "method", esc_jstr(req->method[0] ?
 	    req->method : "-"));
-	json_object_set_new(o, "path", json_string(path));
+	json_object_set_new(o, "path", esc_jstr(path));
 	json_object_set_new(o, "status", json_integer(rp->status));
 	json_object_set_new(o, "ms", json_integer(net_now_ms() - t0));
 	if (rp->error[0])
-		json_object_set_new(o, "error", json_string(rp->error));
+		json_object_set_new(o, "error", esc_jstr(rp->error));
 	log_emit(rp->status >= 500 ? "error" : rp->status >= 400 ? "warn" :
 	    "info", "request", o);
 	json_decref(o);
@@ -1374,9 +1374,9 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	}
 	renewer_started = 1;
 	lg = json_object();
-	json_object_set_new(lg, "listen", json_string(o->listen));
-	json_object_set_new(lg, "url", json_string(s.url));
-	json_object_set_new(lg, "ca", json_string(o->dir));
+	json_object_set_new(lg, "listen", esc_jstr(o->listen));
+	json_object_set_new(lg, "url", esc_jstr(s.url));
+	json_object_set_new(lg, "ca", esc_jstr(o->dir));
 	json_object_set_new(lg, "server_not_after",
 	    json_integer(s.own_not_after));
 	net_loop_stats(s.loop, &ns);	/* max_conns as RLIMIT_NOFILE allows */

@@ -31,11 +31,11 @@ finding_add(json_t *findings, const char *severity, const char *code,
 	va_end(ap);
 	if ((o = json_object()) == NULL)
 		return;
-	json_object_set_new(o, "severity", json_string(severity));
-	json_object_set_new(o, "code", code ? json_string(code) : json_null());
-	json_object_set_new(o, "check", json_string(check));
-	json_object_set_new(o, "text", json_string(text));
-	json_object_set_new(o, "fix", fix ? json_string(fix) : json_null());
+	json_object_set_new(o, "severity", esc_jstr(severity));
+	json_object_set_new(o, "code", code ? esc_jstr(code) : json_null());
+	json_object_set_new(o, "check", esc_jstr(check));
+	json_object_set_new(o, "text", esc_jstr(text));
+	json_object_set_new(o, "fix", fix ? esc_jstr(fix) : json_null());
 	json_array_append_new(findings, o);
 }
 
@@ -83,7 +83,7 @@ problem(json_t *certj, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	json_array_append_new(a, json_string(buf));
+	json_array_append_new(a, esc_jstr(buf));
 }
 
 static void
@@ -547,13 +547,13 @@ doctor_files(const char *cert, const char *key, const char *ca, int purpose,
 		return NULL;
 	}
 	error_clear(&err);
-	json_object_set_new(r, "file", json_string(cert));
+	json_object_set_new(r, "file", esc_jstr(cert));
 	/* a PKCS#12 --cert brings its key, unless --key names another */
 	if ((pass_file && secret_load_pass(&pass, pass_file, &err) != 0) ||
 	    certs_load_pass(cert, pass_file ? &pass : NULL, &certs,
 	    key ? NULL : &k, &err) != 0 ||
 	    (key && key_load(key, NULL, &k, &err) != 0)) {
-		json_object_set_new(r, "error", json_string(err.msg));
+		json_object_set_new(r, "error", esc_jstr(err.msg));
 		*usage = 1;
 		goto out;
 	}
@@ -578,7 +578,7 @@ doctor_files(const char *cert, const char *key, const char *ca, int purpose,
 		    "no --ca: the chain was not verified to a root");
  out:
 	json_object_set_new(r, "findings", findings);
-	json_object_set_new(r, "result", json_string(findings_result(
+	json_object_set_new(r, "result", esc_jstr(findings_result(
 	    findings)));
 	sk_X509_pop_free(certs, X509_free);
 	EVP_PKEY_free(k);

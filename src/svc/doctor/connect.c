@@ -184,15 +184,20 @@ trace_add(struct attempt *a, int out, const char *msg, const char *detail)
 		return;
 	if ((o = json_object()) != NULL) {
 		json_object_set_new(o, "ms", json_real(ms));
-		json_object_set_new(o, "dir", json_string(out ? "out" : "in"));
-		json_object_set_new(o, "msg", json_string(msg));
+		json_object_set_new(o, "dir", esc_jstr(out ? "out" : "in"));
+		json_object_set_new(o, "msg", esc_jstr(msg));
 		if (detail && *detail)
-			json_object_set_new(o, "detail", json_string(detail));
+			json_object_set_new(o, "detail", esc_jstr(detail));
 		json_array_append_new(a->trace, o);
 	}
 	if (a->live) {
+		char m[100], d[400];
+
+		esc_text(m, sizeof(m), msg, strlen(msg), SIZE_MAX, ESC_KEEP_BS);
+		esc_text(d, sizeof(d), detail ? detail : "", detail ?
+		    strlen(detail) : 0, SIZE_MAX, ESC_KEEP_BS);
 		fprintf(a->live, "%8.1f ms  %s %s%s%s\n", ms, out ? "->" : "<-",
-		    msg, detail && *detail ? "  " : "", detail ? detail : "");
+		    m, *d ? "  " : "", d);
 		fflush(a->live);
 	}
 }
@@ -1061,7 +1066,7 @@ ours_first(json_t *findings, size_t from)
 		snprintf(fix, sizeof(fix), "most likely because of the finding "
 		    "above (%s): fix that first", code ? code : "our chain");
 		json_object_set_new(json_array_get(findings, i), "fix",
-		    json_string(fix));
+		    esc_jstr(fix));
 		json_incref(f);
 		json_array_remove(findings, j);
 		json_array_insert_new(findings, i, f);
@@ -1079,7 +1084,7 @@ http_verdict(struct attempt *a, json_t *report, json_t *findings)
 	snprintf(line, sizeof(line), "%.*s", (int)(n < 199 ? n : 199),
 	    a->http_resp);
 	json_object_set_new(h, "status", json_integer(a->http_status));
-	json_object_set_new(h, "status_line", json_string(line));
+	json_object_set_new(h, "status_line", esc_jstr(line));
 	json_object_set_new(report, "http", h);
 	if (a->http_status != 400 || !a->saw_cr)
 		return;
@@ -1113,7 +1118,7 @@ name_list(const STACK_OF(X509_NAME) *names)
 
 	for (i = 0; names && i < sk_X509_NAME_num(names); i++) {
 		name_oneline(sk_X509_NAME_value(names, i), buf, sizeof(buf));
-		json_array_append_new(a, json_string(buf));
+		json_array_append_new(a, esc_jstr(buf));
 	}
 	return a;
 }
@@ -1180,7 +1185,7 @@ sigalg_list(SSL *ssl)
 			snprintf(buf, sizeof(buf), "0x%02x%02x", rhash, rsig);
 			nm = buf;
 		}
-		json_array_append_new(a, json_string(nm));
+		json_array_append_new(a, esc_jstr(nm));
 	}
 	return a;
 }
@@ -1223,7 +1228,7 @@ client_cert_facts(struct attempt *a, STACK_OF(X509) *chain, int completed,
 	    !a->sent_empty_cert));
 	if (chain) {
 		cert_label(sk_X509_value(chain, 0), label, sizeof(label));
-		json_object_set_new(cc, "ours", json_string(label));
+		json_object_set_new(cc, "ours", esc_jstr(label));
 		if (names && sk_X509_NAME_num(names) > 0) {
 			match = chain_matches_names(chain, names);
 			json_object_set_new(cc, "chains_to_named_ca",
@@ -1253,17 +1258,17 @@ tls_facts(SSL *ssl, json_t *report)
 	char buf[80];
 
 	json_object_set_new(report, "tls", t);
-	json_object_set_new(t, "version", json_string(SSL_get_version(ssl)));
-	json_object_set_new(t, "cipher", json_string(SSL_get_cipher_name(ssl)));
+	json_object_set_new(t, "version", esc_jstr(SSL_get_version(ssl)));
+	json_object_set_new(t, "cipher", esc_jstr(SSL_get_cipher_name(ssl)));
 	nid = SSL_get_negotiated_group(ssl);
 	if (nid != NID_undef)
-		json_object_set_new(t, "group", json_string(group_name(ssl,
+		json_object_set_new(t, "group", esc_jstr(group_name(ssl,
 		    nid)));
 	if (SSL_get_peer_signature_type_nid(ssl, &nid) == 1 &&
 	    SSL_get_peer_signature_nid(ssl, &hash) == 1) {
 		snprintf(buf, sizeof(buf), "%s+%s", sig_type_name(nid),
 		    hash == NID_undef ? "intrinsic" : OBJ_nid2sn(hash));
-		json_object_set_new(t, "signature", json_string(buf));
+		json_object_set_new(t, "signature", esc_jstr(buf));
 	}
 }
 
@@ -1283,7 +1288,7 @@ load_ours(const struct doctor_connect_opts *o, STACK_OF(X509) **chain,
 	}
 	if (certs_load(o->cert, chain, &err) != 0 ||
 	    key_load(o->key, NULL, key, &err) != 0) {
-		json_object_set_new(report, "error", json_string(err.msg));
+		json_object_set_new(report, "error", esc_jstr(err.msg));
 		return -1;
 	}
 	return 0;
@@ -1314,7 +1319,7 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
 		json_decref(trace);
 		return NULL;
 	}
-	json_object_set_new(report, "target", json_string(o->target));
+	json_object_set_new(report, "target", esc_jstr(o->target));
 	if (doctor_split_hostport(o->target, host, sizeof(host), port,
 	    sizeof(port)) != 0) {
 		json_object_set_new(report, "error", json_string("the target "
@@ -1357,11 +1362,11 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
 		expect[0] = '\0';
 	ca = o->ca ? o->ca : access(SYSTEM_BUNDLE, R_OK) == 0 ? SYSTEM_BUNDLE :
 	    NULL;
-	json_object_set_new(report, "servername", sni ? json_string(sni) :
+	json_object_set_new(report, "servername", sni ? esc_jstr(sni) :
 	    json_null());
-	json_object_set_new(report, "expect", expect[0] ? json_string(expect) :
+	json_object_set_new(report, "expect", expect[0] ? esc_jstr(expect) :
 	    json_null());
-	json_object_set_new(report, "ca", ca ? json_string(ca) : json_null());
+	json_object_set_new(report, "ca", ca ? esc_jstr(ca) : json_null());
 
 	a.trace = trace;
 	a.live = o->live;
@@ -1408,7 +1413,7 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
  out:
 	json_object_set_new(report, "findings", findings);
 	json_object_set_new(report, "result",
-	    json_string(findings_result(findings)));
+	    esc_jstr(findings_result(findings)));
 	json_decref(trace);
 	attempt_free(&a);
 	SSL_CTX_free(ctx);

@@ -177,8 +177,9 @@ print_findings(FILE *f, json_t *findings, int color)
 	}
 }
 
-void
-doctor_print(FILE *f, json_t *r, int color, int live)
+/* The report <r>, every string already under the text rule. */
+static void
+print_report(FILE *f, json_t *r, int color, int live)
 {
 	json_t *v, *tls;
 	const char *res = js(r, "result");
@@ -236,4 +237,20 @@ doctor_print(FILE *f, json_t *r, int color, int live)
 	}
 	fprintf(f, "\nresult: %s%s%s\n", !color ? "" : strcmp(res, "ok") == 0 ?
 	    "\033[32m" : "\033[31m", res, color ? "\033[0m" : "");
+}
+
+/* Names, DNs, status lines and reasons in the report came from a server or
+ * a file, unverified: the text rendering prints them under escape.c's text
+ * rule only (no control byte, no byte >= 0x80 reaches the terminal). */
+void
+doctor_print(FILE *f, json_t *r, int color, int live)
+{
+	json_t *t = esc_text_tree(r);
+
+	if (t == NULL) {
+		fprintf(f, "mtls doctor: out of memory\n");
+		return;
+	}
+	print_report(f, t, color, live);
+	json_decref(t);
 }

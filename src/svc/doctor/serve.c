@@ -241,14 +241,14 @@ client_report(SSL *ssl, const char *ca, const char *client)
 		sk_X509_free(chain);
 		return NULL;
 	}
-	json_object_set_new(r, "client", json_string(client));
+	json_object_set_new(r, "client", esc_jstr(client));
 	tls = json_object();
-	json_object_set_new(tls, "version", json_string(SSL_get_version(ssl)));
-	json_object_set_new(tls, "cipher", json_string(SSL_get_cipher_name(ssl)));
+	json_object_set_new(tls, "version", esc_jstr(SSL_get_version(ssl)));
+	json_object_set_new(tls, "cipher", esc_jstr(SSL_get_cipher_name(ssl)));
 	nid = SSL_get_negotiated_group(ssl);
 	if (nid != NID_undef && SSL_group_to_name(ssl, nid))
 		json_object_set_new(tls, "group",
-		    json_string(SSL_group_to_name(ssl, nid)));
+		    esc_jstr(SSL_group_to_name(ssl, nid)));
 	json_object_set_new(r, "tls", tls);
 	if (leaf == NULL) {
 		finding_add(findings, "error", "no_client_cert",
@@ -271,7 +271,7 @@ client_report(SSL *ssl, const char *ca, const char *client)
 		json_object_set_new(r, "chain", ch);
  out:
 	json_object_set_new(r, "findings", findings);
-	json_object_set_new(r, "result", json_string(findings_result(
+	json_object_set_new(r, "result", esc_jstr(findings_result(
 	    findings)));
 	sk_X509_free(chain);
 	return r;
@@ -284,10 +284,10 @@ log_conn(json_t *report, const char *client, const char *err)
 	json_t *f, *c0;
 	size_t i;
 
-	json_object_set_new(o, "client", json_string(client));
+	json_object_set_new(o, "client", esc_jstr(client));
 	if (err) {
 		json_object_set_new(o, "result", json_string("not_tls"));
-		json_object_set_new(o, "error", json_string(err));
+		json_object_set_new(o, "error", esc_jstr(err));
 	} else {
 		json_object_set(o, "result", json_object_get(report, "result"));
 		if ((c0 = json_array_get(json_object_get(report, "chain"), 0)))
@@ -341,7 +341,7 @@ serve_conn(struct net_conn *nc, void *arg)
 	if (path[0] == '\0')
 		goto out;
 	if (strcmp(path, "/json") == 0 || strncmp(path, "/?json", 6) == 0)
-		body = json_dumps(rep, JSON_INDENT(2));
+		body = json_dumps(rep, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	else if ((mf = open_memstream(&body, &blen)) != NULL) {
 		doctor_print(mf, rep, 0, 0);
 		fclose(mf);
@@ -445,8 +445,8 @@ doctor_serve(const struct doctor_serve_opts *o)
 	signal(SIGPIPE, SIG_IGN);
 	net_loop_stats(loop, &ns);	/* max_conns as RLIMIT_NOFILE allows */
 	start = json_object();
-	json_object_set_new(start, "listen", json_string(o->listen));
-	json_object_set_new(start, "ca", json_string(o->ca));
+	json_object_set_new(start, "listen", esc_jstr(o->listen));
+	json_object_set_new(start, "ca", esc_jstr(o->ca));
 	json_object_set_new(start, "max_conns", json_integer(ns.max_conns));
 	json_object_set_new(start, "max_conns_per_ip",
 	    json_integer(o->max_per_ip));

@@ -101,8 +101,8 @@ int	 http_host_normalize(const char *h, size_t n, char *out, size_t outsz,
  * after case folding and mapping '_' to '-' (what CGI, WSGI and PHP do). */
 int	 http_name_folded_eq(const char *name, size_t n, const char *lit);
 /* A bounded, escaped copy for messages: at most <max> bytes of <p>[0..n)
- * into <dst> (always NUL-terminated), bytes other than printable ASCII
- * and quotes and backslash as \xHH, "..." when cut. Returns its length. */
+ * into <dst> (always NUL-terminated) under the text rule of escape.c,
+ * quotes as \xHH too, "..." when cut. Returns its length. */
 size_t	 http_esc(char *dst, size_t dstsz, const char *p, size_t n,
 	    size_t max);
 /* 1 when <s> is visible ASCII only (0x21-0x7e; and SP when <allow_sp>). */

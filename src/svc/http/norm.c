@@ -11,6 +11,7 @@
  */
 #include <string.h>
 
+#include "internal.h"
 #include "http/http.h"
 
 /* Byte classes, one table lookup each (a strchr per byte cost more than
@@ -396,34 +397,7 @@ http_name_folded_eq(const char *name, size_t n, const char *lit)
 size_t
 http_esc(char *dst, size_t dstsz, const char *p, size_t n, size_t max)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t i, o = 0;
-
-	if (dstsz == 0)
-		return 0;
-	for (i = 0; i < n && i < max; i++) {
-		unsigned char c = (unsigned char)p[i];
-
-		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'' &&
-		    c != '"') {
-			if (o + 1 >= dstsz)
-				break;
-			dst[o++] = (char)c;
-		} else {
-			if (o + 4 >= dstsz)
-				break;
-			dst[o++] = '\\';
-			dst[o++] = 'x';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 15];
-		}
-	}
-	if (i < n && o + 3 < dstsz) {
-		memcpy(dst + o, "...", 3);
-		o += 3;
-	}
-	dst[o] = '\0';
-	return o;
+	return esc_text(dst, dstsz, p, n, max, ESC_SQUOTE | ESC_DQUOTE);
 }
 
 int

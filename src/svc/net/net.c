@@ -161,9 +161,9 @@ limit_hit(struct net_loop *lp, int why, const struct sockaddr_storage *ss)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)
 		    (const void *)ss)->sin6_addr, h, sizeof(h));
 	o = json_object();
-	json_object_set_new(o, "server", json_string(lp->name));
-	json_object_set_new(o, "reason", json_string(limit_names[why]));
-	json_object_set_new(o, "client", json_string(h));
+	json_object_set_new(o, "server", esc_jstr(lp->name));
+	json_object_set_new(o, "reason", esc_jstr(limit_names[why]));
+	json_object_set_new(o, "client", esc_jstr(h));
 	json_object_set_new(o, "count", json_integer((json_int_t)
 	    lp->log_n[why]));
 	json_object_set_new(o, "open", json_integer(lp->n_conns));
@@ -842,7 +842,7 @@ fit_nofile(struct net_loop *lp)
 	lp->o.max_conns = rl.rlim_cur > FD_RESERVE + 16 ?
 	    (int)(rl.rlim_cur - FD_RESERVE) : 16;
 	o = json_object();
-	json_object_set_new(o, "server", json_string(lp->name));
+	json_object_set_new(o, "server", esc_jstr(lp->name));
 	json_object_set_new(o, "max_conns", json_integer(lp->o.max_conns));
 	json_object_set_new(o, "why", json_string("RLIMIT_NOFILE (raise the "
 	    "hard limit: ulimit -Hn, LimitNOFILE=)"));

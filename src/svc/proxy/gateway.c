@@ -1500,7 +1500,26 @@ static void (*fz_log)(const char *, size_t);
 
 /* One "request" line: built by hand in JSON mode (jansson's object and
  * dump cost about as much as the rest of a small request), through
- * log_emit() in text mode. */
+ * log_emit() in text mode. Each value has its own cap (esc_json_put cuts
+ * it with "..." inside its quotes), and the caps add up to less than b:
+ * the line is always whole JSON, with every member, whatever the bytes. */
+#define AL_NAME		256	/* listener, route (from the config) */
+#define AL_SHORT	160	/* client address, method, error code */
+#define AL_PATH		6144	/* path[2048]: up to 5 bytes each */
+#define AL_PEER		2200	/* an identity: visible ASCII, <= 2048 */
+#define AL_MSG		1536	/* err_msg[300] */
+static size_t
+al_str(char *b, size_t cap, size_t n, const char *v, size_t max)
+{
+	if (v != NULL)
+		return esc_json_put(b, cap, n, v, strlen(v), max);
+	if (n + 4 <= cap) {
+		memcpy(b + n, "null", 4);
+		n += 4;
+	}
+	return n;
+}
+
 static void
 access_log(struct gwc *c, int status)
 {
@@ -1509,25 +1528,28 @@ access_log(struct gwc *c, int status)
 	int64_t now = now_ms();
 	struct route *rt = c->route ? c->route : &c->gw->none;
 	const char *level = status >= 500 ? "warn" : "info";
+	const char *peer = c->verified ? c->peer_id : NULL;
 	json_t *o;
 
 	if (status >= 100 && status < 600)
 		bump(&rt->m_code[status]);
 	if (c->gw->l->no_access_log)
 		return;
+	_Static_assert(2 * AL_NAME + 3 * AL_SHORT + AL_PATH + AL_PEER + AL_MSG +
+	    512 < sizeof(b), "the access line's caps fit its buffer");
 #define PUT(...) do { \
 	int k_ = snprintf(b + n, sizeof(b) - n, __VA_ARGS__); \
 	n = k_ < 0 ? n : n + (size_t)k_ < sizeof(b) ? n + (size_t)k_ : \
 	    sizeof(b) - 1; \
 } while (0)
-#define STR(k, v) do { PUT("\"%s\":", k); \
-	n = log_json_str(b, sizeof(b) - 1, n, v); PUT(","); } while (0)
-	STR("listener", c->gw->l->name);
-	STR("route", rt->name[0] ? rt->name : NULL);
-	STR("client", c->client);
-	STR("peer_id", c->verified ? c->peer_id : NULL);
-	STR("method", c->method);
-	STR("path", c->path);
+#define STR(k, v, max) do { PUT("\"%s\":", k); \
+	n = al_str(b, sizeof(b) - 1, n, v, max); PUT(","); } while (0)
+	STR("listener", c->gw->l->name, AL_NAME);
+	STR("route", rt->name[0] ? rt->name : NULL, AL_NAME);
+	STR("client", c->client, AL_SHORT);
+	STR("peer_id", peer, AL_PEER);
+	STR("method", c->method, AL_SHORT);
+	STR("path", c->path, AL_PATH);
 	PUT("\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,", status,
 	    (unsigned long long)c->req_body, (unsigned long long)c->resp_body);
 	if (c->t_up)
@@ -1536,32 +1558,52 @@ access_log(struct gwc *c, int status)
 	if (c->have_up || c->t_up)
 		PUT(",\"upstream_reused\":%s", c->up_reused ? "true" : "false");
 	if (c->err_code[0]) {
-		PUT(",\"error\":");
-		n = log_json_str(b, sizeof(b) - 1, n, c->err_code);
-		PUT(",\"message\":");
-		n = log_json_str(b, sizeof(b) - 1, n, c->err_msg);
+		PUT(",");
+		STR("error", c->err_code, AL_SHORT);
+		PUT("\"message\":");
+		n = esc_json_put(b, sizeof(b) - 1, n, c->err_msg,
+		    strlen(c->err_msg), AL_MSG);
 	}
 #undef STR
 #undef PUT
-	if (fz_log != NULL)
+	if (fz_log != NULL) {
+		/* fuzz targets: the members make one whole JSON object */
+		json_t *chk;
+		char *w = malloc(n + 2);
+
+		if (w != NULL) {
+			w[0] = '{';
+			memcpy(w + 1, b, n);
+			w[n + 1] = '}';
+			if ((chk = json_loadb(w, n + 2, 0, NULL)) == NULL ||
+			    json_object_get(chk, "path") == NULL)
+				abort();
+			json_decref(chk);
+			free(w);
+		}
 		fz_log(b, n);
-	/* a line that reached the end of b was cut (escaped path, names,
-	 * message): not written as it is, but through jansson below */
-	if (n + 16 < sizeof(b) && log_json_line(level, "request", b, n) == 0)
+	}
+	if (log_json_line(level, "request", b, n) == 0)
 		return;
-	/* text format, or a line too long for b */
+	/* text format: the same members through log_emit */
 	o = json_object();
-	json_object_set_new(o, "listener", json_string(c->gw->l->name));
-	json_object_set_new(o, "route", rt->name[0] ? json_string(rt->name) :
-	    json_null());
-	json_object_set_new(o, "client", json_string(c->client));
-	json_object_set_new(o, "peer_id", c->verified && c->peer_id ?
-	    json_string(c->peer_id) : json_null());
-	json_object_set_new(o, "method", json_string(c->method));
-	json_object_set_new(o, "path", json_string(c->path));
+	json_object_set_new(o, "listener", esc_jstr(c->gw->l->name));
+	json_object_set_new(o, "route", esc_jstr(rt->name[0] ? rt->name :
+	    NULL));
+	json_object_set_new(o, "client", esc_jstr(c->client));
+	json_object_set_new(o, "peer_id", esc_jstr(peer));
+	json_object_set_new(o, "method", esc_jstr(c->method));
+	json_object_set_new(o, "path", esc_jstr(c->path));
 	json_object_set_new(o, "status", json_integer(status));
-	if (c->err_code[0])
-		json_object_set_new(o, "error", json_string(c->err_code));
+	json_object_set_new(o, "bytes_in", json_integer((json_int_t)
+	    c->req_body));
+	json_object_set_new(o, "bytes_out", json_integer((json_int_t)
+	    c->resp_body));
+	json_object_set_new(o, "total_ms", json_integer(now - c->t_req));
+	if (c->err_code[0]) {
+		json_object_set_new(o, "error", esc_jstr(c->err_code));
+		json_object_set_new(o, "message", esc_jstr(c->err_msg));
+	}
 	log_emit(level, "request", o);
 	json_decref(o);
 }
@@ -1574,10 +1616,10 @@ answer(struct gwc *c)
 	char *body;
 	int64_t dl = req_deadline(c);
 
-	json_object_set_new(o, "error", json_string(c->err_code));
+	json_object_set_new(o, "error", esc_jstr(c->err_code));
 	if (c->route && c->route->name[0])
-		json_object_set_new(o, "route", json_string(c->route->name));
-	json_object_set_new(o, "message", json_string(c->err_msg));
+		json_object_set_new(o, "route", esc_jstr(c->route->name));
+	json_object_set_new(o, "message", esc_jstr(c->err_msg));
 	body = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	ob_printf(&c->out, dl, "HTTP/1.1 %d %s\r\nContent-Type: "
@@ -2036,35 +2078,35 @@ log_conn(struct gwc *c, const char *event, int ok, int64_t hs_us)
 	json_t *o = json_object();
 	struct mtls *t = c->cl.tls;
 
-	json_object_set_new(o, "listener", json_string(c->gw->l->name));
+	json_object_set_new(o, "listener", esc_jstr(c->gw->l->name));
 	json_object_set_new(o, "role", json_string("server"));
-	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "client", esc_jstr(c->client));
 	json_object_set_new(o, "peer_id", c->peer_id ?
-	    json_string(c->peer_id) : json_null());
+	    esc_jstr(c->peer_id) : json_null());
 	json_object_set_new(o, "serial", mtls_peer_serial(t) ?
-	    json_string(mtls_peer_serial(t)) : json_null());
+	    esc_jstr(mtls_peer_serial(t)) : json_null());
 	if (strcmp(event, "handshake") == 0) {
 		if (ok) {
 			json_object_set_new(o, "tls_version",
-			    json_string(mtls_conn_version(t)));
+			    esc_jstr(mtls_conn_version(t)));
 			json_object_set_new(o, "cipher",
-			    json_string(mtls_conn_cipher(t)));
+			    esc_jstr(mtls_conn_cipher(t)));
 			json_object_set_new(o, "group",
-			    json_string(mtls_conn_group(t)));
+			    esc_jstr(mtls_conn_group(t)));
 			json_object_set_new(o, "resumed",
 			    json_boolean(mtls_conn_resumed(t)));
 			json_object_set_new(o, "alpn",
-			    json_string(mtls_conn_alpn(t)));
+			    esc_jstr(mtls_conn_alpn(t)));
 			json_object_set_new(o, "verified",
 			    json_boolean(c->verified));
 		}
 		json_object_set_new(o, "handshake_us", json_integer(hs_us));
-		json_object_set_new(o, "result", json_string(ok ? "ok" :
+		json_object_set_new(o, "result", esc_jstr(ok ? "ok" :
 		    mtls_fail_name(mtls_fail_code(t) ? mtls_fail_code(t) :
 		    MTLS_FAIL_NOT_TLS)));
 		if (!ok || (!c->verified && c->fail))
 			json_object_set_new(o, "error",
-			    json_string(mtls_error(t)));
+			    esc_jstr(mtls_error(t)));
 	} else {
 		uint64_t in = 0, out = 0;
 
@@ -2251,8 +2293,8 @@ refresh(struct loop *lp)
 	if (mtls_configure(lp->srv, cfg) != 0) {
 		json_t *o = json_object();
 
-		json_object_set_new(o, "listener", json_string(gw->l->name));
-		json_object_set_new(o, "error", json_string(mtls_error(lp->srv)));
+		json_object_set_new(o, "listener", esc_jstr(gw->l->name));
+		json_object_set_new(o, "error", esc_jstr(mtls_error(lp->srv)));
 		log_emit("error", "reload", o);
 		json_decref(o);
 	}
@@ -2280,10 +2322,10 @@ refresh(struct loop *lp)
 			json_t *o = json_object();
 
 			json_object_set_new(o, "listener",
-			    json_string(gw->l->name));
+			    esc_jstr(gw->l->name));
 			json_object_set_new(o, "route",
-			    json_string(gw->routes[i].name));
-			json_object_set_new(o, "error", json_string(e.msg));
+			    esc_jstr(gw->routes[i].name));
+			json_object_set_new(o, "error", esc_jstr(e.msg));
 			log_emit("error", "reload", o);
 			json_decref(o);
 		}

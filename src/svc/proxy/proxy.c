@@ -570,18 +570,18 @@ log_handshake(struct conn *c, int ok)
 	const char *id = mtls_peer_id(t), *serial = mtls_peer_serial(t);
 	int fail = mtls_fail_code(t);
 
-	json_object_set_new(o, "listener", json_string(c->wl->ls->l->name));
-	json_object_set_new(o, "role", json_string(c->wl->ls->l->outbound ?
+	json_object_set_new(o, "listener", esc_jstr(c->wl->ls->l->name));
+	json_object_set_new(o, "role", esc_jstr(c->wl->ls->l->outbound ?
 	    "client" : "server"));
-	json_object_set_new(o, "client", json_string(c->client));
-	json_object_set_new(o, "peer_id", id ? json_string(id) : json_null());
-	json_object_set_new(o, "serial", serial ? json_string(serial) :
+	json_object_set_new(o, "client", esc_jstr(c->client));
+	json_object_set_new(o, "peer_id", id ? esc_jstr(id) : json_null());
+	json_object_set_new(o, "serial", serial ? esc_jstr(serial) :
 	    json_null());
 	if (ok) {
 		json_object_set_new(o, "tls_version",
-		    json_string(mtls_conn_version(t)));
-		json_object_set_new(o, "cipher", json_string(mtls_conn_cipher(t)));
-		json_object_set_new(o, "group", json_string(mtls_conn_group(t)));
+		    esc_jstr(mtls_conn_version(t)));
+		json_object_set_new(o, "cipher", esc_jstr(mtls_conn_cipher(t)));
+		json_object_set_new(o, "group", esc_jstr(mtls_conn_group(t)));
 		json_object_set_new(o, "resumed",
 		    json_boolean(mtls_conn_resumed(t)));
 	}
@@ -589,10 +589,10 @@ log_handshake(struct conn *c, int ok)
 	    (fail ? fail :
 	    MTLS_FAIL_NOT_TLS), ok && mtls_conn_resumed(t), c->hs_us);
 	json_object_set_new(o, "handshake_us", json_integer(c->hs_us));
-	json_object_set_new(o, "result", json_string(ok ? "ok" :
+	json_object_set_new(o, "result", esc_jstr(ok ? "ok" :
 	    mtls_fail_name(fail ? fail : MTLS_FAIL_NOT_TLS)));
 	if (!ok)
-		json_object_set_new(o, "error", json_string(mtls_error(t)));
+		json_object_set_new(o, "error", esc_jstr(mtls_error(t)));
 	log_emit(ok ? "info" : "warn", "handshake", o);
 	json_decref(o);
 }
@@ -619,8 +619,8 @@ log_probe(struct conn *c)
 	json_t *o = json_object();
 
 	bump(&c->w->m_probes, 1);
-	json_object_set_new(o, "listener", json_string(c->wl->ls->l->name));
-	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "listener", esc_jstr(c->wl->ls->l->name));
+	json_object_set_new(o, "client", esc_jstr(c->client));
 	json_object_set_new(o, "result", json_string("no_data"));
 	log_emit("info", "probe", o);
 	json_decref(o);
@@ -634,14 +634,14 @@ log_fail(struct conn *c, int fail, const char *msg)
 
 	if (c->state == S_HANDSHAKE)
 		count_handshake(c->w, l->outbound, fail, 0, c->hs_us);
-	json_object_set_new(o, "listener", json_string(l->name));
-	json_object_set_new(o, "role", json_string(l->outbound ? "client" :
+	json_object_set_new(o, "listener", esc_jstr(l->name));
+	json_object_set_new(o, "role", esc_jstr(l->outbound ? "client" :
 	    "server"));
-	json_object_set_new(o, "client", json_string(c->client));
+	json_object_set_new(o, "client", esc_jstr(c->client));
 	if (fail == MTLS_FAIL_CONNECT_FAILED)
-		json_object_set_new(o, "target", json_string(l->target));
-	json_object_set_new(o, "result", json_string(mtls_fail_name(fail)));
-	json_object_set_new(o, "error", json_string(msg));
+		json_object_set_new(o, "target", esc_jstr(l->target));
+	json_object_set_new(o, "result", esc_jstr(mtls_fail_name(fail)));
+	json_object_set_new(o, "error", esc_jstr(msg));
 	log_emit("warn", c->state == S_HANDSHAKE ? "handshake" : "connect", o);
 	json_decref(o);
 }
@@ -668,9 +668,9 @@ limit_hit(struct worker *w, int why, const char *listener, const char *client)
 		return;
 	o = json_object();
 	json_object_set_new(o, "server", json_string("proxy"));
-	json_object_set_new(o, "listener", json_string(listener));
-	json_object_set_new(o, "reason", json_string(cl_names[why]));
-	json_object_set_new(o, "client", json_string(client));
+	json_object_set_new(o, "listener", esc_jstr(listener));
+	json_object_set_new(o, "reason", esc_jstr(cl_names[why]));
+	json_object_set_new(o, "client", esc_jstr(client));
 	json_object_set_new(o, "count", json_integer((json_int_t)
 	    __atomic_exchange_n(&p->lim_log_n[why], 0, __ATOMIC_RELAXED)));
 	json_object_set_new(o, "open", json_integer(__atomic_load_n(
@@ -725,16 +725,16 @@ conn_free(struct conn *c, const char *why)
 	if (c->state == S_PUMP) {
 		json_t *o = json_object();
 
-		json_object_set_new(o, "client", json_string(c->client));
+		json_object_set_new(o, "client", esc_jstr(c->client));
 		json_object_set_new(o, "peer_id", mtls_peer_id(c->tls_side->tls) ?
-		    json_string(mtls_peer_id(c->tls_side->tls)) : json_null());
+		    esc_jstr(mtls_peer_id(c->tls_side->tls)) : json_null());
 		json_object_set_new(o, "bytes_in", json_integer(
 		    (json_int_t)c->bytes_ab));
 		json_object_set_new(o, "bytes_out", json_integer(
 		    (json_int_t)c->bytes_ba));
 		json_object_set_new(o, "duration_ms", json_integer(
 		    (now_us() - c->t_start_us) / 1000));
-		json_object_set_new(o, "reason", json_string(why));
+		json_object_set_new(o, "reason", esc_jstr(why));
 		log_emit("info", "close", o);
 		json_decref(o);
 		bump(&w->m_bytes_in, c->bytes_ab);
@@ -1134,7 +1134,7 @@ do_accept(struct wl *wl)
 				json_t *o = json_object();
 
 				json_object_set_new(o, "error",
-				    json_string(strerror(errno)));
+				    esc_jstr(strerror(errno)));
 				log_emit("error", "accept", o);
 				json_decref(o);
 				wl->accept_paused_until = now_ms() + 100;
@@ -1262,10 +1262,10 @@ take_config(struct worker *w)
 			json_t *o = json_object();
 
 			json_object_set_new(o, "listener",
-			    json_string(wl->ls->l->name));
+			    esc_jstr(wl->ls->l->name));
 			json_object_set_new(o, "worker", json_integer(w->id));
 			json_object_set_new(o, "error",
-			    json_string(mtls_error(wl->ctx)));
+			    esc_jstr(mtls_error(wl->ctx)));
 			log_emit("error", "reload", o);
 			json_decref(o);
 		}
@@ -1565,8 +1565,8 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 			json_t *o = json_object();
 
 			json_object_set_new(o, "listener",
-			    json_string(ls->l->name));
-			json_object_set_new(o, "warning", json_string(warn));
+			    esc_jstr(ls->l->name));
+			json_object_set_new(o, "warning", esc_jstr(warn));
 			log_emit("warn", "own_chain", o);
 			json_decref(o);
 		}
@@ -1641,9 +1641,9 @@ crl_fetch(struct proxy *p, struct lstate *ls, struct mtls_error *err)
 	if (http_fetch(ls->l->crl_url, ls->l->ca, 10, MTLS_MAX_FILE, &buf, &len,
 	    msg, sizeof(msg)) != 0) {
 		o = json_object();
-		json_object_set_new(o, "listener", json_string(ls->l->name));
-		json_object_set_new(o, "url", json_string(ls->l->crl_url));
-		json_object_set_new(o, "error", json_string(msg));
+		json_object_set_new(o, "listener", esc_jstr(ls->l->name));
+		json_object_set_new(o, "url", esc_jstr(ls->l->crl_url));
+		json_object_set_new(o, "error", esc_jstr(msg));
 		log_emit("warn", "crl_fetch", o);
 		json_decref(o);
 		error_set(err, MTLS_ERR_IO, "--crl-url %s: cannot fetch the "
@@ -1743,16 +1743,16 @@ staple_log(const char *level, struct lstate *ls, const char *serial,
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "listener", json_string(ls->l->name));
-	json_object_set_new(o, "serial", json_string(serial));
+	json_object_set_new(o, "listener", esc_jstr(ls->l->name));
+	json_object_set_new(o, "serial", esc_jstr(serial));
 	if (url != NULL)
-		json_object_set_new(o, "url", json_string(url));
+		json_object_set_new(o, "url", esc_jstr(url));
 	if (status != NULL)
-		json_object_set_new(o, "status", json_string(status));
+		json_object_set_new(o, "status", esc_jstr(status));
 	if (next > 0)
 		json_object_set_new(o, "next_update", json_integer(next));
 	if (error != NULL)
-		json_object_set_new(o, "error", json_string(error));
+		json_object_set_new(o, "error", esc_jstr(error));
 	log_emit(level, "ocsp_staple", o);
 	json_decref(o);
 }
@@ -1941,8 +1941,8 @@ reload(struct proxy *p, const char *why)
 		mix_fetched(ls, h);
 		pthread_mutex_unlock(&p->mu);
 		o = json_object();
-		json_object_set_new(o, "listener", json_string(ls->l->name));
-		json_object_set_new(o, "trigger", json_string(why));
+		json_object_set_new(o, "listener", esc_jstr(ls->l->name));
+		json_object_set_new(o, "trigger", esc_jstr(why));
 		if (memcmp(h, ls->files_hash, 32) == 0) {
 			/* nothing changed: keep the config and its sessions */
 			json_object_set_new(o, "result",
@@ -1958,7 +1958,7 @@ reload(struct proxy *p, const char *why)
 		if (cfg == NULL) {
 			__atomic_add_fetch(&p->m_reload_failed, 1, __ATOMIC_RELAXED);
 			json_object_set_new(o, "result", json_string("failed"));
-			json_object_set_new(o, "error", json_string(err.msg));
+			json_object_set_new(o, "error", esc_jstr(err.msg));
 			log_emit("error", "reload", o);
 			json_decref(o);
 			continue;
@@ -1979,7 +1979,7 @@ reload(struct proxy *p, const char *why)
 		__atomic_add_fetch(&p->m_reload_ok, 1, __ATOMIC_RELAXED);
 		changed = 1;
 		json_object_set_new(o, "result", json_string("ok"));
-		json_object_set_new(o, "serial", json_string(serial));
+		json_object_set_new(o, "serial", esc_jstr(serial));
 		log_emit("info", "reload", o);
 		json_decref(o);
 	}
@@ -1997,11 +1997,11 @@ parse_memo_start(const struct proxy_opts *o)
 	json_t *j = json_object();
 	int on = x509memo_enable(o->ticket_rotate_ms, &why);
 
-	json_object_set_new(j, "state", json_string(on ? "on" : "off"));
+	json_object_set_new(j, "state", esc_jstr(on ? "on" : "off"));
 	if (!on)
-		json_object_set_new(j, "reason", json_string(why));
+		json_object_set_new(j, "reason", esc_jstr(why));
 	json_object_set_new(j, "openssl",
-	    json_string(OpenSSL_version(OPENSSL_VERSION)));
+	    esc_jstr(OpenSSL_version(OPENSSL_VERSION)));
 	log_emit(on || strncmp(why, "tested", 6) != 0 ? "info" : "warn",
 	    "parse_memo", j);
 	json_decref(j);
@@ -2688,16 +2688,16 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		const struct proxy_listener *l = p.ls[li].l;
 		json_t *lo = json_object();
 
-		json_object_set_new(lo, "listener", json_string(l->name));
-		json_object_set_new(lo, "mode", json_string(l->http ? "http" :
+		json_object_set_new(lo, "listener", esc_jstr(l->name));
+		json_object_set_new(lo, "mode", esc_jstr(l->http ? "http" :
 		    l->outbound ? "outbound" : "inbound"));
-		json_object_set_new(lo, "listen", json_string(l->listen));
+		json_object_set_new(lo, "listen", esc_jstr(l->listen));
 		if (l->http)
 			json_object_set_new(lo, "routes",
 			    json_integer((json_int_t)l->n_routes));
 		else
 			json_object_set_new(lo, "target",
-			    json_string(l->target));
+			    esc_jstr(l->target));
 		json_object_set_new(lo, "workers", json_integer(p.nworkers));
 		json_object_set_new(lo, "serial", json_string(
 		    own_serial(p.ls[li].cfg)));
