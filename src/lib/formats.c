@@ -66,7 +66,7 @@ bn_b64url(const EVP_PKEY *k, const char *param, size_t pad)
 static int
 set_str(json_t *o, const char *k, char *v)
 {
-	int r = v != NULL ? json_object_set_new(o, k, json_string(v)) : -1;
+	int r = v != NULL ? json_object_set_new(o, k, esc_jstr(v)) : -1;
 
 	free(v);
 	return r;
@@ -162,7 +162,7 @@ jwks_emit(STACK_OF(X509) *roots, int64_t sequence, int64_t refresh_s,
 			EVP_EncodeBlock((unsigned char *)b, der, dl);
 		OPENSSL_free(der);
 		if (b == NULL || (x5c = json_array()) == NULL ||
-		    json_array_append_new(x5c, json_string(b)) != 0 ||
+		    json_array_append_new(x5c, esc_jstr(b)) != 0 ||
 		    json_object_set_new(k, "x5c", x5c) != 0 ||
 		    json_object_set_new(k, "use", json_string("x509-svid")) ||
 		    json_array_append_new(keys, k) != 0) {

@@ -307,8 +307,8 @@ skew_line(struct agent *a, int64_t skew, const char *source, int installed)
 	a->skew_logged = 1;
 	o = json_object();
 	json_object_set_new(o, "skew_s", json_integer(skew));
-	json_object_set_new(o, "source", json_string(source));
-	json_object_set_new(o, "ca_url", json_string(a->o->ca_url));
+	json_object_set_new(o, "source", esc_jstr(source));
+	json_object_set_new(o, "ca_url", esc_jstr(a->o->ca_url));
 	json_object_set_new(o, "installed", json_boolean(installed));
 	json_object_set_new(o, "fix", json_string("sync this machine's clock "
 	    "(timedatectl set-ntp true, or chrony/ntpd)"));
@@ -566,11 +566,11 @@ bundle_rejected(struct agent *a, X509 *x, const char *why,
 			snprintf(fp, sizeof(fp), "(none)");
 		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
 	}
-	json_object_set_new(o, "ca_url", json_string(a->o->ca_url));
-	json_object_set_new(o, "sha256", json_string(fp));
-	json_object_set_new(o, "subject", json_string(subj));
-	json_object_set_new(o, "reason", json_string(why));
-	json_object_set_new(o, "bundle", json_string(a->bundle));
+	json_object_set_new(o, "ca_url", esc_jstr(a->o->ca_url));
+	json_object_set_new(o, "sha256", esc_jstr(fp));
+	json_object_set_new(o, "subject", esc_jstr(subj));
+	json_object_set_new(o, "reason", esc_jstr(why));
+	json_object_set_new(o, "bundle", esc_jstr(a->bundle));
 	log_emit("error", "bundle_rejected", o);
 	json_decref(o);
 	return error_fail(err, MTLS_FAIL_UNKNOWN_CA, "the CA's bundle was "
@@ -766,11 +766,11 @@ refused(struct agent *a, const char *how, const char *reason, X509 *leaf,
 
 	if (leaf != NULL)
 		serial_hex(X509_get0_serialNumber(leaf), serial, sizeof(serial));
-	json_object_set_new(o, "how", json_string(how));
-	json_object_set_new(o, "reason", json_string(reason));
-	json_object_set_new(o, "serial", json_string(serial));
-	json_object_set_new(o, "error", json_string(err->msg));
-	json_object_set_new(o, "out_dir", json_string(a->o->out_dir));
+	json_object_set_new(o, "how", esc_jstr(how));
+	json_object_set_new(o, "reason", esc_jstr(reason));
+	json_object_set_new(o, "serial", esc_jstr(serial));
+	json_object_set_new(o, "error", esc_jstr(err->msg));
+	json_object_set_new(o, "out_dir", esc_jstr(a->o->out_dir));
 	log_emit("error", "install_refused", o);
 	json_decref(o);
 	return -1;

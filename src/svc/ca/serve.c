@@ -127,7 +127,7 @@ set_ready(struct server *s, const struct mtls_error *e)
 		return;
 	lg = json_object();
 	if (e != NULL)
-		json_object_set_new(lg, "cause", json_string(cause));
+		json_object_set_new(lg, "cause", esc_jstr(cause));
 	log_emit(e != NULL ? "error" : "info", e != NULL ? "not_ready" :
 	    "ready", lg);
 	json_decref(lg);
@@ -318,7 +318,7 @@ own_identity(struct server *s, int reuse, struct mtls_error *err)
 			    sizeof(res.serial));
 			lg = json_object();
 			json_object_set_new(lg, "serial",
-			    json_string(res.serial));
+			    esc_jstr(res.serial));
 			json_object_set_new(lg, "not_after",
 			    json_integer(s->own_not_after));
 			log_emit("info", "server_cert_reused", lg);
@@ -330,7 +330,7 @@ own_identity(struct server *s, int reuse, struct mtls_error *err)
 		cert = NULL;
 		if (strcmp(why, "none yet") != 0) {
 			lg = json_object();
-			json_object_set_new(lg, "why", json_string(why));
+			json_object_set_new(lg, "why", esc_jstr(why));
 			log_emit("info", "server_cert_not_reused", lg);
 			json_decref(lg);
 		}

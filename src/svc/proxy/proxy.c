@@ -1583,10 +1583,10 @@ crl_rejected(struct proxy *p, struct lstate *ls, const char *kind,
 	json_t *o = json_object();
 
 	__atomic_add_fetch(&p->m_crl_rejected[v], 1, __ATOMIC_RELAXED);
-	json_object_set_new(o, "listener", json_string(ls->l->name));
-	json_object_set_new(o, kind, json_string(src));
-	json_object_set_new(o, "reason", json_string(crl_verdict_name(v)));
-	json_object_set_new(o, "error", json_string(e->msg));
+	json_object_set_new(o, "listener", esc_jstr(ls->l->name));
+	json_object_set_new(o, kind, esc_jstr(src));
+	json_object_set_new(o, "reason", esc_jstr(crl_verdict_name(v)));
+	json_object_set_new(o, "error", esc_jstr(e->msg));
 	log_emit("warn", "crl_rejected", o);
 	json_decref(o);
 }
@@ -2699,7 +2699,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			json_object_set_new(lo, "target",
 			    esc_jstr(l->target));
 		json_object_set_new(lo, "workers", json_integer(p.nworkers));
-		json_object_set_new(lo, "serial", json_string(
+		json_object_set_new(lo, "serial", esc_jstr(
 		    own_serial(p.ls[li].cfg)));
 		log_emit("info", "start", lo);
 		json_decref(lo);
@@ -2783,7 +2783,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			    si.ssi_signo == SIGINT) {
 				json_t *so = json_object();
 
-				json_object_set_new(so, "signal", json_string(
+				json_object_set_new(so, "signal", esc_jstr(
 				    si.ssi_signo == SIGTERM ? "SIGTERM" :
 				    "SIGINT"));
 				json_object_set_new(so, "open", json_integer(
