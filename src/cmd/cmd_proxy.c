@@ -166,12 +166,14 @@ num(const char *flag, const char *v, int lo, int hi, int *out)
 	return 0;
 }
 
+/* Every duration of the proxy is an interval or a timeout: at most
+ * MTLS_MAX_INTERVAL, so deadlines (now + ms) cannot overflow. */
 static int
 ms(const char *flag, const char *v, int64_t *out)
 {
 	int64_t s;
 
-	if (cmd_duration("proxy", flag, v, &s) != 0)
+	if (cmd_duration("proxy", flag, v, MTLS_MAX_INTERVAL, &s) != 0)
 		return -1;
 	*out = s * 1000;
 	return 0;
@@ -207,6 +209,24 @@ cfg_bool(const char *v, int *out)
 		*out = 0;
 	else
 		return -1;
+	return 0;
+}
+
+/* A duration key of a config file, as ms(): 0, or -1 with <err>. */
+static int
+cfg_ms(const struct cfg_state *cs, int line, const char *key, const char *val,
+    int64_t *out, struct mtls_error *err)
+{
+	int64_t s;
+
+	if (mtls_duration_parse(val, &s) != 0)
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%.32s' is not "
+		    "a duration (like 90s, 15m, 24h)", cs->path, line, key, val);
+	if (s > MTLS_MAX_INTERVAL)
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%.32s' is too "
+		    "long: at most %lldd", cs->path, line, key, val,
+		    (long long)(MTLS_MAX_INTERVAL / 86400));
+	*out = s * 1000;
 	return 0;
 }
 
@@ -411,7 +431,6 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	struct cfg_state *cs = arg;
 	struct proxy_opts *o = cs->o;
 	struct proxy_listener *l;
-	int64_t d;
 	char **dst = NULL;
 
 	if (strcmp(section, "agent") == 0) {
@@ -453,14 +472,9 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			log_set_format(strcmp(val, "json") == 0);
 			return 0;
 		}
-		if (strcmp(key, "ticket_rotate") == 0) {
-			if (mtls_duration_parse(val, &d) != 0)
-				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
-				    "ticket_rotate '%.32s' is not a duration",
-				    cs->path, line, val);
-			o->ticket_rotate_ms = d * 1000;
-			return 0;
-		}
+		if (strcmp(key, "ticket_rotate") == 0)
+			return cfg_ms(cs, line, key, val, &o->ticket_rotate_ms,
+			    err);
 		if (strstr(key, "_timeout") != NULL) {
 			int64_t *t = strcmp(key, "handshake_timeout") == 0 ?
 			    &o->handshake_timeout_ms : strcmp(key,
@@ -471,14 +485,8 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			    "first_byte_timeout") == 0 ?
 			    &o->first_byte_timeout_ms : NULL;
 
-			if (t != NULL) {
-				if (mtls_duration_parse(val, &d) != 0)
-					return error_set(err, MTLS_ERR_PARSE,
-					    "%s:%d: %s '%.32s' is not a duration",
-					    cs->path, line, key, val);
-				*t = d * 1000;
-				return 0;
-			}
+			if (t != NULL)
+				return cfg_ms(cs, line, key, val, t, err);
 		}
 		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
 		    "in [proxy]", cs->path, line, key);
@@ -559,16 +567,8 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		l->no_access_log = !v;
 		return 0;
 	}
-	if (strcmp(key, "request_timeout") == 0) {
-		int64_t secs;
-
-		if (mtls_duration_parse(val, &secs) != 0 || secs < 1)
-			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
-			    "request_timeout '%s' is not a duration",
-			    cs->path, line, val);
-		l->request_timeout_ms = secs * 1000;
-		return 0;
-	}
+	if (strcmp(key, "request_timeout") == 0)
+		return cfg_ms(cs, line, key, val, &l->request_timeout_ms, err);
 	if (strcmp(key, "allow_any") == 0 || strcmp(key, "unsafe_target") == 0 ||
 	    strcmp(key, "require_staple") == 0 || strcmp(key, "staple") == 0) {
 		int *b = key[0] == 'a' ? &l->allow_any : key[0] == 'u' ?
@@ -599,15 +599,8 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		l->max_conns_per_ip = n == 0 ? -1 : (int)n;
 		return 0;
 	}
-	if (strcmp(key, "crl_refresh") == 0) {
-		int64_t secs;
-
-		if (mtls_duration_parse(val, &secs) != 0)
-			return error_set(err, MTLS_ERR_PARSE, "%s:%d: crl_refresh "
-			    "'%s' is not a duration", cs->path, line, val);
-		l->crl_refresh_ms = secs * 1000;
-		return 0;
-	}
+	if (strcmp(key, "crl_refresh") == 0)
+		return cfg_ms(cs, line, key, val, &l->crl_refresh_ms, err);
 	if (strcmp(key, "crl_url") == 0) {
 		if (strncmp(val, "https://", 8) != 0)
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: crl_url "

@@ -2316,6 +2316,34 @@ check_listener(struct lstate *ls, struct mtls_error *err)
 	return 0;
 }
 
+/* Every duration becomes a deadline (now + ms): cmd_proxy caps them at
+ * MTLS_MAX_INTERVAL, and this does for any other caller, so no sum can
+ * overflow (issue 18: a wrapped --ticket-rotate spun the main loop). */
+static int
+durations_check(const struct proxy_opts *o, struct mtls_error *err)
+{
+	const int64_t max = MTLS_MAX_INTERVAL * 1000;
+	const int64_t v[] = { o->first_byte_timeout_ms,
+	    o->handshake_timeout_ms, o->connect_timeout_ms, o->idle_timeout_ms,
+	    o->drain_timeout_ms, o->ticket_rotate_ms };
+	size_t i;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (v[i] < 0 || v[i] > max)
+			return error_set(err, MTLS_ERR_ARG, "a timeout or "
+			    "interval of %lld ms is out of range (0 to %lldd)",
+			    (long long)v[i], (long long)MTLS_MAX_INTERVAL / 86400);
+	for (i = 0; i < o->n_l; i++)
+		if (o->l[i].crl_refresh_ms < 0 || o->l[i].crl_refresh_ms > max ||
+		    o->l[i].request_timeout_ms < 0 ||
+		    o->l[i].request_timeout_ms > max)
+			return error_set(err, MTLS_ERR_ARG, "listener %s: "
+			    "crl_refresh or request_timeout out of range (0 to "
+			    "%lldd)", o->l[i].name,
+			    (long long)MTLS_MAX_INTERVAL / 86400);
+	return 0;
+}
+
 int
 proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 {
@@ -2335,6 +2363,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		error_set(err, MTLS_ERR_ARG, "no listener configured");
 		goto out;
 	}
+	if (durations_check(o, err) != 0)
+		goto out;
 	for (li = 0; li < o->n_l; li++) {
 		struct lstate *ls = &p.ls[li];
 		struct mtls_error lerr;
