@@ -34,7 +34,14 @@ static const char proxy_help[] =
 "                         byte (default 5s, at most --handshake-timeout)\n"
 "  --log-format json|text default: json unless stderr is a terminal\n"
 "  --unsafe-target        let the plaintext side leave this host\n"
-"  --admin ADDR           /metrics (Prometheus), /healthz, /readyz\n"
+"  --admin ADDR           /metrics (Prometheus), /healthz, /readyz; plain\n"
+"                         HTTP on loopback (127.0.0.0/8, ::1, unix:)\n"
+"  --admin-allow ID       the admin endpoint speaks mTLS and lets in only\n"
+"                         these identities (repeatable, --allow's syntax);\n"
+"                         required for an --admin that is not loopback.\n"
+"                         Certificate, key, CA and CRLs: the first\n"
+"                         listener's (admin_cert, admin_key, admin_ca,\n"
+"                         admin_crl in [proxy] to choose others)\n"
 "  --ticket-key-file F    session ticket keys shared by replicas: 80 random\n"
 "                         bytes (160: current then previous), nginx's format\n"
 "  --ticket-rotate D      without a key file, new ticket key every D\n"
@@ -67,6 +74,7 @@ static const char proxy_help[] =
 "  [proxy]\n"
 "  workers = 2\n"
 "  admin = 127.0.0.1:9901\n"
+"  admin_allow = spiffe://example.org/ns/ops/prometheus   (mTLS admin)\n"
 "  [listener \"api\"]\n"
 "  mode = inbound\n"
 "  listen = 0.0.0.0:8443\n"
@@ -109,7 +117,7 @@ enum {
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
 	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF,
 	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE, P_HTTP, P_NOACCESSLOG,
-	P_FB_TO, P_PERIP
+	P_FB_TO, P_PERIP, P_ADMIN_ALLOW
 };
 
 static const struct option opts[] = {
@@ -136,6 +144,7 @@ static const struct option opts[] = {
 	{ "first-byte-timeout", required_argument, NULL, P_FB_TO },
 	{ "log-format", required_argument, NULL, P_LOGFMT },
 	{ "admin", required_argument, NULL, P_ADMIN },
+	{ "admin-allow", required_argument, NULL, P_ADMIN_ALLOW },
 	{ "config", required_argument, NULL, P_CONFIG },
 	{ "ticket-key-file", required_argument, NULL, P_TKFILE },
 	{ "ticket-rotate", required_argument, NULL, P_TKROT },
@@ -465,6 +474,20 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		}
 		if (strcmp(key, "admin") == 0)
 			return (o->admin = keep(cs, val)) ? 0 : -1;
+		if (strcmp(key, "admin_allow") == 0)
+			return cfg_rules(cs, line, key, val, &o->admin_allow,
+			    &o->n_admin_allow, err);
+		if (strcmp(key, "admin_crl") == 0)
+			return cfg_list(&o->admin_crls, &o->n_admin_crls, val);
+		if (strcmp(key, "admin_cert") == 0 ||
+		    strcmp(key, "admin_key") == 0 ||
+		    strcmp(key, "admin_ca") == 0) {
+			char **a = key[6] == 'c' && key[7] == 'e' ?
+			    &o->admin_cert : key[6] == 'k' ? &o->admin_key :
+			    &o->admin_ca;
+
+			return (*a = keep(cs, val)) ? 0 : -1;
+		}
 		if (strcmp(key, "log_format") == 0) {
 			if (strcmp(val, "json") && strcmp(val, "text"))
 				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
@@ -690,15 +713,17 @@ cmd_proxy(int argc, char **argv)
 		case P_CA: l->ca = optarg; break;
 		case P_ALLOW:
 		case P_EXPECT:
+		case P_ADMIN_ALLOW:
 			if (mtls_rule_check(optarg, why, sizeof(why)) != 0) {
 				rv = cmd_usage("proxy", "%s '%s': %s",
-				    c == P_ALLOW ? "--allow" : "--expect",
-				    optarg, why);
+				    c == P_ALLOW ? "--allow" : c == P_EXPECT ?
+				    "--expect" : "--admin-allow", optarg, why);
 				goto out;
 			}
 			if (c == P_ALLOW ? cmd_strv_add(&l->allow, &l->n_allow,
-			    optarg) : cmd_strv_add(&l->expect, &l->n_expect,
-			    optarg))
+			    optarg) : c == P_EXPECT ? cmd_strv_add(&l->expect,
+			    &l->n_expect, optarg) : cmd_strv_add(&o.admin_allow,
+			    &o.n_admin_allow, optarg))
 				goto out;
 			break;
 		case P_ALLOW_ANY: l->allow_any = 1; break;
@@ -884,6 +909,8 @@ cmd_proxy(int argc, char **argv)
 	}
 	rv = 0;
  out:
+	strv_free(o.admin_allow, o.n_admin_allow);
+	strv_free(o.admin_crls, o.n_admin_crls);
 	for (i = 0; i < PROXY_MAX_LISTENERS; i++) {
 		strv_free(o.l[i].allow, o.l[i].n_allow);
 		strv_free(o.l[i].expect, o.l[i].n_expect);
