@@ -261,10 +261,16 @@ cfg_bytes(const char *v, int64_t lo, int64_t hi, int64_t *out)
 
 	if (end == v || n < 0)
 		return -1;
-	if (*end == 'k' || *end == 'K')
+	/* bounded before the multiplication: signed overflow is UB */
+	if (*end == 'k' || *end == 'K') {
+		if (n > hi / 1024)
+			return -1;
 		n *= 1024, end++;
-	else if (*end == 'm' || *end == 'M')
+	} else if (*end == 'm' || *end == 'M') {
+		if (n > hi / (1024 * 1024))
+			return -1;
 		n *= 1024 * 1024, end++;
+	}
 	if (*end != '\0' || n < lo || n > hi)
 		return -1;
 	*out = n;

@@ -236,6 +236,23 @@ cp px.conf big.conf
 sed -i '/^admin/d; s/^workers = 1/workers = 1\nticket_rotate = 9223372036854775s/' big.conf
 expect_exit 2 "config file: ticket_rotate = $huge exits 2" timeout -s KILL 10 "$MTLS" proxy --config big.conf
 expect_grep 'big.conf:[0-9]+: ticket_rotate .* is too long' "$T_DIR/err" "naming the file, line and key"
+# a byte count with a suffix was multiplied before its range check (UBSan:
+# signed overflow in cmd_proxy.c)
+cat > body.conf <<CONF
+[listener "gw"]
+mode = http
+listen = 127.0.0.1:$(free_port)
+cert = server.pem
+key = server.key
+ca = root/bundle.pem
+max_body = 9223372036854775807m
+[route "r"]
+path = /
+upstream = 127.0.0.1:$be
+allow_any = true
+CONF
+expect_exit 2 "config file: max_body = 9223372036854775807m exits 2" timeout -s KILL 10 "$MTLS" proxy --config body.conf
+expect_grep 'body.conf:[0-9]+: max_body' "$T_DIR/err" "naming the file, line and key"
 expect_exit 2 "ca init --ttl $huge exits 2" "$MTLS" ca init huge --trust-domain example.org --ttl "$huge"
 expect_grep "--ttl '$huge' is too long" "$T_DIR/err" "naming --ttl"
 [ ! -e huge ] && ok "and writes nothing" || not_ok "ca init wrote a directory"
