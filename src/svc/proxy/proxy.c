@@ -1903,6 +1903,12 @@ rotate_tickets(struct proxy *p)
 			n++;
 		pthread_mutex_unlock(&p->mu);
 	}
+	/* the admin endpoint's tickets (--admin-allow) age the same way */
+	pthread_mutex_lock(&p->mu);
+	if (p->admin_ls.cfg != NULL &&
+	    config_rotate_ticket_keys(p->admin_ls.cfg) != 0)
+		log_emit("warn", "ticket_rotate_admin_failed", NULL);
+	pthread_mutex_unlock(&p->mu);
 	/* the memo keeps nothing made under the previous keys (also with
 	 * key files only: the timer then bounds the entries' age) */
 	x509memo_rotate();
