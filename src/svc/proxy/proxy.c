@@ -1534,9 +1534,8 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 	uint8_t *crl, *staple;
 	size_t len, slen2;
 	char warn[sizeof(ls->own_warn)] = "";
-	int oom;
-
 	const struct lstate *cs = ls->crl_src ? ls->crl_src : ls;
+	int oom;
 
 	pthread_mutex_lock(&p->mu);
 	crl = dup_bytes(cs->crl, len = cs->crl_len);
