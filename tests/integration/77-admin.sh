@@ -15,8 +15,9 @@
 # 4. --admin-allow: mTLS with the listener's certificate and CA; an
 #    allowed identity gets /metrics, another identity is refused
 #    (not_authorized), so are no certificate and plain HTTP; revoking the
-#    allowed identity in the --crl file reaches the admin endpoint too;
-#    admin_allow in a config file.
+#    allowed identity in the --crl file, or in the CRL fetched from
+#    --crl-url, reaches the admin endpoint too; admin_allow in a config
+#    file.
 # 5. Durations: --ticket-rotate 9223372036854775s used to overflow now + ms
 #    and spin the main loop deaf to SIGTERM; it and other huge durations
 #    (--ttl, --crl-refresh, --drain-timeout, config keys) exit 2 at once,
@@ -193,6 +194,39 @@ prom_refused() { ! adm --cert prom.pem --key prom.key > /dev/null 2>&1; }
 wait_for 10 prom_refused && ok "revoking the scraper in the --crl file closes the admin endpoint to it" \
     || not_ok "admin CRL reload" "$(tail -3 "$p3log")"
 expect_grep '"listener":"admin".*"peer_id":"spiffe://example.org/ns/ops/prom".*"result":"revoked"' "$p3log" \
+    "logged as revoked"
+kill "$BG_PID"
+
+# the admin endpoint also takes the CRL the first listener fetches (--crl-url)
+q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/ops/prom3 --out prom3
+mkdir crlsrv && q "$MTLS" ca crl --ca int --out crlsrv/crl.pem
+cat > crlsrv.py <<'PY'
+import functools, http.server, ssl, sys
+H = functools.partial(http.server.SimpleHTTPRequestHandler, directory="crlsrv")
+H.log_message = lambda *a: None
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("server.pem", "server.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+PY
+cs=$(free_port)
+start_bg crlsrv python3 crlsrv.py "$cs"
+wait_for 10 port_open "$cs" || { not_ok "the CRL server starts"; exit 0; }
+pp=$(free_port) ap=$(free_port)
+start_bg proxy5 "$MTLS" proxy --listen "127.0.0.1:$pp" --target "127.0.0.1:$be" --cert server.pem --key server.key \
+    --ca root/bundle.pem --allow 'spiffe://example.org/ns/prod/*' --crl-url "https://localhost:$cs/crl.pem" \
+    --crl-refresh 1s --admin "127.0.0.1:$ap" --admin-allow spiffe://example.org/ns/ops/prom3 --workers 1
+wait_for 10 grep -q '"event":"start"' "$T_DIR/proxy5.log" || { not_ok "proxy --crl-url --admin-allow starts" "$(cat "$T_DIR/proxy5.log")"; exit 0; }
+adm --cert prom3.pem --key prom3.key | grep -q '^mtls_admin_refused_total 0$' \
+    && ok "--crl-url: the allowed identity scrapes" || not_ok "--crl-url: allowed identity"
+q "$MTLS" ca revoke --ca int "$(serial_of prom3.pem)"
+q "$MTLS" ca crl --ca int --out crlsrv/crl.new
+mv crlsrv/crl.new crlsrv/crl.pem
+prom3_refused() { ! adm --cert prom3.pem --key prom3.key > /dev/null 2>&1; }
+wait_for 10 prom3_refused && ok "--crl-url: a revocation in the fetched CRL reaches the admin endpoint" \
+    || not_ok "admin takes the fetched CRL" "$(tail -3 "$T_DIR/proxy5.log")"
+expect_grep '"listener":"admin".*"peer_id":"spiffe://example.org/ns/ops/prom3".*"result":"revoked"' "$T_DIR/proxy5.log" \
     "logged as revoked"
 kill "$BG_PID"
 
