@@ -20,9 +20,10 @@ int	 cmd_fail(const char *cmd, const struct mtls_error *);
 int	 cmd_usage(const char *cmd, const char *fmt, ...) MTLS_PRINTF(2, 3);
 /* Prints <help> when argv has -h/--help; returns 1 if it did. */
 int	 cmd_wants_help(int argc, char **argv, const char *help);
-/* Parses a duration flag value; prints the error and returns -1. */
+/* Parses a duration flag value of at most <max> seconds (MTLS_MAX_INTERVAL
+ * or MTLS_MAX_TTL); prints the error and returns -1. */
 int	 cmd_duration(const char *cmd, const char *flag, const char *v,
-	    int64_t *out);
+	    int64_t max, int64_t *out);
 /* An integer flag value from <lo> to <hi>; prints the error and returns
  * -1. */
 int	 cmd_number(const char *cmd, const char *flag, const char *v, int lo,

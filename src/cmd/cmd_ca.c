@@ -94,7 +94,8 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 				return -1;
 			break;
 		case O_TTL:
-			if (cmd_duration(cmd, "--ttl", optarg, &a->ttl) != 0)
+			if (cmd_duration(cmd, "--ttl", optarg, MTLS_MAX_TTL,
+			    &a->ttl) != 0)
 				return -1;
 			break;
 		case O_PASS: a->pass = optarg; break;
@@ -139,7 +140,7 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 		case O_REASON: a->reason = optarg; break;
 		case O_EXPIRING:
 			if (cmd_duration(cmd, "--expiring", optarg,
-			    &a->expiring) != 0)
+			    MTLS_MAX_TTL, &a->expiring) != 0)
 				return -1;
 			a->has_expiring = 1;
 			break;

@@ -125,17 +125,17 @@ ca_serve_cmd(int argc, char **argv)
 		case 'p': o.pass_file = optarg; break;
 		case 'C':
 			if (cmd_duration("ca serve", "--crl-ttl", optarg,
-			    &o.crl_ttl) != 0)
+			    MTLS_MAX_TTL, &o.crl_ttl) != 0)
 				goto out;
 			break;
 		case 'O':
 			if (cmd_duration("ca serve", "--ocsp-ttl", optarg,
-			    &o.ocsp_ttl) != 0)
+			    MTLS_MAX_TTL, &o.ocsp_ttl) != 0)
 				goto out;
 			break;
 		case 'S':
 			if (cmd_duration("ca serve", "--server-ttl", optarg,
-			    &o.server_ttl) != 0)
+			    MTLS_MAX_TTL, &o.server_ttl) != 0)
 				goto out;
 			break;
 		case 'f':
@@ -157,7 +157,8 @@ ca_serve_cmd(int argc, char **argv)
 		case 'I':
 			flag = c == 'B' ? "--first-byte-timeout" : c == 'R' ?
 			    "--request-timeout" : "--idle-timeout";
-			if (cmd_duration("ca serve", flag, optarg, &secs) != 0)
+			if (cmd_duration("ca serve", flag, optarg,
+			    MTLS_MAX_INTERVAL, &secs) != 0)
 				goto out;
 			if (secs > 3600) {
 				cmd_usage("ca serve", "%s '%s': at most 1h",
@@ -249,7 +250,7 @@ token_create(int argc, char **argv)
 		case 's': id = optarg; break;
 		case 't':
 			if (cmd_duration("ca token create", "--ttl", optarg,
-			    &ttl) != 0)
+			    MTLS_MAX_INTERVAL, &ttl) != 0)
 				return 2;
 			break;
 		default:

@@ -159,7 +159,7 @@ doctor_connect_cmd(int argc, char **argv)
 		case 'S': o.sigalgs = optarg; break;
 		case 't':
 			if (cmd_duration("doctor connect", "--timeout", optarg,
-			    &secs) != 0)
+			    MTLS_MAX_INTERVAL, &secs) != 0)
 				return 2;
 			o.timeout_ms = secs > 600 ? 600000 : (int)secs * 1000;
 			break;
@@ -290,7 +290,8 @@ doctor_serve_cmd(int argc, char **argv)
 		case 'R':
 			flag = c == 'B' ? "--first-byte-timeout" :
 			    "--request-timeout";
-			if (cmd_duration("doctor serve", flag, optarg, &secs) !=
+			if (cmd_duration("doctor serve", flag, optarg,
+			    MTLS_MAX_INTERVAL, &secs) !=
 			    0)
 				return 2;
 			if (secs < 1 || secs > 3600)

@@ -34,7 +34,14 @@ static const char proxy_help[] =
 "                         byte (default 5s, at most --handshake-timeout)\n"
 "  --log-format json|text default: json unless stderr is a terminal\n"
 "  --unsafe-target        let the plaintext side leave this host\n"
-"  --admin ADDR           /metrics (Prometheus), /healthz, /readyz\n"
+"  --admin ADDR           /metrics (Prometheus), /healthz, /readyz; plain\n"
+"                         HTTP on loopback (127.0.0.0/8, ::1, unix:)\n"
+"  --admin-allow ID       the admin endpoint speaks mTLS and lets in only\n"
+"                         these identities (repeatable, --allow's syntax);\n"
+"                         required for an --admin that is not loopback.\n"
+"                         Certificate, key, CA and CRLs: the first\n"
+"                         listener's (admin_cert, admin_key, admin_ca,\n"
+"                         admin_crl in [proxy] to choose others)\n"
 "  --ticket-key-file F    session ticket keys shared by replicas: 80 random\n"
 "                         bytes (160: current then previous), nginx's format\n"
 "  --ticket-rotate D      without a key file, new ticket key every D\n"
@@ -70,6 +77,7 @@ static const char proxy_help[] =
 "  [proxy]\n"
 "  workers = 2\n"
 "  admin = 127.0.0.1:9901\n"
+"  admin_allow = spiffe://example.org/ns/ops/prometheus   (mTLS admin)\n"
 "  [listener \"api\"]\n"
 "  mode = inbound\n"
 "  listen = 0.0.0.0:8443\n"
@@ -112,7 +120,7 @@ enum {
 	P_UNSAFE, P_HS_TO, P_CONN_TO, P_IDLE_TO, P_DRAIN_TO, P_MAXCONNS,
 	P_LOGFMT, P_ADMIN, P_CONFIG, P_TKFILE, P_TKROT, P_CRLURL, P_CRLREF,
 	P_CAURL, P_TOKEN, P_OUTDIR, P_NOSTAPLE, P_REQSTAPLE, P_HTTP, P_NOACCESSLOG,
-	P_FB_TO, P_PERIP
+	P_FB_TO, P_PERIP, P_ADMIN_ALLOW
 };
 
 static const struct option opts[] = {
@@ -139,6 +147,7 @@ static const struct option opts[] = {
 	{ "first-byte-timeout", required_argument, NULL, P_FB_TO },
 	{ "log-format", required_argument, NULL, P_LOGFMT },
 	{ "admin", required_argument, NULL, P_ADMIN },
+	{ "admin-allow", required_argument, NULL, P_ADMIN_ALLOW },
 	{ "config", required_argument, NULL, P_CONFIG },
 	{ "ticket-key-file", required_argument, NULL, P_TKFILE },
 	{ "ticket-rotate", required_argument, NULL, P_TKROT },
@@ -169,12 +178,14 @@ num(const char *flag, const char *v, int lo, int hi, int *out)
 	return 0;
 }
 
+/* Every duration of the proxy is an interval or a timeout: at most
+ * MTLS_MAX_INTERVAL, so deadlines (now + ms) cannot overflow. */
 static int
 ms(const char *flag, const char *v, int64_t *out)
 {
 	int64_t s;
 
-	if (cmd_duration("proxy", flag, v, &s) != 0)
+	if (cmd_duration("proxy", flag, v, MTLS_MAX_INTERVAL, &s) != 0)
 		return -1;
 	*out = s * 1000;
 	return 0;
@@ -213,6 +224,24 @@ cfg_bool(const char *v, int *out)
 	return 0;
 }
 
+/* A duration key of a config file, as ms(): 0, or -1 with <err>. */
+static int
+cfg_ms(const struct cfg_state *cs, int line, const char *key, const char *val,
+    int64_t *out, struct mtls_error *err)
+{
+	int64_t s;
+
+	if (mtls_duration_parse(val, &s) != 0)
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%.32s' is not "
+		    "a duration (like 90s, 15m, 24h)", cs->path, line, key, val);
+	if (s > MTLS_MAX_INTERVAL)
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%.32s' is too "
+		    "long: at most %lldd", cs->path, line, key, val,
+		    (long long)(MTLS_MAX_INTERVAL / 86400));
+	*out = s * 1000;
+	return 0;
+}
+
 static int
 cfg_list(char ***v, size_t *n, const char *val)
 {
@@ -235,10 +264,16 @@ cfg_bytes(const char *v, int64_t lo, int64_t hi, int64_t *out)
 
 	if (end == v || n < 0)
 		return -1;
-	if (*end == 'k' || *end == 'K')
+	/* bounded before the multiplication: signed overflow is UB */
+	if (*end == 'k' || *end == 'K') {
+		if (n > hi / 1024)
+			return -1;
 		n *= 1024, end++;
-	else if (*end == 'm' || *end == 'M')
+	} else if (*end == 'm' || *end == 'M') {
+		if (n > hi / (1024 * 1024))
+			return -1;
 		n *= 1024 * 1024, end++;
+	}
 	if (*end != '\0' || n < lo || n > hi)
 		return -1;
 	*out = n;
@@ -414,7 +449,6 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	struct cfg_state *cs = arg;
 	struct proxy_opts *o = cs->o;
 	struct proxy_listener *l;
-	int64_t d;
 	char **dst = NULL;
 
 	if (strcmp(section, "agent") == 0) {
@@ -449,6 +483,20 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		}
 		if (strcmp(key, "admin") == 0)
 			return (o->admin = keep(cs, val)) ? 0 : -1;
+		if (strcmp(key, "admin_allow") == 0)
+			return cfg_rules(cs, line, key, val, &o->admin_allow,
+			    &o->n_admin_allow, err);
+		if (strcmp(key, "admin_crl") == 0)
+			return cfg_list(&o->admin_crls, &o->n_admin_crls, val);
+		if (strcmp(key, "admin_cert") == 0 ||
+		    strcmp(key, "admin_key") == 0 ||
+		    strcmp(key, "admin_ca") == 0) {
+			char **a = key[6] == 'c' && key[7] == 'e' ?
+			    &o->admin_cert : key[6] == 'k' ? &o->admin_key :
+			    &o->admin_ca;
+
+			return (*a = keep(cs, val)) ? 0 : -1;
+		}
 		if (strcmp(key, "log_format") == 0) {
 			if (strcmp(val, "json") && strcmp(val, "text"))
 				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
@@ -456,14 +504,9 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			log_set_format(strcmp(val, "json") == 0);
 			return 0;
 		}
-		if (strcmp(key, "ticket_rotate") == 0) {
-			if (mtls_duration_parse(val, &d) != 0)
-				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
-				    "ticket_rotate '%.32s' is not a duration",
-				    cs->path, line, val);
-			o->ticket_rotate_ms = d * 1000;
-			return 0;
-		}
+		if (strcmp(key, "ticket_rotate") == 0)
+			return cfg_ms(cs, line, key, val, &o->ticket_rotate_ms,
+			    err);
 		if (strstr(key, "_timeout") != NULL) {
 			int64_t *t = strcmp(key, "handshake_timeout") == 0 ?
 			    &o->handshake_timeout_ms : strcmp(key,
@@ -474,14 +517,8 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 			    "first_byte_timeout") == 0 ?
 			    &o->first_byte_timeout_ms : NULL;
 
-			if (t != NULL) {
-				if (mtls_duration_parse(val, &d) != 0)
-					return error_set(err, MTLS_ERR_PARSE,
-					    "%s:%d: %s '%.32s' is not a duration",
-					    cs->path, line, key, val);
-				*t = d * 1000;
-				return 0;
-			}
+			if (t != NULL)
+				return cfg_ms(cs, line, key, val, t, err);
 		}
 		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
 		    "in [proxy]", cs->path, line, key);
@@ -562,16 +599,8 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		l->no_access_log = !v;
 		return 0;
 	}
-	if (strcmp(key, "request_timeout") == 0) {
-		int64_t secs;
-
-		if (mtls_duration_parse(val, &secs) != 0 || secs < 1)
-			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
-			    "request_timeout '%s' is not a duration",
-			    cs->path, line, val);
-		l->request_timeout_ms = secs * 1000;
-		return 0;
-	}
+	if (strcmp(key, "request_timeout") == 0)
+		return cfg_ms(cs, line, key, val, &l->request_timeout_ms, err);
 	if (strcmp(key, "allow_any") == 0 || strcmp(key, "unsafe_target") == 0 ||
 	    strcmp(key, "require_staple") == 0 || strcmp(key, "staple") == 0) {
 		int *b = key[0] == 'a' ? &l->allow_any : key[0] == 'u' ?
@@ -602,15 +631,8 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		l->max_conns_per_ip = n == 0 ? -1 : (int)n;
 		return 0;
 	}
-	if (strcmp(key, "crl_refresh") == 0) {
-		int64_t secs;
-
-		if (mtls_duration_parse(val, &secs) != 0)
-			return error_set(err, MTLS_ERR_PARSE, "%s:%d: crl_refresh "
-			    "'%s' is not a duration", cs->path, line, val);
-		l->crl_refresh_ms = secs * 1000;
-		return 0;
-	}
+	if (strcmp(key, "crl_refresh") == 0)
+		return cfg_ms(cs, line, key, val, &l->crl_refresh_ms, err);
 	if (strcmp(key, "crl_url") == 0) {
 		if (strncmp(val, "https://", 8) != 0)
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: crl_url "
@@ -700,15 +722,17 @@ cmd_proxy(int argc, char **argv)
 		case P_CA: l->ca = optarg; break;
 		case P_ALLOW:
 		case P_EXPECT:
+		case P_ADMIN_ALLOW:
 			if (mtls_rule_check(optarg, why, sizeof(why)) != 0) {
 				rv = cmd_usage("proxy", "%s '%s': %s",
-				    c == P_ALLOW ? "--allow" : "--expect",
-				    optarg, why);
+				    c == P_ALLOW ? "--allow" : c == P_EXPECT ?
+				    "--expect" : "--admin-allow", optarg, why);
 				goto out;
 			}
 			if (c == P_ALLOW ? cmd_strv_add(&l->allow, &l->n_allow,
-			    optarg) : cmd_strv_add(&l->expect, &l->n_expect,
-			    optarg))
+			    optarg) : c == P_EXPECT ? cmd_strv_add(&l->expect,
+			    &l->n_expect, optarg) : cmd_strv_add(&o.admin_allow,
+			    &o.n_admin_allow, optarg))
 				goto out;
 			break;
 		case P_ALLOW_ANY: l->allow_any = 1; break;
@@ -894,6 +918,8 @@ cmd_proxy(int argc, char **argv)
 	}
 	rv = 0;
  out:
+	strv_free(o.admin_allow, o.n_admin_allow);
+	strv_free(o.admin_crls, o.n_admin_crls);
 	for (i = 0; i < PROXY_MAX_LISTENERS; i++) {
 		strv_free(o.l[i].allow, o.l[i].n_allow);
 		strv_free(o.l[i].expect, o.l[i].n_expect);

@@ -76,11 +76,17 @@ cmd_wants_help(int argc, char **argv, const char *help)
 }
 
 int
-cmd_duration(const char *cmd, const char *flag, const char *v, int64_t *out)
+cmd_duration(const char *cmd, const char *flag, const char *v, int64_t max,
+    int64_t *out)
 {
 	if (mtls_duration_parse(v, out) != 0) {
 		cmd_usage(cmd, "%s '%s' is not a duration (like 90s, 15m, 24h, "
 		    "365d)", flag, v);
+		return -1;
+	}
+	if (*out > max) {
+		cmd_usage(cmd, "%s '%s' is too long: at most %lldd", flag, v,
+		    (long long)(max / 86400));
 		return -1;
 	}
 	return 0;

@@ -24,6 +24,12 @@
 
 /* Largest file we read whole (certificates, keys, CRLs, configs). */
 #define MTLS_MAX_FILE	(8u * 1024 * 1024)
+/* The longest durations a user may give (issue 18): an interval or a
+ * timeout (a refresh, a ticket rotation, a drain, a token) at most 366
+ * days, a lifetime (certificate, CRL, OCSP answer) at most 100 years.
+ * Longer is a typo, and now + d in milliseconds must never overflow. */
+#define MTLS_MAX_INTERVAL	(366LL * 86400)
+#define MTLS_MAX_TTL		(36525LL * 86400)
 /* SPIFFE: an ID is at most 2048 bytes. */
 #define SPIFFE_MAX	2048
 

@@ -48,6 +48,23 @@ static const char conf_template[] =
     "max_ttl = 90d\n"
     "key_types = ec-p256 ec-p384 ed25519 rsa-2048 rsa-3072\n";
 
+/* The end of a validity starting <now>: <now> + <ttl> (0: <dflt>), with
+ * <ttl> from 1 s to MTLS_MAX_TTL, so the sum never overflows whatever a
+ * caller passes (issue 18). 0, or -1 with <err> naming <what>. */
+static int
+until(int64_t now, int64_t ttl, int64_t dflt, const char *what, int64_t *out,
+    struct mtls_error *err)
+{
+	if (ttl == 0)
+		ttl = dflt;
+	if (ttl < 1 || ttl > MTLS_MAX_TTL)
+		return error_set(err, MTLS_ERR_ARG, "%s of %lld s is out of "
+		    "range (1 s to %lldd)", what, (long long)ttl,
+		    (long long)(MTLS_MAX_TTL / 86400));
+	*out = now + ttl;
+	return 0;
+}
+
 /* ---- the signer: the only code that uses ca->key ---- */
 
 static int
@@ -254,7 +271,8 @@ ca_init(const struct ca_init_req *r, struct ca_result *res,
 	pr.cn = cn;
 	pr.org = r->trust_domain;
 	pr.not_before = now - BACKDATE;
-	pr.not_after = now + (r->ttl ? r->ttl : ROOT_TTL);
+	if (until(now, r->ttl, ROOT_TTL, "--ttl", &pr.not_after, err) != 0)
+		goto out;
 	pr.pubkey = key;
 	pr.issuer_key = key;
 	if (profile_build(&pr, &cert, err) != 0)
@@ -394,10 +412,11 @@ conf_cb_ca(void *arg, const char *section, const char *key, const char *val,
 	if (strcmp(key, "default_ttl") == 0 || strcmp(key, "max_ttl") == 0) {
 		int64_t d;
 
-		if (mtls_duration_parse(val, &d) != 0)
+		if (mtls_duration_parse(val, &d) != 0 || d > MTLS_MAX_TTL)
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%.64s' "
-			    "is not a duration (like 24h, 30d)", cs->path, line,
-			    key, val);
+			    "is not a duration from 1s to %lldd (like 24h, 30d)",
+			    cs->path, line, key, val,
+			    (long long)(MTLS_MAX_TTL / 86400));
 		*(key[0] == 'd' ? &role->default_ttl : &role->max_ttl) = d;
 		return 0;
 	}
@@ -662,7 +681,9 @@ ca_intermediate(const struct ca_int_req *r, struct ca_result *res,
 	pr.cn = r->name;
 	pr.org = parent->trust_domain;
 	pr.not_before = now - BACKDATE;
-	pr.not_after = clamp(parent, now + (r->ttl ? r->ttl : INT_TTL), res);
+	if (until(now, r->ttl, INT_TTL, "--ttl", &pr.not_after, err) != 0)
+		goto out;
+	pr.not_after = clamp(parent, pr.not_after, res);
 	pr.pubkey = key;
 	if (r->n_permit_spiffe || r->n_permit_dns)
 		pr.permit_td = parent->trust_domain;
@@ -992,7 +1013,9 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 			pr.cn = r->ids.v[i] + 4;
 	pr.sans = &r->ids;
 	pr.not_before = now - BACKDATE;
-	pr.not_after = clamp(ca, now + ttl, res);
+	if (until(now, ttl, 0, "lifetime", &pr.not_after, err) != 0)
+		return -1;
+	pr.not_after = clamp(ca, pr.not_after, res);
 	pr.pubkey = key;
 	pr.crl_url = r->crl_url ? r->crl_url : ca->crl_url;
 	pr.ocsp_url = r->ocsp_url ? r->ocsp_url : ca->ocsp_url;
@@ -1207,10 +1230,12 @@ int
 ca_crl(struct ca *ca, int64_t ttl, X509_CRL **out, struct mtls_error *err)
 {
 	struct crl_collect c = { 0 };
-	int64_t number, now = (int64_t)time(NULL);
+	int64_t number, now = (int64_t)time(NULL), next = 0;
 	size_t i;
 	int rv = -1;
 
+	if (until(now, ttl, 7 * 86400, "CRL validity", &next, err) != 0)
+		return -1;
 	if (store_each(ca->store, collect_revoked, &c, err) != 0)
 		goto out;
 	for (i = 0; i < c.n; i++)
@@ -1218,7 +1243,7 @@ ca_crl(struct ca *ca, int64_t ttl, X509_CRL **out, struct mtls_error *err)
 	if (store_next_crl_number(ca->store, &number, err) != 0)
 		goto out;
 	rv = crl_build(ca->cert, ca->key, c.v, c.n, number, now - BACKDATE,
-	    now + (ttl ? ttl : 7 * 86400), out, err);
+	    next, out, err);
  out:
 	free(c.v);
 	free(c.serials);
@@ -1310,8 +1335,12 @@ ca_token_create(struct ca *ca, const char *spiffe_id, int64_t ttl,
 	unsigned int fl = 0;
 	X509 *root = own_root(ca);
 	size_t i, k;
+	int64_t expires = 0;
 	int ok = 0, rv;
 
+	if (until((int64_t)time(NULL), ttl, 0, "token --ttl", &expires,
+	    err) != 0)
+		return -1;
 	if (mtls_spiffe_id_check(spiffe_id, why, sizeof(why)) != 0)
 		return error_set(err, MTLS_ERR_ARG, "--spiffe-id '%.200s' is "
 		    "invalid: %s", spiffe_id, why);
@@ -1341,8 +1370,7 @@ ca_token_create(struct ca *ca, const char *spiffe_id, int64_t ttl,
 	}
 	OPENSSL_cleanse(secret, sizeof(secret));
 	ca_token_hash(token, hash);
-	rv = store_token_add(ca->store, hash, spiffe_id, (int64_t)time(NULL) +
-	    ttl, err);
+	rv = store_token_add(ca->store, hash, spiffe_id, expires, err);
 	if (rv != 0)
 		OPENSSL_cleanse(token, len);
 	return rv;
@@ -1376,9 +1404,12 @@ ca_ocsp(struct ca *ca, const uint8_t *req, size_t req_len, int64_t next,
 	OCSP_RESPONSE *r = NULL;
 	ASN1_TIME *thisupd = NULL, *nextupd = NULL, *revtime = NULL;
 	unsigned char *der = NULL;
+	int64_t end = 0;
 	int i, n, rv = -1;
 
 	*resp = NULL;
+	if (until(0, next, 0, "OCSP validity", &end, err) != 0)
+		return -1;
 	if (req_len > 65536 || (rq = d2i_OCSP_REQUEST(NULL, &p,
 	    (long)req_len)) == NULL || p != req + req_len ||
 	    OCSP_request_onereq_count(rq) < 1 ||

@@ -175,6 +175,9 @@ struct lstate {
 	int64_t			 staple_next_ms;	/* fetcher thread only */
 	int64_t			 staple_backoff_ms;	/* fetcher thread only */
 	struct iplimit		*ipt;	/* inbound: per client address */
+	const struct lstate	*crl_src;	/* the admin endpoint's: the
+						 * listener whose fetched CRL it
+						 * uses; NULL: its own */
 };
 
 /* One listener in one worker: its socket and TLS context. */
@@ -225,6 +228,15 @@ struct proxy {
 	int64_t			 drain_deadline_ms;
 	int			 active;	/* atomic: open connections */
 	struct net_loop		*admin;		/* --admin: its own thread */
+	struct sockaddr_storage	 admin_ss;
+	socklen_t		 admin_sl;
+	/* --admin-allow: the admin endpoint's mTLS, built and reloaded like
+	 * a listener (admin_ls.l == &admin_l; NULL when plain HTTP) */
+	struct proxy_listener	 admin_l;
+	struct lstate		 admin_ls;
+	struct mtls		*admin_tls;	/* admin thread only */
+	uint64_t		 admin_seq;	/* admin thread only */
+	uint64_t		 m_admin_refused;	/* atomic */
 	uint64_t		 m_reload_ok, m_reload_failed;	/* atomic */
 	uint64_t		 m_crl_rejected[CRL_VERDICT__COUNT];	/* atomic */
 	struct gw		*gw[PROXY_MAX_LISTENERS];	/* http mode */
@@ -1441,8 +1453,11 @@ relevant_name(const struct proxy *p, const char *name)
 
 	if (name[0] == '.' && name[1] == '.')
 		return 1;
-	for (k = 0; k < p->nls; k++) {
-		n = listener_files(p->ls[k].l, files, 64);
+	for (k = 0; k <= p->nls; k++) {
+		if (k == p->nls && p->admin_ls.l == NULL)
+			break;
+		n = listener_files(k < p->nls ? p->ls[k].l : p->admin_ls.l,
+		    files, 64);
 		for (i = 0; i < n; i++) {
 			base = strrchr(files[i], '/');
 			base = base ? base + 1 : files[i];
@@ -1512,7 +1527,7 @@ mix_hash(uint8_t h[32], const uint8_t add[32])
 static void
 mix_fetched(struct lstate *ls, uint8_t h[32])
 {
-	mix_hash(h, ls->crl_hash);
+	mix_hash(h, (ls->crl_src ? ls->crl_src : ls)->crl_hash);
 	mix_hash(h, ls->staple_hash);
 }
 
@@ -1535,13 +1550,14 @@ listener_config(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 	uint8_t *crl, *staple;
 	size_t len, slen2, i, nf = ls->l->n_crls;
 	char warn[sizeof(ls->own_warn)] = "";
+	const struct lstate *cs = ls->crl_src ? ls->crl_src : ls;
 	int oom;
 
 	fcrl = calloc(nf + 1, sizeof(*fcrl));
 	pthread_mutex_lock(&p->mu);
-	crl = dup_bytes(ls->crl, len = ls->crl_len);
+	crl = dup_bytes(cs->crl, len = cs->crl_len);
 	staple = dup_bytes(ls->staple, slen2 = ls->staple_len);
-	oom = fcrl == NULL || (ls->crl != NULL && crl == NULL) ||
+	oom = fcrl == NULL || (cs->crl != NULL && crl == NULL) ||
 	    (ls->staple != NULL && staple == NULL);
 	for (i = 0; !oom && i < nf; i++) {
 		fcrl[i].der = dup_bytes(ls->fcrl[i].der,
@@ -1921,68 +1937,78 @@ fetch_main(void *arg)
 	return NULL;
 }
 
-static void
-reload(struct proxy *p, const char *why)
+/* Rebuilds <ls>'s config when its files (or what was fetched for it)
+ * changed: 1 when a new one was swapped in, 0 when unchanged or refused
+ * (the old one keeps serving). */
+static int
+reload_one(struct proxy *p, struct lstate *ls, const char *why)
 {
 	struct mtls_config *cfg;
 	struct mtls_error err;
+	char serial[64] = "";
+	uint8_t h[32];
+	json_t *o;
+
+	files_hash(ls->l, h);
+	pthread_mutex_lock(&p->mu);
+	mix_fetched(ls, h);
+	pthread_mutex_unlock(&p->mu);
+	o = json_object();
+	json_object_set_new(o, "listener", esc_jstr(ls->l->name));
+	json_object_set_new(o, "trigger", esc_jstr(why));
+	if (memcmp(h, ls->files_hash, 32) == 0) {
+		/* nothing changed: keep the config and its sessions */
+		json_object_set_new(o, "result", json_string("unchanged"));
+		log_emit("info", "reload", o);
+		json_decref(o);
+		return 0;
+	}
+	/* a refused CRL file is logged and the previous one kept */
+	(void)crl_files_admit(p, ls, 0, &err);
+	cfg = listener_config(p, ls, serial, sizeof(serial), &err);
+	if (cfg == NULL) {
+		__atomic_add_fetch(&p->m_reload_failed, 1, __ATOMIC_RELAXED);
+		json_object_set_new(o, "result", json_string("failed"));
+		json_object_set_new(o, "error", esc_jstr(err.msg));
+		log_emit("error", "reload", o);
+		json_decref(o);
+		return 0;
+	}
+	/* ticket keys carry over (they rotate on their timer, not on
+	 * reload); with the same generation the verification cache
+	 * does too, so sessions survive e.g. our own cert rotating */
+	config_inherit(cfg, ls->cfg, ls->l->ticket_key_file == NULL);
+	pthread_mutex_lock(&p->mu);
+	mtls_config_free(ls->cfg);
+	ls->cfg = cfg;
+	ls->cfg_seq++;
+	memcpy(ls->files_hash, h, 32);
+	pthread_mutex_unlock(&p->mu);
+	if (ls != &p->admin_ls)
+		own_identity(p, ls, cfg);
+	if (ls->l->ticket_key_file != NULL)
+		x509memo_rotate();	/* the key file may be new */
+	__atomic_add_fetch(&p->m_reload_ok, 1, __ATOMIC_RELAXED);
+	json_object_set_new(o, "result", json_string("ok"));
+	json_object_set_new(o, "serial", esc_jstr(serial));
+	log_emit("info", "reload", o);
+	json_decref(o);
+	return 1;
+}
+
+/* Every listener, then the admin endpoint's mTLS (it takes the new config
+ * at its next connection); the workers are told when one changed. */
+static void
+reload(struct proxy *p, const char *why)
+{
 	uint64_t one = 1;
 	size_t k;
 	int i, changed = 0;
 
-	for (k = 0; k < p->nls; k++) {
-		struct lstate *ls = &p->ls[k];
-		char serial[64] = "";
-		uint8_t h[32];
-		json_t *o;
-
-		files_hash(ls->l, h);
-		pthread_mutex_lock(&p->mu);
-		mix_fetched(ls, h);
-		pthread_mutex_unlock(&p->mu);
-		o = json_object();
-		json_object_set_new(o, "listener", esc_jstr(ls->l->name));
-		json_object_set_new(o, "trigger", esc_jstr(why));
-		if (memcmp(h, ls->files_hash, 32) == 0) {
-			/* nothing changed: keep the config and its sessions */
-			json_object_set_new(o, "result",
-			    json_string("unchanged"));
-			log_emit("info", "reload", o);
-			json_decref(o);
-			continue;
-		}
-		/* a refused CRL file is logged and the previous one kept */
-		if (crl_files_admit(p, ls, 0, &err) != 0)
-			continue;
-		cfg = listener_config(p, ls, serial, sizeof(serial), &err);
-		if (cfg == NULL) {
-			__atomic_add_fetch(&p->m_reload_failed, 1, __ATOMIC_RELAXED);
-			json_object_set_new(o, "result", json_string("failed"));
-			json_object_set_new(o, "error", esc_jstr(err.msg));
-			log_emit("error", "reload", o);
-			json_decref(o);
-			continue;
-		}
-		/* ticket keys carry over (they rotate on their timer, not on
-		 * reload); with the same generation the verification cache
-		 * does too, so sessions survive e.g. our own cert rotating */
-		config_inherit(cfg, ls->cfg, ls->l->ticket_key_file == NULL);
-		pthread_mutex_lock(&p->mu);
-		mtls_config_free(ls->cfg);
-		ls->cfg = cfg;
-		ls->cfg_seq++;
-		memcpy(ls->files_hash, h, 32);
-		pthread_mutex_unlock(&p->mu);
-		own_identity(p, ls, cfg);
-		if (ls->l->ticket_key_file != NULL)
-			x509memo_rotate();	/* the key file may be new */
-		__atomic_add_fetch(&p->m_reload_ok, 1, __ATOMIC_RELAXED);
-		changed = 1;
-		json_object_set_new(o, "result", json_string("ok"));
-		json_object_set_new(o, "serial", esc_jstr(serial));
-		log_emit("info", "reload", o);
-		json_decref(o);
-	}
+	for (k = 0; k < p->nls; k++)
+		changed |= reload_one(p, &p->ls[k], why);
+	if (p->admin_ls.l != NULL)
+		(void)reload_one(p, &p->admin_ls, why);
 	for (i = 0; changed && i < p->nworkers; i++)
 		if (write(p->w[i].evfd, &one, sizeof(one)) < 0)
 			continue;
@@ -2024,6 +2050,12 @@ rotate_tickets(struct proxy *p)
 			n++;
 		pthread_mutex_unlock(&p->mu);
 	}
+	/* the admin endpoint's tickets (--admin-allow) age the same way */
+	pthread_mutex_lock(&p->mu);
+	if (p->admin_ls.cfg != NULL &&
+	    config_rotate_ticket_keys(p->admin_ls.cfg) != 0)
+		log_emit("warn", "ticket_rotate_admin_failed", NULL);
+	pthread_mutex_unlock(&p->mu);
 	/* the memo keeps nothing made under the previous keys (also with
 	 * key files only: the timer then bounds the entries' age) */
 	x509memo_rotate();
@@ -2229,6 +2261,17 @@ metrics_text(struct proxy *p, struct sbuf *b)
 		    "\"evicted_idle\"} %llu\n",
 		    (unsigned long long)ns.first_byte_timeouts,
 		    (unsigned long long)ns.evicted);
+		sb_printf(b, "mtls_admin_conns_closed_total{reason=\"max_conns\"} "
+		    "%llu\n# HELP mtls_admin_connections_active Open admin "
+		    "connections.\n# TYPE mtls_admin_connections_active gauge\n"
+		    "mtls_admin_connections_active %d\n",
+		    (unsigned long long)ns.full_refused, ns.open);
+		if (p->admin_tls != NULL)
+			sb_printf(b, "# HELP mtls_admin_refused_total Admin "
+			    "handshakes refused (--admin-allow).\n# TYPE "
+			    "mtls_admin_refused_total counter\n"
+			    "mtls_admin_refused_total %llu\n",
+			    (unsigned long long)ld(&p->m_admin_refused));
 	}
 	for (k = 0, li = 0; li < p->nls; li++) {
 		char *g;
@@ -2245,10 +2288,11 @@ metrics_text(struct proxy *p, struct sbuf *b)
  * the main thread, which must stay free for SIGHUP, SIGTERM and reloads:
  * one silent connection used to hold it 1 s per byte it did not send. */
 #define ADMIN_MAX_CONNS	64	/* probes and a scraper or two */
-#define ADMIN_TIMEOUT_MS 5000	/* accept to the whole request */
+#define ADMIN_TIMEOUT_MS 5000	/* accept to the whole request (and the
+				 * handshake, with --admin-allow) */
 
 static void
-admin_reply(struct net_conn *nc, int code, const char *status,
+admin_reply(struct net_conn *nc, struct mtls *t, int code, const char *status,
     const char *ctype, const char *body, size_t len)
 {
 	char head[256];
@@ -2257,27 +2301,82 @@ admin_reply(struct net_conn *nc, int code, const char *status,
 	    status, ctype, len);
 	int64_t deadline = now_ms() + ADMIN_TIMEOUT_MS;
 
-	if (net_write(nc, NULL, head, (size_t)n, deadline) == 0)
-		(void)net_write(nc, NULL, body, len, deadline);
+	if (net_write(nc, t, head, (size_t)n, deadline) == 0)
+		(void)net_write(nc, t, body, len, deadline);
 }
 
-/* One request per connection, whole within ADMIN_TIMEOUT_MS of accept:
- * the admin port is for probes and scrapers, not a general HTTP server.
- * Runs as a coroutine of the admin loop (net_serve_fn). */
+/* --admin-allow: the newest admin config into the admin thread's server
+ * context (only this thread uses it, so no lock around it), then a TLS
+ * connection on <nc>'s fd in *<t>. 0, or -1 (logged, counted) when the
+ * peer is refused or the handshake does not finish by <deadline>. */
+static int
+admin_tls(struct proxy *p, struct net_conn *nc, int64_t deadline,
+    struct mtls **t)
+{
+	struct mtls_config *cfg = NULL;
+	char client[64];
+	uint64_t seq;
+	json_t *o;
+	int r, fail;
+
+	pthread_mutex_lock(&p->mu);
+	seq = p->admin_ls.cfg_seq;
+	if (seq != p->admin_seq) {
+		cfg = p->admin_ls.cfg;
+		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (cfg != NULL) {
+		/* a failure keeps the previous context (reload checked it) */
+		if (mtls_configure(p->admin_tls, cfg) == 0)
+			p->admin_seq = seq;
+		mtls_config_free(cfg);
+	}
+	if (mtls_accept_socket(p->admin_tls, t, net_conn_fd(nc)) != 0)
+		return -1;
+	if ((r = net_handshake(nc, *t, deadline)) == 0)
+		return 0;
+	fail = mtls_fail_code(*t);
+	if (fail == MTLS_FAIL_NONE)
+		fail = r == NET_TIMEOUT ? MTLS_FAIL_HANDSHAKE_TIMEOUT :
+		    MTLS_FAIL_NOT_TLS;
+	__atomic_add_fetch(&p->m_admin_refused, 1, __ATOMIC_RELAXED);
+	proxy_addr_text(net_conn_addr(nc), client, sizeof(client));
+	o = json_object();
+	json_object_set_new(o, "listener", json_string("admin"));
+	json_object_set_new(o, "role", json_string("server"));
+	json_object_set_new(o, "client", esc_jstr(client));
+	json_object_set_new(o, "peer_id", mtls_peer_id(*t) ?
+	    esc_jstr(mtls_peer_id(*t)) : json_null());
+	json_object_set_new(o, "result", esc_jstr(mtls_fail_name(fail)));
+	json_object_set_new(o, "error", esc_jstr(r == NET_TIMEOUT ?
+	    "handshake not done within 5 s of accept" : mtls_error(*t)));
+	log_emit("warn", "handshake", o);
+	json_decref(o);
+	return -1;
+}
+
+/* One request per connection, whole (with the handshake) within
+ * ADMIN_TIMEOUT_MS of accept: the admin port is for probes and scrapers,
+ * not a general HTTP server. Runs as a coroutine of the admin loop
+ * (net_serve_fn); it stays idle (closed first at the cap) until its
+ * request is in. */
 static void
 admin_conn(struct net_conn *nc, void *arg)
 {
 	struct proxy *p = arg;
 	int64_t deadline = net_conn_accepted_ms(nc) + ADMIN_TIMEOUT_MS;
+	struct mtls *t = NULL;
 	char req[2048], path[256];
 	size_t got = 0;
 	long n;
 
+	if (p->admin_tls != NULL && admin_tls(p, nc, deadline, &t) != 0)
+		goto out;
 	while (got < sizeof(req) - 1) {
-		n = net_read(nc, NULL, req + got, sizeof(req) - 1 - got,
-		    deadline);
+		n = net_read(nc, t, req + got, sizeof(req) - 1 - got, deadline);
 		if (n == NET_ERR)
-			return;		/* closed by the loop, or reset */
+			goto out;	/* closed by the loop, or reset */
 		if (n <= 0)
 			break;
 		got += (size_t)n;
@@ -2288,40 +2387,134 @@ admin_conn(struct net_conn *nc, void *arg)
 	req[got] = '\0';
 	net_idle(nc, 0);
 	if (sscanf(req, "GET %255s HTTP/1.", path) != 1) {
-		admin_reply(nc, 400, "Bad Request", "text/plain",
+		admin_reply(nc, t, 400, "Bad Request", "text/plain",
 		    "bad request\n", 12);
 	} else if (strcmp(path, "/metrics") == 0) {
 		struct sbuf b = { NULL, 0, 0 };
 
 		metrics_text(p, &b);
-		admin_reply(nc, 200, "OK", "text/plain; version=0.0.4",
+		admin_reply(nc, t, 200, "OK", "text/plain; version=0.0.4",
 		    b.p ? b.p : "", b.len);
 		free(b.p);
 	} else if (strcmp(path, "/healthz") == 0) {
-		admin_reply(nc, 200, "OK", "text/plain", "ok\n", 3);
+		admin_reply(nc, t, 200, "OK", "text/plain", "ok\n", 3);
 	} else if (strcmp(path, "/readyz") == 0) {
 		int64_t na = INT64_MAX;
 		size_t li;
 
 		/* ready while every listener's own certificate is valid */
 		for (li = 0; li < p->nls; li++) {
-			int64_t t = __atomic_load_n(&p->ls[li].own_not_after,
+			int64_t v = __atomic_load_n(&p->ls[li].own_not_after,
 			    __ATOMIC_RELAXED);
 
-			if (t < na)
-				na = t;
+			if (v < na)
+				na = v;
 		}
 		if (na > (int64_t)time(NULL) &&
 		    !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE))
-			admin_reply(nc, 200, "OK", "text/plain", "ready\n", 6);
+			admin_reply(nc, t, 200, "OK", "text/plain", "ready\n",
+			    6);
 		else
-			admin_reply(nc, 503, "Service Unavailable",
+			admin_reply(nc, t, 503, "Service Unavailable",
 			    "text/plain", "not ready: own certificate expired "
 			    "or draining\n", 48);
 	} else {
-		admin_reply(nc, 404, "Not Found", "text/plain", "not found\n",
-		    10);
+		admin_reply(nc, t, 404, "Not Found", "text/plain",
+		    "not found\n", 10);
 	}
+	if (t != NULL)
+		(void)mtls_close(t);
+ out:
+	mtls_free(t);
+}
+
+/* Fail closed before anything starts: the admin endpoint has no
+ * authentication of its own, so off loopback it needs --admin-allow
+ * (mTLS), like a plaintext --target needs --unsafe-target. Fills
+ * <p>'s admin address. */
+static int
+admin_check(struct proxy *p, const struct proxy_opts *o,
+    struct mtls_error *err)
+{
+	if (o->admin == NULL) {
+		if (o->n_admin_allow || o->admin_cert || o->admin_key ||
+		    o->admin_ca || o->n_admin_crls)
+			return error_set(err, MTLS_ERR_ARG, "--admin-allow "
+			    "(admin_allow, admin_cert, admin_key, admin_ca, "
+			    "admin_crl) needs --admin ADDR");
+		return 0;
+	}
+	if (o->n_admin_allow == 0 && (o->admin_cert || o->admin_key ||
+	    o->admin_ca || o->n_admin_crls))
+		return error_set(err, MTLS_ERR_ARG, "admin_cert, admin_key, "
+		    "admin_ca and admin_crl are the admin endpoint's mTLS: give "
+		    "admin_allow (--admin-allow ID) too");
+	if ((o->admin_cert == NULL) != (o->admin_key == NULL))
+		return error_set(err, MTLS_ERR_ARG, "admin_cert and admin_key "
+		    "go together");
+	if (o->n_admin_crls && o->admin_ca == NULL)
+		return error_set(err, MTLS_ERR_ARG, "admin_crl goes with "
+		    "admin_ca (without admin_ca the admin endpoint checks the "
+		    "first listener's CRLs)");
+	if (proxy_addr_parse(o->admin, "--admin", &p->admin_ss, &p->admin_sl,
+	    err) != 0)
+		return -1;
+	if (o->n_admin_allow == 0 && !proxy_addr_is_local(&p->admin_ss))
+		return error_set(err, MTLS_ERR_ARG, "--admin %s is not "
+		    "loopback and the admin endpoint has no authentication: "
+		    "add --admin-allow ID (mTLS), or bind 127.0.0.1", o->admin);
+	return 0;
+}
+
+/* --admin-allow: the admin endpoint's mTLS, built like an inbound
+ * listener (config_build, the same allow rules and reload) from
+ * admin_cert/admin_key/admin_ca, by default the first listener's files,
+ * CRLs and fetched CRL. After the listeners' configs exist. */
+static int
+admin_tls_new(struct proxy *p, const struct proxy_opts *o,
+    struct mtls_error *err)
+{
+	const struct proxy_listener *src = &o->l[0];
+	struct proxy_listener *al = &p->admin_l;
+	struct lstate *ls = &p->admin_ls;
+	struct mtls_error lerr;
+	char serial[64] = "";
+
+	if (o->n_admin_allow == 0)
+		return 0;
+	snprintf(al->name, sizeof(al->name), "admin");
+	al->cert = o->admin_cert ? o->admin_cert : src->cert;
+	al->key = o->admin_key ? o->admin_key : src->key;
+	al->ca = o->admin_ca ? o->admin_ca : src->ca;
+	al->crls = o->admin_ca ? o->admin_crls : src->crls;
+	al->n_crls = o->admin_ca ? o->n_admin_crls : src->n_crls;
+	al->min_tls = src->min_tls;
+	al->allow = o->admin_allow;
+	al->n_allow = o->n_admin_allow;
+	ls->l = al;
+	ls->p = p;
+	if (o->admin_ca == NULL && src->crl_url != NULL) {
+		al->crl_url = src->crl_url;	/* its name in messages */
+		ls->crl_src = &p->ls[0];
+	}
+	error_clear(&lerr);
+	if ((ls->fcrl = calloc(al->n_crls + 1, sizeof(*ls->fcrl))) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if (crl_files_admit(p, ls, 1, &lerr) != 0 ||
+	    (ls->cfg = listener_config(p, ls, serial, sizeof(serial),
+	    &lerr)) == NULL)
+		return error_set(err, lerr.code, "--admin-allow: the admin "
+		    "endpoint's TLS: %s", lerr.msg);
+	ls->cfg_seq = 1;
+	files_hash(al, ls->files_hash);
+	mix_fetched(ls, ls->files_hash);
+	if ((p->admin_tls = mtls_server()) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if (mtls_configure(p->admin_tls, ls->cfg) != 0)
+		return error_set(err, MTLS_ERR_ARG, "--admin-allow: %s",
+		    mtls_error(p->admin_tls));
+	p->admin_seq = 1;
+	return 0;
 }
 
 /* The admin loop on <fd> (taken, even on failure); its thread starts
@@ -2472,6 +2665,34 @@ check_listener(struct lstate *ls, struct mtls_error *err)
 	return 0;
 }
 
+/* Every duration becomes a deadline (now + ms): cmd_proxy caps them at
+ * MTLS_MAX_INTERVAL, and this does for any other caller, so no sum can
+ * overflow (issue 18: a wrapped --ticket-rotate spun the main loop). */
+static int
+durations_check(const struct proxy_opts *o, struct mtls_error *err)
+{
+	const int64_t max = MTLS_MAX_INTERVAL * 1000;
+	const int64_t v[] = { o->first_byte_timeout_ms,
+	    o->handshake_timeout_ms, o->connect_timeout_ms, o->idle_timeout_ms,
+	    o->drain_timeout_ms, o->ticket_rotate_ms };
+	size_t i;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (v[i] < 0 || v[i] > max)
+			return error_set(err, MTLS_ERR_ARG, "a timeout or "
+			    "interval of %lld ms is out of range (0 to %lldd)",
+			    (long long)v[i], (long long)MTLS_MAX_INTERVAL / 86400);
+	for (i = 0; i < o->n_l; i++)
+		if (o->l[i].crl_refresh_ms < 0 || o->l[i].crl_refresh_ms > max ||
+		    o->l[i].request_timeout_ms < 0 ||
+		    o->l[i].request_timeout_ms > max)
+			return error_set(err, MTLS_ERR_ARG, "listener %s: "
+			    "crl_refresh or request_timeout out of range (0 to "
+			    "%lldd)", o->l[i].name,
+			    (long long)MTLS_MAX_INTERVAL / 86400);
+	return 0;
+}
+
 int
 proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 {
@@ -2491,6 +2712,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		error_set(err, MTLS_ERR_ARG, "no listener configured");
 		goto out;
 	}
+	if (durations_check(o, err) != 0 || admin_check(&p, o, err) != 0)
+		goto out;
 	for (li = 0; li < o->n_l; li++) {
 		struct lstate *ls = &p.ls[li];
 		struct mtls_error lerr;
@@ -2633,18 +2856,18 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 		for (li = 0; li < p.nls; li++)
 			watch_files(ifd, p.ls[li].l);
 	if (o->admin != NULL) {
-		struct sockaddr_storage ass;
-		socklen_t al;
 		int one = 1, afd;
 
-		if (proxy_addr_parse(o->admin, "--admin", &ass, &al, err) != 0)
+		if (admin_tls_new(&p, o, err) != 0)
 			goto out;
-		afd = socket(ass.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		if (p.admin_ls.l != NULL && ifd >= 0)
+			watch_files(ifd, p.admin_ls.l);
+		afd = socket(p.admin_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);
 		if (afd < 0 ||
 		    setsockopt(afd, SOL_SOCKET, SO_REUSEADDR, &one,
 		    sizeof(one)) != 0 ||
-		    bind(afd, (struct sockaddr *)&ass, al) != 0 ||
+		    bind(afd, (struct sockaddr *)&p.admin_ss, p.admin_sl) != 0 ||
 		    listen(afd, 1024) != 0) {
 			error_set_errno(err, MTLS_ERR_IO, "--admin %s",
 			    o->admin);
@@ -2819,6 +3042,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	log_emit("info", "stop", NULL);
  out:
 	net_loop_free(p.admin);	/* /readyz said 503 while draining */
+	mtls_free(p.admin_tls);
+	mtls_config_free(p.admin_ls.cfg);
 	for (li = 0; li < PROXY_MAX_LISTENERS; li++) {
 		gw_free(p.gw[li]);
 	}
@@ -2848,6 +3073,9 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 			free(p.ls[li].fcrl[k].der);
 		free(p.ls[li].fcrl);
 	}
+	for (k = 0; p.admin_ls.fcrl != NULL && k < p.admin_ls.l->n_crls; k++)
+		free(p.admin_ls.fcrl[k].der);
+	free(p.admin_ls.fcrl);
 	if (p.fetch_evfd >= 0)
 		close(p.fetch_evfd);
 	pthread_mutex_destroy(&p.mu);

@@ -94,6 +94,16 @@ struct proxy_opts {
 						 * longest-waiting inbound connection
 						 * not yet authenticated is closed */
 	char			*admin;		/* HOST:PORT of /metrics etc. */
+	/* --admin-allow: the admin endpoint speaks mTLS and lets in only
+	 * these identities (required when it is not on loopback). Its
+	 * certificate, key and CA default to the first listener's, and with
+	 * them that listener's CRLs (files and --crl-url); admin_crl only
+	 * goes with an explicit admin_ca. */
+	char			**admin_allow;
+	size_t			 n_admin_allow;
+	char			*admin_cert, *admin_key, *admin_ca;
+	char			**admin_crls;
+	size_t			 n_admin_crls;
 	int64_t			 ticket_rotate_ms;	/* 0: never */
 };
 
