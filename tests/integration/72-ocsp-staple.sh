@@ -96,6 +96,13 @@ sc "$ap" > sc5.txt
 grep -q "Cert Status: good" sc5.txt && grep -q "URI:spiffe://example.org/ns/st/conf" <(openssl x509 -in confagent/svid.pem -noout -ext subjectAltName) \
     && ok "it serves the enrolled certificate, stapled" || not_ok "enrolled + stapled" "$(grep -A5 OCSP sc5.txt | head)"
 
+# an answer saying "good", kept for the rollback check at the end
+openssl ocsp -issuer int/ca.pem -cert srv/svid.pem -reqout ocspreq.der 2>/dev/null
+curl -sS --max-time 5 --cacert root/bundle.pem -H 'Content-Type: application/ocsp-request' \
+    --data-binary @ocspreq.der "$URL/v1/ocsp" -o good_old.der
+openssl ocsp -respin good_old.der -resp_text -noverify 2>/dev/null | grep -q 'Cert Status: good' \
+    || not_ok "an old good OCSP answer is captured"
+
 # ---- revoke the server: the next refresh staples "revoked", the client refuses ----
 serial=$(serial_of srv/svid.pem)
 q "$MTLS" ca revoke --ca int "$serial" --reason keyCompromise
@@ -117,3 +124,40 @@ wait_for 30 grep -q '"level":"warn".*"event":"ocsp_staple".*"error"' "$T_DIR/inb
 sc "$in" > sc4.txt
 grep -q "Verify return code: 0" sc4.txt && ok "the inbound proxy keeps serving while its responder is down" \
     || not_ok "still serving" "$(tail -5 sc4.txt)"
+
+# ---- rollback: an older, validly signed "good" never replaces "revoked" ----
+# whoever answers at the responder's URL (here a stand-in with a valid
+# certificate for localhost) replays the answer captured before the revocation
+q "$MTLS" ca issue --ca int --dns localhost --out fakeocsp
+wait_for 10 gone "$CA_PID" || not_ok "ca serve has stopped"
+cat > fakeocsp.py <<'PY'
+import http.server, ssl, sys
+port, cert, key, resp = int(sys.argv[1]), sys.argv[2], sys.argv[3], open(sys.argv[4], "rb").read()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/ocsp-response")
+        self.send_header("Content-Length", str(len(resp)))
+        self.end_headers()
+        self.wfile.write(resp)
+        print("served the old answer", flush=True)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.timeout = 1
+for _ in range(120):
+    srv.handle_request()
+PY
+start_bg fakeocsp python3 fakeocsp.py "$port" fakeocsp.pem fakeocsp.key good_old.der
+wait_for 70 grep -q 'older than the staple held' "$T_DIR/inbound.log" \
+    && ok "the replayed older good answer is refused, with why" \
+    || not_ok "OCSP rollback refused" "$(cat "$T_DIR/fakeocsp.out" "$T_DIR/fakeocsp.log"; grep ocsp_staple "$T_DIR/inbound.log" | tail -3)"
+sc "$in" > sc6.txt
+grep -q "Cert Status: revoked" sc6.txt || grep -q "OCSP response: no response sent" sc6.txt \
+    && ok "the proxy staples revoked, or nothing once that expired: never the old good" \
+    || not_ok "no good staple after the replay" "$(grep -A12 'OCSP' sc6.txt | head)"
+exit 0

@@ -172,6 +172,7 @@ struct lstate {
 	int64_t			 staple_next_update;	/* unix s, 0: none */
 	char			 own_serial[64];	/* under proxy mu */
 	char			 staple_serial[64];	/* fetcher thread only */
+	int64_t			 staple_this_update;	/* fetcher thread only */
 	int64_t			 staple_next_ms;	/* fetcher thread only */
 	int64_t			 staple_backoff_ms;	/* fetcher thread only */
 	struct iplimit		*ipt;	/* inbound: per client address */
@@ -1827,6 +1828,7 @@ staple_fetch(struct proxy *p, struct lstate *ls)
 		snprintf(ls->staple_serial, sizeof(ls->staple_serial), "%s",
 		    serial);
 		ls->staple_backoff_ms = 0;
+		ls->staple_this_update = 0;
 	}
 	urls = X509_get1_ocsp(leaf);
 	if (urls == NULL || sk_OPENSSL_STRING_num(urls) == 0) {
@@ -1852,6 +1854,17 @@ staple_fetch(struct proxy *p, struct lstate *ls)
 		snprintf(err, sizeof(err), "%s", e.msg);
 		goto fail;
 	}
+	/* never back to an older answer (the CRL rule): a validly signed
+	 * "good" from before a revocation would otherwise be stapled again
+	 * by whoever can answer at the responder's URL */
+	if (res.this_update < ls->staple_this_update) {
+		snprintf(err, sizeof(err), "the responder's answer (thisUpdate "
+		    "%lld) is older than the staple held (%lld): kept the "
+		    "newer one", (long long)res.this_update,
+		    (long long)ls->staple_this_update);
+		goto fail;
+	}
+	ls->staple_this_update = res.this_update;
 	/* a revoked status is stapled too: it is the truth, and clients
 	 * that check refuse us with the right reason */
 	changed = staple_store(p, ls, buf, len, res.next_update);
