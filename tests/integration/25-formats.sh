@@ -75,6 +75,21 @@ expect_exit 0 "doctor files: a PKCS#12 --cert brings its key" "$MTLS" doctor fil
     --ca b.json
 expect_grep 'the private key matches' "$T_DIR/out" "... and the key is checked against the leaf"
 
+# a hostile MAC iteration count: refused at once, before any password is tried
+openssl pkcs12 -export -in api.pem -inkey api.key -passout pass: -keypbe NONE -certpbe NONE \
+    -iter 16777216 -maciter -out iter.p12 2>/dev/null
+python3 - iter.p12 <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()
+i = b.rfind(bytes([2, 4, 1, 0, 0, 0]))   # INTEGER 16777216, the MAC's count
+assert i > 0
+open(sys.argv[1], "wb").write(b[:i] + bytes([2, 4, 0x7f, 0xff, 0xff, 0xff]) + b[i + 6:])
+PY
+t0=$(ms)
+expect_exit 2 "a PKCS#12 file with 2^31 MAC iterations is refused" timeout 20 "$MTLS" cert inspect iter.p12
+expect_grep 'MAC iteration count 2147483647 is outside' "$T_DIR/err" "... at once ($(( $(ms) - t0 )) ms), naming the count"
+expect_exit 2 "... also where any DER file is read (--ca)" timeout 20 "$MTLS" cert verify api.pem --ca iter.p12
+
 # ---- DER ----
 "$MTLS" cert export --cert api.pem --format der > api.der
 openssl x509 -inform der -in api.der -noout -subject > der.txt 2>&1 && grep -q 'CN = localhost' der.txt \
