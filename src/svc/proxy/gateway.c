@@ -194,6 +194,7 @@ struct gwc {
 	int		 status;	/* our own answer, when not proxied */
 	char		 err_code[32];
 	char		 err_msg[300];
+	const char	*result;	/* taxonomy code of a refusal, logged */
 	int		 discard;	/* refusing: read the body, drop it */
 	int		 up_chunked;	/* request body chunked to upstream */
 	/* the head the upstream gets: built once in rq_headers_complete
@@ -1208,6 +1209,7 @@ rq_headers_complete(http_parser *p)
 		return 0;
 	}
 	if (!rt->r->optional && !route_allows(rt->r, &c->ids)) {
+		c->result = "not_authorized";	/* the proxy's word for it */
 		refuse(c, 403, "forbidden", "route %s does not allow %s "
 		    "(allow: %s%s)", rt->name, c->peer_id ? c->peer_id :
 		    "this certificate", rt->r->n_allow ? rt->r->allow[0] : "",
@@ -1541,6 +1543,8 @@ access_log(struct gwc *c, int status)
 		PUT(",\"message\":");
 		n = log_json_str(b, sizeof(b) - 1, n, c->err_msg);
 	}
+	if (c->result != NULL)
+		PUT(",\"result\":\"%s\"", c->result);
 #undef STR
 #undef PUT
 	if (fz_log != NULL)
@@ -1562,6 +1566,8 @@ access_log(struct gwc *c, int status)
 	json_object_set_new(o, "status", json_integer(status));
 	if (c->err_code[0])
 		json_object_set_new(o, "error", json_string(c->err_code));
+	if (c->result != NULL)
+		json_object_set_new(o, "result", json_string(c->result));
 	log_emit(level, "request", o);
 	json_decref(o);
 }
@@ -1687,6 +1693,7 @@ exchange_reset(struct gwc *c)
 	c->req_done = c->head_done = c->keep = 0;
 	c->status = 0;
 	c->err_code[0] = c->err_msg[0] = '\0';
+	c->result = NULL;
 	c->discard = c->up_chunked = c->expect100 = 0;
 	c->uh_len = 0;
 	c->uh_fail = 0;
