@@ -18,17 +18,11 @@
 . "$(dirname "$0")/lib.sh"
 P=$(cd "$(dirname "$0")/helpers/peers" && pwd)
 cd "$T_DIR"
-for t in go java node gnutls-serv cc; do
-	command -v "$t" >/dev/null || { not_ok "peer $t installed (scripts/deps.sh check)"; exit 0; }
-done
-export GOCACHE=$T_DIR/gocache GOPATH=$T_DIR/gopath GOFLAGS=-mod=mod GOTOOLCHAIN=local GOPROXY=off
-go build -o gopeer "$P/gopeer.go" 2> go.err || { not_ok "go helper builds" "$(cat go.err)"; exit 0; }
+peers_need go java node gnutls-serv cc
+peers_gopeer
 cc -shared -fPIC -o bind_lo.so "$P/bind_lo.c" -ldl || { not_ok "bind_lo.so builds"; exit 0; }
 
-q "$MTLS" ca init root --trust-domain example.org
-q "$MTLS" ca intermediate prod --parent root --name prod --permit-spiffe spiffe://example.org/ns/prod/ \
-    --permit-dns localhost
-q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
+pki_scoped
 q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/client --out client
 backdated expired URI:spiffe://example.org/ns/prod/client 20200101000000Z 20200201000000Z prod
 openssl x509 -in server.pem -out leaf.pem
