@@ -11,19 +11,15 @@
 P=$(cd "$(dirname "$0")/helpers/peers" && pwd)
 H=$(cd "$(dirname "$0")/helpers" && pwd)
 cd "$T_DIR"
-for t in go java node gnutls-cli curl; do
-	command -v "$t" >/dev/null || { not_ok "peer $t installed (scripts/deps.sh check)"; exit 0; }
-done
-export GOCACHE=$T_DIR/gocache GOPATH=$T_DIR/gopath GOFLAGS=-mod=mod GOTOOLCHAIN=local GOPROXY=off
-go build -o gopeer "$P/gopeer.go" 2> go.err || { not_ok "go helper builds" "$(cat go.err)"; exit 0; }
+peers_need go java node gnutls-cli curl
+peers_gopeer
 
-q "$MTLS" ca init root --trust-domain example.org
-q "$MTLS" ca intermediate prod --parent root --name prod --permit-spiffe spiffe://example.org/ns/prod/ \
-    --permit-dns localhost
-q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
+pki_scoped
 port=$(free_port)
 CA=https://localhost:$port
-start_bg caserve "$MTLS" ca serve --ca prod --listen "127.0.0.1:$port" --url "$CA" --dns localhost
+q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/admin --out admin
+start_bg caserve "$MTLS" ca serve --ca prod --listen "127.0.0.1:$port" --url "$CA" --dns localhost \
+    --admin spiffe://example.org/ns/prod/admin
 wait_for 15 grep -q '"event":"start"' "$T_DIR/caserve.log" || { not_ok "ca serve starts" "$(cat "$T_DIR/caserve.log")"; exit 0; }
 "$MTLS" ca token create --ca prod --spiffe-id spiffe://example.org/ns/prod/web > web.token 2> token.err ||
     { not_ok "ca token create" "$(cat token.err)"; exit 0; }
@@ -128,4 +124,27 @@ curl -sS --fail-with-body --cacert root.pem -H 'Content-Type: application/json' 
 [ "$(cat norenew.code)" = 401 ] && grep -q '"error":"client_cert_required"' norenew.json \
     && ok "renew without a client certificate: 401 client_cert_required" || not_ok "renew without a client certificate" \
     "$(cat norenew.code norenew.json)"
+
+# ---- docs/api.md: revoke, CRL, OCSP, health, as written there ----
+serial=$(python3 -c 'import json; print(json.load(open("renewed.json"))["serial"])')
+curl -sS --fail-with-body --cacert root.pem --cert admin.pem --key admin.key -H 'Content-Type: application/json' \
+    --data '{"serial": "'"$serial"'", "reason": "keyCompromise"}' $CA/v1/revoke > revoked.json 2>&1
+[ "$(cat revoked.json)" = "{\"serial\":\"$serial\",\"revoked\":true,\"already\":false}" ] \
+    && ok "an admin revokes with curl: {serial, revoked: true, already: false}" || not_ok "revoke" "$(cat revoked.json)"
+curl -sS --fail --cacert root.pem -o crl.der $CA/v1/crl && openssl crl -inform DER -in crl.der -noout -text > crl.txt 2>&1
+grep -q "Serial Number: $serial" crl.txt && grep -q "Key Compromise" crl.txt \
+    && ok "GET /v1/crl (DER) lists the serial, keyCompromise" || not_ok "crl" "$(head -c 400 crl.txt)"
+openssl x509 -in prod/ca.pem -out int.pem
+cp new.pem svid.pem
+openssl ocsp -issuer int.pem -cert svid.pem -reqout req.der -no_nonce > /dev/null 2>&1
+curl -sS --fail --cacert root.pem -H 'Content-Type: application/ocsp-request' --data-binary @req.der \
+    -o resp.der $CA/v1/ocsp
+openssl ocsp -respin resp.der -issuer int.pem -cert svid.pem -CAfile root.pem > ocsp1.txt 2>&1
+curl -sS --fail --cacert root.pem -o resp.der "$CA/v1/ocsp/$(base64 -w0 req.der | tr '+/' '-_' | tr -d '=')"
+openssl ocsp -respin resp.der -issuer int.pem -cert svid.pem -CAfile root.pem > ocsp2.txt 2>&1
+grep -q "Response verify OK" ocsp1.txt && grep -q "svid.pem: revoked" ocsp1.txt && grep -q "svid.pem: revoked" ocsp2.txt \
+    && ok "OCSP POST and GET with curl: revoked, the response verifies" || not_ok "ocsp" "$(cat ocsp1.txt ocsp2.txt)"
+[ "$(curl -sS --cacert root.pem $CA/healthz)" = ok ] && [ "$(curl -sS --cacert root.pem -w ' %{http_code}\n' $CA/readyz)" = "ready
+ 200" ] && curl -sS --cacert root.pem $CA/metrics | grep -q '^mtls_ca_issued_total{how="renew"} 1$' \
+    && ok "healthz, readyz and metrics answer as documented" || not_ok "healthz/readyz/metrics"
 exit 0
