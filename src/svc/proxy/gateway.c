@@ -1187,6 +1187,8 @@ rq_headers_complete(http_parser *p)
 	}
 	c->route = rt;
 	if (!rt->r->optional && !c->verified) {
+		c->result = c->fail ? mtls_fail_name(c->fail) :
+		    "no_client_cert";
 		refuse(c, 403, "client_certificate_required", "route %s "
 		    "requires a client certificate that verifies (%s)",
 		    rt->name, c->fail ? mtls_fail_name(c->fail) :
