@@ -555,9 +555,11 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 	deadline = now_us() + 1500000;
 	if (deadline > a->deadline_us)
 		deadline = a->deadline_us;
-	/* a server that refuses us by just closing (Node's rejectUnauthorized
-	 * destroys the socket after the handshake, no alert) is an EOF here:
-	 * OpenSSL 3 would call it an error and send decode_error itself */
+	/* from here on a close without close_notify is an EOF: a server that
+	 * refuses us by just closing (Node's rejectUnauthorized destroys the
+	 * socket after the handshake, no alert), or one that closes after its
+	 * HTTP answer; OpenSSL 3 would call it an error and send decode_error
+	 * itself, which the trace would show as ours */
 	SSL_set_options(a->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	while (SSL_version(a->ssl) == TLS1_3_VERSION && !a->saw_nst) {
 		r = SSL_read(a->ssl, buf, sizeof(buf));
@@ -575,7 +577,6 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 			a->eof = 1;
 		break;
 	}
-	SSL_clear_options(a->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	ERR_clear_error();
 	if (a->http && a->alert_in_after_cert < 0 && !a->eof)
 		http_probe(a, sni ? sni : host);
