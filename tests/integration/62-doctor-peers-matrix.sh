@@ -86,7 +86,11 @@ doc() {
 import json, sys
 d = json.load(open(sys.argv[1]))
 f = next((x for x in d.get("findings", []) if x.get("severity") == "error"), {})
-sys.exit(0 if eval(sys.argv[2]) else 1)
+# and we never send a fatal alert of our own (OpenSSL 3's decode_error on
+# a close without close_notify read as ours)
+ours = [x for x in d.get("trace", []) if x.get("dir") == "out" and x.get("msg") == "Alert"
+        and "fatal" in x.get("detail", "")]
+sys.exit(0 if eval(sys.argv[2]) and not ours else 1)
 PY
 	then ok "doctor connect: $name"
 	else not_ok "doctor connect: $name: want exit $want and $check" "exit $rc: $(python3 -c '
@@ -94,6 +98,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print("result", d.get("result"), "client_cert", json.dumps(d.get("client_cert", {}).get("accepted")))
 for x in d.get("findings", []): print(x.get("severity"), x.get("code"), x.get("text"), "| fix:", x.get("fix"))
+print([x for x in d.get("trace", []) if x.get("msg") == "Alert"])
 ' doc.json 2>&1 | head -8) $(head -c 300 doc.err)"
 	fi
 }
