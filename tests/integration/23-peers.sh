@@ -14,17 +14,11 @@
 P=$(cd "$(dirname "$0")/helpers/peers" && pwd)
 H=$(cd "$(dirname "$0")/helpers" && pwd)
 cd "$T_DIR"
-for t in go java node gnutls-serv gnutls-cli cc; do
-	command -v "$t" >/dev/null || { not_ok "peer $t installed (scripts/deps.sh check)"; exit 0; }
-done
-export GOCACHE=$T_DIR/gocache GOPATH=$T_DIR/gopath GOFLAGS=-mod=mod GOTOOLCHAIN=local GOPROXY=off
-go build -o gopeer "$P/gopeer.go" 2> go.err || { not_ok "go helper builds" "$(cat go.err)"; exit 0; }
+peers_need go java node gnutls-serv gnutls-cli cc
+peers_gopeer
 cc -shared -fPIC -o bind_lo.so "$P/bind_lo.c" -ldl || { not_ok "bind_lo.so builds"; exit 0; }
 
-q "$MTLS" ca init root --trust-domain example.org
-q "$MTLS" ca intermediate prod --parent root --name prod --permit-spiffe spiffe://example.org/ns/prod/ \
-    --permit-dns localhost
-q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
+pki_scoped
 q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/client --out client
 q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/other --out other
 # the JDK peers load what `mtls cert export --format p12` writes

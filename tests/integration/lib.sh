@@ -147,6 +147,30 @@ pki_pair() {
 	q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
 	q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/client --out client
 }
+# pki_scoped: root CA "root" (trust domain example.org) and "prod", an
+# intermediate scoped to spiffe://example.org/ns/prod/ and DNS localhost,
+# with server.pem (spiffe://example.org/ns/prod/server, DNS localhost).
+pki_scoped() {
+	q "$MTLS" ca init root --trust-domain example.org
+	q "$MTLS" ca intermediate prod --parent root --name prod --permit-spiffe spiffe://example.org/ns/prod/ \
+	    --permit-dns localhost
+	q "$MTLS" ca issue --ca prod --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --out server
+}
+# peers_need TOOL...: each installed, else one not_ok with the deps.sh
+# hint and the script ends
+peers_need() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null || { not_ok "peer $t installed (scripts/deps.sh check)"; exit 0; }
+	done
+}
+# peers_gopeer: helpers/peers/gopeer.go built into ./gopeer, offline, its
+# caches in $T_DIR
+peers_gopeer() {
+	export GOCACHE=$T_DIR/gocache GOPATH=$T_DIR/gopath GOFLAGS=-mod=mod GOTOOLCHAIN=local GOPROXY=off
+	go build -o gopeer "$_root/tests/integration/helpers/peers/gopeer.go" 2> go.err ||
+	    { not_ok "go helper builds" "$(cat go.err)"; exit 0; }
+}
 # backdated NAME SAN START END [CA_DIR]: NAME.key and NAME.pem (leaf, then
 # CA_DIR's certificate; default int) valid from START to END
 # (YYYYMMDDHHMMSSZ), made with `openssl ca`, which can date a certificate

@@ -560,6 +560,12 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 	deadline = now_us() + 1500000;
 	if (deadline > a->deadline_us)
 		deadline = a->deadline_us;
+	/* from here on a close without close_notify is an EOF: a server that
+	 * refuses us by just closing (Node's rejectUnauthorized destroys the
+	 * socket after the handshake, no alert), or one that closes after its
+	 * HTTP answer; OpenSSL 3 would call it an error and send decode_error
+	 * itself, which the trace would show as ours */
+	SSL_set_options(a->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	while (SSL_version(a->ssl) == TLS1_3_VERSION && !a->saw_nst) {
 		r = SSL_read(a->ssl, buf, sizeof(buf));
 		if (r > 0) {

@@ -194,6 +194,7 @@ struct gwc {
 	int		 status;	/* our own answer, when not proxied */
 	char		 err_code[32];
 	char		 err_msg[300];
+	const char	*result;	/* taxonomy code of a refusal, logged */
 	int		 discard;	/* refusing: read the body, drop it */
 	int		 up_chunked;	/* request body chunked to upstream */
 	/* the head the upstream gets: built once in rq_headers_complete
@@ -1186,6 +1187,8 @@ rq_headers_complete(http_parser *p)
 	}
 	c->route = rt;
 	if (!rt->r->optional && !c->verified) {
+		c->result = c->fail ? mtls_fail_name(c->fail) :
+		    "no_client_cert";
 		refuse(c, 403, "client_certificate_required", "route %s "
 		    "requires a client certificate that verifies (%s)",
 		    rt->name, c->fail ? mtls_fail_name(c->fail) :
@@ -1208,6 +1211,7 @@ rq_headers_complete(http_parser *p)
 		return 0;
 	}
 	if (!rt->r->optional && !route_allows(rt->r, &c->ids)) {
+		c->result = "not_authorized";	/* the proxy's word for it */
 		refuse(c, 403, "forbidden", "route %s does not allow %s "
 		    "(allow: %s%s)", rt->name, c->peer_id ? c->peer_id :
 		    "this certificate", rt->r->n_allow ? rt->r->allow[0] : "",
@@ -1564,6 +1568,8 @@ access_log(struct gwc *c, int status)
 		n = esc_json_put(b, sizeof(b) - 1, n, c->err_msg,
 		    strlen(c->err_msg), AL_MSG);
 	}
+	if (c->result != NULL)
+		PUT(",\"result\":\"%s\"", c->result);
 #undef STR
 #undef PUT
 	if (fz_log != NULL) {
@@ -1604,6 +1610,8 @@ access_log(struct gwc *c, int status)
 		json_object_set_new(o, "error", esc_jstr(c->err_code));
 		json_object_set_new(o, "message", esc_jstr(c->err_msg));
 	}
+	if (c->result != NULL)
+		json_object_set_new(o, "result", esc_jstr(c->result));
 	log_emit(level, "request", o);
 	json_decref(o);
 }
@@ -1729,6 +1737,7 @@ exchange_reset(struct gwc *c)
 	c->req_done = c->head_done = c->keep = 0;
 	c->status = 0;
 	c->err_code[0] = c->err_msg[0] = '\0';
+	c->result = NULL;
 	c->discard = c->up_chunked = c->expect100 = 0;
 	c->uh_len = 0;
 	c->uh_fail = 0;

@@ -1,8 +1,8 @@
 // A JDK TLS client for the peer tests (java Client.java, JDK 17):
-//   java Client.java HOST PORT KEYSTORE.p12 PASSWORD CA.pem
+//   java Client.java HOST PORT KEYSTORE.p12 PASSWORD CA.pem [PATH]
 // Connects with the keystore's key and chain, verifies the server against
 // the PEM roots and its name (HTTPS endpoint identification), sends
-// "GET /" and prints the answer. Exit 1 on any failure.
+// "GET PATH" (default /) and prints the answer. Exit 1 on any failure.
 import java.io.*;
 import java.nio.charset.StandardCharsets;
 import java.security.*;
@@ -36,7 +36,8 @@ public class Client {
             s.setSoTimeout(10000);
             s.startHandshake();
             OutputStream out = s.getOutputStream();
-            out.write(("GET / HTTP/1.1\r\nHost: " + a[0] + "\r\nConnection: close\r\n\r\n")
+            String path = a.length > 5 ? a[5] : "/";
+            out.write(("GET " + path + " HTTP/1.1\r\nHost: " + a[0] + "\r\nConnection: close\r\n\r\n")
                 .getBytes(StandardCharsets.ISO_8859_1));
             out.flush();
             byte[] b = s.getInputStream().readAllBytes();

@@ -4,9 +4,9 @@
 //	    TLS 1.3 minimum; require: ClientAuth RequireAndVerifyClientCert
 //	    against -ca. Each connection: reads up to an empty line, answers
 //	    "HTTP/1.1 200" with "hello from go" and the client's URI SAN.
-//	gopeer client -connect 127.0.0.1:P -name N -cert F -key F -ca F
-//	    one GET / with a client certificate; prints the answer; exit 1 on
-//	    any error (the error on stderr).
+//	gopeer client -connect 127.0.0.1:P -name N -cert F -key F -ca F [-path /P]
+//	    one GET of -path (default /) with a client certificate; prints the
+//	    answer; exit 1 on any error (the error on stderr).
 package main
 
 import (
@@ -115,6 +115,7 @@ func client(args []string) {
 	cert := fs.String("cert", "", "")
 	key := fs.String("key", "", "")
 	ca := fs.String("ca", "", "")
+	path := fs.String("path", "/", "")
 	fs.Parse(args)
 	cfg := &tls.Config{RootCAs: pool(*ca), ServerName: *name, MinVersion: tls.VersionTLS12}
 	if *cert != "" {
@@ -128,7 +129,7 @@ func client(args []string) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", *name)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", *path, *name)
 	b, err := io.ReadAll(c)
 	os.Stdout.Write(b)
 	if err != nil || len(b) == 0 {
