@@ -48,6 +48,9 @@ forge fadmin sib "$web_serial" /CN=admin URI:spiffe://example.org/admin
 forge twinweb twin "$web_serial" "$(openssl x509 -in web.pem -noout -subject -nameopt compat | sed 's/^subject=//')" \
     URI:spiffe://example.org/ns/prod/web
 forge twinadmin twin "$victim_serial" /CN=admin URI:spiffe://example.org/admin
+# signed with int's own key outside the CA (openssl by hand): never recorded
+forge handweb int "$web_serial" /CN=web URI:spiffe://example.org/ns/prod/payments
+forge handnew int 7E57AB1E0000000000000000000001 /CN=web URI:spiffe://example.org/ns/prod/payments
 [ "$(serial_of pay.leaf)" = "$web_serial" ] && [ "$(serial_of twinweb.leaf)" = "$web_serial" ] \
     && ok "setup: the forgeries carry the serial of a genuine int leaf" || not_ok "forged serial" "$(serial_of pay.leaf)"
 [ "$(openssl x509 -in twinweb.leaf -noout -issuer)" = "$(openssl x509 -in web.pem -noout -issuer)" ] \
@@ -88,6 +91,10 @@ call "renew with the twin's copy of the web leaf (same serial, subject, names, i
 call "revoke by the sibling's leaf for the admin ID" /v1/revoke revoke.json 403 unknown_certificate fadmin
 call "revoke by the twin's leaf for the admin ID (the victim's serial)" /v1/revoke revoke.json 403 \
     unknown_certificate twinadmin
+call "renew with a leaf int's key signed outside the CA, a recorded serial" /v1/renew renew.json 403 \
+    "inventory holds another certificate with that serial" handweb
+call "renew with a leaf int's key signed outside the CA, an unrecorded serial" /v1/renew renew.json 403 \
+    "not in its inventory" handnew
 [ "$(rows)" = "$before" ] && ok "the forgeries recorded no certificate" || not_ok "inventory rows" "$before -> $(rows)"
 [ "$(status_of "$victim_serial")" = valid ] && ok "the forged admin revoked nothing" \
     || not_ok "victim status" "$(status_of "$victim_serial")"
