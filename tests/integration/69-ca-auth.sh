@@ -94,7 +94,7 @@ call "revoke by the twin's leaf for the admin ID (the victim's serial)" /v1/revo
 call "renew with a leaf int's key signed outside the CA, a recorded serial" /v1/renew renew.json 403 \
     "inventory holds another certificate with that serial" handweb
 call "renew with a leaf int's key signed outside the CA, an unrecorded serial" /v1/renew renew.json 403 \
-    "not in its inventory" handnew
+    "serial 7E57AB1E0000000000000000000001 was not issued by this CA (not in its inventory)" handnew
 [ "$(rows)" = "$before" ] && ok "the forgeries recorded no certificate" || not_ok "inventory rows" "$before -> $(rows)"
 [ "$(status_of "$victim_serial")" = valid ] && ok "the forged admin revoked nothing" \
     || not_ok "victim status" "$(status_of "$victim_serial")"

@@ -1244,32 +1244,28 @@ ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
     size_t why_len, struct mtls_error *err)
 {
 	EVP_PKEY *capub = X509_get0_pubkey(ca->cert);
+	const char *no = NULL;
+	char serial[48];
 	int rc;
 
 	memset(rec, 0, sizeof(*rec));
-	serial_hex(X509_get0_serialNumber(x), rec->serial,
-	    sizeof(rec->serial));
-	if (X509_check_issued(ca->cert, x) != X509_V_OK) {
-		snprintf(why, why_len, "certificate serial %s was not issued "
-		    "by this CA (another issuer name or key identifier)",
-		    rec->serial);
-		return 1;
-	}
-	if (capub == NULL || X509_verify(x, capub) != 1) {
-		ERR_clear_error();
-		snprintf(why, why_len, "certificate serial %s was not issued "
-		    "by this CA (its signature is not this CA's)", rec->serial);
-		return 1;
-	}
-	rc = store_get_cert(ca->store, x, rec, err);
-	if (rc == 1)
-		snprintf(why, why_len, "certificate serial %s was not issued "
-		    "by this CA (not in its inventory)", rec->serial);
+	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
+	if (X509_check_issued(ca->cert, x) != X509_V_OK)
+		no = "another issuer name or key identifier";
+	else if (capub == NULL || X509_verify(x, capub) != 1)
+		no = "its signature is not this CA's";
+	else if ((rc = store_get_cert(ca->store, x, rec, err)) < 0)
+		return -1;
+	else if (rc == 1)
+		no = "not in its inventory";
 	else if (rc == 2)
-		snprintf(why, why_len, "certificate serial %s was not issued "
-		    "by this CA (its inventory holds another certificate with "
-		    "that serial)", rec->serial);
-	return rc < 0 ? -1 : rc == 0 ? 0 : 1;
+		no = "its inventory holds another certificate with that serial";
+	ERR_clear_error();
+	if (no == NULL)
+		return 0;
+	snprintf(why, why_len, "certificate serial %s was not issued by this "
+	    "CA (%s)", serial, no);
+	return 1;
 }
 
 struct crl_collect {
