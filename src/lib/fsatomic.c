@@ -176,6 +176,27 @@ fs_check_writable(const char *path, int overwrite, struct mtls_error *err)
 }
 
 int
+fs_check_private(const char *path, const char *label, const char *hint,
+    struct mtls_error *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return error_set_errno(err, MTLS_ERR_IO, "%s%s", label, path);
+	if (st.st_uid != geteuid())
+		return error_set(err, MTLS_ERR_ARG, "%s%s belongs to uid %u, not "
+		    "to this user (uid %u): chown %u %s%s", label, path,
+		    (unsigned)st.st_uid, (unsigned)geteuid(),
+		    (unsigned)geteuid(), path, hint);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return error_set(err, MTLS_ERR_ARG, "%s%s is writable by %s "
+		    "(mode %03o): chmod go-w %s%s", label, path,
+		    st.st_mode & S_IWOTH ? "others" : "its group",
+		    (unsigned)(st.st_mode & 07777), path, hint);
+	return 0;
+}
+
+int
 fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
     int overwrite, struct mtls_error *err)
 {

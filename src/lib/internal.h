@@ -86,6 +86,13 @@ int	 fs_write_atomic(const char *path, const void *data, size_t len,
  * writable, so a command fails before it changes anything. */
 int	 fs_check_writable(const char *path, int overwrite,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Refuses <path> (followed if a symlink) unless this user owns it and
+ * neither group nor others can write it: what holds keys, trust or policy
+ * that another local user must not swap. The message names <label><path>
+ * and the chown/chmod that fixes it, then <hint>. -1 with err->sys set
+ * when it cannot be stat'ed (ENOENT: missing). */
+int	 fs_check_private(const char *path, const char *label,
+	    const char *hint, struct mtls_error *) MTLS_MUST_CHECK;
 /* fsync of a folder, after a rename into it. */
 int	 fs_fsync_dir(const char *dir, struct mtls_error *) MTLS_MUST_CHECK;
 

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,53 @@ test_pass_file(void **state)
 	assert_non_null(strstr(err.msg, "empty"));
 }
 
+/* fs_check_private: this user's and writable by nobody else, or refused
+ * naming the file and the fix */
+static void
+test_check_private(void **state)
+{
+	static const struct {
+		mode_t	 mode;
+		int	 want_rv;
+		const char *want_msg;
+	} cases[] = {
+		{ 0600, 0, NULL },
+		{ 0644, 0, NULL },
+		{ 0700, 0, NULL },
+		{ 0660, -1, "is writable by its group (mode 660): chmod go-w " },
+		{ 0602, -1, "is writable by others (mode 602): chmod go-w " },
+		{ 01777, -1, "is writable by others (mode 1777)" },
+	};
+	struct mtls_error err;
+	char p[300];
+	size_t i;
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/priv", dir);
+	assert_int_equal(fs_write_atomic(p, "x", 1, 0600, 1, &err), 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(chmod(p, cases[i].mode), 0);
+		error_clear(&err);
+		assert_int_equal(fs_check_private(p, "--x ", "; hint", &err),
+		    cases[i].want_rv);
+		if (cases[i].want_msg != NULL) {
+			assert_non_null(strstr(err.msg, cases[i].want_msg));
+			assert_non_null(strstr(err.msg, "--x /"));
+			assert_non_null(strstr(err.msg, "/priv; hint"));
+		}
+	}
+	assert_int_equal(chmod(p, 0600), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(p, 65534, (gid_t)-1), 0);
+		assert_int_equal(fs_check_private(p, "", "", &err), -1);
+		assert_non_null(strstr(err.msg, "priv belongs to uid 65534, not "
+		    "to this user (uid 0): chown 0 "));
+	}
+	snprintf(p, sizeof(p), "%s/missing", dir);
+	assert_int_equal(fs_check_private(p, "", "", &err), -1);
+	assert_int_equal(err.sys, ENOENT);
+}
+
 int
 main(void)
 {
@@ -144,6 +192,7 @@ main(void)
 		cmocka_unit_test(test_write),
 		cmocka_unit_test(test_read_limits),
 		cmocka_unit_test(test_pass_file),
+		cmocka_unit_test(test_check_private),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1414,17 +1414,8 @@ check_out_dir(const char *dir, struct mtls_error *err)
 	if (!S_ISDIR(st.st_mode))
 		return error_set(err, MTLS_ERR_ARG, "--out-dir %s is not a "
 		    "directory", dir);
-	if (st.st_uid != geteuid())
-		return error_set(err, MTLS_ERR_ARG, "--out-dir %s belongs to "
-		    "uid %u, not to this user (uid %u): chown %u %s, or give a "
-		    "new path (it is created 0700)", dir, (unsigned)st.st_uid,
-		    (unsigned)geteuid(), (unsigned)geteuid(), dir);
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return error_set(err, MTLS_ERR_ARG, "--out-dir %s is writable "
-		    "by %s (mode %03o): chmod go-w %s, or give a new path (it "
-		    "is created 0700)", dir, st.st_mode & S_IWOTH ? "others" :
-		    "its group", (unsigned)(st.st_mode & 07777), dir);
-	return 0;
+	return fs_check_private(dir, "--out-dir ", ", or give a new path (it "
+	    "is created 0700)", err);
 }
 
 static int

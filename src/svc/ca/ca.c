@@ -489,6 +489,40 @@ ca_close(struct ca *ca)
 	free(ca);
 }
 
+/*
+ * A CA directory decides what is issued (ca.conf's roles), whom ca serve
+ * trusts (bundle.pem), what was issued and revoked (inventory.db) and
+ * signs with ca.key: another user who can write any of them, or the
+ * folder, could rewrite the roles or swap the key. So each must belong to
+ * this user and be writable by nobody else (the rule of agent's
+ * --out-dir); ca init and ca intermediate make the folder 0700. The folder
+ * is checked first: once it is ours alone, nobody else can replace a file
+ * in it between this check and its read. A file that does not exist is
+ * left to its loader to report.
+ */
+static int
+check_ca_dir(const char *dir, int want_key, struct mtls_error *err)
+{
+	static const char *names[] = { "ca.pem", "bundle.pem", "ca.conf",
+	    "inventory.db", "inventory.db-wal", "inventory.db-shm", "ca.key" };
+	static const char hint[] = " (whoever can write a CA directory "
+	    "decides what it issues)";
+	char p[PATH_MAX];
+	size_t i, n = sizeof(names) / sizeof(names[0]);
+
+	if (fs_check_private(dir, "", hint, err) != 0)
+		return -1;
+	for (i = 0; i < (want_key ? n : n - 1); i++) {
+		join(p, sizeof(p), dir, names[i]);
+		if (fs_check_private(p, "", hint, err) != 0) {
+			if (err->sys != ENOENT)
+				return -1;
+			error_clear(err);
+		}
+	}
+	return 0;
+}
+
 static int
 open_common(struct ca **out, const char *dir, const char *pass_file,
     int want_key, struct mtls_error *err)
@@ -503,6 +537,8 @@ open_common(struct ca **out, const char *dir, const char *pass_file,
 	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode))
 		return error_set(err, MTLS_ERR_IO, "%s: not a CA directory "
 		    "(create one with mtls ca init)", dir);
+	if (check_ca_dir(dir, want_key, err) != 0)
+		return -1;
 	if ((ca = calloc(1, sizeof(*ca))) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	snprintf(ca->dir, sizeof(ca->dir), "%s", dir);
@@ -1191,6 +1227,45 @@ ca_revoke(struct ca *ca, const char *serial, int reason,
 		return -1;
 	snprintf(res->serial, sizeof(res->serial), "%s", canon);
 	return 0;
+}
+
+/*
+ * Whether <x> is a certificate this CA issued, for ca serve's callers
+ * (issue 18): a certificate chaining to the root proves nothing about who
+ * issued it, and a serial is public (every CRL, every leaf), so a sibling
+ * intermediate could sign any serial of ours with any name. Three checks,
+ * each enough on its own against that forgery, all cheap: the issuer name
+ * and key identifier are this CA's (X509_check_issued), this CA's key
+ * verifies the signature, and the inventory row for the serial holds
+ * exactly these DER bytes (store.c keeps what was signed since schema 1).
+ */
+int
+ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
+    size_t why_len, struct mtls_error *err)
+{
+	EVP_PKEY *capub = X509_get0_pubkey(ca->cert);
+	const char *no = NULL;
+	char serial[48];
+	int rc;
+
+	memset(rec, 0, sizeof(*rec));
+	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
+	if (X509_check_issued(ca->cert, x) != X509_V_OK)
+		no = "another issuer name or key identifier";
+	else if (capub == NULL || X509_verify(x, capub) != 1)
+		no = "its signature is not this CA's";
+	else if ((rc = store_get_cert(ca->store, x, rec, err)) < 0)
+		return -1;
+	else if (rc == 1)
+		no = "not in its inventory";
+	else if (rc == 2)
+		no = "its inventory holds another certificate with that serial";
+	ERR_clear_error();
+	if (no == NULL)
+		return 0;
+	snprintf(why, why_len, "certificate serial %s was not issued by this "
+	    "CA (%s)", serial, no);
+	return 1;
 }
 
 struct crl_collect {

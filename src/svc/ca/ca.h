@@ -59,6 +59,12 @@ int	 store_token_get(struct store *, const char *hash, char *spiffe_id,
  * 1 not issued by this CA, -1 error. */
 int	 store_get(struct store *, const char *serial, struct cert_rec *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The record of <x>'s serial, and whether it is <x> itself: the row keeps
+ * the DER of what was issued, and 0 means those very bytes. 1 when the
+ * serial is not in the inventory, 2 when it is but holds another
+ * certificate (same serial, other bytes: not ours), -1 error. */
+int	 store_get_cert(struct store *, X509 *x, struct cert_rec *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Marks <serial> revoked; 0, or -1 (unknown serial names it). Sets
  * *already when it was revoked before (nothing changes then). */
 int	 store_revoke(struct store *, const char *serial, int reason,
@@ -216,6 +222,12 @@ struct ca_serve_opts {
 int	 ca_serve(const struct ca_serve_opts *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 
+/* Whether <x> is a certificate this CA issued: its issuer is this CA's
+ * certificate (name, key identifier, signature) and the inventory holds
+ * exactly <x> under its serial. 0 yes (*rec is its record: revocation),
+ * 1 no (<why> says which, naming the serial), -1 error (err). */
+int	 ca_issued(struct ca *, X509 *x, struct cert_rec *rec, char *why,
+	    size_t why_len, struct mtls_error *) MTLS_MUST_CHECK;
 int	 ca_revoke(struct ca *, const char *serial, int reason,
 	    struct ca_result *, int *already, struct mtls_error *) MTLS_MUST_CHECK;
 /* A fresh signed CRL of every revocation in the inventory. */

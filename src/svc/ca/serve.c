@@ -231,11 +231,10 @@ own_reusable(struct server *s, const char *pem_path, const char *key_path,
     X509 **out, char *why, size_t why_len)
 {
 	STACK_OF(X509) *chain = NULL;
-	EVP_PKEY *key = NULL, *capub;
+	EVP_PKEY *key = NULL;
 	struct mtls_error e;
 	struct cert_rec rec;
 	X509 *leaf;
-	char serial[48];
 	int64_t nb, na, now = (int64_t)time(NULL);
 	int rc, ok = 0;
 
@@ -252,10 +251,15 @@ own_reusable(struct server *s, const char *pem_path, const char *key_path,
 	leaf = sk_X509_value(chain, 0);
 	nb = asn1_time_unix(X509_get0_notBefore(leaf));
 	na = asn1_time_unix(X509_get0_notAfter(leaf));
-	capub = X509_get0_pubkey(s->ca->cert);
-	if (X509_check_issued(s->ca->cert, leaf) != X509_V_OK || capub == NULL ||
-	    X509_verify(leaf, capub) != 1)
-		snprintf(why, why_len, "not issued by this CA");
+	pthread_mutex_lock(&s->mu);
+	rc = ca_issued(s->ca, leaf, &rec, why, why_len, &e);
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0)
+		snprintf(why, why_len, "%s", e.msg);
+	else if (rc > 0)
+		;	/* why says it */
+	else if (rec.revoked)
+		snprintf(why, why_len, "revoked");
 	else if (!profile_is_ca_server(leaf))
 		snprintf(why, why_len, "no CA-server extended key usage");
 	else if (!same_names(leaf, &s->o->names))
@@ -267,22 +271,8 @@ own_reusable(struct server *s, const char *pem_path, const char *key_path,
 	else if (now < nb || now >= nb + (na - nb) * 2 / 3)
 		snprintf(why, why_len, "a third of its life or less left");
 	else {
-		serial_hex(X509_get0_serialNumber(leaf), serial,
-		    sizeof(serial));
-		pthread_mutex_lock(&s->mu);
-		rc = store_get(s->ca->store, serial, &rec, &e);
-		pthread_mutex_unlock(&s->mu);
-		if (rc != 0)
-			snprintf(why, why_len, "%s", rc < 0 ? e.msg :
-			    "not in the inventory");
-		else if (rec.revoked)
-			snprintf(why, why_len, "revoked");
-		else {
-			*out = X509_dup(leaf);
-			ok = *out != NULL;
-		}
-		if (rc == 0)
-			free(rec.identities);
+		*out = X509_dup(leaf);
+		ok = *out != NULL;
 	}
  out:
 	ERR_clear_error();
@@ -468,6 +458,7 @@ struct reply {
 	char		*body;		/* malloc'd */
 	size_t		 len;
 	int		 route;
+	const char	*code;		/* the error code answered, logged */
 	char		 error[600];	/* logged */
 };
 
@@ -495,6 +486,7 @@ reply_error(struct reply *rp, int status, const char *code, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(rp->error, sizeof(rp->error), fmt, ap);
 	va_end(ap);
+	rp->code = code;
 	json_object_set_new(o, "error", esc_jstr(code));
 	json_object_set_new(o, "message", esc_jstr(rp->error));
 	reply_json(rp, status, o);
@@ -678,14 +670,21 @@ h_enroll(struct server *s, struct conn *c, const struct http_req *req,
 	json_decref(o);
 }
 
-/* The client's certificate, verified, issued by this CA and not revoked:
- * 0, or -1 with the reply set. */
+/*
+ * The client's certificate, verified, issued by this CA and not revoked:
+ * 0, or -1 with the reply set. Chaining to the root is not enough: a
+ * sibling intermediate under the same root can sign any serial and any
+ * name (issue 18), so the presented leaf must be byte for byte one this
+ * CA signed and recorded (ca_issued). The admin rules of /v1/revoke are
+ * matched on that same certificate: admins hold certificates of this CA.
+ */
 static int
 authenticated(struct server *s, struct conn *c, struct reply *rp,
     struct cert_rec *rec)
 {
 	struct mtls_error err;
-	const char *serial = mtls_peer_serial(c->t);
+	char why[300];
+	X509 *leaf;
 	int rc;
 
 	if (!mtls_peer_verified(c->t)) {
@@ -700,22 +699,26 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 			    mtls_error(c->t));
 		return -1;
 	}
+	if ((leaf = SSL_get0_peer_certificate(c->t->ssl)) == NULL) {
+		reply_error(rp, 401, "client_cert_required", "this call needs "
+		    "a client certificate issued by this CA");
+		return -1;
+	}
 	error_clear(&err);
 	pthread_mutex_lock(&s->mu);
-	rc = store_get(s->ca->store, serial, rec, &err);
+	rc = ca_issued(s->ca, leaf, rec, why, sizeof(why), &err);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
 		reply_error(rp, 500, "internal", "%s", err.msg);
 		return -1;
 	}
 	if (rc == 1) {
-		reply_error(rp, 403, "unknown_certificate", "certificate serial "
-		    "%s was not issued by this CA", serial);
+		reply_error(rp, 403, "unknown_certificate", "%s", why);
 		return -1;
 	}
 	if (rec->revoked) {
 		reply_error(rp, 403, "revoked", "certificate serial %s is "
-		    "revoked", serial);
+		    "revoked", rec->serial);
 		return -1;
 	}
 	return 0;
@@ -1170,6 +1173,8 @@ log_request(struct conn *c, const struct http_req *req, struct reply *rp,
 	    req->method : "-"));
 	json_object_set_new(o, "path", esc_jstr(path));
 	json_object_set_new(o, "status", json_integer(rp->status));
+	if (rp->code != NULL)
+		json_object_set_new(o, "code", esc_jstr(rp->code));
 	json_object_set_new(o, "ms", json_integer(net_now_ms() - t0));
 	if (rp->error[0])
 		json_object_set_new(o, "error", esc_jstr(rp->error));

@@ -337,18 +337,22 @@ store_token_get(struct store *s, const char *hash, char *spiffe_id,
 	return rv;
 }
 
-int
-store_get(struct store *s, const char *serial, struct cert_rec *r,
-    struct mtls_error *err)
+/* The record of <serial> into <r>; with <der>, also whether the row holds
+ * exactly those bytes. 0 found (and the same), 1 no such serial, 2 the
+ * serial is ours but <der> is another certificate, -1 error. */
+static int
+get_rec(struct store *s, const char *serial, const uint8_t *der,
+    size_t der_len, struct cert_rec *r, struct mtls_error *err)
 {
 	sqlite3_stmt *st = NULL;
+	const void *blob;
 	const char *t;
 	int rc, rv = -1;
 
 	memset(r, 0, sizeof(*r));
 	if (sqlite3_prepare_v2(s->db, "SELECT kind, status, revoked_at, "
-	    "reason, not_after FROM certs WHERE serial = ?", -1, &st, NULL) !=
-	    SQLITE_OK)
+	    "reason, not_after, der FROM certs WHERE serial = ?", -1, &st,
+	    NULL) != SQLITE_OK)
 		return db_error(s, err, "cannot prepare lookup");
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(st);
@@ -367,8 +371,40 @@ store_get(struct store *s, const char *serial, struct cert_rec *r,
 		r->reason = sqlite3_column_int(st, 3);
 		r->not_after = sqlite3_column_int64(st, 4);
 		rv = 0;
+		if (der != NULL) {
+			/* column_blob before column_bytes (SQLite's rule) */
+			blob = sqlite3_column_blob(st, 5);
+			if (blob == NULL ||
+			    (size_t)sqlite3_column_bytes(st, 5) != der_len ||
+			    memcmp(blob, der, der_len) != 0)
+				rv = 2;
+		}
 	}
 	sqlite3_finalize(st);
+	return rv;
+}
+
+int
+store_get(struct store *s, const char *serial, struct cert_rec *r,
+    struct mtls_error *err)
+{
+	return get_rec(s, serial, NULL, 0, r, err);
+}
+
+int
+store_get_cert(struct store *s, X509 *x, struct cert_rec *r,
+    struct mtls_error *err)
+{
+	unsigned char *der = NULL;
+	char serial[48];
+	int der_len, rv;
+
+	memset(r, 0, sizeof(*r));
+	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
+	if ((der_len = i2d_X509(x, &der)) <= 0)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	rv = get_rec(s, serial, der, (size_t)der_len, r, err);
+	OPENSSL_free(der);
 	return rv;
 }
 
