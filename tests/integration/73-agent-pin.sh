@@ -46,7 +46,7 @@ URL="https://localhost:$port"
 start_bg caserve "$MTLS" ca serve --ca int --listen "127.0.0.1:$port" --url "$URL" --admin spiffe://example.org/admin
 wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve.log" || { not_ok "ca serve starts" "$(cat "$T_DIR/caserve.log")"; exit 0; }
 "$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/ns/prod/web > web.token
-secret=$(cut -d. -f3 web.token)
+secret=$(cut -d. -f4 web.token)
 unused() { [ "$(sqlite3 int/inventory.db "SELECT count(*) FROM tokens WHERE used_at IS NULL")" = "$1" ]; }
 
 # start_fake NAME CHAIN KEY ANSWER: a fake CA; sets FAKE_URL, FAKE_LOG
