@@ -281,7 +281,8 @@ pin_verify(int ok, X509_STORE_CTX *sctx)
 		    X509_V_ERR_APPLICATION_VERIFICATION);
 		return 0;
 	}
-	if (ok || a == NULL || a->seen_fp[0] != '\0' || a->not_ca[0] != '\0')
+	if (ok || a == NULL || a->seen_fp[0] != '\0' || a->not_ca[0] != '\0' ||
+	    a->ca_found[0] != '\0')
 		return ok;
 	/* outside its validity by our clock: clock skew, not a pin
 	 * mismatch */
