@@ -166,6 +166,11 @@ only_certs web/bundle.pem 1 && cmp -s web/bundle.pem <(openssl x509 -in root/ca.
     || not_ok "bundle.pem carries the answer's bytes" "$(cat -v web/bundle.pem | head -20)"
 only_certs web/svid.pem 2 && ok "svid.pem holds the leaf and int alone, re-encoded" \
     || not_ok "svid.pem carries the answer's bytes" "$(cat -v web/svid.pem | head -20)"
+# --layout k8s, and a --ca-bundle with the same bytes: copied re-encoded too
+expect_exit 0 "the same answer, --layout k8s, --ca-bundle with the junk: renewed" "$MTLS" agent --ca-url "$FAKE_URL" \
+    --cert web/svid.pem --key web/svid.key --ca-bundle b-junk.pem --layout k8s --out-dir kj --once
+only_certs kj/ca.crt 1 && only_certs kj/tls.crt 2 && ok "k8s: ca.crt and tls.crt hold only the re-encoded certificates" \
+    || not_ok "k8s files carry the answer's bytes" "$(cat -v kj/ca.crt kj/tls.crt | head -20)"
 sums web > web.sums
 
 # ---- 5. enrollment: the pinned connection may not add a root either ----
