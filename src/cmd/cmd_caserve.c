@@ -41,8 +41,10 @@ static const char token_help[] =
 "usage: mtls ca token create --ca DIR --spiffe-id URI [--ttl D]\n"
 "Prints a one-time join token for `mtls agent --token-file`: it buys one\n"
 "certificate for URI from `mtls ca serve` within --ttl (default 1h). It\n"
-"carries the SHA-256 fingerprint of the CA's root, so the agent can\n"
-"authenticate the server; only its hash is stored.\n";
+"carries the SHA-256 fingerprints of the CA's root and of this CA (the\n"
+"issuer of ca serve's certificate), so the agent can authenticate the\n"
+"server: mtls2.<root sha256>.<CA sha256>.<secret>; only its hash is\n"
+"stored.\n";
 
 int
 ca_serve_cmd(int argc, char **argv)

@@ -24,11 +24,13 @@ h=$(curl -sS --max-time 5 --cacert root/bundle.pem "$URL/healthz")
 
 # ---- enrollment with the agent ----
 "$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/ns/prod/web > web.token 2> err \
-    && grep -Eq '^mtls1\.[0-9a-f]{64}\.[A-Za-z0-9_-]{43}$' web.token \
-    && ok "token create prints a token carrying the root fingerprint" || not_ok "token create" "$(cat err web.token)"
+    && grep -Eq '^mtls2\.[0-9a-f]{64}\.[0-9a-f]{64}\.[A-Za-z0-9_-]{43}$' web.token \
+    && ok "token create prints a token carrying the root and CA fingerprints" || not_ok "token create" "$(cat err web.token)"
 fp=$(openssl x509 -in root/bundle.pem -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr A-F a-f)
-grep -q "^mtls1\.$fp\." web.token && ok "the token's fingerprint is the root's SHA-256" || not_ok "token fingerprint"
-sqlite3 int/inventory.db "SELECT hash FROM tokens" | grep -q "$(cut -d. -f3 web.token)" \
+int_fp=$(openssl x509 -in int1.pem -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr A-F a-f)
+grep -q "^mtls2\.$fp\.$int_fp\." web.token && ok "the token's fingerprints are the root's and the serving CA's SHA-256" \
+    || not_ok "token fingerprints" "$(cat web.token)"
+sqlite3 int/inventory.db "SELECT hash FROM tokens" | grep -q "$(cut -d. -f4 web.token)" \
     && not_ok "the token's secret must not be stored" || ok "only the token's hash is stored"
 expect_exit 0 "agent --once enrolls with the token" "$MTLS" agent --ca-url "$URL" --token-file web.token --out-dir web --once
 [ "$(stat -c %a web/svid.key)" = 600 ] && ok "svid.key is 0600" || not_ok "svid.key mode" "$(stat -c %a web/svid.key)"
@@ -44,7 +46,7 @@ expect_exit 0 "agent --once renews with the current certificate" "$MTLS" agent -
 expect_exit 1 "a token works once" "$MTLS" agent --ca-url "$URL" --token-file web.token --out-dir web2 --once
 expect_grep "used already" "$T_DIR/err" "the second use says the token was used"
 # a token naming another CA's root: the agent refuses that server
-sed "s/^mtls1\.[0-9a-f]*\./mtls1.$(printf '0%.0s' $(seq 64))./" web.token > wrongfp.token
+sed "s/^mtls2\.[0-9a-f]*\./mtls2.$(printf '0%.0s' $(seq 64))./" web.token > wrongfp.token
 expect_exit 1 "agent refuses a server without the token's root" "$MTLS" agent --ca-url "$URL" \
     --token-file wrongfp.token --out-dir web3 --once
 expect_grep "root pin mismatch: want sha256:0{64}, got sha256:$fp .*bundle lacks it" "$T_DIR/err" "the refusal names the expected and found roots"
@@ -70,7 +72,7 @@ w("malformed.json", '{"token": "' + tok + '", "csr": ')
 w("garbage.json", {"token": tok, "csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"})
 w("badsig.json", {"token": tok, "csr": bad})
 w("other.json", {"token": tok, "csr": open("other.csr").read()})
-w("unknown.json", {"token": "mtls1." + "0" * 64 + ".nope", "csr": good})
+w("unknown.json", {"token": "mtls2." + "0" * 64 + "." + "0" * 64 + ".nope", "csr": good})
 w("notobject.json", [1, 2])
 w("good.json", {"token": tok, "csr": good})
 w("renew.json", {"csr": good})

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The agent's trust boundary (DESIGN.md: the token's root fingerprint is a
-# pin). A man in the middle (helpers/fake_ca.py) that serves the genuine root
+# pin; an mtls1 token, which pins nothing else, is refused: the serving CA's
+# pin is tested in 79 with a sibling CA's server). A man in the middle (helpers/fake_ca.py) that serves the genuine root
 # beside its own, or a root with the genuine root's name and another key,
 # never receives the token and gets nothing written; the refusal names the
 # expected and found fingerprints. Renewals verify the server against
@@ -46,7 +47,7 @@ URL="https://localhost:$port"
 start_bg caserve "$MTLS" ca serve --ca int --listen "127.0.0.1:$port" --url "$URL" --admin spiffe://example.org/admin
 wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve.log" || { not_ok "ca serve starts" "$(cat "$T_DIR/caserve.log")"; exit 0; }
 "$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/ns/prod/web > web.token
-secret=$(cut -d. -f3 web.token)
+secret=$(cut -d. -f4 web.token)
 unused() { [ "$(sqlite3 int/inventory.db "SELECT count(*) FROM tokens WHERE used_at IS NULL")" = "$1" ]; }
 
 # start_fake NAME CHAIN KEY ANSWER: a fake CA; sets FAKE_URL, FAKE_LOG
@@ -65,6 +66,20 @@ never_got() {
 	else not_ok "$1: the fake CA received the token" "$(cat "$FAKE_LOG")"; fi
 }
 empty_dir() { [ ! -e "$1" ] || [ -z "$(ls -A "$1")" ]; }
+
+# ---- 0. tokens that pin less, or nothing readable: refused before any connection ----
+n_enroll() { grep -c '"event":"request".*"path":"/v1/enroll"' "$T_DIR/caserve.log"; }
+printf 'mtls1.%s.%s\n' "$root_fp" "$secret" > old.token
+expect_exit 2 "an mtls1 token (pins only the root): refused" "$MTLS" agent --ca-url "$URL" --token-file old.token \
+    --out-dir old --once
+expect_grep "old.token: this token pins only the root; create a new one with mtls ca token create" "$T_DIR/err" \
+    "the refusal says why and how to fix it"
+cut -c1-135 web.token > short.token
+expect_exit 2 "an mtls2 token with a truncated CA fingerprint: refused" "$MTLS" agent --ca-url "$URL" \
+    --token-file short.token --out-dir old --once
+expect_grep "short.token: malformed token: want mtls2.<root sha256>.<CA sha256>.<secret>" "$T_DIR/err" "the refusal shows the format"
+[ "$(n_enroll)" = 0 ] && ok "neither reached the CA" || not_ok "enroll requests" "$(grep enroll "$T_DIR/caserve.log")"
+empty_dir old && ok "neither wrote anything" || not_ok "old wrote" "$(ls -la old)"
 
 # ---- 1. MITM: genuine root + its own in the bundle, its own chain in TLS ----
 start_fake evil evil-srv.chain evil-srv.key answer-evil.pem

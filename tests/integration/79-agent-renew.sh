@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # What a renewal may install (issue 18, item 3) and an agent whose clock is
-# off (item 4). A server that passes the agent's TLS (here: a sibling CA's
-# own `ca serve` certificate, under the same root, so it has the CA-server
-# EKU; helpers/fake_ca.py answering with what it likes) cannot install
-# another identity, a certificate from another CA, or a root that no current
-# root cross-signed: nothing is written, one log line says why. A root
-# cross-signed by the current root is accepted. Then an agent and a proxy's
-# built-in agent one hour ahead of a CA issuing 15-second certificates (run
-# under faketime): a handful of issuances in 20 s, one clock_skew line with
-# the skew, nothing installed; an agent an hour behind the same.
+# off (item 4). A server that passes the agent's TLS (helpers/fake_ca.py
+# with the genuine CA's own `ca serve` certificate, answering with what it
+# likes) cannot install another identity, a certificate from another CA (a
+# sibling under the same root included) or outliving its CA, a root that no
+# current root cross-signed, or any byte but our own PEM of the certificates
+# it sent: nothing is written, one log line says why. A root cross-signed by
+# the current root is accepted. A sibling CA's `ca serve` (same root, the
+# CA-server EKU) is not the CA that made the token nor the one that issued
+# ours: refused in TLS, the token never sent, its "revoked" never heard.
+# Then an agent and a proxy's built-in agent one hour ahead of a CA issuing
+# 15-second certificates (run under faketime): a handful of issuances in
+# 20 s, one clock_skew line with the skew, nothing installed; an agent an
+# hour behind the same.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
 command -v faketime > /dev/null || { not_ok "faketime is installed (scripts/deps.sh check)"; exit 0; }
@@ -25,6 +29,7 @@ start_bg caserve "$MTLS" ca serve --ca int --listen "127.0.0.1:$port" --url "$UR
 start_bg sibserve "$MTLS" ca serve --ca sib --listen "127.0.0.1:$sport" --url "https://localhost:$sport"
 wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve.log" && wait_for 10 grep -q '"event":"start"' "$T_DIR/sibserve.log" \
     || { not_ok "ca serve starts" "$(cat "$T_DIR/caserve.log" "$T_DIR/sibserve.log")"; exit 0; }
+cat int/serve/server.pem int/ca.pem > intsrv.chain
 cat sib/serve/server.pem sib/ca.pem > sibsrv.chain
 curl -sS -o /dev/null -D hdr.txt --cacert root/ca.pem "$URL/healthz"
 grep -qi '^Date: [A-Z][a-z][a-z], [0-9][0-9] [A-Z][a-z][a-z] 20[0-9][0-9] [0-9:]* GMT' hdr.txt \
@@ -60,56 +65,80 @@ cat root/ca.pem r2.pem r2x.pem > b-r2x.pem
 cat root/ca.pem r2.pem r2s.pem > b-r2s.pem
 cat root/ca.pem r2.pem r2e.pem > b-r2e.pem
 r2_fp=$(fp_of r2.pem) evil_fp=$(fp_of evil.pem)
-printf 'subjectAltName=URI:%s\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' "$WEB" > web.ext
-SIB_SAME="'$MTLS' ca issue --ca sib --csr {csr} --spiffe-id $WEB --ttl 1h --out {out}.x && mv {out}.x.pem {out}"
-SIB_OTHER="'$MTLS' ca issue --ca sib --csr {csr} --spiffe-id spiffe://example.org/ns/prod/db --ttl 1h --out {out}.x && mv {out}.x.pem {out}"
+printf 'subjectAltName=URI:%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' "$WEB" > web.ext
+# issue CA ID: a SIGN command issuing ID for the CSR with `mtls ca issue --ca CA`
+issue() { echo "'$MTLS' ca issue --ca $1 --csr {csr} --spiffe-id $2 --ttl 1h --out {out}.x && mv {out}.x.pem {out}"; }
+INT_SAME=$(issue int "$WEB") INT_OTHER=$(issue int spiffe://example.org/ns/prod/db) SIB_SAME=$(issue sib "$WEB")
 EVIL_SAME="openssl x509 -req -in {csr} -CA '$T_DIR/evil.pem' -CAkey '$T_DIR/evil.key' -CAcreateserial -days 1 -extfile '$T_DIR/web.ext' -out {out} && cat '$T_DIR/evil.pem' >> {out}"
+# the genuine CA's key signing for 100 years: a leaf that outlives int
+INT_LONG="openssl x509 -req -in {csr} -CA '$T_DIR/int/ca.pem' -CAkey '$T_DIR/int/ca.key' -CAcreateserial -days 36500 -extfile '$T_DIR/web.ext' -out {out} && cat '$T_DIR/int/ca.pem' >> {out}"
+# hostile bytes around the PEM blocks: a terminal title (OSC), colour (CSI), a key, a CRL
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out junk.key 2>/dev/null
+{ printf '\033]0;owned\007\033[31mred\n'; cat junk.key; printf -- '-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n'; } > junk.txt
+cat junk.txt root/ca.pem junk.txt > b-junk.pem
+INT_JUNK="$INT_SAME && cat '$T_DIR/junk.txt' {out} '$T_DIR/junk.txt' > {out}.j && mv {out}.j {out}"
 
-# start_fake NAME BUNDLE SIGN: sets FAKE_URL, FAKE_LOG
+# start_fake NAME SERVER BUNDLE SIGN: a fake CA presenting SERVER's (int or
+# sib) ca serve certificate; sets FAKE_URL, FAKE_LOG
 start_fake() {
 	local p
 	p=$(free_port)
 	FAKE_LOG="$T_DIR/$1.reqs"
-	start_bg "$1" python3 "$_root/tests/integration/helpers/fake_ca.py" "$p" sibsrv.chain sib/serve/server.key "$2" \
-	    "$FAKE_LOG" "$3"
+	start_bg "$1" python3 "$_root/tests/integration/helpers/fake_ca.py" "$p" "$2srv.chain" "$2/serve/server.key" "$3" \
+	    "$FAKE_LOG" "$4"
 	FAKE_URL="https://localhost:$p"
 	wait_for 10 port_open "$p" || { not_ok "fake CA $1 starts" "$(cat "$T_DIR/$1.log")"; exit 0; }
 }
 renew_at_fake() { "$MTLS" agent --ca-url "$FAKE_URL" --cert web/svid.pem --key web/svid.key --out-dir web --once; }
 unchanged() { sums web | cmp -s - web.sums && ok "$1: svid.pem, svid.key and bundle.pem unchanged" \
     || not_ok "$1: out-dir changed" "$(sums web; cat web.sums)"; }
+signed() { grep -q '"event":"sign","exit":0\|"event": "sign", "exit": 0' "$FAKE_LOG" && ok "(the fake CA did issue it)" \
+    || not_ok "the fake CA issued nothing" "$(cat "$FAKE_LOG")"; }
 
-# ---- 1. another identity, from a CA the bundle trusts ----
-start_fake other root/ca.pem "$SIB_OTHER"
+# ---- 1. another identity, from the genuine CA ----
+start_fake other int root/ca.pem "$INT_OTHER"
 expect_exit 1 "renewal answered with another identity: refused" renew_at_fake
-grep -q '"event":"sign","exit":0\|"event": "sign", "exit": 0' "$FAKE_LOG" && ok "(the fake CA did issue it)" \
-    || not_ok "the fake CA issued nothing" "$(cat "$FAKE_LOG")"
+signed
 expect_grep '"event":"install_refused".*"reason":"identity_mismatch"' "$T_DIR/err" "logged: install_refused identity_mismatch"
 expect_grep "ns/prod/db.*ns/prod/web" "$T_DIR/err" "the refusal names both identities"
 unchanged "another identity"
 
-# ---- 2. the same identity from a CA outside the bundle ----
-start_fake foreign root/ca.pem "$EVIL_SAME"
+# ---- 2. the same identity from a CA outside the bundle, from the sibling,
+# and from the genuine CA's key but outliving it ----
+start_fake foreign int root/ca.pem "$EVIL_SAME"
 expect_exit 1 "renewal answered by another CA's certificate: refused" renew_at_fake
-expect_grep '"event":"install_refused".*"reason":"unknown_ca"' "$T_DIR/err" "logged: install_refused unknown_ca"
+expect_grep '"event":"install_refused".*"reason":"issuer_mismatch"' "$T_DIR/err" "logged: install_refused issuer_mismatch"
 unchanged "another CA"
+start_fake sibleaf int root/ca.pem "$SIB_SAME"
+expect_exit 1 "renewal answered by the sibling CA's certificate (same root): refused" renew_at_fake
+signed
+expect_grep '"event":"install_refused".*"reason":"issuer_mismatch"' "$T_DIR/err" "logged: install_refused issuer_mismatch"
+expect_grep "issued by /O=example.org/CN=sib, not by the CA that serves \(/O=example.org/CN=int\)" "$T_DIR/err" \
+    "the refusal names the leaf's issuer and the serving CA"
+unchanged "the sibling's leaf"
+start_fake long int root/ca.pem "$INT_LONG"
+expect_exit 1 "renewal answered by a 100-year leaf of the genuine CA: refused" renew_at_fake
+signed
+expect_grep '"event":"install_refused".*"reason":"outlives_issuer"' "$T_DIR/err" "logged: install_refused outlives_issuer"
+expect_grep "valid until 21[0-9-]*T.*after its issuer's end \(20[0-9-]*T" "$T_DIR/err" "the refusal names both ends"
+unchanged "a leaf outliving its CA"
 
 # ---- 3. a bundle adding a foreign root, with a genuine certificate ----
-start_fake addroot b-evil.pem "$SIB_SAME"
+start_fake addroot int b-evil.pem "$INT_SAME"
 expect_exit 1 "a bundle adding a root nobody cross-signed: refused" renew_at_fake
 expect_grep "\"event\":\"bundle_rejected\".*\"sha256\":\"$evil_fp\"" "$T_DIR/err" "logged: bundle_rejected with the root's fingerprint"
 ! grep -q '"method": "POST"' "$FAKE_LOG" && ok "refused before asking for a certificate (no POST)" \
     || not_ok "POST after a refused bundle" "$(cat "$FAKE_LOG")"
 unchanged "foreign root"
 for b in r2s r2e; do
-	start_fake "cross_$b" "b-$b.pem" "$SIB_SAME"
+	start_fake "cross_$b" int "b-$b.pem" "$INT_SAME"
 	expect_exit 1 "a new root cross-signed by $( [ $b = r2s ] && echo 'an intermediate' || echo 'an untrusted root'): refused" renew_at_fake
 	expect_grep "\"event\":\"bundle_rejected\".*\"sha256\":\"$r2_fp\"" "$T_DIR/err" "logged: bundle_rejected names the new root"
 	unchanged "cross by $b"
 done
 
 # ---- 4. root rotation: a new root cross-signed by the current one ----
-start_fake rotate b-r2x.pem "$SIB_SAME"
+start_fake rotate int b-r2x.pem "$INT_SAME"
 old_serial=$(serial_of web/svid.pem)
 expect_exit 0 "a new root cross-signed by the current root: accepted" renew_at_fake
 grep -q "$r2_fp" <(openssl crl2pkcs7 -nocrl -certfile web/bundle.pem | openssl pkcs7 -print_certs | \
@@ -117,22 +146,98 @@ grep -q "$r2_fp" <(openssl crl2pkcs7 -nocrl -certfile web/bundle.pem | openssl p
     && ok "bundle.pem now holds the new root" || not_ok "new root missing" "$(cat web/bundle.pem)"
 [ "$(serial_of web/svid.pem)" != "$old_serial" ] && ok "and the new certificate is installed" || not_ok "not renewed"
 rm -f c*.pem
-# the rotated bundle.pem (cross-certificate and all) verifies the CA that
-# issued it, whose bundle has no r2 any more: dropping a root needs nothing
-expect_exit 0 "the next renewal at that CA itself (sib), with the rotated bundle.pem" "$MTLS" agent \
-    --ca-url "https://localhost:$sport" --cert web/svid.pem --key web/svid.key --out-dir web --once
+# the rotated bundle.pem (cross-certificate and all) verifies the genuine
+# CA, whose bundle has no r2: dropping a root needs nothing
+expect_exit 0 "the next renewal at the genuine CA, with the rotated bundle.pem" "$MTLS" agent \
+    --ca-url "$URL" --cert web/svid.pem --key web/svid.key --out-dir web --once
+
+# ---- 4b. hostile bytes around the certificates: only our own PEM is written ----
+start_fake junk int b-junk.pem "$INT_JUNK"
+old_serial=$(serial_of web/svid.pem)
+expect_exit 0 "an answer with escapes, a PRIVATE KEY and a CRL block around the certificates: renewed" renew_at_fake
+[ "$(serial_of web/svid.pem)" != "$old_serial" ] && ok "the new certificate is installed" || not_ok "junk: not renewed"
+only_certs() {	# only_certs FILE N: N CERTIFICATE blocks, no other block, no byte outside PEM's
+	local f=$1 n=$2
+	[ "$(grep -c -- '-----BEGIN CERTIFICATE-----' "$f")" = "$n" ] &&
+	    [ "$(grep -c -- '-----BEGIN' "$f")" = "$n" ] && ! LC_ALL=C grep -q '[^A-Za-z0-9+/= -]' "$f"
+}
+only_certs web/bundle.pem 1 && cmp -s web/bundle.pem <(openssl x509 -in root/ca.pem) \
+    && ok "bundle.pem holds the root alone, re-encoded: no key, no CRL, no escape byte" \
+    || not_ok "bundle.pem carries the answer's bytes" "$(cat -v web/bundle.pem | head -20)"
+only_certs web/svid.pem 2 && ok "svid.pem holds the leaf and int alone, re-encoded" \
+    || not_ok "svid.pem carries the answer's bytes" "$(cat -v web/svid.pem | head -20)"
+# --layout k8s, and a --ca-bundle with the same bytes: copied re-encoded too
+expect_exit 0 "the same answer, --layout k8s, --ca-bundle with the junk: renewed" "$MTLS" agent --ca-url "$FAKE_URL" \
+    --cert web/svid.pem --key web/svid.key --ca-bundle b-junk.pem --layout k8s --out-dir kj --once
+only_certs kj/ca.crt 1 && only_certs kj/tls.crt 2 && ok "k8s: ca.crt and tls.crt hold only the re-encoded certificates" \
+    || not_ok "k8s files carry the answer's bytes" "$(cat -v kj/ca.crt kj/tls.crt | head -20)"
 sums web > web.sums
 
 # ---- 5. enrollment: the pinned connection may not add a root either ----
 "$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/ns/prod/api > api.token
-secret=$(cut -d. -f3 api.token)
-start_fake enr b-evil.pem "$SIB_SAME"
+secret=$(cut -d. -f4 api.token)
+token_kept() {	# token_kept WHAT: neither the token nor a POST reached the fake CA
+	! grep -q -- "$secret" "$FAKE_LOG" && ! grep -q '"method": "POST"' "$FAKE_LOG" && ok "$1: the token was never sent" \
+	    || not_ok "$1: token sent" "$(cat "$FAKE_LOG")"
+}
+start_fake enr int b-evil.pem "$INT_SAME"
 expect_exit 1 "enrollment with a bundle adding a foreign root: refused" "$MTLS" agent --ca-url "$FAKE_URL" \
     --token-file api.token --out-dir api --once
 expect_grep "\"event\":\"bundle_rejected\".*\"sha256\":\"$evil_fp\"" "$T_DIR/err" "enrollment: bundle_rejected names the root"
-! grep -q -- "$secret" "$FAKE_LOG" && ! grep -q '"method": "POST"' "$FAKE_LOG" && ok "enrollment: the token was never sent" \
-    || not_ok "token sent" "$(cat "$FAKE_LOG")"
+token_kept "enrollment"
 [ ! -e api ] || [ -z "$(ls -A api)" ] && ok "enrollment: nothing written" || not_ok "api wrote" "$(ls -la api)"
+
+# ---- 5b. the sibling CA's server: same root, the CA-server EKU ----
+int_fp=$(fp_of int/ca.pem) sib_fp=$(fp_of sib/ca.pem)
+start_fake sibenr sib root/ca.pem "$SIB_SAME"
+expect_exit 1 "enrollment at the sibling's server: refused" "$MTLS" agent --ca-url "$FAKE_URL" \
+    --token-file api.token --out-dir api1 --once
+expect_grep "CA pin mismatch: want sha256:$int_fp, got sha256:$sib_fp" "$T_DIR/err" \
+    "the refusal names the token's CA and the server's issuer"
+expect_grep "\"event\":\"pin_mismatch\".*\"pin\":\"ca\".*\"expected_sha256\":\"$int_fp\",\"found_sha256\":\"$sib_fp\"" \
+    "$T_DIR/err" "logged: pin_mismatch with both fingerprints"
+grep -q '"method": "GET", "path": "/v1/bundle"' "$FAKE_LOG" && ok "(only the bodiless probe reached it)" \
+    || not_ok "no probe" "$(cat "$FAKE_LOG")"
+token_kept "sibling's server"
+[ ! -e api1 ] || [ -z "$(ls -A api1)" ] && ok "sibling's server: nothing written" || not_ok "api1 wrote" "$(ls -la api1)"
+n_enroll() { grep -c '"event":"request".*"path":"/v1/enroll"' "$T_DIR/sibserve.log"; }
+expect_exit 1 "enrollment at the sibling's real ca serve: refused" "$MTLS" agent --ca-url "https://localhost:$sport" \
+    --token-file api.token --out-dir api2 --once
+expect_grep "CA pin mismatch: want sha256:$int_fp, got sha256:$sib_fp" "$T_DIR/err" "...as a CA pin mismatch"
+[ "$(n_enroll)" = 0 ] && ok "the sibling's ca serve never got an enrollment" || not_ok "sibling enrolled" "$(tail -3 "$T_DIR/sibserve.log")"
+expect_exit 0 "the same token then enrolls at the genuine CA" "$MTLS" agent --ca-url "$URL" --token-file api.token \
+    --out-dir api3 --once
+
+# renewal at the sibling's server: refused in TLS, nothing asked, nothing
+# written; out-dir sr from the genuine CA
+expect_exit 0 "a renewal at the genuine CA into sr" "$MTLS" agent --ca-url "$URL" --cert web/svid.pem --key web/svid.key \
+    --ca-bundle root/ca.pem --out-dir sr --once
+sums sr > sr.sums
+sr_unchanged() { sums sr | cmp -s - sr.sums && ok "$1: svid.pem, svid.key and bundle.pem unchanged" \
+    || not_ok "$1: out-dir changed" "$(ls -la sr; sums sr; cat sr.sums)"; }
+renew_sr() { "$MTLS" agent --ca-url "$1" --cert sr/svid.pem --key sr/svid.key --out-dir sr --once; }
+start_fake sibren sib root/ca.pem "$SIB_SAME"
+expect_exit 1 "renewal at the sibling's server: refused" renew_sr "$FAKE_URL"
+expect_grep "\"event\":\"pin_mismatch\".*\"pin\":\"ca\".*\"expected_issuer\":\"/O=example.org/CN=int\",\"found_sha256\":\"$sib_fp\"" \
+    "$T_DIR/err" "logged: pin_mismatch naming our issuer and the server's"
+! grep -q '"event": "request"' "$FAKE_LOG" && ok "the sibling's server got no request" || not_ok "request reached the sibling" "$(cat "$FAKE_LOG")"
+sr_unchanged "renewal at the sibling"
+expect_exit 1 "renewal at the sibling's real ca serve: refused" renew_sr "https://localhost:$sport"
+expect_grep "CA pin mismatch: .* is not served by the CA that issued our certificate" "$T_DIR/err" "...as a CA pin mismatch"
+sr_unchanged "renewal at the sibling's ca serve"
+# the sibling's "revoked" is never heard
+start_fake sibrev sib root/ca.pem revoked
+expect_exit 1 "renewal at a sibling's server answering revoked: refused" renew_sr "$FAKE_URL"
+! grep -q '"event":"revoked"' "$T_DIR/err" && ok "no revoked line" || not_ok "revoked by a sibling" "$(cat "$T_DIR/err")"
+sr_unchanged "a sibling's revoked"
+# without --once (--cert, so the renewal is due at once): backs off
+start_fake sibren2 sib root/ca.pem "$SIB_SAME"
+expect_exit 124 "an agent renewing at the sibling's server runs 12 s" timeout 12 "$MTLS" agent --ca-url "$FAKE_URL" \
+    --cert sr/svid.pem --key sr/svid.key --ca-bundle root/ca.pem --out-dir bo
+n=$(grep -c '"event":"renew_failed"' "$T_DIR/err")
+[ "$n" -ge 2 ] && [ "$n" -le 5 ] && ok "it tried $n times in 12 s (back-off)" || not_ok "renew attempts in 12 s: $n" "$(tail -3 "$T_DIR/err")"
+[ ! -e bo/svid.pem ] && ! grep -q '"event": "request"' "$FAKE_LOG" && ok "...and got nothing, asked nothing" \
+    || not_ok "back-off run" "$(ls -la bo; cat "$FAKE_LOG")"
 
 # ---- 6. clock skew: a CA issuing 15-second certificates ----
 q "$MTLS" ca intermediate fast --parent root --name fast
@@ -195,7 +300,7 @@ sums pd | cmp -s - pd.sums && ok "proxy: nothing installed" || not_ok "proxy: ou
 
 # 5 min ahead of a CA issuing for a day: installed, with one warning
 expect_exit 0 "an agent 5 min ahead, day-long certificates: renewed" faketime -f +5m "$MTLS" agent \
-    --ca-url "https://localhost:$sport" --cert web/svid.pem --key web/svid.key --out-dir web --once
+    --ca-url "$URL" --cert web/svid.pem --key web/svid.key --out-dir web --once
 expect_grep '"event":"clock_skew".*"skew_s":(29[0-9]|30[0-9]).*"installed":true' "$T_DIR/err" \
     "and a clock_skew warning with the skew (Date header)"
 

@@ -4,23 +4,29 @@
  * name; a client certificate authenticates renewals.
  *
  * Enrollment (DESIGN.md, trust boundary agent <-> CA: the token's root
- * fingerprint is a pin):
+ * and CA fingerprints are a pin):
  *   1. GET /v1/bundle without verification. Nothing is sent but the GET and
  *      nothing is written: the answer only yields the DER of the root whose
  *      SHA-256 the token carries (a server need not send its root in TLS).
  *   2. A new connection verified against a store holding only that root
- *      (and the server's name), GET /v1/bundle again: the answer must hold
- *      the pinned root; another root only with a cross-certificate from it
+ *      (and the server's name), whose certificate the token's CA issued
+ *      (serving_ca), GET /v1/bundle again: the answer must hold the pinned
+ *      root; another root only with a cross-certificate from it
  *      (bundle_check, the same rule as renewals).
  *   3. POST /v1/enroll with the token over a connection pinned the same way;
  *      then bundle.pem (from step 2), svid.key and svid.pem are written.
  * A man in the middle who serves the genuine root beside its own fails
- * step 2: the token never leaves and nothing is written.
+ * step 2: the token never leaves and nothing is written. So does a sibling
+ * CA's own ca serve (same root, CA-server EKU): its certificate's issuer is
+ * not the token's CA. A renewal's server must have been issued its
+ * certificate by the CA (the key) that issued ours.
  *
  * Passing TLS is not all: an answer is installed only when issued_ok
- * passes (same identities, chains to the trust as it was, valid by our
- * clock); a certificate our clock refuses is clock skew, not a success
- * that makes the next renewal due at once (issue 18).
+ * passes (issued by the CA that serves and not outliving it, same
+ * identities, chains to the trust as it was, valid by our clock); a
+ * certificate our clock refuses is clock skew, not a success that makes
+ * the next renewal due at once (issue 18). What is written is our own PEM
+ * of the certificates parsed from an answer, never the answer's bytes.
  */
 #include <errno.h>
 #include <poll.h>
@@ -91,7 +97,17 @@ struct agent {
 	const char *cur_cert, *cur_key;
 	char	 token[512];
 	char	 pin[65];	/* the token's root SHA-256, lower hex */
+	char	 ca_pin[65];	/* the token's CA SHA-256: the issuer of the
+				 * CA server's certificate */
 	X509	*pinned;	/* that root, during an enrollment */
+	X509	*renewing;	/* our certificate, during a renewal: the CA
+				 * server's issuer must have issued it */
+	enum trust conn;	/* what the connection in progress trusts */
+	X509	*srv_ca;	/* the issuer of the CA server's certificate
+				 * on the last verified connection */
+	char	 ca_found[65];	/* a handshake refused on that issuer: its
+				 * SHA-256 ("(none)": no issuer) */
+	char	 ca_subj[160];	/* and its subject */
 	char	 seen_fp[65];	/* top of the chain a pinned handshake */
 	char	 seen_why[100];	/* refused, and OpenSSL's reason */
 	char	 not_ca[160];	/* the server's leaf lacked the CA-server
@@ -167,8 +183,63 @@ root_fp(X509 *x, char hex[65])
 	return 0;
 }
 
+/* <ca> issued <x>: its subject is <x>'s issuer (and key identifiers and
+ * key usage agree: X509_check_issued) and its key verifies <x>'s
+ * signature. Names alone never decide. */
+static int
+issued_by(X509 *ca, X509 *x)
+{
+	EVP_PKEY *pk = X509_get0_pubkey(ca);
+	int ok = pk != NULL && X509_check_issued(ca, x) == X509_V_OK &&
+	    X509_verify(x, pk) == 1;
+
+	ERR_clear_error();
+	return ok;
+}
+
 static int pin_idx = -1;
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
+/*
+ * The CA that serves (issue 18), at depth 0 of a verified chain <sctx>:
+ * the issuer of the server's leaf as OpenSSL built the chain (its name
+ * matched, its key verified the leaf) must be the token's CA while
+ * enrolling (exactly a->ca_pin, a certificate the server presented, or the
+ * pinned root itself when the root serves), or, while renewing, a CA whose
+ * key issued our current certificate (a->renewing). The pinned root, or
+ * bundle.pem, vouches for every CA under it, a sibling CA's ca serve
+ * included; this is what tells them apart. Passes (1, a->srv_ca set for
+ * issued_ok) or fails the handshake (0, a->ca_found set).
+ */
+static int
+serving_ca(struct agent *a, X509_STORE_CTX *sctx)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(sctx);
+	X509 *iss = sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : NULL;
+	char fp[65] = "";
+	int same = 0;
+
+	if (iss != NULL && root_fp(iss, fp) == 0) {
+		if (a->conn == TRUST_PIN)
+			same = a->ca_pin[0] != '\0' && strcmp(fp, a->ca_pin) == 0;
+		else if (a->conn == TRUST_BUNDLE && a->renewing != NULL)
+			same = issued_by(iss, a->renewing);
+	}
+	if (!same || !X509_up_ref(iss)) {
+		snprintf(a->ca_found, sizeof(a->ca_found), "%s", fp[0] ? fp :
+		    "(none)");
+		a->ca_subj[0] = '\0';
+		if (iss != NULL)
+			X509_NAME_oneline(X509_get_subject_name(iss),
+			    a->ca_subj, sizeof(a->ca_subj));
+		X509_STORE_CTX_set_error(sctx,
+		    X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
+	}
+	X509_free(a->srv_ca);
+	a->srv_ca = iss;
+	return 1;
+}
 
 static void
 pin_idx_init(void)
@@ -202,7 +273,16 @@ pin_verify(int ok, X509_STORE_CTX *sctx)
 			    a->not_ca, sizeof(a->not_ca));
 		return 0;
 	}
-	if (ok || a == NULL || a->seen_fp[0] != '\0' || a->not_ca[0] != '\0')
+	if (ok && X509_STORE_CTX_get_error_depth(sctx) == 0) {
+		if (a != NULL)
+			return serving_ca(a, sctx);
+		/* no CA to check the server by: refused */
+		X509_STORE_CTX_set_error(sctx,
+		    X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
+	}
+	if (ok || a == NULL || a->seen_fp[0] != '\0' || a->not_ca[0] != '\0' ||
+	    a->ca_found[0] != '\0')
 		return ok;
 	/* outside its validity by our clock: clock skew, not a pin
 	 * mismatch */
@@ -269,6 +349,30 @@ bundle_ctx(CURL *h, void *sslctx, void *arg)
 }
 
 /*
+ * The pin_mismatch log line: which <pin> ("root", "ca") failed, <want>
+ * under the name <want_key>, the SHA-256 and <subject> (may be NULL) found,
+ * and <why>. Nothing was sent but a bodiless GET (token_sent: false).
+ */
+static void
+pin_line(struct agent *a, const char *pin, const char *want_key,
+    const char *want, const char *found, const char *subject,
+    const char *why)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "ca_url", esc_jstr(a->o->ca_url));
+	json_object_set_new(o, "pin", esc_jstr(pin));
+	json_object_set_new(o, want_key, esc_jstr(want));
+	json_object_set_new(o, "found_sha256", esc_jstr(found));
+	if (subject != NULL)
+		json_object_set_new(o, "found_subject", esc_jstr(subject));
+	json_object_set_new(o, "reason", esc_jstr(why));
+	json_object_set_new(o, "token_sent", json_false());
+	log_emit("error", "pin_mismatch", o);
+	json_decref(o);
+}
+
+/*
  * The refusal of a server that is not the token's CA: one line naming the
  * expected and the found root (err; the message is bounded, so the reason
  * comes last) and a log line with everything. Nothing was sent but a
@@ -278,18 +382,43 @@ static int
 pin_mismatch(struct agent *a, const char *found, const char *why,
     struct mtls_error *err)
 {
-	json_t *o = json_object();
-
-	json_object_set_new(o, "ca_url", esc_jstr(a->o->ca_url));
-	json_object_set_new(o, "expected_sha256", esc_jstr(a->pin));
-	json_object_set_new(o, "found_sha256", esc_jstr(found));
-	json_object_set_new(o, "reason", esc_jstr(why));
-	json_object_set_new(o, "token_sent", json_false());
-	log_emit("error", "pin_mismatch", o);
-	json_decref(o);
+	pin_line(a, "root", "expected_sha256", a->pin, found, NULL, why);
 	return error_fail(err, MTLS_FAIL_UNKNOWN_CA, "root pin mismatch: want "
 	    "sha256:%s, got sha256:%s from %.60s (%s)", a->pin, found,
 	    a->o->ca_url, why);
+}
+
+/*
+ * A server refused by serving_ca: enrolling, its certificate's issuer is
+ * not the token's CA (the want and found SHA-256 in err, as a root
+ * mismatch); renewing, it is not the CA that issued our certificate (its
+ * issuer's name in err). One pin_mismatch line; nothing was sent (the
+ * handshake ends before our certificate or any request), nothing written.
+ * unknown_ca: an enrollment is not retried, a renewal backs off.
+ */
+static int
+ca_mismatch(struct agent *a, struct mtls_error *err)
+{
+	char want[160] = "(none)";
+
+	if (a->conn == TRUST_PIN) {
+		pin_line(a, "ca", "expected_sha256", a->ca_pin, a->ca_found,
+		    a->ca_subj, "the server's certificate was not issued by "
+		    "the CA that made the token");
+		return error_fail(err, MTLS_FAIL_UNKNOWN_CA, "CA pin mismatch: "
+		    "want sha256:%s, got sha256:%s from %.60s (its issuer, "
+		    "%.60s)", a->ca_pin, a->ca_found, a->o->ca_url, a->ca_subj);
+	}
+	if (a->renewing != NULL)
+		X509_NAME_oneline(X509_get_issuer_name(a->renewing), want,
+		    sizeof(want));
+	pin_line(a, "ca", "expected_issuer", want, a->ca_found, a->ca_subj,
+	    "the server's certificate was not issued by the CA that issued "
+	    "ours");
+	return error_fail(err, MTLS_FAIL_UNKNOWN_CA, "CA pin mismatch: %.60s "
+	    "is not served by the CA that issued our certificate (%.50s) but "
+	    "by sha256:%.16s... (%.50s); nothing sent", a->o->ca_url, want,
+	    a->ca_found, a->ca_subj);
 }
 
 /*
@@ -381,6 +510,10 @@ call(struct agent *a, const char *method, const char *path,
 	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
 	a->not_ca[0] = '\0';
 	a->tls_skew = 0;
+	a->conn = trust;
+	a->ca_found[0] = '\0';
+	X509_free(a->srv_ca);
+	a->srv_ca = NULL;
 	pthread_once(&pin_once, pin_idx_init);
 	switch (trust) {
 	case TRUST_NONE:
@@ -435,6 +568,8 @@ call(struct agent *a, const char *method, const char *path,
 		    "CA server: its certificate (%.60s) lacks the CA-server "
 		    "extended key usage; a workload certificate cannot stand "
 		    "in for the CA (check --ca-url)", a->o->ca_url, a->not_ca);
+	else if (trust != TRUST_NONE && a->ca_found[0] != '\0')
+		ca_mismatch(a, err);
 	else if (trust != TRUST_NONE && a->tls_skew != 0)
 		tls_skew(a, err);
 	else if (trust == TRUST_PIN && a->seen_fp[0] != '\0')
@@ -515,7 +650,6 @@ static int
 signed_by_current_root(STACK_OF(X509) *cur, X509 *c)
 {
 	X509 *t;
-	EVP_PKEY *pk;
 	int i;
 
 	if (X509_check_ca(c) < 1 ||
@@ -524,12 +658,9 @@ signed_by_current_root(STACK_OF(X509) *cur, X509 *c)
 		return 0;
 	for (i = 0; i < sk_X509_num(cur); i++) {
 		t = sk_X509_value(cur, i);
-		if (cert_is_self_signed(t) && X509_check_issued(t, c) ==
-		    X509_V_OK && (pk = X509_get0_pubkey(t)) != NULL &&
-		    X509_verify(c, pk) == 1)
+		if (cert_is_self_signed(t) && issued_by(t, c))
 			return 1;
 	}
-	ERR_clear_error();
 	return 0;
 }
 
@@ -616,8 +747,10 @@ bundle_check(struct agent *a, STACK_OF(X509) *cur, STACK_OF(X509) *fresh,
 
 /*
  * GET /v1/bundle trusting per <trust>; with a->pin set the answer must hold
- * that root, and *pinned (when not NULL) gets a reference to it. The
- * answer's PEM goes to *pem (caller frees); nothing is written here.
+ * that root, and *pinned (when not NULL) gets a reference to it. Our PEM
+ * of the certificates parsed from the answer goes to *pem (caller frees;
+ * whatever else the answer held, other PEM blocks, text, escape bytes, is
+ * not kept); nothing is written here.
  */
 static int
 fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
@@ -630,6 +763,7 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
 	const char *pem;
 	const char *pin = trust == TRUST_BUNDLE ? NULL : a->pin;
 	char fp[65], found[65] = "", why[64];
+	size_t pl;
 	int st, i, n_other = 0, rv = -1;
 
 	*pem_out = NULL;
@@ -669,7 +803,7 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
 	if (trust != TRUST_NONE && (current_trust(a, trust, &cur, err) != 0 ||
 	    bundle_check(a, cur, roots, err) != 0))
 		goto out;
-	if ((*pem_out = strdup(pem)) == NULL) {
+	if (certs_pem(roots, pem_out, &pl) != 0) {
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -776,6 +910,18 @@ refused(struct agent *a, const char *how, const char *reason, X509 *leaf,
 	return -1;
 }
 
+/* <t> as 2006-01-02T15:04:05Z in <out>. */
+static void
+utc(int64_t t, char out[24])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, 24, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, 24, "%lld", (long long)t);
+}
+
 /* The identities that must survive a renewal: every one but a CN. */
 static int
 same_ids(const struct ids *want, const struct ids *got)
@@ -827,7 +973,9 @@ clock_skew(struct agent *a, X509 *leaf, int64_t now, int enroll,
 
 /*
  * Whether the CA's answer <chain> may be installed with <key> (issue 18):
- * the key matches; the identities (URI, DNS, IP SANs) are those of the
+ * the key matches; the CA that served the answer (a->srv_ca) issued it,
+ * and it ends no later than that CA (a leaf must not outlive its issuer);
+ * the identities (URI, DNS, IP SANs) are those of the
  * certificate being renewed (an enrollment: the token decides, any but
  * none); it is valid by our clock (else clock skew); it verifies, for
  * client and server use, against the trust of <trust> as it is now (before
@@ -859,15 +1007,38 @@ issued_ok(struct agent *a, EVP_PKEY *key, STACK_OF(X509) *chain,
 		reason = "key_mismatch";
 		goto out;
 	}
-	if (trust == TRUST_BUNDLE) {
-		STACK_OF(X509) *mine = NULL;
+	if (a->srv_ca == NULL || !issued_by(a->srv_ca, leaf)) {
+		char is[100] = "", sv[100] = "(none)";
 
-		if (certs_load(a->cur_cert, &mine, err) != 0)
-			goto out;
-		i = ids_from_cert(sk_X509_value(mine, 0), &want, err);
-		sk_X509_pop_free(mine, X509_free);
-		if (i != 0)
-			goto out;
+		X509_NAME_oneline(X509_get_issuer_name(leaf), is, sizeof(is));
+		if (a->srv_ca != NULL)
+			X509_NAME_oneline(X509_get_subject_name(a->srv_ca), sv,
+			    sizeof(sv));
+		error_fail(err, MTLS_FAIL_UNKNOWN_CA, "the CA answered a "
+		    "certificate issued by %.70s, not by the CA that serves "
+		    "(%.70s): not installed", is, sv);
+		reason = "issuer_mismatch";
+		goto out;
+	}
+	if (asn1_time_unix(X509_get0_notAfter(leaf)) >
+	    asn1_time_unix(X509_get0_notAfter(a->srv_ca))) {
+		char le[24], ce[24];
+
+		utc(asn1_time_unix(X509_get0_notAfter(leaf)), le);
+		utc(asn1_time_unix(X509_get0_notAfter(a->srv_ca)), ce);
+		error_fail(err, MTLS_FAIL_UNKNOWN_CA, "the CA answered a "
+		    "certificate valid until %s, after its issuer's end (%s): "
+		    "a certificate must not outlive its CA; not installed", le,
+		    ce);
+		reason = "outlives_issuer";
+		goto out;
+	}
+	if (trust == TRUST_BUNDLE && (a->renewing == NULL ||
+	    ids_from_cert(a->renewing, &want, err) != 0)) {
+		if (a->renewing == NULL)
+			error_set(err, MTLS_ERR_ARG, "internal: no certificate "
+			    "being renewed");
+		goto out;
 	}
 	if (ids_from_cert(leaf, &got, err) != 0 || (trust == TRUST_BUNDLE ?
 	    !same_ids(&want, &got) : !same_ids(&got, &got))) {
@@ -1077,8 +1248,9 @@ k8s_swap(struct agent *a, const struct kfile *f, size_t n, int drop_tls,
 }
 
 /* Checks (issued_ok) and installs an issued chain for <key>: then
- * bundle.pem (<bundle_pem>, from a verified answer that passed
- * bundle_check), key and certificate are replaced atomically in that
+ * bundle.pem (<bundle_pem>, our PEM of a verified answer that passed
+ * bundle_check), key and certificate (our PEM of the certificates parsed
+ * from <chain_pem>, never its bytes) are replaced atomically in that
  * order, so a watcher that sees the new certificate has its roots and key.
  * A refused answer writes nothing. */
 static int
@@ -1089,6 +1261,8 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	STACK_OF(X509) *chain = NULL;
 	X509 *leaf;
 	json_t *o;
+	char *pem = NULL;
+	size_t pl = 0;
 	int rv = -1;
 
 	if (certs_parse((const uint8_t *)chain_pem, strlen(chain_pem),
@@ -1097,11 +1271,15 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	leaf = sk_X509_value(chain, 0);
 	if (issued_ok(a, key, chain, bundle_pem, trust, how, err) != 0)
 		goto out;
+	if (certs_pem(chain, &pem, &pl) != 0) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
 	if (a->o->layout_k8s) {
 		const struct kfile f[] = {
 			{ "ca.crt", bundle_pem, strlen(bundle_pem), NULL },
 			{ "tls.key", NULL, 0, key },
-			{ "tls.crt", chain_pem, strlen(chain_pem), NULL },
+			{ "tls.crt", pem, pl, NULL },
 		};
 
 		if (k8s_swap(a, f, 3, 0, err) != 0)
@@ -1109,8 +1287,7 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	} else if (fs_write_atomic(a->bundle, bundle_pem, strlen(bundle_pem),
 	    0644, 1, err) != 0 ||
 	    key_write(a->svid_key, key, NULL, 1, err) != 0 ||
-	    fs_write_atomic(a->svid, chain_pem, strlen(chain_pem), 0644, 1,
-	    err) != 0)
+	    fs_write_atomic(a->svid, pem, pl, 0644, 1, err) != 0)
 		goto out;
 	a->cur_cert = a->svid;
 	a->cur_key = a->svid_key;
@@ -1127,6 +1304,7 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	run_hook(a);
 	rv = 0;
  out:
+	free(pem);
 	sk_X509_pop_free(chain, X509_free);
 	return rv;
 }
@@ -1209,9 +1387,18 @@ load_current(struct agent *a, const char *cert, const char *key)
 	return ok ? 0 : -1;
 }
 
+/*
+ * The token file: "mtls2.<root SHA-256>.<CA SHA-256>.<secret>" (64 lower
+ * hex each, the secret 43 base64url characters; ca_token_create). An
+ * "mtls1." token pins only the root, which a sibling CA's server under the
+ * same root also chains to: refused (fail closed), never sent.
+ */
 static int
 read_token(struct agent *a, struct mtls_error *err)
 {
+	static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmno"
+	    "pqrstuvwxyz0123456789-_";
+	const size_t pre = 6, fp = 64, sec = 43;
 	uint8_t *buf;
 	size_t len;
 
@@ -1220,8 +1407,15 @@ read_token(struct agent *a, struct mtls_error *err)
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
 	    buf[len - 1] == ' '))
 		len--;
-	if (len == 0 || len >= sizeof(a->token) || strncmp((char *)buf,
-	    "mtls1.", 6) != 0 || memchr(buf, '\n', len) != NULL) {
+	if (len >= pre && memcmp(buf, "mtls1.", pre) == 0) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+		return error_set(err, MTLS_ERR_PARSE, "%s: this token pins only "
+		    "the root; create a new one with mtls ca token create",
+		    a->o->token_file);
+	}
+	if (len == 0 || len >= sizeof(a->token) || len < pre ||
+	    memcmp(buf, "mtls2.", pre) != 0 || memchr(buf, '\0', len) != NULL) {
 		OPENSSL_cleanse(buf, len);
 		free(buf);
 		return error_set(err, MTLS_ERR_PARSE, "%s: not an mtls join "
@@ -1232,38 +1426,52 @@ read_token(struct agent *a, struct mtls_error *err)
 	a->token[len] = '\0';
 	OPENSSL_cleanse(buf, len);
 	free(buf);
-	if (strlen(a->token) < 6 + 64 + 1 || a->token[6 + 64] != '.' ||
-	    strspn(a->token + 6, "0123456789abcdef") != 64)
-		return error_set(err, MTLS_ERR_PARSE, "%s: the token's root "
-		    "fingerprint is malformed", a->o->token_file);
-	memcpy(a->pin, a->token + 6, 64);
-	a->pin[64] = '\0';
+	if (len != pre + fp + 1 + fp + 1 + sec || a->token[pre + fp] != '.' ||
+	    a->token[pre + 2 * fp + 1] != '.' ||
+	    strspn(a->token + pre, "0123456789abcdef") != fp ||
+	    strspn(a->token + pre + fp + 1, "0123456789abcdef") != fp ||
+	    strspn(a->token + pre + 2 * fp + 2, b64url) != sec) {
+		OPENSSL_cleanse(a->token, sizeof(a->token));
+		return error_set(err, MTLS_ERR_PARSE, "%s: malformed token: "
+		    "want mtls2.<root sha256>.<CA sha256>.<secret> (64, 64 "
+		    "lower hex, 43 base64url characters; mtls ca token create "
+		    "prints one)", a->o->token_file);
+	}
+	memcpy(a->pin, a->token + pre, fp);
+	a->pin[fp] = '\0';
+	memcpy(a->ca_pin, a->token + pre + fp + 1, fp);
+	a->ca_pin[fp] = '\0';
 	return 0;
 }
 
 /* --ca-bundle: the operator's roots for the CA server, copied into out-dir
- * (a token's pin decides instead when enrolling); without it, renewals
- * need the bundle.pem an enrollment wrote. */
+ * (a token's pin decides instead when enrolling) as our PEM of the
+ * certificates it holds, like every bundle.pem; without it, renewals need
+ * the bundle.pem an enrollment wrote. */
 static int
 copy_ca_bundle(struct agent *a, struct mtls_error *err)
 {
-	uint8_t *buf;
+	STACK_OF(X509) *certs = NULL;
+	char *pem = NULL;
 	size_t len;
-	int rv;
+	int rv = -1;
 
 	if (a->o->ca_bundle == NULL)
 		return access(a->bundle, R_OK) == 0 ? 0 : error_set(err,
 		    MTLS_ERR_ARG, "%s: no roots to verify the CA server by: "
 		    "give --ca-bundle", a->bundle);
-	if (fs_read(a->o->ca_bundle, MTLS_MAX_FILE, &buf, &len, err) != 0)
+	if (certs_load(a->o->ca_bundle, &certs, err) != 0)
 		return -1;
-	if (a->o->layout_k8s) {
-		const struct kfile f = { "ca.crt", buf, len, NULL };
+	if (certs_pem(certs, &pem, &len) != 0)
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	else if (a->o->layout_k8s) {
+		const struct kfile f = { "ca.crt", pem, len, NULL };
 
 		rv = k8s_swap(a, &f, 1, 0, err);
 	} else
-		rv = fs_write_atomic(a->bundle, buf, len, 0644, 1, err);
-	free(buf);
+		rv = fs_write_atomic(a->bundle, pem, len, 0644, 1, err);
+	free(pem);
+	sk_X509_pop_free(certs, X509_free);
 	return rv;
 }
 
@@ -1284,6 +1492,8 @@ enroll(struct agent *a, struct mtls_error *err)
 	free(pem);
 	X509_free(a->pinned);
 	a->pinned = NULL;
+	X509_free(a->srv_ca);
+	a->srv_ca = NULL;
 	return rv;
 }
 
@@ -1319,6 +1529,23 @@ drop_revoked(struct agent *a)
 	json_decref(o);
 }
 
+/* a->renewing: the leaf of a->cur_cert (a reference). */
+static int
+renewing_load(struct agent *a, struct mtls_error *err)
+{
+	STACK_OF(X509) *mine = NULL;
+
+	X509_free(a->renewing);
+	a->renewing = NULL;
+	if (certs_load(a->cur_cert, &mine, err) != 0)
+		return -1;
+	if (X509_up_ref(sk_X509_value(mine, 0)))
+		a->renewing = sk_X509_value(mine, 0);
+	sk_X509_pop_free(mine, X509_free);
+	return a->renewing != NULL ? 0 : error_set(err, MTLS_ERR_NOMEM,
+	    "out of memory");
+}
+
 /* One renewal: fresh roots (they rotate) over a connection verified by the
  * current ones, then the certificate; both installed only together. */
 static int
@@ -1332,12 +1559,17 @@ renew(struct agent *a, struct mtls_error *err)
 		return error_set(err, MTLS_ERR_ARG, "no certificate to renew "
 		    "with in %s: enroll again with --token-file",
 		    a->o->out_dir);
+	/* the CA server must be the CA that issued it (serving_ca) */
+	if (renewing_load(a, err) != 0)
+		return -1;
 	if (fetch_bundle(a, TRUST_BUNDLE, &pem, NULL, err) == 0 &&
 	    obtain(a, 0, pem, err) == 0)
 		rv = 0;
-	else if (err->fail == MTLS_FAIL_REVOKED)
-		drop_revoked(a);
+	else if (err->fail == MTLS_FAIL_REVOKED && a->srv_ca != NULL)
+		drop_revoked(a);	/* said by that CA, over verified TLS */
 	free(pem);
+	X509_free(a->renewing);
+	a->renewing = NULL;
 	return rv;
 }
 
@@ -1521,6 +1753,7 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 	rv = 0;
  out:
 	OPENSSL_cleanse(a.token, sizeof(a.token));
+	X509_free(a.srv_ca);
 	curl_global_cleanup();
 	return rv;
 }

@@ -1405,9 +1405,9 @@ int
 ca_token_create(struct ca *ca, const char *spiffe_id, int64_t ttl,
     char *token, size_t len, struct mtls_error *err)
 {
-	unsigned char rnd[32], fp[32];
-	char why[200], hash[65], secret[44], fph[65], b64[48];
-	unsigned int fl = 0;
+	unsigned char rnd[32], fp[32], cfp[32];
+	char why[200], hash[65], secret[44], fph[65], cfph[65], b64[48];
+	unsigned int fl = 0, cl = 0;
 	X509 *root = own_root(ca);
 	size_t i, k;
 	int64_t expires = 0;
@@ -1424,10 +1424,13 @@ ca_token_create(struct ca *ca, const char *spiffe_id, int64_t ttl,
 	if (!ok)
 		return error_set(err, MTLS_ERR_ARG, "%.200s is not allowed by "
 		    "any role in %s/ca.conf", spiffe_id, ca->dir);
+	/* the root, and this CA (the issuer of ca serve's certificate): a
+	 * sibling CA's server chains to the same root (issue 18) */
 	if (root == NULL || !X509_digest(root, EVP_sha256(), fp, &fl) ||
-	    fl != 32)
+	    fl != 32 || !X509_digest(ca->cert, EVP_sha256(), cfp, &cl) ||
+	    cl != 32)
 		return error_set(err, MTLS_ERR_CRYPTO, "cannot fingerprint the "
-		    "root");
+		    "root and this CA");
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		return error_set(err, MTLS_ERR_CRYPTO, "no randomness");
 	/* 32 random bytes (256 bits) as 43 base64url characters */
@@ -1437,9 +1440,12 @@ ca_token_create(struct ca *ca, const char *spiffe_id, int64_t ttl,
 	secret[43] = '\0';
 	OPENSSL_cleanse(b64, sizeof(b64));
 	OPENSSL_cleanse(rnd, sizeof(rnd));
-	for (i = 0; i < 32; i++)
+	for (i = 0; i < 32; i++) {
 		snprintf(fph + 2 * i, 3, "%02x", fp[i]);
-	if ((size_t)snprintf(token, len, "mtls1.%s.%s", fph, secret) >= len) {
+		snprintf(cfph + 2 * i, 3, "%02x", cfp[i]);
+	}
+	if ((size_t)snprintf(token, len, "mtls2.%s.%s.%s", fph, cfph,
+	    secret) >= len) {
 		OPENSSL_cleanse(secret, sizeof(secret));
 		return error_set(err, MTLS_ERR_ARG, "token buffer too small");
 	}

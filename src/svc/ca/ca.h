@@ -184,7 +184,8 @@ int	 ca_bundle_pem(struct ca *, char **pem, size_t *len,
 int	 ca_bundle_jwks(struct ca *, char **json, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 /* A one-time join token for <spiffe_id> (allowed by a role), valid <ttl>:
- * "mtls1.<root SHA-256 hex>.<secret>". Only its SHA-256 is stored. */
+ * "mtls2.<root SHA-256 hex>.<this CA's SHA-256 hex>.<secret>" (the
+ * agent pins both). Only the SHA-256 of the whole token is stored. */
 int	 ca_token_create(struct ca *, const char *spiffe_id, int64_t ttl,
 	    char *token, size_t len, struct mtls_error *) MTLS_MUST_CHECK;
 /* SHA-256 hex of a token, the key it is stored under. */

@@ -10,7 +10,8 @@ With SIGN (a shell command with {csr} and {out}), POST /v1/enroll and
 /v1/renew are answered like ca serve: the request's CSR is written to the
 file {csr}, SIGN writes the chain to {out}, and the answer is
 {"certificate": <that chain>, "bundle": <BUNDLE>}; a server that passes TLS
-but answers with whatever it likes.
+but answers with whatever it likes. SIGN "revoked" answers them with ca
+serve's 403 {"error": "revoked"} instead.
 
 usage: fake_ca.py PORT CHAIN KEY BUNDLE LOG [SIGN]"""
 import http.server, json, os, socketserver, ssl, subprocess, sys, tempfile
@@ -60,10 +61,13 @@ class H(http.server.BaseHTTPRequestHandler):
         record(event="request", method=self.command, path=self.path,
                headers=dict(self.headers), body=body)
         chain = None
-        if self.command == "POST" and SIGN and self.path in ("/v1/enroll", "/v1/renew"):
+        post = self.command == "POST" and self.path in ("/v1/enroll", "/v1/renew")
+        if post and SIGN and SIGN != "revoked":
             chain = sign(body)
         if self.command == "GET" and self.path == "/v1/bundle":
             out, status = json.dumps({"bundle": bundle}).encode(), 200
+        elif post and SIGN == "revoked":
+            out, status = b'{"error":"revoked","message":"this certificate is revoked"}', 403
         elif chain is not None:
             out, status = json.dumps({"certificate": chain, "bundle": bundle}).encode(), 200
         else:
