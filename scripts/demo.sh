@@ -127,7 +127,7 @@ wait_log caserve.log '"event":"start"'
 "$MTLS" ca token create --ca online-ca --spiffe-id spiffe://example.org/ns/prod/sa/orders > orders.token
 "$MTLS" ca token create --ca online-ca --spiffe-id spiffe://example.org/ns/prod/sa/shipping > shipping.token
 echo '$ mtls ca token create --ca online-ca --spiffe-id spiffe://example.org/ns/prod/sa/orders > orders.token'
-echo "  $(cut -c1-40 orders.token)...  (carries the root's SHA-256; stored only hashed)"
+echo "  $(cut -c1-40 orders.token)...  (pins the root's and the serving CA's SHA-256; stored only hashed)"
 for who in orders shipping; do
 	echo '$ mtls agent --ca-url https://127.0.0.1:'"$ca_port"' --token-file '"$who"'.token --out-dir '"$who"' &'
 	"$MTLS" agent --ca-url "https://127.0.0.1:$ca_port" --token-file "$who.token" --out-dir "$who" 2> "agent-$who.log" &
