@@ -275,9 +275,11 @@ expect_grep '"event":"renew_failed".*clock skew: this clock is 36[0-9][0-9] s ah
 # 5 min) is not valid yet here
 expect_exit 1 "an agent 1 h behind: refused, once" faketime -f -1h "$MTLS" agent --ca-url "$FURL" \
     --cert skew.pem --key skew.key --ca-bundle root/ca.pem --out-dir sk2 --once
-expect_grep '"event":"clock_skew".*"skew_s":-3[23][0-9][0-9].*"source":"server_certificate"' "$T_DIR/err" \
-    "it says the clock is behind by at least 55 min"
-expect_grep "clock skew\\? .*CA server's certificate .* starts in 3[23][0-9][0-9] s.* behind" "$T_DIR/err" "and why"
+# (the root was made minutes ago, 5 min backdated: the skew seen is 1 h
+# minus the test's age, so only its order of magnitude is asserted)
+expect_grep '"event":"clock_skew".*"skew_s":-[123][0-9][0-9][0-9],.*"source":"server_certificate"' "$T_DIR/err" \
+    "it says the clock is behind by more than 15 min"
+expect_grep "clock skew\\? .*CA server's certificate .* starts in [123][0-9][0-9][0-9] s.* behind" "$T_DIR/err" "and why"
 [ ! -e sk2/svid.pem ] && ok "nothing installed" || not_ok "installed behind" "$(ls -la sk2)"
 
 # the proxy's built-in agent one hour ahead: its files are due within seconds
