@@ -1,4 +1,11 @@
-/* tls.c: a client's kept session is dropped once it can no longer resume. */
+/*
+ * tls.c: handshakes between a libmtls server and client (or a bare
+ * OpenSSL peer for what libmtls never sends) over in-memory BIO pairs,
+ * with certificates from profile.c: success, the taxonomy code of each
+ * failure a handshake can produce without a network, resumption
+ * re-authorized against the current config, optional client
+ * certificates, and read-ahead delivering every buffered record.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -6,9 +13,861 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "internal.h"
+#include "pki_fixture.h"
+
+#define SERVER_NAME	"server.example.org"
+#define CLIENT_ID	"spiffe://example.org/ns/prod/client"
+#define SERVER_ID	"spiffe://example.org/ns/prod/server"
+
+static struct {
+	char		 dir[256];
+	int64_t		 now;
+	struct fx_cert	 c[16];
+	size_t		 n;
+	X509_CRL	*crl;
+} pki;
+
+/* Writes <leaf> + <chain> to <dir>/<name>.pem and its key to .key. */
+static struct fx_cert *
+ident(const char *name, struct fx_cert leaf, X509 *chain)
+{
+	char path[512], fname[64];
+	STACK_OF(X509) *sk = fx_stack(leaf.x, chain, NULL);
+
+	snprintf(fname, sizeof(fname), "%s.pem", name);
+	fx_write_certs(pki.dir, fname, sk, path, sizeof(path));
+	sk_X509_pop_free(sk, X509_free);
+	snprintf(fname, sizeof(fname), "%s.key", name);
+	fx_write_key(pki.dir, fname, leaf.k, path, sizeof(path));
+	assert_true(pki.n < sizeof(pki.c) / sizeof(pki.c[0]));
+	pki.c[pki.n] = leaf;
+	return &pki.c[pki.n++];
+}
+
+static int
+make_pki(void **state)
+{
+	static const char *server_ids[] = { SERVER_ID, "dns:" SERVER_NAME,
+	    NULL };
+	static const char *client_ids[] = { CLIENT_ID, NULL };
+	static const char *gone_ids[] = { "spiffe://example.org/ns/prod/gone",
+	    NULL };
+	static const char *fclient_ids[] = { "spiffe://other.org/client",
+	    NULL };
+	static const char *fserver_ids[] = { "dns:" SERVER_NAME, NULL };
+	struct fx_cert root, open, other, oint, *gone;
+	char path[512];
+	int64_t now;
+
+	(void)state;
+	fx_tmpdir(pki.dir, sizeof(pki.dir));
+	now = pki.now = (int64_t)time(NULL);
+	root = fx_root("example.org", "example.org Root CA", now);
+	open = fx_intermediate(&root, "example.org", "open", NULL, 0, NULL, 0,
+	    now);
+	other = fx_root("other.org", "other.org Root CA", now);
+	oint = fx_intermediate(&other, "other.org", "other int", NULL, 0, NULL,
+	    0, now);
+	fx_write_cert(pki.dir, "root.pem", root.x, path, sizeof(path));
+	ident("server", fx_leaf(&open, "example.org", server_ids, now - 60,
+	    now + FX_DAY), open.x);
+	ident("client", fx_leaf(&open, "example.org", client_ids, now - 60,
+	    now + FX_DAY), open.x);
+	ident("expired", fx_leaf(&open, "example.org", client_ids,
+	    now - 2 * FX_DAY, now - FX_DAY), open.x);
+	gone = ident("gone", fx_leaf(&open, "example.org", gone_ids, now - 60,
+	    now + FX_DAY), open.x);
+	ident("foreign", fx_leaf(&oint, "other.org", fclient_ids, now - 60,
+	    now + FX_DAY), oint.x);
+	ident("fserver", fx_leaf(&oint, "other.org", fserver_ids, now - 60,
+	    now + FX_DAY), oint.x);
+	ident("serveronly", fx_mk("example.org", "serveronly", &open,
+	    "basicConstraints=critical,CA:FALSE\n"
+	    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+	    "subjectAltName=URI:spiffe://example.org/ns/prod/s", NULL, NULL, 0,
+	    now), open.x);
+	pki.crl = fx_crl(&open, gone->x, now);
+	fx_write_crl(pki.dir, "crl.pem", pki.crl, path, sizeof(path));
+	fx_cert_free(&root);
+	fx_cert_free(&open);
+	fx_cert_free(&other);
+	fx_cert_free(&oint);
+	return 0;
+}
+
+static int
+free_pki(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < pki.n; i++)
+		fx_cert_free(&pki.c[i]);
+	X509_CRL_free(pki.crl);
+	fx_rmdir(pki.dir);
+	return 0;
+}
+
+static void
+path_of(const char *name, const char *ext, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s%s", pki.dir, name, ext);
+}
+
+/* A config presenting identity <name> and trusting <anchors>. */
+static struct mtls_config *
+cfg_new(const char *name, const char *anchors)
+{
+	struct mtls_config *cfg = mtls_config_new();
+	char cert[512], key[512];
+
+	assert_non_null(cfg);
+	path_of(name, ".pem", cert, sizeof(cert));
+	path_of(name, ".key", key, sizeof(key));
+	if (mtls_config_set_identity_file(cfg, cert, key) != 0)
+		fail_msg("identity %s: %s", name, mtls_config_error(cfg));
+	path_of(anchors, ".pem", cert, sizeof(cert));
+	assert_int_equal(mtls_config_set_trust_file(cfg, cert), 0);
+	return cfg;
+}
+
+/* A server or client context configured with <cfg> (reference taken). */
+static struct mtls *
+ctx_new(int server, struct mtls_config *cfg)
+{
+	struct mtls *m = server ? mtls_server() : mtls_client();
+
+	assert_non_null(m);
+	if (mtls_configure(m, cfg) != 0)
+		fail_msg("configure: %s", mtls_error(m));
+	mtls_config_free(cfg);
+	return m;
+}
+
+/* One end of a connection: a libmtls one, or a bare OpenSSL one. */
+struct end {
+	struct mtls	*m;
+	SSL		*raw;
+	int		 rc;	/* last handshake result; MTLS_WANT_* */
+};
+
+/* Connects two ends with a BIO pair in place of their sockets. */
+static void
+link_ends(struct end *a, struct end *b)
+{
+	BIO *x, *y;
+
+	assert_int_equal(BIO_new_bio_pair(&x, 0, &y, 0), 1);
+	SSL_set_bio(a->m ? a->m->ssl : a->raw, x, x);
+	SSL_set_bio(b->m ? b->m->ssl : b->raw, y, y);
+	a->rc = b->rc = MTLS_WANT_READ;
+}
+
+static void
+end_free(struct end *e)
+{
+	mtls_free(e->m);
+	SSL_free(e->raw);
+	memset(e, 0, sizeof(*e));
+}
+
+static void
+step(struct end *e)
+{
+	int r;
+
+	if (e->rc != MTLS_WANT_READ && e->rc != MTLS_WANT_WRITE)
+		return;
+	if (e->m != NULL) {
+		e->rc = mtls_handshake(e->m);
+		return;
+	}
+	ERR_clear_error();
+	r = SSL_do_handshake(e->raw);
+	if (r == 1)
+		e->rc = 0;
+	else if (SSL_get_error(e->raw, r) == SSL_ERROR_WANT_READ)
+		e->rc = MTLS_WANT_READ;
+	else
+		e->rc = -1;
+}
+
+/* Both handshakes, in turns, until neither can go on (bounded). */
+static void
+pump(struct end *c, struct end *s)
+{
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		step(c);
+		step(s);
+	}
+}
+
+/* A libmtls connection of <server> and one of <client> to <name>. */
+static void
+open_pair(struct mtls *server, struct mtls *client, const char *name,
+    struct end *s, struct end *c)
+{
+	memset(s, 0, sizeof(*s));
+	memset(c, 0, sizeof(*c));
+	if (server != NULL)
+		assert_int_equal(mtls_accept_socket(server, &s->m, -1), 0);
+	if (client != NULL)
+		assert_int_equal(mtls_connect_socket(client, &c->m, -1, name), 0);
+}
+
+/* A bare OpenSSL client (no certificate unless <cert>), TLS <= <maxv>,
+ * offering <groups> (NULL: OpenSSL's). */
+static SSL *
+raw_client(const char *cert, int maxv, const char *groups)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	char path[512];
+	SSL *ssl;
+
+	assert_non_null(ctx);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	assert_true(SSL_CTX_set_max_proto_version(ctx, maxv));
+	if (groups != NULL)
+		assert_true(SSL_CTX_set1_groups_list(ctx, groups));
+	if (cert != NULL) {
+		path_of(cert, ".pem", path, sizeof(path));
+		assert_int_equal(SSL_CTX_use_certificate_chain_file(ctx, path), 1);
+		path_of(cert, ".key", path, sizeof(path));
+		assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, path,
+		    SSL_FILETYPE_PEM), 1);
+	}
+	assert_non_null(ssl = SSL_new(ctx));
+	SSL_CTX_free(ctx);
+	SSL_set_connect_state(ssl);
+	return ssl;
+}
+
+/* A bare OpenSSL server with the server identity, TLS 1.2 at most. */
+static SSL *
+raw_server_tls12(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char path[512];
+	SSL *ssl;
+
+	assert_non_null(ctx);
+	assert_true(SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION));
+	path_of("server", ".pem", path, sizeof(path));
+	assert_int_equal(SSL_CTX_use_certificate_chain_file(ctx, path), 1);
+	path_of("server", ".key", path, sizeof(path));
+	assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, path,
+	    SSL_FILETYPE_PEM), 1);
+	assert_non_null(ssl = SSL_new(ctx));
+	SSL_CTX_free(ctx);
+	SSL_set_accept_state(ssl);
+	return ssl;
+}
+
+/* The payload the peer of <e> sent, read through libmtls. */
+static void
+expect_read(struct end *e, const char *want)
+{
+	char buf[256];
+	long n;
+
+	n = mtls_read(e->m, buf, sizeof(buf) - 1);
+	if (n < 0)
+		fail_msg("read: %ld %s (%s)", n,
+		    mtls_fail_name(mtls_fail_code(e->m)), mtls_error(e->m));
+	buf[n] = '\0';
+	assert_string_equal(buf, want);
+}
+
+static void
+send_str(struct end *e, const char *s)
+{
+	assert_int_equal(mtls_write(e->m, s, strlen(s)), (long)strlen(s));
+}
+
+/* Server <scfg> and client <ccfg> handshake; returns the two ends. */
+static void
+handshake(struct mtls_config *scfg, struct mtls_config *ccfg,
+    const char *name, struct mtls **server, struct mtls **client,
+    struct end *s, struct end *c)
+{
+	*server = ctx_new(1, scfg);
+	*client = ctx_new(0, ccfg);
+	open_pair(*server, *client, name, s, c);
+	link_ends(c, s);
+	pump(c, s);
+}
+
+static void
+test_success(void **state)
+{
+	struct mtls_config *scfg = cfg_new("server", "root");
+	struct mtls_config *ccfg = cfg_new("client", "root");
+	struct mtls *server, *client;
+	struct end s, c;
+	uint64_t in = 0, out = 0;
+
+	(void)state;
+	assert_int_equal(mtls_config_add_allow(scfg,
+	    "spiffe://example.org/ns/prod/*"), 0);
+	assert_int_equal(mtls_config_set_alpn(scfg, "http/1.1"), 0);
+	assert_int_equal(mtls_config_set_alpn(ccfg, "h2,http/1.1"), 0);
+	server = ctx_new(1, scfg);
+	client = ctx_new(0, ccfg);
+	open_pair(server, client, SERVER_NAME, &s, &c);
+	/* nothing negotiated yet */
+	assert_string_equal(mtls_conn_version(c.m), "");
+	assert_string_equal(mtls_conn_cipher(c.m), "");
+	assert_string_equal(mtls_conn_group(c.m), "");
+	assert_int_equal(mtls_peer_verified(s.m), 0);
+	link_ends(&c, &s);
+	pump(&c, &s);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(s.rc, 0);
+	assert_int_equal(mtls_handshake(s.m), 0);	/* done stays done */
+	assert_string_equal(mtls_peer_id(s.m), CLIENT_ID);
+	assert_string_equal(mtls_peer_id(c.m), SERVER_ID);
+	assert_non_null(mtls_peer_serial(s.m));
+	assert_int_equal(mtls_peer_verified(s.m), 1);
+	assert_int_equal(mtls_peer_verified(c.m), 1);
+	assert_int_equal(mtls_fail_code(s.m), MTLS_FAIL_NONE);
+	assert_string_equal(mtls_conn_version(s.m), "TLSv1.3");
+	assert_string_not_equal(mtls_conn_cipher(s.m), "");
+	assert_string_equal(mtls_conn_group(c.m), "x25519");
+	assert_string_equal(mtls_conn_alpn(c.m), "http/1.1");
+	assert_string_equal(mtls_conn_alpn(s.m), "http/1.1");
+	assert_int_equal(mtls_conn_resumed(s.m), 0);
+	send_str(&c, "ping");
+	expect_read(&s, "ping");
+	send_str(&s, "pong");
+	expect_read(&c, "pong");
+	mtls_conn_wire_bytes(s.m, &in, &out);
+	assert_true(in > 0 && out > 0);
+	/* close_notify: the peer reads the end of stream */
+	assert_int_equal(mtls_close(c.m), 0);
+	assert_int_equal(mtls_read(s.m, (char[8]){ 0 }, 8), 0);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+	mtls_free(client);
+}
+
+/*
+ * The server refuses the client certificate <client_ident> (with <opt>
+ * applied to the server config) with taxonomy code <want>; the client,
+ * whose TLS 1.3 handshake was already complete, learns from the alert
+ * that its certificate was refused.
+ */
+static void
+server_refuses(const char *client_ident, void (*opt)(struct mtls_config *),
+    int want, const char *peer_id)
+{
+	struct mtls_config *scfg = cfg_new("server", "root");
+	struct mtls *server, *client;
+	struct end s, c;
+	char buf[16];
+
+	if (opt != NULL)
+		opt(scfg);
+	handshake(scfg, cfg_new(client_ident, "root"), SERVER_NAME, &server,
+	    &client, &s, &c);
+	if (s.rc != -1 || mtls_fail_code(s.m) != want)
+		fail_msg("%s: server gave %d %s (%s), want %s", client_ident,
+		    s.rc, mtls_fail_name(mtls_fail_code(s.m)), mtls_error(s.m),
+		    mtls_fail_name(want));
+	assert_int_equal(mtls_error_code(s.m), MTLS_ERR_VERIFY);
+	assert_int_equal(mtls_peer_verified(s.m), 0);
+	/* who was refused is known (for the log), when the leaf parsed */
+	if (peer_id != NULL)
+		assert_string_equal(mtls_peer_id(s.m), peer_id);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(mtls_read(c.m, buf, sizeof(buf)), -1);
+	assert_int_equal(mtls_fail_code(c.m), MTLS_FAIL_PEER_REJECTED_OUR_CERT);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+	mtls_free(client);
+}
+
+static void
+allow_dev(struct mtls_config *cfg)
+{
+	assert_int_equal(mtls_config_add_allow(cfg,
+	    "spiffe://example.org/ns/dev/*"), 0);
+}
+
+static void
+add_crl(struct mtls_config *cfg)
+{
+	char path[512];
+
+	path_of("crl", ".pem", path, sizeof(path));
+	if (mtls_config_add_crl_file(cfg, path) != 0)
+		fail_msg("crl: %s", mtls_config_error(cfg));
+}
+
+static void
+test_unknown_ca(void **state)
+{
+	(void)state;
+	server_refuses("foreign", NULL, MTLS_FAIL_UNKNOWN_CA,
+	    "spiffe://other.org/client");
+}
+
+static void
+test_cert_expired(void **state)
+{
+	(void)state;
+	server_refuses("expired", NULL, MTLS_FAIL_CERT_EXPIRED, CLIENT_ID);
+}
+
+static void
+test_not_authorized(void **state)
+{
+	(void)state;
+	server_refuses("client", allow_dev, MTLS_FAIL_NOT_AUTHORIZED, CLIENT_ID);
+}
+
+static void
+test_revoked(void **state)
+{
+	(void)state;
+	server_refuses("gone", add_crl, MTLS_FAIL_REVOKED, NULL);
+}
+
+static void
+test_bad_key_usage(void **state)
+{
+	(void)state;
+	/* a serverAuth-only certificate presented as a client's */
+	server_refuses("serveronly", NULL, MTLS_FAIL_BAD_KEY_USAGE, NULL);
+}
+
+/* The client refuses the server: a foreign CA, or another name. */
+static void
+client_refuses(const char *server_ident, const char *name, int want)
+{
+	struct mtls *server, *client;
+	struct end s, c;
+
+	handshake(cfg_new(server_ident, "root"), cfg_new("client", "root"),
+	    name, &server, &client, &s, &c);
+	if (c.rc != -1 || mtls_fail_code(c.m) != want)
+		fail_msg("client gave %d %s (%s), want %s", c.rc,
+		    mtls_fail_name(mtls_fail_code(c.m)), mtls_error(c.m),
+		    mtls_fail_name(want));
+	assert_int_equal(s.rc, -1);
+	assert_int_equal(mtls_fail_code(s.m), MTLS_FAIL_PEER_REJECTED_OUR_CERT);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+	mtls_free(client);
+}
+
+static void
+test_client_unknown_ca(void **state)
+{
+	(void)state;
+	client_refuses("fserver", SERVER_NAME, MTLS_FAIL_UNKNOWN_CA);
+}
+
+static void
+test_client_identity_mismatch(void **state)
+{
+	(void)state;
+	/* the name we connect to is the identity the server must have */
+	client_refuses("server", "other.example.org",
+	    MTLS_FAIL_IDENTITY_MISMATCH);
+}
+
+/* A bare client against a libmtls server (default config + <opt>). */
+static void
+raw_vs_server(SSL *raw, void (*opt)(struct mtls_config *), struct end *s,
+    struct end *c, struct mtls **server)
+{
+	struct mtls_config *scfg = cfg_new("server", "root");
+
+	if (opt != NULL)
+		opt(scfg);
+	*server = ctx_new(1, scfg);
+	open_pair(*server, NULL, NULL, s, c);
+	c->raw = raw;
+	link_ends(c, s);
+	pump(c, s);
+}
+
+static void
+expect_server_fail(SSL *raw, int want)
+{
+	struct mtls *server;
+	struct end s, c;
+
+	raw_vs_server(raw, NULL, &s, &c, &server);
+	if (s.rc != -1 || mtls_fail_code(s.m) != want)
+		fail_msg("server gave %d %s (%s), want %s", s.rc,
+		    mtls_fail_name(mtls_fail_code(s.m)), mtls_error(s.m),
+		    mtls_fail_name(want));
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+}
+
+static void
+test_no_client_cert(void **state)
+{
+	(void)state;
+	expect_server_fail(raw_client(NULL, TLS1_3_VERSION, NULL),
+	    MTLS_FAIL_NO_CLIENT_CERT);
+}
+
+static void
+test_protocol_version(void **state)
+{
+	struct mtls *client;
+	struct end s, c;
+
+	(void)state;
+	/* a TLS 1.2 client at a TLS 1.3 server */
+	expect_server_fail(raw_client("client", TLS1_2_VERSION, NULL),
+	    MTLS_FAIL_PROTOCOL_VERSION);
+	/* our client at a TLS 1.2 server: the server's alert names it */
+	client = ctx_new(0, cfg_new("client", "root"));
+	open_pair(NULL, client, SERVER_NAME, &s, &c);
+	s.raw = raw_server_tls12();
+	link_ends(&c, &s);
+	pump(&c, &s);
+	assert_int_equal(c.rc, -1);
+	assert_int_equal(mtls_fail_code(c.m), MTLS_FAIL_PROTOCOL_VERSION);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(client);
+}
+
+static void
+test_no_shared_algorithm(void **state)
+{
+	(void)state;
+	/* only P-384 key shares; the server takes X25519 and P-256 */
+	expect_server_fail(raw_client("client", TLS1_3_VERSION, "P-384"),
+	    MTLS_FAIL_NO_SHARED_ALGORITHM);
+}
+
+static void
+test_chain_too_large(void **state)
+{
+	struct mtls *server;
+	struct end s, c;
+
+	(void)state;
+	server = ctx_new(1, cfg_new("server", "root"));
+	open_pair(server, NULL, NULL, &s, &c);
+	c.raw = raw_client("client", TLS1_3_VERSION, NULL);
+	/* a limit below this client's chain, as 100 KiB is below a huge one */
+	SSL_set_max_cert_list(s.m->ssl, 256);
+	link_ends(&c, &s);
+	pump(&c, &s);
+	assert_int_equal(s.rc, -1);
+	assert_int_equal(mtls_fail_code(s.m), MTLS_FAIL_CHAIN_TOO_LARGE);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+}
+
+/* Plain bytes (not TLS) written into a connection's peer end. */
+static void
+test_not_tls(void **state)
+{
+	static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const char resp[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+	struct mtls *server, *client;
+	struct end s, c;
+	BIO *x, *y;
+
+	(void)state;
+	server = ctx_new(1, cfg_new("server", "root"));
+	client = ctx_new(0, cfg_new("client", "root"));
+	/* an HTTP request at the server */
+	open_pair(server, NULL, NULL, &s, &c);
+	assert_int_equal(BIO_new_bio_pair(&x, 0, &y, 0), 1);
+	SSL_set_bio(s.m->ssl, y, y);
+	assert_int_equal(BIO_write(x, req, sizeof(req) - 1), sizeof(req) - 1);
+	assert_int_equal(mtls_handshake(s.m), -1);
+	assert_int_equal(mtls_fail_code(s.m), MTLS_FAIL_NOT_TLS);
+	BIO_free(x);
+	end_free(&s);
+	/* an HTTP answer to the client */
+	open_pair(NULL, client, SERVER_NAME, &s, &c);
+	assert_int_equal(BIO_new_bio_pair(&x, 0, &y, 0), 1);
+	SSL_set_bio(c.m->ssl, y, y);
+	assert_int_equal(mtls_handshake(c.m), MTLS_WANT_READ);
+	assert_true(BIO_ctrl_pending(x) > 0);	/* its ClientHello */
+	assert_int_equal(BIO_write(x, resp, sizeof(resp) - 1), sizeof(resp) - 1);
+	assert_int_equal(mtls_handshake(c.m), -1);
+	assert_int_equal(mtls_fail_code(c.m), MTLS_FAIL_NOT_TLS);
+	end_free(&c);
+	BIO_free(x);
+	/* a server that hangs up on the ClientHello */
+	open_pair(NULL, client, SERVER_NAME, &s, &c);
+	assert_int_equal(BIO_new_bio_pair(&x, 0, &y, 0), 1);
+	SSL_set_bio(c.m->ssl, y, y);
+	assert_int_equal(mtls_handshake(c.m), MTLS_WANT_READ);
+	BIO_free(x);	/* the peer end goes away: EOF */
+	assert_int_equal(mtls_handshake(c.m), -1);
+	assert_int_equal(mtls_fail_code(c.m), MTLS_FAIL_NOT_TLS);
+	end_free(&c);
+	mtls_free(server);
+	mtls_free(client);
+}
+
+/*
+ * Resumption (tls.c's header): a ticket carries the config generation and
+ * the chain's cache key. Under the same config it resumes, re-authorized
+ * from the cache; after a reload with other rules the server ignores it
+ * and a full handshake decides with the new rules, even though the new
+ * config shares the ticket keys and so can open the ticket.
+ */
+static struct mtls_config *
+resume_server_cfg(const char *allow)
+{
+	struct mtls_config *cfg = cfg_new("server", "root");
+
+	assert_int_equal(mtls_config_add_allow(cfg, allow), 0);
+	return cfg;
+}
+
+/* One connection of <client> to <server>, with a round trip so the
+ * client has read the server's ticket. Returns the server's result. */
+static int
+connect_once(struct mtls *server, struct mtls *client, int *resumed,
+    int *fail)
+{
+	struct end s, c;
+	int rc;
+
+	open_pair(server, client, SERVER_NAME, &s, &c);
+	link_ends(&c, &s);
+	pump(&c, &s);
+	rc = s.rc;
+	*fail = mtls_fail_code(s.m);
+	*resumed = s.rc == 0 && mtls_conn_resumed(s.m);
+	if (rc == 0) {
+		assert_int_equal(c.rc, 0);
+		assert_int_equal(mtls_conn_resumed(c.m), *resumed);
+		/* resumed or not, the server knows who the client is */
+		assert_string_equal(mtls_peer_id(s.m), CLIENT_ID);
+		assert_int_equal(mtls_peer_verified(s.m), 1);
+		assert_string_equal(mtls_peer_id(c.m), SERVER_ID);
+		send_str(&s, "hi");
+		expect_read(&c, "hi");
+		/* a clean close: OpenSSL drops the session of a connection
+		 * freed without close_notify */
+		assert_int_equal(mtls_close(c.m), 0);
+	}
+	end_free(&s);
+	end_free(&c);
+	return rc;
+}
+
+static void
+test_resumption_reauthorized(void **state)
+{
+	struct mtls_config *a, *same, *narrow, *wide;
+	struct mtls *server, *client;
+	int resumed, fail;
+
+	(void)state;
+	a = resume_server_cfg("spiffe://example.org/ns/prod/*");
+	server = mtls_server();
+	assert_non_null(server);
+	assert_int_equal(mtls_configure(server, a), 0);
+	client = ctx_new(0, cfg_new("client", "root"));
+
+	assert_int_equal(connect_once(server, client, &resumed, &fail), 0);
+	assert_int_equal(resumed, 0);
+	assert_int_equal(connect_once(server, client, &resumed, &fail), 0);
+	assert_int_equal(resumed, 1);
+	/* an OpenSSL client uses a TLS 1.3 ticket once, and a server that
+	 * resumes sends no new one (SSL_TICKET_RETURN_USE): this connection
+	 * gets the client a ticket from config <a> again */
+	assert_int_equal(connect_once(server, client, &resumed, &fail), 0);
+
+	/* a reload that decides alike (same generation): still resumes */
+	same = resume_server_cfg("spiffe://example.org/ns/prod/*");
+	config_freeze(same);
+	config_inherit(same, a, 1);
+	assert_int_equal(mtls_configure(server, same), 0);
+	assert_int_equal(connect_once(server, client, &resumed, &fail), 0);
+	assert_int_equal(resumed, 1);
+	assert_int_equal(connect_once(server, client, &resumed, &fail), 0);
+
+	/* rules that no longer allow the client: the ticket opens (shared
+	 * keys) but is not used; the full handshake refuses */
+	narrow = resume_server_cfg("spiffe://example.org/ns/dev/*");
+	config_freeze(narrow);
+	config_inherit(narrow, same, 1);
+	assert_int_equal(mtls_configure(server, narrow), 0);
+	assert_int_equal(connect_once(server, client, &resumed, &fail), -1);
+	assert_int_equal(fail, MTLS_FAIL_NOT_AUTHORIZED);
+
+	/* other rules that allow it: a full handshake, not a resumption */
+	wide = resume_server_cfg("spiffe://example.org/*");
+	config_freeze(wide);
+	config_inherit(wide, same, 1);
+	assert_int_equal(mtls_configure(server, wide), 0);
+	assert_int_equal(connect_once(server, client, &resumed, &fail), 0);
+	assert_int_equal(resumed, 0);
+	assert_int_equal(connect_once(server, client, &resumed, &fail), 0);
+	assert_int_equal(resumed, 1);
+
+	mtls_config_free(a);
+	mtls_config_free(same);
+	mtls_config_free(narrow);
+	mtls_config_free(wide);
+	mtls_free(server);
+	mtls_free(client);
+}
+
+static void
+set_optional(struct mtls_config *cfg)
+{
+	assert_int_equal(mtls_config_set_peer_optional(cfg), 0);
+}
+
+/* Peer-optional server: the handshake completes for anyone; the
+ * application learns who verified. */
+static void
+test_optional_peer(void **state)
+{
+	struct mtls *server;
+	struct end s, c;
+
+	(void)state;
+	/* no certificate: anonymous, no failure */
+	raw_vs_server(raw_client(NULL, TLS1_3_VERSION, NULL), set_optional, &s,
+	    &c, &server);
+	assert_int_equal(s.rc, 0);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(mtls_peer_verified(s.m), 0);
+	assert_int_equal(mtls_fail_code(s.m), MTLS_FAIL_NONE);
+	assert_null(mtls_peer_id(s.m));
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+	/* a certificate that does not verify: anonymous, and why */
+	raw_vs_server(raw_client("foreign", TLS1_3_VERSION, NULL), set_optional,
+	    &s, &c, &server);
+	assert_int_equal(s.rc, 0);
+	assert_int_equal(mtls_peer_verified(s.m), 0);
+	assert_int_equal(mtls_fail_code(s.m), MTLS_FAIL_UNKNOWN_CA);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+	/* a good one: verified */
+	raw_vs_server(raw_client("client", TLS1_3_VERSION, NULL), set_optional,
+	    &s, &c, &server);
+	assert_int_equal(s.rc, 0);
+	assert_int_equal(mtls_peer_verified(s.m), 1);
+	assert_string_equal(mtls_peer_id(s.m), CLIENT_ID);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+}
+
+/*
+ * Read-ahead: one read from the socket takes every record waiting there;
+ * the records are then delivered from OpenSSL's buffer with nothing more
+ * arriving (the services check SSL_has_pending() before they wait).
+ */
+static void
+test_read_ahead_drains(void **state)
+{
+	static const char *parts[] = { "one", "two", "three", "four" };
+	struct mtls_config *scfg = cfg_new("server", "root");
+	struct mtls *server, *client;
+	struct end s, c;
+	char got[64], buf[64];
+	size_t i, off = 0;
+	long n;
+
+	(void)state;
+	handshake(scfg, cfg_new("client", "root"), SERVER_NAME, &server,
+	    &client, &s, &c);
+	assert_int_equal(s.rc, 0);
+	assert_int_equal(c.rc, 0);
+	for (i = 0; i < 4; i++)
+		send_str(&c, parts[i]);	/* one record each */
+	n = mtls_read(s.m, buf, sizeof(buf));
+	assert_true(n > 0);
+	memcpy(got, buf, (size_t)n);
+	off = (size_t)n;
+	/* the socket is empty now: everything was read ahead */
+	assert_int_equal(BIO_ctrl_pending(SSL_get_rbio(s.m->ssl)), 0);
+	assert_true(SSL_has_pending(s.m->ssl));
+	while (off < strlen("onetwothreefour")) {
+		n = mtls_read(s.m, buf, sizeof(buf));
+		if (n <= 0)
+			fail_msg("read %ld after %zu bytes: a record was left "
+			    "in the socket", n, off);
+		memcpy(got + off, buf, (size_t)n);
+		off += (size_t)n;
+	}
+	got[off] = '\0';
+	assert_string_equal(got, "onetwothreefour");
+	assert_false(SSL_has_pending(s.m->ssl));
+	assert_int_equal(mtls_read(s.m, buf, sizeof(buf)), MTLS_WANT_READ);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+	mtls_free(client);
+}
+
+/* Calls on the wrong kind of context fail with a reason, never crash. */
+static void
+test_misuse(void **state)
+{
+	struct mtls *v = mtls_new(), *server = mtls_server(), *conn = NULL;
+	struct mtls *client = mtls_client(), *bare = mtls_server();
+	struct mtls_config *empty = mtls_config_new();
+	char buf[4];
+
+	(void)state;
+	assert_int_equal(mtls_handshake(v), -1);
+	assert_int_equal(mtls_error_code(v), MTLS_ERR_STATE);
+	assert_int_equal(mtls_read(v, buf, sizeof(buf)), -1);
+	assert_int_equal(mtls_write(v, buf, sizeof(buf)), -1);
+	assert_int_equal(mtls_close(v), -1);
+	/* no identity: mutual TLS needs one on both sides */
+	assert_int_equal(mtls_configure(bare, empty), -1);
+	assert_int_equal(mtls_error_code(bare), MTLS_ERR_ARG);
+	assert_int_equal(mtls_accept_socket(bare, &conn, -1), -1);
+	assert_int_equal(mtls_error_code(bare), MTLS_ERR_STATE);
+	assert_null(conn);
+	assert_int_equal(mtls_configure(server, cfg_new("server", "root")), 0);
+	assert_int_equal(mtls_configure(client, cfg_new("client", "root")), 0);
+	assert_int_equal(mtls_connect_socket(server, &conn, -1, SERVER_NAME),
+	    -1);
+	assert_int_equal(mtls_accept_socket(client, &conn, -1), -1);
+	/* a servername that is neither a DNS name nor an address */
+	assert_int_equal(mtls_connect_socket(client, &conn, -1, "bad name"),
+	    -1);
+	assert_int_equal(mtls_error_code(client), MTLS_ERR_ARG);
+	assert_null(conn);
+	/* an IP address is fine (and becomes the expected identity) */
+	assert_int_equal(mtls_connect_socket(client, &conn, -1, "127.0.0.1"), 0);
+	assert_string_equal(conn->expect_name, "ip:127.0.0.1");
+	assert_int_equal(mtls_configure(conn, empty), -1);
+	assert_int_equal(mtls_error_code(conn), MTLS_ERR_STATE);
+	mtls_free(conn);
+	mtls_config_free(empty);
+	mtls_free(v);
+	mtls_free(bare);
+	mtls_free(server);
+	mtls_free(client);
+}
 
 static void
 test_session_expiry(void **state)
@@ -33,7 +892,24 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_session_expiry),
+		cmocka_unit_test(test_success),
+		cmocka_unit_test(test_unknown_ca),
+		cmocka_unit_test(test_cert_expired),
+		cmocka_unit_test(test_not_authorized),
+		cmocka_unit_test(test_revoked),
+		cmocka_unit_test(test_bad_key_usage),
+		cmocka_unit_test(test_client_unknown_ca),
+		cmocka_unit_test(test_client_identity_mismatch),
+		cmocka_unit_test(test_no_client_cert),
+		cmocka_unit_test(test_protocol_version),
+		cmocka_unit_test(test_no_shared_algorithm),
+		cmocka_unit_test(test_chain_too_large),
+		cmocka_unit_test(test_not_tls),
+		cmocka_unit_test(test_resumption_reauthorized),
+		cmocka_unit_test(test_optional_peer),
+		cmocka_unit_test(test_read_ahead_drains),
+		cmocka_unit_test(test_misuse),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, make_pki, free_pki);
 }
