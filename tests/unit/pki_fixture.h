@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -350,6 +351,41 @@ fx_write_crl(const char *dir, const char *name, X509_CRL *crl, char *path,
 	assert_non_null(f = fopen(path, "w"));
 	assert_true(PEM_write_X509_CRL(f, crl));
 	assert_int_equal(fclose(f), 0);
+}
+
+/* A DER OCSP response by <issuer> about <leaf>: <status>
+ * (V_OCSP_CERTSTATUS_*), current over [this_upd, next_upd]. */
+static FX_UNUSED uint8_t *
+fx_ocsp(const struct fx_cert *issuer, X509 *leaf, int status,
+    int64_t this_upd, int64_t next_upd, size_t *len)
+{
+	OCSP_CERTID *id = OCSP_cert_to_id(EVP_sha1(), leaf, issuer->x);
+	OCSP_BASICRESP *bs = OCSP_BASICRESP_new();
+	ASN1_TIME *tu = ASN1_TIME_new(), *nu = ASN1_TIME_new();
+	OCSP_RESPONSE *r;
+	unsigned char *der = NULL;
+	int n;
+
+	assert_non_null(id);
+	assert_non_null(bs);
+	assert_non_null(ASN1_TIME_set(tu, (time_t)this_upd));
+	assert_non_null(ASN1_TIME_set(nu, (time_t)next_upd));
+	assert_non_null(OCSP_basic_add1_status(bs, id, status,
+	    status == V_OCSP_CERTSTATUS_REVOKED ?
+	    OCSP_REVOKED_STATUS_KEYCOMPROMISE : 0,
+	    status == V_OCSP_CERTSTATUS_REVOKED ? tu : NULL, tu, nu));
+	assert_int_equal(OCSP_basic_sign(bs, issuer->x, issuer->k,
+	    EVP_sha256(), NULL, 0), 1);
+	assert_non_null(r = OCSP_response_create(
+	    OCSP_RESPONSE_STATUS_SUCCESSFUL, bs));
+	assert_true((n = i2d_OCSP_RESPONSE(r, &der)) > 0);
+	*len = (size_t)n;
+	OCSP_RESPONSE_free(r);
+	OCSP_BASICRESP_free(bs);
+	OCSP_CERTID_free(id);
+	ASN1_TIME_free(tu);
+	ASN1_TIME_free(nu);
+	return der;
 }
 
 #endif /* MTLS_TEST_PKI_FIXTURE_H */

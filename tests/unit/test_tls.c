@@ -28,6 +28,8 @@ static struct {
 	struct fx_cert	 c[16];
 	size_t		 n;
 	X509_CRL	*crl;
+	struct fx_cert	 open;		/* the issuing CA, signs OCSP */
+	X509		*server, *client;
 } pki;
 
 /* Writes <leaf> + <chain> to <dir>/<name>.pem and its key to .key. */
@@ -72,10 +74,10 @@ make_pki(void **state)
 	oint = fx_intermediate(&other, "other.org", "other int", NULL, 0, NULL,
 	    0, now);
 	fx_write_cert(pki.dir, "root.pem", root.x, path, sizeof(path));
-	ident("server", fx_leaf(&open, "example.org", server_ids, now - 60,
-	    now + FX_DAY), open.x);
-	ident("client", fx_leaf(&open, "example.org", client_ids, now - 60,
-	    now + FX_DAY), open.x);
+	pki.server = ident("server", fx_leaf(&open, "example.org", server_ids,
+	    now - 60, now + FX_DAY), open.x)->x;
+	pki.client = ident("client", fx_leaf(&open, "example.org", client_ids,
+	    now - 60, now + FX_DAY), open.x)->x;
 	ident("expired", fx_leaf(&open, "example.org", client_ids,
 	    now - 2 * FX_DAY, now - FX_DAY), open.x);
 	gone = ident("gone", fx_leaf(&open, "example.org", gone_ids, now - 60,
@@ -92,7 +94,7 @@ make_pki(void **state)
 	pki.crl = fx_crl(&open, gone->x, now);
 	fx_write_crl(pki.dir, "crl.pem", pki.crl, path, sizeof(path));
 	fx_cert_free(&root);
-	fx_cert_free(&open);
+	pki.open = open;
 	fx_cert_free(&other);
 	fx_cert_free(&oint);
 	return 0;
@@ -107,6 +109,7 @@ free_pki(void **state)
 	for (i = 0; i < pki.n; i++)
 		fx_cert_free(&pki.c[i]);
 	X509_CRL_free(pki.crl);
+	fx_cert_free(&pki.open);
 	fx_rmdir(pki.dir);
 	return 0;
 }
@@ -825,6 +828,97 @@ test_read_ahead_drains(void **state)
 	mtls_free(client);
 }
 
+/*
+ * OCSP stapling: a server staples its configured response; a client with
+ * require_staple accepts only a good, current one about the server's
+ * certificate and otherwise fails the handshake as "revoked".
+ */
+static int
+staple_handshake(const uint8_t *der, size_t len, struct mtls_error *cerr)
+{
+	struct mtls_config *scfg = cfg_new("server", "root");
+	struct mtls_config *ccfg = cfg_new("client", "root");
+	struct mtls *server, *client;
+	struct end s, c;
+	int rc;
+
+	if (der != NULL)
+		assert_int_equal(mtls_config_set_ocsp_staple(scfg, der, len), 0);
+	assert_int_equal(mtls_config_set_require_staple(ccfg), 0);
+	handshake(scfg, ccfg, SERVER_NAME, &server, &client, &s, &c);
+	rc = c.rc;
+	memcpy(cerr, &c.m->err, sizeof(*cerr));
+	if (rc == 0)
+		assert_int_equal(s.rc, 0);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+	mtls_free(client);
+	return rc;
+}
+
+static void
+test_ocsp_staple(void **state)
+{
+	struct mtls_config *cfg;
+	struct mtls *server;
+	struct mtls_error e;
+	int64_t now = pki.now;
+	uint8_t *der, junk[4] = { 0x30, 0x03, 0x0a, 0x01 };
+	size_t len;
+
+	(void)state;
+	der = fx_ocsp(&pki.open, pki.server, V_OCSP_CERTSTATUS_GOOD, now - 60,
+	    now + FX_DAY, &len);
+	assert_int_equal(staple_handshake(der, len, &e), 0);
+	OPENSSL_free(der);
+	/* revoked, stale, unknown, none: the status is not proven good */
+	der = fx_ocsp(&pki.open, pki.server, V_OCSP_CERTSTATUS_REVOKED,
+	    now - 60, now + FX_DAY, &len);
+	assert_int_equal(staple_handshake(der, len, &e), -1);
+	assert_int_equal(e.fail, MTLS_FAIL_REVOKED);
+	assert_non_null(strstr(e.msg, "revoked"));
+	OPENSSL_free(der);
+	der = fx_ocsp(&pki.open, pki.server, V_OCSP_CERTSTATUS_GOOD,
+	    now - 3 * FX_DAY, now - 2 * FX_DAY, &len);
+	assert_int_equal(staple_handshake(der, len, &e), -1);
+	assert_int_equal(e.fail, MTLS_FAIL_REVOKED);
+	assert_non_null(strstr(e.msg, "not acceptable"));
+	OPENSSL_free(der);
+	der = fx_ocsp(&pki.open, pki.server, V_OCSP_CERTSTATUS_UNKNOWN,
+	    now - 60, now + FX_DAY, &len);
+	assert_int_equal(staple_handshake(der, len, &e), -1);
+	assert_non_null(strstr(e.msg, "unknown"));
+	OPENSSL_free(der);
+	assert_int_equal(staple_handshake(NULL, 0, &e), -1);
+	assert_int_equal(e.fail, MTLS_FAIL_REVOKED);
+	assert_non_null(strstr(e.msg, "stapled no OCSP response"));
+	/* a response about another certificate is refused at configure */
+	der = fx_ocsp(&pki.open, pki.client, V_OCSP_CERTSTATUS_GOOD, now - 60,
+	    now + FX_DAY, &len);
+	cfg = cfg_new("server", "root");
+	assert_int_equal(mtls_config_set_ocsp_staple(cfg, der, len), 0);
+	server = mtls_server();
+	assert_int_equal(mtls_configure(server, cfg), -1);
+	assert_int_equal(mtls_error_code(server), MTLS_ERR_ARG);
+	mtls_free(server);
+	mtls_config_free(cfg);
+	OPENSSL_free(der);
+	/* not DER, or with bytes after it */
+	cfg = mtls_config_new();
+	assert_int_equal(mtls_config_set_ocsp_staple(cfg, junk, 2), -1);
+	assert_int_equal(mtls_config_error_code(cfg), MTLS_ERR_PARSE);
+	der = fx_ocsp(&pki.open, pki.server, V_OCSP_CERTSTATUS_GOOD, now - 60,
+	    now + FX_DAY, &len);
+	der = OPENSSL_realloc(der, len + 1);
+	assert_non_null(der);
+	der[len] = 0;
+	assert_int_equal(mtls_config_set_ocsp_staple(cfg, der, len + 1), -1);
+	assert_non_null(strstr(mtls_config_error(cfg), "trailing"));
+	OPENSSL_free(der);
+	mtls_config_free(cfg);
+}
+
 /* Calls on the wrong kind of context fail with a reason, never crash. */
 static void
 test_misuse(void **state)
@@ -908,6 +1002,7 @@ main(void)
 		cmocka_unit_test(test_resumption_reauthorized),
 		cmocka_unit_test(test_optional_peer),
 		cmocka_unit_test(test_read_ahead_drains),
+		cmocka_unit_test(test_ocsp_staple),
 		cmocka_unit_test(test_misuse),
 	};
 
