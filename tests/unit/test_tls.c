@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "pki_fixture.h"
@@ -414,6 +415,12 @@ add_crl(struct mtls_config *cfg)
 }
 
 static void
+allow_tls12(struct mtls_config *cfg)
+{
+	assert_int_equal(mtls_config_set_min_tls(cfg, "1.2"), 0);
+}
+
+static void
 test_unknown_ca(void **state)
 {
 	(void)state;
@@ -734,6 +741,74 @@ test_resumption_reauthorized(void **state)
 	mtls_free(client);
 }
 
+/*
+ * Replicas sharing a ticket key file resume each other's tickets once
+ * they know the client's chain; a rotated key still opens the tickets it
+ * sealed.
+ */
+static void
+test_shared_ticket_keys(void **state)
+{
+	struct mtls_config *ca, *cb;
+	struct mtls *a, *b, *client;
+	uint8_t keys[80];
+	char path[512];
+	struct mtls_error err;
+	int resumed, fail;
+
+	(void)state;
+	assert_int_equal(RAND_bytes(keys, sizeof(keys)), 1);
+	path_of("tickets", ".key", path, sizeof(path));
+	assert_int_equal(fs_write_atomic(path, keys, sizeof(keys), 0600, 1,
+	    &err), 0);
+	ca = resume_server_cfg("spiffe://example.org/*");
+	cb = resume_server_cfg("spiffe://example.org/*");
+	assert_int_equal(mtls_config_set_ticket_key_file(ca, path), 0);
+	assert_int_equal(mtls_config_set_ticket_key_file(cb, path), 0);
+	a = ctx_new(1, ca);
+	b = ctx_new(1, cb);
+	client = ctx_new(0, cfg_new("client", "root"));
+	assert_int_equal(connect_once(b, client, &resumed, &fail), 0);
+	/* a ticket from B at A, which has not verified this client: a full
+	 * handshake, and a ticket from A */
+	assert_int_equal(connect_once(a, client, &resumed, &fail), 0);
+	assert_int_equal(resumed, 0);
+	/* A's ticket at B: resumed */
+	assert_int_equal(connect_once(b, client, &resumed, &fail), 0);
+	assert_int_equal(resumed, 1);
+	assert_int_equal(connect_once(a, client, &resumed, &fail), 0);
+	/* A rotates: its ticket sealed with the previous key still opens */
+	assert_int_equal(config_rotate_ticket_keys(a->tls->cfg), 0);
+	assert_int_equal(connect_once(a, client, &resumed, &fail), 0);
+	assert_int_equal(resumed, 1);
+	mtls_free(a);
+	mtls_free(b);
+	mtls_free(client);
+}
+
+/* TLS 1.2 only when configured, with ECDHE and AEAD. */
+static void
+test_tls12(void **state)
+{
+	struct mtls *server;
+	struct end s, c;
+
+	(void)state;
+	expect_server_fail(raw_client("client", TLS1_2_VERSION, NULL),
+	    MTLS_FAIL_PROTOCOL_VERSION);
+	raw_vs_server(raw_client("client", TLS1_2_VERSION, NULL), allow_tls12,
+	    &s, &c, &server);
+	assert_int_equal(s.rc, 0);
+	assert_int_equal(c.rc, 0);
+	assert_string_equal(mtls_conn_version(s.m), "TLSv1.2");
+	assert_non_null(strstr(mtls_conn_cipher(s.m), "ECDHE-ECDSA-"));
+	assert_non_null(strstr(mtls_conn_cipher(s.m), "GCM"));
+	assert_string_equal(mtls_peer_id(s.m), CLIENT_ID);
+	end_free(&s);
+	end_free(&c);
+	mtls_free(server);
+}
+
 static void
 set_optional(struct mtls_config *cfg)
 {
@@ -1000,6 +1075,8 @@ main(void)
 		cmocka_unit_test(test_chain_too_large),
 		cmocka_unit_test(test_not_tls),
 		cmocka_unit_test(test_resumption_reauthorized),
+		cmocka_unit_test(test_shared_ticket_keys),
+		cmocka_unit_test(test_tls12),
 		cmocka_unit_test(test_optional_peer),
 		cmocka_unit_test(test_read_ahead_drains),
 		cmocka_unit_test(test_ocsp_staple),
