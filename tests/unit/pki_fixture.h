@@ -318,9 +318,11 @@ fx_write_key(const char *dir, const char *name, EVP_PKEY *k, char *path,
 	assert_int_equal(fclose(f), 0);
 }
 
-/* A CRL of <ca> revoking <revoked> (may be NULL), current at <now>. */
+/* A CRL of <ca> revoking <revoked> (may be NULL), issued at <this_upd>,
+ * next due at <next_upd>. */
 static FX_UNUSED X509_CRL *
-fx_crl(const struct fx_cert *ca, X509 *revoked, int64_t now)
+fx_crl_at(const struct fx_cert *ca, X509 *revoked, int64_t this_upd,
+    int64_t next_upd)
 {
 	struct crl_entry ent;
 	struct mtls_error err;
@@ -332,13 +334,20 @@ fx_crl(const struct fx_cert *ca, X509 *revoked, int64_t now)
 	if (revoked != NULL) {
 		serial_hex(X509_get0_serialNumber(revoked), hex, sizeof(hex));
 		ent.serial_hex = hex;
-		ent.revoked_at = now - 60;
+		ent.revoked_at = this_upd;
 		ent.reason = CRL_REASON_KEY_COMPROMISE;
 	}
-	if (crl_build(ca->x, ca->k, &ent, revoked ? 1 : 0, 1, now - 60,
-	    now + 7 * FX_DAY, &crl, &err) != 0)
+	if (crl_build(ca->x, ca->k, &ent, revoked ? 1 : 0, 1, this_upd,
+	    next_upd, &crl, &err) != 0)
 		fail_msg("crl_build: %s", err.msg);
 	return crl;
+}
+
+/* A CRL of <ca> revoking <revoked> (may be NULL), current at <now>. */
+static FX_UNUSED X509_CRL *
+fx_crl(const struct fx_cert *ca, X509 *revoked, int64_t now)
+{
+	return fx_crl_at(ca, revoked, now - 60, now + 7 * FX_DAY);
 }
 
 static FX_UNUSED void

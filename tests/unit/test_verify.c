@@ -33,6 +33,7 @@ struct vcase {
 	char	purpose[16];
 	char	flags[160];
 	char	expect[48];
+	char	msg[80];	/* extra cases: the reason must say this */
 };
 
 /* The files of 20-chains.sh, made in memory and written to a folder. */
@@ -46,7 +47,9 @@ static struct {
 	int64_t		 now;
 	struct named	 files[64];
 	size_t		 n;
-	X509_CRL	*crl;
+	X509_CRL	*crl[8];
+	size_t		 n_crl;
+	STACK_OF(X509)	*empty;
 	struct fx_cert	 certs[64];
 	size_t		 n_certs;
 } pki;
@@ -77,6 +80,25 @@ add_file(const char *name, STACK_OF(X509) *sk)
 	pki.files[pki.n].name = name;
 	pki.files[pki.n++].sk = sk;
 	fx_write_certs(pki.dir, name, sk, path, sizeof(path));
+}
+
+/* Writes one or two CRLs to <dir>/<name>. */
+static void
+add_crls(const char *name, X509_CRL *a, X509_CRL *b)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", pki.dir, name);
+	assert_non_null(f = fopen(path, "w"));
+	assert_true(PEM_write_X509_CRL(f, a));
+	if (b != NULL)
+		assert_true(PEM_write_X509_CRL(f, b));
+	assert_int_equal(fclose(f), 0);
+	assert_true(pki.n_crl + 2 <= sizeof(pki.crl) / sizeof(pki.crl[0]));
+	pki.crl[pki.n_crl++] = a;
+	if (b != NULL)
+		pki.crl[pki.n_crl++] = b;
 }
 
 static STACK_OF(X509) *
@@ -117,11 +139,11 @@ make_pki(void **state)
 	static const char *foreign_ids[] = { "spiffe://other.org/x", NULL };
 	struct fx_cert *root, *in, *open, *good, *gone, *other, *oint, *fgn, *c,
 	    *d;
-	char path[512];
 
 	(void)state;
 	fx_tmpdir(pki.dir, sizeof(pki.dir));
 	pki.now = (int64_t)time(NULL);
+	assert_non_null(pki.empty = sk_X509_new_null());
 	root = keep(fx_root("example.org", "example.org Root CA", pki.now));
 	in = keep(fx_intermediate(root, "example.org", "scoped", permit_spiffe,
 	    1, permit_dns, 1, pki.now));
@@ -136,8 +158,7 @@ make_pki(void **state)
 	    NULL, 0, pki.now));
 	fgn = keep(fx_leaf(oint, "other.org", foreign_ids, pki.now - 60,
 	    pki.now + FX_DAY));
-	pki.crl = fx_crl(open, gone->x, pki.now);
-	fx_write_crl(pki.dir, "crl.pem", pki.crl, path, sizeof(path));
+	add_crls("crl.pem", fx_crl(open, gone->x, pki.now), NULL);
 
 	add_file("root/bundle.pem", fx_stack(root->x, NULL));
 	add_file("open/ca.pem", fx_stack(open->x, NULL));
@@ -236,8 +257,78 @@ make_pki(void **state)
 	c = mk("dsa", open, LEAFEXT
 	    "subjectAltName=URI:spiffe://example.org/ns/prod/q", "dsa", NULL);
 	add_file("dsa_chain.pem", fx_stack(c->x, open->x, NULL));
+
+	/* beyond the matrix (extra_cases) */
+	add_crls("rootcrl.pem", fx_crl(root, NULL, pki.now), NULL);
+	add_crls("cacrl.pem", fx_crl(open, NULL, pki.now),
+	    fx_crl(root, open->x, pki.now));
+	add_crls("oldcrl.pem", fx_crl_at(open, NULL, pki.now - 10 * FX_DAY,
+	    pki.now - 9 * FX_DAY), NULL);
+	{
+		static const char *api[] = { "spiffe://example.org/ns/prod/api",
+		    "dns:api.example.org", NULL };
+		struct profile_req r;
+
+		memset(&r, 0, sizeof(r));
+		r.kind = PROFILE_INTERMEDIATE;
+		r.org = "example.org";
+		r.cn = "short";
+		r.not_before = pki.now - 60;
+		r.not_after = pki.now + 3600;
+		r.issuer = root->x;
+		r.issuer_key = root->k;
+		c = keep(fx_profile(&r));
+		d = keep(fx_leaf(c, "example.org", api, pki.now - 60,
+		    pki.now + FX_DAY));
+		add_file("shortint_chain.pem", fx_stack(d->x, c->x, NULL));
+		d = keep(fx_leaf(in, "example.org", api, pki.now - 60,
+		    pki.now + FX_DAY));
+		add_file("inscope_chain.pem", fx_stack(d->x, in->x, NULL));
+	}
+	c = keep(fx_mk("example.org", "selfie", NULL, LEAFEXT
+	    "subjectAltName=URI:spiffe://example.org/ns/prod/self", NULL, NULL,
+	    0, pki.now));
+	add_file("selfsigned.pem", fx_stack(c->x, NULL));
+	add_file("root_twice.pem", fx_stack(root->x, root->x, NULL));
+	add_file("good_with_root.pem", fx_stack(good->x, open->x, root->x,
+	    NULL));
 	return 0;
 }
+
+/* Cases the matrix does not have: revocation of intermediates and
+ * unusable CRLs, allow rules, a positive scoped case, the lowest expired
+ * certificate named. */
+static const struct vcase extra_cases[] = {
+	{ .name = "CRL configured, none from the leaf's issuer",
+	  .chain = "good.pem", .crl = "rootcrl.pem", .expect = "revoked",
+	  .msg = "unknown" },
+	{ .name = "intermediate revoked by its root's CRL",
+	  .chain = "good.pem", .crl = "cacrl.pem", .expect = "revoked",
+	  .msg = "CA certificate" },
+	{ .name = "an expired CRL: status unknown",
+	  .chain = "good.pem", .crl = "oldcrl.pem", .expect = "revoked" },
+	{ .name = "expired intermediate named, not the leaf",
+	  .chain = "shortint_chain.pem", .at = "+2h", .expect = "cert_expired",
+	  .msg = "CA certificate" },
+	{ .name = "leaf inside a scoped intermediate's SPIFFE and DNS scope",
+	  .chain = "inscope_chain.pem", .purpose = "client", .expect = "ok" },
+	{ .name = "self-signed leaf", .chain = "selfsigned.pem",
+	  .expect = "unknown_ca", .msg = "self-signed" },
+	{ .name = "a root twice in the bundle, and sent by the peer",
+	  .chain = "good_with_root.pem", .anchors = "root_twice.pem",
+	  .expect = "ok" },
+	{ .name = "allow rule matches", .chain = "good.pem",
+	  .flags = "--allow spiffe://example.org/ns/prod/*", .expect = "ok" },
+	{ .name = "no allow rule matches", .chain = "good.pem",
+	  .flags = "--allow spiffe://example.org/ns/dev/* --allow dns:x.org",
+	  .expect = "not_authorized", .msg = "matches no allow rule" },
+	{ .name = "expect and allow both apply", .chain = "good.pem",
+	  .flags = "--dns api.example.org --allow spiffe://example.org/ns/dev/*",
+	  .expect = "not_authorized" },
+	{ .name = "allow any", .chain = "good.pem", .flags = "--allow-any --allow dns:x.org",
+	  .expect = "ok" },
+	{ .name = "an empty chain", .chain = "empty", .expect = "no_client_cert" },
+};
 
 static int
 free_pki(void **state)
@@ -249,7 +340,9 @@ free_pki(void **state)
 		sk_X509_pop_free(pki.files[i].sk, X509_free);
 	for (i = 0; i < pki.n_certs; i++)
 		fx_cert_free(&pki.certs[i]);
-	X509_CRL_free(pki.crl);
+	for (i = 0; i < pki.n_crl; i++)
+		X509_CRL_free(pki.crl[i]);
+	sk_X509_free(pki.empty);
 	fx_rmdir(pki.dir);
 	return 0;
 }
@@ -356,9 +449,13 @@ case_context(const struct vcase *c)
 	snprintf(flags, sizeof(flags), "%s", c->flags);
 	for (tok = strtok_r(flags, " ", &save); tok != NULL;
 	    tok = strtok_r(NULL, " ", &save)) {
-		const char *arg = strtok_r(NULL, " ", &save);
+		const char *arg;
 
-		if (arg == NULL)
+		if (strcmp(tok, "--allow-any") == 0) {
+			assert_int_equal(mtls_config_set_allow_any(cfg), 0);
+			continue;
+		}
+		if ((arg = strtok_r(NULL, " ", &save)) == NULL)
 			fail_msg("%s: flag %s without a value", c->name, tok);
 		if (strcmp(tok, "--dns") == 0)
 			snprintf(rule, sizeof(rule), "dns:%s", arg);
@@ -366,6 +463,12 @@ case_context(const struct vcase *c)
 			snprintf(rule, sizeof(rule), "%s", arg);
 		else if (strcmp(tok, "--untrusted") == 0)
 			continue;	/* the "untrusted" column */
+		else if (strcmp(tok, "--allow") == 0) {
+			if (mtls_config_add_allow(cfg, arg) != 0)
+				fail_msg("%s: %s", c->name,
+				    mtls_config_error(cfg));
+			continue;
+		}
 		else
 			fail_msg("%s: flag %s is new: teach test_verify.c",
 			    c->name, tok);
@@ -377,6 +480,8 @@ case_context(const struct vcase *c)
 	mtls_config_free(cfg);	/* the context holds it */
 	return m;
 }
+
+#define N_EXTRA	(sizeof(extra_cases) / sizeof(extra_cases[0]))
 
 struct verdict {
 	int	rv;
@@ -441,7 +546,9 @@ test_case(void **state)
 	else if ((want = mtls_fail_from_name(c->expect)) < 0)
 		fail_msg("%s: expect '%s' is no taxonomy code", c->name,
 		    c->expect);
-	if ((certs = file_certs(c->chain)) == NULL)
+	if (strcmp(c->chain, "empty") == 0)
+		certs = pki.empty;
+	else if ((certs = file_certs(c->chain)) == NULL)
 		fail_msg("%s: chain %s is not made by test_verify.c: add it to "
 		    "make_pki()", c->name, c->chain);
 	m = case_context(c);
@@ -455,6 +562,8 @@ test_case(void **state)
 		fail_msg("%s: verify_chain gave %s (%s), want %s", c->name,
 		    r == 0 ? "ok" : mtls_fail_name(unc.fail), unc.msg,
 		    c->expect);
+	if (c->msg[0] && strstr(unc.msg, c->msg) == NULL)
+		fail_msg("%s: reason '%s' lacks '%s'", c->name, unc.msg, c->msg);
 
 	/* nothing cached before the first cached call */
 	assert_int_equal(verify_chain_key(certs, cfg->purpose, key), 0);
@@ -467,6 +576,9 @@ test_case(void **state)
 	take(&miss, r, &out, &err);
 	verify_out_free(&out);
 	same(c, "cache miss", &unc, &miss);
+	/* the key tickets carry; zeros when there is nothing to cache */
+	if (sk_X509_num(certs) == 0)
+		memset(key, 0, sizeof(key));
 	assert_memory_equal(key, key2, 32);
 
 	/* an entry exists exactly when the path validated */
@@ -485,6 +597,10 @@ test_case(void **state)
 	assert_memory_equal(key, key3, 32);
 
 	/* and the public API (what mtls cert verify calls) agrees */
+	if (sk_X509_num(certs) == 0) {
+		mtls_free(m);
+		return;
+	}
 	assert_int_equal(certs_pem(certs, &pem, &pem_len), 0);
 	r = mtls_verify_pem(m, (const uint8_t *)pem, pem_len);
 	free(pem);
@@ -543,8 +659,8 @@ test_hit_rechecks_rules(void **state)
 int
 main(void)
 {
-	static struct CMUnitTest tests[MAX_CASES + 1];
-	static char names[MAX_CASES][200];
+	static struct CMUnitTest tests[MAX_CASES + N_EXTRA + 1];
+	static char names[MAX_CASES + N_EXTRA][200];
 	size_t i;
 
 	if (load_cases() != 0 || n_cases == 0) {
@@ -558,8 +674,16 @@ main(void)
 		tests[i].test_func = test_case;
 		tests[i].initial_state = &cases[i];
 	}
-	tests[n_cases].name = "a cache hit re-checks the config's rules";
-	tests[n_cases].test_func = test_hit_rechecks_rules;
-	return _cmocka_run_group_tests("test_verify", tests, n_cases + 1,
-	    make_pki, free_pki);
+	for (i = 0; i < N_EXTRA; i++) {
+		snprintf(names[n_cases + i], sizeof(names[0]), "extra: %s",
+		    extra_cases[i].name);
+		tests[n_cases + i].name = names[n_cases + i];
+		tests[n_cases + i].test_func = test_case;
+		tests[n_cases + i].initial_state = (void *)&extra_cases[i];
+	}
+	tests[n_cases + N_EXTRA].name = "a cache hit re-checks the config's "
+	    "rules";
+	tests[n_cases + N_EXTRA].test_func = test_hit_rechecks_rules;
+	return _cmocka_run_group_tests("test_verify", tests,
+	    n_cases + N_EXTRA + 1, make_pki, free_pki);
 }
