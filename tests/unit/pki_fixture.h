@@ -362,11 +362,11 @@ fx_write_crl(const char *dir, const char *name, X509_CRL *crl, char *path,
 	assert_int_equal(fclose(f), 0);
 }
 
-/* A DER OCSP response by <issuer> about <leaf>: <status>
- * (V_OCSP_CERTSTATUS_*), current over [this_upd, next_upd]. */
+/* A DER OCSP response about <leaf> of <issuer>, signed by <signer>:
+ * <status> (V_OCSP_CERTSTATUS_*), current over [this_upd, next_upd]. */
 static FX_UNUSED uint8_t *
-fx_ocsp(const struct fx_cert *issuer, X509 *leaf, int status,
-    int64_t this_upd, int64_t next_upd, size_t *len)
+fx_ocsp_by(const struct fx_cert *issuer, const struct fx_cert *signer,
+    X509 *leaf, int status, int64_t this_upd, int64_t next_upd, size_t *len)
 {
 	OCSP_CERTID *id = OCSP_cert_to_id(EVP_sha1(), leaf, issuer->x);
 	OCSP_BASICRESP *bs = OCSP_BASICRESP_new();
@@ -383,7 +383,7 @@ fx_ocsp(const struct fx_cert *issuer, X509 *leaf, int status,
 	    status == V_OCSP_CERTSTATUS_REVOKED ?
 	    OCSP_REVOKED_STATUS_KEYCOMPROMISE : 0,
 	    status == V_OCSP_CERTSTATUS_REVOKED ? tu : NULL, tu, nu));
-	assert_int_equal(OCSP_basic_sign(bs, issuer->x, issuer->k,
+	assert_int_equal(OCSP_basic_sign(bs, signer->x, signer->k,
 	    EVP_sha256(), NULL, 0), 1);
 	assert_non_null(r = OCSP_response_create(
 	    OCSP_RESPONSE_STATUS_SUCCESSFUL, bs));
@@ -395,6 +395,15 @@ fx_ocsp(const struct fx_cert *issuer, X509 *leaf, int status,
 	ASN1_TIME_free(tu);
 	ASN1_TIME_free(nu);
 	return der;
+}
+
+/* The same, signed by the issuer itself. */
+static FX_UNUSED uint8_t *
+fx_ocsp(const struct fx_cert *issuer, X509 *leaf, int status,
+    int64_t this_upd, int64_t next_upd, size_t *len)
+{
+	return fx_ocsp_by(issuer, issuer, leaf, status, this_upd, next_upd,
+	    len);
 }
 
 #endif /* MTLS_TEST_PKI_FIXTURE_H */

@@ -994,6 +994,103 @@ test_ocsp_staple(void **state)
 	mtls_config_free(cfg);
 }
 
+/* ocsp.c's request and its checks of a response, as the agent and the
+ * proxy use them on a fetched response. */
+static void
+test_ocsp_check(void **state)
+{
+	STACK_OF(X509) *chain = fx_stack(pki.server, pki.open.x, NULL);
+	STACK_OF(X509) *alone = fx_stack(pki.server, NULL);
+	X509_STORE *store = X509_STORE_new();
+	struct fx_cert stranger = fx_root("example.org", "open", pki.now);
+	struct ocsp_result res;
+	struct mtls_error err;
+	OCSP_RESPONSE *r;
+	OCSP_REQUEST *rq;
+	OCSP_CERTID *want;
+	const unsigned char *p;
+	unsigned char *later = NULL;
+	uint8_t *der;
+	size_t len;
+	int64_t now = pki.now;
+	int n;
+
+	(void)state;
+	memset(&err, 0, sizeof(err));
+	assert_non_null(store);
+	{
+		char path[512];
+		STACK_OF(X509) *roots = NULL;
+
+		path_of("root", ".pem", path, sizeof(path));
+		assert_int_equal(certs_load(path, &roots, &err), 0);
+		assert_int_equal(X509_STORE_add_cert(store,
+		    sk_X509_value(roots, 0)), 1);
+		sk_X509_pop_free(roots, X509_free);
+	}
+	/* the request names the server's certificate under its issuer */
+	assert_int_equal(ocsp_request(pki.server, pki.open.x, &der, &len, &err),
+	    0);
+	p = der;
+	assert_non_null(rq = d2i_OCSP_REQUEST(NULL, &p, (long)len));
+	assert_int_equal(OCSP_request_onereq_count(rq), 1);
+	want = OCSP_cert_to_id(NULL, pki.server, pki.open.x);
+	assert_int_equal(OCSP_id_cmp(OCSP_onereq_get0_id(
+	    OCSP_request_onereq_get0(rq, 0)), want), 0);
+	OCSP_CERTID_free(want);
+	OCSP_REQUEST_free(rq);
+	OPENSSL_free(der);
+	/* good */
+	der = fx_ocsp(&pki.open, pki.server, V_OCSP_CERTSTATUS_GOOD, now - 60,
+	    now + FX_DAY, &len);
+	assert_int_equal(ocsp_check(der, len, pki.server, chain, store, now,
+	    &res, &err), 0);
+	assert_int_equal(res.status, V_OCSP_CERTSTATUS_GOOD);
+	assert_int_equal(res.next_update, now + FX_DAY);
+	assert_true(ocsp_matches(der, len, pki.server, chain, store));
+	assert_false(ocsp_matches(der, len, pki.client, chain, store));
+	/* judged at another time: from the future, stale */
+	assert_int_equal(ocsp_check(der, len, pki.server, chain, store,
+	    now - 3600, &res, &err), -1);
+	assert_non_null(strstr(err.msg, "from the future"));
+	assert_int_equal(ocsp_check(der, len, pki.server, chain, store,
+	    now + 2 * FX_DAY, &res, &err), -1);
+	assert_non_null(strstr(err.msg, "stale"));
+	/* about another certificate; an issuer we cannot find */
+	assert_int_equal(ocsp_check(der, len, pki.client, chain, store, now,
+	    &res, &err), -1);
+	assert_non_null(strstr(err.msg, "another certificate"));
+	assert_int_equal(ocsp_check(der, len, pki.server, alone, store, now,
+	    &res, &err), -1);
+	assert_non_null(strstr(err.msg, "issuer is not known"));
+	/* trailing bytes, garbage */
+	assert_int_equal(ocsp_check(der, len - 1, pki.server, chain, store, now,
+	    &res, &err), -1);
+	assert_int_equal(err.code, MTLS_ERR_PARSE);
+	OPENSSL_free(der);
+	/* signed by a key with the issuer's name that is not the issuer's */
+	der = fx_ocsp_by(&pki.open, &stranger, pki.server,
+	    V_OCSP_CERTSTATUS_GOOD, now - 60, now + FX_DAY, &len);
+	assert_int_equal(ocsp_check(der, len, pki.server, chain, store, now,
+	    &res, &err), -1);
+	assert_non_null(strstr(err.msg, "signature does not verify"));
+	OPENSSL_free(der);
+	/* the responder said no */
+	assert_non_null(r = OCSP_response_create(OCSP_RESPONSE_STATUS_TRYLATER,
+	    NULL));
+	assert_true((n = i2d_OCSP_RESPONSE(r, &later)) > 0);
+	assert_int_equal(ocsp_check(later, (size_t)n, pki.server, chain, store,
+	    now, &res, &err), -1);
+	assert_int_equal(err.code, MTLS_ERR_VERIFY);
+	assert_non_null(strstr(err.msg, "tryLater"));
+	OPENSSL_free(later);
+	OCSP_RESPONSE_free(r);
+	fx_cert_free(&stranger);
+	X509_STORE_free(store);
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(alone, X509_free);
+}
+
 /* Calls on the wrong kind of context fail with a reason, never crash. */
 static void
 test_misuse(void **state)
@@ -1080,6 +1177,7 @@ main(void)
 		cmocka_unit_test(test_optional_peer),
 		cmocka_unit_test(test_read_ahead_drains),
 		cmocka_unit_test(test_ocsp_staple),
+		cmocka_unit_test(test_ocsp_check),
 		cmocka_unit_test(test_misuse),
 	};
 
