@@ -13,6 +13,10 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -251,16 +255,19 @@ raw_client(const char *cert, int maxv, const char *groups)
 	return ssl;
 }
 
-/* A bare OpenSSL server with the server identity, TLS 1.2 at most. */
+/* A bare OpenSSL server with the server identity, TLS <= <maxv>, taking
+ * key shares of <groups> (NULL: OpenSSL's). */
 static SSL *
-raw_server_tls12(void)
+raw_server(int maxv, const char *groups)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	char path[512];
 	SSL *ssl;
 
 	assert_non_null(ctx);
-	assert_true(SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION));
+	assert_true(SSL_CTX_set_max_proto_version(ctx, maxv));
+	if (groups != NULL)
+		assert_true(SSL_CTX_set1_groups_list(ctx, groups));
 	path_of("server", ".pem", path, sizeof(path));
 	assert_int_equal(SSL_CTX_use_certificate_chain_file(ctx, path), 1);
 	path_of("server", ".key", path, sizeof(path));
@@ -547,7 +554,7 @@ test_protocol_version(void **state)
 	/* our client at a TLS 1.2 server: the server's alert names it */
 	client = ctx_new(0, cfg_new("client", "root"));
 	open_pair(NULL, client, SERVER_NAME, &s, &c);
-	s.raw = raw_server_tls12();
+	s.raw = raw_server(TLS1_2_VERSION, NULL);
 	link_ends(&c, &s);
 	pump(&c, &s);
 	assert_int_equal(c.rc, -1);
@@ -564,6 +571,104 @@ test_no_shared_algorithm(void **state)
 	/* only P-384 key shares; the server takes X25519 and P-256 */
 	expect_server_fail(raw_client("client", TLS1_3_VERSION, "P-384"),
 	    MTLS_FAIL_NO_SHARED_ALGORITHM);
+}
+
+/* Our client at a server that takes no group we offer: its alert says
+ * why. */
+static void
+test_client_no_shared_algorithm(void **state)
+{
+	struct mtls *client;
+	struct end s, c;
+
+	(void)state;
+	client = ctx_new(0, cfg_new("client", "root"));
+	open_pair(NULL, client, SERVER_NAME, &s, &c);
+	s.raw = raw_server(TLS1_3_VERSION, "P-521");
+	link_ends(&c, &s);
+	pump(&c, &s);
+	assert_int_equal(c.rc, -1);
+	assert_int_equal(mtls_fail_code(c.m), MTLS_FAIL_NO_SHARED_ALGORITHM);
+	assert_non_null(strstr(mtls_error(c.m), "alert"));
+	end_free(&s);
+	end_free(&c);
+	mtls_free(client);
+}
+
+/*
+ * TLS 1.3: the client's handshake is over before the server has judged
+ * its certificate. A server that refuses it and hangs up is seen at the
+ * client's first write: by the alert left unread, or, with no alert, as
+ * a hang-up right after the handshake. After data, a hang-up is just the
+ * end of the stream. (Sockets here, not a BIO pair: what matters is how
+ * a write to a closed socket fails.)
+ */
+static void
+socket_pair(struct mtls_config *scfg, struct mtls **server,
+    struct mtls **client, struct end *s, struct end *c, int fds[2])
+{
+	*server = ctx_new(1, scfg);
+	*client = ctx_new(0, cfg_new("client", "root"));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+	    fds), 0);
+	memset(s, 0, sizeof(*s));
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(mtls_accept_socket(*server, &s->m, fds[0]), 0);
+	assert_int_equal(mtls_connect_socket(*client, &c->m, fds[1],
+	    SERVER_NAME), 0);
+	s->rc = c->rc = MTLS_WANT_READ;
+	pump(c, s);
+}
+
+static void
+test_hang_up_after_handshake(void **state)
+{
+	struct mtls_config *scfg = cfg_new("server", "root");
+	struct mtls *server, *client;
+	struct end s, c;
+	char buf[8];
+	int fds[2];
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	allow_dev(scfg);
+	socket_pair(scfg, &server, &client, &s, &c, fds);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(s.rc, -1);
+	end_free(&s);
+	close(fds[0]);	/* the server hangs up after its alert */
+	assert_int_equal(mtls_write(c.m, "GET", 3), -1);
+	assert_int_equal(mtls_fail_code(c.m), MTLS_FAIL_PEER_REJECTED_OUR_CERT);
+	assert_non_null(strstr(mtls_error(c.m), "alert"));
+	end_free(&c);
+	close(fds[1]);
+	mtls_free(server);
+	mtls_free(client);
+	/* no alert: a hang-up right after the handshake */
+	socket_pair(cfg_new("server", "root"), &server, &client, &s, &c, fds);
+	assert_int_equal(s.rc, 0);
+	assert_int_equal(c.rc, 0);
+	end_free(&s);
+	close(fds[0]);
+	assert_int_equal(mtls_write(c.m, "GET", 3), -1);
+	assert_int_equal(mtls_fail_code(c.m), MTLS_FAIL_PEER_REJECTED_OUR_CERT);
+	assert_non_null(strstr(mtls_error(c.m), "right after the handshake"));
+	end_free(&c);
+	close(fds[1]);
+	mtls_free(server);
+	mtls_free(client);
+	/* after data: the end of the stream, no failure */
+	socket_pair(cfg_new("server", "root"), &server, &client, &s, &c, fds);
+	send_str(&s, "hi");
+	expect_read(&c, "hi");
+	end_free(&s);
+	close(fds[0]);
+	assert_int_equal(mtls_read(c.m, buf, sizeof(buf)), 0);
+	assert_int_equal(mtls_fail_code(c.m), MTLS_FAIL_NONE);
+	end_free(&c);
+	close(fds[1]);
+	mtls_free(server);
+	mtls_free(client);
 }
 
 static void
@@ -1169,6 +1274,8 @@ main(void)
 		cmocka_unit_test(test_no_client_cert),
 		cmocka_unit_test(test_protocol_version),
 		cmocka_unit_test(test_no_shared_algorithm),
+		cmocka_unit_test(test_client_no_shared_algorithm),
+		cmocka_unit_test(test_hang_up_after_handshake),
 		cmocka_unit_test(test_chain_too_large),
 		cmocka_unit_test(test_not_tls),
 		cmocka_unit_test(test_resumption_reauthorized),
