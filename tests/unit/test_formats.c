@@ -415,6 +415,57 @@ test_certs_parse(void **state)
 	sk_X509_pop_free(certs, X509_free);
 }
 
+/* A certificate file is recognized by its content: PEM, DER, a SPIFFE
+ * bundle, PKCS#12 (its MAC checked with the password given). */
+static void
+test_certs_by_content(void **state)
+{
+	STACK_OF(X509) *roots = fx_stack(pki.root.x, pki.rsa_root.x, NULL);
+	STACK_OF(X509) *chain = fx_stack(pki.inter.x, NULL), *back = NULL;
+	struct mtls_secret pass = { NULL, 0 };
+	struct mtls_error err;
+	EVP_PKEY *k = NULL;
+	uint8_t *der = NULL;
+	char *js = NULL, path[512];
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(jwks_emit(roots, 1, 0, &js, &err), 0);
+	snprintf(path, sizeof(path), "%s/bundle.json", pki.dir);
+	assert_int_equal(fs_write_atomic(path, js, strlen(js), 0600, 1, &err),
+	    0);
+	assert_int_equal(certs_load(path, &back, &err), 0);
+	same_certs(roots, back);
+	sk_X509_pop_free(back, X509_free);
+	assert_int_equal(secret_set(&pass, "pw", 2), 0);
+	assert_int_equal(pkcs12_emit(pki.leaf.k, pki.leaf.x, chain, "api",
+	    &pass, &der, &len, &err), 0);
+	snprintf(path, sizeof(path), "%s/id.p12", pki.dir);
+	assert_int_equal(fs_write_atomic(path, der, len, 0600, 1, &err), 0);
+	/* without the password: refused, naming the file and the fix */
+	assert_int_equal(certs_load(path, &back, &err), -1);
+	assert_non_null(strstr(err.msg, "id.p12"));
+	assert_non_null(strstr(err.msg, "--password-file"));
+	assert_int_equal(certs_load_pass(path, &pass, &back, &k, &err), 0);
+	assert_int_equal(sk_X509_num(back), 2);
+	assert_int_equal(EVP_PKEY_eq(k, pki.leaf.k), 1);
+	EVP_PKEY_free(k);
+	sk_X509_pop_free(back, X509_free);
+	/* not PKCS#12: read as certificates */
+	snprintf(path, sizeof(path), "%s/bundle.json", pki.dir);
+	assert_int_equal(certs_load_pass(path, &pass, &back, &k, &err), 0);
+	assert_null(k);
+	sk_X509_pop_free(back, X509_free);
+	snprintf(path, sizeof(path), "%s/absent.pem", pki.dir);
+	assert_int_equal(certs_load_pass(path, &pass, &back, &k, &err), -1);
+	assert_int_equal(err.code, MTLS_ERR_IO);
+	OPENSSL_free(der);
+	free(js);
+	secret_clear(&pass);
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(roots, X509_free);
+}
+
 static void
 test_crls_parse(void **state)
 {
@@ -479,6 +530,7 @@ main(void)
 		cmocka_unit_test(test_key_types),
 		cmocka_unit_test(test_key_files),
 		cmocka_unit_test(test_certs_parse),
+		cmocka_unit_test(test_certs_by_content),
 		cmocka_unit_test(test_crls_parse),
 		cmocka_unit_test(test_names_and_serials),
 	};
