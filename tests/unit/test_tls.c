@@ -1217,8 +1217,15 @@ test_misuse(void **state)
 	assert_int_equal(mtls_accept_socket(bare, &conn, -1), -1);
 	assert_int_equal(mtls_error_code(bare), MTLS_ERR_STATE);
 	assert_null(conn);
-	assert_int_equal(mtls_configure(server, cfg_new("server", "root")), 0);
-	assert_int_equal(mtls_configure(client, cfg_new("client", "root")), 0);
+	{
+		struct mtls_config *sc = cfg_new("server", "root");
+		struct mtls_config *cc = cfg_new("client", "root");
+
+		assert_int_equal(mtls_configure(server, sc), 0);
+		assert_int_equal(mtls_configure(client, cc), 0);
+		mtls_config_free(sc);	/* the contexts hold references */
+		mtls_config_free(cc);
+	}
 	assert_int_equal(mtls_connect_socket(server, &conn, -1, SERVER_NAME),
 	    -1);
 	assert_int_equal(mtls_accept_socket(client, &conn, -1), -1);
