@@ -10,6 +10,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "pki_fixture.h"
 
 static struct {
@@ -123,6 +126,37 @@ test_bad_input(void **state)
 	assert_null(cfg->key);
 	mtls_config_free(cfg);
 	mtls_config_free(NULL);
+}
+
+/* Every file a config reads is a regular file under the size limit: a
+ * FIFO is refused at once (never waited on), a directory by its kind. */
+static void
+test_not_a_file(void **state)
+{
+	struct mtls_config *cfg = mtls_config_new();
+	char path[512];
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/fifo", pki.dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	refused(cfg, mtls_config_set_trust_file(cfg, path), MTLS_ERR_IO,
+	    "not a regular file (a FIFO)");
+	refused(cfg, mtls_config_add_crl_file(cfg, path), MTLS_ERR_IO,
+	    "a FIFO");
+	refused(cfg, mtls_config_set_ticket_key_file(cfg, path), MTLS_ERR_IO,
+	    "a FIFO");
+	refused(cfg, mtls_config_set_trust_file(cfg, pki.dir), MTLS_ERR_IO,
+	    "a directory");
+	/* over the limit (a sparse file: nothing is written) */
+	snprintf(path, sizeof(path), "%s/huge.pem", pki.dir);
+	assert_true((fd = open(path, O_WRONLY | O_CREAT, 0600)) >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)MTLS_MAX_FILE + 1), 0);
+	close(fd);
+	refused(cfg, mtls_config_set_trust_file(cfg, path), MTLS_ERR_IO,
+	    "limit");
+	assert_null(cfg->trust);
+	mtls_config_free(cfg);
 }
 
 static void
@@ -329,6 +363,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_not_a_file),
 		cmocka_unit_test(test_frozen),
 		cmocka_unit_test(test_passphrase),
 		cmocka_unit_test(test_untrusted_accumulates),
