@@ -5,7 +5,8 @@
 #   make asan       the same suite under ASan + UBSan (in build-asan/)
 #   make fuzz FUZZ_SECONDS=60   libFuzzer on every fuzz target (clang)
 #   make coverage   unit tests + fuzz replays with --coverage (in build-cov/);
-#                   COV_INTEGRATION=1 adds the integration scripts; report in
+#                   COV_INTEGRATION=1 adds the integration scripts, COV_T=x
+#                   runs only tests named with x; report in
 #                   build-cov/coverage/index.html, src/lib's line figure printed
 #   make demo       the main job end to end
 #   make examples install format
@@ -100,13 +101,15 @@ fuzz:
 # gcov counts at -O0 (no _FORTIFY_SOURCE there); gcovr is installed only
 # for this target (scripts/deps.sh coverage).
 COV_INTEGRATION ?= 0
+COV_T ?=
 coverage:
 	@scripts/deps.sh build coverage
 	@$(MAKE) --no-print-directory BUILD=build-cov OPT='-O0 -g' \
 	    HARDEN=-fstack-protector-strong EXTRA_CFLAGS=--coverage \
 	    LDFLAGS_EXE='$(LDFLAGS_EXE) --coverage' \
 	    LDFLAGS_SO='$(LDFLAGS_SO) --coverage' cov-build
-	@BUILD=build-cov COV_INTEGRATION=$(COV_INTEGRATION) scripts/coverage.sh
+	@BUILD=build-cov COV_INTEGRATION=$(COV_INTEGRATION) COV_T='$(COV_T)' \
+	    scripts/coverage.sh
 cov-build: all $(UNIT_BIN) $(FUZZ_BIN) $(EX_BIN)
 
 demo: all

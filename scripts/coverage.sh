@@ -4,8 +4,9 @@
 # summary.txt (lines per file under src/), then prints src/lib's line
 # coverage. The unit tests and the fuzz-corpus replays run; with
 # COV_INTEGRATION=1 the integration scripts too (slow; they need the
-# packages of scripts/deps.sh check). Exit 1 when a test failed (the report
-# is written anyway).
+# packages of scripts/deps.sh check); COV_T=substring runs only the tests
+# whose name has it (as make check T=). Exit 1 when a test failed (the
+# report is written anyway).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-cov}
@@ -15,11 +16,15 @@ find "$BUILD" -name '*.gcda' -delete
 rm -rf "$out"
 mkdir -p "$out"
 rc=0
-if [ "${COV_INTEGRATION:-0}" = 1 ]; then
-	scripts/deps.sh check || exit 1
+if [ -n "${COV_T:-}" ]; then
+	sets=("$COV_T")
+elif [ "${COV_INTEGRATION:-0}" = 1 ]; then
 	sets=("")
 else
 	sets=(test_ fuzz_)
+fi
+if [ "${COV_INTEGRATION:-0}" = 1 ]; then
+	scripts/deps.sh check || exit 1
 fi
 for t in "${sets[@]}"; do
 	BUILD=$BUILD T=$t tests/run.sh >> "$out/tests.log" 2>&1 || rc=1
