@@ -656,10 +656,47 @@ test_hit_rechecks_rules(void **state)
 	mtls_free(b);
 }
 
+/* A hit is judged at the time of use: outside the chain's validity
+ * window the entry is not used and the chain is verified afresh. The
+ * clock is the config's verification time, moved after the fill. */
+static void
+test_hit_window(void **state)
+{
+	struct vcase c;
+	struct mtls *m;
+	struct verify_out out;
+	struct mtls_error err;
+	STACK_OF(X509) *certs = file_certs("good.pem");
+	uint8_t key[32];
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	snprintf(c.name, sizeof(c.name), "window");
+	snprintf(c.at, sizeof(c.at), "+0h");
+	snprintf(c.crl, sizeof(c.crl), "crl.pem");
+	m = case_context(&c);
+	assert_int_equal(verify_chain_cached(m->cfg, m->store, certs,
+	    MTLS_PURPOSE_CLIENT, key, &out, &err), 0);
+	verify_out_free(&out);
+	assert_int_equal(verify_cache_lookup(m->cfg, key, &out, &err), 0);
+	verify_out_free(&out);
+	/* a day and an hour on: the leaf has expired */
+	m->cfg->verify_time = pki.now + FX_DAY + 3600;
+	assert_int_equal(verify_cache_lookup(m->cfg, key, &out, &err), 1);
+	assert_int_equal(verify_chain_cached(m->cfg, m->store, certs,
+	    MTLS_PURPOSE_CLIENT, key, &out, &err), -1);
+	assert_int_equal(err.fail, MTLS_FAIL_CERT_EXPIRED);
+	verify_out_free(&out);
+	/* before the chain's notBefore: not used either */
+	m->cfg->verify_time = pki.now - 120;
+	assert_int_equal(verify_cache_lookup(m->cfg, key, &out, &err), 1);
+	mtls_free(m);
+}
+
 int
 main(void)
 {
-	static struct CMUnitTest tests[MAX_CASES + N_EXTRA + 1];
+	static struct CMUnitTest tests[MAX_CASES + N_EXTRA + 2];
 	static char names[MAX_CASES + N_EXTRA][200];
 	size_t i;
 
@@ -684,6 +721,9 @@ main(void)
 	tests[n_cases + N_EXTRA].name = "a cache hit re-checks the config's "
 	    "rules";
 	tests[n_cases + N_EXTRA].test_func = test_hit_rechecks_rules;
+	tests[n_cases + N_EXTRA + 1].name = "a cache hit is judged at the time "
+	    "of use";
+	tests[n_cases + N_EXTRA + 1].test_func = test_hit_window;
 	return _cmocka_run_group_tests("test_verify", tests,
-	    n_cases + N_EXTRA + 1, make_pki, free_pki);
+	    n_cases + N_EXTRA + 2, make_pki, free_pki);
 }
