@@ -87,6 +87,10 @@ make_pki(void **state)
 	    now - 2 * FX_DAY, now - FX_DAY), open.x);
 	gone = ident("gone", fx_leaf(&open, "example.org", gone_ids, now - 60,
 	    now + FX_DAY), open.x);
+	ident("future", fx_leaf(&open, "example.org", client_ids, now + FX_DAY,
+	    now + 2 * FX_DAY), open.x);
+	ident("alone", fx_leaf(&open, "example.org", client_ids, now - 60,
+	    now + FX_DAY), NULL);	/* no intermediate sent */
 	ident("foreign", fx_leaf(&oint, "other.org", fclient_ids, now - 60,
 	    now + FX_DAY), oint.x);
 	ident("fserver", fx_leaf(&oint, "other.org", fserver_ids, now - 60,
@@ -440,6 +444,20 @@ test_cert_expired(void **state)
 {
 	(void)state;
 	server_refuses("expired", NULL, MTLS_FAIL_CERT_EXPIRED, CLIENT_ID);
+}
+
+static void
+test_cert_not_yet_valid(void **state)
+{
+	(void)state;
+	server_refuses("future", NULL, MTLS_FAIL_CERT_NOT_YET_VALID, CLIENT_ID);
+}
+
+static void
+test_chain_incomplete(void **state)
+{
+	(void)state;
+	server_refuses("alone", NULL, MTLS_FAIL_CHAIN_INCOMPLETE, CLIENT_ID);
 }
 
 static void
@@ -1273,6 +1291,8 @@ main(void)
 		cmocka_unit_test(test_success),
 		cmocka_unit_test(test_unknown_ca),
 		cmocka_unit_test(test_cert_expired),
+		cmocka_unit_test(test_cert_not_yet_valid),
+		cmocka_unit_test(test_chain_incomplete),
 		cmocka_unit_test(test_not_authorized),
 		cmocka_unit_test(test_revoked),
 		cmocka_unit_test(test_bad_key_usage),
