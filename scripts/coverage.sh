@@ -8,7 +8,7 @@
 # whose name has it (as make check T=). Exit 1 when a test failed (the
 # report is written anyway).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build-cov}
 out=$BUILD/coverage
 # counts from this run only
