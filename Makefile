@@ -4,6 +4,10 @@
 #   make check T=verify   only tests whose name contains "verify"
 #   make asan       the same suite under ASan + UBSan (in build-asan/)
 #   make fuzz FUZZ_SECONDS=60   libFuzzer on every fuzz target (clang)
+#   make coverage   unit tests + fuzz replays with --coverage (in build-cov/);
+#                   COV_INTEGRATION=1 adds the integration scripts, COV_T=x
+#                   runs only tests named with x; report in
+#                   build-cov/coverage/index.html, src/lib's line figure printed
 #   make demo       the main job end to end
 #   make examples install format
 #   make MEMO=0     without the parse memo (src/svc/proxy/x509memo.c), in build-nomemo/
@@ -36,7 +40,7 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all check asan fuzz demo examples install format clean deps
+.PHONY: all check asan fuzz coverage cov-build demo examples install format clean deps
 all: $(BUILD)/mtls $(BUILD)/libmtls.a $(BUILD)/libmtls.so $(BUILD)/mtls.pc
 
 # Missing Debian packages are installed (as root) before anything compiles.
@@ -94,6 +98,20 @@ fuzz:
 	@scripts/deps.sh fuzz
 	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
+# gcov counts at -O0 (no _FORTIFY_SOURCE there); gcovr is installed only
+# for this target (scripts/deps.sh coverage).
+COV_INTEGRATION ?= 0
+COV_T ?=
+coverage:
+	@scripts/deps.sh build coverage
+	@$(MAKE) --no-print-directory BUILD=build-cov OPT='-O0 -g' \
+	    HARDEN=-fstack-protector-strong EXTRA_CFLAGS=--coverage \
+	    LDFLAGS_EXE='$(LDFLAGS_EXE) --coverage' \
+	    LDFLAGS_SO='$(LDFLAGS_SO) --coverage' cov-build
+	@BUILD=build-cov COV_INTEGRATION=$(COV_INTEGRATION) COV_T='$(COV_T)' \
+	    scripts/coverage.sh
+cov-build: all $(UNIT_BIN) $(FUZZ_BIN) $(EX_BIN)
+
 demo: all
 	@scripts/deps.sh check
 	@BUILD=$(BUILD) scripts/demo.sh
@@ -112,6 +130,6 @@ format:
 	clang-format -i $(LIB_SRC) $(SVC_SRC) $(CMD_SRC) $(wildcard src/*/*.h src/svc/*/*.h) include/mtls.h
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-cov
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

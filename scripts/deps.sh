@@ -5,17 +5,20 @@
 #   scripts/deps.sh build     what `make` needs
 #   scripts/deps.sh check     what `make check` needs on top (peers)
 #   scripts/deps.sh fuzz      clang with libFuzzer
+#   scripts/deps.sh coverage  gcovr, for make coverage only
 set -eu
 build="gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev libcmocka-dev libhttp-parser-dev libcurl4-openssl-dev"
 check="openssl curl python3 nginx-light sqlite3 procps gnutls-bin golang-go openjdk-17-jdk-headless nodejs iproute2 haproxy faketime"
 fuzz="clang libclang-rt-14-dev"
+coverage="gcovr"
 want=""
 for set in "${@:-build}"; do
 	case "$set" in
 	build) want="$want $build" ;;
 	check) want="$want $build $check" ;;
 	fuzz) want="$want $fuzz" ;;
-	*) echo "deps.sh: unknown set '$set' (build, check, fuzz)" >&2; exit 2 ;;
+	coverage) want="$want $coverage" ;;
+	*) echo "deps.sh: unknown set '$set' (build, check, fuzz, coverage)" >&2; exit 2 ;;
 	esac
 done
 missing=""
