@@ -60,8 +60,8 @@ void	 doctor_print(FILE *, json_t *report, int color, int live);
 json_t	*doctor_files(const char *cert, const char *key, const char *ca,
 	    int purpose, const char *expect, const char *pass_file, int *usage);
 
-/* ---- connect.c ---- */
-/* Number of certificates in a TLS Certificate handshake message <p>
+/* ---- connect.c (and the files connect.h lists) ---- */
+/* trace.c: number of certificates in a TLS Certificate handshake message <p>
  * (4-byte header included; TLS 1.3 layout when <tls13>); -1 when it does
  * not parse. Hand-written because OpenSSL's msg callback hands us the raw
  * message; a server controls every byte (fuzz/fuzz_certmsg.c). */
