@@ -114,6 +114,13 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
 		return NULL;
 	}
 	json_object_set_new(report, "target", esc_jstr(o->target));
+	if (o->ca && access(o->ca, R_OK) != 0) {
+		snprintf(ca_used, sizeof(ca_used), "--ca %s: cannot read it",
+		    o->ca);
+		json_object_set_new(report, "error", esc_jstr(ca_used));
+		*usage = 1;
+		goto out;
+	}
 	if (doctor_split_hostport(o->target, host, sizeof(host), port,
 	    sizeof(port)) != 0) {
 		json_object_set_new(report, "error", json_string("the target "

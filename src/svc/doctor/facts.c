@@ -60,7 +60,8 @@ sigalg_list(SSL *ssl)
 	n = SSL_get_sigalgs(ssl, 0, NULL, NULL, NULL, NULL, NULL);
 	for (i = 0; i < n; i++) {
 		SSL_get_sigalgs(ssl, i, &sign, &hash, NULL, &rsig, &rhash);
-		if ((nm = trace_scheme_name((unsigned int)rhash << 8 | rsig)) == NULL) {
+		if ((nm = trace_scheme_name((unsigned int)rhash << 8 |
+		    rsig)) == NULL) {
 			snprintf(buf, sizeof(buf), "0x%02x%02x", rhash, rsig);
 			nm = buf;
 		}
