@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/opts.h"
 #include "cmd.h"
 
 static const char agent_help[] =
@@ -82,15 +83,11 @@ cmd_agent(int argc, char **argv)
 			    "'%s'", argv[optind - 1]);
 		}
 	}
-	if (optind != argc || o.ca_url == NULL || o.out_dir == NULL)
+	if (optind != argc)
 		return cmd_usage("agent", "give --ca-url and --out-dir");
-	if (strncmp(o.ca_url, "https://", 8) != 0)
-		return cmd_usage("agent", "--ca-url must be https://");
-	if ((o.token_file == NULL) == (o.cert == NULL) ||
-	    (o.cert == NULL) != (o.key == NULL))
-		return cmd_usage("agent", "give --token-file, or --cert and "
-		    "--key");
 	error_clear(&err);
+	if (agent_opts_check(&o, &err) != 0)
+		return cmd_usage("agent", "%s", err.msg);
 	if (agent_run(&o, &err) != 0) {
 		if (err.msg[0])
 			cmd_fail("agent", &err);

@@ -6,8 +6,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/err.h>
+#include <openssl/crypto.h>
 
+#include "cert/cert.h"
 #include "cmd.h"
 
 static const char inspect_help[] =
@@ -86,13 +87,11 @@ cert_inspect(int argc, char **argv)
 		{ "password-file", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
-	STACK_OF(X509) *sk = NULL;
-	struct mtls_secret pass = { 0 };
 	struct mtls_error err;
 	json_t *arr = NULL;
 	const char *file = NULL, *pw = NULL;
-	int json = 0, c, i, n, rv = 2;
-	int64_t now = (int64_t)time(NULL);
+	int json = 0, c, rv = 2;
+	size_t i, n;
 
 	if (cmd_wants_help(argc, argv, inspect_help))
 		return 0;
@@ -112,30 +111,10 @@ cert_inspect(int argc, char **argv)
 		return cmd_usage("cert inspect", "give exactly one FILE");
 	file = argv[optind];
 	error_clear(&err);
-	if ((pw != NULL && secret_load_pass(&pass, pw, &err) != 0) ||
-	    certs_load_pass(file, pw ? &pass : NULL, &sk, NULL, &err) != 0) {
-		secret_clear(&pass);
+	if ((arr = cert_inspect_file(file, pw, (int64_t)time(NULL),
+	    &err)) == NULL)
 		return cmd_fail("cert inspect", &err);
-	}
-	secret_clear(&pass);
-	n = sk_X509_num(sk);
-	if ((arr = json_array()) == NULL)
-		goto out;
-	for (i = 0; i < n; i++) {
-		X509 *x = sk_X509_value(sk, i);
-		json_t *o = certinfo_json(x, now);
-
-		if (o == NULL)
-			goto out;
-		if (i + 1 < n) {
-			X509 *next = sk_X509_value(sk, i + 1);
-			int ok = X509_check_issued(next, x) == X509_V_OK &&
-			    X509_verify(x, X509_get0_pubkey(next)) == 1;
-
-			json_object_set_new(o, "signed_by_next", json_boolean(ok));
-		}
-		json_array_append_new(arr, o);
-	}
+	n = json_array_size(arr);
 	if (json) {
 		char *s = json_dumps(arr, JSON_INDENT(2) |
 		    JSON_ENSURE_ASCII);
@@ -146,7 +125,7 @@ cert_inspect(int argc, char **argv)
 		free(s);
 	} else {
 		for (i = 0; i < n; i++) {
-			json_t *o = json_array_get(arr, (size_t)i);
+			json_t *o = json_array_get(arr, i);
 			json_t *sb = json_object_get(o, "signed_by_next");
 
 			/* text: every string escaped (names from the
@@ -158,7 +137,7 @@ cert_inspect(int argc, char **argv)
 				goto out;
 			if (i)
 				printf("\n");
-			print_cert(i, n, t);
+			print_cert((int)i, (int)n, t);
 			json_decref(t);
 			if (sb != NULL)
 				printf("  %-16s%s\n", "chain:", json_is_true(sb) ?
@@ -169,9 +148,7 @@ cert_inspect(int argc, char **argv)
 	}
 	rv = 0;
  out:
-	ERR_clear_error();
 	json_decref(arr);
-	sk_X509_pop_free(sk, X509_free);
 	if (rv != 0)
 		fprintf(stderr, "mtls cert inspect: %s: out of memory\n", file);
 	return rv;
@@ -206,11 +183,7 @@ cert_verify(int argc, char **argv)
 	};
 	struct mtls_config *cfg = NULL;
 	struct mtls *m = NULL;
-	struct mtls_secret pass = { 0 };
 	struct mtls_error err;
-	STACK_OF(X509) *sk = NULL;
-	char *pem = NULL;
-	size_t pem_len = 0;
 	const char *ca = NULL, *leaf, *pw = NULL, *crls[64];
 	char rule[2200], ipc[64], *end, *msg = NULL;
 	long long at;
@@ -319,19 +292,14 @@ cert_verify(int argc, char **argv)
 		fprintf(stderr, "mtls cert verify: %s\n", mtls_error(m));
 		goto out;
 	}
-	/* LEAF in any form we read (PKCS#12 too), handed over as PEM */
 	error_clear(&err);
-	if ((pw != NULL && secret_load_pass(&pass, pw, &err) != 0) ||
-	    certs_load_pass(leaf, pw ? &pass : NULL, &sk, NULL, &err) != 0 ||
-	    certs_pem(sk, &pem, &pem_len) != 0) {
-		if (err.msg[0] == '\0')
-			error_set(&err, MTLS_ERR_NOMEM, "out of memory");
+	if ((r = cert_verify_file(m, leaf, pw, &err)) < 0) {
 		rv = cmd_fail("cert verify", &err);
 		goto out;
 	}
 	/* the reason quotes names from the file: escaped for the terminal
 	 * (the names it quotes were escaped where it was made) */
-	if (mtls_verify_pem(m, (const uint8_t *)pem, pem_len) == 0) {
+	if (r == 0) {
 		printf("ok: %s (serial %s)\n", mtls_peer_id(m) ?
 		    mtls_peer_id(m) : "(no identity)", mtls_peer_serial(m));
 		rv = 0;
@@ -347,9 +315,6 @@ cert_verify(int argc, char **argv)
 	}
 	free(msg);
  out:
-	free(pem);
-	sk_X509_pop_free(sk, X509_free);
-	secret_clear(&pass);
 	mtls_free(m);
 	mtls_config_free(cfg);
 	return rv;
@@ -385,31 +350,29 @@ cert_export_cmd(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *fmts[] = { NULL, "p12", "pem", "der", "k8s" };
-	const char *cert = NULL, *keyf = NULL, *out = NULL, *pw = NULL,
-	    *kpass = NULL, *ca = NULL, *name = NULL, *fname = NULL;
-	struct mtls_secret pass = { 0 }, kp = { 0 };
+	struct cert_export_opts o;
 	struct mtls_error err;
-	STACK_OF(X509) *certs = NULL, *roots = NULL;
-	EVP_PKEY *key = NULL;
+	const char *fname = NULL;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int c, fmt = 0, force = 0, rv = 2, i;
+	int c, rv = 2, i, ncerts;
 
 	if (cmd_wants_help(argc, argv, export_help))
 		return 0;
+	memset(&o, 0, sizeof(o));
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': cert = optarg; break;
-		case 'k': keyf = optarg; break;
+		case 'c': o.cert = optarg; break;
+		case 'k': o.key = optarg; break;
 		case 'f': fname = optarg; break;
-		case 'o': out = optarg; break;
-		case 'F': force = 1; break;
-		case 'w': pw = optarg; break;
-		case 'p': kpass = optarg; break;
-		case 'a': ca = optarg; break;
-		case 'n': name = optarg; break;
+		case 'o': o.out = optarg; break;
+		case 'F': o.force = 1; break;
+		case 'w': o.password_file = optarg; break;
+		case 'p': o.key_pass_file = optarg; break;
+		case 'a': o.ca = optarg; break;
+		case 'n': o.name = optarg; break;
 		default:
 			return cmd_usage("cert export", "unknown or incomplete "
 			    "option '%s'", argv[optind - 1]);
@@ -417,55 +380,27 @@ cert_export_cmd(int argc, char **argv)
 	}
 	for (i = 1; fname != NULL && i < 5; i++)
 		if (strcmp(fname, fmts[i]) == 0)
-			fmt = i;
-	if (optind != argc || cert == NULL || fmt == 0)
+			o.fmt = i;
+	if (optind != argc)
 		return cmd_usage("cert export", "give --cert and --format "
 		    "p12|pem|der|k8s");
-	if (fmt != EXPORT_DER && keyf == NULL)
-		return cmd_usage("cert export", "--format %s needs --key",
-		    fname);
-	if (fmt == EXPORT_P12 && pw == NULL)
-		return cmd_usage("cert export", "--format p12 needs "
-		    "--password-file (Java and .NET refuse an empty password)");
-	if (fmt == EXPORT_P12 && out == NULL)
-		return cmd_usage("cert export", "--format p12 needs --out");
-	if (fmt == EXPORT_PEM && out == NULL)
-		return cmd_usage("cert export", "--format pem holds the key: "
-		    "give --out (written 0600)");
 	error_clear(&err);
-	if ((out != NULL && fs_check_writable(out, force, &err) != 0) ||
-	    certs_load(cert, &certs, &err) != 0 ||
-	    (kpass != NULL && secret_load_pass(&kp, kpass, &err) != 0) ||
-	    (keyf != NULL && key_load(keyf, &kp, &key, &err) != 0) ||
-	    (pw != NULL && secret_load_pass(&pass, pw, &err) != 0) ||
-	    (ca != NULL && certs_load(ca, &roots, &err) != 0) ||
-	    cert_export(fmt, key, certs, roots, name ? name :
-	    (fmt == EXPORT_K8S ? "mtls-tls" : "mtls"), &pass, &buf, &len,
-	    &err) != 0) {
+	if (cert_export_check(&o, &err) != 0)
+		return cmd_usage("cert export", "%s", err.msg);
+	if (cert_export_file(&o, &buf, &len, &ncerts, &err) != 0)
 		rv = cmd_fail("cert export", &err);
-		goto out;
-	}
-	if (out == NULL)
+	else if (o.out == NULL)
 		rv = fwrite(buf, 1, len, stdout) == len ? 0 : 1;
-	else if (fs_write_atomic(out, buf, len, fmt == EXPORT_DER ? 0644 :
-	    0600, force, &err) != 0)
-		rv = cmd_fail("cert export", &err);
 	else {
-		fprintf(stderr, "wrote %s (%s, %d certificate%s%s)\n", out,
-		    fname, fmt == EXPORT_DER ? 1 : sk_X509_num(certs),
-		    fmt != EXPORT_DER && sk_X509_num(certs) != 1 ? "s" : "",
-		    fmt == EXPORT_DER ? "" : " and the key");
+		fprintf(stderr, "wrote %s (%s, %d certificate%s%s)\n", o.out,
+		    fname, o.fmt == EXPORT_DER ? 1 : ncerts,
+		    o.fmt != EXPORT_DER && ncerts != 1 ? "s" : "",
+		    o.fmt == EXPORT_DER ? "" : " and the key");
 		rv = 0;
 	}
- out:
 	if (buf != NULL)
 		OPENSSL_cleanse(buf, len);
 	free(buf);
-	EVP_PKEY_free(key);
-	sk_X509_pop_free(certs, X509_free);
-	sk_X509_pop_free(roots, X509_free);
-	secret_clear(&pass);
-	secret_clear(&kp);
 	return rv;
 }
 

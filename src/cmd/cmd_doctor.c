@@ -173,9 +173,6 @@ doctor_connect_cmd(int argc, char **argv)
 	if (optind + 1 != argc)
 		return cmd_usage("doctor connect", "give one HOST:PORT");
 	o.target = argv[optind];
-	if (o.ca && access(o.ca, R_OK) != 0)
-		return cmd_usage("doctor connect", "--ca %s: cannot read it",
-		    o.ca);
 	if (!json) {
 		printf("mtls doctor connect %s\n\nhandshake:\n", o.target);
 		fflush(stdout);

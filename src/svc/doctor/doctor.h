@@ -49,19 +49,19 @@ struct doctor_chain_opts {
 json_t	*doctor_chain(STACK_OF(X509) *chain, const struct doctor_chain_opts *,
 	    json_t *findings);
 
-/* ---- rendering (render.c) ---- */
-
-/* Prints <report> for humans: 80 columns, colour when <color>; <live>:
- * the heading and the trace were already printed as they happened. */
-void	 doctor_print(FILE *, json_t *report, int color, int live);
-
 /* `doctor files`: the report on a certificate file (and key, bundle).
  * Unreadable input sets *usage and the report's "error". */
 json_t	*doctor_files(const char *cert, const char *key, const char *ca,
 	    int purpose, const char *expect, const char *pass_file, int *usage);
 
-/* ---- connect.c ---- */
-/* Number of certificates in a TLS Certificate handshake message <p>
+/* ---- render.c ---- */
+
+/* Prints <report> for humans: 80 columns, colour when <color>; <live>:
+ * the heading and the trace were already printed as they happened. */
+void	 doctor_print(FILE *, json_t *report, int color, int live);
+
+/* ---- connect.c (and the files connect.h lists) ---- */
+/* trace.c: number of certificates in a TLS Certificate handshake message <p>
  * (4-byte header included; TLS 1.3 layout when <tls13>); -1 when it does
  * not parse. Hand-written because OpenSSL's msg callback hands us the raw
  * message; a server controls every byte (fuzz/fuzz_certmsg.c). */
@@ -79,7 +79,8 @@ struct doctor_connect_opts {
 	FILE		*live;		/* trace lines as they happen, or NULL */
 };
 /* Runs the handshake, returns the report (NULL: out of memory). A usage
- * problem (unreadable --cert) sets *usage and the report's "error". */
+ * problem (a bad target or --min-tls, an unreadable --cert or --ca) sets
+ * *usage and the report's "error"; nothing is sent then. */
 json_t	*doctor_connect(const struct doctor_connect_opts *, int *usage);
 
 /* ---- serve.c ---- */

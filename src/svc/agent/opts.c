@@ -1,0 +1,20 @@
+/* mtls agent: what a struct agent_opts must hold before an agent starts. */
+#include <string.h>
+
+#include "agent/opts.h"
+
+int
+agent_opts_check(const struct agent_opts *o, struct mtls_error *err)
+{
+	if (o->ca_url == NULL || o->out_dir == NULL)
+		return error_set(err, MTLS_ERR_ARG, "give --ca-url and "
+		    "--out-dir");
+	if (strncmp(o->ca_url, "https://", 8) != 0)
+		return error_set(err, MTLS_ERR_ARG, "--ca-url must be "
+		    "https://");
+	if ((o->token_file == NULL) == (o->cert == NULL) ||
+	    (o->cert == NULL) != (o->key == NULL))
+		return error_set(err, MTLS_ERR_ARG, "give --token-file, or "
+		    "--cert and --key");
+	return 0;
+}
