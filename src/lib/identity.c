@@ -331,6 +331,41 @@ ids_expect_match(const char *rule, const char *id)
 	    dns_wildcard_match(id + 4, rule + 4);
 }
 
+/* One rule against one identity, as <flags> say. */
+static int
+rule_match(const char *rule, const char *id, unsigned flags)
+{
+	if (rule == NULL || id == NULL)
+		return 0;
+	if ((flags & RULE_ROLE) && ((strcmp(rule, "dns:*") == 0 &&
+	    strncmp(id, "dns:", 4) == 0) || (strcmp(rule, "ip:*") == 0 &&
+	    strncmp(id, "ip:", 3) == 0)))
+		return 1;
+	return (flags & RULE_EXPECT) ? ids_expect_match(rule, id) :
+	    mtls_rule_match(rule, id);
+}
+
+long
+rules_match(char * const *rules, size_t n_rules, const char * const *ids,
+    size_t n_ids, unsigned flags)
+{
+	size_t i, j;
+
+	for (i = 0; i < n_rules; i++)
+		for (j = 0; j < n_ids; j++)
+			if (rule_match(rules[i], ids[j], flags))
+				return (long)i;
+	return -1;
+}
+
+long
+rules_match_ids(char * const *rules, size_t n_rules, const struct ids *ids,
+    unsigned flags)
+{
+	return rules_match(rules, n_rules, (const char * const *)ids->v,
+	    ids->n, flags);
+}
+
 int
 mtls_duration_parse(const char *s, int64_t *out)
 {

@@ -133,19 +133,18 @@ pass_cb(char *buf, int size, int rw, void *u)
 }
 
 int
-key_load(const char *path, const struct mtls_secret *pass, EVP_PKEY **out,
-    struct mtls_error *err)
+key_parse(const uint8_t *buf, size_t len, const char *path,
+    const struct mtls_secret *pass, EVP_PKEY **out, struct mtls_error *err)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0;
 	BIO *bio = NULL;
 	EVP_PKEY *k = NULL;
 	struct pass_cb cb = { pass, 0 };
 	int rv = -1;
 
 	*out = NULL;
-	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
-		return -1;
+	if (len > MTLS_MAX_FILE)
+		return error_set(err, MTLS_ERR_ARG, "%s: %zu bytes, over the "
+		    "limit of %u", path, len, MTLS_MAX_FILE);
 	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
 		error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", path);
 		goto err;
@@ -171,9 +170,24 @@ key_load(const char *path, const struct mtls_secret *pass, EVP_PKEY **out,
 	rv = 0;
  err:
 	BIO_free(bio);
+	ERR_clear_error();
+	return rv;
+}
+
+int
+key_load(const char *path, const struct mtls_secret *pass, EVP_PKEY **out,
+    struct mtls_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rv;
+
+	*out = NULL;
+	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
+		return -1;
+	rv = key_parse(buf, len, path, pass, out, err);
 	OPENSSL_cleanse(buf, len);
 	free(buf);
-	ERR_clear_error();
 	return rv;
 }
 

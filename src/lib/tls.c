@@ -22,7 +22,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
-#include "internal.h"
+#include "private.h"
 
 /* TLS 1.2 (opt-in): ECDHE with AEAD only. TLS 1.3 suites are all AEAD. */
 #define TLS12_CIPHERS \
@@ -110,10 +110,9 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 	ok = verify_chain_cached(st->cfg, st->store, certs, conn_purpose(conn),
 	    conn->chain_key, &out, &conn->err) == 0;
 	if (ok && conn->expect_name[0] != '\0') {
-		size_t k;
+		char *name = conn->expect_name;
 
-		for (ok = 0, k = 0; k < out.ids.n && !ok; k++)
-			ok = ids_expect_match(conn->expect_name, out.ids.v[k]);
+		ok = rules_match_ids(&name, 1, &out.ids, RULE_EXPECT) >= 0;
 		if (!ok)
 			error_fail(&conn->err, MTLS_FAIL_IDENTITY_MISMATCH,
 			    "expected %s (the name we connected to), found %s",
@@ -655,6 +654,7 @@ mtls_handshake(struct mtls *c)
 		return 0;
 	ERR_clear_error();
 	r = SSL_do_handshake(c->ssl);
+	ctx_peer_chain_reset(c);
 	if (r == 1) {
 		c->hs_done = 1;
 		/* a resumed client session was verified when it was made, by
@@ -703,6 +703,19 @@ mtls_read(struct mtls *c, void *buf, size_t len)
 	if (se == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && c->hs_done)
 		return 0;
 	return classify(c, 0);
+}
+
+int
+mtls_pending(struct mtls *c)
+{
+	return c->kind == KIND_CONN && c->ssl != NULL &&
+	    SSL_has_pending(c->ssl) == 1;
+}
+
+X509 *
+tls_peer_cert(struct mtls *c)
+{
+	return c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
 }
 
 long

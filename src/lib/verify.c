@@ -16,7 +16,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
-#include "internal.h"
+#include "private.h"
 
 void
 verify_out_free(struct verify_out *o)
@@ -786,19 +786,6 @@ ids_join(const struct ids *ids, char *buf, size_t len)
 		snprintf(buf, len, "(none)");
 }
 
-static int
-any_match(char * const *rules, size_t nr, const struct ids *ids, int expect)
-{
-	size_t i, j;
-
-	for (i = 0; i < nr; i++)
-		for (j = 0; j < ids->n; j++)
-			if (expect ? ids_expect_match(rules[i], ids->v[j]) :
-			    mtls_rule_match(rules[i], ids->v[j]))
-				return 1;
-	return 0;
-}
-
 /* Checks the expect and allow rules against <ids>. */
 static int
 authorize(const struct mtls_config *cfg, const struct ids *ids,
@@ -808,13 +795,13 @@ authorize(const struct mtls_config *cfg, const struct ids *ids,
 	size_t i;
 
 	for (i = 0; i < cfg->n_expect; i++)
-		if (!any_match(&cfg->expect[i], 1, ids, 1)) {
+		if (rules_match_ids(&cfg->expect[i], 1, ids, RULE_EXPECT) < 0) {
 			ids_join(ids, found, sizeof(found));
 			return error_fail(err, MTLS_FAIL_IDENTITY_MISMATCH,
 			    "expected %s, found %s", cfg->expect[i], found);
 		}
 	if (!cfg->allow_any && cfg->n_allow > 0 &&
-	    !any_match(cfg->allow, cfg->n_allow, ids, 0)) {
+	    rules_match_ids(cfg->allow, cfg->n_allow, ids, 0) < 0) {
 		ids_join(ids, found, sizeof(found));
 		return error_fail(err, MTLS_FAIL_NOT_AUTHORIZED,
 		    "%s matches no allow rule", found);
