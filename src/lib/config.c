@@ -141,6 +141,17 @@ mem_ok(struct mtls_config *c, const uint8_t *buf, size_t len,
 	return 0;
 }
 
+/* Certificates from memory for a setter of <c>; <name> for messages. */
+static int
+certs_mem(struct mtls_config *c, const uint8_t *buf, size_t len,
+    const char *name, STACK_OF(X509) **sk)
+{
+	*sk = NULL;
+	if (writable(c) != 0 || mem_ok(c, buf, len, name) != 0)
+		return -1;
+	return certs_parse(buf, len, name, sk, &c->err);
+}
+
 int
 mtls_config_set_identity_mem(struct mtls_config *c, const uint8_t *cert,
     size_t cert_len, const uint8_t *key_buf, size_t key_len)
@@ -149,10 +160,8 @@ mtls_config_set_identity_mem(struct mtls_config *c, const uint8_t *cert,
 	STACK_OF(X509) *chain = NULL;
 	EVP_PKEY *key = NULL;
 
-	if (writable(c) != 0 || mem_ok(c, cert, cert_len, cn) != 0 ||
-	    mem_ok(c, key_buf, key_len, kn) != 0)
-		return -1;
-	if (certs_parse(cert, cert_len, cn, &chain, &c->err) != 0)
+	if (writable(c) != 0 || mem_ok(c, key_buf, key_len, kn) != 0 ||
+	    certs_mem(c, cert, cert_len, cn, &chain) != 0)
 		return -1;
 	if (key_parse(key_buf, key_len, kn, &c->pass, &key, &c->err) != 0) {
 		sk_X509_pop_free(chain, X509_free);
@@ -183,11 +192,9 @@ int
 mtls_config_set_trust_mem(struct mtls_config *c, const uint8_t *buf,
     size_t len)
 {
-	static const char name[] = "trust bundle (memory)";
-	STACK_OF(X509) *sk = NULL;
+	STACK_OF(X509) *sk;
 
-	if (writable(c) != 0 || mem_ok(c, buf, len, name) != 0 ||
-	    certs_parse(buf, len, name, &sk, &c->err) != 0)
+	if (certs_mem(c, buf, len, "trust bundle (memory)", &sk) != 0)
 		return -1;
 	set_trust(c, sk);
 	return 0;
@@ -228,11 +235,9 @@ int
 mtls_config_add_untrusted_mem(struct mtls_config *c, const uint8_t *buf,
     size_t len)
 {
-	static const char name[] = "intermediates (memory)";
-	STACK_OF(X509) *sk = NULL;
+	STACK_OF(X509) *sk;
 
-	if (writable(c) != 0 || mem_ok(c, buf, len, name) != 0 ||
-	    certs_parse(buf, len, name, &sk, &c->err) != 0)
+	if (certs_mem(c, buf, len, "intermediates (memory)", &sk) != 0)
 		return -1;
 	return add_untrusted(c, sk);
 }

@@ -125,8 +125,8 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 	sk_X509_free(certs);
 	/* A server keeps the client's chain in the session for the life of
 	 * the connection; share the cached parse instead (the stack is the
-	 * one OpenSSL stores; the objects are byte-identical). About half of
-	 * an idle connection's memory. */
+	 * one OpenSSL stores; the objects are byte-identical): a large part
+	 * of an idle connection's memory (bench/RESULTS.md). */
 	if (ok && st->is_server && untrusted != NULL)
 		verify_cache_share(st->cfg, conn->chain_key, untrusted);
 	/* The peer learns only that its certificate was refused; the reason
@@ -556,23 +556,23 @@ classify(struct mtls *c, int ret)
 		const char *name = SSL_alert_desc_string_long(alert);
 
 		switch (alert) {
-		case SSL3_AD_HANDSHAKE_FAILURE:
-		case TLS1_AD_INSUFFICIENT_SECURITY:
+		case SSL_AD_HANDSHAKE_FAILURE:
+		case SSL_AD_INSUFFICIENT_SECURITY:
 			return error_fail(&c->err, MTLS_FAIL_NO_SHARED_ALGORITHM,
 			    "peer sent alert %s: no common cipher, group or "
 			    "signature algorithm", name);
-		case TLS1_AD_PROTOCOL_VERSION:
+		case SSL_AD_PROTOCOL_VERSION:
 			return error_fail(&c->err, MTLS_FAIL_PROTOCOL_VERSION,
 			    "peer sent alert %s", name);
-		case TLS13_AD_CERTIFICATE_REQUIRED:
-		case SSL3_AD_BAD_CERTIFICATE:
-		case SSL3_AD_UNSUPPORTED_CERTIFICATE:
-		case SSL3_AD_CERTIFICATE_REVOKED:
-		case SSL3_AD_CERTIFICATE_EXPIRED:
-		case SSL3_AD_CERTIFICATE_UNKNOWN:
-		case TLS1_AD_UNKNOWN_CA:
-		case TLS1_AD_ACCESS_DENIED:
-		case TLS1_AD_DECRYPT_ERROR:
+		case SSL_AD_CERTIFICATE_REQUIRED:
+		case SSL_AD_BAD_CERTIFICATE:
+		case SSL_AD_UNSUPPORTED_CERTIFICATE:
+		case SSL_AD_CERTIFICATE_REVOKED:
+		case SSL_AD_CERTIFICATE_EXPIRED:
+		case SSL_AD_CERTIFICATE_UNKNOWN:
+		case SSL_AD_UNKNOWN_CA:
+		case SSL_AD_ACCESS_DENIED:
+		case SSL_AD_DECRYPT_ERROR:
 			return error_fail(&c->err,
 			    MTLS_FAIL_PEER_REJECTED_OUR_CERT,
 			    "peer refused our certificate: alert %s", name);
