@@ -47,20 +47,15 @@ void
 ctx_set_peer(struct mtls *m, const struct verify_out *out)
 {
 	const char *id;
-	size_t i;
 
 	peer_clear(m);
 	if (out->serial[0] != '\0')
 		memcpy(m->peer_serial, out->serial, sizeof(m->peer_serial));
 	if ((id = ids_primary(&out->ids)) != NULL)
 		m->peer_id = strdup(id);
-	/* out of memory: fewer identities, never other ones */
-	for (i = 0; i < out->ids.n; i++)
-		if (ids_add(&m->peer_ids, "", out->ids.v[i],
-		    strlen(out->ids.v[i])) != 0) {
-			ids_free(&m->peer_ids);
-			break;
-		}
+	/* out of memory: no identities, never other ones */
+	if (ids_copy(&m->peer_ids, &out->ids) != 0)
+		memset(&m->peer_ids, 0, sizeof(m->peer_ids));
 }
 
 void

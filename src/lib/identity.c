@@ -452,6 +452,21 @@ ids_add(struct ids *ids, const char *prefix, const char *val, size_t len)
 	return 0;
 }
 
+int
+ids_copy(struct ids *dst, const struct ids *src)
+{
+	size_t i;
+
+	memset(dst, 0, sizeof(*dst));
+	for (i = 0; i < src->n; i++)
+		if (ids_add(dst, "", src->v[i], strlen(src->v[i])) != 0) {
+			ids_free(dst);
+			return -1;
+		}
+	dst->n_uri = src->n_uri;
+	return 0;
+}
+
 /* 0 when every byte of a name is printable ASCII without space. */
 static int
 name_bytes_ok(const unsigned char *d, int l)

@@ -113,8 +113,12 @@ struct ids {
 	char	 *bad;		/* the first one dropped, escaped (owned) */
 };
 void	 ids_free(struct ids *);
+/* Frees <n> strings and the array. */
+void	 strv_free(char **, size_t);
 int	 ids_add(struct ids *, const char *prefix, const char *val,
 	    size_t len) MTLS_MUST_CHECK;
+/* A deep copy of <src>'s identities (and its URI count) into <dst>. */
+int	 ids_copy(struct ids *dst, const struct ids *src) MTLS_MUST_CHECK;
 /* Extracts identities from <cert>: URI SANs (as they are), DNS SANs
  * ("dns:"), IP SANs ("ip:", canonical text) and the subject CN ("cn:"). */
 int	 ids_from_cert(X509 *, struct ids *, struct mtls_error *) MTLS_MUST_CHECK;
@@ -144,7 +148,7 @@ long	 rules_match_ids(char * const *rules, size_t n_rules,
 /* Canonical text of an IP address ("ip:" not included); -1 when invalid. */
 int	 ip_canon(const char *in, char *out, size_t out_len);
 
-/* ---- pki.c: PEM/DER loading, keys ---- */
+/* ---- key.c: private keys ---- */
 enum key_type {
 	KEY_EC_P256 = 0,
 	KEY_EC_P384,
@@ -175,6 +179,11 @@ int	 key_write(const char *path, EVP_PKEY *, const struct mtls_secret *pass,
 	    int overwrite, struct mtls_error *) MTLS_MUST_CHECK;
 /* "EC P-256", "RSA 2048", "Ed25519" into <buf>; sets *bits. */
 void	 key_describe(EVP_PKEY *, char *buf, size_t len, int *bits);
+/* The digest to sign with <k>: SHA-384 for P-384, none for EdDSA,
+ * otherwise SHA-256. */
+const EVP_MD *sign_digest(EVP_PKEY *k);
+
+/* ---- x509.c: certificates and CRLs as bytes, X.509 helpers ---- */
 /* Every certificate in <buf>: PEM (any number) or one DER. <name> is used
  * in messages. Empty input or trailing garbage is an error. */
 int	 certs_parse(const uint8_t *buf, size_t len, const char *name,
@@ -187,6 +196,25 @@ int	 certs_load_pass(const char *path, const struct mtls_secret *pass,
 	    STACK_OF(X509) **, EVP_PKEY **key, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 int	 certs_pem(STACK_OF(X509) *, char **pem, size_t *len) MTLS_MUST_CHECK;
+/* CRLs (PEM, several, or one DER) from memory; <name> names them. */
+int	 crls_parse(const uint8_t *buf, size_t len, const char *name,
+	    STACK_OF(X509_CRL) **, struct mtls_error *) MTLS_MUST_CHECK;
+int	 crls_load(const char *path, STACK_OF(X509_CRL) **,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Upper-case hex of a serial into <buf> (at least 2*20+1 bytes). */
+void	 serial_hex(const ASN1_INTEGER *, char *buf, size_t len);
+/* Canonicalizes user serial text (hex, colons optional) to upper hex. */
+int	 serial_canon(const char *in, char *out, size_t len);
+/* "CN=api,O=example.org" one-line subject. */
+void	 name_oneline(const X509_NAME *, char *buf, size_t len);
+/* X509 time -> UNIX seconds. */
+int64_t	 asn1_time_unix(const ASN1_TIME *);
+/* SHA-256 fingerprint "AB:CD:..." (96 bytes) of a certificate. */
+void	 cert_fingerprint(X509 *, char *buf, size_t len);
+/* "CN=x serial 0A1B.." for messages. */
+void	 cert_label(X509 *, char *buf, size_t len);
+int	 cert_is_self_signed(X509 *);
+
 /* ---- formats.c: SPIFFE bundle (JWK Set) and PKCS#12 ---- */
 /* The x509-svid roots of a SPIFFE bundle; each key's JWK members must
  * describe its one x5c certificate. Other uses are skipped. */
@@ -215,27 +243,6 @@ int	 cert_export(int fmt, EVP_PKEY *key, STACK_OF(X509) *certs,
 	    STACK_OF(X509) *roots, const char *name,
 	    const struct mtls_secret *pass, uint8_t **out, size_t *out_len,
 	    struct mtls_error *) MTLS_MUST_CHECK;
-/* CRLs (PEM, several, or one DER) from memory; <name> names them. */
-int	 crls_parse(const uint8_t *buf, size_t len, const char *name,
-	    STACK_OF(X509_CRL) **, struct mtls_error *) MTLS_MUST_CHECK;
-int	 crls_load(const char *path, STACK_OF(X509_CRL) **,
-	    struct mtls_error *) MTLS_MUST_CHECK;
-/* Upper-case hex of a serial into <buf> (at least 2*20+1 bytes). */
-void	 serial_hex(const ASN1_INTEGER *, char *buf, size_t len);
-/* Canonicalizes user serial text (hex, colons optional) to upper hex. */
-int	 serial_canon(const char *in, char *out, size_t len);
-/* "CN=api,O=example.org" one-line subject. */
-void	 name_oneline(const X509_NAME *, char *buf, size_t len);
-/* X509 time -> UNIX seconds. */
-int64_t	 asn1_time_unix(const ASN1_TIME *);
-/* SHA-256 fingerprint "AB:CD:..." (96 bytes) of a certificate. */
-void	 cert_fingerprint(X509 *, char *buf, size_t len);
-/* "CN=x serial 0A1B.." for messages. */
-void	 cert_label(X509 *, char *buf, size_t len);
-int	 cert_is_self_signed(X509 *);
-/* The digest to sign with <k>: SHA-384 for P-384, none for EdDSA,
- * otherwise SHA-256. */
-const EVP_MD *sign_digest(EVP_PKEY *k);
 
 /* ---- profile.c: certificate profiles (DESIGN.md) ---- */
 enum profile_kind { PROFILE_ROOT, PROFILE_INTERMEDIATE, PROFILE_LEAF };
@@ -291,7 +298,6 @@ int	 profile_scope_legacy(X509 *x);
 /* The scope OIDs a verifier reads: <extra> (if set and new), the default,
  * the legacy one; returns how many were put in <oids>. */
 size_t	 profile_scope_oids(const char *extra, const char *oids[3]);
-void	 strv_free(char **, size_t);
 
 /* ---- crl.c ---- */
 struct crl_entry {

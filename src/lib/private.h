@@ -14,7 +14,7 @@
 
 #include "internal.h"
 
-/* ---- config.c ---- */
+/* ---- the objects: config.c, tls.c (struct tls_state), ctx.c ---- */
 struct mtls_config {
 	int			 refs;
 	int			 frozen;
@@ -103,7 +103,19 @@ struct mtls {
 	size_t			 peer_pem_len;
 };
 
-/* ---- verify.c: the per-config cache ---- */
+/* ---- verify.c ---- */
+/* The time verification judges at: the config's, else now. */
+int64_t	 verify_now(const struct mtls_config *);
+/* verify_chain() without the identity rules: path validation and our
+ * policy; fills <out>. */
+int	 verify_path(const struct mtls_config *, X509_STORE *,
+	    STACK_OF(X509) *certs, int purpose, struct verify_out *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The expect and allow rules of <cfg> against <ids>. */
+int	 verify_authorize(const struct mtls_config *, const struct ids *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+
+/* ---- verify_cache.c: the per-config cache ---- */
 /* verify_chain() through <cfg>'s cache of successful path validations
  * (see verify.c); thread-safe. <key> receives the chain's cache key
  * (zeros when uncacheable), for session tickets. */
