@@ -1,9 +1,9 @@
 /*
  * libmtls private layouts: the fields of struct mtls_config, struct mtls
- * and struct tls_state, and the functions that take them apart. Only
- * the .c files of src/lib include this file (the Makefile defines MTLS_BUILDING_LIB for
- * them alone); services and commands see these objects as opaque and use
- * mtls.h or the functions of internal.h.
+ * and struct tls_state, and the functions that take them apart. Only the
+ * .c files of src/lib include this file (the Makefile defines
+ * MTLS_BUILDING_LIB for them alone); services and commands see these
+ * objects as opaque and use mtls.h or the functions of internal.h.
  */
 #ifndef MTLS_PRIVATE_H
 #define MTLS_PRIVATE_H
@@ -23,7 +23,7 @@ struct mtls_config {
 	STACK_OF(X509)		*chain;		/* own leaf + intermediates */
 	EVP_PKEY		*key;
 	STACK_OF(X509)		*trust;		/* anchors */
-	int			 trust_borrowed;	/* config_borrow_trust */
+	int			 trust_borrowed; /* config_borrow_trust */
 	STACK_OF(X509)		*untrusted;
 	STACK_OF(X509_CRL)	*crls;
 	char			**allow;
