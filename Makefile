@@ -84,7 +84,7 @@ $(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libmtls.a $(SVC_OBJ)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libmtls.so
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_EXE) -o $@ $< -L$(BUILD) -lmtls -Wl,-rpath,$(abspath $(BUILD)) $(LDFLAGS_EXE) $(PKG_LIBS)
+	$(CC) $(CFLAGS_EX) -o $@ $< -L$(BUILD) -lmtls -Wl,-rpath,$(abspath $(BUILD)) $(LDFLAGS_EXE) $(PKG_LIBS)
 examples: $(EX_BIN)
 
 check: all $(UNIT_BIN) $(FUZZ_BIN) $(EX_BIN)

@@ -62,8 +62,15 @@ serve(struct mtls *server, int fd)
 	    mtls_conn_resumed(conn));
 	fflush(stdout);
 	for (;;) {
+		/* One read(2) takes all the socket has (read-ahead): records
+		 * may wait inside conn while the socket is idle. Read them
+		 * before waiting for the socket, or their bytes stall. */
+		if (!mtls_pending(conn) && wait_fd(fd, MTLS_WANT_READ) != 0)
+			break;
 		n = mtls_read(conn, buf, sizeof(buf));
-		if (n == MTLS_WANT_READ || n == MTLS_WANT_WRITE) {
+		if (n == MTLS_WANT_READ)
+			continue;
+		if (n == MTLS_WANT_WRITE) {
 			if (wait_fd(fd, (int)n) != 0)
 				break;
 			continue;

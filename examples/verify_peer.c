@@ -8,6 +8,7 @@
  * Exit 0 when the peer is valid and allowed; 1 with the taxonomy code and
  * reason when not; 2 when an input cannot be used.
  */
+#include <inttypes.h>
 #include <stdio.h>
 
 #include <mtls.h>
@@ -36,7 +37,17 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (mtls_verify_file(ctx, argv[3]) == 0) {
+		int64_t not_before, not_after;
+		size_t i;
+
 		printf("allowed: %s\n", mtls_peer_id(ctx));
+		for (i = 0; i < mtls_peer_identity_count(ctx); i++)
+			printf("identity: %s\n", mtls_peer_identity(ctx, i));
+		if (mtls_peer_validity(ctx, &not_before, &not_after) == 0)
+			printf("valid: %" PRId64 " to %" PRId64 "\n", not_before,
+			    not_after);
+		printf("chain: %zu certificate(s)\n",
+		    mtls_peer_chain_count(ctx));
 		rv = 0;
 	} else if (mtls_fail_code(ctx) != MTLS_FAIL_NONE) {
 		printf("refused: %s: %s\n", mtls_fail_name(mtls_fail_code(ctx)),

@@ -15,6 +15,21 @@
  * mtls_*_error_code() the kind of failure (MTLS_ERR_*), and for a rejected
  * certificate mtls_fail_code() gives one MTLS_FAIL_* taxonomy code.
  * The library never exits, aborts or prints.
+ *
+ * Threads. A config is safe to share once it is frozen (by the first
+ * mtls_configure() that takes it): any number of contexts, in any threads,
+ * may be configured from it and use it at once, and each reference may be
+ * dropped (mtls_config_free) from any thread. Setting it and reading its
+ * error are for the one thread that builds it, before that (a setter on a
+ * frozen config fails, and writes the config's error). A context
+ * (struct mtls: a verifier, a server, a client or a connection) is used by
+ * one thread at a time: calls on one context, reading its error or peer
+ * included, must not overlap; it may move between threads. Connections
+ * made from one server or client context may be used in different threads
+ * at once, and that context may be reconfigured meanwhile (each connection
+ * keeps the TLS state it started with), provided the server or client
+ * context itself is only ever called from one thread at a time. Functions
+ * of no object (mtls_rule_match, mtls_fail_name, ...) are thread-safe.
  */
 #ifndef MTLS_H
 #define MTLS_H
@@ -69,9 +84,10 @@ enum mtls_fail {
 	MTLS_FAIL_NOT_TLS,
 	MTLS_FAIL_HANDSHAKE_TIMEOUT,
 	MTLS_FAIL_CONNECT_FAILED,
-	MTLS_FAIL_CHAIN_TOO_LARGE,	/* the peer's Certificate message is over
+	MTLS_FAIL_CHAIN_TOO_LARGE	/* the peer's Certificate message is over
 					 * the limit (OpenSSL: 100 KiB) */
-	MTLS_FAIL__COUNT
+	/* New codes come at the end; mtls_fail_name() says "unknown" for a
+	 * code this version of the library does not know. */
 };
 
 /* What the peer's certificate must be good for. */
@@ -140,10 +156,22 @@ int	 mtls_config_set_key_passphrase(struct mtls_config *,
  * they match; copies both. -1 names the file and the problem. */
 int	 mtls_config_set_identity_file(struct mtls_config *, const char *cert,
 	    const char *key);
+/* mtls_config_set_identity_file() from memory: <cert> holds the leaf then
+ * its intermediates (PEM, or one DER certificate), <key> the private key
+ * (PEM or DER, encrypted with the passphrase if one is set). Both are
+ * copied (the caller cleanses its key buffer); each at most 8 MiB. */
+int	 mtls_config_set_identity_mem(struct mtls_config *, const uint8_t *cert,
+	    size_t cert_len, const uint8_t *key, size_t key_len);
 /* Trust anchors (one or more roots, PEM). Replaces any earlier bundle. */
 int	 mtls_config_set_trust_file(struct mtls_config *, const char *path);
+/* mtls_config_set_trust_file() from memory (PEM, or one DER; copied). */
+int	 mtls_config_set_trust_mem(struct mtls_config *, const uint8_t *buf,
+	    size_t len);
 /* Extra untrusted intermediates used to build chains (PEM). */
 int	 mtls_config_add_untrusted_file(struct mtls_config *, const char *path);
+/* mtls_config_add_untrusted_file() from memory (copied). */
+int	 mtls_config_add_untrusted_mem(struct mtls_config *, const uint8_t *buf,
+	    size_t len);
 /* A CRL file (PEM, several, or DER). With any CRL loaded the leaf's issuer
  * must have one (fail closed); intermediates are checked against CRLs that
  * are present. Set the trust bundle (and untrusted intermediates, identity)
@@ -245,6 +273,34 @@ int	 mtls_fail_code(struct mtls *);
 const char *mtls_peer_id(struct mtls *);
 /* The peer leaf's serial in uppercase hex, or NULL. Same lifetime. */
 const char *mtls_peer_serial(struct mtls *);
+/*
+ * Every identity of the peer's leaf, in the order mtls_peer_id() picks
+ * from: URI SANs as they are (a SPIFFE ID is one), then "dns:...",
+ * "ip:..." (canonical text), "cn:...". Like mtls_peer_id() they are what
+ * the leaf claims: trust them after a verification or handshake that
+ * succeeded (mtls_peer_verified() on a connection). mtls_peer_identity()
+ * gives the i-th (0-based), NULL past the end; same lifetime.
+ */
+size_t	 mtls_peer_identity_count(struct mtls *);
+const char *mtls_peer_identity(struct mtls *, size_t i);
+/*
+ * The certificates the peer presented, leaf first, as it sent them: the
+ * input of the last mtls_verify_pem/file() that parsed, or a connection's
+ * (on a resumed session only the leaf is kept). Same caveat as the
+ * identities. mtls_peer_chain_count() says how many (0: none);
+ * mtls_peer_chain_der() gives the DER of the i-th and its length in *len,
+ * mtls_peer_chain_pem() all of them as PEM (NUL-terminated; *len excludes
+ * the NUL); NULL when there is none or out of memory. The bytes are owned
+ * by the context: valid until the next verification or handshake step on
+ * it, or mtls_free().
+ */
+size_t	 mtls_peer_chain_count(struct mtls *);
+const uint8_t *mtls_peer_chain_der(struct mtls *, size_t i, size_t *len);
+const uint8_t *mtls_peer_chain_pem(struct mtls *, size_t *len);
+/* The peer leaf's notBefore and notAfter as UNIX seconds: 0, or -1 when
+ * there is no peer certificate. */
+int	 mtls_peer_validity(struct mtls *, int64_t *not_before,
+	    int64_t *not_after);
 
 /* ---- connections ---- */
 
@@ -266,6 +322,12 @@ int	 mtls_connect_socket(struct mtls *client, struct mtls **conn, int fd,
 int	 mtls_handshake(struct mtls *);
 /* Bytes read (> 0), 0 at the peer's end of stream, MTLS_WANT_*, or -1. */
 long	 mtls_read(struct mtls *, void *buf, size_t len);
+/* 1 when the connection holds bytes it already took from the socket
+ * (decrypted or not), else 0. Reads are read-ahead (one read(2) takes
+ * what the socket buffer has), so after mtls_read() the socket may be idle
+ * while data waits here: call mtls_read() again until this says 0 or it
+ * returns MTLS_WANT_READ, before waiting for the socket to be readable. */
+int	 mtls_pending(struct mtls *);
 /* Bytes written (> 0, maybe fewer than len), MTLS_WANT_*, or -1. */
 long	 mtls_write(struct mtls *, const void *buf, size_t len);
 /* The negotiated ALPN protocol, or "" (static or owned by the conn). */
@@ -279,14 +341,14 @@ const char *mtls_conn_cipher(struct mtls *);
 const char *mtls_conn_group(struct mtls *);
 /* 1 when the session was resumed (and re-authorized), else 0. */
 int	 mtls_conn_resumed(struct mtls *);
-/* Bytes read from and written to the socket so far, TLS records included
- * (before or after a failed handshake too); 0 for a context. A server whose
- * peer hung up with *in == 0 saw a port probe or health check, not a
- * handshake. */
 /* 1 when the peer presented a certificate that verified and was
  * authorized (always so after a successful handshake, unless the config
  * is peer-optional); else 0. */
 int	 mtls_peer_verified(struct mtls *);
+/* Bytes read from and written to the socket so far, TLS records included
+ * (before or after a failed handshake too); 0 for a context. A server whose
+ * peer hung up with *in == 0 saw a port probe or health check, not a
+ * handshake. */
 void	 mtls_conn_wire_bytes(struct mtls *, uint64_t *in, uint64_t *out);
 
 #pragma GCC visibility pop

@@ -27,7 +27,11 @@ ifneq ($(SANITIZER),)
 endif
 
 CFLAGS_COMMON = -pthread $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) $(MEMO_FLAGS) -Iinclude -Isrc/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-CFLAGS_LIB    = $(CFLAGS_COMMON) -fPIC -fvisibility=hidden
+# MTLS_BUILDING_LIB: only libmtls's objects may include src/lib/private.h
+# (the layouts of its objects); services compile without it.
+CFLAGS_LIB    = $(CFLAGS_COMMON) -fPIC -fvisibility=hidden -DMTLS_BUILDING_LIB
 CFLAGS_EXE    = $(CFLAGS_COMMON) -fPIE
+# examples/ see the installed header only: no -Isrc/lib
+CFLAGS_EX     = -pthread $(CSTD) $(OPT) $(WARN) $(HARDEN) $(SAN_FLAGS) -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS) -fPIE
 LDFLAGS_EXE   := -pie -Wl,-z,relro,-z,now -pthread $(SAN_FLAGS)
 LDFLAGS_SO    := -shared -Wl,-z,relro,-z,now -Wl,--version-script=src/lib/libmtls.sym $(SAN_FLAGS)

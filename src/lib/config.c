@@ -1,4 +1,5 @@
 /* struct mtls_config: what to present, whom to trust, whom to allow. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -7,7 +8,7 @@
 #include <openssl/rand.h>
 #include <openssl/ocsp.h>
 
-#include "internal.h"
+#include "private.h"
 
 static uint64_t generation_counter;
 
@@ -46,7 +47,7 @@ mtls_config_free(struct mtls_config *c)
 	verify_cache_free(c->vcache);
 	sk_X509_pop_free(c->chain, X509_free);
 	EVP_PKEY_free(c->key);
-	sk_X509_pop_free(c->trust, X509_free);
+	config_borrow_trust(c, NULL);
 	sk_X509_pop_free(c->untrusted, X509_free);
 	sk_X509_CRL_pop_free(c->crls, X509_CRL_free);
 	strv_free(c->allow, c->n_allow);
@@ -89,37 +90,91 @@ mtls_config_set_key_passphrase(struct mtls_config *c, const char *pass,
 	return 0;
 }
 
+/* Takes <chain> and <key> (both freed on failure) once the key is the
+ * leaf's; the names are for the message. */
+static int
+set_identity(struct mtls_config *c, STACK_OF(X509) *chain, EVP_PKEY *key,
+    const char *cert_name, const char *key_name)
+{
+	if (X509_check_private_key(sk_X509_value(chain, 0), key) != 1) {
+		sk_X509_pop_free(chain, X509_free);
+		EVP_PKEY_free(key);
+		return error_set(&c->err, MTLS_ERR_PARSE,
+		    "%s: private key does not match certificate %s", key_name,
+		    cert_name);
+	}
+	sk_X509_pop_free(c->chain, X509_free);
+	EVP_PKEY_free(c->key);
+	c->chain = chain;
+	c->key = key;
+	return 0;
+}
+
 int
 mtls_config_set_identity_file(struct mtls_config *c, const char *cert,
     const char *key_path)
 {
 	STACK_OF(X509) *chain = NULL;
 	EVP_PKEY *key = NULL;
-	int rv = -1;
 
 	if (writable(c) != 0)
 		return -1;
 	if (certs_load(cert, &chain, &c->err) != 0)
-		goto err;
-	if (key_load(key_path, &c->pass, &key, &c->err) != 0)
-		goto err;
-	if (X509_check_private_key(sk_X509_value(chain, 0), key) != 1) {
-		error_set(&c->err, MTLS_ERR_PARSE,
-		    "%s: private key does not match certificate %s", key_path,
-		    cert);
-		goto err;
+		return -1;
+	if (key_load(key_path, &c->pass, &key, &c->err) != 0) {
+		sk_X509_pop_free(chain, X509_free);
+		return -1;
 	}
-	sk_X509_pop_free(c->chain, X509_free);
-	EVP_PKEY_free(c->key);
-	c->chain = chain;
-	c->key = key;
-	chain = NULL;
-	key = NULL;
-	rv = 0;
- err:
-	sk_X509_pop_free(chain, X509_free);
-	EVP_PKEY_free(key);
-	return rv;
+	return set_identity(c, chain, key, cert, key_path);
+}
+
+/* The in-memory inputs: a size the file inputs could have. */
+static int
+mem_ok(struct mtls_config *c, const uint8_t *buf, size_t len,
+    const char *what)
+{
+	if (buf == NULL || len == 0)
+		return error_set(&c->err, MTLS_ERR_ARG, "%s: empty", what);
+	if (len > MTLS_MAX_FILE)
+		return error_set(&c->err, MTLS_ERR_ARG, "%s: %zu bytes, over "
+		    "the limit of %u", what, len, MTLS_MAX_FILE);
+	return 0;
+}
+
+/* Certificates from memory for a setter of <c>; <name> for messages. */
+static int
+certs_mem(struct mtls_config *c, const uint8_t *buf, size_t len,
+    const char *name, STACK_OF(X509) **sk)
+{
+	*sk = NULL;
+	if (writable(c) != 0 || mem_ok(c, buf, len, name) != 0)
+		return -1;
+	return certs_parse(buf, len, name, sk, &c->err);
+}
+
+int
+mtls_config_set_identity_mem(struct mtls_config *c, const uint8_t *cert,
+    size_t cert_len, const uint8_t *key_buf, size_t key_len)
+{
+	static const char cn[] = "certificate (memory)", kn[] = "key (memory)";
+	STACK_OF(X509) *chain = NULL;
+	EVP_PKEY *key = NULL;
+
+	if (writable(c) != 0 || mem_ok(c, key_buf, key_len, kn) != 0 ||
+	    certs_mem(c, cert, cert_len, cn, &chain) != 0)
+		return -1;
+	if (key_parse(key_buf, key_len, kn, &c->pass, &key, &c->err) != 0) {
+		sk_X509_pop_free(chain, X509_free);
+		return -1;
+	}
+	return set_identity(c, chain, key, cn, kn);
+}
+
+static void
+set_trust(struct mtls_config *c, STACK_OF(X509) *sk)
+{
+	config_borrow_trust(c, NULL);
+	c->trust = sk;
 }
 
 int
@@ -129,18 +184,26 @@ mtls_config_set_trust_file(struct mtls_config *c, const char *path)
 
 	if (writable(c) != 0 || certs_load(path, &sk, &c->err) != 0)
 		return -1;
-	sk_X509_pop_free(c->trust, X509_free);
-	c->trust = sk;
+	set_trust(c, sk);
 	return 0;
 }
 
 int
-mtls_config_add_untrusted_file(struct mtls_config *c, const char *path)
+mtls_config_set_trust_mem(struct mtls_config *c, const uint8_t *buf,
+    size_t len)
 {
-	STACK_OF(X509) *sk = NULL;
+	STACK_OF(X509) *sk;
 
-	if (writable(c) != 0 || certs_load(path, &sk, &c->err) != 0)
+	if (certs_mem(c, buf, len, "trust bundle (memory)", &sk) != 0)
 		return -1;
+	set_trust(c, sk);
+	return 0;
+}
+
+/* Appends <sk> (taken) to the untrusted intermediates. */
+static int
+add_untrusted(struct mtls_config *c, STACK_OF(X509) *sk)
+{
 	if (c->untrusted == NULL) {
 		c->untrusted = sk;
 		return 0;
@@ -156,6 +219,27 @@ mtls_config_add_untrusted_file(struct mtls_config *c, const char *path)
 	}
 	sk_X509_free(sk);
 	return 0;
+}
+
+int
+mtls_config_add_untrusted_file(struct mtls_config *c, const char *path)
+{
+	STACK_OF(X509) *sk = NULL;
+
+	if (writable(c) != 0 || certs_load(path, &sk, &c->err) != 0)
+		return -1;
+	return add_untrusted(c, sk);
+}
+
+int
+mtls_config_add_untrusted_mem(struct mtls_config *c, const uint8_t *buf,
+    size_t len)
+{
+	STACK_OF(X509) *sk;
+
+	if (certs_mem(c, buf, len, "intermediates (memory)", &sk) != 0)
+		return -1;
+	return add_untrusted(c, sk);
 }
 
 /*
@@ -526,4 +610,50 @@ config_rotate_ticket_keys(struct mtls_config *c)
 	pthread_mutex_unlock(&c->tk_mu);
 	OPENSSL_cleanse(fresh, sizeof(fresh));
 	return rv;
+}
+
+struct mtls_config *
+config_ref(struct mtls_config *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+	return c;
+}
+
+STACK_OF(X509) *
+config_chain(const struct mtls_config *c)
+{
+	return c->chain;
+}
+
+X509 *
+config_leaf(const struct mtls_config *c)
+{
+	return c->chain != NULL ? sk_X509_value(c->chain, 0) : NULL;
+}
+
+STACK_OF(X509) *
+config_trust(const struct mtls_config *c)
+{
+	return c->trust;
+}
+
+void
+config_borrow_trust(struct mtls_config *c, STACK_OF(X509) *anchors)
+{
+	if (!c->trust_borrowed)
+		sk_X509_pop_free(c->trust, X509_free);
+	c->trust = anchors;
+	c->trust_borrowed = anchors != NULL;
+}
+
+void
+config_set_scope_oid(struct mtls_config *c, const char *oid)
+{
+	snprintf(c->scope_oid, sizeof(c->scope_oid), "%s", oid ? oid : "");
+}
+
+const struct mtls_error *
+config_error(const struct mtls_config *c)
+{
+	return &c->err;
 }

@@ -13,7 +13,7 @@
 static const struct {
 	const char *name;
 	const char *hint;
-} fail_table[MTLS_FAIL__COUNT] = {
+} fail_table[MTLS_FAIL_COUNT] = {
 	[MTLS_FAIL_NONE] = { "ok", "" },
 	[MTLS_FAIL_NO_CLIENT_CERT] = { "no_client_cert",
 	    "the client sent no certificate: configure its cert and key "
@@ -80,7 +80,7 @@ static const struct {
 const char *
 mtls_fail_name(int fail)
 {
-	if (fail < 0 || fail >= MTLS_FAIL__COUNT || fail_table[fail].name == NULL)
+	if (fail < 0 || fail >= MTLS_FAIL_COUNT || fail_table[fail].name == NULL)
 		return "unknown";
 	return fail_table[fail].name;
 }
@@ -88,7 +88,7 @@ mtls_fail_name(int fail)
 const char *
 mtls_fail_hint(int fail)
 {
-	if (fail < 0 || fail >= MTLS_FAIL__COUNT || fail_table[fail].hint == NULL)
+	if (fail < 0 || fail >= MTLS_FAIL_COUNT || fail_table[fail].hint == NULL)
 		return "";
 	return fail_table[fail].hint;
 }
@@ -100,7 +100,7 @@ mtls_fail_from_name(const char *name)
 
 	if (name == NULL)
 		return -1;
-	for (i = 0; i < MTLS_FAIL__COUNT; i++)
+	for (i = 0; i < MTLS_FAIL_COUNT; i++)
 		if (fail_table[i].name != NULL &&
 		    strcmp(fail_table[i].name, name) == 0)
 			return i;

@@ -331,6 +331,41 @@ ids_expect_match(const char *rule, const char *id)
 	    dns_wildcard_match(id + 4, rule + 4);
 }
 
+/* One rule against one identity, as <flags> say. */
+static int
+rule_match(const char *rule, const char *id, unsigned flags)
+{
+	if (rule == NULL || id == NULL)
+		return 0;
+	if ((flags & RULE_ROLE) && ((strcmp(rule, "dns:*") == 0 &&
+	    strncmp(id, "dns:", 4) == 0) || (strcmp(rule, "ip:*") == 0 &&
+	    strncmp(id, "ip:", 3) == 0)))
+		return 1;
+	return (flags & RULE_EXPECT) ? ids_expect_match(rule, id) :
+	    mtls_rule_match(rule, id);
+}
+
+long
+rules_match(char * const *rules, size_t n_rules, const char * const *ids,
+    size_t n_ids, unsigned flags)
+{
+	size_t i, j;
+
+	for (i = 0; i < n_rules; i++)
+		for (j = 0; j < n_ids; j++)
+			if (rule_match(rules[i], ids[j], flags))
+				return (long)i;
+	return -1;
+}
+
+long
+rules_match_ids(char * const *rules, size_t n_rules, const struct ids *ids,
+    unsigned flags)
+{
+	return rules_match(rules, n_rules, (const char * const *)ids->v,
+	    ids->n, flags);
+}
+
 int
 mtls_duration_parse(const char *s, int64_t *out)
 {
@@ -414,6 +449,21 @@ ids_add(struct ids *ids, const char *prefix, const char *val, size_t len)
 	}
 	ids->v = nv;
 	ids->v[ids->n++] = s;
+	return 0;
+}
+
+int
+ids_copy(struct ids *dst, const struct ids *src)
+{
+	size_t i;
+
+	memset(dst, 0, sizeof(*dst));
+	for (i = 0; i < src->n; i++)
+		if (ids_add(dst, "", src->v[i], strlen(src->v[i])) != 0) {
+			ids_free(dst);
+			return -1;
+		}
+	dst->n_uri = src->n_uri;
 	return 0;
 }
 

@@ -1,8 +1,11 @@
 /*
- * libmtls internals: private structs and hidden cross-file prototypes.
- * Functions here are named after their file (verify_chain in verify.c) and
- * are not exported from libmtls.so (see libmtls.sym); the mtls binary links
- * the objects directly.
+ * libmtls internals that the services (src/svc, src/cmd) may call: hidden
+ * cross-file functions and the plain structs they take. Functions are
+ * named after their file (verify_chain in verify.c) and are not exported
+ * from libmtls.so (see libmtls.sym); the mtls binary links the objects
+ * directly. The fields of struct mtls_config, struct mtls and struct
+ * tls_state are libmtls's alone (private.h): here they are opaque, and
+ * the accessors below (config_*, ctx_*, tls_*) are how services reach them.
  */
 #ifndef MTLS_INTERNAL_H
 #define MTLS_INTERNAL_H
@@ -32,6 +35,9 @@
 #define MTLS_MAX_TTL		(36525LL * 86400)
 /* SPIFFE: an ID is at most 2048 bytes. */
 #define SPIFFE_MAX	2048
+/* How many MTLS_FAIL_* codes this build knows (table sizes; not in the ABI:
+ * a new code changes it). */
+#define MTLS_FAIL_COUNT	(MTLS_FAIL_CHAIN_TOO_LARGE + 1)
 
 /* ---- error.c ---- */
 struct mtls_error {
@@ -107,12 +113,14 @@ struct ids {
 	char	 *bad;		/* the first one dropped, escaped (owned) */
 };
 void	 ids_free(struct ids *);
+/* Frees <n> strings and the array. */
+void	 strv_free(char **, size_t);
 int	 ids_add(struct ids *, const char *prefix, const char *val,
 	    size_t len) MTLS_MUST_CHECK;
+/* A deep copy of <src>'s identities (and its URI count) into <dst>. */
+int	 ids_copy(struct ids *dst, const struct ids *src) MTLS_MUST_CHECK;
 /* Extracts identities from <cert>: URI SANs (as they are), DNS SANs
  * ("dns:"), IP SANs ("ip:", canonical text) and the subject CN ("cn:"). */
-/* tls.c: a client's kept session past its timeout or lifetime hint */
-int	 tls_session_expired(const SSL_SESSION *, time_t now);
 int	 ids_from_cert(X509 *, struct ids *, struct mtls_error *) MTLS_MUST_CHECK;
 /* The primary identity: the SPIFFE ID, else first dns:, ip:, cn:, or NULL. */
 const char *ids_primary(const struct ids *);
@@ -123,10 +131,24 @@ int	 spiffe_trust_domain(const char *id, char *td, size_t td_len);
 int	 dns_name_check(const char *name, int wildcard);
 int	 dns_wildcard_match(const char *pat, const char *ref);
 int	 ids_expect_match(const char *rule, const char *id);
+/* What rules_match() compares with. */
+#define RULE_EXPECT	0x1	/* expect rules: a DNS reference name is
+				 * also met by a wildcard DNS SAN
+				 * (ids_expect_match) */
+#define RULE_ROLE	0x2	/* a CA role's allow list: "dns:*" and "ip:*"
+				 * stand for any DNS name, any IP address */
+/* The one rule-matching loop: the index of the first of <rules> that
+ * matches one of the <n_ids> identities <ids> (NULL entries match
+ * nothing), or -1. */
+long	 rules_match(char * const *rules, size_t n_rules,
+	    const char * const *ids, size_t n_ids, unsigned flags);
+/* rules_match() against every identity of <ids>. */
+long	 rules_match_ids(char * const *rules, size_t n_rules,
+	    const struct ids *ids, unsigned flags);
 /* Canonical text of an IP address ("ip:" not included); -1 when invalid. */
 int	 ip_canon(const char *in, char *out, size_t out_len);
 
-/* ---- pki.c: PEM/DER loading, keys ---- */
+/* ---- key.c: private keys ---- */
 enum key_type {
 	KEY_EC_P256 = 0,
 	KEY_EC_P384,
@@ -143,6 +165,11 @@ const char *key_type_name(int);
  * secp256k1, P-521, RSA under 2048, DSA). */
 int	 key_type_of(EVP_PKEY *);
 int	 key_generate(int type, EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
+/* Parses a private key (PEM or DER, PKCS#8 encrypted or not) from <buf>;
+ * <name> names it in messages. */
+int	 key_parse(const uint8_t *buf, size_t len, const char *name,
+	    const struct mtls_secret *pass, EVP_PKEY **,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Loads a private key (PEM or DER, PKCS#8 encrypted or not) from <path>. */
 int	 key_load(const char *path, const struct mtls_secret *pass,
 	    EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
@@ -152,6 +179,11 @@ int	 key_write(const char *path, EVP_PKEY *, const struct mtls_secret *pass,
 	    int overwrite, struct mtls_error *) MTLS_MUST_CHECK;
 /* "EC P-256", "RSA 2048", "Ed25519" into <buf>; sets *bits. */
 void	 key_describe(EVP_PKEY *, char *buf, size_t len, int *bits);
+/* The digest to sign with <k>: SHA-384 for P-384, none for EdDSA,
+ * otherwise SHA-256. */
+const EVP_MD *sign_digest(EVP_PKEY *k);
+
+/* ---- x509.c: certificates and CRLs as bytes, X.509 helpers ---- */
 /* Every certificate in <buf>: PEM (any number) or one DER. <name> is used
  * in messages. Empty input or trailing garbage is an error. */
 int	 certs_parse(const uint8_t *buf, size_t len, const char *name,
@@ -164,6 +196,25 @@ int	 certs_load_pass(const char *path, const struct mtls_secret *pass,
 	    STACK_OF(X509) **, EVP_PKEY **key, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 int	 certs_pem(STACK_OF(X509) *, char **pem, size_t *len) MTLS_MUST_CHECK;
+/* CRLs (PEM, several, or one DER) from memory; <name> names them. */
+int	 crls_parse(const uint8_t *buf, size_t len, const char *name,
+	    STACK_OF(X509_CRL) **, struct mtls_error *) MTLS_MUST_CHECK;
+int	 crls_load(const char *path, STACK_OF(X509_CRL) **,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Upper-case hex of a serial into <buf> (at least 2*20+1 bytes). */
+void	 serial_hex(const ASN1_INTEGER *, char *buf, size_t len);
+/* Canonicalizes user serial text (hex, colons optional) to upper hex. */
+int	 serial_canon(const char *in, char *out, size_t len);
+/* "CN=api,O=example.org" one-line subject. */
+void	 name_oneline(const X509_NAME *, char *buf, size_t len);
+/* X509 time -> UNIX seconds. */
+int64_t	 asn1_time_unix(const ASN1_TIME *);
+/* SHA-256 fingerprint "AB:CD:..." (96 bytes) of a certificate. */
+void	 cert_fingerprint(X509 *, char *buf, size_t len);
+/* "CN=x serial 0A1B.." for messages. */
+void	 cert_label(X509 *, char *buf, size_t len);
+int	 cert_is_self_signed(X509 *);
+
 /* ---- formats.c: SPIFFE bundle (JWK Set) and PKCS#12 ---- */
 /* The x509-svid roots of a SPIFFE bundle; each key's JWK members must
  * describe its one x5c certificate. Other uses are skipped. */
@@ -192,27 +243,6 @@ int	 cert_export(int fmt, EVP_PKEY *key, STACK_OF(X509) *certs,
 	    STACK_OF(X509) *roots, const char *name,
 	    const struct mtls_secret *pass, uint8_t **out, size_t *out_len,
 	    struct mtls_error *) MTLS_MUST_CHECK;
-/* CRLs (PEM, several, or one DER) from memory; <name> names them. */
-int	 crls_parse(const uint8_t *buf, size_t len, const char *name,
-	    STACK_OF(X509_CRL) **, struct mtls_error *) MTLS_MUST_CHECK;
-int	 crls_load(const char *path, STACK_OF(X509_CRL) **,
-	    struct mtls_error *) MTLS_MUST_CHECK;
-/* Upper-case hex of a serial into <buf> (at least 2*20+1 bytes). */
-void	 serial_hex(const ASN1_INTEGER *, char *buf, size_t len);
-/* Canonicalizes user serial text (hex, colons optional) to upper hex. */
-int	 serial_canon(const char *in, char *out, size_t len);
-/* "CN=api,O=example.org" one-line subject. */
-void	 name_oneline(const X509_NAME *, char *buf, size_t len);
-/* X509 time -> UNIX seconds. */
-int64_t	 asn1_time_unix(const ASN1_TIME *);
-/* SHA-256 fingerprint "AB:CD:..." (96 bytes) of a certificate. */
-void	 cert_fingerprint(X509 *, char *buf, size_t len);
-/* "CN=x serial 0A1B.." for messages. */
-void	 cert_label(X509 *, char *buf, size_t len);
-int	 cert_is_self_signed(X509 *);
-/* The digest to sign with <k>: SHA-384 for P-384, none for EdDSA,
- * otherwise SHA-256. */
-const EVP_MD *sign_digest(EVP_PKEY *k);
 
 /* ---- profile.c: certificate profiles (DESIGN.md) ---- */
 enum profile_kind { PROFILE_ROOT, PROFILE_INTERMEDIATE, PROFILE_LEAF };
@@ -268,7 +298,6 @@ int	 profile_scope_legacy(X509 *x);
 /* The scope OIDs a verifier reads: <extra> (if set and new), the default,
  * the legacy one; returns how many were put in <oids>. */
 size_t	 profile_scope_oids(const char *extra, const char *oids[3]);
-void	 strv_free(char **, size_t);
 
 /* ---- crl.c ---- */
 struct crl_entry {
@@ -320,7 +349,7 @@ int	 crl_check(STACK_OF(X509_CRL) *crls, const char *name,
 	    STACK_OF(X509_CRL) *installed, int flags, int64_t now,
 	    struct mtls_error *err);
 
-/* ---- config.c / ctx.c ---- */
+/* ---- config.c ---- */
 /* Seals new tickets with a fresh key and keeps the current one for opening
  * tickets already out (one previous key, like nginx and HAProxy). */
 int	 config_rotate_ticket_keys(struct mtls_config *) MTLS_MUST_CHECK;
@@ -334,83 +363,42 @@ void	 config_freeze(struct mtls_config *);
  * cache when both have the same generation (the results hold for both). */
 void	 config_inherit(struct mtls_config *dst, struct mtls_config *src,
 	    int keys);
-struct mtls_config {
-	int			 refs;
-	int			 frozen;
-	struct mtls_error	 err;
-	struct mtls_secret	 pass;
-	STACK_OF(X509)		*chain;		/* own leaf + intermediates */
-	EVP_PKEY		*key;
-	STACK_OF(X509)		*trust;		/* anchors */
-	STACK_OF(X509)		*untrusted;
-	STACK_OF(X509_CRL)	*crls;
-	char			**allow;
-	size_t			 n_allow;
-	int			 allow_any;
-	int			 peer_optional;	/* server: cert not required */
-	char			**expect;
-	size_t			 n_expect;
-	int			 purpose;
-	int64_t			 verify_time;
-	int			 min_tls;	/* TLS1_3_VERSION or TLS1_2_VERSION */
-	/* Session ticket keys, shared by every context built from this
-	 * config (e.g. all proxy workers): [0] seals, [1] (the previous
-	 * key, if any) still opens. name 16 | AES-256 32 | HMAC 32 bytes. */
-	uint8_t			 ticket_keys[2][80];
-	int			 n_ticket_keys;
-	pthread_mutex_t		 tk_mu;		/* ticket keys rotate in place */
-	/* server: a DER OCSP response for our leaf, stapled on request
-	 * (not part of the generation: a fresh staple keeps sessions) */
-	uint8_t			*staple;
-	size_t			 staple_len;
-	int			 require_staple;	/* client */
-	uint8_t			 alpn[64];	/* wire format; alpn_len 0: none */
-	size_t			 alpn_len;
-	uint64_t		 generation;	/* unique per config */
-	struct verify_cache	*vcache;	/* verify.c */
-	/* an extra SPIFFE scope OID to recognise (a CA's scope_oid);
-	 * "" reads MTLS_SCOPE_OID from the environment */
-	char			 scope_oid[68];
-};
+/* Another reference to <cfg> (atomic; dropped by mtls_config_free). */
+struct mtls_config *config_ref(struct mtls_config *);
+/* Our own chain (leaf first) and leaf, NULL when no identity is set;
+ * borrowed, valid while the config is. */
+STACK_OF(X509) *config_chain(const struct mtls_config *);
+X509	*config_leaf(const struct mtls_config *);
+/* The trust anchors, NULL when none; borrowed. */
+STACK_OF(X509) *config_trust(const struct mtls_config *);
+/* <cfg> uses <anchors> as its trust bundle without copying them (a
+ * short-lived verifier on another's bundle: ca.c's self-check, the
+ * proxy's own-chain check); they must outlive the config's use and are
+ * never freed by it. NULL drops them. */
+void	 config_borrow_trust(struct mtls_config *, STACK_OF(X509) *anchors);
+/* Also recognise the SPIFFE scope extension under <oid> (a CA's
+ * scope_oid), instead of MTLS_SCOPE_OID from the environment ("" or
+ * NULL: that again). */
+void	 config_set_scope_oid(struct mtls_config *, const char *oid);
+/* The last error of a setter (the whole record: code, fail, errno). */
+const struct mtls_error *config_error(const struct mtls_config *);
 
-/*
- * The TLS state of a server or client context (tls.c): the frozen config,
- * its X509_STORE and one SSL_CTX. Immutable once built; a reconfigure
- * builds a new one and swaps the pointer, and every connection keeps a
- * reference to the state it started with, so reloads never touch open
- * connections.
- */
-struct tls_state {
-	int			 refs;		/* atomic */
-	int			 is_server;
-	struct mtls_config	*cfg;
-	X509_STORE		*store;
-	SSL_CTX			*ssl_ctx;
-	/* client: the last session, to resume the next connection to the
-	 * same server name (one upstream per proxy listener) */
-	pthread_mutex_t		 sess_mu;
-	SSL_SESSION		*sess;
-	char			 sess_name[256];
-};
-
-enum mtls_kind { KIND_VERIFY = 0, KIND_SERVER, KIND_CLIENT, KIND_CONN };
-
-struct mtls {
-	struct mtls_error	 err;
-	int			 kind;
-	struct mtls_config	*cfg;		/* KIND_VERIFY */
-	X509_STORE		*store;		/* KIND_VERIFY */
-	struct tls_state	*tls;		/* server/client: current */
-	SSL			*ssl;		/* KIND_CONN */
-	int			 conn_server;	/* accepted (1) or connected */
-	int			 hs_done;
-	int			 peer_ok;	/* peer chain verified, authorized */
-	uint64_t		 rx;		/* application bytes read */
-	uint8_t			 chain_key[32];	/* peer chain's cache key */
-	char			 expect_name[300];	/* client: dns:/ip: */
-	char			*peer_id;
-	char			 peer_serial[48];
-};
+/* ---- ctx.c ---- */
+struct verify_out;
+/* The whole error record of the last call on <m>. */
+const struct mtls_error *ctx_error(const struct mtls *);
+/* Records on connection <m> a failure its caller saw around it (the
+ * handshake deadline): mtls_fail_code() and mtls_error() then report it.
+ * Returns -1. */
+int	 ctx_fail(struct mtls *, int fail, const char *fmt, ...)
+	    MTLS_PRINTF(3, 4);
+/* The trust store of a configured verifying context (NULL before). */
+X509_STORE *ctx_store(const struct mtls *);
+/* verify_chain() of parsed <certs> (leaf first) with verifying context
+ * <m>'s config and store, for <purpose>; the result on <m> (mtls_error,
+ * mtls_fail_code). */
+int	 ctx_verify_chain(struct mtls *, STACK_OF(X509) *certs, int purpose,
+	    struct verify_out *) MTLS_MUST_CHECK;
 
 /* ---- verify.c ---- */
 struct verify_out {
@@ -425,28 +413,6 @@ void	 verify_out_free(struct verify_out *);
 int	 verify_chain(const struct mtls_config *, X509_STORE *,
 	    STACK_OF(X509) *certs, int purpose, struct verify_out *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
-/* verify_chain() through <cfg>'s cache of successful path validations
- * (see verify.c); thread-safe. <key> receives the chain's cache key
- * (zeros when uncacheable), for session tickets. */
-struct verify_cache;
-struct verify_cache *verify_cache_new(void);
-/* Another reference to a cache (caches are refcounted, freed at zero). */
-struct verify_cache *verify_cache_ref(struct verify_cache *);
-void	 verify_cache_free(struct verify_cache *);
-int	 verify_chain_key(STACK_OF(X509) *, int purpose, uint8_t key[32]);
-int	 verify_chain_cached(const struct mtls_config *, X509_STORE *,
-	    STACK_OF(X509) *certs, int purpose, uint8_t key[32],
-	    struct verify_out *, struct mtls_error *) MTLS_MUST_CHECK;
-/* A cache hit for <key> with every per-use check passed: 0 (fills <out>);
- * -1 refused (revoked, rules); 1 not usable (miss, outside its window). */
-/* Replaces the certificates in <sk> that are byte-identical to the ones
- * cached under <key> with the cached objects (shared, referenced): a
- * proxy's connections from one client then hold one parsed copy of its
- * chain, not one each. Returns how many were replaced. */
-int	 verify_cache_share(const struct mtls_config *, const uint8_t key[32],
-	    STACK_OF(X509) *sk);
-int	 verify_cache_lookup(const struct mtls_config *, const uint8_t key[32],
-	    struct verify_out *, struct mtls_error *) MTLS_MUST_CHECK;
 /* An X509_STORE holding <cfg>'s anchors (and CRLs). */
 X509_STORE *verify_store_new(const struct mtls_config *, struct mtls_error *);
 
@@ -472,18 +438,14 @@ int	 ocsp_check(const uint8_t *der, size_t len, X509 *leaf,
 /* 1 when the response (unverified) is about <leaf>. */
 int	 ocsp_matches(const uint8_t *der, size_t len, X509 *leaf,
 	    STACK_OF(X509) *chain, X509_STORE *store);
-struct tls_state;
-/* Installs the status callbacks on a context being built: stapling on a
- * server with a staple, the check on a client with require_staple. */
-int	 ocsp_setup_ctx(struct tls_state *, SSL_CTX *, struct mtls_error *)
-	    MTLS_MUST_CHECK;
 
 /* ---- tls.c ---- */
-void	 tls_state_free(struct tls_state *);
-/* mtls_configure() of a server or client context. */
-int	 tls_configure(struct mtls *, struct mtls_config *) MTLS_MUST_CHECK;
-/* Sets m->peer_id / m->peer_serial from a verification result. */
-void	 ctx_set_peer(struct mtls *, const struct verify_out *);
+/* A client's kept session past its timeout or lifetime hint (exposed for
+ * test_tls.c). */
+int	 tls_session_expired(const SSL_SESSION *, time_t now);
+/* The peer's certificate on connection <m> (verified or not: check
+ * mtls_peer_verified), NULL when none; borrowed, valid until mtls_free. */
+X509	*tls_peer_cert(struct mtls *);
 
 /* ---- certinfo.c: facts about a certificate for inspect and doctor ---- */
 struct json_t;

@@ -13,7 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
 
-#include "internal.h"
+#include "private.h"
 
 X509 *
 ocsp_issuer(X509 *leaf, STACK_OF(X509) *chain, X509_STORE *store)

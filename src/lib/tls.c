@@ -22,7 +22,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
-#include "internal.h"
+#include "private.h"
 
 /* TLS 1.2 (opt-in): ECDHE with AEAD only. TLS 1.3 suites are all AEAD. */
 #define TLS12_CIPHERS \
@@ -110,10 +110,9 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 	ok = verify_chain_cached(st->cfg, st->store, certs, conn_purpose(conn),
 	    conn->chain_key, &out, &conn->err) == 0;
 	if (ok && conn->expect_name[0] != '\0') {
-		size_t k;
+		char *name = conn->expect_name;
 
-		for (ok = 0, k = 0; k < out.ids.n && !ok; k++)
-			ok = ids_expect_match(conn->expect_name, out.ids.v[k]);
+		ok = rules_match_ids(&name, 1, &out.ids, RULE_EXPECT) >= 0;
 		if (!ok)
 			error_fail(&conn->err, MTLS_FAIL_IDENTITY_MISMATCH,
 			    "expected %s (the name we connected to), found %s",
@@ -126,8 +125,8 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 	sk_X509_free(certs);
 	/* A server keeps the client's chain in the session for the life of
 	 * the connection; share the cached parse instead (the stack is the
-	 * one OpenSSL stores; the objects are byte-identical). About half of
-	 * an idle connection's memory. */
+	 * one OpenSSL stores; the objects are byte-identical): a large part
+	 * of an idle connection's memory (bench/RESULTS.md). */
 	if (ok && st->is_server && untrusted != NULL)
 		verify_cache_share(st->cfg, conn->chain_key, untrusted);
 	/* The peer learns only that its certificate was refused; the reason
@@ -557,23 +556,23 @@ classify(struct mtls *c, int ret)
 		const char *name = SSL_alert_desc_string_long(alert);
 
 		switch (alert) {
-		case SSL3_AD_HANDSHAKE_FAILURE:
-		case TLS1_AD_INSUFFICIENT_SECURITY:
+		case SSL_AD_HANDSHAKE_FAILURE:
+		case SSL_AD_INSUFFICIENT_SECURITY:
 			return error_fail(&c->err, MTLS_FAIL_NO_SHARED_ALGORITHM,
 			    "peer sent alert %s: no common cipher, group or "
 			    "signature algorithm", name);
-		case TLS1_AD_PROTOCOL_VERSION:
+		case SSL_AD_PROTOCOL_VERSION:
 			return error_fail(&c->err, MTLS_FAIL_PROTOCOL_VERSION,
 			    "peer sent alert %s", name);
-		case TLS13_AD_CERTIFICATE_REQUIRED:
-		case SSL3_AD_BAD_CERTIFICATE:
-		case SSL3_AD_UNSUPPORTED_CERTIFICATE:
-		case SSL3_AD_CERTIFICATE_REVOKED:
-		case SSL3_AD_CERTIFICATE_EXPIRED:
-		case SSL3_AD_CERTIFICATE_UNKNOWN:
-		case TLS1_AD_UNKNOWN_CA:
-		case TLS1_AD_ACCESS_DENIED:
-		case TLS1_AD_DECRYPT_ERROR:
+		case SSL_AD_CERTIFICATE_REQUIRED:
+		case SSL_AD_BAD_CERTIFICATE:
+		case SSL_AD_UNSUPPORTED_CERTIFICATE:
+		case SSL_AD_CERTIFICATE_REVOKED:
+		case SSL_AD_CERTIFICATE_EXPIRED:
+		case SSL_AD_CERTIFICATE_UNKNOWN:
+		case SSL_AD_UNKNOWN_CA:
+		case SSL_AD_ACCESS_DENIED:
+		case SSL_AD_DECRYPT_ERROR:
 			return error_fail(&c->err,
 			    MTLS_FAIL_PEER_REJECTED_OUR_CERT,
 			    "peer refused our certificate: alert %s", name);
@@ -655,6 +654,7 @@ mtls_handshake(struct mtls *c)
 		return 0;
 	ERR_clear_error();
 	r = SSL_do_handshake(c->ssl);
+	ctx_peer_chain_reset(c);
 	if (r == 1) {
 		c->hs_done = 1;
 		/* a resumed client session was verified when it was made, by
@@ -703,6 +703,19 @@ mtls_read(struct mtls *c, void *buf, size_t len)
 	if (se == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && c->hs_done)
 		return 0;
 	return classify(c, 0);
+}
+
+int
+mtls_pending(struct mtls *c)
+{
+	return c->kind == KIND_CONN && c->ssl != NULL &&
+	    SSL_has_pending(c->ssl) == 1;
+}
+
+X509 *
+tls_peer_cert(struct mtls *c)
+{
+	return c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
 }
 
 long

@@ -31,6 +31,8 @@ wait_for 5 grep -q 'result=not_authorized' "$T_DIR/echo.out" && ok "echo_server 
     || not_ok "server log" "$(cat "$T_DIR/echo.out")"
 
 expect_exit 0 "verify_peer allows a matching identity" "$EX/verify_peer" root/bundle.pem 'spiffe://example.org/echo/*' client.pem
+expect_grep '^identity: spiffe://example.org/echo/client$' "$T_DIR/out" "verify_peer lists the peer's identities (mtls_peer_identity)"
+expect_grep '^valid: [0-9]* to [0-9]*$' "$T_DIR/out" "verify_peer prints the validity (mtls_peer_validity)"
 expect_exit 1 "verify_peer refuses another" "$EX/verify_peer" root/bundle.pem 'spiffe://example.org/other/*' client.pem
 expect_grep 'not_authorized' "$T_DIR/out" "verify_peer prints the code"
 exit 0

@@ -15,7 +15,7 @@ test_every_code_has_a_row(void **state)
 	int i, j;
 
 	(void)state;
-	for (i = 0; i < MTLS_FAIL__COUNT; i++) {
+	for (i = 0; i < MTLS_FAIL_COUNT; i++) {
 		const char *n = mtls_fail_name(i);
 
 		assert_non_null(n);
@@ -27,7 +27,7 @@ test_every_code_has_a_row(void **state)
 		for (j = 0; j < i; j++)
 			assert_string_not_equal(n, mtls_fail_name(j));
 	}
-	assert_string_equal(mtls_fail_name(MTLS_FAIL__COUNT), "unknown");
+	assert_string_equal(mtls_fail_name(MTLS_FAIL_COUNT), "unknown");
 	assert_string_equal(mtls_fail_name(-1), "unknown");
 	assert_int_equal(mtls_fail_from_name("no_such_code"), -1);
 	assert_string_equal(mtls_fail_name(MTLS_FAIL_CERT_EXPIRED),

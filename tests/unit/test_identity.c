@@ -213,6 +213,55 @@ test_expect_wildcard(void **state)
 	assert_int_equal(ids_expect_match("dns:foo.example.com", NULL), 0);
 }
 
+/* rules_match: the one loop behind verify.c's expect and allow rules, the
+ * client's expected name, a CA role, ca serve's --admin and the gateway's
+ * routes. */
+static void
+test_rules_match(void **state)
+{
+	char *rules[] = { "spiffe://example.org/db", "dns:*.example.org",
+	    "ip:10.0.0.1", "dns:*", "dns:api.example.org" };
+	const char *ids[] = { "cn:x", "dns:a.example.org", NULL,
+	    "ip:10.0.0.1" };
+	const char *one = "spiffe://example.org/db";
+	const char *wild[] = { "dns:*.example.org" };
+	const char *any_ip[] = { "ip:192.0.2.7" };
+	struct ids set;
+
+	(void)state;
+	/* the index of the first rule met by any identity */
+	assert_int_equal(rules_match(rules, 5, ids, 4, 0), 1);
+	assert_int_equal(rules_match(rules + 2, 3, ids, 4, 0), 0);
+	assert_int_equal(rules_match(rules, 5, &one, 1, 0), 0);
+	assert_int_equal(rules_match(rules, 5, ids, 1, 0), -1);
+	assert_int_equal(rules_match(rules, 0, ids, 4, 0), -1);
+	assert_int_equal(rules_match(rules, 5, ids, 0, 0), -1);
+	/* a NULL identity matches nothing */
+	assert_int_equal(rules_match(rules, 5, ids + 2, 1, 0), -1);
+	/* "dns:*" and "ip:*" are any name only in a CA role */
+	assert_int_equal(rules_match(rules + 3, 1, ids + 1, 1, 0), -1);
+	assert_int_equal(rules_match(rules + 3, 1, ids + 1, 1, RULE_ROLE), 0);
+	{
+		char *ipr[] = { "ip:*" };
+
+		assert_int_equal(rules_match(ipr, 1, any_ip, 1, 0), -1);
+		assert_int_equal(rules_match(ipr, 1, any_ip, 1, RULE_ROLE), 0);
+		assert_int_equal(rules_match(ipr, 1, ids + 1, 1, RULE_ROLE),
+		    -1);
+	}
+	/* a wildcard SAN meets an expected name, never an allow rule */
+	assert_int_equal(rules_match(rules + 4, 1, wild, 1, 0), -1);
+	assert_int_equal(rules_match(rules + 4, 1, wild, 1, RULE_EXPECT), 0);
+	/* over a struct ids */
+	memset(&set, 0, sizeof(set));
+	assert_int_equal(ids_add(&set, "", "dns:a.example.org", 17), 0);
+	assert_int_equal(ids_add(&set, "", "ip:10.0.0.1", 11), 0);
+	assert_int_equal(rules_match_ids(rules, 5, &set, 0), 1);
+	assert_int_equal(rules_match_ids(rules + 2, 1, &set, 0), 0);
+	assert_int_equal(rules_match_ids(rules, 1, &set, 0), -1);
+	ids_free(&set);
+}
+
 static void
 test_dns_ip(void **state)
 {
@@ -433,6 +482,7 @@ main(void)
 		cmocka_unit_test(test_rule_check),
 		cmocka_unit_test(test_rule_match),
 		cmocka_unit_test(test_expect_wildcard),
+		cmocka_unit_test(test_rules_match),
 		cmocka_unit_test(test_dns_ip),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_names_from_cert),

@@ -934,9 +934,9 @@ self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 
 	if (cfg == NULL || (certs = sk_X509_new_null()) == NULL)
 		goto nomem;
-	cfg->trust = ca->bundle;
+	config_borrow_trust(cfg, ca->bundle);
 	/* recognise our own scope OID without MTLS_SCOPE_OID */
-	snprintf(cfg->scope_oid, sizeof(cfg->scope_oid), "%s", ca->scope_oid);
+	config_set_scope_oid(cfg, ca->scope_oid);
 	if (!sk_X509_push(certs, leaf))
 		goto nomem;
 	for (i = 0; i < sk_X509_num(ca->chain); i++)
@@ -964,7 +964,7 @@ self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 	X509_STORE_free(store);
 	sk_X509_free(certs);
 	if (cfg != NULL)
-		cfg->trust = NULL;	/* borrowed */
+		config_borrow_trust(cfg, NULL);
 	mtls_config_free(cfg);
 	return rv;
 }

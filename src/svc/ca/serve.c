@@ -699,7 +699,7 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 			    mtls_error(c->t));
 		return -1;
 	}
-	if ((leaf = SSL_get0_peer_certificate(c->t->ssl)) == NULL) {
+	if ((leaf = tls_peer_cert(c->t)) == NULL) {
 		reply_error(rp, 401, "client_cert_required", "this call needs "
 		    "a client certificate issued by this CA");
 		return -1;
@@ -745,7 +745,7 @@ h_renew(struct server *s, struct conn *c, const struct http_req *req,
 	}
 	error_clear(&err);
 	/* the same identities as the certificate presented, nothing more */
-	if (ids_from_cert(SSL_get0_peer_certificate(c->t->ssl), &ids,
+	if (ids_from_cert(tls_peer_cert(c->t), &ids,
 	    &err) != 0 || ids.n == 0) {
 		reply_error(rp, 403, "refused", "the client certificate has no "
 		    "identity to renew");

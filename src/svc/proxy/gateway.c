@@ -344,7 +344,7 @@ io_try_read(struct io *s, void *buf, size_t len)
 static int
 io_buffered(const struct io *s)
 {
-	return s->tls != NULL && SSL_has_pending(s->tls->ssl);
+	return s->tls != NULL && mtls_pending(s->tls);
 }
 
 static long
@@ -2179,7 +2179,7 @@ conn_run(struct gwc *c)
 		goto out;
 	}
 	if (r == 0) {
-		X509 *peer = SSL_get0_peer_certificate(c->cl.tls->ssl);
+		X509 *peer = tls_peer_cert(c->cl.tls);
 		struct mtls_error e;
 
 		ok = 1;
@@ -2198,7 +2198,7 @@ conn_run(struct gwc *c)
 			c->verified = 0;
 	}
 	if (r == -2) {
-		error_fail(&c->cl.tls->err, MTLS_FAIL_HANDSHAKE_TIMEOUT, "no "
+		ctx_fail(c->cl.tls, MTLS_FAIL_HANDSHAKE_TIMEOUT, "no "
 		    "complete handshake within %lld ms of its first byte",
 		    (long long)gw->env.o->handshake_timeout_ms);
 		gw_limit(gw, GW_CL_HS_TIMEOUT, c->client);
@@ -2313,7 +2313,7 @@ refresh(struct loop *lp)
 	}
 	pthread_mutex_lock(&gw->mu);
 	gw->by[0] = '\0';
-	if (ids_from_cert(sk_X509_value(cfg->chain, 0), &ids, &e) == 0) {
+	if (ids_from_cert(config_leaf(cfg), &ids, &e) == 0) {
 		for (i = 0; i < ids.n; i++)
 			if (strncmp(ids.v[i], "spiffe://", 9) == 0) {
 				snprintf(gw->by, sizeof(gw->by), "%s", ids.v[i]);

@@ -207,7 +207,7 @@ struct worker {
 	struct conn	*dead;		/* closed this batch, to free */
 	char		 scratch[BUF_SIZE];
 	/* metrics: written by this worker only, read by the admin side */
-	uint64_t	 m_hs[2][MTLS_FAIL__COUNT][2];	/* [client][result][resumed] */
+	uint64_t	 m_hs[2][MTLS_FAIL_COUNT][2];	/* [client][result][resumed] */
 	uint64_t	 m_hs_bucket[HS_BUCKETS + 1];
 	uint64_t	 m_hs_sum_us;
 	uint64_t	 m_bytes_in, m_bytes_out;
@@ -373,7 +373,7 @@ own_window_ok(const struct proxy_listener *l, const struct mtls_config *cfg,
     const char *why, char *serial, size_t slen, char *warn, size_t wlen,
     struct mtls_error *err)
 {
-	X509 *leaf = sk_X509_value(cfg->chain, 0);
+	X509 *leaf = config_leaf(cfg);
 
 	if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0)
 		return error_fail(err, MTLS_FAIL_CERT_EXPIRED, "%s: own "
@@ -461,12 +461,12 @@ config_build(const struct proxy_listener *l, const struct crlsrc *fcrl,
 			error_set(err, MTLS_ERR_NOMEM, "out of memory");
 			goto err;
 		}
-		own->trust = cfg->trust;
+		config_borrow_trust(own, config_trust(cfg));
 		r = mtls_configure(v, own);
-		own->trust = NULL;
+		config_borrow_trust(own, NULL);
 		if (r == 0) {
-			r = verify_chain(own, v->store, cfg->chain,
-			    MTLS_PURPOSE_ANY, &out, &v->err);
+			r = ctx_verify_chain(v, config_chain(cfg),
+			    MTLS_PURPOSE_ANY, &out);
 			if (out.serial[0])
 				snprintf(serial, slen, "%s", out.serial);
 			verify_out_free(&out);
@@ -474,23 +474,25 @@ config_build(const struct proxy_listener *l, const struct crlsrc *fcrl,
 		/* a staple fetched for the previous certificate is dropped
 		 * here; the fetcher gets one for this one */
 		if (r == 0 && staple != NULL && !l->outbound &&
-		    ocsp_matches(staple, staple_len, sk_X509_value(cfg->chain,
-		    0), cfg->chain, v->store) &&
+		    ocsp_matches(staple, staple_len, config_leaf(cfg),
+		    config_chain(cfg), ctx_store(v)) &&
 		    mtls_config_set_ocsp_staple(cfg, staple, staple_len) != 0) {
 			mtls_config_free(own);
 			goto cfgerr;
 		}
 		mtls_config_free(own);
 		/* not ours to judge: --ca is the peers' trust */
-		elsewhere = r != 0 && (v->err.fail == MTLS_FAIL_UNKNOWN_CA ||
-		    v->err.fail == MTLS_FAIL_CHAIN_INCOMPLETE);
+		elsewhere = r != 0 && (mtls_fail_code(v) ==
+		    MTLS_FAIL_UNKNOWN_CA || mtls_fail_code(v) ==
+		    MTLS_FAIL_CHAIN_INCOMPLETE);
 		if (elsewhere && own_window_ok(l, cfg, mtls_fail_name(
-		    v->err.fail), serial, slen, warn, wlen, err) != 0)
+		    mtls_fail_code(v)), serial, slen, warn, wlen, err) != 0)
 			goto err;
 		if (r != 0 && !elsewhere) {
 			error_set(err, MTLS_ERR_VERIFY, "%s: own certificate "
 			    "does not verify against %s: %s: %s", l->cert,
-			    l->ca, mtls_fail_name(v->err.fail), v->err.msg);
+			    l->ca, mtls_fail_name(mtls_fail_code(v)),
+			    mtls_error(v));
 			goto err;
 		}
 	}
@@ -498,7 +500,7 @@ config_build(const struct proxy_listener *l, const struct crlsrc *fcrl,
 	config_freeze(cfg);
 	return cfg;
  cfgerr:
-	error_copy(err, &cfg->err);
+	error_copy(err, config_error(cfg));
  err:
 	mtls_free(v);
 	mtls_config_free(cfg);
@@ -511,7 +513,7 @@ own_serial(const struct mtls_config *cfg)
 {
 	static char buf[64];
 
-	serial_hex(X509_get0_serialNumber(sk_X509_value(cfg->chain, 0)), buf,
+	serial_hex(X509_get0_serialNumber(config_leaf(cfg)), buf,
 	    sizeof(buf));
 	return buf;
 }
@@ -907,7 +909,7 @@ pump(struct side *src, struct side *dst, struct buf *b, char *scratch,
 			 * per event; epoll is level-triggered, so wait for it
 			 * (OpenSSL may still hold decrypted bytes, though) */
 			if (src->rd_idle && !(src->tls != NULL &&
-			    SSL_has_pending(src->tls->ssl))) {
+			    mtls_pending(src->tls))) {
 				src->want |= EPOLLIN;
 				break;
 			}
@@ -1263,7 +1265,7 @@ take_config(struct worker *w)
 		seq = wl->ls->cfg_seq;
 		if (seq != wl->cfg_seq) {
 			cfg = wl->ls->cfg;
-			__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+			config_ref(cfg);
 		}
 		pthread_mutex_unlock(&p->mu);
 		if (cfg == NULL)
@@ -1820,9 +1822,9 @@ staple_fetch(struct proxy *p, struct lstate *ls)
 
 	pthread_mutex_lock(&p->mu);
 	cfg = ls->cfg;
-	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+	config_ref(cfg);
 	pthread_mutex_unlock(&p->mu);
-	leaf = sk_X509_value(cfg->chain, 0);
+	leaf = config_leaf(cfg);
 	serial_hex(X509_get0_serialNumber(leaf), serial, sizeof(serial));
 	if (strcmp(serial, ls->staple_serial) != 0) {
 		snprintf(ls->staple_serial, sizeof(ls->staple_serial), "%s",
@@ -1840,7 +1842,7 @@ staple_fetch(struct proxy *p, struct lstate *ls)
 	url = sk_OPENSSL_STRING_value(urls, 0);
 	error_clear(&e);
 	if ((store = verify_store_new(cfg, &e)) == NULL ||
-	    (issuer = ocsp_issuer(leaf, cfg->chain, store)) == NULL ||
+	    (issuer = ocsp_issuer(leaf, config_chain(cfg), store)) == NULL ||
 	    ocsp_request(leaf, issuer, &req, &req_len, &e) != 0) {
 		snprintf(err, sizeof(err), "%s", e.msg[0] ? e.msg :
 		    "the issuer of our certificate is not in --ca");
@@ -1849,7 +1851,7 @@ staple_fetch(struct proxy *p, struct lstate *ls)
 	if (http_post(url, ls->l->ca, "application/ocsp-request", req,
 	    req_len, 10, 65536, &buf, &len, err, sizeof(err)) != 0)
 		goto fail;
-	if (ocsp_check(buf, len, leaf, cfg->chain, store, unow, &res,
+	if (ocsp_check(buf, len, leaf, config_chain(cfg), store, unow, &res,
 	    &e) != 0) {
 		snprintf(err, sizeof(err), "%s", e.msg);
 		goto fail;
@@ -2083,7 +2085,7 @@ rotate_tickets(struct proxy *p)
 static void
 own_identity(struct proxy *p, struct lstate *ls, const struct mtls_config *cfg)
 {
-	X509 *leaf = sk_X509_value(cfg->chain, 0);
+	X509 *leaf = config_leaf(cfg);
 	struct mtls_error e;
 	struct ids ids;
 
@@ -2157,7 +2159,7 @@ metrics_text(struct proxy *p, struct sbuf *b)
 	sb_printf(b, "# HELP mtls_handshakes_total TLS handshakes by result "
 	    "(taxonomy code or ok).\n# TYPE mtls_handshakes_total counter\n");
 	for (role = 0; role < 2; role++)
-	for (f = 0; f < MTLS_FAIL__COUNT; f++)
+	for (f = 0; f < MTLS_FAIL_COUNT; f++)
 		for (r = 0; r < 2; r++) {
 			for (v = 0, i = 0; i < p->nworkers; i++)
 				v += ld(&p->w[i].m_hs[role][f][r]);
@@ -2336,7 +2338,7 @@ admin_tls(struct proxy *p, struct net_conn *nc, int64_t deadline,
 	seq = p->admin_ls.cfg_seq;
 	if (seq != p->admin_seq) {
 		cfg = p->admin_ls.cfg;
-		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+		config_ref(cfg);
 	}
 	pthread_mutex_unlock(&p->mu);
 	if (cfg != NULL) {
@@ -2566,7 +2568,7 @@ quiet_trim(struct proxy *p)
 
 	for (i = 0; i < p->nworkers; i++)
 		for (a = 0; a < 2; a++)
-			for (b = 0; b < MTLS_FAIL__COUNT; b++)
+			for (b = 0; b < MTLS_FAIL_COUNT; b++)
 				for (c = 0; c < 2; c++)
 					n += __atomic_load_n(&p->w[i].m_hs[a][b][c],
 					    __ATOMIC_RELAXED);
@@ -2589,7 +2591,7 @@ gw_config(void *arg, uint64_t *seq)
 	pthread_mutex_lock(&ls->p->mu);
 	if (ls->cfg_seq != *seq) {
 		cfg = ls->cfg;
-		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL);
+		config_ref(cfg);
 		*seq = ls->cfg_seq;
 	}
 	pthread_mutex_unlock(&ls->p->mu);
@@ -2840,7 +2842,7 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 				goto out;
 			}
 			if (mtls_configure(wl->ctx, wl->ls->cfg) != 0) {
-				error_copy(err, &wl->ctx->err);
+				error_copy(err, ctx_error(wl->ctx));
 				goto out;
 			}
 			wl->cfg_seq = 1;
