@@ -14,6 +14,10 @@
 #include <sys/stat.h>
 
 #include "pki_fixture.h"
+/* a white-box test of config.c: it reads the config's fields, which only
+ * src/lib (and its own unit tests) may see */
+#define MTLS_BUILDING_LIB
+#include "private.h"
 
 static struct {
 	char		 dir[256];

@@ -22,6 +22,10 @@
 #include <openssl/ssl.h>
 
 #include "pki_fixture.h"
+/* a white-box test of tls.c: it puts BIO pairs under the connection's SSL,
+ * a field only src/lib (and its own unit tests) may see */
+#define MTLS_BUILDING_LIB
+#include "private.h"
 
 #define SERVER_NAME	"server.example.org"
 #define CLIENT_ID	"spiffe://example.org/ns/prod/client"

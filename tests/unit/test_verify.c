@@ -18,6 +18,11 @@
 #include <sys/stat.h>
 
 #include "pki_fixture.h"
+/* a white-box test of verify.c and verify_cache.c: the cached path takes
+ * the config's own store and cache, which only src/lib (and its own unit
+ * tests) may see */
+#define MTLS_BUILDING_LIB
+#include "private.h"
 
 #define CHAINS_TXT	"tests/integration/chains.txt"
 #define MAX_CASES	96
