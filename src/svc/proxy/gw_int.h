@@ -1,0 +1,295 @@
+/*
+ * The gateway's private layout and cross-file functions (gateway.h is its
+ * interface to the proxy). One file a noun:
+ *   gateway.c      a connection: handshake, then requests one after
+ *                  another (head, checks, route, forward, answer)
+ *   gw_loop.c      the per-worker epoll loops, coroutines, accept, the cap
+ *   gw_io.c        deadline I/O over a struct mtls or a plain fd; buffers
+ *   gw_route.c     routes, per-route authorization, route metrics
+ *   gw_upstream.c  the upstream pool of each route
+ *   gw_idhdr.c     the head the upstream gets: which fields pass, XFCC
+ *                  and the identity headers
+ *   gw_response.c  the upstream's answer, re-framed for the client
+ *   gw_log.c       the access log and the connection log lines
+ */
+#ifndef MTLS_GW_INT_H
+#define MTLS_GW_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <ucontext.h>
+
+#include <http_parser.h>
+#include <openssl/x509.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CO_ASAN 1
+#endif
+
+#include "http/http.h"
+#include "net/iplimit.h"
+#include "net/net.h"
+#include "proxy/gateway.h"
+
+#define IO_ERR		(-1)
+#define IO_TIMEOUT	(-2)
+#define IN_SIZE		(64 * 1024)
+#define OUT_SIZE	(16 * 1024)
+#define RESP_HEAD_MAX	(64 * 1024)
+#define MAX_FIELDS	256
+#define HTTP_MAX_CONNS	4096
+/* X-Forwarded-Client-Cert is built from the client's certificate: any
+ * number of names, each up to 255 (DNS) or 2048 (URI) bytes. Envoy has no
+ * cap of its own; upstreams have header limits (8 KiB a line: nginx,
+ * Tomcat), so a longer one is refused here, not cut or passed on. */
+#define XFCC_MAX	8192
+/* the head the upstream gets, whole */
+#define UH_MAX		(128 * 1024)
+
+/* what a connection on a loop's idle list waits for (gwc.phase) */
+enum { IDLE_FIRST_BYTE, IDLE_HANDSHAKE, IDLE_KEEPALIVE, IDLE_HEAD };
+
+struct io {
+	int		 fd;
+	struct mtls	*tls;		/* NULL: plaintext */
+};
+
+struct obuf {
+	struct io	*io;
+	char		 b[OUT_SIZE];
+	size_t		 len;
+	int		 failed;
+};
+
+struct upconn {
+	struct io	 io;
+};
+
+struct route {
+	const struct proxy_route *r;
+	const char		*name;
+	char			 host[264];	/* r->host normalized */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	pthread_mutex_t		 mu;		/* cli, pool */
+	struct mtls		*cli;		/* up_tls: client context */
+	struct upconn		*idle;		/* stack of idle connections */
+	int			 n_idle, open;
+	uint64_t		 m_code[600];	/* requests by status */
+	uint64_t		 m_connects, m_reused, m_failed;
+};
+
+/*
+ * Connections run as coroutines (ucontext) on a few event-loop threads:
+ * the request code reads as straight blocking code, and io_wait() is the
+ * one place it waits: it arms the fd in its loop's epoll (one-shot) and
+ * switches back to the loop, which switches in again when the fd is ready
+ * or the deadline passed. A thread per connection measured 43 % of the
+ * gateway's CPU in the scheduler (perf: finish_task_switch); a switch
+ * here is a function call and a sigprocmask.
+ */
+struct co {
+	ucontext_t	 ctx;
+	void		*stack;
+	size_t		 stack_size;
+	struct loop	*lp;
+	struct gwc	*c;
+	int		 waiting, fired, done;
+	int64_t		 deadline;
+	struct co	*prev, *next;	/* the loop's waiting list */
+	struct co	*dead_next;
+#ifdef CO_ASAN
+	void		*fake_stack;
+#endif
+};
+
+struct loop {
+	struct gw	*gw;
+	int		 id;
+	pthread_t	 thr;
+	int		 started;
+	int		 epfd, lfd;
+	int		 lfd_tag;
+	ucontext_t	 main;
+	struct co	*cur;
+	struct co	*waiting;	/* coroutines in io_wait */
+	struct co	*dead;		/* finished, stacks to free */
+	/* connections a newcomer may take the place of at the cap: first
+	 * byte or handshake awaited, idle between requests, or a request
+	 * head not yet whole; oldest wait first */
+	struct gwc	*idle_head, *idle_tail;
+	int		 n_cos;
+	struct mtls	*srv;		/* this loop's server context */
+	uint64_t	 seq;
+#ifdef CO_ASAN
+	const void	*main_bottom;
+	size_t		 main_size;
+#endif
+};
+
+struct gw {
+	struct gw_env		 env;
+	const struct proxy_listener *l;
+	struct loop		*loops;
+	int			 nloops;
+	pthread_mutex_t		 mu;		/* by, route contexts */
+	char			 by[2100];	/* our URI SAN, for XFCC By= */
+	struct route		*routes;
+	size_t			 n_routes;
+	struct route		 none;		/* requests refused unrouted */
+};
+
+/* A header field as parsed: spans into the buffer the head is in. */
+struct field {
+	const char	*name, *value;
+	size_t		 nlen, vlen;
+};
+
+struct gwc {
+	struct gw	*gw;
+	struct loop	*lp;
+	struct co	*co;
+	struct io	 cl;		/* the client */
+	char		 client[64];
+	int64_t		 t_conn;
+	struct ipent	*ip;		/* its address's slot (iplimit) */
+	/* on lp's idle list (phase: IDLE_*); closed for a newcomer or by a
+	 * drain while there */
+	struct gwc	*iprev, *inext;
+	int		 idle, phase, evicted;
+	/* the peer */
+	int		 verified, fail;
+	struct ids	 ids;
+	char		*xfcc;
+	char		*by;		/* our URI SAN at accept time */
+	const char	*peer_id;
+	/* client input */
+	char		*in;
+	size_t		 in_off, in_len;
+	struct obuf	 out;		/* to the client */
+	/* the request */
+	http_parser	 rp;
+	struct field	 f[MAX_FIELDS];
+	size_t		 nf;
+	const char	*url;
+	size_t		 url_len;
+	char		 method[16];
+	char		 path[2048];	/* normalized: what was routed */
+	char		 target[2048];	/* path and query, forwarded */
+	char		 host[264];	/* Host normalized, with its port */
+	int		 id_bad;	/* peer names not fit for a header */
+	int		 minor;
+	int		 req_done, head_done, keep;
+	int		 status;	/* our own answer, when not proxied */
+	char		 err_code[32];
+	char		 err_msg[300];
+	const char	*result;	/* taxonomy code of a refusal, logged */
+	int		 discard;	/* refusing: read the body, drop it */
+	int		 up_chunked;	/* request body chunked to upstream */
+	/* the head the upstream gets: built once in rq_headers_complete
+	 * from the checked head, owned here (c->f and c->url are spans of
+	 * c->in, which the body's reads overwrite); a retry resends it */
+	char		*uh;
+	size_t		 uh_len, uh_cap, uh_lines;
+	int		 uh_fail;
+	int		 expect100;
+	uint64_t	 req_body;
+	struct route	*route;
+	/* the upstream exchange */
+	struct upconn	 up;
+	int		 have_up, up_reused;
+	struct obuf	 ub;		/* to the upstream */
+	http_parser	 sp;
+	int		 head_req;
+	int		 resp_status, resp_started, resp_done, resp_restart;
+	int		 rechunk, close_after;
+	char		*rh;		/* response head fields, NUL-separated */
+	size_t		 rh_len, rh_cap;
+	int		 rh_in_value, rh_fail;
+	size_t		 oh_lines;	/* field lines of the head sent on */
+	char		 reason[64];
+	uint64_t	 resp_body;
+	int64_t		 t_req, t_up;
+};
+
+static inline void
+bump(uint64_t *v)
+{
+	__atomic_add_fetch(v, 1, __ATOMIC_RELAXED);
+}
+
+
+
+static inline struct gwc *
+gwc_of(http_parser *p)
+{
+	return p->data;
+}
+
+/* gateway.c */
+void	 refuse(struct gwc *, int status, const char *code, const char *fmt,
+	    ...) MTLS_PRINTF(4, 5);
+void	 answer(struct gwc *);
+void	 conn_run(struct gwc *);
+int	 wait_request(struct gwc *);
+int	 exchange(struct gwc *, char *rbuf, size_t rbufsz);
+
+/* gw_io.c: deadline I/O; in a loop's coroutine a wait yields to the loop,
+ * elsewhere it polls */
+int	 io_wait(int fd, short ev, int64_t deadline);
+long	 io_try_read(struct io *, void *buf, size_t len);
+int	 io_buffered(const struct io *);
+long	 io_read(struct io *, void *buf, size_t len, int64_t deadline);
+void	 ob_flush(struct obuf *, int64_t deadline);
+void	 ob_put(struct obuf *, const void *p, size_t n, int64_t deadline);
+void	 ob_printf(struct obuf *, int64_t deadline, const char *fmt, ...)
+	    MTLS_PRINTF(3, 4);
+
+static inline int64_t
+req_deadline(const struct gwc *c)
+{
+	return net_now_ms() + c->gw->l->request_timeout_ms;
+}
+
+/* gw_loop.c */
+extern __thread struct loop *cur_loop;
+int	 co_wait(struct loop *, int fd, short ev, int64_t deadline);
+void	 idle_enter(struct gwc *, int phase);
+void	 idle_leave(struct gwc *);
+void	 gw_limit(struct gw *, int why, const char *client);
+void	*loop_main(void *);
+void	 refresh(struct loop *);
+
+/* gw_route.c */
+struct route *route_find(struct gw *, const char *host, size_t hlen,
+	    const char *path);
+int	 route_allows(const struct proxy_route *, const struct ids *);
+int	 route_norm(const struct proxy_route *, char *host, size_t hostsz,
+	    struct mtls_error *);
+int	 route_client(struct gw *, struct route *, struct mtls_error *);
+
+/* gw_upstream.c */
+int	 up_get(struct gwc *, struct route *);
+void	 up_release(struct gwc *, int reusable);
+void	 up_close(struct route *, struct upconn *);
+
+/* gw_idhdr.c */
+int	 span_eq(const char *p, size_t n, const char *lit);
+void	 trim(const char **p, size_t *n);
+int	 conn_lists(const char *v, size_t vn, const char *name, size_t nn);
+int	 is_hop(const char *n, size_t len);
+const struct field *field(const struct gwc *, const char *name, int *count);
+int	 build_upstream_head(struct gwc *);
+char	*xfcc_build(const char *by, X509 *peer, const struct ids *);
+extern void (*fz_head_check)(const struct gwc *);
+
+/* gw_response.c */
+int	 relay_response(struct gwc *, char *buf, size_t bufsz);
+
+/* gw_log.c */
+void	 access_log(struct gwc *, int status);
+void	 log_conn(struct gwc *, const char *event, int ok, int64_t hs_us);
+extern void (*fz_log)(const char *, size_t);
+
+#endif
