@@ -38,181 +38,58 @@ refuse(struct gwc *c, int status, const char *code, const char *fmt, ...)
 {
 	va_list ap;
 
-	c->status = status;
-	snprintf(c->err_code, sizeof(c->err_code), "%s", code);
+	c->rq.status = status;
+	snprintf(c->rq.code, sizeof(c->rq.code), "%s", code);
 	va_start(ap, fmt);
-	vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
+	vsnprintf(c->rq.msg, sizeof(c->rq.msg), fmt, ap);
 	va_end(ap);
-	c->discard = 1;
+	c->rq.discard = 1;
 }
 
-/* ---- the request parser's callbacks ---- */
-
+/* The codec's output towards the upstream (a request body, re-framed). */
 static int
-rq_url(http_parser *p, const char *at, size_t n)
+to_upstream(void *arg, const struct iovec *iov, int n)
 {
-	struct gwc *c = gwc_of(p);
+	struct gwc *c = arg;
+	int64_t dl = req_deadline(c);
+	int i;
 
-	if (c->url == NULL)
-		c->url = at;
-	c->url_len += n;
-	return 0;
+	for (i = 0; i < n; i++)
+		ob_put(&c->ub, iov[i].iov_base, iov[i].iov_len, dl);
+	return c->ub.failed ? -1 : 0;
 }
 
+/* The codec's output towards the client (the upstream's answer). */
 static int
-rq_field(http_parser *p, const char *at, size_t n)
+to_client(void *arg, const struct iovec *iov, int n)
 {
-	struct gwc *c = gwc_of(p);
+	struct gwc *c = arg;
+	int64_t dl = req_deadline(c);
+	int i;
 
-	/* after the head: a chunked body's trailer fields. Never checked as
-	 * a head is, and the body is re-framed for the upstream: dropped */
-	if (c->head_done)
-		return 0;
-	/* the whole head is parsed in one call, so each field comes in one
-	 * callback (an empty value gets its own, of length 0) */
-	if (c->nf == c->gw->l->max_headers || c->nf == MAX_FIELDS) {
-		refuse(c, 431, "too_many_headers", "more than %zu header "
-		    "fields", c->nf);
-		return -1;
-	}
-	c->f[c->nf].name = at;
-	c->f[c->nf].nlen = n;
-	c->f[c->nf].value = NULL;
-	c->f[c->nf].vlen = 0;
-	c->nf++;
-	return 0;
+	for (i = 0; i < n; i++)
+		ob_put(&c->out, iov[i].iov_base, iov[i].iov_len, dl);
+	return c->out.failed ? -1 : 0;
 }
 
+/*
+ * The head has passed the codec's checks (http/h1.c): route, authorize,
+ * build the upstream's head, take an upstream and send it. 0 goes on
+ * (a refusal here still reads the body, to keep the connection); -1
+ * stops the parse.
+ */
 static int
-rq_value(http_parser *p, const char *at, size_t n)
+on_head(struct h1_req *rq, void *arg)
 {
-	struct gwc *c = gwc_of(p);
-	struct field *f;
-
-	if (c->head_done)
-		return 0;	/* a trailer: dropped (rq_field) */
-	if (c->nf == 0)
-		return -1;
-	f = &c->f[c->nf - 1];
-	if (f->value == NULL)
-		f->value = at;
-	f->vlen += n;
-	return 0;
-}
-
-static int
-rq_headers_complete(http_parser *p)
-{
-	struct gwc *c = gwc_of(p);
+	struct gwc *c = arg;
 	struct gw *gw = c->gw;
-	const struct field *host, *te, *ex;
-	const char *why, *hv;
-	size_t hl, plen;
-	int nhost, nte, ncl, nex, st;
+	const struct h1_field *ex;
 	struct route *rt;
+	int nex;
 
-	c->head_done = 1;
-	c->minor = p->http_minor;
-	c->keep = http_should_keep_alive(p);
-	snprintf(c->method, sizeof(c->method), "%s",
-	    http_method_str((enum http_method)p->method));
-	/* the raw path, for the log until it is normalized: c->url is a
-	 * span of the input, not a string (strcspn ran past its end) */
-	for (plen = 0; c->url != NULL && plen < c->url_len &&
-	    c->url[plen] != '?' && c->url[plen] != '#'; plen++)
-		;
-	snprintf(c->path, sizeof(c->path), "%.*s", (int)(plen <
-	    sizeof(c->path) ? plen : sizeof(c->path) - 1), c->url ? c->url :
-	    "");
-	c->route = &gw->none;
-	host = field(c, "host", &nhost);
-	te = field(c, "transfer-encoding", &nte);
-	(void)field(c, "content-length", &ncl);
-	ex = field(c, "expect", &nex);
-	if (p->http_major != 1) {
-		refuse(c, 400, "bad_request", "HTTP/%d.%d is not HTTP/1.x",
-		    p->http_major, p->http_minor);
-		return -1;
-	}
-	if (c->url_len >= sizeof(c->path)) {
-		refuse(c, 414, "uri_too_long", "the request target is longer "
-		    "than %zu bytes", sizeof(c->path) - 1);
-		return -1;
-	}
-	/* framing: exactly one way to know where the body ends */
-	if (nte > 0 && ncl > 0) {
-		refuse(c, 400, "bad_request", "both Transfer-Encoding and "
-		    "Content-Length (request smuggling shape)");
-		return -1;
-	}
-	if (nte > 1 || ncl > 1) {
-		refuse(c, 400, "bad_request", "repeated %s header",
-		    nte > 1 ? "Transfer-Encoding" : "Content-Length");
-		return -1;
-	}
-	if (te != NULL) {
-		const char *v = te->value ? te->value : "";
-		size_t vn = te->vlen;
-
-		trim(&v, &vn);
-		if (!span_eq(v, vn, "chunked") || !(p->flags & F_CHUNKED)) {
-			char esc[200];
-
-			/* the value is a span in the input buffer, not a
-			 * string: a bounded, escaped copy of it only */
-			http_esc(esc, sizeof(esc), v, vn, 40);
-			refuse(c, 400, "bad_request", "Transfer-Encoding "
-			    "'%s' (only 'chunked' is accepted)", esc);
-			return -1;
-		}
-	}
-	if (nhost != 1 && (p->http_minor >= 1 || nhost > 1)) {
-		refuse(c, 400, "bad_request", nhost ? "repeated Host header" :
-		    "no Host header");
-		return -1;
-	}
-	if (p->method == HTTP_CONNECT || p->upgrade) {
-		refuse(c, 405, "method_not_allowed", "%s is not proxied",
-		    p->method == HTTP_CONNECT ? "CONNECT" : "Upgrade");
-		return -1;
-	}
-	if ((p->flags & F_CONTENTLENGTH) &&
-	    p->content_length > (uint64_t)gw->l->max_body) {
-		refuse(c, 413, "body_too_large", "Content-Length %llu is over "
-		    "the limit of %lld bytes",
-		    (unsigned long long)p->content_length,
-		    (long long)gw->l->max_body);
-		return -1;
-	}
-	/* one normalization, before routing; the upstream gets exactly
-	 * what was routed (docs/security/gateway.md) */
-	if ((st = http_target_normalize(c->url ? c->url : "", c->url_len,
-	    c->target, sizeof(c->target), &plen, &why)) != 0) {
-		refuse(c, st, st == 414 ? "uri_too_long" : "bad_request", "%s",
-		    why);
-		return -1;
-	}
-	snprintf(c->path, sizeof(c->path), "%.*s", (int)plen, c->target);
-	/* Tomcat, Jetty and Spring read ';' in a path as path parameters
-	 * ("/admin;x=1" is /admin, "/pub/..;/admin" is /admin), which
-	 * routing on prefixes cannot see: refused unless the listener says
-	 * its upstreams take them as data (path_semicolons = pass) */
-	if (!gw->l->semicolons_pass && memchr(c->path, ';', plen) != NULL) {
-		refuse(c, 400, "bad_request", "';' in the path (path "
-		    "parameters; path_semicolons = pass to forward them)");
-		return -1;
-	}
-	hv = host && host->value ? host->value : "";
-	hl = host ? host->vlen : 0;
-	trim(&hv, &hl);
-	if (http_host_normalize(hv, hl, c->host, sizeof(c->host), &hl,
-	    &why) != 0) {
-		refuse(c, 400, "bad_request", "%s", why);
-		return -1;
-	}
-	if ((rt = route_find(gw, c->host, hl, c->path)) == NULL) {
+	if ((rt = route_find(gw, rq->host, rq->host_len, rq->path)) == NULL) {
 		refuse(c, 404, "no_route", "no route for host '%.*s' path "
-		    "'%.200s'", (int)hl, c->host, c->path);
+		    "'%.200s'", (int)rq->host_len, rq->host, rq->path);
 		return 0;
 	}
 	c->route = rt;
@@ -248,25 +125,21 @@ rq_headers_complete(http_parser *p)
 		    rt->r->n_allow > 1 ? ", ..." : "");
 		return 0;
 	}
+	ex = h1_req_field(rq, "expect", &nex);
 	c->expect100 = ex != NULL && ex->value != NULL &&
-	    span_eq(ex->value, ex->vlen, "100-continue") && p->http_minor >= 1;
+	    h1_span_eq(ex->value, ex->vlen, "100-continue") && rq->minor >= 1;
 	if (build_upstream_head(c) != 0) {
 		refuse(c, 431, "head_too_large", "the request head for the "
 		    "upstream is over %d bytes", UH_MAX);
 		return -1;
 	}
-	/* the fields and the target are spans of c->in, which reading the
-	 * body overwrites: nothing may read them from here on */
-	c->nf = 0;
-	c->url = NULL;
-	c->url_len = 0;
 	if (up_get(c, rt) != 0)
 		return 0;
 	c->ub.io = &c->up.io;
 	c->ub.len = 0;
 	c->ub.failed = 0;
 	c->t_up = net_now_ms();
-	ob_put(&c->ub, c->uh, c->uh_len, req_deadline(c));
+	ob_put(&c->ub, c->uh.b, c->uh.len, req_deadline(c));
 	if (c->expect100) {
 		/* authorized: let the client send its body */
 		ob_put(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25,
@@ -276,53 +149,6 @@ rq_headers_complete(http_parser *p)
 	return 0;
 }
 
-static int
-rq_body(http_parser *p, const char *at, size_t n)
-{
-	struct gwc *c = gwc_of(p);
-	int64_t dl;
-
-	c->req_body += n;
-	if (c->req_body > (uint64_t)c->gw->l->max_body) {
-		if (c->status == 0 || c->status == 403 || c->status == 404) {
-			c->status = 0;
-			refuse(c, 413, "body_too_large", "request body over the "
-			    "limit of %lld bytes", (long long)c->gw->l->max_body);
-		}
-		return -1;
-	}
-	if (c->discard)
-		return 0;
-	dl = req_deadline(c);
-	if (c->up_chunked)
-		ob_printf(&c->ub, dl, "%zx\r\n", n);
-	ob_put(&c->ub, at, n, dl);
-	if (c->up_chunked)
-		ob_put(&c->ub, "\r\n", 2, dl);
-	return 0;
-}
-
-static int
-rq_complete(http_parser *p)
-{
-	struct gwc *c = gwc_of(p);
-
-	c->req_done = 1;
-	if (!c->discard && c->up_chunked)
-		ob_put(&c->ub, "0\r\n\r\n", 5, req_deadline(c));
-	http_parser_pause(p, 1);
-	return 0;
-}
-
-static const http_parser_settings rq_settings = {
-	.on_url = rq_url,
-	.on_header_field = rq_field,
-	.on_header_value = rq_value,
-	.on_headers_complete = rq_headers_complete,
-	.on_body = rq_body,
-	.on_message_complete = rq_complete,
-};
-
 /* Our own answer: a short JSON body naming the route and the rule. */
 void
 answer(struct gwc *c)
@@ -331,41 +157,102 @@ answer(struct gwc *c)
 	char *body;
 	int64_t dl = req_deadline(c);
 
-	json_object_set_new(o, "error", esc_jstr(c->err_code));
+	json_object_set_new(o, "error", esc_jstr(c->rq.code));
 	if (c->route && c->route->name[0])
 		json_object_set_new(o, "route", esc_jstr(c->route->name));
-	json_object_set_new(o, "message", esc_jstr(c->err_msg));
+	json_object_set_new(o, "message", esc_jstr(c->rq.msg));
 	body = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	ob_printf(&c->out, dl, "HTTP/1.1 %d %s\r\nContent-Type: "
-	    "application/json\r\nContent-Length: %zu\r\n%s\r\n%s\n", c->status,
-	    http_reason(c->status), body ? strlen(body) + 1 : 0, c->keep ? "" :
+	    "application/json\r\nContent-Length: %zu\r\n%s\r\n%s\n", c->rq.status,
+	    http_reason(c->rq.status), body ? strlen(body) + 1 : 0, c->rq.keep ? "" :
 	    "Connection: close\r\n", body ? body : "");
 	free(body);
 	ob_flush(&c->out, dl);
-	c->resp_body = 0;
+	c->rs.body = 0;
+}
+
+/* Reads the response to the request sent on c->up and streams it to the
+ * client through the codec. 0 done; -1 failed before anything reached
+ * the client (the caller answers 502/504, the refusal set); -3 the same
+ * with nothing read (a pooled connection may be retried); -2 failed
+ * midway (close); -4 bytes after the answer (close). */
+static int
+relay_response(struct gwc *c, char *buf, size_t bufsz)
+{
+	struct gw *gw = c->gw;
+	int got_any = 0;
+
+	h1_resp_start(&c->rs);
+	for (;;) {
+		long n;
+		size_t used;
+		int r;
+
+		/* nothing can have come yet: wait, then read (a read that
+		 * would fail with EAGAIN first is one syscall per request) */
+		/* the deadline is between two reads (like nginx's
+		 * proxy_read_timeout), so a long download is not cut */
+		n = !got_any && !io_buffered(&c->up.io) ? io_wait(c->up.io.fd,
+		    POLLIN, req_deadline(c)) : 0;
+		if (n == 0)
+			n = io_read(&c->up.io, buf, bufsz, req_deadline(c));
+
+		if (n == IO_TIMEOUT || n == IO_ERR) {
+			if (c->rs.started)
+				return -2;
+			if (n == IO_TIMEOUT)
+				refuse(c, 504, "upstream_timeout", "route %s: no "
+				    "answer from %s within %lld ms",
+				    c->route->name, c->route->r->upstream,
+				    (long long)gw->l->request_timeout_ms);
+			else
+				refuse(c, 502, "upstream_error", "route %s: "
+				    "reading from %s failed", c->route->name,
+				    c->route->r->upstream);
+			return got_any ? -1 : -3;
+		}
+		/* the client connection stays open after this answer? */
+		c->rs.keep = c->rq.keep && !__atomic_load_n(gw->env.stopping,
+		    __ATOMIC_ACQUIRE);
+		r = h1_resp_feed(&c->rs, buf, (size_t)n, &used);
+		if (r == 1)
+			return used < (size_t)n || c->out.failed ? -4 : 0;
+		if (r < 0) {
+			if (c->rs.started)
+				return -2;
+			refuse(c, 502, "upstream_bad_response", "route %s: %s "
+			    "sent a malformed response (%s)", c->route->name,
+			    c->route->r->upstream, h1_resp_why(&c->rs));
+			return -1;
+		}
+		if (n == 0) {	/* EOF: ends a body read until close */
+			if (c->rs.done)
+				return 0;
+			if (c->rs.started)
+				return -2;
+			refuse(c, 502, "upstream_closed", "route %s: %s closed "
+			    "the connection without an answer", c->route->name,
+			    c->route->r->upstream);
+			return got_any ? -1 : -3;
+		}
+		got_any = 1;
+		if (c->out.failed)
+			return -2;
+	}
 }
 
 static void
 exchange_reset(struct gwc *c)
 {
-	c->nf = 0;
-	c->url = NULL;
-	c->url_len = 0;
-	c->method[0] = c->path[0] = c->target[0] = c->host[0] = '\0';
-	c->req_done = c->head_done = c->keep = 0;
-	c->status = 0;
-	c->err_code[0] = c->err_msg[0] = '\0';
+	h1_req_reset(&c->rq);
+	h1_resp_reset(&c->rs);
 	c->result = NULL;
-	c->discard = c->up_chunked = c->expect100 = 0;
-	c->uh_len = 0;
-	c->uh_fail = 0;
-	c->req_body = c->resp_body = 0;
+	c->expect100 = 0;
+	c->uh.len = 0;
+	c->uh.fail = 0;
 	c->route = NULL;
 	c->have_up = c->up_reused = 0;
-	c->head_req = c->resp_status = c->resp_started = c->resp_done = 0;
-	c->resp_restart = c->rechunk = c->close_after = 0;
-	c->rh_fail = 0;
 	c->t_up = 0;
 }
 
@@ -429,8 +316,6 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 {
 	struct gw *gw = c->gw;
 	int64_t dl;
-	char *hend;
-	size_t hlen;
 	int rv, body_sent = 0;
 
 	exchange_reset(c);
@@ -441,31 +326,23 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 	 * head's start, so a head sent a byte at a time stays old) */
 	idle_enter(c, IDLE_HEAD);
 	for (;;) {
-		size_t have = c->in_len - c->in_off;
+		size_t have = c->in_len - c->in_off, skip, hlen;
 		const char *why;
 		long n;
+		int st;
 
-		/* RFC 9112 2.2: empty lines before a request line are
-		 * ignored. Dropped here, so the head checked below is the
-		 * one http_parser reads (it skips them on its own: a
-		 * "\r\n\r\n" first would be an empty head, checked, and
-		 * the request after it parsed unchecked) */
-		while (have >= 2 && c->in[c->in_off] == '\r' &&
-		    c->in[c->in_off + 1] == '\n') {
-			c->in_off += 2;
-			have -= 2;
-		}
-		hend = memmem(c->in + c->in_off, have, "\r\n\r\n", 4);
-		if (hend != NULL)
+		rv = h1_head_scan(c->in + c->in_off, have, gw->l->max_head,
+		    &skip, &hlen, &st, &why);
+		c->in_off += skip;
+		have -= skip;
+		if (rv == 1)
 			break;
-		if ((why = http_head_check(c->in + c->in_off, have)) !=
-		    NULL) {
-			refuse(c, 400, "bad_request", "%s", why);
-			goto refused;
-		}
-		if (have >= gw->l->max_head) {
-			refuse(c, 431, "head_too_large", "request head over "
-			    "%zu bytes", gw->l->max_head);
+		if (rv < 0) {
+			if (st == 431)
+				refuse(c, 431, "head_too_large", "request head "
+				    "over %zu bytes", gw->l->max_head);
+			else
+				refuse(c, 400, "bad_request", "%s", why);
 			goto refused;
 		}
 		if (c->in_off > 0) {
@@ -493,48 +370,33 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		c->in_len += (size_t)n;
 	}
 	idle_leave(c);
-	hlen = (size_t)(hend - (c->in + c->in_off)) + 4;
-	{
-		const char *why = http_head_check(c->in + c->in_off, hlen);
-
-		if (why != NULL) {
-			refuse(c, 400, "bad_request", "%s", why);
-			goto refused;
-		}
-	}
-	http_parser_init(&c->rp, HTTP_REQUEST);
-	c->rp.data = c;
+	c->rq.lim = &gw->lim;
+	c->rq.on_head = on_head;
+	c->rq.emit = to_upstream;
+	c->rq.arg = c;
+	h1_req_start(&c->rq);
 	/* head, then body, from the buffer and then the socket */
 	for (;;) {
-		size_t have = c->in_len - c->in_off;
-		size_t k = http_parser_execute(&c->rp, &rq_settings,
-		    c->in + c->in_off, have);
-		enum http_errno e = HTTP_PARSER_ERRNO(&c->rp);
+		size_t k;
 		long n;
 
+		rv = h1_req_feed(&c->rq, c->in + c->in_off,
+		    c->in_len - c->in_off, &k);
 		c->in_off += k;
-		if (e == HPE_PAUSED) {
-			http_parser_pause(&c->rp, 0);
+		if (rv == 1)
 			break;
-		}
-		if (e != HPE_OK) {
-			if (c->status == 0)
-				refuse(c, 400, "bad_request", "%s",
-				    http_errno_description(e));
-			c->keep = 0;	/* where the next request starts is
-					 * not known */
+		if (rv < 0)
 			goto refused;
-		}
-		if (!c->discard && c->ub.failed) {
+		if (!c->rq.discard && c->ub.failed) {
 			refuse(c, 502, "upstream_error", "route %s: sending "
 			    "the request to %s failed", c->route->name,
 			    c->route->r->upstream);
-			c->keep = 0;
+			c->rq.keep = 0;
 			goto refused;
 		}
 		if (c->in_off == c->in_len)
 			c->in_off = c->in_len = 0;
-		if (c->ub.len > 0 && !c->discard)
+		if (c->ub.len > 0 && !c->rq.discard)
 			ob_flush(&c->ub, req_deadline(c));	/* stream on */
 		/* the head had one deadline in all (slow-header clients);
 		 * a body has one between two reads, so a long upload is
@@ -546,34 +408,37 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 			    "request_timeout" : "bad_request", "%s",
 			    n == IO_TIMEOUT ? "the request did not arrive in "
 			    "time" : "connection closed mid-request");
-			c->keep = 0;
+			c->rq.keep = 0;
 			goto refused;
 		}
 		c->in_len += (size_t)n;
 	}
-	if (c->discard)
+	if (c->rq.discard)
 		goto refused;
 	ob_flush(&c->ub, req_deadline(c));
-	body_sent = c->req_body > 0;
+	body_sent = c->rq.body > 0;
 	if (c->ub.failed) {
 		refuse(c, 502, "upstream_error", "route %s: sending the request "
 		    "to %s failed", c->route->name, c->route->r->upstream);
 		goto refused;
 	}
-	c->head_req = strcmp(c->method, "HEAD") == 0;
+	c->rs.head_req = strcmp(c->rq.method, "HEAD") == 0;
+	c->rs.client_minor = c->rq.minor;
+	c->rs.emit = to_client;
+	c->rs.arg = c;
 	rv = relay_response(c, rbuf, rbufsz);
 	if (rv == -3 && c->up_reused && !body_sent) {
 		/* a pooled connection the upstream had closed: once more on a
 		 * fresh one (no body was consumed, so nothing is lost) */
 		struct route *rt = c->route;
-		int keep = c->keep;
+		int keep = c->rq.keep;
 
 		up_release(c, 0);
-		c->status = 0;
-		c->discard = 0;
-		c->err_code[0] = '\0';
+		c->rq.status = 0;
+		c->rq.discard = 0;
+		c->rq.code[0] = '\0';
 		if (up_get(c, rt) != 0) {
-			c->keep = keep;
+			c->rq.keep = keep;
 			goto refused;
 		}
 		c->ub.io = &c->up.io;
@@ -581,8 +446,8 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		c->ub.failed = 0;
 		/* exactly the head built from the checked one (and an empty
 		 * chunked body's end), never rebuilt from c->in */
-		ob_put(&c->ub, c->uh, c->uh_len, req_deadline(c));
-		if (c->up_chunked)
+		ob_put(&c->ub, c->uh.b, c->uh.len, req_deadline(c));
+		if (c->rq.chunked_out)
 			ob_put(&c->ub, "0\r\n\r\n", 5, req_deadline(c));
 		ob_flush(&c->ub, req_deadline(c));
 		rv = c->ub.failed ? -3 : relay_response(c, rbuf, rbufsz);
@@ -593,29 +458,29 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 	}
 	ob_flush(&c->out, req_deadline(c));
 	if (rv == 0) {
-		up_release(c, http_should_keep_alive(&c->sp) && !c->close_after);
-		access_log(c, c->resp_status);
-		return c->keep && !c->close_after && !c->out.failed &&
+		up_release(c, h1_resp_reusable(&c->rs));
+		access_log(c, c->rs.status);
+		return c->rq.keep && !c->rs.close_after && !c->out.failed &&
 		    !__atomic_load_n(gw->env.stopping, __ATOMIC_ACQUIRE);
 	}
 	up_release(c, 0);
-	if (rv == -2 || rv == -4 || c->resp_started) {
-		c->err_code[0] ? (void)0 : (void)snprintf(c->err_code,
-		    sizeof(c->err_code), "%s", rv == -4 ? "upstream_extra_bytes"
+	if (rv == -2 || rv == -4 || c->rs.started) {
+		c->rq.code[0] ? (void)0 : (void)snprintf(c->rq.code,
+		    sizeof(c->rq.code), "%s", rv == -4 ? "upstream_extra_bytes"
 		    : "aborted");
-		access_log(c, c->resp_status);
+		access_log(c, c->rs.status);
 		return 0;
 	}
  refused:
 	idle_leave(c);
 	up_release(c, 0);
 	if (__atomic_load_n(gw->env.stopping, __ATOMIC_ACQUIRE))
-		c->keep = 0;
+		c->rq.keep = 0;
 	answer(c);
-	access_log(c, c->status);
+	access_log(c, c->rq.status);
 	/* a refused request whose body was not read to its end leaves the
 	 * stream at an unknown place: close */
-	return c->keep && c->req_done && !c->out.failed;
+	return c->rq.keep && c->rq.done && !c->out.failed;
 }
 
 void
@@ -713,8 +578,8 @@ conn_run(struct gwc *c)
 	idle_leave(c);		/* (each path left already) */
 	free(rbuf);
 	free(c->in);
-	free(c->rh);
-	free(c->uh);
+	h1_resp_free(&c->rs);
+	free(c->uh.b);
 	free(c->xfcc);
 	free(c->by);
 	ids_free(&c->ids);
@@ -744,6 +609,10 @@ gw_start(const struct gw_env *env, struct gw **out, struct mtls_error *err)
 	pthread_mutex_init(&gw->mu, NULL);
 	pthread_mutex_init(&gw->none.mu, NULL);
 	gw->n_routes = env->l->n_routes;
+	gw->lim.max_head = env->l->max_head;
+	gw->lim.max_headers = env->l->max_headers;
+	gw->lim.max_body = env->l->max_body;
+	gw->lim.semicolons_pass = env->l->semicolons_pass;
 	gw->nloops = env->o->workers > 0 ? env->o->workers :
 	    (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (gw->nloops < 1)

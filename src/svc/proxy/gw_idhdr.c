@@ -1,138 +1,17 @@
 /*
- * The head the upstream gets (gw_int.h): which of the client's fields pass
- * (hop-by-hop, claims about the client, Connection-listed names), the
- * routed target and Host, X-Forwarded-For and -Proto, and the identity
- * headers: X-Forwarded-Client-Cert (Envoy's format) and
- * X-Client-Spiffe-Id.
+ * The head the upstream gets (gw_int.h): the codec's request line and the
+ * client's fields that pass (http/h1.c), then ours: the routed Host,
+ * X-Forwarded-For and -Proto, and the identity headers,
+ * X-Forwarded-Client-Cert (Envoy's format) and X-Client-Spiffe-Id.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "proxy/gw_int.h"
-
-/* The fuzz targets' check of each head built (NULL outside them). */
-void (*fz_head_check)(const struct gwc *);
-
-static void
-uh_put(struct gwc *c, const void *p, size_t n)
-{
-	if (c->uh_fail)
-		return;
-	if (c->uh_len + n > UH_MAX) {
-		c->uh_fail = 1;
-		return;
-	}
-	if (c->uh_len + n > c->uh_cap) {
-		size_t nc = c->uh_cap ? c->uh_cap : 4096;
-		char *nb;
-
-		while (nc < c->uh_len + n)
-			nc *= 2;
-		if ((nb = realloc(c->uh, nc)) == NULL) {
-			c->uh_fail = 1;
-			return;
-		}
-		c->uh = nb;
-		c->uh_cap = nc;
-	}
-	memcpy(c->uh + c->uh_len, p, n);
-	c->uh_len += n;
-}
-
-/* One line "<name>: <value>\r\n" of the upstream head. */
-static void
-uh_line(struct gwc *c, const char *name, const char *v, size_t vn)
-{
-	uh_put(c, name, strlen(name));
-	uh_put(c, ": ", 2);
-	uh_put(c, v, vn);
-	uh_put(c, "\r\n", 2);
-	c->uh_lines++;
-}
-
-/* ---- which fields pass (the grammar: http_head_check, norm.c) ---- */
-
-int
-span_eq(const char *p, size_t n, const char *lit)
-{
-	return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
-}
-
-/* A value trimmed of surrounding blanks. */
-void
-trim(const char **p, size_t *n)
-{
-	while (*n > 0 && (**p == ' ' || **p == '\t')) {
-		(*p)++;
-		(*n)--;
-	}
-	while (*n > 0 && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
-		(*n)--;
-}
-
-/* 1 when <name> is listed in a Connection header value <v>. */
-int
-conn_lists(const char *v, size_t vn, const char *name, size_t nn)
-{
-	while (vn > 0) {
-		const char *e = memchr(v, ',', vn);
-		size_t k = e ? (size_t)(e - v) : vn;
-		const char *t = v;
-		size_t tn = k;
-
-		trim(&t, &tn);
-		if (tn == nn && strncasecmp(t, name, nn) == 0)
-			return 1;
-		v += e ? k + 1 : k;
-		vn -= e ? k + 1 : k;
-	}
-	return 0;
-}
-
-/*
- * Hop-by-hop and identity headers: never forwarded as received. Names
- * are compared after case and '-'/'_' folding: CGI, WSGI and PHP map
- * "X_Client_Spiffe_Id" and "X-Client-Spiffe-Id" to one variable, so a
- * client's underscore spelling would otherwise reach the upstream as our
- * identity header.
- */
-static int
-name_in(const char *const *list, const char *n, size_t len)
-{
-	for (; *list != NULL; list++)
-		if (http_name_folded_eq(n, len, *list))
-			return 1;
-	return 0;
-}
-
-int
-is_hop(const char *n, size_t len)
-{
-	static const char *const hop[] = { "connection", "keep-alive",
-	    "proxy-connection", "te", "trailer", "transfer-encoding",
-	    "upgrade", "content-length", "expect", "x-forwarded-client-cert",
-	    "x-client-spiffe-id", "proxy-authorization", NULL };
-
-	return name_in(hop, n, len);
-}
-
-/* What a client must not claim about itself or the request (folded as
- * is_hop): we set Host (normalized), X-Forwarded-For and -Proto; the
- * rest is dropped. */
-static int
-is_claim(const char *n, size_t len)
-{
-	static const char *const claim[] = { "host", "forwarded",
-	    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-	    "x-forwarded-port", "x-real-ip", NULL };
-
-	return name_in(claim, n, len);
-}
 
 /* ---- identity headers ---- */
 
@@ -218,22 +97,6 @@ xfcc_build(const char *by, X509 *peer, const struct ids *ids)
 	return NULL;
 }
 
-const struct field *
-field(const struct gwc *c, const char *name, int *count)
-{
-	const struct field *hit = NULL;
-	size_t i;
-
-	*count = 0;
-	for (i = 0; i < c->nf; i++)
-		if (span_eq(c->f[i].name, c->f[i].nlen, name)) {
-			if (hit == NULL)
-				hit = &c->f[i];
-			(*count)++;
-		}
-	return hit;
-}
-
 /*
  * Builds the head the upstream gets into c->uh, once, from the head that
  * was checked: the routed target and Host, the client's fields that pass,
@@ -243,20 +106,15 @@ field(const struct gwc *c, const char *name, int *count)
 int
 build_upstream_head(struct gwc *c)
 {
-	const struct field *conn;
-	int n;
-	size_t i;
+	struct h1_buf *uh = &c->uh;
 
-	c->uh_len = c->uh_lines = 0;
-	c->uh_fail = 0;
-	conn = field(c, "connection", &n);
+	uh->len = uh->lines = 0;
+	uh->fail = 0;
+	uh->max = UH_MAX;
 	/* exactly the target that was routed (normalized), and its Host */
-	uh_put(c, c->method, strlen(c->method));
-	uh_put(c, " ", 1);
-	uh_put(c, c->target, strlen(c->target));
-	uh_put(c, " HTTP/1.1\r\n", 11);
-	if (c->host[0] != '\0')
-		uh_line(c, "Host", c->host, strlen(c->host));
+	h1_req_line(&c->rq, uh);
+	if (c->rq.host[0] != '\0')
+		h1_buf_line(uh, "Host", c->rq.host, strlen(c->rq.host));
 	else {
 		/* HTTP/1.0 without Host: the upstream's name, as nginx's
 		 * proxy_set_header Host $proxy_host (an HTTP/1.1 request
@@ -266,56 +124,28 @@ build_upstream_head(struct gwc *c)
 		    strncmp(r->upstream, "unix:", 5) ? r->upstream :
 		    "localhost";
 
-		uh_line(c, "Host", h, strlen(h));
+		h1_buf_line(uh, "Host", h, strlen(h));
 	}
-	for (i = 0; i < c->nf; i++) {
-		const struct field *f = &c->f[i];
-
-		if (is_hop(f->name, f->nlen) || is_claim(f->name, f->nlen) ||
-		    (conn != NULL && conn_lists(conn->value, conn->vlen,
-		    f->name, f->nlen)))
-			continue;
-		/* nginx's underscores_in_headers off: a name with '_' is
-		 * dropped unless the listener passes them */
-		if (!c->gw->l->underscores_pass &&
-		    memchr(f->name, '_', f->nlen) != NULL)
-			continue;
-		uh_put(c, f->name, f->nlen);
-		uh_put(c, ": ", 2);
-		uh_put(c, f->value ? f->value : "", f->vlen);
-		uh_put(c, "\r\n", 2);
-		c->uh_lines++;
-	}
+	h1_req_fields(&c->rq, c->gw->l->underscores_pass, uh);
 	/* the client's address replaces any claim it made ("[v6]:port":
 	 * the address inside the brackets) */
 	if (c->client[0] == '[')
-		uh_line(c, "X-Forwarded-For", c->client + 1,
+		h1_buf_line(uh, "X-Forwarded-For", c->client + 1,
 		    strcspn(c->client + 1, "]"));
 	else
-		uh_line(c, "X-Forwarded-For", c->client,
+		h1_buf_line(uh, "X-Forwarded-For", c->client,
 		    strcspn(c->client, ":"));
-	uh_line(c, "X-Forwarded-Proto", "https", 5);
+	h1_buf_line(uh, "X-Forwarded-Proto", "https", 5);
 	if (c->verified) {
 		if (c->xfcc != NULL)
-			uh_line(c, "X-Forwarded-Client-Cert", c->xfcc,
+			h1_buf_line(uh, "X-Forwarded-Client-Cert", c->xfcc,
 			    strlen(c->xfcc));
 		if (c->peer_id != NULL && strncmp(c->peer_id, "spiffe://", 9) ==
 		    0)
-			uh_line(c, "X-Client-Spiffe-Id", c->peer_id,
+			h1_buf_line(uh, "X-Client-Spiffe-Id", c->peer_id,
 			    strlen(c->peer_id));
 	}
-	if (c->rp.flags & F_CHUNKED) {
-		c->up_chunked = 1;
-		uh_line(c, "Transfer-Encoding", "chunked", 7);
-	} else if (c->rp.flags & F_CONTENTLENGTH) {
-		char cl[24];
-
-		n = snprintf(cl, sizeof(cl), "%llu",
-		    (unsigned long long)c->rp.content_length);
-		uh_line(c, "Content-Length", cl, (size_t)n);
-	}
-	uh_put(c, "\r\n", 2);
-	if (fz_head_check != NULL && !c->uh_fail)
-		fz_head_check(c);
-	return c->uh_fail ? -1 : 0;
+	h1_req_framing(&c->rq, uh);
+	h1_buf_put(uh, "\r\n", 2);
+	return uh->fail ? -1 : 0;
 }

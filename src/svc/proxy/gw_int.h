@@ -7,10 +7,10 @@
  *   gw_io.c        deadline I/O over a struct mtls or a plain fd; buffers
  *   gw_route.c     routes, per-route authorization, route metrics
  *   gw_upstream.c  the upstream pool of each route
- *   gw_idhdr.c     the head the upstream gets: which fields pass, XFCC
- *                  and the identity headers
- *   gw_response.c  the upstream's answer, re-framed for the client
+ *   gw_idhdr.c     the head the upstream gets: XFCC and the identity
+ *                  headers
  *   gw_log.c       the access log and the connection log lines
+ * and http/h1.c, the HTTP/1.1 codec (no I/O) it parses and frames with.
  */
 #ifndef MTLS_GW_INT_H
 #define MTLS_GW_INT_H
@@ -27,6 +27,7 @@
 #define CO_ASAN 1
 #endif
 
+#include "http/h1.h"
 #include "http/http.h"
 #include "net/iplimit.h"
 #include "net/net.h"
@@ -36,8 +37,6 @@
 #define IO_TIMEOUT	(-2)
 #define IN_SIZE		(64 * 1024)
 #define OUT_SIZE	(16 * 1024)
-#define RESP_HEAD_MAX	(64 * 1024)
-#define MAX_FIELDS	256
 #define HTTP_MAX_CONNS	4096
 /* X-Forwarded-Client-Cert is built from the client's certificate: any
  * number of names, each up to 255 (DNS) or 2048 (URI) bytes. Envoy has no
@@ -138,12 +137,7 @@ struct gw {
 	struct route		*routes;
 	size_t			 n_routes;
 	struct route		 none;		/* requests refused unrouted */
-};
-
-/* A header field as parsed: spans into the buffer the head is in. */
-struct field {
-	const char	*name, *value;
-	size_t		 nlen, vlen;
+	struct h1_limits	 lim;		/* the listener's, for the codec */
 };
 
 struct gwc {
@@ -164,52 +158,26 @@ struct gwc {
 	char		*xfcc;
 	char		*by;		/* our URI SAN at accept time */
 	const char	*peer_id;
+	int		 id_bad;	/* peer names not fit for a header */
 	/* client input */
 	char		*in;
 	size_t		 in_off, in_len;
 	struct obuf	 out;		/* to the client */
-	/* the request */
-	http_parser	 rp;
-	struct field	 f[MAX_FIELDS];
-	size_t		 nf;
-	const char	*url;
-	size_t		 url_len;
-	char		 method[16];
-	char		 path[2048];	/* normalized: what was routed */
-	char		 target[2048];	/* path and query, forwarded */
-	char		 host[264];	/* Host normalized, with its port */
-	int		 id_bad;	/* peer names not fit for a header */
-	int		 minor;
-	int		 req_done, head_done, keep;
-	int		 status;	/* our own answer, when not proxied */
-	char		 err_code[32];
-	char		 err_msg[300];
+	/* the request (http/h1.h): its head, checks, body framing and our
+	 * refusal (status, code, message) */
+	struct h1_req	 rq;
 	const char	*result;	/* taxonomy code of a refusal, logged */
-	int		 discard;	/* refusing: read the body, drop it */
-	int		 up_chunked;	/* request body chunked to upstream */
-	/* the head the upstream gets: built once in rq_headers_complete
-	 * from the checked head, owned here (c->f and c->url are spans of
-	 * c->in, which the body's reads overwrite); a retry resends it */
-	char		*uh;
-	size_t		 uh_len, uh_cap, uh_lines;
-	int		 uh_fail;
+	/* the head the upstream gets: built once in on_head from the
+	 * checked head, owned here (the head's fields are spans of c->in,
+	 * which the body's reads overwrite); a retry resends it */
+	struct h1_buf	 uh;
 	int		 expect100;
-	uint64_t	 req_body;
 	struct route	*route;
 	/* the upstream exchange */
 	struct upconn	 up;
 	int		 have_up, up_reused;
 	struct obuf	 ub;		/* to the upstream */
-	http_parser	 sp;
-	int		 head_req;
-	int		 resp_status, resp_started, resp_done, resp_restart;
-	int		 rechunk, close_after;
-	char		*rh;		/* response head fields, NUL-separated */
-	size_t		 rh_len, rh_cap;
-	int		 rh_in_value, rh_fail;
-	size_t		 oh_lines;	/* field lines of the head sent on */
-	char		 reason[64];
-	uint64_t	 resp_body;
+	struct h1_resp	 rs;		/* its answer (http/h1.h) */
 	int64_t		 t_req, t_up;
 };
 
@@ -217,14 +185,6 @@ static inline void
 bump(uint64_t *v)
 {
 	__atomic_add_fetch(v, 1, __ATOMIC_RELAXED);
-}
-
-
-
-static inline struct gwc *
-gwc_of(http_parser *p)
-{
-	return p->data;
 }
 
 /* gateway.c */
@@ -275,21 +235,11 @@ void	 up_release(struct gwc *, int reusable);
 void	 up_close(struct route *, struct upconn *);
 
 /* gw_idhdr.c */
-int	 span_eq(const char *p, size_t n, const char *lit);
-void	 trim(const char **p, size_t *n);
-int	 conn_lists(const char *v, size_t vn, const char *name, size_t nn);
-int	 is_hop(const char *n, size_t len);
-const struct field *field(const struct gwc *, const char *name, int *count);
 int	 build_upstream_head(struct gwc *);
 char	*xfcc_build(const char *by, X509 *peer, const struct ids *);
-extern void (*fz_head_check)(const struct gwc *);
-
-/* gw_response.c */
-int	 relay_response(struct gwc *, char *buf, size_t bufsz);
 
 /* gw_log.c */
 void	 access_log(struct gwc *, int status);
 void	 log_conn(struct gwc *, const char *event, int ok, int64_t hs_us);
-extern void (*fz_log)(const char *, size_t);
 
 #endif

@@ -66,7 +66,7 @@ up_connect(struct gwc *c, struct route *rt, struct upconn *u)
 		    io_wait(fd, POLLOUT, deadline) != 0 ||
 		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
 		    err != 0) {
-			snprintf(c->err_msg, sizeof(c->err_msg), "connect %s: %s",
+			snprintf(c->rq.msg, sizeof(c->rq.msg), "connect %s: %s",
 			    rt->r->upstream, err ? strerror(err) : "timed out");
 			close(fd);
 			return -1;
@@ -80,7 +80,7 @@ up_connect(struct gwc *c, struct route *rt, struct upconn *u)
 	    rt->r->up_servername);
 	pthread_mutex_unlock(&rt->mu);
 	if (r != 0) {
-		snprintf(c->err_msg, sizeof(c->err_msg), "upstream TLS: %s",
+		snprintf(c->rq.msg, sizeof(c->rq.msg), "upstream TLS: %s",
 		    mtls_error(rt->cli));
 		close(fd);
 		u->io.fd = -1;
@@ -94,7 +94,7 @@ up_connect(struct gwc *c, struct route *rt, struct upconn *u)
 		    POLLIN, deadline) != 0)
 			break;
 	}
-	snprintf(c->err_msg, sizeof(c->err_msg), "upstream %s: %s: %s",
+	snprintf(c->rq.msg, sizeof(c->rq.msg), "upstream %s: %s: %s",
 	    rt->r->upstream, r == -1 ? mtls_fail_name(mtls_fail_code(
 	    u->io.tls)) : "handshake_timeout", r == -1 ? mtls_error(u->io.tls) :
 	    "no answer");
@@ -145,7 +145,7 @@ up_get(struct gwc *c, struct route *rt)
 		rt->open--;
 		pthread_mutex_unlock(&rt->mu);
 		bump(&rt->m_failed);
-		snprintf(msg, sizeof(msg), "%s", c->err_msg);
+		snprintf(msg, sizeof(msg), "%s", c->rq.msg);
 		refuse(c, 502, "upstream_unavailable", "route %s: %s",
 		    rt->name, msg);
 		return -1;
