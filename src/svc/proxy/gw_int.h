@@ -18,17 +18,13 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
-#include <ucontext.h>
 
 #include <http_parser.h>
 #include <openssl/x509.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CO_ASAN 1
-#endif
-
 #include "http/h1.h"
 #include "http/http.h"
+#include "net/co.h"
 #include "net/iplimit.h"
 #include "net/net.h"
 #include "proxy/gateway.h"
@@ -80,27 +76,23 @@ struct route {
 };
 
 /*
- * Connections run as coroutines (ucontext) on a few event-loop threads:
+ * Connections run as coroutines (net/co.h) on a few event-loop threads:
  * the request code reads as straight blocking code, and io_wait() is the
  * one place it waits: it arms the fd in its loop's epoll (one-shot) and
  * switches back to the loop, which switches in again when the fd is ready
- * or the deadline passed. A thread per connection measured 43 % of the
- * gateway's CPU in the scheduler (perf: finish_task_switch); a switch
- * here is a function call and a sigprocmask.
+ * or the deadline passed (bench/RESULTS.md: a thread per connection
+ * spent its CPU in the scheduler). A task is a connection's coroutine
+ * with its wait; it outlives the connection until the loop's turn ends
+ * (an event for it may still be in the batch being handled).
  */
-struct co {
-	ucontext_t	 ctx;
-	void		*stack;
-	size_t		 stack_size;
+struct task {
+	struct co	*co;
 	struct loop	*lp;
 	struct gwc	*c;
-	int		 waiting, fired, done;
+	int		 waiting, fired;
 	int64_t		 deadline;
-	struct co	*prev, *next;	/* the loop's waiting list */
-	struct co	*dead_next;
-#ifdef CO_ASAN
-	void		*fake_stack;
-#endif
+	struct task	*prev, *next;	/* the loop's waiting list */
+	struct task	*dead_next;
 };
 
 struct loop {
@@ -110,10 +102,10 @@ struct loop {
 	int		 started;
 	int		 epfd, lfd;
 	int		 lfd_tag;
-	ucontext_t	 main;
-	struct co	*cur;
-	struct co	*waiting;	/* coroutines in io_wait */
-	struct co	*dead;		/* finished, stacks to free */
+	struct co_loop	 co;		/* the switches (net/co.h) */
+	struct task	*cur;		/* running now */
+	struct task	*waiting;	/* tasks in io_wait */
+	struct task	*dead;		/* finished, to free */
 	/* connections a newcomer may take the place of at the cap: first
 	 * byte or handshake awaited, idle between requests, or a request
 	 * head not yet whole; oldest wait first */
@@ -121,10 +113,6 @@ struct loop {
 	int		 n_cos;
 	struct mtls	*srv;		/* this loop's server context */
 	uint64_t	 seq;
-#ifdef CO_ASAN
-	const void	*main_bottom;
-	size_t		 main_size;
-#endif
 };
 
 struct gw {
@@ -143,7 +131,7 @@ struct gw {
 struct gwc {
 	struct gw	*gw;
 	struct loop	*lp;
-	struct co	*co;
+	struct task	*task;
 	struct io	 cl;		/* the client */
 	char		 client[64];
 	int64_t		 t_conn;
@@ -214,7 +202,7 @@ req_deadline(const struct gwc *c)
 
 /* gw_loop.c */
 extern __thread struct loop *cur_loop;
-int	 co_wait(struct loop *, int fd, short ev, int64_t deadline);
+int	 task_wait(struct loop *, int fd, short ev, int64_t deadline);
 void	 idle_enter(struct gwc *, int phase);
 void	 idle_leave(struct gwc *);
 void	 gw_limit(struct gw *, int why, const char *client);

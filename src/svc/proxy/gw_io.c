@@ -18,7 +18,7 @@ int
 io_wait(int fd, short ev, int64_t deadline)
 {
 	if (cur_loop != NULL && cur_loop->cur != NULL)
-		return co_wait(cur_loop, fd, ev, deadline);
+		return task_wait(cur_loop, fd, ev, deadline);
 	for (;;) {
 		struct pollfd pf = { fd, ev, 0 };
 		int64_t left = deadline - net_now_ms();

@@ -13,9 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -26,58 +24,57 @@
 /* the loop this thread runs (NULL outside the loops: io_wait polls) */
 __thread struct loop *cur_loop;
 
-static void co_yield(struct loop *, struct co *);
-static void co_resume(struct loop *, struct co *);
+static void task_resume(struct loop *, struct task *);
 
 static void
-waiting_add(struct loop *lp, struct co *co)
+waiting_add(struct loop *lp, struct task *t)
 {
-	co->waiting = 1;
-	co->prev = NULL;
-	co->next = lp->waiting;
+	t->waiting = 1;
+	t->prev = NULL;
+	t->next = lp->waiting;
 	if (lp->waiting != NULL)
-		lp->waiting->prev = co;
-	lp->waiting = co;
+		lp->waiting->prev = t;
+	lp->waiting = t;
 }
 
 static void
-waiting_remove(struct loop *lp, struct co *co)
+waiting_remove(struct loop *lp, struct task *t)
 {
-	if (!co->waiting)
+	if (!t->waiting)
 		return;
-	co->waiting = 0;
-	if (co->prev != NULL)
-		co->prev->next = co->next;
+	t->waiting = 0;
+	if (t->prev != NULL)
+		t->prev->next = t->next;
 	else
-		lp->waiting = co->next;
-	if (co->next != NULL)
-		co->next->prev = co->prev;
-	co->prev = co->next = NULL;
+		lp->waiting = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+	t->prev = t->next = NULL;
 }
 
 /* In a coroutine: arm <fd> one-shot in the loop's epoll and let the loop
  * run others until it fires or <deadline> passes. */
 int
-co_wait(struct loop *lp, int fd, short ev, int64_t deadline)
+task_wait(struct loop *lp, int fd, short ev, int64_t deadline)
 {
-	struct co *co = lp->cur;
+	struct task *t = lp->cur;
 	struct epoll_event e;
 
 	if (deadline <= net_now_ms())
 		return IO_TIMEOUT;
 	memset(&e, 0, sizeof(e));
 	e.events = (ev & POLLOUT ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT;
-	e.data.ptr = co;
+	e.data.ptr = t;
 	if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, fd, &e) != 0 &&
 	    (errno != ENOENT || epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd,
 	    &e) != 0))
 		return IO_ERR;
-	co->deadline = deadline;
-	co->fired = 0;
-	waiting_add(lp, co);
-	co_yield(lp, co);
-	waiting_remove(lp, co);
-	if (co->fired)
+	t->deadline = deadline;
+	t->fired = 0;
+	waiting_add(lp, t);
+	co_yield(&lp->co);
+	waiting_remove(lp, t);
+	if (t->fired)
 		return 0;
 	e.events = 0;		/* timed out: disarm */
 	epoll_ctl(lp->epfd, EPOLL_CTL_MOD, fd, &e);
@@ -126,12 +123,12 @@ idle_leave(struct gwc *c)
 static void
 idle_close(struct loop *lp, struct gwc *c, int why)
 {
-	struct co *co = c->co;
+	struct task *t = c->task;
 
 	idle_leave(c);
 	c->evicted = why;
-	waiting_remove(lp, co);
-	co_resume(lp, co);
+	waiting_remove(lp, t);
+	task_resume(lp, t);
 }
 
 /* At the cap: closes the loop's longest-waiting connection that has no
@@ -144,7 +141,7 @@ evict_oldest(struct loop *lp)
 	struct gwc *c;
 
 	for (c = lp->idle_head; c != NULL; c = c->inext)
-		if (c->co != NULL && c->co->waiting) {
+		if (c->task != NULL && c->task->waiting) {
 			idle_close(lp, c, 1);
 			return 1;
 		}
@@ -215,129 +212,69 @@ refresh(struct loop *lp)
 	}
 }
 
-/* ---- coroutines ---- */
+/* ---- tasks: a connection's coroutine (net/co.h) and its wait ---- */
 
+/* From the loop into <t>, until it waits or ends. */
 static void
-co_switch(ucontext_t *from, ucontext_t *to, void **fake_save,
-    const void *bottom, size_t size)
+task_resume(struct loop *lp, struct task *t)
 {
-#ifdef CO_ASAN
-	__sanitizer_start_switch_fiber(fake_save, bottom, size);
-#else
-	(void)fake_save;
-	(void)bottom;
-	(void)size;
-#endif
-	swapcontext(from, to);
-}
-
-/* From a coroutine back to its loop. */
-static void
-co_yield(struct loop *lp, struct co *co)
-{
-#ifdef CO_ASAN
-	co_switch(&co->ctx, &lp->main, &co->fake_stack, lp->main_bottom,
-	    lp->main_size);
-	__sanitizer_finish_switch_fiber(co->fake_stack, NULL, NULL);
-#else
-	co_switch(&co->ctx, &lp->main, NULL, NULL, 0);
-#endif
-}
-
-/* From the loop into <co>, until it waits or ends. */
-static void
-co_resume(struct loop *lp, struct co *co)
-{
-	lp->cur = co;
-#ifdef CO_ASAN
-	{
-		void *fake = NULL;
-
-		co_switch(&lp->main, &co->ctx, &fake, co->stack,
-		    co->stack_size);
-		__sanitizer_finish_switch_fiber(fake, &lp->main_bottom,
-		    &lp->main_size);
-	}
-#else
-	co_switch(&lp->main, &co->ctx, NULL, NULL, 0);
-#endif
+	lp->cur = t;
+	co_resume(t->co);
 	lp->cur = NULL;
-	if (co->done) {
-		co->dead_next = lp->dead;
-		lp->dead = co;
+	if (co_done(t->co)) {
+		t->dead_next = lp->dead;
+		lp->dead = t;
 	}
 }
 
-static __thread struct co *co_start_arg;
-
 static void
-co_entry(void)
+task_main(void *arg)
 {
-	struct co *co = co_start_arg;
+	struct task *t = arg;
 
-#ifdef CO_ASAN
-	__sanitizer_finish_switch_fiber(NULL, &co->lp->main_bottom,
-	    &co->lp->main_size);
-#endif
-	conn_run(co->c);
-	co->done = 1;
-	co->lp->n_cos--;
-#ifdef CO_ASAN
-	__sanitizer_start_switch_fiber(NULL, co->lp->main_bottom,
-	    co->lp->main_size);
-#endif
-	setcontext(&co->lp->main);
+	conn_run(t->c);
+	t->lp->n_cos--;
 }
-
-#ifdef CO_ASAN
-#define CO_STACK	(1024 * 1024)
-#else
-#define CO_STACK	(256 * 1024)
-#endif
 
 /* Runs connection <c> as a new coroutine on <lp>. */
 static int
-co_spawn(struct loop *lp, struct gwc *c)
+task_spawn(struct loop *lp, struct gwc *c)
 {
-	struct co *co = calloc(1, sizeof(*co));
+	struct task *t = calloc(1, sizeof(*t));
 
-	if (co == NULL)
+	if (t == NULL)
 		return -1;
-	co->stack_size = CO_STACK;
-	/* a guard page below the stack: an overflow faults, never
-	 * corrupts */
-	co->stack = mmap(NULL, co->stack_size + 4096, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (co->stack == MAP_FAILED) {
-		free(co);
+	t->lp = lp;
+	t->c = c;
+	c->task = t;
+	c->lp = lp;
+	lp->n_cos++;
+	lp->cur = t;
+	t->co = co_spawn(&lp->co, task_main, t);
+	lp->cur = NULL;
+	if (t->co == NULL) {
+		lp->n_cos--;
+		c->task = NULL;
+		c->lp = NULL;
+		free(t);
 		return -1;
 	}
-	mprotect(co->stack, 4096, PROT_NONE);
-	co->stack = (char *)co->stack + 4096;
-	co->lp = lp;
-	co->c = c;
-	c->co = co;
-	c->lp = lp;
-	getcontext(&co->ctx);
-	co->ctx.uc_stack.ss_sp = co->stack;
-	co->ctx.uc_stack.ss_size = co->stack_size;
-	co->ctx.uc_link = NULL;
-	makecontext(&co->ctx, co_entry, 0);
-	lp->n_cos++;
-	co_start_arg = co;	/* read by co_entry before it first yields */
-	co_resume(lp, co);
+	if (co_done(t->co)) {
+		t->dead_next = lp->dead;
+		lp->dead = t;
+	}
 	return 0;
 }
 
 static void
-co_reap(struct loop *lp)
+task_reap(struct loop *lp)
 {
 	while (lp->dead != NULL) {
-		struct co *co = lp->dead;
+		struct task *t = lp->dead;
 
-		lp->dead = co->dead_next;
-		munmap((char *)co->stack - 4096, co->stack_size + 4096);
-		free(co);
+		lp->dead = t->dead_next;
+		co_free(t->co);
+		free(t);
 	}
 }
 
@@ -407,7 +344,7 @@ accept_some(struct loop *lp)
 		pthread_mutex_unlock(&gw->mu);
 		memcpy(c->client, client, sizeof(c->client));
 		__atomic_add_fetch(gw->env.active, 1, __ATOMIC_RELAXED);
-		if (co_spawn(lp, c) != 0) {
+		if (task_spawn(lp, c) != 0) {
 			__atomic_sub_fetch(gw->env.active, 1, __ATOMIC_RELAXED);
 			iplimit_put(gw->env.ipt, ip);
 			free(c->by);
@@ -425,8 +362,8 @@ drain_first_byte(struct loop *lp)
 
 	for (c = lp->idle_head; c != NULL; c = nx) {
 		nx = c->inext;
-		if (c->phase == IDLE_FIRST_BYTE && c->co != NULL &&
-		    c->co->waiting) {
+		if (c->phase == IDLE_FIRST_BYTE && c->task != NULL &&
+		    c->task->waiting) {
 			idle_close(lp, c, 2);
 			nx = lp->idle_head;	/* the list changed */
 		}
@@ -459,36 +396,36 @@ loop_main(void *arg)
 		}
 		n = epoll_wait(lp->epfd, evs, 128, 100);
 		for (i = 0; i < n; i++) {
-			struct co *co;
+			struct task *t;
 
 			if (evs[i].data.ptr == &lp->lfd_tag) {
 				if (lp->lfd >= 0)
 					accept_some(lp);
 				continue;
 			}
-			co = evs[i].data.ptr;
-			if (!co->waiting)
+			t = evs[i].data.ptr;
+			if (!t->waiting)
 				continue;	/* resumed by its deadline */
-			co->fired = 1;
-			waiting_remove(lp, co);
-			co_resume(lp, co);
+			t->fired = 1;
+			waiting_remove(lp, t);
+			task_resume(lp, t);
 		}
 		now = net_now_ms();
 		if (now >= next_scan) {
-			struct co *co = lp->waiting, *nx;
+			struct task *t = lp->waiting, *nx;
 
-			for (; co != NULL; co = nx) {
-				nx = co->next;
-				if (co->deadline <= now) {
-					waiting_remove(lp, co);
-					co_resume(lp, co);
+			for (; t != NULL; t = nx) {
+				nx = t->next;
+				if (t->deadline <= now) {
+					waiting_remove(lp, t);
+					task_resume(lp, t);
 					nx = lp->waiting;	/* list changed */
 				}
 			}
 			next_scan = now + 50;
 		}
-		co_reap(lp);
+		task_reap(lp);
 	}
-	co_reap(lp);
+	task_reap(lp);
 	return NULL;
 }
