@@ -58,37 +58,38 @@ static const struct {
 	int want_keep;
 	const char *want_fwd;	/* request line, fields that pass, framing */
 	const char *want_body;	/* the body as re-framed for the upstream */
+	const char *want_msg;	/* in the refusal's message */
 } req_cases[] = {
 	/* good heads */
 	{ "GET /a/%61b/./c?x=%61 HTTP/1.1\r\nHost: Example.COM.:8443\r\n"
 	  "Accept: */*\r\n\r\n", 1, 1, 0, "", "/a/ab/c", "/a/ab/c?x=%61",
 	  "example.com:8443", 1, "GET /a/ab/c?x=%61 HTTP/1.1\r\n"
-	  "Accept: */*\r\n", "" },
+	  "Accept: */*\r\n", "", NULL },
 	{ "\r\n\r\nGET / HTTP/1.0\r\n\r\n", 1, 1, 0, "", "/", "/", "", 0,
-	  "GET / HTTP/1.1\r\n", "" },
+	  "GET / HTTP/1.1\r\n", "", NULL },
 	{ "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Secret\r\n"
 	  "X-Secret: 1\r\nX-Ok: 2\r\n\r\n", 1, 1, 0, "", "/", "/", "a", 0,
-	  "GET / HTTP/1.1\r\nX-Ok: 2\r\n", "" },
+	  "GET / HTTP/1.1\r\nX-Ok: 2\r\n", "", NULL },
 	/* claims, hop-by-hop and identity headers (any '_' spelling) */
 	{ "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n"
 	  "Forwarded: for=x\r\nX_Client_Spiffe_Id: spiffe://e/x\r\n"
 	  "X-Forwarded-Client-Cert: By=x\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
 	  "X_Custom: 1\r\n\r\n", 1, 1, 0, "", "/", "/", "a", 1,
-	  "GET / HTTP/1.1\r\n", "" },
+	  "GET / HTTP/1.1\r\n", "", NULL },
 	{ "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
 	  1, 1, 0, "", "/p", "/p", "a", 1,
-	  "POST /p HTTP/1.1\r\nContent-Length: 5\r\n", "hello" },
+	  "POST /p HTTP/1.1\r\nContent-Length: 5\r\n", "hello", NULL },
 	{ "POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 	  "5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n", 1, 1, 0, "", "/p", "/p",
 	  "a", 1, "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n",
-	  "5\r\nhello\r\n0\r\n\r\n" },
+	  "5\r\nhello\r\n0\r\n\r\n", NULL },
 	/* refused by the head's grammar or size (h1_head_scan) */
 	{ "GET / HTTP/1.1\nHost: a\r\n\r\n", -1, 0, 400, NULL, NULL, NULL,
-	  NULL, 0, NULL, NULL },
+	  NULL, 0, NULL, NULL, NULL },
 	{ "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n", -1, 0, 400, NULL,
-	  NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n", -1, 0, 400, NULL, NULL,
-	  NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, 0, NULL, NULL, NULL },
 	{ "GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -97,44 +98,44 @@ static const struct {
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-	  -1, 0, 431, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+	  -1, 0, 431, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	/* refused by the head's checks (each code) */
 	{ "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 1, -1, 400, "bad_request",
-	  NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, NULL, 0, NULL, NULL, "not HTTP/1.x" },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
 	  "Transfer-Encoding: chunked\r\n\r\n", 1, -1, 400, "bad_request",
-	  NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
 	  "Content-Length: 1\r\n\r\nx", 1, -1, 400, "bad_request", NULL, NULL,
-	  NULL, 0, NULL, NULL },
+	  NULL, 0, NULL, NULL, NULL },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 1,
-	  -1, 400, "bad_request", NULL, NULL, NULL, 0, NULL, NULL },
+	  -1, 400, "bad_request", NULL, NULL, NULL, 0, NULL, NULL, "'gzip'" },
 	{ "GET / HTTP/1.1\r\n\r\n", 1, -1, 400, "bad_request", NULL, NULL,
-	  NULL, 0, NULL, NULL },
+	  NULL, 0, NULL, NULL, "no Host" },
 	{ "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 1, -1, 400,
-	  "bad_request", NULL, NULL, NULL, 0, NULL, NULL },
+	  "bad_request", NULL, NULL, NULL, 0, NULL, NULL, "repeated Host" },
 	{ "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 1, -1, 405,
-	  "method_not_allowed", NULL, NULL, NULL, 0, NULL, NULL },
+	  "method_not_allowed", NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
 	  "Upgrade: websocket\r\n\r\n", 1, -1, 405, "method_not_allowed",
-	  NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n", 1, -1,
-	  413, "body_too_large", NULL, NULL, NULL, 0, NULL, NULL },
+	  413, "body_too_large", NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 	  "11\r\n01234567890123456\r\n0\r\n\r\n", 1, -1, 413, "body_too_large",
-	  NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "GET /a%2fb HTTP/1.1\r\nHost: a\r\n\r\n", 1, -1, 400, "bad_request",
-	  NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "GET /a;x=1 HTTP/1.1\r\nHost: a\r\n\r\n", 1, -1, 400, "bad_request",
-	  NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, NULL, 0, NULL, NULL, "';' in the path" },
 	{ "GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 1, -1, 400, "bad_request",
-	  NULL, NULL, NULL, 0, NULL, NULL },
+	  NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\n"
 	  "E: 1\r\nF: 1\r\nG: 1\r\nH: 1\r\n\r\n", 1, -1, 431,
-	  "too_many_headers", NULL, NULL, NULL, 0, NULL, NULL },
+	  "too_many_headers", NULL, NULL, NULL, 0, NULL, NULL, NULL },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 	  "zz\r\n", 1, -1, 400, "bad_request", NULL, NULL, NULL, 0, NULL,
-	  NULL },
+	  NULL, NULL },
 };
 
 static void
@@ -177,6 +178,9 @@ test_requests(void **state)
 		if (r < 0) {
 			assert_int_equal(rq->keep, 0);
 			assert_true(rq->msg[0] != '\0');
+			if (req_cases[i].want_msg != NULL)
+				assert_non_null(strstr(rq->msg,
+				    req_cases[i].want_msg));
 			goto next;
 		}
 		assert_int_equal(used, len - skip);
@@ -232,8 +236,8 @@ refuse_head(struct h1_req *rq, void *arg)
 static void
 test_discard(void **state)
 {
-	const char *in = "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
-	    "abcGET";
+	const char *in = "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+	    "\r\nabcGET";
 	struct sink *s = calloc(1, sizeof(*s));
 	struct h1_req *rq = calloc(1, sizeof(*rq));
 	size_t used;
@@ -253,6 +257,16 @@ test_discard(void **state)
 	assert_int_equal(rq->done, 1);
 	assert_int_equal(rq->keep, 1);
 	assert_int_equal(s->n, 0);	/* nothing went on */
+	/* a body over the limit turns the refusal into a 413 (and the
+	 * connection closes) */
+	in = "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+	    "\r\n11\r\n01234567890123456\r\n0\r\n\r\n";
+	h1_req_reset(rq);
+	h1_req_start(rq);
+	assert_int_equal(h1_req_feed(rq, in, strlen(in), &used), -1);
+	assert_int_equal(rq->status, 413);
+	assert_string_equal(rq->code, "body_too_large");
+	assert_int_equal(rq->keep, 0);
 	free(s);
 	free(rq);
 }
