@@ -37,6 +37,7 @@
 #include "net/co.h"
 #include "net/iplimit.h"
 #include "net/net.h"
+#include "net/sockio.h"
 
 #define SCAN_MS		50	/* deadlines are checked this often */
 #define FD_RESERVE	256	/* fds kept for files, the store, upstreams */
@@ -664,69 +665,26 @@ net_handshake(struct net_conn *c, struct mtls *tls, int64_t deadline)
 	}
 }
 
+/* net_wait() as sockio's wait (always on the connection's own fd). */
+static int
+conn_wait(void *arg, int fd, short ev, int64_t deadline)
+{
+	(void)fd;
+	return net_wait(arg, ev, deadline);
+}
+
 long
 net_read(struct net_conn *c, struct mtls *tls, void *buf, size_t len,
     int64_t deadline)
 {
-	for (;;) {
-		long r;
-		int w;
-
-		if (tls != NULL) {
-			/* mtls_read first: TLS may hold bytes already read */
-			r = mtls_read(tls, buf, len);
-			if (r == -1)
-				return NET_ERR;
-		} else {
-			r = read(c->fd, buf, len);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0 && errno != EAGAIN)
-				return NET_ERR;
-			if (r < 0)
-				r = MTLS_WANT_READ;
-		}
-		if (r >= 0)
-			return r;
-		if ((w = net_wait(c, r == MTLS_WANT_WRITE ? POLLOUT : POLLIN,
-		    deadline)) != 0)
-			return w;
-	}
+	return sockio_read(c->fd, tls, buf, len, deadline, conn_wait, c);
 }
 
 int
 net_write(struct net_conn *c, struct mtls *tls, const void *p, size_t len,
     int64_t deadline)
 {
-	const char *b = p;
-
-	while (len > 0) {
-		long r;
-		int w;
-
-		if (tls != NULL) {
-			r = mtls_write(tls, b, len);
-			if (r == -1)
-				return NET_ERR;
-		} else {
-			r = send(c->fd, b, len, MSG_NOSIGNAL);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0 && errno != EAGAIN)
-				return NET_ERR;
-			if (r < 0)
-				r = MTLS_WANT_WRITE;
-		}
-		if (r > 0) {
-			b += r;
-			len -= (size_t)r;
-			continue;
-		}
-		if ((w = net_wait(c, r == MTLS_WANT_READ ? POLLIN : POLLOUT,
-		    deadline)) != 0)
-			return w;
-	}
-	return 0;
+	return sockio_write(c->fd, tls, p, len, deadline, conn_wait, c);
 }
 
 /* ---- the loop's lifecycle ---- */

@@ -1,19 +1,21 @@
 /*
- * The HTTP gateway (gateway.h). Each worker's loop accepts and runs a
- * coroutine per client connection; each runs requests one after another:
+ * The HTTP gateway (gateway.h), a connection's life. Each worker's loop
+ * (gw_loop.c) accepts and runs a coroutine per client connection; each
+ * runs requests one after another:
  *
- *   head in (strict check) -> http_parser -> route (host, longest prefix)
- *   -> authorize (route's rules against the peer's identities) -> upstream
- *   from the route's pool -> request head with identity headers, body
- *   streamed -> response parsed and streamed back -> access log line.
+ *   head in (h1_head_scan) -> the codec's parse and checks (h1_req_feed)
+ *   -> on_head: route (host, longest prefix) -> authorize (the route's
+ *   rules against the peer's identities) -> upstream from the route's
+ *   pool -> request head with identity headers (gw_idhdr.c), body
+ *   streamed -> response through the codec (h1_resp_feed) and streamed
+ *   back -> access log line (gw_log.c).
  *
- * http_parser does the framing (Content-Length, chunked); http_head_check()
- * (norm.c) adds the grammar it lets through and a gateway must not: bare
- * CR or LF, obs-fold, control bytes, bytes outside the request-target
- * grammar, whitespace before a field's colon. The target and Host are
- * normalized once (norm.c), routed on and forwarded as routed. Request smuggling needs two parties to
- * disagree on where a request ends, so anything ambiguous is refused (400)
- * and bodies are re-framed for the upstream, never passed through raw.
+ * The HTTP/1.1 rules (framing, the head's grammar and checks, what passes,
+ * re-framing) are the codec's (src/svc/http/h1.c, no I/O); this file
+ * reads, writes and decides. Request smuggling needs two parties to
+ * disagree on where a request ends, so anything ambiguous is refused
+ * (400) and bodies are re-framed for the upstream, never passed through
+ * raw.
  */
 #include <ctype.h>
 #include <errno.h>

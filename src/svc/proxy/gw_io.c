@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/sockio.h"
 #include "proxy/gw_int.h"
 
 int
@@ -34,24 +35,19 @@ io_wait(int fd, short ev, int64_t deadline)
 	}
 }
 
+/* io_wait() as sockio's wait (net/sockio.h). */
+static int
+wait_fd(void *arg, int fd, short ev, int64_t deadline)
+{
+	(void)arg;
+	return io_wait(fd, ev, deadline);
+}
+
 /* One attempt: bytes, 0 at EOF, IO_ERR, or MTLS_WANT_READ/WRITE. */
 long
 io_try_read(struct io *s, void *buf, size_t len)
 {
-	long r;
-
-	if (s->tls != NULL) {
-		r = mtls_read(s->tls, buf, len);
-		return r == -1 ? IO_ERR : r;
-	}
-	for (;;) {
-		r = read(s->fd, buf, len);
-		if (r >= 0)
-			return r;
-		if (errno == EINTR)
-			continue;
-		return errno == EAGAIN ? MTLS_WANT_READ : IO_ERR;
-	}
+	return sockio_try_read(s->fd, s->tls, buf, len);
 }
 
 /* 1 when a read could return without the socket being readable: TLS
@@ -65,48 +61,13 @@ io_buffered(const struct io *s)
 long
 io_read(struct io *s, void *buf, size_t len, int64_t deadline)
 {
-	for (;;) {
-		long r = io_try_read(s, buf, len);
-		int w;
-
-		if (r >= 0 || r == IO_ERR)
-			return r;
-		if ((w = io_wait(s->fd, r == MTLS_WANT_WRITE ? POLLOUT : POLLIN,
-		    deadline)) != 0)
-			return w;
-	}
+	return sockio_read(s->fd, s->tls, buf, len, deadline, wait_fd, NULL);
 }
 
 static int
 io_write(struct io *s, const char *p, size_t len, int64_t deadline)
 {
-	while (len > 0) {
-		long r;
-		int w;
-
-		if (s->tls != NULL) {
-			r = mtls_write(s->tls, p, len);
-			if (r == -1)
-				return IO_ERR;
-		} else {
-			r = send(s->fd, p, len, MSG_NOSIGNAL);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0)
-				r = errno == EAGAIN ? MTLS_WANT_WRITE : IO_ERR;
-			if (r == IO_ERR)
-				return IO_ERR;
-		}
-		if (r > 0) {
-			p += r;
-			len -= (size_t)r;
-			continue;
-		}
-		if ((w = io_wait(s->fd, r == MTLS_WANT_READ ? POLLIN : POLLOUT,
-		    deadline)) != 0)
-			return w;
-	}
-	return 0;
+	return sockio_write(s->fd, s->tls, p, len, deadline, wait_fd, NULL);
 }
 
 void
