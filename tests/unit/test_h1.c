@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "http/h1.h"
+#include "http/http.h"
 
 struct sink {
 	char	 b[1 << 17];
@@ -390,6 +391,25 @@ test_response_head_max(void **state)
 	free(in);
 }
 
+/* http.c's reader (ca serve) at the end of stream mid-request: refused,
+ * and never more bytes used than given (http_parser says 1 there). */
+static void
+test_http_req_eof(void **state)
+{
+	const char *in = "GET / HTTP/1.1\r\nHost: a\r\n";
+	struct http_req r;
+	size_t used = 99;
+
+	(void)state;
+	http_req_init(&r, 8192, 1024);
+	assert_int_equal(http_req_feed(&r, in, strlen(in), &used), 0);
+	assert_int_equal(used, strlen(in));
+	assert_int_equal(http_req_feed(&r, NULL, 0, &used), -1);
+	assert_int_equal(used, 0);
+	assert_int_equal(r.status, 400);
+	http_req_free(&r);
+}
+
 int
 main(void)
 {
@@ -399,6 +419,7 @@ main(void)
 		cmocka_unit_test(test_discard),
 		cmocka_unit_test(test_responses),
 		cmocka_unit_test(test_response_head_max),
+		cmocka_unit_test(test_http_req_eof),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
