@@ -172,6 +172,8 @@ http_req_feed(struct http_req *r, const char *data, size_t len, size_t *used)
 	if (r->complete)
 		return 1;
 	n = http_parser_execute(&r->p, &settings, data, len);
+	if (n > len)
+		n = len;	/* http_parser's 1 for an error at EOF (len 0) */
 	e = HTTP_PARSER_ERRNO(&r->p);
 	if (e == HPE_PAUSED) {
 		http_parser_pause(&r->p, 0);

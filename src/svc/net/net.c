@@ -14,9 +14,8 @@
  * only run the offloaded function and push the connection on the done
  * list) and net_loop_stop() (a flag and an eventfd write).
  *
- * The coroutines are ucontext with an mmap'd stack and a guard page, as
- * in the gateway (which measured 43 % of its CPU in task switching with a
- * thread per connection); issue 14 moves the gateway onto this file.
+ * The coroutines are co.h's, the core the gateway's loops (gw_loop.c)
+ * run on too.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,27 +27,18 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define NET_ASAN 1
-#define CO_STACK	(1024 * 1024)
-#else
-#define CO_STACK	(256 * 1024)
-#endif
-
+#include "net/co.h"
 #include "net/iplimit.h"
 #include "net/net.h"
+#include "net/sockio.h"
 
-#define GUARD		4096
 #define SCAN_MS		50	/* deadlines are checked this often */
 #define FD_RESERVE	256	/* fds kept for files, the store, upstreams */
 
@@ -83,11 +73,7 @@ struct net_conn {
 	struct net_conn	*next;		/* dead list; job queue; done list */
 	void		(*job)(void *);
 	void		*job_arg;
-	ucontext_t	 ctx;
-	void		*stack;		/* NULL until the first byte */
-#ifdef NET_ASAN
-	void		*fake_stack;
-#endif
+	struct co	*co;		/* NULL until the first byte */
 };
 
 struct net_loop {
@@ -105,12 +91,7 @@ struct net_loop {
 	struct net_conn	*idle_head, *idle_tail;
 	struct net_conn	*dead;		/* closed this turn, to free */
 	struct iplimit	*ipt;		/* open connections per address */
-	ucontext_t	 main;
-	struct net_conn	*cur;
-#ifdef NET_ASAN
-	const void	*main_bottom;
-	size_t		 main_size;
-#endif
+	struct co_loop	 co;		/* the switches (co.h) */
 	/* workers: jobs in, done connections out, both under qmu */
 	pthread_t	*wthr;
 	int		 nworkers;
@@ -265,108 +246,38 @@ reap(struct net_loop *lp)
 		struct net_conn *c = lp->dead;
 
 		lp->dead = c->next;
-		if (c->stack != NULL)
-			munmap((char *)c->stack - GUARD, CO_STACK + GUARD);
+		co_free(c->co);
 		free(c);
 	}
 }
 
-/* ---- coroutines ---- */
+/* ---- coroutines (co.h) ---- */
 
+/* From the loop into <c>'s coroutine until it waits or ends. */
 static void
-co_switch(ucontext_t *from, ucontext_t *to, void **fake_save,
-    const void *bottom, size_t size)
+conn_resume(struct net_loop *lp, struct net_conn *c)
 {
-#ifdef NET_ASAN
-	__sanitizer_start_switch_fiber(fake_save, bottom, size);
-#else
-	(void)fake_save;
-	(void)bottom;
-	(void)size;
-#endif
-	swapcontext(from, to);
-}
-
-/* From <c>'s coroutine back to the loop. */
-static void
-co_yield(struct net_conn *c)
-{
-	struct net_loop *lp = c->lp;
-
-#ifdef NET_ASAN
-	co_switch(&c->ctx, &lp->main, &c->fake_stack, lp->main_bottom,
-	    lp->main_size);
-	__sanitizer_finish_switch_fiber(c->fake_stack, NULL, NULL);
-#else
-	co_switch(&c->ctx, &lp->main, NULL, NULL, 0);
-#endif
-}
-
-/* From the loop into <c> until it waits or ends. */
-static void
-co_resume(struct net_loop *lp, struct net_conn *c)
-{
-	lp->cur = c;
-#ifdef NET_ASAN
-	{
-		void *fake = NULL;
-
-		co_switch(&lp->main, &c->ctx, &fake, c->stack, CO_STACK);
-		__sanitizer_finish_switch_fiber(fake, &lp->main_bottom,
-		    &lp->main_size);
-	}
-#else
-	co_switch(&lp->main, &c->ctx, NULL, NULL, 0);
-#endif
-	lp->cur = NULL;
-	if (c->done)
+	co_resume(c->co);
+	if (co_done(c->co))
 		conn_close(lp, c);
 }
 
-static __thread struct net_conn *co_start_arg;
-
 static void
-co_entry(void)
+conn_main(void *arg)
 {
-	struct net_conn *c = co_start_arg;
-	struct net_loop *lp = c->lp;
+	struct net_conn *c = arg;
 
-#ifdef NET_ASAN
-	__sanitizer_finish_switch_fiber(NULL, &lp->main_bottom,
-	    &lp->main_size);
-#endif
 	c->l->serve(c, c->l->arg);
-	c->done = 1;
-#ifdef NET_ASAN
-	__sanitizer_start_switch_fiber(NULL, lp->main_bottom, lp->main_size);
-#endif
-	setcontext(&lp->main);
 }
 
-/* <c>'s first byte is here: run the server's function on a new stack. */
+/* <c>'s first byte is here: run the server's function as a coroutine. */
 static void
-co_start(struct net_loop *lp, struct net_conn *c)
+conn_start(struct net_loop *lp, struct net_conn *c)
 {
-	void *m;
-
-	/* a guard page below the stack: an overflow faults, never
-	 * corrupts */
-	m = mmap(NULL, CO_STACK + GUARD, PROT_READ | PROT_WRITE, MAP_PRIVATE |
-	    MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (m == MAP_FAILED) {
-		conn_close(lp, c);
-		return;
-	}
-	mprotect(m, GUARD, PROT_NONE);
-	c->stack = (char *)m + GUARD;
 	c->state = S_RUN;
-	getcontext(&c->ctx);
-	c->ctx.uc_stack.ss_sp = c->stack;
-	c->ctx.uc_stack.ss_size = CO_STACK;
-	c->ctx.uc_link = NULL;
-	makecontext(&c->ctx, co_entry, 0);
-	co_start_arg = c;	/* read by co_entry before it first yields */
-	co_resume(lp, c);
+	c->co = co_spawn(&lp->co, conn_main, c);
+	if (c->co == NULL || co_done(c->co))
+		conn_close(lp, c);
 }
 
 /* Closes idle <c> now (a PRE one directly; a waiting coroutine is
@@ -382,7 +293,7 @@ evict(struct net_loop *lp, struct net_conn *c)
 	}
 	if (c->state == S_RUN && c->waiting) {
 		waiting_remove(lp, c);
-		co_resume(lp, c);
+		conn_resume(lp, c);
 		return 1;
 	}
 	return 0;	/* on a worker: it ends when it comes back */
@@ -508,7 +419,7 @@ scan_deadlines(struct net_loop *lp, int64_t now)
 			limit_hit(lp, L_FIRST_BYTE, &c->ss);
 			conn_close(lp, c);
 		} else
-			co_resume(lp, c);
+			conn_resume(lp, c);
 	}
 	for (i = 0; i < lp->nls; i++)
 		if (lp->ls[i].paused && lp->ls[i].fd >= 0)
@@ -544,7 +455,7 @@ drain_force(struct net_loop *lp)
 		if (c->state == S_PRE)
 			conn_close(lp, c);
 		else
-			co_resume(lp, c);
+			conn_resume(lp, c);
 	}
 }
 
@@ -563,7 +474,7 @@ jobs_done(struct net_loop *lp)
 	for (; c != NULL; c = nx) {
 		nx = c->next;
 		c->state = S_RUN;
-		co_resume(lp, c);
+		conn_resume(lp, c);
 	}
 }
 
@@ -609,9 +520,9 @@ net_loop_run(struct net_loop *lp)
 			waiting_remove(lp, c);
 			c->fired = 1;
 			if (c->state == S_PRE)
-				co_start(lp, c);
+				conn_start(lp, c);
 			else
-				co_resume(lp, c);
+				conn_resume(lp, c);
 		}
 		now = net_now_ms();
 		if (now >= next_scan) {
@@ -641,7 +552,7 @@ net_wait(struct net_conn *c, short ev, int64_t deadline)
 	if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, c->fd, &e) != 0)
 		return NET_ERR;
 	waiting_add(lp, c, deadline);
-	co_yield(c);
+	co_yield(&lp->co);
 	waiting_remove(lp, c);
 	if (c->fired)
 		return 0;
@@ -704,7 +615,7 @@ net_offload(struct net_conn *c, void (*fn)(void *), void *arg)
 	lp->q_tail = c;
 	pthread_cond_signal(&lp->qcv);
 	pthread_mutex_unlock(&lp->qmu);
-	co_yield(c);		/* jobs_done() resumes us */
+	co_yield(&lp->co);		/* jobs_done() resumes us */
 }
 
 static void *
@@ -754,69 +665,26 @@ net_handshake(struct net_conn *c, struct mtls *tls, int64_t deadline)
 	}
 }
 
+/* net_wait() as sockio's wait (always on the connection's own fd). */
+static int
+conn_wait(void *arg, int fd, short ev, int64_t deadline)
+{
+	(void)fd;
+	return net_wait(arg, ev, deadline);
+}
+
 long
 net_read(struct net_conn *c, struct mtls *tls, void *buf, size_t len,
     int64_t deadline)
 {
-	for (;;) {
-		long r;
-		int w;
-
-		if (tls != NULL) {
-			/* mtls_read first: TLS may hold bytes already read */
-			r = mtls_read(tls, buf, len);
-			if (r == -1)
-				return NET_ERR;
-		} else {
-			r = read(c->fd, buf, len);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0 && errno != EAGAIN)
-				return NET_ERR;
-			if (r < 0)
-				r = MTLS_WANT_READ;
-		}
-		if (r >= 0)
-			return r;
-		if ((w = net_wait(c, r == MTLS_WANT_WRITE ? POLLOUT : POLLIN,
-		    deadline)) != 0)
-			return w;
-	}
+	return sockio_read(c->fd, tls, buf, len, deadline, conn_wait, c);
 }
 
 int
 net_write(struct net_conn *c, struct mtls *tls, const void *p, size_t len,
     int64_t deadline)
 {
-	const char *b = p;
-
-	while (len > 0) {
-		long r;
-		int w;
-
-		if (tls != NULL) {
-			r = mtls_write(tls, b, len);
-			if (r == -1)
-				return NET_ERR;
-		} else {
-			r = send(c->fd, b, len, MSG_NOSIGNAL);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0 && errno != EAGAIN)
-				return NET_ERR;
-			if (r < 0)
-				r = MTLS_WANT_WRITE;
-		}
-		if (r > 0) {
-			b += r;
-			len -= (size_t)r;
-			continue;
-		}
-		if ((w = net_wait(c, r == MTLS_WANT_READ ? POLLIN : POLLOUT,
-		    deadline)) != 0)
-			return w;
-	}
-	return 0;
+	return sockio_write(c->fd, tls, p, len, deadline, conn_wait, c);
 }
 
 /* ---- the loop's lifecycle ---- */

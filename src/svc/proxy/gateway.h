@@ -59,15 +59,4 @@ void	 gw_free(struct gw *);
  * malloc'd, NULL when out of memory. */
 char	*gw_metrics(struct gw *, int help);
 
-/* fuzz/fuzz_gateway.c: the request path on <data> as a client's bytes.
- * The buffers it reads into are filled with <fill> (4 bytes, repeated;
- * NULL: zeros) first; what the client got, then the access log lines, go
- * to <out> (at most <cap> bytes, *out_len). */
-int	 gw_fuzz_requests(const uint8_t *data, size_t len, const char *fill,
-	    char *out, size_t cap, size_t *out_len);
-/* fuzz/fuzz_gateway_response.c: <data> as an upstream's answer; <fill>
- * and <out> as gw_fuzz_requests. */
-int	 gw_fuzz_response(const uint8_t *data, size_t len, const char *fill,
-	    char *out, size_t cap, size_t *out_len);
-
 #endif
