@@ -1,6 +1,6 @@
 /*
  * Facts about one certificate as a JSON object: the single source for
- * `mtls cert inspect` (text and --json) and, later, `mtls doctor`.
+ * `mtls cert inspect` (text and --json) and `mtls doctor`.
  */
 #include <stdio.h>
 #include <stdlib.h>

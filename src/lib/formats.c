@@ -22,8 +22,9 @@
 
 /* PBKDF2 and MAC iterations: Java 17's own keystore default */
 #define P12_ITER	10000
-/* The most we accept when reading: 3x NIST's 2023 PBKDF2 figure (600,000),
- * about 0.2 s of this machine's CPU per parse */
+/* The most we accept when reading: above any keystore default we know
+ * (NIST's 2023 PBKDF2 advice is 600,000), bounded so that a hostile count
+ * cannot cost more than a fraction of a second (cost: bench/RESULTS.md) */
 #define P12_MAX_ITER	2000000
 
 /* base64url without padding (RFC 7515 2) of <n> bytes; NULL on OOM. */
