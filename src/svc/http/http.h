@@ -3,8 +3,8 @@
  * admin endpoint (the gateway has its own codec without I/O, h1.h).
  * Parsing is Node's http_parser (Debian libhttp-parser), which rejects
  * the request-smuggling shapes (conflicting Content-Length and
- * Transfer-Encoding, bad chunking, bare CR); this file adds limits and keeps what a
- * handler needs.
+ * Transfer-Encoding, bad chunking, bare CR); this file adds limits and
+ * keeps what a handler needs.
  */
 #ifndef MTLS_HTTP_H
 #define MTLS_HTTP_H
