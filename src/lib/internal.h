@@ -184,8 +184,11 @@ void	 key_describe(EVP_PKEY *, char *buf, size_t len, int *bits);
 const EVP_MD *sign_digest(EVP_PKEY *k);
 
 /* ---- x509.c: certificates and CRLs as bytes, X.509 helpers ---- */
-/* Every certificate in <buf>: PEM (any number) or one DER. <name> is used
- * in messages. Empty input or trailing garbage is an error. */
+/* Every certificate in <buf>: PEM (any number), one DER, PKCS#12 or a
+ * SPIFFE bundle. <name> is used in messages. Empty input, a damaged or
+ * truncated PEM block and bytes after a DER certificate are errors; text
+ * between and after PEM blocks is skipped, as OpenSSL does (CA bundles
+ * carry comment lines). */
 int	 certs_parse(const uint8_t *buf, size_t len, const char *name,
 	    STACK_OF(X509) **, struct mtls_error *) MTLS_MUST_CHECK;
 int	 certs_load(const char *path, STACK_OF(X509) **,
