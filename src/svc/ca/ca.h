@@ -1,8 +1,13 @@
 /*
  * The CA service (layer 2): a CA directory (DESIGN.md "CA directory"), its
- * SQLite inventory, and the operations of `mtls ca`. The CA private key is
- * only ever touched by ca_sign() in ca.c, the one narrow signer, so the
- * online front (ca serve) can later move it into a separate process.
+ * SQLite inventory, and the operations of `mtls ca`. One file per noun:
+ * cadir.c (create and open a CA directory), roles.c (ca.conf), issue.c
+ * (CSR, request checks, self-verification, recording), revoke.c
+ * (revocation, CRL, OCSP), token.c (join tokens), store.c (inventory),
+ * serve*.c (ca serve). The CA private key is held by signer.c alone, the
+ * one narrow signer: certificates, CRLs and OCSP responses are all signed
+ * through it, so the online front (ca serve) can later move it into a
+ * separate process.
  */
 #ifndef MTLS_CA_H
 #define MTLS_CA_H
@@ -76,7 +81,9 @@ int	 store_each(struct store *, int (*cb)(void *, const struct cert_rec *),
 int	 store_next_crl_number(struct store *, int64_t *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 
-/* ---- ca.c ---- */
+/* ---- cadir.c, roles.c, issue.c, revoke.c, token.c ---- */
+struct signer;			/* signer.c; holds the CA key */
+
 struct ca_role {
 	char	 name[64];
 	char	*allow[CA_RULES_MAX];	/* rules; "dns:*" and "ip:*" = any */
@@ -91,7 +98,7 @@ struct ca {
 	X509		*cert;		/* this CA */
 	STACK_OF(X509)	*chain;		/* ca.pem: this CA + issuers short of root */
 	STACK_OF(X509)	*bundle;	/* roots */
-	EVP_PKEY	*key;		/* touched by ca_sign() only */
+	struct signer	*signer;	/* the CA key; NULL when read-only */
 	struct store	*store;
 	char		 trust_domain[256];
 	char		 scope_oid[68];	/* ca.conf scope_oid; "" = default */
