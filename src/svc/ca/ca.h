@@ -47,8 +47,8 @@ int	 store_add(struct store *, X509 *, const char *kind,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* store_add() that also burns the one-time token <token_hash> (when not
  * NULL) in the same transaction: no certificate without its token spent,
- * no token spent without its certificate. -1 when the token is unknown,
- * used or expired. */
+ * no token spent without its certificate. 2 (and nothing recorded) when
+ * the token is unknown, used or expired. */
 int	 store_add_burn(struct store *, X509 *, const char *kind,
 	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
 /* One small durable write (a row in meta): 0 when the inventory can commit
@@ -144,11 +144,29 @@ struct ca_issue_req {
 	int		 ca_server;	/* ca_issue_server only: never from input */
 };
 
+/*
+ * The kind of a failed operation, for callers that answer by kind (ca
+ * serve's HTTP status): decided where the failure is known, from the
+ * return value, err->code and err->sys, never from the message's text.
+ */
+enum ca_fault {
+	CA_FAULT_NONE = 0,
+	CA_FAULT_INTERNAL,	/* a failure of ours (OpenSSL, SQLite, memory) */
+	CA_FAULT_REFUSED,	/* the request is not allowed (MTLS_ERR_ARG) */
+	CA_FAULT_TOKEN,		/* its join token is unknown, used or expired */
+	CA_FAULT_STORAGE,	/* the disk refuses the write (ENOSPC, EDQUOT,
+				 * EROFS, EIO in err->sys) */
+};
+/* The kind of <err> when nothing more is known: STORAGE, REFUSED or
+ * INTERNAL. */
+enum ca_fault ca_fault_of(const struct mtls_error *err);
+
 /* Outcome of an operation, for the command to print. */
 struct ca_result {
 	char	 serial[48];
 	char	 warning[256];	/* e.g. lifetime clamped; "" when none */
 	int64_t	 not_after;
+	enum ca_fault fault;	/* on failure (ca_issue_pub), else NONE */
 };
 
 int	 ca_init(const struct ca_init_req *, struct ca_result *,
@@ -169,7 +187,8 @@ int	 ca_issue(struct ca *, const struct ca_issue_req *, struct ca_result *,
 /* Issues a leaf for <pub> (a CSR's key) without writing files: the same
  * role checks, self-verification and durable record as ca_issue(); with
  * <token_hash> the token is burned in the same transaction. *out is the
- * leaf. */
+ * leaf. On failure res->fault says its kind (CA_FAULT_TOKEN when the
+ * token could not be burned). */
 int	 ca_issue_pub(struct ca *, const struct ca_issue_req *, EVP_PKEY *pub,
 	    const char *token_hash, X509 **out, struct ca_result *,
 	    struct mtls_error *) MTLS_MUST_CHECK;

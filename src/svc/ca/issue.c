@@ -4,6 +4,7 @@
  * signer, verified with the same code peers use, and recorded durably in
  * the inventory before anyone sees it.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,7 +327,9 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 		}
 		X509_free(*out);
 		*out = NULL;
-		if (rc < 0)
+		if (rc == 2)
+			res->fault = CA_FAULT_TOKEN;
+		if (rc != 1)		/* 1: a serial collision */
 			return -1;
 	}
 	return error_set(err, MTLS_ERR_IO, "could not find an unused serial");
@@ -342,10 +345,22 @@ ca_issue_pub(struct ca *ca, const struct ca_issue_req *r, EVP_PKEY *pub,
 
 	memset(res, 0, sizeof(*res));
 	*out = NULL;
-	if (check_request(ca, r, &role, &ttl, err) != 0 ||
-	    role_allows_key(role, pub, err) != 0)
-		return -1;
-	return issue_leaf(ca, r, ttl, pub, token_hash, out, res, err);
+	if (check_request(ca, r, &role, &ttl, err) == 0 &&
+	    role_allows_key(role, pub, err) == 0 &&
+	    issue_leaf(ca, r, ttl, pub, token_hash, out, res, err) == 0)
+		return 0;
+	if (res->fault == CA_FAULT_NONE)
+		res->fault = ca_fault_of(err);
+	return -1;
+}
+
+enum ca_fault
+ca_fault_of(const struct mtls_error *err)
+{
+	if (err->sys == ENOSPC || err->sys == EDQUOT || err->sys == EROFS ||
+	    err->sys == EIO)
+		return CA_FAULT_STORAGE;
+	return err->code == MTLS_ERR_ARG ? CA_FAULT_REFUSED : CA_FAULT_INTERNAL;
 }
 
 int
