@@ -82,7 +82,7 @@ same_names(X509 *leaf, const struct ids *want)
  * revoked, carries the CA-server EKU and exactly our names, matches its
  * key, is no longer-lived than --server-ttl asks, and has more than a third
  * of its life left (the renewer would replace it at two thirds anyway);
- * 0 otherwise, with the reason in <why>.
+ * 0 otherwise, with the reason in <why>; 2 when there is none yet.
  */
 static int
 own_reusable(struct server *s, const char *pem_path, const char *key_path,
@@ -97,10 +97,8 @@ own_reusable(struct server *s, const char *pem_path, const char *key_path,
 	int rc, ok = 0;
 
 	*out = NULL;
-	if (access(pem_path, F_OK) != 0 || access(key_path, F_OK) != 0) {
-		snprintf(why, why_len, "none yet");
-		return 0;
-	}
+	if (access(pem_path, F_OK) != 0 || access(key_path, F_OK) != 0)
+		return 2;
 	if (certs_load(pem_path, &chain, &e) != 0 ||
 	    key_load(key_path, NULL, &key, &e) != 0) {
 		snprintf(why, why_len, "%s", e.msg);
@@ -149,7 +147,7 @@ own_identity(struct server *s, int reuse, struct mtls_error *err)
 	char *pem = NULL;
 	json_t *lg;
 	size_t len;
-	int rv = -1;
+	int r, rv = -1;
 
 	snprintf(dir, sizeof(dir), "%s/serve", s->ca->dir);
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
@@ -157,8 +155,10 @@ own_identity(struct server *s, int reuse, struct mtls_error *err)
 	snprintf(pem_path, sizeof(pem_path), "%s/server.pem", dir);
 	snprintf(key_path, sizeof(key_path), "%s/server.key", dir);
 	if (reuse) {
-		if (own_reusable(s, pem_path, key_path, &cert, why,
-		    sizeof(why)) && own_install(s, pem_path, key_path, cert,
+		why[0] = '\0';
+		r = own_reusable(s, pem_path, key_path, &cert, why,
+		    sizeof(why));
+		if (r == 1 && own_install(s, pem_path, key_path, cert,
 		    err) == 0) {
 			serial_hex(X509_get0_serialNumber(cert), res.serial,
 			    sizeof(res.serial));
@@ -174,7 +174,9 @@ own_identity(struct server *s, int reuse, struct mtls_error *err)
 		}
 		X509_free(cert);
 		cert = NULL;
-		if (strcmp(why, "none yet") != 0) {
+		if (r == 1)	/* it would do, but could not be installed */
+			snprintf(why, sizeof(why), "%s", err->msg);
+		if (r != 2) {
 			lg = json_object();
 			json_object_set_new(lg, "why", esc_jstr(why));
 			log_emit("info", "server_cert_not_reused", lg);
