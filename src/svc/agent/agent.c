@@ -64,7 +64,7 @@ on_signal(int sig)
 /* Schedules the next renewal: two thirds of the remaining life, minus up
  * to 5 % jitter so that replicas do not renew in step. */
 void
-schedule(struct agent *a)
+agent_schedule(struct agent *a)
 {
 	int64_t now = (int64_t)time(NULL), left = a->not_after - now;
 	uint32_t r = 0;
@@ -109,7 +109,7 @@ drop_revoked(struct agent *a)
 		return;
 	if (a->o->layout_k8s) {
 		/* ..data without tls.*, then the links to them */
-		if (k8s_swap(a, NULL, 0, 1, &e) != 0)
+		if (files_k8s_swap(a, NULL, 0, 1, &e) != 0)
 			ERR_clear_error();
 	}
 	(void)unlink(a->svid);
@@ -140,8 +140,8 @@ renew(struct agent *a, struct mtls_error *err)
 	/* the CA server must be the CA that issued it (serving_ca) */
 	if (renewing_load(a, err) != 0)
 		return -1;
-	if (fetch_bundle(a, TRUST_BUNDLE, &pem, NULL, err) == 0 &&
-	    obtain(a, 0, pem, err) == 0)
+	if (bundle_fetch(a, TRUST_BUNDLE, &pem, NULL, err) == 0 &&
+	    enroll_obtain(a, 0, pem, err) == 0)
 		rv = 0;
 	else if (err->fail == MTLS_FAIL_REVOKED && a->srv_ca != NULL)
 		drop_revoked(a);	/* said by that CA, over verified TLS */
@@ -156,18 +156,18 @@ static int
 first(struct agent *a, struct mtls_error *err)
 {
 	a->skewed = SKEW_NONE;
-	if (load_current(a, a->svid, a->svid_key) == 0) {
+	if (files_load_current(a, a->svid, a->svid_key) == 0) {
 		/* valid files: renew them when due */
 		a->cur_cert = a->svid;
 		a->cur_key = a->svid_key;
-		schedule(a);
-		return copy_ca_bundle(a, err);
+		agent_schedule(a);
+		return bundle_copy(a, err);
 	}
 	if (a->o->cert != NULL) {
 		/* not copied into out-dir: only a renewal's answer is
 		 * installed (a revoked --cert must never be), so it is due
 		 * now */
-		if (load_current(a, a->o->cert, a->o->key) != 0)
+		if (files_load_current(a, a->o->cert, a->o->key) != 0)
 			return error_set(err, MTLS_ERR_ARG, "--cert %s or --key "
 			    "%s: unreadable, or the certificate has expired: "
 			    "enroll again with --token-file", a->o->cert,
@@ -175,12 +175,12 @@ first(struct agent *a, struct mtls_error *err)
 		a->cur_cert = a->o->cert;
 		a->cur_key = a->o->key;
 		a->renew_at = (int64_t)time(NULL);
-		return copy_ca_bundle(a, err);
+		return bundle_copy(a, err);
 	}
 	if (a->o->token_file == NULL)
 		return error_set(err, MTLS_ERR_ARG, "no valid certificate in "
 		    "%s: give --token-file", a->o->out_dir);
-	if (read_token(a, err) != 0 || enroll(a, err) != 0)
+	if (enroll_read_token(a, err) != 0 || enroll_run(a, err) != 0)
 		return -1;
 	return 1;
 }
@@ -221,7 +221,7 @@ setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 		snprintf(a->bundle, sizeof(a->bundle), "%s/ca.crt",
 		    o->out_dir);
 	}
-	if (check_out_dir(o->out_dir, err) != 0)
+	if (files_check_out_dir(o->out_dir, err) != 0)
 		return -1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return 0;

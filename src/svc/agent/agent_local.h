@@ -84,48 +84,48 @@ struct kfile {
 
 /* ---- call.c ---- */
 /* SHA-256 of <x>'s DER in lower hex, the form a token carries. */
-int	 root_fp(X509 *x, char hex[65]);
+int	 call_fp(X509 *x, char hex[65]);
 /* <ca>'s key issued <x> (names alone never decide). */
-int	 issued_by(X509 *ca, X509 *x);
+int	 call_issued_by(X509 *ca, X509 *x);
 /* The refusal of a server that is not the token's root (err set). */
-int	 pin_mismatch(struct agent *, const char *found, const char *why,
+int	 call_pin_mismatch(struct agent *, const char *found, const char *why,
 	    struct mtls_error *);
 /* One HTTPS call trusting per <trust>: the HTTP status and the body in
  * *out (caller frees out->p), or -1 with err set. */
-int	 call(struct agent *, const char *method, const char *path,
+int	 call_ca(struct agent *, const char *method, const char *path,
 	    const char *body, enum trust trust, int client, struct buf *out,
 	    struct mtls_error *);
 /* err from a non-200 answer's JSON error body. */
-void	 api_error(struct mtls_error *, int status, const char *what,
+void	 call_api_error(struct mtls_error *, int status, const char *what,
 	    const struct buf *);
 
 /* ---- bundle.c ---- */
-int	 current_trust(struct agent *, enum trust, STACK_OF(X509) **out,
+int	 bundle_current(struct agent *, enum trust, STACK_OF(X509) **out,
 	    struct mtls_error *);
-int	 fetch_bundle(struct agent *, enum trust, char **pem_out,
+int	 bundle_fetch(struct agent *, enum trust, char **pem_out,
 	    X509 **pinned, struct mtls_error *);
-int	 copy_ca_bundle(struct agent *, struct mtls_error *);
+int	 bundle_copy(struct agent *, struct mtls_error *);
 
 /* ---- enroll.c ---- */
-int	 read_token(struct agent *, struct mtls_error *);
-int	 enroll(struct agent *, struct mtls_error *);
-int	 obtain(struct agent *, int enroll, const char *bundle_pem,
+int	 enroll_read_token(struct agent *, struct mtls_error *);
+int	 enroll_run(struct agent *, struct mtls_error *);
+int	 enroll_obtain(struct agent *, int enroll, const char *bundle_pem,
 	    struct mtls_error *);
 
 /* ---- install.c ---- */
-void	 skew_line(struct agent *, int64_t skew, const char *source,
+void	 install_skew_line(struct agent *, int64_t skew, const char *source,
 	    int installed);
-int	 install(struct agent *, EVP_PKEY *key, const char *chain_pem,
+int	 install_answer(struct agent *, EVP_PKEY *key, const char *chain_pem,
 	    const char *bundle_pem, enum trust trust, const char *how,
 	    struct mtls_error *);
 
 /* ---- files.c ---- */
-int	 k8s_swap(struct agent *, const struct kfile *f, size_t n,
+int	 files_k8s_swap(struct agent *, const struct kfile *f, size_t n,
 	    int drop_tls, struct mtls_error *);
-int	 load_current(struct agent *, const char *cert, const char *key);
-int	 check_out_dir(const char *dir, struct mtls_error *);
+int	 files_load_current(struct agent *, const char *cert, const char *key);
+int	 files_check_out_dir(const char *dir, struct mtls_error *);
 
 /* ---- agent.c ---- */
-void	 schedule(struct agent *);
+void	 agent_schedule(struct agent *);
 
 #endif

@@ -19,7 +19,7 @@
  * an enrollment (<trust> TRUST_PIN), else out-dir/bundle.pem.
  */
 int
-current_trust(struct agent *a, enum trust trust, STACK_OF(X509) **out,
+bundle_current(struct agent *a, enum trust trust, STACK_OF(X509) **out,
     struct mtls_error *err)
 {
 	*out = NULL;
@@ -61,7 +61,7 @@ signed_by_current_root(STACK_OF(X509) *cur, X509 *c)
 		return 0;
 	for (i = 0; i < sk_X509_num(cur); i++) {
 		t = sk_X509_value(cur, i);
-		if (cert_is_self_signed(t) && issued_by(t, c))
+		if (cert_is_self_signed(t) && call_issued_by(t, c))
 			return 1;
 	}
 	return 0;
@@ -96,7 +96,7 @@ bundle_rejected(struct agent *a, X509 *x, const char *why,
 	char fp[65] = "(none)", subj[160] = "";
 
 	if (x != NULL) {
-		if (root_fp(x, fp) != 0)
+		if (call_fp(x, fp) != 0)
 			snprintf(fp, sizeof(fp), "(none)");
 		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
 	}
@@ -156,7 +156,7 @@ bundle_check(struct agent *a, STACK_OF(X509) *cur, STACK_OF(X509) *fresh,
  * not kept); nothing is written here.
  */
 int
-fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
+bundle_fetch(struct agent *a, enum trust trust, char **pem_out,
     X509 **pinned, struct mtls_error *err)
 {
 	struct buf b;
@@ -170,10 +170,10 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
 	int st, i, n_other = 0, rv = -1;
 
 	*pem_out = NULL;
-	if ((st = call(a, "GET", "/v1/bundle", NULL, trust, 0, &b, err)) < 0)
+	if ((st = call_ca(a, "GET", "/v1/bundle", NULL, trust, 0, &b, err)) < 0)
 		return -1;
 	if (st != 200) {
-		api_error(err, st, "GET /v1/bundle", &b);
+		call_api_error(err, st, "GET /v1/bundle", &b);
 		goto out;
 	}
 	o = json_loads(b.p, 0, NULL);
@@ -186,7 +186,7 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
 	    &roots, err) != 0)
 		goto out;
 	for (i = 0; pin != NULL && i < sk_X509_num(roots); i++) {
-		if (root_fp(sk_X509_value(roots, i), fp) != 0)
+		if (call_fp(sk_X509_value(roots, i), fp) != 0)
 			continue;
 		if (strcmp(fp, pin) == 0 && match == NULL)
 			match = sk_X509_value(roots, i);
@@ -198,12 +198,12 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
 	if (pin != NULL && match == NULL) {
 		snprintf(why, sizeof(why), "its bundle lacks it; %d more "
 		    "roots", n_other);
-		pin_mismatch(a, found[0] ? found : "(none)", why, err);
+		call_pin_mismatch(a, found[0] ? found : "(none)", why, err);
 		goto out;
 	}
 	/* a verified answer may change what we trust only as a current root
 	 * allows (the unverified probe only yields the pinned root's DER) */
-	if (trust != TRUST_NONE && (current_trust(a, trust, &cur, err) != 0 ||
+	if (trust != TRUST_NONE && (bundle_current(a, trust, &cur, err) != 0 ||
 	    bundle_check(a, cur, roots, err) != 0))
 		goto out;
 	if (certs_pem(roots, pem_out, &pl) != 0) {
@@ -226,7 +226,7 @@ fetch_bundle(struct agent *a, enum trust trust, char **pem_out,
  * certificates it holds, like every bundle.pem; without it, renewals need
  * the bundle.pem an enrollment wrote. */
 int
-copy_ca_bundle(struct agent *a, struct mtls_error *err)
+bundle_copy(struct agent *a, struct mtls_error *err)
 {
 	STACK_OF(X509) *certs = NULL;
 	char *pem = NULL;
@@ -244,7 +244,7 @@ copy_ca_bundle(struct agent *a, struct mtls_error *err)
 	else if (a->o->layout_k8s) {
 		const struct kfile f = { "ca.crt", pem, len, NULL };
 
-		rv = k8s_swap(a, &f, 1, 0, err);
+		rv = files_k8s_swap(a, &f, 1, 0, err);
 	} else
 		rv = fs_write_atomic(a->bundle, pem, len, 0644, 1, err);
 	free(pem);

@@ -45,7 +45,7 @@ on_header(char *p, size_t sz, size_t n, void *arg)
 }
 
 int
-root_fp(X509 *x, char hex[65])
+call_fp(X509 *x, char hex[65])
 {
 	unsigned char d[EVP_MAX_MD_SIZE];
 	unsigned int dl = 0, k;
@@ -62,7 +62,7 @@ root_fp(X509 *x, char hex[65])
  * key usage agree: X509_check_issued) and its key verifies <x>'s
  * signature. Names alone never decide. */
 int
-issued_by(X509 *ca, X509 *x)
+call_issued_by(X509 *ca, X509 *x)
 {
 	EVP_PKEY *pk = X509_get0_pubkey(ca);
 	int ok = pk != NULL && X509_check_issued(ca, x) == X509_V_OK &&
@@ -94,11 +94,11 @@ serving_ca(struct agent *a, X509_STORE_CTX *sctx)
 	char fp[65] = "";
 	int same = 0;
 
-	if (iss != NULL && root_fp(iss, fp) == 0) {
+	if (iss != NULL && call_fp(iss, fp) == 0) {
 		if (a->conn == TRUST_PIN)
 			same = a->ca_pin[0] != '\0' && strcmp(fp, a->ca_pin) == 0;
 		else if (a->conn == TRUST_BUNDLE && a->renewing != NULL)
-			same = issued_by(iss, a->renewing);
+			same = call_issued_by(iss, a->renewing);
 	}
 	if (!same || !X509_up_ref(iss)) {
 		snprintf(a->ca_found, sizeof(a->ca_found), "%s", fp[0] ? fp :
@@ -180,7 +180,7 @@ pin_verify(int ok, X509_STORE_CTX *sctx)
 	top = sent != NULL && sk_X509_num(sent) > 0 ?
 	    sk_X509_value(sent, sk_X509_num(sent) - 1) :
 	    X509_STORE_CTX_get_current_cert(sctx);
-	if (top == NULL || root_fp(top, a->seen_fp) != 0)
+	if (top == NULL || call_fp(top, a->seen_fp) != 0)
 		snprintf(a->seen_fp, sizeof(a->seen_fp), "(none)");
 	snprintf(a->seen_why, sizeof(a->seen_why), "%s",
 	    X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
@@ -254,7 +254,7 @@ pin_line(struct agent *a, const char *pin, const char *want_key,
  * bodiless GET, nothing was written.
  */
 int
-pin_mismatch(struct agent *a, const char *found, const char *why,
+call_pin_mismatch(struct agent *a, const char *found, const char *why,
     struct mtls_error *err)
 {
 	pin_line(a, "root", "expected_sha256", a->pin, found, NULL, why);
@@ -304,7 +304,7 @@ tls_skew(struct agent *a, struct mtls_error *err)
 	int64_t s = a->tls_skew;
 
 	a->skewed = SKEW_TLS;
-	skew_line(a, s, "server_certificate", 0);
+	install_skew_line(a, s, "server_certificate", 0);
 	return error_fail(err, s < 0 ? MTLS_FAIL_CERT_NOT_YET_VALID :
 	    MTLS_FAIL_CERT_EXPIRED, "clock skew? by this clock the CA server's "
 	    "certificate (%.50s) %s %lld s%s: this clock is at least that far "
@@ -322,7 +322,7 @@ tls_skew(struct agent *a, struct mtls_error *err)
  * unknown_ca).
  */
 int
-call(struct agent *a, const char *method, const char *path,
+call_ca(struct agent *a, const char *method, const char *path,
     const char *body, enum trust trust, int client, struct buf *out,
     struct mtls_error *err)
 {
@@ -410,7 +410,7 @@ call(struct agent *a, const char *method, const char *path,
 	else if (trust != TRUST_NONE && a->tls_skew != 0)
 		tls_skew(a, err);
 	else if (trust == TRUST_PIN && a->seen_fp[0] != '\0')
-		pin_mismatch(a, a->seen_fp, a->seen_why, err);
+		call_pin_mismatch(a, a->seen_fp, a->seen_why, err);
 	else
 		error_set(err, MTLS_ERR_IO, "%s", resp.error);
 	return -1;
@@ -419,7 +419,7 @@ call(struct agent *a, const char *method, const char *path,
 /* "message" of a JSON error body, for logs; a 403 "revoked" (the
  * certificate that authenticated us) fails as MTLS_FAIL_REVOKED. */
 void
-api_error(struct mtls_error *err, int status, const char *what,
+call_api_error(struct mtls_error *err, int status, const char *what,
     const struct buf *b)
 {
 	json_t *o = b->p ? json_loads(b->p, 0, NULL) : NULL;

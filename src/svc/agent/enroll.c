@@ -21,7 +21,7 @@
  * same root also chains to: refused (fail closed), never sent.
  */
 int
-read_token(struct agent *a, struct mtls_error *err)
+enroll_read_token(struct agent *a, struct mtls_error *err)
 {
 	static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmno"
 	    "pqrstuvwxyz0123456789-_";
@@ -109,7 +109,7 @@ new_csr(EVP_PKEY **key, char **csr, struct mtls_error *err)
  * bundle.pem, a->cur_cert authenticating us) with a new key; installs the
  * answer with <bundle_pem>. */
 int
-obtain(struct agent *a, int enroll, const char *bundle_pem,
+enroll_obtain(struct agent *a, int enroll, const char *bundle_pem,
     struct mtls_error *err)
 {
 	EVP_PKEY *key = NULL;
@@ -130,12 +130,12 @@ obtain(struct agent *a, int enroll, const char *bundle_pem,
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	st = call(a, "POST", enroll ? "/v1/enroll" : "/v1/renew", body,
+	st = call_ca(a, "POST", enroll ? "/v1/enroll" : "/v1/renew", body,
 	    enroll ? TRUST_PIN : TRUST_BUNDLE, !enroll, &b, err);
 	if (st < 0)
 		goto out;
 	if (st != 200) {
-		api_error(err, st, enroll ? "enroll" : "renew", &b);
+		call_api_error(err, st, enroll ? "enroll" : "renew", &b);
 		goto out;
 	}
 	r = json_loads(b.p, 0, NULL);
@@ -146,7 +146,7 @@ obtain(struct agent *a, int enroll, const char *bundle_pem,
 		    "certificate or bundle");
 		goto out;
 	}
-	if (install(a, key, chain, bundle_pem, enroll ? TRUST_PIN :
+	if (install_answer(a, key, chain, bundle_pem, enroll ? TRUST_PIN :
 	    TRUST_BUNDLE, enroll ? "enroll" : "renew", err) != 0)
 		goto out;
 	rv = 0;
@@ -164,14 +164,14 @@ obtain(struct agent *a, int enroll, const char *bundle_pem,
 
 /* Enrollment with the token, in the three steps of this file's comment. */
 int
-enroll(struct agent *a, struct mtls_error *err)
+enroll_run(struct agent *a, struct mtls_error *err)
 {
 	char *probe = NULL, *pem = NULL;
 	int rv = -1;
 
-	if (fetch_bundle(a, TRUST_NONE, &probe, &a->pinned, err) != 0 ||
-	    fetch_bundle(a, TRUST_PIN, &pem, NULL, err) != 0 ||
-	    obtain(a, 1, pem, err) != 0)
+	if (bundle_fetch(a, TRUST_NONE, &probe, &a->pinned, err) != 0 ||
+	    bundle_fetch(a, TRUST_PIN, &pem, NULL, err) != 0 ||
+	    enroll_obtain(a, 1, pem, err) != 0)
 		goto out;
 	rv = 0;
  out:

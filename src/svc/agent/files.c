@@ -25,7 +25,7 @@
  * previous directory is removed after the swap.
  */
 int
-k8s_swap(struct agent *a, const struct kfile *f, size_t n, int drop_tls,
+files_k8s_swap(struct agent *a, const struct kfile *f, size_t n, int drop_tls,
     struct mtls_error *err)
 {
 	static const char *names[] = { "ca.crt", "tls.crt", "tls.key" };
@@ -133,7 +133,7 @@ k8s_swap(struct agent *a, const struct kfile *f, size_t n, int drop_tls,
 /* <cert> and <key> readable and the certificate not expired: sets
  * not_after and serial. */
 int
-load_current(struct agent *a, const char *cert, const char *key)
+files_load_current(struct agent *a, const char *cert, const char *key)
 {
 	STACK_OF(X509) *chain = NULL;
 	struct mtls_error e;
@@ -160,7 +160,7 @@ load_current(struct agent *a, const char *cert, const char *key)
  * mode.
  */
 int
-check_out_dir(const char *dir, struct mtls_error *err)
+files_check_out_dir(const char *dir, struct mtls_error *err)
 {
 	struct stat st;
 

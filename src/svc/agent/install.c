@@ -106,7 +106,8 @@ same_ids(const struct ids *want, const struct ids *got)
  * installed all the same (valid here, the Date header says otherwise).
  */
 void
-skew_line(struct agent *a, int64_t skew, const char *source, int installed)
+install_skew_line(struct agent *a, int64_t skew, const char *source,
+    int installed)
 {
 	json_t *o;
 
@@ -141,7 +142,7 @@ clock_skew(struct agent *a, X509 *leaf, int64_t now, int enroll,
 	const char *src = a->date > 0 ? "date_header" : "certificate";
 
 	a->skewed = SKEW_ISSUED;
-	skew_line(a, skew, src, 0);
+	install_skew_line(a, skew, src, 0);
 	return error_fail(err, na <= now ? MTLS_FAIL_CERT_EXPIRED :
 	    MTLS_FAIL_CERT_NOT_YET_VALID, "clock skew: this clock is %s%lld s "
 	    "%s the CA's (%s): the new certificate is %s here; not installed%s;"
@@ -188,7 +189,7 @@ issued_ok(struct agent *a, EVP_PKEY *key, STACK_OF(X509) *chain,
 		reason = "key_mismatch";
 		goto out;
 	}
-	if (a->srv_ca == NULL || !issued_by(a->srv_ca, leaf)) {
+	if (a->srv_ca == NULL || !call_issued_by(a->srv_ca, leaf)) {
 		char is[100] = "", sv[100] = "(none)";
 
 		X509_NAME_oneline(X509_get_issuer_name(leaf), is, sizeof(is));
@@ -238,7 +239,7 @@ issued_ok(struct agent *a, EVP_PKEY *key, STACK_OF(X509) *chain,
 		goto out;
 	}
 	/* a store of exactly what we trust now, a policy of any peer */
-	if (current_trust(a, trust, &cur, err) != 0 ||
+	if (bundle_current(a, trust, &cur, err) != 0 ||
 	    certs_parse((const uint8_t *)bundle_pem, strlen(bundle_pem),
 	    "the CA's bundle", &fresh, err) != 0)
 		goto out;
@@ -295,14 +296,14 @@ schedule_after_issue(struct agent *a, X509 *leaf)
 	int64_t floor = (a->not_after - from) / 6, skew;
 
 	floor = floor < 1 ? 1 : floor > FLOOR_MAX ? FLOOR_MAX : floor;
-	schedule(a);
+	agent_schedule(a);
 	if (a->renew_at < now + floor)
 		a->renew_at = now + floor;
 	skew = a->date > 0 ? a->date_at - a->date : 0;
 	if (skew <= SKEW_TOLERANCE && skew >= -SKEW_TOLERANCE)
 		a->skew_logged = 0;	/* the episode, if any, is over */
 	else
-		skew_line(a, skew, "date_header", 1);
+		install_skew_line(a, skew, "date_header", 1);
 }
 
 /* Checks (issued_ok) and installs an issued chain for <key>: then
@@ -312,7 +313,7 @@ schedule_after_issue(struct agent *a, X509 *leaf)
  * order, so a watcher that sees the new certificate has its roots and key.
  * A refused answer writes nothing. */
 int
-install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
+install_answer(struct agent *a, EVP_PKEY *key, const char *chain_pem,
     const char *bundle_pem, enum trust trust, const char *how,
     struct mtls_error *err)
 {
@@ -340,7 +341,7 @@ install(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 			{ "tls.crt", pem, pl, NULL },
 		};
 
-		if (k8s_swap(a, f, 3, 0, err) != 0)
+		if (files_k8s_swap(a, f, 3, 0, err) != 0)
 			goto out;
 	} else if (fs_write_atomic(a->bundle, bundle_pem, strlen(bundle_pem),
 	    0644, 1, err) != 0 ||

@@ -63,7 +63,7 @@ on_signal(int sig)
 
 /* Whether <e> is the disk refusing a write, rather than the request. */
 int
-storage_fault(const struct mtls_error *e)
+serve_storage_fault(const struct mtls_error *e)
 {
 	return ca_fault_of(e) == CA_FAULT_STORAGE;
 }
@@ -71,7 +71,7 @@ storage_fault(const struct mtls_error *e)
 /* Records the outcome of a write: <e> NULL it worked (ready again), else
  * the storage fault that makes us not ready. Logs each change once. */
 void
-set_ready(struct server *s, const struct mtls_error *e)
+serve_set_ready(struct server *s, const struct mtls_error *e)
 {
 	char cause[256] = "";
 	int changed;
@@ -114,9 +114,9 @@ probe_store(struct server *s, int64_t *next_ms)
 	rc = store_probe(s->ca->store, &err);
 	pthread_mutex_unlock(&s->mu);
 	if (rc == 0)
-		set_ready(s, NULL);
-	else if (storage_fault(&err))
-		set_ready(s, &err);
+		serve_set_ready(s, NULL);
+	else if (serve_storage_fault(&err))
+		serve_set_ready(s, &err);
 }
 
 /* Renews the server certificate at two thirds of its life. */
@@ -137,7 +137,7 @@ renewer(void *arg)
 		if (now >= due) {
 			error_clear(&err);
 			o = json_object();
-			if (own_identity(s, 0, &err) == 0) {
+			if (serve_own_identity(s, 0, &err) == 0) {
 				json_object_set_new(o, "not_after",
 				    json_integer(s->own_not_after));
 				log_emit("info", "server_cert_renewed", o);
@@ -145,8 +145,8 @@ renewer(void *arg)
 				json_object_set_new(o, "error",
 				    esc_jstr(err.msg));
 				log_emit("error", "server_cert_renew_failed", o);
-				if (storage_fault(&err))
-					set_ready(s, &err);
+				if (serve_storage_fault(&err))
+					serve_set_ready(s, &err);
 			}
 			json_decref(o);
 		}
@@ -238,7 +238,8 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 		rp->route = R_METRICS;
 	else {
 		rp->route = R_OTHER;
-		reply_error(rp, 404, "not_found", "no route %.200s", path);
+		serve_reply_error(rp, 404, "not_found", "no route %.200s",
+		    path);
 		return;
 	}
 	switch (rp->route) {
@@ -248,34 +249,35 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 		if (!post)
 			goto method;
 		if (rp->route == R_ENROLL)
-			h_enroll(s, c, req, rp);
+			serve_enroll(s, c, req, rp);
 		else if (rp->route == R_RENEW)
-			h_renew(s, c, req, rp);
+			serve_renew(s, c, req, rp);
 		else
-			h_revoke(s, c, req, rp);
+			serve_revoke(s, c, req, rp);
 		return;
 	case R_OCSP:
 		if (!post && !get)
 			goto method;
-		h_ocsp(s, req, path, rp);
+		serve_ocsp(s, req, path, rp);
 		return;
 	default:
 		if (!get)
 			goto method;
 		if (rp->route == R_BUNDLE)
-			h_bundle(s, req, rp);
+			serve_bundle(s, req, rp);
 		else if (rp->route == R_CRL)
-			h_crl(s, rp);
+			serve_crl(s, rp);
 		else if (rp->route == R_METRICS)
-			h_metrics(s, rp);
+			serve_metrics(s, rp);
 		else if (rp->route == R_READY)
-			h_ready(s, rp);
+			serve_ready(s, rp);
 		else
-			reply_bytes(rp, "text/plain", "ok\n", 3);
+			serve_reply_bytes(rp, "text/plain", "ok\n", 3);
 		return;
 	}
  method:
-	reply_error(rp, 405, "method_not_allowed", "%s is not allowed on %s",
+	serve_reply_error(rp, 405, "method_not_allowed",
+	    "%s is not allowed on %s",
 	    req->method, path);
 }
 
@@ -391,7 +393,7 @@ serve_conn(struct net_conn *nc, void *arg)
 			if (req.status == 408)
 				__atomic_add_fetch(&s->m_hs_timeouts, 1,
 				    __ATOMIC_RELAXED);
-			reply_error(&rp, req.status ? req.status : 400,
+			serve_reply_error(&rp, req.status ? req.status : 400,
 			    "bad_request", "%s", req.why ? req.why :
 			    "request timed out");
 			keep = 0;
@@ -464,7 +466,7 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (own_identity(&s, 1, err) != 0)
+	if (serve_own_identity(&s, 1, err) != 0)
 		goto out;
 	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	    0);

@@ -63,36 +63,36 @@ struct reply {
 };
 
 /* serve.c: whether <e> is the disk refusing a write (ca_fault_of). */
-int	 storage_fault(const struct mtls_error *e);
+int	 serve_storage_fault(const struct mtls_error *e);
 /* serve.c: readiness. <e> NULL: a write worked (ready again); else the
  * storage fault that makes us not ready. */
-void	 set_ready(struct server *, const struct mtls_error *e);
+void	 serve_set_ready(struct server *, const struct mtls_error *e);
 
 /* serve_own.c: our TLS certificate; at start (<reuse>) the one in
  * DIR/serve/ while it is good, else a new one issued and recorded. */
-int	 own_identity(struct server *, int reuse,
+int	 serve_own_identity(struct server *, int reuse,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 
 /* serve_api.c: replies (the body is JSON {"error","message"} for errors),
  * and the endpoints. */
-void	 reply_json(struct reply *, int status, json_t *o);
-void	 reply_error(struct reply *, int status, const char *code,
+void	 serve_reply_json(struct reply *, int status, json_t *o);
+void	 serve_reply_error(struct reply *, int status, const char *code,
 	    const char *fmt, ...) MTLS_PRINTF(4, 5);
-void	 reply_bytes(struct reply *, const char *ctype, const void *p,
+void	 serve_reply_bytes(struct reply *, const char *ctype, const void *p,
 	    size_t n);
-void	 h_enroll(struct server *, struct conn *, const struct http_req *,
+void	 serve_enroll(struct server *, struct conn *, const struct http_req *,
 	    struct reply *);
-void	 h_renew(struct server *, struct conn *, const struct http_req *,
+void	 serve_renew(struct server *, struct conn *, const struct http_req *,
 	    struct reply *);
-void	 h_revoke(struct server *, struct conn *, const struct http_req *,
+void	 serve_revoke(struct server *, struct conn *, const struct http_req *,
 	    struct reply *);
-void	 h_bundle(struct server *, const struct http_req *, struct reply *);
-void	 h_metrics(struct server *, struct reply *);
-void	 h_ready(struct server *, struct reply *);
+void	 serve_bundle(struct server *, const struct http_req *, struct reply *);
+void	 serve_metrics(struct server *, struct reply *);
+void	 serve_ready(struct server *, struct reply *);
 
 /* serve_revocation.c */
-void	 h_crl(struct server *, struct reply *);
-void	 h_ocsp(struct server *, const struct http_req *, const char *path,
+void	 serve_crl(struct server *, struct reply *);
+void	 serve_ocsp(struct server *, const struct http_req *, const char *path,
 	    struct reply *);
 
 #endif

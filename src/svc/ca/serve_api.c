@@ -26,7 +26,7 @@ ld(const uint64_t *v)
 }
 
 void
-reply_json(struct reply *rp, int status, json_t *o)
+serve_reply_json(struct reply *rp, int status, json_t *o)
 {
 	rp->status = status;
 	rp->ctype = "application/json";
@@ -36,7 +36,8 @@ reply_json(struct reply *rp, int status, json_t *o)
 }
 
 void
-reply_error(struct reply *rp, int status, const char *code, const char *fmt,
+serve_reply_error(struct reply *rp, int status, const char *code,
+    const char *fmt,
     ...)
 {
 	va_list ap;
@@ -48,11 +49,11 @@ reply_error(struct reply *rp, int status, const char *code, const char *fmt,
 	rp->code = code;
 	json_object_set_new(o, "error", esc_jstr(code));
 	json_object_set_new(o, "message", esc_jstr(rp->error));
-	reply_json(rp, status, o);
+	serve_reply_json(rp, status, o);
 }
 
 void
-reply_bytes(struct reply *rp, const char *ctype, const void *p, size_t n)
+serve_reply_bytes(struct reply *rp, const char *ctype, const void *p, size_t n)
 {
 	rp->status = 200;
 	rp->ctype = ctype;
@@ -70,14 +71,15 @@ body_json(const struct http_req *req, struct reply *rp)
 	const char *ct = http_req_header(req, "content-type");
 
 	if (ct && strncmp(ct, "application/json", 16) != 0) {
-		reply_error(rp, 415, "unsupported_media_type", "send "
+		serve_reply_error(rp, 415, "unsupported_media_type", "send "
 		    "Content-Type: application/json");
 		return NULL;
 	}
 	o = json_loadb((const char *)req->body, req->body_len,
 	    JSON_REJECT_DUPLICATES, &je);
 	if (o == NULL || !json_is_object(o)) {
-		reply_error(rp, 400, "malformed_json", "request body is not a "
+		serve_reply_error(rp, 400, "malformed_json",
+		    "request body is not a "
 		    "JSON object: %s", o ? "not an object" : je.text);
 		json_decref(o);
 		return NULL;
@@ -96,9 +98,10 @@ jstr(json_t *o, const char *k)
 static void
 unavailable(struct server *s, struct reply *rp, const struct mtls_error *err)
 {
-	set_ready(s, err);
+	serve_set_ready(s, err);
 	pthread_mutex_lock(&s->ready_mu);
-	reply_error(rp, 503, "unavailable", "cannot issue: %s", s->not_ready);
+	serve_reply_error(rp, 503, "unavailable", "cannot issue: %s",
+	    s->not_ready);
 	pthread_mutex_unlock(&s->ready_mu);
 }
 
@@ -122,7 +125,8 @@ reply_fault(struct server *s, struct reply *rp, enum ca_fault f,
 	if (f == CA_FAULT_STORAGE)	/* also: not ready until it writes */
 		unavailable(s, rp, err);
 	else
-		reply_error(rp, fault_replies[f].status, fault_replies[f].code,
+		serve_reply_error(rp, fault_replies[f].status,
+		    fault_replies[f].code,
 		    "%s", err->msg);
 }
 
@@ -163,7 +167,7 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 		    &err);
 		goto out;
 	}
-	set_ready(s, NULL);	/* it committed */
+	serve_set_ready(s, NULL);	/* it committed */
 	__atomic_add_fetch(token_hash ? &s->m_issued : &s->m_renewed, 1,
 	    __ATOMIC_RELAXED);
 	o = json_object();
@@ -172,7 +176,7 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	json_object_set_new(o, "serial", esc_jstr(res.serial));
 	json_object_set_new(o, "identity", esc_jstr(ids->v[0]));
 	json_object_set_new(o, "not_after", json_integer(res.not_after));
-	reply_json(rp, 200, o);
+	serve_reply_json(rp, 200, o);
 	lg = json_object();
 	json_object_set_new(lg, "client", esc_jstr(c->client));
 	json_object_set_new(lg, "how", esc_jstr(what));
@@ -199,7 +203,7 @@ csr_issue(struct server *s, struct conn *c, const struct ids *ids,
 	error_clear(&err);
 	if (ca_csr_parse((const uint8_t *)csr, strlen(csr), "csr", ids, &pub,
 	    &err) != 0) {
-		reply_error(rp, err.code == MTLS_ERR_ARG ? 403 : 400,
+		serve_reply_error(rp, err.code == MTLS_ERR_ARG ? 403 : 400,
 		    "bad_csr", "%s", err.msg);
 		return;
 	}
@@ -208,7 +212,7 @@ csr_issue(struct server *s, struct conn *c, const struct ids *ids,
 }
 
 void
-h_enroll(struct server *s, struct conn *c, const struct http_req *req,
+serve_enroll(struct server *s, struct conn *c, const struct http_req *req,
     struct reply *rp)
 {
 	json_t *o = body_json(req, rp);
@@ -223,7 +227,8 @@ h_enroll(struct server *s, struct conn *c, const struct http_req *req,
 	token = jstr(o, "token");
 	csr = jstr(o, "csr");
 	if (token == NULL || csr == NULL) {
-		reply_error(rp, 400, "missing_field", "give \"token\" and "
+		serve_reply_error(rp, 400, "missing_field",
+		    "give \"token\" and "
 		    "\"csr\" (PEM) as strings");
 		goto out;
 	}
@@ -233,11 +238,11 @@ h_enroll(struct server *s, struct conn *c, const struct http_req *req,
 	rc = store_token_get(s->ca->store, hash, id, sizeof(id), &err);
 	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
-		reply_error(rp, 401, "bad_token", "%s", err.msg);
+		serve_reply_error(rp, 401, "bad_token", "%s", err.msg);
 		goto out;
 	}
 	if (ids_add(&ids, "", id, strlen(id)) != 0) {
-		reply_error(rp, 500, "internal", "%s", err.msg);
+		serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		goto out;
 	}
 	csr_issue(s, c, &ids, csr, hash, "enroll", rp);
@@ -267,16 +272,19 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 		int f = mtls_fail_code(c->t);
 
 		if (f == MTLS_FAIL_NONE)
-			reply_error(rp, 401, "client_cert_required", "this "
+			serve_reply_error(rp, 401, "client_cert_required",
+			    "this "
 			    "call needs a client certificate issued by this CA");
 		else
-			reply_error(rp, 401, "client_cert_refused", "client "
+			serve_reply_error(rp, 401, "client_cert_refused",
+			    "client "
 			    "certificate refused: %s: %s", mtls_fail_name(f),
 			    mtls_error(c->t));
 		return -1;
 	}
 	if ((leaf = SSL_get0_peer_certificate(c->t->ssl)) == NULL) {
-		reply_error(rp, 401, "client_cert_required", "this call needs "
+		serve_reply_error(rp, 401, "client_cert_required",
+		    "this call needs "
 		    "a client certificate issued by this CA");
 		return -1;
 	}
@@ -285,15 +293,16 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 	rc = ca_issued(s->ca, leaf, rec, why, sizeof(why), &err);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
-		reply_error(rp, 500, "internal", "%s", err.msg);
+		serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		return -1;
 	}
 	if (rc == 1) {
-		reply_error(rp, 403, "unknown_certificate", "%s", why);
+		serve_reply_error(rp, 403, "unknown_certificate", "%s", why);
 		return -1;
 	}
 	if (rec->revoked) {
-		reply_error(rp, 403, "revoked", "certificate serial %s is "
+		serve_reply_error(rp, 403, "revoked",
+		    "certificate serial %s is "
 		    "revoked", rec->serial);
 		return -1;
 	}
@@ -301,7 +310,7 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 }
 
 void
-h_renew(struct server *s, struct conn *c, const struct http_req *req,
+serve_renew(struct server *s, struct conn *c, const struct http_req *req,
     struct reply *rp)
 {
 	struct cert_rec rec;
@@ -315,7 +324,8 @@ h_renew(struct server *s, struct conn *c, const struct http_req *req,
 	if ((o = body_json(req, rp)) == NULL)
 		return;
 	if ((csr = jstr(o, "csr")) == NULL) {
-		reply_error(rp, 400, "missing_field", "give \"csr\" (PEM) as a "
+		serve_reply_error(rp, 400, "missing_field",
+		    "give \"csr\" (PEM) as a "
 		    "string");
 		goto out;
 	}
@@ -323,7 +333,8 @@ h_renew(struct server *s, struct conn *c, const struct http_req *req,
 	/* the same identities as the certificate presented, nothing more */
 	if (ids_from_cert(SSL_get0_peer_certificate(c->t->ssl), &ids,
 	    &err) != 0 || ids.n == 0) {
-		reply_error(rp, 403, "refused", "the client certificate has no "
+		serve_reply_error(rp, 403, "refused",
+		    "the client certificate has no "
 		    "identity to renew");
 		goto out;
 	}
@@ -341,7 +352,8 @@ h_renew(struct server *s, struct conn *c, const struct http_req *req,
 		ids.n = k;
 	}
 	if (ids.n == 0) {
-		reply_error(rp, 403, "refused", "the client certificate has no "
+		serve_reply_error(rp, 403, "refused",
+		    "the client certificate has no "
 		    "SAN identity to renew");
 		goto out;
 	}
@@ -352,7 +364,7 @@ h_renew(struct server *s, struct conn *c, const struct http_req *req,
 }
 
 void
-h_revoke(struct server *s, struct conn *c, const struct http_req *req,
+serve_revoke(struct server *s, struct conn *c, const struct http_req *req,
     struct reply *rp)
 {
 	struct cert_rec rec;
@@ -368,7 +380,8 @@ h_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	for (i = 0; i < s->o->n_admin && !ok; i++)
 		ok = id != NULL && mtls_rule_match(s->o->admin[i], id);
 	if (!ok) {
-		reply_error(rp, 403, "not_admin", "%s matches no --admin rule "
+		serve_reply_error(rp, 403, "not_admin",
+		    "%s matches no --admin rule "
 		    "of this CA server", id ? id : "this client");
 		return;
 	}
@@ -377,11 +390,13 @@ h_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	serial = jstr(o, "serial");
 	reason = jstr(o, "reason");
 	if (serial == NULL) {
-		reply_error(rp, 400, "missing_field", "give \"serial\" (hex)");
+		serve_reply_error(rp, 400, "missing_field",
+		    "give \"serial\" (hex)");
 		goto out;
 	}
 	if (reason && (why = crl_reason_parse(reason)) < 0) {
-		reply_error(rp, 400, "bad_reason", "unknown reason '%.64s'",
+		serve_reply_error(rp, 400, "bad_reason",
+		    "unknown reason '%.64s'",
 		    reason);
 		goto out;
 	}
@@ -392,10 +407,11 @@ h_revoke(struct server *s, struct conn *c, const struct http_req *req,
 		s->crl_made = 0;	/* the next GET /v1/crl signs anew */
 	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
-		if (storage_fault(&err))
+		if (serve_storage_fault(&err))
 			unavailable(s, rp, &err);
 		else
-			reply_error(rp, err.code == MTLS_ERR_ARG ? 404 : 500,
+			serve_reply_error(rp,
+			    err.code == MTLS_ERR_ARG ? 404 : 500,
 			    "unknown_serial", "%s", err.msg);
 		goto out;
 	}
@@ -409,7 +425,7 @@ h_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	json_object_set_new(lg, "by", esc_jstr(id));
 	log_emit("info", "revoke", lg);
 	json_decref(lg);
-	reply_json(rp, 200, o);
+	serve_reply_json(rp, 200, o);
 	return;
  out:
 	json_decref(o);
@@ -441,7 +457,7 @@ wants_jwks(const char *accept)
  * trust bundle (JWK Set) to a client that asks for application/json or
  * application/jwk-set+json. */
 void
-h_bundle(struct server *s, const struct http_req *req, struct reply *rp)
+serve_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 {
 	struct mtls_error err;
 	char *pem = NULL;
@@ -454,10 +470,10 @@ h_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 		rc = ca_bundle_jwks(s->ca, &pem, &err);
 		pthread_mutex_unlock(&s->mu);
 		if (rc != 0) {
-			reply_error(rp, 500, "internal", "%s", err.msg);
+			serve_reply_error(rp, 500, "internal", "%s", err.msg);
 			return;
 		}
-		reply_bytes(rp, "application/json", pem, strlen(pem));
+		serve_reply_bytes(rp, "application/json", pem, strlen(pem));
 		free(pem);
 		return;
 	}
@@ -465,17 +481,17 @@ h_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 	rc = ca_bundle_pem(s->ca, &pem, &len, &err);
 	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
-		reply_error(rp, 500, "internal", "%s", err.msg);
+		serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		return;
 	}
 	o = json_object();
 	json_object_set_new(o, "bundle", esc_jstr(pem));
 	free(pem);
-	reply_json(rp, 200, o);
+	serve_reply_json(rp, 200, o);
 }
 
 void
-h_metrics(struct server *s, struct reply *rp)
+serve_metrics(struct server *s, struct reply *rp)
 {
 	char *b = NULL;
 	size_t bl = 0;
@@ -484,7 +500,7 @@ h_metrics(struct server *s, struct reply *rp)
 	int r, k;
 
 	if (f == NULL) {
-		reply_error(rp, 500, "internal", "out of memory");
+		serve_reply_error(rp, 500, "internal", "out of memory");
 		return;
 	}
 	net_loop_stats(s->loop, &ns);
@@ -538,13 +554,13 @@ h_metrics(struct server *s, struct reply *rp)
 /* /readyz: 200 while we can issue; 503 with the cause while the store
  * cannot write. /healthz (liveness) stays 200 either way. */
 void
-h_ready(struct server *s, struct reply *rp)
+serve_ready(struct server *s, struct reply *rp)
 {
 	pthread_mutex_lock(&s->ready_mu);
 	if (s->not_ready[0] != '\0')
-		reply_error(rp, 503, "not_ready", "cannot issue: %s",
+		serve_reply_error(rp, 503, "not_ready", "cannot issue: %s",
 		    s->not_ready);
 	else
-		reply_bytes(rp, "text/plain", "ready\n", 6);
+		serve_reply_bytes(rp, "text/plain", "ready\n", 6);
 	pthread_mutex_unlock(&s->ready_mu);
 }

@@ -138,7 +138,7 @@ own_reusable(struct server *s, const char *pem_path, const char *key_path,
 }
 
 int
-own_identity(struct server *s, int reuse, struct mtls_error *err)
+serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 {
 	char dir[4200], pem_path[4300], key_path[4300], why[300];
 	struct ca_result res;

@@ -14,7 +14,7 @@
 #include "ca/serve.h"
 
 void
-h_crl(struct server *s, struct reply *rp)
+serve_crl(struct server *s, struct reply *rp)
 {
 	struct mtls_error err;
 	X509_CRL *crl = NULL;
@@ -35,13 +35,15 @@ h_crl(struct server *s, struct reply *rp)
 			s->crl_made = now;
 		}
 		X509_CRL_free(crl);
-		if (storage_fault(&err))	/* the CRL number is stored */
-			set_ready(s, &err);
+		if (serve_storage_fault(&err))	/* the CRL number is stored */
+			serve_set_ready(s, &err);
 	}
 	if (s->crl != NULL)
-		reply_bytes(rp, "application/pkix-crl", s->crl, s->crl_len);
+		serve_reply_bytes(rp, "application/pkix-crl", s->crl,
+		    s->crl_len);
 	else
-		reply_error(rp, storage_fault(&err) ? 503 : 500, storage_fault(
+		serve_reply_error(rp, serve_storage_fault(&err) ? 503 : 500,
+		    serve_storage_fault(
 		    &err) ? "unavailable" : "internal", "cannot make the CRL: "
 		    "%s", err.msg);
 	pthread_mutex_unlock(&s->mu);
@@ -95,7 +97,7 @@ b64_decode(const char *in, uint8_t **out, size_t *out_len)
 }
 
 void
-h_ocsp(struct server *s, const struct http_req *req, const char *path,
+serve_ocsp(struct server *s, const struct http_req *req, const char *path,
     struct reply *rp)
 {
 	struct mtls_error err;
@@ -108,7 +110,7 @@ h_ocsp(struct server *s, const struct http_req *req, const char *path,
 		len = req->body_len;
 	} else if (strncmp(path, "/v1/ocsp/", 9) != 0 ||
 	    b64_decode(path + 9, &der, &len) != 0) {
-		reply_error(rp, 400, "bad_ocsp_request", "GET /v1/ocsp/"
+		serve_reply_error(rp, 400, "bad_ocsp_request", "GET /v1/ocsp/"
 		    "<base64 DER request>");
 		return;
 	}
@@ -119,10 +121,10 @@ h_ocsp(struct server *s, const struct http_req *req, const char *path,
 	if (der != req->body)
 		free(der);
 	if (rc != 0) {
-		reply_error(rp, 500, "internal", "%s", err.msg);
+		serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		return;
 	}
 	__atomic_add_fetch(&s->m_ocsp, 1, __ATOMIC_RELAXED);
-	reply_bytes(rp, "application/ocsp-response", resp, rlen);
+	serve_reply_bytes(rp, "application/ocsp-response", resp, rlen);
 	OPENSSL_free(resp);
 }
