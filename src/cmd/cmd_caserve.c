@@ -27,7 +27,7 @@ static const char serve_help[] =
 "  --dns, --ip  names in this server's certificate (default: localhost\n"
 "            and the --listen address)\n"
 "Limits (many idle or slow clients must not lock out the fleet):\n"
-"  --max-conns N          open connections in all (default 4096); at the\n"
+"  --max-conns N          open connections in all (default 16384); at the\n"
 "            cap the longest-idle one is closed to make room\n"
 "  --max-conns-per-ip N   per client address, IPv6 per /64 (default 64;\n"
 "            0: none)\n"
@@ -82,11 +82,14 @@ ca_serve_cmd(int argc, char **argv)
 	o.server_ttl = 24 * 3600;
 	o.crl_ttl = 3600;
 	o.ocsp_ttl = 3600;
-	/* 4096 like nginx's worker_connections order of magnitude and the
-	 * gateway's cap; 64 per address leaves room for a NAT'd site and
-	 * takes 64 addresses to fill; a ClientHello comes at once, so 5 s
-	 * is generous; 10 s for a handshake and a <= 80 KiB request */
-	o.max_conns = 4096;
+	/* 16384: a fleet's 10,000 idle connections are held without
+	 * closing any (issue 14; a silent one costs a struct and an fd, see
+	 * bench/RESULTS.md), with room left for real clients; the fds are
+	 * raised to fit (net_loop_new) or the cap is lowered, logged. 64
+	 * per address leaves room for a NAT'd site and takes 64 addresses
+	 * to fill; a ClientHello comes at once, so 5 s is generous; 10 s
+	 * for a handshake and a <= 80 KiB request */
+	o.max_conns = 16384;
 	o.max_per_ip = 64;
 	o.first_byte_ms = 5000;
 	o.request_ms = 10000;

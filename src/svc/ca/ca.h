@@ -1,8 +1,13 @@
 /*
  * The CA service (layer 2): a CA directory (DESIGN.md "CA directory"), its
- * SQLite inventory, and the operations of `mtls ca`. The CA private key is
- * only ever touched by ca_sign() in ca.c, the one narrow signer, so the
- * online front (ca serve) can later move it into a separate process.
+ * SQLite inventory, and the operations of `mtls ca`. One file per noun:
+ * cadir.c (create and open a CA directory), roles.c (ca.conf), issue.c
+ * (CSR, request checks, self-verification, recording), revoke.c
+ * (revocation, CRL, OCSP), token.c (join tokens), store.c (inventory),
+ * serve*.c (ca serve). The CA private key is held by signer.c alone, the
+ * one narrow signer: certificates, CRLs and OCSP responses are all signed
+ * through it, so the online front (ca serve) can later move it into a
+ * separate process.
  */
 #ifndef MTLS_CA_H
 #define MTLS_CA_H
@@ -42,8 +47,8 @@ int	 store_add(struct store *, X509 *, const char *kind,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* store_add() that also burns the one-time token <token_hash> (when not
  * NULL) in the same transaction: no certificate without its token spent,
- * no token spent without its certificate. -1 when the token is unknown,
- * used or expired. */
+ * no token spent without its certificate. 2 (and nothing recorded) when
+ * the token is unknown, used or expired. */
 int	 store_add_burn(struct store *, X509 *, const char *kind,
 	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
 /* One small durable write (a row in meta): 0 when the inventory can commit
@@ -76,7 +81,9 @@ int	 store_each(struct store *, int (*cb)(void *, const struct cert_rec *),
 int	 store_next_crl_number(struct store *, int64_t *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 
-/* ---- ca.c ---- */
+/* ---- cadir.c, roles.c, issue.c, revoke.c, token.c ---- */
+struct signer;			/* signer.c; holds the CA key */
+
 struct ca_role {
 	char	 name[64];
 	char	*allow[CA_RULES_MAX];	/* rules; "dns:*" and "ip:*" = any */
@@ -91,7 +98,7 @@ struct ca {
 	X509		*cert;		/* this CA */
 	STACK_OF(X509)	*chain;		/* ca.pem: this CA + issuers short of root */
 	STACK_OF(X509)	*bundle;	/* roots */
-	EVP_PKEY	*key;		/* touched by ca_sign() only */
+	struct signer	*signer;	/* the CA key; NULL when read-only */
 	struct store	*store;
 	char		 trust_domain[256];
 	char		 scope_oid[68];	/* ca.conf scope_oid; "" = default */
@@ -137,11 +144,29 @@ struct ca_issue_req {
 	int		 ca_server;	/* ca_issue_server only: never from input */
 };
 
+/*
+ * The kind of a failed operation, for callers that answer by kind (ca
+ * serve's HTTP status): decided where the failure is known, from the
+ * return value, err->code and err->sys, never from the message's text.
+ */
+enum ca_fault {
+	CA_FAULT_NONE = 0,
+	CA_FAULT_INTERNAL,	/* a failure of ours (OpenSSL, SQLite, memory) */
+	CA_FAULT_REFUSED,	/* the request is not allowed (MTLS_ERR_ARG) */
+	CA_FAULT_TOKEN,		/* its join token is unknown, used or expired */
+	CA_FAULT_STORAGE,	/* the disk refuses the write (ENOSPC, EDQUOT,
+				 * EROFS, EIO in err->sys) */
+};
+/* The kind of <err> when nothing more is known: STORAGE, REFUSED or
+ * INTERNAL. */
+enum ca_fault ca_fault_of(const struct mtls_error *err);
+
 /* Outcome of an operation, for the command to print. */
 struct ca_result {
 	char	 serial[48];
 	char	 warning[256];	/* e.g. lifetime clamped; "" when none */
 	int64_t	 not_after;
+	enum ca_fault fault;	/* on failure (ca_issue_pub), else NONE */
 };
 
 int	 ca_init(const struct ca_init_req *, struct ca_result *,
@@ -162,7 +187,8 @@ int	 ca_issue(struct ca *, const struct ca_issue_req *, struct ca_result *,
 /* Issues a leaf for <pub> (a CSR's key) without writing files: the same
  * role checks, self-verification and durable record as ca_issue(); with
  * <token_hash> the token is burned in the same transaction. *out is the
- * leaf. */
+ * leaf. On failure res->fault says its kind (CA_FAULT_TOKEN when the
+ * token could not be burned). */
 int	 ca_issue_pub(struct ca *, const struct ca_issue_req *, EVP_PKEY *pub,
 	    const char *token_hash, X509 **out, struct ca_result *,
 	    struct mtls_error *) MTLS_MUST_CHECK;

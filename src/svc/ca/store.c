@@ -171,8 +171,8 @@ store_add(struct store *s, X509 *x, const char *kind, struct mtls_error *err)
 	return store_add_burn(s, x, kind, NULL, err);
 }
 
-/* Burns <hash> for <serial> inside the open transaction: 0, or -1 when
- * the token is unknown, used or expired (err says which). */
+/* Burns <hash> for <serial> inside the open transaction: 0, 1 when the
+ * token is unknown, used or expired, -1 on error (err says which). */
 static int
 burn(struct store *s, const char *hash, const char *serial,
     struct mtls_error *err)
@@ -191,10 +191,11 @@ burn(struct store *s, const char *hash, const char *serial,
 	sqlite3_bind_int64(st, 4, now);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		db_error(s, err, "cannot burn the token");
-	else if (sqlite3_changes(s->db) != 1)
+	else if (sqlite3_changes(s->db) != 1) {
 		error_set(err, MTLS_ERR_ARG, "the token was used already or "
 		    "has expired");
-	else
+		rv = 1;
+	} else
 		rv = 0;
 	sqlite3_finalize(st);
 	return rv;
@@ -247,8 +248,11 @@ store_add_burn(struct store *s, X509 *x, const char *kind,
 		db_error(s, err, "cannot record certificate");
 		goto rollback;
 	}
-	if (token_hash != NULL && burn(s, token_hash, serial, err) != 0)
+	if (token_hash != NULL &&
+	    (rc = burn(s, token_hash, serial, err)) != 0) {
+		rv = rc == 1 ? 2 : -1;
 		goto rollback;
+	}
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(s, err, "cannot commit the certificate");
 		goto rollback;

@@ -1,0 +1,98 @@
+/*
+ * Shared by the files of `mtls ca serve` only: serve.c (the runtime: the
+ * loop, a connection's requests, routing, readiness, the renewer),
+ * serve_own.c (the server's own certificate), serve_api.c (replies and
+ * the enroll, renew, revoke, bundle, metrics and readiness endpoints),
+ * serve_revocation.c (CRL and OCSP endpoints).
+ */
+#ifndef MTLS_CA_SERVE_H
+#define MTLS_CA_SERVE_H
+
+#include <pthread.h>
+
+#include <jansson.h>
+
+#include "ca/ca.h"
+#include "http/http.h"
+#include "net/net.h"
+
+enum { R_ENROLL, R_RENEW, R_REVOKE, R_BUNDLE, R_CRL, R_OCSP, R_HEALTH,
+    R_READY, R_METRICS, R_OTHER, R__COUNT };
+
+struct server {
+	const struct ca_serve_opts *o;
+	struct ca		*ca;
+	pthread_mutex_t		 mu;		/* the CA, its store, the CRL */
+	struct mtls		*tls;		/* server context (swapped) */
+	pthread_mutex_t		 tls_mu;
+	int64_t			 own_not_after, own_not_before;
+	char			 url[512], crl_url[600], ocsp_url[600];
+	uint8_t			*crl;		/* cached DER */
+	size_t			 crl_len;
+	int64_t			 crl_made;
+	struct net_loop		*loop;
+	uint64_t		 m_req[R__COUNT][6];	/* by status class */
+	uint64_t		 m_issued, m_renewed, m_revoked, m_ocsp;
+	uint64_t		 m_hs_timeouts;	/* request_timeout closes */
+	/* readiness: "" while the store commits, else why it cannot (the
+	 * last failed write); cleared by the next write that works */
+	pthread_mutex_t		 ready_mu;
+	char			 not_ready[256];
+};
+
+/* A connection: requests read with deadlines. */
+struct conn {
+	struct server	*s;
+	struct net_conn	*nc;
+	int		 fd;
+	struct mtls	*t;
+	char		 client[80];
+	char		 buf[16384];
+	size_t		 have;		/* unparsed bytes in buf */
+};
+
+/* A response being made. */
+struct reply {
+	int		 status;
+	const char	*ctype;
+	char		*body;		/* malloc'd */
+	size_t		 len;
+	int		 route;
+	const char	*code;		/* the error code answered, logged */
+	char		 error[600];	/* logged */
+};
+
+/* serve.c: whether <e> is the disk refusing a write (ca_fault_of). */
+int	 serve_storage_fault(const struct mtls_error *e);
+/* serve.c: readiness. <e> NULL: a write worked (ready again); else the
+ * storage fault that makes us not ready. */
+void	 serve_set_ready(struct server *, const struct mtls_error *e);
+
+/* serve_own.c: our TLS certificate; at start (<reuse>) the one in
+ * DIR/serve/ while it is good, else a new one issued and recorded. */
+int	 serve_own_identity(struct server *, int reuse,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+
+/* serve_api.c: replies (the body is JSON {"error","message"} for errors),
+ * and the endpoints. */
+void	 serve_reply_json(struct reply *, int status, json_t *o);
+void	 serve_reply_error(struct reply *, int status, const char *code,
+	    const char *fmt, ...) MTLS_PRINTF(4, 5);
+void	 serve_reply_bytes(struct reply *, const char *ctype, const void *p,
+	    size_t n);
+void	 serve_enroll(struct server *, struct conn *, const struct http_req *,
+	    struct reply *);
+void	 serve_renew(struct server *, struct conn *, const struct http_req *,
+	    struct reply *);
+void	 serve_revoke(struct server *, struct conn *, const struct http_req *,
+	    struct reply *);
+void	 serve_bundle(struct server *, const struct http_req *, struct reply *);
+void	 serve_metrics(struct server *, struct reply *);
+void	 serve_ready(struct server *, struct reply *);
+
+/* serve_revocation.c */
+void	 serve_crl(struct server *, struct reply *);
+void	 serve_ocsp(struct server *, const struct http_req *, const char *path,
+	    struct reply *);
+
+#endif

@@ -1,0 +1,208 @@
+/*
+ * ca serve's own TLS certificate: issued by this CA with the CA-server
+ * extended key usage, kept in DIR/serve/, reused across restarts while it
+ * is good, renewed at two thirds of its life (serve.c's renewer).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/err.h>
+
+#include "ca/serve.h"
+
+/* Makes the TLS context serve <pem_path>/<key_path>, whose leaf is
+ * <cert>. */
+static int
+own_install(struct server *s, const char *pem_path, const char *key_path,
+    X509 *cert, struct mtls_error *err)
+{
+	struct mtls_config *cfg;
+	int rv = -1;
+
+	if ((cfg = mtls_config_new()) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if (mtls_config_set_identity_file(cfg, pem_path, key_path) != 0 ||
+	    mtls_config_set_trust_file(cfg, s->o->bundle_path) != 0 ||
+	    mtls_config_set_allow_any(cfg) != 0 ||
+	    mtls_config_set_peer_optional(cfg) != 0 ||
+	    mtls_config_set_purpose(cfg, MTLS_PURPOSE_CLIENT) != 0) {
+		error_set(err, MTLS_ERR_ARG, "%s", mtls_config_error(cfg));
+		goto out;
+	}
+	pthread_mutex_lock(&s->tls_mu);
+	rv = mtls_configure(s->tls, cfg);
+	if (rv != 0)
+		error_set(err, MTLS_ERR_ARG, "%s", mtls_error(s->tls));
+	pthread_mutex_unlock(&s->tls_mu);
+	if (rv == 0) {
+		s->own_not_before = asn1_time_unix(X509_get0_notBefore(cert));
+		s->own_not_after = asn1_time_unix(X509_get0_notAfter(cert));
+	}
+ out:
+	mtls_config_free(cfg);
+	return rv;
+}
+
+/* Whether <leaf> names exactly <want> (a subject CN aside: ours copies the
+ * first DNS name). */
+static int
+same_names(X509 *leaf, const struct ids *want)
+{
+	struct mtls_error e;
+	struct ids got;
+	size_t i, j, n = 0;
+	int same = 1;
+
+	if (ids_from_cert(leaf, &got, &e) != 0)
+		return 0;
+	for (i = 0; i < got.n && same; i++) {
+		if (strncmp(got.v[i], "cn:", 3) == 0)
+			continue;
+		n++;
+		for (j = 0; j < want->n; j++)
+			if (strcmp(got.v[i], want->v[j]) == 0)
+				break;
+		same = j < want->n;
+	}
+	ids_free(&got);
+	return same && n == want->n;
+}
+
+/*
+ * At start: the certificate a previous run left in DIR/serve/, when it can
+ * serve on (issue 18: 17 restarts made 17 inventory rows). 1 and *out (the
+ * leaf) when it was issued by this CA's current key, is recorded and not
+ * revoked, carries the CA-server EKU and exactly our names, matches its
+ * key, is no longer-lived than --server-ttl asks, and has more than a third
+ * of its life left (the renewer would replace it at two thirds anyway);
+ * 0 otherwise, with the reason in <why>; 2 when there is none yet.
+ */
+static int
+own_reusable(struct server *s, const char *pem_path, const char *key_path,
+    X509 **out, char *why, size_t why_len)
+{
+	STACK_OF(X509) *chain = NULL;
+	EVP_PKEY *key = NULL;
+	struct mtls_error e;
+	struct cert_rec rec;
+	X509 *leaf;
+	int64_t nb, na, now = (int64_t)time(NULL);
+	int rc, ok = 0;
+
+	*out = NULL;
+	if (access(pem_path, F_OK) != 0 || access(key_path, F_OK) != 0)
+		return 2;
+	if (certs_load(pem_path, &chain, &e) != 0 ||
+	    key_load(key_path, NULL, &key, &e) != 0) {
+		snprintf(why, why_len, "%s", e.msg);
+		goto out;
+	}
+	leaf = sk_X509_value(chain, 0);
+	nb = asn1_time_unix(X509_get0_notBefore(leaf));
+	na = asn1_time_unix(X509_get0_notAfter(leaf));
+	pthread_mutex_lock(&s->mu);
+	rc = ca_issued(s->ca, leaf, &rec, why, why_len, &e);
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0)
+		snprintf(why, why_len, "%s", e.msg);
+	else if (rc > 0)
+		;	/* why says it */
+	else if (rec.revoked)
+		snprintf(why, why_len, "revoked");
+	else if (!profile_is_ca_server(leaf))
+		snprintf(why, why_len, "no CA-server extended key usage");
+	else if (!same_names(leaf, &s->o->names))
+		snprintf(why, why_len, "other names than --dns/--ip ask");
+	else if (X509_check_private_key(leaf, key) != 1)
+		snprintf(why, why_len, "the key does not match");
+	else if (na - nb > s->o->server_ttl + 600)
+		snprintf(why, why_len, "longer-lived than --server-ttl");
+	else if (now < nb || now >= nb + (na - nb) * 2 / 3)
+		snprintf(why, why_len, "a third of its life or less left");
+	else {
+		*out = X509_dup(leaf);
+		ok = *out != NULL;
+	}
+ out:
+	ERR_clear_error();
+	sk_X509_pop_free(chain, X509_free);
+	EVP_PKEY_free(key);
+	return ok;
+}
+
+int
+serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
+{
+	char dir[4200], pem_path[4300], key_path[4300], why[300];
+	struct ca_result res;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	char *pem = NULL;
+	json_t *lg;
+	size_t len;
+	int r, rv = -1;
+
+	snprintf(dir, sizeof(dir), "%s/serve", s->ca->dir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return error_set_errno(err, MTLS_ERR_IO, "%s", dir);
+	snprintf(pem_path, sizeof(pem_path), "%s/server.pem", dir);
+	snprintf(key_path, sizeof(key_path), "%s/server.key", dir);
+	if (reuse) {
+		why[0] = '\0';
+		r = own_reusable(s, pem_path, key_path, &cert, why,
+		    sizeof(why));
+		if (r == 1 && own_install(s, pem_path, key_path, cert,
+		    err) == 0) {
+			serial_hex(X509_get0_serialNumber(cert), res.serial,
+			    sizeof(res.serial));
+			lg = json_object();
+			json_object_set_new(lg, "serial",
+			    esc_jstr(res.serial));
+			json_object_set_new(lg, "not_after",
+			    json_integer(s->own_not_after));
+			log_emit("info", "server_cert_reused", lg);
+			json_decref(lg);
+			X509_free(cert);
+			return 0;
+		}
+		X509_free(cert);
+		cert = NULL;
+		if (r == 1)	/* it would do, but could not be installed */
+			snprintf(why, sizeof(why), "%s", err->msg);
+		if (r != 2) {
+			lg = json_object();
+			json_object_set_new(lg, "why", esc_jstr(why));
+			log_emit("info", "server_cert_not_reused", lg);
+			json_decref(lg);
+		}
+	}
+	if (key_generate(KEY_EC_P256, &key, err) != 0)
+		return -1;
+	pthread_mutex_lock(&s->mu);
+	rv = ca_issue_server(s->ca, &s->o->names, s->o->server_ttl, key, &cert,
+	    &res, err);
+	if (rv == 0)
+		rv = ca_chain_pem(s->ca, cert, &pem, &len, err);
+	pthread_mutex_unlock(&s->mu);
+	if (rv != 0)
+		goto out;
+	rv = -1;
+	if (key_write(key_path, key, NULL, 1, err) != 0 ||
+	    fs_write_atomic(pem_path, pem, len, 0644, 1, err) != 0)
+		goto out;
+	rv = own_install(s, pem_path, key_path, cert, err);
+ out:
+	if (pem)
+		OPENSSL_cleanse(pem, len);
+	free(pem);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return rv;
+}

@@ -1,0 +1,130 @@
+/*
+ * ca serve's revocation status endpoints: GET /v1/crl (a CRL re-signed
+ * after each revocation and at half its validity) and /v1/ocsp (POST, or
+ * GET with the base64 request in the path, RFC 6960 A.1).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "ca/serve.h"
+
+void
+serve_crl(struct server *s, struct reply *rp)
+{
+	struct mtls_error err;
+	X509_CRL *crl = NULL;
+	unsigned char *der = NULL;
+	int64_t now = (int64_t)time(NULL);
+	int n;
+
+	pthread_mutex_lock(&s->mu);
+	/* re-signed after a revocation, and at half its validity */
+	if (s->crl == NULL || s->crl_made == 0 ||
+	    now - s->crl_made >= s->o->crl_ttl / 2) {
+		error_clear(&err);
+		if (ca_crl(s->ca, s->o->crl_ttl, &crl, &err) == 0 &&
+		    (n = i2d_X509_CRL(crl, &der)) > 0) {
+			OPENSSL_free(s->crl);
+			s->crl = der;
+			s->crl_len = (size_t)n;
+			s->crl_made = now;
+		}
+		X509_CRL_free(crl);
+		if (serve_storage_fault(&err))	/* the CRL number is stored */
+			serve_set_ready(s, &err);
+	}
+	if (s->crl != NULL)
+		serve_reply_bytes(rp, "application/pkix-crl", s->crl,
+		    s->crl_len);
+	else
+		serve_reply_error(rp, serve_storage_fault(&err) ? 503 : 500,
+		    serve_storage_fault(
+		    &err) ? "unavailable" : "internal", "cannot make the CRL: "
+		    "%s", err.msg);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* base64 (standard or URL alphabet, '%'-escaped or not) to bytes: the
+ * GET form of OCSP (RFC 6960 A.1) */
+static int
+b64_decode(const char *in, uint8_t **out, size_t *out_len)
+{
+	size_t n = strlen(in), i, j = 0, pad = 0;
+	char *t = malloc(n + 4);
+	int len;
+
+	*out = NULL;
+	if (t == NULL || n > 8192)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		char ch = in[i];
+
+		if (ch == '%') {
+			char hx[3];
+
+			if (i + 2 >= n)
+				goto fail;
+			hx[0] = in[i + 1];
+			hx[1] = in[i + 2];
+			hx[2] = '\0';
+			ch = (char)strtol(hx, NULL, 16);
+			i += 2;
+		}
+		t[j++] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+	}
+	while (j % 4)
+		t[j++] = '=';
+	t[j] = '\0';
+	for (i = j; i > 0 && t[i - 1] == '='; i--)
+		pad++;
+	if (j == 0 || pad > 2 || (*out = malloc(j / 4 * 3 + 1)) == NULL)
+		goto fail;
+	if ((len = EVP_DecodeBlock(*out, (unsigned char *)t, (int)j)) < 0)
+		goto fail;
+	free(t);
+	*out_len = (size_t)len - pad;
+	return 0;
+ fail:
+	free(t);
+	free(*out);
+	*out = NULL;
+	return -1;
+}
+
+void
+serve_ocsp(struct server *s, const struct http_req *req, const char *path,
+    struct reply *rp)
+{
+	struct mtls_error err;
+	uint8_t *der = NULL, *resp = NULL;
+	size_t len = 0, rlen;
+	int rc;
+
+	if (strcmp(req->method, "POST") == 0) {
+		der = req->body;
+		len = req->body_len;
+	} else if (strncmp(path, "/v1/ocsp/", 9) != 0 ||
+	    b64_decode(path + 9, &der, &len) != 0) {
+		serve_reply_error(rp, 400, "bad_ocsp_request", "GET /v1/ocsp/"
+		    "<base64 DER request>");
+		return;
+	}
+	error_clear(&err);
+	pthread_mutex_lock(&s->mu);
+	rc = ca_ocsp(s->ca, der, len, s->o->ocsp_ttl, &resp, &rlen, &err);
+	pthread_mutex_unlock(&s->mu);
+	if (der != req->body)
+		free(der);
+	if (rc != 0) {
+		serve_reply_error(rp, 500, "internal", "%s", err.msg);
+		return;
+	}
+	__atomic_add_fetch(&s->m_ocsp, 1, __ATOMIC_RELAXED);
+	serve_reply_bytes(rp, "application/ocsp-response", resp, rlen);
+	OPENSSL_free(resp);
+}

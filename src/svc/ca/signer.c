@@ -1,0 +1,135 @@
+/*
+ * The signer: the only code that holds a CA private key (STYLE.md
+ * "Ownership and secrets" 5, after OpenBSD relayd's ca.c). Everything else
+ * in src/svc/ca holds a struct signer and can only ask it to sign what it
+ * has built: a certificate, a CRL, an OCSP response. The key never leaves
+ * this file except encrypted into ca.key (signer_write), so the online
+ * front (ca serve) can later move the signer into a separate process.
+ */
+#include <stdlib.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "ca_local.h"
+
+struct signer {
+	EVP_PKEY	*key;
+};
+
+static int
+signer_take(struct signer **out, EVP_PKEY **key, struct mtls_error *err)
+{
+	if ((*out = calloc(1, sizeof(**out))) == NULL) {
+		EVP_PKEY_free(*key);
+		*key = NULL;
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	}
+	(*out)->key = *key;
+	*key = NULL;
+	return 0;
+}
+
+int
+signer_generate(struct signer **out, int key_type, struct mtls_error *err)
+{
+	EVP_PKEY *key = NULL;
+
+	*out = NULL;
+	if (key_generate(key_type, &key, err) != 0)
+		return -1;
+	return signer_take(out, &key, err);
+}
+
+int
+signer_load(struct signer **out, const char *path,
+    const struct mtls_secret *pass, X509 *cert, struct mtls_error *err)
+{
+	EVP_PKEY *key = NULL;
+
+	*out = NULL;
+	if (key_load(path, pass, &key, err) != 0)
+		return -1;
+	if (X509_check_private_key(cert, key) != 1) {
+		EVP_PKEY_free(key);
+		ERR_clear_error();
+		return error_set(err, MTLS_ERR_PARSE, "%s: does not match "
+		    "ca.pem", path);
+	}
+	return signer_take(out, &key, err);
+}
+
+void
+signer_free(struct signer *s)
+{
+	if (s == NULL)
+		return;
+	EVP_PKEY_free(s->key);	/* OpenSSL cleanses key material on free */
+	free(s);
+}
+
+int
+signer_public(struct signer *s, EVP_PKEY **pub, struct mtls_error *err)
+{
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	int n;
+
+	*pub = NULL;
+	if ((n = i2d_PUBKEY(s->key, &der)) <= 0)
+		return error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot encode "
+		    "the CA's public key");
+	p = der;
+	*pub = d2i_PUBKEY(NULL, &p, n);
+	OPENSSL_free(der);
+	if (*pub == NULL)
+		return error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot decode "
+		    "the CA's public key");
+	return 0;
+}
+
+int
+signer_write(struct signer *s, const char *path,
+    const struct mtls_secret *pass, struct mtls_error *err)
+{
+	return key_write(path, s->key, pass, 0, err);
+}
+
+int
+signer_sign(struct signer *s, X509 *issuer, struct profile_req *r,
+    X509 **out, struct mtls_error *err)
+{
+	if (s == NULL)
+		return error_set(err, MTLS_ERR_ARG, "the CA was opened without "
+		    "its key");
+	r->issuer = issuer;
+	r->issuer_key = s->key;
+	if (issuer == NULL)
+		r->pubkey = s->key;	/* a root signs itself */
+	return profile_build(r, out, err);
+}
+
+int
+signer_crl(struct signer *s, X509 *issuer, const struct crl_entry *v,
+    size_t n, int64_t number, int64_t this_update, int64_t next_update,
+    X509_CRL **out, struct mtls_error *err)
+{
+	if (s == NULL)
+		return error_set(err, MTLS_ERR_ARG, "the CA was opened without "
+		    "its key");
+	return crl_build(issuer, s->key, v, n, number, this_update,
+	    next_update, out, err);
+}
+
+int
+signer_ocsp(struct signer *s, X509 *issuer, OCSP_BASICRESP *bs,
+    struct mtls_error *err)
+{
+	if (s == NULL)
+		return error_set(err, MTLS_ERR_ARG, "the CA was opened without "
+		    "its key");
+	if (OCSP_basic_sign(bs, issuer, s->key, EVP_sha256(), NULL, 0) != 1)
+		return error_set_ossl(err, MTLS_ERR_CRYPTO, "cannot sign the "
+		    "OCSP response");
+	return 0;
+}
