@@ -271,7 +271,7 @@ admin_tls(struct proxy *p, struct net_conn *nc, int64_t deadline,
 		fail = r == NET_TIMEOUT ? MTLS_FAIL_HANDSHAKE_TIMEOUT :
 		    MTLS_FAIL_NOT_TLS;
 	__atomic_add_fetch(&p->m_admin_refused, 1, __ATOMIC_RELAXED);
-	proxy_addr_text(net_conn_addr(nc), client, sizeof(client));
+	addr_text(net_conn_addr(nc), client, sizeof(client));
 	o = json_object();
 	json_object_set_new(o, "listener", json_string("admin"));
 	json_object_set_new(o, "role", json_string("server"));
@@ -386,10 +386,10 @@ admin_check(struct proxy *p, const struct proxy_opts *o,
 		return error_set(err, MTLS_ERR_ARG, "admin_crl goes with "
 		    "admin_ca (without admin_ca the admin endpoint checks the "
 		    "first listener's CRLs)");
-	if (proxy_addr_parse(o->admin, "--admin", &p->admin_ss, &p->admin_sl,
+	if (addr_parse(o->admin, "--admin", &p->admin_ss, &p->admin_sl,
 	    err) != 0)
 		return -1;
-	if (o->n_admin_allow == 0 && !proxy_addr_is_local(&p->admin_ss))
+	if (o->n_admin_allow == 0 && !addr_is_local(&p->admin_ss))
 		return error_set(err, MTLS_ERR_ARG, "--admin %s is not "
 		    "loopback and the admin endpoint has no authentication: "
 		    "add --admin-allow ID (mTLS), or bind 127.0.0.1", o->admin);
@@ -472,7 +472,8 @@ int
 admin_start(struct proxy *p, struct mtls_error *err)
 {
 	const struct proxy_opts *o = p->o;
-	int one = 1, afd;
+	char what[300];
+	int afd;
 
 	if (o->admin == NULL)
 		return 0;
@@ -480,17 +481,9 @@ admin_start(struct proxy *p, struct mtls_error *err)
 		return -1;
 	if (p->admin_ls.l != NULL)
 		reload_watch(p, p->admin_ls.l);
-	afd = socket(p->admin_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (afd < 0 ||
-	    setsockopt(afd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(afd, (struct sockaddr *)&p->admin_ss, p->admin_sl) != 0 ||
-	    listen(afd, 1024) != 0) {
-		error_set_errno(err, MTLS_ERR_IO, "--admin %s", o->admin);
-		if (afd >= 0)
-			close(afd);
+	snprintf(what, sizeof(what), "--admin %s", o->admin);
+	if ((afd = addr_listen(&p->admin_ss, p->admin_sl, 0, what, err)) < 0)
 		return -1;
-	}
 	return admin_new(p, afd, err);
 }
 

@@ -13,16 +13,13 @@
  * inbound connection that is not yet authenticated (first byte awaited or
  * handshake in progress) for the new one, never an authorized one.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -30,96 +27,6 @@
 #include "proxy/proxy_int.h"
 
 /* ---- addresses ---- */
-
-int
-proxy_addr_parse(const char *text, const char *what,
-    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *err)
-{
-	struct addrinfo hints, *res = NULL;
-	char host[256], *port;
-	const char *colon;
-	int rc;
-
-	memset(ss, 0, sizeof(*ss));
-	if (strncmp(text, "unix:", 5) == 0) {
-		struct sockaddr_un *su = (struct sockaddr_un *)ss;
-
-		if (strlen(text + 5) == 0 ||
-		    strlen(text + 5) >= sizeof(su->sun_path))
-			return error_set(err, MTLS_ERR_ARG, "%s '%s': bad UNIX "
-			    "socket path", what, text);
-		su->sun_family = AF_UNIX;
-		memcpy(su->sun_path, text + 5, strlen(text + 5) + 1);
-		*len = sizeof(*su);
-		return 0;
-	}
-	if (text[0] == '[') {
-		const char *rb = strchr(text, ']');
-
-		if (rb == NULL || rb[1] != ':' || (size_t)(rb - text) > 200)
-			return error_set(err, MTLS_ERR_ARG, "%s '%s': use "
-			    "[IPv6]:PORT", what, text);
-		snprintf(host, sizeof(host), "%.*s", (int)(rb - text - 1),
-		    text + 1);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (colon == NULL || colon == text ||
-		    (size_t)(colon - text) > 250)
-			return error_set(err, MTLS_ERR_ARG, "%s '%s': use "
-			    "HOST:PORT", what, text);
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - text), text);
-	}
-	port = (char *)colon + 1;
-	if (*port == '\0' || strspn(port, "0123456789") != strlen(port) ||
-	    atoi(port) <= 0 || atoi(port) > 65535)
-		return error_set(err, MTLS_ERR_ARG, "%s '%s': port must be "
-		    "1-65535", what, text);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0)
-		return error_set(err, MTLS_ERR_ARG, "%s '%s': %s", what, text,
-		    gai_strerror(rc));
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
-
-int
-proxy_addr_is_local(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_UNIX)
-		return 1;
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr)
-		    >> 24) == 127;
-	if (ss->ss_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(
-		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
-	return 0;
-}
-
-void
-proxy_addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	char h[INET6_ADDRSTRLEN] = "?";
-
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s = (const void *)ss;
-
-		inet_ntop(AF_INET, &s->sin_addr, h, sizeof(h));
-		snprintf(buf, len, "%s:%u", h, ntohs(s->sin_port));
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const void *)ss;
-
-		inet_ntop(AF_INET6, &s->sin6_addr, h, sizeof(h));
-		snprintf(buf, len, "[%s]:%u", h, ntohs(s->sin6_port));
-	} else
-		snprintf(buf, len, "unix");
-}
-
 
 static int
 listener_check(struct lstate *ls, struct mtls_error *err)
@@ -135,7 +42,7 @@ listener_check(struct lstate *ls, struct mtls_error *err)
 			return error_set(err, MTLS_ERR_ARG, "http mode is for "
 			    "inbound listeners");
 		if (gw_check(l, err) != 0 ||
-		    proxy_addr_parse(l->listen, "--listen", &ls->listen_ss,
+		    addr_parse(l->listen, "--listen", &ls->listen_ss,
 		    &ls->listen_len, err) != 0)
 			return -1;
 		if (ls->listen_ss.ss_family == AF_UNIX)
@@ -163,21 +70,21 @@ listener_check(struct lstate *ls, struct mtls_error *err)
 	if (l->outbound && l->n_expect == 0)
 		return error_set(err, MTLS_ERR_ARG, "--outbound needs --expect "
 		    "ID: the upstream's identity");
-	if (proxy_addr_parse(l->listen, "--listen", &ls->listen_ss,
+	if (addr_parse(l->listen, "--listen", &ls->listen_ss,
 	    &ls->listen_len, err) != 0 ||
-	    proxy_addr_parse(l->target, "--target", &ls->target_ss,
+	    addr_parse(l->target, "--target", &ls->target_ss,
 	    &ls->target_len, err) != 0)
 		return -1;
 	if (ls->listen_ss.ss_family == AF_UNIX)
 		return error_set(err, MTLS_ERR_ARG, "--listen: UNIX sockets "
 		    "are not supported for listening yet; use 127.0.0.1:PORT");
 	if (!l->unsafe_target && !l->outbound &&
-	    !proxy_addr_is_local(&ls->target_ss))
+	    !addr_is_local(&ls->target_ss))
 		return error_set(err, MTLS_ERR_ARG, "--target %s is not "
 		    "loopback: plaintext would leave this host (use "
 		    "--unsafe-target if that is really meant)", l->target);
 	if (!l->unsafe_target && l->outbound &&
-	    !proxy_addr_is_local(&ls->listen_ss))
+	    !addr_is_local(&ls->listen_ss))
 		return error_set(err, MTLS_ERR_ARG, "--listen %s is not "
 		    "loopback: the plaintext side must stay on this host (use "
 		    "--unsafe-target if that is really meant)", l->listen);
@@ -257,34 +164,22 @@ listener_free(struct lstate *ls)
 	free(ls->fcrl);
 }
 
-
 int
 listener_socket(const struct lstate *ls, struct mtls_error *err)
 {
-	int fd, one = 1;
+	char what[300];
 
-	fd = socket(ls->listen_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return error_set_errno(err, MTLS_ERR_IO, "listen %s: socket",
-		    ls->l->listen);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* one listening socket per worker: the kernel spreads accepts */
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ls->listen_ss, ls->listen_len) != 0 ||
-	    listen(fd, 1024) != 0) {
-		error_set_errno(err, MTLS_ERR_IO, "listen %s", ls->l->listen);
-		close(fd);
-		return -1;
-	}
-	return fd;
+	snprintf(what, sizeof(what), "listen %s", ls->l->listen);
+	return addr_listen(&ls->listen_ss, ls->listen_len, 1, what, err);
 }
+
 /* Counts a connection closed for a limit and logs a conn_limit line (the
  * reason, the client, how many since the last line) at most once a
  * second per reason, whichever worker hits it: a flood cannot flood the
  * log. */
 void
-listener_limit_hit(struct worker *w, int why, const char *listener, const char *client)
+listener_limit_hit(struct worker *w, int why, const char *listener,
+    const char *client)
 {
 	struct proxy *p = w->p;
 	int64_t now = net_now_ms(), at;
@@ -370,7 +265,7 @@ listener_accept(struct wl *wl)
 		}
 		if (wl->ls->ipt != NULL &&
 		    iplimit_take(wl->ls->ipt, &ss, &ip) != 0) {
-			proxy_addr_text(&ss, client, sizeof(client));
+			addr_text(&ss, client, sizeof(client));
 			listener_limit_hit(w, CL_PER_IP, wl->ls->l->name, client);
 			close(fd);
 			continue;
@@ -379,7 +274,7 @@ listener_accept(struct wl *wl)
 		if (p->o->max_conns > 0 &&
 		    __atomic_load_n(&p->active, __ATOMIC_RELAXED) >=
 		    p->o->max_conns && !evict_oldest(w)) {
-			proxy_addr_text(&ss, client, sizeof(client));
+			addr_text(&ss, client, sizeof(client));
 			listener_limit_hit(w, CL_FULL, wl->ls->l->name, client);
 			iplimit_put(wl->ls->ipt, ip);
 			close(fd);
@@ -400,7 +295,7 @@ listener_accept(struct wl *wl)
 		c->b.fd = -1;
 		c->ip = ip;
 		c->t_start_us = now_us();
-		proxy_addr_text(&ss, c->client, sizeof(c->client));
+		addr_text(&ss, c->client, sizeof(c->client));
 		if (ss.ss_family != AF_UNIX)
 			sock_nodelay(fd);
 		if (side_add(w, &c->a, EPOLLIN) != 0) {

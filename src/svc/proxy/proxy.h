@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "internal.h"
+#include "net/addr.h"
 
 #define PROXY_MAX_LISTENERS	16
 #define PROXY_MAX_ROUTES	64
@@ -113,14 +114,25 @@ struct proxy_opts {
 int	 proxy_run(const struct proxy_opts *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 
-/* "1.2.3.4:5", "[::1]:5" or "unix:/path" for a peer address. */
-void	 proxy_addr_text(const struct sockaddr_storage *, char *buf, size_t len);
-/* Parses "host:port", "[v6]:port" or "unix:/path" into <ss>. <what>
- * names it in errors. */
-int	 proxy_addr_parse(const char *text, const char *what,
-	    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *)
-	    MTLS_MUST_CHECK;
-/* 1 when <ss> is loopback or a UNIX socket. */
-int	 proxy_addr_is_local(const struct sockaddr_storage *ss);
+/* Address helpers, now in src/svc/net/addr.h: these names stay until the
+ * gateway, `ca serve` and `doctor serve` call addr_* themselves. */
+static inline void
+proxy_addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	addr_text(ss, buf, len);
+}
+
+static inline int
+proxy_addr_parse(const char *text, const char *what,
+    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *err)
+{
+	return addr_parse(text, what, ss, len, err);
+}
+
+static inline int
+proxy_addr_is_local(const struct sockaddr_storage *ss)
+{
+	return addr_is_local(ss);
+}
 
 #endif
