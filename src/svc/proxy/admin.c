@@ -231,8 +231,19 @@ admin_reply(struct net_conn *nc, struct mtls *t, int code, const char *status,
 	    status, ctype, len);
 	int64_t deadline = net_now_ms() + ADMIN_TIMEOUT_MS;
 
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return;
 	if (net_write(nc, t, head, (size_t)n, deadline) == 0)
 		(void)net_write(nc, t, body, len, deadline);
+}
+
+/* A text/plain answer: its Content-Length is the text's, never a count
+ * written beside it (the 503 once said 48 for 47 bytes and sent a NUL). */
+static void
+admin_text(struct net_conn *nc, struct mtls *t, int code, const char *status,
+    const char *text)
+{
+	admin_reply(nc, t, code, status, "text/plain", text, strlen(text));
 }
 
 /* --admin-allow: the newest admin config into the admin thread's server
@@ -317,8 +328,7 @@ admin_conn(struct net_conn *nc, void *arg)
 	req[got] = '\0';
 	net_idle(nc, 0);
 	if (sscanf(req, "GET %255s HTTP/1.", path) != 1) {
-		admin_reply(nc, t, 400, "Bad Request", "text/plain",
-		    "bad request\n", 12);
+		admin_text(nc, t, 400, "Bad Request", "bad request\n");
 	} else if (strcmp(path, "/metrics") == 0) {
 		struct sbuf b = { NULL, 0, 0 };
 
@@ -327,7 +337,7 @@ admin_conn(struct net_conn *nc, void *arg)
 		    b.p ? b.p : "", b.len);
 		free(b.p);
 	} else if (strcmp(path, "/healthz") == 0) {
-		admin_reply(nc, t, 200, "OK", "text/plain", "ok\n", 3);
+		admin_text(nc, t, 200, "OK", "ok\n");
 	} else if (strcmp(path, "/readyz") == 0) {
 		int64_t na = INT64_MAX;
 		size_t li;
@@ -342,15 +352,12 @@ admin_conn(struct net_conn *nc, void *arg)
 		}
 		if (na > (int64_t)time(NULL) &&
 		    !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE))
-			admin_reply(nc, t, 200, "OK", "text/plain", "ready\n",
-			    6);
+			admin_text(nc, t, 200, "OK", "ready\n");
 		else
-			admin_reply(nc, t, 503, "Service Unavailable",
-			    "text/plain", "not ready: own certificate expired "
-			    "or draining\n", 48);
+			admin_text(nc, t, 503, "Service Unavailable",
+			    "not ready: own certificate expired or draining\n");
 	} else {
-		admin_reply(nc, t, 404, "Not Found", "text/plain",
-		    "not found\n", 10);
+		admin_text(nc, t, 404, "Not Found", "not found\n");
 	}
 	if (t != NULL)
 		(void)mtls_close(t);
