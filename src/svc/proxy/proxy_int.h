@@ -1,6 +1,6 @@
 /*
- * The proxy engine's private layout, shared by its files (never included
- * outside src/svc/proxy, except by gateway.c's callers through proxy.c):
+ * The proxy engine's private layout, shared by its files and included by
+ * nothing outside them (the gateway talks to it through struct gw_env):
  *
  *   proxy.c     proxy_run: checks, start, stop (small)
  *   listener.c  listener state and sockets, accept, per-address and total
@@ -12,6 +12,8 @@
  *   revfetch.c  the fetcher thread: --crl-url CRLs, OCSP staples, and the
  *               admission of every CRL (files too)
  *   admin.c     the admin endpoint: /metrics, /healthz, /readyz
+ *   (config.c, the --config schema and defaults, is proxy.h's: no engine
+ *   state)
  *
  * Threads and locks: the main thread owns struct proxy and every struct
  * lstate; fields marked "under proxy mu" are shared with the workers,
