@@ -195,7 +195,8 @@ ms(const char *flag, const char *v, int64_t *out)
 int
 cmd_proxy(int argc, char **argv)
 {
-	static struct proxy_conf conf;	/* 13 KiB of paths: not on the stack */
+	static struct proxy_conf conf;	/* ~26 KiB, and the agent keeps
+					 * pointers into it: not on the stack */
 	struct proxy_opts *o = &conf.o, cli;
 	struct proxy_listener *l = &o->l[0];
 	struct agent_opts *ag = &conf.ag;
