@@ -11,10 +11,21 @@
 #include <sys/socket.h>
 
 #include "internal.h"
+#include "agent/agent.h"
+#include "net/addr.h"
 
 #define PROXY_MAX_LISTENERS	16
 #define PROXY_MAX_ROUTES	64
 #define PROXY_PER_IP		256	/* default max_conns_per_ip */
+
+/* Service defaults (proxy_conf_init; the flags' and file keys' help). */
+#define PROXY_FIRST_BYTE_MS	5000	/* --first-byte-timeout */
+#define PROXY_HANDSHAKE_MS	10000	/* --handshake-timeout */
+#define PROXY_CONNECT_MS	5000	/* --connect-timeout */
+#define PROXY_IDLE_MS		300000	/* --idle-timeout */
+#define PROXY_DRAIN_MS		30000	/* --drain-timeout */
+#define PROXY_TICKET_ROTATE_MS	(12LL * 3600 * 1000)	/* --ticket-rotate */
+#define PROXY_CONF_MAX		(1 << 20)	/* bytes of a --config file */
 
 /* HTTP mode: one route of a listener ([route "NAME"] in a config file). */
 struct proxy_route {
@@ -113,14 +124,72 @@ struct proxy_opts {
 int	 proxy_run(const struct proxy_opts *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 
-/* "1.2.3.4:5", "[::1]:5" or "unix:/path" for a peer address. */
-void	 proxy_addr_text(const struct sockaddr_storage *, char *buf, size_t len);
-/* Parses "host:port", "[v6]:port" or "unix:/path" into <ss>. <what>
- * names it in errors. */
-int	 proxy_addr_parse(const char *text, const char *what,
-	    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *)
+/*
+ * The configuration (config.c): what --config and the flags make. Strings
+ * from a file live in the conf until proxy_conf_free; <o> and <ag> may
+ * point at them and at the conf's own buffers, so the conf outlives
+ * proxy_run and the agent.
+ */
+struct proxy_conf {
+	struct proxy_opts	 o;
+	struct agent_opts	 ag;		/* [agent], --ca-url ... */
+	int			 agent;		/* finish: the built-in agent
+						 * runs (listeners serve its
+						 * files) */
+	int			 log_json;	/* log_format in the file: 1
+						 * json, 0 text, -1 not given */
+	const char		*path;		/* the file parsed; NULL: flags */
+	/* parser state: [route] sections, the current sections */
+	struct proxy_route	*routes[PROXY_MAX_ROUTES];
+	size_t			 n_routes;
+	struct proxy_route	*cur_route;
+	struct proxy_listener	*cur;
+	struct proxy_route	 flag_route;	/* --http: / to --target */
+	char			**keep;		/* strings from the file */
+	size_t			 n_keep;
+	char			 svid[4200], svid_key[4200], bundle[4200];
+};
+
+/* Empty, with the service defaults (PROXY_*_MS). */
+void	 proxy_conf_init(struct proxy_conf *);
+/* Parses a config file's text (<path> names it in "path:line: ..."
+ * errors; the conf keeps the pointer): listeners, routes attached to
+ * their http listener, the [proxy] and [agent] keys. 0, or -1 with <err>
+ * (MTLS_ERR_PARSE). */
+int	 proxy_conf_parse(struct proxy_conf *, const char *text, size_t len,
+	    const char *path, struct mtls_error *) MTLS_MUST_CHECK;
+/* Reads <path> (at most PROXY_CONF_MAX bytes) and parses it. */
+int	 proxy_conf_load(struct proxy_conf *, const char *path,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* After the file or the flags: the single listener of flags, defaults of
+ * http listeners and routes, the checks of what goes together (errors
+ * are MTLS_ERR_ARG: usage), the built-in agent's files as the listeners'
+ * certificate, key and CA where they name none. */
+int	 proxy_conf_finish(struct proxy_conf *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
-/* 1 when <ss> is loopback or a UNIX socket. */
-int	 proxy_addr_is_local(const struct sockaddr_storage *ss);
+/* Frees what the conf holds (every string vector, routes, kept strings);
+ * the conf is empty after. */
+void	 proxy_conf_free(struct proxy_conf *);
+
+/* Address helpers, now in src/svc/net/addr.h: these names stay until the
+ * gateway, `ca serve` and `doctor serve` call addr_* themselves. */
+static inline void
+proxy_addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	addr_text(ss, buf, len);
+}
+
+static inline int
+proxy_addr_parse(const char *text, const char *what,
+    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *err)
+{
+	return addr_parse(text, what, ss, len, err);
+}
+
+static inline int
+proxy_addr_is_local(const struct sockaddr_storage *ss)
+{
+	return addr_is_local(ss);
+}
 
 #endif

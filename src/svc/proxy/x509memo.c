@@ -6,9 +6,10 @@
  * much as the whole ECDHE and signature work of a handshake, because
  * d2i_X509 decodes the public key through OSSL_DECODER_CTX_new_for_pkey,
  * which walks every decoder and key manager of every provider on each call.
- * perf of the proxy: 37 % of its CPU in full mTLS handshakes went to the two
- * parses of the client's chain, and a third of a ticket-resumed handshake to
- * parsing the session out of the ticket (it holds the client certificate).
+ * Profiles of the proxy showed the parses of the client's chain, and of the
+ * session inside a ticket (it holds the client certificate), as a large
+ * share of a handshake's CPU (figures: bench/RESULTS.md, "Figures moved
+ * from code comments (proxy)").
  * A sidecar sees the same few client chains all day, and OpenSSL sends no
  * new ticket on a resumption, so clients present the same ticket again:
  * the same bytes are parsed over and over. OpenSSL 3.0 has no hook to avoid
@@ -367,8 +368,8 @@ d2i_X509(X509 **a, const unsigned char **in, long len)
  * To make a ticket, libssl 3.0 serializes the session (bytes B), parses B
  * back into a private copy, and serializes the copy into the ticket
  * (construct_stateless_ticket; its only use of i2d_SSL_SESSION). The parse
- * costs as much as the client certificate's (25 % of a full handshake's
- * CPU). So i2d_SSL_SESSION, called from libssl, remembers on its thread the
+ * costs as much as the client certificate's (bench/RESULTS.md). So
+ * i2d_SSL_SESSION, called from libssl, remembers on its thread the
  * session and B, and the next d2i_SSL_SESSION on that thread, handed exactly
  * B, answers with SSL_SESSION_dup() of that session. The copy holds more
  * than B does (the peer's chain, for one), but its only use is to be

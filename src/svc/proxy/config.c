@@ -1,0 +1,624 @@
+/*
+ * The proxy's configuration (src/svc/proxy layer): the --config file's
+ * schema ([proxy], [listener "NAME"], [route "NAME"], [agent]), its
+ * validation with file:line messages, and the service defaults that
+ * flags and file share. cmd_proxy.c only turns flags into a struct
+ * proxy_conf and prints; proxy_run checks what needs the network or the
+ * files (addresses, certificates) again.
+ *
+ * Every value is hostile: numbers are range-checked before any
+ * arithmetic, durations are at most MTLS_MAX_INTERVAL (so now + ms cannot
+ * overflow), rules are checked by mtls_rule_check, and a bad key, value
+ * or section is an error naming the file, the line and the fix. Nothing
+ * is kept from a file that fails (the caller frees the conf and stops).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/proxy.h"
+
+static int
+oom(struct mtls_error *err)
+{
+	return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+}
+
+/* Appends a copy of <s> to the vector <v>[<n>]. */
+static int
+strv_push(char ***v, size_t *n, const char *s)
+{
+	char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+
+	if (nv == NULL)
+		return -1;
+	*v = nv;
+	if ((nv[*n] = strdup(s)) == NULL)
+		return -1;
+	(*n)++;
+	return 0;
+}
+
+/* A string from the file, kept until proxy_conf_free. */
+static char *
+keep(struct proxy_conf *cs, const char *v)
+{
+	if (strv_push(&cs->keep, &cs->n_keep, v) != 0)
+		return NULL;
+	return cs->keep[cs->n_keep - 1];
+}
+
+static int
+cfg_bool(const char *v, int *out)
+{
+	if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0)
+		*out = 1;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0)
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+/* A duration key of a config file, as ms(): 0, or -1 with <err>. */
+static int
+cfg_ms(const struct proxy_conf *cs, int line, const char *key, const char *val,
+    int64_t *out, struct mtls_error *err)
+{
+	int64_t s;
+
+	if (mtls_duration_parse(val, &s) != 0)
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%.32s' is not "
+		    "a duration (like 90s, 15m, 24h)", cs->path, line, key, val);
+	if (s > MTLS_MAX_INTERVAL)
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%.32s' is too "
+		    "long: at most %lldd", cs->path, line, key, val,
+		    (long long)(MTLS_MAX_INTERVAL / 86400));
+	*out = s * 1000;
+	return 0;
+}
+
+static int
+cfg_list(char ***v, size_t *n, const char *val, struct mtls_error *err)
+{
+	char buf[4096], *tok, *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", val);
+	for (tok = strtok_r(buf, " \t", &save); tok;
+	    tok = strtok_r(NULL, " \t", &save))
+		if (strv_push(v, n, tok) != 0)
+			return oom(err);
+	return 0;
+}
+
+/* A byte count: digits with an optional k/m suffix (KiB, MiB). */
+static int
+cfg_bytes(const char *v, int64_t lo, int64_t hi, int64_t *out)
+{
+	char *end;
+	long long n = strtoll(v, &end, 10);
+
+	if (end == v || n < 0)
+		return -1;
+	/* bounded before the multiplication: signed overflow is UB */
+	if (*end == 'k' || *end == 'K') {
+		if (n > hi / 1024)
+			return -1;
+		n *= 1024, end++;
+	} else if (*end == 'm' || *end == 'M') {
+		if (n > hi / (1024 * 1024))
+			return -1;
+		n *= 1024 * 1024, end++;
+	}
+	if (*end != '\0' || n < lo || n > hi)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int
+cfg_rules(struct proxy_conf *cs, int line, const char *key, const char *val,
+    char ***v, size_t *n, struct mtls_error *err)
+{
+	char buf[4096], *tok, *save = NULL, why[200];
+
+	snprintf(buf, sizeof(buf), "%s", val);
+	for (tok = strtok_r(buf, " \t", &save); tok;
+	    tok = strtok_r(NULL, " \t", &save))
+		if (mtls_rule_check(tok, why, sizeof(why)) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s "
+			    "'%.100s': %s", cs->path, line, key, tok, why);
+	return cfg_list(v, n, val, err);
+}
+
+/* [route "NAME"]: one route of an http listener. */
+static int
+cfg_route(struct proxy_conf *cs, const char *name, const char *key,
+    const char *val, int line, struct mtls_error *err)
+{
+	struct proxy_route *r = cs->cur_route;
+	char **dst = NULL;
+	int64_t n;
+	int b;
+
+	if (r == NULL || strcmp(r->name, name) != 0) {
+		size_t i;
+
+		for (i = 0; i < cs->n_routes; i++)
+			if (strcmp(cs->routes[i]->name, name) == 0)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+				    "route '%s' appears twice", cs->path, line,
+				    name);
+		if (cs->n_routes == PROXY_MAX_ROUTES)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: more than "
+			    "%d routes", cs->path, line, PROXY_MAX_ROUTES);
+		if ((r = calloc(1, sizeof(*r))) == NULL)
+			return oom(err);
+		snprintf(r->name, sizeof(r->name), "%s", name);
+		cs->routes[cs->n_routes++] = r;
+		cs->cur_route = r;
+	}
+	if (strcmp(key, "allow") == 0)
+		return cfg_rules(cs, line, key, val, &r->allow, &r->n_allow, err);
+	if (strcmp(key, "upstream_expect") == 0)
+		return cfg_rules(cs, line, key, val, &r->up_expect,
+		    &r->n_up_expect, err);
+	if (strcmp(key, "allow_any") == 0 || strcmp(key, "upstream_tls") == 0) {
+		if (cfg_bool(val, &b) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s is true "
+			    "or false", cs->path, line, key);
+		*(key[0] == 'a' ? &r->allow_any : &r->up_tls) = b;
+		return 0;
+	}
+	if (strcmp(key, "client_cert") == 0) {
+		if (strcmp(val, "required") && strcmp(val, "optional"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: client_cert "
+			    "is required or optional", cs->path, line);
+		r->optional = strcmp(val, "optional") == 0;
+		return 0;
+	}
+	if (strcmp(key, "upstream_idle") == 0 ||
+	    strcmp(key, "upstream_max") == 0) {
+		if (cfg_bytes(val, key[9] == 'i' ? 0 : 1, 100000, &n) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s must be "
+			    "a number up to 100000", cs->path, line, key);
+		*(key[9] == 'i' ? &r->up_idle : &r->up_max) = (int)n;
+		return 0;
+	}
+	if (strcmp(key, "path") == 0 && val[0] != '/')
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: path must start "
+		    "with '/'", cs->path, line);
+	if (strcmp(key, "listener") == 0)
+		dst = &r->listener;
+	else if (strcmp(key, "host") == 0)
+		dst = &r->host;
+	else if (strcmp(key, "path") == 0)
+		dst = &r->path;
+	else if (strcmp(key, "upstream") == 0)
+		dst = &r->upstream;
+	else if (strcmp(key, "upstream_cert") == 0)
+		dst = &r->up_cert;
+	else if (strcmp(key, "upstream_key") == 0)
+		dst = &r->up_key;
+	else if (strcmp(key, "upstream_ca") == 0)
+		dst = &r->up_ca;
+	else if (strcmp(key, "upstream_servername") == 0)
+		dst = &r->up_servername;
+	else
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
+		    "in [route \"%s\"]", cs->path, line, key, name);
+	return (*dst = keep(cs, val)) ? 0 : oom(err);
+}
+
+/* Attaches routes to their http listeners and fills in defaults. */
+static int
+routes_resolve(struct proxy_conf *cs, struct mtls_error *err)
+{
+	struct proxy_opts *o = &cs->o;
+	size_t i, k, nhttp = 0;
+	struct proxy_listener *only = NULL;
+
+	for (k = 0; k < o->n_l; k++)
+		if (o->l[k].http) {
+			nhttp++;
+			only = &o->l[k];
+		}
+	for (i = 0; i < cs->n_routes; i++) {
+		struct proxy_route *r = cs->routes[i];
+		struct proxy_listener *l = NULL;
+
+		if (r->listener == NULL && nhttp == 1)
+			l = only;
+		for (k = 0; r->listener != NULL && k < o->n_l; k++)
+			if (strcmp(o->l[k].name, r->listener) == 0)
+				l = &o->l[k];
+		if (l == NULL || !l->http)
+			return error_set(err, MTLS_ERR_PARSE, "%s: route %s: %s",
+			    cs->path, r->name, r->listener ? "its listener is "
+			    "not an http listener of this file" : "name its "
+			    "listener (listener = NAME)");
+		if (l->n_routes == PROXY_MAX_ROUTES)
+			return error_set(err, MTLS_ERR_PARSE, "%s: more than %d "
+			    "routes on listener %s", cs->path, PROXY_MAX_ROUTES,
+			    l->name);
+		l->routes[l->n_routes++] = r;
+	}
+	return 0;
+}
+
+/* Defaults of http listeners and their routes. */
+static void
+http_defaults(struct proxy_opts *o)
+{
+	size_t k, i;
+
+	for (k = 0; k < o->n_l; k++) {
+		struct proxy_listener *l = &o->l[k];
+
+		if (!l->http)
+			continue;
+		if (l->max_head == 0)
+			l->max_head = 16384;
+		if (l->max_headers == 0)
+			l->max_headers = 100;
+		if (l->max_body == 0)
+			l->max_body = 1024 * 1024;
+		if (l->request_timeout_ms == 0)
+			l->request_timeout_ms = 60000;
+		for (i = 0; i < l->n_routes; i++) {
+			struct proxy_route *r = l->routes[i];
+
+			if (r->path == NULL)
+				r->path = (char *)"/";
+			if (r->up_idle == 0)
+				r->up_idle = 256;
+			if (r->up_max == 0)
+				r->up_max = 512;
+		}
+	}
+}
+
+static int
+cfg_cb(void *arg, const char *section, const char *key, const char *val,
+    int line, struct mtls_error *err)
+{
+	struct proxy_conf *cs = arg;
+	struct proxy_opts *o = &cs->o;
+	struct proxy_listener *l;
+	char **dst = NULL;
+
+	if (strcmp(section, "agent") == 0) {
+		const char **a = strcmp(key, "ca_url") == 0 ? &cs->ag.ca_url :
+		    strcmp(key, "token_file") == 0 ? &cs->ag.token_file :
+		    strcmp(key, "out_dir") == 0 ? &cs->ag.out_dir :
+		    strcmp(key, "ca_bundle") == 0 ? &cs->ag.ca_bundle : NULL;
+
+		if (a == NULL)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key "
+			    "'%s' in [agent] (ca_url, token_file, out_dir, "
+			    "ca_bundle)", cs->path, line, key);
+		if (a == &cs->ag.ca_url && strncmp(val, "https://", 8) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: ca_url "
+			    "must be https://", cs->path, line);
+		return (*a = keep(cs, val)) ? 0 : oom(err);
+	}
+	if (strcmp(section, "proxy") == 0) {
+		if (strcmp(key, "workers") == 0 || strcmp(key, "max_conns") == 0) {
+			char *end;
+			long n = strtol(val, &end, 10);
+
+			if (*val == '\0' || *end != '\0' || n < 1 || n > 1000000)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s "
+				    "must be a positive number", cs->path, line,
+				    key);
+			if (key[0] == 'w')
+				o->workers = n > 64 ? 64 : (int)n;
+			else
+				o->max_conns = (int)n;
+			return 0;
+		}
+		if (strcmp(key, "admin") == 0)
+			return (o->admin = keep(cs, val)) ? 0 : oom(err);
+		if (strcmp(key, "admin_allow") == 0)
+			return cfg_rules(cs, line, key, val, &o->admin_allow,
+			    &o->n_admin_allow, err);
+		if (strcmp(key, "admin_crl") == 0)
+			return cfg_list(&o->admin_crls, &o->n_admin_crls, val, err);
+		if (strcmp(key, "admin_cert") == 0 ||
+		    strcmp(key, "admin_key") == 0 ||
+		    strcmp(key, "admin_ca") == 0) {
+			char **a = key[6] == 'c' && key[7] == 'e' ?
+			    &o->admin_cert : key[6] == 'k' ? &o->admin_key :
+			    &o->admin_ca;
+
+			return (*a = keep(cs, val)) ? 0 : oom(err);
+		}
+		if (strcmp(key, "log_format") == 0) {
+			if (strcmp(val, "json") && strcmp(val, "text"))
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+				    "log_format is json or text", cs->path, line);
+			cs->log_json = strcmp(val, "json") == 0;
+			return 0;
+		}
+		if (strcmp(key, "ticket_rotate") == 0)
+			return cfg_ms(cs, line, key, val, &o->ticket_rotate_ms,
+			    err);
+		if (strstr(key, "_timeout") != NULL) {
+			int64_t *t = strcmp(key, "handshake_timeout") == 0 ?
+			    &o->handshake_timeout_ms : strcmp(key,
+			    "connect_timeout") == 0 ? &o->connect_timeout_ms :
+			    strcmp(key, "idle_timeout") == 0 ?
+			    &o->idle_timeout_ms : strcmp(key, "drain_timeout")
+			    == 0 ? &o->drain_timeout_ms : strcmp(key,
+			    "first_byte_timeout") == 0 ?
+			    &o->first_byte_timeout_ms : NULL;
+
+			if (t != NULL)
+				return cfg_ms(cs, line, key, val, t, err);
+		}
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
+		    "in [proxy]", cs->path, line, key);
+	}
+	if (strncmp(section, "route ", 6) == 0)
+		return cfg_route(cs, section + 6, key, val, line, err);
+	if (strncmp(section, "listener ", 9) != 0)
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown section "
+		    "[%s] (use [proxy] and [listener \"NAME\"])", cs->path, line,
+		    section);
+	if (cs->cur == NULL || strcmp(cs->cur->name, section + 9) != 0) {
+		size_t i;
+
+		for (i = 0; i < o->n_l; i++)
+			if (strcmp(o->l[i].name, section + 9) == 0)
+				return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+				    "listener '%s' appears twice", cs->path,
+				    line, section + 9);
+		if (o->n_l == PROXY_MAX_LISTENERS)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: more than "
+			    "%d listeners", cs->path, line, PROXY_MAX_LISTENERS);
+		cs->cur = &o->l[o->n_l++];
+		snprintf(cs->cur->name, sizeof(cs->cur->name), "%s",
+		    section + 9);
+	}
+	l = cs->cur;
+	if (strcmp(key, "mode") == 0) {
+		if (strcmp(val, "inbound") && strcmp(val, "outbound") &&
+		    strcmp(val, "http"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: mode is "
+			    "inbound, outbound or http", cs->path, line);
+		l->outbound = strcmp(val, "outbound") == 0;
+		l->http = strcmp(val, "http") == 0;
+		return 0;
+	}
+	if (strcmp(key, "max_head") == 0 || strcmp(key, "max_headers") == 0 ||
+	    strcmp(key, "max_body") == 0) {
+		int64_t n;
+		int head = strcmp(key, "max_head") == 0;
+		int hdrs = strcmp(key, "max_headers") == 0;
+
+		if (cfg_bytes(val, hdrs ? 1 : head ? 1024 : 0, hdrs ? 256 :
+		    head ? 65536 : (int64_t)1 << 40, &n) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s '%s' is "
+			    "out of range (max_head 1k..64k, max_headers "
+			    "1..256, max_body bytes, k/m suffixes)", cs->path,
+			    line, key, val);
+		if (head)
+			l->max_head = (size_t)n;
+		else if (hdrs)
+			l->max_headers = (size_t)n;
+		else
+			l->max_body = n;
+		return 0;
+	}
+	if (strcmp(key, "path_semicolons") == 0) {
+		if (strcmp(val, "pass") && strcmp(val, "refuse"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+			    "path_semicolons is refuse (the default: 400) or "
+			    "pass", cs->path, line);
+		l->semicolons_pass = strcmp(val, "pass") == 0;
+		return 0;
+	}
+	if (strcmp(key, "underscores_in_headers") == 0) {
+		if (strcmp(val, "pass") && strcmp(val, "drop"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+			    "underscores_in_headers is drop (the default) or "
+			    "pass", cs->path, line);
+		l->underscores_pass = strcmp(val, "pass") == 0;
+		return 0;
+	}
+	if (strcmp(key, "access_log") == 0) {
+		int v;
+
+		if (cfg_bool(val, &v) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: access_log "
+			    "is true or false", cs->path, line);
+		l->no_access_log = !v;
+		return 0;
+	}
+	if (strcmp(key, "request_timeout") == 0)
+		return cfg_ms(cs, line, key, val, &l->request_timeout_ms, err);
+	if (strcmp(key, "allow_any") == 0 || strcmp(key, "unsafe_target") == 0 ||
+	    strcmp(key, "require_staple") == 0 || strcmp(key, "staple") == 0) {
+		int *b = key[0] == 'a' ? &l->allow_any : key[0] == 'u' ?
+		    &l->unsafe_target : key[0] == 'r' ? &l->require_staple :
+		    &l->staple_off;
+		int v;
+
+		if (cfg_bool(val, &v) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s is true "
+			    "or false", cs->path, line, key);
+		*b = key[0] == 's' ? !v : v;	/* staple = false: off */
+		return 0;
+	}
+	if (strcmp(key, "allow") == 0 || strcmp(key, "expect") == 0)
+		return key[0] == 'a' ?
+		    cfg_rules(cs, line, key, val, &l->allow, &l->n_allow, err) :
+		    cfg_rules(cs, line, key, val, &l->expect, &l->n_expect, err);
+	if (strcmp(key, "crl") == 0)
+		return cfg_list(&l->crls, &l->n_crls, val, err);
+	if (strcmp(key, "max_conns_per_ip") == 0) {
+		char *end;
+		long n = strtol(val, &end, 10);
+
+		if (*val == '\0' || *end != '\0' || n < 0 || n > 1000000)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+			    "max_conns_per_ip '%s' must be a number from 0 (no "
+			    "limit) to 1000000", cs->path, line, val);
+		l->max_conns_per_ip = n == 0 ? -1 : (int)n;
+		return 0;
+	}
+	if (strcmp(key, "crl_refresh") == 0)
+		return cfg_ms(cs, line, key, val, &l->crl_refresh_ms, err);
+	if (strcmp(key, "crl_url") == 0) {
+		if (strncmp(val, "https://", 8) != 0)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: crl_url "
+			    "must be https://", cs->path, line);
+		return (l->crl_url = keep(cs, val)) ? 0 : oom(err);
+	}
+	if (strcmp(key, "listen") == 0)
+		dst = &l->listen;
+	else if (strcmp(key, "target") == 0)
+		dst = &l->target;
+	else if (strcmp(key, "cert") == 0)
+		dst = &l->cert;
+	else if (strcmp(key, "key") == 0)
+		dst = &l->key;
+	else if (strcmp(key, "ca") == 0)
+		dst = &l->ca;
+	else if (strcmp(key, "servername") == 0)
+		dst = &l->servername;
+	else if (strcmp(key, "ticket_key_file") == 0)
+		dst = &l->ticket_key_file;
+	else if (strcmp(key, "min_tls") == 0) {
+		if (strcmp(val, "1.2") && strcmp(val, "1.3"))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: min_tls is "
+			    "1.2 or 1.3", cs->path, line);
+		dst = &l->min_tls;
+	} else
+		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key '%s' "
+		    "in [listener \"%s\"]", cs->path, line, key, l->name);
+	return (*dst = keep(cs, val)) ? 0 : oom(err);
+}
+
+void
+proxy_conf_init(struct proxy_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->log_json = -1;
+	c->o.first_byte_timeout_ms = PROXY_FIRST_BYTE_MS;
+	c->o.handshake_timeout_ms = PROXY_HANDSHAKE_MS;
+	c->o.connect_timeout_ms = PROXY_CONNECT_MS;
+	c->o.idle_timeout_ms = PROXY_IDLE_MS;
+	c->o.drain_timeout_ms = PROXY_DRAIN_MS;
+	c->o.ticket_rotate_ms = PROXY_TICKET_ROTATE_MS;
+}
+
+int
+proxy_conf_parse(struct proxy_conf *c, const char *text, size_t len,
+    const char *path, struct mtls_error *err)
+{
+	c->path = path;
+	if (conf_parse(text, len, path, cfg_cb, c, err) != 0)
+		return -1;
+	if (c->o.n_l == 0)
+		return error_set(err, MTLS_ERR_PARSE, "%s: no [listener "
+		    "\"NAME\"] section", path);
+	return routes_resolve(c, err);
+}
+
+int
+proxy_conf_load(struct proxy_conf *c, const char *path,
+    struct mtls_error *err)
+{
+	uint8_t *buf;
+	size_t len;
+	int rv;
+
+	if (fs_read(path, PROXY_CONF_MAX, &buf, &len, err) != 0)
+		return -1;
+	rv = proxy_conf_parse(c, (const char *)buf, len, path, err);
+	free(buf);
+	return rv;
+}
+
+int
+proxy_conf_finish(struct proxy_conf *c, struct mtls_error *err)
+{
+	struct proxy_opts *o = &c->o;
+	struct proxy_listener *l = &o->l[0];
+	struct agent_opts *ag = &c->ag;
+	size_t i;
+
+	if (c->path == NULL) {
+		/* flags: one listener, named after its mode */
+		o->n_l = 1;
+		snprintf(l->name, sizeof(l->name), "%s", l->http ? "http" :
+		    l->outbound ? "outbound" : "inbound");
+		if (l->http && l->n_routes == 0) {
+			/* --http: one route, / to --target, with the rules */
+			struct proxy_route *r = &c->flag_route;
+
+			memset(r, 0, sizeof(*r));
+			snprintf(r->name, sizeof(r->name), "default");
+			r->upstream = l->target;
+			r->allow = l->allow;
+			r->n_allow = l->n_allow;
+			r->allow_any = l->allow_any;
+			l->routes[l->n_routes++] = r;
+		}
+	}
+	http_defaults(o);
+	if (o->first_byte_timeout_ms < 1000)
+		return error_set(err, MTLS_ERR_ARG, "--first-byte-timeout "
+		    "(first_byte_timeout) must be at least 1s");
+	if (l->min_tls && strcmp(l->min_tls, "1.2") && strcmp(l->min_tls, "1.3"))
+		return error_set(err, MTLS_ERR_ARG, "--min-tls must be 1.2 or "
+		    "1.3");
+	if (!ag->ca_url && !ag->token_file && !ag->out_dir)
+		return 0;
+	/* the built-in agent: one process is a self-renewing sidecar;
+	 * listeners without cert and key serve its files */
+	if (!ag->ca_url || !ag->out_dir ||
+	    strncmp(ag->ca_url, "https://", 8) != 0 ||
+	    (c->path == NULL && (l->cert || l->key)))
+		return error_set(err, MTLS_ERR_ARG, "the built-in agent takes "
+		    "--ca-url https://... and --out-dir (plus --token-file to "
+		    "enroll), instead of --cert and --key (in a config file: "
+		    "[agent] ca_url, out_dir, token_file)");
+	snprintf(c->svid, sizeof(c->svid), "%s/svid.pem", ag->out_dir);
+	snprintf(c->svid_key, sizeof(c->svid_key), "%s/svid.key", ag->out_dir);
+	snprintf(c->bundle, sizeof(c->bundle), "%s/bundle.pem", ag->out_dir);
+	if (c->path == NULL && l->ca != NULL)
+		ag->ca_bundle = l->ca;
+	for (i = 0; i < o->n_l; i++) {
+		if (o->l[i].cert == NULL && o->l[i].key == NULL) {
+			o->l[i].cert = c->svid;
+			o->l[i].key = c->svid_key;
+		}
+		if (o->l[i].ca == NULL)
+			o->l[i].ca = c->bundle;
+	}
+	c->agent = 1;
+	return 0;
+}
+
+void
+proxy_conf_free(struct proxy_conf *c)
+{
+	size_t i;
+
+	strv_free(c->o.admin_allow, c->o.n_admin_allow);
+	strv_free(c->o.admin_crls, c->o.n_admin_crls);
+	for (i = 0; i < PROXY_MAX_LISTENERS; i++) {
+		strv_free(c->o.l[i].allow, c->o.l[i].n_allow);
+		strv_free(c->o.l[i].expect, c->o.l[i].n_expect);
+		strv_free(c->o.l[i].crls, c->o.l[i].n_crls);
+	}
+	for (i = 0; i < c->n_routes; i++) {
+		strv_free(c->routes[i]->allow, c->routes[i]->n_allow);
+		strv_free(c->routes[i]->up_expect, c->routes[i]->n_up_expect);
+		free(c->routes[i]);
+	}
+	strv_free(c->keep, c->n_keep);
+	memset(c, 0, sizeof(*c));
+}
