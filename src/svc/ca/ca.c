@@ -385,6 +385,8 @@ conf_cb_ca(void *arg, const char *section, const char *key, const char *val,
 		} else if (strcmp(key, "ocsp_url") == 0) {
 			free(ca->ocsp_url);
 			ca->ocsp_url = strdup(val);
+		} else if (strncmp(key, "store", 5) == 0) {
+			/* store, store_*: read by store_open_ca() */
 		} else
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown "
 			    "key '%s' in [ca]", cs->path, line, key);
@@ -562,8 +564,7 @@ open_common(struct ca **out, const char *dir, const char *pass_file,
 		goto out;
 	if (load_conf(ca, err) != 0)
 		goto out;
-	join(p, sizeof(p), dir, "inventory.db");
-	if (store_open(&ca->store, p, 0, err) != 0)
+	if (store_open_ca(&ca->store, dir, err) != 0)	/* ca.conf store */
 		goto out;
 	if (want_key) {
 		if (load_pass(&pass, pass_file, err) != 0)
