@@ -330,6 +330,9 @@ store_migrate(const char *dir, const char *url, const char *password_file,
 	int64_t crl = 0;
 	int rv = -1, ok;
 
+	if (fs_check_private(dir, "", " (whoever can write a CA directory "
+	    "decides what it issues)", err) != 0)
+		return -1;
 	snprintf(p, sizeof(p), "%s/inventory.db", dir);
 	if (store_sqlite_open(&src, p, 0, err) != 0)
 		return -1;

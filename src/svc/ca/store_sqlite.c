@@ -184,7 +184,7 @@ store_sqlite_open(struct store **out, const char *path, int create,
 	struct sq *s;
 	sqlite3_stmt *st = NULL;
 	struct stat sb;
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, rc, tries;
 
 	*out = NULL;
 	if (!create && stat(path, &sb) == -1)
@@ -202,8 +202,14 @@ store_sqlite_open(struct store **out, const char *path, int create,
 		goto err;
 	}
 	sqlite3_busy_timeout(s->db, 10000);
-	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL;"
-	    "PRAGMA synchronous=FULL;", NULL, NULL, NULL) != SQLITE_OK) {
+	/* switching a fresh file to WAL does not wait on the busy handler:
+	 * two processes creating it at once see SQLITE_BUSY; retry, bounded
+	 * (10 s, like the busy timeout) */
+	for (tries = 0; (rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL;"
+	    "PRAGMA synchronous=FULL;", NULL, NULL, NULL)) == SQLITE_BUSY &&
+	    tries < 1000; tries++)
+		usleep(10 * 1000);
+	if (rc != SQLITE_OK) {
 		db_error(s, err, "cannot set WAL mode");
 		goto err;
 	}
