@@ -124,20 +124,38 @@ run(struct pg *s, const char *sql, int n, const char *const *v, int bin,
     struct mtls_error *err)
 {
 	PGresult *res;
-	int lens[16] = { 0 }, fmts[16] = { 0 };
+	int lens[16] = { 0 }, fmts[16] = { 0 }, idle;
 
 	if (bin >= 0 && bin < 16) {
 		lens[bin] = bin_len;
 		fmts[bin] = 1;
 	}
+	idle = PQtransactionStatus(s->conn) == PQTRANS_IDLE;
 	res = PQexecParams(s->conn, sql, n, NULL, v, lens, fmts, 0);
 	if (res != NULL && PQresultStatus(res) == want)
 		return res;
+	/* the connection died under a statement outside any transaction
+	 * (the server restarted, or closed it while ensure() looked): once,
+	 * reconnect and run it again. Every such statement of this file is
+	 * a read, a BEGIN, or a write whose repetition is harmless (revoke:
+	 * "already"; CRL number: one skipped; token: "exists") */
+	if (idle && PQstatus(s->conn) == CONNECTION_BAD) {
+		PQclear(res);
+		PQreset(s->conn);
+		if (PQstatus(s->conn) != CONNECTION_OK) {
+			unavailable(s, what, err);
+			return NULL;
+		}
+		res = PQexecParams(s->conn, sql, n, NULL, v, lens, fmts, 0);
+		if (res != NULL && PQresultStatus(res) == want)
+			return res;
+	}
 	failed(s, res, what, err);
 	PQclear(res);
 	return NULL;
 }
 
+/* A statement without parameters or rows (several for a migration). */
 static int
 exec_simple(struct pg *s, const char *sql, const char *what,
     struct mtls_error *err)
@@ -158,7 +176,10 @@ rollback(struct pg *s)
 }
 
 /* Before each call: a working connection outside any transaction;
- * reconnects after a loss. */
+ * reconnects after a loss. A server that closed our idle connection
+ * (restart, pg_terminate_backend) has sent its goodbye already: reading
+ * what is there (libpq's socket never blocks) finds it, and we reconnect
+ * before the call instead of failing it. */
 static int
 ensure(struct pg *s, struct mtls_error *err)
 {
@@ -166,7 +187,9 @@ ensure(struct pg *s, struct mtls_error *err)
 	    PQtransactionStatus(s->conn) != PQTRANS_IDLE)
 		rollback(s);
 	if (PQstatus(s->conn) == CONNECTION_OK &&
-	    PQtransactionStatus(s->conn) == PQTRANS_IDLE)
+	    PQtransactionStatus(s->conn) == PQTRANS_IDLE &&
+	    PQconsumeInput(s->conn) == 1 &&
+	    PQstatus(s->conn) == CONNECTION_OK)
 		return 0;
 	PQreset(s->conn);
 	if (PQstatus(s->conn) == CONNECTION_OK)

@@ -5,6 +5,7 @@
 #                  by PID at exit (fast shutdown). Sets PG_URL_BASE
 #                  (postgres://mtls@127.0.0.1:PORT), PG_PW (password file,
 #                  0600, ours), PG_BIN.
+#   pg_stop_now / pg_run   stop the server, start it again (same data)
 #   pg_sql DB SQL  runs SQL as the superuser over the socket
 #   pg_createdb DB
 # PostgreSQL refuses to run as root: as root, the server runs as the
@@ -39,6 +40,11 @@ pg_start() {
 	    || { not_ok "initdb" "$(tail -5 "$T_DIR/initdb.log")"; return 1; }
 	rm -f "$PG_DIR/initpw"
 	PG_PORT=$(free_port)
+	PG_URL_BASE="postgres://mtls@127.0.0.1:$PG_PORT"
+	pg_run
+}
+# pg_run: (re)starts the server of pg_start, waits until it is ready
+pg_run() {
 	local as=()
 	[ "$(id -u)" = 0 ] && as=(setpriv --reuid=postgres --regid=postgres --init-groups)
 	# exec'd in place (no shell in between): $! is the postmaster
@@ -50,8 +56,13 @@ pg_start() {
 		not_ok "PostgreSQL starts" "$(tail -5 "$T_DIR/pg.server")"
 		return 1
 	fi
-	PG_URL_BASE="postgres://mtls@127.0.0.1:$PG_PORT"
 	return 0
+}
+# pg_stop_now: fast shutdown, waits until the postmaster is gone
+pg_stop_now() {
+	kill -INT "$PG_PID" 2>/dev/null
+	wait_for 20 gone "$PG_PID"
+	wait "$PG_PID" 2>/dev/null
 }
 pg_sql() { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U mtls -d "$1" -c "$2"; }
 pg_createdb() { pg_sql postgres "CREATE DATABASE $1"; }
