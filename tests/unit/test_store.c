@@ -220,17 +220,21 @@ t_revoke_crl(void **state)
 	struct store *s = must_open();
 	X509 *x = mk_cert(0, "revoke");
 	char hex[48];
-	int64_t n1, n2;
+	int64_t n1, n2, r0, r1;
 	int already;
 
 	(void)state;
 	error_clear(&err);
 	hex_of(x, hex, sizeof(hex));
 	assert_int_equal(store_add(s, x, "leaf", &err), 0);
+	assert_int_equal(store_revocations(s, &r0, &err), 0);
 	assert_int_equal(store_revoke(s, hex, 1, 1000, &already, &err), 0);
 	assert_int_equal(already, 0);
 	assert_int_equal(store_revoke(s, hex, 4, 2000, &already, &err), 0);
 	assert_int_equal(already, 1);
+	/* one revocation: the mark moved by one, and not for "already" */
+	assert_int_equal(store_revocations(s, &r1, &err), 0);
+	assert_int_equal(r1, r0 + 1);
 	assert_int_equal(store_get(s, hex, &rec, &err), 0);
 	assert_int_equal(rec.revoked, 1);
 	assert_int_equal(rec.revoked_at, 1000);

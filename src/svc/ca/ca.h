@@ -91,6 +91,11 @@ int	 store_revoke(struct store *, const char *serial, int reason,
 /* Calls <cb> for every certificate, newest first. */
 int	 store_each(struct store *, int (*cb)(void *, const struct cert_rec *),
 	    void *arg, struct mtls_error *) MTLS_MUST_CHECK;
+/* How many certificates are revoked: it grows with every revocation (none
+ * is undone), so a replica of ca serve can tell that its cached CRL misses
+ * one made by another replica. */
+int	 store_revocations(struct store *, int64_t *n,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* The next CRL number (stored, monotonic). */
 int	 store_next_crl_number(struct store *, int64_t *,
 	    struct mtls_error *) MTLS_MUST_CHECK;

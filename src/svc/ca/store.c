@@ -289,6 +289,12 @@ store_each(struct store *s, int (*cb)(void *, const struct cert_rec *),
 }
 
 int
+store_revocations(struct store *s, int64_t *n, struct mtls_error *err)
+{
+	return s->ops->revocations(s, n, err);
+}
+
+int
 store_next_crl_number(struct store *s, int64_t *n, struct mtls_error *err)
 {
 	return s->ops->next_crl_number(s, n, err);

@@ -48,6 +48,7 @@ struct store_ops {
 		    void *, struct mtls_error *);
 	int	(*next_crl_number)(struct store *, int64_t *,
 		    struct mtls_error *);
+	int	(*revocations)(struct store *, int64_t *, struct mtls_error *);
 	/* migration source: every row (with DER), every token, the CRL
 	 * number; NULL when the backend cannot be a source */
 	int	(*dump)(struct store *, int (*row)(void *,

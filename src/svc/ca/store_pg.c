@@ -715,6 +715,26 @@ pg_next_crl_number(struct store *base, int64_t *n, struct mtls_error *err)
 	return rv;
 }
 
+static int
+pg_revocations(struct store *base, int64_t *n, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	int rv = -1;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	if ((res = run(s, "SELECT count(*) FROM certs WHERE status = "
+	    "'revoked'", 0, NULL, -1, 0, PGRES_TUPLES_OK,
+	    "cannot count revocations", err)) == NULL)
+		return -1;
+	if (shape(s, res, 1, 1, err) == 0 && col_i64(res, 0, 0, 0, n, err) ==
+	    0)
+		rv = 0;
+	PQclear(res);
+	return rv;
+}
+
 /* ---- migration target (mtls ca store migrate) ---- */
 
 static int
@@ -840,6 +860,7 @@ static const struct store_ops pg_ops = {
 	.revoke = pg_revoke,
 	.each = pg_each,
 	.next_crl_number = pg_next_crl_number,
+	.revocations = pg_revocations,
 	.load_begin = pg_load_begin,
 	.load_row = pg_load_row,
 	.load_token = pg_load_token,

@@ -669,6 +669,25 @@ sq_dump(struct store *base, int (*row)(void *, const struct store_row *),
 	return rv;
 }
 
+static int
+sq_revocations(struct store *base, int64_t *n, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM certs WHERE "
+	    "status = 'revoked'", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW)
+		db_error(s, err, "cannot count revocations");
+	else {
+		*n = sqlite3_column_int64(st, 0);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
 static const struct store_ops sq_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -680,5 +699,6 @@ static const struct store_ops sq_ops = {
 	.revoke = sq_revoke,
 	.each = sq_each,
 	.next_crl_number = sq_next_crl_number,
+	.revocations = sq_revocations,
 	.dump = sq_dump,
 };
