@@ -322,6 +322,15 @@ migrate(struct pg *s, struct mtls_error *err)
 
 static const struct store_ops pg_ops;
 
+/* The server's notices (NOTICE, WARNING) are not ours to print: libpq's
+ * default writes them to stderr, unformatted, whatever the server says. */
+static void
+no_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
 /* Whether the URL carries a password (refused: it belongs in a file). */
 static int
 url_check(const char *url, struct mtls_error *err)
@@ -395,6 +404,7 @@ store_pg_open(struct store **out, const struct store_conf *c,
 		unavailable(s, "cannot connect", err);
 		goto err;
 	}
+	PQsetNoticeProcessor(s->conn, no_notice, NULL);
 	if (exec_simple(s, "SET client_min_messages = warning", "cannot set "
 	    "up the session", err) != 0 || migrate(s, err) != 0)
 		goto err;
