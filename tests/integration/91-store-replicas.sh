@@ -24,11 +24,14 @@ expect_exit 0 "ca store migrate: the SQLite inventory into PostgreSQL" "$MTLS" c
 expect_grep "copied 1 certificates and 1 tokens" "$T_DIR/out" "the admin's certificate and the token were copied"
 sed -i "/^\[ca\]/a store = $PG_URL_BASE/ca\nstore_password_file = $PG_PW" int/ca.conf
 mv int/inventory.db int/inventory.db.migrated; rm -f int/inventory.db-*
+# each replica has its own copy of the CA directory, as on its own host
+# (ca serve keeps its server certificate in DIR/serve/)
+cp -a int intB
 
 pa=$(free_port) pb=$(free_port)
 UA="https://localhost:$pa" UB="https://localhost:$pb"
 start_bg ca_a "$MTLS" ca serve --ca int --listen "127.0.0.1:$pa" --url "$UA" --admin spiffe://example.org/admin
-start_bg ca_b "$MTLS" ca serve --ca int --listen "127.0.0.1:$pb" --url "$UB" --admin spiffe://example.org/admin
+start_bg ca_b "$MTLS" ca serve --ca intB --listen "127.0.0.1:$pb" --url "$UB" --admin spiffe://example.org/admin
 wait_for 20 grep -q '"event":"start"' "$T_DIR/ca_a.log" && wait_for 20 grep -q '"event":"start"' "$T_DIR/ca_b.log" \
     && ok "two ca serve replicas start on one PostgreSQL store" \
     || { not_ok "replicas start" "$(tail -n 3 "$T_DIR/ca_a.log" "$T_DIR/ca_b.log")"; exit 0; }
