@@ -21,6 +21,17 @@ suite() {	# suite NAME [env...]: test_store passes with the env
 }
 
 suite "the store test-suite passes on SQLite" MTLS_TEST_STORE=
+# SQLite: an inventory of an mtls before migrations (no schema_version)
+# opens, keeps its rows and is migrated; a newer one is refused
+"$MTLS" ca init sq --trust-domain example.org > /dev/null 2>&1
+sqlite3 sq/inventory.db "DROP TABLE schema_version"
+expect_exit 0 "SQLite: an inventory from before migrations opens" "$MTLS" ca list --ca sq
+expect_grep "root" "$T_DIR/out" "and keeps its certificates"
+[ "$(sqlite3 sq/inventory.db 'SELECT version FROM schema_version')" = 1 ] \
+    && ok "SQLite: migration 1 recorded once at open" || not_ok "sqlite schema_version"
+sqlite3 sq/inventory.db "INSERT INTO schema_version VALUES (7, 0)"
+expect_exit 2 "SQLite: a schema newer than this mtls is refused" "$MTLS" ca list --ca sq
+expect_grep "schema version 7; this mtls knows up to 1" "$T_DIR/err" "and the error says so"
 pg_start || exit 0
 ok "a throwaway PostgreSQL runs on 127.0.0.1:$PG_PORT"
 pg_createdb unit
