@@ -109,4 +109,19 @@ expect_exit 2 "migrate into a non-empty database is refused" "$MTLS" ca store mi
 expect_grep "not empty" "$T_DIR/err" "the refusal says the target is not empty"
 [ "$(pg_sql inv 'SELECT count(*) FROM certs')" = "$before" ] && ok "the target is unchanged" || not_ok "target changed"
 
+# TLS to PostgreSQL, verified with its own CA file (store_sslrootcert)
+sqlite3 sq/inventory.db "DELETE FROM schema_version WHERE version = 7"
+"$MTLS" ca issue --ca sq --ip 127.0.0.1 --out pgsrv > /dev/null 2>&1 || not_ok "issue the server's certificate"
+cp pgsrv.pem pgsrv.key "$PG_DIR/" && chmod 600 "$PG_DIR/pgsrv.key"
+[ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR/pgsrv.pem" "$PG_DIR/pgsrv.key"
+pg_stop_now
+PG_OPTS=(-c ssl=on -c "ssl_cert_file=$PG_DIR/pgsrv.pem" -c "ssl_key_file=$PG_DIR/pgsrv.key")
+pg_run || exit 0
+sed -i "/^store_password_file/a store_sslmode = verify-full\nstore_sslrootcert = $T_DIR/sq/bundle.pem" ca/ca.conf
+expect_exit 0 "TLS to PostgreSQL, verify-full with its CA file: ca list works" "$MTLS" ca list --ca ca
+"$MTLS" ca init other --trust-domain example.org > /dev/null 2>&1
+sed -i "s|^store_sslrootcert = .*|store_sslrootcert = $T_DIR/other/bundle.pem|" ca/ca.conf
+expect_exit 2 "a PostgreSQL server certificate from another CA is refused" "$MTLS" ca list --ca ca
+expect_grep "store unavailable.*certificate verify failed" "$T_DIR/err" "the error says the server's certificate did not verify"
+sed -i '/^store_ssl/d' ca/ca.conf
 grep -rqF "$pw" "$T_DIR"/*.log 2>/dev/null && not_ok "no log holds the password" || ok "no log holds the password"

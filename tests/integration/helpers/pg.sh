@@ -5,7 +5,8 @@
 #                  by PID at exit (fast shutdown). Sets PG_URL_BASE
 #                  (postgres://mtls@127.0.0.1:PORT), PG_PW (password file,
 #                  0600, ours), PG_BIN.
-#   pg_stop_now / pg_run   stop the server, start it again (same data)
+#   pg_stop_now / pg_run   stop the server, start it again (same data;
+#                  PG_OPTS=(-c k=v ...) adds server settings)
 #   pg_sql DB SQL  runs SQL as the superuser over the socket
 #   pg_createdb DB
 # PostgreSQL refuses to run as root: as root, the server runs as the
@@ -49,7 +50,7 @@ pg_run() {
 	[ "$(id -u)" = 0 ] && as=(setpriv --reuid=postgres --regid=postgres --init-groups)
 	# exec'd in place (no shell in between): $! is the postmaster
 	"${as[@]}" "$PG_BIN/postgres" -D "$PG_DIR/data" -k "$PG_DIR" -p "$PG_PORT" \
-	    -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60 \
+	    -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60 ${PG_OPTS[@]+"${PG_OPTS[@]}"} \
 	    > "$T_DIR/postgres.out" 2> "$T_DIR/pg.server" &
 	PG_PID=$!
 	if ! wait_for 30 "$PG_BIN/pg_isready" -q -h "$PG_DIR" -p "$PG_PORT"; then
