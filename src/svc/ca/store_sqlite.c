@@ -75,6 +75,15 @@ db_error(struct sq *s, struct mtls_error *err, const char *what)
 	return -1;
 }
 
+/* Text column <i>, "" for NULL. */
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+
+	return t != NULL ? t : "";
+}
+
 static void
 sq_close(struct store *st)
 {
@@ -394,8 +403,7 @@ sq_token_get(struct store *base, const char *hash, char *spiffe_id,
 		error_set(err, MTLS_ERR_ARG, "the token has expired (make a "
 		    "new one with mtls ca token create)");
 	else {
-		snprintf(spiffe_id, id_len, "%s",
-		    (const char *)sqlite3_column_text(st, 0));
+		snprintf(spiffe_id, id_len, "%s", col_text(st, 0));
 		rv = 0;
 	}
 	sqlite3_finalize(st);
@@ -507,13 +515,12 @@ sq_each(struct store *base, int (*cb)(void *, const struct cert_rec *),
 		const char *t;
 
 		memset(&r, 0, sizeof(r));
-		snprintf(r.serial, sizeof(r.serial), "%s",
-		    (const char *)sqlite3_column_text(st, 0));
+		/* a NULL (a file written by another tool) is "", not
+		 * printf's "(null)" */
+		snprintf(r.serial, sizeof(r.serial), "%s", col_text(st, 0));
 		r.kind = (const char *)sqlite3_column_text(st, 1);
-		snprintf(r.subject, sizeof(r.subject), "%s",
-		    (const char *)sqlite3_column_text(st, 2));
-		snprintf(r.issuer, sizeof(r.issuer), "%s",
-		    (const char *)sqlite3_column_text(st, 3));
+		snprintf(r.subject, sizeof(r.subject), "%s", col_text(st, 2));
+		snprintf(r.issuer, sizeof(r.issuer), "%s", col_text(st, 3));
 		t = (const char *)sqlite3_column_text(st, 4);
 		r.identities = (char *)(t ? t : "");
 		r.not_before = sqlite3_column_int64(st, 5);
@@ -569,15 +576,6 @@ sq_next_crl_number(struct store *base, int64_t *n, struct mtls_error *err)
 	sqlite3_finalize(st);
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	return rv;
-}
-
-/* Text column <i>, "" for NULL. */
-static const char *
-col_text(sqlite3_stmt *st, int i)
-{
-	const char *t = (const char *)sqlite3_column_text(st, i);
-
-	return t != NULL ? t : "";
 }
 
 /* Every row with its DER, every token, the CRL number: the source of
