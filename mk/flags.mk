@@ -10,11 +10,12 @@ CSTD     := -std=c11 -D_GNU_SOURCE
 PKGS     := openssl sqlite3 jansson
 # Recursive (=): evaluated when a recipe runs, after scripts/deps.sh has
 # installed the packages on a fresh machine.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) libpq 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # services only (not libmtls): HTTP parsing (ca serve, gateway) and the
-# agent's HTTPS client
-SVC_LIBS   = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lhttp_parser
+# agent's HTTPS client; the CA's PostgreSQL store (libpq)
+SVC_LIBS   = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lhttp_parser \
+             $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
 
 ifeq ($(MEMO),0)
   MEMO_FLAGS := -DMTLS_NO_PARSE_MEMO

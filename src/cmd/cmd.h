@@ -41,5 +41,6 @@ int	 cmd_doctor(int argc, char **argv);
 int	 cmd_agent(int argc, char **argv);
 int	 ca_serve_cmd(int argc, char **argv);
 int	 ca_token_cmd(int argc, char **argv);
+int	 ca_store_cmd(int argc, char **argv);	/* cmd_castore.c */
 
 #endif

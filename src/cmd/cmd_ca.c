@@ -669,6 +669,7 @@ static const struct subcmd ca_cmds[] = {
 	{ "list", ca_list_cmd, "list the inventory; --expiring for monitoring" },
 	{ "token", ca_token_cmd, "one-time join tokens for mtls agent" },
 	{ "serve", ca_serve_cmd, "the online CA: enroll, renew, revoke, CRL, OCSP" },
+	{ "store", ca_store_cmd, "the inventory's backend: migrate to PostgreSQL" },
 	{ NULL, NULL, NULL },
 };
 

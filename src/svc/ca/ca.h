@@ -37,8 +37,25 @@ struct cert_rec {
 };
 
 /* Opens DIR/inventory.db (WAL, synchronous=FULL). <create> makes the file
- * and schema; otherwise a missing or damaged file is an error. */
+ * and schema; otherwise a missing or damaged file is an error. Missing
+ * schema migrations are applied (store_sqlite.c). */
 int	 store_open(struct store **, const char *path, int create,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Opens the inventory that DIR/ca.conf names: "store = postgres://..."
+ * (store_password_file, store_sslmode, store_sslrootcert beside it), else
+ * DIR/inventory.db. Neither the URL nor the password is ever printed. */
+int	 store_open_ca(struct store **, const char *dir,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Opens (and migrates) a PostgreSQL store; NULL settings are unset. */
+int	 store_open_url(struct store **, const char *url,
+	    const char *password_file, const char *sslmode,
+	    const char *sslrootcert, struct mtls_error *) MTLS_MUST_CHECK;
+/* mtls ca store migrate: copies DIR/inventory.db (certificates,
+ * revocations, tokens, CRL number) into the empty store at <url>, in one
+ * transaction; a non-empty target is refused and left unchanged. */
+int	 store_migrate(const char *dir, const char *url,
+	    const char *password_file, const char *sslmode,
+	    const char *sslrootcert, int64_t *n_certs, int64_t *n_tokens,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 void	 store_close(struct store *);
 /* Records an issued certificate durably (committed on return). Returns 0,
@@ -52,7 +69,9 @@ int	 store_add(struct store *, X509 *, const char *kind,
 int	 store_add_burn(struct store *, X509 *, const char *kind,
 	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
 /* One small durable write (a row in meta): 0 when the inventory can commit
- * again, -1 with err->sys (ENOSPC...) when not. */
+ * again, -1 with err->sys (ENOSPC...) when not. A server store that cannot
+ * be reached fails every call with err->sys = EIO ("store unavailable",
+ * 503 in ca serve) and reconnects on the next call. */
 int	 store_probe(struct store *, struct mtls_error *) MTLS_MUST_CHECK;
 /* Records a token (SHA-256 hex of its secret) for one SPIFFE ID. */
 int	 store_token_add(struct store *, const char *hash, const char *spiffe_id,
@@ -77,6 +96,11 @@ int	 store_revoke(struct store *, const char *serial, int reason,
 /* Calls <cb> for every certificate, newest first. */
 int	 store_each(struct store *, int (*cb)(void *, const struct cert_rec *),
 	    void *arg, struct mtls_error *) MTLS_MUST_CHECK;
+/* How many certificates are revoked: it grows with every revocation (none
+ * is undone), so a replica of ca serve can tell that its cached CRL misses
+ * one made by another replica. */
+int	 store_revocations(struct store *, int64_t *n,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* The next CRL number (stored, monotonic). */
 int	 store_next_crl_number(struct store *, int64_t *,
 	    struct mtls_error *) MTLS_MUST_CHECK;

@@ -515,8 +515,7 @@ open_common(struct ca **out, const char *dir, const char *pass_file,
 		goto out;
 	if (roles_load(ca, err) != 0)
 		goto out;
-	ca_path(p, sizeof(p), dir, "inventory.db");
-	if (store_open(&ca->store, p, 0, err) != 0)
+	if (store_open_ca(&ca->store, dir, err) != 0)	/* ca.conf store */
 		goto out;
 	if (want_key) {
 		if (load_pass(&pass, pass_file, err) != 0)

@@ -89,6 +89,8 @@ conf_cb_ca(void *arg, const char *section, const char *key, const char *val,
 		} else if (strcmp(key, "ocsp_url") == 0) {
 			free(ca->ocsp_url);
 			ca->ocsp_url = strdup(val);
+		} else if (strncmp(key, "store", 5) == 0) {
+			/* store, store_*: read (and checked) by store_open_ca */
 		} else
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown "
 			    "key '%s' in [ca]", cs->path, line, key);

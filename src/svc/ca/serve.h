@@ -30,6 +30,7 @@ struct server {
 	uint8_t			*crl;		/* cached DER */
 	size_t			 crl_len;
 	int64_t			 crl_made;
+	int64_t			 crl_revs;	/* revocations it lists */
 	struct net_loop		*loop;
 	uint64_t		 m_req[R__COUNT][6];	/* by status class */
 	uint64_t		 m_issued, m_renewed, m_revoked, m_ocsp;

@@ -238,7 +238,12 @@ serve_enroll(struct server *s, struct conn *c, const struct http_req *req,
 	rc = store_token_get(s->ca->store, hash, id, sizeof(id), &err);
 	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
-		serve_reply_error(rp, 401, "bad_token", "%s", err.msg);
+		/* a store that cannot answer is not a bad token: 503, and
+		 * the client keeps its token for when the store is back */
+		if (serve_storage_fault(&err))
+			unavailable(s, rp, &err);
+		else
+			serve_reply_error(rp, 401, "bad_token", "%s", err.msg);
 		goto out;
 	}
 	if (ids_add(&ids, "", id, strlen(id)) != 0) {

@@ -19,10 +19,16 @@ serve_crl(struct server *s, struct reply *rp)
 	struct mtls_error err;
 	X509_CRL *crl = NULL;
 	unsigned char *der = NULL;
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = (int64_t)time(NULL), revs = -1;
 	int n;
 
 	pthread_mutex_lock(&s->mu);
+	/* a revocation made by another replica sharing the store: the
+	 * count of revocations moved (they are never taken back) */
+	error_clear(&err);
+	if (store_revocations(s->ca->store, &revs, &err) != 0 ||
+	    revs != s->crl_revs)
+		s->crl_made = 0;
 	/* re-signed after a revocation, and at half its validity */
 	if (s->crl == NULL || s->crl_made == 0 ||
 	    now - s->crl_made >= s->o->crl_ttl / 2) {
@@ -33,6 +39,7 @@ serve_crl(struct server *s, struct reply *rp)
 			s->crl = der;
 			s->crl_len = (size_t)n;
 			s->crl_made = now;
+			s->crl_revs = revs;
 		}
 		X509_CRL_free(crl);
 		if (serve_storage_fault(&err))	/* the CRL number is stored */

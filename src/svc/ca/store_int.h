@@ -1,0 +1,92 @@
+/*
+ * The store's backends (store_sqlite.c, store_pg.c) behind store.c: an ops
+ * table per backend. Callers use the store_* API of ca.h only.
+ */
+#ifndef MTLS_STORE_INT_H
+#define MTLS_STORE_INT_H
+
+#include "ca.h"
+
+/* A certificate as stored: what store.c derives from the X509 once. */
+struct store_row {
+	char		 serial[48];
+	const char	*kind;
+	char		 subject[256];
+	char		 issuer[256];
+	const char	*identities;
+	int64_t		 not_before, not_after, created_at;
+	int		 revoked;
+	int64_t		 revoked_at;
+	int		 reason;
+	const uint8_t	*der;
+	size_t		 der_len;
+};
+
+struct store_token {
+	const char	*hash, *spiffe_id, *serial;	/* serial: NULL unused */
+	int64_t		 expires_at, created_at, used_at; /* used_at 0: unused */
+	int		 used;
+};
+
+struct store_ops {
+	const char *name;
+	void	(*close)(struct store *);
+	/* 0, 1 serial taken, 2 token unknown/used/expired, -1 error */
+	int	(*add_burn)(struct store *, const struct store_row *,
+		    const char *token_hash, struct mtls_error *);
+	int	(*probe)(struct store *, struct mtls_error *);
+	int	(*token_add)(struct store *, const char *hash, const char *id,
+		    int64_t expires_at, struct mtls_error *);
+	int	(*token_get)(struct store *, const char *hash, char *id,
+		    size_t id_len, struct mtls_error *);
+	/* 0 found (same DER when der != NULL), 1 none, 2 other DER, -1 */
+	int	(*get)(struct store *, const char *serial, const uint8_t *der,
+		    size_t der_len, struct cert_rec *, struct mtls_error *);
+	int	(*revoke)(struct store *, const char *serial, int reason,
+		    int64_t at, int *already, struct mtls_error *);
+	int	(*each)(struct store *, int (*)(void *, const struct cert_rec *),
+		    void *, struct mtls_error *);
+	int	(*next_crl_number)(struct store *, int64_t *,
+		    struct mtls_error *);
+	int	(*revocations)(struct store *, int64_t *, struct mtls_error *);
+	/* migration source: every row (with DER), every token, the CRL
+	 * number; NULL when the backend cannot be a source */
+	int	(*dump)(struct store *, int (*row)(void *,
+		    const struct store_row *), int (*tok)(void *,
+		    const struct store_token *), void *arg, int64_t *crl_number,
+		    struct mtls_error *);
+	/* migration target, one transaction: begin refuses a non-empty
+	 * store; end commits (ok) or rolls back; NULL when not a target */
+	int	(*load_begin)(struct store *, struct mtls_error *);
+	int	(*load_row)(struct store *, const struct store_row *,
+		    struct mtls_error *);
+	int	(*load_token)(struct store *, const struct store_token *,
+		    struct mtls_error *);
+	int	(*load_end)(struct store *, int ok, int64_t crl_number,
+		    struct mtls_error *);
+};
+
+/* The first member of every backend's handle. */
+struct store {
+	const struct store_ops *ops;
+};
+
+/* Connection settings of a server backend, from ca.conf or the command
+ * line; password is zeroized by whoever filled it. */
+struct store_conf {
+	char		 url[1024];	/* "" or "sqlite": the SQLite file */
+	char		 password_file[4096];
+	char		 sslmode[32];
+	char		 sslrootcert[4096];
+};
+
+int	 store_sqlite_open(struct store **, const char *path, int create,
+	    struct mtls_error *);
+int	 store_pg_open(struct store **, const struct store_conf *,
+	    struct mtls_error *);
+/* Whether <url> names PostgreSQL (postgres:// or postgresql://). */
+int	 store_url_is_pg(const char *url);
+/* The kind as a static string ("root", "intermediate", "leaf"). */
+const char *store_kind(const char *);
+
+#endif

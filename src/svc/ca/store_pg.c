@@ -1,0 +1,879 @@
+/*
+ * The inventory in PostgreSQL (libpq), shared by several ca serve
+ * replicas. The same tables as store_sqlite.c; what SQLite got from one
+ * writer at a time, this gets from the database:
+ *  - a serial is unique by its PRIMARY KEY: INSERT ... ON CONFLICT DO
+ *    NOTHING RETURNING says "taken" (a concurrent insert of the same
+ *    serial waits for the other's commit, then finds it);
+ *  - a token is burned by one UPDATE ... WHERE used_at IS NULL RETURNING,
+ *    in the transaction that inserts its certificate: of two replicas
+ *    burning it at once, the second waits on the row lock, re-reads it
+ *    used, burns nothing and rolls its certificate back;
+ *  - migrations run under pg_advisory_xact_lock, so replicas starting at
+ *    once apply them one after the other, and the later finds them done.
+ * Every answer is checked (count, NULLs, numbers): a hostile or broken
+ * server is an error, never a crash. The URL and password never appear in
+ * a message; a lost connection is err->sys = EIO ("store unavailable",
+ * 503 in ca serve) and the next call reconnects.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "store_int.h"
+
+/* pg_advisory_xact_lock key of the migrations: "mtlsmig" */
+#define MIGRATION_LOCK	"7867093431413095"
+
+struct pg {
+	struct store	 base;
+	PGconn		*conn;
+};
+#define PG(s)	((struct pg *)(s))
+
+/* Migration N is migrations[N - 1]; append, never edit one released. */
+static const char *const migrations[] = {
+    /* 1: the inventory of schema 1 of store_sqlite.c */
+    "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY,"
+    " value text NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS certs ("
+    " serial text PRIMARY KEY,"
+    " kind text NOT NULL,"
+    " subject text NOT NULL,"
+    " issuer text NOT NULL,"
+    " identities text NOT NULL,"
+    " not_before bigint NOT NULL,"
+    " not_after bigint NOT NULL,"
+    " status text NOT NULL DEFAULT 'valid',"
+    " revoked_at bigint,"
+    " reason integer,"
+    " created_at bigint NOT NULL,"
+    " der bytea NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS certs_not_after ON certs(not_after);"
+    "CREATE TABLE IF NOT EXISTS tokens ("
+    " hash text PRIMARY KEY, spiffe_id text NOT NULL,"
+    " expires_at bigint NOT NULL, created_at bigint NOT NULL,"
+    " used_at bigint, serial text);"
+    "INSERT INTO meta VALUES ('schema', '1'), ('crl_number', '0')"
+    " ON CONFLICT DO NOTHING;",
+};
+#define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* The first line of libpq's last message, at most 200 bytes: it names
+ * the server and the failure, never the password. */
+static void
+conn_msg(struct pg *s, char *buf, size_t len)
+{
+	const char *m = s->conn ? PQerrorMessage(s->conn) : "out of memory";
+	size_t n = strcspn(m, "\n");
+
+	if (n > 200)
+		n = 200;
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, m, n);
+	buf[n] = '\0';
+}
+
+/* The server cannot be reached: EIO for ca serve to answer 503. */
+static int
+unavailable(struct pg *s, const char *what, struct mtls_error *err)
+{
+	char m[256];
+
+	conn_msg(s, m, sizeof(m));
+	error_set(err, MTLS_ERR_IO, "store unavailable (PostgreSQL): %s: %s",
+	    what, m[0] ? m : "connection lost");
+	err->sys = EIO;
+	return -1;
+}
+
+/* A failed statement: its SQLSTATE decides the kind of error. */
+static int
+failed(struct pg *s, PGresult *res, const char *what, struct mtls_error *err)
+{
+	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) :
+	    NULL;
+
+	if (PQstatus(s->conn) != CONNECTION_OK || st == NULL ||
+	    strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0)
+		return unavailable(s, what, err);
+	error_set(err, MTLS_ERR_IO, "PostgreSQL store: %s: %.200s (SQLSTATE "
+	    "%.5s)", what, m ? m : "error", st);
+	if (strcmp(st, "53100") == 0)		/* disk_full */
+		err->sys = ENOSPC;
+	else if (strncmp(st, "53", 2) == 0)	/* out of memory, connections */
+		err->sys = EIO;
+	else if (strcmp(st, "25006") == 0)	/* read-only transaction */
+		err->sys = EROFS;
+	return -1;
+}
+
+/* Runs <sql> with <n> text parameters <v> (parameter <bin>, if >= 0, is
+ * binary of <bin_len> bytes). The result when its status is <want>, else
+ * NULL with err set. */
+static PGresult *
+run(struct pg *s, const char *sql, int n, const char *const *v, int bin,
+    int bin_len, ExecStatusType want, const char *what,
+    struct mtls_error *err)
+{
+	PGresult *res;
+	int lens[16] = { 0 }, fmts[16] = { 0 }, idle;
+
+	if (bin >= 0 && bin < 16) {
+		lens[bin] = bin_len;
+		fmts[bin] = 1;
+	}
+	idle = PQtransactionStatus(s->conn) == PQTRANS_IDLE;
+	res = PQexecParams(s->conn, sql, n, NULL, v, lens, fmts, 0);
+	if (res != NULL && PQresultStatus(res) == want)
+		return res;
+	/* the connection died under a statement outside any transaction
+	 * (the server restarted, or closed it while ensure() looked): once,
+	 * reconnect and run it again. Every such statement of this file is
+	 * a read, a BEGIN, or a write whose repetition is harmless (revoke:
+	 * "already"; CRL number: one skipped; token: "exists") */
+	if (idle && PQstatus(s->conn) == CONNECTION_BAD) {
+		PQclear(res);
+		PQreset(s->conn);
+		if (PQstatus(s->conn) != CONNECTION_OK) {
+			unavailable(s, what, err);
+			return NULL;
+		}
+		res = PQexecParams(s->conn, sql, n, NULL, v, lens, fmts, 0);
+		if (res != NULL && PQresultStatus(res) == want)
+			return res;
+	}
+	failed(s, res, what, err);
+	PQclear(res);
+	return NULL;
+}
+
+/* A statement without parameters or rows (several for a migration). */
+static int
+exec_simple(struct pg *s, const char *sql, const char *what,
+    struct mtls_error *err)
+{
+	PGresult *res = PQexec(s->conn, sql);
+	int rv = 0;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+		rv = failed(s, res, what, err);
+	PQclear(res);
+	return rv;
+}
+
+static void
+rollback(struct pg *s)
+{
+	PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+/* Before each call: a working connection outside any transaction;
+ * reconnects after a loss. A server that closed our idle connection
+ * (restart, pg_terminate_backend) has sent its goodbye already: reading
+ * what is there (libpq's socket never blocks) finds it, and we reconnect
+ * before the call instead of failing it. */
+static int
+ensure(struct pg *s, struct mtls_error *err)
+{
+	if (PQstatus(s->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+		rollback(s);
+	if (PQstatus(s->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(s->conn) == PQTRANS_IDLE &&
+	    PQconsumeInput(s->conn) == 1 &&
+	    PQstatus(s->conn) == CONNECTION_OK)
+		return 0;
+	PQreset(s->conn);
+	if (PQstatus(s->conn) == CONNECTION_OK)
+		return 0;
+	return unavailable(s, "cannot reconnect", err);
+}
+
+/* ---- reading answers: every field checked ---- */
+
+/* Whether <res> has at least <rows> rows of exactly <cols> fields. */
+static int
+shape(struct pg *s, PGresult *res, int rows, int cols, struct mtls_error *err)
+{
+	(void)s;
+	if (PQntuples(res) >= rows && PQnfields(res) == cols)
+		return 0;
+	return error_set(err, MTLS_ERR_PARSE, "PostgreSQL store: unexpected "
+	    "answer (%d rows of %d fields)", PQntuples(res), PQnfields(res));
+}
+
+/* Field <c> of row <r> as an integer; NULL is 0 when <nullable>. */
+static int
+col_i64(PGresult *res, int r, int c, int nullable, int64_t *out,
+    struct mtls_error *err)
+{
+	const char *t;
+	char *end;
+	long long v;
+
+	*out = 0;
+	if (PQgetisnull(res, r, c)) {
+		if (nullable)
+			return 0;
+		return error_set(err, MTLS_ERR_PARSE, "PostgreSQL store: "
+		    "unexpected NULL in column %d", c + 1);
+	}
+	t = PQgetvalue(res, r, c);
+	errno = 0;
+	v = strtoll(t, &end, 10);
+	if (t[0] == '\0' || *end != '\0' || errno != 0)
+		return error_set(err, MTLS_ERR_PARSE, "PostgreSQL store: "
+		    "column %d is not an integer", c + 1);
+	*out = v;
+	return 0;
+}
+
+/* Field <c> of row <r> as text (never NULL). */
+static int
+col_text(PGresult *res, int r, int c, const char **out,
+    struct mtls_error *err)
+{
+	*out = "";
+	if (PQgetisnull(res, r, c))
+		return error_set(err, MTLS_ERR_PARSE, "PostgreSQL store: "
+		    "unexpected NULL in column %d", c + 1);
+	*out = PQgetvalue(res, r, c);
+	return 0;
+}
+
+/* ---- open, migrations ---- */
+
+static void
+pg_close(struct store *base)
+{
+	struct pg *s = PG(base);
+
+	PQfinish(s->conn);
+	free(s);
+}
+
+static int
+migrate(struct pg *s, struct mtls_error *err)
+{
+	PGresult *res = NULL;
+	const char *v[2];
+	char ver[16], now[24];
+	int64_t cur;
+	int i;
+
+	if (exec_simple(s, "BEGIN", "cannot begin the schema migration",
+	    err) != 0)
+		return -1;
+	if ((res = run(s, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")",
+	    0, NULL, -1, 0, PGRES_TUPLES_OK, "cannot lock the schema", err)) ==
+	    NULL)
+		goto fail;
+	PQclear(res);
+	if (exec_simple(s, "CREATE TABLE IF NOT EXISTS schema_version ("
+	    "version integer PRIMARY KEY, applied_at bigint NOT NULL)",
+	    "cannot create schema_version", err) != 0)
+		goto fail;
+	if ((res = run(s, "SELECT coalesce(max(version), 0) FROM "
+	    "schema_version", 0, NULL, -1, 0, PGRES_TUPLES_OK,
+	    "cannot read the schema version", err)) == NULL ||
+	    shape(s, res, 1, 1, err) != 0 ||
+	    col_i64(res, 0, 0, 0, &cur, err) != 0)
+		goto fail;
+	PQclear(res);
+	res = NULL;
+	if (cur > N_MIGRATIONS || cur < 0) {
+		error_set(err, MTLS_ERR_PARSE, "PostgreSQL store: schema "
+		    "version %" PRId64 "; this mtls knows up to %d (use a "
+		    "newer mtls)", cur, N_MIGRATIONS);
+		goto fail;
+	}
+	for (i = (int)cur; i < N_MIGRATIONS; i++) {
+		if (exec_simple(s, migrations[i], "cannot apply a schema "
+		    "migration", err) != 0)
+			goto fail;
+		snprintf(ver, sizeof(ver), "%d", i + 1);
+		snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+		v[0] = ver;
+		v[1] = now;
+		if ((res = run(s, "INSERT INTO schema_version VALUES ($1, $2)",
+		    2, v, -1, 0, PGRES_COMMAND_OK, "cannot record a schema "
+		    "migration", err)) == NULL)
+			goto fail;
+		PQclear(res);
+		res = NULL;
+	}
+	if (exec_simple(s, "COMMIT", "cannot commit the schema migration",
+	    err) != 0)
+		goto fail;
+	return 0;
+ fail:
+	PQclear(res);
+	rollback(s);
+	return -1;
+}
+
+static const struct store_ops pg_ops;
+
+/* The server's notices (NOTICE, WARNING) are not ours to print: libpq's
+ * default writes them to stderr, unformatted, whatever the server says. */
+static void
+no_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+/* Whether the URL carries a password (refused: it belongs in a file). */
+static int
+url_check(const char *url, struct mtls_error *err)
+{
+	PQconninfoOption *o, *opts;
+	char *msg = NULL;
+	int rv = 0;
+
+	if ((opts = PQconninfoParse(url, &msg)) == NULL) {
+		/* libpq's message may quote the URL: not repeated */
+		PQfreemem(msg);
+		return error_set(err, MTLS_ERR_ARG, "store: not a valid "
+		    "PostgreSQL URL (postgres://[user@]host[:port]/dbname"
+		    "[?sslmode=verify-full])");
+	}
+	for (o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL &&
+		    o->val[0] != '\0')
+			rv = error_set(err, MTLS_ERR_ARG, "store: the URL "
+			    "carries a password; put it in a file named by "
+			    "store_password_file (mode 0600) instead");
+	for (o = opts; o->keyword != NULL; o++)
+		if (o->val != NULL)
+			OPENSSL_cleanse(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+	return rv;
+}
+
+int
+store_pg_open(struct store **out, const struct store_conf *c,
+    struct mtls_error *err)
+{
+	struct mtls_secret pass = { NULL, 0 };
+	const char *k[8], *v[8];
+	char *pw = NULL;
+	struct pg *s = NULL;
+	int n = 0;
+
+	*out = NULL;
+	if (url_check(c->url, err) != 0)
+		return -1;
+	if (c->password_file[0] != '\0') {
+		if (fs_check_private(c->password_file, "store_password_file ",
+		    "", err) != 0 || secret_load_pass(&pass, c->password_file,
+		    err) != 0)
+			goto err;
+		if ((pw = calloc(1, pass.len + 1)) == NULL) {
+			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+			goto err;
+		}
+		memcpy(pw, pass.p, pass.len);
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		goto err;
+	}
+	s->base.ops = &pg_ops;
+	/* defaults first: the URL may override them; then ca.conf's */
+	k[n] = "connect_timeout", v[n++] = "10";
+	k[n] = "application_name", v[n++] = "mtls-ca";
+	k[n] = "dbname", v[n++] = c->url;
+	if (pw != NULL)
+		k[n] = "password", v[n++] = pw;
+	if (c->sslmode[0] != '\0')
+		k[n] = "sslmode", v[n++] = c->sslmode;
+	if (c->sslrootcert[0] != '\0')
+		k[n] = "sslrootcert", v[n++] = c->sslrootcert;
+	k[n] = NULL, v[n] = NULL;
+	s->conn = PQconnectdbParams(k, v, 1);
+	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
+		unavailable(s, "cannot connect", err);
+		goto err;
+	}
+	PQsetNoticeProcessor(s->conn, no_notice, NULL);
+	if (exec_simple(s, "SET client_min_messages = warning", "cannot set "
+	    "up the session", err) != 0 || migrate(s, err) != 0)
+		goto err;
+	*out = &s->base;
+	s = NULL;
+ err:
+	if (pw != NULL) {
+		OPENSSL_cleanse(pw, pass.len);
+		free(pw);
+	}
+	secret_clear(&pass);
+	if (s != NULL)
+		pg_close(&s->base);
+	return *out != NULL ? 0 : -1;
+}
+
+/* ---- the operations ---- */
+
+static int
+pg_add_burn(struct store *base, const struct store_row *r,
+    const char *token_hash, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res = NULL;
+	char nb[24], na[24], ca[24], now[24];
+	const char *v[9];
+	int rv = -1;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	snprintf(nb, sizeof(nb), "%lld", (long long)r->not_before);
+	snprintf(na, sizeof(na), "%lld", (long long)r->not_after);
+	snprintf(ca, sizeof(ca), "%lld", (long long)r->created_at);
+	v[0] = r->serial, v[1] = r->kind, v[2] = r->subject;
+	v[3] = r->issuer, v[4] = r->identities, v[5] = nb, v[6] = na;
+	v[7] = ca, v[8] = (const char *)r->der;
+	/* one transaction: the certificate and the token that pays for it;
+	 * durable when COMMIT returns */
+	if (exec_simple(s, "BEGIN", "cannot begin", err) != 0)
+		return -1;
+	if ((res = run(s, "INSERT INTO certs (serial, kind, subject, issuer, "
+	    "identities, not_before, not_after, created_at, der) VALUES ($1, "
+	    "$2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (serial) DO NOTHING "
+	    "RETURNING serial", 9, v, 8, (int)r->der_len, PGRES_TUPLES_OK,
+	    "cannot record certificate", err)) == NULL)
+		goto rollback;
+	if (PQntuples(res) == 0) {	/* the serial is taken */
+		rv = 1;
+		goto rollback;
+	}
+	PQclear(res);
+	res = NULL;
+	if (token_hash != NULL) {
+		snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+		v[0] = now, v[1] = r->serial, v[2] = token_hash;
+		if ((res = run(s, "UPDATE tokens SET used_at = $1, serial = $2 "
+		    "WHERE hash = $3 AND used_at IS NULL AND expires_at > $1 "
+		    "RETURNING hash", 3, v, -1, 0, PGRES_TUPLES_OK,
+		    "cannot burn the token", err)) == NULL)
+			goto rollback;
+		if (PQntuples(res) != 1) {
+			error_set(err, MTLS_ERR_ARG, "the token was used "
+			    "already or has expired");
+			rv = 2;
+			goto rollback;
+		}
+		PQclear(res);
+		res = NULL;
+	}
+	if (exec_simple(s, "COMMIT", "cannot commit the certificate", err) !=
+	    0)
+		goto rollback;
+	return 0;
+ rollback:
+	PQclear(res);
+	rollback(s);
+	return rv;
+}
+
+static int
+pg_probe(struct store *base, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char now[24];
+	const char *v[1] = { now };
+
+	if (ensure(s, err) != 0)
+		return -1;
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	if ((res = run(s, "INSERT INTO meta VALUES ('write_probe', $1) ON "
+	    "CONFLICT (key) DO UPDATE SET value = excluded.value", 1, v, -1, 0,
+	    PGRES_COMMAND_OK, "cannot write", err)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_token_add(struct store *base, const char *hash, const char *spiffe_id,
+    int64_t expires_at, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char ex[24], now[24];
+	const char *v[4] = { hash, spiffe_id, ex, now };
+
+	if (ensure(s, err) != 0)
+		return -1;
+	snprintf(ex, sizeof(ex), "%lld", (long long)expires_at);
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	if ((res = run(s, "INSERT INTO tokens (hash, spiffe_id, expires_at, "
+	    "created_at) VALUES ($1, $2, $3, $4)", 4, v, -1, 0,
+	    PGRES_COMMAND_OK, "cannot record the token", err)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_token_get(struct store *base, const char *hash, char *spiffe_id,
+    size_t id_len, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	const char *v[1] = { hash }, *id;
+	int64_t exp, used;
+	int rv = -1;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	if ((res = run(s, "SELECT spiffe_id, expires_at, used_at FROM tokens "
+	    "WHERE hash = $1", 1, v, -1, 0, PGRES_TUPLES_OK,
+	    "cannot look up the token", err)) == NULL)
+		return -1;
+	if (shape(s, res, 0, 3, err) != 0)
+		;
+	else if (PQntuples(res) == 0)
+		error_set(err, MTLS_ERR_ARG, "unknown token (not made by "
+		    "mtls ca token create for this CA)");
+	else if (col_text(res, 0, 0, &id, err) != 0 ||
+	    col_i64(res, 0, 1, 0, &exp, err) != 0 ||
+	    col_i64(res, 0, 2, 1, &used, err) != 0)
+		;
+	else if (!PQgetisnull(res, 0, 2))
+		error_set(err, MTLS_ERR_ARG, "the token was used already (one "
+		    "enrollment per token)");
+	else if (exp <= (int64_t)time(NULL))
+		error_set(err, MTLS_ERR_ARG, "the token has expired (make a "
+		    "new one with mtls ca token create)");
+	else if (strlen(id) >= id_len)
+		error_set(err, MTLS_ERR_PARSE, "PostgreSQL store: the token's "
+		    "SPIFFE ID is too long");
+	else {
+		snprintf(spiffe_id, id_len, "%s", id);
+		rv = 0;
+	}
+	PQclear(res);
+	return rv;
+}
+
+static int
+pg_get(struct store *base, const char *serial, const uint8_t *der,
+    size_t der_len, struct cert_rec *r, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	const char *v[2] = { serial, (const char *)der }, *t;
+	int64_t reason;
+	int rv = -1;
+
+	memset(r, 0, sizeof(*r));
+	if (ensure(s, err) != 0)
+		return -1;
+	if ((res = run(s, der != NULL ? "SELECT kind, status, revoked_at, "
+	    "reason, not_after, der = $2 FROM certs WHERE serial = $1" :
+	    "SELECT kind, status, revoked_at, reason, not_after, true FROM "
+	    "certs WHERE serial = $1", der != NULL ? 2 : 1, v, 1,
+	    (int)der_len, PGRES_TUPLES_OK, "cannot look up a serial",
+	    err)) == NULL)
+		return -1;
+	if (shape(s, res, 0, 6, err) != 0)
+		goto out;
+	if (PQntuples(res) == 0) {
+		rv = 1;
+		goto out;
+	}
+	snprintf(r->serial, sizeof(r->serial), "%s", serial);
+	if (col_text(res, 0, 0, &t, err) != 0)
+		goto out;
+	r->kind = store_kind(t);
+	if (col_text(res, 0, 1, &t, err) != 0)
+		goto out;
+	r->revoked = strcmp(t, "revoked") == 0;
+	if (col_i64(res, 0, 2, 1, &r->revoked_at, err) != 0 ||
+	    col_i64(res, 0, 3, 1, &reason, err) != 0 ||
+	    col_i64(res, 0, 4, 0, &r->not_after, err) != 0 ||
+	    col_text(res, 0, 5, &t, err) != 0)
+		goto out;
+	r->reason = (int)reason;
+	rv = strcmp(t, "t") == 0 ? 0 : 2;
+ out:
+	PQclear(res);
+	return rv;
+}
+
+static int
+pg_revoke(struct store *base, const char *serial, int reason, int64_t at,
+    int *already, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char a[24], rs[16];
+	const char *v[3] = { a, rs, serial };
+	int rv = -1;
+
+	*already = 0;
+	if (ensure(s, err) != 0)
+		return -1;
+	snprintf(a, sizeof(a), "%lld", (long long)at);
+	snprintf(rs, sizeof(rs), "%d", reason);
+	if ((res = run(s, "UPDATE certs SET status = 'revoked', revoked_at = "
+	    "$1, reason = $2 WHERE serial = $3 AND status <> 'revoked' "
+	    "RETURNING serial", 3, v, -1, 0, PGRES_TUPLES_OK,
+	    "cannot record revocation", err)) == NULL)
+		return -1;
+	if (PQntuples(res) == 1) {
+		PQclear(res);
+		return 0;
+	}
+	PQclear(res);
+	if ((res = run(s, "SELECT 1 FROM certs WHERE serial = $1", 1, v + 2,
+	    -1, 0, PGRES_TUPLES_OK, "cannot look up a serial", err)) == NULL)
+		return -1;
+	if (PQntuples(res) >= 1) {
+		*already = 1;
+		rv = 0;
+	} else
+		error_set(err, MTLS_ERR_ARG, "serial %s: not issued by this CA "
+		    "(see mtls ca list)", serial);
+	PQclear(res);
+	return rv;
+}
+
+static int
+pg_each(struct store *base, int (*cb)(void *, const struct cert_rec *),
+    void *arg, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	struct cert_rec r;
+	const char *t;
+	int64_t reason;
+	int i, rv = -1;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	if ((res = run(s, "SELECT serial, kind, subject, issuer, identities, "
+	    "not_before, not_after, status, revoked_at, reason, created_at "
+	    "FROM certs ORDER BY created_at DESC, serial", 0, NULL, -1, 0,
+	    PGRES_TUPLES_OK, "cannot list", err)) == NULL)
+		return -1;
+	if (shape(s, res, 0, 11, err) != 0)
+		goto out;
+	for (i = 0; i < PQntuples(res); i++) {
+		memset(&r, 0, sizeof(r));
+		if (col_text(res, i, 0, &t, err) != 0)
+			goto out;
+		snprintf(r.serial, sizeof(r.serial), "%s", t);
+		if (col_text(res, i, 1, &t, err) != 0)
+			goto out;
+		r.kind = store_kind(t);
+		if (col_text(res, i, 2, &t, err) != 0)
+			goto out;
+		snprintf(r.subject, sizeof(r.subject), "%s", t);
+		if (col_text(res, i, 3, &t, err) != 0)
+			goto out;
+		snprintf(r.issuer, sizeof(r.issuer), "%s", t);
+		if (col_text(res, i, 4, &t, err) != 0)
+			goto out;
+		r.identities = (char *)t;
+		if (col_i64(res, i, 5, 0, &r.not_before, err) != 0 ||
+		    col_i64(res, i, 6, 0, &r.not_after, err) != 0 ||
+		    col_text(res, i, 7, &t, err) != 0)
+			goto out;
+		r.revoked = strcmp(t, "revoked") == 0;
+		if (col_i64(res, i, 8, 1, &r.revoked_at, err) != 0 ||
+		    col_i64(res, i, 9, 1, &reason, err) != 0 ||
+		    col_i64(res, i, 10, 0, &r.created_at, err) != 0)
+			goto out;
+		r.reason = (int)reason;
+		if (cb(arg, &r) != 0)
+			break;
+	}
+	rv = 0;
+ out:
+	PQclear(res);
+	return rv;
+}
+
+static int
+pg_next_crl_number(struct store *base, int64_t *n, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	int rv = -1;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	/* one statement: atomic across replicas */
+	if ((res = run(s, "UPDATE meta SET value = (value::bigint + 1)::text "
+	    "WHERE key = 'crl_number' RETURNING value::bigint", 0, NULL, -1, 0,
+	    PGRES_TUPLES_OK, "cannot bump the CRL number", err)) == NULL)
+		return -1;
+	if (shape(s, res, 1, 1, err) == 0 && col_i64(res, 0, 0, 0, n, err) ==
+	    0)
+		rv = 0;
+	PQclear(res);
+	return rv;
+}
+
+static int
+pg_revocations(struct store *base, int64_t *n, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	int rv = -1;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	if ((res = run(s, "SELECT count(*) FROM certs WHERE status = "
+	    "'revoked'", 0, NULL, -1, 0, PGRES_TUPLES_OK,
+	    "cannot count revocations", err)) == NULL)
+		return -1;
+	if (shape(s, res, 1, 1, err) == 0 && col_i64(res, 0, 0, 0, n, err) ==
+	    0)
+		rv = 0;
+	PQclear(res);
+	return rv;
+}
+
+/* ---- migration target (mtls ca store migrate) ---- */
+
+static int
+pg_load_begin(struct store *base, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res = NULL;
+	int64_t n;
+
+	if (ensure(s, err) != 0 || exec_simple(s, "BEGIN", "cannot begin",
+	    err) != 0)
+		return -1;
+	/* no replica writes while we copy */
+	if (exec_simple(s, "LOCK TABLE certs, tokens, meta IN EXCLUSIVE MODE",
+	    "cannot lock the tables", err) != 0)
+		goto fail;
+	if ((res = run(s, "SELECT (SELECT count(*) FROM certs) + (SELECT "
+	    "count(*) FROM tokens)", 0, NULL, -1, 0, PGRES_TUPLES_OK,
+	    "cannot count the rows", err)) == NULL ||
+	    shape(s, res, 1, 1, err) != 0 ||
+	    col_i64(res, 0, 0, 0, &n, err) != 0)
+		goto fail;
+	if (n != 0) {
+		error_set(err, MTLS_ERR_ARG, "the target store is not empty "
+		    "(%" PRId64 " certificates and tokens): migrate into an "
+		    "empty database; nothing was copied", n);
+		goto fail;
+	}
+	PQclear(res);
+	return 0;
+ fail:
+	PQclear(res);
+	rollback(s);
+	return -1;
+}
+
+static int
+pg_load_row(struct store *base, const struct store_row *r,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char nb[24], na[24], ca[24], ra[24], rs[16];
+	const char *v[12];
+
+	snprintf(nb, sizeof(nb), "%lld", (long long)r->not_before);
+	snprintf(na, sizeof(na), "%lld", (long long)r->not_after);
+	snprintf(ca, sizeof(ca), "%lld", (long long)r->created_at);
+	snprintf(ra, sizeof(ra), "%lld", (long long)r->revoked_at);
+	snprintf(rs, sizeof(rs), "%d", r->reason);
+	v[0] = r->serial, v[1] = r->kind, v[2] = r->subject;
+	v[3] = r->issuer, v[4] = r->identities, v[5] = nb, v[6] = na;
+	v[7] = r->revoked ? "revoked" : "valid";
+	v[8] = r->revoked ? ra : NULL, v[9] = r->revoked ? rs : NULL;
+	v[10] = ca, v[11] = (const char *)r->der;
+	if ((res = run(s, "INSERT INTO certs (serial, kind, subject, issuer, "
+	    "identities, not_before, not_after, status, revoked_at, reason, "
+	    "created_at, der) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+	    "$11, $12)", 12, v, 11, (int)r->der_len, PGRES_COMMAND_OK,
+	    "cannot copy a certificate", err)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_load_token(struct store *base, const struct store_token *t,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char ex[24], ca[24], ua[24];
+	const char *v[6];
+
+	snprintf(ex, sizeof(ex), "%lld", (long long)t->expires_at);
+	snprintf(ca, sizeof(ca), "%lld", (long long)t->created_at);
+	snprintf(ua, sizeof(ua), "%lld", (long long)t->used_at);
+	v[0] = t->hash, v[1] = t->spiffe_id, v[2] = ex, v[3] = ca;
+	v[4] = t->used ? ua : NULL, v[5] = t->serial;
+	if ((res = run(s, "INSERT INTO tokens (hash, spiffe_id, expires_at, "
+	    "created_at, used_at, serial) VALUES ($1, $2, $3, $4, $5, $6)", 6,
+	    v, -1, 0, PGRES_COMMAND_OK, "cannot copy a token", err)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_load_end(struct store *base, int ok, int64_t crl_number,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char n[24];
+	const char *v[1] = { n };
+
+	if (!ok) {
+		rollback(s);
+		return 0;
+	}
+	snprintf(n, sizeof(n), "%lld", (long long)crl_number);
+	if ((res = run(s, "UPDATE meta SET value = $1 WHERE key = "
+	    "'crl_number'", 1, v, -1, 0, PGRES_COMMAND_OK,
+	    "cannot copy the CRL number", err)) == NULL)
+		goto fail;
+	PQclear(res);
+	if (exec_simple(s, "COMMIT", "cannot commit the copy", err) != 0)
+		goto fail;
+	return 0;
+ fail:
+	rollback(s);
+	return -1;
+}
+
+static const struct store_ops pg_ops = {
+	.name = "postgres",
+	.close = pg_close,
+	.add_burn = pg_add_burn,
+	.probe = pg_probe,
+	.token_add = pg_token_add,
+	.token_get = pg_token_get,
+	.get = pg_get,
+	.revoke = pg_revoke,
+	.each = pg_each,
+	.next_crl_number = pg_next_crl_number,
+	.revocations = pg_revocations,
+	.load_begin = pg_load_begin,
+	.load_row = pg_load_row,
+	.load_token = pg_load_token,
+	.load_end = pg_load_end,
+};

@@ -1,0 +1,706 @@
+/*
+ * The inventory in SQLite (WAL, synchronous=FULL), the default backend: a
+ * file in the CA directory, one process at a time writes (BEGIN
+ * IMMEDIATE, busy timeout 10 s). Its schema is versioned: the table
+ * schema_version lists the migrations applied, each applied at open in one
+ * transaction with its version row.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store_int.h"
+
+/* meta.schema, checked by every mtls since the first: stays 1 */
+#define LEGACY_SCHEMA	1
+
+struct sq {
+	struct store	 base;
+	sqlite3		*db;
+	char		 path[4096];
+};
+#define SQ(s)	((struct sq *)(s))
+
+/* Migration N is migrations[N - 1]; append, never edit one released. */
+static const char *const migrations[] = {
+    /* 1: the inventory of the first mtls, tokens included (they were
+     * added to schema 1 without a version bump: IF NOT EXISTS) */
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS certs ("
+    " serial TEXT PRIMARY KEY,"
+    " kind TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " issuer TEXT NOT NULL,"
+    " identities TEXT NOT NULL,"
+    " not_before INTEGER NOT NULL,"
+    " not_after INTEGER NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'valid',"
+    " revoked_at INTEGER,"
+    " reason INTEGER,"
+    " created_at INTEGER NOT NULL,"
+    " der BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS certs_not_after ON certs(not_after);"
+    "INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
+    "INSERT OR IGNORE INTO meta VALUES ('crl_number', '0');"
+    "CREATE TABLE IF NOT EXISTS tokens ("
+    " hash TEXT PRIMARY KEY, spiffe_id TEXT NOT NULL,"
+    " expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    " used_at INTEGER, serial TEXT);",
+};
+#define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+static int
+db_error(struct sq *s, struct mtls_error *err, const char *what)
+{
+	int ec = sqlite3_errcode(s->db), se = sqlite3_system_errno(s->db);
+
+	if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
+		return error_set(err, MTLS_ERR_PARSE,
+		    "%s: inventory is damaged (%s); restore it from a backup",
+		    s->path, sqlite3_errmsg(s->db));
+	error_set(err, MTLS_ERR_IO, "%s: %s: %s", s->path, what,
+	    sqlite3_errmsg(s->db));
+	/* the kind, for ca serve to answer 503 and say it cannot issue:
+	 * SQLITE_FULL is ENOSPC from a write (or a page limit) */
+	if (ec == SQLITE_FULL)
+		err->sys = se ? se : ENOSPC;
+	else if (ec == SQLITE_IOERR || ec == SQLITE_READONLY)
+		err->sys = se ? se : EIO;
+	return -1;
+}
+
+/* Text column <i>, "" for NULL. */
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+
+	return t != NULL ? t : "";
+}
+
+static void
+sq_close(struct store *st)
+{
+	struct sq *s = SQ(st);
+
+	sqlite3_close(s->db);
+	free(s);
+}
+
+/* The highest migration applied (0: none, or no schema_version table). */
+static int
+version(struct sq *s, int *v, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*v = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_master "
+	    "WHERE type = 'table' AND name = 'schema_version'", -1, &st,
+	    NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return db_error(s, err, "cannot read the schema version");
+	}
+	rc = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc == 0)
+		return 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(version), 0) FROM "
+	    "schema_version", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return db_error(s, err, "cannot read the schema version");
+	}
+	*v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* Applies the missing migrations, all in one transaction (BEGIN
+ * IMMEDIATE: a second process opening at once waits, then finds them
+ * applied). A newer inventory than this mtls knows is refused. */
+static int
+migrate(struct sq *s, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int v, i;
+
+	if (version(s, &v, err) != 0)
+		return -1;
+	if (v == N_MIGRATIONS)
+		return 0;	/* the common case: no write lock taken */
+	if (v > N_MIGRATIONS)
+		goto newer;
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS "
+	    "schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER "
+	    "NOT NULL);", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot begin the schema migration");
+		goto rollback;
+	}
+	if (version(s, &v, err) != 0)
+		goto rollback;
+	if (v > N_MIGRATIONS) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		goto newer;
+	}
+	for (i = v; i < N_MIGRATIONS; i++) {
+		if (sqlite3_exec(s->db, migrations[i], NULL, NULL, NULL) !=
+		    SQLITE_OK) {
+			db_error(s, err, "cannot apply a schema migration");
+			goto rollback;
+		}
+		if (sqlite3_prepare_v2(s->db, "INSERT INTO schema_version "
+		    "VALUES (?, ?)", -1, &st, NULL) != SQLITE_OK) {
+			db_error(s, err, "cannot record a schema migration");
+			goto rollback;
+		}
+		sqlite3_bind_int(st, 1, i + 1);
+		sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			db_error(s, err, "cannot record a schema migration");
+			goto rollback;
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+	}
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot commit the schema migration");
+		goto rollback;
+	}
+	return 0;
+ newer:
+	return error_set(err, MTLS_ERR_PARSE, "%s: inventory schema version "
+	    "%d; this mtls knows up to %d (use a newer mtls)", s->path, v,
+	    N_MIGRATIONS);
+ rollback:
+	sqlite3_finalize(st);
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+static const struct store_ops sq_ops;
+
+int
+store_sqlite_open(struct store **out, const char *path, int create,
+    struct mtls_error *err)
+{
+	struct sq *s;
+	sqlite3_stmt *st = NULL;
+	struct stat sb;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, rc, tries;
+
+	*out = NULL;
+	if (!create && stat(path, &sb) == -1)
+		return error_set_errno(err, MTLS_ERR_IO,
+		    "%s: no inventory (is this a CA directory made by mtls ca "
+		    "init?)", path);
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	s->base.ops = &sq_ops;
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
+	if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot open");
+		goto err;
+	}
+	sqlite3_busy_timeout(s->db, 10000);
+	/* switching a fresh file to WAL does not wait on the busy handler:
+	 * two processes creating it at once see SQLITE_BUSY; retry, bounded
+	 * (10 s, like the busy timeout) */
+	for (tries = 0; (rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL;"
+	    "PRAGMA synchronous=FULL;", NULL, NULL, NULL)) == SQLITE_BUSY &&
+	    tries < 1000; tries++)
+		usleep(10 * 1000);
+	if (rc != SQLITE_OK) {
+		db_error(s, err, "cannot set WAL mode");
+		goto err;
+	}
+	/* an existing file must be an inventory before anything is written
+	 * to it */
+	if (!create && (sqlite3_prepare_v2(s->db,
+	    "SELECT value FROM meta WHERE key = 'schema'", -1, &st, NULL) !=
+	    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)) {
+		if (sqlite3_errcode(s->db) == SQLITE_NOTADB ||
+		    sqlite3_errcode(s->db) == SQLITE_CORRUPT)
+			db_error(s, err, "");
+		else
+			error_set(err, MTLS_ERR_PARSE,
+			    "%s: not an mtls inventory (no schema version)",
+			    path);
+		goto err;
+	}
+	if (!create && sqlite3_column_int(st, 0) != LEGACY_SCHEMA) {
+		error_set(err, MTLS_ERR_PARSE,
+		    "%s: inventory schema %d; this mtls reads %d", path,
+		    sqlite3_column_int(st, 0), LEGACY_SCHEMA);
+		goto err;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (migrate(s, err) != 0)
+		goto err;
+	*out = &s->base;
+	return 0;
+ err:
+	sqlite3_finalize(st);
+	sq_close(&s->base);
+	return -1;
+}
+
+/* Burns <hash> for <serial> inside the open transaction: 0, 1 when the
+ * token is unknown, used or expired, -1 on error (err says which). */
+static int
+burn(struct sq *s, const char *hash, const char *serial,
+    struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t now = (int64_t)time(NULL);
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE tokens SET used_at = ?, serial "
+	    "= ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?", -1,
+	    &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare token burn");
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_text(st, 2, serial, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, hash, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_error(s, err, "cannot burn the token");
+	else if (sqlite3_changes(s->db) != 1) {
+		error_set(err, MTLS_ERR_ARG, "the token was used already or "
+		    "has expired");
+		rv = 1;
+	} else
+		rv = 0;
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_add_burn(struct store *base, const struct store_row *r,
+    const char *token_hash, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rc, rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO certs (serial, kind, "
+	    "subject, issuer, identities, not_before, not_after, created_at, "
+	    "der) VALUES (?,?,?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare insert");
+	sqlite3_bind_text(st, 1, r->serial, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, r->subject, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 4, r->issuer, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 5, r->identities, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 6, r->not_before);
+	sqlite3_bind_int64(st, 7, r->not_after);
+	sqlite3_bind_int64(st, 8, r->created_at);
+	sqlite3_bind_blob(st, 9, r->der, (int)r->der_len, SQLITE_TRANSIENT);
+	/* one transaction: the certificate and the token that pays for it;
+	 * durable (synchronous=FULL) when COMMIT returns */
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		db_error(s, err, "cannot begin");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_CONSTRAINT) {
+		rv = 1;
+		goto rollback;
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(s, err, "cannot record certificate");
+		goto rollback;
+	}
+	if (token_hash != NULL &&
+	    (rc = burn(s, token_hash, r->serial, err)) != 0) {
+		rv = rc == 1 ? 2 : -1;
+		goto rollback;
+	}
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot commit the certificate");
+		goto rollback;
+	}
+	rv = 0;
+	goto out;
+ rollback:
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+ out:
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_probe(struct store *base, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta VALUES "
+	    "('write_probe', ?)", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare the write probe");
+	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_error(s, err, "cannot write");
+	else
+		rv = 0;
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_token_add(struct store *base, const char *hash, const char *spiffe_id,
+    int64_t expires_at, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO tokens (hash, spiffe_id, "
+	    "expires_at, created_at) VALUES (?,?,?,?)", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_error(s, err, "cannot prepare token insert");
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, spiffe_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, expires_at);
+	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_error(s, err, "cannot record the token");
+	else
+		rv = 0;
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_token_get(struct store *base, const char *hash, char *spiffe_id,
+    size_t id_len, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1, rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT spiffe_id, expires_at, used_at "
+	    "FROM tokens WHERE hash = ?", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare token lookup");
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		error_set(err, MTLS_ERR_ARG, "unknown token (not made by "
+		    "mtls ca token create for this CA)");
+	else if (rc != SQLITE_ROW)
+		db_error(s, err, "cannot look up the token");
+	else if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+		error_set(err, MTLS_ERR_ARG, "the token was used already (one "
+		    "enrollment per token)");
+	else if (sqlite3_column_int64(st, 1) <= (int64_t)time(NULL))
+		error_set(err, MTLS_ERR_ARG, "the token has expired (make a "
+		    "new one with mtls ca token create)");
+	else {
+		snprintf(spiffe_id, id_len, "%s", col_text(st, 0));
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_get(struct store *base, const char *serial, const uint8_t *der,
+    size_t der_len, struct cert_rec *r, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	const void *blob;
+	const char *t;
+	int rc, rv = -1;
+
+	memset(r, 0, sizeof(*r));
+	if (sqlite3_prepare_v2(s->db, "SELECT kind, status, revoked_at, "
+	    "reason, not_after, der FROM certs WHERE serial = ?", -1, &st,
+	    NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare lookup");
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		rv = 1;
+	else if (rc != SQLITE_ROW)
+		db_error(s, err, "cannot look up a serial");
+	else {
+		snprintf(r->serial, sizeof(r->serial), "%s", serial);
+		t = (const char *)sqlite3_column_text(st, 0);
+		r->kind = store_kind(t);
+		t = (const char *)sqlite3_column_text(st, 1);
+		r->revoked = t != NULL && strcmp(t, "revoked") == 0;
+		r->revoked_at = sqlite3_column_int64(st, 2);
+		r->reason = sqlite3_column_int(st, 3);
+		r->not_after = sqlite3_column_int64(st, 4);
+		rv = 0;
+		if (der != NULL) {
+			/* column_blob before column_bytes (SQLite's rule) */
+			blob = sqlite3_column_blob(st, 5);
+			if (blob == NULL ||
+			    (size_t)sqlite3_column_bytes(st, 5) != der_len ||
+			    memcmp(blob, der, der_len) != 0)
+				rv = 2;
+		}
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_revoke(struct store *base, const char *serial, int reason, int64_t at,
+    int *already, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	*already = 0;
+	if (sqlite3_prepare_v2(s->db, "UPDATE certs SET status = 'revoked', "
+	    "revoked_at = ?, reason = ? WHERE serial = ? AND status != "
+	    "'revoked'", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare revoke");
+	sqlite3_bind_int64(st, 1, at);
+	sqlite3_bind_int(st, 2, reason);
+	sqlite3_bind_text(st, 3, serial, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		db_error(s, err, "cannot record revocation");
+		goto out;
+	}
+	if (sqlite3_changes(s->db) == 1) {
+		rv = 0;
+		goto out;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->db, "SELECT status FROM certs WHERE "
+	    "serial = ?", -1, &st, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot prepare lookup");
+		st = NULL;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*already = 1;
+		rv = 0;
+	} else
+		error_set(err, MTLS_ERR_ARG, "serial %s: not issued by this CA "
+		    "(see mtls ca list)", serial);
+ out:
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_each(struct store *base, int (*cb)(void *, const struct cert_rec *),
+    void *arg, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	struct cert_rec r;
+	int rc, rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT serial, kind, subject, issuer, "
+	    "identities, not_before, not_after, status, revoked_at, reason, "
+	    "created_at FROM certs ORDER BY created_at DESC, serial", -1, &st,
+	    NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot list");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *t;
+
+		memset(&r, 0, sizeof(r));
+		/* a NULL (a file written by another tool) is "", not
+		 * printf's "(null)" */
+		snprintf(r.serial, sizeof(r.serial), "%s", col_text(st, 0));
+		r.kind = (const char *)sqlite3_column_text(st, 1);
+		snprintf(r.subject, sizeof(r.subject), "%s", col_text(st, 2));
+		snprintf(r.issuer, sizeof(r.issuer), "%s", col_text(st, 3));
+		t = (const char *)sqlite3_column_text(st, 4);
+		r.identities = (char *)(t ? t : "");
+		r.not_before = sqlite3_column_int64(st, 5);
+		r.not_after = sqlite3_column_int64(st, 6);
+		t = (const char *)sqlite3_column_text(st, 7);
+		r.revoked = t != NULL && strcmp(t, "revoked") == 0;
+		r.revoked_at = sqlite3_column_int64(st, 8);
+		r.reason = sqlite3_column_int(st, 9);
+		r.created_at = sqlite3_column_int64(st, 10);
+		if (r.kind == NULL)
+			r.kind = "?";
+		if (cb(arg, &r) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_error(s, err, "cannot list");
+		goto out;
+	}
+	rv = 0;
+ out:
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_next_crl_number(struct store *base, int64_t *n, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE; UPDATE meta SET value = "
+	    "CAST(value AS INTEGER) + 1 WHERE key = 'crl_number';", NULL, NULL,
+	    NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot bump the CRL number");
+		goto out;
+	}
+	if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = "
+	    "'crl_number'", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		db_error(s, err, "cannot read the CRL number");
+		goto out;
+	}
+	*n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot commit the CRL number");
+		goto out;
+	}
+	return 0;
+ out:
+	sqlite3_finalize(st);
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rv;
+}
+
+/* Every row with its DER, every token, the CRL number: the source of
+ * mtls ca store migrate (read in one transaction: a consistent copy). */
+static int
+sq_dump(struct store *base, int (*row)(void *, const struct store_row *),
+    int (*tok)(void *, const struct store_token *), void *arg,
+    int64_t *crl_number, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	struct store_row r;
+	struct store_token t;
+	int rc, rv = -1;
+
+	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot begin");
+	if (sqlite3_prepare_v2(s->db, "SELECT serial, kind, subject, issuer, "
+	    "identities, not_before, not_after, status, revoked_at, reason, "
+	    "created_at, der FROM certs ORDER BY created_at, serial", -1, &st,
+	    NULL) != SQLITE_OK) {
+		db_error(s, err, "cannot read the certificates");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&r, 0, sizeof(r));
+		snprintf(r.serial, sizeof(r.serial), "%s", col_text(st, 0));
+		r.kind = store_kind(col_text(st, 1));
+		snprintf(r.subject, sizeof(r.subject), "%s", col_text(st, 2));
+		snprintf(r.issuer, sizeof(r.issuer), "%s", col_text(st, 3));
+		r.identities = col_text(st, 4);
+		r.not_before = sqlite3_column_int64(st, 5);
+		r.not_after = sqlite3_column_int64(st, 6);
+		r.revoked = strcmp(col_text(st, 7), "revoked") == 0;
+		r.revoked_at = sqlite3_column_int64(st, 8);
+		r.reason = sqlite3_column_int(st, 9);
+		r.created_at = sqlite3_column_int64(st, 10);
+		r.der = sqlite3_column_blob(st, 11);
+		r.der_len = (size_t)sqlite3_column_bytes(st, 11);
+		if (r.der == NULL || r.der_len == 0) {
+			error_set(err, MTLS_ERR_PARSE, "%s: serial %s has no "
+			    "certificate bytes", s->path, r.serial);
+			goto out;
+		}
+		if (row(arg, &r) != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(s, err, "cannot read the certificates");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->db, "SELECT hash, spiffe_id, expires_at, "
+	    "created_at, used_at, serial FROM tokens ORDER BY created_at, hash",
+	    -1, &st, NULL) != SQLITE_OK) {
+		st = NULL;
+		db_error(s, err, "cannot read the tokens");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&t, 0, sizeof(t));
+		t.hash = col_text(st, 0);
+		t.spiffe_id = col_text(st, 1);
+		t.expires_at = sqlite3_column_int64(st, 2);
+		t.created_at = sqlite3_column_int64(st, 3);
+		t.used = sqlite3_column_type(st, 4) != SQLITE_NULL;
+		t.used_at = sqlite3_column_int64(st, 4);
+		t.serial = sqlite3_column_type(st, 5) != SQLITE_NULL ?
+		    col_text(st, 5) : NULL;
+		if (tok(arg, &t) != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(s, err, "cannot read the tokens");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->db, "SELECT CAST(value AS INTEGER) FROM meta "
+	    "WHERE key = 'crl_number'", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		db_error(s, err, "cannot read the CRL number");
+		goto out;
+	}
+	*crl_number = sqlite3_column_int64(st, 0);
+	rv = 0;
+ out:
+	sqlite3_finalize(st);
+	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	return rv;
+}
+
+static int
+sq_revocations(struct store *base, int64_t *n, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM certs WHERE "
+	    "status = 'revoked'", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW)
+		db_error(s, err, "cannot count revocations");
+	else {
+		*n = sqlite3_column_int64(st, 0);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static const struct store_ops sq_ops = {
+	.name = "sqlite",
+	.close = sq_close,
+	.add_burn = sq_add_burn,
+	.probe = sq_probe,
+	.token_add = sq_token_add,
+	.token_get = sq_token_get,
+	.get = sq_get,
+	.revoke = sq_revoke,
+	.each = sq_each,
+	.next_crl_number = sq_next_crl_number,
+	.revocations = sq_revocations,
+	.dump = sq_dump,
+};

@@ -1,0 +1,428 @@
+/*
+ * store.c and its backends: one suite, run against SQLite (a file in a
+ * temporary folder, the default) and against PostgreSQL when
+ * MTLS_TEST_STORE=postgres://... names an empty database (with
+ * MTLS_TEST_STORE_PASSWORD_FILE for its password); tests/integration/
+ * 90-store-pg.sh starts a throwaway server and runs it both ways. Cases run
+ * in order on one store; the first opens a fresh store from several
+ * processes at once.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "ca/ca.h"
+
+#define RACERS	4
+
+static char dir[256], db[300];
+static const char *url, *pw_file;
+static EVP_PKEY *key;
+
+static struct store *
+open_store(struct mtls_error *err)
+{
+	struct store *s = NULL;
+
+	if (url != NULL)
+		return store_open_url(&s, url, pw_file, NULL, NULL, err) == 0 ?
+		    s : NULL;
+	return store_open(&s, db, 1, err) == 0 ? s : NULL;
+}
+
+static struct store *
+must_open(void)
+{
+	struct mtls_error err;
+	struct store *s;
+
+	error_clear(&err);
+	s = open_store(&err);
+	if (s == NULL)
+		fail_msg("open: %s", err.msg);
+	return s;
+}
+
+/* A leaf with a random serial (or <serial> when not 0), CN <cn>. */
+static X509 *
+mk_cert(uint64_t serial, const char *cn)
+{
+	X509 *x = X509_new();
+	X509_NAME *n = X509_NAME_new();
+	uint64_t r;
+
+	assert_non_null(x);
+	if (serial == 0) {
+		assert_int_equal(RAND_bytes((unsigned char *)&r, sizeof(r)), 1);
+		serial = (r >> 2) | 1;
+	}
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), serial);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+	    (const unsigned char *)cn, -1, -1, 0);
+	X509_set_subject_name(x, n);
+	X509_set_issuer_name(x, n);
+	X509_NAME_free(n);
+	X509_set_pubkey(x, key);
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	return x;
+}
+
+static void
+hex_of(X509 *x, char *buf, size_t len)
+{
+	serial_hex(X509_get0_serialNumber(x), buf, len);
+}
+
+/* Runs <fn>(i) in RACERS (or <n>) processes released at the same moment;
+ * codes[i] is each one's exit status. */
+static void
+race(int n, int (*fn)(int), int *codes)
+{
+	int go[2], i, st;
+	pid_t pid[RACERS * 2];
+	char c;
+
+	assert_true(n <= RACERS * 2);
+	assert_int_equal(pipe(go), 0);
+	for (i = 0; i < n; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			close(go[1]);
+			/* blocks until the parent closes its end */
+			if (read(go[0], &c, 1) < 0)
+				_exit(99);
+			_exit(fn(i));
+		}
+	}
+	close(go[0]);
+	usleep(100 * 1000);	/* all forked and waiting (not a condition
+				 * of correctness: a late one races less) */
+	close(go[1]);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+		codes[i] = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+	}
+}
+
+/* ---- a fresh store opened by several processes at once ---- */
+static int
+opener(int i)
+{
+	struct mtls_error err;
+	struct store *s;
+
+	(void)i;
+	error_clear(&err);
+	if ((s = open_store(&err)) == NULL) {
+		fprintf(stderr, "opener: %s\n", err.msg);
+		return 1;
+	}
+	store_close(s);
+	return 0;
+}
+
+static void
+t_open_race(void **state)
+{
+	int codes[RACERS * 2], i;
+	struct store *s;
+
+	(void)state;
+	race(RACERS * 2, opener, codes);
+	for (i = 0; i < RACERS * 2; i++)
+		assert_int_equal(codes[i], 0);
+	/* migrations are idempotent: opening again changes nothing */
+	s = must_open();
+	store_close(s);
+	s = must_open();
+	store_close(s);
+}
+
+/* ---- add, get, each ---- */
+struct seen {
+	const char	*serial;
+	int		 found;
+	char		 kind[16];	/* r->kind lives during the call */
+};
+
+static int
+each_cb(void *arg, const struct cert_rec *r)
+{
+	struct seen *sn = arg;
+
+	if (strcmp(r->serial, sn->serial) == 0) {
+		sn->found++;
+		snprintf(sn->kind, sizeof(sn->kind), "%s", r->kind);
+	}
+	return 0;
+}
+
+static void
+t_add_get_each(void **state)
+{
+	struct mtls_error err;
+	struct cert_rec rec;
+	struct store *s = must_open();
+	X509 *x = mk_cert(0, "add"), *twin;
+	char hex[48];
+	struct seen sn;
+
+	(void)state;
+	error_clear(&err);
+	hex_of(x, hex, sizeof(hex));
+	assert_int_equal(store_add(s, x, "leaf", &err), 0);
+	/* the serial is unique: the same again is "taken" */
+	assert_int_equal(store_add(s, x, "leaf", &err), 1);
+	assert_int_equal(store_get(s, hex, &rec, &err), 0);
+	assert_string_equal(rec.kind, "leaf");
+	assert_int_equal(rec.revoked, 0);
+	assert_int_equal(rec.not_after, asn1_time_unix(X509_get0_notAfter(x)));
+	assert_int_equal(store_get_cert(s, x, &rec, &err), 0);
+	/* the same serial, other bytes: not ours */
+	twin = mk_cert(strtoull(hex, NULL, 16), "twin");
+	assert_int_equal(store_get_cert(s, twin, &rec, &err), 2);
+	assert_int_equal(store_add(s, twin, "leaf", &err), 1);
+	assert_int_equal(store_get(s, "DEADBEEF00", &rec, &err), 1);
+	memset(&sn, 0, sizeof(sn));
+	sn.serial = hex;
+	assert_int_equal(store_each(s, each_cb, &sn, &err), 0);
+	assert_int_equal(sn.found, 1);
+	assert_string_equal(sn.kind, "leaf");
+	assert_int_equal(store_probe(s, &err), 0);
+	X509_free(twin);
+	X509_free(x);
+	store_close(s);
+}
+
+/* ---- revoke, CRL number ---- */
+static void
+t_revoke_crl(void **state)
+{
+	struct mtls_error err;
+	struct cert_rec rec;
+	struct store *s = must_open();
+	X509 *x = mk_cert(0, "revoke");
+	char hex[48];
+	int64_t n1, n2, r0, r1;
+	int already;
+
+	(void)state;
+	error_clear(&err);
+	hex_of(x, hex, sizeof(hex));
+	assert_int_equal(store_add(s, x, "leaf", &err), 0);
+	assert_int_equal(store_revocations(s, &r0, &err), 0);
+	assert_int_equal(store_revoke(s, hex, 1, 1000, &already, &err), 0);
+	assert_int_equal(already, 0);
+	assert_int_equal(store_revoke(s, hex, 4, 2000, &already, &err), 0);
+	assert_int_equal(already, 1);
+	/* one revocation: the mark moved by one, and not for "already" */
+	assert_int_equal(store_revocations(s, &r1, &err), 0);
+	assert_int_equal(r1, r0 + 1);
+	assert_int_equal(store_get(s, hex, &rec, &err), 0);
+	assert_int_equal(rec.revoked, 1);
+	assert_int_equal(rec.revoked_at, 1000);
+	assert_int_equal(rec.reason, 1);
+	assert_int_equal(store_revoke(s, "0BADC0DE", 1, 1, &already, &err), -1);
+	assert_non_null(strstr(err.msg, "not issued by this CA"));
+	assert_int_equal(store_next_crl_number(s, &n1, &err), 0);
+	assert_int_equal(store_next_crl_number(s, &n2, &err), 0);
+	assert_true(n1 >= 1);
+	assert_int_equal(n2, n1 + 1);
+	X509_free(x);
+	store_close(s);
+}
+
+/* ---- tokens ---- */
+static void
+t_tokens(void **state)
+{
+	struct mtls_error err;
+	struct cert_rec rec;
+	struct store *s = must_open();
+	X509 *a = mk_cert(0, "tok-a"), *b = mk_cert(0, "tok-b");
+	char id[300], hex[48];
+	int64_t now = (int64_t)time(NULL);
+
+	(void)state;
+	error_clear(&err);
+	assert_int_equal(store_token_add(s, "h-good", "spiffe://example.org/a",
+	    now + 600, &err), 0);
+	assert_int_equal(store_token_get(s, "h-good", id, sizeof(id), &err), 0);
+	assert_string_equal(id, "spiffe://example.org/a");
+	assert_int_equal(store_add_burn(s, a, "leaf", "h-good", &err), 0);
+	assert_int_equal(store_token_get(s, "h-good", id, sizeof(id), &err),
+	    -1);
+	assert_non_null(strstr(err.msg, "used already"));
+	/* a burned token pays for nothing more (2: the token, not an error),
+	 * and nothing is half-written */
+	assert_int_equal(store_add_burn(s, b, "leaf", "h-good", &err), 2);
+	assert_non_null(strstr(err.msg, "token"));
+	hex_of(b, hex, sizeof(hex));
+	assert_int_equal(store_get(s, hex, &rec, &err), 1);
+	/* expired */
+	assert_int_equal(store_token_add(s, "h-old", "spiffe://example.org/o",
+	    now - 1, &err), 0);
+	assert_int_equal(store_token_get(s, "h-old", id, sizeof(id), &err), -1);
+	assert_non_null(strstr(err.msg, "expired"));
+	assert_int_equal(store_add_burn(s, b, "leaf", "h-old", &err), 2);
+	assert_int_equal(store_get(s, hex, &rec, &err), 1);
+	/* unknown */
+	assert_int_equal(store_token_get(s, "h-none", id, sizeof(id), &err),
+	    -1);
+	assert_non_null(strstr(err.msg, "unknown token"));
+	assert_int_equal(store_add_burn(s, b, "leaf", "h-none", &err), 2);
+	assert_int_equal(store_get(s, hex, &rec, &err), 1);
+	X509_free(a);
+	X509_free(b);
+	store_close(s);
+}
+
+/* ---- one token, several connections burning it at once ---- */
+static X509 *racer_cert[RACERS * 2];
+
+static int
+burner(int i)
+{
+	struct mtls_error err;
+	struct store *s;
+	int rc;
+
+	error_clear(&err);
+	if ((s = open_store(&err)) == NULL)
+		return 3;
+	rc = store_add_burn(s, racer_cert[i], "leaf", "h-race", &err);
+	store_close(s);
+	if (rc == 0)
+		return 0;
+	if (rc == 2 && strstr(err.msg, "used already") != NULL)
+		return 1;
+	fprintf(stderr, "burner %d: %d %s\n", i, rc, err.msg);
+	return 2;
+}
+
+static void
+t_burn_race(void **state)
+{
+	struct mtls_error err;
+	struct cert_rec rec;
+	struct store *s = must_open();
+	int codes[RACERS], i, won = 0, recorded = 0;
+	char hex[48];
+
+	(void)state;
+	error_clear(&err);
+	for (i = 0; i < RACERS; i++)
+		racer_cert[i] = mk_cert(0, "racer");
+	assert_int_equal(store_token_add(s, "h-race", "spiffe://example.org/r",
+	    (int64_t)time(NULL) + 600, &err), 0);
+	race(RACERS, burner, codes);
+	for (i = 0; i < RACERS; i++) {
+		assert_true(codes[i] == 0 || codes[i] == 1);
+		won += codes[i] == 0;
+		hex_of(racer_cert[i], hex, sizeof(hex));
+		assert_int_equal(store_get(s, hex, &rec, &err) == 0,
+		    codes[i] == 0);
+		recorded += store_get(s, hex, &rec, &err) == 0;
+	}
+	assert_int_equal(won, 1);
+	assert_int_equal(recorded, 1);
+	for (i = 0; i < RACERS; i++)
+		X509_free(racer_cert[i]);
+	store_close(s);
+}
+
+/* ---- one serial added by several connections at once ---- */
+static X509 *same;
+
+static int
+adder(int i)
+{
+	struct mtls_error err;
+	struct store *s;
+	int rc;
+
+	(void)i;
+	error_clear(&err);
+	if ((s = open_store(&err)) == NULL)
+		return 3;
+	rc = store_add(s, same, "leaf", &err);
+	store_close(s);
+	return rc == 0 ? 0 : rc == 1 ? 1 : 2;
+}
+
+static void
+t_serial_race(void **state)
+{
+	int codes[RACERS], i, won = 0;
+
+	(void)state;
+	same = mk_cert(0, "same");
+	race(RACERS, adder, codes);
+	for (i = 0; i < RACERS; i++) {
+		assert_true(codes[i] == 0 || codes[i] == 1);
+		won += codes[i] == 0;
+	}
+	assert_int_equal(won, 1);
+	X509_free(same);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	url = getenv("MTLS_TEST_STORE");
+	if (url != NULL && url[0] == '\0')
+		url = NULL;
+	pw_file = getenv("MTLS_TEST_STORE_PASSWORD_FILE");
+	snprintf(dir, sizeof(dir), "/tmp/mtls-test-store.XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(db, sizeof(db), "%s/inventory.db", dir);
+	key = EVP_EC_gen("P-256");
+	return key == NULL ? -1 : 0;
+}
+
+static int
+teardown(void **state)
+{
+	char p[400];
+
+	(void)state;
+	EVP_PKEY_free(key);
+	snprintf(p, sizeof(p), "rm -rf '%s'", dir);
+	return system(p) == 0 ? 0 : -1;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_open_race),
+		cmocka_unit_test(t_add_get_each),
+		cmocka_unit_test(t_revoke_crl),
+		cmocka_unit_test(t_tokens),
+		cmocka_unit_test(t_burn_race),
+		cmocka_unit_test(t_serial_race),
+	};
+
+	return cmocka_run_group_tests_name(getenv("MTLS_TEST_STORE") &&
+	    getenv("MTLS_TEST_STORE")[0] ? "store-postgres" : "store-sqlite",
+	    tests, setup, teardown);
+}
