@@ -90,6 +90,26 @@ grep -q "$victim: revoked" ocsp.txt && ok "replica B's OCSP says revoked" || not
 "$MTLS" ca list --ca int --revoked > list.txt 2>&1 && grep -q "$vs" list.txt \
     && ok "mtls ca list --revoked shows it (same store)" || not_ok "ca list" "$(cat list.txt)"
 
+# a database that stops answering (another client holds the certificates
+# table) must not hold ca serve: the server's lock timeout ends the wait,
+# the answer is 503 and the token is not spent; the same token works after
+tl=$("$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/ns/prod/locked)
+python3 -c 'import json,sys; print(json.dumps({"token": sys.argv[1], "csr": open(sys.argv[2]).read()}))' \
+    "$tl" w.csr > locked.json
+start_bg pglock pg_sql ca "BEGIN; LOCK TABLE certs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT"
+locked() { [ "$(pg_sql ca "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'certs' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ]; }
+wait_for 10 locked || not_ok "the test could not lock the certs table"
+t0=$(ms)
+got=$(curl -sS --max-time 40 --cacert root/bundle.pem -o resp.txt -w '%{http_code}' \
+    -H 'Content-Type: application/json' --data-binary @locked.json "$UA/v1/enroll")
+t=$(( $(ms) - t0 ))
+[ "$got" = 503 ] && [ "$t" -lt 20000 ] && ok "a locked table: enroll is 503 after ${t} ms (lock_timeout 10 s), not a hang" \
+    || not_ok "enroll against a locked table: $got after $t ms" "$(head -c 300 resp.txt)"
+pg_sql ca "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" > /dev/null
+got=$(curl -sS --max-time 20 --cacert root/bundle.pem -o resp.txt -w '%{http_code}' \
+    -H 'Content-Type: application/json' --data-binary @locked.json "$UA/v1/enroll")
+[ "$got" = 200 ] && ok "the lock gone, the same token enrolls (it was not spent)" || not_ok "enroll after the lock" "$got $(head -c 300 resp.txt)"
+
 # the database drops B's connection: B reconnects before its next query
 pg_sql ca "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'mtls-ca' AND datname = 'ca'" > /dev/null
 no_backend() { [ "$(pg_sql ca "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mtls-ca'")" = 0 ]; }

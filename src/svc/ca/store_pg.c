@@ -112,6 +112,11 @@ failed(struct pg *s, PGresult *res, const char *what, struct mtls_error *err)
 		err->sys = EIO;
 	else if (strcmp(st, "25006") == 0)	/* read-only transaction */
 		err->sys = EROFS;
+	else if (strcmp(st, "57014") == 0 ||	/* statement_timeout */
+	    strcmp(st, "55P03") == 0 ||		/* lock_timeout */
+	    strcmp(st, "40001") == 0 ||		/* serialization failure */
+	    strcmp(st, "40P01") == 0)		/* deadlock */
+		err->sys = EIO;		/* busy: 503, the client retries */
 	return -1;
 }
 
@@ -364,7 +369,7 @@ store_pg_open(struct store **out, const struct store_conf *c,
     struct mtls_error *err)
 {
 	struct mtls_secret pass = { NULL, 0 };
-	const char *k[8], *v[8];
+	const char *k[16], *v[16];
 	char *pw = NULL;
 	struct pg *s = NULL;
 	int n = 0;
@@ -391,6 +396,17 @@ store_pg_open(struct store **out, const struct store_conf *c,
 	/* defaults first: the URL may override them; then ca.conf's */
 	k[n] = "connect_timeout", v[n++] = "10";
 	k[n] = "application_name", v[n++] = "mtls-ca";
+	/* a database that stops answering must not hold the CA's mutex for
+	 * ever: the server ends a statement, a lock wait or an abandoned
+	 * transaction after 10/10/30 s (kept by PQreset, unlike a SET), and
+	 * TCP gives up on a peer that went silent after 15 s */
+	k[n] = "options", v[n++] = "-c statement_timeout=10000 "
+	    "-c lock_timeout=10000 -c idle_in_transaction_session_timeout=30000";
+	k[n] = "keepalives", v[n++] = "1";
+	k[n] = "keepalives_idle", v[n++] = "10";
+	k[n] = "keepalives_interval", v[n++] = "5";
+	k[n] = "keepalives_count", v[n++] = "3";
+	k[n] = "tcp_user_timeout", v[n++] = "15000";
 	k[n] = "dbname", v[n++] = c->url;
 	if (pw != NULL)
 		k[n] = "password", v[n++] = pw;
