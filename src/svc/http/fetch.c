@@ -4,47 +4,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
+#include "http/client.h"
 #include "http/http.h"
 #include "internal.h"
-
-struct sink {
-	uint8_t	*p;
-	size_t	 len, max;
-};
-
-static size_t
-on_data(char *p, size_t sz, size_t n, void *arg)
-{
-	struct sink *s = arg;
-	size_t add = sz * n;
-	uint8_t *np;
-
-	if (s->len + add > s->max || (np = realloc(s->p, s->len + add + 1)) ==
-	    NULL)
-		return 0;
-	memcpy(np + s->len, p, add);
-	s->len += add;
-	s->p = np;
-	return add;
-}
 
 static int
 do_request(const char *url, const char *cainfo, const char *ctype,
     const uint8_t *body, size_t body_len, long timeout_s, size_t max,
     uint8_t **out, size_t *out_len, char *err, size_t err_len)
 {
-	struct curl_slist *hdr = NULL;
-	struct sink s = { NULL, 0, max };
-	char ebuf[CURL_ERROR_SIZE] = "";
-	struct curl_blob blob;
+	struct http_client_req r;
+	struct http_client_resp resp;
 	struct mtls_error e;
 	uint8_t *ca = NULL;
 	size_t ca_len;
-	CURL *h;
-	long status = 0;
-	CURLcode rc;
+	int rc;
 
 	*out = NULL;
 	/* the bundle through fs_read, as every file input: curl would open a
@@ -53,56 +27,32 @@ do_request(const char *url, const char *cainfo, const char *ctype,
 		snprintf(err, err_len, "%s", e.msg);
 		return -1;
 	}
-	if ((h = curl_easy_init()) == NULL) {
-		free(ca);
-		snprintf(err, err_len, "out of memory");
-		return -1;
-	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, ctype ? "http,https" :
-	    "https");
-	if (ctype != NULL) {
-		char line[128];
-
-		snprintf(line, sizeof(line), "Content-Type: %s", ctype);
-		hdr = curl_slist_append(NULL, line);
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body_len);
-	}
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, timeout_s);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
-	/* only the given bundle: Debian's libcurl would also trust the system
-	 * store (/etc/ssl/certs) through its default CA path */
-	blob.data = ca;
-	blob.len = ca_len;
-	blob.flags = CURL_BLOB_COPY;
-	curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
-	curl_easy_setopt(h, CURLOPT_CAINFO, NULL);	/* not also the default */
-	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-	rc = curl_easy_perform(h);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(h);
-	curl_slist_free_all(hdr);
+	memset(&r, 0, sizeof(r));
+	memset(&resp, 0, sizeof(resp));
+	r.method = ctype != NULL ? "POST" : "GET";
+	r.url = url;
+	/* an OCSP answer is signed: plain http allowed for it */
+	r.protocols = ctype != NULL ? "http,https" : "https";
+	r.ctype = ctype;
+	r.body = body;
+	r.body_len = body_len;
+	r.timeout_s = timeout_s;
+	r.max = max;
+	r.ca_pem = ca;
+	r.ca_pem_len = ca_len;
+	rc = http_client_do(&r, &resp);
 	free(ca);
-	if (rc != CURLE_OK || status != 200) {
-		const char *m = ctype ? "POST" : "GET";
-
-		if (rc != CURLE_OK)
-			snprintf(err, err_len, "%s %s: %s", m, url, ebuf[0] ?
-			    ebuf : curl_easy_strerror(rc));
+	if (rc != 0 || resp.status != 200) {
+		if (rc != 0)
+			snprintf(err, err_len, "%s", resp.error);
 		else
-			snprintf(err, err_len, "%s %s: HTTP %ld", m, url, status);
-		free(s.p);
+			snprintf(err, err_len, "%s %s: HTTP %ld", r.method, url,
+			    resp.status);
+		free(resp.body);
 		return -1;
 	}
-	*out = s.p;
-	*out_len = s.len;
+	*out = (uint8_t *)resp.body;
+	*out_len = resp.len;
 	return 0;
 }
 
