@@ -32,7 +32,6 @@ int	 cmd_number(const char *cmd, const char *flag, const char *v, int lo,
 int	 cmd_log_format(const char *cmd, const char *v);
 int	 cmd_key_type(const char *cmd, const char *v, int *out);
 /* Grows a string vector (argv-style lists of repeated flags). */
-int	 cmd_strv_add(char ***v, size_t *n, const char *s);
 
 int	 cmd_ca(int argc, char **argv);
 int	 cmd_cert(int argc, char **argv);

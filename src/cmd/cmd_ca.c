@@ -103,11 +103,11 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 		case O_PARENT: a->parent = optarg; break;
 		case O_PPASS: a->ppass = optarg; break;
 		case O_PSPIFFE:
-			if (cmd_strv_add(&a->pspiffe, &a->n_pspiffe, optarg))
+			if (strv_add(&a->pspiffe, &a->n_pspiffe, optarg))
 				return -1;
 			break;
 		case O_PDNS:
-			if (cmd_strv_add(&a->pdns, &a->n_pdns, optarg))
+			if (strv_add(&a->pdns, &a->n_pdns, optarg))
 				return -1;
 			break;
 		case O_CA: a->ca = optarg; break;

@@ -107,7 +107,7 @@ ca_serve_cmd(int argc, char **argv)
 				    why);
 				goto out;
 			}
-			if (cmd_strv_add(&o.admin, &o.n_admin, optarg) != 0)
+			if (strv_add(&o.admin, &o.n_admin, optarg) != 0)
 				goto out;
 			break;
 		case 'u': o.url = optarg; break;

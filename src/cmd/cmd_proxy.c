@@ -226,9 +226,9 @@ cmd_proxy(int argc, char **argv)
 				    "--expect" : "--admin-allow", optarg, why);
 				goto out;
 			}
-			if (c == P_ALLOW ? cmd_strv_add(&l->allow, &l->n_allow,
-			    optarg) : c == P_EXPECT ? cmd_strv_add(&l->expect,
-			    &l->n_expect, optarg) : cmd_strv_add(&o->admin_allow,
+			if (c == P_ALLOW ? strv_add(&l->allow, &l->n_allow,
+			    optarg) : c == P_EXPECT ? strv_add(&l->expect,
+			    &l->n_expect, optarg) : strv_add(&o->admin_allow,
 			    &o->n_admin_allow, optarg))
 				goto out;
 			break;
@@ -236,7 +236,7 @@ cmd_proxy(int argc, char **argv)
 		case P_OUTBOUND: l->outbound = 1; break;
 		case P_SERVERNAME: l->servername = optarg; break;
 		case P_CRL:
-			if (cmd_strv_add(&l->crls, &l->n_crls, optarg))
+			if (strv_add(&l->crls, &l->n_crls, optarg))
 				goto out;
 			break;
 		case P_WORKERS:

@@ -122,20 +122,6 @@ cmd_key_type(const char *cmd, const char *v, int *out)
 }
 
 int
-cmd_strv_add(char ***v, size_t *n, const char *s)
-{
-	char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
-
-	if (nv == NULL)
-		return -1;
-	*v = nv;
-	if ((nv[*n] = strdup(s)) == NULL)
-		return -1;
-	(*n)++;
-	return 0;
-}
-
-int
 cmd_log_format(const char *cmd, const char *v)
 {
 	if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {

@@ -418,6 +418,20 @@ ids_free(struct ids *ids)
 	ids->bad = NULL;
 }
 
+int
+strv_add(char ***v, size_t *n, const char *s)
+{
+	char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+
+	if (nv == NULL)
+		return -1;
+	*v = nv;
+	if ((nv[*n] = strdup(s)) == NULL)
+		return -1;
+	(*n)++;
+	return 0;
+}
+
 void
 strv_free(char **v, size_t n)
 {

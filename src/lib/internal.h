@@ -115,6 +115,9 @@ struct ids {
 void	 ids_free(struct ids *);
 /* Frees <n> strings and the array. */
 void	 strv_free(char **, size_t);
+/* Appends a copy of <s> to the vector <v>[<n>]: 0, or -1 out of memory
+ * (the vector unchanged but for its capacity). */
+int	 strv_add(char ***v, size_t *n, const char *s) MTLS_MUST_CHECK;
 int	 ids_add(struct ids *, const char *prefix, const char *val,
 	    size_t len) MTLS_MUST_CHECK;
 /* A deep copy of <src>'s identities (and its URI count) into <dst>. */

@@ -24,26 +24,11 @@ oom(struct mtls_error *err)
 	return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 }
 
-/* Appends a copy of <s> to the vector <v>[<n>]. */
-static int
-strv_push(char ***v, size_t *n, const char *s)
-{
-	char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
-
-	if (nv == NULL)
-		return -1;
-	*v = nv;
-	if ((nv[*n] = strdup(s)) == NULL)
-		return -1;
-	(*n)++;
-	return 0;
-}
-
 /* A string from the file, kept until proxy_conf_free. */
 static char *
 keep(struct proxy_conf *cs, const char *v)
 {
-	if (strv_push(&cs->keep, &cs->n_keep, v) != 0)
+	if (strv_add(&cs->keep, &cs->n_keep, v) != 0)
 		return NULL;
 	return cs->keep[cs->n_keep - 1];
 }
@@ -86,7 +71,7 @@ cfg_list(char ***v, size_t *n, const char *val, struct mtls_error *err)
 	snprintf(buf, sizeof(buf), "%s", val);
 	for (tok = strtok_r(buf, " \t", &save); tok;
 	    tok = strtok_r(NULL, " \t", &save))
-		if (strv_push(v, n, tok) != 0)
+		if (strv_add(v, n, tok) != 0)
 			return oom(err);
 	return 0;
 }
