@@ -37,7 +37,7 @@
 #include <openssl/ssl.h>
 
 #include "ca/serve.h"
-#include "proxy/proxy.h"
+#include "net/addr.h"
 
 #define MAX_HEAD	(16 * 1024)
 #define MAX_BODY	(64 * 1024)
@@ -361,7 +361,7 @@ serve_conn(struct net_conn *nc, void *arg)
 	c->s = s;
 	c->nc = nc;
 	c->fd = net_conn_fd(nc);
-	proxy_addr_text(net_conn_addr(nc), c->client, sizeof(c->client));
+	addr_text(net_conn_addr(nc), c->client, sizeof(c->client));
 	/* the handshake, the head and the body of the first request share
 	 * one deadline from accept: a slow client cannot spend it twice */
 	first = net_conn_accepted_ms(nc) + s->o->request_ms;
@@ -460,7 +460,7 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	snprintf(s.url, sizeof(s.url), "%s", o->url);
 	snprintf(s.crl_url, sizeof(s.crl_url), "%s/v1/crl", s.url);
 	snprintf(s.ocsp_url, sizeof(s.ocsp_url), "%s/v1/ocsp", s.url);
-	if (proxy_addr_parse(o->listen, "--listen", &ss, &sl, err) != 0)
+	if (addr_parse(o->listen, "--listen", &ss, &sl, err) != 0)
 		goto out;
 	if ((s.tls = mtls_server()) == NULL) {
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");

@@ -32,7 +32,7 @@
 
 #include "doctor/doctor.h"
 #include "net/net.h"
-#include "proxy/proxy.h"
+#include "net/addr.h"
 
 #define REQ_MAX		8192
 #define DRAIN_MS	5000	/* SIGTERM: answers in hand finish */
@@ -321,7 +321,7 @@ serve_conn(struct net_conn *nc, void *arg)
 	unsigned long e;
 	int r;
 
-	proxy_addr_text(net_conn_addr(nc), client, sizeof(client));
+	addr_text(net_conn_addr(nc), client, sizeof(client));
 	if ((ssl = SSL_new(s->ctx)) == NULL ||
 	    SSL_set_fd(ssl, net_conn_fd(nc)) != 1)
 		goto out;

@@ -640,7 +640,7 @@ gw_start(const struct gw_env *env, struct gw **out, struct mtls_error *err)
 		pthread_mutex_init(&rt->mu, NULL);
 		if (route_norm(rt->r, rt->host, sizeof(rt->host), err) != 0)
 			goto fail;
-		if (proxy_addr_parse(rt->r->upstream, "upstream", &rt->ss,
+		if (addr_parse(rt->r->upstream, "upstream", &rt->ss,
 		    &rt->sslen, err) != 0 ||
 		    (rt->idle = calloc((size_t)rt->r->up_idle + 1,
 		    sizeof(*rt->idle))) == NULL ||

@@ -312,7 +312,7 @@ accept_some(struct loop *lp)
 				continue;
 			return;		/* EAGAIN; or EMFILE: next round */
 		}
-		proxy_addr_text(&ss, client, sizeof(client));
+		addr_text(&ss, client, sizeof(client));
 		ip = NULL;
 		if (gw->env.ipt != NULL &&
 		    iplimit_take(gw->env.ipt, &ss, &ip) != 0) {

@@ -125,11 +125,11 @@ gw_check(const struct proxy_listener *l, struct mtls_error *err)
 			return error_set(err, MTLS_ERR_ARG, "route %s: an mTLS "
 			    "upstream needs upstream_expect (its identity)",
 			    r->name);
-		if (proxy_addr_parse(r->upstream, "upstream", &ss, &sl,
+		if (addr_parse(r->upstream, "upstream", &ss, &sl,
 		    err) != 0)
 			return -1;
 		if (!r->up_tls && !l->unsafe_target &&
-		    !proxy_addr_is_local(&ss))
+		    !addr_is_local(&ss))
 			return error_set(err, MTLS_ERR_ARG, "route %s: upstream "
 			    "%s is not loopback: plaintext would leave this "
 			    "host (use upstream_tls, or unsafe_target = true "

@@ -171,25 +171,4 @@ int	 proxy_conf_finish(struct proxy_conf *, struct mtls_error *)
  * the conf is empty after. */
 void	 proxy_conf_free(struct proxy_conf *);
 
-/* Address helpers, now in src/svc/net/addr.h: these names stay until the
- * gateway, `ca serve` and `doctor serve` call addr_* themselves. */
-static inline void
-proxy_addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	addr_text(ss, buf, len);
-}
-
-static inline int
-proxy_addr_parse(const char *text, const char *what,
-    struct sockaddr_storage *ss, socklen_t *len, struct mtls_error *err)
-{
-	return addr_parse(text, what, ss, len, err);
-}
-
-static inline int
-proxy_addr_is_local(const struct sockaddr_storage *ss)
-{
-	return addr_is_local(ss);
-}
-
 #endif
