@@ -25,7 +25,7 @@
 static int
 left_ms(int64_t deadline_us)
 {
-	int64_t left = deadline_us - now_us();
+	int64_t left = deadline_us - net_now_us();
 
 	return left <= 0 ? 0 : left > 600000000 ? 600000 :
 	    (int)((left + 999) / 1000);
@@ -165,7 +165,7 @@ static void
 http_probe(struct attempt *a, const char *host)
 {
 	char req[600], *sp;
-	int64_t deadline = now_us() + 3000000;
+	int64_t deadline = net_now_us() + 3000000;
 
 	if (deadline > a->deadline_us)
 		deadline = a->deadline_us;
@@ -225,7 +225,7 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 	BIO *rb;
 
 	a->alert_in = a->alert_in_after_cert = a->alert_out = -1;
-	a->t0_us = now_us();
+	a->t0_us = net_now_us();
 	if ((a->fd = tcp_connect(host, port, a)) < 0)
 		return 0;
 	if ((a->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(a->ssl, a->fd) != 1)
@@ -277,7 +277,7 @@ attempt_run(struct attempt *a, SSL_CTX *ctx, const char *host,
 	if (a->trace == NULL || !a->saw_cr)
 		return 1;
 	/* the server's verdict on our certificate, up to 1.5 s */
-	deadline = now_us() + 1500000;
+	deadline = net_now_us() + 1500000;
 	if (deadline > a->deadline_us)
 		deadline = a->deadline_us;
 	/* from here on a close without close_notify is an EOF: a server that

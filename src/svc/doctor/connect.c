@@ -172,7 +172,7 @@ doctor_connect(const struct doctor_connect_opts *o, int *usage)
 	a.trace = trace;
 	a.live = o->live;
 	a.http = !o->no_http;
-	a.deadline_us = now_us() + (int64_t)o->timeout_ms * 1000;
+	a.deadline_us = net_now_us() + (int64_t)o->timeout_ms * 1000;
 	completed = attempt_run(&a, ctx, host, port, sni);
 	json_object_set(report, "trace", trace);
 	if (!completed)

@@ -25,6 +25,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "net/net.h"
+
 /* One set of client settings; probes widen one field of the user's. */
 struct variant {
 	int		 min_v, max_v;	/* TLS1_x_VERSION; 0 = default */
@@ -57,15 +59,6 @@ struct attempt {
 	SSL		*ssl;
 	int		 fd;
 };
-
-static inline int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- attempt.c ---- */
 

@@ -107,7 +107,7 @@ doctor_cert_msg_count(const unsigned char *p, size_t len, int tls13)
 static void
 trace_add(struct attempt *a, int out, const char *msg, const char *detail)
 {
-	double ms = (double)(now_us() - a->t0_us) / 1000.0;
+	double ms = (double)(net_now_us() - a->t0_us) / 1000.0;
 	json_t *o;
 
 	if (a->trace == NULL)

@@ -117,5 +117,7 @@ int	 net_write(struct net_conn *, struct mtls *tls, const void *p,
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t	 net_now_ms(void);
+/* The same clock in microseconds (handshake and request durations). */
+int64_t	 net_now_us(void);
 
 #endif

@@ -294,7 +294,7 @@ listener_accept(struct wl *wl)
 		c->a.fd = fd;
 		c->b.fd = -1;
 		c->ip = ip;
-		c->t_start_us = now_us();
+		c->t_start_us = net_now_us();
 		addr_text(&ss, c->client, sizeof(c->client));
 		if (ss.ss_family != AF_UNIX)
 			sock_nodelay(fd);

@@ -220,15 +220,6 @@ bump(uint64_t *v, uint64_t n)
 	__atomic_add_fetch(v, n, __ATOMIC_RELAXED);
 }
 
-/* CLOCK_MONOTONIC in microseconds (handshake durations). */
-static inline int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* A malloc'd copy of <len> bytes; NULL for NULL or out of memory. */
 static inline uint8_t *

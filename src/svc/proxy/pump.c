@@ -240,7 +240,7 @@ conn_free(struct conn *c, const char *why)
 		json_object_set_new(o, "bytes_out", json_integer(
 		    (json_int_t)c->bytes_ba));
 		json_object_set_new(o, "duration_ms", json_integer(
-		    (now_us() - c->t_start_us) / 1000));
+		    (net_now_us() - c->t_start_us) / 1000));
 		json_object_set_new(o, "reason", esc_jstr(why));
 		log_emit("info", "close", o);
 		json_decref(o);
@@ -500,7 +500,7 @@ conn_step(struct conn *c, uint32_t events)
 				return;
 			}
 			c->state = S_HANDSHAKE;
-			c->t_start_us = now_us();
+			c->t_start_us = net_now_us();
 			tq_put(&w->hs_q, c, net_now_ms());
 		} else if (start_pump(c) != 0) {
 			conn_free(c, "nomem");
@@ -517,7 +517,7 @@ conn_step(struct conn *c, uint32_t events)
 			side_update(w, t);
 			return;
 		}
-		c->hs_us = now_us() - c->t_start_us;
+		c->hs_us = net_now_us() - c->t_start_us;
 		if (r != 0) {
 			if (is_probe(c))
 				log_probe(c);
@@ -607,7 +607,7 @@ expire(struct worker *w, struct tq *q, int64_t now)
 		} else if (q == &w->hs_q || q == &w->ihs_q) {
 			if (q == &w->ihs_q)
 				listener_limit_hit(w, CL_HS_TIMEOUT, NULL, NULL);
-			c->hs_us = now_us() - c->t_start_us;
+			c->hs_us = net_now_us() - c->t_start_us;
 			conn_log_fail(c, MTLS_FAIL_HANDSHAKE_TIMEOUT, "the handshake "
 			    "did not finish in time");
 			conn_free(c, "handshake_timeout");

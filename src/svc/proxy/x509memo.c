@@ -74,6 +74,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "net/net.h"
 #include "proxy/x509memo.h"
 
 /* what this file was measured and tested with: libssl's parse paths
@@ -206,15 +207,6 @@ memo_init(void)
 	dl_iterate_phdr(find_libssl, NULL);
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* FNV-1a: picks the slot only; a hit also compares every byte */
 static uint64_t
 memo_hash(const unsigned char *p, long n)
@@ -277,7 +269,7 @@ memo_store(struct memo *m, struct memo_slot *s, uint64_t h,
 	mine.hash = h;
 	mine.len = len;
 	mine.epoch = epoch;
-	mine.made_ms = mono_ms();
+	mine.made_ms = net_now_ms();
 	pthread_mutex_lock(&m->mu);
 	if (epoch != __atomic_load_n(&memo_epoch, __ATOMIC_ACQUIRE)) {
 		old = mine;	/* made under a rotated-away key: drop */
@@ -328,7 +320,7 @@ memo_d2i(struct memo *m, uintptr_t caller, void **a, const unsigned char **in,
 	}
 	h = memo_hash(start, len);
 	s = &m->slot[h % MEMO_SLOTS];
-	now = mono_ms();
+	now = net_now_ms();
 	memset(&stale, 0, sizeof(stale));
 	pthread_mutex_lock(&m->mu);
 	if (s->obj != NULL && !slot_live(s, epoch, now))
@@ -511,7 +503,7 @@ memo_flush(struct memo *m, int all)
 {
 	struct memo_slot *drop;
 	uint64_t epoch;
-	int64_t now = mono_ms();
+	int64_t now = net_now_ms();
 	size_t i, n = 0;
 
 	/* slots are dropped after the unlock: freeing many sessions under
