@@ -31,6 +31,7 @@ struct server {
 	size_t			 crl_len;
 	int64_t			 crl_made;
 	int64_t			 crl_revs;	/* revocations it lists */
+	int64_t			 crl_checked;	/* last count, unix s */
 	struct net_loop		*loop;
 	uint64_t		 m_req[R__COUNT][6];	/* by status class */
 	uint64_t		 m_issued, m_renewed, m_revoked, m_ocsp;

@@ -23,15 +23,24 @@ serve_crl(struct server *s, struct reply *rp)
 	int n;
 
 	pthread_mutex_lock(&s->mu);
-	/* a revocation made by another replica sharing the store: the
-	 * count of revocations moved (they are never taken back) */
+	/* a revocation made elsewhere (another replica sharing the store,
+	 * `mtls ca revoke` on this directory): the count of revocations moved
+	 * (they are never taken back). Counted at most once a second, not per
+	 * request: the count scans the inventory under the CA's mutex. */
 	error_clear(&err);
-	if (store_revocations(s->ca->store, &revs, &err) != 0 ||
-	    revs != s->crl_revs)
-		s->crl_made = 0;
+	if (now != s->crl_checked) {
+		s->crl_checked = now;
+		if (store_revocations(s->ca->store, &revs, &err) != 0 ||
+		    revs != s->crl_revs)
+			s->crl_made = 0;
+	}
 	/* re-signed after a revocation, and at half its validity */
 	if (s->crl == NULL || s->crl_made == 0 ||
 	    now - s->crl_made >= s->o->crl_ttl / 2) {
+		error_clear(&err);
+		if (revs < 0 && store_revocations(s->ca->store, &revs,
+		    &err) != 0)
+			revs = -1;	/* unknown: counted again next second */
 		error_clear(&err);
 		if (ca_crl(s->ca, s->o->crl_ttl, &crl, &err) == 0 &&
 		    (n = i2d_X509_CRL(crl, &der)) > 0) {
