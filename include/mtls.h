@@ -84,8 +84,11 @@ enum mtls_fail {
 	MTLS_FAIL_NOT_TLS,
 	MTLS_FAIL_HANDSHAKE_TIMEOUT,
 	MTLS_FAIL_CONNECT_FAILED,
-	MTLS_FAIL_CHAIN_TOO_LARGE	/* the peer's Certificate message is over
+	MTLS_FAIL_CHAIN_TOO_LARGE,	/* the peer's Certificate message is over
 					 * the limit (OpenSSL: 100 KiB) */
+	MTLS_FAIL_TRUST_DOMAIN_MISMATCH	/* a federated trust domain's root
+					 * vouches for an identity outside that
+					 * trust domain */
 	/* New codes come at the end; mtls_fail_name() says "unknown" for a
 	 * code this version of the library does not know. */
 };
@@ -167,6 +170,22 @@ int	 mtls_config_set_trust_file(struct mtls_config *, const char *path);
 /* mtls_config_set_trust_file() from memory (PEM, or one DER; copied). */
 int	 mtls_config_set_trust_mem(struct mtls_config *, const uint8_t *buf,
 	    size_t len);
+/*
+ * The anchors of federated trust domain <td> (e.g. "partner.com"), from a
+ * PEM bundle or a SPIFFE trust bundle (JSON): added to the trust bundle,
+ * and kept by a later mtls_config_set_trust_*(). A chain through one of
+ * them is accepted only for a leaf whose SPIFFE IDs (at least one) are all
+ * in <td> (SPIFFE federation: a partner's root never vouches for our IDs,
+ * whatever its name constraints), else MTLS_FAIL_TRUST_DOMAIN_MISMATCH;
+ * the rules then see the leaf's SPIFFE ID alone (not its DNS names). A
+ * root given for two trust domains is refused. Roots of our own domain go
+ * to mtls_config_set_trust_*() and vouch for any name, as before.
+ */
+int	 mtls_config_add_trust_domain_file(struct mtls_config *,
+	    const char *td, const char *path);
+/* mtls_config_add_trust_domain_file() from memory (copied). */
+int	 mtls_config_add_trust_domain_mem(struct mtls_config *, const char *td,
+	    const uint8_t *buf, size_t len);
 /* Extra untrusted intermediates used to build chains (PEM). */
 int	 mtls_config_add_untrusted_file(struct mtls_config *, const char *path);
 /* mtls_config_add_untrusted_file() from memory (copied). */

@@ -87,6 +87,8 @@ static const char proxy_help[] =
 "  key = /etc/mtls/svid.key\n"
 "  ca = /etc/mtls/bundle.pem\n"
 "  allow = spiffe://example.org/ns/prod/*\n"
+"  # federation: ca = BUNDLE, partner.com:partner.pem (PEM or SPIFFE JSON);\n"
+"  # partner.com's roots vouch for spiffe://partner.com/... only\n"
 "  [listener \"billing\"]\n"
 "  mode = outbound\n"
 "  listen = 127.0.0.1:9000\n"

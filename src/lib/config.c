@@ -48,6 +48,8 @@ mtls_config_free(struct mtls_config *c)
 	sk_X509_pop_free(c->chain, X509_free);
 	EVP_PKEY_free(c->key);
 	config_borrow_trust(c, NULL);
+	strv_free(c->fed_td, c->fed ? (size_t)sk_X509_num(c->fed) : 0);
+	sk_X509_pop_free(c->fed, X509_free);
 	sk_X509_pop_free(c->untrusted, X509_free);
 	sk_X509_CRL_pop_free(c->crls, X509_CRL_free);
 	strv_free(c->allow, c->n_allow);
@@ -170,11 +172,33 @@ mtls_config_set_identity_mem(struct mtls_config *c, const uint8_t *cert,
 	return set_identity(c, chain, key, cn, kn);
 }
 
-static void
+/* Appends a reference to each of <from> to <to>: 0, or -1 out of memory
+ * (<to> then holds some of them, to be freed whole by the caller). */
+static int
+push_refs(STACK_OF(X509) *to, STACK_OF(X509) *from)
+{
+	int i;
+
+	for (i = 0; from != NULL && i < sk_X509_num(from); i++) {
+		if (!sk_X509_push(to, sk_X509_value(from, i)))
+			return -1;
+		X509_up_ref(sk_X509_value(from, i));
+	}
+	return 0;
+}
+
+/* Our own anchors <sk> (taken) become the bundle; the federated trust
+ * domains' anchors stay in it. */
+static int
 set_trust(struct mtls_config *c, STACK_OF(X509) *sk)
 {
+	if (push_refs(sk, c->fed) != 0) {
+		sk_X509_pop_free(sk, X509_free);
+		return error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
+	}
 	config_borrow_trust(c, NULL);
 	c->trust = sk;
+	return 0;
 }
 
 int
@@ -184,8 +208,7 @@ mtls_config_set_trust_file(struct mtls_config *c, const char *path)
 
 	if (writable(c) != 0 || certs_load(path, &sk, &c->err) != 0)
 		return -1;
-	set_trust(c, sk);
-	return 0;
+	return set_trust(c, sk);
 }
 
 int
@@ -196,8 +219,104 @@ mtls_config_set_trust_mem(struct mtls_config *c, const uint8_t *buf,
 
 	if (certs_mem(c, buf, len, "trust bundle (memory)", &sk) != 0)
 		return -1;
-	set_trust(c, sk);
-	return 0;
+	return set_trust(c, sk);
+}
+
+/*
+ * The anchors <sk> (taken) of federated trust domain <td>, <name> for
+ * messages: each is added to the bundle and remembered with its trust
+ * domain, which verify.c holds every chain through it to. A root already
+ * given for another trust domain is refused (a root anchors one trust
+ * domain); given again for the same one it is kept once. All or nothing.
+ */
+static int
+add_trust_domain(struct mtls_config *c, const char *td, STACK_OF(X509) *sk,
+    const char *name)
+{
+	STACK_OF(X509) *trust = NULL, *fed = NULL;
+	char why[160], **tds = NULL, label[256];
+	const char *had;
+	size_t n_tds = 0;
+	int i, rv = -1;
+
+	if (trust_domain_check(td, why, sizeof(why)) != 0) {
+		error_set(&c->err, MTLS_ERR_ARG, "trust domain '%.80s' for %s: "
+		    "%s", td ? td : "", name, why);
+		goto out;
+	}
+	if ((trust = sk_X509_new_null()) == NULL ||
+	    (fed = sk_X509_new_null()) == NULL ||
+	    push_refs(trust, c->trust) != 0 || push_refs(fed, c->fed) != 0)
+		goto nomem;
+	for (i = 0; c->fed != NULL && i < sk_X509_num(c->fed); i++)
+		if (strv_add(&tds, &n_tds, c->fed_td[i]) != 0)
+			goto nomem;
+	for (i = 0; i < sk_X509_num(sk); i++) {
+		X509 *x = sk_X509_value(sk, i);
+		int j;
+
+		for (had = NULL, j = 0; j < sk_X509_num(fed) && had == NULL; j++)
+			if (X509_cmp(sk_X509_value(fed, j), x) == 0)
+				had = tds[j];
+		if (had != NULL && strcmp(had, td) != 0) {
+			cert_label(x, label, sizeof(label));
+			error_set(&c->err, MTLS_ERR_ARG, "%s: %s is already the "
+			    "anchor of trust domain %s; a root anchors one "
+			    "trust domain (%s)", name, label, had, td);
+			goto out;
+		}
+		if (had != NULL)
+			continue;
+		if (!sk_X509_push(fed, x))
+			goto nomem;
+		X509_up_ref(x);
+		if (strv_add(&tds, &n_tds, td) != 0 || !sk_X509_push(trust, x))
+			goto nomem;
+		X509_up_ref(x);
+	}
+	config_borrow_trust(c, NULL);
+	c->trust = trust;
+	trust = NULL;
+	strv_free(c->fed_td, c->fed ? (size_t)sk_X509_num(c->fed) : 0);
+	sk_X509_pop_free(c->fed, X509_free);
+	c->fed = fed;
+	c->fed_td = tds;
+	fed = NULL;
+	tds = NULL;
+	rv = 0;
+	goto out;
+ nomem:
+	error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
+ out:
+	sk_X509_pop_free(trust, X509_free);
+	/* on failure the names may be one short of <fed>: free by count */
+	strv_free(tds, n_tds);
+	sk_X509_pop_free(fed, X509_free);
+	sk_X509_pop_free(sk, X509_free);
+	return rv;
+}
+
+int
+mtls_config_add_trust_domain_file(struct mtls_config *c, const char *td,
+    const char *path)
+{
+	STACK_OF(X509) *sk = NULL;
+
+	if (writable(c) != 0 || certs_load(path, &sk, &c->err) != 0)
+		return -1;
+	return add_trust_domain(c, td, sk, path);
+}
+
+int
+mtls_config_add_trust_domain_mem(struct mtls_config *c, const char *td,
+    const uint8_t *buf, size_t len)
+{
+	static const char name[] = "trust domain bundle (memory)";
+	STACK_OF(X509) *sk;
+
+	if (certs_mem(c, buf, len, name, &sk) != 0)
+		return -1;
+	return add_trust_domain(c, td, sk, name);
 }
 
 /* Appends <sk> (taken) to the untrusted intermediates. */
@@ -543,6 +662,12 @@ config_freeze(struct mtls_config *c)
 	ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
 	for (j = 0; ok && c->trust && j < sk_X509_num(c->trust); j++)
 		hash_der(md, "anchor", i2d_x509, sk_X509_value(c->trust, j));
+	/* which trust domain a federated anchor vouches for changes verdicts:
+	 * part of the generation, so a cache is shared only with the same */
+	for (j = 0; ok && c->fed && j < sk_X509_num(c->fed); j++) {
+		hash_der(md, "federated", i2d_x509, sk_X509_value(c->fed, j));
+		EVP_DigestUpdate(md, c->fed_td[j], strlen(c->fed_td[j]) + 1);
+	}
 	for (j = 0; ok && c->untrusted && j < sk_X509_num(c->untrusted); j++)
 		hash_der(md, "untrusted", i2d_x509,
 		    sk_X509_value(c->untrusted, j));

@@ -75,6 +75,10 @@ static const struct {
 	    "the peer's certificate chain is over the 100 KiB that OpenSSL "
 	    "(and most TLS stacks) accept: send the leaf and intermediates "
 	    "only (no root, no duplicates), with fewer SANs" },
+	[MTLS_FAIL_TRUST_DOMAIN_MISMATCH] = { "trust_domain_mismatch",
+	    "a federated trust domain's root vouches only for that domain's "
+	    "SPIFFE IDs: the peer must present an SVID of the trust domain its "
+	    "root is configured for (--ca TD:BUNDLE)" },
 };
 
 const char *

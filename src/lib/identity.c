@@ -158,6 +158,16 @@ spiffe_trust_domain(const char *id, char *td, size_t td_len)
 }
 
 int
+trust_domain_check(const char *td, char *w, size_t wl)
+{
+	size_t n = td != NULL ? strlen(td) : 0;
+
+	if (n > TD_MAX)
+		return why(w, wl, "trust domain longer than %d bytes", TD_MAX);
+	return td_check(td != NULL ? td : "", n, w, wl);
+}
+
+int
 dns_name_check(const char *name, int wildcard)
 {
 	size_t len = strlen(name), lab = 0, i;

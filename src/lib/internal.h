@@ -37,7 +37,7 @@
 #define SPIFFE_MAX	2048
 /* How many MTLS_FAIL_* codes this build knows (table sizes; not in the ABI:
  * a new code changes it). */
-#define MTLS_FAIL_COUNT	(MTLS_FAIL_CHAIN_TOO_LARGE + 1)
+#define MTLS_FAIL_COUNT	(MTLS_FAIL_TRUST_DOMAIN_MISMATCH + 1)
 
 /* ---- error.c ---- */
 struct mtls_error {
@@ -129,6 +129,10 @@ int	 ids_from_cert(X509 *, struct ids *, struct mtls_error *) MTLS_MUST_CHECK;
 const char *ids_primary(const struct ids *);
 /* Puts the trust domain of valid SPIFFE ID <id> in <td> (NUL-terminated). */
 int	 spiffe_trust_domain(const char *id, char *td, size_t td_len);
+/* A trust domain name as a SPIFFE ID has it (a-z 0-9 . - _, at most
+ * TD_MAX bytes): 0, or -1 with the reason in <why>. */
+#define TD_MAX	255
+int	 trust_domain_check(const char *td, char *why, size_t why_len);
 /* Validates a DNS name (LDH labels, <= 253 bytes); allows a leading "*."
  * when <wildcard>. */
 int	 dns_name_check(const char *name, int wildcard);

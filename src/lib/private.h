@@ -22,8 +22,13 @@ struct mtls_config {
 	struct mtls_secret	 pass;
 	STACK_OF(X509)		*chain;		/* own leaf + intermediates */
 	EVP_PKEY		*key;
-	STACK_OF(X509)		*trust;		/* anchors */
+	STACK_OF(X509)		*trust;		/* anchors, the federated
+						 * ones included */
 	int			 trust_borrowed; /* config_borrow_trust */
+	/* federated trust domains: the anchors of each (also in trust), and
+	 * fed_td[i] the trust domain that fed's i-th anchor vouches for */
+	STACK_OF(X509)		*fed;
+	char			**fed_td;
 	STACK_OF(X509)		*untrusted;
 	STACK_OF(X509_CRL)	*crls;
 	char			**allow;
@@ -111,6 +116,9 @@ int64_t	 verify_now(const struct mtls_config *);
 int	 verify_path(const struct mtls_config *, X509_STORE *,
 	    STACK_OF(X509) *certs, int purpose, struct verify_out *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The trust domain that <x> anchors when it is a federated trust
+ * domain's anchor, else NULL (one of our own: any identity). */
+const char *verify_fed_td(const struct mtls_config *, X509 *x);
 /* The expect and allow rules of <cfg> against <ids>. */
 int	 verify_authorize(const struct mtls_config *, const struct ids *,
 	    struct mtls_error *) MTLS_MUST_CHECK;

@@ -714,6 +714,79 @@ check_scope(const struct mtls_config *cfg, STACK_OF(X509) *chain,
 	return rv;
 }
 
+const char *
+verify_fed_td(const struct mtls_config *cfg, X509 *x)
+{
+	int i;
+
+	for (i = 0; cfg->fed != NULL && i < sk_X509_num(cfg->fed); i++)
+		if (X509_cmp(sk_X509_value(cfg->fed, i), x) == 0)
+			return cfg->fed_td[i];
+	return NULL;
+}
+
+/*
+ * SPIFFE federation: a federated trust domain's anchor vouches for the
+ * SPIFFE IDs of that trust domain and nothing else, name constraints or
+ * not. Every certificate of the verified chain that is such an anchor
+ * (the one OpenSSL ended at, or one it passed through) binds the leaf: it
+ * must carry a SPIFFE ID and each of its SPIFFE IDs must be in that trust
+ * domain (two anchors of different domains on one path: nothing passes).
+ * Its other names (DNS, IP, CN) are not the partner's to vouch for: they
+ * are dropped from <ids>, which is what the rules then match. A chain
+ * anchored only by our own roots is left as it is.
+ */
+static int
+check_trust_domain(const struct mtls_config *cfg, STACK_OF(X509) *chain,
+    struct ids *ids, struct mtls_error *err)
+{
+	char label[256], alabel[256], td[TD_MAX + 1];
+	const char *want;
+	size_t j, k, n_spiffe;
+	int i, scoped = 0;
+
+	if (cfg->fed == NULL || sk_X509_num(cfg->fed) == 0)
+		return 0;
+	cert_label(sk_X509_value(chain, 0), label, sizeof(label));
+	for (i = 0; i < sk_X509_num(chain); i++) {
+		X509 *a = sk_X509_value(chain, i);
+
+		if ((want = verify_fed_td(cfg, a)) == NULL)
+			continue;
+		scoped = 1;
+		cert_label(a, alabel, sizeof(alabel));
+		for (n_spiffe = 0, j = 0; j < ids->n; j++) {
+			if (strncmp(ids->v[j], "spiffe://", 9) != 0)
+				continue;
+			n_spiffe++;
+			if (spiffe_trust_domain(ids->v[j], td, sizeof(td)) != 0 ||
+			    strcmp(td, want) != 0)
+				return error_fail(err,
+				    MTLS_FAIL_TRUST_DOMAIN_MISMATCH, "leaf %s "
+				    "claims '%.200s', outside trust domain %s: "
+				    "its chain ends at %s, the anchor of %s, "
+				    "which vouches for %s's SPIFFE IDs only",
+				    label, ids->v[j], want, alabel, want, want);
+		}
+		if (n_spiffe == 0)
+			return error_fail(err, MTLS_FAIL_TRUST_DOMAIN_MISMATCH,
+			    "leaf %s has no SPIFFE ID: its chain ends at %s, "
+			    "the anchor of federated trust domain %s, which "
+			    "vouches for %s's SPIFFE IDs only", label, alabel,
+			    want, want);
+	}
+	if (!scoped)
+		return 0;
+	for (j = 0, k = 0; j < ids->n; j++) {
+		if (strncmp(ids->v[j], "spiffe://", 9) == 0)
+			ids->v[k++] = ids->v[j];
+		else
+			free(ids->v[j]);
+	}
+	ids->n = k;
+	return 0;
+}
+
 /*
  * OpenSSL judges a CRL's thisUpdate and nextUpdate with no clock skew; the
  * proxy admits a CRL with REVOCATION_SKEW either way (crl_check), as OCSP
@@ -954,6 +1027,7 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 	    check_rfc5280(out->chain, err) != 0)
 		goto out;
 	if (check_scope(cfg, out->chain, &out->ids, err) != 0 ||
+	    check_trust_domain(cfg, out->chain, &out->ids, err) != 0 ||
 	    check_ca_revocation(cfg, out->chain, err) != 0)
 		goto out;
 	rv = 0;

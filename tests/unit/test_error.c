@@ -38,6 +38,11 @@ test_every_code_has_a_row(void **state)
 	assert_int_equal(MTLS_FAIL_CHAIN_TOO_LARGE, MTLS_FAIL_CONNECT_FAILED + 1);
 	assert_string_equal(mtls_fail_name(MTLS_FAIL_CHAIN_TOO_LARGE),
 	    "chain_too_large");
+	/* appended (issue 16) */
+	assert_int_equal(MTLS_FAIL_TRUST_DOMAIN_MISMATCH,
+	    MTLS_FAIL_CHAIN_TOO_LARGE + 1);
+	assert_string_equal(mtls_fail_name(MTLS_FAIL_TRUST_DOMAIN_MISMATCH),
+	    "trust_domain_mismatch");
 }
 
 static void

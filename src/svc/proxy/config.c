@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxy/proxy.h"
 
@@ -526,6 +527,70 @@ proxy_conf_load(struct proxy_conf *c, const char *path,
 	return rv;
 }
 
+/*
+ * A listener's ca value: one bundle file (as before), or entries "PATH"
+ * (our own bundle, at most one) and "TD:PATH" (the bundle, PEM or SPIFFE
+ * JSON, of federated trust domain TD), comma-separated. An entry is
+ * TD:PATH when the text before its first ':' is a trust domain name (so
+ * "./a:b.pem" and "/etc/a:b.pem" are paths); a value naming an existing
+ * file is that file, whatever its name holds.
+ */
+static int
+ca_spec(struct proxy_conf *cs, struct proxy_listener *l,
+    struct mtls_error *err)
+{
+	char *spec = l->ca, *copy, *p, *e, *colon, *own = NULL, why[160];
+	size_t n = 0;
+
+	if (spec == NULL || (strchr(spec, ',') == NULL &&
+	    strchr(spec, ':') == NULL) || access(spec, F_OK) == 0)
+		return 0;
+	if ((copy = keep(cs, spec)) == NULL)
+		return oom(err);
+	for (p = copy; p != NULL; p = e) {
+		if ((e = strchr(p, ',')) != NULL)
+			*e++ = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		colon = p + strlen(p);
+		while (colon > p && (colon[-1] == ' ' || colon[-1] == '\t'))
+			*--colon = '\0';
+		if (*p == '\0')
+			return error_set(err, MTLS_ERR_ARG, "listener %s: ca "
+			    "'%.200s': an empty entry; write ca = BUNDLE, "
+			    "TD:BUNDLE, ...", l->name, spec);
+		if (n == PROXY_MAX_CA)
+			return error_set(err, MTLS_ERR_ARG, "listener %s: ca "
+			    "'%.200s': more than %d bundles", l->name, spec,
+			    PROXY_MAX_CA);
+		colon = strchr(p, ':');
+		if (colon != NULL) {
+			*colon = '\0';
+			if (trust_domain_check(p, why, sizeof(why)) != 0 ||
+			    colon[1] == '\0')
+				*colon = ':';	/* a path with a ':' */
+		}
+		if (colon != NULL && *colon == '\0') {
+			l->ca_td[n] = p;
+			l->ca_path[n] = colon + 1;
+		} else {
+			if (own != NULL)
+				return error_set(err, MTLS_ERR_ARG, "listener "
+				    "%s: ca: two bundles of our own (%.200s, "
+				    "%.200s); give each other one as TD:PATH, "
+				    "or a trust domain name that is valid "
+				    "(a-z 0-9 . - _)", l->name, own, p);
+			l->ca_td[n] = "";
+			l->ca_path[n] = own = p;
+		}
+		n++;
+	}
+	l->ca_spec = spec;
+	l->ca = own != NULL ? own : l->ca_path[0];
+	l->n_ca = n;
+	return 0;
+}
+
 int
 proxy_conf_finish(struct proxy_conf *c, struct mtls_error *err)
 {
@@ -553,6 +618,9 @@ proxy_conf_finish(struct proxy_conf *c, struct mtls_error *err)
 		}
 	}
 	http_defaults(o);
+	for (i = 0; i < o->n_l; i++)
+		if (ca_spec(c, &o->l[i], err) != 0)
+			return -1;
 	if (o->first_byte_timeout_ms < 1000)
 		return error_set(err, MTLS_ERR_ARG, "--first-byte-timeout "
 		    "(first_byte_timeout) must be at least 1s");
@@ -573,6 +641,11 @@ proxy_conf_finish(struct proxy_conf *c, struct mtls_error *err)
 	snprintf(c->svid, sizeof(c->svid), "%s/svid.pem", ag->out_dir);
 	snprintf(c->svid_key, sizeof(c->svid_key), "%s/svid.key", ag->out_dir);
 	snprintf(c->bundle, sizeof(c->bundle), "%s/bundle.pem", ag->out_dir);
+	if (c->path == NULL && l->n_ca > 0)
+		return error_set(err, MTLS_ERR_ARG, "the built-in agent's --ca "
+		    "is its CA's bundle, one file: give federated trust domains "
+		    "in a config file's listener (ca = %s/bundle.pem, TD:PATH)",
+		    ag->out_dir);
 	if (c->path == NULL && l->ca != NULL)
 		ag->ca_bundle = l->ca;
 	for (i = 0; i < o->n_l; i++) {

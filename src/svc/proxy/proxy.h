@@ -16,6 +16,7 @@
 
 #define PROXY_MAX_LISTENERS	16
 #define PROXY_MAX_ROUTES	64
+#define PROXY_MAX_CA		8	/* entries of a ca value */
 #define PROXY_PER_IP		256	/* default max_conns_per_ip */
 
 /* Service defaults (proxy_conf_init; the flags' and file keys' help). */
@@ -54,6 +55,14 @@ struct proxy_listener {
 	char	*listen;	/* HOST:PORT */
 	char	*target;	/* HOST:PORT or unix:/path */
 	char	*cert, *key, *ca;
+	/* ca = [TD:]BUNDLE, ...: with a federated trust domain in it,
+	 * ca_spec is the value as given, ca_td[i] / ca_path[i] its entries
+	 * ("" for our own bundle), and ca our own bundle (else the first
+	 * one), what the CRL and OCSP fetches trust; n_ca 0: ca is one
+	 * file, as before */
+	char	*ca_spec;
+	char	*ca_td[PROXY_MAX_CA], *ca_path[PROXY_MAX_CA];
+	size_t	 n_ca;
 	char	**crls;
 	size_t	 n_crls;
 	char	*crl_url;	/* fetched every crl_refresh_ms (https) */

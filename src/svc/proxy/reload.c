@@ -83,9 +83,17 @@ config_build(const struct proxy_listener *l, const struct crlsrc *fcrl,
 		return NULL;
 	}
 	if (mtls_config_set_identity_file(cfg, l->cert, l->key) != 0 ||
-	    mtls_config_set_trust_file(cfg, l->ca) != 0 ||
+	    (l->n_ca == 0 && mtls_config_set_trust_file(cfg, l->ca) != 0) ||
 	    (l->min_tls && mtls_config_set_min_tls(cfg, l->min_tls) != 0))
 		goto cfgerr;
+	/* ca = BUNDLE, TD:BUNDLE...: each federated trust domain's roots
+	 * vouch for that domain's SPIFFE IDs only (libmtls checks it) */
+	for (i = 0; i < l->n_ca; i++)
+		if ((l->ca_td[i][0] == '\0' ?
+		    mtls_config_set_trust_file(cfg, l->ca_path[i]) :
+		    mtls_config_add_trust_domain_file(cfg, l->ca_td[i],
+		    l->ca_path[i])) != 0)
+			goto cfgerr;
 	/* the CRLs admitted from the files (crl_files_admit), not the files
 	 * as they are now: a rejected new file leaves the previous CRL */
 	for (i = 0; i < l->n_crls; i++)
@@ -185,6 +193,9 @@ listener_files(const struct proxy_listener *l, const char **files, size_t max)
 	files[n++] = l->cert;
 	files[n++] = l->key;
 	files[n++] = l->ca;
+	for (i = 0; i < l->n_ca && n < max - 1; i++)
+		if (l->ca_path[i] != l->ca)
+			files[n++] = l->ca_path[i];
 	for (i = 0; i < l->n_crls && n < max - 1; i++)
 		files[n++] = l->crls[i];
 	if (l->ticket_key_file != NULL)

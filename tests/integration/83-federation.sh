@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Federated trust domains (issue 16 §2): an inbound proxy trusting our root
+# and partner.com's (ca = root/bundle.pem, partner.com:partner/bundle.pem).
+# A partner client is let in by a partner rule; the partner's CA issuing
+# one of our identities is refused as trust_domain_mismatch, whether the
+# partner root is an mtls CA (its role widened by hand) or made with
+# openssl without name constraints; a partner leaf's DNS name is not an
+# identity here; our own root works as before; bad ca values stop the start.
+. "$(dirname "$0")/lib.sh"
+cd "$T_DIR"
+pki_pair
+q "$MTLS" ca init partner --trust-domain partner.com
+q "$MTLS" ca issue --ca partner --spiffe-id spiffe://partner.com/ns/web --out pweb
+q "$MTLS" ca issue --ca partner --spiffe-id spiffe://partner.com/ns/other --dns admin.example.org --out pdns
+q "$MTLS" ca issue --ca partner --dns only.partner.com --out ponlydns
+# the partner's CA turned hostile: its role widened to our trust domain
+sed -i 's|^allow = spiffe://partner.com/\*|allow = spiffe://partner.com/* spiffe://example.org/*|' partner/ca.conf
+q "$MTLS" ca issue --ca partner --spiffe-id spiffe://example.org/ns/prod/client --out forged
+# a second partner whose root openssl made: no name constraints at all
+mkdir other
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other/ca.key -out other/ca.pem \
+    -days 30 -subj "/O=other.net/CN=other.net Root" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" -addext "subjectKeyIdentifier=hash" 2>/dev/null ||
+    { echo "setup failed: openssl root"; exit 1; }
+now=$(date -u -d '-1 hour' +%Y%m%d%H%M%SZ) later=$(date -u -d '+1 day' +%Y%m%d%H%M%SZ)
+backdated oforged URI:spiffe://example.org/ns/prod/client "$now" "$later" other || exit 1
+backdated ogood URI:spiffe://other.net/ns/api "$now" "$later" other || exit 1
+
+be=$(free_port)
+start_bg backend python3 -m http.server "$be" --bind 127.0.0.1 --directory "$T_DIR/partner"
+wait_for 10 port_open "$be" || { not_ok "backend starts"; exit 0; }
+
+# bad values: stop the start with the reason
+expect_exit 2 "two bundles of our own in ca refuse to start" "$MTLS" proxy --listen 127.0.0.1:1 \
+    --target "127.0.0.1:$be" --cert server.pem --key server.key --ca "root/bundle.pem, int/bundle.pem" --allow-any
+expect_grep 'two bundles of our own' "$T_DIR/err" "the refusal names the two own bundles"
+expect_exit 2 "a missing partner bundle refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 \
+    --target "127.0.0.1:$be" --cert server.pem --key server.key --ca "root/bundle.pem, partner.com:nope.pem" --allow-any
+expect_grep 'nope.pem' "$T_DIR/err" "the refusal names the missing file"
+cat partner/ca.pem > both.pem
+expect_exit 2 "one root for two trust domains refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 \
+    --target "127.0.0.1:$be" --cert server.pem --key server.key \
+    --ca "root/bundle.pem, partner.com:partner/bundle.pem, partner.org:both.pem" --allow-any
+expect_grep 'anchors one trust domain' "$T_DIR/err" "the refusal says a root anchors one trust domain"
+
+port=$(free_port)
+cat > fed.conf <<CONF
+[listener "in"]
+listen = 127.0.0.1:$port
+target = 127.0.0.1:$be
+cert = server.pem
+key = server.key
+ca = root/bundle.pem, partner.com:partner/bundle.pem, other.net:other/ca.pem
+allow = spiffe://example.org/ns/prod/client spiffe://partner.com/ns/web spiffe://other.net/ns/api dns:admin.example.org
+CONF
+start_bg fed "$MTLS" proxy --config fed.conf --log-format json --workers 1
+log="$T_DIR/fed.log"
+wait_for 10 grep -q '"event":"start"' "$log" || { not_ok "federated proxy starts" "$(cat "$log")"; exit 0; }
+ok "federated proxy starts"
+
+count() { grep '"event":"handshake"' "$log" | grep -c "$1"; }
+get() {	# get CERT: the body of GET /ca.conf through the proxy, or nothing
+	printf 'GET /ca.conf HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$port" -quiet \
+	    -CAfile root/bundle.pem -cert "$1.pem" -cert_chain "$1.pem" -key "$1.key" 2>/dev/null
+}
+let_in() {	# let_in NAME CERT PEER_ID
+	local before out
+	before=$(count "\"peer_id\":\"$3\"")
+	out=$(get "$2")
+	[[ "$out" == *"trust_domain = partner.com"* ]] && ok "$1: the body arrives" || not_ok "$1: the body arrives" "$out"
+	wait_for 5 count_gt "$log" "\"result\":\"ok\".*\"peer_id\":\"$3\"\|\"peer_id\":\"$3\".*\"result\":\"ok\"" "$before" &&
+	    ok "$1: logged ok for $3" || not_ok "$1: logged ok for $3" "$(tail -2 "$log")"
+}
+refuse() {	# refuse NAME CERT CODE
+	local before out
+	before=$(count "\"result\":\"$3\"")
+	out=$(get "$2")
+	[[ "$out" != *"trust_domain"* ]] && ok "$1: no byte of the body" || not_ok "$1: no byte of the body" "$out"
+	wait_for 5 count_gt "$log" "\"result\":\"$3\"" "$before" && ok "$1: logged $3" ||
+	    not_ok "$1: logged $3" "$(grep '"event":"handshake"' "$log" | tail -2)"
+}
+
+let_in "our own client (our root, as before)" client spiffe://example.org/ns/prod/client
+let_in "the partner's client, allowed by a partner rule" pweb spiffe://partner.com/ns/web
+let_in "other.net's client (openssl root), allowed by its rule" ogood spiffe://other.net/ns/api
+refuse "partner.com's CA issuing one of our identities" forged trust_domain_mismatch
+grep '"result":"trust_domain_mismatch"' "$log" | grep -q 'outside trust domain partner.com' &&
+    ok "the reason names the partner's trust domain" || not_ok "reason names partner.com" "$(grep trust_domain_mismatch "$log" | tail -1)"
+refuse "other.net's root (no name constraints) issuing one of our identities" oforged trust_domain_mismatch
+refuse "a partner leaf with only a DNS name" ponlydns trust_domain_mismatch
+refuse "a partner leaf's DNS name matching our dns: rule" pdns not_authorized
