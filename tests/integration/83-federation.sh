@@ -89,3 +89,27 @@ grep '"result":"trust_domain_mismatch"' "$log" | grep -q 'outside trust domain p
 refuse "other.net's root (no name constraints) issuing one of our identities" oforged trust_domain_mismatch
 refuse "a partner leaf with only a DNS name" ponlydns trust_domain_mismatch
 refuse "a partner leaf's DNS name matching our dns: rule" pdns not_authorized
+
+# ---- partner.com's ca serve: its bundle in the SPIFFE form ----
+pp=$(free_port)
+start_bg pserve "$MTLS" ca serve --ca partner --listen "127.0.0.1:$pp" --dns localhost
+PSERVE_PID=$BG_PID
+wait_for 15 grep -q '"event":"start"' "$T_DIR/pserve.log" || { not_ok "partner's ca serve starts" "$(cat "$T_DIR/pserve.log")"; exit 0; }
+# what a SPIFFE bundle endpoint client sends: no Accept of ours
+curl -sS --max-time 5 --cacert partner/bundle.pem -H 'Accept:' -D hdr.txt \
+    "https://localhost:$pp/v1/bundle?format=spiffe" > pb.json
+grep -qi '^content-type: application/json' hdr.txt && python3 - pb.json partner/ca.pem <<'PY' \
+    && ok "GET /v1/bundle?format=spiffe with no Accept: the SPIFFE bundle (x509-svid keys, x5c = the root, sequence, refresh hint)" \
+    || not_ok "?format=spiffe" "$(cat hdr.txt; head -c 400 pb.json)"
+import base64, json, ssl, sys
+d = json.load(open(sys.argv[1]))
+root = ssl.PEM_cert_to_DER_cert(open(sys.argv[2]).read())
+assert [k["use"] for k in d["keys"]] == ["x509-svid"]
+assert base64.b64decode(d["keys"][0]["x5c"][0]) == root
+assert d["keys"][0]["kty"] == "EC" and isinstance(d["spiffe_sequence"], int) and d["spiffe_refresh_hint"] > 0
+PY
+code=$(curl -sS -o bad.json -w '%{http_code}' --max-time 5 --cacert partner/bundle.pem "https://localhost:$pp/v1/bundle?format=jwks")
+[ "$code" = 400 ] && grep -q bad_query bad.json && ok "an unknown ?format is a 400 bad_query" || not_ok "bad format 400" "$code $(cat bad.json)"
+curl -sS --max-time 5 --cacert partner/bundle.pem -H 'Accept: application/json' "https://localhost:$pp/v1/bundle?format=pem" > pem.json
+python3 -c 'import json,sys; assert "BEGIN CERTIFICATE" in json.load(open(sys.argv[1]))["bundle"]' pem.json &&
+    ok "?format=pem wins over Accept" || not_ok "?format=pem" "$(head -c 200 pem.json)"

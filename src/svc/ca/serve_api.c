@@ -456,9 +456,26 @@ wants_jwks(const char *accept)
 	return 0;
 }
 
+/* The bundle form a query asks for: 1 SPIFFE, 0 PEM, -1 none given,
+ * -2 something else ("format=spiffe" or "format=pem", alone). */
+static int
+bundle_query(const struct http_req *req)
+{
+	const char *q = strchr(req->url, '?');
+
+	if (q == NULL || q[1] == '\0')
+		return -1;
+	if (strcmp(q + 1, "format=spiffe") == 0)
+		return 1;
+	if (strcmp(q + 1, "format=pem") == 0)
+		return 0;
+	return -2;
+}
+
 /* GET /v1/bundle: {"bundle": PEM} (what the agent reads), or the SPIFFE
  * trust bundle (JWK Set) to a client that asks for application/json or
- * application/jwk-set+json. */
+ * application/jwk-set+json, or for ?format=spiffe: a partner's SPIFFE
+ * bundle endpoint client (https_web) may send no Accept at all. */
 void
 serve_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 {
@@ -466,9 +483,16 @@ serve_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 	char *pem = NULL;
 	size_t len;
 	json_t *o;
-	int rc;
+	int rc, form = bundle_query(req);
 
-	if (wants_jwks(http_req_header(req, "accept"))) {
+	if (form == -2) {
+		serve_reply_error(rp, 400, "bad_query", "GET /v1/bundle takes "
+		    "?format=spiffe (the SPIFFE trust bundle) or ?format=pem, "
+		    "or no query");
+		return;
+	}
+	if (form == 1 || (form == -1 &&
+	    wants_jwks(http_req_header(req, "accept")))) {
 		pthread_mutex_lock(&s->mu);
 		rc = ca_bundle_jwks(s->ca, &pem, &err);
 		pthread_mutex_unlock(&s->mu);
