@@ -64,11 +64,11 @@ get() {	# get CERT: the body of GET /ca.conf through the proxy, or nothing
 	    -CAfile root/bundle.pem -cert "$1.pem" -cert_chain "$1.pem" -key "$1.key" 2>/dev/null
 }
 let_in() {	# let_in NAME CERT PEER_ID
-	local before out
-	before=$(count "\"peer_id\":\"$3\"")
+	local before out pat="\"event\":\"handshake\".*\"peer_id\":\"$3\".*\"result\":\"ok\""
+	before=$(grep -c "$pat" "$log")
 	out=$(get "$2")
 	[[ "$out" == *"trust_domain = partner.com"* ]] && ok "$1: the body arrives" || not_ok "$1: the body arrives" "$out"
-	wait_for 5 count_gt "$log" "\"result\":\"ok\".*\"peer_id\":\"$3\"\|\"peer_id\":\"$3\".*\"result\":\"ok\"" "$before" &&
+	wait_for 5 count_gt "$log" "$pat" "$before" &&
 	    ok "$1: logged ok for $3" || not_ok "$1: logged ok for $3" "$(tail -2 "$log")"
 }
 refuse() {	# refuse NAME CERT CODE
@@ -113,3 +113,82 @@ code=$(curl -sS -o bad.json -w '%{http_code}' --max-time 5 --cacert partner/bund
 curl -sS --max-time 5 --cacert partner/bundle.pem -H 'Accept: application/json' "https://localhost:$pp/v1/bundle?format=pem" > pem.json
 python3 -c 'import json,sys; assert "BEGIN CERTIFICATE" in json.load(open(sys.argv[1]))["bundle"]' pem.json &&
     ok "?format=pem wins over Accept" || not_ok "?format=pem" "$(head -c 200 pem.json)"
+
+# ---- bundles fetched from partner endpoints (https_web, pinned root) ----
+q "$MTLS" ca issue --ca partner --dns localhost --out pfile
+cp pb.json served.json
+cat > fileserve.py <<'PY'
+import http.server, ssl, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain("pfile.pem", "pfile.key")
+s.socket = c.wrap_socket(s.socket, server_side=True); s.serve_forever()
+PY
+fp=$(free_port)
+start_bg fileserve python3 fileserve.py "$fp"
+wait_for 10 port_open "$fp" || { not_ok "bundle file server starts"; exit 0; }
+fport=$(free_port) fport2=$(free_port)
+cat > fetch.conf <<CONF
+[listener "fetched"]
+listen = 127.0.0.1:$fport
+target = 127.0.0.1:$be
+cert = server.pem
+key = server.key
+ca = root/bundle.pem, partner.com:https://localhost:$pp/v1/bundle?format=spiffe
+bundle_root = partner.com:partner/bundle.pem
+bundle_refresh = 1s
+allow = spiffe://partner.com/ns/web spiffe://partner.com/ns/web2
+[listener "file"]
+listen = 127.0.0.1:$fport2
+target = 127.0.0.1:$be
+cert = server.pem
+key = server.key
+ca = root/bundle.pem, partner.com:https://localhost:$fp/served.json
+bundle_root = partner.com:partner/bundle.pem
+bundle_refresh = 1s
+allow = spiffe://partner.com/ns/web
+CONF
+expect_exit 2 "an endpoint over plain http refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 --target "127.0.0.1:$be" \
+    --cert server.pem --key server.key --ca "root/bundle.pem, partner.com:http://localhost:$pp/v1/bundle" --allow-any
+expect_grep 'must be https' "$T_DIR/err" "the refusal says https"
+expect_exit 2 "an endpoint not verified by the pinned root refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 \
+    --target "127.0.0.1:$be" --cert server.pem --key server.key --allow-any \
+    --ca "root/bundle.pem, partner.com:https://localhost:$pp/v1/bundle?format=spiffe"
+start_bg fetch "$MTLS" proxy --config fetch.conf --log-format json --workers 1
+flog="$T_DIR/fetch.log"
+wait_for 15 grep -q '"event":"start"' "$flog" || { not_ok "proxy with fetched bundles starts" "$(cat "$flog")"; exit 0; }
+grep '"event":"bundle"' "$flog" | grep -q '"roots":1' && ok "the partner's bundle was fetched at start (1 root)" ||
+    not_ok "bundle fetched at start" "$(grep bundle "$flog")"
+port=$fport log=$flog
+let_in "fetched bundle: the partner's client" pweb spiffe://partner.com/ns/web
+refuse "fetched bundle: partner.com's CA issuing our identity" forged trust_domain_mismatch
+
+# the partner rotates: a second root in its bundle, served after a restart
+q "$MTLS" ca init partner2 --trust-domain partner.com --name "partner.com Root 2"
+q "$MTLS" ca issue --ca partner2 --spiffe-id spiffe://partner.com/ns/web2 --out pweb2
+refuse "before the rotation, the new root's client (its issuer unknown)" pweb2 chain_incomplete
+kill "$PSERVE_PID"
+wait_for 10 count_gt "$flog" '"event":"bundle_fetch"' 0 && ok "the endpoint down: the fetch failure is logged" ||
+    not_ok "bundle_fetch failure logged" "$(tail -3 "$flog")"
+let_in "the endpoint down: the last good bundle still lets the partner in" pweb spiffe://partner.com/ns/web
+cat partner2/ca.pem >> partner/bundle.pem
+start_bg pserve "$MTLS" ca serve --ca partner --listen "127.0.0.1:$pp" --dns localhost
+t0=$(ms)
+wait_for 20 grep -q '"event":"bundle".*"roots":2' "$flog" && ok "the rotated bundle (2 roots) is picked up ($(( $(ms) - t0 )) ms after the endpoint restarted)" ||
+    not_ok "rotated bundle picked up" "$(grep bundle "$flog" | tail -3)"
+wait_for 10 count_gt "$flog" '"event":"reload".*"result":"ok"' 0 || not_ok "a reload follows the new bundle" "$(grep reload "$flog" | tail -2)"
+let_in "after the rotation, the new root's client" pweb2 spiffe://partner.com/ns/web2
+let_in "after the rotation, the old root's client" pweb spiffe://partner.com/ns/web
+
+# a bundle that drops every root, then garbage: refused, the last good stays
+port=$fport2
+let_in "file endpoint: the partner's client" pweb spiffe://partner.com/ns/web
+echo '{"keys": [], "spiffe_sequence": 99}' > served.json
+wait_for 10 grep -q '"event":"bundle_rejected".*"listener":"file"\|"listener":"file".*"event":"bundle_rejected"' "$flog" &&
+    ok "a bundle with no root is refused (bundle_rejected)" || not_ok "empty bundle refused" "$(grep -i bundle "$flog" | tail -3)"
+let_in "after the empty bundle, the last good one still lets the partner in" pweb spiffe://partner.com/ns/web
+echo 'not a bundle' > served.json
+wait_for 10 count_gt "$flog" '"event":"bundle_rejected".*"listener":"file"\|"listener":"file".*"event":"bundle_rejected"' 1 &&
+    ok "garbage is refused too" || not_ok "garbage refused" "$(grep -i bundle "$flog" | tail -3)"
+let_in "after the garbage, the last good bundle still lets the partner in" pweb spiffe://partner.com/ns/web

@@ -179,6 +179,11 @@ metrics_text(struct proxy *p, struct sbuf *b)
 		sb_printf(b, "mtls_crl_rejected_total{reason=\"%s\"} %llu\n",
 		    crl_verdict_name(cv),
 		    (unsigned long long)ld(&p->m_crl_rejected[cv]));
+	sb_printf(b, "# HELP mtls_bundle_rejected_total Federated trust "
+	    "bundles fetched and refused (the last good one stayed).\n"
+	    "# TYPE mtls_bundle_rejected_total counter\n"
+	    "mtls_bundle_rejected_total %llu\n",
+	    (unsigned long long)ld(&p->m_bundle_rejected));
 	if (p->admin != NULL) {
 		struct net_stats ns;
 

@@ -455,6 +455,16 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	}
 	if (strcmp(key, "crl_refresh") == 0)
 		return cfg_ms(cs, line, key, val, &l->crl_refresh_ms, err);
+	if (strcmp(key, "bundle_refresh") == 0) {
+		if (cfg_ms(cs, line, key, val, &l->bundle_refresh_ms, err) != 0)
+			return -1;
+		if (l->bundle_refresh_ms < 1000)
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
+			    "bundle_refresh is at least 1s", cs->path, line);
+		return 0;
+	}
+	if (strcmp(key, "bundle_root") == 0)
+		return cfg_list(&l->bundle_roots, &l->n_bundle_roots, val, err);
 	if (strcmp(key, "crl_url") == 0) {
 		if (strncmp(val, "https://", 8) != 0)
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: crl_url "
@@ -527,6 +537,41 @@ proxy_conf_load(struct proxy_conf *c, const char *path,
 	return rv;
 }
 
+int
+ca_is_url(const char *path)
+{
+	return strncmp(path, "https://", 8) == 0;
+}
+
+/* Each bundle_root (TD:PATH) pins the root that TD's bundle endpoint is
+ * verified by; an endpoint without one is verified by the Web PKI. */
+static int
+ca_roots(struct proxy_listener *l, struct mtls_error *err)
+{
+	size_t i, j, tl;
+	const char *r;
+
+	for (j = 0; j < l->n_bundle_roots; j++) {
+		r = l->bundle_roots[j];
+		tl = strcspn(r, ":");
+		for (i = 0; i < l->n_ca; i++)
+			if (ca_is_url(l->ca_path[i]) && r[tl] == ':' &&
+			    r[tl + 1] != '\0' && strlen(l->ca_td[i]) == tl &&
+			    strncmp(l->ca_td[i], r, tl) == 0)
+				break;
+		if (i == l->n_ca)
+			return error_set(err, MTLS_ERR_ARG, "listener %s: "
+			    "bundle_root '%.200s': write TD:PATH for a trust "
+			    "domain whose ca entry is TD:https://...", l->name,
+			    r);
+		l->ca_root[i] = (char *)r + tl + 1;
+	}
+	for (i = 0; i < l->n_ca; i++)
+		if (ca_is_url(l->ca_path[i]) && l->ca_root[i] == NULL)
+			l->ca_root[i] = PROXY_WEBPKI_ROOTS;
+	return 0;
+}
+
 /*
  * A listener's ca value: one bundle file (as before), or entries "PATH"
  * (our own bundle, at most one) and "TD:PATH" (the bundle, PEM or SPIFFE
@@ -573,6 +618,10 @@ ca_spec(struct proxy_conf *cs, struct proxy_listener *l,
 		if (colon != NULL && *colon == '\0') {
 			l->ca_td[n] = p;
 			l->ca_path[n] = colon + 1;
+			if (strncmp(colon + 1, "http:", 5) == 0)
+				return error_set(err, MTLS_ERR_ARG, "listener "
+				    "%s: ca: %s's bundle endpoint must be "
+				    "https://", l->name, p);
 		} else {
 			if (own != NULL)
 				return error_set(err, MTLS_ERR_ARG, "listener "
@@ -586,9 +635,16 @@ ca_spec(struct proxy_conf *cs, struct proxy_listener *l,
 		n++;
 	}
 	l->ca_spec = spec;
-	l->ca = own != NULL ? own : l->ca_path[0];
 	l->n_ca = n;
-	return 0;
+	for (n = 0; own == NULL && n < l->n_ca; n++)
+		if (!ca_is_url(l->ca_path[n]))
+			own = l->ca_path[n];
+	if (own == NULL)
+		return error_set(err, MTLS_ERR_ARG, "listener %s: ca '%.200s': "
+		    "give at least one bundle file (ours, or a partner's), "
+		    "not only endpoints", l->name, spec);
+	l->ca = own;
+	return ca_roots(l, err);
 }
 
 int
@@ -671,6 +727,7 @@ proxy_conf_free(struct proxy_conf *c)
 		strv_free(c->o.l[i].allow, c->o.l[i].n_allow);
 		strv_free(c->o.l[i].expect, c->o.l[i].n_expect);
 		strv_free(c->o.l[i].crls, c->o.l[i].n_crls);
+		strv_free(c->o.l[i].bundle_roots, c->o.l[i].n_bundle_roots);
 	}
 	for (i = 0; i < c->n_routes; i++) {
 		strv_free(c->routes[i]->allow, c->routes[i]->n_allow);

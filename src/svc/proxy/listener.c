@@ -115,7 +115,8 @@ listener_init(struct proxy *p, size_t li, struct mtls_error *err)
 	if ((ls->fcrl = calloc(ls->l->n_crls + 1, sizeof(*ls->fcrl))) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	if (revfetch_crl_files(p, ls, 1, &lerr) != 0 ||
-	    (ls->l->crl_url != NULL && revfetch_crl(p, ls, &lerr) < 0))
+	    (ls->l->crl_url != NULL && revfetch_crl(p, ls, &lerr) < 0) ||
+	    bundlefetch_due(p, ls, net_now_ms(), 1, &lerr) < 0)
 		goto lerr;
 	ls->crl_next_ms = net_now_ms() + revfetch_interval(ls->l);
 	if (listener_check(ls, &lerr) != 0 ||
@@ -162,6 +163,8 @@ listener_free(struct lstate *ls)
 	for (k = 0; ls->fcrl != NULL && k < ls->l->n_crls; k++)
 		free(ls->fcrl[k].der);
 	free(ls->fcrl);
+	for (k = 0; k < PROXY_MAX_CA; k++)
+		free(ls->fbundle[k].der);
 }
 
 int

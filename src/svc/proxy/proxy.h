@@ -17,6 +17,10 @@
 #define PROXY_MAX_LISTENERS	16
 #define PROXY_MAX_ROUTES	64
 #define PROXY_MAX_CA		8	/* entries of a ca value */
+/* the Web PKI roots a partner's bundle endpoint is verified by when no
+ * bundle_root pins one (Debian's ca-certificates) */
+#define PROXY_WEBPKI_ROOTS	"/etc/ssl/certs/ca-certificates.crt"
+#define PROXY_BUNDLE_REFRESH_MS	300000
 #define PROXY_PER_IP		256	/* default max_conns_per_ip */
 
 /* Service defaults (proxy_conf_init; the flags' and file keys' help). */
@@ -63,6 +67,14 @@ struct proxy_listener {
 	char	*ca_spec;
 	char	*ca_td[PROXY_MAX_CA], *ca_path[PROXY_MAX_CA];
 	size_t	 n_ca;
+	/* an entry TD:https://...: the partner's SPIFFE bundle endpoint,
+	 * fetched every bundle_refresh (5 min) over TLS verified by
+	 * ca_root[i] (bundle_root = TD:PATH, a pinned root) or else the
+	 * system's Web PKI roots; the last good bundle stays */
+	char	*ca_root[PROXY_MAX_CA];
+	char	**bundle_roots;		/* bundle_root values, TD:PATH */
+	size_t	 n_bundle_roots;
+	int64_t	 bundle_refresh_ms;
 	char	**crls;
 	size_t	 n_crls;
 	char	*crl_url;	/* fetched every crl_refresh_ms (https) */
@@ -179,5 +191,7 @@ int	 proxy_conf_finish(struct proxy_conf *, struct mtls_error *)
 /* Frees what the conf holds (every string vector, routes, kept strings);
  * the conf is empty after. */
 void	 proxy_conf_free(struct proxy_conf *);
+/* 1 when a ca entry's path is a bundle endpoint (https://), not a file. */
+int	 ca_is_url(const char *path);
 
 #endif

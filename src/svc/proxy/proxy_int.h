@@ -140,6 +140,11 @@ struct lstate {
 	int64_t			 staple_this_update;	/* fetcher thread only */
 	int64_t			 staple_next_ms;	/* fetcher thread only */
 	int64_t			 staple_backoff_ms;	/* fetcher thread only */
+	/* ca = TD:https://...: the last good bundle fetched from each
+	 * endpoint entry (indexed as l->ca_path; under proxy mu) */
+	struct crlsrc		 fbundle[PROXY_MAX_CA];
+	int64_t			 bundle_next_ms[PROXY_MAX_CA];	/* fetcher */
+	int64_t			 bundle_backoff_ms[PROXY_MAX_CA];	/* fetcher */
 	struct iplimit		*ipt;	/* inbound: per client address */
 	const struct lstate	*crl_src;	/* the admin endpoint's: the
 						 * listener whose fetched CRL it
@@ -205,6 +210,7 @@ struct proxy {
 	uint64_t		 m_admin_refused;	/* atomic */
 	uint64_t		 m_reload_ok, m_reload_failed;	/* atomic */
 	uint64_t		 m_crl_rejected[CRL_VERDICT__COUNT];	/* atomic */
+	uint64_t		 m_bundle_rejected;	/* atomic: bundlefetch.c */
 	struct gw		*gw[PROXY_MAX_LISTENERS];	/* http mode */
 	int			 sfd;		/* signalfd: SIGHUP, SIGTERM */
 	int			 ifd;		/* inotify: the files' folders */
@@ -294,6 +300,12 @@ int	 revfetch_staple(struct proxy *, struct lstate *);
 int	 revfetch_wants_staple(const struct lstate *);
 int64_t	 revfetch_interval(const struct proxy_listener *);
 /* The fetcher's eventfd when any listener fetches; 0 or -1 with <err>. */
+/* bundlefetch.c: the partners' bundle endpoints of <ls> that are due
+ * (all of them at <startup>, when a failure is an error); 1 when a new
+ * bundle was admitted, 0 none, -1 at startup with <err>. */
+int	 bundlefetch_due(struct proxy *, struct lstate *, int64_t now_ms,
+	    int startup, struct mtls_error *);
+int	 bundlefetch_wanted(const struct proxy_listener *);
 int	 revfetch_prepare(struct proxy *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 void	*revfetch_main(void *);		/* the fetcher thread */

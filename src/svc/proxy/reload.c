@@ -70,6 +70,7 @@ own_window_ok(const struct proxy_listener *l, const struct mtls_config *cfg,
  */
 static struct mtls_config *
 config_build(const struct proxy_listener *l, const struct crlsrc *fcrl,
+    const struct crlsrc *fbundle,
     const uint8_t *crl, size_t crl_len, const uint8_t *staple,
     size_t staple_len, char *serial, size_t slen, char *warn, size_t wlen,
     struct mtls_error *err)
@@ -89,7 +90,10 @@ config_build(const struct proxy_listener *l, const struct crlsrc *fcrl,
 	/* ca = BUNDLE, TD:BUNDLE...: each federated trust domain's roots
 	 * vouch for that domain's SPIFFE IDs only (libmtls checks it) */
 	for (i = 0; i < l->n_ca; i++)
-		if ((l->ca_td[i][0] == '\0' ?
+		if ((ca_is_url(l->ca_path[i]) ?
+		    mtls_config_add_trust_domain_mem(cfg, l->ca_td[i],
+		    fbundle[i].der, fbundle[i].len) :
+		    l->ca_td[i][0] == '\0' ?
 		    mtls_config_set_trust_file(cfg, l->ca_path[i]) :
 		    mtls_config_add_trust_domain_file(cfg, l->ca_td[i],
 		    l->ca_path[i])) != 0)
@@ -194,7 +198,7 @@ listener_files(const struct proxy_listener *l, const char **files, size_t max)
 	files[n++] = l->key;
 	files[n++] = l->ca;
 	for (i = 0; i < l->n_ca && n < max - 1; i++)
-		if (l->ca_path[i] != l->ca)
+		if (l->ca_path[i] != l->ca && !ca_is_url(l->ca_path[i]))
 			files[n++] = l->ca_path[i];
 	for (i = 0; i < l->n_crls && n < max - 1; i++)
 		files[n++] = l->crls[i];
@@ -314,8 +318,12 @@ mix_hash(uint8_t h[32], const uint8_t add[32])
 static void
 mix_fetched(struct lstate *ls, uint8_t h[32])
 {
+	size_t i;
+
 	mix_hash(h, (ls->crl_src ? ls->crl_src : ls)->crl_hash);
 	mix_hash(h, ls->staple_hash);
+	for (i = 0; i < PROXY_MAX_CA; i++)
+		mix_hash(h, ls->fbundle[i].hash);
 }
 
 /* The hash of <ls>'s files and fetched state, as in use now. */
@@ -334,7 +342,7 @@ reload_build(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
     struct mtls_error *err)
 {
 	struct mtls_config *cfg = NULL;
-	struct crlsrc *fcrl;
+	struct crlsrc *fcrl, fb[PROXY_MAX_CA];
 	uint8_t *crl, *staple;
 	size_t len, slen2, i, nf = ls->l->n_crls;
 	char warn[sizeof(ls->own_warn)] = "";
@@ -352,15 +360,23 @@ reload_build(struct proxy *p, struct lstate *ls, char *serial, size_t slen,
 		    fcrl[i].len = ls->fcrl[i].len);
 		oom = fcrl[i].der == NULL;
 	}
+	/* the last good bundle of each partner endpoint */
+	for (i = 0; i < PROXY_MAX_CA; i++) {
+		fb[i].der = bytes_dup(ls->fbundle[i].der,
+		    fb[i].len = ls->fbundle[i].len);
+		oom |= ls->fbundle[i].der != NULL && fb[i].der == NULL;
+	}
 	pthread_mutex_unlock(&p->mu);
 	if (oom)
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	else
-		cfg = config_build(ls->l, fcrl, crl, len, staple, slen2, serial,
+		cfg = config_build(ls->l, fcrl, fb, crl, len, staple, slen2, serial,
 		    slen, warn, sizeof(warn), err);
 	for (i = 0; fcrl != NULL && i < nf; i++)
 		free(fcrl[i].der);
 	free(fcrl);
+	for (i = 0; i < PROXY_MAX_CA; i++)
+		free(fb[i].der);
 	free(crl);
 	free(staple);
 	/* one line per change of the warning, not per rebuild */

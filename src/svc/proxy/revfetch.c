@@ -2,7 +2,8 @@
  * Revocation state fetched for the listeners, on the fetcher thread (so
  * the main thread never waits on the network): each --crl-url CRL every
  * crl_refresh, and each inbound listener's own OCSP staple when due or
- * when its certificate changed. A change wakes the main loop through
+ * when its certificate changed, and the federated trust domains' bundles
+ * (bundlefetch.c). A change wakes the main loop through
  * p->fetch_evfd, which builds a new config generation (reload.c).
  *
  * Every CRL, fetched or from a --crl file, passes crl_admit before it is
@@ -373,6 +374,12 @@ revfetch_main(void *arg)
 
 				changed |= revfetch_crl(p, ls, &e) == 1;
 			}
+			{
+				struct mtls_error e;
+
+				changed |= bundlefetch_due(p, ls, now, 0,
+				    &e) == 1;
+			}
 			if (revfetch_wants_staple(ls)) {
 				pthread_mutex_lock(&p->mu);
 				renewed = strcmp(ls->own_serial,
@@ -397,6 +404,7 @@ revfetch_prepare(struct proxy *p, struct mtls_error *err)
 
 	for (li = 0; li < p->nls; li++)
 		if ((p->ls[li].l->crl_url != NULL ||
+		    bundlefetch_wanted(p->ls[li].l) ||
 		    revfetch_wants_staple(&p->ls[li])) && p->fetch_evfd < 0 &&
 		    (p->fetch_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 			return error_set_errno(err, MTLS_ERR_IO, "eventfd");
