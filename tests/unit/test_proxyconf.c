@@ -85,6 +85,15 @@ static const struct {
 	    "t.conf:8: first_byte_timeout '0s' is not a duration" },
 	{ "[listener \"api\"]\nmode = inbound\n[agent]\nout_dir = /tmp\n",
 	    "the built-in agent takes --ca-url https://... and --out-dir" },
+	/* federated trust domains (ca = BUNDLE, TD:BUNDLE, ...) */
+	{ LISTENER "ca = a.pem, b.pem\n", "listener api: ca: two bundles of our own" },
+	{ LISTENER "ca = a.pem, , p.com:b.pem\n", "an empty entry" },
+	{ LISTENER "ca = p.com:https://x/b\n", "give at least one bundle file" },
+	{ LISTENER "ca = a.pem, p.com:http://x/b\n", "p.com's bundle endpoint must be https://" },
+	{ LISTENER "ca = a,b:c,d:e,f:g,h:i,j:k,l:m,n:o,p:q\n", "more than 8 bundles" },
+	{ LISTENER "ca = a.pem, p.com:https://x/b\nbundle_root = q.com:r.pem\n",
+	    "bundle_root 'q.com:r.pem': write TD:PATH" },
+	{ LISTENER "bundle_refresh = 0s\n", "t.conf:7: bundle_refresh" },
 };
 
 static void
@@ -271,6 +280,45 @@ test_good(void **state)
 
 /* Durations: 0 to 366 days, each key; a listener or route that reaches
  * a limit (16 listeners, 64 routes) is refused with its line. */
+/* ca entries: our own bundle, a partner's file, a partner's endpoint
+ * with its pinned root; a path with a ':' stays a path. */
+static void
+test_federation(void **state)
+{
+	struct proxy_conf c;
+	struct mtls_error err;
+	struct proxy_listener *l;
+
+	(void)state;
+	assert_int_equal(load(&c, LISTENER "ca = ./x:y.pem , p.com:p.json, "
+	    "q.org:https://ca.q.org/v1/bundle?format=spiffe, r.net:https://r/b\n"
+	    "bundle_root = q.org:q-root.pem\nbundle_refresh = 30s\n", &err), 0);
+	l = &c.o.l[0];
+	assert_int_equal(l->n_ca, 4);
+	assert_string_equal(l->ca, "./x:y.pem");
+	assert_string_equal(l->ca_td[0], "");
+	assert_string_equal(l->ca_td[1], "p.com");
+	assert_string_equal(l->ca_path[1], "p.json");
+	assert_null(l->ca_root[1]);
+	assert_string_equal(l->ca_td[2], "q.org");
+	assert_string_equal(l->ca_path[2],
+	    "https://ca.q.org/v1/bundle?format=spiffe");
+	assert_string_equal(l->ca_root[2], "q-root.pem");
+	assert_string_equal(l->ca_root[3], PROXY_WEBPKI_ROOTS);
+	assert_int_equal(l->bundle_refresh_ms, 30000);
+	proxy_conf_free(&c);
+	/* the one-file form is untouched */
+	assert_int_equal(load(&c, LISTENER, &err), 0);
+	assert_int_equal(c.o.l[0].n_ca, 0);
+	assert_string_equal(c.o.l[0].ca, "ca.pem");
+	proxy_conf_free(&c);
+	/* only partners: the first file is what CRL fetches trust */
+	assert_int_equal(load(&c, LISTENER "ca = p.com:p.pem\n", &err), 0);
+	assert_int_equal(c.o.l[0].n_ca, 1);
+	assert_string_equal(c.o.l[0].ca, "p.pem");
+	proxy_conf_free(&c);
+}
+
 static void
 test_bounds(void **state)
 {
@@ -321,6 +369,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_federation),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
