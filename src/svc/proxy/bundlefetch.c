@@ -24,11 +24,30 @@
 #include "http/http.h"
 #include "proxy/proxy_int.h"
 
+/* How often entry <i> is fetched: bundle_refresh when given, else the
+ * bundle's own spiffe_refresh_hint (within 30 s .. 1 h), else 5 min. */
 static int64_t
-interval(const struct proxy_listener *l)
+interval(const struct lstate *ls, size_t i)
 {
-	return l->bundle_refresh_ms > 0 ? l->bundle_refresh_ms :
-	    PROXY_BUNDLE_REFRESH_MS;
+	int64_t h = ls->bundle_hint_s[i];
+
+	if (ls->l->bundle_refresh_ms > 0)
+		return ls->l->bundle_refresh_ms;
+	if (h <= 0)
+		return PROXY_BUNDLE_REFRESH_MS;
+	return (h < 30 ? 30 : h > 3600 ? 3600 : h) * 1000;
+}
+
+/* The spiffe_refresh_hint of a JSON bundle, seconds; 0 none. */
+static int64_t
+refresh_hint(const uint8_t *buf, size_t len)
+{
+	json_t *top = json_loadb((const char *)buf, len, 0, NULL);
+	json_t *h = json_object_get(top, "spiffe_refresh_hint");
+	int64_t s = json_is_integer(h) ? (int64_t)json_integer_value(h) : 0;
+
+	json_decref(top);
+	return s > 0 ? s : 0;
 }
 
 int
@@ -140,6 +159,7 @@ fetch_one(struct proxy *p, struct lstate *ls, size_t i, struct mtls_error *e)
 	ls->fbundle[i].len = len;
 	memcpy(ls->fbundle[i].hash, h, 32);
 	pthread_mutex_unlock(&p->mu);
+	ls->bundle_hint_s[i] = refresh_hint(buf, len);
 	bundle_log("info", "bundle", ls, i, roots, NULL);
 	return 1;
 }
@@ -150,7 +170,7 @@ bundlefetch_due(struct proxy *p, struct lstate *ls, int64_t now,
 {
 	const struct proxy_listener *l = ls->l;
 	struct mtls_error e;
-	int64_t iv = interval(l), *bo;
+	int64_t iv, *bo;
 	size_t i;
 	int r, changed = 0;
 
@@ -160,6 +180,7 @@ bundlefetch_due(struct proxy *p, struct lstate *ls, int64_t now,
 			continue;
 		bo = &ls->bundle_backoff_ms[i];
 		r = fetch_one(p, ls, i, &e);
+		iv = interval(ls, i);
 		if (r < 0 && startup) {
 			error_copy(err, &e);
 			return -1;

@@ -68,7 +68,8 @@ struct proxy_listener {
 	char	*ca_td[PROXY_MAX_CA], *ca_path[PROXY_MAX_CA];
 	size_t	 n_ca;
 	/* an entry TD:https://...: the partner's SPIFFE bundle endpoint,
-	 * fetched every bundle_refresh (5 min) over TLS verified by
+	 * fetched every bundle_refresh (else the bundle's
+	 * spiffe_refresh_hint, 30 s .. 1 h, else 5 min) over TLS verified by
 	 * ca_root[i] (bundle_root = TD:PATH, a pinned root) or else the
 	 * system's Web PKI roots; the last good bundle stays */
 	char	*ca_root[PROXY_MAX_CA];

@@ -145,6 +145,8 @@ struct lstate {
 	struct crlsrc		 fbundle[PROXY_MAX_CA];
 	int64_t			 bundle_next_ms[PROXY_MAX_CA];	/* fetcher */
 	int64_t			 bundle_backoff_ms[PROXY_MAX_CA];	/* fetcher */
+	int64_t			 bundle_hint_s[PROXY_MAX_CA];	/* fetcher: the
+						 * bundle's spiffe_refresh_hint */
 	struct iplimit		*ipt;	/* inbound: per client address */
 	const struct lstate	*crl_src;	/* the admin endpoint's: the
 						 * listener whose fetched CRL it
