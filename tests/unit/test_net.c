@@ -58,7 +58,9 @@ serve_echo(struct net_conn *nc, void *arg)
 static struct net_loop *
 start(int max_conns, int per_ip, int64_t first_byte_ms, int *port)
 {
-	struct net_opts o = { "unit", max_conns, per_ip, first_byte_ms, 1, 500 };
+	struct net_opts o = { .name = "unit", .max_conns = max_conns,
+	    .max_per_ip = per_ip, .first_byte_ms = first_byte_ms, .workers = 1,
+	    .drain_ms = 500 };
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof(sa);
 	struct mtls_error err;
