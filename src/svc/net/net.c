@@ -732,26 +732,24 @@ net_handshake(struct net_conn *c, struct mtls *tls, int64_t deadline)
 	}
 }
 
-/* net_wait() as sockio's wait (always on the connection's own fd). */
-static int
-conn_wait(void *arg, int fd, short ev, int64_t deadline)
+int
+net_sockio_wait(void *conn, int fd, short ev, int64_t deadline)
 {
-	(void)fd;
-	return net_wait(arg, ev, deadline);
+	return net_wait_fd(conn, fd, ev, deadline);
 }
 
 long
 net_read(struct net_conn *c, struct mtls *tls, void *buf, size_t len,
     int64_t deadline)
 {
-	return sockio_read(c->fd, tls, buf, len, deadline, conn_wait, c);
+	return sockio_read(c->fd, tls, buf, len, deadline, net_sockio_wait, c);
 }
 
 int
 net_write(struct net_conn *c, struct mtls *tls, const void *p, size_t len,
     int64_t deadline)
 {
-	return sockio_write(c->fd, tls, p, len, deadline, conn_wait, c);
+	return sockio_write(c->fd, tls, p, len, deadline, net_sockio_wait, c);
 }
 
 /* ---- the loop's lifecycle ---- */

@@ -142,6 +142,9 @@ int	 net_wait_fd(struct net_conn *, int fd, short ev, int64_t deadline);
 /* 1 once the loop closed the connection (evicted for room or at a drain,
  * or past drain_ms): every wait fails; send nothing more, return. */
 int	 net_closed(const struct net_conn *);
+/* net_wait_fd() as sockio's wait (sockio_wait_fn; <conn>: the
+ * connection), for deadline I/O on the connection's other fds. */
+int	 net_sockio_wait(void *conn, int fd, short ev, int64_t deadline);
 /* Runs <fn>(<arg>) on a worker thread; the coroutine waits, the loop
  * does not. Returns when fn has returned. */
 void	 net_offload(struct net_conn *, void (*fn)(void *), void *arg);

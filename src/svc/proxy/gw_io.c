@@ -19,13 +19,6 @@ io_wait(struct io *s, short ev, int64_t deadline)
 	return net_wait_fd(s->nc, s->fd, ev, deadline);
 }
 
-/* net_wait_fd() as sockio's wait (net/sockio.h). */
-static int
-wait_fd(void *arg, int fd, short ev, int64_t deadline)
-{
-	return net_wait_fd(arg, fd, ev, deadline);
-}
-
 /* One attempt: bytes, 0 at EOF, IO_ERR, or MTLS_WANT_READ/WRITE. */
 long
 io_try_read(struct io *s, void *buf, size_t len)
@@ -44,13 +37,13 @@ io_buffered(const struct io *s)
 long
 io_read(struct io *s, void *buf, size_t len, int64_t deadline)
 {
-	return sockio_read(s->fd, s->tls, buf, len, deadline, wait_fd, s->nc);
+	return sockio_read(s->fd, s->tls, buf, len, deadline, net_sockio_wait, s->nc);
 }
 
 static int
 io_write(struct io *s, const char *p, size_t len, int64_t deadline)
 {
-	return sockio_write(s->fd, s->tls, p, len, deadline, wait_fd, s->nc);
+	return sockio_write(s->fd, s->tls, p, len, deadline, net_sockio_wait, s->nc);
 }
 
 void
