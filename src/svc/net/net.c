@@ -14,8 +14,9 @@
  * only run the offloaded function and push the connection on the done
  * list) and net_loop_stop() (a flag and an eventfd write).
  *
- * The coroutines are co.h's, the core the gateway's loops (gw_loop.c)
- * run on too.
+ * The coroutines are co.h's. Loops of one server (the gateway's, one per
+ * worker thread) share the cap's count and the address table through
+ * net_opts; nothing else is shared between loops.
  */
 #include <arpa/inet.h>
 #include <errno.h>

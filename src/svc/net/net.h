@@ -1,6 +1,7 @@
 /*
- * net: a small server runtime (issue 12 item 6; the seed of issue 14's
- * "one server runtime"). One epoll loop in one thread accepts; each
+ * net: the server runtime (issue 12 item 6; issue 14's "one server
+ * runtime": ca serve, doctor serve, the admin endpoint, the HTTP
+ * gateway). One epoll loop in one thread accepts; each
  * connection first waits in the loop itself for its client's first byte
  * (no stack, no TLS state: a silent connection costs a struct and an fd),
  * then runs the server's function as a coroutine whose waits
