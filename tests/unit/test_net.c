@@ -392,6 +392,42 @@ test_drain_evictable(void **state)
 	net_loop_free(lp);
 }
 
+/* net_opts.stop: the flag drains like net_loop_stop() (the gateway's
+ * loops on the proxy's stopping flag); on_thread ran on the loop's
+ * thread first. */
+static void
+count_thread(void *arg)
+{
+	__atomic_add_fetch((int *)arg, 1, __ATOMIC_RELAXED);
+}
+
+static void
+test_stop_flag(void **state)
+{
+	static int stop, threads;
+	int port, a;
+	int64_t t0;
+	struct net_loop *lp;
+	struct net_opts o = { .name = "unit", .max_conns = 4,
+	    .first_byte_ms = 5000, .drain_ms = 500, .stop = &stop,
+	    .on_thread = count_thread, .hook_arg = &threads };
+
+	(void)state;
+	lp = start_with(&o, serve_echo, &port);
+	a = dial(port, 1);
+	ask(a, "a\n", "A\n");
+	close(a);
+	a = dial(port, 1);		/* silent */
+	assert_int_equal(closed_within(a, 200), -1);
+	t0 = net_now_ms();
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	assert_true(closed_within(a, 1000) >= 0);
+	assert_true(net_now_ms() - t0 < 500);
+	close(a);
+	net_loop_free(lp);
+	assert_int_equal(__atomic_load_n(&threads, __ATOMIC_RELAXED), 1);
+}
+
 int
 main(void)
 {
@@ -403,6 +439,7 @@ main(void)
 		cmocka_unit_test(test_shared_cap),
 		cmocka_unit_test(test_wait_fd),
 		cmocka_unit_test(test_drain_evictable),
+		cmocka_unit_test(test_stop_flag),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
