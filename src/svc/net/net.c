@@ -607,9 +607,10 @@ net_wait_fd(struct net_conn *c, int fd, short ev, int64_t deadline)
 	if (c->fired)
 		return 0;
 	/* timed out or evicted: disarm. An fd disarmed by MOD still reports
-	 * ERR and HUP (tagged <c>): another fd leaves the epoll, since it
-	 * may outlive <c> */
-	e.events = 0;
+	 * ERR and HUP (tagged <c>): one-shot, so a hang-up wakes a later wait
+	 * on another fd at most once (a spurious wake-up; never a spin); and
+	 * another fd leaves the epoll, since it may outlive <c> */
+	e.events = EPOLLONESHOT;
 	if (fd == c->fd)
 		epoll_ctl(lp->epfd, EPOLL_CTL_MOD, fd, &e);
 	else
