@@ -1,5 +1,5 @@
 /*
- * co: coroutines for the event loops (net.c, the gateway's gw_loop.c).
+ * co: coroutines for net.c's event loops.
  * A coroutine is a function on its own stack (mmap'd, a guard page below
  * it: an overflow faults, never corrupts) that a loop switches into and
  * that switches back when it waits; the code in it reads as straight

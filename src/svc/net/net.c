@@ -14,8 +14,9 @@
  * only run the offloaded function and push the connection on the done
  * list) and net_loop_stop() (a flag and an eventfd write).
  *
- * The coroutines are co.h's, the core the gateway's loops (gw_loop.c)
- * run on too.
+ * The coroutines are co.h's. Loops of one server (the gateway's, one per
+ * worker thread) share the cap's count and the address table through
+ * net_opts; nothing else is shared between loops.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,8 +45,7 @@
 
 enum { K_LISTENER = 1, K_CONN, K_WAKE };
 enum { S_PRE, S_RUN, S_OFF };	/* first byte awaited, running, on a worker */
-enum { L_FIRST_BYTE, L_PER_IP, L_FULL, L_EVICTED, L__COUNT };
-static const char *limit_names[L__COUNT] = { "first_byte_timeout",
+static const char *limit_names[NET_LIMIT__COUNT] = { "first_byte_timeout",
     "per_ip_limit", "max_conns", "evicted_idle" };
 
 struct listener {
@@ -91,6 +91,7 @@ struct net_loop {
 	struct net_conn	*idle_head, *idle_tail;
 	struct net_conn	*dead;		/* closed this turn, to free */
 	struct iplimit	*ipt;		/* open connections per address */
+	int		 own_ipt;	/* ipt is ours to free */
 	struct co_loop	 co;		/* the switches (co.h) */
 	/* workers: jobs in, done connections out, both under qmu */
 	pthread_t	*wthr;
@@ -104,8 +105,8 @@ struct net_loop {
 	int		 thr_started;
 	/* counters: written by the loop, read by anyone (atomics) */
 	struct net_stats st;
-	int64_t		 log_at[L__COUNT];
-	uint64_t	 log_n[L__COUNT];
+	int64_t		 log_at[NET_LIMIT__COUNT];
+	uint64_t	 log_n[NET_LIMIT__COUNT];
 };
 
 int64_t
@@ -141,6 +142,10 @@ limit_hit(struct net_loop *lp, int why, const struct sockaddr_storage *ss)
 	char h[INET6_ADDRSTRLEN] = "-";
 	json_t *o;
 
+	if (lp->o.on_limit != NULL) {
+		lp->o.on_limit(lp->o.hook_arg, why, ss);
+		return;
+	}
 	lp->log_n[why]++;
 	if (now - lp->log_at[why] < 1000)
 		return;
@@ -210,12 +215,16 @@ idle_remove(struct net_loop *lp, struct net_conn *c)
 	c->iprev = c->inext = NULL;
 }
 
+/* On the idle list as <how> (NET_IDLE, NET_EVICTABLE); one already there
+ * keeps its place. */
 static void
-idle_add(struct net_loop *lp, struct net_conn *c)
+idle_add(struct net_loop *lp, struct net_conn *c, int how)
 {
-	if (c->idle)
+	if (c->idle) {
+		c->idle = how;
 		return;
-	c->idle = 1;
+	}
+	c->idle = how;
 	c->inext = NULL;
 	c->iprev = lp->idle_tail;
 	if (lp->idle_tail != NULL)
@@ -243,6 +252,8 @@ conn_close(struct net_loop *lp, struct net_conn *c)
 	iplimit_put(lp->ipt, c->ip);
 	c->ip = NULL;
 	lp->n_conns--;
+	if (lp->o.shared_open != NULL)
+		__atomic_sub_fetch(lp->o.shared_open, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&lp->st.open, lp->n_conns, __ATOMIC_RELAXED);
 	c->next = lp->dead;
 	lp->dead = c;
@@ -319,7 +330,7 @@ evict_oldest(struct net_loop *lp)
 
 		if (evict(lp, c)) {	/* <c> is freed only by reap() */
 			bump(&lp->st.evicted);
-			limit_hit(lp, L_EVICTED, &c->ss);
+			limit_hit(lp, NET_LIMIT_EVICTED, &c->ss);
 			return 1;
 		}
 		c = nx;
@@ -337,6 +348,14 @@ listener_pause(struct net_loop *lp, struct listener *l, int pause)
 	e.data.ptr = l;
 	epoll_ctl(lp->epfd, EPOLL_CTL_MOD, l->fd, &e);
 	l->paused = pause;
+}
+
+/* Open connections against max_conns: the shared count, or this loop's. */
+static int
+open_now(struct net_loop *lp)
+{
+	return lp->o.shared_open != NULL ? __atomic_load_n(lp->o.shared_open,
+	    __ATOMIC_RELAXED) : lp->n_conns;
 }
 
 static void
@@ -366,11 +385,11 @@ accept_some(struct net_loop *lp, struct listener *l)
 		if (iplimit_take(lp->ipt, &ss, &ip) != 0) {
 			close(fd);
 			bump(&lp->st.per_ip_refused);
-			limit_hit(lp, L_PER_IP, &ss);
+			limit_hit(lp, NET_LIMIT_PER_IP, &ss);
 			continue;
 		}
 		c = NULL;
-		if ((lp->n_conns < lp->o.max_conns || evict_oldest(lp)) &&
+		if ((open_now(lp) < lp->o.max_conns || evict_oldest(lp)) &&
 		    (c = calloc(1, sizeof(*c))) != NULL) {
 			c->kind = K_CONN;
 			c->lp = lp;
@@ -387,9 +406,9 @@ accept_some(struct net_loop *lp, struct listener *l)
 				free(c);
 				c = NULL;
 			}
-		} else if (lp->n_conns >= lp->o.max_conns) {
+		} else if (open_now(lp) >= lp->o.max_conns) {
 			bump(&lp->st.full_refused);
-			limit_hit(lp, L_FULL, &ss);
+			limit_hit(lp, NET_LIMIT_FULL, &ss);
 		}
 		if (c == NULL) {
 			close(fd);
@@ -397,10 +416,12 @@ accept_some(struct net_loop *lp, struct listener *l)
 			continue;
 		}
 		lp->n_conns++;
+		if (lp->o.shared_open != NULL)
+			__atomic_add_fetch(lp->o.shared_open, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&lp->st.open, lp->n_conns, __ATOMIC_RELAXED);
 		bump(&lp->st.accepted);
 		waiting_add(lp, c, c->accepted_ms + lp->o.first_byte_ms);
-		idle_add(lp, c);
+		idle_add(lp, c, NET_IDLE);
 	}
 }
 
@@ -425,7 +446,7 @@ scan_deadlines(struct net_loop *lp, int64_t now)
 		nx = c->next;
 		if (c->state == S_PRE) {
 			bump(&lp->st.first_byte_timeouts);
-			limit_hit(lp, L_FIRST_BYTE, &c->ss);
+			limit_hit(lp, NET_LIMIT_FIRST_BYTE, &c->ss);
 			conn_close(lp, c);
 		} else
 			conn_resume(lp, c);
@@ -438,6 +459,7 @@ scan_deadlines(struct net_loop *lp, int64_t now)
 static void
 drain_begin(struct net_loop *lp, int64_t now)
 {
+	struct net_conn *c, *nx;
 	int i;
 
 	lp->draining = 1;
@@ -447,8 +469,14 @@ drain_begin(struct net_loop *lp, int64_t now)
 			close(lp->ls[i].fd);	/* refuse new connections */
 			lp->ls[i].fd = -1;
 		}
-	while (lp->idle_head != NULL)
-		evict(lp, lp->idle_head);	/* removes it from the list */
+	/* the idle close now; the evictable (a handshake, a head) finish */
+	for (c = lp->idle_head; c != NULL; c = nx) {
+		nx = c->inext;
+		if (c->idle == NET_IDLE) {
+			evict(lp, c);	/* off the list; freed by reap() */
+			nx = lp->idle_head;	/* a resumed one may move */
+		}
+	}
 }
 
 /* Past the drain deadline: every wait fails from now on. */
@@ -493,12 +521,15 @@ net_loop_run(struct net_loop *lp)
 	struct epoll_event evs[128];
 	int64_t next_scan = 0;
 
+	if (lp->o.on_thread != NULL)
+		lp->o.on_thread(lp->o.hook_arg);
 	for (;;) {
 		int64_t now = net_now_ms();
 		int n, i;
 
-		if (!lp->draining && __atomic_load_n(&lp->stop_req,
-		    __ATOMIC_ACQUIRE))
+		if (!lp->draining && (__atomic_load_n(&lp->stop_req,
+		    __ATOMIC_ACQUIRE) || (lp->o.stop != NULL &&
+		    __atomic_load_n(lp->o.stop, __ATOMIC_ACQUIRE))))
 			drain_begin(lp, now);
 		if (lp->draining) {
 			if (!lp->forced && now >= lp->drain_deadline)
@@ -545,36 +576,65 @@ net_loop_run(struct net_loop *lp)
 
 /* ---- in a coroutine ---- */
 
+/*
+ * Arms <fd> one-shot in the loop's epoll, tagged with <c>, and yields.
+ * Another fd than the connection's own (an upstream) is added the first
+ * time; it stays in this epoll until closed, and may be armed by another
+ * loop's connection meanwhile (a pooled upstream moves): each arming
+ * re-tags it.
+ */
 int
-net_wait(struct net_conn *c, short ev, int64_t deadline)
+net_wait_fd(struct net_conn *c, int fd, short ev, int64_t deadline)
 {
 	struct net_loop *lp = c->lp;
 	struct epoll_event e;
 
-	if (c->evicted || lp->forced || (lp->draining && c->idle))
+	if (c->evicted || lp->forced || (lp->draining &&
+	    c->idle == NET_IDLE))
 		return NET_ERR;
 	if (deadline <= net_now_ms())
 		return NET_TIMEOUT;
 	memset(&e, 0, sizeof(e));
 	e.events = (ev & POLLOUT ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT;
 	e.data.ptr = c;
-	if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, c->fd, &e) != 0)
+	if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, fd, &e) != 0 &&
+	    (fd == c->fd || errno != ENOENT ||
+	    epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd, &e) != 0))
 		return NET_ERR;
 	waiting_add(lp, c, deadline);
 	co_yield(&lp->co);
 	waiting_remove(lp, c);
 	if (c->fired)
 		return 0;
-	e.events = 0;		/* timed out or evicted: disarm */
-	epoll_ctl(lp->epfd, EPOLL_CTL_MOD, c->fd, &e);
+	/* timed out or evicted: disarm. An fd disarmed by MOD still reports
+	 * ERR and HUP (tagged <c>): one-shot, so a hang-up wakes a later wait
+	 * on another fd at most once (a spurious wake-up; never a spin); and
+	 * another fd leaves the epoll, since it may outlive <c> */
+	e.events = EPOLLONESHOT;
+	if (fd == c->fd)
+		epoll_ctl(lp->epfd, EPOLL_CTL_MOD, fd, &e);
+	else
+		epoll_ctl(lp->epfd, EPOLL_CTL_DEL, fd, &e);
 	return c->evicted || lp->forced ? NET_ERR : NET_TIMEOUT;
 }
 
-void
-net_idle(struct net_conn *c, int idle)
+int
+net_wait(struct net_conn *c, short ev, int64_t deadline)
 {
-	if (idle)
-		idle_add(c->lp, c);
+	return net_wait_fd(c, c->fd, ev, deadline);
+}
+
+int
+net_closed(const struct net_conn *c)
+{
+	return c->evicted || c->lp->forced;
+}
+
+void
+net_idle(struct net_conn *c, int how)
+{
+	if (how == NET_IDLE || how == NET_EVICTABLE)
+		idle_add(c->lp, c, how);
 	else
 		idle_remove(c->lp, c);
 }
@@ -674,26 +734,24 @@ net_handshake(struct net_conn *c, struct mtls *tls, int64_t deadline)
 	}
 }
 
-/* net_wait() as sockio's wait (always on the connection's own fd). */
-static int
-conn_wait(void *arg, int fd, short ev, int64_t deadline)
+int
+net_sockio_wait(void *conn, int fd, short ev, int64_t deadline)
 {
-	(void)fd;
-	return net_wait(arg, ev, deadline);
+	return net_wait_fd(conn, fd, ev, deadline);
 }
 
 long
 net_read(struct net_conn *c, struct mtls *tls, void *buf, size_t len,
     int64_t deadline)
 {
-	return sockio_read(c->fd, tls, buf, len, deadline, conn_wait, c);
+	return sockio_read(c->fd, tls, buf, len, deadline, net_sockio_wait, c);
 }
 
 int
 net_write(struct net_conn *c, struct mtls *tls, const void *p, size_t len,
     int64_t deadline)
 {
-	return sockio_write(c->fd, tls, p, len, deadline, conn_wait, c);
+	return sockio_write(c->fd, tls, p, len, deadline, net_sockio_wait, c);
 }
 
 /* ---- the loop's lifecycle ---- */
@@ -741,9 +799,13 @@ net_loop_new(struct net_loop **out, const struct net_opts *o,
 		return error_set(err, MTLS_ERR_ARG, "net: bad limits");
 	if ((lp = calloc(1, sizeof(*lp))) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
-	if ((lp->ipt = iplimit_new(o->max_per_ip)) == NULL) {
-		free(lp);
-		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	lp->ipt = o->ipt;
+	if (lp->ipt == NULL) {
+		if ((lp->ipt = iplimit_new(o->max_per_ip)) == NULL) {
+			free(lp);
+			return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		}
+		lp->own_ipt = 1;
 	}
 	lp->o = *o;
 	snprintf(lp->name, sizeof(lp->name), "%s", o->name ? o->name : "");
@@ -762,7 +824,8 @@ net_loop_new(struct net_loop **out, const struct net_opts *o,
 		net_loop_free(lp);
 		return -1;
 	}
-	fit_nofile(lp);
+	if (!o->keep_nofile)
+		fit_nofile(lp);
 	if (o->workers > 0 &&
 	    (lp->wthr = calloc((size_t)o->workers, sizeof(pthread_t))) == NULL) {
 		net_loop_free(lp);
@@ -881,7 +944,8 @@ net_loop_free(struct net_loop *lp)
 	for (i = 0; i < lp->nls; i++)
 		if (lp->ls[i].fd >= 0)
 			close(lp->ls[i].fd);
-	iplimit_free(lp->ipt);
+	if (lp->own_ipt)
+		iplimit_free(lp->ipt);
 	if (lp->epfd >= 0)
 		close(lp->epfd);
 	if (lp->wakefd >= 0)

@@ -1,6 +1,7 @@
 /*
- * net: a small server runtime (issue 12 item 6; the seed of issue 14's
- * "one server runtime"). One epoll loop in one thread accepts; each
+ * net: the server runtime (issue 12 item 6; issue 14's "one server
+ * runtime": ca serve, doctor serve, the admin endpoint, the HTTP
+ * gateway). One epoll loop in one thread accepts; each
  * connection first waits in the loop itself for its client's first byte
  * (no stack, no TLS state: a silent connection costs a struct and an fd),
  * then runs the server's function as a coroutine whose waits
@@ -19,6 +20,10 @@
  *     refused, so silent connections can never lock out real clients.
  * The server marks what is idle with net_idle(); anything else (a request
  * being read, handled or answered) is bounded by its own deadlines.
+ *
+ * Several loops (one per thread, each on its own SO_REUSEPORT socket: the
+ * gateway) can share one cap and one per-address table: net_opts.open
+ * and net_opts.ipt.
  */
 #ifndef MTLS_NET_H
 #define MTLS_NET_H
@@ -34,8 +39,22 @@
 
 #define NET_MAX_LISTENERS	4
 
+/* What a connection is doing, for the cap and the drain (net_idle). */
+enum {
+	NET_BUSY,	/* in a request: never closed for room */
+	NET_IDLE,	/* waits for a request: closed for room, and at once
+			 * when the loop drains */
+	NET_EVICTABLE	/* may be closed for room (a handshake, a request
+			 * head not yet whole), but a drain lets it finish */
+};
+
+/* Why the loop refused or closed a connection (net_opts.on_limit). */
+enum { NET_LIMIT_FIRST_BYTE, NET_LIMIT_PER_IP, NET_LIMIT_FULL,
+	NET_LIMIT_EVICTED, NET_LIMIT__COUNT };
+
 struct net_loop;
 struct net_conn;
+struct iplimit;
 
 /* Serves one connection, in its coroutine. The loop closes the fd when it
  * returns; what the function made (a TLS connection) it frees. */
@@ -48,6 +67,25 @@ struct net_opts {
 	int64_t		 first_byte_ms;	/* > 0 */
 	int		 workers;	/* net_offload() threads; 0: inline */
 	int64_t		 drain_ms;	/* after net_loop_stop(); then all close */
+	/* all optional (0 / NULL): */
+	int		*shared_open;	/* atomic, shared: the count max_conns
+					 * caps (other loops' connections, and
+					 * anything else the caller adds); NULL:
+					 * this loop's own */
+	struct iplimit	*ipt;		/* shared per-address table (the
+					 * caller's; max_per_ip unused); NULL:
+					 * the loop's own */
+	const int	*stop;		/* atomic: non-zero drains, like
+					 * net_loop_stop() */
+	int		 keep_nofile;	/* 1: RLIMIT_NOFILE and max_conns as
+					 * given (the caller fitted them) */
+	/* A connection refused or closed for a limit (NET_LIMIT_*), in
+	 * place of the loop's own conn_limit log line. */
+	void		(*on_limit)(void *arg, int why,
+			    const struct sockaddr_storage *client);
+	/* On the loop's thread before it first waits (thread-local set-up). */
+	void		(*on_thread)(void *arg);
+	void		*hook_arg;	/* of on_limit and on_thread */
 };
 
 /* Counters since the loop started (read with net_loop_stats()). */
@@ -91,14 +129,23 @@ const struct sockaddr_storage *net_conn_addr(const struct net_conn *);
 int64_t	 net_conn_accepted_ms(const struct net_conn *);
 /* 1 once the loop is draining: finish the request in hand, then return. */
 int	 net_stopping(const struct net_conn *);
-/* 1: the connection waits for a request (may be closed first under
- * pressure, and at once when draining); 0: it is in a request. A new
- * connection starts idle. */
-void	 net_idle(struct net_conn *, int idle);
+/* NET_IDLE, NET_EVICTABLE or NET_BUSY (0/1 read as busy/idle). A new
+ * connection starts NET_IDLE; one that stays on the list keeps its place
+ * (the oldest wait is closed first). */
+void	 net_idle(struct net_conn *, int how);
 /* Waits until the fd is ready for <ev> (POLLIN or POLLOUT): 0,
  * NET_TIMEOUT at <deadline>, NET_ERR when the loop closed the connection
  * (evicted while idle, or draining past drain_ms). */
 int	 net_wait(struct net_conn *, short ev, int64_t deadline);
+/* net_wait() on another fd of the connection's (an upstream socket); the
+ * loop's epoll keeps it until it is closed. */
+int	 net_wait_fd(struct net_conn *, int fd, short ev, int64_t deadline);
+/* 1 once the loop closed the connection (evicted for room or at a drain,
+ * or past drain_ms): every wait fails; send nothing more, return. */
+int	 net_closed(const struct net_conn *);
+/* net_wait_fd() as sockio's wait (sockio_wait_fn; <conn>: the
+ * connection), for deadline I/O on the connection's other fds. */
+int	 net_sockio_wait(void *conn, int fd, short ev, int64_t deadline);
 /* Runs <fn>(<arg>) on a worker thread; the coroutine waits, the loop
  * does not. Returns when fn has returned. */
 void	 net_offload(struct net_conn *, void (*fn)(void *), void *arg);

@@ -1,7 +1,7 @@
 /*
  * sockio: reads and writes with a deadline on a non-blocking socket,
- * through TLS (a struct mtls over the socket) or plain, for the runtime's
- * two loops (net.c's connections, the gateway's clients and upstreams).
+ * through TLS (a struct mtls over the socket) or plain, for net.c's
+ * connections and the gateway's clients and upstreams (net_sockio_wait).
  * How to wait is the caller's: its function arms the fd in its loop and
  * lets the loop run until the fd is ready or the deadline passes.
  */

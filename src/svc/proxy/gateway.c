@@ -1,7 +1,8 @@
 /*
- * The HTTP gateway (gateway.h), a connection's life. Each worker's loop
- * (gw_loop.c) accepts and runs a coroutine per client connection; each
- * runs requests one after another:
+ * The HTTP gateway (gateway.h), a connection's life. Each worker's net
+ * loop (gw_loop.c, net/net.h) accepts, waits for the first byte and runs
+ * a coroutine per client connection; each runs requests one after
+ * another:
  *
  *   head in (h1_head_scan) -> the codec's parse and checks (h1_req_feed)
  *   -> on_head: route (host, longest prefix) -> authorize (the route's
@@ -25,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -195,7 +195,7 @@ relay_response(struct gwc *c, char *buf, size_t bufsz)
 		 * would fail with EAGAIN first is one syscall per request) */
 		/* the deadline is between two reads (like nginx's
 		 * proxy_read_timeout), so a long download is not cut */
-		n = !got_any && !io_buffered(&c->up.io) ? io_wait(c->up.io.fd,
+		n = !got_any && !io_buffered(&c->up.io) ? io_wait(&c->up.io,
 		    POLLIN, req_deadline(c)) : 0;
 		if (n == 0)
 			n = io_read(&c->up.io, buf, bufsz, req_deadline(c));
@@ -258,56 +258,38 @@ exchange_reset(struct gwc *c)
 	c->t_up = 0;
 }
 
-static int
-wait_request1(struct gwc *c)
-{
-	int64_t deadline = net_now_ms() + c->gw->env.o->idle_timeout_ms;
-
-	for (;;) {
-		long r;
-		int64_t slice = net_now_ms() + 250;
-		int w = 0;
-
-		if (!io_buffered(&c->cl))
-			/* wait first: a read that would fail with EAGAIN is
-			 * one syscall more per request */
-			w = io_wait(c->cl.fd, POLLIN, slice < deadline ? slice :
-			    deadline);
-		if (w == IO_ERR)
-			return 0;
-		if (w == 0) {
-			r = io_try_read(&c->cl, c->in, IN_SIZE);
-			if (r > 0) {
-				c->in_len = (size_t)r;
-				return 1;
-			}
-			if (r == 0 || r == IO_ERR)
-				return 0;
-			if (r == MTLS_WANT_WRITE &&
-			    io_wait(c->cl.fd, POLLOUT, deadline) != 0)
-				return 0;
-		}
-		if (c->evicted || __atomic_load_n(c->gw->env.stopping,
-		    __ATOMIC_ACQUIRE) || net_now_ms() >= deadline)
-			return 0;
-	}
-}
-
 /* Waits for the first byte of the next request: 1 data, 0 closed or idle
- * too long or draining or closed for a newcomer at the cap. */
+ * too long, or closed by the loop (for a newcomer at the cap: net counts
+ * it; or a drain). */
 int
 wait_request(struct gwc *c)
 {
-	int r;
+	int64_t deadline = net_now_ms() + c->gw->env.o->idle_timeout_ms;
+	int r = 0;
 
 	if (c->in_len > c->in_off)
 		return 1;
 	c->in_off = c->in_len = 0;
-	idle_enter(c, IDLE_KEEPALIVE);
-	r = wait_request1(c);
-	idle_leave(c);
-	if (!r && c->evicted)
-		gw_limit(c->gw, GW_CL_EVICTED, c->client);
+	net_idle(c->nc, NET_IDLE);
+	for (;;) {
+		long n;
+
+		/* wait first: a read that would fail with EAGAIN is one
+		 * syscall more per request */
+		if (!io_buffered(&c->cl) && io_wait(&c->cl, POLLIN,
+		    deadline) != 0)
+			break;
+		n = io_try_read(&c->cl, c->in, IN_SIZE);
+		if (n > 0) {
+			c->in_len = (size_t)n;
+			r = 1;
+			break;
+		}
+		if (n == 0 || n == IO_ERR || (n == MTLS_WANT_WRITE &&
+		    io_wait(&c->cl, POLLOUT, deadline) != 0))
+			break;
+	}
+	net_idle(c->nc, NET_BUSY);
 	return r;
 }
 
@@ -326,7 +308,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 	/* the head, whole, in c->in; until it is, a newcomer at the cap
 	 * may take the connection's place (its wait counted from the
 	 * head's start, so a head sent a byte at a time stays old) */
-	idle_enter(c, IDLE_HEAD);
+	net_idle(c->nc, NET_EVICTABLE);
 	for (;;) {
 		size_t have = c->in_len - c->in_off, skip, hlen;
 		const char *why;
@@ -354,13 +336,11 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		}
 		n = io_read(&c->cl, c->in + c->in_len, IN_SIZE - c->in_len,
 		    dl);
-		if (c->evicted) {
-			gw_limit(gw, GW_CL_EVICTED, c->client);
-			return 0;
-		}
+		if (net_closed(c->nc))
+			return 0;	/* for a newcomer: counted by net */
 		if (n <= 0) {
 			if (have == 0) {
-				idle_leave(c);
+				net_idle(c->nc, NET_BUSY);
 				return 0;
 			}
 			refuse(c, n == IO_TIMEOUT ? 408 : 400, n == IO_TIMEOUT ?
@@ -371,7 +351,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		}
 		c->in_len += (size_t)n;
 	}
-	idle_leave(c);
+	net_idle(c->nc, NET_BUSY);
 	c->rq.lim = &gw->lim;
 	c->rq.on_head = on_head;
 	c->rq.emit = to_upstream;
@@ -474,7 +454,7 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 		return 0;
 	}
  refused:
-	idle_leave(c);
+	net_idle(c->nc, NET_BUSY);
 	up_release(c, 0);
 	if (__atomic_load_n(gw->env.stopping, __ATOMIC_ACQUIRE))
 		c->rq.keep = 0;
@@ -490,49 +470,33 @@ conn_run(struct gwc *c)
 {
 	struct gw *gw = c->gw;
 	const struct proxy_opts *o = gw->env.o;
-	/* the first byte never waits longer than a handshake */
-	int64_t fb = o->first_byte_timeout_ms > 0 && o->first_byte_timeout_ms <
-	    o->handshake_timeout_ms ? o->first_byte_timeout_ms :
-	    o->handshake_timeout_ms, deadline;
+	int64_t deadline;
 	struct timespec a, b;
 	char *rbuf = NULL;
 	int r, ok = 0;
 
-	/* until its first byte a connection is a struct, an fd and a
-	 * coroutine: no TLS object; a drain or a newcomer at the cap may
-	 * close it */
-	idle_enter(c, IDLE_FIRST_BYTE);
-	r = io_wait(c->cl.fd, POLLIN, c->t_conn + fb);
-	if (r == IO_TIMEOUT || c->evicted) {
-		idle_leave(c);
-		if (c->evicted != 2)
-			gw_limit(gw, c->evicted ? GW_CL_EVICTED :
-			    GW_CL_FIRST_BYTE, c->client);
+	/* its first byte is here (net waited for it, no TLS object until
+	 * then); a newcomer at the cap may still take its place during the
+	 * handshake, a drain lets the handshake finish */
+	net_idle(c->nc, NET_EVICTABLE);
+	if (mtls_accept_socket(c->lp->srv, &c->cl.tls, c->cl.fd) != 0)
 		goto out;
-	}
-	if (mtls_accept_socket(c->lp->srv, &c->cl.tls, c->cl.fd) != 0) {
-		idle_leave(c);
-		goto out;
-	}
-	c->phase = IDLE_HANDSHAKE;
 	deadline = net_now_ms() + o->handshake_timeout_ms;
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	for (;;) {
 		r = mtls_handshake(c->cl.tls);
 		if (r == 0 || r == -1)
 			break;
-		if (io_wait(c->cl.fd, r == MTLS_WANT_WRITE ? POLLOUT : POLLIN,
+		if (io_wait(&c->cl, r == MTLS_WANT_WRITE ? POLLOUT : POLLIN,
 		    deadline) != 0) {
 			r = -2;
 			break;
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	idle_leave(c);
-	if (c->evicted) {
-		gw_limit(gw, GW_CL_EVICTED, c->client);
-		goto out;
-	}
+	net_idle(c->nc, NET_BUSY);
+	if (net_closed(c->nc))
+		goto out;	/* for a newcomer: counted by net */
 	if (r == 0) {
 		X509 *peer = tls_peer_cert(c->cl.tls);
 		struct mtls_error e;
@@ -577,7 +541,7 @@ conn_run(struct gwc *c)
 		log_conn(c, "close", 1, 0);
 	}
  out:
-	idle_leave(c);		/* (each path left already) */
+	net_idle(c->nc, NET_BUSY);
 	free(rbuf);
 	free(c->in);
 	h1_resp_free(&c->rs);
@@ -587,10 +551,6 @@ conn_run(struct gwc *c)
 	ids_free(&c->ids);
 	if (c->cl.tls != NULL)
 		mtls_free(c->cl.tls);
-	close(c->cl.fd);
-	iplimit_put(gw->env.ipt, c->ip);
-	free(c);
-	__atomic_sub_fetch(gw->env.active, 1, __ATOMIC_RELEASE);
 }
 
 int
@@ -598,7 +558,7 @@ gw_start(const struct gw_env *env, struct gw **out, struct mtls_error *err)
 {
 	struct gw *gw;
 	size_t i;
-	int k, one = 1;
+	int k;
 
 	*out = NULL;
 	if (gw_check(env->l, err) != 0)
@@ -628,7 +588,6 @@ gw_start(const struct gw_env *env, struct gw **out, struct mtls_error *err)
 		goto fail;
 	}
 	for (k = 0; k < gw->nloops; k++) {
-		gw->loops[k].epfd = gw->loops[k].lfd = -1;
 		gw->loops[k].gw = gw;
 		gw->loops[k].id = k;
 	}
@@ -647,52 +606,16 @@ gw_start(const struct gw_env *env, struct gw **out, struct mtls_error *err)
 		    (rt->r->up_tls && route_client(gw, rt, err) != 0))
 			goto fail;
 	}
-	/* a loop per worker: its own epoll, SO_REUSEPORT socket and server
+	/* a loop per worker: its own SO_REUSEPORT socket and server
 	 * context, like the engine's workers */
-	for (k = 0; k < gw->nloops; k++) {
-		struct loop *lp = &gw->loops[k];
-		struct epoll_event e;
-
-		if ((lp->srv = mtls_server()) == NULL) {
-			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	for (k = 0; k < gw->nloops; k++)
+		if (loop_new(&gw->loops[k], err) != 0)
 			goto fail;
-		}
-		refresh(lp);
-		if (lp->seq == 0) {
-			error_set(err, MTLS_ERR_STATE, "listener %s: no config",
-			    gw->l->name);
-			goto fail;
-		}
-		if ((lp->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-		    (lp->lfd = socket(env->listen_ss.ss_family, SOCK_STREAM |
-		    SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
-		    setsockopt(lp->lfd, SOL_SOCKET, SO_REUSEADDR, &one,
-		    sizeof(one)) != 0 ||
-		    setsockopt(lp->lfd, SOL_SOCKET, SO_REUSEPORT, &one,
-		    sizeof(one)) != 0 ||
-		    bind(lp->lfd, (const struct sockaddr *)&env->listen_ss,
-		    env->listen_len) != 0 || listen(lp->lfd, 1024) != 0) {
-			error_set_errno(err, MTLS_ERR_IO, "listen %s",
-			    gw->l->listen);
-			goto fail;
-		}
-		memset(&e, 0, sizeof(e));
-		e.events = EPOLLIN;
-		e.data.ptr = &lp->lfd_tag;
-		if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->lfd, &e) != 0) {
-			error_set_errno(err, MTLS_ERR_IO, "epoll");
-			goto fail;
-		}
-	}
-	for (k = 0; k < gw->nloops; k++) {
-		if (pthread_create(&gw->loops[k].thr, NULL, loop_main,
-		    &gw->loops[k]) != 0) {
-			error_set(err, MTLS_ERR_IO, "cannot start a thread");
+	for (k = 0; k < gw->nloops; k++)
+		if (net_loop_start(gw->loops[k].nl, err) != 0) {
 			__atomic_store_n(env->stopping, 1, __ATOMIC_RELEASE);
 			goto fail;
 		}
-		gw->loops[k].started = 1;
-	}
 	*out = gw;
 	return 0;
  fail:
@@ -711,15 +634,8 @@ gw_free(struct gw *gw)
 	if (__atomic_load_n(gw->env.active, __ATOMIC_ACQUIRE) > 0)
 		return;		/* connections still run; the exit frees */
 	for (k = 0; gw->loops != NULL && k < gw->nloops; k++) {
-		struct loop *lp = &gw->loops[k];
-
-		if (lp->started)
-			pthread_join(lp->thr, NULL);
-		if (lp->lfd >= 0)
-			close(lp->lfd);
-		if (lp->epfd >= 0)
-			close(lp->epfd);
-		mtls_free(lp->srv);
+		net_loop_free(gw->loops[k].nl);	/* stops, joins */
+		mtls_free(gw->loops[k].srv);
 	}
 	for (i = 0; gw->routes != NULL && i < gw->n_routes; i++) {
 		struct route *rt = &gw->routes[i];

@@ -3,7 +3,8 @@
  * interface to the proxy). One file a noun:
  *   gateway.c      a connection: handshake, then requests one after
  *                  another (head, checks, route, forward, answer)
- *   gw_loop.c      the per-worker epoll loops, coroutines, accept, the cap
+ *   gw_loop.c      a net loop per worker (net/net.h: accept, the cap,
+ *                  coroutines), its server context, a connection's set-up
  *   gw_io.c        deadline I/O over a struct mtls or a plain fd; buffers
  *   gw_route.c     routes, per-route authorization, route metrics
  *   gw_upstream.c  the upstream pool of each route
@@ -24,13 +25,11 @@
 
 #include "http/h1.h"
 #include "http/http.h"
-#include "net/co.h"
-#include "net/iplimit.h"
 #include "net/net.h"
 #include "proxy/gateway.h"
 
-#define IO_ERR		(-1)
-#define IO_TIMEOUT	(-2)
+#define IO_ERR		NET_ERR
+#define IO_TIMEOUT	NET_TIMEOUT
 #define IN_SIZE		(64 * 1024)
 #define OUT_SIZE	(16 * 1024)
 #define HTTP_MAX_CONNS	4096
@@ -42,12 +41,12 @@
 /* the head the upstream gets, whole */
 #define UH_MAX		(128 * 1024)
 
-/* what a connection on a loop's idle list waits for (gwc.phase) */
-enum { IDLE_FIRST_BYTE, IDLE_HANDSHAKE, IDLE_KEEPALIVE, IDLE_HEAD };
-
+/* A socket and the connection whose coroutine waits on it (an upstream's
+ * is set each time a connection takes it from the pool). */
 struct io {
 	int		 fd;
 	struct mtls	*tls;		/* NULL: plaintext */
+	struct net_conn	*nc;
 };
 
 struct obuf {
@@ -76,41 +75,16 @@ struct route {
 };
 
 /*
- * Connections run as coroutines (net/co.h) on a few event-loop threads:
- * the request code reads as straight blocking code, and io_wait() is the
- * one place it waits: it arms the fd in its loop's epoll (one-shot) and
- * switches back to the loop, which switches in again when the fd is ready
- * or the deadline passed (bench/RESULTS.md: a thread per connection
- * spent its CPU in the scheduler). A task is a connection's coroutine
- * with its wait; it outlives the connection until the loop's turn ends
- * (an event for it may still be in the batch being handled).
+ * Connections run as coroutines on net's loops (net/net.h), one loop per
+ * worker: the request code reads as straight blocking code, and io_wait()
+ * is the one place it waits (net_wait_fd: the loop runs others until the
+ * fd is ready or the deadline passed; bench/RESULTS.md: a thread per
+ * connection spent its CPU in the scheduler).
  */
-struct task {
-	struct co	*co;
-	struct loop	*lp;
-	struct gwc	*c;
-	int		 waiting, fired;
-	int64_t		 deadline;
-	struct task	*prev, *next;	/* the loop's waiting list */
-	struct task	*dead_next;
-};
-
 struct loop {
 	struct gw	*gw;
 	int		 id;
-	pthread_t	 thr;
-	int		 started;
-	int		 epfd, lfd;
-	int		 lfd_tag;
-	struct co_loop	 co;		/* the switches (net/co.h) */
-	struct task	*cur;		/* running now */
-	struct task	*waiting;	/* tasks in io_wait */
-	struct task	*dead;		/* finished, to free */
-	/* connections a newcomer may take the place of at the cap: first
-	 * byte or handshake awaited, idle between requests, or a request
-	 * head not yet whole; oldest wait first */
-	struct gwc	*idle_head, *idle_tail;
-	int		 n_cos;
+	struct net_loop	*nl;
 	struct mtls	*srv;		/* this loop's server context */
 	uint64_t	 seq;
 };
@@ -131,15 +105,10 @@ struct gw {
 struct gwc {
 	struct gw	*gw;
 	struct loop	*lp;
-	struct task	*task;
+	struct net_conn	*nc;		/* net's side: the cap, the drain */
 	struct io	 cl;		/* the client */
 	char		 client[64];
 	int64_t		 t_conn;
-	struct ipent	*ip;		/* its address's slot (iplimit) */
-	/* on lp's idle list (phase: IDLE_*); closed for a newcomer or by a
-	 * drain while there */
-	struct gwc	*iprev, *inext;
-	int		 idle, phase, evicted;
 	/* the peer */
 	int		 verified, fail;
 	struct ids	 ids;
@@ -183,9 +152,8 @@ void	 conn_run(struct gwc *);
 int	 wait_request(struct gwc *);
 int	 exchange(struct gwc *, char *rbuf, size_t rbufsz);
 
-/* gw_io.c: deadline I/O; in a loop's coroutine a wait yields to the loop,
- * elsewhere it polls */
-int	 io_wait(int fd, short ev, int64_t deadline);
+/* gw_io.c: deadline I/O in a connection's coroutine (io.nc) */
+int	 io_wait(struct io *, short ev, int64_t deadline);
 long	 io_try_read(struct io *, void *buf, size_t len);
 int	 io_buffered(const struct io *);
 long	 io_read(struct io *, void *buf, size_t len, int64_t deadline);
@@ -201,12 +169,8 @@ req_deadline(const struct gwc *c)
 }
 
 /* gw_loop.c */
-extern __thread struct loop *cur_loop;
-int	 task_wait(struct loop *, int fd, short ev, int64_t deadline);
-void	 idle_enter(struct gwc *, int phase);
-void	 idle_leave(struct gwc *);
+int	 loop_new(struct loop *, struct mtls_error *);
 void	 gw_limit(struct gw *, int why, const char *client);
-void	*loop_main(void *);
 void	 refresh(struct loop *);
 
 /* gw_route.c */

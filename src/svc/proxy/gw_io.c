@@ -3,8 +3,6 @@
  * non-blocking sockets, through TLS or plain, and the output buffer a
  * connection writes its heads and bodies into.
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,31 +14,9 @@
 #include "proxy/gw_int.h"
 
 int
-io_wait(int fd, short ev, int64_t deadline)
+io_wait(struct io *s, short ev, int64_t deadline)
 {
-	if (cur_loop != NULL && cur_loop->cur != NULL)
-		return task_wait(cur_loop, fd, ev, deadline);
-	for (;;) {
-		struct pollfd pf = { fd, ev, 0 };
-		int64_t left = deadline - net_now_ms();
-		int r;
-
-		if (left <= 0)
-			return IO_TIMEOUT;
-		r = poll(&pf, 1, left > 60000 ? 60000 : (int)left);
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return IO_ERR;
-	}
-}
-
-/* io_wait() as sockio's wait (net/sockio.h). */
-static int
-wait_fd(void *arg, int fd, short ev, int64_t deadline)
-{
-	(void)arg;
-	return io_wait(fd, ev, deadline);
+	return net_wait_fd(s->nc, s->fd, ev, deadline);
 }
 
 /* One attempt: bytes, 0 at EOF, IO_ERR, or MTLS_WANT_READ/WRITE. */
@@ -61,13 +37,13 @@ io_buffered(const struct io *s)
 long
 io_read(struct io *s, void *buf, size_t len, int64_t deadline)
 {
-	return sockio_read(s->fd, s->tls, buf, len, deadline, wait_fd, NULL);
+	return sockio_read(s->fd, s->tls, buf, len, deadline, net_sockio_wait, s->nc);
 }
 
 static int
 io_write(struct io *s, const char *p, size_t len, int64_t deadline)
 {
-	return sockio_write(s->fd, s->tls, p, len, deadline, wait_fd, NULL);
+	return sockio_write(s->fd, s->tls, p, len, deadline, net_sockio_wait, s->nc);
 }
 
 void

@@ -55,24 +55,26 @@ up_connect(struct gwc *c, struct route *rt, struct upconn *u)
 
 	u->io.tls = NULL;
 	u->io.fd = -1;
+	u->io.nc = c->nc;
 	fd = socket(rt->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	if (rt->ss.ss_family != AF_UNIX)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u->io.fd = fd;
 	if (connect(fd, (struct sockaddr *)&rt->ss, rt->sslen) != 0) {
 		if (errno != EINPROGRESS ||
-		    io_wait(fd, POLLOUT, deadline) != 0 ||
+		    io_wait(&u->io, POLLOUT, deadline) != 0 ||
 		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
 		    err != 0) {
 			snprintf(c->rq.msg, sizeof(c->rq.msg), "connect %s: %s",
 			    rt->r->upstream, err ? strerror(err) : "timed out");
 			close(fd);
+			u->io.fd = -1;
 			return -1;
 		}
 	}
-	u->io.fd = fd;
 	if (!rt->r->up_tls)
 		return 0;
 	pthread_mutex_lock(&rt->mu);
@@ -90,8 +92,8 @@ up_connect(struct gwc *c, struct route *rt, struct upconn *u)
 		r = mtls_handshake(u->io.tls);
 		if (r == 0)
 			return 0;
-		if (r == -1 || io_wait(fd, r == MTLS_WANT_WRITE ? POLLOUT :
-		    POLLIN, deadline) != 0)
+		if (r == -1 || io_wait(&u->io, r == MTLS_WANT_WRITE ?
+		    POLLOUT : POLLIN, deadline) != 0)
 			break;
 	}
 	snprintf(c->rq.msg, sizeof(c->rq.msg), "upstream %s: %s: %s",
@@ -121,6 +123,7 @@ up_get(struct gwc *c, struct route *rt)
 		 * read as the answer to this request. If the upstream closes
 		 * it after the check, a request without a body is retried */
 		if (up_alive(u)) {
+			u->io.nc = c->nc;	/* its waits are ours now */
 			c->have_up = 1;
 			c->up_reused = 1;
 			bump(&rt->m_reused);
