@@ -46,8 +46,9 @@ enum { GW_CL_FIRST_BYTE, GW_CL_HS_TIMEOUT, GW_CL_PER_IP, GW_CL_FULL,
 
 struct gw;
 
-/* Checks the routes, builds the upstream contexts, binds and starts the
- * accepting thread. Call with signals blocked: threads inherit the mask. */
+/* Checks the routes, builds the upstream contexts, binds one SO_REUSEPORT
+ * socket per worker and starts a net loop on each (their threads). Call
+ * with signals blocked: threads inherit the mask. */
 int	 gw_start(const struct gw_env *, struct gw **, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 /* Checks a listener's routes without starting anything. */
