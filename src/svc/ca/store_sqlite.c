@@ -67,11 +67,14 @@ db_error(struct sq *s, struct mtls_error *err, const char *what)
 	error_set(err, MTLS_ERR_IO, "%s: %s: %s", s->path, what,
 	    sqlite3_errmsg(s->db));
 	/* the kind, for ca serve to answer 503 and say it cannot issue:
-	 * SQLITE_FULL is ENOSPC from a write (or a page limit) */
+	 * SQLITE_FULL is ENOSPC from a write (or a page limit). The system
+	 * errno is only a hint (it may be left from an earlier call, e.g.
+	 * ENOENT probing a journal): a storage kind is always kept. */
 	if (ec == SQLITE_FULL)
-		err->sys = se ? se : ENOSPC;
+		err->sys = se == EDQUOT ? EDQUOT : ENOSPC;
 	else if (ec == SQLITE_IOERR || ec == SQLITE_READONLY)
-		err->sys = se ? se : EIO;
+		err->sys = se == ENOSPC || se == EDQUOT || se == EROFS ? se :
+		    EIO;
 	return -1;
 }
 
