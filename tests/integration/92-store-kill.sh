@@ -46,7 +46,7 @@ start_bg load python3 "$H/issue_load.py" root/bundle.pem w.csr got "$UA,$UB" --t
 load_pid=$BG_PID
 wait_for 60 count_gt "$T_DIR/load.out" . 19 || not_ok "20 answers before the kill" "$(cat "$T_DIR/load.log")"
 killed_at=$(wc -l < "$T_DIR/load.out")
-kill -9 "$pid_b"
+kill -9 "$pid_b"; wait "$pid_b" 2>/dev/null
 wait_for 120 gone "$load_pid" || not_ok "the load ends" "$(wc -l < "$T_DIR/load.out") answers"
 L=$T_DIR/load.out
 ok "replica B killed with SIGKILL after $killed_at of $((2 * N)) answers"
@@ -62,20 +62,7 @@ awk '$3 == 200 { print $5 }' "$L" | sort > acked.txt
 [ -z "$(uniq -d acked.txt)" ] && ok "no serial was answered twice ($(wc -l < acked.txt) answers 200)" \
     || not_ok "serial answered twice" "$(uniq -d acked.txt | head -3)"
 "$MTLS" ca list --ca int --json > list.json 2> list.err || not_ok "mtls ca list" "$(cat list.err)"
-python3 - acked.txt list.json > inv.txt <<'EOF' || true
-import json, sys
-acked = [l.strip() for l in open(sys.argv[1]) if l.strip()]
-raw = open(sys.argv[2]).read().strip()
-try:
-    rows = json.loads(raw)
-except ValueError:
-    rows = [json.loads(l) for l in raw.splitlines() if l.strip()]
-if isinstance(rows, dict):
-    rows = next(v for v in rows.values() if isinstance(v, list))
-serials = [r["serial"] for r in rows]
-missing = [s for s in acked if serials.count(s) != 1]
-print(len(serials), len(set(serials)), len(missing), *missing[:3])
-EOF
+python3 "$H/acked_in_list.py" acked.txt list.json > inv.txt
 read -r n_rows n_distinct n_missing rest < inv.txt
 [ "${n_missing:-x}" = 0 ] && ok "every certificate answered 200 is in mtls ca list exactly once" \
     || not_ok "answered certificates in the inventory" "$(cat inv.txt) $(head -c 300 list.json)"

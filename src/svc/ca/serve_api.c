@@ -163,10 +163,12 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	r.ocsp_url = s->ocsp_url;
 	error_clear(&err);
 	pthread_mutex_lock(&s->mu);
+	store_wait_releases(&s->mu);	/* the commit does not hold it */
 	r.role = ca_role_for(s->ca, ids);
 	rc = r.role == NULL ? error_set(&err, MTLS_ERR_ARG, "%.200s is not "
 	    "allowed by any role in ca.conf", ids->v[0]) :
 	    ca_issue_pub(s->ca, &r, pub, token_hash, &cert, &res, &err);
+	store_wait_releases(NULL);
 	if (rc == 0 && (ca_chain_pem(s->ca, cert, &chain, &cl, &err) != 0 ||
 	    ca_bundle_pem(s->ca, &bundle, &bl, &err) != 0))
 		rc = -1;
@@ -517,6 +519,7 @@ serve_metrics(struct server *s, struct reply *rp)
 	size_t bl = 0;
 	FILE *f = open_memstream(&b, &bl);
 	struct net_stats ns;
+	uint64_t commits, items;
 	int r, k;
 
 	if (f == NULL) {
@@ -564,6 +567,14 @@ serve_metrics(struct server *s, struct reply *rp)
 	    (unsigned long long)ns.per_ip_refused,
 	    (unsigned long long)ns.full_refused,
 	    (unsigned long long)ns.evicted);
+	store_stats(s->ca->store, &commits, &items);
+	fprintf(f, "# HELP mtls_ca_store_commits_total Transactions that "
+	    "recorded issued certificates (group commit: several each).\n"
+	    "# TYPE mtls_ca_store_commits_total counter\n"
+	    "mtls_ca_store_commits_total %llu\n"
+	    "# TYPE mtls_ca_store_committed_certs_total counter\n"
+	    "mtls_ca_store_committed_certs_total %llu\n",
+	    (unsigned long long)commits, (unsigned long long)items);
 	fclose(f);
 	rp->status = 200;
 	rp->ctype = "text/plain; version=0.0.4";
