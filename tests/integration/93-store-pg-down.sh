@@ -2,7 +2,7 @@
 # Issue 15 §1: PostgreSQL stopped under load. Two ca serve replicas on one
 # PostgreSQL store take concurrent enrollments and renewals; the database
 # is stopped (fast shutdown) in the middle. Every request then fails fast
-# (503 store_unavailable in under 2 s: enroll, renew, OCSP), the
+# (503 store_unavailable in under 2 s: enroll, renew, OCSP, revoke), the
 # log line names the store, never its URL; once PostgreSQL is back the
 # same processes answer 200 again within a deadline, without a restart.
 # Nothing but 200 and 503 is ever answered (renew with the store down was
@@ -30,7 +30,7 @@ cp -a int intB
 
 pa=$(free_port) pb=$(free_port)
 UA="https://localhost:$pa" UB="https://localhost:$pb"
-start_bg ca_a "$MTLS" ca serve --ca int --listen "127.0.0.1:$pa" --url "$UA"
+start_bg ca_a "$MTLS" ca serve --ca int --listen "127.0.0.1:$pa" --url "$UA" --admin spiffe://example.org/ns/prod/renewer
 pid_a=$BG_PID
 start_bg ca_b "$MTLS" ca serve --ca intB --listen "127.0.0.1:$pb" --url "$UB"
 pid_b=$BG_PID
@@ -71,6 +71,8 @@ for u in "$UA" "$UB"; do
 	down_check "enroll on $r" "$u/v1/enroll" -H 'Content-Type: application/json' --data-binary @enroll.json
 	down_check "OCSP on $r" "$u/v1/ocsp" -H 'Content-Type: application/ocsp-request' --data-binary @ocsp.req
 done
+echo "{\"serial\":\"$(serial_of r.pem)\"}" > revoke.json
+down_check "revoke on A" "$UA/v1/revoke" --cert r.pem --key r.key -H 'Content-Type: application/json' --data-binary @revoke.json
 st=$(curl -sS --max-time 10 --cacert root/bundle.pem -o resp.json -w '%{http_code}' "$UA/readyz")
 [ "$st" = 503 ] && ok "/readyz is 503 while the store is down" || not_ok "readyz while down" "$st $(head -c 200 resp.json)"
 expect_grep '"event":"request".*"status":503.*"code":"store_unavailable".*store unavailable \(PostgreSQL\)' \

@@ -431,10 +431,11 @@ serve_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	if (rc != 0) {
 		if (serve_storage_fault(&err))
 			unavailable(s, rp, &err);
+		else if (err.code == MTLS_ERR_ARG)
+			serve_reply_error(rp, 404, "unknown_serial", "%s",
+			    err.msg);
 		else
-			serve_reply_error(rp,
-			    err.code == MTLS_ERR_ARG ? 404 : 500,
-			    "unknown_serial", "%s", err.msg);
+			serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		goto out;
 	}
 	__atomic_add_fetch(&s->m_revoked, 1, __ATOMIC_RELAXED);
