@@ -17,10 +17,7 @@ pki_root_int
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout w.key -subj /CN=w -out w.csr 2>/dev/null
 
 pg_start || exit 0
-pg_createdb ca
-q "$MTLS" ca store migrate --ca int --to "$PG_URL_BASE/ca" --password-file "$PG_PW"
-sed -i "/^\[ca\]/a store = $PG_URL_BASE/ca\nstore_password_file = $PG_PW" int/ca.conf
-mv int/inventory.db int/inventory.db.migrated; rm -f int/inventory.db-*
+pg_ca int ca
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/renewer --out r
 N=60
 for i in $(seq 0 $((N - 1))); do

@@ -17,10 +17,7 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout w.ke
 openssl x509 -in int/ca.pem -out int1.pem
 
 pg_start || exit 0
-pg_createdb ca
-q "$MTLS" ca store migrate --ca int --to "$PG_URL_BASE/ca" --password-file "$PG_PW"
-sed -i "/^\[ca\]/a store = $PG_URL_BASE/ca\nstore_password_file = $PG_PW" int/ca.conf
-mv int/inventory.db int/inventory.db.migrated; rm -f int/inventory.db-*
+pg_ca int ca
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/renewer --out r
 for i in $(seq 0 199); do
 	"$MTLS" ca token create --ca int --spiffe-id "spiffe://example.org/ns/prod/d$i"
