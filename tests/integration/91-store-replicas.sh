@@ -128,7 +128,7 @@ python3 -c 'import json,sys; print(json.dumps({"token": sys.argv[1], "csr": open
 pg_stop_now
 got=$(curl -sS --max-time 20 --cacert root/bundle.pem -o resp.txt -w '%{http_code}' \
     -H 'Content-Type: application/json' --data-binary @down.json "$UB/v1/enroll")
-[ "$got" = 503 ] && grep -q '"unavailable"' resp.txt && ok "database down: enroll is 503 unavailable, not 401 bad_token" \
+[ "$got" = 503 ] && grep -q '"store_unavailable"' resp.txt && ok "database down: enroll is 503 store_unavailable, not 401 bad_token" \
     || not_ok "enroll while the database is down" "$got $(head -c 300 resp.txt)"
 got=$(curl -sS --max-time 20 --cacert root/bundle.pem -o resp.txt -w '%{http_code}' "$UA/v1/crl")
 [ "$got" = 503 ] && grep -q "store unavailable" resp.txt && ok "database down: a new CRL is 503 store unavailable" \

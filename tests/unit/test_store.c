@@ -8,6 +8,7 @@
  * processes at once.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -383,6 +384,86 @@ t_serial_race(void **state)
 	X509_free(same);
 }
 
+/* ---- group commit: concurrent adds in one process share commits ---- */
+#define GC_N	32
+static struct store *gc_store;
+static X509 *gc_cert[GC_N];
+static int gc_rc[GC_N];
+static pthread_barrier_t gc_go;
+
+static void *
+gc_adder(void *arg)
+{
+	struct mtls_error err;
+	int i = (int)(intptr_t)arg;
+
+	error_clear(&err);
+	pthread_barrier_wait(&gc_go);
+	/* every 8th burns the one token "h-gc"; the last repeats a serial */
+	gc_rc[i] = store_add_burn(gc_store, gc_cert[i], "leaf", i % 8 == 0 ?
+	    "h-gc" : NULL, &err);
+	return NULL;
+}
+
+static void
+t_group_commit(void **state)
+{
+	struct mtls_error err;
+	struct cert_rec rec;
+	pthread_t th[GC_N];
+	uint64_t c0, i0, c1, i1;
+	uint64_t dup;
+	int i, ok = 0, burned = 0, taken = 0;
+	char hex[48];
+
+	(void)state;
+	error_clear(&err);
+	gc_store = must_open();
+	assert_int_equal(store_token_add(gc_store, "h-gc",
+	    "spiffe://example.org/gc", (int64_t)time(NULL) + 600, &err), 0);
+	for (i = 0; i < GC_N - 1; i++)
+		gc_cert[i] = mk_cert(0, "gc");
+	assert_int_equal(ASN1_INTEGER_get_uint64(&dup,
+	    X509_get0_serialNumber(gc_cert[GC_N - 2])), 1);
+	gc_cert[GC_N - 1] = mk_cert(dup, "gc-dup");
+	store_stats(gc_store, &c0, &i0);
+	pthread_barrier_init(&gc_go, NULL, GC_N);
+	for (i = 0; i < GC_N; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, gc_adder,
+		    (void *)(intptr_t)i), 0);
+	for (i = 0; i < GC_N; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&gc_go);
+	store_stats(gc_store, &c1, &i1);
+	for (i = 0; i < GC_N; i++) {
+		assert_true(gc_rc[i] >= 0 && gc_rc[i] <= 2);
+		ok += gc_rc[i] == 0;
+		burned += i % 8 == 0 && gc_rc[i] == 0;
+		taken += gc_rc[i] == 1;
+	}
+	print_message("group commit: %d adds at once, %llu commits\n", GC_N,
+	    (unsigned long long)(c1 - c0));
+	assert_int_equal(burned, 1);		/* one token, spent once */
+	assert_int_equal(taken, 1);		/* one serial, recorded once */
+	assert_int_equal(ok, GC_N - 1 - (GC_N / 8 - 1));
+	assert_int_equal(i1 - i0, (uint64_t)ok);
+	assert_true(c1 - c0 < (uint64_t)ok);	/* shared commits */
+	store_close(gc_store);
+	/* durable: a new connection finds every row acknowledged, and none
+	 * of the refused ones */
+	gc_store = must_open();
+	for (i = 0; i < GC_N - 1; i++) {
+		hex_of(gc_cert[i], hex, sizeof(hex));
+		if (i == GC_N - 2 && gc_rc[GC_N - 1] == 0)
+			continue;	/* the duplicate won that serial */
+		assert_int_equal(store_get(gc_store, hex, &rec, &err),
+		    gc_rc[i] == 0 ? 0 : 1);
+	}
+	for (i = 0; i < GC_N; i++)
+		X509_free(gc_cert[i]);
+	store_close(gc_store);
+}
+
 static int
 setup(void **state)
 {
@@ -420,6 +501,7 @@ main(void)
 		cmocka_unit_test(t_tokens),
 		cmocka_unit_test(t_burn_race),
 		cmocka_unit_test(t_serial_race),
+		cmocka_unit_test(t_group_commit),
 	};
 
 	return cmocka_run_group_tests_name(getenv("MTLS_TEST_STORE") &&

@@ -12,6 +12,7 @@
 #ifndef MTLS_CA_H
 #define MTLS_CA_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "internal.h"
@@ -104,6 +105,14 @@ int	 store_revocations(struct store *, int64_t *n,
 /* The next CRL number (stored, monotonic). */
 int	 store_next_crl_number(struct store *, int64_t *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Group commit (store.c): concurrent store_add/store_add_burn calls share
+ * one transaction and one commit; each returns after its own commit. A
+ * thread that holds <m> around its calls (ca serve's CA mutex) names it
+ * here: it is released while the call waits for its batch, and held again
+ * before the call returns. NULL: none (the default, per thread). */
+void	 store_wait_releases(pthread_mutex_t *m);
+/* Commits of certificate batches, and the certificates they recorded. */
+void	 store_stats(struct store *, uint64_t *commits, uint64_t *items);
 
 /* ---- cadir.c, roles.c, issue.c, revoke.c, token.c ---- */
 struct signer;			/* signer.c; holds the CA key */

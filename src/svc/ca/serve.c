@@ -6,8 +6,9 @@
  * Connections run on the net runtime (src/svc/net): one event loop does
  * the accepts, the handshakes and the reading and writing, each
  * connection a coroutine with deadlines; the handlers that touch the CA
- * (every route but /healthz and /metrics) run on two worker threads
- * (net_offload), serialized by one mutex around the CA anyway. A
+ * (every route but /healthz and /metrics) run on 16 worker threads
+ * (net_offload), serialized by one mutex around the CA but for the wait
+ * for a certificate's group commit (store.c). A
  * silent connection costs a struct and an fd until its first-byte
  * deadline (bench/RESULTS.md, "ca"), an address holds at most
  * --max-conns-per-ip, and at --max-conns the longest-idle connection is
@@ -41,7 +42,9 @@
 
 #define MAX_HEAD	(16 * 1024)
 #define MAX_BODY	(64 * 1024)
-#define SERVE_WORKERS	2	/* CA calls are serialized by s->mu anyway */
+#define SERVE_WORKERS	16	/* signing is serialized by s->mu; requests
+				 * waiting for their group commit do not hold
+				 * it, and others join the next batch */
 #define DRAIN_MS	15000	/* SIGTERM: requests in hand finish by then */
 
 #define PROBE_MS	2000	/* while not ready: a write probe this often */

@@ -82,6 +82,11 @@ void	 serve_reply_error(struct reply *, int status, const char *code,
 	    const char *fmt, ...) MTLS_PRINTF(4, 5);
 void	 serve_reply_bytes(struct reply *, const char *ctype, const void *p,
 	    size_t n);
+/* 503 for a storage fault (serve_storage_fault): "unavailable" (disk
+ * full, read-only) or "store_unavailable" (the store cannot be used),
+ * message "<what>: <cause>"; not ready until a write works. */
+void	 serve_reply_unavailable(struct server *, struct reply *,
+	    const char *what, const struct mtls_error *e);
 void	 serve_enroll(struct server *, struct conn *, const struct http_req *,
 	    struct reply *);
 void	 serve_renew(struct server *, struct conn *, const struct http_req *,

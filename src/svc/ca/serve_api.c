@@ -4,6 +4,7 @@
  * bundle, /metrics and /readyz. A failure is answered by its kind (enum
  * fault below), never by the text of its message.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -93,16 +94,26 @@ jstr(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-/* The store could not write: 503 with the cause (nothing was issued or
- * burned: the transaction rolled back), and not ready until a write works. */
-static void
-unavailable(struct server *s, struct reply *rp, const struct mtls_error *err)
+/* The store could not write, or cannot be reached: 503 with the cause
+ * (nothing was issued or burned: the transaction rolled back), and not
+ * ready until a write works. A full or read-only disk is "unavailable";
+ * a store that cannot be used (PostgreSQL down, busy or timed out, an I/O
+ * error) is "store_unavailable". Both are worth a retry later. */
+void
+serve_reply_unavailable(struct server *s, struct reply *rp, const char *what,
+    const struct mtls_error *err)
 {
 	serve_set_ready(s, err);
 	pthread_mutex_lock(&s->ready_mu);
-	serve_reply_error(rp, 503, "unavailable", "cannot issue: %s",
-	    s->not_ready);
+	serve_reply_error(rp, 503, err->sys == EIO ? "store_unavailable" :
+	    "unavailable", "%s: %s", what, s->not_ready);
 	pthread_mutex_unlock(&s->ready_mu);
+}
+
+static void
+unavailable(struct server *s, struct reply *rp, const struct mtls_error *err)
+{
+	serve_reply_unavailable(s, rp, "cannot issue", err);
 }
 
 /* How a failed issuance is answered, by its kind (enum ca_fault): the
@@ -152,10 +163,12 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	r.ocsp_url = s->ocsp_url;
 	error_clear(&err);
 	pthread_mutex_lock(&s->mu);
+	store_wait_releases(&s->mu);	/* the commit does not hold it */
 	r.role = ca_role_for(s->ca, ids);
 	rc = r.role == NULL ? error_set(&err, MTLS_ERR_ARG, "%.200s is not "
 	    "allowed by any role in ca.conf", ids->v[0]) :
 	    ca_issue_pub(s->ca, &r, pub, token_hash, &cert, &res, &err);
+	store_wait_releases(NULL);
 	if (rc == 0 && (ca_chain_pem(s->ca, cert, &chain, &cl, &err) != 0 ||
 	    ca_bundle_pem(s->ca, &bundle, &bl, &err) != 0))
 		rc = -1;
@@ -242,8 +255,10 @@ serve_enroll(struct server *s, struct conn *c, const struct http_req *req,
 		 * the client keeps its token for when the store is back */
 		if (serve_storage_fault(&err))
 			unavailable(s, rp, &err);
-		else
+		else if (err.code == MTLS_ERR_ARG)
 			serve_reply_error(rp, 401, "bad_token", "%s", err.msg);
+		else	/* the store answered nonsense: ours, not the token */
+			serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		goto out;
 	}
 	if (ids_add(&ids, "", id, strlen(id)) != 0) {
@@ -297,8 +312,12 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 	pthread_mutex_lock(&s->mu);
 	rc = ca_issued(s->ca, leaf, rec, why, sizeof(why), &err);
 	pthread_mutex_unlock(&s->mu);
-	if (rc < 0) {
-		serve_reply_error(rp, 500, "internal", "%s", err.msg);
+	if (rc < 0) {	/* the store cannot say: not the client's fault */
+		if (serve_storage_fault(&err))
+			serve_reply_unavailable(s, rp, "cannot check the "
+			    "client certificate", &err);
+		else
+			serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		return -1;
 	}
 	if (rc == 1) {
@@ -412,10 +431,11 @@ serve_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	if (rc != 0) {
 		if (serve_storage_fault(&err))
 			unavailable(s, rp, &err);
+		else if (err.code == MTLS_ERR_ARG)
+			serve_reply_error(rp, 404, "unknown_serial", "%s",
+			    err.msg);
 		else
-			serve_reply_error(rp,
-			    err.code == MTLS_ERR_ARG ? 404 : 500,
-			    "unknown_serial", "%s", err.msg);
+			serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		goto out;
 	}
 	__atomic_add_fetch(&s->m_revoked, 1, __ATOMIC_RELAXED);
@@ -524,6 +544,7 @@ serve_metrics(struct server *s, struct reply *rp)
 	size_t bl = 0;
 	FILE *f = open_memstream(&b, &bl);
 	struct net_stats ns;
+	uint64_t commits, items;
 	int r, k;
 
 	if (f == NULL) {
@@ -571,6 +592,14 @@ serve_metrics(struct server *s, struct reply *rp)
 	    (unsigned long long)ns.per_ip_refused,
 	    (unsigned long long)ns.full_refused,
 	    (unsigned long long)ns.evicted);
+	store_stats(s->ca->store, &commits, &items);
+	fprintf(f, "# HELP mtls_ca_store_commits_total Transactions that "
+	    "recorded issued certificates (group commit: several each).\n"
+	    "# TYPE mtls_ca_store_commits_total counter\n"
+	    "mtls_ca_store_commits_total %llu\n"
+	    "# TYPE mtls_ca_store_committed_certs_total counter\n"
+	    "mtls_ca_store_committed_certs_total %llu\n",
+	    (unsigned long long)commits, (unsigned long long)items);
 	fclose(f);
 	rp->status = 200;
 	rp->ctype = "text/plain; version=0.0.4";

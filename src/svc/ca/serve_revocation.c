@@ -57,10 +57,10 @@ serve_crl(struct server *s, struct reply *rp)
 	if (s->crl != NULL)
 		serve_reply_bytes(rp, "application/pkix-crl", s->crl,
 		    s->crl_len);
+	else if (serve_storage_fault(&err))
+		serve_reply_unavailable(s, rp, "cannot make the CRL", &err);
 	else
-		serve_reply_error(rp, serve_storage_fault(&err) ? 503 : 500,
-		    serve_storage_fault(
-		    &err) ? "unavailable" : "internal", "cannot make the CRL: "
+		serve_reply_error(rp, 500, "internal", "cannot make the CRL: "
 		    "%s", err.msg);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -137,7 +137,11 @@ serve_ocsp(struct server *s, const struct http_req *req, const char *path,
 	if (der != req->body)
 		free(der);
 	if (rc != 0) {
-		serve_reply_error(rp, 500, "internal", "%s", err.msg);
+		if (serve_storage_fault(&err))	/* the status is stored */
+			serve_reply_unavailable(s, rp, "cannot answer OCSP",
+			    &err);
+		else
+			serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		return;
 	}
 	__atomic_add_fetch(&s->m_ocsp, 1, __ATOMIC_RELAXED);

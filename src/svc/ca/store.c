@@ -9,9 +9,23 @@
  * a serial is unique (a constraint), so a collision is caught and retried,
  * never issued twice; a token is burned in the transaction that records
  * its certificate, exactly once.
+ *
+ * Group commit: concurrent store_add_burn() calls share one transaction
+ * and one commit (one fsync on SQLite, WAL + synchronous=FULL; one COMMIT
+ * on PostgreSQL). A caller queues its item; the first that finds no batch
+ * committing leads: it takes the whole queue, runs it through the
+ * backend's tx_* ops and wakes every item's caller after the commit
+ * returned, never before. An item whose serial is taken or whose token is
+ * refused fails alone (its row is taken back inside the transaction); an
+ * error of the store fails the whole batch (rolled back: nothing of it is
+ * recorded). Every backend call holds the store's own lock (one
+ * connection); ca serve releases its CA mutex while its item waits
+ * (store_wait_releases), so that other requests sign meanwhile and join
+ * the next batch.
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +50,175 @@ store_url_is_pg(const char *url)
 	    strncmp(url, "postgresql://", 13) == 0;
 }
 
+/* ---- the store's lock and the group commit queue ---- */
+struct gc_item {
+	const struct store_row	*r;
+	const char		*token_hash;
+	int			 rc, done;
+	struct mtls_error	*err;
+	struct gc_item		*next;
+};
+
+struct store_gc {
+	pthread_mutex_t	 io;		/* the backend (one connection) */
+	pthread_mutex_t	 mu;		/* the queue, leading */
+	pthread_cond_t	 cv;		/* a batch ended */
+	struct gc_item	*head, **tail;
+	int		 leading;
+	uint64_t	 commits, items;
+};
+
+static __thread pthread_mutex_t *wait_releases;
+
+void
+store_wait_releases(pthread_mutex_t *m)
+{
+	wait_releases = m;
+}
+
+/* Gives a freshly opened backend handle its lock and queue: 0, or -1 (and
+ * the handle closed). */
+static int
+store_init(struct store **out, int rv, struct mtls_error *err)
+{
+	struct store_gc *g;
+
+	if (rv != 0)
+		return rv;
+	if ((g = calloc(1, sizeof(*g))) == NULL) {
+		(*out)->ops->close(*out);
+		*out = NULL;
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	}
+	pthread_mutex_init(&g->io, NULL);
+	pthread_mutex_init(&g->mu, NULL);
+	pthread_cond_init(&g->cv, NULL);
+	g->tail = &g->head;
+	(*out)->gc = g;
+	return 0;
+}
+
+static void
+io_lock(struct store *s)
+{
+	if (s->gc != NULL)
+		pthread_mutex_lock(&s->gc->io);
+}
+
+static void
+io_unlock(struct store *s)
+{
+	if (s->gc != NULL)
+		pthread_mutex_unlock(&s->gc->io);
+}
+
+void
+store_stats(struct store *s, uint64_t *commits, uint64_t *items)
+{
+	*commits = s->gc ? __atomic_load_n(&s->gc->commits, __ATOMIC_RELAXED) :
+	    0;
+	*items = s->gc ? __atomic_load_n(&s->gc->items, __ATOMIC_RELAXED) : 0;
+}
+
+/* One batch in one transaction (the leader, holding io). Each item's rc
+ * and err are set; a store error sets every item's to it. */
+static void
+run_batch(struct store *s, struct gc_item *b)
+{
+	const struct store_ops *o = s->ops;
+	struct mtls_error e;
+	struct gc_item *it;
+	int rc, n = 0;
+
+	error_clear(&e);
+	if (o->tx_begin(s, &e) != 0)
+		goto failed;
+	for (it = b; it != NULL; it = it->next) {
+		if ((rc = o->tx_insert(s, it->r, &e)) < 0)
+			goto failed;
+		if (rc == 1) {			/* serial taken */
+			it->rc = 1;
+			continue;
+		}
+		if (it->token_hash != NULL && (rc = o->tx_burn(s,
+		    it->token_hash, it->r->serial, it->err)) != 0) {
+			if (rc < 0) {
+				error_copy(&e, it->err);
+				goto failed;
+			}
+			/* refused: this item alone, its row taken back */
+			if (o->tx_uninsert(s, it->r->serial, &e) != 0)
+				goto failed;
+			it->rc = 2;
+			continue;
+		}
+		it->rc = 0;
+		n++;
+	}
+	if (o->tx_end(s, 1, &e) != 0)
+		goto failed_ended;
+	if (s->gc != NULL) {
+		__atomic_add_fetch(&s->gc->commits, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->gc->items, (uint64_t)n,
+		    __ATOMIC_RELAXED);
+	}
+	return;
+ failed:
+	o->tx_end(s, 0, NULL);
+ failed_ended:
+	for (it = b; it != NULL; it = it->next) {
+		it->rc = -1;
+		error_copy(it->err, &e);
+	}
+}
+
+/* Queues <it> and returns once its batch has committed (or failed). */
+static int
+add_batched(struct store *s, struct gc_item *it)
+{
+	struct store_gc *g = s->gc;
+	pthread_mutex_t *held = wait_releases;
+	struct gc_item *b, *x;
+
+	if (g == NULL) {	/* a handle store.c did not open: alone */
+		run_batch(s, it);
+		return it->rc;
+	}
+	if (held != NULL)	/* others sign while we wait */
+		pthread_mutex_unlock(held);
+	pthread_mutex_lock(&g->mu);
+	*g->tail = it;
+	g->tail = &it->next;
+	while (!it->done) {
+		if (g->leading) {
+			pthread_cond_wait(&g->cv, &g->mu);
+			continue;
+		}
+		g->leading = 1;
+		b = g->head;
+		g->head = NULL;
+		g->tail = &g->head;
+		pthread_mutex_unlock(&g->mu);
+		pthread_mutex_lock(&g->io);
+		run_batch(s, b);
+		pthread_mutex_unlock(&g->io);
+		pthread_mutex_lock(&g->mu);
+		for (x = b; x != NULL; x = x->next)
+			x->done = 1;
+		g->leading = 0;
+		pthread_cond_broadcast(&g->cv);
+	}
+	pthread_mutex_unlock(&g->mu);
+	if (held != NULL)
+		pthread_mutex_lock(held);
+	return it->rc;
+}
+
 int
 store_open(struct store **out, const char *path, int create,
     struct mtls_error *err)
 {
-	return store_sqlite_open(out, path, create, err);
+	return store_init(out, store_sqlite_open(out, path, create, err), err);
 }
 
 int
@@ -65,7 +243,7 @@ store_open_url(struct store **out, const char *url, const char *password_file,
 		rv = error_set(err, MTLS_ERR_ARG, "store URL or one of its "
 		    "settings is too long");
 	else
-		rv = store_pg_open(out, &c, err);
+		rv = store_init(out, store_pg_open(out, &c, err), err);
 	OPENSSL_cleanse(&c, sizeof(c));
 	return rv;
 }
@@ -159,6 +337,7 @@ store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 		rv = store_sqlite_open(out, p, 0, err);
 	} else
 		rv = store_pg_open(out, &c, err);
+	rv = store_init(out, rv, err);
 	OPENSSL_cleanse(&c, sizeof(c));
 	return rv;
 }
@@ -166,8 +345,17 @@ store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 void
 store_close(struct store *s)
 {
-	if (s != NULL)
-		s->ops->close(s);
+	struct store_gc *g;
+
+	if (s == NULL)
+		return;
+	if ((g = s->gc) != NULL) {
+		pthread_mutex_destroy(&g->io);
+		pthread_mutex_destroy(&g->mu);
+		pthread_cond_destroy(&g->cv);
+		free(g);
+	}
+	s->ops->close(s);
 }
 
 static char *
@@ -203,6 +391,7 @@ store_add_burn(struct store *s, X509 *x, const char *kind,
     const char *token_hash, struct mtls_error *err)
 {
 	struct store_row r;
+	struct gc_item it;
 	unsigned char *der = NULL;
 	char *ids = NULL;
 	int der_len, rv = -1;
@@ -222,7 +411,11 @@ store_add_burn(struct store *s, X509 *x, const char *kind,
 	r.created_at = (int64_t)time(NULL);
 	r.der = der;
 	r.der_len = (size_t)der_len;
-	rv = s->ops->add_burn(s, &r, token_hash, err);
+	memset(&it, 0, sizeof(it));
+	it.r = &r;
+	it.token_hash = token_hash;
+	it.err = err;
+	rv = add_batched(s, &it);
  out:
 	OPENSSL_free(der);
 	free(ids);
@@ -232,28 +425,48 @@ store_add_burn(struct store *s, X509 *x, const char *kind,
 int
 store_probe(struct store *s, struct mtls_error *err)
 {
-	return s->ops->probe(s, err);
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->probe(s, err);
+	io_unlock(s);
+	return rv;
 }
 
 int
 store_token_add(struct store *s, const char *hash, const char *spiffe_id,
     int64_t expires_at, struct mtls_error *err)
 {
-	return s->ops->token_add(s, hash, spiffe_id, expires_at, err);
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->token_add(s, hash, spiffe_id, expires_at, err);
+	io_unlock(s);
+	return rv;
 }
 
 int
 store_token_get(struct store *s, const char *hash, char *spiffe_id,
     size_t id_len, struct mtls_error *err)
 {
-	return s->ops->token_get(s, hash, spiffe_id, id_len, err);
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->token_get(s, hash, spiffe_id, id_len, err);
+	io_unlock(s);
+	return rv;
 }
 
 int
 store_get(struct store *s, const char *serial, struct cert_rec *r,
     struct mtls_error *err)
 {
-	return s->ops->get(s, serial, NULL, 0, r, err);
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->get(s, serial, NULL, 0, r, err);
+	io_unlock(s);
+	return rv;
 }
 
 int
@@ -268,7 +481,9 @@ store_get_cert(struct store *s, X509 *x, struct cert_rec *r,
 	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
 	if ((der_len = i2d_X509(x, &der)) <= 0)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	io_lock(s);
 	rv = s->ops->get(s, serial, der, (size_t)der_len, r, err);
+	io_unlock(s);
 	OPENSSL_free(der);
 	return rv;
 }
@@ -277,27 +492,47 @@ int
 store_revoke(struct store *s, const char *serial, int reason, int64_t at,
     int *already, struct mtls_error *err)
 {
+	int rv;
+
 	*already = 0;
-	return s->ops->revoke(s, serial, reason, at, already, err);
+	io_lock(s);
+	rv = s->ops->revoke(s, serial, reason, at, already, err);
+	io_unlock(s);
+	return rv;
 }
 
 int
 store_each(struct store *s, int (*cb)(void *, const struct cert_rec *),
     void *arg, struct mtls_error *err)
 {
-	return s->ops->each(s, cb, arg, err);
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->each(s, cb, arg, err);
+	io_unlock(s);
+	return rv;
 }
 
 int
 store_revocations(struct store *s, int64_t *n, struct mtls_error *err)
 {
-	return s->ops->revocations(s, n, err);
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->revocations(s, n, err);
+	io_unlock(s);
+	return rv;
 }
 
 int
 store_next_crl_number(struct store *s, int64_t *n, struct mtls_error *err)
 {
-	return s->ops->next_crl_number(s, n, err);
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->next_crl_number(s, n, err);
+	io_unlock(s);
+	return rv;
 }
 
 /* ---- mtls ca store migrate ---- */

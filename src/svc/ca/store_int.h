@@ -31,9 +31,22 @@ struct store_token {
 struct store_ops {
 	const char *name;
 	void	(*close)(struct store *);
-	/* 0, 1 serial taken, 2 token unknown/used/expired, -1 error */
-	int	(*add_burn)(struct store *, const struct store_row *,
-		    const char *token_hash, struct mtls_error *);
+	/* A batch of certificates and token burns (store.c's group commit):
+	 * one transaction, begun by tx_begin and ended by tx_end (commit
+	 * when <commit>, else roll back; durable when a commit returns 0).
+	 * Inside it: tx_insert 0, 1 serial taken (nothing written), -1;
+	 * tx_burn 0, 1 token unknown/used/expired (nothing written), -1;
+	 * tx_uninsert deletes a row tx_insert wrote in this transaction
+	 * (the item whose token was refused). A -1 anywhere ends the batch:
+	 * store.c rolls it back and every item fails with that error. */
+	int	(*tx_begin)(struct store *, struct mtls_error *);
+	int	(*tx_insert)(struct store *, const struct store_row *,
+		    struct mtls_error *);
+	int	(*tx_burn)(struct store *, const char *token_hash,
+		    const char *serial, struct mtls_error *);
+	int	(*tx_uninsert)(struct store *, const char *serial,
+		    struct mtls_error *);
+	int	(*tx_end)(struct store *, int commit, struct mtls_error *);
 	int	(*probe)(struct store *, struct mtls_error *);
 	int	(*token_add)(struct store *, const char *hash, const char *id,
 		    int64_t expires_at, struct mtls_error *);
@@ -66,9 +79,12 @@ struct store_ops {
 		    struct mtls_error *);
 };
 
+struct store_gc;		/* store.c: the lock and the batch queue */
+
 /* The first member of every backend's handle. */
 struct store {
 	const struct store_ops *ops;
+	struct store_gc	*gc;	/* store.c's; NULL until store_init */
 };
 
 /* Connection settings of a server backend, from ca.conf or the command

@@ -439,65 +439,104 @@ store_pg_open(struct store **out, const struct store_conf *c,
 
 /* ---- the operations ---- */
 
+/* ---- a batch (store.c's group commit): one transaction ---- */
+
 static int
-pg_add_burn(struct store *base, const struct store_row *r,
-    const char *token_hash, struct mtls_error *err)
+pg_tx_begin(struct store *base, struct mtls_error *err)
 {
 	struct pg *s = PG(base);
-	PGresult *res = NULL;
-	char nb[24], na[24], ca[24], now[24];
-	const char *v[9];
-	int rv = -1;
 
 	if (ensure(s, err) != 0)
 		return -1;
+	return exec_simple(s, "BEGIN", "cannot begin", err);
+}
+
+static int
+pg_tx_insert(struct store *base, const struct store_row *r,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char nb[24], na[24], ca[24];
+	const char *v[9];
+	int rv;
+
 	snprintf(nb, sizeof(nb), "%lld", (long long)r->not_before);
 	snprintf(na, sizeof(na), "%lld", (long long)r->not_after);
 	snprintf(ca, sizeof(ca), "%lld", (long long)r->created_at);
 	v[0] = r->serial, v[1] = r->kind, v[2] = r->subject;
 	v[3] = r->issuer, v[4] = r->identities, v[5] = nb, v[6] = na;
 	v[7] = ca, v[8] = (const char *)r->der;
-	/* one transaction: the certificate and the token that pays for it;
-	 * durable when COMMIT returns */
-	if (exec_simple(s, "BEGIN", "cannot begin", err) != 0)
-		return -1;
+	/* a taken serial is no row back, not an error (which would abort
+	 * the whole transaction) */
 	if ((res = run(s, "INSERT INTO certs (serial, kind, subject, issuer, "
 	    "identities, not_before, not_after, created_at, der) VALUES ($1, "
 	    "$2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (serial) DO NOTHING "
 	    "RETURNING serial", 9, v, 8, (int)r->der_len, PGRES_TUPLES_OK,
 	    "cannot record certificate", err)) == NULL)
-		goto rollback;
-	if (PQntuples(res) == 0) {	/* the serial is taken */
-		rv = 1;
-		goto rollback;
-	}
+		return -1;
+	rv = PQntuples(res) == 0 ? 1 : 0;
 	PQclear(res);
-	res = NULL;
-	if (token_hash != NULL) {
-		snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-		v[0] = now, v[1] = r->serial, v[2] = token_hash;
-		if ((res = run(s, "UPDATE tokens SET used_at = $1, serial = $2 "
-		    "WHERE hash = $3 AND used_at IS NULL AND expires_at > $1 "
-		    "RETURNING hash", 3, v, -1, 0, PGRES_TUPLES_OK,
-		    "cannot burn the token", err)) == NULL)
-			goto rollback;
-		if (PQntuples(res) != 1) {
-			error_set(err, MTLS_ERR_ARG, "the token was used "
-			    "already or has expired");
-			rv = 2;
-			goto rollback;
-		}
-		PQclear(res);
-		res = NULL;
-	}
-	if (exec_simple(s, "COMMIT", "cannot commit the certificate", err) !=
-	    0)
-		goto rollback;
-	return 0;
- rollback:
-	PQclear(res);
-	rollback(s);
 	return rv;
+}
+
+static int
+pg_tx_burn(struct store *base, const char *token_hash, const char *serial,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char now[24];
+	const char *v[3];
+	int n;
+
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	v[0] = now, v[1] = serial, v[2] = token_hash;
+	/* of two replicas burning one token, the second waits on the row,
+	 * then finds it used */
+	if ((res = run(s, "UPDATE tokens SET used_at = $1, serial = $2 "
+	    "WHERE hash = $3 AND used_at IS NULL AND expires_at > $1 "
+	    "RETURNING hash", 3, v, -1, 0, PGRES_TUPLES_OK,
+	    "cannot burn the token", err)) == NULL)
+		return -1;
+	n = PQntuples(res);
+	PQclear(res);
+	if (n == 1)
+		return 0;
+	error_set(err, MTLS_ERR_ARG, "the token was used already or has "
+	    "expired");
+	return 1;
+}
+
+static int
+pg_tx_uninsert(struct store *base, const char *serial,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	const char *v[1] = { serial };
+
+	if ((res = run(s, "DELETE FROM certs WHERE serial = $1", 1, v, -1, 0,
+	    PGRES_COMMAND_OK, "cannot take the certificate back", err)) ==
+	    NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_tx_end(struct store *base, int commit, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+
+	/* durable when COMMIT returns */
+	if (commit && exec_simple(s, "COMMIT", "cannot commit the "
+	    "certificate", err) == 0)
+		return 0;
+	if (PQstatus(s->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+		rollback(s);
+	return commit ? -1 : 0;
 }
 
 static int
@@ -879,7 +918,11 @@ pg_load_end(struct store *base, int ok, int64_t crl_number,
 static const struct store_ops pg_ops = {
 	.name = "postgres",
 	.close = pg_close,
-	.add_burn = pg_add_burn,
+	.tx_begin = pg_tx_begin,
+	.tx_insert = pg_tx_insert,
+	.tx_burn = pg_tx_burn,
+	.tx_uninsert = pg_tx_uninsert,
+	.tx_end = pg_tx_end,
 	.probe = pg_probe,
 	.token_add = pg_token_add,
 	.token_get = pg_token_get,

@@ -67,11 +67,14 @@ db_error(struct sq *s, struct mtls_error *err, const char *what)
 	error_set(err, MTLS_ERR_IO, "%s: %s: %s", s->path, what,
 	    sqlite3_errmsg(s->db));
 	/* the kind, for ca serve to answer 503 and say it cannot issue:
-	 * SQLITE_FULL is ENOSPC from a write (or a page limit) */
+	 * SQLITE_FULL is ENOSPC from a write (or a page limit). The system
+	 * errno is only a hint (it may be left from an earlier call, e.g.
+	 * ENOENT probing a journal): a storage kind is always kept. */
 	if (ec == SQLITE_FULL)
-		err->sys = se ? se : ENOSPC;
+		err->sys = se == EDQUOT ? EDQUOT : ENOSPC;
 	else if (ec == SQLITE_IOERR || ec == SQLITE_READONLY)
-		err->sys = se ? se : EIO;
+		err->sys = se == ENOSPC || se == EDQUOT || se == EROFS ? se :
+		    EIO;
 	return -1;
 }
 
@@ -284,9 +287,23 @@ burn(struct sq *s, const char *hash, const char *serial,
 	return rv;
 }
 
+/* ---- a batch (store.c's group commit): one transaction ---- */
+
 static int
-sq_add_burn(struct store *base, const struct store_row *r,
-    const char *token_hash, struct mtls_error *err)
+sq_tx_begin(struct store *base, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+
+	/* durable (synchronous=FULL) when COMMIT returns */
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return db_error(s, err, "cannot begin");
+	return 0;
+}
+
+static int
+sq_tx_insert(struct store *base, const struct store_row *r,
+    struct mtls_error *err)
 {
 	struct sq *s = SQ(base);
 	sqlite3_stmt *st = NULL;
@@ -305,38 +322,59 @@ sq_add_burn(struct store *base, const struct store_row *r,
 	sqlite3_bind_int64(st, 7, r->not_after);
 	sqlite3_bind_int64(st, 8, r->created_at);
 	sqlite3_bind_blob(st, 9, r->der, (int)r->der_len, SQLITE_TRANSIENT);
-	/* one transaction: the certificate and the token that pays for it;
-	 * durable (synchronous=FULL) when COMMIT returns */
-	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
-	    SQLITE_OK) {
-		db_error(s, err, "cannot begin");
-		goto out;
-	}
+	/* a constraint aborts this statement only, not the transaction */
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_CONSTRAINT) {
+	if (rc == SQLITE_DONE)
+		rv = 0;
+	else if (rc == SQLITE_CONSTRAINT)
 		rv = 1;
-		goto rollback;
-	}
-	if (rc != SQLITE_DONE) {
+	else
 		db_error(s, err, "cannot record certificate");
-		goto rollback;
-	}
-	if (token_hash != NULL &&
-	    (rc = burn(s, token_hash, r->serial, err)) != 0) {
-		rv = rc == 1 ? 2 : -1;
-		goto rollback;
-	}
-	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		db_error(s, err, "cannot commit the certificate");
-		goto rollback;
-	}
-	rv = 0;
-	goto out;
- rollback:
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
- out:
 	sqlite3_finalize(st);
 	return rv;
+}
+
+static int
+sq_tx_burn(struct store *base, const char *hash, const char *serial,
+    struct mtls_error *err)
+{
+	return burn(SQ(base), hash, serial, err);
+}
+
+static int
+sq_tx_uninsert(struct store *base, const char *serial,
+    struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM certs WHERE serial = ?",
+	    -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare delete");
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_error(s, err, "cannot take the certificate back");
+	else
+		rv = 0;
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_tx_end(struct store *base, int commit, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+
+	if (commit && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) ==
+	    SQLITE_OK)
+		return 0;
+	if (commit)
+		db_error(s, err, "cannot commit the certificate");
+	/* a failed COMMIT (disk full) may leave the transaction open */
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return commit ? -1 : 0;
 }
 
 static int
@@ -693,7 +731,11 @@ sq_revocations(struct store *base, int64_t *n, struct mtls_error *err)
 static const struct store_ops sq_ops = {
 	.name = "sqlite",
 	.close = sq_close,
-	.add_burn = sq_add_burn,
+	.tx_begin = sq_tx_begin,
+	.tx_insert = sq_tx_insert,
+	.tx_burn = sq_tx_burn,
+	.tx_uninsert = sq_tx_uninsert,
+	.tx_end = sq_tx_end,
 	.probe = sq_probe,
 	.token_add = sq_token_add,
 	.token_get = sq_token_get,

@@ -9,6 +9,8 @@
 #                  PG_OPTS=(-c k=v ...) adds server settings)
 #   pg_sql DB SQL  runs SQL as the superuser over the socket
 #   pg_createdb DB
+#   pg_ca DIR DB   the CA directory DIR moves its inventory to a new
+#                  database DB (ca store migrate, then ca.conf's store)
 # PostgreSQL refuses to run as root: as root, the server runs as the
 # postgres user (setpriv keeps the PID, so it is stopped by PID).
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -67,3 +69,9 @@ pg_stop_now() {
 }
 pg_sql() { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U mtls -d "$1" -c "$2"; }
 pg_createdb() { pg_sql postgres "CREATE DATABASE $1"; }
+pg_ca() {
+	pg_createdb "$2"
+	q "$MTLS" ca store migrate --ca "$1" --to "$PG_URL_BASE/$2" --password-file "$PG_PW"
+	sed -i "/^\[ca\]/a store = $PG_URL_BASE/$2\nstore_password_file = $PG_PW" "$1/ca.conf"
+	mv "$1/inventory.db" "$1/inventory.db.migrated"; rm -f "$1"/inventory.db-*
+}
