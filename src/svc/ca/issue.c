@@ -17,6 +17,36 @@
 
 #include "ca_local.h"
 
+const char *const ca_phase_names[CA_PH__COUNT] = { "auth", "parse",
+    "lock", "policy", "sign", "verify", "commit", "reply" };
+static uint64_t phase_n[CA_PH__COUNT], phase_ns[CA_PH__COUNT];
+
+uint64_t
+ca_phase_start(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+ca_phase_end(enum ca_phase ph, uint64_t t0)
+{
+	uint64_t t = ca_phase_start();
+
+	__atomic_add_fetch(&phase_n[ph], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&phase_ns[ph], t - t0, __ATOMIC_RELAXED);
+	return t;
+}
+
+void
+ca_phase_get(enum ca_phase ph, uint64_t *count, uint64_t *ns)
+{
+	*count = __atomic_load_n(&phase_n[ph], __ATOMIC_RELAXED);
+	*ns = __atomic_load_n(&phase_ns[ph], __ATOMIC_RELAXED);
+}
+
 /* The end of a validity starting <now>: <now> + <ttl> (0: <dflt>), with
  * <ttl> from 1 s to MTLS_MAX_TTL, so the sum never overflows whatever a
  * caller passes (issue 18). 0, or -1 with <err> naming <what>. */
@@ -284,6 +314,7 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 	struct profile_req pr;
 	X509 *cert = NULL;
 	int64_t now = (int64_t)time(NULL);
+	uint64_t t;
 	size_t i;
 	int tries, rc;
 
@@ -308,17 +339,24 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 	/* Checked against our own policy before it is recorded; a serial
 	 * collision (random 128 bits: practically never) signs again, with
 	 * the same policy outcome (only the serial differs). */
-	if (signer_sign(ca->signer, ca->cert, &pr, &cert, err) != 0 ||
-	    self_verify(ca, cert, err) != 0) {
+	t = ca_phase_start();
+	if (signer_sign(ca->signer, ca->cert, &pr, &cert, err) != 0) {
 		X509_free(cert);
 		return -1;
 	}
+	t = ca_phase_end(CA_PH_SIGN, t);
+	if (self_verify(ca, cert, err) != 0) {
+		X509_free(cert);
+		return -1;
+	}
+	t = ca_phase_end(CA_PH_VERIFY, t);
 	*out = cert;
 	for (tries = 0; tries < 5; tries++) {
 		if (*out == NULL && signer_sign(ca->signer, ca->cert, &pr,
 		    out, err) != 0)
 			return -1;
 		rc = store_add_burn(ca->store, *out, "leaf", token_hash, err);
+		t = ca_phase_end(CA_PH_COMMIT, t);
 		if (rc == 0) {
 			serial_hex(X509_get0_serialNumber(*out), res->serial,
 			    sizeof(res->serial));
@@ -342,12 +380,15 @@ ca_issue_pub(struct ca *ca, const struct ca_issue_req *r, EVP_PKEY *pub,
 {
 	const struct ca_role *role;
 	int64_t ttl;
+	uint64_t t = ca_phase_start();
+	int ok;
 
 	memset(res, 0, sizeof(*res));
 	*out = NULL;
-	if (check_request(ca, r, &role, &ttl, err) == 0 &&
-	    role_allows_key(role, pub, err) == 0 &&
-	    issue_leaf(ca, r, ttl, pub, token_hash, out, res, err) == 0)
+	ok = check_request(ca, r, &role, &ttl, err) == 0 &&
+	    role_allows_key(role, pub, err) == 0;
+	ca_phase_end(CA_PH_POLICY, t);
+	if (ok && issue_leaf(ca, r, ttl, pub, token_hash, out, res, err) == 0)
 		return 0;
 	if (res->fault == CA_FAULT_NONE)
 		res->fault = ca_fault_of(err);
