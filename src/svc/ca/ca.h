@@ -279,6 +279,17 @@ int	 ca_serve(const struct ca_serve_opts *, struct mtls_error *)
  * 1 no (<why> says which, naming the serial), -1 error (err). */
 int	 ca_issued(struct ca *, X509 *x, struct cert_rec *rec, char *why,
 	    size_t why_len, struct mtls_error *) MTLS_MUST_CHECK;
+/* ca_issued() for a connection's peer certificate (issue 15): the issuer
+ * and signature checks, fixed for the life of the connection, are done
+ * once and remembered in <memo> (zeroed with the connection); the
+ * inventory check, and so revocation, runs on every call. */
+struct ca_issued_memo {
+	const struct ca	*ca;	/* the CA that checked ... */
+	const X509	*x;	/* ... this certificate's issuer and signature */
+};
+int	 ca_issued_memo(struct ca *, X509 *x, struct ca_issued_memo *memo,
+	    struct cert_rec *rec, char *why, size_t why_len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 int	 ca_revoke(struct ca *, const char *serial, int reason,
 	    struct ca_result *, int *already, struct mtls_error *) MTLS_MUST_CHECK;
 /* A fresh signed CRL of every revocation in the inventory. */

@@ -483,9 +483,9 @@ ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
  * verifies the signature, and the inventory row for the serial holds
  * exactly these DER bytes (store.c keeps what was signed since schema 1).
  */
-int
-ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
-    size_t why_len, struct mtls_error *err)
+static int
+issued(struct ca *ca, X509 *x, int sig_checked, struct cert_rec *rec,
+    char *why, size_t why_len, struct mtls_error *err)
 {
 	EVP_PKEY *capub = X509_get0_pubkey(ca->cert);
 	const char *no = NULL;
@@ -494,9 +494,9 @@ ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
 
 	memset(rec, 0, sizeof(*rec));
 	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
-	if (X509_check_issued(ca->cert, x) != X509_V_OK)
+	if (!sig_checked && X509_check_issued(ca->cert, x) != X509_V_OK)
 		no = "another issuer name or key identifier";
-	else if (capub == NULL || X509_verify(x, capub) != 1)
+	else if (!sig_checked && (capub == NULL || X509_verify(x, capub) != 1))
 		no = "its signature is not this CA's";
 	else if ((rc = store_get_cert(ca->store, x, rec, err)) < 0)
 		return -1;
@@ -510,4 +510,27 @@ ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
 	snprintf(why, why_len, "certificate serial %s was not issued by this "
 	    "CA (%s)", serial, no);
 	return 1;
+}
+
+int
+ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
+    size_t why_len, struct mtls_error *err)
+{
+	return issued(ca, x, 0, rec, why, why_len, err);
+}
+
+int
+ca_issued_memo(struct ca *ca, X509 *x, struct ca_issued_memo *memo,
+    struct cert_rec *rec, char *why, size_t why_len, struct mtls_error *err)
+{
+	int rc;
+
+	rc = issued(ca, x, memo->ca == ca && memo->x == x, rec, why, why_len,
+	    err);
+	/* only a certificate that passed all three is remembered */
+	if (rc == 0) {
+		memo->ca = ca;
+		memo->x = x;
+	}
+	return rc;
 }

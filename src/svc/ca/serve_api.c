@@ -306,7 +306,8 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 	error_clear(&err);
 	pthread_mutex_lock(&s->mu);
 	t = ca_phase_start();
-	rc = ca_issued(s->ca, leaf, rec, why, sizeof(why), &err);
+	rc = ca_issued_memo(s->ca, leaf, &c->issued, rec, why, sizeof(why),
+	    &err);
 	ca_phase_end(CA_PH_AUTH, t);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
