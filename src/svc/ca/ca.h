@@ -130,6 +130,14 @@ struct ca {
 	char		*ocsp_url;
 	struct ca_role	 roles[CA_ROLES_MAX];
 	size_t		 n_roles;
+	/* the self-check's verifier (issue.c), built at the first issuance
+	 * for this bundle and kept: a CA's bundle is fixed while it is open
+	 * (a rotation or a new bundle is a new ca_open) */
+	struct mtls_config *sv_cfg;
+	X509_STORE	*sv_store;
+	const STACK_OF(X509) *sv_bundle;	/* what they were built from */
+	char		*bundle_pem;	/* ca_bundle_pem, made once */
+	size_t		 bundle_pem_len;
 };
 
 struct ca_init_req {

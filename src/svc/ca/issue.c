@@ -201,29 +201,57 @@ load_csr(const char *path, const struct ids *want, EVP_PKEY **pub,
 }
 
 /* Our own verifier must accept what we issue: name constraints, SPIFFE
- * scope, pathlen and profiles are all checked by the same code peers use. */
+ * scope, pathlen and profiles are all checked by the same code peers use.
+ * Its config and trust store depend only on the CA's bundle and scope OID,
+ * so they are built once per open CA (and again should the bundle change);
+ * the whole chain, the leaf's signature included, is verified every time. */
+static int
+self_verifier(struct ca *ca, struct mtls_error *err)
+{
+	if (ca->sv_store != NULL && ca->sv_bundle == ca->bundle)
+		return 0;
+	ca_verifier_free(ca);
+	if ((ca->sv_cfg = mtls_config_new()) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	config_borrow_trust(ca->sv_cfg, ca->bundle);
+	/* recognise our own scope OID without MTLS_SCOPE_OID */
+	config_set_scope_oid(ca->sv_cfg, ca->scope_oid);
+	if ((ca->sv_store = verify_store_new(ca->sv_cfg, err)) == NULL) {
+		ca_verifier_free(ca);
+		return -1;
+	}
+	ca->sv_bundle = ca->bundle;
+	return 0;
+}
+
+void
+ca_verifier_free(struct ca *ca)
+{
+	X509_STORE_free(ca->sv_store);
+	ca->sv_store = NULL;
+	if (ca->sv_cfg != NULL)
+		config_borrow_trust(ca->sv_cfg, NULL);	/* borrowed */
+	mtls_config_free(ca->sv_cfg);
+	ca->sv_cfg = NULL;
+	ca->sv_bundle = NULL;
+}
+
 static int
 self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 {
-	struct mtls_config *cfg = mtls_config_new();
 	STACK_OF(X509) *certs = NULL;
-	X509_STORE *store = NULL;
 	struct verify_out vo;
 	int i, rv = -1;
 
-	if (cfg == NULL || (certs = sk_X509_new_null()) == NULL)
-		goto nomem;
-	config_borrow_trust(cfg, ca->bundle);
-	/* recognise our own scope OID without MTLS_SCOPE_OID */
-	config_set_scope_oid(cfg, ca->scope_oid);
-	if (!sk_X509_push(certs, leaf))
+	if (self_verifier(ca, err) != 0)
+		return -1;
+	if ((certs = sk_X509_new_null()) == NULL || !sk_X509_push(certs, leaf))
 		goto nomem;
 	for (i = 0; i < sk_X509_num(ca->chain); i++)
 		if (!sk_X509_push(certs, sk_X509_value(ca->chain, i)))
 			goto nomem;
-	if ((store = verify_store_new(cfg, err)) == NULL)
-		goto out;
-	if (verify_chain(cfg, store, certs, MTLS_PURPOSE_ANY, &vo, err) != 0) {
+	if (verify_chain(ca->sv_cfg, ca->sv_store, certs, MTLS_PURPOSE_ANY,
+	    &vo, err) != 0) {
 		char msg[sizeof(err->msg)];
 		int fail = err->fail;
 
@@ -240,11 +268,7 @@ self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
  nomem:
 	error_set(err, MTLS_ERR_NOMEM, "out of memory");
  out:
-	X509_STORE_free(store);
 	sk_X509_free(certs);
-	if (cfg != NULL)
-		config_borrow_trust(cfg, NULL);	/* borrowed */
-	mtls_config_free(cfg);
 	return rv;
 }
 
