@@ -305,9 +305,10 @@ int	 ca_crl(struct ca *, int64_t ttl, X509_CRL **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 
 /*
- * Where an issuance's time goes (issue 15): per phase, the calls and the
- * wall-clock nanoseconds spent, process-wide, for ca serve's /metrics.
- * Counted with one CLOCK_MONOTONIC read per phase boundary (~20 ns).
+ * Where an issuance's time goes (issue 15): per phase, the calls, the
+ * wall-clock and the CPU nanoseconds spent, process-wide, for ca serve's
+ * /metrics (wall minus CPU: waiting, e.g. for fsync or the CA's mutex).
+ * Phases of a request are measured one after another on its thread.
  */
 enum ca_phase { CA_PH_AUTH, CA_PH_PARSE, CA_PH_LOCK, CA_PH_POLICY,
     CA_PH_SIGN, CA_PH_VERIFY, CA_PH_COMMIT, CA_PH_REPLY, CA_PH__COUNT };
@@ -317,6 +318,7 @@ uint64_t ca_phase_start(void);
 /* Counts one <ph> begun at <t0> (ca_phase_start); returns now. */
 uint64_t ca_phase_end(enum ca_phase ph, uint64_t t0);
 /* The totals so far. */
-void	 ca_phase_get(enum ca_phase ph, uint64_t *count, uint64_t *ns);
+void	 ca_phase_get(enum ca_phase ph, uint64_t *count, uint64_t *ns,
+	    uint64_t *cpu_ns);
 
 #endif

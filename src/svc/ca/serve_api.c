@@ -560,16 +560,20 @@ serve_metrics(struct server *s, struct reply *rp)
 	    (unsigned long long)ns.per_ip_refused,
 	    (unsigned long long)ns.full_refused,
 	    (unsigned long long)ns.evicted);
-	fprintf(f, "# HELP mtls_ca_phase_seconds_total Time spent in each "
+	fprintf(f, "# HELP mtls_ca_phase_seconds_total Wall-clock time in each "
 	    "phase of an issuance (lock: waiting for the CA).\n"
-	    "# TYPE mtls_ca_phase_seconds_total counter\n");
+	    "# TYPE mtls_ca_phase_seconds_total counter\n"
+	    "# HELP mtls_ca_phase_cpu_seconds_total CPU time of the thread in "
+	    "each phase.\n# TYPE mtls_ca_phase_cpu_seconds_total counter\n");
 	for (r = 0; r < CA_PH__COUNT; r++) {
-		uint64_t n, pns;
+		uint64_t n, pns, cns;
 
-		ca_phase_get((enum ca_phase)r, &n, &pns);
+		ca_phase_get((enum ca_phase)r, &n, &pns, &cns);
 		fprintf(f, "mtls_ca_phase_seconds_total{phase=\"%s\"} %.6f\n"
+		    "mtls_ca_phase_cpu_seconds_total{phase=\"%s\"} %.6f\n"
 		    "mtls_ca_phase_calls_total{phase=\"%s\"} %llu\n",
 		    ca_phase_names[r], (double)pns / 1e9, ca_phase_names[r],
+		    (double)cns / 1e9, ca_phase_names[r],
 		    (unsigned long long)n);
 	}
 	fclose(f);
