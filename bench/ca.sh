@@ -69,8 +69,14 @@ if [ -x "$ib" ]; then
 	    --bundle a/bundle.pem --pid "$pid" --clients "$last" --new-conn \
 	    --seconds "$secs")"$'\n'
 fi
+# per-phase cost of all the renewals above (ca serve's /metrics, issue 15)
+phases=$(curl -sS --max-time 5 --cacert a/bundle.pem "https://127.0.0.1:$port/metrics" |
+    awk -F'[{}" ]+' '/^mtls_ca_phase_seconds_total/ {s[$3]=$4}
+	/^mtls_ca_phase_cpu_seconds_total/ {u[$3]=$4} /^mtls_ca_phase_calls_total/ {c[$3]=$4}
+	END {for (k in s) if (c[k] > 0) printf "%s %.0f/%.0f, ", k, s[k]/c[k]*1e6, u[k]/c[k]*1e6}' || true)
 sign=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1); exit}')
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+[ -n "$phases" ] && echo "per renewal, us wall/CPU: ${phases%, }"
 python3 - "$rn" "$rt" "$on" "$ot" "$secs" "$tick" "$sign" "$rows" <<'PY'
 import sys
 rows = sys.argv[8]
