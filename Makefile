@@ -10,6 +10,7 @@
 #                   build-cov/coverage/index.html, src/lib's line figure printed
 #   make demo       the main job end to end
 #   make examples install format
+#   make bench      build/bench/issuebench (bench/ca.sh runs it)
 #   make MEMO=0     without the parse memo (src/svc/proxy/x509memo.c), in build-nomemo/
 # MEMO=0: the binary without the memo of libssl's parses (x509memo.c
 # defines no libssl symbol), in its own build directory
@@ -40,7 +41,7 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all check asan fuzz coverage cov-build demo examples install format clean deps
+.PHONY: all check asan fuzz coverage cov-build demo examples bench install format clean deps
 all: $(BUILD)/mtls $(BUILD)/libmtls.a $(BUILD)/libmtls.so $(BUILD)/mtls.pc
 
 # Missing Debian packages are installed (as root) before anything compiles.
@@ -86,6 +87,12 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libmtls.so
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EX) -o $@ $< -L$(BUILD) -lmtls -Wl,-rpath,$(abspath $(BUILD)) $(LDFLAGS_EXE) $(PKG_LIBS)
 examples: $(EX_BIN)
+
+# Benchmarks: the renewal load generator (bench/issuebench.c, on libmtls).
+$(BUILD)/bench/issuebench: bench/issuebench.c $(BUILD)/libmtls.so
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EX) -o $@ $< -L$(BUILD) -lmtls -Wl,-rpath,$(abspath $(BUILD)) $(LDFLAGS_EXE) $(PKG_LIBS) -lpthread
+bench: $(BUILD)/bench/issuebench
 
 check: all $(UNIT_BIN) $(FUZZ_BIN) $(EX_BIN)
 	@scripts/deps.sh check

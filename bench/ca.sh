@@ -3,7 +3,12 @@
 # the cost of one ECDSA P-256 signature (openssl speed) measured in the same
 # run. One keep-alive client connection per phase (Python's ssl), renewals
 # with a client certificate, each durably recorded (WAL, synchronous=FULL).
-#   bench/ca.sh [SECONDS]      prints a Markdown table
+# Then, when build/bench/issuebench is built (make bench), renewals from
+# bench/issuebench.c (C on libmtls, a fresh CSR per renewal made before the
+# timed phase): CLIENTS keep-alive clients for each count in $CLIENTS, and
+# the largest count again with a new connection per renewal.
+#   bench/ca.sh [SECONDS]      prints a Markdown table (and the load)
+#   CLIENTS="1 64" by default
 set -euo pipefail
 secs=${1:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +20,8 @@ cd "$w"
 "$MTLS" ca init root --trust-domain example.org >/dev/null
 "$MTLS" ca intermediate int --parent root --name int >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$MTLS" ca serve --ca int --listen "127.0.0.1:$port" 2> serve.log &
+"$MTLS" ca serve --ca int --listen "127.0.0.1:$port" --max-conns-per-ip 1024 \
+    2> serve.log &
 pid=$!
 for i in $(seq 100); do grep -q '"event":"start"' serve.log && break; sleep 0.1; done
 "$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/bench > t
@@ -49,14 +55,42 @@ PY
 }
 read -r rn rt <<< "$(phase renew)"
 read -r on ot <<< "$(phase ocsp)"
+ib=$root/build/bench/issuebench
+rows=
+if [ -x "$ib" ]; then
+	last=
+	for n in ${CLIENTS:-1 64}; do
+		rows+="$("$ib" --port "$port" --cert a/svid.pem --key a/svid.key \
+		    --bundle a/bundle.pem --pid "$pid" --clients "$n" \
+		    --seconds "$secs")"$'\n'
+		last=$n
+	done
+	rows+="$("$ib" --port "$port" --cert a/svid.pem --key a/svid.key \
+	    --bundle a/bundle.pem --pid "$pid" --clients "$last" --new-conn \
+	    --seconds "$secs")"$'\n'
+fi
+# per-phase cost of all the renewals above (ca serve's /metrics, issue 15)
+phases=$(curl -sS --max-time 5 --cacert a/bundle.pem "https://127.0.0.1:$port/metrics" |
+    awk -F'[{}" ]+' '/^mtls_ca_phase_seconds_total/ {s[$3]=$4}
+	/^mtls_ca_phase_cpu_seconds_total/ {u[$3]=$4} /^mtls_ca_phase_calls_total/ {c[$3]=$4}
+	END {for (k in s) if (c[k] > 0) printf "%s %.0f/%.0f, ", k, s[k]/c[k]*1e6, u[k]/c[k]*1e6}' || true)
 sign=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1); exit}')
-python3 - "$rn" "$rt" "$on" "$ot" "$secs" "$tick" "$sign" <<'PY'
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+[ -n "$phases" ] && echo "per renewal, us wall/CPU: ${phases%, }"
+python3 - "$rn" "$rt" "$on" "$ot" "$secs" "$tick" "$sign" "$rows" <<'PY'
 import sys
-rn, rt, on, ot, secs, tick, sign = map(float, sys.argv[1:])
+rows = sys.argv[8]
+rn, rt, on, ot, secs, tick, sign = map(float, sys.argv[1:8])
 us = lambda t, n: t / tick * 1e6 / n
 sign_us = 1e6 / sign
 print("| what | per second | server CPU us each | vs one P-256 sign (%.0f us) |" % sign_us)
 print("|---|---|---|---|")
 print("| renew (issue + fsync'd record) | %.0f | %.0f | %.1fx |" % (rn / secs, us(rt, rn), us(rt, rn) / sign_us))
 print("| OCSP response (signed) | %.0f | %.0f | %.1fx |" % (on / secs, us(ot, on), us(ot, on) / sign_us))
+for line in rows.splitlines():
+    f = dict(kv.split("=") for kv in line.split())
+    cpu = float(f["server_cpu_us"])
+    print("| renew, issuebench, %s client(s), %s | %s | %.0f | %.1fx |" % (
+        f["clients"], "keep-alive" if f["mode"] == "keepalive" else
+        "new connection each", f["per_s"], cpu, cpu / sign_us))
 PY

@@ -288,6 +288,9 @@ struct profile_req {
 #define MTLS_OID_CA_SERVER	"1.3.6.1.4.1.32473.6857.2"
 int	 profile_is_ca_server(X509 *);
 /* Builds and signs one certificate with a fresh 128-bit random serial. */
+/* X509_set_pubkey() without OpenSSL 3.0's encode/decode round trip for
+ * EC and RSA keys (pubkey.c); the same bytes. 1 on success, like it. */
+int	 x509_set_pubkey_fast(X509 *, EVP_PKEY *);
 int	 profile_build(const struct profile_req *, X509 **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* The SPIFFE path prefixes recorded in our scope extension <oid> on <ca>;

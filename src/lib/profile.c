@@ -549,7 +549,7 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 	    NULL || ASN1_TIME_set(X509_getm_notAfter(x),
 	    (time_t)r->not_after) == NULL)
 		goto nomem;
-	if (!X509_set_pubkey(x, r->pubkey))
+	if (!x509_set_pubkey_fast(x, r->pubkey))
 		goto nomem;
 
 	switch (r->kind) {

@@ -137,6 +137,8 @@ post "renew with a revoked certificate" /v1/renew renew.json 403 revoked --cert 
 curl -sS --max-time 5 --cacert root/bundle.pem "$URL/metrics" > metrics.txt
 grep -q 'mtls_ca_requests_total{route="enroll",code="4xx"}' metrics.txt && grep -q 'mtls_ca_issued_total{how="enroll"}' metrics.txt \
     && ok "/metrics counts requests by route and status, and issuance" || not_ok "metrics" "$(head -20 metrics.txt)"
+grep -Eq '^mtls_ca_phase_calls_total\{phase="sign"\} [1-9]' metrics.txt && grep -q 'mtls_ca_phase_seconds_total{phase="commit"}' metrics.txt \
+    && ok "/metrics has the time per issuance phase (issue 15)" || not_ok "phase metrics" "$(grep phase metrics.txt)"
 grep -q '"event":"issue".*"how":"enroll"' "$log" && grep -q '"event":"revoke"' "$log" \
     && ok "issue and revoke are logged" || not_ok "issue/revoke log lines"
 # a certificate with a DNS SAN (its CN is a copy of the first DNS name)

@@ -247,6 +247,42 @@ test_refused(void **state)
 	EVP_PKEY_free(k);
 }
 
+/* x509_set_pubkey_fast (issue 15): the same SubjectPublicKeyInfo bytes as
+ * X509_set_pubkey, and a parsed key the verifier can read. */
+static void
+test_pubkey_fast(void **state)
+{
+	int types[] = { KEY_EC_P256, KEY_EC_P384, KEY_RSA_2048, KEY_ED25519 };
+	size_t t;
+
+	(void)state;
+	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		struct mtls_error err;
+		EVP_PKEY *k = NULL, *got;
+		X509 *a = X509_new(), *b = X509_new();
+		unsigned char *da = NULL, *db = NULL;
+		int na, nb;
+
+		error_clear(&err);
+		assert_int_equal(key_generate(types[t], &k, &err), 0);
+		assert_int_equal(X509_set_pubkey(a, k), 1);
+		assert_int_equal(x509_set_pubkey_fast(b, k), 1);
+		na = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(a), &da);
+		nb = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(b), &db);
+		assert_true(na > 0);
+		assert_int_equal(na, nb);
+		assert_memory_equal(da, db, (size_t)na);
+		assert_non_null(got = X509_get0_pubkey(b));
+		assert_int_equal(EVP_PKEY_eq(got, k), 1);
+		assert_int_equal(EVP_PKEY_get_bits(got), EVP_PKEY_get_bits(k));
+		OPENSSL_free(da);
+		OPENSSL_free(db);
+		X509_free(a);
+		X509_free(b);
+		EVP_PKEY_free(k);
+	}
+}
+
 int
 main(void)
 {
@@ -255,6 +291,7 @@ main(void)
 		cmocka_unit_test(test_scope_oid),
 		cmocka_unit_test(test_leaf),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_pubkey_fast),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -139,6 +139,14 @@ struct ca {
 	char		*ocsp_url;
 	struct ca_role	 roles[CA_ROLES_MAX];
 	size_t		 n_roles;
+	/* the self-check's verifier (issue.c), built at the first issuance
+	 * for this bundle and kept: a CA's bundle is fixed while it is open
+	 * (a rotation or a new bundle is a new ca_open) */
+	struct mtls_config *sv_cfg;
+	X509_STORE	*sv_store;
+	const STACK_OF(X509) *sv_bundle;	/* what they were built from */
+	char		*bundle_pem;	/* ca_bundle_pem, made once */
+	size_t		 bundle_pem_len;
 };
 
 struct ca_init_req {
@@ -288,10 +296,38 @@ int	 ca_serve(const struct ca_serve_opts *, struct mtls_error *)
  * 1 no (<why> says which, naming the serial), -1 error (err). */
 int	 ca_issued(struct ca *, X509 *x, struct cert_rec *rec, char *why,
 	    size_t why_len, struct mtls_error *) MTLS_MUST_CHECK;
+/* ca_issued() for a connection's peer certificate (issue 15): the issuer
+ * and signature checks, fixed for the life of the connection, are done
+ * once and remembered in <memo> (zeroed with the connection); the
+ * inventory check, and so revocation, runs on every call. */
+struct ca_issued_memo {
+	const struct ca	*ca;	/* the CA that checked ... */
+	const X509	*x;	/* ... this certificate's issuer and signature */
+};
+int	 ca_issued_memo(struct ca *, X509 *x, struct ca_issued_memo *memo,
+	    struct cert_rec *rec, char *why, size_t why_len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 int	 ca_revoke(struct ca *, const char *serial, int reason,
 	    struct ca_result *, int *already, struct mtls_error *) MTLS_MUST_CHECK;
 /* A fresh signed CRL of every revocation in the inventory. */
 int	 ca_crl(struct ca *, int64_t ttl, X509_CRL **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+
+/*
+ * Where an issuance's time goes (issue 15): per phase, the calls, the
+ * wall-clock and the CPU nanoseconds spent, process-wide, for ca serve's
+ * /metrics (wall minus CPU: waiting, e.g. for fsync or the CA's mutex).
+ * Phases of a request are measured one after another on its thread.
+ */
+enum ca_phase { CA_PH_AUTH, CA_PH_PARSE, CA_PH_LOCK, CA_PH_POLICY,
+    CA_PH_SIGN, CA_PH_VERIFY, CA_PH_COMMIT, CA_PH_REPLY, CA_PH__COUNT };
+extern const char *const ca_phase_names[CA_PH__COUNT];
+/* Now, in ns, for ca_phase_end. */
+uint64_t ca_phase_start(void);
+/* Counts one <ph> begun at <t0> (ca_phase_start); returns now. */
+uint64_t ca_phase_end(enum ca_phase ph, uint64_t t0);
+/* The totals so far. */
+void	 ca_phase_get(enum ca_phase ph, uint64_t *count, uint64_t *ns,
+	    uint64_t *cpu_ns);
 
 #endif

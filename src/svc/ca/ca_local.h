@@ -79,5 +79,7 @@ int64_t	 ca_clamp(struct ca *, int64_t not_after, struct ca_result *res);
  * returning it (retrying on a serial collision). */
 int	 ca_sign_record(struct ca *, struct profile_req *pr, const char *kind,
 	    X509 **out, struct mtls_error *) MTLS_MUST_CHECK;
+/* Frees the self-check's kept verifier (issue.c; ca_close). */
+void	 ca_verifier_free(struct ca *);
 
 #endif

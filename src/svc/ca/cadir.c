@@ -433,6 +433,8 @@ ca_close(struct ca *ca)
 {
 	if (ca == NULL)
 		return;
+	ca_verifier_free(ca);
+	free(ca->bundle_pem);
 	X509_free(ca->cert);
 	sk_X509_pop_free(ca->chain, X509_free);
 	sk_X509_pop_free(ca->bundle, X509_free);
@@ -561,11 +563,20 @@ ca_chain_pem(struct ca *ca, X509 *leaf, char **pem, size_t *len,
 	return rv;
 }
 
+/* The bundle is fixed while the CA is open: encoded once, copied out. */
 int
 ca_bundle_pem(struct ca *ca, char **pem, size_t *len, struct mtls_error *err)
 {
-	if (certs_pem(ca->bundle, pem, len) != 0)
+	*pem = NULL;
+	if (ca->bundle_pem == NULL && certs_pem(ca->bundle, &ca->bundle_pem,
+	    &ca->bundle_pem_len) != 0) {
+		ca->bundle_pem = NULL;
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	}
+	if ((*pem = malloc(ca->bundle_pem_len + 1)) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	memcpy(*pem, ca->bundle_pem, ca->bundle_pem_len + 1);
+	*len = ca->bundle_pem_len;
 	return 0;
 }
 

@@ -17,6 +17,52 @@
 
 #include "ca_local.h"
 
+const char *const ca_phase_names[CA_PH__COUNT] = { "auth", "parse",
+    "lock", "policy", "sign", "verify", "commit", "reply" };
+static uint64_t phase_n[CA_PH__COUNT], phase_ns[CA_PH__COUNT],
+    phase_cpu_ns[CA_PH__COUNT];
+/* this thread's CPU time at the last phase boundary: phases are measured
+ * one after another on the thread that runs the request */
+static _Thread_local uint64_t cpu_mark;
+
+static uint64_t
+clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+ca_phase_start(void)
+{
+	cpu_mark = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t
+ca_phase_end(enum ca_phase ph, uint64_t t0)
+{
+	uint64_t t = clock_ns(CLOCK_MONOTONIC);
+	uint64_t c = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+
+	__atomic_add_fetch(&phase_n[ph], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&phase_ns[ph], t - t0, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&phase_cpu_ns[ph], c - cpu_mark, __ATOMIC_RELAXED);
+	cpu_mark = c;
+	return t;
+}
+
+void
+ca_phase_get(enum ca_phase ph, uint64_t *count, uint64_t *ns,
+    uint64_t *cpu_ns)
+{
+	*count = __atomic_load_n(&phase_n[ph], __ATOMIC_RELAXED);
+	*ns = __atomic_load_n(&phase_ns[ph], __ATOMIC_RELAXED);
+	*cpu_ns = __atomic_load_n(&phase_cpu_ns[ph], __ATOMIC_RELAXED);
+}
+
 /* The end of a validity starting <now>: <now> + <ttl> (0: <dflt>), with
  * <ttl> from 1 s to MTLS_MAX_TTL, so the sum never overflows whatever a
  * caller passes (issue 18). 0, or -1 with <err> naming <what>. */
@@ -171,29 +217,57 @@ load_csr(const char *path, const struct ids *want, EVP_PKEY **pub,
 }
 
 /* Our own verifier must accept what we issue: name constraints, SPIFFE
- * scope, pathlen and profiles are all checked by the same code peers use. */
+ * scope, pathlen and profiles are all checked by the same code peers use.
+ * Its config and trust store depend only on the CA's bundle and scope OID,
+ * so they are built once per open CA (and again should the bundle change);
+ * the whole chain, the leaf's signature included, is verified every time. */
+static int
+self_verifier(struct ca *ca, struct mtls_error *err)
+{
+	if (ca->sv_store != NULL && ca->sv_bundle == ca->bundle)
+		return 0;
+	ca_verifier_free(ca);
+	if ((ca->sv_cfg = mtls_config_new()) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	config_borrow_trust(ca->sv_cfg, ca->bundle);
+	/* recognise our own scope OID without MTLS_SCOPE_OID */
+	config_set_scope_oid(ca->sv_cfg, ca->scope_oid);
+	if ((ca->sv_store = verify_store_new(ca->sv_cfg, err)) == NULL) {
+		ca_verifier_free(ca);
+		return -1;
+	}
+	ca->sv_bundle = ca->bundle;
+	return 0;
+}
+
+void
+ca_verifier_free(struct ca *ca)
+{
+	X509_STORE_free(ca->sv_store);
+	ca->sv_store = NULL;
+	if (ca->sv_cfg != NULL)
+		config_borrow_trust(ca->sv_cfg, NULL);	/* borrowed */
+	mtls_config_free(ca->sv_cfg);
+	ca->sv_cfg = NULL;
+	ca->sv_bundle = NULL;
+}
+
 static int
 self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 {
-	struct mtls_config *cfg = mtls_config_new();
 	STACK_OF(X509) *certs = NULL;
-	X509_STORE *store = NULL;
 	struct verify_out vo;
 	int i, rv = -1;
 
-	if (cfg == NULL || (certs = sk_X509_new_null()) == NULL)
-		goto nomem;
-	config_borrow_trust(cfg, ca->bundle);
-	/* recognise our own scope OID without MTLS_SCOPE_OID */
-	config_set_scope_oid(cfg, ca->scope_oid);
-	if (!sk_X509_push(certs, leaf))
+	if (self_verifier(ca, err) != 0)
+		return -1;
+	if ((certs = sk_X509_new_null()) == NULL || !sk_X509_push(certs, leaf))
 		goto nomem;
 	for (i = 0; i < sk_X509_num(ca->chain); i++)
 		if (!sk_X509_push(certs, sk_X509_value(ca->chain, i)))
 			goto nomem;
-	if ((store = verify_store_new(cfg, err)) == NULL)
-		goto out;
-	if (verify_chain(cfg, store, certs, MTLS_PURPOSE_ANY, &vo, err) != 0) {
+	if (verify_chain(ca->sv_cfg, ca->sv_store, certs, MTLS_PURPOSE_ANY,
+	    &vo, err) != 0) {
 		char msg[sizeof(err->msg)];
 		int fail = err->fail;
 
@@ -210,11 +284,7 @@ self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
  nomem:
 	error_set(err, MTLS_ERR_NOMEM, "out of memory");
  out:
-	X509_STORE_free(store);
 	sk_X509_free(certs);
-	if (cfg != NULL)
-		config_borrow_trust(cfg, NULL);	/* borrowed */
-	mtls_config_free(cfg);
 	return rv;
 }
 
@@ -284,6 +354,7 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 	struct profile_req pr;
 	X509 *cert = NULL;
 	int64_t now = (int64_t)time(NULL);
+	uint64_t t;
 	size_t i;
 	int tries, rc;
 
@@ -308,17 +379,24 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 	/* Checked against our own policy before it is recorded; a serial
 	 * collision (random 128 bits: practically never) signs again, with
 	 * the same policy outcome (only the serial differs). */
-	if (signer_sign(ca->signer, ca->cert, &pr, &cert, err) != 0 ||
-	    self_verify(ca, cert, err) != 0) {
+	t = ca_phase_start();
+	if (signer_sign(ca->signer, ca->cert, &pr, &cert, err) != 0) {
 		X509_free(cert);
 		return -1;
 	}
+	t = ca_phase_end(CA_PH_SIGN, t);
+	if (self_verify(ca, cert, err) != 0) {
+		X509_free(cert);
+		return -1;
+	}
+	t = ca_phase_end(CA_PH_VERIFY, t);
 	*out = cert;
 	for (tries = 0; tries < 5; tries++) {
 		if (*out == NULL && signer_sign(ca->signer, ca->cert, &pr,
 		    out, err) != 0)
 			return -1;
 		rc = store_add_burn(ca->store, *out, "leaf", token_hash, err);
+		t = ca_phase_end(CA_PH_COMMIT, t);
 		if (rc == 0) {
 			serial_hex(X509_get0_serialNumber(*out), res->serial,
 			    sizeof(res->serial));
@@ -342,12 +420,15 @@ ca_issue_pub(struct ca *ca, const struct ca_issue_req *r, EVP_PKEY *pub,
 {
 	const struct ca_role *role;
 	int64_t ttl;
+	uint64_t t = ca_phase_start();
+	int ok;
 
 	memset(res, 0, sizeof(*res));
 	*out = NULL;
-	if (check_request(ca, r, &role, &ttl, err) == 0 &&
-	    role_allows_key(role, pub, err) == 0 &&
-	    issue_leaf(ca, r, ttl, pub, token_hash, out, res, err) == 0)
+	ok = check_request(ca, r, &role, &ttl, err) == 0 &&
+	    role_allows_key(role, pub, err) == 0;
+	ca_phase_end(CA_PH_POLICY, t);
+	if (ok && issue_leaf(ca, r, ttl, pub, token_hash, out, res, err) == 0)
 		return 0;
 	if (res->fault == CA_FAULT_NONE)
 		res->fault = ca_fault_of(err);
@@ -442,9 +523,9 @@ ca_issue(struct ca *ca, const struct ca_issue_req *r, struct ca_result *res,
  * verifies the signature, and the inventory row for the serial holds
  * exactly these DER bytes (store.c keeps what was signed since schema 1).
  */
-int
-ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
-    size_t why_len, struct mtls_error *err)
+static int
+issued(struct ca *ca, X509 *x, int sig_checked, struct cert_rec *rec,
+    char *why, size_t why_len, struct mtls_error *err)
 {
 	EVP_PKEY *capub = X509_get0_pubkey(ca->cert);
 	const char *no = NULL;
@@ -453,9 +534,9 @@ ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
 
 	memset(rec, 0, sizeof(*rec));
 	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
-	if (X509_check_issued(ca->cert, x) != X509_V_OK)
+	if (!sig_checked && X509_check_issued(ca->cert, x) != X509_V_OK)
 		no = "another issuer name or key identifier";
-	else if (capub == NULL || X509_verify(x, capub) != 1)
+	else if (!sig_checked && (capub == NULL || X509_verify(x, capub) != 1))
 		no = "its signature is not this CA's";
 	else if ((rc = store_get_cert(ca->store, x, rec, err)) < 0)
 		return -1;
@@ -469,4 +550,27 @@ ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
 	snprintf(why, why_len, "certificate serial %s was not issued by this "
 	    "CA (%s)", serial, no);
 	return 1;
+}
+
+int
+ca_issued(struct ca *ca, X509 *x, struct cert_rec *rec, char *why,
+    size_t why_len, struct mtls_error *err)
+{
+	return issued(ca, x, 0, rec, why, why_len, err);
+}
+
+int
+ca_issued_memo(struct ca *ca, X509 *x, struct ca_issued_memo *memo,
+    struct cert_rec *rec, char *why, size_t why_len, struct mtls_error *err)
+{
+	int rc;
+
+	rc = issued(ca, x, memo->ca == ca && memo->x == x, rec, why, why_len,
+	    err);
+	/* only a certificate that passed all three is remembered */
+	if (rc == 0) {
+		memo->ca = ca;
+		memo->x = x;
+	}
+	return rc;
 }

@@ -51,6 +51,7 @@ struct conn {
 	char		 client[80];
 	char		 buf[16384];
 	size_t		 have;		/* unparsed bytes in buf */
+	struct ca_issued_memo issued;	/* the peer's checks done once */
 };
 
 /* A response being made. */

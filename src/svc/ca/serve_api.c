@@ -153,6 +153,7 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	char *chain = NULL, *bundle = NULL;
 	size_t cl, bl;
 	json_t *o, *lg;
+	uint64_t t;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
@@ -162,13 +163,16 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	r.crl_url = s->crl_url;
 	r.ocsp_url = s->ocsp_url;
 	error_clear(&err);
+	t = ca_phase_start();
 	pthread_mutex_lock(&s->mu);
+	ca_phase_end(CA_PH_LOCK, t);
 	store_wait_releases(&s->mu);	/* the commit does not hold it */
 	r.role = ca_role_for(s->ca, ids);
 	rc = r.role == NULL ? error_set(&err, MTLS_ERR_ARG, "%.200s is not "
 	    "allowed by any role in ca.conf", ids->v[0]) :
 	    ca_issue_pub(s->ca, &r, pub, token_hash, &cert, &res, &err);
 	store_wait_releases(NULL);
+	t = ca_phase_start();
 	if (rc == 0 && (ca_chain_pem(s->ca, cert, &chain, &cl, &err) != 0 ||
 	    ca_bundle_pem(s->ca, &bundle, &bl, &err) != 0))
 		rc = -1;
@@ -198,6 +202,7 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	json_object_set_new(lg, "not_after", json_integer(res.not_after));
 	log_emit("info", "issue", lg);
 	json_decref(lg);
+	ca_phase_end(CA_PH_REPLY, t);
  out:
 	free(chain);
 	free(bundle);
@@ -212,10 +217,14 @@ csr_issue(struct server *s, struct conn *c, const struct ids *ids,
 {
 	struct mtls_error err;
 	EVP_PKEY *pub = NULL;
+	uint64_t t = ca_phase_start();
+	int rc;
 
 	error_clear(&err);
-	if (ca_csr_parse((const uint8_t *)csr, strlen(csr), "csr", ids, &pub,
-	    &err) != 0) {
+	rc = ca_csr_parse((const uint8_t *)csr, strlen(csr), "csr", ids, &pub,
+	    &err);
+	ca_phase_end(CA_PH_PARSE, t);
+	if (rc != 0) {
 		serve_reply_error(rp, err.code == MTLS_ERR_ARG ? 403 : 400,
 		    "bad_csr", "%s", err.msg);
 		return;
@@ -286,6 +295,7 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 	struct mtls_error err;
 	char why[300];
 	X509 *leaf;
+	uint64_t t;
 	int rc;
 
 	if (!mtls_peer_verified(c->t)) {
@@ -310,7 +320,10 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 	}
 	error_clear(&err);
 	pthread_mutex_lock(&s->mu);
-	rc = ca_issued(s->ca, leaf, rec, why, sizeof(why), &err);
+	t = ca_phase_start();
+	rc = ca_issued_memo(s->ca, leaf, &c->issued, rec, why, sizeof(why),
+	    &err);
+	ca_phase_end(CA_PH_AUTH, t);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {	/* the store cannot say: not the client's fault */
 		if (serve_storage_fault(&err))
@@ -600,6 +613,22 @@ serve_metrics(struct server *s, struct reply *rp)
 	    "# TYPE mtls_ca_store_committed_certs_total counter\n"
 	    "mtls_ca_store_committed_certs_total %llu\n",
 	    (unsigned long long)commits, (unsigned long long)items);
+	fprintf(f, "# HELP mtls_ca_phase_seconds_total Wall-clock time in each "
+	    "phase of an issuance (lock: waiting for the CA).\n"
+	    "# TYPE mtls_ca_phase_seconds_total counter\n"
+	    "# HELP mtls_ca_phase_cpu_seconds_total CPU time of the thread in "
+	    "each phase.\n# TYPE mtls_ca_phase_cpu_seconds_total counter\n");
+	for (r = 0; r < CA_PH__COUNT; r++) {
+		uint64_t n, pns, cns;
+
+		ca_phase_get((enum ca_phase)r, &n, &pns, &cns);
+		fprintf(f, "mtls_ca_phase_seconds_total{phase=\"%s\"} %.6f\n"
+		    "mtls_ca_phase_cpu_seconds_total{phase=\"%s\"} %.6f\n"
+		    "mtls_ca_phase_calls_total{phase=\"%s\"} %llu\n",
+		    ca_phase_names[r], (double)pns / 1e9, ca_phase_names[r],
+		    (double)cns / 1e9, ca_phase_names[r],
+		    (unsigned long long)n);
+	}
 	fclose(f);
 	rp->status = 200;
 	rp->ctype = "text/plain; version=0.0.4";
