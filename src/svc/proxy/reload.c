@@ -29,6 +29,7 @@
 
 #include "proxy/proxy_int.h"
 #include "proxy/x509memo.h"
+#include "net/notify.h"
 
 /*
  * Our certificate does not chain to --ca. --ca is the trust for peers, not
@@ -589,7 +590,9 @@ on_signal(struct proxy *p)
 	if (read(p->sfd, &si, sizeof(si)) != sizeof(si))
 		return 0;
 	if (si.ssi_signo == SIGHUP) {
+		notify_reloading();
 		reload_all(p, "SIGHUP");
+		notify_send("READY=1");
 		return 0;
 	}
 	if (si.ssi_signo != SIGTERM && si.ssi_signo != SIGINT)
@@ -599,6 +602,7 @@ on_signal(struct proxy *p)
 	    "SIGTERM" : "SIGINT"));
 	json_object_set_new(so, "open", json_integer(__atomic_load_n(
 	    &p->active, __ATOMIC_RELAXED)));
+	notify_send("STOPPING=1");
 	log_emit("info", "drain", so);
 	json_decref(so);
 	return 1;
