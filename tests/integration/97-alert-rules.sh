@@ -135,3 +135,33 @@ wait_for 60 firing MtlsCrlStale "l['listener'] != ''" && ok "MtlsCrlStale fires 
 firing 'MtlsCaCertExpiringIn7d' "True" || firing MtlsOcspStapleStale "True" || firing MtlsCertNotRenewed "True" \
     && not_ok "a CA, staple or renewal alert fired on a fresh fleet" "$(api alerts)" \
     || ok "no CA-certificate, staple or 2/3-life alert on a fresh fleet"
+
+# the dashboard (dist/grafana/mtls.json): every panel query parses and
+# runs in Prometheus ($instance as .*), every metric it names is printed
+# by our code
+DASH="$_root/dist/grafana/mtls.json"
+python3 - "$DASH" "http://127.0.0.1:$pp/api/v1/query" > dash.txt 2>&1 <<'PY'
+import json, sys, urllib.parse, urllib.request
+d = json.load(open(sys.argv[1]))
+bad, n = [], 0
+for p in d["panels"]:
+    for t in p.get("targets", []):
+        e = t["expr"].replace("$instance", ".*")
+        n += 1
+        try:
+            r = json.load(urllib.request.urlopen(sys.argv[2] + "?" + urllib.parse.urlencode({"query": e}), timeout=5))
+            if r.get("status") != "success":
+                bad.append(e)
+        except Exception as x:
+            bad.append(e + ": " + str(x))
+print(n, "queries")
+for b in bad:
+    print("BAD", b)
+sys.exit(1 if bad or n == 0 else 0)
+PY
+[ $? = 0 ] && ok "the dashboard's $(head -n 1 dash.txt) run in Prometheus" || not_ok "dashboard queries" "$(cat dash.txt)"
+miss=""
+for m in $(grep -o 'mtls_[a-z_]*' "$DASH" | sed 's/_\(bucket\|sum\|count\)$//' | sort -u); do
+	grep -rqF "$m" "$_root/src/svc" || miss="$miss $m"
+done
+[ -z "$miss" ] && ok "every metric the dashboard names is in the code" || not_ok "dashboard metrics not in src/svc:$miss"
