@@ -26,9 +26,10 @@ notify_init(void)
 	if (nfd >= 0 || e == NULL || e[0] == '\0')
 		return 0;
 	n = strlen(e);
-	if ((e[0] != '/' && e[0] != '@') || n < 2 || n >= sizeof(nsa.sun_path)) {
-		fprintf(stderr, "mtls: NOTIFY_SOCKET is not an absolute path or "
-		    "an '@' abstract name of at most %zu bytes: readiness is "
+	if ((e[0] != '/' && e[0] != '@') || n < 2 ||
+	    n >= sizeof(nsa.sun_path)) {
+		fprintf(stderr, "mtls: NOTIFY_SOCKET is not an absolute path "
+		    "or an '@' abstract name of at most %zu bytes: readiness is "
 		    "not reported\n", sizeof(nsa.sun_path) - 1);
 		return -1;
 	}

@@ -125,14 +125,14 @@ metrics_validity(struct proxy *p, struct sbuf *b)
 	sb_printf(b, "# HELP mtls_cert_not_before_timestamp_seconds notBefore "
 	    "of our certificate.\n# TYPE mtls_cert_not_before_timestamp_seconds"
 	    " gauge\n");
-	for (li = 0; li < p->nls; li++) {	/* labelled like its notAfter */
+	for (li = 0; li < p->nls; li++) {	/* labels: as its notAfter */
 		char id[256];
 
 		pthread_mutex_lock(&p->mu);
 		snprintf(id, sizeof(id), "%s", p->ls[li].own_id);
 		pthread_mutex_unlock(&p->mu);
-		sb_printf(b, "mtls_cert_not_before_timestamp_seconds{id=\"%s\"} "
-		    "%lld\n", label_clean(id), (long long)__atomic_load_n(
+		sb_printf(b, "mtls_cert_not_before_timestamp_seconds{id="
+		    "\"%s\"} %lld\n", label_clean(id), (long long)__atomic_load_n(
 		    &p->ls[li].own_not_before, __ATOMIC_RELAXED));
 	}
 	sb_printf(b, "# HELP mtls_ca_cert_expiry_timestamp_seconds First "
@@ -164,7 +164,8 @@ metrics_validity(struct proxy *p, struct sbuf *b)
 			    (long long)first);
 		if (ls->staple != NULL && ls->staple_next_update > 0)
 			sb_printf(b, "mtls_ocsp_staple_next_update_timestamp_"
-			    "seconds{listener=\"%s\"} %lld\n", LNAME(n, ls->l->name),
+			    "seconds{listener=\"%s\"} %lld\n",
+			    LNAME(n, ls->l->name),
 			    (long long)ls->staple_next_update);
 	}
 	pthread_mutex_unlock(&p->mu);
