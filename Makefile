@@ -32,6 +32,7 @@ CMD_SRC  := $(sort $(wildcard src/cmd/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 EX_SRC   := $(sort $(wildcard examples/*.c))
+MAN_SRC  := $(sort $(wildcard man/*.in))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SVC_OBJ  := $(SVC_SRC:%.c=$(BUILD)/obj/%.o)
@@ -39,9 +40,10 @@ CMD_OBJ  := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+MAN      := $(MAN_SRC:man/%.in=$(BUILD)/man/%.1)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all check asan fuzz coverage cov-build demo examples bench install format clean deps
+.PHONY: all check asan fuzz coverage cov-build demo examples bench install format clean deps man
 all: $(BUILD)/mtls $(BUILD)/libmtls.a $(BUILD)/libmtls.so $(BUILD)/mtls.pc
 
 # Missing Debian packages are installed (as root) before anything compiles.
@@ -94,6 +96,12 @@ $(BUILD)/bench/issuebench: bench/issuebench.c $(BUILD)/libmtls.so
 	$(CC) $(CFLAGS_EX) -o $@ $< -L$(BUILD) -lmtls -Wl,-rpath,$(abspath $(BUILD)) $(LDFLAGS_EXE) $(PKG_LIBS) -lpthread
 bench: $(BUILD)/bench/issuebench
 
+# Man pages: generated from the binary's --help text (scripts/mkman.sh)
+$(BUILD)/man/%.1: man/%.in scripts/mkman.sh $(BUILD)/mtls
+	@mkdir -p $(@D)
+	scripts/mkman.sh $(BUILD)/mtls $< $@
+man: $(MAN)
+
 check: all $(UNIT_BIN) $(FUZZ_BIN) $(EX_BIN)
 	@scripts/deps.sh check
 	@BUILD=$(BUILD) T='$(T)' tests/run.sh
@@ -123,15 +131,20 @@ demo: all
 	@scripts/deps.sh check
 	@BUILD=$(BUILD) scripts/demo.sh
 
-install: all
+install: all man
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/share/mtls $(DESTDIR)$(PREFIX)/share/doc/mtls
 	install -m 0755 $(BUILD)/mtls $(DESTDIR)$(PREFIX)/bin/mtls
 	install -m 0644 $(BUILD)/libmtls.a $(DESTDIR)$(PREFIX)/lib/libmtls.a
 	install -m 0755 $(BUILD)/libmtls.so.0 $(DESTDIR)$(PREFIX)/lib/libmtls.so.0
 	ln -sf libmtls.so.0 $(DESTDIR)$(PREFIX)/lib/libmtls.so
 	install -m 0644 include/mtls.h $(DESTDIR)$(PREFIX)/include/mtls.h
 	install -m 0644 $(BUILD)/mtls.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/mtls.pc
-	install -m 0644 docs/mtls.1 $(DESTDIR)$(PREFIX)/share/man/man1/mtls.1
+	install -m 0644 $(MAN) $(DESTDIR)$(PREFIX)/share/man/man1/
+	for u in dist/systemd/*.service.in; do sed -e 's|@bindir@|$(PREFIX)/bin|g' -e 's|@docdir@|$(PREFIX)/share/doc/mtls|g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u .in) && chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u .in) || exit 1; done
+	install -m 0644 dist/systemd/mtls.sysusers.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/mtls.conf
+	install -m 0644 dist/prometheus/mtls.rules.yml dist/grafana/mtls.json $(DESTDIR)$(PREFIX)/share/mtls/
+	install -m 0644 docs/operations.md $(DESTDIR)$(PREFIX)/share/doc/mtls/operations.md
 
 format:
 	clang-format -i $(LIB_SRC) $(SVC_SRC) $(CMD_SRC) $(wildcard src/*/*.h src/svc/*/*.h) include/mtls.h

@@ -46,6 +46,7 @@
 #include <openssl/rand.h>
 
 #include "agent/agent_local.h"
+#include "net/notify.h"
 
 /* After a clock-skew failure the next attempt waits at least this long: a
  * clock is not fixed within seconds, and every attempt costs the CA an
@@ -302,7 +303,11 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
 		rv = 0;
 		goto out;
 	}
-	if (renew_loop(&a, err) != 0)
+	notify_init();
+	notify_send("READY=1");	/* a certificate is installed */
+	r = renew_loop(&a, err);
+	notify_send("STOPPING=1");
+	if (r != 0)
 		goto out;
 	rv = 0;
  out:

@@ -39,6 +39,7 @@
 
 #include "ca/serve.h"
 #include "net/addr.h"
+#include "net/notify.h"
 
 #define MAX_HEAD	(16 * 1024)
 #define MAX_BODY	(64 * 1024)
@@ -58,6 +59,7 @@ on_signal(int sig)
 {
 	(void)sig;
 	stopping = 1;
+	notify_send("STOPPING=1");	/* async-signal-safe */
 	if (stop_loop != NULL)
 		net_loop_stop(stop_loop);	/* async-signal-safe */
 }
@@ -517,8 +519,11 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	json_decref(lg);
 	/* until SIGTERM; then idle connections close at once and requests
 	 * in hand finish within DRAIN_MS */
-	if (!stopping)
+	notify_init();
+	if (!stopping) {
+		notify_send("READY=1");	/* listening since net_listen */
 		net_loop_run(s.loop);
+	}
 	rv = 0;
 	lg = json_object();
 	log_emit("info", "stop", lg);

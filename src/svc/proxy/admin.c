@@ -6,6 +6,7 @@
  * --admin-allow, and then it is a TLS server whose config reload.c builds
  * and reloads like an inbound listener's.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "proxy/proxy_int.h"
 #include "proxy/x509memo.h"
@@ -60,6 +64,111 @@ static uint64_t
 ld(const uint64_t *v)
 {
 	return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+/* <s> fit for a label value: quote, backslash and newline become '_' */
+static const char *
+label_clean(char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		if (s[i] == '"' || s[i] == '\\' || s[i] == '\n')
+			s[i] = '_';
+	return s;
+}
+
+/* the earliest nextUpdate of the CRLs in <buf> (PEM, several, or DER);
+ * 0 when none */
+static int64_t
+crl_next(const uint8_t *buf, size_t len)
+{
+	const unsigned char *q = buf;
+	X509_CRL *c;
+	BIO *bio;
+	int64_t v, first = 0;
+
+	if (buf == NULL || len == 0 || len > INT_MAX ||
+	    (bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
+		return 0;
+	for (;;) {
+		c = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+		if (c == NULL && first == 0)	/* not PEM: DER */
+			c = d2i_X509_CRL(NULL, &q, (long)len);
+		if (c == NULL)
+			break;
+		v = X509_CRL_get0_nextUpdate(c) != NULL ?
+		    asn1_time_unix(X509_CRL_get0_nextUpdate(c)) : 0;
+		X509_CRL_free(c);
+		if (v > 0 && (first == 0 || v < first))
+			first = v;
+		if (q != buf)	/* DER holds one */
+			break;
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	return first;
+}
+
+#define LNAME(buf, name) \
+	(snprintf((buf), sizeof(buf), "%s", (name)), label_clean(buf))
+
+/* Validity gauges the alert rules (dist/prometheus) need, per listener:
+ * our certificate's notBefore, the CA certificates' first notAfter, the
+ * earliest nextUpdate of the CRLs in use and of our OCSP staple. */
+static void
+metrics_validity(struct proxy *p, struct sbuf *b)
+{
+	size_t li, i;
+	char n[64];
+
+	sb_printf(b, "# HELP mtls_cert_not_before_timestamp_seconds notBefore "
+	    "of our certificate.\n# TYPE mtls_cert_not_before_timestamp_seconds"
+	    " gauge\n");
+	for (li = 0; li < p->nls; li++) {	/* labels: as its notAfter */
+		char id[256];
+
+		pthread_mutex_lock(&p->mu);
+		snprintf(id, sizeof(id), "%s", p->ls[li].own_id);
+		pthread_mutex_unlock(&p->mu);
+		sb_printf(b, "mtls_cert_not_before_timestamp_seconds{id="
+		    "\"%s\"} %lld\n", label_clean(id), (long long)__atomic_load_n(
+		    &p->ls[li].own_not_before, __ATOMIC_RELAXED));
+	}
+	sb_printf(b, "# HELP mtls_ca_cert_expiry_timestamp_seconds First "
+	    "notAfter among the CA certificates sent (chain) or trusted "
+	    "(bundle).\n# TYPE mtls_ca_cert_expiry_timestamp_seconds gauge\n");
+	for (li = 0; li < p->nls; li++)
+		sb_printf(b, "mtls_ca_cert_expiry_timestamp_seconds{listener="
+		    "\"%s\"} %lld\n", LNAME(n, p->ls[li].l->name), (long long)
+		    __atomic_load_n(&p->ls[li].ca_not_after, __ATOMIC_RELAXED));
+	sb_printf(b, "# HELP mtls_crl_next_update_timestamp_seconds Earliest "
+	    "nextUpdate of the CRLs in use.\n# TYPE "
+	    "mtls_crl_next_update_timestamp_seconds gauge\n"
+	    "# HELP mtls_ocsp_staple_next_update_timestamp_seconds "
+	    "nextUpdate of the OCSP response we staple.\n# TYPE "
+	    "mtls_ocsp_staple_next_update_timestamp_seconds gauge\n");
+	pthread_mutex_lock(&p->mu);
+	for (li = 0; li < p->nls; li++) {
+		const struct lstate *ls = &p->ls[li];
+		int64_t first = crl_next(ls->crl, ls->crl_len), v;
+
+		for (i = 0; ls->fcrl != NULL && i < ls->l->n_crls; i++) {
+			v = crl_next(ls->fcrl[i].der, ls->fcrl[i].len);
+			if (v > 0 && (first == 0 || v < first))
+				first = v;
+		}
+		if (first > 0)
+			sb_printf(b, "mtls_crl_next_update_timestamp_seconds{"
+			    "listener=\"%s\"} %lld\n", LNAME(n, ls->l->name),
+			    (long long)first);
+		if (ls->staple != NULL && ls->staple_next_update > 0)
+			sb_printf(b, "mtls_ocsp_staple_next_update_timestamp_"
+			    "seconds{listener=\"%s\"} %lld\n",
+			    LNAME(n, ls->l->name),
+			    (long long)ls->staple_next_update);
+	}
+	pthread_mutex_unlock(&p->mu);
 }
 
 static void
@@ -135,13 +244,11 @@ metrics_text(struct proxy *p, struct sbuf *b)
 		pthread_mutex_lock(&p->mu);
 		snprintf(id, sizeof(id), "%s", p->ls[li].own_id);
 		pthread_mutex_unlock(&p->mu);
-		for (i = 0; id[i]; i++)
-			if (id[i] == '"' || id[i] == '\\' || id[i] == '\n')
-				id[i] = '_';
 		sb_printf(b, "mtls_cert_expiry_timestamp_seconds{id=\"%s\"} "
-		    "%lld\n", id, (long long)__atomic_load_n(
+		    "%lld\n", label_clean(id), (long long)__atomic_load_n(
 		    &p->ls[li].own_not_after, __ATOMIC_RELAXED));
 	}
+	metrics_validity(p, b);
 	x509memo_stats(&ms);
 	sb_printf(b, "# HELP mtls_parse_memo_total Certificates and ticket "
 	    "sessions TLS had to parse: answered from the memo of identical "

@@ -23,6 +23,7 @@
 
 #include "proxy/proxy_int.h"
 #include "proxy/x509memo.h"
+#include "net/notify.h"
 
 /* Our own leaf's serial, for the start line. Static buffer: main thread. */
 static const char *
@@ -216,6 +217,8 @@ proxy_run(const struct proxy_opts *o, struct mtls_error *err)
 	if (p.fetch_evfd >= 0 && pthread_create(&p.fetch_thr, NULL,
 	    revfetch_main, &p) == 0)
 		p.fetch_started = 1;
+	notify_init();
+	notify_send("READY=1");	/* listeners bound, workers accepting */
 	reload_loop(&p);
 	p.drain_deadline_ms = net_now_ms() + o->drain_timeout_ms;
 	__atomic_store_n(&p.stopping, 1, __ATOMIC_RELEASE);

@@ -114,6 +114,9 @@ struct lstate {
 	struct mtls_config	*cfg;		/* current, under proxy mu */
 	uint64_t		 cfg_seq;	/* under proxy mu */
 	int64_t			 own_not_after;	/* atomic */
+	int64_t			 own_not_before;	/* atomic */
+	int64_t			 ca_not_after;	/* atomic: earliest of the CA
+						 * certificates we send or trust */
 	char			 own_id[256];	/* under proxy mu */
 	char			 own_warn[512];	/* main thread: own_chain */
 	uint8_t			 files_hash[32];	/* of the files in use */

@@ -29,6 +29,7 @@
 
 #include "proxy/proxy_int.h"
 #include "proxy/x509memo.h"
+#include "net/notify.h"
 
 /*
  * Our certificate does not chain to --ca. --ca is the trust for peers, not
@@ -404,9 +405,25 @@ reload_identity(struct proxy *p, struct lstate *ls, const struct mtls_config *cf
 	X509 *leaf = config_leaf(cfg);
 	struct mtls_error e;
 	struct ids ids;
+	STACK_OF(X509) *sk[2] = { config_chain(cfg), config_trust(cfg) };
+	int64_t ca_na = INT64_MAX, v;
+	int k, i;
 
 	__atomic_store_n(&ls->own_not_after,
 	    asn1_time_unix(X509_get0_notAfter(leaf)), __ATOMIC_RELAXED);
+	__atomic_store_n(&ls->own_not_before,
+	    asn1_time_unix(X509_get0_notBefore(leaf)), __ATOMIC_RELAXED);
+	/* for the alert rules: the CA certificates (chain beyond the leaf,
+	 * trust bundle) that expire first */
+	for (k = 0; k < 2; k++)
+		for (i = k == 0 ? 1 : 0; i < sk_X509_num(sk[k]); i++) {
+			v = asn1_time_unix(X509_get0_notAfter(
+			    sk_X509_value(sk[k], i)));
+			if (v < ca_na)
+				ca_na = v;
+		}
+	__atomic_store_n(&ls->ca_not_after, ca_na == INT64_MAX ? 0 : ca_na,
+	    __ATOMIC_RELAXED);
 	pthread_mutex_lock(&p->mu);
 	serial_hex(X509_get0_serialNumber(leaf), ls->own_serial,
 	    sizeof(ls->own_serial));
@@ -616,7 +633,9 @@ on_signal(struct proxy *p)
 	if (read(p->sfd, &si, sizeof(si)) != sizeof(si))
 		return 0;
 	if (si.ssi_signo == SIGHUP) {
+		notify_reloading();
 		reload_all(p, "SIGHUP");
+		notify_send("READY=1");
 		return 0;
 	}
 	if (si.ssi_signo != SIGTERM && si.ssi_signo != SIGINT)
@@ -626,6 +645,7 @@ on_signal(struct proxy *p)
 	    "SIGTERM" : "SIGINT"));
 	json_object_set_new(so, "open", json_integer(__atomic_load_n(
 	    &p->active, __ATOMIC_RELAXED)));
+	notify_send("STOPPING=1");
 	log_emit("info", "drain", so);
 	json_decref(so);
 	return 1;
