@@ -643,6 +643,53 @@ classify(struct mtls *c, int ret)
 	}
 }
 
+/* A resumed client session when the config trusts federated domains:
+ * the session's server chain verified again (a cache hit, normally), so
+ * its identities are the ones a full handshake gives; a chain that no
+ * longer passes fails the handshake as it would have. */
+static int
+client_resumed_fed(struct mtls *c)
+{
+	STACK_OF(X509) *sent = SSL_get_peer_cert_chain(c->ssl), *certs;
+	X509 *leaf = SSL_get0_peer_certificate(c->ssl);
+	struct verify_out out;
+	int i, rc = -1;
+
+	memset(&out, 0, sizeof(out));
+	if ((certs = sk_X509_new_null()) == NULL || !sk_X509_push(certs, leaf))
+		goto out;
+	for (i = 0; sent != NULL && i < sk_X509_num(sent); i++)
+		if (X509_cmp(sk_X509_value(sent, i), leaf) != 0 &&
+		    !sk_X509_push(certs, sk_X509_value(sent, i)))
+			goto out;
+	if (verify_chain_cached(c->tls->cfg, c->tls->store, certs,
+	    MTLS_PURPOSE_SERVER, c->chain_key, &out, &c->err) != 0)
+		goto out;
+	if (c->expect_name[0] != '\0') {
+		char *name = c->expect_name;
+
+		if (rules_match_ids(&name, 1, &out.ids, RULE_EXPECT) < 0) {
+			error_fail(&c->err, MTLS_FAIL_IDENTITY_MISMATCH,
+			    "expected %s (the name we connected to), found %s",
+			    c->expect_name, ids_primary(&out.ids) ?
+			    ids_primary(&out.ids) : "no identity");
+			goto out;
+		}
+	}
+	ctx_set_peer(c, &out);
+	c->peer_ok = 1;
+	rc = 0;
+ out:
+	if (rc != 0 && c->err.code == 0)
+		error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
+	verify_out_free(&out);
+	sk_X509_free(certs);
+	if (rc != 0)	/* refused: nothing more is read or written */
+		SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN |
+		    SSL_RECEIVED_SHUTDOWN);
+	return rc;
+}
+
 int
 mtls_handshake(struct mtls *c)
 {
@@ -658,7 +705,14 @@ mtls_handshake(struct mtls *c)
 	if (r == 1) {
 		c->hs_done = 1;
 		/* a resumed client session was verified when it was made, by
-		 * this same state; name the peer from its certificate */
+		 * this same state; name the peer from its certificate (with
+		 * federated trust domains, through the same verification, so
+		 * a partner's server keeps only its SPIFFE IDs) */
+		if (c->peer_id == NULL && SSL_session_reused(c->ssl) &&
+		    SSL_get0_peer_certificate(c->ssl) != NULL &&
+		    c->tls->cfg->fed != NULL &&
+		    sk_X509_num(c->tls->cfg->fed) > 0)
+			return client_resumed_fed(c);
 		if (c->peer_id == NULL && SSL_session_reused(c->ssl) &&
 		    SSL_get0_peer_certificate(c->ssl) != NULL) {
 			struct verify_out out;

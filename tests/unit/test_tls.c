@@ -69,6 +69,8 @@ make_pki(void **state)
 	static const char *fclient_ids[] = { "spiffe://other.org/client",
 	    NULL };
 	static const char *fserver_ids[] = { "dns:" SERVER_NAME, NULL };
+	static const char *pserver_ids[] = { "spiffe://other.org/ns/web",
+	    "dns:" SERVER_NAME, NULL };
 	struct fx_cert root, open, other, oint, *gone;
 	char path[512];
 	int64_t now;
@@ -99,6 +101,9 @@ make_pki(void **state)
 	    now + FX_DAY), oint.x);
 	ident("fserver", fx_leaf(&oint, "other.org", fserver_ids, now - 60,
 	    now + FX_DAY), oint.x);
+	ident("pserver", fx_leaf(&oint, "other.org", pserver_ids, now - 60,
+	    now + FX_DAY), oint.x);
+	fx_write_cert(pki.dir, "other.pem", other.x, path, sizeof(path));
 	ident("serveronly", fx_mk("example.org", "serveronly", &open,
 	    "basicConstraints=critical,CA:FALSE\n"
 	    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
@@ -1287,6 +1292,50 @@ test_session_expiry(void **state)
 	SSL_SESSION_free(s);
 }
 
+/*
+ * A client trusting a partner's trust domain (federation): a partner's
+ * server is named by its SPIFFE IDs only, its DNS name is not the
+ * partner's to vouch for; a resumed session names it the same way as the
+ * full handshake did (it was named from the bare certificate before).
+ */
+static void
+test_federated_client_resumption(void **state)
+{
+	struct mtls_config *ccfg;
+	struct mtls *server, *client;
+	struct end s, c;
+	char path[512];
+	int i;
+
+	(void)state;
+	server = ctx_new(1, cfg_new("pserver", "root"));
+	ccfg = cfg_new("client", "root");
+	path_of("other", ".pem", path, sizeof(path));
+	assert_int_equal(mtls_config_add_trust_domain_file(ccfg, "other.org",
+	    path), 0);
+	assert_int_equal(mtls_config_add_expect(ccfg,
+	    "spiffe://other.org/ns/web"), 0);
+	client = ctx_new(0, ccfg);
+	for (i = 0; i < 2; i++) {
+		open_pair(server, client, NULL, &s, &c);
+		link_ends(&c, &s);
+		pump(&c, &s);
+		assert_int_equal(c.rc, 0);
+		assert_int_equal(s.rc, 0);
+		assert_int_equal(mtls_conn_resumed(c.m), i == 1);
+		assert_int_equal(mtls_peer_identity_count(c.m), 1);
+		assert_string_equal(mtls_peer_id(c.m),
+		    "spiffe://other.org/ns/web");
+		send_str(&s, "hi");
+		expect_read(&c, "hi");
+		assert_int_equal(mtls_close(c.m), 0);
+		end_free(&s);
+		end_free(&c);
+	}
+	mtls_free(server);
+	mtls_free(client);
+}
+
 int
 main(void)
 {
@@ -1317,6 +1366,7 @@ main(void)
 		cmocka_unit_test(test_ocsp_staple),
 		cmocka_unit_test(test_ocsp_check),
 		cmocka_unit_test(test_misuse),
+		cmocka_unit_test(test_federated_client_resumption),
 	};
 
 	return cmocka_run_group_tests(tests, make_pki, free_pki);
