@@ -43,11 +43,11 @@ expect_exit 2 "one root for two trust domains refuses to start" "$MTLS" proxy --
     --ca "root/bundle.pem, partner.com:partner/bundle.pem, partner.org:both.pem" --allow-any
 expect_grep 'anchors one trust domain' "$T_DIR/err" "the refusal says a root anchors one trust domain"
 cat partner/ca.pem root/ca.pem > withours.pem
-expect_exit 2 "a partner bundle holding our own root refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 \
+expect_exit 2 "a partner bundle holding our own root refuses to start" timeout 10 "$MTLS" proxy --listen 127.0.0.1:1 \
     --target "127.0.0.1:$be" --cert server.pem --key server.key \
     --ca "root/bundle.pem, partner.com:withours.pem" --allow-any
 expect_grep 'one of our own roots' "$T_DIR/err" "the refusal says the root is one of our own"
-expect_exit 2 "a partner bundle holding our own root, listed first, refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 \
+expect_exit 2 "a partner bundle holding our own root, listed first, refuses to start" timeout 10 "$MTLS" proxy --listen 127.0.0.1:1 \
     --target "127.0.0.1:$be" --cert server.pem --key server.key \
     --ca "partner.com:withours.pem, root/bundle.pem" --allow-any
 expect_grep 'already the anchor of trust domain partner.com' "$T_DIR/err" "the refusal names the partner's trust domain"
