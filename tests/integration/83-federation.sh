@@ -212,3 +212,32 @@ grep '"event":"bundle_rejected"' "$flog" | tail -1 | grep -q 'one of our own roo
     ok "the refusal says the root is one of our own" || not_ok "refusal names our root" "$(grep bundle_rejected "$flog" | tail -1)"
 let_in "after a partner served our root, our own client still gets in" client spiffe://example.org/ns/prod/client
 let_in "and the partner's client too" pweb spiffe://partner.com/ns/web
+
+# the HTTP gateway's routes see the identities libmtls verified: a partner
+# leaf's DNS name (pdns: spiffe://partner.com/ns/other + DNS
+# admin.example.org) does not match our dns: rule there either
+gport=$(free_port)
+cat > gwfed.conf <<CONF
+[listener "gwfed"]
+mode = http
+listen = 127.0.0.1:$gport
+cert = server.pem
+key = server.key
+ca = root/bundle.pem, partner.com:partner/bundle.pem
+[route "conf"]
+path = /ca.conf
+upstream = 127.0.0.1:$be
+allow = dns:admin.example.org spiffe://example.org/ns/prod/client
+CONF
+start_bg gwfed "$MTLS" proxy --config gwfed.conf --log-format json --workers 1
+wait_for 10 port_open "$gport" || { not_ok "federated gateway starts" "$(cat "$T_DIR/gwfed.log")"; exit 0; }
+gget() {	# gget CERT: the status line of GET /ca.conf through the gateway
+	printf 'GET /ca.conf HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+	    timeout 10 openssl s_client -connect "127.0.0.1:$gport" -quiet -CAfile root/bundle.pem \
+	    -cert "$1.pem" -cert_chain "$1.pem" -key "$1.key" 2>/dev/null | head -1 | tr -d '\r'
+}
+got=$(gget client)
+[[ "$got" == *" 200"* ]] && ok "gateway: our client passes the route (dns: or its SPIFFE ID)" || not_ok "gateway: our client" "$got"
+got=$(gget pdns)
+[[ "$got" == *" 403"* ]] && ok "gateway: a partner leaf's DNS name does not pass our dns: route rule (403)" ||
+    not_ok "gateway: partner DNS name passed a route" "$got"
