@@ -188,10 +188,26 @@ push_refs(STACK_OF(X509) *to, STACK_OF(X509) *from)
 }
 
 /* Our own anchors <sk> (taken) become the bundle; the federated trust
- * domains' anchors stay in it. */
+ * domains' anchors stay in it. A root that already anchors a federated
+ * trust domain is refused: one root, one trust domain, ours included (a
+ * partner's bundle that holds our root must not scope it to the partner). */
 static int
 set_trust(struct mtls_config *c, STACK_OF(X509) *sk)
 {
+	char label[256];
+	const char *td;
+	int i;
+
+	for (i = 0; i < sk_X509_num(sk); i++)
+		if ((td = verify_fed_td(c, sk_X509_value(sk, i))) != NULL) {
+			cert_label(sk_X509_value(sk, i), label, sizeof(label));
+			error_set(&c->err, MTLS_ERR_ARG, "our own bundle: %s is "
+			    "already the anchor of trust domain %s; a root "
+			    "anchors one trust domain (ours or a partner's)",
+			    label, td);
+			sk_X509_pop_free(sk, X509_free);
+			return -1;
+		}
 	if (push_refs(sk, c->fed) != 0) {
 		sk_X509_pop_free(sk, X509_free);
 		return error_set(&c->err, MTLS_ERR_NOMEM, "out of memory");
@@ -226,8 +242,9 @@ mtls_config_set_trust_mem(struct mtls_config *c, const uint8_t *buf,
  * The anchors <sk> (taken) of federated trust domain <td>, <name> for
  * messages: each is added to the bundle and remembered with its trust
  * domain, which verify.c holds every chain through it to. A root already
- * given for another trust domain is refused (a root anchors one trust
- * domain); given again for the same one it is kept once. All or nothing.
+ * given for another trust domain, or one of our own roots, is refused (a
+ * root anchors one trust domain); given again for the same one it is kept
+ * once. All or nothing.
  */
 static int
 add_trust_domain(struct mtls_config *c, const char *td, STACK_OF(X509) *sk,
@@ -265,6 +282,14 @@ add_trust_domain(struct mtls_config *c, const char *td, STACK_OF(X509) *sk,
 			    "trust domain (%s)", name, label, had, td);
 			goto out;
 		}
+		for (j = 0; had == NULL && j < sk_X509_num(trust); j++)
+			if (X509_cmp(sk_X509_value(trust, j), x) == 0) {
+				cert_label(x, label, sizeof(label));
+				error_set(&c->err, MTLS_ERR_ARG, "%s: %s is one "
+				    "of our own roots; a root anchors one trust "
+				    "domain (ours, not %s)", name, label, td);
+				goto out;
+			}
 		if (had != NULL)
 			continue;
 		if (!sk_X509_push(fed, x))

@@ -42,6 +42,15 @@ expect_exit 2 "one root for two trust domains refuses to start" "$MTLS" proxy --
     --target "127.0.0.1:$be" --cert server.pem --key server.key \
     --ca "root/bundle.pem, partner.com:partner/bundle.pem, partner.org:both.pem" --allow-any
 expect_grep 'anchors one trust domain' "$T_DIR/err" "the refusal says a root anchors one trust domain"
+cat partner/ca.pem root/ca.pem > withours.pem
+expect_exit 2 "a partner bundle holding our own root refuses to start" timeout 10 "$MTLS" proxy --listen 127.0.0.1:1 \
+    --target "127.0.0.1:$be" --cert server.pem --key server.key \
+    --ca "root/bundle.pem, partner.com:withours.pem" --allow-any
+expect_grep 'one of our own roots' "$T_DIR/err" "the refusal says the root is one of our own"
+expect_exit 2 "a partner bundle holding our own root, listed first, refuses to start" timeout 10 "$MTLS" proxy --listen 127.0.0.1:1 \
+    --target "127.0.0.1:$be" --cert server.pem --key server.key \
+    --ca "partner.com:withours.pem, root/bundle.pem" --allow-any
+expect_grep 'already the anchor of trust domain partner.com' "$T_DIR/err" "the refusal names the partner's trust domain"
 
 port=$(free_port)
 cat > fed.conf <<CONF
@@ -147,7 +156,7 @@ key = server.key
 ca = root/bundle.pem, partner.com:https://localhost:$fp/served.json
 bundle_root = partner.com:partner/bundle.pem
 bundle_refresh = 1s
-allow = spiffe://partner.com/ns/web
+allow = spiffe://partner.com/ns/web spiffe://example.org/ns/prod/client
 CONF
 expect_exit 2 "an endpoint over plain http refuses to start" "$MTLS" proxy --listen 127.0.0.1:1 --target "127.0.0.1:$be" \
     --cert server.pem --key server.key --ca "root/bundle.pem, partner.com:http://localhost:$pp/v1/bundle" --allow-any
@@ -192,3 +201,43 @@ echo 'not a bundle' > served.json
 wait_for 10 count_gt "$flog" '"event":"bundle_rejected".*"listener":"file"\|"listener":"file".*"event":"bundle_rejected"' 1 &&
     ok "garbage is refused too" || not_ok "garbage refused" "$(grep -i bundle "$flog" | tail -3)"
 let_in "after the garbage, the last good bundle still lets the partner in" pweb spiffe://partner.com/ns/web
+
+# a hostile partner endpoint serving our own root beside its own: refused,
+# our root stays ours (not scoped to partner.com), our clients still get in
+let_in "file endpoint: our own client" client spiffe://example.org/ns/prod/client
+cat partner/ca.pem root/bundle.pem > served.json
+wait_for 10 count_gt "$flog" '"event":"bundle_rejected".*"listener":"file"\|"listener":"file".*"event":"bundle_rejected"' 2 &&
+    ok "a partner bundle holding our own root is refused" || not_ok "partner bundle with our root refused" "$(grep -i bundle "$flog" | tail -3)"
+grep '"event":"bundle_rejected"' "$flog" | tail -1 | grep -q 'one of our own roots' &&
+    ok "the refusal says the root is one of our own" || not_ok "refusal names our root" "$(grep bundle_rejected "$flog" | tail -1)"
+let_in "after a partner served our root, our own client still gets in" client spiffe://example.org/ns/prod/client
+let_in "and the partner's client too" pweb spiffe://partner.com/ns/web
+
+# the HTTP gateway's routes see the identities libmtls verified: a partner
+# leaf's DNS name (pdns: spiffe://partner.com/ns/other + DNS
+# admin.example.org) does not match our dns: rule there either
+gport=$(free_port)
+cat > gwfed.conf <<CONF
+[listener "gwfed"]
+mode = http
+listen = 127.0.0.1:$gport
+cert = server.pem
+key = server.key
+ca = root/bundle.pem, partner.com:partner/bundle.pem
+[route "conf"]
+path = /ca.conf
+upstream = 127.0.0.1:$be
+allow = dns:admin.example.org spiffe://example.org/ns/prod/client
+CONF
+start_bg gwfed "$MTLS" proxy --config gwfed.conf --log-format json --workers 1
+wait_for 10 port_open "$gport" || { not_ok "federated gateway starts" "$(cat "$T_DIR/gwfed.log")"; exit 0; }
+gget() {	# gget CERT: the status line of GET /ca.conf through the gateway
+	printf 'GET /ca.conf HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+	    timeout 10 openssl s_client -connect "127.0.0.1:$gport" -quiet -CAfile root/bundle.pem \
+	    -cert "$1.pem" -cert_chain "$1.pem" -key "$1.key" 2>/dev/null | head -1 | tr -d '\r'
+}
+got=$(gget client)
+[[ "$got" == *" 200"* ]] && ok "gateway: our client passes the route (dns: or its SPIFFE ID)" || not_ok "gateway: our client" "$got"
+got=$(gget pdns)
+[[ "$got" == *" 403"* ]] && ok "gateway: a partner leaf's DNS name does not pass our dns: route rule (403)" ||
+    not_ok "gateway: partner DNS name passed a route" "$got"

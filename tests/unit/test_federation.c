@@ -261,6 +261,18 @@ test_config_rules(void **state)
 	assert_int_equal(sk_X509_num(cfg->trust), 2);
 	assert_string_equal(verify_fed_td(cfg, pki.partner.x), "partner.com");
 	assert_null(verify_fed_td(cfg, pki.root.x));
+	/* one root, one trust domain, ours included: a partner's bundle
+	 * holding our root is refused (it would scope our root to the
+	 * partner), and so is our own bundle holding a partner's root */
+	assert_int_equal(mtls_config_add_trust_domain_mem(cfg, "evil.com",
+	    (const uint8_t *)pki.root_pem, strlen(pki.root_pem)), -1);
+	assert_non_null(strstr(mtls_config_error(cfg), "our own roots"));
+	assert_int_equal(mtls_config_set_trust_mem(cfg, pp, pl), -1);
+	assert_non_null(strstr(mtls_config_error(cfg),
+	    "anchor of trust domain partner.com"));
+	assert_int_equal(sk_X509_num(cfg->trust), 2);
+	assert_int_equal(sk_X509_num(cfg->fed), 1);
+	assert_null(verify_fed_td(cfg, pki.root.x));
 	/* the generation (cache sharing across reloads) tells a federated
 	 * root from the same root trusted as our own */
 	assert_int_equal(mtls_config_set_trust_mem(plain,

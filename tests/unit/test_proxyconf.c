@@ -13,6 +13,9 @@
 #define LISTENER "[listener \"api\"]\nlisten = 127.0.0.1:8443\n" \
 	"target = 127.0.0.1:8080\ncert = c.pem\nkey = k.pem\nca = ca.pem\n"
 
+/* 64 bytes: one more than a listener's or a route's name holds */
+#define L64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
 /* Parses <text> as t.conf, then finishes: 0, or -1 with <err>. */
 static int
 load(struct proxy_conf *c, const char *text, struct mtls_error *err)
@@ -94,6 +97,13 @@ static const struct {
 	{ LISTENER "ca = a.pem, p.com:https://x/b\nbundle_root = q.com:r.pem\n",
 	    "bundle_root 'q.com:r.pem': write TD:PATH" },
 	{ LISTENER "bundle_refresh = 0s\n", "t.conf:7: bundle_refresh" },
+	/* a name longer than its field: refused, not truncated (each key
+	 * of a truncated section made a new, incomplete one) */
+	{ "[listener \"" L64 "\"]\nlisten = 127.0.0.1:1\n"
+	    "target = 127.0.0.1:2\ncert = c.pem\nkey = k.pem\nca = ca.pem\n",
+	    "t.conf:2: listener name '" },
+	{ LISTENER "[route \"" L64 "\"]\nlistener = api\npath = /a\n",
+	    "t.conf:8: route name '" },
 };
 
 static void

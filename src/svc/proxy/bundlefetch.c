@@ -78,16 +78,52 @@ bundle_log(const char *level, const char *event, const struct lstate *ls,
 	json_decref(o);
 }
 
-/* Whether <buf> may become trust domain <td>'s bundle: the number of its
- * roots, or -1 with <e>. */
-static int
-bundle_admit(const char *td, const char *src, const uint8_t *buf, size_t len,
-    struct mtls_error *e)
+/* The listener's other ca entries (our own bundle, the other trust
+ * domains' files and last good bundles) into the scratch config <cfg>, so
+ * that libmtls judges entry <i> beside them (one root, one trust domain:
+ * a partner serving our root or another partner's is refused). An entry
+ * that does not load now is left out: config_build will say why. */
+static void
+admit_others(struct proxy *p, const struct lstate *ls, size_t i,
+    struct mtls_config *cfg)
 {
+	const struct proxy_listener *l = ls->l;
+	uint8_t *der;
+	size_t j, len;
+
+	for (j = 0; j < l->n_ca; j++) {
+		if (j == i)
+			continue;
+		if (!ca_is_url(l->ca_path[j])) {
+			(void)(l->ca_td[j][0] == '\0' ?
+			    mtls_config_set_trust_file(cfg, l->ca_path[j]) :
+			    mtls_config_add_trust_domain_file(cfg,
+			    l->ca_td[j], l->ca_path[j]));
+			continue;
+		}
+		pthread_mutex_lock(&p->mu);
+		len = ls->fbundle[j].len;
+		der = ls->fbundle[j].der != NULL ?
+		    bytes_dup(ls->fbundle[j].der, len) : NULL;
+		pthread_mutex_unlock(&p->mu);
+		if (der != NULL)
+			(void)mtls_config_add_trust_domain_mem(cfg,
+			    l->ca_td[j], der, len);
+		free(der);
+	}
+}
+
+/* Whether <buf> may become the bundle of <ls>'s entry <i>: the number of
+ * its roots, or -1 with <e>. */
+static int
+bundle_admit(struct proxy *p, const struct lstate *ls, size_t i,
+    const uint8_t *buf, size_t len, struct mtls_error *e)
+{
+	const char *td = ls->l->ca_td[i], *src = ls->l->ca_path[i];
 	STACK_OF(X509) *sk = NULL;
 	struct mtls_config *cfg;
 	char label[256];
-	int i, n = -1;
+	int k, n = -1;
 
 	if (certs_parse(buf, len, src, &sk, e) != 0)
 		return -1;
@@ -96,9 +132,9 @@ bundle_admit(const char *td, const char *src, const uint8_t *buf, size_t len,
 		    "refused (the last good one stays)", src);
 		goto out;
 	}
-	for (i = 0; i < sk_X509_num(sk); i++)
-		if (X509_check_ca(sk_X509_value(sk, i)) < 1) {
-			cert_label(sk_X509_value(sk, i), label, sizeof(label));
+	for (k = 0; k < sk_X509_num(sk); k++)
+		if (X509_check_ca(sk_X509_value(sk, k)) < 1) {
+			cert_label(sk_X509_value(sk, k), label, sizeof(label));
 			error_set(e, MTLS_ERR_PARSE, "%s: %s is not a CA "
 			    "certificate; refused", src, label);
 			goto out;
@@ -108,6 +144,7 @@ bundle_admit(const char *td, const char *src, const uint8_t *buf, size_t len,
 		error_set(e, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
+	admit_others(p, ls, i, cfg);
 	if (mtls_config_add_trust_domain_mem(cfg, td, buf, len) != 0)
 		error_copy(e, config_error(cfg));
 	else
@@ -146,8 +183,7 @@ fetch_one(struct proxy *p, struct lstate *ls, size_t i, struct mtls_error *e)
 		free(buf);
 		return 0;
 	}
-	if ((roots = bundle_admit(l->ca_td[i], l->ca_path[i], buf, len,
-	    e)) < 0) {
+	if ((roots = bundle_admit(p, ls, i, buf, len, e)) < 0) {
 		free(buf);
 		__atomic_add_fetch(&p->m_bundle_rejected, 1, __ATOMIC_RELAXED);
 		bundle_log("error", "bundle_rejected", ls, i, -1, e->msg);

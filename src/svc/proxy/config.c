@@ -117,6 +117,20 @@ cfg_rules(struct proxy_conf *cs, int line, const char *key, const char *val,
 	return cfg_list(v, n, val, err);
 }
 
+/* A [listener "NAME"] or [route "NAME"] name must fit its field whole: a
+ * truncated name would not match itself on the section's next line (each
+ * key a new, incomplete section) and two long names would collide. */
+static int
+cfg_name_fits(const struct proxy_conf *cs, int line, const char *kind,
+    const char *name, size_t size, struct mtls_error *err)
+{
+	if (strlen(name) < size)
+		return 0;
+	return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s name '%.40s...' is "
+	    "longer than %zu bytes; give a shorter one", cs->path, line, kind,
+	    name, size - 1);
+}
+
 /* [route "NAME"]: one route of an http listener. */
 static int
 cfg_route(struct proxy_conf *cs, const char *name, const char *key,
@@ -127,6 +141,8 @@ cfg_route(struct proxy_conf *cs, const char *name, const char *key,
 	int64_t n;
 	int b;
 
+	if (cfg_name_fits(cs, line, "route", name, sizeof(r->name), err) != 0)
+		return -1;
 	if (r == NULL || strcmp(r->name, name) != 0) {
 		size_t i;
 
@@ -351,6 +367,9 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown section "
 		    "[%s] (use [proxy] and [listener \"NAME\"])", cs->path, line,
 		    section);
+	if (cfg_name_fits(cs, line, "listener", section + 9,
+	    sizeof(o->l[0].name), err) != 0)
+		return -1;
 	if (cs->cur == NULL || strcmp(cs->cur->name, section + 9) != 0) {
 		size_t i;
 

@@ -465,6 +465,23 @@ exchange(struct gwc *c, char *rbuf, size_t rbufsz)
 	return c->rq.keep && c->rq.done && !c->out.failed;
 }
 
+/* The identities libmtls verified for the peer of <t> into <ids>: 0, or
+ * -1 (out of memory; <ids> freed). */
+static int
+peer_ids(struct mtls *t, struct ids *ids)
+{
+	size_t i, n = mtls_peer_identity_count(t);
+	const char *v;
+
+	for (i = 0; i < n; i++)
+		if ((v = mtls_peer_identity(t, i)) == NULL ||
+		    ids_add(ids, "", v, strlen(v)) != 0) {
+			ids_free(ids);
+			return -1;
+		}
+	return 0;
+}
+
 void
 conn_run(struct gwc *c)
 {
@@ -499,13 +516,17 @@ conn_run(struct gwc *c)
 		goto out;	/* for a newcomer: counted by net */
 	if (r == 0) {
 		X509 *peer = tls_peer_cert(c->cl.tls);
-		struct mtls_error e;
 
 		ok = 1;
 		c->verified = mtls_peer_verified(c->cl.tls);
 		c->fail = mtls_fail_code(c->cl.tls);
+		/* the identities libmtls verified, not the certificate's
+		 * names parsed again: under a federated anchor its DNS, IP
+		 * and CN names were dropped (the partner does not vouch
+		 * for names in our DNS), and routes and XFCC must not see
+		 * them either */
 		if (c->verified && peer != NULL &&
-		    ids_from_cert(peer, &c->ids, &e) == 0) {
+		    peer_ids(c->cl.tls, &c->ids) == 0) {
 			c->peer_id = mtls_peer_id(c->cl.tls);
 			c->xfcc = xfcc_build(c->by ? c->by : "", peer,
 			    &c->ids);
