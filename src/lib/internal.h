@@ -264,6 +264,11 @@ struct profile_req {
 	int64_t		 not_before;	/* UNIX seconds */
 	int64_t		 not_after;
 	EVP_PKEY	*pubkey;	/* subject key */
+	/* 1: the certificate is only verified, encoded and freed (the CA's
+	 * leaf issuance): its key is set by x509_set_pubkey_fast, whose
+	 * parsed key is a legacy object that provider-parameter readers
+	 * (EVP_PKEY_get_*_param: JWK export, group names) cannot read */
+	int		 pubkey_fast;
 	X509		*issuer;	/* NULL for root */
 	EVP_PKEY	*issuer_key;	/* signer */
 	/* intermediate scoping */

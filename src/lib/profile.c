@@ -549,7 +549,8 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 	    NULL || ASN1_TIME_set(X509_getm_notAfter(x),
 	    (time_t)r->not_after) == NULL)
 		goto nomem;
-	if (!x509_set_pubkey_fast(x, r->pubkey))
+	if (!(r->pubkey_fast ? x509_set_pubkey_fast(x, r->pubkey) :
+	    X509_set_pubkey(x, r->pubkey)))
 		goto nomem;
 
 	switch (r->kind) {

@@ -7,7 +7,10 @@
  * RSA copy of the same key takes the ASN.1 method (i2o/i2d of the key
  * itself): 8 us. The bytes are the same SubjectPublicKeyInfo, and the
  * certificate then holds that copy as its parsed key, which is what
- * verification (key strength, signature checks) reads.
+ * verification (key strength, signature checks) reads; provider-parameter
+ * readers (EVP_PKEY_get_*_param: a JWK's curve and coordinates) cannot, so
+ * profile_build uses it only when asked (the CA's leaf issuance, whose
+ * certificate is verified, encoded and freed).
  *
  * This file alone uses the deprecated EC_KEY/RSA accessors; they exist in
  * every OpenSSL 3 and are the only way to reach the ASN.1 method.

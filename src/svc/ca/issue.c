@@ -373,6 +373,7 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 		return -1;
 	pr.not_after = ca_clamp(ca, pr.not_after, res);
 	pr.pubkey = key;
+	pr.pubkey_fast = 1;	/* verified, encoded, freed: never read */
 	pr.crl_url = r->crl_url ? r->crl_url : ca->crl_url;
 	pr.ocsp_url = r->ocsp_url ? r->ocsp_url : ca->ocsp_url;
 	pr.ca_server = r->ca_server;
