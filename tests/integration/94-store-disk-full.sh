@@ -58,7 +58,10 @@ st=$(post /v1/enroll enroll.json)
 st=$(post /v1/renew renew.json --cert "$MNT/r.pem" --key "$MNT/r.key")
 [ "$st" = 503 ] && grep -q 'disk full' resp.json && ok "renew on a full disk: 503 naming 'disk full'" \
     || not_ok "renew when full: $st" "$(head -c 300 resp.json)"
+! grep -qF -e "$MNT" -e inventory.db resp.json && ok "the 503 body names the kind, not the inventory's path" \
+    || not_ok "503 body leaks the store's path" "$(head -c 300 resp.json)"
 expect_grep '"event":"request".*"path":"/v1/enroll","status":503.*disk full' "$LOG" "the request log line names the cause"
+expect_grep '"event":"not_ready".*inventory' "$LOG" "the not_ready log line keeps the detail (the inventory's path)"
 expect_grep '"event":"not_ready".*disk full' "$LOG" "a not_ready line says disk full"
 st=$(curl -sS --max-time 5 --cacert "$MNT/root/bundle.pem" -o ready.json -w '%{http_code}' "$URL/readyz")
 [ "$st" = 503 ] && grep -q 'disk full' ready.json && ok "/readyz 503 'disk full'" || not_ok "readyz when full: $st" "$(cat ready.json)"

@@ -78,17 +78,29 @@ serve_storage_fault(const struct mtls_error *e)
 void
 serve_set_ready(struct server *s, const struct mtls_error *e)
 {
-	char cause[256] = "";
+	char cause[256] = "", pub[64] = "";
+	const char *kind, *p;
 	int changed;
 	json_t *lg;
 
-	if (e != NULL)
-		snprintf(cause, sizeof(cause), "%s: %s", e->sys == ENOSPC ||
-		    e->sys == EDQUOT ? "disk full" : e->sys == EROFS ?
-		    "read-only file system" : "I/O error", e->msg);
+	if (e != NULL) {
+		kind = e->sys == ENOSPC || e->sys == EDQUOT ? "disk full" :
+		    e->sys == EROFS ? "read-only file system" : "I/O error";
+		snprintf(cause, sizeof(cause), "%s: %s", kind, e->msg);
+		/* clients learn the kind, never the detail: a file path, a
+		 * database host and port stay in the log line */
+		if (e->sys == EIO && strncmp(e->msg, "store unavailable (",
+		    19) == 0 && (p = strchr(e->msg, ')')) != NULL &&
+		    p - e->msg < (long)sizeof(pub))
+			snprintf(pub, sizeof(pub), "%.*s", (int)(p - e->msg + 1),
+			    e->msg);
+		else
+			snprintf(pub, sizeof(pub), "%s", e->sys == EIO ?
+			    "store unavailable" : kind);
+	}
 	pthread_mutex_lock(&s->ready_mu);
-	changed = (s->not_ready[0] == '\0') != (cause[0] == '\0');
-	snprintf(s->not_ready, sizeof(s->not_ready), "%s", cause);
+	changed = (s->not_ready[0] == '\0') != (pub[0] == '\0');
+	snprintf(s->not_ready, sizeof(s->not_ready), "%s", pub);
 	pthread_mutex_unlock(&s->ready_mu);
 	if (!changed)
 		return;

@@ -39,7 +39,7 @@ struct server {
 	/* readiness: "" while the store commits, else why it cannot (the
 	 * last failed write); cleared by the next write that works */
 	pthread_mutex_t		 ready_mu;
-	char			 not_ready[256];
+	char			 not_ready[256];	/* what clients see */
 };
 
 /* A connection: requests read with deadlines. */

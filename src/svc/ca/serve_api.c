@@ -106,7 +106,8 @@ serve_reply_unavailable(struct server *s, struct reply *rp, const char *what,
 	serve_set_ready(s, err);
 	pthread_mutex_lock(&s->ready_mu);
 	serve_reply_error(rp, 503, err->sys == EIO ? "store_unavailable" :
-	    "unavailable", "%s: %s", what, s->not_ready);
+	    "unavailable", "%s: %s (details in the server's log)", what,
+	    s->not_ready);
 	pthread_mutex_unlock(&s->ready_mu);
 }
 
