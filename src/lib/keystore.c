@@ -415,7 +415,7 @@ login(PKCS11_SLOT *slot, const struct p11uri *u, const char *shown,
 	if (ckr == CKR_PIN_INCORRECT_ || ckr == CKR_PIN_INVALID_ ||
 	    ckr == CKR_PIN_LEN_RANGE_)
 		error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN refused "
-		    "(CKR_PIN_INCORRECT) — check pin-source file %s",
+		    "(CKR_PIN_INCORRECT) - check pin-source file %s",
 		    u->token, u->pin_file);
 	else if (ckr == CKR_PIN_LOCKED_ || ckr == CKR_PIN_EXPIRED_)
 		error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN %s "

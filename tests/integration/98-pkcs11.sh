@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Keys in a PKCS#11 token (SoftHSM2, its tokens in this test's folder): a
+# P-256 key generated in the token, its CSR signed in the token, issued by
+# `mtls ca issue --csr`; `mtls proxy --key 'pkcs11:...?pin-source=file:..'`
+# serves curl and openssl s_client; `mtls doctor files` and `doctor connect`
+# use token keys too. A wrong PIN, a missing object, a missing token, a PIN
+# file others can read and pin-value are clear errors and exit 2.
+. "$(dirname "$0")/lib.sh"
+cd "$T_DIR"
+peers_need softhsm2-util pkcs11-tool
+MOD=${MTLS_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+[ -f "$MOD" ] || { not_ok "SoftHSM2 module $MOD (scripts/deps.sh check)"; exit 0; }
+[ -f /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so ] || [ -n "$(find /usr/lib -name pkcs11.so -path '*engines-3*' 2>/dev/null | head -1)" ] \
+    || { not_ok "libengine-pkcs11-openssl installed (scripts/deps.sh check)"; exit 0; }
+mkdir tokens
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$T_DIR" > softhsm2.conf
+export SOFTHSM2_CONF=$T_DIR/softhsm2.conf
+q softhsm2-util --init-token --free --label wl --pin 1234 --so-pin 5678
+q pkcs11-tool --module "$MOD" --token-label wl --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label server --id 01
+q pkcs11-tool --module "$MOD" --token-label wl --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label client --id 02
+printf '1234\n' > pin && chmod 600 pin
+printf '9999\n' > badpin && chmod 600 badpin
+cp pin pin644 && chmod 644 pin644
+uri() { echo "pkcs11:token=wl;object=$1?pin-source=file:$T_DIR/${2:-pin}"; }
+
+pki_root_int
+# the CSRs are signed in the token (OpenSSL's pkcs11 engine: the test's own tool)
+for who in server client; do
+	q env OPENSSL_CONF=/dev/null openssl req -new -engine pkcs11 -keyform engine \
+	    -key "pkcs11:token=wl;object=$who;type=private?pin-value=1234" -subj "/CN=$who" -out "$who.csr"
+done
+q "$MTLS" ca issue --ca int --csr server.csr --spiffe-id spiffe://example.org/ns/prod/server --dns localhost --ip 127.0.0.1 --out server
+q "$MTLS" ca issue --ca int --csr client.csr --spiffe-id spiffe://example.org/ns/prod/client --out client
+q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/fileclient --out fileclient
+[ ! -e server.key ] && ok "issuing for a token's CSR writes no key file" || not_ok "no key file" "$(ls)"
+
+expect_exit 0 "doctor files: the token's key matches server.pem" "$MTLS" doctor files --cert server.pem --key "$(uri server)" --ca root/bundle.pem
+expect_exit 1 "doctor files: the client's token key does not match server.pem" "$MTLS" doctor files --cert server.pem --key "$(uri client)" --ca root/bundle.pem
+
+mkdir www && echo "hello from a token key" > www/hello.txt
+be=$(free_port)
+start_bg backend python3 -m http.server "$be" --bind 127.0.0.1 --directory www
+wait_for 10 port_open "$be" || { not_ok "backend starts"; exit 0; }
+
+port=$(free_port)
+start_bg proxy "$MTLS" proxy --listen "127.0.0.1:$port" --target "127.0.0.1:$be" --cert server.pem --key "$(uri server)" \
+    --ca root/bundle.pem --allow spiffe://example.org/ns/prod/fileclient --allow spiffe://example.org/ns/prod/client --workers 2
+wait_for 10 grep -q '"event":"start"' "$T_DIR/proxy.log" && ok "the proxy starts with its key in the token" \
+    || { not_ok "proxy with a token key starts" "$(cat "$T_DIR/proxy.log")"; exit 0; }
+body=$(curl -sS --max-time 10 --cacert root/bundle.pem --cert fileclient.pem --key fileclient.key "https://localhost:$port/hello.txt")
+[ "$body" = "hello from a token key" ] && ok "curl with a client certificate gets the body" || not_ok "curl body" "$body"
+body=$(curl -sS --max-time 10 --cacert root/bundle.pem --cert fileclient.pem --key fileclient.key "https://localhost:$port/hello.txt")
+[ "$body" = "hello from a token key" ] && ok "a second connection (another login-free signature) gets the body" || not_ok "curl again" "$body"
+out=$(printf 'GET /hello.txt HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$port" -showcerts -ign_eof \
+    -CAfile root/bundle.pem -cert fileclient.pem -cert_chain fileclient.pem -key fileclient.key -verify_return_error 2>&1)
+[[ "$out" == *"Verify return code: 0 (ok)"* && "$out" == *"hello from a token key"* ]] \
+    && ok "openssl s_client verifies the chain and gets the body" || not_ok "s_client" "$(echo "$out" | tail -20)"
+n=$(echo "$out" | grep -c 'BEGIN CERTIFICATE')
+[ "$n" = 2 ] && ok "the proxy sends leaf and intermediate" || not_ok "chain length" "$n certificates"
+expect_exit 0 "doctor connect, its client key in the token too, is accepted" "$MTLS" doctor connect "127.0.0.1:$port" \
+    --servername localhost --ca root/bundle.pem --cert client.pem --key "$(uri client)" --expect spiffe://example.org/ns/prod/server
+expect_grep 'spiffe://example.org/ns/prod/server' "$T_DIR/out" "doctor connect shows the server's chain"
+kill "$BG_PID"
+
+# clear errors; nothing starts
+refuse() {	# refuse NAME KEY PATTERN
+	expect_exit 2 "$1: the proxy exits 2" "$MTLS" proxy --listen "127.0.0.1:$(free_port)" --target "127.0.0.1:$be" \
+	    --cert server.pem --key "$2" --ca root/bundle.pem --allow-any --workers 1
+	expect_grep "$3" "$T_DIR/err" "$1: the message says so"
+}
+refuse "a wrong PIN" "$(uri server badpin)" "pkcs11: token wl: PIN refused \(CKR_PIN_INCORRECT\) - check pin-source file .*/badpin"
+refuse "a missing object" "$(uri nosuch)" "pkcs11:token=wl;object=nosuch: no such private key in token 'wl'"
+grep -q 'pin-source' "$T_DIR/err" && not_ok "the missing-object message leaves the query out" "$(cat "$T_DIR/err")" \
+    || ok "the missing-object message leaves the query out"
+refuse "a missing token" "pkcs11:token=nope;object=server?pin-source=file:$T_DIR/pin" "no initialized token labelled 'nope'"
+refuse "a PIN file mode 0644" "$(uri server pin644)" "pin644 is readable by others \(mode 644\): chmod 600"
+refuse "pin-value in the URI" "pkcs11:token=wl;object=server?pin-value=1234" "pin-value is refused"
+grep -q 1234 "$T_DIR/err" && not_ok "the pin-value message does not echo the PIN" || ok "the pin-value message does not echo the PIN"
+refuse "a missing module" "pkcs11:token=wl;object=server?pin-source=file:$T_DIR/pin&module-path=$T_DIR/none.so" "pkcs11 module .*/none.so"
