@@ -4,7 +4,9 @@
 # `mtls ca issue --csr`; `mtls proxy --key 'pkcs11:...?pin-source=file:..'`
 # serves curl and openssl s_client; `mtls doctor files` and `doctor connect`
 # use token keys too. A wrong PIN, a missing object, a missing token, a PIN
-# file others can read and pin-value are clear errors and exit 2.
+# file others can read and pin-value are clear errors and exit 2. An
+# offline root whose key is in the token (`ca init --key-uri`) signs an
+# intermediate; `ca serve` on it signs leaves in the token.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
 peers_need softhsm2-util pkcs11-tool
@@ -77,3 +79,37 @@ refuse "a PIN file mode 0644" "$(uri server pin644)" "pin644 is readable by othe
 refuse "pin-value in the URI" "pkcs11:token=wl;object=server?pin-value=1234" "pin-value is refused"
 grep -q 1234 "$T_DIR/err" && not_ok "the pin-value message does not echo the PIN" || ok "the pin-value message does not echo the PIN"
 refuse "a missing module" "pkcs11:token=wl;object=server?pin-source=file:$T_DIR/pin&module-path=$T_DIR/none.so" "pkcs11 module .*/none.so"
+
+# ---- an offline root in the token ----
+q softhsm2-util --init-token --free --label ca --pin 4321 --so-pin 8765
+q pkcs11-tool --module "$MOD" --token-label ca --login --pin 4321 --keypairgen --key-type EC:prime256v1 --label root --id 0a
+printf '4321\n' > capin && chmod 600 capin
+CAURI="pkcs11:token=ca;object=root?pin-source=file:$T_DIR/capin"
+expect_exit 2 "ca init --key-uri refuses --pass-file" "$MTLS" ca init troot --trust-domain example.org --key-uri "$CAURI" --pass-file capin
+expect_exit 2 "ca init --key-uri with a wrong object: a clear error" "$MTLS" ca init troot --trust-domain example.org \
+    --key-uri "pkcs11:token=ca;object=nosuch?pin-source=file:$T_DIR/capin"
+expect_grep "no such private key in token 'ca'" "$T_DIR/err" "the error names the missing object"
+[ ! -e troot ] && ok "a failed ca init leaves no folder" || not_ok "no troot after a failure" "$(ls troot)"
+expect_exit 0 "ca init --key-uri: a root whose key is in the token" "$MTLS" ca init troot --trust-domain example.org --key-uri "$CAURI"
+[ ! -e troot/ca.key ] && [ "$(stat -c %a troot/ca.keyuri)" = 600 ] && ok "no ca.key; ca.keyuri is 0600" \
+    || not_ok "root files" "$(ls -l troot)"
+grep -q 4321 troot/ca.keyuri && not_ok "ca.keyuri holds no PIN" || ok "ca.keyuri holds no PIN"
+pub_token=$(pkcs11-tool --module "$MOD" --token-label ca --read-object --type pubkey --label root 2>/dev/null | openssl pkey -pubin -inform DER -outform DER 2>/dev/null | sha256sum)
+pub_cert=$(openssl x509 -in troot/ca.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum)
+[ -n "$pub_token" ] && [ "$pub_token" = "$pub_cert" ] && ok "the root certificate holds the token's public key" \
+    || not_ok "root public key" "$pub_token / $pub_cert"
+expect_exit 0 "the offline root in the token signs an intermediate" "$MTLS" ca intermediate tint --parent troot --name tint
+expect_exit 0 "the intermediate verifies under the token root" openssl verify -CAfile troot/ca.pem tint/ca.pem
+sed -i "s|capin|badpin|" troot/ca.keyuri
+expect_exit 2 "the root's URI with a wrong PIN file refuses to sign" "$MTLS" ca intermediate tint3 --parent troot --name tint3
+expect_grep "PIN refused \(CKR_PIN_INCORRECT\)" "$T_DIR/err" "and says the PIN was refused"
+sed -i "s|badpin|capin|" troot/ca.keyuri
+
+cport=$(free_port)
+start_bg caserve "$MTLS" ca serve --ca troot --listen "127.0.0.1:$cport" --url "https://localhost:$cport"
+wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve.log" && ok "ca serve starts on the token root" \
+    || { not_ok "ca serve on the token root" "$(cat "$T_DIR/caserve.log")"; exit 0; }
+"$MTLS" ca token create --ca troot --spiffe-id spiffe://example.org/ns/prod/web > web.token 2> err || not_ok "token create" "$(cat err)"
+expect_exit 0 "ca serve signs an enrollment with the token key" "$MTLS" agent --ca-url "https://localhost:$cport" \
+    --token-file web.token --out-dir web --once
+expect_exit 0 "the enrolled certificate verifies under the token root" openssl verify -CAfile troot/bundle.pem web/svid.pem
