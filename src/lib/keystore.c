@@ -24,6 +24,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <libp11.h>
 
 #include "internal.h"
@@ -430,6 +432,36 @@ login(PKCS11_SLOT *slot, const struct p11uri *u, const char *shown,
 	return rv;
 }
 
+/*
+ * libp11 pairs a token's private key with a public key found by CKA_ID (or
+ * a certificate): keys without distinct ids can be paired with another
+ * key's public half, and a certificate or a root would then carry a public
+ * key that does not verify what the token signs. One signature in the
+ * token, verified in software with the public half, proves the pair.
+ */
+static int
+pair_check(EVP_PKEY *k)
+{
+	unsigned char msg[32], sig[1024];
+	size_t siglen = sizeof(sig);
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	const EVP_MD *md = EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519 ?
+	    NULL : EVP_sha256();
+	int ok = 0;
+
+	if (c != NULL && RAND_bytes(msg, sizeof(msg)) == 1 &&
+	    EVP_DigestSignInit(c, NULL, md, NULL, k) == 1 &&
+	    EVP_DigestSign(c, sig, &siglen, msg, sizeof(msg)) == 1) {
+		EVP_MD_CTX_free(c);
+		c = EVP_MD_CTX_new();
+		ok = c != NULL &&
+		    EVP_DigestVerifyInit(c, NULL, md, NULL, k) == 1 &&
+		    EVP_DigestVerify(c, sig, siglen, msg, sizeof(msg)) == 1;
+	}
+	EVP_MD_CTX_free(c);
+	return ok;
+}
+
 static int
 load_uri(const char *uri, EVP_PKEY **out, struct mtls_error *err)
 {
@@ -489,6 +521,15 @@ load_uri(const char *uri, EVP_PKEY **out, struct mtls_error *err)
 	if ((*out = PKCS11_get_private_key(k)) == NULL) {
 		error_set_ossl(err, MTLS_ERR_CRYPTO, "pkcs11: %s: cannot use "
 		    "the key (its public part is needed too)", shown);
+		goto err;
+	}
+	if (!pair_check(*out)) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+		error_set(err, MTLS_ERR_CRYPTO, "pkcs11: %s: what the token "
+		    "signs with this key does not verify with the public key "
+		    "paired with it (give each key pair its own CKA_ID: "
+		    "pkcs11-tool --keypairgen --id HEX)", shown);
 		goto err;
 	}
 	rv = 0;

@@ -113,3 +113,26 @@ wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve.log" && ok "ca serve start
 expect_exit 0 "ca serve signs an enrollment with the token key" "$MTLS" agent --ca-url "https://localhost:$cport" \
     --token-file web.token --out-dir web --once
 expect_exit 0 "the enrolled certificate verifies under the token root" openssl verify -CAfile troot/bundle.pem web/svid.pem
+expect_exit 2 "agent --key with a pkcs11: URI: refused (not supported yet)" "$MTLS" agent --ca-url "https://localhost:$cport" \
+    --cert client.pem --key "$(uri client)" --out-dir web4 --once
+expect_grep "a pkcs11: URI is not supported by the agent yet" "$T_DIR/err" "the agent says why"
+
+# two key pairs without CKA_IDs: libp11 may pair a private key with the
+# other's public key; such a key is refused, never used to make a root
+# whose certificate does not verify
+q softhsm2-util --init-token --free --label noid --pin 1234 --so-pin 5678
+for l in a b; do
+	q pkcs11-tool --module "$MOD" --token-label noid --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label $l
+done
+refused=0 bad=0
+for l in a b; do
+	"$MTLS" ca init "noid-$l" --trust-domain example.org --key-uri "pkcs11:token=noid;object=$l?pin-source=file:$T_DIR/pin" \
+	    > /dev/null 2> "noid-$l.err"
+	case $? in
+	0) openssl verify -CAfile "noid-$l/ca.pem" "noid-$l/ca.pem" > /dev/null 2>&1 || bad=$((bad + 1)) ;;
+	2) grep -q 'does not verify with the public key paired with it' "noid-$l.err" && refused=$((refused + 1)) || bad=$((bad + 1)) ;;
+	*) bad=$((bad + 1)) ;;
+	esac
+done
+[ "$bad" = 0 ] && [ "$refused" -ge 1 ] && ok "a private key paired with another's public key is refused ($refused of 2)" \
+    || not_ok "mis-paired token keys" "refused $refused, bad $bad: $(cat noid-*.err)"
