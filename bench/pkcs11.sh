@@ -17,8 +17,8 @@ mkdir tokens
 printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$d" > softhsm2.conf
 export SOFTHSM2_CONF=$d/softhsm2.conf
 softhsm2-util --init-token --free --label b --pin 1234 --so-pin 5678 >/dev/null
-for l in root server; do
-	pkcs11-tool --module "$MOD" --token-label b --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label $l >/dev/null 2>&1
+id=0; for l in root server; do id=$((id + 1))
+	pkcs11-tool --module "$MOD" --token-label b --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label $l --id 0$id >/dev/null 2>&1
 done
 printf '1234\n' > pin && chmod 600 pin
 uri() { echo "pkcs11:token=b;object=$1?pin-source=file:$d/pin"; }
