@@ -63,6 +63,10 @@ expect_exit 0 "doctor connect, its client key in the token too, is accepted" "$M
     --servername localhost --ca root/bundle.pem --cert client.pem --key "$(uri client)" --expect spiffe://example.org/ns/prod/server
 expect_grep 'spiffe://example.org/ns/prod/server' "$T_DIR/out" "doctor connect shows the server's chain"
 kill "$BG_PID"
+expect_exit 2 "cert export refuses a token key (it never leaves the token)" "$MTLS" cert export --cert server.pem \
+    --key "$(uri server)" --format pem --out exported.pem
+expect_grep "never leaves it" "$T_DIR/err" "the refusal says why"
+[ ! -e exported.pem ] && ok "no file is written for a token key" || not_ok "exported.pem written" "$(grep -A2 PRIVATE exported.pem)"
 
 # clear errors; nothing starts
 refuse() {	# refuse NAME KEY PATTERN
