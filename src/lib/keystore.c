@@ -124,14 +124,9 @@ path_attr(struct p11uri *u, const char *name, size_t nlen, const char *v,
 		    pdecode(v, vlen, 0, 0, "object", (uint8_t *)u->object,
 		    sizeof(u->object), &len, err);
 	if (nlen == 2 && memcmp(name, "id", 2) == 0) {
-		if (set_once(seen, 4, "id", err) != 0 ||
+		return set_once(seen, 4, "id", err) != 0 ? -1 :
 		    pdecode(v, vlen, 0, 1, "id", u->id, sizeof(u->id),
-		    &u->id_len, err) != 0)
-			return -1;
-		if (u->id_len == 0)
-			return error_set(err, MTLS_ERR_PARSE,
-			    "pkcs11 URI: id is empty");
-		return 0;
+		    &u->id_len, err);
 	}
 	if (nlen == 4 && memcmp(name, "type", 4) == 0) {
 		if (set_once(seen, 8, "type", err) != 0 ||
@@ -223,6 +218,10 @@ attrs(struct p11uri *u, const char *s, size_t n, char sep, int query,
 		if ((eq = memchr(a, '=', (size_t)(e - a))) == NULL || eq == a)
 			return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: "
 			    "attribute without name=value");
+		if (eq + 1 == e)	/* token= would match no label, or all */
+			return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: "
+			    "'%.*s' has an empty value", (int)(eq - a > 32 ? 32 :
+			    eq - a), a);
 		if ((query ? query_attr : path_attr)(u, a, (size_t)(eq - a),
 		    eq + 1, (size_t)(e - eq - 1), seen, err) != 0)
 			return -1;
