@@ -73,7 +73,7 @@ $(BUILD)/mtls: $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a
 	$(CC) $(LDFLAGS_EXE) -o $@ $(CMD_OBJ) $(SVC_OBJ) $(BUILD)/libmtls.a $(SVC_LIBS) $(PKG_LIBS)
 $(BUILD)/mtls.pc: Makefile
 	@mkdir -p $(@D)
-	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: mtls\nDescription: mutual TLS identities, verification and connections on OpenSSL 3\nVersion: 0.1.0\nRequires.private: openssl sqlite3 jansson\nLibs: -L$${libdir} -lmtls\nCflags: -I$${includedir}\n' '$(PREFIX)' > $@
+	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: mtls\nDescription: mutual TLS identities, verification and connections on OpenSSL 3\nVersion: 0.1.0\nRequires.private: openssl sqlite3 jansson libp11\nLibs: -L$${libdir} -lmtls\nCflags: -I$${includedir}\n' '$(PREFIX)' > $@
 
 # Unit tests: one cmocka program per library file, linked with every object.
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmtls.a $(SVC_OBJ)

@@ -7,7 +7,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 HARDEN   := -fstack-protector-strong -D_FORTIFY_SOURCE=2
 CSTD     := -std=c11 -D_GNU_SOURCE
-PKGS     := openssl sqlite3 jansson
+PKGS     := openssl sqlite3 jansson libp11
 # Recursive (=): evaluated when a recipe runs, after scripts/deps.sh has
 # installed the packages on a fresh machine.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) libpq 2>/dev/null)

@@ -11,7 +11,7 @@ out="$(pwd)/$BUILD-fuzz"
 mkdir -p "$out"
 CC=${FUZZ_CC:-clang}
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/lib -Isrc/svc $(pkg-config --cflags openssl sqlite3 jansson)"
-libs="$(pkg-config --libs openssl sqlite3 jansson libcurl) -lhttp_parser -lpthread"
+libs="$(pkg-config --libs openssl sqlite3 jansson libcurl libp11) -lhttp_parser -lpthread"
 make --no-print-directory BUILD="$BUILD" all >/dev/null || exit 1
 rc=0
 # libmtls once, as the Makefile builds it: only its objects may include

@@ -13,7 +13,7 @@
 enum {
 	O_TD = 256, O_KEYTYPE, O_TTL, O_PASS, O_NAME, O_PARENT, O_PPASS,
 	O_PSPIFFE, O_PDNS, O_CA, O_SPIFFE, O_DNS, O_IP, O_CSR, O_ROLE, O_OUT,
-	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON, O_FORMAT
+	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON, O_FORMAT, O_KEYURI
 };
 
 static const struct option all_opts[] = {
@@ -39,13 +39,14 @@ static const struct option all_opts[] = {
 	{ "revoked", no_argument, NULL, O_REVOKED },
 	{ "json", no_argument, NULL, O_JSON },
 	{ "format", required_argument, NULL, O_FORMAT },
+	{ "key-uri", required_argument, NULL, O_KEYURI },
 	{ NULL, 0, NULL, 0 },
 };
 
 /* Everything any `mtls ca` subcommand accepts; each checks its own. */
 struct ca_args {
 	const char	*td, *pass, *name, *parent, *ppass, *ca, *csr, *role;
-	const char	*out, *reason, *pos, *format;
+	const char	*out, *reason, *pos, *format, *key_uri;
 	char		**pspiffe, **pdns;
 	size_t		 n_pspiffe, n_pdns;
 	struct ids	 ids;
@@ -147,6 +148,7 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 		case O_REVOKED: a->revoked = 1; break;
 		case O_JSON: a->json = 1; break;
 		case O_FORMAT: a->format = optarg; break;
+		case O_KEYURI: a->key_uri = optarg; break;
 		}
 	}
 	if (optind < argc)
@@ -165,12 +167,16 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 
 static const char init_help[] =
 "usage: mtls ca init DIR --trust-domain TD [--key-type T] [--ttl D]\n"
-"                    [--pass-file F] [--name CN]\n"
+"                    [--pass-file F] [--name CN] [--key-uri URI]\n"
 "Creates an offline root CA in DIR (which must not exist or be empty):\n"
 "ca.pem, ca.key (0600; encrypted with the first line of --pass-file),\n"
 "bundle.pem, inventory.db (SQLite) and ca.conf (roles, URLs).\n"
 "  --key-type  ec-p256 (default), ec-p384, ed25519, rsa-2048, rsa-3072\n"
-"  --ttl       lifetime (default 3650d)\n";
+"  --ttl       lifetime (default 3650d)\n"
+"  --key-uri   the root's key in a PKCS#11 token, e.g.\n"
+"              'pkcs11:token=ca;object=root?pin-source=file:/etc/mtls/pin'\n"
+"              (the key must exist in the token; no ca.key is written,\n"
+"              DIR/ca.keyuri holds the URI)\n";
 
 static int
 ca_init_cmd(int argc, char **argv)
@@ -184,8 +190,13 @@ ca_init_cmd(int argc, char **argv)
 	if (cmd_wants_help(argc, argv, init_help))
 		return 0;
 	if (parse("ca init", argc, argv, BIT(O_TD) | BIT(O_KEYTYPE) |
-	    BIT(O_TTL) | BIT(O_PASS) | BIT(O_NAME), &a) != 0)
+	    BIT(O_TTL) | BIT(O_PASS) | BIT(O_NAME) | BIT(O_KEYURI), &a) != 0)
 		goto out;
+	if (a.key_uri != NULL && (a.key_type >= 0 || a.pass != NULL)) {
+		rv = cmd_usage("ca init", "--key-uri names a key that exists in "
+		    "its token: --key-type and --pass-file do not apply");
+		goto out;
+	}
 	if (a.pos == NULL) {
 		rv = cmd_usage("ca init", "missing DIR");
 		goto out;
@@ -201,6 +212,7 @@ ca_init_cmd(int argc, char **argv)
 	r.key_type = a.key_type < 0 ? KEY_EC_P256 : a.key_type;
 	r.ttl = a.ttl;
 	r.pass_file = a.pass;
+	r.key_uri = a.key_uri;
 	error_clear(&err);
 	if (ca_init(&r, &res, &err) != 0) {
 		rv = cmd_fail("ca init", &err);

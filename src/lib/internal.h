@@ -10,6 +10,7 @@
 #ifndef MTLS_INTERNAL_H
 #define MTLS_INTERNAL_H
 
+#include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -177,9 +178,28 @@ int	 key_generate(int type, EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
 int	 key_parse(const uint8_t *buf, size_t len, const char *name,
 	    const struct mtls_secret *pass, EVP_PKEY **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
-/* Loads a private key (PEM or DER, PKCS#8 encrypted or not) from <path>. */
+/* ---- keystore.c: where a private key lives (a file or a PKCS#11 token) ---- */
+/* Loads a private key from <path>: a file (PEM or DER, PKCS#8 encrypted or
+ * not, <pass>), or a key in a PKCS#11 token named by an RFC 7512 "pkcs11:"
+ * URI (the key stays in the token; the EVP_PKEY signs through it). */
 int	 key_load(const char *path, const struct mtls_secret *pass,
 	    EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
+/* 1 when <s> is a "pkcs11:" URI (any case of the scheme). */
+int	 keystore_is_uri(const char *s);
+#define P11URI_MAX	1024
+/* An RFC 7512 URI, as far as we accept it: token, object and/or id, type
+ * (private only), ?pin-source=file:PATH (required), module-path (absolute);
+ * pin-value and every other attribute refused, none twice. */
+struct p11uri {
+	char	 token[33];	/* PKCS#11 labels are 32 bytes */
+	char	 object[256];
+	uint8_t	 id[128];
+	size_t	 id_len;
+	char	 pin_file[PATH_MAX];
+	char	 module[PATH_MAX];
+};
+int	 p11uri_parse(const char *s, size_t n, struct p11uri *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* PEM PKCS#8, AES-256-CBC encrypted when <pass> is non-empty; written
  * 0600 atomically; the PEM bytes are cleansed. */
 int	 key_write(const char *path, EVP_PKEY *, const struct mtls_secret *pass,

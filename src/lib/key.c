@@ -168,23 +168,6 @@ key_parse(const uint8_t *buf, size_t len, const char *path,
 }
 
 int
-key_load(const char *path, const struct mtls_secret *pass, EVP_PKEY **out,
-    struct mtls_error *err)
-{
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int rv;
-
-	*out = NULL;
-	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
-		return -1;
-	rv = key_parse(buf, len, path, pass, out, err);
-	OPENSSL_cleanse(buf, len);
-	free(buf);
-	return rv;
-}
-
-int
 key_write(const char *path, EVP_PKEY *k, const struct mtls_secret *pass,
     int overwrite, struct mtls_error *err)
 {

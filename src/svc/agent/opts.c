@@ -16,5 +16,9 @@ agent_opts_check(const struct agent_opts *o, struct mtls_error *err)
 	    (o->cert == NULL) != (o->key == NULL))
 		return error_set(err, MTLS_ERR_ARG, "give --token-file, or "
 		    "--cert and --key");
+	if (o->key != NULL && keystore_is_uri(o->key))
+		return error_set(err, MTLS_ERR_ARG, "--key: the agent renews "
+		    "with a key file and writes new keys as files; a pkcs11: "
+		    "URI is not supported by the agent yet (docs/pkcs11.md)");
 	return 0;
 }

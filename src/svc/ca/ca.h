@@ -156,6 +156,8 @@ struct ca_init_req {
 	int		 key_type;
 	int64_t		 ttl;
 	const char	*pass_file;	/* encrypt ca.key; NULL = plain */
+	const char	*key_uri;	/* pkcs11: URI of the key in a token
+					 * (then no ca.key: ca.keyuri) */
 };
 
 struct ca_int_req {

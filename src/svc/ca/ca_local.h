@@ -22,8 +22,9 @@ struct signer;
 /* A fresh key of <key_type> for a new CA (ca init, ca intermediate). */
 int	 signer_generate(struct signer **, int key_type,
 	    struct mtls_error *) MTLS_MUST_CHECK;
-/* Loads the CA key <path> (decrypted with <pass>; empty = plain) and
- * checks that it is <cert>'s. */
+/* Loads the CA key <path> (decrypted with <pass>; empty = plain), or the
+ * key in a PKCS#11 token a pkcs11: URI names (it stays there), and checks
+ * that it is <cert>'s (NULL: a new CA, no certificate yet). */
 int	 signer_load(struct signer **, const char *path,
 	    const struct mtls_secret *pass, X509 *cert,
 	    struct mtls_error *) MTLS_MUST_CHECK;

@@ -64,9 +64,9 @@ ca_write_certs(const char *path, STACK_OF(X509) *sk, int overwrite,
 static void
 rm_tmpdir(const char *dir)
 {
-	static const char *names[] = { "ca.pem", "ca.key", "bundle.pem",
-	    "ca.conf", "inventory.db", "inventory.db-wal", "inventory.db-shm",
-	    "inventory.db-journal" };
+	static const char *names[] = { "ca.pem", "ca.key", "ca.keyuri",
+	    "bundle.pem", "ca.conf", "inventory.db", "inventory.db-wal",
+	    "inventory.db-shm", "inventory.db-journal" };
 	char p[PATH_MAX];
 	size_t i;
 
@@ -185,6 +185,8 @@ struct newca {
 	struct signer		*signer;	/* the new CA's key */
 	const struct mtls_secret *pass;		/* encrypts ca.key */
 	const char		*conf;		/* ca.conf */
+	const char		*key_uri;	/* the key in a token: ca.keyuri
+						 * instead of ca.key */
 };
 
 /*
@@ -220,9 +222,18 @@ build_dir(const char *dir, struct newca *nc, struct ca_result *res,
 			error_set(err, MTLS_ERR_IO, "serial collision");
 		goto err;
 	}
-	ca_path(p, sizeof(p), tmp, "ca.key");
-	if (signer_write(nc->signer, p, nc->pass, err) != 0)
-		goto err;
+	if (nc->key_uri != NULL) {	/* the URI (no PIN in it), 0600 */
+		char line[P11URI_MAX + 2];
+		int n = snprintf(line, sizeof(line), "%s\n", nc->key_uri);
+
+		ca_path(p, sizeof(p), tmp, "ca.keyuri");
+		if (fs_write_atomic(p, line, (size_t)n, 0600, 0, err) != 0)
+			goto err;
+	} else {
+		ca_path(p, sizeof(p), tmp, "ca.key");
+		if (signer_write(nc->signer, p, nc->pass, err) != 0)
+			goto err;
+	}
 	ca_path(p, sizeof(p), tmp, "ca.pem");
 	if (ca_write_certs(p, chain, 0, err) != 0)
 		goto err;
@@ -265,7 +276,17 @@ ca_init(const struct ca_init_req *r, struct ca_result *res,
 	    check_new_dir(r->dir, err) != 0 ||
 	    load_pass(&pass, r->pass_file, err) != 0)
 		goto out;
-	if (signer_generate(&nc.signer, r->key_type, err) != 0)
+	if (r->key_uri != NULL) {
+		if (!keystore_is_uri(r->key_uri) ||
+		    strlen(r->key_uri) > P11URI_MAX) {
+			error_set(err, MTLS_ERR_ARG, "--key-uri must be a "
+			    "pkcs11: URI of at most %d bytes", P11URI_MAX);
+			goto out;
+		}
+		if (signer_load(&nc.signer, r->key_uri, NULL, NULL, err) != 0)
+			goto out;
+		nc.key_uri = r->key_uri;
+	} else if (signer_generate(&nc.signer, r->key_type, err) != 0)
 		goto out;
 	snprintf(cn, sizeof(cn), "%s", r->name ? r->name : "");
 	if (r->name == NULL)
@@ -459,7 +480,8 @@ static int
 check_ca_dir(const char *dir, int want_key, struct mtls_error *err)
 {
 	static const char *names[] = { "ca.pem", "bundle.pem", "ca.conf",
-	    "inventory.db", "inventory.db-wal", "inventory.db-shm", "ca.key" };
+	    "inventory.db", "inventory.db-wal", "inventory.db-shm", "ca.key",
+	    "ca.keyuri" };
 	static const char hint[] = " (whoever can write a CA directory "
 	    "decides what it issues)";
 	char p[PATH_MAX];
@@ -467,7 +489,7 @@ check_ca_dir(const char *dir, int want_key, struct mtls_error *err)
 
 	if (fs_check_private(dir, "", hint, err) != 0)
 		return -1;
-	for (i = 0; i < (want_key ? n : n - 1); i++) {
+	for (i = 0; i < (want_key ? n : n - 2); i++) {
 		ca_path(p, sizeof(p), dir, names[i]);
 		if (fs_check_private(p, "", hint, err) != 0) {
 			if (err->sys != ENOENT)
@@ -475,6 +497,35 @@ check_ca_dir(const char *dir, int want_key, struct mtls_error *err)
 			error_clear(err);
 		}
 	}
+	return 0;
+}
+
+/* Where the CA's key is: the pkcs11: URI in DIR/ca.keyuri when that file
+ * exists, else the file DIR/ca.key. */
+static int
+key_uri(const char *dir, char *out, size_t cap, struct mtls_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char p[PATH_MAX];
+
+	ca_path(p, sizeof(p), dir, "ca.keyuri");
+	if (access(p, F_OK) != 0) {
+		ca_path(out, cap, dir, "ca.key");
+		return 0;
+	}
+	if (fs_read(p, P11URI_MAX + 2, &buf, &len, err) != 0)
+		return -1;
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	if (!keystore_is_uri((char *)buf) || strlen((char *)buf) != len ||
+	    len >= cap) {
+		free(buf);
+		return error_set(err, MTLS_ERR_PARSE, "%s: not one pkcs11: URI "
+		    "line", p);
+	}
+	memcpy(out, buf, len + 1);
+	free(buf);
 	return 0;
 }
 
@@ -522,7 +573,8 @@ open_common(struct ca **out, const char *dir, const char *pass_file,
 	if (want_key) {
 		if (load_pass(&pass, pass_file, err) != 0)
 			goto out;
-		ca_path(p, sizeof(p), dir, "ca.key");
+		if (key_uri(dir, p, sizeof(p), err) != 0)
+			goto out;
 		if (signer_load(&ca->signer, p, &pass, ca->cert, err) != 0)
 			goto out;
 	}

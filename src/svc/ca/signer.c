@@ -50,7 +50,7 @@ signer_load(struct signer **out, const char *path,
 	*out = NULL;
 	if (key_load(path, pass, &key, err) != 0)
 		return -1;
-	if (X509_check_private_key(cert, key) != 1) {
+	if (cert != NULL && X509_check_private_key(cert, key) != 1) {
 		EVP_PKEY_free(key);
 		ERR_clear_error();
 		return error_set(err, MTLS_ERR_PARSE, "%s: does not match "

@@ -105,6 +105,10 @@ cert_export_check(const struct cert_export_opts *o, struct mtls_error *err)
 	if (o->fmt != EXPORT_DER && o->key == NULL)
 		return error_set(err, MTLS_ERR_ARG, "--format %s needs --key",
 		    fmt_names[o->fmt]);
+	if (o->key != NULL && keystore_is_uri(o->key))
+		return error_set(err, MTLS_ERR_ARG, "--key: a key in a PKCS#11 "
+		    "token never leaves it, so it cannot be exported; give "
+		    "the pkcs11: URI to what uses the key instead");
 	if (o->fmt == EXPORT_P12 && o->password_file == NULL)
 		return error_set(err, MTLS_ERR_ARG, "--format p12 needs "
 		    "--password-file (Java and .NET refuse an empty password)");

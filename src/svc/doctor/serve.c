@@ -125,10 +125,21 @@ server_ctx(const struct doctor_serve_opts *o)
 	}
 	SSL_CTX_set_client_CA_list(ctx, names);
 	if (o->cert) {
-		if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1 ||
-		    SSL_CTX_use_PrivateKey_file(ctx, o->key,
-		    SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) !=
-		    1) {
+		struct mtls_error err = { 0 };
+		EVP_PKEY *k = NULL;
+		int ok;
+
+		/* key_load: a key file, or a pkcs11: URI */
+		if (key_load(o->key, NULL, &k, &err) != 0) {
+			fprintf(stderr, "mtls doctor serve: --key: %s\n",
+			    err.msg);
+			goto fail;
+		}
+		ok = SSL_CTX_use_certificate_chain_file(ctx, o->cert) == 1 &&
+		    SSL_CTX_use_PrivateKey(ctx, k) == 1 &&
+		    SSL_CTX_check_private_key(ctx) == 1;
+		EVP_PKEY_free(k);
+		if (!ok) {
 			fprintf(stderr, "mtls doctor serve: --cert %s / --key "
 			    "%s: cannot load, or the key does not match\n",
 			    o->cert, o->key);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Cost of a key in a PKCS#11 token (SoftHSM2) against the same key type in a
+# file: `mtls ca issue` per command (process start, module load, login,
+# one signature) and the proxy's server handshake (handshake_us from its
+# log, one ECDSA P-256 signature per full handshake), N of each.
+#   bench/pkcs11.sh [N]          prints a table; nothing is written to the tree
+set -euo pipefail
+N=${1:-200}
+root=$(cd "$(dirname "$0")/.." && pwd)
+M=$root/build/mtls
+MOD=${MTLS_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+d=$(mktemp -d /tmp/mtls-bench-p11.XXXXXX)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"' EXIT
+cd "$d"
+mkdir tokens
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$d" > softhsm2.conf
+export SOFTHSM2_CONF=$d/softhsm2.conf
+softhsm2-util --init-token --free --label b --pin 1234 --so-pin 5678 >/dev/null
+id=0; for l in root server; do id=$((id + 1))
+	pkcs11-tool --module "$MOD" --token-label b --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label $l --id 0$id >/dev/null 2>&1
+done
+printf '1234\n' > pin && chmod 600 pin
+uri() { echo "pkcs11:token=b;object=$1?pin-source=file:$d/pin"; }
+"$M" ca init froot --trust-domain example.org >/dev/null
+"$M" ca init troot --trust-domain example.org --key-uri "$(uri root)" >/dev/null
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+issue() {	# issue CA: mean ms per `ca issue` over N/10 runs
+	local n=$(( N / 10 )) t0 i
+	t0=$(ms)
+	for i in $(seq "$n"); do "$M" ca issue --ca "$1" --spiffe-id spiffe://example.org/b$i --out "$1-l$i" >/dev/null || echo "bench: $1 issue $i failed" >&2; done
+	echo "scale=1; ($(ms) - $t0) / $n" | bc
+}
+fi=$(issue froot) ti=$(issue troot)
+
+OPENSSL_CONF=/dev/null openssl req -new -engine pkcs11 -keyform engine -key "pkcs11:token=b;object=server;type=private?pin-value=1234" \
+    -subj /CN=s -out server.csr 2>/dev/null
+"$M" ca issue --ca froot --spiffe-id spiffe://example.org/s --dns localhost --out fserver >/dev/null
+"$M" ca issue --ca froot --csr server.csr --spiffe-id spiffe://example.org/s --dns localhost --out tserver >/dev/null
+"$M" ca issue --ca froot --spiffe-id spiffe://example.org/c --out client >/dev/null
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+be=$(port)
+python3 -m http.server "$be" --bind 127.0.0.1 >/dev/null 2>&1 & pids+=($!)
+hs() {	# hs NAME KEY: mean and median handshake_us over N connections
+	local p log=$d/$1.log
+	p=$(port)
+	"$M" proxy --listen "127.0.0.1:$p" --target "127.0.0.1:$be" --cert "$1.pem" --key "$2" --ca froot/bundle.pem \
+	    --allow-any --workers 1 2> "$log" & pids+=($!)
+	for _ in $(seq 100); do grep -q '"event":"start"' "$log" && break; sleep 0.05; done
+	for _ in $(seq "$N"); do
+		curl -s -o /dev/null --max-time 5 --cacert froot/bundle.pem --cert client.pem --key client.key "https://localhost:$p/" || true
+	done
+	grep '"event":"handshake"' "$log" | python3 -c 'import json,sys,statistics as s; v=[json.loads(l)["handshake_us"] for l in sys.stdin]; print("%d %.0f %.0f" % (len(v), s.mean(v), s.median(v)))'
+}
+read -r fn fmean fmed < <(hs fserver fserver.key)
+read -r tn tmean tmed < <(hs tserver "$(uri server)")
+printf '| key | ca issue, ms per command (n=%d) | proxy handshake_us mean / median (n) |\n|---|---|---|\n' $(( N / 10 ))
+printf '| file (EC P-256) | %s | %s / %s (%s) |\n' "$fi" "$fmean" "$fmed" "$fn"
+printf '| SoftHSM2 (EC P-256) | %s | %s / %s (%s) |\n' "$ti" "$tmean" "$tmed" "$tn"

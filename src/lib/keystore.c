@@ -1,0 +1,559 @@
+/*
+ * Where a private key lives: a file (key.c parses it), or a PKCS#11 token
+ * named by an RFC 7512 "pkcs11:" URI. The one place that knows about
+ * tokens: a pkcs11 provider can replace libp11 here and nowhere else.
+ *
+ * libp11's PKCS11_* API, not its ENGINE: the URI is parsed once, here,
+ * strictly, and libp11 gets structured values (module, token label, PIN,
+ * key label/id). The ENGINE would parse the URI again with its own, more
+ * lenient rules (pin-value accepted, unknown attributes ignored), take the
+ * PIN through a control string and pull in OpenSSL's deprecated ENGINE
+ * API; the PKCS11_* calls we need are six.
+ *
+ * A token's key stays in the token: the EVP_PKEY that libp11 returns signs
+ * through the module. The module context, its slots and the login live as
+ * long as the process (the key refers to them), one per module path.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <libp11.h>
+
+#include "internal.h"
+
+#define P11_DEFAULT_MODULE	"/usr/lib/softhsm/libsofthsm2.so"
+#define CKR_PIN_INCORRECT_	0xa0UL	/* PKCS#11 v2.40 §3.6 values */
+#define CKR_PIN_INVALID_	0xa1UL
+#define CKR_PIN_LEN_RANGE_	0xa2UL
+#define CKR_PIN_EXPIRED_	0xa3UL
+#define CKR_PIN_LOCKED_		0xa4UL
+
+int
+keystore_is_uri(const char *s)
+{
+	return s != NULL && strncasecmp(s, "pkcs11:", 7) == 0;
+}
+
+/* RFC 7512 §2.3: unreserved, and the reserved characters allowed as they
+ * are in a path value (pk11-path-res) or a query value (pk11-query-res). */
+static int
+vchar(unsigned char c, int query)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || strchr("-._~", c) != NULL)
+		return 1;
+	if (c == '\0')
+		return 0;
+	if (strchr(":[]@!$'()*+,=", c) != NULL)
+		return 1;
+	return query ? strchr("/?|;", c) != NULL : c == '&';
+}
+
+/* Percent-decodes s[0..n) into out (cap bytes, NUL-terminated); *outlen is
+ * the decoded length. A NUL byte is allowed only when <binary>. */
+static int
+pdecode(const char *s, size_t n, int query, int binary, const char *attr,
+    uint8_t *out, size_t cap, size_t *outlen, struct mtls_error *err)
+{
+	size_t i, o = 0;
+	int hi, lo;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (o + 1 >= cap)
+			return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: %s "
+			    "is longer than %zu bytes", attr, cap - 1);
+		if (c == '%') {
+			if (i + 2 >= n ||
+			    (hi = OPENSSL_hexchar2int((unsigned char)s[i + 1])) < 0 ||
+			    (lo = OPENSSL_hexchar2int((unsigned char)s[i + 2])) < 0)
+				return error_set(err, MTLS_ERR_PARSE,
+				    "pkcs11 URI: %s: '%%' must be followed by "
+				    "two hex digits", attr);
+			c = (unsigned char)(hi << 4 | lo);
+			if (c == 0 && !binary)
+				return error_set(err, MTLS_ERR_PARSE,
+				    "pkcs11 URI: %s holds a NUL byte (%%00)",
+				    attr);
+			i += 2;
+		} else if (!vchar(c, query))
+			return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: %s: "
+			    "byte 0x%02x must be percent-encoded (RFC 7512)",
+			    attr, c);
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	*outlen = o;
+	return 0;
+}
+
+static int
+set_once(unsigned *seen, unsigned bit, const char *attr,
+    struct mtls_error *err)
+{
+	if (*seen & bit)
+		return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: %s appears "
+		    "twice", attr);
+	*seen |= bit;
+	return 0;
+}
+
+static int
+path_attr(struct p11uri *u, const char *name, size_t nlen, const char *v,
+    size_t vlen, unsigned *seen, struct mtls_error *err)
+{
+	char type[16];
+	size_t len;
+
+	if (nlen == 5 && memcmp(name, "token", 5) == 0)
+		return set_once(seen, 1, "token", err) != 0 ? -1 :
+		    pdecode(v, vlen, 0, 0, "token", (uint8_t *)u->token,
+		    sizeof(u->token), &len, err);
+	if (nlen == 6 && memcmp(name, "object", 6) == 0)
+		return set_once(seen, 2, "object", err) != 0 ? -1 :
+		    pdecode(v, vlen, 0, 0, "object", (uint8_t *)u->object,
+		    sizeof(u->object), &len, err);
+	if (nlen == 2 && memcmp(name, "id", 2) == 0) {
+		return set_once(seen, 4, "id", err) != 0 ? -1 :
+		    pdecode(v, vlen, 0, 1, "id", u->id, sizeof(u->id),
+		    &u->id_len, err);
+	}
+	if (nlen == 4 && memcmp(name, "type", 4) == 0) {
+		if (set_once(seen, 8, "type", err) != 0 ||
+		    pdecode(v, vlen, 0, 0, "type", (uint8_t *)type,
+		    sizeof(type), &len, err) != 0)
+			return -1;
+		if (strcmp(type, "private") != 0)
+			return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: "
+			    "type=%s: a key is read from a private key object: "
+			    "use type=private or leave type out",
+			    strcmp(type, "public") == 0 ||
+			    strcmp(type, "cert") == 0 ||
+			    strcmp(type, "secret-key") == 0 ||
+			    strcmp(type, "data") == 0 ? type : "(other)");
+		return 0;
+	}
+	return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: path attribute "
+	    "'%.*s' is not supported (token, object, id, type)",
+	    (int)(nlen > 32 ? 32 : nlen), name);
+}
+
+static int
+query_attr(struct p11uri *u, const char *name, size_t nlen, const char *v,
+    size_t vlen, unsigned *seen, struct mtls_error *err)
+{
+	char buf[PATH_MAX + 8];
+	const char *p;
+	size_t len;
+
+	if (nlen == 9 && memcmp(name, "pin-value", 9) == 0)
+		return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: pin-value is "
+		    "refused: a PIN in a URI is on command lines and in "
+		    "process lists; put it in a file (mode 0600) and use "
+		    "?pin-source=file:PATH");
+	if (nlen == 10 && memcmp(name, "pin-source", 10) == 0) {
+		if (set_once(seen, 16, "pin-source", err) != 0 ||
+		    pdecode(v, vlen, 1, 0, "pin-source", (uint8_t *)buf,
+		    sizeof(buf), &len, err) != 0)
+			return -1;
+		if (strncmp(buf, "file:", 5) != 0)
+			return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: "
+			    "pin-source must be file:PATH (a file holding the "
+			    "PIN on its first line)");
+		p = buf + 5;
+		if (strncmp(p, "//", 2) == 0) {	/* file:///abs, no host */
+			if (p[2] != '/')
+				return error_set(err, MTLS_ERR_ARG, "pkcs11 "
+				    "URI: pin-source: file://HOST/ is not a "
+				    "local file: use file:/PATH");
+			p += 2;
+		}
+		if (*p == '\0' || strlen(p) >= sizeof(u->pin_file))
+			return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: "
+			    "pin-source: the file path is empty or too long");
+		memcpy(u->pin_file, p, strlen(p) + 1);
+		return 0;
+	}
+	if (nlen == 11 && memcmp(name, "module-path", 11) == 0) {
+		if (set_once(seen, 32, "module-path", err) != 0 ||
+		    pdecode(v, vlen, 1, 0, "module-path",
+		    (uint8_t *)u->module, sizeof(u->module), &len, err) != 0)
+			return -1;
+		if (u->module[0] != '/')
+			return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: "
+			    "module-path must be an absolute path to the "
+			    "module's .so");
+		return 0;
+	}
+	return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: query attribute "
+	    "'%.*s' is not supported (pin-source, module-path)",
+	    (int)(nlen > 32 ? 32 : nlen), name);
+}
+
+/* Splits s[0..n) at <sep> into name=value attributes and hands each to
+ * <fn>. */
+static int
+attrs(struct p11uri *u, const char *s, size_t n, char sep, int query,
+    unsigned *seen, struct mtls_error *err)
+{
+	const char *end = s + n, *a, *e, *eq;
+
+	for (a = s; a < end; a = e + 1) {
+		if ((e = memchr(a, sep, (size_t)(end - a))) == NULL)
+			e = end;
+		if (e == a)
+			return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: an "
+			    "empty attribute (two '%c' in a row, or one at an "
+			    "end)", sep);
+		if ((eq = memchr(a, '=', (size_t)(e - a))) == NULL || eq == a)
+			return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: "
+			    "attribute without name=value");
+		if (eq + 1 == e)	/* token= would match no label, or all */
+			return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: "
+			    "'%.*s' has an empty value", (int)(eq - a > 32 ? 32 :
+			    eq - a), a);
+		if ((query ? query_attr : path_attr)(u, a, (size_t)(eq - a),
+		    eq + 1, (size_t)(e - eq - 1), seen, err) != 0)
+			return -1;
+		if (e == end)
+			break;
+		if (e + 1 == end)
+			return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: an "
+			    "empty attribute (two '%c' in a row, or one at an "
+			    "end)", sep);
+	}
+	return 0;
+}
+
+int
+p11uri_parse(const char *s, size_t n, struct p11uri *u,
+    struct mtls_error *err)
+{
+	const char *q;
+	unsigned seen = 0;
+
+	memset(u, 0, sizeof(*u));
+	if (n > P11URI_MAX)
+		return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: %zu bytes, "
+		    "over the limit of %d", n, P11URI_MAX);
+	if (n < 7 || strncasecmp(s, "pkcs11:", 7) != 0)
+		return error_set(err, MTLS_ERR_PARSE, "not a pkcs11: URI");
+	if (memchr(s, '\0', n) != NULL)
+		return error_set(err, MTLS_ERR_PARSE, "pkcs11 URI: a NUL byte");
+	s += 7;
+	n -= 7;
+	q = memchr(s, '?', n);
+	if (attrs(u, s, q != NULL ? (size_t)(q - s) : n, ';', 0, &seen,
+	    err) != 0)
+		return -1;
+	if (q != NULL && attrs(u, q + 1, n - (size_t)(q + 1 - s), '&', 1,
+	    &seen, err) != 0)
+		return -1;
+	if (!(seen & 1))
+		return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: name the token "
+		    "(token=LABEL)");
+	if (!(seen & (2 | 4)))
+		return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: name the key "
+		    "(object=LABEL or id=%%HEX)");
+	if (!(seen & 16))
+		return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: give the PIN "
+		    "file: ?pin-source=file:PATH");
+	return 0;
+}
+
+/* The URI as messages show it: up to the query (no PIN file path, no
+ * module), escaped. */
+static void
+uri_shown(const char *uri, char *out, size_t cap)
+{
+	const char *q = strchr(uri, '?');
+
+	esc_text(out, cap, uri, q != NULL ? (size_t)(q - uri) : strlen(uri),
+	    160, 0);
+}
+
+/* The PIN file: this user's, not readable or writable by group or
+ * others (it is a secret); its first line, cleansed after copying. */
+static int
+pin_load(const char *path, struct mtls_secret *pin, struct mtls_error *err)
+{
+	struct stat st;
+
+	if (fs_check_private(path, "pkcs11 PIN file ", "", err) != 0)
+		return -1;
+	if (stat(path, &st) != 0)
+		return error_set_errno(err, MTLS_ERR_IO, "pkcs11 PIN file %s",
+		    path);
+	if (st.st_mode & (S_IRGRP | S_IROTH))
+		return error_set(err, MTLS_ERR_ARG, "pkcs11 PIN file %s is "
+		    "readable by %s (mode %03o): chmod 600 %s", path,
+		    st.st_mode & S_IROTH ? "others" : "its group",
+		    (unsigned)(st.st_mode & 07777), path);
+	return secret_load_pass(pin, path, err);
+}
+
+/* A module .so runs in our process: root's or ours, and nobody else may
+ * write it. */
+static int
+module_check(const char *path, struct mtls_error *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return error_set_errno(err, MTLS_ERR_IO, "pkcs11 module %s "
+		    "(set module-path in the URI or MTLS_PKCS11_MODULE)", path);
+	if (!S_ISREG(st.st_mode))
+		return error_set(err, MTLS_ERR_ARG, "pkcs11 module %s is not a "
+		    "regular file", path);
+	if ((st.st_uid != 0 && st.st_uid != geteuid()) ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return error_set(err, MTLS_ERR_ARG, "pkcs11 module %s must "
+		    "belong to root or this user and not be writable by group "
+		    "or others (mode %03o)", path,
+		    (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+struct module {
+	char		 path[PATH_MAX];
+	PKCS11_CTX	*ctx;
+	PKCS11_SLOT	*slots;
+	unsigned	 nslots;
+	struct module	*next;
+};
+static struct module *modules;	/* for the process's life */
+static pthread_mutex_t modules_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static struct module *
+module_get(const char *path, struct mtls_error *err)
+{
+	struct module *m;
+
+	for (m = modules; m != NULL; m = m->next)
+		if (strcmp(m->path, path) == 0)
+			return m;
+	if (module_check(path, err) != 0)
+		return NULL;
+	if ((m = calloc(1, sizeof(*m))) == NULL ||
+	    (m->ctx = PKCS11_CTX_new()) == NULL) {
+		free(m);
+		error_set(err, MTLS_ERR_NOMEM, "pkcs11: out of memory");
+		return NULL;
+	}
+	snprintf(m->path, sizeof(m->path), "%s", path);
+	if (PKCS11_CTX_load(m->ctx, path) != 0) {
+		error_set_ossl(err, MTLS_ERR_IO, "pkcs11 module %s: cannot "
+		    "load or initialize it", path);
+		goto err;
+	}
+	if (PKCS11_enumerate_slots(m->ctx, &m->slots, &m->nslots) != 0) {
+		error_set_ossl(err, MTLS_ERR_IO, "pkcs11 module %s: cannot "
+		    "list its slots", path);
+		PKCS11_CTX_unload(m->ctx);
+		goto err;
+	}
+	m->next = modules;
+	modules = m;
+	return m;
+ err:
+	PKCS11_CTX_free(m->ctx);
+	free(m);
+	return NULL;
+}
+
+static PKCS11_SLOT *
+slot_find(struct module *m, const char *label)
+{
+	unsigned i;
+
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].token != NULL &&
+		    m->slots[i].token->initialized &&
+		    strcmp(m->slots[i].token->label, label) == 0)
+			return &m->slots[i];
+	return NULL;
+}
+
+static unsigned long
+ckr_of_login_error(void)
+{
+	unsigned long e, r = 0;
+	int lib = ERR_get_CKR_code();
+
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_LIB(e) == lib)
+			r = (unsigned long)ERR_GET_REASON(e);
+	return r;
+}
+
+static int
+login(PKCS11_SLOT *slot, const struct p11uri *u, const char *shown,
+    struct mtls_error *err)
+{
+	struct mtls_secret pin = { NULL, 0 };
+	unsigned long ckr;
+	int in = 0, rv = -1;
+
+	if (PKCS11_is_logged_in(slot, 0, &in) == 0 && in)
+		return 0;
+	if (pin_load(u->pin_file, &pin, err) != 0)
+		return -1;
+	if (PKCS11_login(slot, 0, (const char *)pin.p) == 0) {
+		rv = 0;
+		goto out;
+	}
+	ckr = ckr_of_login_error();
+	if (ckr == CKR_PIN_INCORRECT_ || ckr == CKR_PIN_INVALID_ ||
+	    ckr == CKR_PIN_LEN_RANGE_)
+		error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN refused "
+		    "(CKR_PIN_INCORRECT) - check pin-source file %s",
+		    u->token, u->pin_file);
+	else if (ckr == CKR_PIN_LOCKED_ || ckr == CKR_PIN_EXPIRED_)
+		error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN %s "
+		    "(CKR_PIN_%s): the security officer must reset it",
+		    u->token, ckr == CKR_PIN_LOCKED_ ? "locked" : "expired",
+		    ckr == CKR_PIN_LOCKED_ ? "LOCKED" : "EXPIRED");
+	else
+		error_set(err, MTLS_ERR_IO, "pkcs11: %s: login failed "
+		    "(CKR 0x%lx)", shown, ckr);
+ out:
+	secret_clear(&pin);
+	return rv;
+}
+
+/*
+ * libp11 pairs a token's private key with a public key found by CKA_ID (or
+ * a certificate): keys without distinct ids can be paired with another
+ * key's public half, and a certificate or a root would then carry a public
+ * key that does not verify what the token signs. One signature in the
+ * token, verified in software with the public half, proves the pair.
+ */
+static int
+pair_check(EVP_PKEY *k)
+{
+	unsigned char msg[32], sig[1024];
+	size_t siglen = sizeof(sig);
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	const EVP_MD *md = EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519 ?
+	    NULL : EVP_sha256();
+	int ok = 0;
+
+	if (c != NULL && RAND_bytes(msg, sizeof(msg)) == 1 &&
+	    EVP_DigestSignInit(c, NULL, md, NULL, k) == 1 &&
+	    EVP_DigestSign(c, sig, &siglen, msg, sizeof(msg)) == 1) {
+		EVP_MD_CTX_free(c);
+		c = EVP_MD_CTX_new();
+		ok = c != NULL &&
+		    EVP_DigestVerifyInit(c, NULL, md, NULL, k) == 1 &&
+		    EVP_DigestVerify(c, sig, siglen, msg, sizeof(msg)) == 1;
+	}
+	EVP_MD_CTX_free(c);
+	return ok;
+}
+
+static int
+load_uri(const char *uri, EVP_PKEY **out, struct mtls_error *err)
+{
+	struct p11uri u;
+	struct module *m;
+	PKCS11_SLOT *slot;
+	PKCS11_KEY *keys = NULL, *k = NULL;
+	const char *mod;
+	char shown[200];
+	unsigned i, n = 0;
+	int rv = -1;
+
+	*out = NULL;
+	if (p11uri_parse(uri, strlen(uri), &u, err) != 0)
+		return -1;
+	uri_shown(uri, shown, sizeof(shown));
+	mod = u.module[0] != '\0' ? u.module :
+	    (getenv("MTLS_PKCS11_MODULE") != NULL &&
+	    getenv("MTLS_PKCS11_MODULE")[0] != '\0') ?
+	    getenv("MTLS_PKCS11_MODULE") : P11_DEFAULT_MODULE;
+	pthread_mutex_lock(&modules_mu);
+	if ((m = module_get(mod, err)) == NULL)
+		goto err;
+	if ((slot = slot_find(m, u.token)) == NULL) {
+		error_set(err, MTLS_ERR_ARG, "pkcs11: %s: no initialized token "
+		    "labelled '%s' in module %s", shown, u.token, mod);
+		goto err;
+	}
+	if (login(slot, &u, shown, err) != 0)
+		goto err;
+	if (PKCS11_enumerate_keys(slot->token, &keys, &n) != 0) {
+		error_set_ossl(err, MTLS_ERR_IO, "pkcs11: %s: cannot list the "
+		    "token's keys", shown);
+		goto err;
+	}
+	for (i = 0; i < n; i++) {
+		if (u.object[0] != '\0' && (keys[i].label == NULL ||
+		    strcmp(keys[i].label, u.object) != 0))
+			continue;
+		if (u.id_len > 0 && (keys[i].id_len != u.id_len ||
+		    memcmp(keys[i].id, u.id, u.id_len) != 0))
+			continue;
+		if (k != NULL) {
+			error_set(err, MTLS_ERR_ARG, "pkcs11: %s: more than "
+			    "one private key matches: add id= to the URI",
+			    shown);
+			goto err;
+		}
+		k = &keys[i];
+	}
+	if (k == NULL) {
+		error_set(err, MTLS_ERR_ARG, "pkcs11: %s: no such private key "
+		    "in token '%s' (check object=/id=; pkcs11-tool "
+		    "--list-objects shows them)", shown, u.token);
+		goto err;
+	}
+	if ((*out = PKCS11_get_private_key(k)) == NULL) {
+		error_set_ossl(err, MTLS_ERR_CRYPTO, "pkcs11: %s: cannot use "
+		    "the key (its public part is needed too)", shown);
+		goto err;
+	}
+	if (!pair_check(*out)) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+		error_set(err, MTLS_ERR_CRYPTO, "pkcs11: %s: what the token "
+		    "signs with this key does not verify with the public key "
+		    "paired with it (give each key pair its own CKA_ID: "
+		    "pkcs11-tool --keypairgen --id HEX)", shown);
+		goto err;
+	}
+	rv = 0;
+ err:
+	pthread_mutex_unlock(&modules_mu);
+	OPENSSL_cleanse(&u, sizeof(u));
+	ERR_clear_error();
+	return rv;
+}
+
+int
+key_load(const char *path, const struct mtls_secret *pass, EVP_PKEY **out,
+    struct mtls_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rv;
+
+	*out = NULL;
+	if (keystore_is_uri(path))
+		return load_uri(path, out, err);
+	if (fs_read(path, MTLS_MAX_FILE, &buf, &len, err) != 0)
+		return -1;
+	rv = key_parse(buf, len, path, pass, out, err);
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+	return rv;
+}
