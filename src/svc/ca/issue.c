@@ -252,6 +252,19 @@ ca_verifier_free(struct ca *ca)
 	ca->sv_bundle = NULL;
 }
 
+int
+ca_issue_prepare(struct ca *ca, struct mtls_error *err)
+{
+	char *pem = NULL;
+	size_t len;
+
+	if (self_verifier(ca, err) != 0 ||
+	    ca_bundle_pem(ca, &pem, &len, err) != 0)	/* encodes it once */
+		return -1;
+	free(pem);
+	return 0;
+}
+
 static int
 self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 {

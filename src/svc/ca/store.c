@@ -19,9 +19,9 @@
  * refused fails alone (its row is taken back inside the transaction); an
  * error of the store fails the whole batch (rolled back: nothing of it is
  * recorded). Every backend call holds the store's own lock (one
- * connection); ca serve releases its CA mutex while its item waits
- * (store_wait_releases), so that other requests sign meanwhile and join
- * the next batch.
+ * connection); callers hold no other lock around their adds (ca serve
+ * signs without one), so that other requests sign while a batch commits
+ * and join the next one.
  */
 #include <errno.h>
 #include <limits.h>
@@ -67,14 +67,6 @@ struct store_gc {
 	int		 leading;
 	uint64_t	 commits, items;
 };
-
-static __thread pthread_mutex_t *wait_releases;
-
-void
-store_wait_releases(pthread_mutex_t *m)
-{
-	wait_releases = m;
-}
 
 /* Gives a freshly opened backend handle its lock and queue: 0, or -1 (and
  * the handle closed). */
@@ -177,15 +169,12 @@ static int
 add_batched(struct store *s, struct gc_item *it)
 {
 	struct store_gc *g = s->gc;
-	pthread_mutex_t *held = wait_releases;
 	struct gc_item *b, *x;
 
 	if (g == NULL) {	/* a handle store.c did not open: alone */
 		run_batch(s, it);
 		return it->rc;
 	}
-	if (held != NULL)	/* others sign while we wait */
-		pthread_mutex_unlock(held);
 	pthread_mutex_lock(&g->mu);
 	*g->tail = it;
 	g->tail = &it->next;
@@ -209,8 +198,6 @@ add_batched(struct store *s, struct gc_item *it)
 		pthread_cond_broadcast(&g->cv);
 	}
 	pthread_mutex_unlock(&g->mu);
-	if (held != NULL)
-		pthread_mutex_lock(held);
 	return it->rc;
 }
 
