@@ -61,6 +61,12 @@ struct gc_item {
 
 struct store_gc {
 	pthread_mutex_t	 io;		/* the backend (one connection) */
+	/* SQLite: a second connection for the reads of every issuance (the
+	 * client certificate's row, a token), so that they do not wait for
+	 * a batch's fsync on io: in WAL mode a reader sees the last commit
+	 * and never waits for the writer. NULL: reads use io's. */
+	struct store	*rd;
+	pthread_mutex_t	 rio;
 	pthread_mutex_t	 mu;		/* the queue, leading */
 	pthread_cond_t	 cv;		/* a batch ended */
 	struct gc_item	*head, **tail;
@@ -83,6 +89,7 @@ store_init(struct store **out, int rv, struct mtls_error *err)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	}
 	pthread_mutex_init(&g->io, NULL);
+	pthread_mutex_init(&g->rio, NULL);
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->cv, NULL);
 	g->tail = &g->head;
@@ -102,6 +109,28 @@ io_unlock(struct store *s)
 {
 	if (s->gc != NULL)
 		pthread_mutex_unlock(&s->gc->io);
+}
+
+/* The handle for a read of committed rows, locked: the reader when there
+ * is one, else the store itself (io). rd_unlock(s) after. */
+static struct store *
+rd_lock(struct store *s)
+{
+	if (s->gc != NULL && s->gc->rd != NULL) {
+		pthread_mutex_lock(&s->gc->rio);
+		return s->gc->rd;
+	}
+	io_lock(s);
+	return s;
+}
+
+static void
+rd_unlock(struct store *s)
+{
+	if (s->gc != NULL && s->gc->rd != NULL)
+		pthread_mutex_unlock(&s->gc->rio);
+	else
+		io_unlock(s);
 }
 
 void
@@ -321,10 +350,15 @@ store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 		rv = -1;
 	else if (c.url[0] == '\0' || strcmp(c.url, "sqlite") == 0) {
 		snprintf(p, sizeof(p), "%s/inventory.db", dir);
-		rv = store_sqlite_open(out, p, 0, err);
+		rv = store_init(out, store_sqlite_open(out, p, 0, err), err);
+		if (rv == 0 && store_sqlite_open(&(*out)->gc->rd, p, 0,
+		    err) != 0) {
+			store_close(*out);
+			*out = NULL;
+			rv = -1;
+		}
 	} else
-		rv = store_pg_open(out, &c, err);
-	rv = store_init(out, rv, err);
+		rv = store_init(out, store_pg_open(out, &c, err), err);
 	OPENSSL_cleanse(&c, sizeof(c));
 	return rv;
 }
@@ -337,6 +371,9 @@ store_close(struct store *s)
 	if (s == NULL)
 		return;
 	if ((g = s->gc) != NULL) {
+		if (g->rd != NULL)
+			g->rd->ops->close(g->rd);
+		pthread_mutex_destroy(&g->rio);
 		pthread_mutex_destroy(&g->io);
 		pthread_mutex_destroy(&g->mu);
 		pthread_cond_destroy(&g->cv);
@@ -436,11 +473,11 @@ int
 store_token_get(struct store *s, const char *hash, char *spiffe_id,
     size_t id_len, struct mtls_error *err)
 {
+	struct store *r = rd_lock(s);
 	int rv;
 
-	io_lock(s);
-	rv = s->ops->token_get(s, hash, spiffe_id, id_len, err);
-	io_unlock(s);
+	rv = r->ops->token_get(r, hash, spiffe_id, id_len, err);
+	rd_unlock(s);
 	return rv;
 }
 
@@ -461,6 +498,7 @@ store_get_cert(struct store *s, X509 *x, struct cert_rec *r,
     struct mtls_error *err)
 {
 	unsigned char *der = NULL;
+	struct store *rd;
 	char serial[48];
 	int der_len, rv;
 
@@ -468,9 +506,9 @@ store_get_cert(struct store *s, X509 *x, struct cert_rec *r,
 	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
 	if ((der_len = i2d_X509(x, &der)) <= 0)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
-	io_lock(s);
-	rv = s->ops->get(s, serial, der, (size_t)der_len, r, err);
-	io_unlock(s);
+	rd = rd_lock(s);
+	rv = rd->ops->get(rd, serial, der, (size_t)der_len, r, err);
+	rd_unlock(s);
 	OPENSSL_free(der);
 	return rv;
 }
