@@ -61,10 +61,11 @@ struct gc_item {
 
 struct store_gc {
 	pthread_mutex_t	 io;		/* the backend (one connection) */
-	/* SQLite: a second connection for the reads of every issuance (the
-	 * client certificate's row, a token), so that they do not wait for
-	 * a batch's fsync on io: in WAL mode a reader sees the last commit
-	 * and never waits for the writer. NULL: reads use io's. */
+	/* a CA directory's store (store_open_ca): a second connection for
+	 * the reads of every issuance (the client certificate's row, a
+	 * token), so that they do not wait on io through a batch's commit
+	 * (fsync): it sees the last commit (SQLite WAL; PostgreSQL's read
+	 * committed) and never waits for the writer. NULL: reads use io's. */
 	struct store	*rd;
 	pthread_mutex_t	 rio;
 	pthread_mutex_t	 mu;		/* the queue, leading */
@@ -351,14 +352,17 @@ store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 	else if (c.url[0] == '\0' || strcmp(c.url, "sqlite") == 0) {
 		snprintf(p, sizeof(p), "%s/inventory.db", dir);
 		rv = store_init(out, store_sqlite_open(out, p, 0, err), err);
-		if (rv == 0 && store_sqlite_open(&(*out)->gc->rd, p, 0,
-		    err) != 0) {
-			store_close(*out);
-			*out = NULL;
-			rv = -1;
-		}
-	} else
+		if (rv == 0)
+			rv = store_sqlite_open(&(*out)->gc->rd, p, 0, err);
+	} else {
 		rv = store_init(out, store_pg_open(out, &c, err), err);
+		if (rv == 0)
+			rv = store_pg_open(&(*out)->gc->rd, &c, err);
+	}
+	if (rv != 0 && *out != NULL) {	/* the read connection failed */
+		store_close(*out);
+		*out = NULL;
+	}
 	OPENSSL_cleanse(&c, sizeof(c));
 	return rv;
 }
