@@ -258,8 +258,9 @@ ca_issue_prepare(struct ca *ca, struct mtls_error *err)
 	char *pem = NULL;
 	size_t len;
 
+	/* ca_bundle_pem encodes the bundle at its first call */
 	if (self_verifier(ca, err) != 0 ||
-	    ca_bundle_pem(ca, &pem, &len, err) != 0)	/* encodes it once */
+	    ca_bundle_pem(ca, &pem, &len, err) != 0)
 		return -1;
 	free(pem);
 	return 0;

@@ -38,7 +38,7 @@ struct sq {
 	struct store	 base;
 	sqlite3		*db;
 	char		 path[4096];
-	sqlite3_stmt	*stmt[SQ__COUNT];	/* sq_stmt, finalized on close */
+	sqlite3_stmt	*stmt[SQ__COUNT];	/* sq_stmt; closing ends them */
 };
 #define SQ(s)	((struct sq *)(s))
 
