@@ -106,11 +106,9 @@ int	 store_revocations(struct store *, int64_t *n,
 int	 store_next_crl_number(struct store *, int64_t *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Group commit (store.c): concurrent store_add/store_add_burn calls share
- * one transaction and one commit; each returns after its own commit. A
- * thread that holds <m> around its calls (ca serve's CA mutex) names it
- * here: it is released while the call waits for its batch, and held again
- * before the call returns. NULL: none (the default, per thread). */
-void	 store_wait_releases(pthread_mutex_t *m);
+ * one transaction and one commit; each returns after its own commit.
+ * Callers should hold no lock of theirs around them (ca serve holds
+ * none), or nothing else signs while a batch commits. */
 /* Commits of certificate batches, and the certificates they recorded. */
 void	 store_stats(struct store *, uint64_t *commits, uint64_t *items);
 
@@ -140,8 +138,9 @@ struct ca {
 	struct ca_role	 roles[CA_ROLES_MAX];
 	size_t		 n_roles;
 	/* the self-check's verifier (issue.c), built at the first issuance
-	 * for this bundle and kept: a CA's bundle is fixed while it is open
-	 * (a rotation or a new bundle is a new ca_open) */
+	 * for this bundle (or ca_issue_prepare) and kept: a CA's bundle is
+	 * fixed while it is open (a rotation or a new bundle is a new
+	 * ca_open) */
 	struct mtls_config *sv_cfg;
 	X509_STORE	*sv_store;
 	const STACK_OF(X509) *sv_bundle;	/* what they were built from */
@@ -227,6 +226,14 @@ int	 ca_intermediate(const struct ca_int_req *, struct ca_result *,
  * records it (committed), then writes PREFIX.key and PREFIX.pem. */
 int	 ca_issue(struct ca *, const struct ca_issue_req *, struct ca_result *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Builds what issuance keeps between calls (the self-check's verifier,
+ * the bundle's PEM) now. After it, ca_issue_pub, ca_issue_server,
+ * ca_chain_pem, ca_bundle_pem and ca_issued only read the struct ca, so
+ * threads may run them at once (ca serve calls it once, before serving;
+ * the CA's certificate, chain, bundle, key and roles are fixed while it
+ * is open, and the key signs from many threads: an EVP_PKEY is read-only
+ * to signing in OpenSSL 3). */
+int	 ca_issue_prepare(struct ca *, struct mtls_error *) MTLS_MUST_CHECK;
 /* Issues a leaf for <pub> (a CSR's key) without writing files: the same
  * role checks, self-verification and durable record as ca_issue(); with
  * <token_hash> the token is burned in the same transaction. *out is the

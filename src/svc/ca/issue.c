@@ -252,6 +252,20 @@ ca_verifier_free(struct ca *ca)
 	ca->sv_bundle = NULL;
 }
 
+int
+ca_issue_prepare(struct ca *ca, struct mtls_error *err)
+{
+	char *pem = NULL;
+	size_t len;
+
+	/* ca_bundle_pem encodes the bundle at its first call */
+	if (self_verifier(ca, err) != 0 ||
+	    ca_bundle_pem(ca, &pem, &len, err) != 0)
+		return -1;
+	free(pem);
+	return 0;
+}
+
 static int
 self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 {

@@ -43,9 +43,10 @@
 
 #define MAX_HEAD	(16 * 1024)
 #define MAX_BODY	(64 * 1024)
-#define SERVE_WORKERS	16	/* signing is serialized by s->mu; requests
-				 * waiting for their group commit do not hold
-				 * it, and others join the next batch */
+#define SERVE_WORKERS	16	/* issuance takes no lock (the CA is read
+				 * only); requests waiting for their group
+				 * commit leave the others signing, to join
+				 * the next batch */
 #define DRAIN_MS	15000	/* SIGTERM: requests in hand finish by then */
 
 #define PROBE_MS	2000	/* while not ready: a write probe this often */
@@ -472,7 +473,9 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_mutex_init(&s.tls_mu, NULL);
 	pthread_mutex_init(&s.ready_mu, NULL);
-	if (ca_open(&s.ca, o->dir, o->pass_file, err) != 0)
+	/* prepared before any thread issues: issuance then only reads it */
+	if (ca_open(&s.ca, o->dir, o->pass_file, err) != 0 ||
+	    ca_issue_prepare(s.ca, err) != 0)
 		goto out;
 	snprintf(s.url, sizeof(s.url), "%s", o->url);
 	snprintf(s.crl_url, sizeof(s.crl_url), "%s/v1/crl", s.url);

@@ -22,7 +22,8 @@ enum { R_ENROLL, R_RENEW, R_REVOKE, R_BUNDLE, R_CRL, R_OCSP, R_HEALTH,
 struct server {
 	const struct ca_serve_opts *o;
 	struct ca		*ca;
-	pthread_mutex_t		 mu;		/* the CA, its store, the CRL */
+	/* revocation, the CRL cache (issuance takes no lock) */
+	pthread_mutex_t		 mu;
 	struct mtls		*tls;		/* server context (swapped) */
 	pthread_mutex_t		 tls_mu;
 	int64_t			 own_not_after, own_not_before;

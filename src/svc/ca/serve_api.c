@@ -164,20 +164,17 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	r.crl_url = s->crl_url;
 	r.ocsp_url = s->ocsp_url;
 	error_clear(&err);
-	t = ca_phase_start();
-	pthread_mutex_lock(&s->mu);
-	ca_phase_end(CA_PH_LOCK, t);
-	store_wait_releases(&s->mu);	/* the commit does not hold it */
+	/* No lock: the CA was prepared before serving (ca_issue_prepare) and
+	 * issuance only reads it; the store serializes its own writes (a
+	 * serial is unique and a token burns once in its transaction). */
 	r.role = ca_role_for(s->ca, ids);
 	rc = r.role == NULL ? error_set(&err, MTLS_ERR_ARG, "%.200s is not "
 	    "allowed by any role in ca.conf", ids->v[0]) :
 	    ca_issue_pub(s->ca, &r, pub, token_hash, &cert, &res, &err);
-	store_wait_releases(NULL);
 	t = ca_phase_start();
 	if (rc == 0 && (ca_chain_pem(s->ca, cert, &chain, &cl, &err) != 0 ||
 	    ca_bundle_pem(s->ca, &bundle, &bl, &err) != 0))
 		rc = -1;
-	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
 		/* recorded, but we cannot answer: ours */
 		reply_fault(s, rp, cert != NULL ? CA_FAULT_INTERNAL :
@@ -257,9 +254,7 @@ serve_enroll(struct server *s, struct conn *c, const struct http_req *req,
 	}
 	error_clear(&err);
 	ca_token_hash(token, hash);
-	pthread_mutex_lock(&s->mu);
 	rc = store_token_get(s->ca->store, hash, id, sizeof(id), &err);
-	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
 		/* a store that cannot answer is not a bad token: 503, and
 		 * the client keeps its token for when the store is back */
@@ -320,12 +315,10 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 		return -1;
 	}
 	error_clear(&err);
-	pthread_mutex_lock(&s->mu);
-	t = ca_phase_start();
+	t = ca_phase_start();	/* reads the CA and the store: no lock */
 	rc = ca_issued_memo(s->ca, leaf, &c->issued, rec, why, sizeof(why),
 	    &err);
 	ca_phase_end(CA_PH_AUTH, t);
-	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {	/* the store cannot say: not the client's fault */
 		if (serve_storage_fault(&err))
 			serve_reply_unavailable(s, rp, "cannot check the "
@@ -615,7 +608,8 @@ serve_metrics(struct server *s, struct reply *rp)
 	    "mtls_ca_store_committed_certs_total %llu\n",
 	    (unsigned long long)commits, (unsigned long long)items);
 	fprintf(f, "# HELP mtls_ca_phase_seconds_total Wall-clock time in each "
-	    "phase of an issuance (lock: waiting for the CA).\n"
+	    "phase of an issuance (lock: waiting for the CA; none since "
+	    "issuance takes no lock).\n"
 	    "# TYPE mtls_ca_phase_seconds_total counter\n"
 	    "# HELP mtls_ca_phase_cpu_seconds_total CPU time of the thread in "
 	    "each phase.\n# TYPE mtls_ca_phase_cpu_seconds_total counter\n");

@@ -185,12 +185,11 @@ serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 	}
 	if (key_generate(KEY_EC_P256, &key, err) != 0)
 		return -1;
-	pthread_mutex_lock(&s->mu);
+	/* no lock: issuance only reads the prepared CA (serve_api.c) */
 	rv = ca_issue_server(s->ca, &s->o->names, s->o->server_ttl, key, &cert,
 	    &res, err);
 	if (rv == 0)
 		rv = ca_chain_pem(s->ca, cert, &pem, &len, err);
-	pthread_mutex_unlock(&s->mu);
 	if (rv != 0)
 		goto out;
 	rv = -1;

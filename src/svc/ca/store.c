@@ -19,9 +19,9 @@
  * refused fails alone (its row is taken back inside the transaction); an
  * error of the store fails the whole batch (rolled back: nothing of it is
  * recorded). Every backend call holds the store's own lock (one
- * connection); ca serve releases its CA mutex while its item waits
- * (store_wait_releases), so that other requests sign meanwhile and join
- * the next batch.
+ * connection); callers hold no other lock around their adds (ca serve
+ * signs without one), so that other requests sign while a batch commits
+ * and join the next one.
  */
 #include <errno.h>
 #include <limits.h>
@@ -61,20 +61,19 @@ struct gc_item {
 
 struct store_gc {
 	pthread_mutex_t	 io;		/* the backend (one connection) */
+	/* a CA directory's store (store_open_ca): a second connection for
+	 * the reads of every issuance (the client certificate's row, a
+	 * token), so that they do not wait on io through a batch's commit
+	 * (fsync): it sees the last commit (SQLite WAL; PostgreSQL's read
+	 * committed) and never waits for the writer. NULL: reads use io's. */
+	struct store	*rd;
+	pthread_mutex_t	 rio;
 	pthread_mutex_t	 mu;		/* the queue, leading */
 	pthread_cond_t	 cv;		/* a batch ended */
 	struct gc_item	*head, **tail;
 	int		 leading;
 	uint64_t	 commits, items;
 };
-
-static __thread pthread_mutex_t *wait_releases;
-
-void
-store_wait_releases(pthread_mutex_t *m)
-{
-	wait_releases = m;
-}
 
 /* Gives a freshly opened backend handle its lock and queue: 0, or -1 (and
  * the handle closed). */
@@ -91,6 +90,7 @@ store_init(struct store **out, int rv, struct mtls_error *err)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	}
 	pthread_mutex_init(&g->io, NULL);
+	pthread_mutex_init(&g->rio, NULL);
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->cv, NULL);
 	g->tail = &g->head;
@@ -110,6 +110,28 @@ io_unlock(struct store *s)
 {
 	if (s->gc != NULL)
 		pthread_mutex_unlock(&s->gc->io);
+}
+
+/* The handle for a read of committed rows, locked: the reader when there
+ * is one, else the store itself (io). rd_unlock(s) after. */
+static struct store *
+rd_lock(struct store *s)
+{
+	if (s->gc != NULL && s->gc->rd != NULL) {
+		pthread_mutex_lock(&s->gc->rio);
+		return s->gc->rd;
+	}
+	io_lock(s);
+	return s;
+}
+
+static void
+rd_unlock(struct store *s)
+{
+	if (s->gc != NULL && s->gc->rd != NULL)
+		pthread_mutex_unlock(&s->gc->rio);
+	else
+		io_unlock(s);
 }
 
 void
@@ -177,15 +199,12 @@ static int
 add_batched(struct store *s, struct gc_item *it)
 {
 	struct store_gc *g = s->gc;
-	pthread_mutex_t *held = wait_releases;
 	struct gc_item *b, *x;
 
 	if (g == NULL) {	/* a handle store.c did not open: alone */
 		run_batch(s, it);
 		return it->rc;
 	}
-	if (held != NULL)	/* others sign while we wait */
-		pthread_mutex_unlock(held);
 	pthread_mutex_lock(&g->mu);
 	*g->tail = it;
 	g->tail = &it->next;
@@ -209,8 +228,6 @@ add_batched(struct store *s, struct gc_item *it)
 		pthread_cond_broadcast(&g->cv);
 	}
 	pthread_mutex_unlock(&g->mu);
-	if (held != NULL)
-		pthread_mutex_lock(held);
 	return it->rc;
 }
 
@@ -334,10 +351,18 @@ store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 		rv = -1;
 	else if (c.url[0] == '\0' || strcmp(c.url, "sqlite") == 0) {
 		snprintf(p, sizeof(p), "%s/inventory.db", dir);
-		rv = store_sqlite_open(out, p, 0, err);
-	} else
-		rv = store_pg_open(out, &c, err);
-	rv = store_init(out, rv, err);
+		rv = store_init(out, store_sqlite_open(out, p, 0, err), err);
+		if (rv == 0)
+			rv = store_sqlite_open(&(*out)->gc->rd, p, 0, err);
+	} else {
+		rv = store_init(out, store_pg_open(out, &c, err), err);
+		if (rv == 0)
+			rv = store_pg_open(&(*out)->gc->rd, &c, err);
+	}
+	if (rv != 0 && *out != NULL) {	/* the read connection failed */
+		store_close(*out);
+		*out = NULL;
+	}
 	OPENSSL_cleanse(&c, sizeof(c));
 	return rv;
 }
@@ -350,6 +375,9 @@ store_close(struct store *s)
 	if (s == NULL)
 		return;
 	if ((g = s->gc) != NULL) {
+		if (g->rd != NULL)
+			g->rd->ops->close(g->rd);
+		pthread_mutex_destroy(&g->rio);
 		pthread_mutex_destroy(&g->io);
 		pthread_mutex_destroy(&g->mu);
 		pthread_cond_destroy(&g->cv);
@@ -449,11 +477,11 @@ int
 store_token_get(struct store *s, const char *hash, char *spiffe_id,
     size_t id_len, struct mtls_error *err)
 {
+	struct store *r = rd_lock(s);
 	int rv;
 
-	io_lock(s);
-	rv = s->ops->token_get(s, hash, spiffe_id, id_len, err);
-	io_unlock(s);
+	rv = r->ops->token_get(r, hash, spiffe_id, id_len, err);
+	rd_unlock(s);
 	return rv;
 }
 
@@ -474,6 +502,7 @@ store_get_cert(struct store *s, X509 *x, struct cert_rec *r,
     struct mtls_error *err)
 {
 	unsigned char *der = NULL;
+	struct store *rd;
 	char serial[48];
 	int der_len, rv;
 
@@ -481,9 +510,9 @@ store_get_cert(struct store *s, X509 *x, struct cert_rec *r,
 	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
 	if ((der_len = i2d_X509(x, &der)) <= 0)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
-	io_lock(s);
-	rv = s->ops->get(s, serial, der, (size_t)der_len, r, err);
-	io_unlock(s);
+	rd = rd_lock(s);
+	rv = rd->ops->get(rd, serial, der, (size_t)der_len, r, err);
+	rd_unlock(s);
 	OPENSSL_free(der);
 	return rv;
 }

@@ -20,10 +20,25 @@
 /* meta.schema, checked by every mtls since the first: stays 1 */
 #define LEGACY_SCHEMA	1
 
+/* The statements of every issuance, prepared once per connection (issue
+ * 15: preparing one is a parse and a plan each time) and reset after each
+ * use, which ends its read; the store's lock is held around every call. */
+enum { SQ_INSERT, SQ_GET, SQ_BURN, SQ__COUNT };
+static const char *const sq_sql[SQ__COUNT] = {
+	[SQ_INSERT] = "INSERT INTO certs (serial, kind, subject, issuer, "
+	    "identities, not_before, not_after, created_at, der) VALUES "
+	    "(?,?,?,?,?,?,?,?,?)",
+	[SQ_GET] = "SELECT kind, status, revoked_at, reason, not_after, der "
+	    "FROM certs WHERE serial = ?",
+	[SQ_BURN] = "UPDATE tokens SET used_at = ?, serial = ? WHERE hash = ? "
+	    "AND used_at IS NULL AND expires_at > ?",
+};
+
 struct sq {
 	struct store	 base;
 	sqlite3		*db;
 	char		 path[4096];
+	sqlite3_stmt	*stmt[SQ__COUNT];	/* sq_stmt; closing ends them */
 };
 #define SQ(s)	((struct sq *)(s))
 
@@ -87,11 +102,32 @@ col_text(sqlite3_stmt *st, int i)
 	return t != NULL ? t : "";
 }
 
+/* Statement <which>, prepared at its first use: NULL on error. */
+static sqlite3_stmt *
+sq_stmt(struct sq *s, int which)
+{
+	if (s->stmt[which] == NULL && sqlite3_prepare_v2(s->db,
+	    sq_sql[which], -1, &s->stmt[which], NULL) != SQLITE_OK)
+		s->stmt[which] = NULL;
+	return s->stmt[which];
+}
+
+/* Done with a statement of sq_stmt: its read ends, its bindings go. */
+static void
+sq_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
 static void
 sq_close(struct store *st)
 {
 	struct sq *s = SQ(st);
+	int i;
 
+	for (i = 0; i < SQ__COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -263,13 +299,11 @@ static int
 burn(struct sq *s, const char *hash, const char *serial,
     struct mtls_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st;
 	int64_t now = (int64_t)time(NULL);
 	int rv = -1;
 
-	if (sqlite3_prepare_v2(s->db, "UPDATE tokens SET used_at = ?, serial "
-	    "= ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?", -1,
-	    &st, NULL) != SQLITE_OK)
+	if ((st = sq_stmt(s, SQ_BURN)) == NULL)
 		return db_error(s, err, "cannot prepare token burn");
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_text(st, 2, serial, -1, SQLITE_TRANSIENT);
@@ -283,7 +317,7 @@ burn(struct sq *s, const char *hash, const char *serial,
 		rv = 1;
 	} else
 		rv = 0;
-	sqlite3_finalize(st);
+	sq_done(st);
 	return rv;
 }
 
@@ -306,12 +340,10 @@ sq_tx_insert(struct store *base, const struct store_row *r,
     struct mtls_error *err)
 {
 	struct sq *s = SQ(base);
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st;
 	int rc, rv = -1;
 
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO certs (serial, kind, "
-	    "subject, issuer, identities, not_before, not_after, created_at, "
-	    "der) VALUES (?,?,?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+	if ((st = sq_stmt(s, SQ_INSERT)) == NULL)
 		return db_error(s, err, "cannot prepare insert");
 	sqlite3_bind_text(st, 1, r->serial, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
@@ -330,7 +362,7 @@ sq_tx_insert(struct store *base, const struct store_row *r,
 		rv = 1;
 	else
 		db_error(s, err, "cannot record certificate");
-	sqlite3_finalize(st);
+	sq_done(st);
 	return rv;
 }
 
@@ -457,15 +489,13 @@ sq_get(struct store *base, const char *serial, const uint8_t *der,
     size_t der_len, struct cert_rec *r, struct mtls_error *err)
 {
 	struct sq *s = SQ(base);
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st;
 	const void *blob;
 	const char *t;
 	int rc, rv = -1;
 
 	memset(r, 0, sizeof(*r));
-	if (sqlite3_prepare_v2(s->db, "SELECT kind, status, revoked_at, "
-	    "reason, not_after, der FROM certs WHERE serial = ?", -1, &st,
-	    NULL) != SQLITE_OK)
+	if ((st = sq_stmt(s, SQ_GET)) == NULL)
 		return db_error(s, err, "cannot prepare lookup");
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(st);
@@ -492,7 +522,7 @@ sq_get(struct store *base, const char *serial, const uint8_t *der,
 				rv = 2;
 		}
 	}
-	sqlite3_finalize(st);
+	sq_done(st);
 	return rv;
 }
 
