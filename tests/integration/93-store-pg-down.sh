@@ -2,7 +2,8 @@
 # Issue 15 §1: PostgreSQL stopped under load. Two ca serve replicas on one
 # PostgreSQL store take concurrent enrollments and renewals; the database
 # is stopped (fast shutdown) in the middle. Every request then fails fast
-# (503 store_unavailable in under 2 s: enroll, renew, OCSP, revoke), the
+# (503 store_unavailable in under 2 s: enroll, renew, revoke; OCSP is an
+# OCSP response, tryLater, 93-store-pg-ocsp), the
 # log line names the store, never its URL; once PostgreSQL is back the
 # same processes answer 200 again within a deadline, without a restart.
 # Nothing but 200 and 503 is ever answered (renew with the store down was
@@ -66,7 +67,14 @@ for u in "$UA" "$UB"; do
 	r=A; [ "$u" = "$UB" ] && r=B
 	down_check "renew on $r" "$u/v1/renew" --cert r.pem --key r.key -H 'Content-Type: application/json' --data-binary @renew.json
 	down_check "enroll on $r" "$u/v1/enroll" -H 'Content-Type: application/json' --data-binary @enroll.json
-	down_check "OCSP on $r" "$u/v1/ocsp" -H 'Content-Type: application/ocsp-request' --data-binary @ocsp.req
+	# OCSP answers an OCSP response: tryLater (RFC 6960 2.3), HTTP 200
+	t0=$(ms)
+	st=$(curl -sS --max-time 10 --cacert root/bundle.pem -o resp.der -w '%{http_code}' \
+	    -H 'Content-Type: application/ocsp-request' --data-binary @ocsp.req "$u/v1/ocsp")
+	t=$(( $(ms) - t0 ))
+	[ "$st" = 200 ] && [ "$t" -lt 2000 ] && [ "$(od -An -tx1 resp.der | tr -d ' \n')" = 30030a0103 ] \
+	    && ok "database down: OCSP on $r is tryLater in $t ms" \
+	    || not_ok "database down: OCSP on $r: $st after $t ms (want tryLater in < 2000 ms)" "$(od -An -tx1 resp.der | head -3)"
 done
 echo "{\"serial\":\"$(serial_of r.pem)\"}" > revoke.json
 down_check "revoke on A" "$UA/v1/revoke" --cert r.pem --key r.key -H 'Content-Type: application/json' --data-binary @revoke.json

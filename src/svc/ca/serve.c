@@ -434,7 +434,7 @@ serve_conn(struct net_conn *nc, void *arg)
 		    __ATOMIC_RELAXED);
 		log_request(c, &req, &rp, t0);
 		if (rp.body != NULL && http_response(&out, &out_len, rp.status,
-		    rp.ctype, rp.body, rp.len, keep) == 0) {
+		    rp.ctype, rp.body, rp.len, keep, rp.no_store) == 0) {
 			if (net_write(nc, c->t, out, out_len, net_now_ms() +
 			    s->o->request_ms) != 0)
 				keep = 0;

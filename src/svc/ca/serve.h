@@ -59,6 +59,7 @@ struct conn {
 struct reply {
 	int		 status;
 	const char	*ctype;
+	int		 no_store;	/* Cache-Control: no-store */
 	char		*body;		/* malloc'd */
 	size_t		 len;
 	int		 route;

@@ -4,11 +4,13 @@
  * GET with the base64 request in the path, RFC 6960 A.1).
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
 
 #include "ca/serve.h"
@@ -112,6 +114,27 @@ b64_decode(const char *in, uint8_t **out, size_t *out_len)
 	return -1;
 }
 
+/* An unsigned OCSPResponse of status tryLater (RFC 6960 2.3): HTTP 200,
+ * application/ocsp-response, Cache-Control: no-store. */
+static int
+ocsp_try_later(struct reply *rp)
+{
+	OCSP_RESPONSE *r;
+	unsigned char *der = NULL;
+	int n = -1;
+
+	if ((r = OCSP_response_create(OCSP_RESPONSE_STATUS_TRYLATER,
+	    NULL)) != NULL)
+		n = i2d_OCSP_RESPONSE(r, &der);
+	OCSP_RESPONSE_free(r);
+	if (n <= 0)
+		return -1;
+	serve_reply_bytes(rp, "application/ocsp-response", der, (size_t)n);
+	rp->no_store = 1;
+	OPENSSL_free(der);
+	return rp->body != NULL ? 0 : -1;
+}
+
 void
 serve_ocsp(struct server *s, const struct http_req *req, const char *path,
     struct reply *rp)
@@ -136,12 +159,24 @@ serve_ocsp(struct server *s, const struct http_req *req, const char *path,
 	pthread_mutex_unlock(&s->mu);
 	if (der != req->body)
 		free(der);
+	if (rc != 0 && serve_storage_fault(&err)) {
+		/* the status is stored and the store cannot be read: OCSP
+		 * clients (openssl ocsp, staplers, Go's x/crypto/ocsp) expect
+		 * an OCSP response, not an HTTP error: tryLater (RFC 6960
+		 * 2.3), unsigned, never cached; the cause goes to the log as
+		 * for any store fault, and we are not ready until it writes */
+		serve_set_ready(s, &err);
+		if (ocsp_try_later(rp) == 0) {
+			snprintf(rp->error, sizeof(rp->error), "tryLater: %s",
+			    err.msg);
+			rp->code = "try_later";
+			return;
+		}
+		serve_reply_unavailable(s, rp, "cannot answer OCSP", &err);
+		return;
+	}
 	if (rc != 0) {
-		if (serve_storage_fault(&err))	/* the status is stored */
-			serve_reply_unavailable(s, rp, "cannot answer OCSP",
-			    &err);
-		else
-			serve_reply_error(rp, 500, "internal", "%s", err.msg);
+		serve_reply_error(rp, 500, "internal", "%s", err.msg);
 		return;
 	}
 	__atomic_add_fetch(&s->m_ocsp, 1, __ATOMIC_RELAXED);

@@ -242,7 +242,7 @@ http_reason(int s)
 
 int
 http_response(char **out, size_t *out_len, int status, const char *ctype,
-    const void *body, size_t body_len, int keep_alive)
+    const void *body, size_t body_len, int keep_alive, int no_store)
 {
 	static const char wd[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
 	    "Fri", "Sat" };
@@ -259,10 +259,11 @@ http_response(char **out, size_t *out_len, int status, const char *ctype,
 		return -1;
 	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nDate: %s, %02d %s "
 	    "%04d %02d:%02d:%02d GMT\r\nContent-Type: %s\r\n"
-	    "Content-Length: %zu\r\nConnection: %s\r\n\r\n", status,
+	    "Content-Length: %zu\r\nConnection: %s\r\n%s\r\n", status,
 	    http_reason(status), wd[tm.tm_wday % 7], tm.tm_mday,
 	    mo[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, ctype, body_len, keep_alive ? "keep-alive" : "close");
+	    tm.tm_sec, ctype, body_len, keep_alive ? "keep-alive" : "close",
+	    no_store ? "Cache-Control: no-store\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head) ||
 	    (*out = malloc((size_t)n + body_len)) == NULL)
 		return -1;

@@ -59,10 +59,11 @@ const char *http_req_header(const struct http_req *, const char *name);
 void	 http_req_path(const struct http_req *, char *buf, size_t len);
 
 /* A complete response: status line, Date, Content-Type, Content-Length,
- * Connection, then the body. malloc'd into *out. */
+ * Connection (and Cache-Control: no-store with <no_store>), then the body.
+ * malloc'd into *out. */
 int	 http_response(char **out, size_t *out_len, int status,
 	    const char *ctype, const void *body, size_t body_len,
-	    int keep_alive);
+	    int keep_alive, int no_store);
 const char *http_reason(int status);
 
 /* ---- norm.c: the request head's grammar and normal forms (no I/O) ---- */

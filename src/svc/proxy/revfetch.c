@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/ocsp.h>
 #include <openssl/sha.h>
 
@@ -236,6 +237,20 @@ staple_store(struct proxy *p, struct lstate *ls, uint8_t *der, size_t len,
 	return changed;
 }
 
+/* Whether <der> is an OCSPResponse of status tryLater (unsigned: a
+ * reason to wait, never a status to staple). */
+static int
+ocsp_try_later(const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	OCSP_RESPONSE *r = d2i_OCSP_RESPONSE(NULL, &p, (long)len);
+	int st = r != NULL ? OCSP_response_status(r) : -1;
+
+	OCSP_RESPONSE_free(r);
+	ERR_clear_error();
+	return st == OCSP_RESPONSE_STATUS_TRYLATER;
+}
+
 /*
  * Fetches the OCSP status of <ls>'s own certificate from the responder it
  * names (AIA), checks it as a client would (ocsp_check) and keeps it for
@@ -255,7 +270,7 @@ revfetch_staple(struct proxy *p, struct lstate *ls)
 	struct ocsp_result res;
 	struct mtls_error e;
 	char serial[64], err[512] = "";
-	const char *url = NULL;
+	const char *url = NULL, *status = NULL;
 	int64_t now = net_now_ms(), unow = (int64_t)time(NULL), next;
 	int changed = 0;
 
@@ -290,6 +305,25 @@ revfetch_staple(struct proxy *p, struct lstate *ls)
 	if (http_post(url, ls->l->ca, "application/ocsp-request", req,
 	    req_len, 10, 65536, &buf, &len, err, sizeof(err)) != 0)
 		goto fail;
+	if (ocsp_try_later(buf, len)) {
+		/* RFC 6960 2.3: the responder cannot answer now (ca serve:
+		 * its store is down); the staple held stays until its
+		 * nextUpdate, the next try after the back-off */
+		status = "tryLater";
+		pthread_mutex_lock(&p->mu);
+		next = ls->staple != NULL ? ls->staple_next_update : -1;
+		pthread_mutex_unlock(&p->mu);
+		if (next > unow)
+			snprintf(err, sizeof(err), "the OCSP responder answered "
+			    "tryLater (it cannot answer now): the staple held "
+			    "is kept until its nextUpdate %lld",
+			    (long long)next);
+		else
+			snprintf(err, sizeof(err), "the OCSP responder answered "
+			    "tryLater (it cannot answer now): no current "
+			    "staple held");
+		goto fail;
+	}
 	if (ocsp_check(buf, len, leaf, config_chain(cfg), store, unow, &res,
 	    &e) != 0) {
 		snprintf(err, sizeof(err), "%s", e.msg);
@@ -329,7 +363,7 @@ revfetch_staple(struct proxy *p, struct lstate *ls)
 	if (ls->staple_backoff_ms > 60000)
 		ls->staple_backoff_ms = 60000;
 	ls->staple_next_ms = now + ls->staple_backoff_ms;
-	staple_log("warn", ls, serial, url, NULL, 0, err);
+	staple_log("warn", ls, serial, url, status, 0, err);
 	pthread_mutex_lock(&p->mu);
 	next = ls->staple != NULL ? ls->staple_next_update : -1;
 	pthread_mutex_unlock(&p->mu);
