@@ -117,6 +117,7 @@ error_clear(struct mtls_error *e)
 	e->code = MTLS_ERR_NONE;
 	e->fail = MTLS_FAIL_NONE;
 	e->sys = 0;
+	e->kind = NULL;
 	e->msg[0] = '\0';
 }
 
@@ -126,6 +127,7 @@ vset(struct mtls_error *e, int code, const char *fmt, va_list ap)
 	e->code = code;
 	e->fail = MTLS_FAIL_NONE;
 	e->sys = 0;
+	e->kind = NULL;
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 }
 

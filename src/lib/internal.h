@@ -47,6 +47,10 @@ struct mtls_error {
 	int	sys;		/* errno of the failed system call, 0 none:
 				 * callers decide by it (ENOSPC), never by
 				 * the text */
+	const char *kind;	/* the fault's kind in words a client may
+				 * read ("disk full"): a static string set
+				 * where the fault is classified (the CA's
+				 * store), NULL none; never the detail */
 	char	msg[256];	/* "input: problem"; never allocated */
 };
 void	 error_clear(struct mtls_error *);

@@ -69,6 +69,22 @@ int	 store_add(struct store *, X509 *, const char *kind,
  * the token is unknown, used or expired. */
 int	 store_add_burn(struct store *, X509 *, const char *kind,
 	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
+/*
+ * The kinds of store fault, in err->kind (set by the backends where they
+ * classify a fault, with err->sys for ca_fault_of): what ca serve tells
+ * clients (a 503's body, /readyz) and logs before the detail, which only
+ * the log gets (a file path, a database's host and port).
+ */
+#define STORE_KIND_DISK_FULL	"disk full"
+#define STORE_KIND_READ_ONLY	"read-only file system"
+#define STORE_KIND_IO		"store I/O error"
+#define STORE_KIND_PG_DOWN	"store unavailable (PostgreSQL)"
+#define STORE_KIND_PG_FULL	"disk full (PostgreSQL)"
+#define STORE_KIND_PG_MEMORY	"store out of memory (PostgreSQL)"
+#define STORE_KIND_PG_LIMIT	"store out of resources (PostgreSQL)"
+#define STORE_KIND_PG_READ_ONLY	"store read-only (PostgreSQL)"
+#define STORE_KIND_PG_BUSY	"store busy (PostgreSQL)"
+
 /* One small durable write (a row in meta): 0 when the inventory can commit
  * again, -1 with err->sys (ENOSPC...) when not. A server store that cannot
  * be reached fails every call with err->sys = EIO ("store unavailable",

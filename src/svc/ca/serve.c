@@ -75,29 +75,29 @@ serve_storage_fault(const struct mtls_error *e)
 }
 
 /* Records the outcome of a write: <e> NULL it worked (ready again), else
- * the storage fault that makes us not ready. Logs each change once. */
+ * the storage fault that makes us not ready. Clients learn its kind
+ * (e->kind, set where the store classified it), never the detail: a file
+ * path, a database's host and port stay in the log line. Logs each change
+ * once. */
 void
 serve_set_ready(struct server *s, const struct mtls_error *e)
 {
-	char cause[256] = "", pub[64] = "";
-	const char *kind, *p;
+	char cause[320] = "", pub[64] = "";
+	const char *kind;
 	int changed;
 	json_t *lg;
 
 	if (e != NULL) {
-		kind = e->sys == ENOSPC || e->sys == EDQUOT ? "disk full" :
-		    e->sys == EROFS ? "read-only file system" : "I/O error";
-		snprintf(cause, sizeof(cause), "%s: %s", kind, e->msg);
-		/* clients learn the kind, never the detail: a file path, a
-		 * database host and port stay in the log line */
-		if (e->sys == EIO && strncmp(e->msg, "store unavailable (",
-		    19) == 0 && (p = strchr(e->msg, ')')) != NULL &&
-		    p - e->msg < (long)sizeof(pub))
-			snprintf(pub, sizeof(pub), "%.*s", (int)(p - e->msg + 1),
-			    e->msg);
+		/* not the store's (our own certificate's file): by errno */
+		kind = e->kind != NULL ? e->kind : e->sys == ENOSPC ||
+		    e->sys == EDQUOT ? STORE_KIND_DISK_FULL : e->sys == EROFS ?
+		    STORE_KIND_READ_ONLY : STORE_KIND_IO;
+		/* the log's cause: the kind, then the detail */
+		if (strncmp(e->msg, kind, strlen(kind)) == 0)
+			snprintf(cause, sizeof(cause), "%s", e->msg);
 		else
-			snprintf(pub, sizeof(pub), "%s", e->sys == EIO ?
-			    "store unavailable" : kind);
+			snprintf(cause, sizeof(cause), "%s: %s", kind, e->msg);
+		snprintf(pub, sizeof(pub), "%s", kind);
 	}
 	pthread_mutex_lock(&s->ready_mu);
 	changed = (s->not_ready[0] == '\0') != (pub[0] == '\0');

@@ -100,6 +100,12 @@ int	 store_sqlite_open(struct store **, const char *path, int create,
 	    struct mtls_error *);
 int	 store_pg_open(struct store **, const struct store_conf *,
 	    struct mtls_error *);
+/* store_pg.c: the kind of a failed PostgreSQL statement by its SQLSTATE
+ * (NULL: none, the connection is gone): *kind a STORE_KIND_* (NULL: not
+ * a store fault, the request's or ours) and *sys the errno ca_fault_of
+ * decides by (0 with a NULL kind). Returns 1 when the connection is to
+ * be treated as lost (reconnect on the next call). */
+int	 store_pg_classify(const char *sqlstate, int *sys, const char **kind);
 /* Whether <url> names PostgreSQL (postgres:// or postgresql://). */
 int	 store_url_is_pg(const char *url);
 /* The kind as a static string ("root", "intermediate", "leaf"). */

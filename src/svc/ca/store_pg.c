@@ -90,7 +90,43 @@ unavailable(struct pg *s, const char *what, struct mtls_error *err)
 	error_set(err, MTLS_ERR_IO, "store unavailable (PostgreSQL): %s: %s",
 	    what, m[0] ? m : "connection lost");
 	err->sys = EIO;
+	err->kind = STORE_KIND_PG_DOWN;
 	return -1;
+}
+
+int
+store_pg_classify(const char *st, int *sys, const char **kind)
+{
+	*sys = EIO;
+	*kind = STORE_KIND_PG_DOWN;
+	/* no SQLSTATE: no answer; 08: connection exception; 57P01
+	 * admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+	 * 57P04 database_dropped, 57P05 idle session timeout; 53300
+	 * too_many_connections: the server cannot serve us now */
+	if (st == NULL || strlen(st) != 5 || strncmp(st, "08", 2) == 0 ||
+	    strncmp(st, "57P", 3) == 0 || strcmp(st, "53300") == 0)
+		return 1;
+	if (strcmp(st, "53100") == 0) {		/* disk_full */
+		*sys = ENOSPC;
+		*kind = STORE_KIND_PG_FULL;
+	} else if (strcmp(st, "53200") == 0)	/* out_of_memory */
+		*kind = STORE_KIND_PG_MEMORY;
+	else if (strncmp(st, "53", 2) == 0)	/* insufficient resources */
+		*kind = STORE_KIND_PG_LIMIT;
+	else if (strcmp(st, "25006") == 0) {	/* read-only transaction: a
+						 * standby */
+		*sys = EROFS;
+		*kind = STORE_KIND_PG_READ_ONLY;
+	} else if (strcmp(st, "57014") == 0 ||	/* statement_timeout */
+	    strcmp(st, "55P03") == 0 ||		/* lock_timeout */
+	    strcmp(st, "40001") == 0 ||		/* serialization failure */
+	    strcmp(st, "40P01") == 0)		/* deadlock */
+		*kind = STORE_KIND_PG_BUSY;	/* 503, the client retries */
+	else {
+		*sys = 0;			/* the request's, or ours */
+		*kind = NULL;
+	}
+	return 0;
 }
 
 /* A failed statement: its SQLSTATE decides the kind of error. */
@@ -100,23 +136,16 @@ failed(struct pg *s, PGresult *res, const char *what, struct mtls_error *err)
 	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) :
 	    NULL;
+	const char *kind;
+	int sys;
 
-	if (PQstatus(s->conn) != CONNECTION_OK || st == NULL ||
-	    strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0)
+	if (PQstatus(s->conn) != CONNECTION_OK ||
+	    store_pg_classify(st, &sys, &kind) == 1)
 		return unavailable(s, what, err);
 	error_set(err, MTLS_ERR_IO, "PostgreSQL store: %s: %.200s (SQLSTATE "
 	    "%.5s)", what, m ? m : "error", st);
-	if (strcmp(st, "53100") == 0)		/* disk_full */
-		err->sys = ENOSPC;
-	else if (strncmp(st, "53", 2) == 0)	/* out of memory, connections */
-		err->sys = EIO;
-	else if (strcmp(st, "25006") == 0)	/* read-only transaction */
-		err->sys = EROFS;
-	else if (strcmp(st, "57014") == 0 ||	/* statement_timeout */
-	    strcmp(st, "55P03") == 0 ||		/* lock_timeout */
-	    strcmp(st, "40001") == 0 ||		/* serialization failure */
-	    strcmp(st, "40P01") == 0)		/* deadlock */
-		err->sys = EIO;		/* busy: 503, the client retries */
+	err->sys = sys;
+	err->kind = kind;
 	return -1;
 }
 

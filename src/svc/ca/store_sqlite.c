@@ -90,6 +90,9 @@ db_error(struct sq *s, struct mtls_error *err, const char *what)
 	else if (ec == SQLITE_IOERR || ec == SQLITE_READONLY)
 		err->sys = se == ENOSPC || se == EDQUOT || se == EROFS ? se :
 		    EIO;
+	if (err->sys != 0)
+		err->kind = err->sys == EROFS ? STORE_KIND_READ_ONLY :
+		    err->sys == EIO ? STORE_KIND_IO : STORE_KIND_DISK_FULL;
 	return -1;
 }
 
