@@ -47,6 +47,11 @@ int	 store_open(struct store **, const char *path, int create,
  * DIR/inventory.db. Neither the URL nor the password is ever printed. */
 int	 store_open_ca(struct store **, const char *dir,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* For a server that waits for its store (ca serve): from now on a
+ * PostgreSQL server that cannot be reached is no error at open; the
+ * handle connects, sets up and migrates at its first call that reaches
+ * it, and every call until then fails as "store unavailable". */
+void	 store_open_down_ok(void);
 /* Opens (and migrates) a PostgreSQL store; NULL settings are unset. */
 int	 store_open_url(struct store **, const char *url,
 	    const char *password_file, const char *sslmode,

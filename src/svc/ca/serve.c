@@ -148,6 +148,7 @@ renewer(void *arg)
 
 	while (!stopping) {
 		probe_store(s, &next_probe);
+		serve_own_recheck(s);	/* started with the store down */
 		int64_t now = (int64_t)time(NULL);
 		int64_t due = s->own_not_before + (s->own_not_after -
 		    s->own_not_before) * 2 / 3;
@@ -473,6 +474,8 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_mutex_init(&s.tls_mu, NULL);
 	pthread_mutex_init(&s.ready_mu, NULL);
+	/* a PostgreSQL store that is down: start, not ready, and wait */
+	store_open_down_ok();
 	/* prepared before any thread issues: issuance then only reads it */
 	if (ca_open(&s.ca, o->dir, o->pass_file, err) != 0 ||
 	    ca_issue_prepare(s.ca, err) != 0)

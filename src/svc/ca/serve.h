@@ -27,6 +27,7 @@ struct server {
 	struct mtls		*tls;		/* server context (swapped) */
 	pthread_mutex_t		 tls_mu;
 	int64_t			 own_not_after, own_not_before;
+	int			 own_unchecked;	/* serve_own_recheck */
 	char			 url[512], crl_url[600], ocsp_url[600];
 	uint8_t			*crl;		/* cached DER */
 	size_t			 crl_len;
@@ -74,9 +75,13 @@ int	 serve_storage_fault(const struct mtls_error *e);
 void	 serve_set_ready(struct server *, const struct mtls_error *e);
 
 /* serve_own.c: our TLS certificate; at start (<reuse>) the one in
- * DIR/serve/ while it is good, else a new one issued and recorded. */
+ * DIR/serve/ while it is good (with the store down: unchecked, and not
+ * ready), else a new one issued and recorded. */
 int	 serve_own_identity(struct server *, int reuse,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* serve_own.c: the renewer's check of a certificate reused unchecked at
+ * a start with the store down, once the store answers. */
+void	 serve_own_recheck(struct server *);
 
 /* serve_api.c: replies (the body is JSON {"error","message"} for errors),
  * and the endpoints. */

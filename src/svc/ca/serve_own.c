@@ -82,11 +82,14 @@ same_names(X509 *leaf, const struct ids *want)
  * revoked, carries the CA-server EKU and exactly our names, matches its
  * key, is no longer-lived than --server-ttl asks, and has more than a third
  * of its life left (the renewer would replace it at two thirds anyway);
- * 0 otherwise, with the reason in <why>; 2 when there is none yet.
+ * 0 otherwise, with the reason in <why>; 2 when there is none yet; 3 and
+ * *out when all but the inventory's word holds and the store cannot be
+ * read (<down> says why): served until the store answers, then checked
+ * again (serve_own_recheck).
  */
 static int
 own_reusable(struct server *s, const char *pem_path, const char *key_path,
-    X509 **out, char *why, size_t why_len)
+    X509 **out, char *why, size_t why_len, struct mtls_error *down)
 {
 	STACK_OF(X509) *chain = NULL;
 	EVP_PKEY *key = NULL;
@@ -110,6 +113,11 @@ own_reusable(struct server *s, const char *pem_path, const char *key_path,
 	pthread_mutex_lock(&s->mu);
 	rc = ca_issued(s->ca, leaf, &rec, why, why_len, &e);
 	pthread_mutex_unlock(&s->mu);
+	if (rc < 0 && ca_fault_of(&e) == CA_FAULT_STORAGE) {
+		error_copy(down, &e);
+		rc = 0;		/* the other checks still hold */
+		rec.revoked = 0;
+	}
 	if (rc < 0)
 		snprintf(why, why_len, "%s", e.msg);
 	else if (rc > 0)
@@ -128,8 +136,10 @@ own_reusable(struct server *s, const char *pem_path, const char *key_path,
 		snprintf(why, why_len, "a third of its life or less left");
 	else {
 		*out = X509_dup(leaf);
-		ok = *out != NULL;
+		ok = *out == NULL ? 0 : down->code != MTLS_ERR_NONE ? 3 : 1;
 	}
+	if (ok == 0 && down->code != MTLS_ERR_NONE)
+		snprintf(why, why_len, "%s", down->msg);
  out:
 	ERR_clear_error();
 	sk_X509_pop_free(chain, X509_free);
@@ -141,6 +151,7 @@ int
 serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 {
 	char dir[4200], pem_path[4300], key_path[4300], why[300];
+	struct mtls_error down;
 	struct ca_result res;
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
@@ -156,10 +167,11 @@ serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 	snprintf(key_path, sizeof(key_path), "%s/server.key", dir);
 	if (reuse) {
 		why[0] = '\0';
+		error_clear(&down);
 		r = own_reusable(s, pem_path, key_path, &cert, why,
-		    sizeof(why));
-		if (r == 1 && own_install(s, pem_path, key_path, cert,
-		    err) == 0) {
+		    sizeof(why), &down);
+		if ((r == 1 || r == 3) && own_install(s, pem_path, key_path,
+		    cert, err) == 0) {
 			serial_hex(X509_get0_serialNumber(cert), res.serial,
 			    sizeof(res.serial));
 			lg = json_object();
@@ -167,14 +179,24 @@ serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 			    esc_jstr(res.serial));
 			json_object_set_new(lg, "not_after",
 			    json_integer(s->own_not_after));
-			log_emit("info", "server_cert_reused", lg);
+			/* the store is down (ca serve started before it):
+			 * served, not ready, checked when it answers */
+			if (r == 3)
+				json_object_set_new(lg, "unchecked",
+				    esc_jstr(down.msg));
+			log_emit(r == 3 ? "warn" : "info",
+			    "server_cert_reused", lg);
 			json_decref(lg);
 			X509_free(cert);
+			s->own_unchecked = r == 3;
+			if (r == 3)
+				serve_set_ready(s, &down);
 			return 0;
 		}
 		X509_free(cert);
 		cert = NULL;
-		if (r == 1)	/* it would do, but could not be installed */
+		if (r == 1 || r == 3)	/* it would do, but could not be
+					 * installed */
 			snprintf(why, sizeof(why), "%s", err->msg);
 		if (r != 2) {
 			lg = json_object();
@@ -188,6 +210,18 @@ serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 	/* no lock: issuance only reads the prepared CA (serve_api.c) */
 	rv = ca_issue_server(s->ca, &s->o->names, s->o->server_ttl, key, &cert,
 	    &res, err);
+	if (rv != 0 && reuse && s->own_not_after == 0 &&
+	    ca_fault_of(err) == CA_FAULT_STORAGE) {
+		/* a first start, or nothing to reuse: there is no certificate
+		 * to serve with until the store records one */
+		snprintf(why, sizeof(why), "%s", err->msg);
+		error_set(err, MTLS_ERR_IO, "%s/server.pem: nothing to reuse, "
+		    "and no certificate can be issued while the store is "
+		    "down (start ca serve once with its store up): %.200s",
+		    dir, why);
+		err->sys = EIO;
+		err->kind = STORE_KIND_IO;
+	}
 	if (rv == 0)
 		rv = ca_chain_pem(s->ca, cert, &pem, &len, err);
 	if (rv != 0)
@@ -197,6 +231,8 @@ serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 	    fs_write_atomic(pem_path, pem, len, 0644, 1, err) != 0)
 		goto out;
 	rv = own_install(s, pem_path, key_path, cert, err);
+	if (rv == 0)
+		s->own_unchecked = 0;
  out:
 	if (pem)
 		OPENSSL_cleanse(pem, len);
@@ -204,4 +240,35 @@ serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	return rv;
+}
+
+/*
+ * ca serve started with its store down on the certificate of an earlier
+ * run, unchecked against the inventory: once the store answers (ready),
+ * the start's check runs again, and a certificate that is not recorded,
+ * or revoked, is replaced at once (renewer thread).
+ */
+void
+serve_own_recheck(struct server *s)
+{
+	struct mtls_error err;
+	json_t *o;
+	int ready;
+
+	if (!s->own_unchecked)
+		return;
+	pthread_mutex_lock(&s->ready_mu);
+	ready = s->not_ready[0] == '\0';
+	pthread_mutex_unlock(&s->ready_mu);
+	if (!ready)
+		return;
+	error_clear(&err);
+	if (serve_own_identity(s, 1, &err) == 0)
+		return;		/* own_unchecked says whether it could */
+	o = json_object();
+	json_object_set_new(o, "error", esc_jstr(err.msg));
+	log_emit("error", "server_cert_renew_failed", o);
+	json_decref(o);
+	if (serve_storage_fault(&err))
+		serve_set_ready(s, &err);
 }

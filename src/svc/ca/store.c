@@ -339,6 +339,14 @@ conf_load(const char *dir, struct store_conf *c, struct mtls_error *err)
 	return rv;
 }
 
+static int open_down_ok;	/* store_open_down_ok: set before threads */
+
+void
+store_open_down_ok(void)
+{
+	open_down_ok = 1;
+}
+
 int
 store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 {
@@ -355,6 +363,7 @@ store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 		if (rv == 0)
 			rv = store_sqlite_open(&(*out)->gc->rd, p, 0, err);
 	} else {
+		c.down_ok = open_down_ok;
 		rv = store_init(out, store_pg_open(out, &c, err), err);
 		if (rv == 0)
 			rv = store_pg_open(&(*out)->gc->rd, &c, err);

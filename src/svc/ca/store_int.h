@@ -94,6 +94,7 @@ struct store_conf {
 	char		 password_file[4096];
 	char		 sslmode[32];
 	char		 sslrootcert[4096];
+	int		 down_ok;	/* store_open_down_ok */
 };
 
 int	 store_sqlite_open(struct store **, const char *path, int create,

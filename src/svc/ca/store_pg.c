@@ -33,6 +33,9 @@
 struct pg {
 	struct store	 base;
 	PGconn		*conn;
+	int		 fresh;	/* opened while the server was down: set up
+				 * and migrated by the first ensure() that
+				 * connects */
 };
 #define PG(s)	((struct pg *)(s))
 
@@ -129,6 +132,17 @@ store_pg_classify(const char *st, int *sys, const char **kind)
 	return 0;
 }
 
+/* After a failed connect: whether the server was down (unreachable,
+ * refusing, starting up, TLS) rather than refusing our credentials (it
+ * asked for a password, or took ours and said no): only the first is
+ * waited for (store_open_down_ok). */
+static int
+pg_down_at_open(PGconn *conn)
+{
+	return !PQconnectionNeedsPassword(conn) &&
+	    !PQconnectionUsedPassword(conn);
+}
+
 /* A failed statement: its SQLSTATE decides the kind of error. */
 static int
 failed(struct pg *s, PGresult *res, const char *what, struct mtls_error *err)
@@ -209,6 +223,8 @@ rollback(struct pg *s)
 	PQclear(PQexec(s->conn, "ROLLBACK"));
 }
 
+static int setup(struct pg *, struct mtls_error *);
+
 /* Before each call: a working connection outside any transaction;
  * reconnects after a loss. A server that closed our idle connection
  * (restart, pg_terminate_backend) has sent its goodbye already: reading
@@ -226,9 +242,12 @@ ensure(struct pg *s, struct mtls_error *err)
 	    PQstatus(s->conn) == CONNECTION_OK)
 		return 0;
 	PQreset(s->conn);
-	if (PQstatus(s->conn) == CONNECTION_OK)
-		return 0;
-	return unavailable(s, "cannot reconnect", err);
+	if (PQstatus(s->conn) != CONNECTION_OK)
+		return unavailable(s, "cannot reconnect", err);
+	if (s->fresh && setup(s, err) != 0)
+		return -1;
+	s->fresh = 0;
+	return 0;
 }
 
 /* ---- reading answers: every field checked ---- */
@@ -393,6 +412,16 @@ url_check(const char *url, struct mtls_error *err)
 	return rv;
 }
 
+/* A new session: quiet notices, then the migrations. */
+static int
+setup(struct pg *s, struct mtls_error *err)
+{
+	if (exec_simple(s, "SET client_min_messages = warning", "cannot set "
+	    "up the session", err) != 0)
+		return -1;
+	return migrate(s, err);
+}
+
 int
 store_pg_open(struct store **out, const struct store_conf *c,
     struct mtls_error *err)
@@ -445,13 +474,19 @@ store_pg_open(struct store **out, const struct store_conf *c,
 		k[n] = "sslrootcert", v[n++] = c->sslrootcert;
 	k[n] = NULL, v[n] = NULL;
 	s->conn = PQconnectdbParams(k, v, 1);
+	if (s->conn != NULL)
+		PQsetNoticeProcessor(s->conn, no_notice, NULL);
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
 		unavailable(s, "cannot connect", err);
-		goto err;
-	}
-	PQsetNoticeProcessor(s->conn, no_notice, NULL);
-	if (exec_simple(s, "SET client_min_messages = warning", "cannot set "
-	    "up the session", err) != 0 || migrate(s, err) != 0)
+		/* down, not refused (a password, a certificate, the URL's
+		 * database: those are SQLSTATEs of an answer): ca serve
+		 * starts and waits for it; libpq keeps the settings for
+		 * PQreset */
+		if (!c->down_ok || s->conn == NULL ||
+		    !pg_down_at_open(s->conn))
+			goto err;
+		s->fresh = 1;
+	} else if (setup(s, err) != 0)
 		goto err;
 	*out = &s->base;
 	s = NULL;
