@@ -236,14 +236,16 @@ ensure(struct pg *s, struct mtls_error *err)
 	if (PQstatus(s->conn) == CONNECTION_OK &&
 	    PQtransactionStatus(s->conn) != PQTRANS_IDLE)
 		rollback(s);
-	if (PQstatus(s->conn) == CONNECTION_OK &&
-	    PQtransactionStatus(s->conn) == PQTRANS_IDLE &&
-	    PQconsumeInput(s->conn) == 1 &&
-	    PQstatus(s->conn) == CONNECTION_OK)
-		return 0;
-	PQreset(s->conn);
-	if (PQstatus(s->conn) != CONNECTION_OK)
-		return unavailable(s, "cannot reconnect", err);
+	if (PQstatus(s->conn) != CONNECTION_OK ||
+	    PQtransactionStatus(s->conn) != PQTRANS_IDLE ||
+	    PQconsumeInput(s->conn) != 1 ||
+	    PQstatus(s->conn) != CONNECTION_OK) {
+		PQreset(s->conn);
+		if (PQstatus(s->conn) != CONNECTION_OK)
+			return unavailable(s, "cannot reconnect", err);
+	}
+	/* opened while the server was down: set up once it answers (a
+	 * failed migration is tried again by the next call) */
 	if (s->fresh && setup(s, err) != 0)
 		return -1;
 	s->fresh = 0;
