@@ -206,10 +206,11 @@ let_in "after the garbage, the last good bundle still lets the partner in" pweb 
 # our root stays ours (not scoped to partner.com), our clients still get in
 let_in "file endpoint: our own client" client spiffe://example.org/ns/prod/client
 cat partner/ca.pem root/bundle.pem > served.json
-wait_for 10 count_gt "$flog" '"event":"bundle_rejected".*"listener":"file"\|"listener":"file".*"event":"bundle_rejected"' 2 &&
-    ok "a partner bundle holding our own root is refused" || not_ok "partner bundle with our root refused" "$(grep -i bundle "$flog" | tail -3)"
-grep '"event":"bundle_rejected"' "$flog" | tail -1 | grep -q 'one of our own roots' &&
-    ok "the refusal says the root is one of our own" || not_ok "refusal names our root" "$(grep bundle_rejected "$flog" | tail -1)"
+# the garbage before it is refused again at each refresh, so wait for the
+# refusal that names our root, not for a count of refusals
+wait_for 10 grep -q '"event":"bundle_rejected".*one of our own roots' "$flog" &&
+    ok "a partner bundle holding our own root is refused, and the refusal says the root is one of our own" ||
+    not_ok "partner bundle with our root refused" "$(grep -i bundle "$flog" | tail -3)"
 let_in "after a partner served our root, our own client still gets in" client spiffe://example.org/ns/prod/client
 let_in "and the partner's client too" pweb spiffe://partner.com/ns/web
 
