@@ -943,11 +943,12 @@ verify_cb(int ok, X509_STORE_CTX *ctx)
 	return ok;
 }
 
-/* Everything but the identity rules: path validation and our policy. */
-int
-verify_path(const struct mtls_config *cfg, X509_STORE *store,
-    STACK_OF(X509) *certs, int purpose, struct verify_out *out,
-    struct mtls_error *err)
+/* Path validation and our policy, against <store>, or against the
+ * certificates of <own> alone when it is given (verify_path). */
+static int
+verify_path_with(const struct mtls_config *cfg, X509_STORE *store,
+    STACK_OF(X509) *own, STACK_OF(X509) *certs, int purpose,
+    struct verify_out *out, struct mtls_error *err)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509) *untrusted = NULL;
@@ -979,6 +980,8 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 	for (partial = 0;; partial = 1) {
 		if (!X509_STORE_CTX_init(ctx, store, leaf, untrusted))
 			goto nomem;
+		if (own != NULL)
+			X509_STORE_CTX_set0_trusted_stack(ctx, own);
 		param = X509_STORE_CTX_get0_param(ctx);
 		if (cfg->verify_time)
 			X509_VERIFY_PARAM_set_time(param,
@@ -1042,6 +1045,54 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 		out->chain = NULL;
 	}
 	return rv;
+}
+
+/*
+ * Everything but the identity rules: path validation and our policy.
+ * OpenSSL builds one path, preferring an issuer from the trust store: a
+ * partner's bundle can hold a certificate that its root issued to the
+ * name and key of one of our intermediates (or roots), and then the path
+ * of our own client ends at the partner's root and fails
+ * trust_domain_mismatch. A partner may not take our identities away any
+ * more than it may give them: on that failure the path is built once
+ * more on our own anchors alone (without any federated one), which is
+ * exactly the verification of a config without federation. The first
+ * reason is kept when that fails too.
+ */
+int
+verify_path(const struct mtls_config *cfg, X509_STORE *store,
+    STACK_OF(X509) *certs, int purpose, struct verify_out *out,
+    struct mtls_error *err)
+{
+	STACK_OF(X509) *own;
+	struct mtls_error first;
+	int i;
+
+	if (verify_path_with(cfg, store, NULL, certs, purpose, out, err) == 0)
+		return 0;
+	if (err->code != MTLS_ERR_VERIFY ||
+	    err->fail != MTLS_FAIL_TRUST_DOMAIN_MISMATCH)
+		return -1;
+	first = *err;
+	if ((own = sk_X509_new_null()) == NULL)
+		return -1;
+	for (i = 0; cfg->trust != NULL && i < sk_X509_num(cfg->trust); i++)
+		if (verify_fed_td(cfg, sk_X509_value(cfg->trust, i)) == NULL &&
+		    !sk_X509_push(own, sk_X509_value(cfg->trust, i))) {
+			sk_X509_free(own);
+			return -1;
+		}
+	if (sk_X509_num(own) > 0) {
+		verify_out_free(out);
+		if (verify_path_with(cfg, store, own, certs, purpose, out,
+		    err) == 0) {
+			sk_X509_free(own);
+			return 0;
+		}
+		*err = first;
+	}
+	sk_X509_free(own);
+	return -1;
 }
 
 int
