@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -269,6 +271,24 @@ weak_digest(int mdnid)
 	    mdnid == NID_ripemd160;
 }
 
+/*
+ * An RSA public exponent of FIPS 186-5 (5.4): odd, 2^16 < e < 2^256. With
+ * e = 1 the "signature" of any message is its padded digest: a CSR for
+ * such a key verifies, and whoever sees the certificate can sign as it.
+ */
+static int
+rsa_exponent_ok(EVP_PKEY *k)
+{
+	BIGNUM *e = NULL;
+	int ok;
+
+	if (EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &e) != 1)
+		return 0;
+	ok = BN_is_odd(e) && BN_num_bits(e) > 16 && BN_num_bits(e) <= 256;
+	BN_free(e);
+	return ok;
+}
+
 /* Weak keys anywhere in the chain; weak digests on every signature that
  * matters (the trust anchor's self-signature does not). */
 static int
@@ -297,6 +317,15 @@ check_strength(STACK_OF(X509) *chain, struct mtls_error *err)
 			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
 			    "%s has a weak %s key (need RSA >= 2048, EC >= "
 			    "P-256)", label, kd);
+		}
+		if ((id == EVP_PKEY_RSA || id == EVP_PKEY_RSA_PSS) &&
+		    !rsa_exponent_ok(k)) {
+			cert_label(x, label, sizeof(label));
+			ERR_clear_error();
+			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+			    "%s has an RSA key whose public exponent is not "
+			    "an odd number above 65536 (FIPS 186-5; use "
+			    "65537)", label);
 		}
 		if (i == n - 1 && cert_is_self_signed(x))
 			continue;
