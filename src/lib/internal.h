@@ -28,6 +28,7 @@
 
 /* Largest file we read whole (certificates, keys, CRLs, configs). */
 #define MTLS_MAX_FILE	(8u * 1024 * 1024)
+#define MTLS_MAX_FED_ROOTS	100	/* roots in one partner bundle */
 /* The longest durations a user may give (issue 18): an interval or a
  * timeout (a refresh, a ticket rotation, a drain, a token) at most 366
  * days, a lifetime (certificate, CRL, OCSP answer) at most 100 years.

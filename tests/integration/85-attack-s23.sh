@@ -127,3 +127,18 @@ out=$(get e1)
     not_ok "e=1 client refused" "$out"
 wait_for 5 grep -q '"result":"weak_key_or_signature"' "$log" && ok "the e=1 client: weak_key_or_signature" ||
     not_ok "the e=1 client: weak_key_or_signature" "$(grep '"event":"handshake"' "$log" | tail -1)"
+
+# ---- a partner bundle of thousands of roots ----
+# 12000 roots fit in the 8 MiB file limit; filling OpenSSL 3.0's trust
+# store with them took minutes of CPU at every config build (3000: 7 s).
+# A federated trust domain's bundle holds at most 100 roots.
+openssl ecparam -name prime256v1 -genkey -noout -out many.key 2>/dev/null
+cp partner/ca.pem many.pem
+for i in $(seq 1 100); do
+	openssl req -x509 -key many.key -subj "/CN=r$i" -days 2 -set_serial "$i" \
+	    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null >> many.pem ||
+	    { echo "setup failed: root $i"; exit 1; }
+done
+expect_exit 2 "a partner bundle of 101 roots refuses to start" timeout 20 "$MTLS" proxy --listen 127.0.0.1:1 \
+    --target "127.0.0.1:$be" --cert server.pem --key server.key --ca "root/bundle.pem, partner.com:many.pem" --allow-any
+expect_grep 'at most 100 roots' "$T_DIR/err" "the refusal gives the limit"
