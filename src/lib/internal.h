@@ -245,6 +245,7 @@ void	 cert_fingerprint(X509 *, char *buf, size_t len);
 /* "CN=x serial 0A1B.." for messages. */
 void	 cert_label(X509 *, char *buf, size_t len);
 int	 cert_is_self_signed(X509 *);
+int	 rsa_exponent_ok(EVP_PKEY *);	/* odd, 2^16 < e < 2^256 */
 
 /* ---- formats.c: SPIFFE bundle (JWK Set) and PKCS#12 ---- */
 /* The x509-svid roots of a SPIFFE bundle; each key's JWK members must

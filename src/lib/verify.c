@@ -276,7 +276,7 @@ weak_digest(int mdnid)
  * e = 1 the "signature" of any message is its padded digest: a CSR for
  * such a key verifies, and whoever sees the certificate can sign as it.
  */
-static int
+int
 rsa_exponent_ok(EVP_PKEY *k)
 {
 	BIGNUM *e = NULL;

@@ -114,6 +114,10 @@ printf '[e]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignat
 openssl x509 -req -in e1.csr -CA int/ca.pem -CAkey int/ca.key -extfile e1.cnf -extensions e -days 1 \
     -set_serial 0x5e51 -out e1leaf.pem 2>/dev/null && cat e1leaf.pem int/ca.pem > e1.pem &&
     python3 fakekey.py e1leaf.pem > e1.key || { echo "setup failed: e=1 leaf"; exit 1; }
+"$MTLS" doctor files --cert e1.pem --key e1.key --ca root/bundle.pem --json > doctor.json 2>/dev/null
+[ "$(js doctor.json '[f["code"] for f in d["findings"] if "public exponent" in f.get("text", "")]')" = "['weak_key_or_signature']" ] &&
+    ok "doctor files names the unsafe RSA exponent (weak_key_or_signature)" ||
+    not_ok "doctor files names the unsafe RSA exponent" "$(head -c 600 doctor.json)"
 # a proxy without federation: nothing but the key decides
 port=$(free_port)
 start_bg plain "$MTLS" proxy --listen "127.0.0.1:$port" --target "127.0.0.1:$be" --cert server.pem --key server.key \
