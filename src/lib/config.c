@@ -261,6 +261,15 @@ add_trust_domain(struct mtls_config *c, const char *td, STACK_OF(X509) *sk,
 		    "%s", td ? td : "", name, why);
 		goto out;
 	}
+	/* A partner's bundle is hostile input: OpenSSL 3.0's trust store
+	 * costs O(n^2 log n) to fill (3000 roots: 7 s of CPU; 12000, which
+	 * fit in MTLS_MAX_FILE: minutes at every rebuild). */
+	if (sk_X509_num(sk) > MTLS_MAX_FED_ROOTS) {
+		error_set(&c->err, MTLS_ERR_ARG, "%s: %d certificates; a "
+		    "federated trust domain's bundle holds at most %d roots",
+		    name, sk_X509_num(sk), MTLS_MAX_FED_ROOTS);
+		goto out;
+	}
 	if ((trust = sk_X509_new_null()) == NULL ||
 	    (fed = sk_X509_new_null()) == NULL ||
 	    push_refs(trust, c->trust) != 0 || push_refs(fed, c->fed) != 0)

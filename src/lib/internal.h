@@ -28,6 +28,7 @@
 
 /* Largest file we read whole (certificates, keys, CRLs, configs). */
 #define MTLS_MAX_FILE	(8u * 1024 * 1024)
+#define MTLS_MAX_FED_ROOTS	100	/* roots in one partner bundle */
 /* The longest durations a user may give (issue 18): an interval or a
  * timeout (a refresh, a ticket rotation, a drain, a token) at most 366
  * days, a lifetime (certificate, CRL, OCSP answer) at most 100 years.
@@ -248,6 +249,7 @@ void	 cert_fingerprint(X509 *, char *buf, size_t len);
 /* "CN=x serial 0A1B.." for messages. */
 void	 cert_label(X509 *, char *buf, size_t len);
 int	 cert_is_self_signed(X509 *);
+int	 rsa_exponent_ok(EVP_PKEY *);	/* odd, 2^16 < e < 2^256 */
 
 /* ---- formats.c: SPIFFE bundle (JWK Set) and PKCS#12 ---- */
 /* The x509-svid roots of a SPIFFE bundle; each key's JWK members must

@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -269,6 +271,24 @@ weak_digest(int mdnid)
 	    mdnid == NID_ripemd160;
 }
 
+/*
+ * An RSA public exponent of FIPS 186-5 (5.4): odd, 2^16 < e < 2^256. With
+ * e = 1 the "signature" of any message is its padded digest: a CSR for
+ * such a key verifies, and whoever sees the certificate can sign as it.
+ */
+int
+rsa_exponent_ok(EVP_PKEY *k)
+{
+	BIGNUM *e = NULL;
+	int ok;
+
+	if (EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &e) != 1)
+		return 0;
+	ok = BN_is_odd(e) && BN_num_bits(e) > 16 && BN_num_bits(e) <= 256;
+	BN_free(e);
+	return ok;
+}
+
 /* Weak keys anywhere in the chain; weak digests on every signature that
  * matters (the trust anchor's self-signature does not). */
 static int
@@ -297,6 +317,15 @@ check_strength(STACK_OF(X509) *chain, struct mtls_error *err)
 			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
 			    "%s has a weak %s key (need RSA >= 2048, EC >= "
 			    "P-256)", label, kd);
+		}
+		if ((id == EVP_PKEY_RSA || id == EVP_PKEY_RSA_PSS) &&
+		    !rsa_exponent_ok(k)) {
+			cert_label(x, label, sizeof(label));
+			ERR_clear_error();
+			return error_fail(err, MTLS_FAIL_WEAK_KEY_OR_SIGNATURE,
+			    "%s has an RSA key whose public exponent is not "
+			    "an odd number above 65536 (FIPS 186-5; use "
+			    "65537)", label);
 		}
 		if (i == n - 1 && cert_is_self_signed(x))
 			continue;
@@ -943,11 +972,12 @@ verify_cb(int ok, X509_STORE_CTX *ctx)
 	return ok;
 }
 
-/* Everything but the identity rules: path validation and our policy. */
-int
-verify_path(const struct mtls_config *cfg, X509_STORE *store,
-    STACK_OF(X509) *certs, int purpose, struct verify_out *out,
-    struct mtls_error *err)
+/* Path validation and our policy, against <store>, or against the
+ * certificates of <own> alone when it is given (verify_path). */
+static int
+verify_path_with(const struct mtls_config *cfg, X509_STORE *store,
+    STACK_OF(X509) *own, STACK_OF(X509) *certs, int purpose,
+    struct verify_out *out, struct mtls_error *err)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509) *untrusted = NULL;
@@ -979,6 +1009,8 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 	for (partial = 0;; partial = 1) {
 		if (!X509_STORE_CTX_init(ctx, store, leaf, untrusted))
 			goto nomem;
+		if (own != NULL)
+			X509_STORE_CTX_set0_trusted_stack(ctx, own);
 		param = X509_STORE_CTX_get0_param(ctx);
 		if (cfg->verify_time)
 			X509_VERIFY_PARAM_set_time(param,
@@ -1042,6 +1074,54 @@ verify_path(const struct mtls_config *cfg, X509_STORE *store,
 		out->chain = NULL;
 	}
 	return rv;
+}
+
+/*
+ * Everything but the identity rules: path validation and our policy.
+ * OpenSSL builds one path, preferring an issuer from the trust store: a
+ * partner's bundle can hold a certificate that its root issued to the
+ * name and key of one of our intermediates (or roots), and then the path
+ * of our own client ends at the partner's root and fails
+ * trust_domain_mismatch. A partner may not take our identities away any
+ * more than it may give them: on that failure the path is built once
+ * more on our own anchors alone (without any federated one), which is
+ * exactly the verification of a config without federation. The first
+ * reason is kept when that fails too.
+ */
+int
+verify_path(const struct mtls_config *cfg, X509_STORE *store,
+    STACK_OF(X509) *certs, int purpose, struct verify_out *out,
+    struct mtls_error *err)
+{
+	STACK_OF(X509) *own;
+	struct mtls_error first;
+	int i;
+
+	if (verify_path_with(cfg, store, NULL, certs, purpose, out, err) == 0)
+		return 0;
+	if (err->code != MTLS_ERR_VERIFY ||
+	    err->fail != MTLS_FAIL_TRUST_DOMAIN_MISMATCH)
+		return -1;
+	first = *err;
+	if ((own = sk_X509_new_null()) == NULL)
+		return -1;
+	for (i = 0; cfg->trust != NULL && i < sk_X509_num(cfg->trust); i++)
+		if (verify_fed_td(cfg, sk_X509_value(cfg->trust, i)) == NULL &&
+		    !sk_X509_push(own, sk_X509_value(cfg->trust, i))) {
+			sk_X509_free(own);
+			return -1;
+		}
+	if (sk_X509_num(own) > 0) {
+		verify_out_free(out);
+		if (verify_path_with(cfg, store, own, certs, purpose, out,
+		    err) == 0) {
+			sk_X509_free(own);
+			return 0;
+		}
+		*err = first;
+	}
+	sk_X509_free(own);
+	return -1;
 }
 
 int

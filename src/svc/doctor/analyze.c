@@ -267,6 +267,17 @@ check_strength(STACK_OF(X509) *chain, json_t *certs, const char *who,
 			    label, bits, EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA ?
 			    "RSA" : "EC");
 		}
+		if (k && (EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA ||
+		    EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA_PSS) &&
+		    !rsa_exponent_ok(k)) {
+			ERR_clear_error();
+			problem(cj, "unsafe RSA public exponent");
+			finding_add(findings, "error", "weak_key_or_signature",
+			    "strength", "re-issue with a new key (RSA public "
+			    "exponent 65537)", "%s %s has an RSA key whose "
+			    "public exponent is not an odd number above 65536 "
+			    "(with e = 1 anyone can sign as it)", who, label);
+		}
 		if (cert_is_self_signed(x))
 			continue;	/* a root's self-signature is not used */
 		if (X509_get_signature_info(x, &md, &pk, NULL, NULL) == 1 &&
