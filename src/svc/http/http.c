@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "http/h1.h"
 #include "http/http.h"
 
 static int
@@ -93,6 +95,40 @@ on_headers_complete(http_parser *p)
 {
 	struct http_req *r = req_of(p);
 
+	size_t i, nte = 0, ncl = 0;
+	const char *te = NULL;
+
+	/* framing: one way to know where the body ends, as the gateway
+	 * (h1.c) decides it; http_parser takes "gzip, chunked" as chunked */
+	for (i = 0; i < r->nh; i++) {
+		if (r->h[i].name == NULL)
+			continue;
+		if (strcmp(r->h[i].name, "transfer-encoding") == 0) {
+			nte++;
+			te = r->h[i].value ? r->h[i].value : "";
+		} else if (strcmp(r->h[i].name, "content-length") == 0)
+			ncl++;
+	}
+	if (nte > 1 || ncl > 1) {
+		r->status = 400;
+		r->why = nte > 1 ? "repeated Transfer-Encoding header" :
+		    "repeated Content-Length header";
+		return -1;
+	}
+	if (te != NULL) {
+		size_t n;
+
+		while (*te == ' ' || *te == '\t')
+			te++;
+		n = strlen(te);
+		while (n > 0 && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+			n--;
+		if (n != 7 || strncasecmp(te, "chunked", 7) != 0) {
+			r->status = 400;
+			r->why = "Transfer-Encoding other than 'chunked'";
+			return -1;
+		}
+	}
 	snprintf(r->method, sizeof(r->method), "%s",
 	    http_method_str((enum http_method)p->method));
 	r->keep_alive = http_should_keep_alive(p);
@@ -136,6 +172,43 @@ static const http_parser_settings settings = {
 	.on_message_complete = on_complete,
 };
 
+/* The head's grammar, checked before http_parser reads it (it accepts
+ * obs-fold and whitespace before a colon): the bytes are kept until the
+ * head's empty line has arrived and passed, at most max_head of them. */
+static int
+head_scan(struct http_req *r, const char *data, size_t len)
+{
+	size_t room = r->max_head + 4 - r->raw_len, skip, hlen;
+	const char *why = NULL;
+	int status = 0, rv;
+	char *np;
+
+	if (len > room)
+		len = room;
+	if ((np = realloc(r->raw, r->raw_len + len + 1)) == NULL) {
+		r->status = 500;
+		r->why = "out of memory";
+		return -1;
+	}
+	memcpy(np + r->raw_len, data, len);
+	r->raw = np;
+	r->raw_len += len;
+	rv = h1_head_scan(r->raw, r->raw_len, r->max_head, &skip, &hlen,
+	    &status, &why);
+	if (rv < 0) {
+		r->status = status;
+		r->why = why;
+		return -1;
+	}
+	if (rv == 1) {
+		r->head_ok = 1;
+		free(r->raw);
+		r->raw = NULL;
+		r->raw_len = 0;
+	}
+	return 0;
+}
+
 void
 http_req_free(struct http_req *r)
 {
@@ -147,8 +220,11 @@ http_req_free(struct http_req *r)
 		free(r->h[i].value);
 	}
 	free(r->body);
+	free(r->raw);
 	r->url = NULL;
 	r->body = NULL;
+	r->raw = NULL;
+	r->raw_len = 0;
 	r->nh = 0;
 }
 
@@ -171,6 +247,8 @@ http_req_feed(struct http_req *r, const char *data, size_t len, size_t *used)
 	*used = 0;
 	if (r->complete)
 		return 1;
+	if (!r->head_ok && len > 0 && head_scan(r, data, len) != 0)
+		return -1;
 	n = http_parser_execute(&r->p, &settings, data, len);
 	if (n > len)
 		n = len;	/* http_parser's 1 for an error at EOF (len 0) */

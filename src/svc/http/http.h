@@ -3,8 +3,10 @@
  * admin endpoint (the gateway has its own codec without I/O, h1.h).
  * Parsing is Node's http_parser (Debian libhttp-parser), which rejects
  * the request-smuggling shapes (conflicting Content-Length and
- * Transfer-Encoding, bad chunking, bare CR); this file adds limits and
- * keeps what a handler needs.
+ * Transfer-Encoding, bad chunking, bare CR); this file adds limits, the
+ * gateway's head grammar (http_head_check: no obs-fold, no whitespace
+ * before a colon), one Content-Length or Transfer-Encoding at most and
+ * "chunked" as the only transfer coding, and keeps what a handler needs.
  */
 #ifndef MTLS_HTTP_H
 #define MTLS_HTTP_H
@@ -36,6 +38,9 @@ struct http_req {
 	int			 keep_alive;
 	/* parser state */
 	size_t			 head_bytes;
+	char			*raw;		/* the head as received, until */
+	size_t			 raw_len;	/* checked (norm.c's grammar) */
+	int			 head_ok;
 	int			 in_field, complete;
 	int			 status;	/* on error: 400, 413, 431 */
 	const char		*why;
