@@ -12,7 +12,7 @@
 set -euo pipefail
 secs=${1:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
-MTLS=$root/build/mtls
+MTLS=${MTLS:-$root/build/mtls}	# MTLS=/old/mtls for an A/B in one run
 w=$(mktemp -d /tmp/mtls-cabench.XXXXXX)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$w"' EXIT

@@ -322,6 +322,25 @@ int	 profile_is_ca_server(X509 *);
 /* X509_set_pubkey() without OpenSSL 3.0's encode/decode round trip for
  * EC and RSA keys (pubkey.c); the same bytes. 1 on success, like it. */
 int	 x509_set_pubkey_fast(X509 *, EVP_PKEY *);
+/* A CSR's key from its SubjectPublicKeyInfo's parts without OpenSSL 3.0's
+ * decoder: EC on P-256/P-384/P-521 (uncompressed point), Ed25519; NULL
+ * for anything else or anything odd (the caller falls back). */
+EVP_PKEY *pubkey_from_spki_fast(const X509_ALGOR *, const ASN1_BIT_STRING *);
+
+/* ---- csr.c: a PKCS#10 CSR (DER) parsed once (docs/security/csrfast.md) */
+enum csr_verdict { CSR_OK, CSR_NOT_CSR, CSR_NO_KEY, CSR_BAD_SIGNATURE };
+/* The whole of der[len] is one CSR whose signature verifies with its own
+ * key: CSR_OK, *pub (the caller's reference) and *exts (the extension
+ * request as X509_REQ_get_extensions: empty when none, NULL when
+ * malformed; the caller frees it). fast = 0: d2i_X509_REQ alone; 1: the
+ * template path first for EC and Ed25519 keys, d2i_X509_REQ for anything
+ * it does not accept (so the verdict and the key are d2i_X509_REQ's). */
+enum csr_verdict csr_parse(const unsigned char *der, size_t len, int fast,
+	    EVP_PKEY **pub, STACK_OF(X509_EXTENSION) **exts);
+/* The template path alone: 1 and *pub, *exts as above, or 0 (not taken;
+ * never a verdict). */
+int	 csr_parse_fast(const unsigned char *der, size_t len, EVP_PKEY **pub,
+	    STACK_OF(X509_EXTENSION) **exts);
 int	 profile_build(const struct profile_req *, X509 **,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* The SPIFFE path prefixes recorded in our scope extension <oid> on <ca>;

@@ -17,8 +17,10 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -56,4 +58,68 @@ x509_set_pubkey_fast(X509 *x, EVP_PKEY *pkey)
 	rv = X509_set_pubkey(x, legacy);
 	EVP_PKEY_free(legacy);	/* the certificate holds its own reference */
 	return rv;
+}
+
+/*
+ * A CSR's SubjectPublicKeyInfo as a key without OpenSSL 3.0's decoder
+ * (issue 15): d2i_X509_REQ hands the SPKI to an OSSL_DECODER_CTX, about
+ * 100 us on the reference machine (and a shared rwlock under threads).
+ * For the common shapes the parts OpenSSL's own template already split
+ * (algorithm, BIT STRING) go to the key manager directly: an EC point on a
+ * NIST curve by EVP_PKEY_fromdata (the point is decoded and checked on
+ * the curve by EC_POINT_oct2point, as the decoder does), an Ed25519 key by
+ * EVP_PKEY_new_raw_public_key. Anything else, or anything odd (explicit
+ * curve parameters, a compressed point, unused bits, parameters where
+ * there should be none) is NULL: the caller falls back to d2i_X509_REQ.
+ */
+EVP_PKEY *
+pubkey_from_spki_fast(const X509_ALGOR *alg, const ASN1_BIT_STRING *bits)
+{
+	static const struct {
+		int nid;
+		const char *name;
+		int len;	/* uncompressed point: 04 || X || Y */
+	} curves[] = {
+		{ NID_X9_62_prime256v1, "P-256", 65 },
+		{ NID_secp384r1, "P-384", 97 },
+		{ NID_secp521r1, "P-521", 133 },
+	};
+	const ASN1_OBJECT *oid;
+	const void *pval;
+	int ptype, nid, len, i;
+	const unsigned char *p;
+	EVP_PKEY_CTX *ctx;
+	EVP_PKEY *pkey = NULL;
+	OSSL_PARAM params[3];
+
+	if (alg == NULL || bits == NULL || (bits->flags & 0x7) != 0)
+		return NULL;
+	X509_ALGOR_get0(&oid, &ptype, &pval, alg);
+	p = ASN1_STRING_get0_data(bits);
+	len = ASN1_STRING_length(bits);
+	nid = OBJ_obj2nid(oid);
+	if (nid == NID_ED25519)
+		return ptype == V_ASN1_UNDEF && len == 32 ?
+		    EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, p, 32) :
+		    NULL;
+	if (nid != NID_X9_62_id_ecPublicKey || ptype != V_ASN1_OBJECT)
+		return NULL;
+	nid = OBJ_obj2nid(pval);
+	for (i = 0; i < (int)(sizeof(curves) / sizeof(curves[0])); i++)
+		if (curves[i].nid == nid)
+			break;
+	if (i == (int)(sizeof(curves) / sizeof(curves[0])) ||
+	    len != curves[i].len || p[0] != 0x04)
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(
+	    OSSL_PKEY_PARAM_GROUP_NAME, (char *)curves[i].name, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+	    (void *)p, (size_t)len);
+	params[2] = OSSL_PARAM_construct_end();
+	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) != NULL &&
+	    (EVP_PKEY_fromdata_init(ctx) <= 0 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0))
+		pkey = NULL;
+	EVP_PKEY_CTX_free(ctx);
+	return pkey;
 }

@@ -122,6 +122,19 @@ expect_exit 2 "a CSR asking for another identity is refused" "$MTLS" ca issue --
     --spiffe-id spiffe://example.org/ns/prod/web2 --csr sneaky.csr --out sneaky
 head -c 200 web.csr > badsig.csr
 expect_exit 2 "a damaged CSR is refused" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/w3 --csr badsig.csr --out w3
+# the CSR parsed once (issue 15): DER, Ed25519 and P-384 keys issued as
+# sent; a byte after the CSR refused (d2i_X509_REQ used to ignore it)
+openssl req -new -newkey ed25519 -nodes -keyout ed.key -subj /CN=ed -outform DER -out ed.der 2>/dev/null
+expect_exit 0 "issue --csr DER, Ed25519" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/ed --csr ed.der --out ed
+[ "$(openssl x509 -in ed.pem -noout -pubkey)" = "$(openssl pkey -in ed.key -pubout)" ] \
+    && ok "the certificate carries the Ed25519 CSR's key" || not_ok "the certificate carries the Ed25519 CSR's key"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout p384.key -subj /CN=p -out p384.csr 2>/dev/null
+expect_exit 0 "issue --csr P-384" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/p384 --csr p384.csr --out p384
+[ "$(openssl x509 -in p384.pem -noout -pubkey)" = "$(openssl pkey -in p384.key -pubout)" ] \
+    && ok "the certificate carries the P-384 CSR's key" || not_ok "the certificate carries the P-384 CSR's key"
+{ cat ed.der; printf 'x'; } > trailing.der
+expect_exit 2 "a byte after a DER CSR is refused" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/tr --csr trailing.der --out tr
+expect_grep 'trailing.der: not a CSR' "$T_DIR/err" "the error names the file and says not a CSR"
 
 # inventory, expiry monitoring, revocation, CRL
 expect_exit 0 "issue a 2-day certificate" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/short --ttl 2d --out short

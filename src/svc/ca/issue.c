@@ -116,13 +116,18 @@ ca_sign_record(struct ca *ca, struct profile_req *pr, const char *kind,
 	return error_set(err, MTLS_ERR_IO, "could not find an unused serial");
 }
 
-/* Loads and checks a CSR: signature, key strength, requested names. */
+/* Loads and checks a CSR: signature, key strength, requested names. The
+ * CSR is parsed once (csr.c): the key whose signature verified is the key
+ * judged here and issued. */
 int
 ca_csr_parse(const uint8_t *buf, size_t len, const char *path,
     const struct ids *want, EVP_PKEY **pub, struct mtls_error *err)
 {
 	BIO *bio = NULL;
-	X509_REQ *req = NULL;
+	unsigned char *pem = NULL;
+	const unsigned char *der = buf;
+	long derlen = (long)len;
+	EVP_PKEY *key = NULL;
 	STACK_OF(X509_EXTENSION) *exts = NULL;
 	GENERAL_NAMES *gens = NULL;
 	X509 *tmp = NULL;
@@ -131,31 +136,42 @@ ca_csr_parse(const uint8_t *buf, size_t len, const char *path,
 	int bits, rv = -1, i;
 	size_t a, b;
 
-	if (len > (1 << 20) || (bio = BIO_new_mem_buf(buf, (int)len)) ==
-	    NULL) {
-		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if (len > (1 << 20)) {
+		error_set(err, MTLS_ERR_PARSE, "%s: CSR larger than 1 MiB",
+		    path);
 		goto out;
 	}
-	req = memmem(buf, len, "-----BEGIN", 10) ?
-	    PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL) :
-	    d2i_X509_REQ_bio(bio, NULL);
-	if (req == NULL) {
+	if (memmem(buf, len, "-----BEGIN", 10) != NULL) {
+		if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+			error_set(err, MTLS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if (!PEM_bytes_read_bio(&pem, &derlen, NULL,
+		    PEM_STRING_X509_REQ, bio, NULL, NULL)) {
+			error_set_ossl(err, MTLS_ERR_PARSE, "%s: not a CSR "
+			    "(PKCS#10, PEM or DER)", path);
+			goto out;
+		}
+		der = pem;
+	}
+	switch (csr_parse(der, (size_t)derlen, 1, &key, &exts)) {
+	case CSR_OK:
+		break;
+	case CSR_NOT_CSR:
 		error_set_ossl(err, MTLS_ERR_PARSE, "%s: not a CSR (PKCS#10, "
-		    "PEM or DER)", path);
+		    "PEM or DER, one structure and nothing after it)", path);
 		goto out;
-	}
-	if (X509_REQ_verify(req, X509_REQ_get0_pubkey(req)) != 1) {
+	case CSR_NO_KEY:
+		error_set_ossl(err, MTLS_ERR_PARSE, "%s: CSR has no usable "
+		    "key", path);
+		goto out;
+	default:
 		error_set_ossl(err, MTLS_ERR_PARSE, "%s: CSR signature does "
 		    "not verify", path);
 		goto out;
 	}
-	if (X509_REQ_get0_pubkey(req) == NULL) {
-		error_set(err, MTLS_ERR_PARSE, "%s: CSR has no usable key",
-		    path);
-		goto out;
-	}
-	key_describe(X509_REQ_get0_pubkey(req), kd, sizeof(kd), &bits);
-	i = EVP_PKEY_get_base_id(X509_REQ_get0_pubkey(req));
+	key_describe(key, kd, sizeof(kd), &bits);
+	i = EVP_PKEY_get_base_id(key);
 	if (((i == EVP_PKEY_RSA || i == EVP_PKEY_RSA_PSS) && bits < 2048) ||
 	    (i == EVP_PKEY_EC && bits < 256) || i == EVP_PKEY_DSA) {
 		error_set(err, MTLS_ERR_ARG, "%s: CSR key %s is too weak (use "
@@ -164,7 +180,6 @@ ca_csr_parse(const uint8_t *buf, size_t len, const char *path,
 	}
 	/* Requested SANs, if any, must be exactly what we are issuing: the
 	 * CA decides identities, a CSR may not add one. */
-	exts = X509_REQ_get_extensions(req);
 	if (exts != NULL) {
 		gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
 		if (gens != NULL) {
@@ -189,14 +204,16 @@ ca_csr_parse(const uint8_t *buf, size_t len, const char *path,
 			}
 		}
 	}
-	*pub = X509_REQ_get_pubkey(req);
+	*pub = key;
+	key = NULL;
 	rv = 0;
  out:
 	ids_free(&got);
 	X509_free(tmp);
 	GENERAL_NAMES_free(gens);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	X509_REQ_free(req);
+	EVP_PKEY_free(key);
+	OPENSSL_free(pem);
 	BIO_free(bio);
 	return rv;
 }

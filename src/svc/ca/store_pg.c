@@ -30,12 +30,17 @@
 /* pg_advisory_xact_lock key of the migrations: "mtlsmig" */
 #define MIGRATION_LOCK	"7867093431413095"
 
+#define PG_PREPARED	16
 struct pg {
 	struct store	 base;
 	PGconn		*conn;
 	int		 fresh;	/* opened while the server was down: set up
 				 * and migrated by the first ensure() that
 				 * connects */
+	/* the statements prepared on this connection (PQprepare "s<i>",
+	 * issue 15: no parse and plan per renewal), forgotten when the
+	 * connection is reset */
+	char		*prepared[PG_PREPARED];
 };
 #define PG(s)	((struct pg *)(s))
 
@@ -163,6 +168,64 @@ failed(struct pg *s, PGresult *res, const char *what, struct mtls_error *err)
 	return -1;
 }
 
+/* A new connection has no prepared statement. */
+static void
+forget_prepared(struct pg *s)
+{
+	int i;
+
+	for (i = 0; i < PG_PREPARED; i++) {
+		free(s->prepared[i]);
+		s->prepared[i] = NULL;
+	}
+}
+
+static void
+reset(struct pg *s)
+{
+	forget_prepared(s);
+	PQreset(s->conn);
+}
+
+/* <sql> as a statement prepared on this connection (the first time it
+ * runs here), then executed; PQexecParams when the table is full or the
+ * preparation fails (the failure is then the execution's to report). */
+static PGresult *
+exec_prepared(struct pg *s, const char *sql, int n, const char *const *v,
+    const int *lens, const int *fmts)
+{
+	char name[8];
+	PGresult *res;
+	int i;
+
+	for (i = 0; i < PG_PREPARED && s->prepared[i] != NULL; i++)
+		if (strcmp(s->prepared[i], sql) == 0)
+			break;
+	snprintf(name, sizeof(name), "s%d", i);
+	if (i < PG_PREPARED && s->prepared[i] == NULL) {
+		res = PQprepare(s->conn, name, sql, n, NULL);
+		if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK)
+			s->prepared[i] = strdup(sql);
+		PQclear(res);
+	}
+	if (i == PG_PREPARED || s->prepared[i] == NULL)
+		return PQexecParams(s->conn, sql, n, NULL, v, lens, fmts, 0);
+	res = PQexecPrepared(s->conn, name, n, v, lens, fmts, 0);
+	/* gone from the session (a pooler in transaction mode, DISCARD ALL):
+	 * prepared again next time; outside a transaction, run as it is */
+	if (res != NULL && PQresultStatus(res) == PGRES_FATAL_ERROR &&
+	    strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL ?
+	    PQresultErrorField(res, PG_DIAG_SQLSTATE) : "", "26000") == 0) {
+		forget_prepared(s);
+		if (PQtransactionStatus(s->conn) == PQTRANS_IDLE) {
+			PQclear(res);
+			res = PQexecParams(s->conn, sql, n, NULL, v, lens,
+			    fmts, 0);
+		}
+	}
+	return res;
+}
+
 /* Runs <sql> with <n> text parameters <v> (parameter <bin>, if >= 0, is
  * binary of <bin_len> bytes). The result when its status is <want>, else
  * NULL with err set. */
@@ -179,7 +242,7 @@ run(struct pg *s, const char *sql, int n, const char *const *v, int bin,
 		fmts[bin] = 1;
 	}
 	idle = PQtransactionStatus(s->conn) == PQTRANS_IDLE;
-	res = PQexecParams(s->conn, sql, n, NULL, v, lens, fmts, 0);
+	res = exec_prepared(s, sql, n, v, lens, fmts);
 	if (res != NULL && PQresultStatus(res) == want)
 		return res;
 	/* the connection died under a statement outside any transaction
@@ -189,12 +252,12 @@ run(struct pg *s, const char *sql, int n, const char *const *v, int bin,
 	 * "already"; CRL number: one skipped; token: "exists") */
 	if (idle && PQstatus(s->conn) == CONNECTION_BAD) {
 		PQclear(res);
-		PQreset(s->conn);
+		reset(s);
 		if (PQstatus(s->conn) != CONNECTION_OK) {
 			unavailable(s, what, err);
 			return NULL;
 		}
-		res = PQexecParams(s->conn, sql, n, NULL, v, lens, fmts, 0);
+		res = exec_prepared(s, sql, n, v, lens, fmts);
 		if (res != NULL && PQresultStatus(res) == want)
 			return res;
 	}
@@ -240,7 +303,7 @@ ensure(struct pg *s, struct mtls_error *err)
 	    PQtransactionStatus(s->conn) != PQTRANS_IDLE ||
 	    PQconsumeInput(s->conn) != 1 ||
 	    PQstatus(s->conn) != CONNECTION_OK) {
-		PQreset(s->conn);
+		reset(s);
 		if (PQstatus(s->conn) != CONNECTION_OK)
 			return unavailable(s, "cannot reconnect", err);
 	}
@@ -312,6 +375,7 @@ pg_close(struct store *base)
 	struct pg *s = PG(base);
 
 	PQfinish(s->conn);
+	forget_prepared(s);
 	free(s);
 }
 

@@ -420,6 +420,12 @@ pump(struct side *src, struct side *dst, struct buf *b, char *scratch,
 				return -1;
 			*count += (uint64_t)n;
 			*progress = 1;
+			/* a plain socket that gave less than asked is empty
+			 * now: the next read would only say EAGAIN (issue 15
+			 * §3: 4 -> 3 reads per request through the L4 pair);
+			 * level-triggered epoll says when more comes */
+			if (src->tls == NULL && n < BUF_SIZE)
+				src->rd_idle = 1;
 			p = scratch;
 			len = (size_t)n;
 		} else {
