@@ -630,3 +630,53 @@ store_migrate(const char *dir, const char *url, const char *password_file,
 	store_close(dst);
 	return rv;
 }
+
+/* ---- the inventory's views (store_inv.h): on the read connection ---- */
+void
+store_inv_renewals(struct inv_summary *sum, const int64_t *first_h,
+    const int64_t *first_d)
+{
+	int i;
+
+	/* made - first = renewals; a first leaf is one that was made */
+	for (i = 0; i < INV_RATE_HOURS; i++)
+		sum->ren_hours[i] = sum->iss_hours[i] > first_h[i] ?
+		    sum->iss_hours[i] - first_h[i] : 0;
+	for (i = 0; i < INV_RATE_DAYS; i++)
+		sum->ren_days[i] = sum->iss_days[i] > first_d[i] ?
+		    sum->iss_days[i] - first_d[i] : 0;
+}
+
+#define INV_CALL(s, op, ...)						\
+	do {								\
+		struct store *rd_ = rd_lock(s);				\
+		int rv_ = rd_->ops->inv != NULL ?			\
+		    rd_->ops->inv->op(rd_, __VA_ARGS__) :		\
+		    error_set(err, MTLS_ERR_ARG, "this store has no "	\
+		    "inventory views");					\
+		rd_unlock(s);						\
+		return rv_;						\
+	} while (0)
+
+int
+store_inv_list(struct store *s, const struct inv_query *q,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	INV_CALL(s, list, q, cb, arg, err);
+}
+
+int
+store_inv_summary(struct store *s, struct inv_summary *sum,
+    struct mtls_error *err)
+{
+	INV_CALL(s, summary, sum, err);
+}
+
+int
+store_inv_identity(struct store *s, const char *id, int limit,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	INV_CALL(s, identity, id, limit, cb, arg, err);
+}

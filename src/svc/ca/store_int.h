@@ -77,6 +77,7 @@ struct store_ops {
 		    struct mtls_error *);
 	int	(*load_end)(struct store *, int ok, int64_t crl_number,
 		    struct mtls_error *);
+	const struct store_inv_ops *inv;	/* the views (store_inv.h) */
 };
 
 struct store_gc;		/* store.c: the lock and the batch queue */
@@ -104,5 +105,24 @@ int	 store_pg_open(struct store **, const struct store_conf *,
 int	 store_url_is_pg(const char *url);
 /* The kind as a static string ("root", "intermediate", "leaf"). */
 const char *store_kind(const char *);
+
+/* ---- the inventory's views (store_inv.h): SQL in each backend ---- */
+#include "store_inv.h"
+
+/* Renewals per bucket from the leaves made (sum->iss_*) and the first
+ * leaves of their identities (<first_h>, <first_d>), for the backends. */
+void	 store_inv_renewals(struct inv_summary *sum, const int64_t *first_h,
+	    const int64_t *first_d);
+
+struct store_inv_ops {
+	int	(*list)(struct store *, const struct inv_query *,
+		    int (*)(void *, const struct cert_rec *), void *,
+		    struct mtls_error *);
+	int	(*summary)(struct store *, struct inv_summary *,
+		    struct mtls_error *);
+	int	(*identity)(struct store *, const char *id, int limit,
+		    int (*)(void *, const struct cert_rec *), void *,
+		    struct mtls_error *);
+};
 
 #endif

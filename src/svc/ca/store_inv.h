@@ -1,0 +1,71 @@
+/*
+ * The inventory's views for ca serve's /v1/inventory endpoints and its
+ * web page (serve_ui.c): a page of certificates, the aggregates of the
+ * summary, one identity's history. Every aggregation is SQL run by the
+ * backend (store_sqlite.c, store_pg.c: their last block), never a loop
+ * over the rows here: 100,000 certificates answer in milliseconds.
+ * Reads go through the store's read connection when it has one.
+ */
+#ifndef MTLS_STORE_INV_H
+#define MTLS_STORE_INV_H
+
+#include "ca.h"
+
+enum inv_state { INV_ANY, INV_VALID, INV_EXPIRING, INV_REVOKED,
+    INV_EXPIRED };
+
+#define INV_LIMIT_MAX	500	/* rows of one page */
+#define INV_Q_MAX	256	/* bytes of a search */
+
+/* A page: rows ordered by (not_after, serial), after the cursor. */
+struct inv_query {
+	enum inv_state	 state;
+	int64_t		 now;
+	int64_t		 within;	/* INV_EXPIRING: not_after <= now + it */
+	char		 q[INV_Q_MAX + 1];	/* "": none; a substring of an
+						 * identity, or a serial prefix */
+	char		 q_serial[INV_Q_MAX + 1];	/* q in upper case when
+							 * it is hex, else "" */
+	int		 has_cursor;
+	int64_t		 c_not_after;	/* the last row of the previous page */
+	char		 c_serial[48];
+	int		 limit;		/* 1..INV_LIMIT_MAX */
+};
+
+/* Expiry buckets ahead of now, issuance buckets behind it. */
+#define INV_EXP_HOURS	48
+#define INV_EXP_DAYS	30
+#define INV_EXP_WEEKS	12
+#define INV_RATE_HOURS	48
+#define INV_RATE_DAYS	30
+#define INV_REASONS	11	/* RFC 5280 CRLReason 0..10 */
+
+struct inv_summary {
+	int64_t	 now;
+	int64_t	 total, valid, revoked, expired;
+	int64_t	 within[3];		/* valid, expiring within 1d, 3d, 7d */
+	int64_t	 exp_hours[INV_EXP_HOURS];	/* [i]: (now+i h, now+i+1 h] */
+	int64_t	 exp_days[INV_EXP_DAYS];
+	int64_t	 exp_weeks[INV_EXP_WEEKS];
+	/* leaves created in each hour/day before now (bucket 0 the oldest);
+	 * a renewal is a leaf whose identities an earlier leaf had */
+	int64_t	 iss_hours[INV_RATE_HOURS], ren_hours[INV_RATE_HOURS];
+	int64_t	 iss_days[INV_RATE_DAYS], ren_days[INV_RATE_DAYS];
+	int64_t	 by_reason[INV_REASONS];
+};
+
+/* One page of <q>: <cb> for each row (cert_rec's strings are lent for the
+ * call). 0, or -1 with err (err->sys EIO: the store is unavailable). */
+int	 store_inv_list(struct store *, const struct inv_query *q,
+	    int (*cb)(void *, const struct cert_rec *), void *arg,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The aggregates at s->now (set by the caller). */
+int	 store_inv_summary(struct store *, struct inv_summary *s,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The certificates that hold identity <id> (one of its lines, exactly),
+ * newest first, at most <limit>. */
+int	 store_inv_identity(struct store *, const char *id, int limit,
+	    int (*cb)(void *, const struct cert_rec *), void *arg,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+
+#endif
