@@ -632,6 +632,22 @@ store_migrate(const char *dir, const char *url, const char *password_file,
 }
 
 /* ---- the inventory's views (store_inv.h): on the read connection ---- */
+/* one set of spans for expiry ahead and issuance behind */
+_Static_assert(INV_RATE_HOURS == INV_EXP_HOURS &&
+    INV_RATE_DAYS == INV_EXP_DAYS, "store_inv_add's spans");
+
+void
+store_inv_add(int64_t *hours, int64_t *days, int64_t *weeks,
+    const int64_t *v, int64_t n)
+{
+	if (hours != NULL && v[0] >= 0 && v[0] < INV_EXP_HOURS)
+		hours[v[0]] += n;
+	if (days != NULL && v[1] >= 0 && v[1] < INV_EXP_DAYS)
+		days[v[1]] += n;
+	if (weeks != NULL && v[2] >= 0 && v[2] < INV_EXP_WEEKS)
+		weeks[v[2]] += n;
+}
+
 void
 store_inv_renewals(struct inv_summary *sum, const int64_t *first_h,
     const int64_t *first_d)

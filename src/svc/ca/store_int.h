@@ -114,6 +114,11 @@ const char *store_kind(const char *);
 void	 store_inv_renewals(struct inv_summary *sum, const int64_t *first_h,
 	    const int64_t *first_d);
 
+/* Adds <n> to hours[v[0]], days[v[1]], weeks[v[2]] (INV_EXP_* or
+ * INV_RATE_* of them), each when in range and its array not NULL. */
+void	 store_inv_add(int64_t *hours, int64_t *days, int64_t *weeks,
+	    const int64_t *v, int64_t n);
+
 struct store_inv_ops {
 	int	(*list)(struct store *, const struct inv_query *,
 		    int (*)(void *, const struct cert_rec *), void *,

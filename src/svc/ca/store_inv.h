@@ -39,6 +39,10 @@ struct inv_query {
 #define INV_RATE_HOURS	48
 #define INV_RATE_DAYS	30
 #define INV_REASONS	11	/* RFC 5280 CRLReason 0..10 */
+/* the spans in seconds, for the backends' SQL */
+#define INV_SPAN_H	(INV_EXP_HOURS * 3600LL)
+#define INV_SPAN_D	(INV_EXP_DAYS * 86400LL)
+#define INV_SPAN_W	(INV_EXP_WEEKS * 604800LL)
 
 struct inv_summary {
 	int64_t	 now;

@@ -61,12 +61,14 @@ static const char *const migrations[] = {
     " used_at bigint, serial text);"
     "INSERT INTO meta VALUES ('schema', '1'), ('crl_number', '0')"
     " ON CONFLICT DO NOTHING;",
-    /* 2: the inventory's views (store_inv.h), as store_sqlite.c's 2 */
+    /* 2: the inventory's views (store_inv.h), as store_sqlite.c's 2; an
+     * index entry is at most 2.7 kB here: identities by their md5 */
     "CREATE INDEX IF NOT EXISTS certs_na_serial ON certs(not_after, serial);"
     "CREATE INDEX IF NOT EXISTS certs_status_na ON certs(status, not_after,"
     " serial);"
-    "CREATE INDEX IF NOT EXISTS certs_ids ON certs(identities, created_at,"
-    " kind, serial);",
+    "CREATE INDEX IF NOT EXISTS certs_created ON certs(created_at, kind);"
+    "CREATE INDEX IF NOT EXISTS certs_ids ON certs(md5(identities),"
+    " created_at, kind);",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -971,8 +973,8 @@ struct pq {
 	int		 n;
 };
 
-/* Appends <frag>, each "%s" in it the next parameter's "$N" for the
- * value <val> (a string, copied when <copy>). */
+/* Appends <frag>, its "%s" the next parameter's "$N" for the value <val>
+ * (lent; NULL: <frag> has no parameter). */
 static void
 pq_add(struct pq *p, const char *frag, const char *val)
 {
@@ -1011,7 +1013,7 @@ pg_inv_list(struct store *base, const struct inv_query *q,
 	memset(&p, 0, sizeof(p));
 	pq_add(&p, "SELECT " INV_COLS " FROM certs WHERE true", NULL);
 	if (q->state == INV_VALID || q->state == INV_EXPIRING)
-		pq_add(&p, " AND status != 'revoked' AND not_after > %s::bigint",
+		pq_add(&p, " AND status = 'valid' AND not_after > %s::bigint",
 		    pq_int(&p, q->now));
 	if (q->state == INV_EXPIRING)
 		pq_add(&p, " AND not_after <= %s::bigint",
@@ -1019,7 +1021,7 @@ pg_inv_list(struct store *base, const struct inv_query *q,
 	if (q->state == INV_REVOKED)
 		pq_add(&p, " AND status = 'revoked'", NULL);
 	if (q->state == INV_EXPIRED)
-		pq_add(&p, " AND status != 'revoked' AND not_after <= "
+		pq_add(&p, " AND status = 'valid' AND not_after <= "
 		    "%s::bigint", pq_int(&p, q->now));
 	if (q->q[0] != '\0') {
 		pq_add(&p, " AND (strpos(identities, %s) > 0", q->q);
@@ -1047,35 +1049,34 @@ pg_inv_list(struct store *base, const struct inv_query *q,
 	return rv;
 }
 
-/* Runs <sql> (<np> parameters of $1 now, $2 width, $3 buckets), whose rows are (bucket,
- * count[, count2]), into <a>/<b> of <n> buckets; others are dropped. */
+/* Runs <sql> ($1 now, $2 48 h, $3 30 d, $4 12 weeks in seconds), whose
+ * rows are (hour, day, week, count), into the arrays (store_inv_add). */
 static int
-pg_buckets(struct pg *s, const char *sql, int np, int64_t now, int64_t w,
-    int n, int64_t *a, int64_t *b, struct mtls_error *err)
+pg_buckets(struct pg *s, const char *sql, int64_t now, int64_t *hours,
+    int64_t *days, int64_t *weeks, struct mtls_error *err)
 {
-	char t[3][24];
-	const char *v[3] = { t[0], t[1], t[2] };
+	char t[4][24];
+	const char *v[4] = { t[0], t[1], t[2], t[3] };
 	PGresult *res;
-	int64_t i, x;
-	int r, rv = -1;
+	int64_t b[3], n;
+	int r, i, rv = -1;
 
 	snprintf(t[0], sizeof(t[0]), "%lld", (long long)now);
-	snprintf(t[1], sizeof(t[1]), "%lld", (long long)w);
-	snprintf(t[2], sizeof(t[2]), "%d", n);
-	if ((res = run(s, sql, np, v, -1, 0, PGRES_TUPLES_OK,
+	snprintf(t[1], sizeof(t[1]), "%lld", (long long)INV_SPAN_H);
+	snprintf(t[2], sizeof(t[2]), "%lld", (long long)INV_SPAN_D);
+	snprintf(t[3], sizeof(t[3]), "%lld", (long long)INV_SPAN_W);
+	if ((res = run(s, sql, 4, v, -1, 0, PGRES_TUPLES_OK,
 	    "cannot sum the inventory", err)) == NULL)
 		return -1;
-	if (shape(s, res, 0, b != NULL ? 3 : 2, err) != 0)
+	if (shape(s, res, 0, 4, err) != 0)
 		goto out;
 	for (r = 0; r < PQntuples(res); r++) {
-		if (col_i64(res, r, 0, 0, &i, err) != 0 ||
-		    col_i64(res, r, 1, 0, &x, err) != 0)
+		for (i = 0; i < 3; i++)
+			if (col_i64(res, r, i, 0, &b[i], err) != 0)
+				goto out;
+		if (col_i64(res, r, 3, 0, &n, err) != 0)
 			goto out;
-		if (i < 0 || i >= n)
-			continue;
-		a[i] = x;
-		if (b != NULL && col_i64(res, r, 2, 1, &b[i], err) != 0)
-			goto out;
+		store_inv_add(hours, days, weeks, b, n);
 	}
 	rv = 0;
  out:
@@ -1083,16 +1084,22 @@ pg_buckets(struct pg *s, const char *sql, int np, int64_t now, int64_t w,
 	return rv;
 }
 
-#define PG_EXPIRY "SELECT (not_after - $1::bigint - 1) / $2::bigint, " \
-	"count(*) FROM certs WHERE status != 'revoked' AND not_after > " \
-	"$1::bigint AND not_after <= $1::bigint + $2::bigint * $3::bigint " \
-	"GROUP BY 1"
-#define PG_RATE "SELECT (created_at - ($1::bigint - $2::bigint * " \
-	"$3::bigint + 1)) / $2::bigint, count(*), count(*) FILTER (WHERE " \
-	"EXISTS (SELECT 1 FROM certs p WHERE p.identities = c.identities " \
-	"AND p.created_at < c.created_at AND p.kind = 'leaf')) FROM certs c " \
-	"WHERE c.kind = 'leaf' AND c.created_at > $1::bigint - $2::bigint * " \
-	"$3::bigint AND c.created_at <= $1::bigint GROUP BY 1"
+/* as store_sqlite.c's SQ_EXPIRY, SQ_MADE, SQ_FIRST */
+#define PG_EXPIRY "SELECT CASE WHEN not_after <= $1::bigint + $2::bigint " \
+	"THEN (not_after - $1::bigint - 1) / 3600 ELSE -1 END, CASE WHEN " \
+	"not_after <= $1::bigint + $3::bigint THEN (not_after - $1::bigint - " \
+	"1) / 86400 ELSE -1 END, (not_after - $1::bigint - 1) / 604800, " \
+	"count(*) FROM certs WHERE status = 'valid' AND not_after > " \
+	"$1::bigint AND not_after <= $1::bigint + $4::bigint GROUP BY 1, 2, 3"
+#define PG_RATE(from) "SELECT CASE WHEN t > $1::bigint - " \
+	"$2::bigint THEN (t - ($1::bigint - $2::bigint + 1)) / 3600 ELSE -1 " \
+	"END, (t - ($1::bigint - $3::bigint + 1)) / 86400, -1 + 0 * " \
+	"$4::bigint, count(*) FROM (" from ") f WHERE t > $1::bigint - " \
+	"$3::bigint AND t <= $1::bigint GROUP BY 1, 2, 3"
+#define PG_MADE PG_RATE("SELECT created_at AS t FROM certs WHERE kind = " \
+	"'leaf'")
+#define PG_FIRST PG_RATE("SELECT min(created_at) AS t FROM certs WHERE " \
+	"kind = 'leaf' GROUP BY md5(identities)")
 
 static int
 pg_inv_summary(struct store *base, struct inv_summary *sum,
@@ -1100,7 +1107,8 @@ pg_inv_summary(struct store *base, struct inv_summary *sum,
 {
 	struct pg *s = PG(base);
 	PGresult *res = NULL;
-	int64_t now = sum->now;
+	int64_t now = sum->now, fh[INV_RATE_HOURS] = { 0 },
+	    fd[INV_RATE_DAYS] = { 0 };
 	char t[24];
 	const char *v[1] = { t };
 	int i, rv = -1;
@@ -1114,13 +1122,13 @@ pg_inv_summary(struct store *base, struct inv_summary *sum,
 	snprintf(t, sizeof(t), "%lld", (long long)now);
 	if ((res = run(s, "SELECT count(*), "
 	    "count(*) FILTER (WHERE status = 'revoked'), "
-	    "count(*) FILTER (WHERE status != 'revoked' AND not_after <= $1), "
-	    "count(*) FILTER (WHERE status != 'revoked' AND not_after > $1), "
-	    "count(*) FILTER (WHERE status != 'revoked' AND not_after > $1 AND "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after <= $1), "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after > $1), "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after > $1 AND "
 	    "not_after <= $1 + 86400), "
-	    "count(*) FILTER (WHERE status != 'revoked' AND not_after > $1 AND "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after > $1 AND "
 	    "not_after <= $1 + 259200), "
-	    "count(*) FILTER (WHERE status != 'revoked' AND not_after > $1 AND "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after > $1 AND "
 	    "not_after <= $1 + 604800) FROM certs", 1, v, -1, 0,
 	    PGRES_TUPLES_OK, "cannot sum the inventory", err)) == NULL ||
 	    shape(s, res, 1, 7, err) != 0 ||
@@ -1132,20 +1140,30 @@ pg_inv_summary(struct store *base, struct inv_summary *sum,
 	for (i = 0; i < 3; i++)
 		if (col_i64(res, 0, 4 + i, 0, &sum->within[i], err) != 0)
 			goto out;
-	if (pg_buckets(s, PG_EXPIRY, 3, now, 3600, INV_EXP_HOURS,
-	    sum->exp_hours, NULL, err) != 0 ||
-	    pg_buckets(s, PG_EXPIRY, 3, now, 86400, INV_EXP_DAYS,
-	    sum->exp_days, NULL, err) != 0 ||
-	    pg_buckets(s, PG_EXPIRY, 3, now, 604800, INV_EXP_WEEKS,
-	    sum->exp_weeks, NULL, err) != 0 ||
-	    pg_buckets(s, PG_RATE, 3, now, 3600, INV_RATE_HOURS,
-	    sum->iss_hours, sum->ren_hours, err) != 0 ||
-	    pg_buckets(s, PG_RATE, 3, now, 86400, INV_RATE_DAYS,
-	    sum->iss_days, sum->ren_days, err) != 0 ||
-	    pg_buckets(s, "SELECT coalesce(reason, 0), count(*) FROM certs "
-	    "WHERE status = 'revoked' GROUP BY 1", 0, now, 1, INV_REASONS,
-	    sum->by_reason, NULL, err) != 0)
+	PQclear(res);
+	res = NULL;
+	if (pg_buckets(s, PG_EXPIRY, now, sum->exp_hours, sum->exp_days,
+	    sum->exp_weeks, err) != 0 ||
+	    pg_buckets(s, PG_MADE, now, sum->iss_hours, sum->iss_days, NULL,
+	    err) != 0 ||
+	    pg_buckets(s, PG_FIRST, now, fh, fd, NULL, err) != 0)
 		goto out;
+	store_inv_renewals(sum, fh, fd);
+	/* revocations by CRLReason (0..10) */
+	if ((res = run(s, "SELECT coalesce(reason, 0), count(*) FROM certs "
+	    "WHERE status = 'revoked' GROUP BY 1", 0, NULL, -1, 0,
+	    PGRES_TUPLES_OK, "cannot sum the inventory", err)) == NULL ||
+	    shape(s, res, 0, 2, err) != 0)
+		goto out;
+	for (i = 0; i < PQntuples(res); i++) {
+		int64_t r, n;
+
+		if (col_i64(res, i, 0, 0, &r, err) != 0 ||
+		    col_i64(res, i, 1, 0, &n, err) != 0)
+			goto out;
+		if (r >= 0 && r < INV_REASONS)
+			sum->by_reason[r] = n;
+	}
 	rv = 0;
  out:
 	PQclear(res);
