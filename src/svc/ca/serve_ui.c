@@ -40,7 +40,7 @@
 struct param {
 	const char	*key;
 	size_t		 max;		/* decoded bytes */
-	char		*val;		/* decoded, or NULL when absent */
+	char		*val;		/* decoded; NULL when absent */
 };
 
 /* Decodes <p>[0..n) (application/x-www-form-urlencoded: %XX, '+' a
@@ -318,7 +318,8 @@ inv_list(struct server *s, const struct http_req *req, struct reply *rp)
 
 		if (dot == NULL || (*dot = '\0', int_parse(ps[3].val, 0,
 		    (int64_t)1 << 53, &q.c_not_after) != 0) ||
-		    serial_canon(dot + 1, q.c_serial, sizeof(q.c_serial)) != 0) {
+		    serial_canon(dot + 1, q.c_serial,
+		    sizeof(q.c_serial)) != 0) {
 			serve_reply_error(rp, 400, "bad_query", "cursor: give "
 			    "the next_cursor of the previous page as it is");
 			goto out;

@@ -21,13 +21,13 @@ enum inv_state { INV_ANY, INV_VALID, INV_EXPIRING, INV_REVOKED,
 struct inv_query {
 	enum inv_state	 state;
 	int64_t		 now;
-	int64_t		 within;	/* INV_EXPIRING: not_after <= now + it */
-	char		 q[INV_Q_MAX + 1];	/* "": none; a substring of an
-						 * identity, or a serial prefix */
-	char		 q_serial[INV_Q_MAX + 1];	/* q in upper case when
-							 * it is hex, else "" */
+	int64_t		 within;	/* INV_EXPIRING: until now+it */
+	/* "": none; else a substring of an identity, or (q_serial: q as a
+	 * serial when it is hex, else "") the start of a serial */
+	char		 q[INV_Q_MAX + 1];
+	char		 q_serial[INV_Q_MAX + 1];
 	int		 has_cursor;
-	int64_t		 c_not_after;	/* the last row of the previous page */
+	int64_t		 c_not_after;	/* the last row before */
 	char		 c_serial[48];
 	int		 limit;		/* 1..INV_LIMIT_MAX */
 };
@@ -47,8 +47,9 @@ struct inv_query {
 struct inv_summary {
 	int64_t	 now;
 	int64_t	 total, valid, revoked, expired;
-	int64_t	 within[3];		/* valid, expiring within 1d, 3d, 7d */
-	int64_t	 exp_hours[INV_EXP_HOURS];	/* [i]: (now+i h, now+i+1 h] */
+	int64_t	 within[3];	/* valid, expiring in 1d, 3d, 7d */
+	/* [i]: not_after in (now + i h, now + (i + 1) h], and so on */
+	int64_t	 exp_hours[INV_EXP_HOURS];
 	int64_t	 exp_days[INV_EXP_DAYS];
 	int64_t	 exp_weeks[INV_EXP_WEEKS];
 	/* leaves created in each hour/day before now (bucket 0 the oldest);

@@ -950,7 +950,8 @@ sq_inv_summary(struct store *base, struct inv_summary *sum,
 	st = NULL;
 	if (inv_buckets(s, SQ_EXP_H, now, sum->exp_hours, NULL, NULL,
 	    err) != 0 ||
-	    inv_buckets(s, SQ_EXP_D, now, NULL, sum->exp_days, NULL, err) != 0 ||
+	    inv_buckets(s, SQ_EXP_D, now, NULL, sum->exp_days, NULL,
+	    err) != 0 ||
 	    inv_buckets(s, SQ_EXP_W, now, NULL, NULL, sum->exp_weeks,
 	    err) != 0 ||
 	    inv_buckets(s, SQ_MADE_H, now, sum->iss_hours, NULL, NULL,

@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 struct ui_asset {
-	const char		*name;	/* "index.html", "app.js", "app.css" */
+	const char		*name;	/* "index.html", ... */
 	const unsigned char	*data;
 	size_t			 len;
 };
