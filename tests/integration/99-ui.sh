@@ -241,14 +241,19 @@ nssdb() {
 nssdb "$T_DIR/h-admin" admin
 nssdb "$T_DIR/h-viewer" viewer
 # browse HOME NAME FRAGMENT: the DOM after the page settled into
-# $T_DIR/NAME.html, a screenshot into $ART/NAME.png
+# $T_DIR/NAME.html, a screenshot into $ART/NAME.png (once more when
+# Chromium gave nothing: on a loaded machine it may miss its deadline)
 browse() {
-	HOME=$1 timeout 90 chromium --headless --no-sandbox --disable-gpu --no-first-run \
+	_browse "$@"
+	[ -s "$T_DIR/$2.html" ] || _browse "$@"
+	cp "$T_DIR/$2.html" "$ART/$2.html"
+}
+_browse() {
+	HOME=$1 timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run \
 	    --disable-extensions --disable-background-networking --disable-component-update \
 	    --user-data-dir="$T_DIR/prof-$2" --virtual-time-budget=10000 --window-size=1280,1400 \
 	    --hide-scrollbars --screenshot="$ART/$2.png" --dump-dom "$URL/ui$3" \
 	    > "$T_DIR/$2.html" 2> "$T_DIR/chromium-$2.err"
-	cp "$T_DIR/$2.html" "$ART/$2.html"
 }
 # dom NAME PYTHON-EXPR NAME: the expression holds over d (the DOM text)
 # and e (expect.json)
