@@ -68,6 +68,12 @@ struct store_gc {
 	 * committed) and never waits for the writer. NULL: reads use io's. */
 	struct store	*rd;
 	pthread_mutex_t	 rio;
+	/* the inventory's views (store_inv.h): a third connection, opened
+	 * at the first view, so that a summary's scans never hold rd's lock
+	 * while an issuance waits to read; dir: the CA directory */
+	char		*dir;
+	struct store	*inv;
+	pthread_mutex_t	 iio;
 	pthread_mutex_t	 mu;		/* the queue, leading */
 	pthread_cond_t	 cv;		/* a batch ended */
 	struct gc_item	*head, **tail;
@@ -91,6 +97,7 @@ store_init(struct store **out, int rv, struct mtls_error *err)
 	}
 	pthread_mutex_init(&g->io, NULL);
 	pthread_mutex_init(&g->rio, NULL);
+	pthread_mutex_init(&g->iio, NULL);
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->cv, NULL);
 	g->tail = &g->head;
@@ -359,6 +366,8 @@ store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 		if (rv == 0)
 			rv = store_pg_open(&(*out)->gc->rd, &c, err);
 	}
+	if (rv == 0 && ((*out)->gc->dir = strdup(dir)) == NULL)
+		rv = error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	if (rv != 0 && *out != NULL) {	/* the read connection failed */
 		store_close(*out);
 		*out = NULL;
@@ -377,6 +386,10 @@ store_close(struct store *s)
 	if ((g = s->gc) != NULL) {
 		if (g->rd != NULL)
 			g->rd->ops->close(g->rd);
+		if (g->inv != NULL)
+			g->inv->ops->close(g->inv);
+		free(g->dir);
+		pthread_mutex_destroy(&g->iio);
 		pthread_mutex_destroy(&g->rio);
 		pthread_mutex_destroy(&g->io);
 		pthread_mutex_destroy(&g->mu);
@@ -631,7 +644,47 @@ store_migrate(const char *dir, const char *url, const char *password_file,
 	return rv;
 }
 
-/* ---- the inventory's views (store_inv.h): on the read connection ---- */
+/* ---- the inventory's views (store_inv.h): their own connection ---- */
+/* The handle for a view, locked (inv_unlock after): a CA directory's
+ * store opens its views' connection at the first; another store (tests,
+ * migrate) reads on rd. NULL with err when that connection cannot open. */
+static struct store *
+inv_lock(struct store *s, struct mtls_error *err)
+{
+	struct store_gc *g = s->gc;
+	struct store_conf c;
+	char p[PATH_MAX];
+	int rv = 0;
+
+	if (g == NULL || g->dir == NULL)
+		return rd_lock(s);
+	pthread_mutex_lock(&g->iio);
+	if (g->inv == NULL) {
+		if (conf_load(g->dir, &c, err) != 0)
+			rv = -1;
+		else if (c.url[0] == '\0' || strcmp(c.url, "sqlite") == 0) {
+			snprintf(p, sizeof(p), "%s/inventory.db", g->dir);
+			rv = store_sqlite_open(&g->inv, p, 0, err);
+		} else
+			rv = store_pg_open(&g->inv, &c, err);
+		OPENSSL_cleanse(&c, sizeof(c));
+	}
+	if (rv != 0) {
+		pthread_mutex_unlock(&g->iio);
+		return NULL;
+	}
+	return g->inv;
+}
+
+static void
+inv_unlock(struct store *s)
+{
+	if (s->gc == NULL || s->gc->dir == NULL)
+		rd_unlock(s);
+	else
+		pthread_mutex_unlock(&s->gc->iio);
+}
+
 /* one set of spans for expiry ahead and issuance behind */
 _Static_assert(INV_RATE_HOURS == INV_EXP_HOURS &&
     INV_RATE_DAYS == INV_EXP_DAYS, "store_inv_add's spans");
@@ -665,12 +718,16 @@ store_inv_renewals(struct inv_summary *sum, const int64_t *first_h,
 
 #define INV_CALL(s, op, ...)						\
 	do {								\
-		struct store *rd_ = rd_lock(s);				\
-		int rv_ = rd_->ops->inv != NULL ?			\
-		    rd_->ops->inv->op(rd_, __VA_ARGS__) :		\
+		struct store *v_ = inv_lock(s, err);			\
+		int rv_;						\
+									\
+		if (v_ == NULL)						\
+			return -1;					\
+		rv_ = v_->ops->inv != NULL ?				\
+		    v_->ops->inv->op(v_, __VA_ARGS__) :			\
 		    error_set(err, MTLS_ERR_ARG, "this store has no "	\
 		    "inventory views");					\
-		rd_unlock(s);						\
+		inv_unlock(s);						\
 		return rv_;						\
 	} while (0)
 

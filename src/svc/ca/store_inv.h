@@ -4,7 +4,8 @@
  * summary, one identity's history. Every aggregation is SQL run by the
  * backend (store_sqlite.c, store_pg.c: their last block), never a loop
  * over the rows here: 100,000 certificates answer in milliseconds.
- * Reads go through the store's read connection when it has one.
+ * A CA directory's store (store_open_ca) reads them on a connection of
+ * their own, opened at the first view: issuance never waits on them.
  */
 #ifndef MTLS_STORE_INV_H
 #define MTLS_STORE_INV_H
