@@ -42,6 +42,9 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 MAN      := $(MAN_SRC:man/%.in=$(BUILD)/man/%.1)
 DEPS_OK  := $(BUILD)/.deps-ok
+# ca serve's web page: ui/'s files as C arrays (scripts/embed.sh)
+UI_SRC   := ui/index.html ui/app.css ui/app.js
+SVC_OBJ  += $(BUILD)/obj/gen/ui_assets.o
 
 .PHONY: all check asan fuzz coverage cov-build demo examples bench install format clean deps man
 all: $(BUILD)/mtls $(BUILD)/libmtls.a $(BUILD)/libmtls.so $(BUILD)/mtls.pc
@@ -61,6 +64,13 @@ $(BUILD)/obj/src/svc/%.o: src/svc/%.c $(DEPS_OK)
 $(BUILD)/obj/src/cmd/%.o: src/cmd/%.c $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXE) -Isrc/svc -MMD -MP -c -o $@ $<
+
+$(BUILD)/gen/ui_assets.c: $(UI_SRC) scripts/embed.sh
+	@mkdir -p $(@D)
+	scripts/embed.sh $(UI_SRC) > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXE) -Isrc/svc -c -o $@ $<
 
 $(BUILD)/libmtls.a: $(LIB_OBJ)
 	@rm -f $@

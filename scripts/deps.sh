@@ -8,7 +8,7 @@
 #   scripts/deps.sh coverage  gcovr, for make coverage only
 set -eu
 build="gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev libcmocka-dev libhttp-parser-dev libcurl4-openssl-dev libpq-dev libp11-dev"
-check="openssl curl softhsm2 libengine-pkcs11-openssl opensc python3 nginx-light sqlite3 procps gnutls-bin golang-go openjdk-17-jdk-headless nodejs iproute2 haproxy faketime postgresql prometheus systemd man-db groff-base"
+check="openssl curl chromium libnss3-tools softhsm2 libengine-pkcs11-openssl opensc python3 nginx-light sqlite3 procps gnutls-bin golang-go openjdk-17-jdk-headless nodejs iproute2 haproxy faketime postgresql prometheus systemd man-db groff-base"
 fuzz="clang libclang-rt-14-dev"
 coverage="gcovr"
 want=""

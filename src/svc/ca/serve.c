@@ -255,6 +255,9 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 		rp->route = R_READY;
 	else if (strcmp(path, "/metrics") == 0)
 		rp->route = R_METRICS;
+	else if (strncmp(path, "/ui", 3) == 0 || strncmp(path,
+	    "/v1/inventory", 13) == 0)
+		rp->route = R_UI;	/* serve_ui.c: its own 404s */
 	else {
 		rp->route = R_OTHER;
 		serve_reply_error(rp, 404, "not_found", "no route %.200s",
@@ -290,6 +293,8 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 			serve_metrics(s, rp);
 		else if (rp->route == R_READY)
 			serve_ready(s, rp);
+		else if (rp->route == R_UI)
+			serve_ui(s, c, req, path, rp);
 		else
 			serve_reply_bytes(rp, "text/plain", "ok\n", 3);
 		return;
@@ -434,8 +439,9 @@ serve_conn(struct net_conn *nc, void *arg)
 		__atomic_add_fetch(&s->m_req[rp.route][rp.status / 100 % 6], 1,
 		    __ATOMIC_RELAXED);
 		log_request(c, &req, &rp, t0);
-		if (rp.body != NULL && http_response(&out, &out_len, rp.status,
-		    rp.ctype, rp.body, rp.len, keep, rp.no_store) == 0) {
+		if (rp.body != NULL && http_response_h(&out, &out_len,
+		    rp.status, rp.ctype, rp.headers, rp.body, rp.len,
+		    keep) == 0) {
 			if (net_write(nc, c->t, out, out_len, net_now_ms() +
 			    s->o->request_ms) != 0)
 				keep = 0;

@@ -17,7 +17,7 @@
 #include "net/net.h"
 
 enum { R_ENROLL, R_RENEW, R_REVOKE, R_BUNDLE, R_CRL, R_OCSP, R_HEALTH,
-    R_READY, R_METRICS, R_OTHER, R__COUNT };
+    R_READY, R_METRICS, R_UI, R_OTHER, R__COUNT };
 
 struct server {
 	const struct ca_serve_opts *o;
@@ -60,7 +60,7 @@ struct conn {
 struct reply {
 	int		 status;
 	const char	*ctype;
-	int		 no_store;	/* Cache-Control: no-store */
+	const char	*headers;	/* static "Name: value\r\n" lines, or NULL */
 	char		*body;		/* malloc'd */
 	size_t		 len;
 	int		 route;
@@ -102,8 +102,16 @@ void	 serve_renew(struct server *, struct conn *, const struct http_req *,
 void	 serve_revoke(struct server *, struct conn *, const struct http_req *,
 	    struct reply *);
 void	 serve_bundle(struct server *, const struct http_req *, struct reply *);
+/* The client is authenticated (a certificate this CA issued, not
+ * revoked) and matches an --admin rule: 0, else -1 with the refusal in
+ * <rp> (401 no or refused certificate, 403 unknown, revoked, not_admin). */
+int	 serve_admin(struct server *, struct conn *, struct reply *);
 void	 serve_metrics(struct server *, struct reply *);
 void	 serve_ready(struct server *, struct reply *);
+
+/* serve_ui.c: /ui (the page) and /v1/inventory..., --admin only */
+void	 serve_ui(struct server *, struct conn *, const struct http_req *,
+	    const char *path, struct reply *);
 
 /* serve_revocation.c */
 void	 serve_crl(struct server *, struct reply *);

@@ -18,7 +18,7 @@
 #include "ca/serve.h"
 
 static const char *route_names[R__COUNT] = { "enroll", "renew", "revoke",
-    "bundle", "crl", "ocsp", "healthz", "readyz", "metrics", "other" };
+    "bundle", "crl", "ocsp", "healthz", "readyz", "metrics", "ui", "other" };
 
 static uint64_t
 ld(const uint64_t *v)
@@ -394,26 +394,36 @@ serve_renew(struct server *s, struct conn *c, const struct http_req *req,
 	json_decref(o);
 }
 
+int
+serve_admin(struct server *s, struct conn *c, struct reply *rp)
+{
+	struct cert_rec rec;
+	const char *id;
+
+	if (authenticated(s, c, rp, &rec) != 0)
+		return -1;
+	id = mtls_peer_id(c->t);
+	if (rules_match(s->o->admin, s->o->n_admin, &id, 1, 0) < 0) {
+		serve_reply_error(rp, 403, "not_admin",
+		    "%s matches no --admin rule "
+		    "of this CA server", id ? id : "this client");
+		return -1;
+	}
+	return 0;
+}
+
 void
 serve_revoke(struct server *s, struct conn *c, const struct http_req *req,
     struct reply *rp)
 {
-	struct cert_rec rec;
 	struct ca_result res;
 	struct mtls_error err;
 	const char *serial, *reason, *id = mtls_peer_id(c->t);
 	json_t *o, *lg;
-	int ok = 0, rc, already = 0, why = 0;
+	int rc, already = 0, why = 0;
 
-	if (authenticated(s, c, rp, &rec) != 0)
+	if (serve_admin(s, c, rp) != 0)
 		return;
-	ok = rules_match(s->o->admin, s->o->n_admin, &id, 1, 0) >= 0;
-	if (!ok) {
-		serve_reply_error(rp, 403, "not_admin",
-		    "%s matches no --admin rule "
-		    "of this CA server", id ? id : "this client");
-		return;
-	}
 	if ((o = body_json(req, rp)) == NULL)
 		return;
 	serial = jstr(o, "serial");

@@ -130,7 +130,7 @@ ocsp_try_later(struct reply *rp)
 	if (n <= 0)
 		return -1;
 	serve_reply_bytes(rp, "application/ocsp-response", der, (size_t)n);
-	rp->no_store = 1;
+	rp->headers = "Cache-Control: no-store\r\n";
 	OPENSSL_free(der);
 	return rp->body != NULL ? 0 : -1;
 }

@@ -68,6 +68,12 @@ struct store_gc {
 	 * committed) and never waits for the writer. NULL: reads use io's. */
 	struct store	*rd;
 	pthread_mutex_t	 rio;
+	/* the inventory's views (store_inv.h): a third connection, opened
+	 * at the first view, so that a summary's scans never hold rd's lock
+	 * while an issuance waits to read; dir: the CA directory */
+	char		*dir;
+	struct store	*inv;
+	pthread_mutex_t	 iio;
 	pthread_mutex_t	 mu;		/* the queue, leading */
 	pthread_cond_t	 cv;		/* a batch ended */
 	struct gc_item	*head, **tail;
@@ -91,6 +97,7 @@ store_init(struct store **out, int rv, struct mtls_error *err)
 	}
 	pthread_mutex_init(&g->io, NULL);
 	pthread_mutex_init(&g->rio, NULL);
+	pthread_mutex_init(&g->iio, NULL);
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->cv, NULL);
 	g->tail = &g->head;
@@ -368,6 +375,8 @@ store_open_ca(struct store **out, const char *dir, struct mtls_error *err)
 		if (rv == 0)
 			rv = store_pg_open(&(*out)->gc->rd, &c, err);
 	}
+	if (rv == 0 && ((*out)->gc->dir = strdup(dir)) == NULL)
+		rv = error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	if (rv != 0 && *out != NULL) {	/* the read connection failed */
 		store_close(*out);
 		*out = NULL;
@@ -386,6 +395,10 @@ store_close(struct store *s)
 	if ((g = s->gc) != NULL) {
 		if (g->rd != NULL)
 			g->rd->ops->close(g->rd);
+		if (g->inv != NULL)
+			g->inv->ops->close(g->inv);
+		free(g->dir);
+		pthread_mutex_destroy(&g->iio);
 		pthread_mutex_destroy(&g->rio);
 		pthread_mutex_destroy(&g->io);
 		pthread_mutex_destroy(&g->mu);
@@ -638,4 +651,114 @@ store_migrate(const char *dir, const char *url, const char *password_file,
 	store_close(src);
 	store_close(dst);
 	return rv;
+}
+
+/* ---- the inventory's views (store_inv.h): their own connection ---- */
+/* The handle for a view, locked (inv_unlock after): a CA directory's
+ * store opens its views' connection at the first; another store (tests,
+ * migrate) reads on rd. NULL with err when that connection cannot open. */
+static struct store *
+inv_lock(struct store *s, struct mtls_error *err)
+{
+	struct store_gc *g = s->gc;
+	struct store_conf c;
+	char p[PATH_MAX];
+	int rv = 0;
+
+	if (g == NULL || g->dir == NULL)
+		return rd_lock(s);
+	pthread_mutex_lock(&g->iio);
+	if (g->inv == NULL) {
+		if (conf_load(g->dir, &c, err) != 0)
+			rv = -1;
+		else if (c.url[0] == '\0' || strcmp(c.url, "sqlite") == 0) {
+			snprintf(p, sizeof(p), "%s/inventory.db", g->dir);
+			rv = store_sqlite_open(&g->inv, p, 0, err);
+		} else
+			rv = store_pg_open(&g->inv, &c, err);
+		OPENSSL_cleanse(&c, sizeof(c));
+	}
+	if (rv != 0) {
+		pthread_mutex_unlock(&g->iio);
+		return NULL;
+	}
+	return g->inv;
+}
+
+static void
+inv_unlock(struct store *s)
+{
+	if (s->gc == NULL || s->gc->dir == NULL)
+		rd_unlock(s);
+	else
+		pthread_mutex_unlock(&s->gc->iio);
+}
+
+/* one set of spans for expiry ahead and issuance behind */
+_Static_assert(INV_RATE_HOURS == INV_EXP_HOURS &&
+    INV_RATE_DAYS == INV_EXP_DAYS, "store_inv_add's spans");
+
+void
+store_inv_add(int64_t *hours, int64_t *days, int64_t *weeks,
+    const int64_t *v, int64_t n)
+{
+	if (hours != NULL && v[0] >= 0 && v[0] < INV_EXP_HOURS)
+		hours[v[0]] += n;
+	if (days != NULL && v[1] >= 0 && v[1] < INV_EXP_DAYS)
+		days[v[1]] += n;
+	if (weeks != NULL && v[2] >= 0 && v[2] < INV_EXP_WEEKS)
+		weeks[v[2]] += n;
+}
+
+void
+store_inv_renewals(struct inv_summary *sum, const int64_t *first_h,
+    const int64_t *first_d)
+{
+	int i;
+
+	/* made - first = renewals; a first leaf is one that was made */
+	for (i = 0; i < INV_RATE_HOURS; i++)
+		sum->ren_hours[i] = sum->iss_hours[i] > first_h[i] ?
+		    sum->iss_hours[i] - first_h[i] : 0;
+	for (i = 0; i < INV_RATE_DAYS; i++)
+		sum->ren_days[i] = sum->iss_days[i] > first_d[i] ?
+		    sum->iss_days[i] - first_d[i] : 0;
+}
+
+#define INV_CALL(s, op, ...)						\
+	do {								\
+		struct store *v_ = inv_lock(s, err);			\
+		int rv_;						\
+									\
+		if (v_ == NULL)						\
+			return -1;					\
+		rv_ = v_->ops->inv != NULL ?				\
+		    v_->ops->inv->op(v_, __VA_ARGS__) :			\
+		    error_set(err, MTLS_ERR_ARG, "this store has no "	\
+		    "inventory views");					\
+		inv_unlock(s);						\
+		return rv_;						\
+	} while (0)
+
+int
+store_inv_list(struct store *s, const struct inv_query *q,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	INV_CALL(s, list, q, cb, arg, err);
+}
+
+int
+store_inv_summary(struct store *s, struct inv_summary *sum,
+    struct mtls_error *err)
+{
+	INV_CALL(s, summary, sum, err);
+}
+
+int
+store_inv_identity(struct store *s, const char *id, int limit,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	INV_CALL(s, identity, id, limit, cb, arg, err);
 }

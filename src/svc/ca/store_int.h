@@ -77,6 +77,7 @@ struct store_ops {
 		    struct mtls_error *);
 	int	(*load_end)(struct store *, int ok, int64_t crl_number,
 		    struct mtls_error *);
+	const struct store_inv_ops *inv;	/* the views (store_inv.h) */
 };
 
 struct store_gc;		/* store.c: the lock and the batch queue */
@@ -111,5 +112,29 @@ int	 store_pg_classify(const char *sqlstate, int *sys, const char **kind);
 int	 store_url_is_pg(const char *url);
 /* The kind as a static string ("root", "intermediate", "leaf"). */
 const char *store_kind(const char *);
+
+/* ---- the inventory's views (store_inv.h): SQL in each backend ---- */
+#include "store_inv.h"
+
+/* Renewals per bucket from the leaves made (sum->iss_*) and the first
+ * leaves of their identities (<first_h>, <first_d>), for the backends. */
+void	 store_inv_renewals(struct inv_summary *sum, const int64_t *first_h,
+	    const int64_t *first_d);
+
+/* Adds <n> to hours[v[0]], days[v[1]], weeks[v[2]] (INV_EXP_* or
+ * INV_RATE_* of them), each when in range and its array not NULL. */
+void	 store_inv_add(int64_t *hours, int64_t *days, int64_t *weeks,
+	    const int64_t *v, int64_t n);
+
+struct store_inv_ops {
+	int	(*list)(struct store *, const struct inv_query *,
+		    int (*)(void *, const struct cert_rec *), void *,
+		    struct mtls_error *);
+	int	(*summary)(struct store *, struct inv_summary *,
+		    struct mtls_error *);
+	int	(*identity)(struct store *, const char *id, int limit,
+		    int (*)(void *, const struct cert_rec *), void *,
+		    struct mtls_error *);
+};
 
 #endif

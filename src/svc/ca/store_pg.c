@@ -69,6 +69,13 @@ static const char *const migrations[] = {
     " used_at bigint, serial text);"
     "INSERT INTO meta VALUES ('schema', '1'), ('crl_number', '0')"
     " ON CONFLICT DO NOTHING;",
+    /* 2: the inventory's views (store_inv.h), as store_sqlite.c's 2 but
+     * identities (an index entry is at most 2.7 kB here: first leaves
+     * are a hash aggregate of a scan) */
+    "CREATE INDEX IF NOT EXISTS certs_na_serial ON certs(not_after, serial);"
+    "CREATE INDEX IF NOT EXISTS certs_status_na ON certs(status, not_after,"
+    " serial);"
+    "CREATE INDEX IF NOT EXISTS certs_created ON certs(created_at, kind);",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -440,6 +447,9 @@ migrate(struct pg *s, struct mtls_error *err)
 }
 
 static const struct store_ops pg_ops;
+static const struct store_inv_ops pg_inv_ops;
+static int rows_each(struct pg *, PGresult *,
+    int (*)(void *, const struct cert_rec *), void *, struct mtls_error *);
 
 /* The server's notices (NOTICE, WARNING) are not ours to print: libpq's
  * default writes them to stderr, unformatted, whatever the server says. */
@@ -840,10 +850,7 @@ pg_each(struct store *base, int (*cb)(void *, const struct cert_rec *),
 {
 	struct pg *s = PG(base);
 	PGresult *res;
-	struct cert_rec r;
-	const char *t;
-	int64_t reason;
-	int i, rv = -1;
+	int rv;
 
 	if (ensure(s, err) != 0)
 		return -1;
@@ -852,40 +859,7 @@ pg_each(struct store *base, int (*cb)(void *, const struct cert_rec *),
 	    "FROM certs ORDER BY created_at DESC, serial", 0, NULL, -1, 0,
 	    PGRES_TUPLES_OK, "cannot list", err)) == NULL)
 		return -1;
-	if (shape(s, res, 0, 11, err) != 0)
-		goto out;
-	for (i = 0; i < PQntuples(res); i++) {
-		memset(&r, 0, sizeof(r));
-		if (col_text(res, i, 0, &t, err) != 0)
-			goto out;
-		snprintf(r.serial, sizeof(r.serial), "%s", t);
-		if (col_text(res, i, 1, &t, err) != 0)
-			goto out;
-		r.kind = store_kind(t);
-		if (col_text(res, i, 2, &t, err) != 0)
-			goto out;
-		snprintf(r.subject, sizeof(r.subject), "%s", t);
-		if (col_text(res, i, 3, &t, err) != 0)
-			goto out;
-		snprintf(r.issuer, sizeof(r.issuer), "%s", t);
-		if (col_text(res, i, 4, &t, err) != 0)
-			goto out;
-		r.identities = (char *)t;
-		if (col_i64(res, i, 5, 0, &r.not_before, err) != 0 ||
-		    col_i64(res, i, 6, 0, &r.not_after, err) != 0 ||
-		    col_text(res, i, 7, &t, err) != 0)
-			goto out;
-		r.revoked = strcmp(t, "revoked") == 0;
-		if (col_i64(res, i, 8, 1, &r.revoked_at, err) != 0 ||
-		    col_i64(res, i, 9, 1, &reason, err) != 0 ||
-		    col_i64(res, i, 10, 0, &r.created_at, err) != 0)
-			goto out;
-		r.reason = (int)reason;
-		if (cb(arg, &r) != 0)
-			break;
-	}
-	rv = 0;
- out:
+	rv = rows_each(s, res, cb, arg, err);
 	PQclear(res);
 	return rv;
 }
@@ -1065,4 +1039,301 @@ static const struct store_ops pg_ops = {
 	.load_row = pg_load_row,
 	.load_token = pg_load_token,
 	.load_end = pg_load_end,
+	.inv = &pg_inv_ops,
+};
+
+/* ---- the inventory's views (store_inv.h): aggregates in SQL ---- */
+
+#define INV_COLS "serial, kind, subject, issuer, identities, not_before, " \
+	"not_after, status, revoked_at, reason, created_at"
+
+/* <cb> for each row of <res> (INV_COLS), every field checked. */
+static int
+rows_each(struct pg *s, PGresult *res,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	struct cert_rec r;
+	const char *t;
+	int64_t reason;
+	int i;
+
+	if (shape(s, res, 0, 11, err) != 0)
+		return -1;
+	for (i = 0; i < PQntuples(res); i++) {
+		memset(&r, 0, sizeof(r));
+		if (col_text(res, i, 0, &t, err) != 0)
+			return -1;
+		snprintf(r.serial, sizeof(r.serial), "%s", t);
+		if (col_text(res, i, 1, &t, err) != 0)
+			return -1;
+		r.kind = store_kind(t);
+		if (col_text(res, i, 2, &t, err) != 0)
+			return -1;
+		snprintf(r.subject, sizeof(r.subject), "%s", t);
+		if (col_text(res, i, 3, &t, err) != 0)
+			return -1;
+		snprintf(r.issuer, sizeof(r.issuer), "%s", t);
+		if (col_text(res, i, 4, &t, err) != 0)
+			return -1;
+		r.identities = (char *)t;
+		if (col_i64(res, i, 5, 0, &r.not_before, err) != 0 ||
+		    col_i64(res, i, 6, 0, &r.not_after, err) != 0 ||
+		    col_text(res, i, 7, &t, err) != 0)
+			return -1;
+		r.revoked = strcmp(t, "revoked") == 0;
+		if (col_i64(res, i, 8, 1, &r.revoked_at, err) != 0 ||
+		    col_i64(res, i, 9, 1, &reason, err) != 0 ||
+		    col_i64(res, i, 10, 0, &r.created_at, err) != 0)
+			return -1;
+		r.reason = (int)reason;
+		if (cb(arg, &r) != 0)
+			break;
+	}
+	return 0;
+}
+
+/* A statement being built: its text ours, every value a parameter. */
+struct pq {
+	char		 sql[1024];
+	size_t		 len;
+	const char	*v[12];
+	char		 buf[12][48];
+	int		 n;
+};
+
+/* Appends <frag>, its "%s" the next parameter's "$N" for the value <val>
+ * (lent; NULL: <frag> has no parameter). */
+static void
+pq_add(struct pq *p, const char *frag, const char *val)
+{
+	char num[8] = "";
+	int k;
+
+	if (val != NULL && p->n < 12) {
+		p->v[p->n] = val;
+		snprintf(num, sizeof(num), "$%d", ++p->n);
+	}
+	k = snprintf(p->sql + p->len, sizeof(p->sql) - p->len, frag, num);
+	if (k > 0 && (size_t)k < sizeof(p->sql) - p->len)
+		p->len += (size_t)k;
+}
+
+/* The decimal text of <v> as the next parameter. */
+static const char *
+pq_int(struct pq *p, int64_t v)
+{
+	char *b = p->buf[p->n < 12 ? p->n : 11];
+
+	snprintf(b, sizeof(p->buf[0]), "%lld", (long long)v);
+	return b;
+}
+
+static int
+pg_inv_list(struct store *base, const struct inv_query *q,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	struct pq p;
+	PGresult *res;
+	int rv;
+
+	memset(&p, 0, sizeof(p));
+	pq_add(&p, "SELECT " INV_COLS " FROM certs WHERE true", NULL);
+	if (q->state == INV_VALID || q->state == INV_EXPIRING)
+		pq_add(&p, " AND status = 'valid' AND not_after > %s::bigint",
+		    pq_int(&p, q->now));
+	if (q->state == INV_EXPIRING)
+		pq_add(&p, " AND not_after <= %s::bigint",
+		    pq_int(&p, q->now + q->within));
+	if (q->state == INV_REVOKED)
+		pq_add(&p, " AND status = 'revoked'", NULL);
+	if (q->state == INV_EXPIRED)
+		pq_add(&p, " AND status = 'valid' AND not_after <= "
+		    "%s::bigint", pq_int(&p, q->now));
+	if (q->q[0] != '\0') {
+		pq_add(&p, " AND (strpos(identities, %s) > 0", q->q);
+		if (q->q_serial[0] != '\0')
+			pq_add(&p, " OR left(serial, length(%s)) = ",
+			    q->q_serial);
+		if (q->q_serial[0] != '\0')
+			pq_add(&p, "%s", q->q_serial);
+		pq_add(&p, ")", NULL);
+	}
+	if (q->has_cursor) {
+		pq_add(&p, " AND (not_after, serial) > (%s::bigint, ",
+		    pq_int(&p, q->c_not_after));
+		pq_add(&p, "%s)", q->c_serial);
+	}
+	pq_add(&p, " ORDER BY not_after, serial LIMIT %s::bigint",
+	    pq_int(&p, q->limit));
+	if (ensure(s, err) != 0)
+		return -1;
+	if ((res = run(s, p.sql, p.n, p.v, -1, 0, PGRES_TUPLES_OK,
+	    "cannot list the inventory", err)) == NULL)
+		return -1;
+	rv = rows_each(s, res, cb, arg, err);
+	PQclear(res);
+	return rv;
+}
+
+/* Runs <sql> ($1 now, $2 48 h, $3 30 d, $4 12 weeks in seconds), whose
+ * rows are (hour, day, week, count), into the arrays (store_inv_add). */
+static int
+pg_buckets(struct pg *s, const char *sql, int64_t now, int64_t *hours,
+    int64_t *days, int64_t *weeks, struct mtls_error *err)
+{
+	char t[4][24];
+	const char *v[4] = { t[0], t[1], t[2], t[3] };
+	PGresult *res;
+	int64_t b[3], n;
+	int r, i, rv = -1;
+
+	snprintf(t[0], sizeof(t[0]), "%lld", (long long)now);
+	snprintf(t[1], sizeof(t[1]), "%lld", (long long)INV_SPAN_H);
+	snprintf(t[2], sizeof(t[2]), "%lld", (long long)INV_SPAN_D);
+	snprintf(t[3], sizeof(t[3]), "%lld", (long long)INV_SPAN_W);
+	if ((res = run(s, sql, 4, v, -1, 0, PGRES_TUPLES_OK,
+	    "cannot sum the inventory", err)) == NULL)
+		return -1;
+	if (shape(s, res, 0, 4, err) != 0)
+		goto out;
+	for (r = 0; r < PQntuples(res); r++) {
+		for (i = 0; i < 3; i++)
+			if (col_i64(res, r, i, 0, &b[i], err) != 0)
+				goto out;
+		if (col_i64(res, r, 3, 0, &n, err) != 0)
+			goto out;
+		store_inv_add(hours, days, weeks, b, n);
+	}
+	rv = 0;
+ out:
+	PQclear(res);
+	return rv;
+}
+
+/* as store_sqlite.c's SQ_EXPIRY, SQ_MADE, SQ_FIRST */
+#define PG_EXPIRY "SELECT CASE WHEN not_after <= $1::bigint + $2::bigint " \
+	"THEN (not_after - $1::bigint - 1) / 3600 ELSE -1 END, CASE WHEN " \
+	"not_after <= $1::bigint + $3::bigint THEN (not_after - $1::bigint - " \
+	"1) / 86400 ELSE -1 END, (not_after - $1::bigint - 1) / 604800, " \
+	"count(*) FROM certs WHERE status = 'valid' AND not_after > " \
+	"$1::bigint AND not_after <= $1::bigint + $4::bigint GROUP BY 1, 2, 3"
+#define PG_RATE(from) "SELECT CASE WHEN t > $1::bigint - " \
+	"$2::bigint THEN (t - ($1::bigint - $2::bigint + 1)) / 3600 ELSE -1 " \
+	"END, (t - ($1::bigint - $3::bigint + 1)) / 86400, -1 + 0 * " \
+	"$4::bigint, count(*) FROM (" from ") f WHERE t > $1::bigint - " \
+	"$3::bigint AND t <= $1::bigint GROUP BY 1, 2, 3"
+#define PG_MADE PG_RATE("SELECT created_at AS t FROM certs WHERE kind = " \
+	"'leaf'")
+#define PG_FIRST PG_RATE("SELECT min(created_at) AS t FROM certs WHERE " \
+	"kind = 'leaf' GROUP BY identities")
+
+static int
+pg_inv_summary(struct store *base, struct inv_summary *sum,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res = NULL;
+	int64_t now = sum->now, fh[INV_RATE_HOURS] = { 0 },
+	    fd[INV_RATE_DAYS] = { 0 };
+	char t[24];
+	const char *v[1] = { t };
+	int i, rv = -1;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	/* one snapshot for every figure */
+	if (exec_simple(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	    "cannot begin", err) != 0)
+		return -1;
+	snprintf(t, sizeof(t), "%lld", (long long)now);
+	if ((res = run(s, "SELECT count(*), "
+	    "count(*) FILTER (WHERE status = 'revoked'), "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after <= $1), "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after > $1), "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after > $1 AND "
+	    "not_after <= $1 + 86400), "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after > $1 AND "
+	    "not_after <= $1 + 259200), "
+	    "count(*) FILTER (WHERE status = 'valid' AND not_after > $1 AND "
+	    "not_after <= $1 + 604800) FROM certs", 1, v, -1, 0,
+	    PGRES_TUPLES_OK, "cannot sum the inventory", err)) == NULL ||
+	    shape(s, res, 1, 7, err) != 0 ||
+	    col_i64(res, 0, 0, 0, &sum->total, err) != 0 ||
+	    col_i64(res, 0, 1, 0, &sum->revoked, err) != 0 ||
+	    col_i64(res, 0, 2, 0, &sum->expired, err) != 0 ||
+	    col_i64(res, 0, 3, 0, &sum->valid, err) != 0)
+		goto out;
+	for (i = 0; i < 3; i++)
+		if (col_i64(res, 0, 4 + i, 0, &sum->within[i], err) != 0)
+			goto out;
+	PQclear(res);
+	res = NULL;
+	if (pg_buckets(s, PG_EXPIRY, now, sum->exp_hours, sum->exp_days,
+	    sum->exp_weeks, err) != 0 ||
+	    pg_buckets(s, PG_MADE, now, sum->iss_hours, sum->iss_days, NULL,
+	    err) != 0 ||
+	    pg_buckets(s, PG_FIRST, now, fh, fd, NULL, err) != 0)
+		goto out;
+	store_inv_renewals(sum, fh, fd);
+	/* revocations by CRLReason (0..10) */
+	if ((res = run(s, "SELECT coalesce(reason, 0), count(*) FROM certs "
+	    "WHERE status = 'revoked' GROUP BY 1", 0, NULL, -1, 0,
+	    PGRES_TUPLES_OK, "cannot sum the inventory", err)) == NULL ||
+	    shape(s, res, 0, 2, err) != 0)
+		goto out;
+	for (i = 0; i < PQntuples(res); i++) {
+		int64_t r, n;
+
+		if (col_i64(res, i, 0, 0, &r, err) != 0 ||
+		    col_i64(res, i, 1, 0, &n, err) != 0)
+			goto out;
+		if (r >= 0 && r < INV_REASONS)
+			sum->by_reason[r] = n;
+	}
+	rv = 0;
+ out:
+	PQclear(res);
+	rollback(s);	/* read only: nothing to keep */
+	return rv;
+}
+
+static int
+pg_inv_identity(struct store *base, const char *id, int limit,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char lim[24], *needle;
+	const char *v[2];
+	int rv;
+
+	if (asprintf(&needle, "\n%s\n", id) < 0)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	snprintf(lim, sizeof(lim), "%d", limit);
+	v[0] = needle;
+	v[1] = lim;
+	if (ensure(s, err) != 0) {
+		free(needle);
+		return -1;
+	}
+	res = run(s, "SELECT " INV_COLS " FROM certs WHERE strpos(chr(10) || "
+	    "identities || chr(10), $1) > 0 ORDER BY created_at DESC, serial "
+	    "LIMIT $2::bigint", 2, v, -1, 0, PGRES_TUPLES_OK,
+	    "cannot list the identity", err);
+	free(needle);
+	if (res == NULL)
+		return -1;
+	rv = rows_each(s, res, cb, arg, err);
+	PQclear(res);
+	return rv;
+}
+
+static const struct store_inv_ops pg_inv_ops = {
+	.list = pg_inv_list,
+	.summary = pg_inv_summary,
+	.identity = pg_inv_identity,
 };

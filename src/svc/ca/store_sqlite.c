@@ -67,6 +67,16 @@ static const char *const migrations[] = {
     " hash TEXT PRIMARY KEY, spiffe_id TEXT NOT NULL,"
     " expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL,"
     " used_at INTEGER, serial TEXT);",
+    /* 2: the inventory's views (store_inv.h), each read from an index
+     * alone: pages in (not_after, serial) order, by status too; counts
+     * and expiry by (status, not_after); issuance by time; renewals and
+     * searches by identities */
+    "CREATE INDEX IF NOT EXISTS certs_na_serial ON certs(not_after, serial);"
+    "CREATE INDEX IF NOT EXISTS certs_status_na ON certs(status, not_after,"
+    " serial);"
+    "CREATE INDEX IF NOT EXISTS certs_created ON certs(created_at, kind);"
+    "CREATE INDEX IF NOT EXISTS certs_ids ON certs(identities, created_at,"
+    " kind, serial);",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -227,6 +237,9 @@ migrate(struct sq *s, struct mtls_error *err)
 }
 
 static const struct store_ops sq_ops;
+static const struct store_inv_ops sq_inv_ops;
+static int inv_rows(struct sq *, sqlite3_stmt *,
+    int (*)(void *, const struct cert_rec *), void *, struct mtls_error *);
 
 int
 store_sqlite_open(struct store **out, const char *path, int create,
@@ -578,46 +591,13 @@ sq_each(struct store *base, int (*cb)(void *, const struct cert_rec *),
 {
 	struct sq *s = SQ(base);
 	sqlite3_stmt *st = NULL;
-	struct cert_rec r;
-	int rc, rv = -1;
 
 	if (sqlite3_prepare_v2(s->db, "SELECT serial, kind, subject, issuer, "
 	    "identities, not_before, not_after, status, revoked_at, reason, "
 	    "created_at FROM certs ORDER BY created_at DESC, serial", -1, &st,
 	    NULL) != SQLITE_OK)
 		return db_error(s, err, "cannot list");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *t;
-
-		memset(&r, 0, sizeof(r));
-		/* a NULL (a file written by another tool) is "", not
-		 * printf's "(null)" */
-		snprintf(r.serial, sizeof(r.serial), "%s", col_text(st, 0));
-		r.kind = (const char *)sqlite3_column_text(st, 1);
-		snprintf(r.subject, sizeof(r.subject), "%s", col_text(st, 2));
-		snprintf(r.issuer, sizeof(r.issuer), "%s", col_text(st, 3));
-		t = (const char *)sqlite3_column_text(st, 4);
-		r.identities = (char *)(t ? t : "");
-		r.not_before = sqlite3_column_int64(st, 5);
-		r.not_after = sqlite3_column_int64(st, 6);
-		t = (const char *)sqlite3_column_text(st, 7);
-		r.revoked = t != NULL && strcmp(t, "revoked") == 0;
-		r.revoked_at = sqlite3_column_int64(st, 8);
-		r.reason = sqlite3_column_int(st, 9);
-		r.created_at = sqlite3_column_int64(st, 10);
-		if (r.kind == NULL)
-			r.kind = "?";
-		if (cb(arg, &r) != 0)
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		db_error(s, err, "cannot list");
-		goto out;
-	}
-	rv = 0;
- out:
-	sqlite3_finalize(st);
-	return rv;
+	return inv_rows(s, st, cb, arg, err);
 }
 
 static int
@@ -778,4 +758,265 @@ static const struct store_ops sq_ops = {
 	.next_crl_number = sq_next_crl_number,
 	.revocations = sq_revocations,
 	.dump = sq_dump,
+	.inv = &sq_inv_ops,
+};
+
+/* ---- the inventory's views (store_inv.h): aggregates in SQL ---- */
+
+#define INV_COLS "serial, kind, subject, issuer, identities, not_before, " \
+	"not_after, status, revoked_at, reason, created_at"
+/* the serials whose identities hold :q, read from the index certs_ids
+ * (a tenth of the table's pages) */
+#define SQ_IDS_HAS "SELECT serial FROM certs INDEXED BY certs_ids WHERE " \
+	"instr(identities, :q) > 0"
+
+/* Binds the named parameter <name> when the statement has it. */
+static void
+bind_i64(sqlite3_stmt *st, const char *name, int64_t v)
+{
+	int i = sqlite3_bind_parameter_index(st, name);
+
+	if (i > 0)
+		sqlite3_bind_int64(st, i, v);
+}
+
+static void
+bind_txt(sqlite3_stmt *st, const char *name, const char *v)
+{
+	int i = sqlite3_bind_parameter_index(st, name);
+
+	if (i > 0)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Steps <st> (INV_COLS) and calls <cb> per row (sq_each too: a NULL, a
+ * file written by another tool, is "", not printf's "(null)");
+ * finalizes it. */
+static int
+inv_rows(struct sq *s, sqlite3_stmt *st,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	struct cert_rec r;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&r, 0, sizeof(r));
+		snprintf(r.serial, sizeof(r.serial), "%s", col_text(st, 0));
+		r.kind = store_kind(col_text(st, 1));
+		snprintf(r.subject, sizeof(r.subject), "%s", col_text(st, 2));
+		snprintf(r.issuer, sizeof(r.issuer), "%s", col_text(st, 3));
+		r.identities = (char *)col_text(st, 4);
+		r.not_before = sqlite3_column_int64(st, 5);
+		r.not_after = sqlite3_column_int64(st, 6);
+		r.revoked = strcmp(col_text(st, 7), "revoked") == 0;
+		r.revoked_at = sqlite3_column_int64(st, 8);
+		r.reason = sqlite3_column_int(st, 9);
+		r.created_at = sqlite3_column_int64(st, 10);
+		if (cb(arg, &r) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_error(s, err, "cannot read the inventory");
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int
+sq_inv_list(struct store *base, const struct inv_query *q,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	static const char *const state_sql[] = {
+		[INV_ANY] = "",
+		[INV_VALID] = " AND status = 'valid' AND not_after > :now",
+		[INV_EXPIRING] = " AND status = 'valid' AND not_after > :now"
+		    " AND not_after <= :until",
+		[INV_REVOKED] = " AND status = 'revoked'",
+		[INV_EXPIRED] = " AND status = 'valid' AND not_after <= :now",
+	};
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	char sql[1024];
+
+	/* the text is ours alone: every value is a bound parameter */
+	snprintf(sql, sizeof(sql), "SELECT " INV_COLS " FROM certs WHERE 1%s%s"
+	    "%s ORDER BY not_after, serial LIMIT :lim", state_sql[q->state],
+	    q->q[0] == '\0' ? "" : q->q_serial[0] == '\0' ?
+	    " AND serial IN (" SQ_IDS_HAS ")" :
+	    " AND (serial IN (" SQ_IDS_HAS ") OR substr(serial, 1, "
+	    "length(:qs)) = :qs)",
+	    q->has_cursor ? " AND (not_after, serial) > (:cna, :cs)" : "");
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot list the inventory");
+	bind_i64(st, ":now", q->now);
+	bind_i64(st, ":until", q->now + q->within);
+	bind_txt(st, ":q", q->q);
+	bind_txt(st, ":qs", q->q_serial);
+	bind_i64(st, ":cna", q->c_not_after);
+	bind_txt(st, ":cs", q->c_serial);
+	bind_i64(st, ":lim", q->limit);
+	return inv_rows(s, st, cb, arg, err);
+}
+
+/* Runs <sql>, whose rows are (hour, day, week, count): each count is
+ * added to the bucket of each array it names (-1 or out of range: none).
+ * :now, and the spans :h (48 h), :d (30 d), :w (12 weeks) are bound. */
+static int
+inv_buckets(struct sq *s, const char *sql, int64_t now, int64_t *hours,
+    int64_t *days, int64_t *weeks, struct mtls_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot sum the inventory");
+	bind_i64(st, ":now", now);
+	bind_i64(st, ":h", INV_SPAN_H);
+	bind_i64(st, ":d", INV_SPAN_D);
+	bind_i64(st, ":w", INV_SPAN_W);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t v[3], n = sqlite3_column_int64(st, 3);
+		int i;
+
+		for (i = 0; i < 3; i++)
+			v[i] = sqlite3_column_int64(st, i);
+		store_inv_add(hours, days, weeks, v, n);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_error(s, err, "cannot sum the inventory");
+	return 0;
+}
+
+/* Expiry ahead, a range of the index certs_status_na per span (three
+ * simple GROUP BYs cost less than one of three CASEs): bucket i holds
+ * (now + i w, now + (i + 1) w]. */
+#define SQ_EXPIRY(cols, span) "SELECT " cols ", count(*) FROM certs " \
+	"WHERE status = 'valid' AND not_after > :now AND not_after <= :now " \
+	"+ " span " GROUP BY 1, 2, 3"
+#define SQ_EXP_H SQ_EXPIRY("(not_after - :now - 1) / 3600, -1, -1", ":h")
+#define SQ_EXP_D SQ_EXPIRY("-1, (not_after - :now - 1) / 86400, -1", ":d")
+#define SQ_EXP_W SQ_EXPIRY("-1, -1, (not_after - :now - 1) / 604800", ":w")
+/* Leaves made behind (the last bucket ends at now): SQ_MADE counts them
+ * (a range of the index certs_created per span), SQ_FIRST the first leaf
+ * of each set of identities (one pass over the index certs_ids in its
+ * order); the others are renewals. */
+#define SQ_VALID "SELECT count(*) FROM certs WHERE status = 'valid' AND "
+#define SQ_MADE(cols, span) "SELECT " cols ", -1, count(*) FROM certs " \
+	"WHERE kind = 'leaf' AND created_at > :now - " span " AND " \
+	"created_at <= :now GROUP BY 1, 2, 3"
+#define SQ_MADE_H SQ_MADE("(created_at - (:now - :h + 1)) / 3600, -1", ":h")
+#define SQ_MADE_D SQ_MADE("-1, (created_at - (:now - :d + 1)) / 86400", ":d")
+#define SQ_FIRST "SELECT CASE WHEN t > :now - :h THEN (t - (:now - :h + " \
+	"1)) / 3600 ELSE -1 END, (t - (:now - :d + 1)) / 86400, -1, " \
+	"count(*) FROM (SELECT min(created_at) AS t FROM certs WHERE kind = " \
+	"'leaf' GROUP BY identities) WHERE t > :now - :d AND t <= :now " \
+	"GROUP BY 1, 2"
+
+static int
+sq_inv_summary(struct store *base, struct inv_summary *sum,
+    struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int64_t now = sum->now, fh[INV_RATE_HOURS] = { 0 },
+	    fd[INV_RATE_DAYS] = { 0 };
+	int i, rc;
+
+	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot begin");
+	/* one read transaction: every figure of one snapshot */
+	/* counts of index ranges, not sums of expressions over rows */
+	if (sqlite3_prepare_v2(s->db, "SELECT (SELECT count(*) FROM certs), "
+	    "(SELECT count(*) FROM certs WHERE status = 'revoked'), "
+	    "(" SQ_VALID "not_after <= :now), "
+	    "(" SQ_VALID "not_after > :now), "
+	    "(" SQ_VALID "not_after > :now AND not_after <= :now + 86400), "
+	    "(" SQ_VALID "not_after > :now AND not_after <= :now + 259200), "
+	    "(" SQ_VALID "not_after > :now AND not_after <= :now + 604800)",
+	    -1, &st, NULL) != SQLITE_OK)
+		goto fail;
+	bind_i64(st, ":now", now);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		goto fail;
+	sum->total = sqlite3_column_int64(st, 0);
+	sum->revoked = sqlite3_column_int64(st, 1);
+	sum->expired = sqlite3_column_int64(st, 2);
+	sum->valid = sqlite3_column_int64(st, 3);
+	for (i = 0; i < 3; i++)
+		sum->within[i] = sqlite3_column_int64(st, 4 + i);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (inv_buckets(s, SQ_EXP_H, now, sum->exp_hours, NULL, NULL,
+	    err) != 0 ||
+	    inv_buckets(s, SQ_EXP_D, now, NULL, sum->exp_days, NULL,
+	    err) != 0 ||
+	    inv_buckets(s, SQ_EXP_W, now, NULL, NULL, sum->exp_weeks,
+	    err) != 0 ||
+	    inv_buckets(s, SQ_MADE_H, now, sum->iss_hours, NULL, NULL,
+	    err) != 0 ||
+	    inv_buckets(s, SQ_MADE_D, now, NULL, sum->iss_days, NULL,
+	    err) != 0 ||
+	    inv_buckets(s, SQ_FIRST, now, fh, fd, NULL, err) != 0)
+		goto out;
+	/* revocations by CRLReason (0..10) */
+	if (sqlite3_prepare_v2(s->db, "SELECT coalesce(reason, 0), count(*) "
+	    "FROM certs WHERE status = 'revoked' GROUP BY 1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		goto fail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t r = sqlite3_column_int64(st, 0);
+
+		if (r >= 0 && r < INV_REASONS)
+			sum->by_reason[r] = sqlite3_column_int64(st, 1);
+	}
+	if (rc != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	store_inv_renewals(sum, fh, fd);
+	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	return 0;
+ fail:
+	db_error(s, err, "cannot sum the inventory");
+ out:
+	rc = -1;
+	sqlite3_finalize(st);
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+static int
+sq_inv_identity(struct store *base, const char *id, int limit,
+    int (*cb)(void *, const struct cert_rec *), void *arg,
+    struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	char *needle;
+
+	/* one whole line of identities: "\n" id "\n" in "\n" ids "\n" */
+	if (asprintf(&needle, "\n%s\n", id) < 0)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if (sqlite3_prepare_v2(s->db, "SELECT " INV_COLS " FROM certs WHERE "
+	    "serial IN (SELECT serial FROM certs INDEXED BY certs_ids WHERE "
+	    "instr(char(10) || identities || char(10), :id) > 0) ORDER BY "
+	    "created_at DESC, serial LIMIT :lim", -1, &st, NULL) != SQLITE_OK) {
+		free(needle);
+		return db_error(s, err, "cannot list the identity");
+	}
+	bind_txt(st, ":id", needle);
+	bind_i64(st, ":lim", limit);
+	free(needle);
+	return inv_rows(s, st, cb, arg, err);
+}
+
+static const struct store_inv_ops sq_inv_ops = {
+	.list = sq_inv_list,
+	.summary = sq_inv_summary,
+	.identity = sq_inv_identity,
 };

@@ -320,13 +320,21 @@ http_reason(int s)
 
 int
 http_response(char **out, size_t *out_len, int status, const char *ctype,
-    const void *body, size_t body_len, int keep_alive, int no_store)
+    const void *body, size_t body_len, int keep_alive)
+{
+	return http_response_h(out, out_len, status, ctype, NULL, body,
+	    body_len, keep_alive);
+}
+
+int
+http_response_h(char **out, size_t *out_len, int status, const char *ctype,
+    const char *headers, const void *body, size_t body_len, int keep_alive)
 {
 	static const char wd[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
 	    "Fri", "Sat" };
 	static const char mo[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
 	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	char head[320];
+	char head[1400];
 	time_t now = time(NULL);
 	struct tm tm;
 	int n;
@@ -336,12 +344,12 @@ http_response(char **out, size_t *out_len, int status, const char *ctype,
 	if (gmtime_r(&now, &tm) == NULL)
 		return -1;
 	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nDate: %s, %02d %s "
-	    "%04d %02d:%02d:%02d GMT\r\nContent-Type: %s\r\n"
-	    "Content-Length: %zu\r\nConnection: %s\r\n%s\r\n", status,
+	    "%04d %02d:%02d:%02d GMT\r\nContent-Type: %s\r\n%s"
+	    "Content-Length: %zu\r\nConnection: %s\r\n\r\n", status,
 	    http_reason(status), wd[tm.tm_wday % 7], tm.tm_mday,
 	    mo[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, ctype, body_len, keep_alive ? "keep-alive" : "close",
-	    no_store ? "Cache-Control: no-store\r\n" : "");
+	    tm.tm_sec, ctype, headers ? headers : "", body_len,
+	    keep_alive ? "keep-alive" : "close");
 	if (n < 0 || (size_t)n >= sizeof(head) ||
 	    (*out = malloc((size_t)n + body_len)) == NULL)
 		return -1;

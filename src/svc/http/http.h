@@ -64,11 +64,16 @@ const char *http_req_header(const struct http_req *, const char *name);
 void	 http_req_path(const struct http_req *, char *buf, size_t len);
 
 /* A complete response: status line, Date, Content-Type, Content-Length,
- * Connection (and Cache-Control: no-store with <no_store>), then the body.
+ * Connection, then the body.
  * malloc'd into *out. */
 int	 http_response(char **out, size_t *out_len, int status,
 	    const char *ctype, const void *body, size_t body_len,
-	    int keep_alive, int no_store);
+	    int keep_alive);
+/* http_response() with <headers> (NULL, or "Name: value\r\n" lines of
+ * ours, at most 1 KiB) after Content-Type. */
+int	 http_response_h(char **out, size_t *out_len, int status,
+	    const char *ctype, const char *headers, const void *body,
+	    size_t body_len, int keep_alive);
 const char *http_reason(int status);
 
 /* ---- norm.c: the request head's grammar and normal forms (no I/O) ---- */
@@ -112,6 +117,8 @@ int	 http_name_folded_eq(const char *name, size_t n, const char *lit);
  * quotes as \xHH too, "..." when cut. Returns its length. */
 size_t	 http_esc(char *dst, size_t dstsz, const char *p, size_t n,
 	    size_t max);
+/* The value of hex digit <c>, or -1. */
+int	 http_hexval(unsigned char c);
 /* 1 when <s> is visible ASCII only (0x21-0x7e; and SP when <allow_sp>). */
 int	 http_value_visible(const char *s, int allow_sp);
 /* Envoy's XFCC element KEY=VALUE into <dst>: the value in '"' when it has

@@ -58,8 +58,8 @@ is_target_char(unsigned char c, int query)
 	return (cls[c] & C_TARGET) || (query && c == '?');
 }
 
-static int
-hexval(unsigned char c)
+int
+http_hexval(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -246,8 +246,8 @@ http_target_normalize(const char *t, size_t n, char *out, size_t outsz,
 			    "(whitespace, control, non-ASCII or a delimiter)";
 			return 400;
 		}
-		if (c == '%' && (i + 2 >= n || hexval((unsigned char)
-		    t[i + 1]) < 0 || hexval((unsigned char)t[i + 2]) < 0)) {
+		if (c == '%' && (i + 2 >= n || http_hexval((unsigned char)
+		    t[i + 1]) < 0 || http_hexval((unsigned char)t[i + 2]) < 0)) {
 			*why = "bad percent-encoding in the request target";
 			return 400;
 		}
@@ -260,8 +260,8 @@ http_target_normalize(const char *t, size_t n, char *out, size_t outsz,
 			out[o++] = t[i];
 			continue;
 		}
-		v = hexval((unsigned char)t[i + 1]) * 16 +
-		    hexval((unsigned char)t[i + 2]);
+		v = http_hexval((unsigned char)t[i + 1]) * 16 +
+		    http_hexval((unsigned char)t[i + 2]);
 		i += 2;
 		if (v == '/' || v == '\\' || v == 0) {
 			/* decoding would change the path's structure (or end
@@ -309,7 +309,7 @@ http_host_normalize(const char *h, size_t n, char *out, size_t outsz,
 		for (i = 1; i < n && h[i] != ']'; i++) {
 			unsigned char c = (unsigned char)h[i];
 
-			if (hexval(c) < 0 && c != ':' && c != '.') {
+			if (http_hexval(c) < 0 && c != ':' && c != '.') {
 				*why = c == '%' ? "percent-escape in Host" :
 				    "invalid character in the Host IP literal";
 				return -1;
