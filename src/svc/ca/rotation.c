@@ -259,8 +259,7 @@ rotation_status(struct ca *ca, struct rot_status *rs, struct mtls_error *err)
 	memset(rs, 0, sizeof(*rs));
 	if (rotation_state_read(ca->dir, st, err) != 0)
 		return -1;
-	if (st->phase >= ROT_PREPARED && st->phase <= ROT_SWITCHED &&
-	    store_rotation_count(ca->store, st->old_issuer, st->cross_serial,
+	if (st->phase != ROT_NONE && store_rotation_count(ca->store, st->old_issuer, st->cross_serial,
 	    st->published_gen[0] ? st->published_gen : st->new_root,
 	    st->final_gen[0] ? st->final_gen : st->new_root,
 	    (int64_t)time(NULL), n, err) != 0)
