@@ -671,6 +671,122 @@ ca_bundle_cmd(int argc, char **argv)
 	return rv;
 }
 
+static const char rotation_help[] =
+"usage: mtls ca rotation STEP --ca DIR [--pass-file F] [--key-type T]\n"
+"                        [--ttl D] [--force] [--json]\n"
+"Replaces the root that DIR issues from, with an overlap during which\n"
+"both are trusted (docs/rotation.md). STEP, in order:\n"
+"  prepare   a new root key and certificate, cross-signed by the old root\n"
+"            (--pass-file encrypts the new key as ca.key is; --key-type,\n"
+"            --ttl as for ca init)\n"
+"  publish   bundle.pem holds both roots and the cross-certificate\n"
+"  switch    ca serve issues under the new root (renewals with the old\n"
+"            root's certificates still work); needs --pass-file if any\n"
+"  retire    bundle.pem holds the new root only\n"
+"  status    the phase, and what blocks the next step, with counts\n"
+"After publish, switch and retire, reload ca serve (kill -HUP PID).\n"
+"A step that status says is blocked is refused unless --force.\n"
+"Exit: 0 done (status: the next step is safe), 1 blocked, 2 usage or\n"
+"an unreadable CA directory.\n";
+
+static void
+rotation_print(const struct rot_status *rs, int json)
+{
+	char *txt;
+	json_t *o;
+
+	if (json) {
+		o = rotation_status_json(rs);
+		if ((txt = json_dumps(o, JSON_INDENT(2))) != NULL)
+			printf("%s\n", txt);
+		free(txt);
+		json_decref(o);
+		return;
+	}
+	printf("phase: %s\n", rot_phase_names[rs->st.phase]);
+	if (rs->st.phase != ROT_NONE)
+		printf("old root: sha256:%s\nnew root: sha256:%s\n",
+		    rs->st.old_root, rs->st.new_root);
+	printf("certificates chaining to the old root (unexpired, "
+	    "unrevoked): %lld\n", (long long)rs->blocking_certs);
+	printf("agents on a bundle without the new root: %lld of %lld\n",
+	    (long long)rs->agents_old, (long long)rs->agents_total);
+	printf("next: %s\n", rs->next);
+}
+
+static int
+ca_rotation_cmd(int argc, char **argv)
+{
+	static const char *const steps[] = { "status", "prepare", "publish",
+	    "switch", "retire" };
+	struct rot_status rs;
+	struct mtls_error err;
+	struct rot_req r;
+	struct ca_args a;
+	struct ca *ca = NULL;
+	int rv = 2, step = -1, i, rc;
+
+	if (cmd_wants_help(argc, argv, rotation_help))
+		return 0;
+	if (parse("ca rotation", argc, argv, BIT(O_CA) | BIT(O_PASS) |
+	    BIT(O_KEYTYPE) | BIT(O_TTL) | BIT(O_FORCE) | BIT(O_JSON), &a) != 0)
+		goto out;
+	for (i = 0; a.pos != NULL && i < 5; i++)
+		if (strcmp(a.pos, steps[i]) == 0)
+			step = i;
+	if (step < 0 || a.ca == NULL) {
+		rv = cmd_usage("ca rotation", "give a STEP (prepare, publish, "
+		    "switch, retire, status) and --ca DIR");
+		goto out;
+	}
+	error_clear(&err);
+	if (step == 0) {
+		if (ca_open_readonly(&ca, a.ca, &err) != 0 ||
+		    rotation_status(ca, &rs, &err) != 0) {
+			rv = cmd_fail("ca rotation status", &err);
+			goto out;
+		}
+		rotation_print(&rs, a.json);
+		rv = rs.blocked ? 1 : 0;
+		goto out;
+	}
+	memset(&r, 0, sizeof(r));
+	r.dir = a.ca;
+	r.pass_file = a.pass;
+	r.step = step;		/* steps[] is in phase order */
+	r.key_type = a.key_type;
+	r.ttl = a.ttl;
+	r.force = a.force;
+	if ((rc = rotation_step(&r, &rs, &err)) != 0) {
+		if (rc == 1) {
+			fprintf(stderr, "mtls ca rotation %s: %s\n", a.pos,
+			    err.msg);
+			rv = 1;
+		} else
+			rv = cmd_fail("ca rotation", &err);
+		goto out;
+	}
+	if (a.json)
+		rotation_print(&rs, 1);
+	else {
+		printf("rotation %s: now %s (old root sha256:%.16s..., new "
+		    "root sha256:%.16s...)\n", a.pos,
+		    rot_phase_names[rs.st.phase], rs.st.old_root,
+		    rs.st.new_root);
+		if (step != ROT_PREPARED)
+			printf("reload ca serve to take it: kill -HUP PID "
+			    "(systemctl reload mtls-ca)\n");
+		if (step == ROT_RETIRED)
+			printf("the old root's key is in %s/rotation/old.key: "
+			    "archive it offline or destroy it\n", a.ca);
+	}
+	rv = 0;
+ out:
+	ca_close(ca);
+	args_free(&a);
+	return rv;
+}
+
 static const struct subcmd ca_cmds[] = {
 	{ "init", ca_init_cmd, "create an offline root CA" },
 	{ "intermediate", ca_intermediate_cmd, "create a (scoped) intermediate CA" },
@@ -682,6 +798,7 @@ static const struct subcmd ca_cmds[] = {
 	{ "token", ca_token_cmd, "one-time join tokens for mtls agent" },
 	{ "serve", ca_serve_cmd, "the online CA: enroll, renew, revoke, CRL, OCSP" },
 	{ "store", ca_store_cmd, "the inventory's backend: migrate to PostgreSQL" },
+	{ "rotation", ca_rotation_cmd, "replace the root: prepare, publish, switch, retire, status" },
 	{ NULL, NULL, NULL },
 };
 

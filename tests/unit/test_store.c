@@ -480,6 +480,84 @@ setup(void **state)
 	return key == NULL ? -1 : 0;
 }
 
+/* rotation (rotation.c): what blocks a step is counted right, on every
+ * backend; a bundle's generation ignores order; a reported generation is
+ * exactly 64 lower-case hex digits */
+static void
+t_rotation(void **state)
+{
+	static const struct { const char *gen; int want; } gens[] = {
+		{ "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 1 },
+		{ "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", 0 },
+		{ "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde", 0 },
+		{ "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0", 0 },
+		{ "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 0 },
+		{ "", 0 },
+	};
+	char ga[65], gb[65], sa[48], sb[48], stale[65];
+	struct mtls_error err;
+	struct store *s = must_open();
+	STACK_OF(X509) *sk = sk_X509_new_null();
+	X509 *a = mk_cert(0, "rotold"), *b = mk_cert(0, "rotold");
+	int64_t n[3], now = (int64_t)time(NULL);
+	size_t i;
+	int already;
+
+	(void)state;
+	error_clear(&err);
+	for (i = 0; i < sizeof(gens) / sizeof(gens[0]); i++)
+		assert_int_equal(rotation_gen_valid(gens[i].gen), gens[i].want);
+	assert_int_equal(store_add(s, a, "leaf", &err), 0);
+	assert_int_equal(store_add(s, b, "leaf", &err), 0);
+	hex_of(a, sa, sizeof(sa));
+	hex_of(b, sb, sizeof(sb));
+	sk_X509_push(sk, a);
+	sk_X509_push(sk, b);
+	assert_int_equal(rotation_generation(sk, ga), 0);
+	(void)sk_X509_set(sk, 0, b);
+	(void)sk_X509_set(sk, 1, a);
+	assert_int_equal(rotation_generation(sk, gb), 0);
+	assert_string_equal(ga, gb);	/* order does not matter */
+	(void)sk_X509_pop(sk);
+	assert_int_equal(rotation_generation(sk, gb), 0);
+	assert_string_not_equal(ga, gb);
+	memset(stale, 'c', 64);
+	stale[64] = '\0';
+	assert_int_equal(store_rotation_count(s, "CN=rotold", "-", ga, gb,
+	    now, n, &err), 0);
+	assert_int_equal(n[0], 2);
+	assert_int_equal(store_rotation_count(s, "CN=rotold", sa, ga, gb,
+	    now, n, &err), 0);
+	assert_int_equal(n[0], 1);	/* the cross-certificate aside */
+	assert_int_equal(store_revoke(s, sb, 4, now, &already, &err), 0);
+	assert_int_equal(store_rotation_count(s, "CN=rotold", "-", ga, gb,
+	    now, n, &err), 0);
+	assert_int_equal(n[0], 1);	/* revoked: no longer blocks */
+	assert_int_equal(store_rotation_count(s, "CN=rotold", "-", ga, gb,
+	    now + 7200, n, &err), 0);
+	assert_int_equal(n[0], 0);	/* expired */
+	assert_int_equal(store_agent_bundle(s, "spiffe://t/a", ga, now + 60,
+	    &err), 0);
+	assert_int_equal(store_agent_bundle(s, "spiffe://t/b", stale,
+	    now + 60, &err), 0);
+	assert_int_equal(store_agent_bundle(s, "spiffe://t/c", stale,
+	    now - 1, &err), 0);	/* its certificate expired: gone */
+	assert_int_equal(store_rotation_count(s, "CN=rotold", "-", ga, gb,
+	    now, n, &err), 0);
+	assert_int_equal(n[1], 2);
+	assert_int_equal(n[2], 1);
+	assert_int_equal(store_agent_bundle(s, "spiffe://t/b", gb, now + 60,
+	    &err), 0);	/* the next renewal reports the new bundle */
+	assert_int_equal(store_rotation_count(s, "CN=rotold", "-", ga, gb,
+	    now, n, &err), 0);
+	assert_int_equal(n[1], 2);
+	assert_int_equal(n[2], 0);
+	sk_X509_free(sk);
+	X509_free(a);
+	X509_free(b);
+	store_close(s);
+}
+
 static int
 teardown(void **state)
 {
@@ -502,6 +580,7 @@ main(void)
 		cmocka_unit_test(t_burn_race),
 		cmocka_unit_test(t_serial_race),
 		cmocka_unit_test(t_group_commit),
+		cmocka_unit_test(t_rotation),
 	};
 
 	return cmocka_run_group_tests_name(getenv("MTLS_TEST_STORE") &&

@@ -20,6 +20,7 @@
 
 #include "http/client.h"
 #include "agent/agent_local.h"
+#include "ca/ca.h"
 
 #define MAX_RESPONSE	(1 << 20)
 
@@ -72,6 +73,45 @@ call_issued_by(X509 *ca, X509 *x)
 	return ok;
 }
 
+/*
+ * A root rotation (docs/rotation.md): after the switch the CA server's
+ * certificate comes from the new root while ours is still the old root's.
+ * <iss> passes when it is in our bundle.pem and a cross-certificate there
+ * carries its name and key, signed by the self-signed root that issued our
+ * certificate: the key that vouches for our CA vouches for this one. A
+ * sibling CA under our root is no root of the bundle and has no such
+ * certificate.
+ */
+static int
+rotated_root(struct agent *a, X509 *iss)
+{
+	STACK_OF(X509) *b = NULL;
+	struct mtls_error e;
+	X509 *r, *c;
+	int i, j, in = 0, ok = 0;
+
+	if (certs_load(a->bundle, &b, &e) != 0)
+		return 0;
+	for (i = 0; i < sk_X509_num(b); i++)
+		in |= X509_cmp(sk_X509_value(b, i), iss) == 0;
+	for (i = 0; in && !ok && i < sk_X509_num(b); i++) {
+		r = sk_X509_value(b, i);
+		if (!cert_is_self_signed(r) || !call_issued_by(r, a->renewing))
+			continue;
+		for (j = 0; !ok && j < sk_X509_num(b); j++) {
+			c = sk_X509_value(b, j);
+			ok = !cert_is_self_signed(c) && X509_check_ca(c) > 0 &&
+			    X509_NAME_cmp(X509_get_subject_name(c),
+			    X509_get_subject_name(iss)) == 0 &&
+			    EVP_PKEY_eq(X509_get0_pubkey(c),
+			    X509_get0_pubkey(iss)) == 1 && call_issued_by(r, c);
+		}
+	}
+	ERR_clear_error();
+	sk_X509_pop_free(b, X509_free);
+	return ok;
+}
+
 static int pin_idx = -1;
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
 
@@ -98,7 +138,8 @@ serving_ca(struct agent *a, X509_STORE_CTX *sctx)
 		if (a->conn == TRUST_PIN)
 			same = a->ca_pin[0] != '\0' && strcmp(fp, a->ca_pin) == 0;
 		else if (a->conn == TRUST_BUNDLE && a->renewing != NULL)
-			same = call_issued_by(iss, a->renewing);
+			same = call_issued_by(iss, a->renewing) ||
+			    rotated_root(a, iss);
 	}
 	if (!same || !X509_up_ref(iss)) {
 		snprintf(a->ca_found, sizeof(a->ca_found), "%s", fp[0] ? fp :
@@ -330,7 +371,9 @@ call_ca(struct agent *a, const char *method, const char *path,
 	struct http_client_resp resp;
 	BIO *pem = NULL;
 	BUF_MEM *bm;
-	char url[1024];
+	STACK_OF(X509) *held = NULL;
+	struct mtls_error e;
+	char url[1024], gen[65], hdr[96];
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -388,6 +431,14 @@ call_ca(struct agent *a, const char *method, const char *path,
 		r.cert_file = a->cur_cert;
 		r.key_file = a->cur_key;
 	}
+	/* a renewal says which bundle we hold: the CA counts who still lacks
+	 * a new root before it switches (docs/rotation.md) */
+	if (client && trust == TRUST_BUNDLE && certs_load(a->bundle, &held,
+	    &e) == 0 && rotation_generation(held, gen) == 0) {
+		snprintf(hdr, sizeof(hdr), "Mtls-Bundle: %s", gen);
+		r.header = hdr;
+	}
+	sk_X509_pop_free(held, X509_free);
 	if (body != NULL) {
 		r.ctype = "application/json";
 		r.body = body;

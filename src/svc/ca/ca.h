@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "internal.h"
 
 #define CA_ROLES_MAX	32
@@ -132,6 +134,19 @@ int	 store_next_crl_number(struct store *, int64_t *,
  * none), or nothing else signs while a batch commits. */
 /* Commits of certificate batches, and the certificates they recorded. */
 void	 store_stats(struct store *, uint64_t *commits, uint64_t *items);
+/* Rotation (rotation.c): records that the agent of <identity> reported
+ * bundle generation <gen> (64 hex) when it renewed, and the notAfter of
+ * the certificate it was given (it counts while that is unexpired). */
+int	 store_agent_bundle(struct store *, const char *identity,
+	    const char *gen, int64_t not_after, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+/* What blocks a rotation's next step, at <now>: out[0] unexpired,
+ * unrevoked certificates issued by <issuer> (name_oneline text), roots
+ * and <except_serial> aside; out[1] agents counted; out[2] those whose
+ * last generation is neither <gen_a> nor <gen_b>. */
+int	 store_rotation_count(struct store *, const char *issuer,
+	    const char *except_serial, const char *gen_a, const char *gen_b,
+	    int64_t now, int64_t out[3], struct mtls_error *) MTLS_MUST_CHECK;
 
 /* ---- cadir.c, roles.c, issue.c, revoke.c, token.c ---- */
 struct signer;			/* signer.c; holds the CA key */
@@ -167,6 +182,16 @@ struct ca {
 	const STACK_OF(X509) *sv_bundle;	/* what they were built from */
 	char		*bundle_pem;	/* ca_bundle_pem, made once */
 	size_t		 bundle_pem_len;
+	/* a snapshot (ca serve swaps whole ones on SIGHUP): which one, and
+	 * the requests holding it (serve.c's lock) */
+	uint64_t	 gen;
+	int		 refs;
+	int		 store_borrowed;	/* the server's; not closed */
+	/* rotation (rotation.c): DIR/rotation.json's phase, and once the
+	 * issuing certificate was switched, the one before it, whose
+	 * leaves still authenticate renewals (ca_issued) */
+	int		 rot_phase;	/* enum rot_phase */
+	X509		*prev;
 };
 
 struct ca_init_req {
@@ -237,6 +262,10 @@ int	 ca_init(const struct ca_init_req *, struct ca_result *,
 /* Opens a CA directory; <pass_file> decrypts ca.key (NULL if plain). */
 int	 ca_open(struct ca **, const char *dir, const char *pass_file,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* ca_open() for a reload of ca serve: the inventory is <store>, which
+ * the new CA borrows (ca_close leaves it open). */
+int	 ca_open_shared(struct ca **, const char *dir, const char *pass_file,
+	    struct store *store, struct mtls_error *) MTLS_MUST_CHECK;
 /* Opens the inventory and certificates only, without the key. */
 int	 ca_open_readonly(struct ca **, const char *dir,
 	    struct mtls_error *) MTLS_MUST_CHECK;
@@ -300,6 +329,55 @@ int	 ca_issue_server(struct ca *, const struct ids *names, int64_t ttl,
 	    EVP_PKEY *pub, X509 **out, struct ca_result *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 
+/* ---- rotation.c: replacing the root (docs/rotation.md) ---- */
+enum rot_phase { ROT_NONE, ROT_PREPARED, ROT_PUBLISHED, ROT_SWITCHED,
+    ROT_RETIRED, ROT__COUNT };
+extern const char *const rot_phase_names[ROT__COUNT];
+
+/* DIR/rotation.json */
+struct rot_state {
+	int	 phase;			/* enum rot_phase */
+	char	 old_root[65], new_root[65];	/* SHA-256 hex of the DER */
+	char	 old_issuer[256];	/* the old root's name (name_oneline) */
+	char	 cross_serial[48];	/* the cross-certificate's */
+	char	 published_gen[65];	/* bundle generations: both roots */
+	char	 final_gen[65];		/* and the new root alone */
+	int64_t	 at;			/* when the last step was taken */
+};
+struct rot_status {
+	struct rot_state st;
+	int64_t	 blocking_certs;	/* unexpired, unrevoked, old root's */
+	int64_t	 agents_total;		/* agents with a current certificate */
+	int64_t	 agents_old;		/* ... whose bundle lacks the new root */
+	int	 blocked;		/* the next step is not safe */
+	char	 next[256];		/* the next step, and what blocks it */
+};
+struct rot_req {
+	const char	*dir, *pass_file;
+	int		 step;		/* the phase it leads to */
+	int		 key_type;	/* -1: EC P-256 */
+	int64_t		 ttl;		/* 0: the default root lifetime */
+	int		 force;		/* even when blocked */
+};
+/* The generation of a bundle: the SHA-256 (64 lower hex) of the DER of
+ * its certificates, sorted bytewise and concatenated. 0, or -1. */
+int	 rotation_generation(STACK_OF(X509) *, char hex[65]) MTLS_MUST_CHECK;
+/* 1 when <s> is exactly 64 lower-case hex digits (a generation). */
+int	 rotation_gen_valid(const char *s);
+/* Reads DIR/rotation.json (phase ROT_NONE when there is none). */
+int	 rotation_state_read(const char *dir, struct rot_state *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* Where <ca>'s rotation is and what blocks its next step (counted in the
+ * inventory and the agents' reports). */
+int	 rotation_status(struct ca *, struct rot_status *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The status as GET /v1/rotation answers it (a new reference). */
+json_t	*rotation_status_json(const struct rot_status *);
+/* Takes one step: 0 done, 1 blocked (nothing changed; err says why), -1
+ * error. <rs> gets the state after it. */
+int	 rotation_step(const struct rot_req *, struct rot_status *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+
 /* ---- serve.c: mtls ca serve ---- */
 struct ca_serve_opts {
 	const char	*dir, *pass_file, *listen;
@@ -331,7 +409,7 @@ int	 ca_issued(struct ca *, X509 *x, struct cert_rec *rec, char *why,
  * once and remembered in <memo> (zeroed with the connection); the
  * inventory check, and so revocation, runs on every call. */
 struct ca_issued_memo {
-	const struct ca	*ca;	/* the CA that checked ... */
+	uint64_t	 gen;	/* the CA snapshot that checked ... */
 	const X509	*x;	/* ... this certificate's issuer and signature */
 };
 int	 ca_issued_memo(struct ca *, X509 *x, struct ca_issued_memo *memo,

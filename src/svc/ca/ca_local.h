@@ -56,6 +56,11 @@ int	 ca_chain_stack(X509 *first, STACK_OF(X509) *chain,
 int	 ca_write_certs(const char *path, STACK_OF(X509) *sk, int overwrite,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 
+/* ---- rotation.c ---- */
+/* At open: DIR/rotation.json's phase into <ca>, and after a switch the
+ * previous issuing certificate (rotation/old.pem) into ca->prev. */
+int	 rotation_load(struct ca *, struct mtls_error *) MTLS_MUST_CHECK;
+
 /* ---- roles.c: ca.conf ---- */
 /* 0 when <td> is a valid trust domain, else -1 naming it. */
 int	 ca_td_check(const char *td, struct mtls_error *) MTLS_MUST_CHECK;

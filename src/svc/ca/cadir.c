@@ -460,7 +460,9 @@ ca_close(struct ca *ca)
 	sk_X509_pop_free(ca->chain, X509_free);
 	sk_X509_pop_free(ca->bundle, X509_free);
 	signer_free(ca->signer);
-	store_close(ca->store);
+	X509_free(ca->prev);
+	if (!ca->store_borrowed)
+		store_close(ca->store);
 	roles_free(ca);
 	free(ca);
 }
@@ -531,8 +533,9 @@ key_uri(const char *dir, char *out, size_t cap, struct mtls_error *err)
 
 static int
 open_common(struct ca **out, const char *dir, const char *pass_file,
-    int want_key, struct mtls_error *err)
+    int want_key, struct store *shared, struct mtls_error *err)
 {
+	static uint64_t gens;
 	struct mtls_secret pass = { NULL, 0 };
 	struct ca *ca;
 	struct stat st;
@@ -548,6 +551,7 @@ open_common(struct ca **out, const char *dir, const char *pass_file,
 	if ((ca = calloc(1, sizeof(*ca))) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	snprintf(ca->dir, sizeof(ca->dir), "%s", dir);
+	ca->gen = __atomic_add_fetch(&gens, 1, __ATOMIC_RELAXED);
 	ca_path(p, sizeof(p), dir, "ca.pem");
 	if (access(p, F_OK) != 0) {
 		error_set(err, MTLS_ERR_IO, "%s: not a CA directory (no "
@@ -568,7 +572,12 @@ open_common(struct ca **out, const char *dir, const char *pass_file,
 		goto out;
 	if (roles_load(ca, err) != 0)
 		goto out;
-	if (store_open_ca(&ca->store, dir, err) != 0)	/* ca.conf store */
+	if (rotation_load(ca, err) != 0)	/* rotation.json */
+		goto out;
+	if (shared != NULL) {	/* a reload: the server's store */
+		ca->store = shared;
+		ca->store_borrowed = 1;
+	} else if (store_open_ca(&ca->store, dir, err) != 0)	/* ca.conf */
 		goto out;
 	if (want_key) {
 		if (load_pass(&pass, pass_file, err) != 0)
@@ -591,13 +600,20 @@ int
 ca_open(struct ca **out, const char *dir, const char *pass_file,
     struct mtls_error *err)
 {
-	return open_common(out, dir, pass_file, 1, err);
+	return open_common(out, dir, pass_file, 1, NULL, err);
+}
+
+int
+ca_open_shared(struct ca **out, const char *dir, const char *pass_file,
+    struct store *store, struct mtls_error *err)
+{
+	return open_common(out, dir, pass_file, 1, store, err);
 }
 
 int
 ca_open_readonly(struct ca **out, const char *dir, struct mtls_error *err)
 {
-	return open_common(out, dir, NULL, 0, err);
+	return open_common(out, dir, NULL, 0, NULL, err);
 }
 
 int

@@ -559,14 +559,18 @@ static int
 issued(struct ca *ca, X509 *x, int sig_checked, struct cert_rec *rec,
     char *why, size_t why_len, struct mtls_error *err)
 {
-	EVP_PKEY *capub = X509_get0_pubkey(ca->cert);
+	/* after a root rotation's switch, the previous issuer's leaves
+	 * renew until they expire (rotation.c) */
+	X509 *iss = ca->prev != NULL && X509_check_issued(ca->cert, x) !=
+	    X509_V_OK ? ca->prev : ca->cert;
+	EVP_PKEY *capub = X509_get0_pubkey(iss);
 	const char *no = NULL;
 	char serial[48];
 	int rc;
 
 	memset(rec, 0, sizeof(*rec));
 	serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial));
-	if (!sig_checked && X509_check_issued(ca->cert, x) != X509_V_OK)
+	if (!sig_checked && X509_check_issued(iss, x) != X509_V_OK)
 		no = "another issuer name or key identifier";
 	else if (!sig_checked && (capub == NULL || X509_verify(x, capub) != 1))
 		no = "its signature is not this CA's";
@@ -597,11 +601,11 @@ ca_issued_memo(struct ca *ca, X509 *x, struct ca_issued_memo *memo,
 {
 	int rc;
 
-	rc = issued(ca, x, memo->ca == ca && memo->x == x, rec, why, why_len,
-	    err);
+	rc = issued(ca, x, memo->gen == ca->gen && memo->x == x, rec, why,
+	    why_len, err);
 	/* only a certificate that passed all three is remembered */
 	if (rc == 0) {
-		memo->ca = ca;
+		memo->gen = ca->gen;
 		memo->x = x;
 	}
 	return rc;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,13 +53,22 @@
 #define PROBE_MS	2000	/* while not ready: a write probe this often */
 
 static volatile sig_atomic_t stopping;
+static int reload_fd = -1;	/* eventfd: SIGHUP asks the renewer */
 
 static struct net_loop *volatile stop_loop;
 
 static void
 on_signal(int sig)
 {
-	(void)sig;
+	if (sig == SIGHUP) {
+		uint64_t one = 1;
+		ssize_t w = 0;
+
+		if (reload_fd >= 0)	/* a full counter: one is pending */
+			w = write(reload_fd, &one, sizeof(one));
+		(void)w;
+		return;
+	}
 	stopping = 1;
 	notify_send("STOPPING=1");	/* async-signal-safe */
 	if (stop_loop != NULL)
@@ -137,18 +147,167 @@ probe_store(struct server *s, int64_t *next_ms)
 		serve_set_ready(s, &err);
 }
 
-/* Renews the server certificate at two thirds of its life. */
+/* ---- CA snapshots: SIGHUP reloads the CA directory ---- */
+
+struct ca *
+serve_ca_hold(struct server *s)
+{
+	struct ca *ca;
+
+	pthread_mutex_lock(&s->snap_mu);
+	ca = s->ca;
+	ca->refs++;
+	pthread_mutex_unlock(&s->snap_mu);
+	return ca;
+}
+
+void
+serve_ca_release(struct server *s, struct ca *ca)
+{
+	int last;
+
+	if (ca == NULL)
+		return;
+	pthread_mutex_lock(&s->snap_mu);
+	last = --ca->refs == 0;
+	pthread_mutex_unlock(&s->snap_mu);
+	if (last)
+		ca_close(ca);	/* borrows s->store: left open */
+}
+
+/* The rotation's counts for /metrics, at most every 2 s (renewer). */
+static void
+count_rotation(struct server *s, int64_t *next_ms, int now)
+{
+	struct rot_status rs;
+	struct mtls_error err;
+	int ok;
+
+	if (!now && net_now_ms() < *next_ms)
+		return;
+	*next_ms = net_now_ms() + 2000;
+	error_clear(&err);
+	ok = rotation_status(s->ca, &rs, &err) == 0;	/* ours: no hold */
+	pthread_mutex_lock(&s->rot_mu);
+	if (ok)
+		s->rot = rs;
+	s->rot_ok = ok;
+	pthread_mutex_unlock(&s->rot_mu);
+}
+
+void
+serve_rotation_metrics(struct server *s, FILE *f)
+{
+	struct rot_status rs;
+	int ok;
+
+	pthread_mutex_lock(&s->rot_mu);
+	rs = s->rot;
+	ok = s->rot_ok;
+	pthread_mutex_unlock(&s->rot_mu);
+	if (!ok)
+		return;
+	fprintf(f, "# HELP mtls_ca_rotation_phase Root rotation phase: 0 "
+	    "none, 1 prepared, 2 published, 3 switched, 4 retired.\n"
+	    "# TYPE mtls_ca_rotation_phase gauge\n"
+	    "mtls_ca_rotation_phase %d\n"
+	    "# HELP mtls_ca_rotation_blocking_certs Unexpired, unrevoked "
+	    "certificates that chain to the root being retired.\n"
+	    "# TYPE mtls_ca_rotation_blocking_certs gauge\n"
+	    "mtls_ca_rotation_blocking_certs %lld\n"
+	    "# HELP mtls_ca_rotation_agents_on_old_bundle Agents whose last "
+	    "reported bundle lacks the new root.\n"
+	    "# TYPE mtls_ca_rotation_agents_on_old_bundle gauge\n"
+	    "mtls_ca_rotation_agents_on_old_bundle %lld\n"
+	    "# TYPE mtls_ca_rotation_agents gauge\n"
+	    "mtls_ca_rotation_agents %lld\n"
+	    "# TYPE mtls_ca_rotation_blocked gauge\n"
+	    "mtls_ca_rotation_blocked %d\n", rs.st.phase,
+	    (long long)rs.blocking_certs, (long long)rs.agents_old,
+	    (long long)rs.agents_total, rs.blocked);
+}
+
+/*
+ * SIGHUP (renewer thread, the only writer of s->ca): a complete new
+ * snapshot of the CA directory, prepared for issuance, then one pointer
+ * swapped; requests in flight finish with the snapshot they hold. A
+ * directory that does not load leaves the old one serving. When the
+ * issuing certificate changed (a rotation's switch), our TLS certificate
+ * is issued anew under it and the one it replaces revoked (superseded),
+ * so the old root's certificates drain; otherwise the TLS context is
+ * rebuilt for the bundle as it is now.
+ */
+static void
+reload(struct server *s)
+{
+	struct mtls_error err;
+	struct ca *n = NULL, *old = s->ca;
+	struct ca_result res;
+	char gen[65] = "", prev_serial[48];
+	int changed, already;
+	json_t *lg = json_object();
+
+	error_clear(&err);
+	notify_send("RELOADING=1");
+	if (ca_open_shared(&n, s->o->dir, s->o->pass_file, s->store,
+	    &err) != 0 || ca_issue_prepare(n, &err) != 0) {
+		ca_close(n);
+		json_object_set_new(lg, "result", json_string("failed"));
+		json_object_set_new(lg, "error", esc_jstr(err.msg));
+		log_emit("error", "reload", lg);
+		json_decref(lg);
+		notify_send("READY=1");
+		return;
+	}
+	n->refs = 1;		/* the server's */
+	changed = X509_cmp(old->cert, n->cert) != 0;
+	pthread_mutex_lock(&s->snap_mu);
+	s->ca = n;
+	pthread_mutex_unlock(&s->snap_mu);
+	pthread_mutex_lock(&s->mu);
+	s->crl_made = 0;	/* the next GET /v1/crl signs anew */
+	pthread_mutex_unlock(&s->mu);
+	snprintf(prev_serial, sizeof(prev_serial), "%s", s->own_serial);
+	if (serve_own_identity(s, !changed, &err) != 0) {
+		json_object_set_new(lg, "server_cert_error", esc_jstr(err.msg));
+		error_clear(&err);
+	} else if (changed && strcmp(prev_serial, s->own_serial) != 0) {
+		pthread_mutex_lock(&s->mu);
+		if (ca_revoke(n, prev_serial, 4 /* superseded */, &res,
+		    &already, &err) != 0)
+			json_object_set_new(lg, "revoke_error",
+			    esc_jstr(err.msg));
+		pthread_mutex_unlock(&s->mu);
+	}
+	serve_ca_release(s, old);
+	if (rotation_generation(n->bundle, gen) != 0)
+		gen[0] = '\0';
+	json_object_set_new(lg, "result", json_string("ok"));
+	json_object_set_new(lg, "issuer_changed", json_boolean(changed));
+	json_object_set_new(lg, "rotation", json_string(rot_phase_names[
+	    n->rot_phase]));
+	json_object_set_new(lg, "bundle_gen", json_string(gen));
+	log_emit("info", "reload", lg);
+	json_decref(lg);
+	notify_send("READY=1");
+}
+
+/* Renews the server certificate at two thirds of its life; reloads the
+ * CA directory on SIGHUP. */
 static void *
 renewer(void *arg)
 {
 	struct server *s = arg;
 	struct mtls_error err;
-	int64_t next_probe = 0;
+	int64_t next_probe = 0, next_rot = 0;
+	struct pollfd pfd = { reload_fd, POLLIN, 0 };
+	uint64_t v;
 	json_t *o;
 
 	while (!stopping) {
 		probe_store(s, &next_probe);
 		serve_own_recheck(s);	/* started with the store down */
+		count_rotation(s, &next_rot, 0);
 		int64_t now = (int64_t)time(NULL);
 		int64_t due = s->own_not_before + (s->own_not_after -
 		    s->own_not_before) * 2 / 3;
@@ -169,7 +328,11 @@ renewer(void *arg)
 			}
 			json_decref(o);
 		}
-		poll(NULL, 0, 1000);
+		if (poll(&pfd, 1, 1000) == 1 && read(reload_fd, &v,
+		    sizeof(v)) == sizeof(v) && !stopping) {
+			reload(s);
+			count_rotation(s, &next_rot, 1);
+		}
 	}
 	return NULL;
 }
@@ -227,6 +390,62 @@ read_request(struct conn *c, struct http_req *req, int64_t first_deadline)
 	}
 }
 
+/* After a renewal: the bundle generation its agent reported
+ * (Mtls-Bundle, 64 lower hex; anything else is logged and ignored) and
+ * the end of what it was given, for the rotation's count. */
+static void
+note_bundle(struct conn *c, const struct http_req *req, struct reply *rp)
+{
+	const char *gen = http_req_header(req, "mtls-bundle");
+	const char *id = mtls_peer_id(c->t);
+	struct mtls_error err;
+	json_t *o, *lg;
+	int64_t na;
+
+	if (gen == NULL || rp->status != 200 || id == NULL)
+		return;
+	lg = json_object();
+	json_object_set_new(lg, "client", esc_jstr(c->client));
+	if (!rotation_gen_valid(gen)) {
+		json_object_set_new(lg, "why", json_string("Mtls-Bundle is not "
+		    "64 lower-case hex digits"));
+		log_emit("warn", "bundle_report_refused", lg);
+		json_decref(lg);
+		return;
+	}
+	o = json_loadb(rp->body, rp->len, 0, NULL);
+	na = json_integer_value(json_object_get(o, "not_after"));
+	json_decref(o);
+	error_clear(&err);
+	if (na > 0 && store_agent_bundle(rp->ca->store, id, gen, na,
+	    &err) != 0) {
+		json_object_set_new(lg, "error", esc_jstr(err.msg));
+		log_emit("error", "bundle_report_failed", lg);
+	}
+	json_decref(lg);
+}
+
+/* GET /v1/rotation (an --admin client): the rotation's status, counted
+ * now. */
+static void
+serve_rotation(struct server *s, struct conn *c, struct reply *rp)
+{
+	struct rot_status rs;
+	struct mtls_error err;
+
+	if (serve_admin(s, c, rp) != 0)
+		return;
+	error_clear(&err);
+	if (rotation_status(rp->ca, &rs, &err) != 0) {
+		if (serve_storage_fault(&err))
+			serve_reply_unavailable(s, rp, "cannot count", &err);
+		else
+			serve_reply_error(rp, 500, "internal", "%s", err.msg);
+		return;
+	}
+	serve_reply_json(rp, 200, rotation_status_json(&rs));
+}
+
 static void
 route(struct server *s, struct conn *c, const struct http_req *req,
     struct reply *rp)
@@ -258,6 +477,8 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 	else if (strncmp(path, "/ui", 3) == 0 || strncmp(path,
 	    "/v1/inventory", 13) == 0)
 		rp->route = R_UI;	/* serve_ui.c: its own 404s */
+	else if (strcmp(path, "/v1/rotation") == 0)
+		rp->route = R_ROTATION;
 	else {
 		rp->route = R_OTHER;
 		serve_reply_error(rp, 404, "not_found", "no route %.200s",
@@ -272,9 +493,10 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 			goto method;
 		if (rp->route == R_ENROLL)
 			serve_enroll(s, c, req, rp);
-		else if (rp->route == R_RENEW)
+		else if (rp->route == R_RENEW) {
 			serve_renew(s, c, req, rp);
-		else
+			note_bundle(c, req, rp);
+		} else
 			serve_revoke(s, c, req, rp);
 		return;
 	case R_OCSP:
@@ -295,6 +517,8 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 			serve_ready(s, rp);
 		else if (rp->route == R_UI)
 			serve_ui(s, c, req, path, rp);
+		else if (rp->route == R_ROTATION)
+			serve_rotation(s, c, rp);
 		else
 			serve_reply_bytes(rp, "text/plain", "ok\n", 3);
 		return;
@@ -404,11 +628,13 @@ serve_conn(struct net_conn *nc, void *arg)
 	while (keep && !net_stopping(nc)) {
 		http_req_init(&req, MAX_HEAD, MAX_BODY);
 		memset(&rp, 0, sizeof(rp));
+		rp.ca = serve_ca_hold(s);
 		net_idle(nc, 1);
 		r = read_request(c, &req, first);
 		first = 0;
 		t0 = net_now_ms();
 		if (r == 0) {
+			serve_ca_release(s, rp.ca);
 			http_req_free(&req);
 			break;
 		}
@@ -449,6 +675,7 @@ serve_conn(struct net_conn *nc, void *arg)
 		} else
 			keep = 0;
 		free(rp.body);
+		serve_ca_release(s, rp.ca);
 		http_req_free(&req);
 		if (r < 0) {
 			lingering_close(c);
@@ -482,10 +709,20 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	pthread_mutex_init(&s.ready_mu, NULL);
 	/* a PostgreSQL store that is down: start, not ready, and wait */
 	store_open_down_ok();
+	pthread_mutex_init(&s.snap_mu, NULL);
+	pthread_mutex_init(&s.rot_mu, NULL);
 	/* prepared before any thread issues: issuance then only reads it */
-	if (ca_open(&s.ca, o->dir, o->pass_file, err) != 0 ||
-	    ca_issue_prepare(s.ca, err) != 0)
+	if (ca_open(&s.ca, o->dir, o->pass_file, err) != 0)
 		goto out;
+	s.store = s.ca->store;	/* the server's: snapshots borrow it */
+	s.ca->store_borrowed = 1;
+	s.ca->refs = 1;
+	if (ca_issue_prepare(s.ca, err) != 0)
+		goto out;
+	if ((reload_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		error_set_errno(err, MTLS_ERR_IO, "eventfd");
+		goto out;
+	}
 	snprintf(s.url, sizeof(s.url), "%s", o->url);
 	snprintf(s.crl_url, sizeof(s.crl_url), "%s/v1/crl", s.url);
 	snprintf(s.ocsp_url, sizeof(s.ocsp_url), "%s/v1/ocsp", s.url);
@@ -524,6 +761,7 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (pthread_create(&rth, NULL, renewer, &s) != 0) {
 		error_set(err, MTLS_ERR_IO, "cannot start the renewer thread");
@@ -562,6 +800,11 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 		close(lfd);
 	mtls_free(s.tls);
 	OPENSSL_free(s.crl);
-	ca_close(s.ca);
+	if (s.ca != NULL)
+		serve_ca_release(&s, s.ca);
+	store_close(s.store);
+	if (reload_fd >= 0)
+		close(reload_fd);
+	reload_fd = -1;
 	return rv;
 }

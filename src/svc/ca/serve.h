@@ -9,6 +9,7 @@
 #define MTLS_CA_SERVE_H
 
 #include <pthread.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -17,11 +18,20 @@
 #include "net/net.h"
 
 enum { R_ENROLL, R_RENEW, R_REVOKE, R_BUNDLE, R_CRL, R_OCSP, R_HEALTH,
-    R_READY, R_METRICS, R_UI, R_OTHER, R__COUNT };
+    R_READY, R_METRICS, R_UI, R_ROTATION, R_OTHER, R__COUNT };
 
 struct server {
 	const struct ca_serve_opts *o;
+	/* the CA snapshot new requests take (serve_ca_hold); a SIGHUP
+	 * swaps in a whole new one (renewer thread), under snap_mu */
 	struct ca		*ca;
+	pthread_mutex_t		 snap_mu;
+	struct store		*store;		/* every snapshot's */
+	char			 own_serial[48];	/* our TLS certificate's */
+	/* rotation status for /metrics, counted by the renewer thread */
+	pthread_mutex_t		 rot_mu;
+	struct rot_status	 rot;
+	int			 rot_ok;
 	/* revocation, the CRL cache (issuance takes no lock) */
 	pthread_mutex_t		 mu;
 	struct mtls		*tls;		/* server context (swapped) */
@@ -58,6 +68,7 @@ struct conn {
 
 /* A response being made. */
 struct reply {
+	struct ca	*ca;		/* the CA snapshot it is made with */
 	int		 status;
 	const char	*ctype;
 	const char	*headers;	/* static "Name: value\r\n" lines, or NULL */
@@ -73,6 +84,14 @@ int	 serve_storage_fault(const struct mtls_error *e);
 /* serve.c: readiness. <e> NULL: a write worked (ready again); else the
  * storage fault that makes us not ready. */
 void	 serve_set_ready(struct server *, const struct mtls_error *e);
+
+/* serve.c: a reference to the current CA snapshot, for one request
+ * (issuance takes no lock: a snapshot never changes), and its release;
+ * the last release of a replaced snapshot closes it. */
+struct ca *serve_ca_hold(struct server *);
+void	 serve_ca_release(struct server *, struct ca *);
+/* serve.c: the rotation gauges for /metrics (the renewer's last count). */
+void	 serve_rotation_metrics(struct server *, FILE *f);
 
 /* serve_own.c: our TLS certificate; at start (<reuse>) the one in
  * DIR/serve/ while it is good (with the store down: unchecked, and not

@@ -18,7 +18,8 @@
 #include "ca/serve.h"
 
 static const char *route_names[R__COUNT] = { "enroll", "renew", "revoke",
-    "bundle", "crl", "ocsp", "healthz", "readyz", "metrics", "ui", "other" };
+    "bundle", "crl", "ocsp", "healthz", "readyz", "metrics", "ui",
+    "rotation", "other" };
 
 static uint64_t
 ld(const uint64_t *v)
@@ -167,13 +168,13 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	/* No lock: the CA was prepared before serving (ca_issue_prepare) and
 	 * issuance only reads it; the store serializes its own writes (a
 	 * serial is unique and a token burns once in its transaction). */
-	r.role = ca_role_for(s->ca, ids);
+	r.role = ca_role_for(rp->ca, ids);
 	rc = r.role == NULL ? error_set(&err, MTLS_ERR_ARG, "%.200s is not "
 	    "allowed by any role in ca.conf", ids->v[0]) :
-	    ca_issue_pub(s->ca, &r, pub, token_hash, &cert, &res, &err);
+	    ca_issue_pub(rp->ca, &r, pub, token_hash, &cert, &res, &err);
 	t = ca_phase_start();
-	if (rc == 0 && (ca_chain_pem(s->ca, cert, &chain, &cl, &err) != 0 ||
-	    ca_bundle_pem(s->ca, &bundle, &bl, &err) != 0))
+	if (rc == 0 && (ca_chain_pem(rp->ca, cert, &chain, &cl, &err) != 0 ||
+	    ca_bundle_pem(rp->ca, &bundle, &bl, &err) != 0))
 		rc = -1;
 	if (rc != 0) {
 		/* recorded, but we cannot answer: ours */
@@ -254,7 +255,7 @@ serve_enroll(struct server *s, struct conn *c, const struct http_req *req,
 	}
 	error_clear(&err);
 	ca_token_hash(token, hash);
-	rc = store_token_get(s->ca->store, hash, id, sizeof(id), &err);
+	rc = store_token_get(rp->ca->store, hash, id, sizeof(id), &err);
 	if (rc != 0) {
 		/* a store that cannot answer is not a bad token: 503, and
 		 * the client keeps its token for when the store is back */
@@ -316,7 +317,7 @@ authenticated(struct server *s, struct conn *c, struct reply *rp,
 	}
 	error_clear(&err);
 	t = ca_phase_start();	/* reads the CA and the store: no lock */
-	rc = ca_issued_memo(s->ca, leaf, &c->issued, rec, why, sizeof(why),
+	rc = ca_issued_memo(rp->ca, leaf, &c->issued, rec, why, sizeof(why),
 	    &err);
 	ca_phase_end(CA_PH_AUTH, t);
 	if (rc < 0) {	/* the store cannot say: not the client's fault */
@@ -441,7 +442,7 @@ serve_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	}
 	error_clear(&err);
 	pthread_mutex_lock(&s->mu);
-	rc = ca_revoke(s->ca, serial, why, &res, &already, &err);
+	rc = ca_revoke(rp->ca, serial, why, &res, &already, &err);
 	if (rc == 0 && !already)
 		s->crl_made = 0;	/* the next GET /v1/crl signs anew */
 	pthread_mutex_unlock(&s->mu);
@@ -531,7 +532,7 @@ serve_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 	if (form == 1 || (form == -1 &&
 	    wants_jwks(http_req_header(req, "accept")))) {
 		pthread_mutex_lock(&s->mu);
-		rc = ca_bundle_jwks(s->ca, &pem, &err);
+		rc = ca_bundle_jwks(rp->ca, &pem, &err);
 		pthread_mutex_unlock(&s->mu);
 		if (rc != 0) {
 			serve_reply_error(rp, 500, "internal", "%s", err.msg);
@@ -542,7 +543,7 @@ serve_bundle(struct server *s, const struct http_req *req, struct reply *rp)
 		return;
 	}
 	pthread_mutex_lock(&s->mu);
-	rc = ca_bundle_pem(s->ca, &pem, &len, &err);
+	rc = ca_bundle_pem(rp->ca, &pem, &len, &err);
 	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
 		serve_reply_error(rp, 500, "internal", "%s", err.msg);
@@ -609,7 +610,7 @@ serve_metrics(struct server *s, struct reply *rp)
 	    (unsigned long long)ns.per_ip_refused,
 	    (unsigned long long)ns.full_refused,
 	    (unsigned long long)ns.evicted);
-	store_stats(s->ca->store, &commits, &items);
+	store_stats(rp->ca->store, &commits, &items);
 	fprintf(f, "# HELP mtls_ca_store_commits_total Transactions that "
 	    "recorded issued certificates (group commit: several each).\n"
 	    "# TYPE mtls_ca_store_commits_total counter\n"
@@ -617,6 +618,7 @@ serve_metrics(struct server *s, struct reply *rp)
 	    "# TYPE mtls_ca_store_committed_certs_total counter\n"
 	    "mtls_ca_store_committed_certs_total %llu\n",
 	    (unsigned long long)commits, (unsigned long long)items);
+	serve_rotation_metrics(s, f);
 	fprintf(f, "# HELP mtls_ca_phase_seconds_total Wall-clock time in each "
 	    "phase of an issuance (lock: waiting for the CA; none since "
 	    "issuance takes no lock).\n"

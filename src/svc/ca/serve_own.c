@@ -42,6 +42,8 @@ own_install(struct server *s, const char *pem_path, const char *key_path,
 		error_set(err, MTLS_ERR_ARG, "%s", mtls_error(s->tls));
 	pthread_mutex_unlock(&s->tls_mu);
 	if (rv == 0) {
+		serial_hex(X509_get0_serialNumber(cert), s->own_serial,
+		    sizeof(s->own_serial));
 		s->own_not_before = asn1_time_unix(X509_get0_notBefore(cert));
 		s->own_not_after = asn1_time_unix(X509_get0_notAfter(cert));
 	}

@@ -32,7 +32,7 @@ serve_crl(struct server *s, struct reply *rp)
 	error_clear(&err);
 	if (now != s->crl_checked) {
 		s->crl_checked = now;
-		if (store_revocations(s->ca->store, &revs, &err) != 0 ||
+		if (store_revocations(rp->ca->store, &revs, &err) != 0 ||
 		    revs != s->crl_revs)
 			s->crl_made = 0;
 	}
@@ -40,11 +40,11 @@ serve_crl(struct server *s, struct reply *rp)
 	if (s->crl == NULL || s->crl_made == 0 ||
 	    now - s->crl_made >= s->o->crl_ttl / 2) {
 		error_clear(&err);
-		if (revs < 0 && store_revocations(s->ca->store, &revs,
+		if (revs < 0 && store_revocations(rp->ca->store, &revs,
 		    &err) != 0)
 			revs = -1;	/* unknown: counted again next second */
 		error_clear(&err);
-		if (ca_crl(s->ca, s->o->crl_ttl, &crl, &err) == 0 &&
+		if (ca_crl(rp->ca, s->o->crl_ttl, &crl, &err) == 0 &&
 		    (n = i2d_X509_CRL(crl, &der)) > 0) {
 			OPENSSL_free(s->crl);
 			s->crl = der;
@@ -155,7 +155,7 @@ serve_ocsp(struct server *s, const struct http_req *req, const char *path,
 	}
 	error_clear(&err);
 	pthread_mutex_lock(&s->mu);
-	rc = ca_ocsp(s->ca, der, len, s->o->ocsp_ttl, &resp, &rlen, &err);
+	rc = ca_ocsp(rp->ca, der, len, s->o->ocsp_ttl, &resp, &rlen, &err);
 	pthread_mutex_unlock(&s->mu);
 	if (der != req->body)
 		free(der);

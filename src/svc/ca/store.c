@@ -762,3 +762,32 @@ store_inv_identity(struct store *s, const char *id, int limit,
 {
 	INV_CALL(s, identity, id, limit, cb, arg, err);
 }
+
+/* ---- rotation (rotation.c) ---- */
+
+int
+store_agent_bundle(struct store *s, const char *identity, const char *gen,
+    int64_t not_after, struct mtls_error *err)
+{
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->agent_bundle(s, identity, gen, not_after,
+	    (int64_t)time(NULL), err);
+	io_unlock(s);
+	return rv;
+}
+
+int
+store_rotation_count(struct store *s, const char *issuer,
+    const char *except_serial, const char *gen_a, const char *gen_b,
+    int64_t now, int64_t out[3], struct mtls_error *err)
+{
+	int rv;
+
+	io_lock(s);
+	rv = s->ops->rotation_count(s, issuer, except_serial, gen_a, gen_b,
+	    now, out, err);
+	io_unlock(s);
+	return rv;
+}

@@ -78,6 +78,14 @@ struct store_ops {
 	int	(*load_end)(struct store *, int ok, int64_t crl_number,
 		    struct mtls_error *);
 	const struct store_inv_ops *inv;	/* the views (store_inv.h) */
+	/* rotation (store_agent_bundle, store_rotation_count in ca.h) */
+	int	(*agent_bundle)(struct store *, const char *identity,
+		    const char *gen, int64_t not_after, int64_t now,
+		    struct mtls_error *);
+	int	(*rotation_count)(struct store *, const char *issuer,
+		    const char *except_serial, const char *gen_a,
+		    const char *gen_b, int64_t now, int64_t out[3],
+		    struct mtls_error *);
 };
 
 struct store_gc;		/* store.c: the lock and the batch queue */

@@ -76,6 +76,10 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS certs_status_na ON certs(status, not_after,"
     " serial);"
     "CREATE INDEX IF NOT EXISTS certs_created ON certs(created_at, kind);",
+    /* 3: the bundle generation each agent last reported (rotation) */
+    "CREATE TABLE IF NOT EXISTS agent_bundles ("
+    " identity text PRIMARY KEY, gen text NOT NULL,"
+    " not_after bigint NOT NULL, seen_at bigint NOT NULL);",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1019,6 +1023,11 @@ pg_load_end(struct store *base, int ok, int64_t crl_number,
 	return -1;
 }
 
+static int pg_agent_bundle(struct store *, const char *, const char *,
+    int64_t, int64_t, struct mtls_error *);
+static int pg_rotation_count(struct store *, const char *, const char *,
+    const char *, const char *, int64_t, int64_t[3], struct mtls_error *);
+
 static const struct store_ops pg_ops = {
 	.name = "postgres",
 	.close = pg_close,
@@ -1040,6 +1049,8 @@ static const struct store_ops pg_ops = {
 	.load_token = pg_load_token,
 	.load_end = pg_load_end,
 	.inv = &pg_inv_ops,
+	.agent_bundle = pg_agent_bundle,
+	.rotation_count = pg_rotation_count,
 };
 
 /* ---- the inventory's views (store_inv.h): aggregates in SQL ---- */
@@ -1337,3 +1348,59 @@ static const struct store_inv_ops pg_inv_ops = {
 	.summary = pg_inv_summary,
 	.identity = pg_inv_identity,
 };
+
+/* ---- rotation: agents' bundle generations, what blocks a step ---- */
+
+static int
+pg_agent_bundle(struct store *base, const char *identity, const char *gen,
+    int64_t not_after, int64_t now, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char na[24], at[24];
+	const char *v[4] = { identity, gen, na, at };
+
+	if (ensure(s, err) != 0)
+		return -1;
+	snprintf(na, sizeof(na), "%lld", (long long)not_after);
+	snprintf(at, sizeof(at), "%lld", (long long)now);
+	if ((res = run(s, "INSERT INTO agent_bundles (identity, gen, "
+	    "not_after, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
+	    "(identity) DO UPDATE SET gen = excluded.gen, not_after = "
+	    "excluded.not_after, seen_at = excluded.seen_at", 4, v, -1, 0,
+	    PGRES_COMMAND_OK, "cannot record the agent's bundle", err)) ==
+	    NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_rotation_count(struct store *base, const char *issuer,
+    const char *except_serial, const char *gen_a, const char *gen_b,
+    int64_t now, int64_t out[3], struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char at[24];
+	const char *v[5] = { issuer, except_serial, at, gen_a, gen_b };
+	int rv = -1;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	snprintf(at, sizeof(at), "%lld", (long long)now);
+	if ((res = run(s, "SELECT (SELECT count(*) FROM certs WHERE issuer = "
+	    "$1 AND status = 'valid' AND not_after > $3 AND kind <> 'root' "
+	    "AND serial <> $2), (SELECT count(*) FROM agent_bundles WHERE "
+	    "not_after > $3), (SELECT count(*) FROM agent_bundles WHERE "
+	    "not_after > $3 AND gen <> $4 AND gen <> $5)", 5, v, -1, 0,
+	    PGRES_TUPLES_OK, "cannot count for the rotation", err)) == NULL)
+		return -1;
+	if (shape(s, res, 1, 3, err) == 0 &&
+	    col_i64(res, 0, 0, 0, &out[0], err) == 0 &&
+	    col_i64(res, 0, 1, 0, &out[1], err) == 0 &&
+	    col_i64(res, 0, 2, 0, &out[2], err) == 0)
+		rv = 0;
+	PQclear(res);
+	return rv;
+}

@@ -77,6 +77,10 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS certs_created ON certs(created_at, kind);"
     "CREATE INDEX IF NOT EXISTS certs_ids ON certs(identities, created_at,"
     " kind, serial);",
+    /* 3: the bundle generation each agent last reported (rotation) */
+    "CREATE TABLE IF NOT EXISTS agent_bundles ("
+    " identity TEXT PRIMARY KEY, gen TEXT NOT NULL,"
+    " not_after INTEGER NOT NULL, seen_at INTEGER NOT NULL);",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -741,6 +745,11 @@ sq_revocations(struct store *base, int64_t *n, struct mtls_error *err)
 	return rv;
 }
 
+static int sq_agent_bundle(struct store *, const char *, const char *,
+    int64_t, int64_t, struct mtls_error *);
+static int sq_rotation_count(struct store *, const char *, const char *,
+    const char *, const char *, int64_t, int64_t[3], struct mtls_error *);
+
 static const struct store_ops sq_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -759,6 +768,8 @@ static const struct store_ops sq_ops = {
 	.revocations = sq_revocations,
 	.dump = sq_dump,
 	.inv = &sq_inv_ops,
+	.agent_bundle = sq_agent_bundle,
+	.rotation_count = sq_rotation_count,
 };
 
 /* ---- the inventory's views (store_inv.h): aggregates in SQL ---- */
@@ -1020,3 +1031,62 @@ static const struct store_inv_ops sq_inv_ops = {
 	.summary = sq_inv_summary,
 	.identity = sq_inv_identity,
 };
+
+/* ---- rotation: agents' bundle generations, what blocks a step ---- */
+
+static int
+sq_agent_bundle(struct store *base, const char *identity, const char *gen,
+    int64_t not_after, int64_t now, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO agent_bundles (identity, "
+	    "gen, not_after, seen_at) VALUES (?,?,?,?) ON CONFLICT(identity) "
+	    "DO UPDATE SET gen = excluded.gen, not_after = excluded.not_after,"
+	    " seen_at = excluded.seen_at", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare the agent's bundle");
+	sqlite3_bind_text(st, 1, identity, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, gen, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, not_after);
+	sqlite3_bind_int64(st, 4, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_error(s, err, "cannot record the agent's bundle");
+	else
+		rv = 0;
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int
+sq_rotation_count(struct store *base, const char *issuer,
+    const char *except_serial, const char *gen_a, const char *gen_b,
+    int64_t now, int64_t out[3], struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st = NULL;
+	int rv = -1, i;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT (SELECT count(*) FROM certs "
+	    "WHERE issuer = ?1 AND status = 'valid' AND not_after > ?3 AND "
+	    "kind <> 'root' AND serial <> ?2), (SELECT count(*) FROM "
+	    "agent_bundles WHERE not_after > ?3), (SELECT count(*) FROM "
+	    "agent_bundles WHERE not_after > ?3 AND gen <> ?4 AND gen <> ?5)",
+	    -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "cannot prepare the rotation counts");
+	sqlite3_bind_text(st, 1, issuer, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, except_serial, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_text(st, 4, gen_a, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 5, gen_b, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		db_error(s, err, "cannot count for the rotation");
+	else {
+		for (i = 0; i < 3; i++)
+			out[i] = sqlite3_column_int64(st, i);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return rv;
+}

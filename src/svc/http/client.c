@@ -98,10 +98,23 @@ http_client_do(const struct http_client_req *r, struct http_client_resp *resp)
 			    "out of memory", method, r->url);
 			return -1;
 		}
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)r->body_len);
 	}
+	if (r->header != NULL) {
+		struct curl_slist *l = curl_slist_append(hdr, r->header);
+
+		if (l == NULL) {
+			curl_slist_free_all(hdr);
+			curl_easy_cleanup(h);
+			snprintf(resp->error, sizeof(resp->error), "%s %.1000s: "
+			    "out of memory", method, r->url);
+			return -1;
+		}
+		hdr = l;
+	}
+	if (hdr != NULL)
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	rc = curl_easy_perform(h);
 	if (rc == CURLE_OK)

@@ -18,6 +18,8 @@ struct http_client_req {
 	const char	*url;
 	const char	*protocols;	/* CURLOPT_PROTOCOLS_STR; NULL "https" */
 	const char	*ctype;		/* with <body>: its Content-Type */
+	const char	*header;	/* one more request header line
+					 * ("Name: value", ours), or NULL */
 	const void	*body;		/* NULL: none */
 	size_t		 body_len;
 	long		 connect_timeout_s;	/* 0: <timeout_s> */
