@@ -339,7 +339,7 @@ inv_list(struct server *s, const struct http_req *req, struct reply *rp)
 	w.max = q.limit;
 	q.limit++;		/* one more row says whether a page follows */
 	error_clear(&err);
-	if (store_inv_list(s->ca->store, &q, row_cb, &w, &err) != 0) {
+	if (store_inv_list(rp->ca->store, &q, row_cb, &w, &err) != 0) {
 		json_decref(w.items);
 		store_failed(s, rp, &err);
 		goto out;
@@ -409,7 +409,7 @@ inv_summary(struct server *s, const struct http_req *req, struct reply *rp)
 	}
 	sum->now = (int64_t)time(NULL);
 	error_clear(&err);
-	if (store_inv_summary(s->ca->store, sum, &err) != 0) {
+	if (store_inv_summary(rp->ca->store, sum, &err) != 0) {
 		store_failed(s, rp, &err);
 		free(sum);
 		return;
@@ -480,7 +480,7 @@ inv_identity(struct server *s, const struct http_req *req, struct reply *rp)
 	w.now = (int64_t)time(NULL);
 	w.max = (int)v;
 	error_clear(&err);
-	if (store_inv_identity(s->ca->store, ps[0].val, w.max + 1, row_cb, &w,
+	if (store_inv_identity(rp->ca->store, ps[0].val, w.max + 1, row_cb, &w,
 	    &err) != 0) {
 		json_decref(w.items);
 		store_failed(s, rp, &err);
