@@ -122,9 +122,6 @@ wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve.log" && ok "ca serve start
 expect_exit 0 "ca serve signs an enrollment with the token key" "$MTLS" agent --ca-url "https://localhost:$cport" \
     --token-file web.token --out-dir web --once
 expect_exit 0 "the enrolled certificate verifies under the token root" openssl verify -CAfile troot/bundle.pem web/svid.pem
-expect_exit 2 "agent --key with a pkcs11: URI: refused (not supported yet)" "$MTLS" agent --ca-url "https://localhost:$cport" \
-    --cert client.pem --key "$(uri client)" --out-dir web4 --once
-expect_grep "a pkcs11: URI is not supported by the agent yet" "$T_DIR/err" "the agent says why"
 
 # two key pairs without CKA_IDs: libp11 may pair a private key with the
 # other's public key; such a key is refused, never used to make a root

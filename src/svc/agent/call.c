@@ -387,6 +387,8 @@ call_ca(struct agent *a, const char *method, const char *path,
 	if (client) {
 		r.cert_file = a->cur_cert;
 		r.key_file = a->cur_key;
+		if (keystore_is_uri(a->cur_key))
+			r.key = a->tkey;	/* never a file */
 	}
 	if (body != NULL) {
 		r.ctype = "application/json";
