@@ -203,6 +203,10 @@ int	 keystore_generate(const char *uri, int type, int adopt, EVP_PKEY **,
 	    struct keystore_made *made, struct mtls_error *) MTLS_MUST_CHECK;
 int	 keystore_undo(struct keystore_made *, struct mtls_error *)
 	    MTLS_MUST_CHECK;
+/* The PIN file (pin-source) of the pkcs11: URI <uri>, NULL when it is not
+ * one: what a reload watches instead of a key file (kept for the
+ * process's life). */
+const char *keystore_pin_file(const char *uri);
 /* An RFC 7512 URI, as far as we accept it: token, object and/or id, type
  * (private only), ?pin-source=file:PATH (required), module-path (absolute);
  * pin-value and every other attribute refused, none twice. */

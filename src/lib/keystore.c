@@ -326,8 +326,21 @@ module_check(const char *path, struct mtls_error *err)
 	return 0;
 }
 
+/* The PIN file a token was logged in with, as it was then (its identity,
+ * never its bytes): a reload that finds it changed checks the new PIN. */
+struct pinseen {
+	char		 token[33];
+	char		 path[PATH_MAX];
+	dev_t		 dev;
+	ino_t		 ino;
+	off_t		 size;
+	struct timespec	 mtim, ctim;
+	struct pinseen	*next;
+};
+
 struct module {
 	char		 path[PATH_MAX];
+	struct pinseen	*pins;
 	CK_FUNCTION_LIST *fl;	/* the module's own list (keygen, undo) */
 	PKCS11_CTX	*ctx;
 	PKCS11_SLOT	*slots;
@@ -399,23 +412,110 @@ ckr_of_login_error(void)
 	return r;
 }
 
+static int rw_session(struct module *, PKCS11_SLOT *, CK_SESSION_HANDLE *,
+    const char *, struct mtls_error *);
+
+/* <u>'s PIN file as the login of its token last saw it: 1 the same, 0
+ * changed (or never seen); <rec> records it as seen now. */
 static int
-login(PKCS11_SLOT *slot, const struct p11uri *u, const char *shown,
+pin_seen(struct module *m, const struct p11uri *u, int rec)
+{
+	struct pinseen *p;
+	struct stat st;
+
+	if (stat(u->pin_file, &st) != 0)
+		return 0;
+	for (p = m->pins; p != NULL; p = p->next)
+		if (strcmp(p->token, u->token) == 0)
+			break;
+	if (!rec)
+		return p != NULL && strcmp(p->path, u->pin_file) == 0 &&
+		    p->dev == st.st_dev && p->ino == st.st_ino &&
+		    p->size == st.st_size &&
+		    p->mtim.tv_sec == st.st_mtim.tv_sec &&
+		    p->mtim.tv_nsec == st.st_mtim.tv_nsec &&
+		    p->ctim.tv_sec == st.st_ctim.tv_sec &&
+		    p->ctim.tv_nsec == st.st_ctim.tv_nsec;
+	if (p == NULL) {
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			return 0;
+		p->next = m->pins;
+		m->pins = p;
+	}
+	snprintf(p->token, sizeof(p->token), "%s", u->token);
+	snprintf(p->path, sizeof(p->path), "%s", u->pin_file);
+	p->dev = st.st_dev;
+	p->ino = st.st_ino;
+	p->size = st.st_size;
+	p->mtim = st.st_mtim;
+	p->ctim = st.st_ctim;
+	return 1;
+}
+
+/*
+ * The token is logged in, and the PIN file changed since (a reload after
+ * the PIN was changed, or a wrong file): the new PIN is checked without
+ * logging out, which would stop the key that is serving. PKCS#11 has no
+ * "check this PIN" call; C_SetPIN from the PIN to itself checks it (a
+ * wrong one: CKR_PIN_INCORRECT, counted like a failed login) and changes
+ * nothing. A token that refuses that call for another reason (a policy)
+ * leaves the PIN unchecked until the next login: 0 then too.
+ */
+static int
+pin_recheck(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
+    const char *shown, struct mtls_secret *pin, unsigned long *ckr,
     struct mtls_error *err)
 {
+	CK_SESSION_HANDLE s;
+	CK_RV rv;
+
+	*ckr = CKR_OK;
+	if (rw_session(m, slot, &s, shown, err) != 0)
+		return -1;
+	rv = m->fl->C_SetPIN(s, pin->p, pin->len, pin->p, pin->len);
+	m->fl->C_CloseSession(s);
+	*ckr = rv;
+	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID ||
+	    rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_LOCKED)
+		return -1;
+	(void)pin_seen(m, u, 1);
+	return 0;
+}
+
+static int
+login(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
+    const char *shown, struct mtls_error *err)
+{
 	struct mtls_secret pin = { NULL, 0 };
-	unsigned long ckr;
+	unsigned long ckr = CKR_OK;
 	int in = 0, rv = -1;
 
-	if (PKCS11_is_logged_in(slot, 0, &in) == 0 && in)
+	if (PKCS11_is_logged_in(slot, 0, &in) == 0 && in &&
+	    pin_seen(m, u, 0))
 		return 0;
 	if (pin_load(u->pin_file, &pin, err) != 0)
 		return -1;
-	if (PKCS11_login(slot, 0, (const char *)pin.p) == 0) {
+	if (in) {
+		if (pin_recheck(m, slot, u, shown, &pin, &ckr, err) == 0) {
+			rv = 0;
+			goto out;
+		}
+		if (ckr == CKR_OK)	/* no session: err says why */
+			goto out;
+		if (ckr != CKR_PIN_LOCKED) {
+			error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN "
+			    "refused (CKR_PIN_INCORRECT) - check pin-source "
+			    "file %s (it changed since the login; the key "
+			    "loaded before keeps serving)", u->token,
+			    u->pin_file);
+			goto out;
+		}
+	} else if (PKCS11_login(slot, 0, (const char *)pin.p) == 0) {
+		(void)pin_seen(m, u, 1);
 		rv = 0;
 		goto out;
-	}
-	ckr = ckr_of_login_error();
+	} else
+		ckr = ckr_of_login_error();
 	if (ckr == CKR_PIN_INCORRECT_ || ckr == CKR_PIN_INVALID_ ||
 	    ckr == CKR_PIN_LEN_RANGE_)
 		error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN refused "
@@ -488,7 +588,7 @@ open_slot(const char *uri, struct p11uri *u, char *shown, size_t cap,
 		return error_set(err, MTLS_ERR_ARG, "pkcs11: %s: no initialized "
 		    "token labelled '%s' in module %s", shown, u->token,
 		    module_of(u));
-	return login(*slot, u, shown, err);
+	return login(*m, *slot, u, shown, err);
 }
 
 /* The one private key that matches <u> (object=, id=, and <id> when
@@ -837,6 +937,49 @@ keystore_undo(struct keystore_made *made, struct mtls_error *err)
 	rv = 0;
  out:
 	return p11_done(m, s, &u, rv);
+}
+
+struct pinpath {
+	char		*uri, *pin;
+	struct pinpath	*next;
+};
+static struct pinpath *pinpaths;	/* for the process's life */
+
+const char *
+keystore_pin_file(const char *uri)
+{
+	struct pinpath *p;
+	struct p11uri *u;
+	struct mtls_error e;
+	const char *r = NULL;
+
+	if (!keystore_is_uri(uri))
+		return NULL;
+	pthread_mutex_lock(&modules_mu);
+	for (p = pinpaths; p != NULL; p = p->next)
+		if (strcmp(p->uri, uri) == 0)
+			break;
+	if (p == NULL && (u = malloc(sizeof(*u))) != NULL) {
+		if (p11uri_parse(uri, strlen(uri), u, &e) == 0 &&
+		    (p = calloc(1, sizeof(*p))) != NULL) {
+			p->uri = strdup(uri);
+			p->pin = strdup(u->pin_file);
+			if (p->uri == NULL || p->pin == NULL) {
+				free(p->uri);
+				free(p->pin);
+				free(p);
+				p = NULL;
+			} else {
+				p->next = pinpaths;
+				pinpaths = p;
+			}
+		}
+		free(u);
+	}
+	if (p != NULL)
+		r = p->pin;
+	pthread_mutex_unlock(&modules_mu);
+	return r;
 }
 
 int
