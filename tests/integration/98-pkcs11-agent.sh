@@ -61,5 +61,9 @@ expect_exit 0 "--cert with --key pkcs11: renews into another out-dir" "$MTLS" ag
     --cert web/svid.pem --key "$URI" --ca-bundle web/bundle.pem --out-dir web2 --once
 [ -s web2/svid.pem ] && [ ! -e web2/svid.key ] && [ "$(serial web2/svid.pem)" != "$s1" ] \
     && ok "web2: a renewed certificate, no key file" || not_ok "web2" "$(ls -l web2)"
+expect_exit 2 "--cert with a token key that does not exist: refused, none made" "$MTLS" agent \
+    --ca-url "https://localhost:$port" --cert web/svid.pem --key "pkcs11:token=wl;object=nosuch?pin-source=file:$T_DIR/pin" \
+    --ca-bundle web/bundle.pem --out-dir web4 --once
+expect_grep "no such private key in token 'wl'" "$T_DIR/err" "the message names the missing object"
 expect_exit 2 "a file --key still needs --cert" "$MTLS" agent --ca-url "https://localhost:$port" --token-file web.token \
     --key web/svid.pem --out-dir web3 --once

@@ -228,9 +228,11 @@ setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 	if (o->key != NULL && keystore_is_uri(o->key)) {
 		struct keystore_made made;
 
-		/* the token's key, or a P-256 pair made there */
-		if (keystore_generate(o->key, KEY_EC_P256, 1, &a->tkey, &made,
-		    err) != 0)
+		/* the token's key, or a P-256 pair made there (not for
+		 * --cert, whose key must exist) */
+		if ((o->cert != NULL ? key_load(o->key, NULL, &a->tkey, err) :
+		    keystore_generate(o->key, KEY_EC_P256, 1, &a->tkey, &made,
+		    err)) != 0)
 			return -1;
 		snprintf(a->svid_key, sizeof(a->svid_key), "%s", o->key);
 	}
