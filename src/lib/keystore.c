@@ -415,8 +415,8 @@ ckr_of_login_error(void)
 static int rw_session(struct module *, PKCS11_SLOT *, CK_SESSION_HANDLE *,
     const char *, struct mtls_error *);
 
-/* <u>'s PIN file as the login of its token last saw it: 1 the same, 0
- * changed (or never seen); <rec> records it as seen now. */
+/* <u>'s PIN file as its token's login (or the last check of that file)
+ * saw it: 1 the same, 0 changed or never seen; <rec> records it now. */
 static int
 pin_seen(struct module *m, const struct p11uri *u, int rec)
 {
@@ -425,12 +425,12 @@ pin_seen(struct module *m, const struct p11uri *u, int rec)
 
 	if (stat(u->pin_file, &st) != 0)
 		return 0;
-	for (p = m->pins; p != NULL; p = p->next)
-		if (strcmp(p->token, u->token) == 0)
+	for (p = m->pins; p != NULL; p = p->next)	/* per token and file */
+		if (strcmp(p->token, u->token) == 0 &&
+		    strcmp(p->path, u->pin_file) == 0)
 			break;
 	if (!rec)
-		return p != NULL && strcmp(p->path, u->pin_file) == 0 &&
-		    p->dev == st.st_dev && p->ino == st.st_ino &&
+		return p != NULL && p->dev == st.st_dev && p->ino == st.st_ino &&
 		    p->size == st.st_size &&
 		    p->mtim.tv_sec == st.st_mtim.tv_sec &&
 		    p->mtim.tv_nsec == st.st_mtim.tv_nsec &&
