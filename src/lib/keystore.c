@@ -335,6 +335,8 @@ struct pinseen {
 	ino_t		 ino;
 	off_t		 size;
 	struct timespec	 mtim, ctim;
+	int		 refused;	/* its PIN was refused: not tried
+					 * again until the file changes */
 	struct pinseen	*next;
 };
 
@@ -416,7 +418,8 @@ static int rw_session(struct module *, PKCS11_SLOT *, CK_SESSION_HANDLE *,
     const char *, struct mtls_error *);
 
 /* <u>'s PIN file as its token's login (or the last check of that file)
- * saw it: 1 the same, 0 changed or never seen; <rec> records it now. */
+ * saw it: 1 the same and accepted, 2 the same and refused, 0 changed or
+ * never seen. <rec> 1 records it now as accepted, 2 as refused. */
 static int
 pin_seen(struct module *m, const struct p11uri *u, int rec)
 {
@@ -430,12 +433,13 @@ pin_seen(struct module *m, const struct p11uri *u, int rec)
 		    strcmp(p->path, u->pin_file) == 0)
 			break;
 	if (!rec)
-		return p != NULL && p->dev == st.st_dev && p->ino == st.st_ino &&
+		return (p != NULL && p->dev == st.st_dev && p->ino == st.st_ino &&
 		    p->size == st.st_size &&
 		    p->mtim.tv_sec == st.st_mtim.tv_sec &&
 		    p->mtim.tv_nsec == st.st_mtim.tv_nsec &&
 		    p->ctim.tv_sec == st.st_ctim.tv_sec &&
-		    p->ctim.tv_nsec == st.st_ctim.tv_nsec;
+		    p->ctim.tv_nsec == st.st_ctim.tv_nsec) ?
+		    1 + p->refused : 0;
 	if (p == NULL) {
 		if ((p = calloc(1, sizeof(*p))) == NULL)
 			return 0;
@@ -449,6 +453,7 @@ pin_seen(struct module *m, const struct p11uri *u, int rec)
 	p->size = st.st_size;
 	p->mtim = st.st_mtim;
 	p->ctim = st.st_ctim;
+	p->refused = rec == 2;
 	return 1;
 }
 
@@ -476,8 +481,12 @@ pin_recheck(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
 	m->fl->C_CloseSession(s);
 	*ckr = rv;
 	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID ||
-	    rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_LOCKED)
+	    rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_LOCKED) {
+		/* each try counts toward the token's lockout: this file is
+		 * not tried again until it changes */
+		(void)pin_seen(m, u, 2);
 		return -1;
+	}
 	(void)pin_seen(m, u, 1);
 	return 0;
 }
@@ -488,11 +497,17 @@ login(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
 {
 	struct mtls_secret pin = { NULL, 0 };
 	unsigned long ckr = CKR_OK;
-	int in = 0, rv = -1;
+	int in = 0, seen = 0, rv = -1;
 
-	if (PKCS11_is_logged_in(slot, 0, &in) == 0 && in &&
-	    pin_seen(m, u, 0))
+	if (PKCS11_is_logged_in(slot, 0, &in) != 0)
+		in = 0;
+	if (in && (seen = pin_seen(m, u, 0)) == 1)
 		return 0;
+	if (in && seen == 2)
+		return error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN "
+		    "refused (CKR_PIN_INCORRECT) - check pin-source file %s "
+		    "(refused before; not tried again until it changes; the "
+		    "key loaded before keeps serving)", u->token, u->pin_file);
 	if (pin_load(u->pin_file, &pin, err) != 0)
 		return -1;
 	if (in) {

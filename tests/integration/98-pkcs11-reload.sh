@@ -3,7 +3,9 @@
 # file replaced, the next reload (SIGHUP, or the file watch) checks its PIN
 # and succeeds; a wrong PIN in the file
 # fails that reload with a clear log line (never the PIN) and the key
-# loaded before keeps serving; the right PIN back, the reload succeeds.
+# loaded before keeps serving, and the same file is not tried again (each
+# try counts toward the token's lockout); the right PIN back, the reload
+# succeeds.
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
 peers_need softhsm2-util pkcs11-tool
@@ -41,6 +43,7 @@ wait_for 10 grep -q '"event":"start"' "$LOG" || { not_ok "the proxy starts" "$(c
 get() { "$MTLS" doctor connect "127.0.0.1:$pport" --ca root/bundle.pem --cert client.pem --key client.key \
     --expect spiffe://example.org/ns/prod/server > /dev/null 2>&1 && echo "token key serving"; }
 reloads() { grep -c "\"event\":\"reload\".*\"result\":\"$1\"" "$LOG"; }
+more() { [ "$(reloads "$1")" -gt "$2" ]; }	# more RESULT N: counted at each wait_for poll
 
 # the PIN file replaced (the same PIN: SoftHSM2 checks a PIN against the
 # state it loaded, so a PIN changed by another process is only seen by a
@@ -48,7 +51,7 @@ reloads() { grep -c "\"event\":\"reload\".*\"result\":\"$1\"" "$LOG"; }
 ok0=$(reloads ok)
 setpin 1234
 kill -HUP "$PPID_"
-wait_for 10 test "$(reloads ok)" -gt "$ok0" && ok "a replaced PIN file: the reload checks its PIN and succeeds" \
+wait_for 10 more ok "$ok0" && ok "a replaced PIN file: the reload checks its PIN and succeeds" \
     || not_ok "reload after a PIN file change" "$(grep '"reload"' "$LOG" | tail -3)"
 [ "$(get)" = "token key serving" ] && ok "still serving after the reload" || not_ok "GET after the reload"
 
@@ -56,17 +59,22 @@ wait_for 10 test "$(reloads ok)" -gt "$ok0" && ok "a replaced PIN file: the relo
 f0=$(reloads failed)
 setpin 9999
 kill -HUP "$PPID_"
-wait_for 10 test "$(reloads failed)" -gt "$f0" && ok "a wrong PIN at reload: the reload fails" \
+wait_for 10 more failed "$f0" && ok "a wrong PIN at reload: the reload fails" \
     || not_ok "reload with a wrong PIN" "$(grep '"reload"' "$LOG" | tail -3)"
 expect_grep '"event":"reload".*"result":"failed".*PIN refused \(CKR_PIN_INCORRECT\) - check pin-source file .*/pins/pin.*keeps serving' \
     "$LOG" "the log line names the PIN file and says the old key keeps serving"
 grep -q 9999 "$LOG" && not_ok "the PIN is never logged" "$(grep 9999 "$LOG")" || ok "the PIN is never logged"
 [ "$(get)" = "token key serving" ] && ok "the key loaded before keeps serving" || not_ok "GET after a wrong PIN"
+# each try counts toward the token's lockout: the same file is not tried again
+f1=$(reloads failed)
+kill -HUP "$PPID_"
+wait_for 10 more failed "$f1" && expect_grep '"result":"failed".*refused before; not tried again until it changes' "$LOG" \
+    "a second reload with the same wrong file does not try its PIN again" || not_ok "second reload with a wrong PIN"
 
 # the right PIN back
 ok1=$(reloads ok)
 setpin 1234
 kill -HUP "$PPID_"
-wait_for 10 test "$(reloads ok)" -gt "$ok1" && ok "the right PIN back: the reload succeeds" \
+wait_for 10 more ok "$ok1" && ok "the right PIN back: the reload succeeds" \
     || not_ok "reload after the fix" "$(grep '"reload"' "$LOG" | tail -3)"
 [ "$(get)" = "token key serving" ] && ok "serving" || not_ok "GET after the fix"
