@@ -2,10 +2,14 @@
 # Cost of a key in a PKCS#11 token (SoftHSM2) against the same key type in a
 # file: `mtls ca issue` per command (process start, module load, login,
 # one signature) and the proxy's server handshake (handshake_us from its
-# log, one ECDSA P-256 signature per full handshake), N of each.
-#   bench/pkcs11.sh [N]          prints a table; nothing is written to the tree
+# log, one ECDSA P-256 signature per full handshake), N of each; then
+# `ca serve` renewals (issue + fsync'd record, one keep-alive client, SECS
+# seconds) on an intermediate whose key is a file or was generated in the
+# token, with `openssl speed ecdsap256` from the same run.
+#   bench/pkcs11.sh [N] [SECS]   prints tables; nothing is written to the tree
 set -euo pipefail
 N=${1:-200}
+SECS=${2:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
 M=$root/build/mtls
 MOD=${MTLS_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
@@ -23,7 +27,7 @@ done
 printf '1234\n' > pin && chmod 600 pin
 uri() { echo "pkcs11:token=b;object=$1?pin-source=file:$d/pin"; }
 "$M" ca init froot --trust-domain example.org >/dev/null
-"$M" ca init troot --trust-domain example.org --key-uri "$(uri root)" >/dev/null
+"$M" ca init troot --trust-domain example.org --key-uri "$(uri root)" --existing-key >/dev/null
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 issue() {	# issue CA: mean ms per `ca issue` over N/10 runs
 	local n=$(( N / 10 )) t0 i
@@ -57,3 +61,44 @@ read -r tn tmean tmed < <(hs tserver "$(uri server)")
 printf '| key | ca issue, ms per command (n=%d) | proxy handshake_us mean / median (n) |\n|---|---|---|\n' $(( N / 10 ))
 printf '| file (EC P-256) | %s | %s / %s (%s) |\n' "$fi" "$fmean" "$fmed" "$fn"
 printf '| SoftHSM2 (EC P-256) | %s | %s / %s (%s) |\n' "$ti" "$tmean" "$tmed" "$tn"
+
+# ca serve: renewals on an intermediate with a file key / a token key
+"$M" ca intermediate fint --parent froot --name fint >/dev/null
+"$M" ca intermediate tint --parent froot --name tint --key-uri "$(uri tint)" >/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k.key -subj /CN=b -out k.csr 2>/dev/null
+renew() {	# renew CA: "renewals/s server_cpu_us_each"
+	local p pid c0 n
+	p=$(port)
+	"$M" ca serve --ca "$1" --listen "127.0.0.1:$p" 2> "$1.serve.log" & pid=$!; pids+=($pid)
+	for _ in $(seq 100); do grep -q '"event":"start"' "$1.serve.log" && break; sleep 0.05; done
+	"$M" ca token create --ca "$1" --spiffe-id spiffe://example.org/bench > "$1.t"
+	"$M" agent --ca-url "https://127.0.0.1:$p" --token-file "$1.t" --out-dir "$1-a" --once 2>/dev/null
+	c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	n=$(python3 - "$1-a" "$p" "$SECS" <<'PY'
+import http.client, json, ssl, sys, time
+d, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ctx = ssl.create_default_context(cafile=d + "/bundle.pem")
+ctx.load_cert_chain(d + "/svid.pem", d + "/svid.key")
+c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx)
+body = json.dumps({"csr": open("k.csr").read()})
+n, t_end = 0, time.time() + secs
+while time.time() < t_end:
+    c.request("POST", "/v1/renew", body, {"Content-Type": "application/json"})
+    r = c.getresponse(); r.read()
+    if r.status != 200: sys.exit("HTTP %d" % r.status)
+    n += 1
+print(n)
+PY
+)
+	echo "$n $(( $(awk '{print $14 + $15}' "/proc/$pid/stat") - c0 ))"
+	kill "$pid"
+}
+read -r frn frt < <(renew fint)
+read -r trn trt < <(renew tint)
+tick=$(getconf CLK_TCK)
+sign=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1); exit}')
+echo
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; openssl speed ecdsap256: $sign sign/s ($(echo "scale=1; 1000000 / $sign" | bc) us each)"
+printf '| ca serve intermediate key | renewals/s (%ss, 1 keep-alive client) | server CPU us per renewal |\n|---|---|---|\n' "$SECS"
+printf '| file (EC P-256) | %s | %s |\n' "$(echo "scale=1; $frn / $SECS" | bc)" "$(echo "scale=0; $frt * 1000000 / $tick / $frn" | bc)"
+printf '| SoftHSM2 (EC P-256, made by ca intermediate --key-uri) | %s | %s |\n' "$(echo "scale=1; $trn / $SECS" | bc)" "$(echo "scale=0; $trt * 1000000 / $tick / $trn" | bc)"

@@ -29,7 +29,14 @@ static const char agent_help[] =
 "  --once        enroll (or renew) once and exit: 0 done, 1 failed\n"
 "  --on-rotate   run this shell command after each rotation\n"
 "  --ca-bundle   roots to trust the CA server by (default: the bundle the\n"
-"                enrollment fetched, DIR/bundle.pem)\n";
+"                enrollment fetched, DIR/bundle.pem)\n"
+"  --key 'pkcs11:token=T;object=O?pin-source=file:/etc/mtls/pin'\n"
+"                the key in a PKCS#11 token (made there, P-256, when it\n"
+"                does not exist): CSRs are signed and renewals presented\n"
+"                with it, renewed as is; no key file is written, and\n"
+"                --on-rotate gets the URI in MTLS_KEY (the certificate's\n"
+"                path in MTLS_CERT). With --token-file, or alone to renew\n"
+"                DIR's certificate\n";
 
 int
 cmd_agent(int argc, char **argv)

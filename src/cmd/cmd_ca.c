@@ -13,7 +13,8 @@
 enum {
 	O_TD = 256, O_KEYTYPE, O_TTL, O_PASS, O_NAME, O_PARENT, O_PPASS,
 	O_PSPIFFE, O_PDNS, O_CA, O_SPIFFE, O_DNS, O_IP, O_CSR, O_ROLE, O_OUT,
-	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON, O_FORMAT, O_KEYURI
+	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON, O_FORMAT, O_KEYURI,
+	O_EXISTING
 };
 
 static const struct option all_opts[] = {
@@ -40,6 +41,7 @@ static const struct option all_opts[] = {
 	{ "json", no_argument, NULL, O_JSON },
 	{ "format", required_argument, NULL, O_FORMAT },
 	{ "key-uri", required_argument, NULL, O_KEYURI },
+	{ "existing-key", no_argument, NULL, O_EXISTING },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -52,6 +54,7 @@ struct ca_args {
 	struct ids	 ids;
 	int64_t		 ttl, expiring;
 	int		 key_type, force, revoked, json, has_expiring;
+	int		 existing;
 	unsigned	 seen;	/* bit per option, to reject foreign flags */
 };
 
@@ -149,6 +152,7 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 		case O_JSON: a->json = 1; break;
 		case O_FORMAT: a->format = optarg; break;
 		case O_KEYURI: a->key_uri = optarg; break;
+		case O_EXISTING: a->existing = 1; break;
 		}
 	}
 	if (optind < argc)
@@ -165,9 +169,31 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 
 #define BIT(o)	(1u << ((o) - O_TD))
 
+/* --key-uri's companions: the key is in the token, so no --pass-file;
+ * --existing-key only with it, and then no --key-type. */
+static int
+key_uri_args(const char *cmd, const struct ca_args *a)
+{
+	const char *why = NULL;
+
+	if (a->key_uri != NULL && a->pass != NULL)
+		why = "--pass-file does not apply with --key-uri (the key "
+		    "stays in its token)";
+	else if (a->existing && a->key_uri == NULL)
+		why = "--existing-key needs --key-uri";
+	else if (a->existing && a->key_type >= 0)
+		why = "--key-type does not apply with --existing-key (the key "
+		    "exists)";
+	if (why == NULL)
+		return 0;
+	cmd_usage(cmd, "%s", why);
+	return -1;
+}
+
 static const char init_help[] =
 "usage: mtls ca init DIR --trust-domain TD [--key-type T] [--ttl D]\n"
-"                    [--pass-file F] [--name CN] [--key-uri URI]\n"
+"                    [--pass-file F] [--name CN]\n"
+"                    [--key-uri URI [--existing-key]]\n"
 "Creates an offline root CA in DIR (which must not exist or be empty):\n"
 "ca.pem, ca.key (0600; encrypted with the first line of --pass-file),\n"
 "bundle.pem, inventory.db (SQLite) and ca.conf (roles, URLs).\n"
@@ -175,8 +201,10 @@ static const char init_help[] =
 "  --ttl       lifetime (default 3650d)\n"
 "  --key-uri   the root's key in a PKCS#11 token, e.g.\n"
 "              'pkcs11:token=ca;object=root?pin-source=file:/etc/mtls/pin'\n"
-"              (the key must exist in the token; no ca.key is written,\n"
-"              DIR/ca.keyuri holds the URI)\n";
+"              generated there (--key-type; not ed25519); no ca.key is\n"
+"              written, DIR/ca.keyuri holds the URI\n"
+"  --existing-key  use the key the token already holds under that URI\n"
+"              (without it, an existing key is refused)\n";
 
 static int
 ca_init_cmd(int argc, char **argv)
@@ -190,13 +218,9 @@ ca_init_cmd(int argc, char **argv)
 	if (cmd_wants_help(argc, argv, init_help))
 		return 0;
 	if (parse("ca init", argc, argv, BIT(O_TD) | BIT(O_KEYTYPE) |
-	    BIT(O_TTL) | BIT(O_PASS) | BIT(O_NAME) | BIT(O_KEYURI), &a) != 0)
+	    BIT(O_TTL) | BIT(O_PASS) | BIT(O_NAME) | BIT(O_KEYURI) |
+	    BIT(O_EXISTING), &a) != 0 || key_uri_args("ca init", &a) != 0)
 		goto out;
-	if (a.key_uri != NULL && (a.key_type >= 0 || a.pass != NULL)) {
-		rv = cmd_usage("ca init", "--key-uri names a key that exists in "
-		    "its token: --key-type and --pass-file do not apply");
-		goto out;
-	}
 	if (a.pos == NULL) {
 		rv = cmd_usage("ca init", "missing DIR");
 		goto out;
@@ -213,6 +237,7 @@ ca_init_cmd(int argc, char **argv)
 	r.ttl = a.ttl;
 	r.pass_file = a.pass;
 	r.key_uri = a.key_uri;
+	r.key_existing = a.existing;
 	error_clear(&err);
 	if (ca_init(&r, &res, &err) != 0) {
 		rv = cmd_fail("ca init", &err);
@@ -231,7 +256,7 @@ static const char int_help[] =
 "usage: mtls ca intermediate DIR --parent PDIR --name N\n"
 "                    [--permit-spiffe URI]... [--permit-dns SUFFIX]...\n"
 "                    [--ttl D] [--key-type T] [--parent-pass-file F]\n"
-"                    [--pass-file F]\n"
+"                    [--pass-file F] [--key-uri URI [--existing-key]]\n"
 "Creates an intermediate CA (pathlen 0) signed by the CA in PDIR and\n"
 "recorded in PDIR's inventory. With --permit-*, it is scoped: a critical\n"
 "nameConstraints extension permits the trust domain (URI) and each DNS\n"
@@ -240,7 +265,8 @@ static const char int_help[] =
 "issuance and in verification (OpenSSL and Go check the trust domain,\n"
 "GnuTLS does not). The scope extension's OID is ca.conf scope_oid of PDIR\n"
 "(default 1.3.6.1.4.1.32473.6857.1). --ttl default 365d, clamped to the\n"
-"parent's lifetime.\n";
+"parent's lifetime. --key-uri: its key in a PKCS#11 token, as for\n"
+"mtls ca init.\n";
 
 static int
 ca_intermediate_cmd(int argc, char **argv)
@@ -255,7 +281,8 @@ ca_intermediate_cmd(int argc, char **argv)
 		return 0;
 	if (parse("ca intermediate", argc, argv, BIT(O_PARENT) | BIT(O_NAME) |
 	    BIT(O_PSPIFFE) | BIT(O_PDNS) | BIT(O_TTL) | BIT(O_KEYTYPE) |
-	    BIT(O_PPASS) | BIT(O_PASS), &a) != 0)
+	    BIT(O_PPASS) | BIT(O_PASS) | BIT(O_KEYURI) | BIT(O_EXISTING),
+	    &a) != 0 || key_uri_args("ca intermediate", &a) != 0)
 		goto out;
 	if (a.pos == NULL || a.parent == NULL || a.name == NULL) {
 		rv = cmd_usage("ca intermediate", "DIR, --parent and --name "
@@ -274,6 +301,8 @@ ca_intermediate_cmd(int argc, char **argv)
 	r.key_type = a.key_type < 0 ? KEY_EC_P256 : a.key_type;
 	r.ttl = a.ttl;
 	r.pass_file = a.pass;
+	r.key_uri = a.key_uri;
+	r.key_existing = a.existing;
 	error_clear(&err);
 	if (ca_intermediate(&r, &res, &err) != 0) {
 		rv = cmd_fail("ca intermediate", &err);

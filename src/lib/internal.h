@@ -192,6 +192,26 @@ int	 key_load(const char *path, const struct mtls_secret *pass,
 /* 1 when <s> is a "pkcs11:" URI (any case of the scheme). */
 int	 keystore_is_uri(const char *s);
 #define P11URI_MAX	1024
+/* A key pair keystore_generate made, for keystore_undo. */
+struct keystore_made {
+	int	 made;			/* 1: in the token, this process's */
+	char	 uri[P11URI_MAX + 1];
+	uint8_t	 id[128];		/* its CKA_ID */
+	size_t	 id_len;
+};
+/* The private key <uri> names, made in its token when there is none: a
+ * <type> pair (EC P-256/P-384, RSA) labelled object=, CKA_ID the URI's id=
+ * or 16 random bytes; private, sensitive, not extractable. An existing key
+ * is used when <adopt>, else refused. <made> says whether a pair was made
+ * (keystore_undo deletes it when what follows fails). */
+int	 keystore_generate(const char *uri, int type, int adopt, EVP_PKEY **,
+	    struct keystore_made *made, struct mtls_error *) MTLS_MUST_CHECK;
+int	 keystore_undo(struct keystore_made *, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+/* The PIN file (pin-source) of the pkcs11: URI <uri>, NULL when it is not
+ * one: what a reload watches instead of a key file (kept for the
+ * process's life). */
+const char *keystore_pin_file(const char *uri);
 /* An RFC 7512 URI, as far as we accept it: token, object and/or id, type
  * (private only), ?pin-source=file:PATH (required), module-path (absolute);
  * pin-value and every other attribute refused, none twice. */

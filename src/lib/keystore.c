@@ -14,6 +14,7 @@
  * through the module. The module context, its slots and the login live as
  * long as the process (the key refers to them), one per module path.
  */
+#include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <libp11.h>
+#include <p11-kit-1/p11-kit/pkcs11.h>	/* C_GenerateKeyPair: CK_* only */
 
 #include "internal.h"
 
@@ -324,8 +326,24 @@ module_check(const char *path, struct mtls_error *err)
 	return 0;
 }
 
+/* The PIN file a token was logged in with, as it was then (its identity,
+ * never its bytes): a reload that finds it changed checks the new PIN. */
+struct pinseen {
+	char		 token[33];
+	char		 path[PATH_MAX];
+	dev_t		 dev;
+	ino_t		 ino;
+	off_t		 size;
+	struct timespec	 mtim, ctim;
+	int		 refused;	/* its PIN was refused: not tried
+					 * again until the file changes */
+	struct pinseen	*next;
+};
+
 struct module {
 	char		 path[PATH_MAX];
+	struct pinseen	*pins;
+	CK_FUNCTION_LIST *fl;	/* the module's own list (keygen, undo) */
 	PKCS11_CTX	*ctx;
 	PKCS11_SLOT	*slots;
 	unsigned	 nslots;
@@ -396,23 +414,123 @@ ckr_of_login_error(void)
 	return r;
 }
 
+static int rw_session(struct module *, PKCS11_SLOT *, CK_SESSION_HANDLE *,
+    const char *, struct mtls_error *);
+
+/* <u>'s PIN file as its token's login (or the last check of that file)
+ * saw it: 1 the same and accepted, 2 the same and refused, 0 changed or
+ * never seen. <rec> 1 records it now as accepted, 2 as refused. */
 static int
-login(PKCS11_SLOT *slot, const struct p11uri *u, const char *shown,
+pin_seen(struct module *m, const struct p11uri *u, int rec)
+{
+	struct pinseen *p;
+	struct stat st;
+
+	if (stat(u->pin_file, &st) != 0)
+		return 0;
+	for (p = m->pins; p != NULL; p = p->next)	/* per token and file */
+		if (strcmp(p->token, u->token) == 0 &&
+		    strcmp(p->path, u->pin_file) == 0)
+			break;
+	if (!rec)
+		return (p != NULL && p->dev == st.st_dev && p->ino == st.st_ino &&
+		    p->size == st.st_size &&
+		    p->mtim.tv_sec == st.st_mtim.tv_sec &&
+		    p->mtim.tv_nsec == st.st_mtim.tv_nsec &&
+		    p->ctim.tv_sec == st.st_ctim.tv_sec &&
+		    p->ctim.tv_nsec == st.st_ctim.tv_nsec) ?
+		    1 + p->refused : 0;
+	if (p == NULL) {
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			return 0;
+		p->next = m->pins;
+		m->pins = p;
+	}
+	snprintf(p->token, sizeof(p->token), "%s", u->token);
+	snprintf(p->path, sizeof(p->path), "%s", u->pin_file);
+	p->dev = st.st_dev;
+	p->ino = st.st_ino;
+	p->size = st.st_size;
+	p->mtim = st.st_mtim;
+	p->ctim = st.st_ctim;
+	p->refused = rec == 2;
+	return 1;
+}
+
+/*
+ * The token is logged in, and the PIN file changed since (a reload after
+ * the PIN was changed, or a wrong file): the new PIN is checked without
+ * logging out, which would stop the key that is serving. PKCS#11 has no
+ * "check this PIN" call; C_SetPIN from the PIN to itself checks it (a
+ * wrong one: CKR_PIN_INCORRECT, counted like a failed login) and changes
+ * nothing. A token that refuses that call for another reason (a policy)
+ * leaves the PIN unchecked until the next login: 0 then too.
+ */
+static int
+pin_recheck(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
+    const char *shown, struct mtls_secret *pin, unsigned long *ckr,
     struct mtls_error *err)
 {
-	struct mtls_secret pin = { NULL, 0 };
-	unsigned long ckr;
-	int in = 0, rv = -1;
+	CK_SESSION_HANDLE s;
+	CK_RV rv;
 
-	if (PKCS11_is_logged_in(slot, 0, &in) == 0 && in)
+	*ckr = CKR_OK;
+	if (rw_session(m, slot, &s, shown, err) != 0)
+		return -1;
+	rv = m->fl->C_SetPIN(s, pin->p, pin->len, pin->p, pin->len);
+	m->fl->C_CloseSession(s);
+	*ckr = rv;
+	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID ||
+	    rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_LOCKED) {
+		/* each try counts toward the token's lockout: this file is
+		 * not tried again until it changes */
+		(void)pin_seen(m, u, 2);
+		return -1;
+	}
+	(void)pin_seen(m, u, 1);
+	return 0;
+}
+
+static int
+login(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
+    const char *shown, struct mtls_error *err)
+{
+	struct mtls_secret pin = { NULL, 0 };
+	unsigned long ckr = CKR_OK;
+	int in = 0, seen = 0, rv = -1;
+
+	if (PKCS11_is_logged_in(slot, 0, &in) != 0)
+		in = 0;
+	if (in && (seen = pin_seen(m, u, 0)) == 1)
 		return 0;
+	if (in && seen == 2)
+		return error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN "
+		    "refused (CKR_PIN_INCORRECT) - check pin-source file %s "
+		    "(refused before; not tried again until it changes; the "
+		    "key loaded before keeps serving)", u->token, u->pin_file);
 	if (pin_load(u->pin_file, &pin, err) != 0)
 		return -1;
-	if (PKCS11_login(slot, 0, (const char *)pin.p) == 0) {
+	if (in) {
+		if (pin_recheck(m, slot, u, shown, &pin, &ckr, err) == 0) {
+			rv = 0;
+			goto out;
+		}
+		if (ckr == CKR_OK)	/* no session: err says why */
+			goto out;
+		if (ckr != CKR_PIN_LOCKED) {
+			error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN "
+			    "refused (CKR_PIN_INCORRECT) - check pin-source "
+			    "file %s (it changed since the login; the key "
+			    "loaded before keeps serving)", u->token,
+			    u->pin_file);
+			goto out;
+		}
+	} else if (PKCS11_login(slot, 0, (const char *)pin.p) == 0) {
+		(void)pin_seen(m, u, 1);
 		rv = 0;
 		goto out;
-	}
-	ckr = ckr_of_login_error();
+	} else
+		ckr = ckr_of_login_error();
 	if (ckr == CKR_PIN_INCORRECT_ || ckr == CKR_PIN_INVALID_ ||
 	    ckr == CKR_PIN_LEN_RANGE_)
 		error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN refused "
@@ -461,82 +579,422 @@ pair_check(EVP_PKEY *k)
 	return ok;
 }
 
+static const char *
+module_of(const struct p11uri *u)
+{
+	const char *e = getenv("MTLS_PKCS11_MODULE");
+
+	return u->module[0] != '\0' ? u->module :
+	    e != NULL && e[0] != '\0' ? e : P11_DEFAULT_MODULE;
+}
+
+/* The URI's token, logged in (modules_mu held): <u> parsed, <shown> the
+ * URI for messages. */
+static int
+open_slot(const char *uri, struct p11uri *u, char *shown, size_t cap,
+    struct module **m, PKCS11_SLOT **slot, struct mtls_error *err)
+{
+	if (p11uri_parse(uri, strlen(uri), u, err) != 0)
+		return -1;
+	uri_shown(uri, shown, cap);
+	if ((*m = module_get(module_of(u), err)) == NULL)
+		return -1;
+	if ((*slot = slot_find(*m, u->token)) == NULL)
+		return error_set(err, MTLS_ERR_ARG, "pkcs11: %s: no initialized "
+		    "token labelled '%s' in module %s", shown, u->token,
+		    module_of(u));
+	return login(*m, *slot, u, shown, err);
+}
+
+/* The one private key that matches <u> (object=, id=, and <id> when
+ * given), or *k NULL when none does. */
+static int
+find_key(PKCS11_SLOT *slot, const struct p11uri *u, const uint8_t *id,
+    size_t id_len, const char *shown, PKCS11_KEY **k, struct mtls_error *err)
+{
+	PKCS11_KEY *keys = NULL;
+	unsigned i, n = 0;
+
+	*k = NULL;
+	if (id == NULL) {
+		id = u->id;
+		id_len = u->id_len;
+	}
+	if (PKCS11_enumerate_keys(slot->token, &keys, &n) != 0)
+		return error_set_ossl(err, MTLS_ERR_IO, "pkcs11: %s: cannot "
+		    "list the token's keys", shown);
+	for (i = 0; i < n; i++) {
+		if (u->object[0] != '\0' && (keys[i].label == NULL ||
+		    strcmp(keys[i].label, u->object) != 0))
+			continue;
+		if (id_len > 0 && (keys[i].id_len != id_len ||
+		    memcmp(keys[i].id, id, id_len) != 0))
+			continue;
+		if (*k != NULL) {
+			*k = NULL;
+			return error_set(err, MTLS_ERR_ARG, "pkcs11: %s: more "
+			    "than one private key matches: add id= to the URI",
+			    shown);
+		}
+		*k = &keys[i];
+	}
+	return 0;
+}
+
+/* The EVP_PKEY that signs with <k> in the token, its pair proven. */
+static int
+use_key(PKCS11_KEY *k, const char *shown, EVP_PKEY **out,
+    struct mtls_error *err)
+{
+	if ((*out = PKCS11_get_private_key(k)) == NULL)
+		return error_set_ossl(err, MTLS_ERR_CRYPTO, "pkcs11: %s: cannot "
+		    "use the key (its public part is needed too)", shown);
+	if (!pair_check(*out)) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+		return error_set(err, MTLS_ERR_CRYPTO, "pkcs11: %s: what the "
+		    "token signs with this key does not verify with the public "
+		    "key paired with it (give each key pair its own CKA_ID: "
+		    "pkcs11-tool --keypairgen --id HEX)", shown);
+	}
+	return 0;
+}
+
 static int
 load_uri(const char *uri, EVP_PKEY **out, struct mtls_error *err)
 {
 	struct p11uri u;
 	struct module *m;
 	PKCS11_SLOT *slot;
-	PKCS11_KEY *keys = NULL, *k = NULL;
-	const char *mod;
+	PKCS11_KEY *k = NULL;
 	char shown[200];
-	unsigned i, n = 0;
 	int rv = -1;
 
 	*out = NULL;
-	if (p11uri_parse(uri, strlen(uri), &u, err) != 0)
-		return -1;
-	uri_shown(uri, shown, sizeof(shown));
-	mod = u.module[0] != '\0' ? u.module :
-	    (getenv("MTLS_PKCS11_MODULE") != NULL &&
-	    getenv("MTLS_PKCS11_MODULE")[0] != '\0') ?
-	    getenv("MTLS_PKCS11_MODULE") : P11_DEFAULT_MODULE;
 	pthread_mutex_lock(&modules_mu);
-	if ((m = module_get(mod, err)) == NULL)
+	if (open_slot(uri, &u, shown, sizeof(shown), &m, &slot, err) != 0 ||
+	    find_key(slot, &u, NULL, 0, shown, &k, err) != 0)
 		goto err;
-	if ((slot = slot_find(m, u.token)) == NULL) {
-		error_set(err, MTLS_ERR_ARG, "pkcs11: %s: no initialized token "
-		    "labelled '%s' in module %s", shown, u.token, mod);
-		goto err;
-	}
-	if (login(slot, &u, shown, err) != 0)
-		goto err;
-	if (PKCS11_enumerate_keys(slot->token, &keys, &n) != 0) {
-		error_set_ossl(err, MTLS_ERR_IO, "pkcs11: %s: cannot list the "
-		    "token's keys", shown);
-		goto err;
-	}
-	for (i = 0; i < n; i++) {
-		if (u.object[0] != '\0' && (keys[i].label == NULL ||
-		    strcmp(keys[i].label, u.object) != 0))
-			continue;
-		if (u.id_len > 0 && (keys[i].id_len != u.id_len ||
-		    memcmp(keys[i].id, u.id, u.id_len) != 0))
-			continue;
-		if (k != NULL) {
-			error_set(err, MTLS_ERR_ARG, "pkcs11: %s: more than "
-			    "one private key matches: add id= to the URI",
-			    shown);
-			goto err;
-		}
-		k = &keys[i];
-	}
 	if (k == NULL) {
 		error_set(err, MTLS_ERR_ARG, "pkcs11: %s: no such private key "
 		    "in token '%s' (check object=/id=; pkcs11-tool "
 		    "--list-objects shows them)", shown, u.token);
 		goto err;
 	}
-	if ((*out = PKCS11_get_private_key(k)) == NULL) {
-		error_set_ossl(err, MTLS_ERR_CRYPTO, "pkcs11: %s: cannot use "
-		    "the key (its public part is needed too)", shown);
-		goto err;
-	}
-	if (!pair_check(*out)) {
-		EVP_PKEY_free(*out);
-		*out = NULL;
-		error_set(err, MTLS_ERR_CRYPTO, "pkcs11: %s: what the token "
-		    "signs with this key does not verify with the public key "
-		    "paired with it (give each key pair its own CKA_ID: "
-		    "pkcs11-tool --keypairgen --id HEX)", shown);
-		goto err;
-	}
-	rv = 0;
+	rv = use_key(k, shown, out, err);
  err:
 	pthread_mutex_unlock(&modules_mu);
 	OPENSSL_cleanse(&u, sizeof(u));
 	ERR_clear_error();
 	return rv;
+}
+
+/*
+ * Key generation. libp11 0.4.12 generates RSA keys only (and through a
+ * deprecated call), so the pair is made with C_GenerateKeyPair from the
+ * module's own function list: dlopen() of the module libp11 loaded returns
+ * the same library, already initialized by libp11 (its C_Initialize then
+ * says CKR_CRYPTOKI_ALREADY_INITIALIZED), and a session of ours opened on
+ * the token shares libp11's login (a login is per application, PKCS#11
+ * §5.6). libp11 then loads the new key like any other.
+ */
+static int
+function_list(struct module *m, struct mtls_error *err)
+{
+	CK_C_GetFunctionList get;
+	CK_RV rv;
+	void *h;
+
+	if (m->fl != NULL)
+		return 0;
+	if ((h = dlopen(m->path, RTLD_NOW | RTLD_LOCAL)) == NULL ||
+	    (get = (CK_C_GetFunctionList)(void (*)(void))dlsym(h,
+	    "C_GetFunctionList")) == NULL || get(&m->fl) != CKR_OK ||
+	    m->fl == NULL) {
+		m->fl = NULL;
+		return error_set(err, MTLS_ERR_IO, "pkcs11 module %s: no "
+		    "C_GetFunctionList", m->path);
+	}
+	/* h stays open: the module is libp11's for the process's life too */
+	rv = m->fl->C_Initialize(NULL);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		m->fl = NULL;
+		return error_set(err, MTLS_ERR_IO, "pkcs11 module %s: "
+		    "C_Initialize: CKR 0x%lx", m->path, (unsigned long)rv);
+	}
+	return 0;
+}
+
+static int
+rw_session(struct module *m, PKCS11_SLOT *slot, CK_SESSION_HANDLE *s,
+    const char *shown, struct mtls_error *err)
+{
+	CK_RV rv;
+
+	if (function_list(m, err) != 0)
+		return -1;
+	rv = m->fl->C_OpenSession(PKCS11_get_slotid_from_slot(slot),
+	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, s);
+	if (rv != CKR_OK)
+		return error_set(err, MTLS_ERR_IO, "pkcs11: %s: cannot open a "
+		    "read-write session (CKR 0x%lx)", shown, (unsigned long)rv);
+	return 0;
+}
+
+/* Destroys the token objects (any class) labelled <label> with CKA_ID
+ * <id>: what generate_pair made. Returns how many are left (0: all gone). */
+static int
+destroy_pair(CK_FUNCTION_LIST *fl, CK_SESSION_HANDLE s, const char *label,
+    const uint8_t *id, size_t id_len)
+{
+	CK_ATTRIBUTE t[] = {
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, (void *)id, id_len },
+	};
+	CK_OBJECT_HANDLE o[8];
+	CK_ULONG i, n = 0;
+	int left = 0;
+
+	if (fl->C_FindObjectsInit(s, t, 2) != CKR_OK)
+		return 1;
+	if (fl->C_FindObjects(s, o, 8, &n) != CKR_OK)
+		n = 0, left = 1;
+	fl->C_FindObjectsFinal(s);
+	for (i = 0; i < n; i++)
+		if (fl->C_DestroyObject(s, o[i]) != CKR_OK)
+			left++;
+	return left;
+}
+
+static int
+generate_pair(CK_FUNCTION_LIST *fl, CK_SESSION_HANDLE s, int type,
+    const char *label, const uint8_t *id, size_t id_len, const char *shown,
+    struct mtls_error *err)
+{
+	static const CK_BYTE p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+	    0x3d, 0x03, 0x01, 0x07 };	/* OID 1.2.840.10045.3.1.7 */
+	static const CK_BYTE p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+	    0x22 };			/* OID 1.3.132.0.34 */
+	static const CK_BYTE e65537[] = { 0x01, 0x00, 0x01 };
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_OBJECT_CLASS pubc = CKO_PUBLIC_KEY, privc = CKO_PRIVATE_KEY;
+	CK_KEY_TYPE kt;
+	CK_ULONG bits = type == KEY_RSA_3072 ? 3072 : 2048;
+	CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_OBJECT_HANDLE pub, priv;
+	CK_ATTRIBUTE pt[10] = {
+		{ CKA_CLASS, &pubc, sizeof(pubc) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, (void *)id, id_len },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+	};
+	CK_ATTRIBUTE kt_[] = {
+		{ CKA_CLASS, &privc, sizeof(privc) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_DECRYPT, &no, sizeof(no) },	/* it signs, only */
+		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, (void *)id, id_len },
+	};
+	CK_ULONG np = 8;
+	CK_RV rv;
+
+	switch (type) {
+	case KEY_EC_P256:
+	case KEY_EC_P384:
+		kt = CKK_EC;
+		pt[np].type = CKA_EC_PARAMS;
+		pt[np].pValue = (void *)(type == KEY_EC_P256 ? p256 : p384);
+		pt[np++].ulValueLen = type == KEY_EC_P256 ? sizeof(p256) :
+		    sizeof(p384);
+		break;
+	case KEY_RSA_2048:
+	case KEY_RSA_3072:
+		kt = CKK_RSA;
+		mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+		pt[np].type = CKA_MODULUS_BITS;
+		pt[np].pValue = &bits;
+		pt[np++].ulValueLen = sizeof(bits);
+		pt[np].type = CKA_PUBLIC_EXPONENT;
+		pt[np].pValue = (void *)e65537;
+		pt[np++].ulValueLen = sizeof(e65537);
+		break;
+	default:
+		return error_set(err, MTLS_ERR_ARG, "pkcs11: %s: %s keys "
+		    "cannot be made in a token (libp11 signs with EC and RSA "
+		    "keys): use --key-type ec-p256, ec-p384, rsa-2048 or "
+		    "rsa-3072", shown, key_type_name(type));
+	}
+	rv = fl->C_GenerateKeyPair(s, &mech, pt, np, kt_,
+	    sizeof(kt_) / sizeof(kt_[0]), &pub, &priv);
+	if (rv != CKR_OK)
+		return error_set(err, MTLS_ERR_IO, "pkcs11: %s: the token did "
+		    "not generate a %s key pair (C_GenerateKeyPair: CKR 0x%lx)",
+		    shown, key_type_name(type), (unsigned long)rv);
+	return 0;
+}
+
+/* The end of keystore_generate and keystore_undo: the session closed,
+ * the lock released, the parsed URI wiped. */
+static int
+p11_done(struct module *m, CK_SESSION_HANDLE s, struct p11uri *u, int rv)
+{
+	if (s != CK_INVALID_HANDLE)
+		m->fl->C_CloseSession(s);
+	pthread_mutex_unlock(&modules_mu);
+	OPENSSL_cleanse(u, sizeof(*u));
+	ERR_clear_error();
+	return rv;
+}
+
+int
+keystore_generate(const char *uri, int type, int adopt, EVP_PKEY **out,
+    struct keystore_made *made, struct mtls_error *err)
+{
+	struct p11uri u;
+	struct module *m = NULL;
+	PKCS11_SLOT *slot;
+	PKCS11_KEY *k = NULL;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	char shown[200];
+	int rv = -1;
+
+	*out = NULL;
+	memset(made, 0, sizeof(*made));
+	pthread_mutex_lock(&modules_mu);
+	if (open_slot(uri, &u, shown, sizeof(shown), &m, &slot, err) != 0 ||
+	    find_key(slot, &u, NULL, 0, shown, &k, err) != 0)
+		goto out;
+	if (k != NULL && adopt) {
+		rv = use_key(k, shown, out, err);
+		goto out;
+	}
+	if (k != NULL) {
+		error_set(err, MTLS_ERR_ARG, "pkcs11: %s: the token already "
+		    "holds this private key; a new key is not made over it: "
+		    "name another object=, or pass --existing-key to use "
+		    "that key", shown);
+		goto out;
+	}
+	if (u.object[0] == '\0') {
+		error_set(err, MTLS_ERR_ARG, "pkcs11: %s: a key made in the "
+		    "token needs a label: add object=NAME to the URI", shown);
+		goto out;
+	}
+	if (u.id_len > 0) {	/* the URI's id: its loads match it */
+		memcpy(made->id, u.id, u.id_len);
+		made->id_len = u.id_len;
+	} else {		/* a fresh id: libp11 pairs keys by CKA_ID */
+		made->id_len = 16;
+		if (RAND_bytes(made->id, (int)made->id_len) != 1) {
+			error_set_ossl(err, MTLS_ERR_CRYPTO, "pkcs11: no "
+			    "random bytes for the key's id");
+			goto out;
+		}
+	}
+	if (rw_session(m, slot, &s, shown, err) != 0 ||
+	    generate_pair(m->fl, s, type, u.object, made->id, made->id_len,
+	    shown, err) != 0)
+		goto out;
+	snprintf(made->uri, sizeof(made->uri), "%s", uri);
+	made->made = 1;
+	if (find_key(slot, &u, made->id, made->id_len, shown, &k, err) != 0)
+		goto undo;
+	if (k == NULL) {
+		error_set(err, MTLS_ERR_IO, "pkcs11: %s: the key made in the "
+		    "token is not found by libp11", shown);
+		goto undo;
+	}
+	if (use_key(k, shown, out, err) == 0) {
+		rv = 0;
+		goto out;
+	}
+ undo:
+	if (destroy_pair(m->fl, s, u.object, made->id, made->id_len) == 0)
+		made->made = 0;
+ out:
+	return p11_done(m, s, &u, rv);
+}
+
+int
+keystore_undo(struct keystore_made *made, struct mtls_error *err)
+{
+	struct p11uri u;
+	struct module *m = NULL;
+	PKCS11_SLOT *slot;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	char shown[200];
+	int rv = -1;
+
+	if (!made->made)
+		return 0;
+	pthread_mutex_lock(&modules_mu);
+	if (open_slot(made->uri, &u, shown, sizeof(shown), &m, &slot,
+	    err) != 0 || rw_session(m, slot, &s, shown, err) != 0)
+		goto out;
+	if (destroy_pair(m->fl, s, u.object, made->id, made->id_len) != 0) {
+		error_set(err, MTLS_ERR_IO, "pkcs11: %s: the key pair made "
+		    "for it is still in the token (delete it: pkcs11-tool "
+		    "--delete-object --label '%s')", shown, u.object);
+		goto out;
+	}
+	made->made = 0;
+	rv = 0;
+ out:
+	return p11_done(m, s, &u, rv);
+}
+
+struct pinpath {
+	char		*uri, *pin;
+	struct pinpath	*next;
+};
+static struct pinpath *pinpaths;	/* for the process's life */
+
+const char *
+keystore_pin_file(const char *uri)
+{
+	struct pinpath *p;
+	struct p11uri *u;
+	struct mtls_error e;
+	const char *r = NULL;
+
+	if (!keystore_is_uri(uri))
+		return NULL;
+	pthread_mutex_lock(&modules_mu);
+	for (p = pinpaths; p != NULL; p = p->next)
+		if (strcmp(p->uri, uri) == 0)
+			break;
+	if (p == NULL && (u = malloc(sizeof(*u))) != NULL) {
+		if (p11uri_parse(uri, strlen(uri), u, &e) == 0 &&
+		    (p = calloc(1, sizeof(*p))) != NULL) {
+			p->uri = strdup(uri);
+			p->pin = strdup(u->pin_file);
+			if (p->uri == NULL || p->pin == NULL) {
+				free(p->uri);
+				free(p->pin);
+				free(p);
+				p = NULL;
+			} else {
+				p->next = pinpaths;
+				pinpaths = p;
+			}
+		}
+		free(u);
+	}
+	if (p != NULL)
+		r = p->pin;
+	pthread_mutex_unlock(&modules_mu);
+	return r;
 }
 
 int

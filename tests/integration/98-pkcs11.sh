@@ -5,8 +5,9 @@
 # serves curl and openssl s_client; `mtls doctor files` and `doctor connect`
 # use token keys too. A wrong PIN, a missing object, a missing token, a PIN
 # file others can read and pin-value are clear errors and exit 2. An
-# offline root whose key is in the token (`ca init --key-uri`) signs an
-# intermediate; `ca serve` on it signs leaves in the token.
+# offline root whose key is in the token (`ca init --key-uri
+# --existing-key`) signs an intermediate; `ca serve` on it signs leaves in
+# the token. (98-pkcs11-gen.sh: keys generated in the token.)
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
 peers_need softhsm2-util pkcs11-tool
@@ -90,11 +91,15 @@ q pkcs11-tool --module "$MOD" --token-label ca --login --pin 4321 --keypairgen -
 printf '4321\n' > capin && chmod 600 capin
 CAURI="pkcs11:token=ca;object=root?pin-source=file:$T_DIR/capin"
 expect_exit 2 "ca init --key-uri refuses --pass-file" "$MTLS" ca init troot --trust-domain example.org --key-uri "$CAURI" --pass-file capin
-expect_exit 2 "ca init --key-uri with a wrong object: a clear error" "$MTLS" ca init troot --trust-domain example.org \
-    --key-uri "pkcs11:token=ca;object=nosuch?pin-source=file:$T_DIR/capin"
+expect_exit 2 "ca init --key-uri --existing-key with a wrong object: a clear error" "$MTLS" ca init troot \
+    --trust-domain example.org --key-uri "pkcs11:token=ca;object=nosuch?pin-source=file:$T_DIR/capin" --existing-key
 expect_grep "no such private key in token 'ca'" "$T_DIR/err" "the error names the missing object"
 [ ! -e troot ] && ok "a failed ca init leaves no folder" || not_ok "no troot after a failure" "$(ls troot)"
-expect_exit 0 "ca init --key-uri: a root whose key is in the token" "$MTLS" ca init troot --trust-domain example.org --key-uri "$CAURI"
+expect_exit 2 "ca init --key-uri on a key the token holds: refused without --existing-key" "$MTLS" ca init troot \
+    --trust-domain example.org --key-uri "$CAURI"
+expect_grep "already holds this private key.*--existing-key" "$T_DIR/err" "the refusal names --existing-key"
+expect_exit 0 "ca init --key-uri --existing-key: a root whose key is in the token" "$MTLS" ca init troot \
+    --trust-domain example.org --key-uri "$CAURI" --existing-key
 [ ! -e troot/ca.key ] && [ "$(stat -c %a troot/ca.keyuri)" = 600 ] && ok "no ca.key; ca.keyuri is 0600" \
     || not_ok "root files" "$(ls -l troot)"
 grep -q 4321 troot/ca.keyuri && not_ok "ca.keyuri holds no PIN" || ok "ca.keyuri holds no PIN"
@@ -117,9 +122,6 @@ wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve.log" && ok "ca serve start
 expect_exit 0 "ca serve signs an enrollment with the token key" "$MTLS" agent --ca-url "https://localhost:$cport" \
     --token-file web.token --out-dir web --once
 expect_exit 0 "the enrolled certificate verifies under the token root" openssl verify -CAfile troot/bundle.pem web/svid.pem
-expect_exit 2 "agent --key with a pkcs11: URI: refused (not supported yet)" "$MTLS" agent --ca-url "https://localhost:$cport" \
-    --cert client.pem --key "$(uri client)" --out-dir web4 --once
-expect_grep "a pkcs11: URI is not supported by the agent yet" "$T_DIR/err" "the agent says why"
 
 # two key pairs without CKA_IDs: libp11 may pair a private key with the
 # other's public key; such a key is refused, never used to make a root
@@ -131,7 +133,7 @@ done
 refused=0 bad=0
 for l in a b; do
 	"$MTLS" ca init "noid-$l" --trust-domain example.org --key-uri "pkcs11:token=noid;object=$l?pin-source=file:$T_DIR/pin" \
-	    > /dev/null 2> "noid-$l.err"
+	    --existing-key > /dev/null 2> "noid-$l.err"
 	case $? in
 	0) openssl verify -CAfile "noid-$l/ca.pem" "noid-$l/ca.pem" > /dev/null 2>&1 || bad=$((bad + 1)) ;;
 	2) grep -q 'does not verify with the public key paired with it' "noid-$l.err" && refused=$((refused + 1)) || bad=$((bad + 1)) ;;

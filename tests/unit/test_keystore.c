@@ -141,6 +141,32 @@ test_key_load_errors(void **state)
 	assert_false(keystore_is_uri(NULL));
 }
 
+/* keystore_pin_file: the watched PIN path of a URI (decoded), NULL for a
+ * file or a URI that does not parse; the same pointer on each call. */
+static void
+test_pin_file(void **state)
+{
+	const char *u = "pkcs11:token=wl;object=s?pin-source=file:/etc/m%20p/pin";
+	const char *p;
+	struct mtls_error err;
+	struct keystore_made made;
+	EVP_PKEY *k = NULL;
+
+	(void)state;
+	p = keystore_pin_file(u);
+	assert_non_null(p);
+	assert_string_equal(p, "/etc/m p/pin");
+	assert_ptr_equal(keystore_pin_file(u), p);
+	assert_null(keystore_pin_file("/etc/key.pem"));
+	assert_null(keystore_pin_file("pkcs11:token=wl?pin-source=file:/x"));
+	/* generation parses the URI first: pin-value is refused there too */
+	assert_int_equal(keystore_generate("pkcs11:token=a;object=b?pin-value="
+	    "77", KEY_EC_P256, 0, &k, &made, &err), -1);
+	assert_null(k);
+	assert_int_equal(made.made, 0);
+	assert_null(strstr(err.msg, "77"));
+}
+
 int
 main(void)
 {
@@ -148,6 +174,7 @@ main(void)
 		cmocka_unit_test(test_parse_table),
 		cmocka_unit_test(test_parse_values),
 		cmocka_unit_test(test_key_load_errors),
+		cmocka_unit_test(test_pin_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,7 +114,8 @@ drop_revoked(struct agent *a)
 			ERR_clear_error();
 	}
 	(void)unlink(a->svid);
-	(void)unlink(a->svid_key);
+	if (a->tkey == NULL)
+		(void)unlink(a->svid_key);
 	if (fs_fsync_dir(a->o->out_dir, &e) != 0)
 		ERR_clear_error();
 	a->cur_cert = a->cur_key = NULL;
@@ -224,6 +225,17 @@ setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 	}
 	if (files_check_out_dir(o->out_dir, err) != 0)
 		return -1;
+	if (o->key != NULL && keystore_is_uri(o->key)) {
+		struct keystore_made made;
+
+		/* the token's key, or a P-256 pair made there (not for
+		 * --cert, whose key must exist) */
+		if ((o->cert != NULL ? key_load(o->key, NULL, &a->tkey, err) :
+		    keystore_generate(o->key, KEY_EC_P256, 1, &a->tkey, &made,
+		    err)) != 0)
+			return -1;
+		snprintf(a->svid_key, sizeof(a->svid_key), "%s", o->key);
+	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return 0;
 }
@@ -313,6 +325,7 @@ agent_run(const struct agent_opts *o, struct mtls_error *err)
  out:
 	OPENSSL_cleanse(a.token, sizeof(a.token));
 	X509_free(a.srv_ca);
+	EVP_PKEY_free(a.tkey);
 	curl_global_cleanup();
 	return rv;
 }
@@ -340,6 +353,7 @@ agent_background(const struct agent_opts *o, struct mtls_error *err)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
 	if (setup(a, o, err) != 0 || (r = first(a, err)) < 0) {
 		OPENSSL_cleanse(a->token, sizeof(a->token));
+		EVP_PKEY_free(a->tkey);
 		free(a);
 		return -1;
 	}
@@ -347,6 +361,7 @@ agent_background(const struct agent_opts *o, struct mtls_error *err)
 	if (r == 0 && a->cur_cert != a->svid) {
 		/* --cert: the proxy needs installed files before it starts */
 		if (renew(a, err) != 0) {
+			EVP_PKEY_free(a->tkey);
 			free(a);
 			return -1;
 		}

@@ -38,6 +38,9 @@ struct agent {
 	/* what authenticates the next renewal: the out-dir files, or
 	 * --cert/--key until the first renewal installs its own */
 	const char *cur_cert, *cur_key;
+	EVP_PKEY *tkey;		/* --key pkcs11:...: the key in its token,
+				 * every CSR's and handshake's (svid_key is
+				 * then the URI; no key file is written) */
 	char	 token[512];
 	char	 pin[65];	/* the token's root SHA-256, lower hex */
 	char	 ca_pin[65];	/* the token's CA SHA-256: the issuer of the

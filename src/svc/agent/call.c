@@ -430,6 +430,8 @@ call_ca(struct agent *a, const char *method, const char *path,
 	if (client) {
 		r.cert_file = a->cur_cert;
 		r.key_file = a->cur_key;
+		if (keystore_is_uri(a->cur_key))
+			r.key = a->tkey;	/* never a file */
 	}
 	/* a renewal says which bundle we hold: the CA counts who still lacks
 	 * a new root before it switches (docs/rotation.md) */

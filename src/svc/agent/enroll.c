@@ -71,9 +71,10 @@ enroll_read_token(struct agent *a, struct mtls_error *err)
 	return 0;
 }
 
-/* A new P-256 key and a CSR for it (the CA decides the identity). */
+/* A new P-256 key and a CSR for it (the CA decides the identity); with
+ * <tkey> (a token's key), that key, the CSR signed in the token. */
 static int
-new_csr(EVP_PKEY **key, char **csr, struct mtls_error *err)
+new_csr(EVP_PKEY *tkey, EVP_PKEY **key, char **csr, struct mtls_error *err)
 {
 	X509_REQ *req = X509_REQ_new();
 	BIO *bio = BIO_new(BIO_s_mem());
@@ -85,7 +86,9 @@ new_csr(EVP_PKEY **key, char **csr, struct mtls_error *err)
 		error_set(err, MTLS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (key_generate(KEY_EC_P256, key, err) != 0)
+	if (tkey != NULL && EVP_PKEY_up_ref(tkey))
+		*key = tkey;
+	else if (key_generate(KEY_EC_P256, key, err) != 0)
 		goto out;
 	if (!X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, *key) ||
 	    X509_REQ_sign(req, *key, EVP_sha256()) <= 0 ||
@@ -119,7 +122,7 @@ enroll_obtain(struct agent *a, int enroll, const char *bundle_pem,
 	json_t *o = NULL, *r = NULL;
 	int st, rv = -1;
 
-	if (new_csr(&key, &csr, err) != 0)
+	if (new_csr(a->tkey, &key, &csr, err) != 0)
 		goto out;
 	o = json_object();
 	if (enroll)

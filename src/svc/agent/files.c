@@ -139,7 +139,8 @@ files_load_current(struct agent *a, const char *cert, const char *key)
 	struct mtls_error e;
 	int ok;
 
-	if (access(cert, R_OK) != 0 || access(key, R_OK) != 0 ||
+	if (access(cert, R_OK) != 0 ||
+	    (!keystore_is_uri(key) && access(key, R_OK) != 0) ||
 	    certs_load(cert, &chain, &e) != 0)
 		return -1;
 	a->not_after = asn1_time_unix(X509_get0_notAfter(sk_X509_value(chain,

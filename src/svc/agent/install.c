@@ -33,6 +33,11 @@ run_hook(struct agent *a)
 	if (a->o->on_rotate == NULL)
 		return;
 	if ((pid = fork()) == 0) {
+		/* what to reload: the key is a file, or a token's URI
+		 * (no PIN in it) when there is no key file */
+		if (setenv("MTLS_CERT", a->cur_cert, 1) != 0 ||
+		    setenv("MTLS_KEY", a->cur_key, 1) != 0)
+			_exit(127);
 		execl("/bin/sh", "sh", "-c", a->o->on_rotate, (char *)NULL);
 		_exit(127);
 	}
@@ -345,7 +350,8 @@ install_answer(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 			goto out;
 	} else if (fs_write_atomic(a->bundle, bundle_pem, strlen(bundle_pem),
 	    0644, 1, err) != 0 ||
-	    key_write(a->svid_key, key, NULL, 1, err) != 0 ||
+	    (a->tkey == NULL &&	/* a token key stays in its token */
+	    key_write(a->svid_key, key, NULL, 1, err) != 0) ||
 	    fs_write_atomic(a->svid, pem, pl, 0644, 1, err) != 0)
 		goto out;
 	a->cur_cert = a->svid;

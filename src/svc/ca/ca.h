@@ -203,6 +203,7 @@ struct ca_init_req {
 	const char	*pass_file;	/* encrypt ca.key; NULL = plain */
 	const char	*key_uri;	/* pkcs11: URI of the key in a token
 					 * (then no ca.key: ca.keyuri) */
+	int		 key_existing;	/* key_uri's key exists: use it */
 };
 
 struct ca_int_req {
@@ -217,6 +218,8 @@ struct ca_int_req {
 	int		 key_type;
 	int64_t		 ttl;
 	const char	*pass_file;
+	const char	*key_uri;	/* as in ca_init_req */
+	int		 key_existing;
 };
 
 struct ca_issue_req {

@@ -28,6 +28,9 @@ int	 signer_generate(struct signer **, int key_type,
 int	 signer_load(struct signer **, const char *path,
 	    const struct mtls_secret *pass, X509 *cert,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+int	 signer_token(struct signer **, const char *uri, int key_type,
+	    int existing, struct keystore_made *, struct mtls_error *)
+	    MTLS_MUST_CHECK;
 void	 signer_free(struct signer *);	/* wipes the key */
 /* The public half as a new public-only key; the caller frees it. */
 int	 signer_public(struct signer *, EVP_PKEY **pub,

@@ -259,6 +259,35 @@ build_dir(const char *dir, struct newca *nc, struct ca_result *res,
 	return -1;
 }
 
+/* The new CA's key in a token (<uri>): made there, or the existing one
+ * with <existing>. */
+static int
+token_signer(struct newca *nc, const char *uri, int key_type, int existing,
+    struct keystore_made *made, struct mtls_error *err)
+{
+	if (!keystore_is_uri(uri) || strlen(uri) > P11URI_MAX)
+		return error_set(err, MTLS_ERR_ARG, "--key-uri must be a "
+		    "pkcs11: URI of at most %d bytes", P11URI_MAX);
+	if (signer_token(&nc->signer, uri, key_type, existing, made,
+	    err) != 0)
+		return -1;
+	nc->key_uri = uri;
+	return 0;
+}
+
+/* After a failure: the key pair made in the token for the new CA is
+ * deleted, or the message says it is left. */
+static void
+token_undo(struct keystore_made *made, struct mtls_error *err)
+{
+	struct mtls_error e2;
+	size_t n = strlen(err->msg);
+
+	error_clear(&e2);
+	if (keystore_undo(made, &e2) != 0)
+		snprintf(err->msg + n, sizeof(err->msg) - n, "; %s", e2.msg);
+}
+
 int
 ca_init(const struct ca_init_req *r, struct ca_result *res,
     struct mtls_error *err)
@@ -266,6 +295,7 @@ ca_init(const struct ca_init_req *r, struct ca_result *res,
 	struct mtls_secret pass = { NULL, 0 };
 	struct profile_req pr;
 	struct newca nc;
+	struct keystore_made made = { 0 };
 	char cn[300], conf[4096], allow[400];
 	int64_t now = (int64_t)time(NULL);
 	int rv = -1;
@@ -277,15 +307,9 @@ ca_init(const struct ca_init_req *r, struct ca_result *res,
 	    load_pass(&pass, r->pass_file, err) != 0)
 		goto out;
 	if (r->key_uri != NULL) {
-		if (!keystore_is_uri(r->key_uri) ||
-		    strlen(r->key_uri) > P11URI_MAX) {
-			error_set(err, MTLS_ERR_ARG, "--key-uri must be a "
-			    "pkcs11: URI of at most %d bytes", P11URI_MAX);
+		if (token_signer(&nc, r->key_uri, r->key_type,
+		    r->key_existing, &made, err) != 0)
 			goto out;
-		}
-		if (signer_load(&nc.signer, r->key_uri, NULL, NULL, err) != 0)
-			goto out;
-		nc.key_uri = r->key_uri;
 	} else if (signer_generate(&nc.signer, r->key_type, err) != 0)
 		goto out;
 	snprintf(cn, sizeof(cn), "%s", r->name ? r->name : "");
@@ -323,6 +347,8 @@ ca_init(const struct ca_init_req *r, struct ca_result *res,
 	sk_X509_free(nc.bundle);
 	X509_free(nc.cert);
 	signer_free(nc.signer);
+	if (rv != 0)
+		token_undo(&made, err);
 	secret_clear(&pass);
 	return rv;
 }
@@ -390,6 +416,7 @@ ca_intermediate(const struct ca_int_req *r, struct ca_result *res,
 	struct profile_req pr;
 	struct newca nc;
 	struct ca *parent = NULL;
+	struct keystore_made made = { 0 };
 	EVP_PKEY *pub = NULL;
 	char conf[8192], allow[4096], scope_line[100];
 	int64_t now = (int64_t)time(NULL);
@@ -405,7 +432,9 @@ ca_intermediate(const struct ca_int_req *r, struct ca_result *res,
 		goto out;
 	if (permit_rules(r, parent, allow, sizeof(allow), err) != 0)
 		goto out;
-	if (signer_generate(&nc.signer, r->key_type, err) != 0 ||
+	if ((r->key_uri != NULL ? token_signer(&nc, r->key_uri, r->key_type,
+	    r->key_existing, &made, err) :
+	    signer_generate(&nc.signer, r->key_type, err)) != 0 ||
 	    signer_public(nc.signer, &pub, err) != 0)
 		goto out;
 	memset(&pr, 0, sizeof(pr));
@@ -443,6 +472,8 @@ ca_intermediate(const struct ca_int_req *r, struct ca_result *res,
  out:
 	X509_free(nc.cert);
 	signer_free(nc.signer);
+	if (rv != 0)
+		token_undo(&made, err);
 	EVP_PKEY_free(pub);
 	ca_close(parent);
 	secret_clear(&pass);

@@ -59,6 +59,22 @@ signer_load(struct signer **out, const char *path,
 	return signer_take(out, &key, err);
 }
 
+/* The key <uri> names in a token: made there (<key_type>), refused when it
+ * exists; with <existing>, the key it holds (an error when none). */
+int
+signer_token(struct signer **out, const char *uri, int key_type,
+    int existing, struct keystore_made *made, struct mtls_error *err)
+{
+	EVP_PKEY *key = NULL;
+
+	*out = NULL;
+	if (existing)
+		return signer_load(out, uri, NULL, NULL, err);
+	if (keystore_generate(uri, key_type, 0, &key, made, err) != 0)
+		return -1;
+	return signer_take(out, &key, err);
+}
+
 void
 signer_free(struct signer *s)
 {

@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "http/client.h"
 
 struct sink {
@@ -25,6 +28,23 @@ on_data(char *p, size_t sz, size_t n, void *arg)
 	np[s->len] = '\0';
 	s->p = np;
 	return add;
+}
+
+/* r->key (a token's key: no file to give curl) and r->cert_file set on
+ * the SSL_CTX, then the caller's own hook. */
+static CURLcode
+key_ctx(CURL *h, void *sslctx, void *arg)
+{
+	const struct http_client_req *r = arg;
+
+	if (SSL_CTX_use_certificate_chain_file(sslctx, r->cert_file) != 1 ||
+	    SSL_CTX_use_PrivateKey(sslctx, r->key) != 1 ||
+	    SSL_CTX_check_private_key(sslctx) != 1) {
+		ERR_clear_error();
+		return CURLE_SSL_CERTPROBLEM;
+	}
+	return r->ssl_ctx_fn != NULL ? r->ssl_ctx_fn(h, sslctx,
+	    r->ssl_ctx_arg) : CURLE_OK;
 }
 
 int
@@ -79,11 +99,14 @@ http_client_do(const struct http_client_req *r, struct http_client_resp *resp)
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	}
-	if (r->ssl_ctx_fn != NULL) {
+	if (r->cert_file != NULL && r->key != NULL) {
+		curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, key_ctx);
+		curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, (void *)r);
+	} else if (r->ssl_ctx_fn != NULL) {
 		curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, r->ssl_ctx_fn);
 		curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, r->ssl_ctx_arg);
 	}
-	if (r->cert_file != NULL) {
+	if (r->cert_file != NULL && r->key == NULL) {
 		curl_easy_setopt(h, CURLOPT_SSLCERT, r->cert_file);
 		curl_easy_setopt(h, CURLOPT_SSLKEY, r->key_file);
 	}

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 struct http_client_req {
 	const char	*method;	/* "GET" (default when NULL), "POST"... */
@@ -35,6 +36,8 @@ struct http_client_req {
 	int		 tls13_only;	/* refuse TLS below 1.3 */
 	const char	*cert_file;	/* client certificate and key, or NULL */
 	const char	*key_file;
+	EVP_PKEY	*key;		/* or the key itself (a token's: it is
+					 * set on the SSL_CTX, key_file unused) */
 	/* optional hooks, as libcurl's CURLOPT_SSL_CTX_FUNCTION (called with
 	 * the SSL_CTX before the handshake) and CURLOPT_HEADERFUNCTION */
 	CURLcode	(*ssl_ctx_fn)(CURL *, void *sslctx, void *arg);

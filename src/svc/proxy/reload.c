@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -196,7 +197,9 @@ listener_files(const struct proxy_listener *l, const char **files, size_t max)
 	size_t n = 0, i;
 
 	files[n++] = l->cert;
-	files[n++] = l->key;
+	/* a key in a token: its PIN file (a reload checks a new PIN) */
+	files[n++] = keystore_pin_file(l->key) != NULL ?
+	    keystore_pin_file(l->key) : l->key;
 	files[n++] = l->ca;
 	for (i = 0; i < l->n_ca && n < max - 1; i++)
 		if (l->ca_path[i] != l->ca && !ca_is_url(l->ca_path[i]))
@@ -226,6 +229,21 @@ files_hash(const struct proxy_listener *l, uint8_t out[32])
 		return;
 	}
 	for (i = 0; i < nf; i++) {
+		struct stat st;
+
+		if (i == 1 && keystore_is_uri(l->key)) {
+			/* the PIN file's identity, never a digest of the PIN */
+			if (stat(files[i], &st) == 0) {
+				EVP_DigestUpdate(md, &st.st_ino, sizeof(st.st_ino));
+				EVP_DigestUpdate(md, &st.st_size,
+				    sizeof(st.st_size));
+				EVP_DigestUpdate(md, &st.st_mtim,
+				    sizeof(st.st_mtim));
+				EVP_DigestUpdate(md, &st.st_ctim,
+				    sizeof(st.st_ctim));
+			}
+			continue;
+		}
 		if (fs_read(files[i], MTLS_MAX_FILE, &buf, &len, &e) != 0) {
 			EVP_DigestUpdate(md, "missing", 7);
 			continue;
