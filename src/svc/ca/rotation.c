@@ -206,15 +206,15 @@ state_write(const char *dir, const struct rot_state *st,
 	json_t *o = json_object();
 	int rv;
 
-	json_object_set_new(o, "phase", json_string(rot_phase_names[
+	json_object_set_new(o, "phase", esc_jstr(rot_phase_names[
 	    st->phase]));
-	json_object_set_new(o, "old_root", json_string(st->old_root));
-	json_object_set_new(o, "new_root", json_string(st->new_root));
-	json_object_set_new(o, "old_issuer", json_string(st->old_issuer));
-	json_object_set_new(o, "cross_serial", json_string(st->cross_serial));
+	json_object_set_new(o, "old_root", esc_jstr(st->old_root));
+	json_object_set_new(o, "new_root", esc_jstr(st->new_root));
+	json_object_set_new(o, "old_issuer", esc_jstr(st->old_issuer));
+	json_object_set_new(o, "cross_serial", esc_jstr(st->cross_serial));
 	json_object_set_new(o, "published_gen",
-	    json_string(st->published_gen));
-	json_object_set_new(o, "final_gen", json_string(st->final_gen));
+	    esc_jstr(st->published_gen));
+	json_object_set_new(o, "final_gen", esc_jstr(st->final_gen));
 	json_object_set_new(o, "at", json_integer((json_int_t)time(NULL)));
 	txt = json_dumps(o, JSON_INDENT(1) | JSON_ENSURE_ASCII);
 	json_decref(o);
@@ -315,16 +315,16 @@ rotation_status_json(const struct rot_status *rs)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "phase", json_string(rot_phase_names[
+	json_object_set_new(o, "phase", esc_jstr(rot_phase_names[
 	    rs->st.phase]));
-	json_object_set_new(o, "old_root", json_string(rs->st.old_root));
-	json_object_set_new(o, "new_root", json_string(rs->st.new_root));
+	json_object_set_new(o, "old_root", esc_jstr(rs->st.old_root));
+	json_object_set_new(o, "new_root", esc_jstr(rs->st.new_root));
 	json_object_set_new(o, "blocking_certs",
 	    json_integer(rs->blocking_certs));
 	json_object_set_new(o, "agents_on_old_bundle",
 	    json_integer(rs->agents_old));
 	json_object_set_new(o, "agents_total", json_integer(rs->agents_total));
-	json_object_set_new(o, "next_step", json_string(rs->next));
+	json_object_set_new(o, "next_step", esc_jstr(rs->next));
 	return o;
 }
 

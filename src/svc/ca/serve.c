@@ -284,9 +284,9 @@ reload(struct server *s)
 		gen[0] = '\0';
 	json_object_set_new(lg, "result", json_string("ok"));
 	json_object_set_new(lg, "issuer_changed", json_boolean(changed));
-	json_object_set_new(lg, "rotation", json_string(rot_phase_names[
+	json_object_set_new(lg, "rotation", esc_jstr(rot_phase_names[
 	    n->rot_phase]));
-	json_object_set_new(lg, "bundle_gen", json_string(gen));
+	json_object_set_new(lg, "bundle_gen", esc_jstr(gen));
 	log_emit("info", "reload", lg);
 	json_decref(lg);
 	notify_send("READY=1");

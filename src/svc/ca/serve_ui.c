@@ -223,7 +223,7 @@ row_cb(void *arg, const struct cert_rec *r)
 	o = json_object();
 	json_object_set_new(o, "serial", esc_jstr(r->serial));
 	json_object_set_new(o, "kind", esc_jstr(r->kind));
-	json_object_set_new(o, "status", json_string(r->revoked ? "revoked" :
+	json_object_set_new(o, "status", esc_jstr(r->revoked ? "revoked" :
 	    r->not_after <= w->now ? "expired" : "valid"));
 	json_object_set_new(o, "identities", ids_json(r->identities));
 	json_object_set_new(o, "subject", esc_jstr(r->subject));
@@ -234,7 +234,7 @@ row_cb(void *arg, const struct cert_rec *r)
 		json_object_set_new(o, "revoked_at",
 		    json_integer(r->revoked_at));
 		json_object_set_new(o, "reason",
-		    json_string(crl_reason_name(r->reason)));
+		    esc_jstr(crl_reason_name(r->reason)));
 	}
 	json_array_append_new(w->items, o);
 	w->n++;
