@@ -390,19 +390,31 @@ read_request(struct conn *c, struct http_req *req, int64_t first_deadline)
 	}
 }
 
-/* After a renewal: the bundle generation its agent reported
- * (Mtls-Bundle, 64 lower hex; anything else is logged and ignored) and
- * the end of what it was given, for the rotation's count. */
+/* After an enrollment or a renewal, for the rotation's count: the bundle
+ * generation the agent holds and the end of what it was given. A renewal
+ * reports it (Mtls-Bundle, 64 lower hex; anything else is logged and
+ * ignored); an enrollment holds what this answer hands out, the current
+ * bundle: an agent that has not renewed yet still counts, so a switch is
+ * not called safe while it lacks the new root. Keyed by the identity
+ * the answer names, the same for both. */
 static void
-note_bundle(struct conn *c, const struct http_req *req, struct reply *rp)
+note_bundle(struct conn *c, const struct http_req *req, struct reply *rp,
+    int enrolled)
 {
 	const char *gen = http_req_header(req, "mtls-bundle");
-	const char *id = mtls_peer_id(c->t);
+	char held[65];
 	struct mtls_error err;
 	json_t *o, *lg;
+	const char *id;
 	int64_t na;
 
-	if (gen == NULL || rp->status != 200 || id == NULL)
+	if (rp->status != 200)
+		return;
+	if (enrolled) {
+		if (rotation_generation(rp->ca->bundle, held) != 0)
+			return;
+		gen = held;
+	} else if (gen == NULL)
 		return;
 	lg = json_object();
 	json_object_set_new(lg, "client", esc_jstr(c->client));
@@ -415,13 +427,14 @@ note_bundle(struct conn *c, const struct http_req *req, struct reply *rp)
 	}
 	o = json_loadb(rp->body, rp->len, 0, NULL);
 	na = json_integer_value(json_object_get(o, "not_after"));
-	json_decref(o);
+	id = json_string_value(json_object_get(o, "identity"));
 	error_clear(&err);
-	if (na > 0 && store_agent_bundle(rp->ca->store, id, gen, na,
-	    &err) != 0) {
+	if (na > 0 && id != NULL && store_agent_bundle(rp->ca->store, id, gen,
+	    na, &err) != 0) {
 		json_object_set_new(lg, "error", esc_jstr(err.msg));
 		log_emit("error", "bundle_report_failed", lg);
 	}
+	json_decref(o);
 	json_decref(lg);
 }
 
@@ -491,11 +504,12 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 	case R_REVOKE:
 		if (!post)
 			goto method;
-		if (rp->route == R_ENROLL)
+		if (rp->route == R_ENROLL) {
 			serve_enroll(s, c, req, rp);
-		else if (rp->route == R_RENEW) {
+			note_bundle(c, req, rp, 1);
+		} else if (rp->route == R_RENEW) {
 			serve_renew(s, c, req, rp);
-			note_bundle(c, req, rp);
+			note_bundle(c, req, rp, 0);
 		} else
 			serve_revoke(s, c, req, rp);
 		return;
