@@ -23,7 +23,7 @@
 /* The statements of every issuance, prepared once per connection (issue
  * 15: preparing one is a parse and a plan each time) and reset after each
  * use, which ends its read; the store's lock is held around every call. */
-enum { SQ_INSERT, SQ_GET, SQ_BURN, SQ__COUNT };
+enum { SQ_INSERT, SQ_GET, SQ_BURN, SQ_AGENT, SQ__COUNT };
 static const char *const sq_sql[SQ__COUNT] = {
 	[SQ_INSERT] = "INSERT INTO certs (serial, kind, subject, issuer, "
 	    "identities, not_before, not_after, created_at, der) VALUES "
@@ -32,6 +32,11 @@ static const char *const sq_sql[SQ__COUNT] = {
 	    "FROM certs WHERE serial = ?",
 	[SQ_BURN] = "UPDATE tokens SET used_at = ?, serial = ? WHERE hash = ? "
 	    "AND used_at IS NULL AND expires_at > ?",
+	/* once per renewal (rotation's count) */
+	[SQ_AGENT] = "INSERT INTO agent_bundles (identity, gen, not_after, "
+	    "seen_at) VALUES (?,?,?,?) ON CONFLICT(identity) DO UPDATE SET "
+	    "gen = excluded.gen, not_after = excluded.not_after, seen_at = "
+	    "excluded.seen_at",
 };
 
 struct sq {
@@ -1042,10 +1047,7 @@ sq_agent_bundle(struct store *base, const char *identity, const char *gen,
 	sqlite3_stmt *st = NULL;
 	int rv = -1;
 
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO agent_bundles (identity, "
-	    "gen, not_after, seen_at) VALUES (?,?,?,?) ON CONFLICT(identity) "
-	    "DO UPDATE SET gen = excluded.gen, not_after = excluded.not_after,"
-	    " seen_at = excluded.seen_at", -1, &st, NULL) != SQLITE_OK)
+	if ((st = sq_stmt(s, SQ_AGENT)) == NULL)
 		return db_error(s, err, "cannot prepare the agent's bundle");
 	sqlite3_bind_text(st, 1, identity, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, gen, -1, SQLITE_TRANSIENT);
@@ -1055,7 +1057,7 @@ sq_agent_bundle(struct store *base, const char *identity, const char *gen,
 		db_error(s, err, "cannot record the agent's bundle");
 	else
 		rv = 0;
-	sqlite3_finalize(st);
+	sq_done(st);
 	return rv;
 }
 
