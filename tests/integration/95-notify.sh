@@ -55,6 +55,7 @@ wait_for 5 has ca '^STOPPING=1' && [ "$rc" = 0 ] && ok "ca serve: SIGTERM sends 
 mkdir www && echo hello > www/hello.txt
 be=$(free_port) pp=$(free_port)
 start_bg backend python3 -m http.server --bind 127.0.0.1 --directory www "$be"
+wait_for 10 port_open "$be" || { not_ok "backend listens" "$(cat "$T_DIR/backend.log")"; exit 0; }
 listen px "$T_DIR/px.sock" "$pp"
 NOTIFY_SOCKET="$T_DIR/px.sock" start_bg proxy "$MTLS" proxy --listen "127.0.0.1:$pp" --target "127.0.0.1:$be" \
     --cert server.pem --key server.key --ca root/bundle.pem --allow 'spiffe://example.org/ns/prod/*' --workers 1
