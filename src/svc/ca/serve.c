@@ -504,6 +504,17 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 	case R_REVOKE:
 		if (!post)
 			goto method;
+		/* A browser marks every POST (Origin, Sec-Fetch-Site); agents
+		 * and scripts send neither. A page of another site must not
+		 * spend the client certificate a browser holds for /ui: a
+		 * no-cors fetch with a Blob body has no Content-Type. */
+		if (http_req_header(req, "origin") != NULL ||
+		    http_req_header(req, "sec-fetch-site") != NULL) {
+			serve_reply_error(rp, 403, "cross_origin", "a browser "
+			    "request (Origin or Sec-Fetch-Site) cannot call "
+			    "%s: use mtls, curl or a script", path);
+			return;
+		}
 		if (rp->route == R_ENROLL) {
 			serve_enroll(s, c, req, rp);
 			note_bundle(c, req, rp, 1);

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Attack session s24 (an outside attacker with the docs and the binary).
+# ca serve's admin API from a browser: docs/api.md tells admins to open
+# /ui in a browser holding their PKCS#12. A page of any other site can then
+# make that browser POST /v1/revoke: fetch(url, {method: 'POST', mode:
+# 'no-cors', credentials: 'include', body: new Blob([json])}) sends no
+# Content-Type (a Blob without a type), so no CORS preflight, and the
+# browser presents the admin's certificate (headless Chromium with the
+# admin's p12 revoked a certificate this way on main). A browser marks
+# every POST with Origin (and Sec-Fetch-Site); agents and scripts send
+# neither: the writes refuse such a request, and curl still works.
+. "$(dirname "$0")/lib.sh"
+cd "$T_DIR"
+q "$MTLS" ca init root --trust-domain example.org
+q "$MTLS" ca issue --ca root --spiffe-id spiffe://example.org/admin --out admin
+q "$MTLS" ca issue --ca root --spiffe-id spiffe://example.org/ns/prod/sa/web --out web
+q "$MTLS" ca issue --ca root --spiffe-id spiffe://example.org/ns/prod/sa/db --out db
+
+port=$(free_port)
+URL="https://127.0.0.1:$port"
+start_bg caserve "$MTLS" ca serve --ca root --listen "127.0.0.1:$port" --admin spiffe://example.org/admin
+log="$T_DIR/caserve.log"
+wait_for 10 grep -q '"event":"start"' "$log" || { not_ok "ca serve starts" "$(cat "$log")"; exit 0; }
+
+# post NAME WANT_STATUS PATTERN PATH BODY [curl args]: body in $T_DIR/body
+post() {
+	local name=$1 want=$2 pat=$3 path=$4 body=$5 code
+	shift 5
+	code=$(curl -sS --cacert root/bundle.pem -o "$T_DIR/body" -w '%{http_code}' -H 'Content-Type:' \
+	    --data-binary "$body" "$@" "$URL$path")
+	if [ "$code" = "$want" ] && grep -qE -- "$pat" "$T_DIR/body"; then ok "$name"
+	else not_ok "$name" "status $code, want $want /$pat/: $(head -c 400 "$T_DIR/body")"; fi
+}
+A=(--cert admin.pem --key admin.key)
+web=$(serial_of web.pem)
+rev="{\"serial\": \"$web\", \"reason\": \"keyCompromise\"}"
+
+# what Chromium sends for the no-cors fetch of another site's page
+post "revoke from another site's page (Origin, Sec-Fetch-Site, no Content-Type): 403 cross_origin" \
+    403 cross_origin /v1/revoke "$rev" "${A[@]}" -H 'Origin: http://evil.example' \
+    -H 'Sec-Fetch-Site: cross-site' -H 'Sec-Fetch-Mode: no-cors'
+post "revoke with Origin alone: 403 cross_origin" 403 cross_origin /v1/revoke "$rev" "${A[@]}" \
+    -H 'Origin: null'
+post "revoke with Sec-Fetch-Site alone: 403 cross_origin" 403 cross_origin /v1/revoke "$rev" "${A[@]}" \
+    -H 'Sec-Fetch-Site: same-site'
+post "renew from a browser: 403 cross_origin (no certificate for the page's key)" 403 cross_origin \
+    /v1/renew '{"csr": "x"}' --cert web.pem --key web.key -H 'Origin: http://evil.example'
+expect_exit 0 "nothing was revoked by the refused requests" "$MTLS" ca list --ca root --revoked --json
+if grep -q "$web" "$T_DIR/out"; then not_ok "web is still valid after the browser requests" "$(cat "$T_DIR/out")"
+else ok "web is still valid after the browser requests"; fi
+# agents and scripts: no Origin, Content-Type absent or JSON
+post "revoke by curl, no Content-Type: 200" 200 '"already": ?false' /v1/revoke "$rev" "${A[@]}"
+post "revoke by curl, application/json: 200" 200 '"revoked": ?true' /v1/revoke \
+    "{\"serial\": \"$(serial_of db.pem)\"}" "${A[@]}" -H 'Content-Type: application/json'
+expect_grep '"code":"cross_origin"' "$log" "the refusal is in the request log with its code"
