@@ -53,3 +53,31 @@ post "revoke by curl, no Content-Type: 200" 200 '"already": ?false' /v1/revoke "
 post "revoke by curl, application/json: 200" 200 '"revoked": ?true' /v1/revoke \
     "{\"serial\": \"$(serial_of db.pem)\"}" "${A[@]}" -H 'Content-Type: application/json'
 expect_grep '"code":"cross_origin"' "$log" "the refusal is in the request log with its code"
+
+# Root rotation: publish puts rotation/new.pem and cross.pem in bundle.pem,
+# which every client of /v1/bundle takes. On main it took whatever the files
+# held: a self-signed root of anyone's key, no cross-certificate, while
+# rotation.json and `status` still named the root prepare made. It must
+# publish only what prepare wrote (docs/rotation.md: a file that does not
+# hold what the state says is refused, not acted on).
+q "$MTLS" ca init rot --trust-domain example.org
+q "$MTLS" ca rotation prepare --ca rot
+cp -a rot rot.clean
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil.key \
+    -subj "/O=example.org/CN=example.org Root CA" -days 30 -out evil.pem 2>/dev/null ||
+    { echo "setup failed: openssl req"; exit 1; }
+cp rot/bundle.pem bundle.before
+cp evil.pem rot/rotation/new.pem && cp evil.pem rot/rotation/cross.pem
+expect_exit 2 "publish refuses a new.pem that is not the root rotation.json names" \
+    "$MTLS" ca rotation publish --ca rot
+expect_grep 'not the root rotation.json names' "$T_DIR/err" "its message says which file and why"
+cmp -s bundle.before rot/bundle.pem && ok "bundle.pem is unchanged" || not_ok "bundle.pem is unchanged"
+grep -q '"phase": "prepared"' rot/rotation.json && ok "the phase stays prepared" ||
+    not_ok "the phase stays prepared" "$(cat rot/rotation.json)"
+rm -rf rot && cp -a rot.clean rot && cp evil.pem rot/rotation/cross.pem
+expect_exit 2 "publish refuses a cross.pem that is not the old root's cross-certificate of the new root" \
+    "$MTLS" ca rotation publish --ca rot
+rm -rf rot && cp -a rot.clean rot
+expect_exit 0 "publish of what prepare wrote works" "$MTLS" ca rotation publish --ca rot
+[ "$(grep -c BEGIN rot/bundle.pem)" = 3 ] && ok "the bundle holds the old root, the new root and the cross" ||
+    not_ok "the bundle holds the old root, the new root and the cross" "$(grep -c BEGIN rot/bundle.pem)"

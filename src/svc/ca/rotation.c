@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -503,6 +504,28 @@ sk_drop(STACK_OF(X509) *sk, const char *hex, X509 *y)
 	}
 }
 
+/* What prepare wrote, still: <root> is the new root rotation.json names,
+ * <cross> the recorded cross-certificate of its name and key, signed by
+ * the root that issues now. A file edited since would otherwise go into
+ * the bundle every client takes. */
+static int
+cross_ok(struct ca *ca, const struct rot_state *st, X509 *root, X509 *cross)
+{
+	char h[65], serial[48];
+	int ok;
+
+	serial_hex(X509_get0_serialNumber(cross), serial, sizeof(serial));
+	ok = fp(root, h) == 0 && strcmp(h, st->new_root) == 0 &&
+	    strcmp(serial, st->cross_serial) == 0 &&
+	    X509_NAME_cmp(X509_get_subject_name(cross),
+	    X509_get_subject_name(root)) == 0 &&
+	    EVP_PKEY_eq(X509_get0_pubkey(cross), X509_get0_pubkey(root)) == 1 &&
+	    X509_check_issued(ca->cert, cross) == X509_V_OK &&
+	    X509_verify(cross, X509_get0_pubkey(ca->cert)) == 1;
+	ERR_clear_error();
+	return ok;
+}
+
 /* publish: bundle.pem holds the old root, the new one and the cross;
  * the generations agents will report are fixed now */
 static int
@@ -518,6 +541,13 @@ publish(struct ca *ca, struct rot_state *st, struct mtls_error *err)
 	if (load_one(ca->dir, "rotation/new.pem", &root, err) != 0 ||
 	    load_one(ca->dir, "rotation/cross.pem", &cross, err) != 0)
 		goto out;
+	if (!cross_ok(ca, st, root, cross)) {
+		error_set(err, MTLS_ERR_PARSE, "%s/rotation: new.pem is not "
+		    "the root rotation.json names, or cross.pem not its "
+		    "cross-certificate by this root (edited since prepare?); "
+		    "nothing changed", ca->dir);
+		goto out;
+	}
 	if ((b = sk_X509_dup(ca->bundle)) == NULL)
 		goto nomem;
 	for (int i = 0; i < sk_X509_num(b); i++)
