@@ -116,3 +116,22 @@ n200=$(cat flood.* | grep -c '^200$')
     not_ok "24 searches at once: some refused 503 busy, the rest answered" "200: $n200, 503: $n503, $(cat flood.* | sort | uniq -c)"
 expect_grep '"code":"busy"' "$log" "the refusal is in the request log with its code"
 get "after the flood a search answers again" 200 '"items"' "/v1/inventory?q=a&limit=5" "${A[@]}"
+
+# A request not whole in time is 408: its status line said "408 Status"
+# (no reason phrase for 408 or 414 in http_reason, shared by the gateway).
+cat > partial.py <<'PY'
+import socket, ssl, sys
+c = ssl.create_default_context(cafile="root/bundle.pem")
+c.check_hostname = False
+s = c.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30))
+s.sendall(b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}")
+d = b""
+while True:
+    x = s.recv(4096)
+    if not x:
+        break
+    d += x
+print(d.split(b"\r\n")[0].decode())
+PY
+expect_exit 0 "a body that never completes is answered" timeout 40 python3 partial.py "$port"
+expect_grep '^HTTP/1.1 408 Request Timeout$' "$T_DIR/out" "its status line is '408 Request Timeout'"
