@@ -82,6 +82,23 @@ expect_exit 0 "publish of what prepare wrote works" "$MTLS" ca rotation publish 
 [ "$(grep -c BEGIN rot/bundle.pem)" = 3 ] && ok "the bundle holds the old root, the new root and the cross" ||
     not_ok "the bundle holds the old root, the new root and the cross" "$(grep -c BEGIN rot/bundle.pem)"
 
+# switch keeps the old root as rotation/old.pem, once (a run again after a
+# crash must not copy the new root over it), and after the switch that file
+# decides whose leaves still renew. On main a rotation/old.pem already there
+# was kept whatever it held: the switch went ahead, and ca serve loaded it.
+cp -a rot rot.pub
+cp evil.pem rot/rotation/old.pem
+cp rot/ca.pem ca.before
+expect_exit 2 "switch refuses a rotation/old.pem that is not the old root" \
+    "$MTLS" ca rotation switch --ca rot --force
+expect_grep 'not the old root rotation.json names' "$T_DIR/err" "its message names the file"
+cmp -s ca.before rot/ca.pem && ok "ca.pem is unchanged" || not_ok "ca.pem is unchanged"
+rm -rf rot && cp -a rot.pub rot
+expect_exit 0 "switch works with the files it wrote" "$MTLS" ca rotation switch --ca rot --force
+cp evil.pem rot/rotation/old.pem
+expect_exit 2 "after the switch, a CA whose rotation/old.pem is not the old root does not open" \
+    "$MTLS" ca rotation status --ca rot
+
 # The inventory's views run on ca serve's 16 workers and queue on one store
 # connection. On main an admin, or another site's page making the admin's
 # browser load <img src=".../v1/inventory?q=a&limit=500">, ran as many

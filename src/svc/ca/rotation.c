@@ -227,6 +227,27 @@ state_write(const char *dir, const struct rot_state *st,
 	return rv;
 }
 
+/* rotation/old.pem, kept by the first switch (a run again keeps it), is
+ * the old root rotation.json names: after the switch it decides whose
+ * leaves still renew. */
+static int
+old_ok(const char *dir, const struct rot_state *st, struct mtls_error *err)
+{
+	STACK_OF(X509) *sk = NULL;
+	char p[PATH_MAX], h[65] = "";
+	int rv;
+
+	ca_path(p, sizeof(p), dir, "rotation/old.pem");
+	if (certs_load(p, &sk, err) != 0)
+		return -1;
+	rv = sk_X509_num(sk) == 1 && fp(sk_X509_value(sk, 0), h) == 0 &&
+	    strcmp(h, st->old_root) == 0 ? 0 : error_set(err, MTLS_ERR_PARSE,
+	    "%s: not the old root rotation.json names (sha256:%.16s...); "
+	    "nothing changed", p, st->old_root);
+	sk_X509_pop_free(sk, X509_free);
+	return rv;
+}
+
 /* At open (cadir.c): the phase, and after the switch the previous issuing
  * certificate, whose leaves may still renew. */
 int
@@ -241,6 +262,8 @@ rotation_load(struct ca *ca, struct mtls_error *err)
 	ca->rot_phase = st.phase;
 	if (st.phase != ROT_SWITCHED)
 		return 0;
+	if (old_ok(ca->dir, &st, err) != 0)
+		return -1;
 	ca_path(p, sizeof(p), ca->dir, "rotation/old.pem");
 	if (certs_load(p, &sk, err) != 0)
 		return -1;
@@ -626,7 +649,8 @@ do_switch(struct ca *ca, const struct rot_req *r, struct rot_state *st,
 		goto out;
 	}
 	if (copy_once(ca->dir, "ca.pem", "rotation/old.pem", 0644, err) != 0 ||
-	    copy_once(ca->dir, "ca.key", "rotation/old.key", 0600, err) != 0)
+	    copy_once(ca->dir, "ca.key", "rotation/old.key", 0600, err) != 0 ||
+	    old_ok(ca->dir, st, err) != 0)
 		goto out;
 	if (fs_read(p, 1 << 20, &key, &klen, err) != 0)
 		goto out;
