@@ -152,3 +152,9 @@ print(d.split(b"\r\n")[0].decode())
 PY
 expect_exit 0 "a body that never completes is answered" timeout 40 python3 partial.py "$port"
 expect_grep '^HTTP/1.1 408 Request Timeout$' "$T_DIR/out" "its status line is '408 Request Timeout'"
+
+# GET /v1/rotation is admin data the page shows, like the inventory's: it
+# was sent without Cache-Control: no-store and nosniff.
+curl -sS --cacert root/bundle.pem "${A[@]}" -D rot.h -o /dev/null "$URL/v1/rotation"
+grep -qi '^Cache-Control: no-store' rot.h && grep -qi '^X-Content-Type-Options: nosniff' rot.h &&
+    ok "/v1/rotation: Cache-Control: no-store, nosniff" || not_ok "/v1/rotation: Cache-Control: no-store, nosniff" "$(cat rot.h)"

@@ -446,6 +446,9 @@ serve_rotation(struct server *s, struct conn *c, struct reply *rp)
 	struct rot_status rs;
 	struct mtls_error err;
 
+	/* admin data, like the inventory's (serve_ui.c) */
+	rp->headers = "Cache-Control: no-store\r\n"
+	    "X-Content-Type-Options: nosniff\r\n";
 	if (serve_admin(s, c, rp) != 0)
 		return;
 	error_clear(&err);
