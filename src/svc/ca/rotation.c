@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -226,6 +227,27 @@ state_write(const char *dir, const struct rot_state *st,
 	return rv;
 }
 
+/* rotation/old.pem, kept by the first switch (a run again keeps it), is
+ * the old root rotation.json names: after the switch it decides whose
+ * leaves still renew. */
+static int
+old_ok(const char *dir, const struct rot_state *st, struct mtls_error *err)
+{
+	STACK_OF(X509) *sk = NULL;
+	char p[PATH_MAX], h[65] = "";
+	int rv;
+
+	ca_path(p, sizeof(p), dir, "rotation/old.pem");
+	if (certs_load(p, &sk, err) != 0)
+		return -1;
+	rv = sk_X509_num(sk) == 1 && fp(sk_X509_value(sk, 0), h) == 0 &&
+	    strcmp(h, st->old_root) == 0 ? 0 : error_set(err, MTLS_ERR_PARSE,
+	    "%s: not the old root rotation.json names (sha256:%.16s...); "
+	    "nothing changed", p, st->old_root);
+	sk_X509_pop_free(sk, X509_free);
+	return rv;
+}
+
 /* At open (cadir.c): the phase, and after the switch the previous issuing
  * certificate, whose leaves may still renew. */
 int
@@ -240,6 +262,8 @@ rotation_load(struct ca *ca, struct mtls_error *err)
 	ca->rot_phase = st.phase;
 	if (st.phase != ROT_SWITCHED)
 		return 0;
+	if (old_ok(ca->dir, &st, err) != 0)
+		return -1;
 	ca_path(p, sizeof(p), ca->dir, "rotation/old.pem");
 	if (certs_load(p, &sk, err) != 0)
 		return -1;
@@ -503,6 +527,28 @@ sk_drop(STACK_OF(X509) *sk, const char *hex, X509 *y)
 	}
 }
 
+/* What prepare wrote, still: <root> is the new root rotation.json names,
+ * <cross> the recorded cross-certificate of its name and key, signed by
+ * the root that issues now. A file edited since would otherwise go into
+ * the bundle every client takes. */
+static int
+cross_ok(struct ca *ca, const struct rot_state *st, X509 *root, X509 *cross)
+{
+	char h[65], serial[48];
+	int ok;
+
+	serial_hex(X509_get0_serialNumber(cross), serial, sizeof(serial));
+	ok = fp(root, h) == 0 && strcmp(h, st->new_root) == 0 &&
+	    strcmp(serial, st->cross_serial) == 0 &&
+	    X509_NAME_cmp(X509_get_subject_name(cross),
+	    X509_get_subject_name(root)) == 0 &&
+	    EVP_PKEY_eq(X509_get0_pubkey(cross), X509_get0_pubkey(root)) == 1 &&
+	    X509_check_issued(ca->cert, cross) == X509_V_OK &&
+	    X509_verify(cross, X509_get0_pubkey(ca->cert)) == 1;
+	ERR_clear_error();
+	return ok;
+}
+
 /* publish: bundle.pem holds the old root, the new one and the cross;
  * the generations agents will report are fixed now */
 static int
@@ -518,6 +564,13 @@ publish(struct ca *ca, struct rot_state *st, struct mtls_error *err)
 	if (load_one(ca->dir, "rotation/new.pem", &root, err) != 0 ||
 	    load_one(ca->dir, "rotation/cross.pem", &cross, err) != 0)
 		goto out;
+	if (!cross_ok(ca, st, root, cross)) {
+		error_set(err, MTLS_ERR_PARSE, "%s/rotation: new.pem is not "
+		    "the root rotation.json names, or cross.pem not its "
+		    "cross-certificate by this root (edited since prepare?); "
+		    "nothing changed", ca->dir);
+		goto out;
+	}
 	if ((b = sk_X509_dup(ca->bundle)) == NULL)
 		goto nomem;
 	for (int i = 0; i < sk_X509_num(b); i++)
@@ -596,7 +649,8 @@ do_switch(struct ca *ca, const struct rot_req *r, struct rot_state *st,
 		goto out;
 	}
 	if (copy_once(ca->dir, "ca.pem", "rotation/old.pem", 0644, err) != 0 ||
-	    copy_once(ca->dir, "ca.key", "rotation/old.key", 0600, err) != 0)
+	    copy_once(ca->dir, "ca.key", "rotation/old.key", 0600, err) != 0 ||
+	    old_ok(ca->dir, st, err) != 0)
 		goto out;
 	if (fs_read(p, 1 << 20, &key, &klen, err) != 0)
 		goto out;

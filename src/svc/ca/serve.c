@@ -446,6 +446,9 @@ serve_rotation(struct server *s, struct conn *c, struct reply *rp)
 	struct rot_status rs;
 	struct mtls_error err;
 
+	/* admin data, like the inventory's (serve_ui.c) */
+	rp->headers = "Cache-Control: no-store\r\n"
+	    "X-Content-Type-Options: nosniff\r\n";
 	if (serve_admin(s, c, rp) != 0)
 		return;
 	error_clear(&err);
@@ -504,6 +507,17 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 	case R_REVOKE:
 		if (!post)
 			goto method;
+		/* A browser marks every POST (Origin, Sec-Fetch-Site); agents
+		 * and scripts send neither. A page of another site must not
+		 * spend the client certificate a browser holds for /ui: a
+		 * no-cors fetch with a Blob body has no Content-Type. */
+		if (http_req_header(req, "origin") != NULL ||
+		    http_req_header(req, "sec-fetch-site") != NULL) {
+			serve_reply_error(rp, 403, "cross_origin", "a browser "
+			    "request (Origin or Sec-Fetch-Site) cannot call "
+			    "%s: use mtls, curl or a script", path);
+			return;
+		}
 		if (rp->route == R_ENROLL) {
 			serve_enroll(s, c, req, rp);
 			note_bundle(c, req, rp, 1);
