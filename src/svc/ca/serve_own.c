@@ -17,6 +17,69 @@
 
 #include "ca/serve.h"
 
+/*
+ * In phase switched, the cross-certificate (DIR/rotation/cross.pem: the
+ * new root's name and key, signed by the old root) as PEM, served after
+ * our chain until retire: a client that trusts only the old root (an
+ * agent enrolling with a join token made before the switch, a proxy on
+ * the old bundle fetching its OCSP staple) verifies us through it, one
+ * that trusts the new root does not need it. NULL otherwise, or when the
+ * file is not the cross-certificate of this CA by the previous issuer.
+ */
+static char *
+own_cross_pem(struct ca *ca, size_t *len)
+{
+	STACK_OF(X509) *sk = NULL;
+	struct mtls_error e;
+	char p[4300], *pem = NULL;
+	X509 *x;
+
+	if (ca->rot_phase != ROT_SWITCHED || ca->prev == NULL)
+		return NULL;
+	snprintf(p, sizeof(p), "%s/rotation/cross.pem", ca->dir);
+	if (certs_load(p, &sk, &e) == 0 && sk_X509_num(sk) == 1 &&
+	    (x = sk_X509_value(sk, 0)) != NULL &&
+	    X509_NAME_cmp(X509_get_subject_name(x),
+	    X509_get_subject_name(ca->cert)) == 0 &&
+	    EVP_PKEY_eq(X509_get0_pubkey(x), X509_get0_pubkey(ca->cert)) == 1 &&
+	    X509_check_issued(ca->prev, x) == X509_V_OK &&
+	    certs_pem(sk, &pem, len) != 0)
+		pem = NULL;
+	sk_X509_pop_free(sk, X509_free);
+	ERR_clear_error();
+	return pem;
+}
+
+/* The identity of <pem_path> and <key_path>, with the cross-certificate
+ * after the chain while one is served (own_cross_pem). */
+static int
+own_identity(struct server *s, struct mtls_config *cfg, const char *pem_path,
+    const char *key_path)
+{
+	struct mtls_error e;
+	uint8_t *c = NULL, *k = NULL, *both;
+	size_t cl = 0, kl = 0, xl = 0;
+	char *x = own_cross_pem(s->ca, &xl);
+	int rv = -1;
+
+	if (x == NULL)
+		return mtls_config_set_identity_file(cfg, pem_path, key_path);
+	if (fs_read(pem_path, 1 << 20, &c, &cl, &e) == 0 &&
+	    fs_read(key_path, 1 << 20, &k, &kl, &e) == 0 &&
+	    (both = realloc(c, cl + xl)) != NULL) {
+		c = both;
+		memcpy(c + cl, x, xl);
+		rv = mtls_config_set_identity_mem(cfg, c, cl + xl, k, kl);
+	} else
+		rv = mtls_config_set_identity_file(cfg, pem_path, key_path);
+	if (k != NULL)
+		OPENSSL_cleanse(k, kl);
+	free(k);
+	free(c);
+	free(x);
+	return rv;
+}
+
 /* Makes the TLS context serve <pem_path>/<key_path>, whose leaf is
  * <cert>. */
 static int
@@ -28,7 +91,7 @@ own_install(struct server *s, const char *pem_path, const char *key_path,
 
 	if ((cfg = mtls_config_new()) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
-	if (mtls_config_set_identity_file(cfg, pem_path, key_path) != 0 ||
+	if (own_identity(s, cfg, pem_path, key_path) != 0 ||
 	    mtls_config_set_trust_file(cfg, s->o->bundle_path) != 0 ||
 	    mtls_config_set_allow_any(cfg) != 0 ||
 	    mtls_config_set_peer_optional(cfg) != 0 ||

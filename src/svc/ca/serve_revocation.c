@@ -16,49 +16,67 @@
 #include "ca/serve.h"
 
 void
-serve_crl(struct server *s, struct reply *rp)
+serve_crl_stale(struct server *s)
 {
+	s->crl[0].made = 0;
+	s->crl[1].made = 0;
+}
+
+void
+serve_crl(struct server *s, struct reply *rp, int previous)
+{
+	struct crl_cache *cc = &s->crl[previous ? 1 : 0];
 	struct mtls_error err;
 	X509_CRL *crl = NULL;
 	unsigned char *der = NULL;
 	int64_t now = (int64_t)time(NULL), revs = -1;
 	int n;
 
+	if (previous && (rp->ca->prev == NULL || rp->ca->prev_signer ==
+	    NULL)) {
+		/* not switched (or retired): nothing to serve here */
+		serve_reply_error(rp, 404, "no_previous_issuer", "no previous "
+		    "issuer: /v1/crl/previous is served only between a root "
+		    "rotation's switch and its retire, with rotation/old.key "
+		    "loaded (see ca serve's log); this CA's CRL is /v1/crl");
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	/* a revocation made elsewhere (another replica sharing the store,
 	 * `mtls ca revoke` on this directory): the count of revocations moved
 	 * (they are never taken back). Counted at most once a second, not per
 	 * request: the count scans the inventory under the CA's mutex. */
 	error_clear(&err);
-	if (now != s->crl_checked) {
-		s->crl_checked = now;
+	if (now != cc->checked) {
+		cc->checked = now;
 		if (store_revocations(rp->ca->store, &revs, &err) != 0 ||
-		    revs != s->crl_revs)
-			s->crl_made = 0;
+		    revs != cc->revs)
+			cc->made = 0;
 	}
 	/* re-signed after a revocation, and at half its validity */
-	if (s->crl == NULL || s->crl_made == 0 ||
-	    now - s->crl_made >= s->o->crl_ttl / 2) {
+	if (cc->der == NULL || cc->made == 0 ||
+	    now - cc->made >= s->o->crl_ttl / 2) {
 		error_clear(&err);
 		if (revs < 0 && store_revocations(rp->ca->store, &revs,
 		    &err) != 0)
 			revs = -1;	/* unknown: counted again next second */
 		error_clear(&err);
-		if (ca_crl(rp->ca, s->o->crl_ttl, &crl, &err) == 0 &&
+		if ((previous ? ca_crl_previous(rp->ca, s->o->crl_ttl, &crl,
+		    &err) : ca_crl(rp->ca, s->o->crl_ttl, &crl, &err)) == 0 &&
 		    (n = i2d_X509_CRL(crl, &der)) > 0) {
-			OPENSSL_free(s->crl);
-			s->crl = der;
-			s->crl_len = (size_t)n;
-			s->crl_made = now;
-			s->crl_revs = revs;
+			OPENSSL_free(cc->der);
+			cc->der = der;
+			cc->len = (size_t)n;
+			cc->made = now;
+			cc->revs = revs;
 		}
 		X509_CRL_free(crl);
 		if (serve_storage_fault(&err))	/* the CRL number is stored */
 			serve_set_ready(s, &err);
 	}
-	if (s->crl != NULL)
-		serve_reply_bytes(rp, "application/pkix-crl", s->crl,
-		    s->crl_len);
+	if (cc->der != NULL)
+		serve_reply_bytes(rp, "application/pkix-crl", cc->der,
+		    cc->len);
 	else if (serve_storage_fault(&err))
 		serve_reply_unavailable(s, rp, "cannot make the CRL", &err);
 	else
