@@ -32,8 +32,10 @@ hup() {	# hup PHASE: reload ca serve, wait for the reload that took PHASE
     || { not_ok "agent enrolls the server" "$(cat agent.log)"; exit 0; }
 q "$MTLS" ca issue --ca root --spiffe-id "$TD/client" --ttl 1h --out cli
 q "$MTLS" ca issue --ca root --spiffe-id "$TD/victim" --ttl 1h --out victim
-# a join token made before the switch
-"$MTLS" ca token create --ca root --spiffe-id "$TD/late" > early.token
+# join tokens made before the switch
+for t in early mitm retired; do
+	"$MTLS" ca token create --ca root --spiffe-id "$TD/$t" > "$t.token"
+done
 mkdir www && echo "stapled hello" > www/index.html
 be=$(free_port) in=$(free_port) out=$(free_port)
 start_bg backend python3 -m http.server "$be" --bind 127.0.0.1 --directory www
@@ -80,7 +82,8 @@ grep -q "Response verify OK" o2.txt && grep -q "^victim.pem: revoked" o2.txt &&
 # still gets through
 nstaple() { grep -c '"event":"ocsp_staple".*"status":"good"' "$T_DIR/inbound.log"; }
 base=$(nstaple)
-wait_for 40 test "$(nstaple)" -ge $((base + 2)) &&
+two_more() { [ "$(nstaple)" -ge $((base + 2)) ]; }
+wait_for 40 two_more &&
     ok "the stapling proxy fetched good staples for its old-root leaf after the switch" ||
     not_ok "staples after the switch" "$(grep ocsp_staple "$T_DIR/inbound.log" | tail -3)"
 body=$(curl -sS --max-time 10 "http://127.0.0.1:$out/index.html" 2>&1)
@@ -107,6 +110,32 @@ getcrl /v1/crl cur.der > /dev/null
 openssl crl -inform DER -in cur.der -CAfile newroot.pem -noout > curv.txt 2>&1
 grep -q "verify OK" curv.txt && ok "/v1/crl is still the new root's CRL" || not_ok "current CRL" "$(cat curv.txt)"
 
+# ---- (c) a join token made before the switch ----
+expect_exit 0 "after the switch: a token made before it enrolls" \
+    "$MTLS" agent --once --ca-url "$URL" --token-file early.token --out-dir late
+newsub=$(openssl x509 -in newroot.pem -noout -subject | sed 's/^subject=//')
+openssl x509 -in late/svid.pem -noout -issuer 2>/dev/null | grep -qF "$newsub" &&
+    ok "its certificate is the new root's" || not_ok "enrolled under the new root" "$(openssl x509 -in late/svid.pem -noout -issuer 2>&1)"
+# a man in the middle: another CA's certificate for localhost, with the
+# genuine bundle and everything ca serve presents after its own leaf
+# (the cross-certificate, the old root's certificate for ca serve's key)
+q "$MTLS" ca init other --trust-domain example.org --name "Other Root"
+q "$MTLS" ca issue --ca other --dns localhost --out mitm
+openssl s_client -connect "127.0.0.1:$port" -servername localhost -showcerts < /dev/null 2> /dev/null |
+    awk '/BEGIN CERTIFICATE/{n++} n>1' | sed -n '/BEGIN/,/END/p' > served-rest.pem
+grep -c 'BEGIN CERTIFICATE' served-rest.pem | grep -q '^2$' && ok "ca serve presents the cross-certificate and the old root's certificate for its key" ||
+    not_ok "served chain" "$(grep -c BEGIN served-rest.pem)"
+cat mitm.pem served-rest.pem > mitm.chain
+curl -sS --cacert root/bundle.pem "$URL/v1/bundle" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"], end="")' > genuine-bundle.pem
+mp=$(free_port)
+start_bg fake python3 "$_root/tests/integration/helpers/fake_ca.py" "$mp" mitm.chain mitm.key genuine-bundle.pem "$T_DIR/fake.reqs"
+wait_for 10 port_open "$mp" || not_ok "the man in the middle starts" "$(cat "$T_DIR/fake.log")"
+expect_exit 1 "a man in the middle with another CA's certificate: the agent refuses" \
+    "$MTLS" agent --once --ca-url "https://localhost:$mp" --token-file mitm.token --out-dir mitm-out
+secret=$(cut -d. -f4 mitm.token)
+! grep -q -- "$secret" "$T_DIR/fake.reqs" && ! grep -q '"method": "POST"' "$T_DIR/fake.reqs" &&
+    ok "the man in the middle never received the token" || not_ok "the MITM got the token" "$(cat "$T_DIR/fake.reqs")"
+
 # ---- retire: the old root is no longer answered for ----
 q "$MTLS" ca rotation retire --ca root --force
 hup retired || not_ok "reload retired" "$(grep reload "$T_DIR/caserve.log")"
@@ -116,4 +145,7 @@ grep -q "unauthorized" o3.txt && ok "after retire: OCSP for an old-root leaf is 
 code=$(getcrl /v1/crl/previous prev3.der)
 [ "$code" = 404 ] && grep -q no_previous_issuer prev3.der && ok "after retire: /v1/crl/previous is a 404 naming why" ||
     not_ok "old CRL after retire" "$code $(head -c 300 prev3.der)"
+expect_exit 1 "after retire: a token made before the switch is refused" \
+    "$MTLS" agent --once --ca-url "$URL" --token-file retired.token --out-dir retired-out
+expect_grep "root rotated\\? new token: mtls ca token create" "$T_DIR/err" "the refusal names the reason and the fix"
 exit 0
