@@ -512,7 +512,8 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 	else if (strcmp(path, "/v1/bundle") == 0)
 		rp->route = R_BUNDLE;
 	else if (strcmp(path, "/v1/crl") == 0 ||
-	    strcmp(path, "/v1/crl/previous") == 0)
+	    strcmp(path, "/v1/crl/previous") == 0 ||
+	    strcmp(path, "/v1/crl/all") == 0)
 		rp->route = R_CRL;
 	else if (strcmp(path, "/v1/ocsp") == 0 ||
 	    strncmp(path, "/v1/ocsp/", 9) == 0)
@@ -560,7 +561,10 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 		if (rp->route == R_BUNDLE)
 			serve_bundle(s, req, rp);
 		else if (rp->route == R_CRL)
-			serve_crl(s, rp, strcmp(path, "/v1/crl") != 0);
+			serve_crl(s, rp, strcmp(path, "/v1/crl") == 0 ?
+			    SERVE_CRL_CURRENT : strcmp(path,
+			    "/v1/crl/all") == 0 ? SERVE_CRL_ALL :
+			    SERVE_CRL_PREVIOUS);
 		else if (rp->route == R_METRICS)
 			serve_metrics(s, rp);
 		else if (rp->route == R_READY)

@@ -136,9 +136,11 @@ void	 serve_ready(struct server *, struct reply *);
 void	 serve_ui(struct server *, struct conn *, const struct http_req *,
 	    const char *path, struct reply *);
 
-/* serve_revocation.c: GET /v1/crl (<previous> 0) and /v1/crl/previous
- * (1: the previous issuer's, after a rotation's switch, until retire) */
-void	 serve_crl(struct server *, struct reply *, int previous);
+/* serve_revocation.c: GET /v1/crl (DER), /v1/crl/previous (DER: the
+ * previous issuer's, after a rotation's switch, until retire) and
+ * /v1/crl/all (PEM: this CA's, then the previous issuer's if any) */
+enum { SERVE_CRL_CURRENT, SERVE_CRL_PREVIOUS, SERVE_CRL_ALL };
+void	 serve_crl(struct server *, struct reply *, int which);
 /* After a revocation or a reload: the next GET of each CRL signs anew
  * (under s->mu). */
 void	 serve_crl_stale(struct server *);
