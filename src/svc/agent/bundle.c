@@ -199,6 +199,13 @@ bundle_fetch(struct agent *a, enum trust trust, char **pem_out,
 		snprintf(why, sizeof(why), "its bundle lacks it; %d more "
 		    "roots", n_other);
 		call_pin_mismatch(a, found[0] ? found : "(none)", why, err);
+		/* the usual cause after a root rotation's retire, and the
+		 * fix, within the message's 256 bytes (URL and counts are in
+		 * the pin_mismatch line) */
+		error_fail(err, MTLS_FAIL_UNKNOWN_CA, "root pin mismatch: want "
+		    "sha256:%s, got sha256:%s (bundle lacks it; root rotated? "
+		    "new token: mtls ca token create)", pin, found[0] ? found :
+		    "(none)");
 		goto out;
 	}
 	/* a verified answer may change what we trust only as a current root

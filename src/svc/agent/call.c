@@ -116,6 +116,48 @@ static int pin_idx = -1;
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
 
 /*
+ * Enrolling with a token made before a root rotation's switch
+ * (docs/security/rotserve.md): the server's leaf now comes from the new
+ * root, reached from the pinned root through the cross-certificate. It is
+ * still the token's CA when, among the certificates it sent, one that CA
+ * issued (exactly a->ca_pin: the pinned root itself, or a CA certificate
+ * the pinned root issued) is a CA-server certificate for the very key of
+ * the leaf, valid now: the token's CA's own word for the key the handshake
+ * proved, as a leaf it issued directly would be. No new name or key is
+ * trusted; a sibling CA's server has no such certificate.
+ */
+static int
+pin_twin(struct agent *a, X509_STORE_CTX *sctx, X509 *leaf)
+{
+	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(sctx);
+	X509 *ca = NULL, *c;
+	char fp[65];
+	int i, ok = 0;
+
+	if (a->pinned == NULL || call_fp(a->pinned, fp) != 0)
+		return 0;
+	if (strcmp(fp, a->ca_pin) == 0)
+		ca = a->pinned;
+	for (i = 0; ca == NULL && i < sk_X509_num(sent); i++) {
+		c = sk_X509_value(sent, i);
+		if (call_fp(c, fp) == 0 && strcmp(fp, a->ca_pin) == 0 &&
+		    X509_check_ca(c) > 0 && call_issued_by(a->pinned, c))
+			ca = c;
+	}
+	for (i = 0; ca != NULL && !ok && i < sk_X509_num(sent); i++) {
+		c = sk_X509_value(sent, i);
+		ok = c != leaf && X509_check_ca(c) == 0 &&
+		    profile_is_ca_server(c) &&
+		    EVP_PKEY_eq(X509_get0_pubkey(c),
+		    X509_get0_pubkey(leaf)) == 1 && call_issued_by(ca, c) &&
+		    X509_cmp_current_time(X509_get0_notBefore(c)) < 0 &&
+		    X509_cmp_current_time(X509_get0_notAfter(c)) > 0;
+	}
+	ERR_clear_error();
+	return ok;
+}
+
+/*
  * The CA that serves (issue 18), at depth 0 of a verified chain <sctx>:
  * the issuer of the server's leaf as OpenSSL built the chain (its name
  * matched, its key verified the leaf) must be the token's CA while
@@ -136,7 +178,9 @@ serving_ca(struct agent *a, X509_STORE_CTX *sctx)
 
 	if (iss != NULL && call_fp(iss, fp) == 0) {
 		if (a->conn == TRUST_PIN)
-			same = a->ca_pin[0] != '\0' && strcmp(fp, a->ca_pin) == 0;
+			same = a->ca_pin[0] != '\0' && (strcmp(fp,
+			    a->ca_pin) == 0 || pin_twin(a, sctx,
+			    sk_X509_value(chain, 0)));
 		else if (a->conn == TRUST_BUNDLE && a->renewing != NULL)
 			same = call_issued_by(iss, a->renewing) ||
 			    rotated_root(a, iss);

@@ -192,6 +192,10 @@ struct ca {
 	 * leaves still authenticate renewals (ca_issued) */
 	int		 rot_phase;	/* enum rot_phase */
 	X509		*prev;
+	/* its key (rotation/old.key or old.keyuri), loaded by ca serve
+	 * alone (ca_prev_key_load): OCSP and the CRL for its leaves until
+	 * retire */
+	struct signer	*prev_signer;
 };
 
 struct ca_init_req {
@@ -320,8 +324,10 @@ int	 ca_token_create(struct ca *, const char *spiffe_id, int64_t ttl,
 /* SHA-256 hex of a token, the key it is stored under. */
 void	 ca_token_hash(const char *token, char hex[65]);
 /* An OCSP response (DER) to the DER request <req>, signed by this CA, for
- * the certificates it issued (others are "unknown"); <next> seconds until
- * nextUpdate. A malformed request gets a malformedRequest response. */
+ * the certificates it issued (others are "unknown"), or after a rotation's
+ * switch by the previous issuer when the request names it; a request that
+ * names neither gets "unauthorized"; <next> seconds until nextUpdate. A
+ * malformed request gets a malformedRequest response. */
 int	 ca_ocsp(struct ca *, const uint8_t *req, size_t req_len, int64_t next,
 	    uint8_t **resp, size_t *resp_len, struct mtls_error *) MTLS_MUST_CHECK;
 /* The first role whose rules allow every identity in <ids>, or NULL. */
@@ -422,6 +428,18 @@ int	 ca_revoke(struct ca *, const char *serial, int reason,
 	    struct ca_result *, int *already, struct mtls_error *) MTLS_MUST_CHECK;
 /* A fresh signed CRL of every revocation in the inventory. */
 int	 ca_crl(struct ca *, int64_t ttl, X509_CRL **,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* After a rotation's switch: the previous issuer's CRL (its revoked
+ * leaves), signed by its key; the CRL number from the same store sequence
+ * as ca_crl's, so each issuer's numbers only grow. -1 when there is no
+ * previous issuer or its key is not loaded. */
+int	 ca_crl_previous(struct ca *, int64_t ttl, X509_CRL **,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* signer.c: in phase switched, the previous issuer's key (the pkcs11: URI
+ * in DIR/rotation/old.keyuri, else DIR/rotation/old.key, decrypted with
+ * <pass_file>) into ca->prev_signer, checked against ca->prev. 0 when
+ * there is none to load (not switched). */
+int	 ca_prev_key_load(struct ca *, const char *pass_file,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 
 /*

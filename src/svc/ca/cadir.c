@@ -492,6 +492,7 @@ ca_close(struct ca *ca)
 	sk_X509_pop_free(ca->bundle, X509_free);
 	signer_free(ca->signer);
 	X509_free(ca->prev);
+	signer_free(ca->prev_signer);
 	if (!ca->store_borrowed)
 		store_close(ca->store);
 	roles_free(ca);

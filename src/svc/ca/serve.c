@@ -228,6 +228,40 @@ serve_rotation_metrics(struct server *s, FILE *f)
 }
 
 /*
+ * In phase switched, the previous issuer's key (rotation/old.key), so
+ * that OCSP and /v1/crl/previous answer for its leaves until retire. One
+ * that does not load is an error line naming the file and the fix, and
+ * ca serve goes on without it (those answers are then "unauthorized" and
+ * 404, as after retire): issuance does not depend on it.
+ */
+static void
+load_prev_key(struct server *s, struct ca *ca)
+{
+	struct mtls_error err;
+	json_t *lg;
+
+	error_clear(&err);
+	if (ca_prev_key_load(ca, s->o->pass_file, &err) == 0) {
+		if (ca->prev_signer != NULL) {
+			lg = json_object();
+			json_object_set_new(lg, "answers", json_string("ocsp, "
+			    "/v1/crl/previous"));
+			log_emit("info", "previous_issuer", lg);
+			json_decref(lg);
+		}
+		return;
+	}
+	lg = json_object();
+	json_object_set_new(lg, "error", esc_jstr(err.msg));
+	json_object_set_new(lg, "fix", json_string("the previous issuer's "
+	    "key (DIR/rotation/old.key, encrypted with the same --pass-file "
+	    "as ca.key) must load for OCSP and /v1/crl/previous to answer "
+	    "for its certificates until retire; fix it and reload"));
+	log_emit("error", "previous_issuer_key", lg);
+	json_decref(lg);
+}
+
+/*
  * SIGHUP (renewer thread, the only writer of s->ca): a complete new
  * snapshot of the CA directory, prepared for issuance, then one pointer
  * swapped; requests in flight finish with the snapshot they hold. A
@@ -260,12 +294,13 @@ reload(struct server *s)
 		return;
 	}
 	n->refs = 1;		/* the server's */
+	load_prev_key(s, n);
 	changed = X509_cmp(old->cert, n->cert) != 0;
 	pthread_mutex_lock(&s->snap_mu);
 	s->ca = n;
 	pthread_mutex_unlock(&s->snap_mu);
 	pthread_mutex_lock(&s->mu);
-	s->crl_made = 0;	/* the next GET /v1/crl signs anew */
+	serve_crl_stale(s);	/* the next GET of a CRL signs anew */
 	pthread_mutex_unlock(&s->mu);
 	snprintf(prev_serial, sizeof(prev_serial), "%s", s->own_serial);
 	if (serve_own_identity(s, !changed, &err) != 0) {
@@ -479,7 +514,9 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 		rp->route = R_REVOKE;
 	else if (strcmp(path, "/v1/bundle") == 0)
 		rp->route = R_BUNDLE;
-	else if (strcmp(path, "/v1/crl") == 0)
+	else if (strcmp(path, "/v1/crl") == 0 ||
+	    strcmp(path, "/v1/crl/previous") == 0 ||
+	    strcmp(path, "/v1/crl/all") == 0)
 		rp->route = R_CRL;
 	else if (strcmp(path, "/v1/ocsp") == 0 ||
 	    strncmp(path, "/v1/ocsp/", 9) == 0)
@@ -538,7 +575,10 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 		if (rp->route == R_BUNDLE)
 			serve_bundle(s, req, rp);
 		else if (rp->route == R_CRL)
-			serve_crl(s, rp);
+			serve_crl(s, rp, strcmp(path, "/v1/crl") == 0 ?
+			    SERVE_CRL_CURRENT : strcmp(path,
+			    "/v1/crl/all") == 0 ? SERVE_CRL_ALL :
+			    SERVE_CRL_PREVIOUS);
 		else if (rp->route == R_METRICS)
 			serve_metrics(s, rp);
 		else if (rp->route == R_READY)
@@ -747,6 +787,7 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	s.ca->refs = 1;
 	if (ca_issue_prepare(s.ca, err) != 0)
 		goto out;
+	load_prev_key(&s, s.ca);
 	if ((reload_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		error_set_errno(err, MTLS_ERR_IO, "eventfd");
 		goto out;
@@ -827,7 +868,8 @@ ca_serve(const struct ca_serve_opts *o, struct mtls_error *err)
 	if (lfd >= 0)
 		close(lfd);
 	mtls_free(s.tls);
-	OPENSSL_free(s.crl);
+	OPENSSL_free(s.crl[0].der);
+	OPENSSL_free(s.crl[1].der);
 	if (s.ca != NULL)
 		serve_ca_release(&s, s.ca);
 	store_close(s.store);

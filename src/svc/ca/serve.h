@@ -39,11 +39,15 @@ struct server {
 	int64_t			 own_not_after, own_not_before;
 	int			 own_unchecked;	/* serve_own_recheck */
 	char			 url[512], crl_url[600], ocsp_url[600];
-	uint8_t			*crl;		/* cached DER */
-	size_t			 crl_len;
-	int64_t			 crl_made;
-	int64_t			 crl_revs;	/* revocations it lists */
-	int64_t			 crl_checked;	/* last count, unix s */
+	/* the CRLs, cached: [0] this CA's (/v1/crl), [1] after a rotation's
+	 * switch the previous issuer's (/v1/crl/previous) */
+	struct crl_cache {
+		uint8_t		*der;
+		size_t		 len;
+		int64_t		 made;		/* 0: sign anew */
+		int64_t		 revs;		/* revocations it lists */
+		int64_t		 checked;	/* last count, unix s */
+	}			 crl[2];
 	struct net_loop		*loop;
 	uint64_t		 m_req[R__COUNT][6];	/* by status class */
 	uint64_t		 m_issued, m_renewed, m_revoked, m_ocsp;
@@ -132,8 +136,14 @@ void	 serve_ready(struct server *, struct reply *);
 void	 serve_ui(struct server *, struct conn *, const struct http_req *,
 	    const char *path, struct reply *);
 
-/* serve_revocation.c */
-void	 serve_crl(struct server *, struct reply *);
+/* serve_revocation.c: GET /v1/crl (DER), /v1/crl/previous (DER: the
+ * previous issuer's, after a rotation's switch, until retire) and
+ * /v1/crl/all (PEM: this CA's, then the previous issuer's if any) */
+enum { SERVE_CRL_CURRENT, SERVE_CRL_PREVIOUS, SERVE_CRL_ALL };
+void	 serve_crl(struct server *, struct reply *, int which);
+/* After a revocation or a reload: the next GET of each CRL signs anew
+ * (under s->mu). */
+void	 serve_crl_stale(struct server *);
 void	 serve_ocsp(struct server *, const struct http_req *, const char *path,
 	    struct reply *);
 

@@ -444,7 +444,7 @@ serve_revoke(struct server *s, struct conn *c, const struct http_req *req,
 	pthread_mutex_lock(&s->mu);
 	rc = ca_revoke(rp->ca, serial, why, &res, &already, &err);
 	if (rc == 0 && !already)
-		s->crl_made = 0;	/* the next GET /v1/crl signs anew */
+		serve_crl_stale(s);	/* the next GET signs anew */
 	pthread_mutex_unlock(&s->mu);
 	if (rc != 0) {
 		if (serve_storage_fault(&err))

@@ -17,6 +17,96 @@
 
 #include "ca/serve.h"
 
+/* <x> is ca serve's certificate by <ca>'s previous issuer for the key of
+ * <leaf>: issued by it (name, key), the CA-server EKU, valid now. */
+static int
+own_twin(struct ca *ca, X509 *x, X509 *leaf)
+{
+	int ok = profile_is_ca_server(x) && EVP_PKEY_eq(X509_get0_pubkey(x),
+	    X509_get0_pubkey(leaf)) == 1 &&
+	    X509_check_issued(ca->prev, x) == X509_V_OK &&
+	    X509_verify(x, X509_get0_pubkey(ca->prev)) == 1 &&
+	    X509_cmp_current_time(X509_get0_notBefore(x)) < 0 &&
+	    X509_cmp_current_time(X509_get0_notAfter(x)) > 0;
+
+	ERR_clear_error();
+	return ok;
+}
+
+/*
+ * In phase switched, what ca serve presents after its chain until retire
+ * (docs/security/rotserve.md), as PEM: the cross-certificate
+ * (DIR/rotation/cross.pem: the new root's name and key, signed by the old
+ * root), so that a client trusting only the old root (a proxy on the old
+ * bundle fetching its OCSP staple, an agent enrolling with a join token
+ * made before the switch) verifies us; and while it is good the server
+ * certificate the old root issued for the same key (DIR/serve/previous.pem,
+ * kept at the switch), the old root's own word that this key is its CA
+ * server, which such an agent's CA pin asks for. NULL otherwise.
+ */
+static char *
+own_rotation_pem(struct ca *ca, X509 *leaf, size_t *len)
+{
+	STACK_OF(X509) *sk = NULL, *tw = NULL;
+	struct mtls_error e;
+	char p[4300], *pem = NULL;
+	X509 *x;
+
+	if (ca->rot_phase != ROT_SWITCHED || ca->prev == NULL)
+		return NULL;
+	snprintf(p, sizeof(p), "%s/rotation/cross.pem", ca->dir);
+	if (certs_load(p, &sk, &e) != 0 || sk_X509_num(sk) != 1 ||
+	    (x = sk_X509_value(sk, 0)) == NULL ||
+	    X509_NAME_cmp(X509_get_subject_name(x),
+	    X509_get_subject_name(ca->cert)) != 0 ||
+	    EVP_PKEY_eq(X509_get0_pubkey(x), X509_get0_pubkey(ca->cert)) != 1 ||
+	    X509_check_issued(ca->prev, x) != X509_V_OK)
+		goto out;
+	snprintf(p, sizeof(p), "%s/serve/previous.pem", ca->dir);
+	if (leaf != NULL && access(p, F_OK) == 0 && certs_load(p, &tw,
+	    &e) == 0 && sk_X509_num(tw) >= 1 && own_twin(ca,
+	    sk_X509_value(tw, 0), leaf) && X509_up_ref(sk_X509_value(tw, 0)) &&
+	    !sk_X509_push(sk, sk_X509_value(tw, 0)))
+		X509_free(sk_X509_value(tw, 0));
+	if (certs_pem(sk, &pem, len) != 0)
+		pem = NULL;
+ out:
+	sk_X509_pop_free(sk, X509_free);
+	sk_X509_pop_free(tw, X509_free);
+	ERR_clear_error();
+	return pem;
+}
+
+/* The identity of <pem_path> and <key_path> (whose leaf is <cert>), with
+ * what a rotation adds after the chain (own_rotation_pem). */
+static int
+own_identity(struct server *s, struct mtls_config *cfg, const char *pem_path,
+    const char *key_path, X509 *cert)
+{
+	struct mtls_error e;
+	uint8_t *c = NULL, *k = NULL, *both;
+	size_t cl = 0, kl = 0, xl = 0;
+	char *x = own_rotation_pem(s->ca, cert, &xl);
+	int rv = -1;
+
+	if (x == NULL)
+		return mtls_config_set_identity_file(cfg, pem_path, key_path);
+	if (fs_read(pem_path, 1 << 20, &c, &cl, &e) == 0 &&
+	    fs_read(key_path, 1 << 20, &k, &kl, &e) == 0 &&
+	    (both = realloc(c, cl + xl)) != NULL) {
+		c = both;
+		memcpy(c + cl, x, xl);
+		rv = mtls_config_set_identity_mem(cfg, c, cl + xl, k, kl);
+	} else
+		rv = mtls_config_set_identity_file(cfg, pem_path, key_path);
+	if (k != NULL)
+		OPENSSL_cleanse(k, kl);
+	free(k);
+	free(c);
+	free(x);
+	return rv;
+}
+
 /* Makes the TLS context serve <pem_path>/<key_path>, whose leaf is
  * <cert>. */
 static int
@@ -28,7 +118,7 @@ own_install(struct server *s, const char *pem_path, const char *key_path,
 
 	if ((cfg = mtls_config_new()) == NULL)
 		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
-	if (mtls_config_set_identity_file(cfg, pem_path, key_path) != 0 ||
+	if (own_identity(s, cfg, pem_path, key_path, cert) != 0 ||
 	    mtls_config_set_trust_file(cfg, s->o->bundle_path) != 0 ||
 	    mtls_config_set_allow_any(cfg) != 0 ||
 	    mtls_config_set_peer_optional(cfg) != 0 ||
@@ -149,6 +239,46 @@ own_reusable(struct server *s, const char *pem_path, const char *key_path,
 	return ok;
 }
 
+/*
+ * A rotation's switch: the certificate in <pem_path> was issued by the
+ * issuer just replaced. Its key is kept for the new certificate, and it
+ * becomes DIR/serve/previous.pem (own_rotation_pem presents it while it
+ * is good): 0 and *key. -1 otherwise (a new key is made).
+ */
+static int
+own_keep_key(struct server *s, const char *pem_path, const char *key_path,
+    EVP_PKEY **key)
+{
+	STACK_OF(X509) *chain = NULL;
+	struct mtls_error e;
+	uint8_t *pem = NULL;
+	size_t len = 0;
+	char p[4300];
+	int rv = -1;
+
+	*key = NULL;
+	if (s->ca->rot_phase != ROT_SWITCHED || s->ca->prev == NULL ||
+	    certs_load(pem_path, &chain, &e) != 0 ||
+	    key_load(key_path, NULL, key, &e) != 0)
+		goto out;
+	if (!own_twin(s->ca, sk_X509_value(chain, 0), sk_X509_value(chain, 0)) ||
+	    X509_check_private_key(sk_X509_value(chain, 0), *key) != 1)
+		goto out;
+	snprintf(p, sizeof(p), "%s/serve/previous.pem", s->ca->dir);
+	if (fs_read(pem_path, 1 << 20, &pem, &len, &e) == 0 &&
+	    fs_write_atomic(p, pem, len, 0644, 1, &e) == 0)
+		rv = 0;
+ out:
+	if (rv != 0) {
+		EVP_PKEY_free(*key);
+		*key = NULL;
+	}
+	free(pem);
+	sk_X509_pop_free(chain, X509_free);
+	ERR_clear_error();
+	return rv;
+}
+
 int
 serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 {
@@ -207,7 +337,8 @@ serve_own_identity(struct server *s, int reuse, struct mtls_error *err)
 			json_decref(lg);
 		}
 	}
-	if (key_generate(KEY_EC_P256, &key, err) != 0)
+	if (own_keep_key(s, pem_path, key_path, &key) != 0 &&
+	    key_generate(KEY_EC_P256, &key, err) != 0)
 		return -1;
 	/* no lock: issuance only reads the prepared CA (serve_api.c) */
 	rv = ca_issue_server(s->ca, &s->o->names, s->o->server_ttl, key, &cert,

@@ -11,54 +11,112 @@
 
 #include <openssl/evp.h>
 #include <openssl/ocsp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "ca/serve.h"
 
 void
-serve_crl(struct server *s, struct reply *rp)
+serve_crl_stale(struct server *s)
 {
-	struct mtls_error err;
+	s->crl[0].made = 0;
+	s->crl[1].made = 0;
+}
+
+/* The cached CRL <cc> (this CA's, or the previous issuer's), signed anew
+ * when stale; under s->mu. NULL with <err> when there is none. */
+static struct crl_cache *
+crl_fresh(struct server *s, struct ca *ca, int previous,
+    struct mtls_error *err)
+{
+	struct crl_cache *cc = &s->crl[previous ? 1 : 0];
 	X509_CRL *crl = NULL;
 	unsigned char *der = NULL;
 	int64_t now = (int64_t)time(NULL), revs = -1;
 	int n;
 
-	pthread_mutex_lock(&s->mu);
 	/* a revocation made elsewhere (another replica sharing the store,
 	 * `mtls ca revoke` on this directory): the count of revocations moved
 	 * (they are never taken back). Counted at most once a second, not per
 	 * request: the count scans the inventory under the CA's mutex. */
-	error_clear(&err);
-	if (now != s->crl_checked) {
-		s->crl_checked = now;
-		if (store_revocations(rp->ca->store, &revs, &err) != 0 ||
-		    revs != s->crl_revs)
-			s->crl_made = 0;
+	error_clear(err);
+	if (now != cc->checked) {
+		cc->checked = now;
+		if (store_revocations(ca->store, &revs, err) != 0 ||
+		    revs != cc->revs)
+			cc->made = 0;
 	}
 	/* re-signed after a revocation, and at half its validity */
-	if (s->crl == NULL || s->crl_made == 0 ||
-	    now - s->crl_made >= s->o->crl_ttl / 2) {
-		error_clear(&err);
-		if (revs < 0 && store_revocations(rp->ca->store, &revs,
-		    &err) != 0)
+	if (cc->der == NULL || cc->made == 0 ||
+	    now - cc->made >= s->o->crl_ttl / 2) {
+		error_clear(err);
+		if (revs < 0 && store_revocations(ca->store, &revs, err) != 0)
 			revs = -1;	/* unknown: counted again next second */
-		error_clear(&err);
-		if (ca_crl(rp->ca, s->o->crl_ttl, &crl, &err) == 0 &&
+		error_clear(err);
+		if ((previous ? ca_crl_previous(ca, s->o->crl_ttl, &crl,
+		    err) : ca_crl(ca, s->o->crl_ttl, &crl, err)) == 0 &&
 		    (n = i2d_X509_CRL(crl, &der)) > 0) {
-			OPENSSL_free(s->crl);
-			s->crl = der;
-			s->crl_len = (size_t)n;
-			s->crl_made = now;
-			s->crl_revs = revs;
+			OPENSSL_free(cc->der);
+			cc->der = der;
+			cc->len = (size_t)n;
+			cc->made = now;
+			cc->revs = revs;
 		}
 		X509_CRL_free(crl);
-		if (serve_storage_fault(&err))	/* the CRL number is stored */
-			serve_set_ready(s, &err);
+		if (serve_storage_fault(err))	/* the CRL number is stored */
+			serve_set_ready(s, err);
 	}
-	if (s->crl != NULL)
-		serve_reply_bytes(rp, "application/pkix-crl", s->crl,
-		    s->crl_len);
+	return cc->der != NULL ? cc : NULL;
+}
+
+/* Appends the DER CRL <cc> to <bio> as PEM. */
+static int
+crl_pem(BIO *bio, const struct crl_cache *cc)
+{
+	const unsigned char *p = cc->der;
+	X509_CRL *c = d2i_X509_CRL(NULL, &p, (long)cc->len);
+	int ok = c != NULL && PEM_write_bio_X509_CRL(bio, c) == 1;
+
+	X509_CRL_free(c);
+	return ok ? 0 : -1;
+}
+
+void
+serve_crl(struct server *s, struct reply *rp, int which)
+{
+	struct mtls_error err;
+	struct crl_cache *cc, *pc = NULL;
+	int prev = rp->ca->prev != NULL && rp->ca->prev_signer != NULL;
+	BIO *bio;
+	BUF_MEM *bm;
+
+	if (which == SERVE_CRL_PREVIOUS && !prev) {
+		/* not switched (or retired): nothing to serve here */
+		serve_reply_error(rp, 404, "no_previous_issuer", "no previous "
+		    "issuer: /v1/crl/previous is served only between a root "
+		    "rotation's switch and its retire, with rotation/old.key "
+		    "loaded (see ca serve's log); this CA's CRL is /v1/crl");
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	cc = crl_fresh(s, rp->ca, which == SERVE_CRL_PREVIOUS, &err);
+	if (cc != NULL && which == SERVE_CRL_ALL && prev &&
+	    (pc = crl_fresh(s, rp->ca, 1, &err)) == NULL)
+		cc = NULL;	/* both, or an error */
+	if (cc != NULL && which == SERVE_CRL_ALL) {
+		/* PEM: this CA's CRL, then the previous issuer's */
+		if ((bio = BIO_new(BIO_s_mem())) != NULL &&
+		    crl_pem(bio, cc) == 0 && (pc == NULL ||
+		    crl_pem(bio, pc) == 0)) {
+			BIO_get_mem_ptr(bio, &bm);
+			serve_reply_bytes(rp, "application/x-pem-file",
+			    bm->data, bm->length);
+		} else
+			serve_reply_error(rp, 500, "internal", "out of memory");
+		BIO_free(bio);
+	} else if (cc != NULL)
+		serve_reply_bytes(rp, "application/pkix-crl", cc->der,
+		    cc->len);
 	else if (serve_storage_fault(&err))
 		serve_reply_unavailable(s, rp, "cannot make the CRL", &err);
 	else

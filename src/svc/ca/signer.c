@@ -6,7 +6,10 @@
  * this file except encrypted into ca.key (signer_write), so the online
  * front (ca serve) can later move the signer into a separate process.
  */
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -57,6 +60,49 @@ signer_load(struct signer **out, const char *path,
 		    "ca.pem", path);
 	}
 	return signer_take(out, &key, err);
+}
+
+/*
+ * After a rotation's switch, the previous issuer's key, through the same
+ * signer_load as ca.key (a file, or a key in a PKCS#11 token that
+ * rotation/old.keyuri names: one pkcs11: URI line), checked against the
+ * previous issuing certificate (rotation/old.pem, ca->prev).
+ */
+int
+ca_prev_key_load(struct ca *ca, const char *pass_file, struct mtls_error *err)
+{
+	struct mtls_secret pass = { NULL, 0 };
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char p[PATH_MAX], key[PATH_MAX];
+	int rv = -1;
+
+	if (ca->prev == NULL || ca->rot_phase != ROT_SWITCHED ||
+	    ca->prev_signer != NULL)
+		return 0;
+	ca_path(p, sizeof(p), ca->dir, "rotation/old.keyuri");
+	if (access(p, F_OK) != 0)
+		ca_path(key, sizeof(key), ca->dir, "rotation/old.key");
+	else {
+		if (fs_read(p, P11URI_MAX + 2, &buf, &len, err) != 0)
+			return -1;
+		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+			buf[--len] = '\0';
+		if (!keystore_is_uri((char *)buf) || strlen((char *)buf) != len ||
+		    len >= sizeof(key)) {
+			free(buf);
+			return error_set(err, MTLS_ERR_PARSE, "%s: not one "
+			    "pkcs11: URI line", p);
+		}
+		memcpy(key, buf, len + 1);
+		free(buf);
+	}
+	if (pass_file != NULL && secret_load_pass(&pass, pass_file, err) != 0)
+		return -1;
+	if (signer_load(&ca->prev_signer, key, &pass, ca->prev, err) == 0)
+		rv = 0;
+	secret_clear(&pass);
+	return rv;
 }
 
 /* The key <uri> names in a token: made there (<key_type>), refused when it
