@@ -47,16 +47,8 @@ wait_for 40 both_hold 1 &&
     ok "both agents dropped the old root from their bundle" || not_ok "final bundle" "$(tail -n 3 "$T_DIR"/agent-*.log)"
 # the proxies took the final bundle (a reload after it was written)
 wait_for 10 test "$(grep -c '"event":"reload"' "$T_DIR/inbound.log")" -ge 1 || true
-traffic_stop
-[ "$bad" = 0 ] && [ "$okn" -gt 20 ] && ok "traffic through the pair and the gateway: $okn requests, 0 failed" ||
-    not_ok "0 failed requests" "$okn ok, $bad failed: $(head -5 failed.txt 2>/dev/null)"
-# the old root's DER, as base64 lines, in no bundle
-old_b64=$(sed -n '2p' oldroot.pem)
-inb=0
-for f in root/bundle.pem orders/bundle.pem shipping/bundle.pem; do
-	grep -qF "$old_b64" "$f" && inb=1
-done
-[ "$inb" = 0 ] && ok "the old root is in no bundle (CA, orders, shipping)" || not_ok "old root removed" "still in a bundle"
+check_traffic
+check_old_root_gone root/bundle.pem orders/bundle.pem shipping/bundle.pem
 curl -sS --cacert root/bundle.pem --resolve "localhost:$port:127.0.0.1" "$URL/v1/rotation" > rot-anon.json
 expect_grep '"client_cert_required"' rot-anon.json "/v1/rotation needs a client certificate"
 q "$MTLS" ca issue --ca root --spiffe-id "$TD/admin" --ttl 5m --out admin
@@ -71,12 +63,5 @@ assert d["phase"] == "retired" and len(d["old_root"]) == 64 and d["agents_total"
 print("ok")
 PY
 expect_grep '^ok' rot.check "/v1/rotation (admin): the status as JSON, phase retired, 2 agents"
-curl -sS --cacert root/bundle.pem --resolve "localhost:$port:127.0.0.1" "$URL/metrics" > metrics.txt
-expect_grep '^mtls_ca_rotation_phase 4$' metrics.txt "/metrics: mtls_ca_rotation_phase 4 (retired)"
-expect_grep '^mtls_ca_rotation_agents_on_old_bundle 0$' metrics.txt "/metrics: no agent on the old bundle"
-# a client whose chain ends only at the removed root
-openssl s_client -connect "127.0.0.1:$in" -cert stale.pem -key stale.key -cert_chain oldroot.pem \
-    -CAfile orders/bundle.pem < /dev/null > sclient.out 2>&1
-stale=$(openssl x509 -in stale.pem -noout -serial | cut -d= -f2)
-wait_for 5 grep -q "\"serial\":\"$stale\".*\"result\":\"unknown_ca\"" "$T_DIR/inbound.log"
-expect_grep "\"serial\":\"$stale\".*\"result\":\"unknown_ca\"" "$T_DIR/inbound.log" "a certificate chaining only to the removed root is refused as unknown_ca"
+check_metrics_retired
+check_unknown_ca stale oldroot.pem

@@ -78,3 +78,38 @@ ncerts() { grep -c 'BEGIN CERTIFICATE' "$1"; }
 both_hold() { [ "$(ncerts orders/bundle.pem)" = "$1" ] && [ "$(ncerts shipping/bundle.pem)" = "$1" ]; }
 # on_issuer FILE SUBJECT: FILE's certificate was issued by SUBJECT
 on_issuer() { openssl x509 -in "$1" -noout -issuer | grep -qF "$2"; }
+
+# ---- the checks at the end of a rotation ----
+# check_traffic: traffic stopped, at least 20 requests, none failed
+check_traffic() {
+	traffic_stop
+	[ "$bad" = 0 ] && [ "$okn" -gt 20 ] && ok "traffic through the pair and the gateway: $okn requests, 0 failed" ||
+	    not_ok "0 failed requests" "$okn ok, $bad failed: $(head -5 failed.txt 2>/dev/null)"
+}
+# check_old_root_gone FILE...: oldroot.pem's DER (as base64 lines) in none
+check_old_root_gone() {
+	local f inb=0 old_b64
+	old_b64=$(sed -n '2p' oldroot.pem)
+	for f in "$@"; do
+		grep -qF "$old_b64" "$f" && inb=1
+	done
+	[ "$inb" = 0 ] && ok "the old root is in no bundle ($*)" || not_ok "old root removed" "still in a bundle"
+}
+# check_metrics_retired: /metrics says retired, no agent on the old bundle
+check_metrics_retired() {
+	curl -sS --cacert "$CA/bundle.pem" --resolve "localhost:$port:127.0.0.1" "$URL/metrics" > metrics.txt
+	expect_grep '^mtls_ca_rotation_phase 4$' metrics.txt "/metrics: mtls_ca_rotation_phase 4 (retired)"
+	expect_grep '^mtls_ca_rotation_agents_on_old_bundle 0$' metrics.txt "/metrics: no agent on the old bundle"
+}
+# check_unknown_ca PREFIX CHAIN: a client with PREFIX.pem/.key and the
+# certificates CHAIN, ending only at the removed root, is refused by the
+# inbound proxy as unknown_ca
+check_unknown_ca() {
+	local serial
+	openssl s_client -connect "127.0.0.1:$in" -cert "$1.pem" -key "$1.key" -cert_chain "$2" \
+	    -CAfile orders/bundle.pem < /dev/null > "sclient-$1.out" 2>&1
+	serial=$(openssl x509 -in "$1.pem" -noout -serial | cut -d= -f2)
+	wait_for 5 grep -q "\"serial\":\"$serial\".*\"result\":\"unknown_ca\"" "$T_DIR/inbound.log"
+	expect_grep "\"serial\":\"$serial\".*\"result\":\"unknown_ca\"" "$T_DIR/inbound.log" \
+	    "a certificate chaining only to the removed root is refused as unknown_ca"
+}
