@@ -1147,6 +1147,9 @@ rotation_step(const struct rot_req *r, struct rot_status *rs,
 	    ROT_PREPARED))
 		return error_set(err, MTLS_ERR_ARG, "--new-root is for prepare, "
 		    "with --parent");
+	if (r->parent_pass_file != NULL && r->parent_dir == NULL)
+		return error_set(err, MTLS_ERR_ARG, "--parent-pass-file goes "
+		    "with --parent");
 	if ((key ? ca_open(&ca, r->dir, r->pass_file, err) :
 	    ca_open_readonly(&ca, r->dir, err)) != 0)
 		return -1;
