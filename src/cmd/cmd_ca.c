@@ -824,6 +824,13 @@ ca_rotation_cmd(int argc, char **argv)
 		    "intermediate", root ? rs.st.old_root : rs.st.old_ca,
 		    root ? "root" : "intermediate", root ? rs.st.new_root :
 		    rs.st.new_ca);
+		if (rs.parent_others > 0)
+			fprintf(stderr, "mtls ca rotation: warning: %lld other "
+			    "unexpired, unrevoked certificates of the old root "
+			    "(%s's inventory) are not counted by status; they "
+			    "stop verifying when it is retired: issue them "
+			    "again under the new root first\n",
+			    (long long)rs.parent_others, a.parent);
 		if (step != ROT_PREPARED)
 			printf("reload ca serve to take it: kill -HUP PID "
 			    "(systemctl reload mtls-ca)\n");

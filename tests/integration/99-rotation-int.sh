@@ -137,6 +137,11 @@ expect_grep '"kind": "intermediate"' st1.json "int: status --json names the kind
 "$MTLS" ca issue --ca int --spiffe-id "$TD/shipping" --ttl 1h --out stale2 > /dev/null
 cp int/ca.pem int2.pem
 expect_exit 0 "root: rotation prepare --parent --new-root" "$MTLS" ca rotation prepare --ca int --parent root --new-root
+cp "$T_DIR/err" prep2.err
+# the scoped intermediate and the successor prepared for it chain to the
+# old root too, from root/'s inventory, which status does not read
+expect_grep "warning: 2 other unexpired, unrevoked certificates of the old root" prep2.err \
+    "root: prepare says how many other CAs of the old root there are"
 [ -s root/rotation/new.key ] && [ ! -e int/rotation/root.key ] && [ -s int/rotation/intcross.pem ] &&
     ok "root: the new root's key is in the offline root's directory, not the intermediate's" || not_ok "root: key placement" "$(ls root/rotation int/rotation)"
 expect_exit 0 "root: rotation publish" "$MTLS" ca rotation publish --ca int

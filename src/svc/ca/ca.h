@@ -363,6 +363,9 @@ struct rot_status {
 	int64_t	 agents_total;		/* agents with a current certificate */
 	int64_t	 agents_old;		/* ... whose bundle lacks the new root */
 	int	 blocked;		/* the next step is not safe */
+	/* prepare --new-root: unexpired, unrevoked certificates the old root
+	 * issued besides DIR's intermediate (not counted by status) */
+	int64_t	 parent_others;
 	char	 next[256];		/* the next step, and what blocks it */
 };
 struct rot_req {

@@ -684,6 +684,23 @@ int_cn(X509 *old, char *cn, size_t len)
 	snprintf(cn, len, "%s %s", base, stamp);
 }
 
+/* Unexpired, unrevoked certificates <parent>'s root issued, but <ca>'s. */
+static int
+other_cas(struct ca *ca, struct ca *parent, int64_t now, int64_t *out,
+    struct mtls_error *err)
+{
+	char iss[256], serial[48];
+	int64_t n[3] = { 0, 0, 0 };
+
+	name_oneline(X509_get_subject_name(parent->cert), iss, sizeof(iss));
+	serial_hex(X509_get0_serialNumber(ca->cert), serial, sizeof(serial));
+	if (store_rotation_count(parent->store, iss, serial, "", "", now, n,
+	    err) != 0)
+		return -1;
+	*out = n[0];
+	return 0;
+}
+
 /* prepare (an intermediate under the offline root <parent>): a new
  * intermediate key and certificate in DIR/rotation/ (new.key, new.pem)
  * with the old one's scope; with r->new_root, first a new root in
@@ -694,8 +711,9 @@ int_cn(X509 *old, char *cn, size_t len)
  * before a file holds it. */
 static int
 prepare_int(struct ca *ca, struct ca *parent, const struct rot_req *r,
-    struct rot_state *st, struct mtls_error *err)
+    struct rot_status *rs, struct mtls_error *err)
 {
+	struct rot_state *st = &rs->st;
 	struct mtls_secret pass = { NULL, 0 }, ppass = { NULL, 0 };
 	struct signer *sg = NULL, *rsg = NULL;
 	struct profile_req pr;
@@ -723,6 +741,12 @@ prepare_int(struct ca *ca, struct ca *parent, const struct rot_req *r,
 		    "constraints cannot be read", ca->dir);
 		goto out;
 	}
+	/* the other CAs under the old root (PDIR's inventory) stop
+	 * verifying at retire too; status cannot count them (it reads DIR's
+	 * inventory), so prepare says how many there are now */
+	if (r->new_root && other_cas(ca, parent, now, &rs->parent_others,
+	    err) != 0)
+		goto out;
 	if (rot_dir(ca->dir, st->at, err) != 0)
 		goto out;
 	if (r->new_root && (rot_dir(parent->dir, now, err) != 0 ||
@@ -1174,7 +1198,7 @@ rotation_step(const struct rot_req *r, struct rot_status *rs,
 	}
 	switch (r->step) {
 	case ROT_PREPARED:
-		rv = parent != NULL ? prepare_int(ca, parent, r, &rs->st, err) :
+		rv = parent != NULL ? prepare_int(ca, parent, r, rs, err) :
 		    prepare(ca, r, &rs->st, err);
 		break;
 	case ROT_PUBLISHED:
