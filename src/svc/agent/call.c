@@ -136,7 +136,8 @@ published_ca(struct agent *a, X509 *iss)
 		if (cert_is_self_signed(c) || X509_check_ca(c) < 1 ||
 		    X509_NAME_cmp(X509_get_subject_name(c),
 		    X509_get_subject_name(iss)) != 0 ||
-		    EVP_PKEY_eq(X509_get0_pubkey(c), X509_get0_pubkey(iss)) != 1)
+		    EVP_PKEY_eq(X509_get0_pubkey(c),
+		    X509_get0_pubkey(iss)) != 1)
 			continue;
 		for (j = 0; !ok && j < sk_X509_num(b); j++)
 			ok = cert_is_self_signed(sk_X509_value(b, j)) &&
@@ -156,11 +157,11 @@ static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
  * matched, its key verified the leaf) must be the token's CA while
  * enrolling (exactly a->ca_pin, a certificate the server presented, or the
  * pinned root itself when the root serves), or, while renewing, a CA whose
- * key issued our current certificate (a->renewing), or after a rotation
- * one our CA published in bundle.pem (rotated_root, published_ca). The
- * pinned root, or bundle.pem, vouches for every CA under it, a sibling
- * CA's ca serve included; this is what tells them apart. Passes (1, a->srv_ca set for
- * issued_ok) or fails the handshake (0, a->ca_found set).
+ * key issued our current certificate (a->renewing), or after a rotation one
+ * our CA published in bundle.pem (rotated_root, published_ca). The pinned
+ * root, or bundle.pem, vouches for every CA under it, a sibling CA's ca
+ * serve included; this is what tells them apart. Passes (1, a->srv_ca set
+ * for issued_ok) or fails the handshake (0, a->ca_found set).
  */
 static int
 serving_ca(struct agent *a, X509_STORE_CTX *sctx)

@@ -5,9 +5,10 @@
  * holds the new root only). The same phases replace an online
  * intermediate under an offline root (--parent: a new intermediate key,
  * the same root) or the offline root above it (--parent --new-root: a new
- * root and a new intermediate under it). DIR/rotation.json says where a rotation is;
- * it is written last, atomically, once the files it names are durable, so
- * a step interrupted leaves the phase before it (and may be run again).
+ * root and a new intermediate under it). DIR/rotation.json says where a
+ * rotation is; it is written last, atomically, once the files it names are
+ * durable, so a step interrupted leaves the phase before it (and may be
+ * run again).
  * What blocks a step is counted from the inventory and from the bundle
  * generations agents report, never assumed.
  */
@@ -314,7 +315,8 @@ rotation_status(struct ca *ca, struct rot_status *rs, struct mtls_error *err)
 	case ROT_RETIRED:
 		snprintf(rs->next, sizeof(rs->next), "%s", st->phase ==
 		    ROT_NONE ? "prepare: make a new root or intermediate "
-		    "(mtls ca rotation prepare)" : "none: the rotation is complete (prepare "
+		    "(mtls ca rotation prepare)" :
+		    "none: the rotation is complete (prepare "
 		    "starts another)");
 		break;
 	case ROT_PREPARED:
