@@ -705,14 +705,17 @@ ca_bundle_cmd(int argc, char **argv)
 static const char rotation_help[] =
 "usage: mtls ca rotation STEP --ca DIR [--pass-file F] [--key-type T]\n"
 "                        [--ttl D] [--force] [--json]\n"
-"                        [--parent PDIR [--parent-pass-file F] [--new-root]]\n"
+"                        [--parent PDIR [--parent-pass-file F] [--new-root]\n"
+"                        [--key-uri URI]]\n"
 "Replaces the root that DIR issues from, with an overlap during which\n"
 "both are trusted (docs/rotation.md). With --parent, DIR is an\n"
 "intermediate under the offline root in PDIR: prepare makes a new\n"
 "intermediate (same scope) signed by it, or with --new-root a new root\n"
 "in PDIR/rotation/ (cross-signed by the old one) and a new intermediate\n"
 "under it; switch (--new-root) and retire (a new intermediate: the old\n"
-"one is revoked at PDIR) need --parent too. STEP, in order:\n"
+"one is revoked at PDIR) need --parent too. --key-uri: the new\n"
+"intermediate's key is made in a PKCS#11 token (as for ca intermediate).\n"
+"STEP, in order:\n"
 "  prepare   a new root key and certificate, cross-signed by the old root\n"
 "            (--pass-file encrypts the new key as ca.key is; --key-type,\n"
 "            --ttl as for ca init)\n"
@@ -773,7 +776,8 @@ ca_rotation_cmd(int argc, char **argv)
 		return 0;
 	if (parse("ca rotation", argc, argv, BIT(O_CA) | BIT(O_PASS) |
 	    BIT(O_KEYTYPE) | BIT(O_TTL) | BIT(O_FORCE) | BIT(O_JSON) |
-	    BIT(O_PARENT) | BIT(O_PPASS) | BIT(O_NEWROOT), &a) != 0)
+	    BIT(O_PARENT) | BIT(O_PPASS) | BIT(O_NEWROOT) | BIT(O_KEYURI),
+	    &a) != 0)
 		goto out;
 	for (i = 0; a.pos != NULL && i < 5; i++)
 		if (strcmp(a.pos, steps[i]) == 0)
@@ -804,6 +808,7 @@ ca_rotation_cmd(int argc, char **argv)
 	r.parent_dir = a.parent;
 	r.parent_pass_file = a.ppass;
 	r.new_root = a.new_root;
+	r.key_uri = a.key_uri;
 	if ((rc = rotation_step(&r, &rs, &err)) != 0) {
 		if (rc == 1) {
 			fprintf(stderr, "mtls ca rotation %s: %s\n", a.pos,

@@ -374,6 +374,8 @@ struct rot_req {
 	 * root's switch and a new intermediate's retire need it */
 	const char	*parent_dir, *parent_pass_file;
 	int		 new_root;	/* prepare: a new root above DIR too */
+	const char	*key_uri;	/* prepare --parent: the new
+					 * intermediate's key made in a token */
 	int		 step;		/* the phase it leads to */
 	int		 key_type;	/* -1: EC P-256 */
 	int64_t		 ttl;		/* 0: the default root lifetime */

@@ -718,6 +718,8 @@ prepare_int(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	struct rot_state *st = &rs->st;
 	struct mtls_secret pass = { NULL, 0 }, ppass = { NULL, 0 };
 	struct signer *sg = NULL, *rsg = NULL;
+	struct keystore_made made = { 0 };
+	struct mtls_error e2;
 	struct profile_req pr;
 	struct ca_result res;
 	STACK_OF(X509) *chain = NULL;
@@ -749,13 +751,21 @@ prepare_int(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	if (r->new_root && other_cas(ca, parent, now, &rs->parent_others,
 	    err) != 0)
 		goto out;
+	if (r->key_uri != NULL && (!keystore_is_uri(r->key_uri) ||
+	    strlen(r->key_uri) > P11URI_MAX)) {
+		error_set(err, MTLS_ERR_ARG, "--key-uri must be a pkcs11: URI "
+		    "of at most %d bytes", P11URI_MAX);
+		goto out;
+	}
+	if ((r->key_uri != NULL ? signer_token(&sg, r->key_uri, r->key_type <
+	    0 ? KEY_EC_P256 : r->key_type, 0, &made, err) : signer_generate(
+	    &sg, r->key_type < 0 ? KEY_EC_P256 : r->key_type, err)) != 0 ||
+	    signer_public(sg, &pub, err) != 0)
+		goto out;
 	if (rot_dir(ca->dir, st->at, err) != 0)
 		goto out;
 	if (r->new_root && (rot_dir(parent->dir, now, err) != 0 ||
 	    make_root(parent, r, &ppass, &root, &cross, &rsg, err) != 0))
-		goto out;
-	if (signer_generate(&sg, r->key_type < 0 ? KEY_EC_P256 : r->key_type,
-	    err) != 0 || signer_public(sg, &pub, err) != 0)
 		goto out;
 	int_cn(ca->cert, cn, sizeof(cn));
 	memset(&pr, 0, sizeof(pr));
@@ -805,9 +815,18 @@ prepare_int(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	if (ca_chain_stack(nint, root != NULL ? NULL : parent->chain, &chain,
 	    err) != 0)
 		goto out;
-	ca_path(p, sizeof(p), ca->dir, "rotation/new.key");
-	if (signer_write(sg, p, &pass, err) != 0)
-		goto out;
+	if (r->key_uri != NULL) {	/* the URI (no PIN in it), 0600 */
+		char line[P11URI_MAX + 2];
+		int n = snprintf(line, sizeof(line), "%s\n", r->key_uri);
+
+		ca_path(p, sizeof(p), ca->dir, "rotation/new.keyuri");
+		if (fs_write_atomic(p, line, (size_t)n, 0600, 0, err) != 0)
+			goto out;
+	} else {
+		ca_path(p, sizeof(p), ca->dir, "rotation/new.key");
+		if (signer_write(sg, p, &pass, err) != 0)
+			goto out;
+	}
 	ca_path(p, sizeof(p), ca->dir, "rotation/new.pem");
 	if (ca_write_certs(p, chain, 1, err) != 0)
 		goto out;
@@ -833,6 +852,12 @@ prepare_int(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	st->phase = ROT_PREPARED;
 	rv = state_write(ca->dir, st, err);
  out:
+	if (rv != 0) {	/* the key pair made in the token goes too */
+		error_clear(&e2);
+		if (keystore_undo(&made, &e2) != 0)
+			snprintf(err->msg + strlen(err->msg), sizeof(err->msg) -
+			    strlen(err->msg), "; %s", e2.msg);
+	}
 	sk_X509_free(chain);
 	X509_free(root);
 	X509_free(cross);
@@ -1021,12 +1046,28 @@ swap_files(const char *dir, struct mtls_error *err)
 	if (copy_once(dir, "ca.pem", "rotation/old.pem", 0644, err) != 0 ||
 	    copy_once(dir, "ca.key", "rotation/old.key", 0600, err) != 0)
 		return -1;
+	ca_path(p, sizeof(p), dir, "rotation/new.keyuri");
+	if (access(p, F_OK) == 0) {	/* the new key is in a token */
+		ca_path(a, sizeof(a), dir, "ca.keyuri");
+		if (copy_once(dir, "rotation/new.keyuri", "ca.keyuri.new",
+		    0600, err) != 0)
+			return -1;
+		ca_path(p, sizeof(p), dir, "ca.keyuri.new");
+		if (rename(p, a) != 0)
+			return error_set_errno(err, MTLS_ERR_IO, "%s", a);
+		/* kept as rotation/old.key; ca.keyuri wins over it anyway */
+		ca_path(p, sizeof(p), dir, "ca.key");
+		if (unlink(p) != 0 && errno != ENOENT)
+			return error_set_errno(err, MTLS_ERR_IO, "%s", p);
+		goto pem;
+	}
 	ca_path(p, sizeof(p), dir, "rotation/new.key");
 	if (fs_read(p, 1 << 20, &key, &klen, err) != 0)
 		goto out;
 	ca_path(p, sizeof(p), dir, "ca.key");
 	if (fs_write_atomic(p, key, klen, 0600, 1, err) != 0)
 		goto out;
+ pem:
 	if (copy_once(dir, "rotation/new.pem", "ca.pem.new", 0644, err) != 0)
 		goto out;
 	ca_path(a, sizeof(a), dir, "ca.pem.new");
@@ -1054,7 +1095,7 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	struct mtls_secret pass = { NULL, 0 };
 	struct signer *sg = NULL;
 	X509 *nw = NULL, *root = NULL;
-	char p[PATH_MAX], h[65];
+	char p[PATH_MAX], q[PATH_MAX], h[65];
 	int rv = -1;
 
 	if (want_phase(st, ROT_PUBLISHED, ROT_PUBLISHED, "switch", err) != 0)
@@ -1066,7 +1107,11 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	if (r->pass_file != NULL && secret_load_pass(&pass, r->pass_file,
 	    err) != 0)
 		return -1;
+	/* the new key: rotation/new.keyuri's token, or rotation/new.key */
+	ca_path(q, sizeof(q), ca->dir, "rotation/new.keyuri");
 	ca_path(p, sizeof(p), ca->dir, "rotation/new.key");
+	if (access(q, F_OK) == 0 && ca_keyuri_read(q, p, sizeof(p), err) != 0)
+		goto out;
 	if (load_one(ca->dir, "rotation/new.pem", &nw, err) != 0 ||
 	    fp(nw, h) != 0 || strcmp(h, st->new_ca) != 0 ||
 	    signer_load(&sg, p, &pass, nw, err) != 0) {
@@ -1173,9 +1218,10 @@ rotation_step(const struct rot_req *r, struct rot_status *rs,
 	    ROT_PREPARED))
 		return error_set(err, MTLS_ERR_ARG, "--new-root is for prepare, "
 		    "with --parent");
-	if (r->parent_pass_file != NULL && r->parent_dir == NULL)
-		return error_set(err, MTLS_ERR_ARG, "--parent-pass-file goes "
-		    "with --parent");
+	if ((r->parent_pass_file != NULL || r->key_uri != NULL) &&
+	    (r->parent_dir == NULL || r->step != ROT_PREPARED))
+		return error_set(err, MTLS_ERR_ARG, "--parent-pass-file and "
+		    "--key-uri go with prepare --parent");
 	if ((key ? ca_open(&ca, r->dir, r->pass_file, err) :
 	    ca_open_readonly(&ca, r->dir, err)) != 0)
 		return -1;
@@ -1187,7 +1233,7 @@ rotation_step(const struct rot_req *r, struct rot_status *rs,
 	if (rotation_status(ca, rs, err) != 0)
 		goto out;
 	if (parent != NULL && r->step != ROT_PREPARED &&
-	    rs->st.kind == ROT_KIND_ROOT) {
+	    rs->st.phase != ROT_NONE && rs->st.kind == ROT_KIND_ROOT) {
 		error_set(err, MTLS_ERR_ARG, "--parent does not apply: %s "
 		    "rotates the root it issues from", r->dir);
 		goto out;
