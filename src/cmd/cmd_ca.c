@@ -14,7 +14,7 @@ enum {
 	O_TD = 256, O_KEYTYPE, O_TTL, O_PASS, O_NAME, O_PARENT, O_PPASS,
 	O_PSPIFFE, O_PDNS, O_CA, O_SPIFFE, O_DNS, O_IP, O_CSR, O_ROLE, O_OUT,
 	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON, O_FORMAT, O_KEYURI,
-	O_EXISTING
+	O_EXISTING, O_NEWROOT
 };
 
 static const struct option all_opts[] = {
@@ -42,6 +42,7 @@ static const struct option all_opts[] = {
 	{ "format", required_argument, NULL, O_FORMAT },
 	{ "key-uri", required_argument, NULL, O_KEYURI },
 	{ "existing-key", no_argument, NULL, O_EXISTING },
+	{ "new-root", no_argument, NULL, O_NEWROOT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -54,7 +55,7 @@ struct ca_args {
 	struct ids	 ids;
 	int64_t		 ttl, expiring;
 	int		 key_type, force, revoked, json, has_expiring;
-	int		 existing;
+	int		 existing, new_root;
 	unsigned	 seen;	/* bit per option, to reject foreign flags */
 };
 
@@ -106,6 +107,7 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 		case O_NAME: a->name = optarg; break;
 		case O_PARENT: a->parent = optarg; break;
 		case O_PPASS: a->ppass = optarg; break;
+		case O_NEWROOT: a->new_root = 1; break;
 		case O_PSPIFFE:
 			if (strv_add(&a->pspiffe, &a->n_pspiffe, optarg))
 				return -1;
@@ -703,8 +705,17 @@ ca_bundle_cmd(int argc, char **argv)
 static const char rotation_help[] =
 "usage: mtls ca rotation STEP --ca DIR [--pass-file F] [--key-type T]\n"
 "                        [--ttl D] [--force] [--json]\n"
+"                        [--parent PDIR [--parent-pass-file F] [--new-root]\n"
+"                        [--key-uri URI]]\n"
 "Replaces the root that DIR issues from, with an overlap during which\n"
-"both are trusted (docs/rotation.md). STEP, in order:\n"
+"both are trusted (docs/rotation.md). With --parent, DIR is an\n"
+"intermediate under the offline root in PDIR: prepare makes a new\n"
+"intermediate (same scope) signed by it, or with --new-root a new root\n"
+"in PDIR/rotation/ (cross-signed by the old one) and a new intermediate\n"
+"under it; switch (--new-root) and retire (a new intermediate: the old\n"
+"one is revoked at PDIR) need --parent too. --key-uri: the new\n"
+"intermediate's key is made in a PKCS#11 token (as for ca intermediate).\n"
+"STEP, in order:\n"
 "  prepare   a new root key and certificate, cross-signed by the old root\n"
 "            (--pass-file encrypts the new key as ca.key is; --key-type,\n"
 "            --ttl as for ca init)\n"
@@ -734,11 +745,17 @@ rotation_print(const struct rot_status *rs, int json)
 	}
 	printf("phase: %s\n", rot_phase_names[rs->st.phase]);
 	if (rs->st.phase != ROT_NONE)
-		printf("old root: sha256:%s\nnew root: sha256:%s\n",
-		    rs->st.old_root, rs->st.new_root);
-	printf("certificates chaining to the old root (unexpired, "
-	    "unrevoked): %lld\n", (long long)rs->blocking_certs);
-	printf("agents on a bundle without the new root: %lld of %lld\n",
+		printf("kind: %s\nold root: sha256:%s\nnew root: sha256:%s\n",
+		    rot_kind_names[rs->st.kind], rs->st.old_root,
+		    rs->st.new_root);
+	if (rs->st.phase != ROT_NONE && rs->st.kind != ROT_KIND_ROOT)
+		printf("old intermediate: sha256:%s\nnew intermediate: "
+		    "sha256:%s\n", rs->st.old_ca, rs->st.new_ca);
+	printf("certificates %s (unexpired, unrevoked): %lld\n",
+	    rs->st.kind == ROT_KIND_INT ? "of the old intermediate" :
+	    "chaining to the old root", (long long)rs->blocking_certs);
+	printf("agents on a bundle without the new %s: %lld of %lld\n",
+	    rs->st.kind == ROT_KIND_INT ? "intermediate" : "root",
 	    (long long)rs->agents_old, (long long)rs->agents_total);
 	printf("next: %s\n", rs->next);
 }
@@ -758,7 +775,9 @@ ca_rotation_cmd(int argc, char **argv)
 	if (cmd_wants_help(argc, argv, rotation_help))
 		return 0;
 	if (parse("ca rotation", argc, argv, BIT(O_CA) | BIT(O_PASS) |
-	    BIT(O_KEYTYPE) | BIT(O_TTL) | BIT(O_FORCE) | BIT(O_JSON), &a) != 0)
+	    BIT(O_KEYTYPE) | BIT(O_TTL) | BIT(O_FORCE) | BIT(O_JSON) |
+	    BIT(O_PARENT) | BIT(O_PPASS) | BIT(O_NEWROOT) | BIT(O_KEYURI),
+	    &a) != 0)
 		goto out;
 	for (i = 0; a.pos != NULL && i < 5; i++)
 		if (strcmp(a.pos, steps[i]) == 0)
@@ -786,6 +805,10 @@ ca_rotation_cmd(int argc, char **argv)
 	r.key_type = a.key_type;
 	r.ttl = a.ttl;
 	r.force = a.force;
+	r.parent_dir = a.parent;
+	r.parent_pass_file = a.ppass;
+	r.new_root = a.new_root;
+	r.key_uri = a.key_uri;
 	if ((rc = rotation_step(&r, &rs, &err)) != 0) {
 		if (rc == 1) {
 			fprintf(stderr, "mtls ca rotation %s: %s\n", a.pos,
@@ -798,16 +821,34 @@ ca_rotation_cmd(int argc, char **argv)
 	if (a.json)
 		rotation_print(&rs, 1);
 	else {
-		printf("rotation %s: now %s (old root sha256:%.16s..., new "
-		    "root sha256:%.16s...)\n", a.pos,
-		    rot_phase_names[rs.st.phase], rs.st.old_root,
-		    rs.st.new_root);
+		int root = rs.st.kind != ROT_KIND_INT;
+
+		printf("rotation %s: now %s (old %s sha256:%.16s..., new "
+		    "%s sha256:%.16s...)\n", a.pos,
+		    rot_phase_names[rs.st.phase], root ? "root" :
+		    "intermediate", root ? rs.st.old_root : rs.st.old_ca,
+		    root ? "root" : "intermediate", root ? rs.st.new_root :
+		    rs.st.new_ca);
+		if (rs.parent_others > 0)
+			fprintf(stderr, "mtls ca rotation: warning: %lld other "
+			    "unexpired, unrevoked certificates of the old root "
+			    "(%s's inventory) are not counted by status; they "
+			    "stop verifying when it is retired: issue them "
+			    "again under the new root first\n",
+			    (long long)rs.parent_others, a.parent);
 		if (step != ROT_PREPARED)
 			printf("reload ca serve to take it: kill -HUP PID "
 			    "(systemctl reload mtls-ca)\n");
-		if (step == ROT_RETIRED)
-			printf("the old root's key is in %s/rotation/old.key: "
-			    "archive it offline or destroy it\n", a.ca);
+		if (step == ROT_RETIRED && rs.st.kind == ROT_KIND_INT)
+			printf("the old intermediate is revoked in %s's "
+			    "inventory: publish its CRL (mtls ca crl --ca %s); "
+			    "its key is in %s/rotation/old.key: destroy it\n",
+			    a.parent, a.parent, a.ca);
+		else if (step == ROT_RETIRED)
+			printf("the old %s key is in %s/rotation/old.key: "
+			    "archive it offline or destroy it\n",
+			    rs.st.kind == ROT_KIND_ROOT ? "root's" :
+			    "intermediate's", a.ca);
 	}
 	rv = 0;
  out:

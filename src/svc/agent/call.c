@@ -112,6 +112,42 @@ rotated_root(struct agent *a, X509 *iss)
 	return ok;
 }
 
+/*
+ * A rotation of the CA under a root (docs/rotation.md): after the switch
+ * the CA server's certificate comes from a new intermediate while ours is
+ * still the old one's. <iss> passes when our bundle.pem holds a CA
+ * certificate that is not a root, with <iss>'s name and key, signed by a
+ * root of that bundle: our CA published it there before the switch (over a
+ * connection this same check pinned; the bundle rule admits no other
+ * kind of certificate), which a sibling CA's server cannot do.
+ */
+static int
+published_ca(struct agent *a, X509 *iss)
+{
+	STACK_OF(X509) *b = NULL;
+	struct mtls_error e;
+	X509 *c;
+	int i, j, ok = 0;
+
+	if (certs_load(a->bundle, &b, &e) != 0)
+		return 0;
+	for (i = 0; !ok && i < sk_X509_num(b); i++) {
+		c = sk_X509_value(b, i);
+		if (cert_is_self_signed(c) || X509_check_ca(c) < 1 ||
+		    X509_NAME_cmp(X509_get_subject_name(c),
+		    X509_get_subject_name(iss)) != 0 ||
+		    EVP_PKEY_eq(X509_get0_pubkey(c),
+		    X509_get0_pubkey(iss)) != 1)
+			continue;
+		for (j = 0; !ok && j < sk_X509_num(b); j++)
+			ok = cert_is_self_signed(sk_X509_value(b, j)) &&
+			    call_issued_by(sk_X509_value(b, j), c);
+	}
+	ERR_clear_error();
+	sk_X509_pop_free(b, X509_free);
+	return ok;
+}
+
 static int pin_idx = -1;
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
 
@@ -163,10 +199,11 @@ pin_twin(struct agent *a, X509_STORE_CTX *sctx, X509 *leaf)
  * matched, its key verified the leaf) must be the token's CA while
  * enrolling (exactly a->ca_pin, a certificate the server presented, or the
  * pinned root itself when the root serves), or, while renewing, a CA whose
- * key issued our current certificate (a->renewing). The pinned root, or
- * bundle.pem, vouches for every CA under it, a sibling CA's ca serve
- * included; this is what tells them apart. Passes (1, a->srv_ca set for
- * issued_ok) or fails the handshake (0, a->ca_found set).
+ * key issued our current certificate (a->renewing), or after a rotation one
+ * our CA published in bundle.pem (rotated_root, published_ca). The pinned
+ * root, or bundle.pem, vouches for every CA under it, a sibling CA's ca
+ * serve included; this is what tells them apart. Passes (1, a->srv_ca set
+ * for issued_ok) or fails the handshake (0, a->ca_found set).
  */
 static int
 serving_ca(struct agent *a, X509_STORE_CTX *sctx)
@@ -183,7 +220,7 @@ serving_ca(struct agent *a, X509_STORE_CTX *sctx)
 			    sk_X509_value(chain, 0)));
 		else if (a->conn == TRUST_BUNDLE && a->renewing != NULL)
 			same = call_issued_by(iss, a->renewing) ||
-			    rotated_root(a, iss);
+			    rotated_root(a, iss) || published_ca(a, iss);
 	}
 	if (!same || !X509_up_ref(iss)) {
 		snprintf(a->ca_found, sizeof(a->ca_found), "%s", fp[0] ? fp :

@@ -343,10 +343,20 @@ enum rot_phase { ROT_NONE, ROT_PREPARED, ROT_PUBLISHED, ROT_SWITCHED,
     ROT_RETIRED, ROT__COUNT };
 extern const char *const rot_phase_names[ROT__COUNT];
 
+/* What is replaced: the root ca serve issues from (a file without
+ * "kind" is one), the online intermediate under the same offline root, or
+ * the offline root above it together with the intermediate. */
+enum rot_kind { ROT_KIND_ROOT, ROT_KIND_INT, ROT_KIND_INT_ROOT,
+    ROT_KIND__COUNT };
+extern const char *const rot_kind_names[ROT_KIND__COUNT];
+
 /* DIR/rotation.json */
 struct rot_state {
 	int	 phase;			/* enum rot_phase */
+	int	 kind;			/* enum rot_kind */
 	char	 old_root[65], new_root[65];	/* SHA-256 hex of the DER */
+	char	 old_ca[65], new_ca[65];	/* the issuing CAs' (a root
+					 * rotation: the roots') */
 	char	 old_issuer[256];	/* the old root's name (name_oneline) */
 	char	 cross_serial[48];	/* the cross-certificate's */
 	char	 published_gen[65];	/* bundle generations: both roots */
@@ -359,10 +369,19 @@ struct rot_status {
 	int64_t	 agents_total;		/* agents with a current certificate */
 	int64_t	 agents_old;		/* ... whose bundle lacks the new root */
 	int	 blocked;		/* the next step is not safe */
+	/* prepare --new-root: unexpired, unrevoked certificates the old root
+	 * issued besides DIR's intermediate (not counted by status) */
+	int64_t	 parent_others;
 	char	 next[256];		/* the next step, and what blocks it */
 };
 struct rot_req {
 	const char	*dir, *pass_file;
+	/* the offline root above DIR (an intermediate): prepare, a new
+	 * root's switch and a new intermediate's retire need it */
+	const char	*parent_dir, *parent_pass_file;
+	int		 new_root;	/* prepare: a new root above DIR too */
+	const char	*key_uri;	/* prepare --parent: the new
+					 * intermediate's key made in a token */
 	int		 step;		/* the phase it leads to */
 	int		 key_type;	/* -1: EC P-256 */
 	int64_t		 ttl;		/* 0: the default root lifetime */

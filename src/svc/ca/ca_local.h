@@ -58,6 +58,9 @@ int	 ca_chain_stack(X509 *first, STACK_OF(X509) *chain,
 	    STACK_OF(X509) **out, struct mtls_error *) MTLS_MUST_CHECK;
 int	 ca_write_certs(const char *path, STACK_OF(X509) *sk, int overwrite,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The one pkcs11: URI line of the file <path> (ca.keyuri) into <out>. */
+int	 ca_keyuri_read(const char *path, char *out, size_t cap,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 
 /* ---- rotation.c ---- */
 /* At open: DIR/rotation.json's phase into <ca>, and after a switch the

@@ -539,8 +539,6 @@ check_ca_dir(const char *dir, int want_key, struct mtls_error *err)
 static int
 key_uri(const char *dir, char *out, size_t cap, struct mtls_error *err)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0;
 	char p[PATH_MAX];
 
 	ca_path(p, sizeof(p), dir, "ca.keyuri");
@@ -548,6 +546,15 @@ key_uri(const char *dir, char *out, size_t cap, struct mtls_error *err)
 		ca_path(out, cap, dir, "ca.key");
 		return 0;
 	}
+	return ca_keyuri_read(p, out, cap, err);
+}
+
+int
+ca_keyuri_read(const char *p, char *out, size_t cap, struct mtls_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
 	if (fs_read(p, P11URI_MAX + 2, &buf, &len, err) != 0)
 		return -1;
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
