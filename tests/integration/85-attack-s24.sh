@@ -70,7 +70,7 @@ cp rot/bundle.pem bundle.before
 cp evil.pem rot/rotation/new.pem && cp evil.pem rot/rotation/cross.pem
 expect_exit 2 "publish refuses a new.pem that is not the root rotation.json names" \
     "$MTLS" ca rotation publish --ca rot
-expect_grep 'not the root rotation.json names' "$T_DIR/err" "its message says which file and why"
+expect_grep 'rotation/new.pem is not the certificate rotation.json names' "$T_DIR/err" "its message says which file and why"
 cmp -s bundle.before rot/bundle.pem && ok "bundle.pem is unchanged" || not_ok "bundle.pem is unchanged"
 grep -q '"phase": "prepared"' rot/rotation.json && ok "the phase stays prepared" ||
     not_ok "the phase stays prepared" "$(cat rot/rotation.json)"
@@ -91,7 +91,7 @@ cp evil.pem rot/rotation/old.pem
 cp rot/ca.pem ca.before
 expect_exit 2 "switch refuses a rotation/old.pem that is not the old root" \
     "$MTLS" ca rotation switch --ca rot --force
-expect_grep 'not the old root rotation.json names' "$T_DIR/err" "its message names the file"
+expect_grep 'rotation/old.pem: not the old CA rotation.json names' "$T_DIR/err" "its message names the file"
 cmp -s ca.before rot/ca.pem && ok "ca.pem is unchanged" || not_ok "ca.pem is unchanged"
 rm -rf rot && cp -a rot.pub rot
 expect_exit 0 "switch works with the files it wrote" "$MTLS" ca rotation switch --ca rot --force
