@@ -203,6 +203,22 @@ expect_exit 0 "openssl verify: leaf, cross verifies to the old root alone" opens
 inproxy inbound-cross xchain.pem xleaf.key orders/bundle.pem
 peers_clients_ok "leaf, cross to a peer trusting only the old root" "$IN" peer/svid.pem peer/svid.key oldroot.pem
 
+# an intermediate under the new root: `leaf, intermediate, cross` to a
+# peer that knows the old root alone (the cross-certificate had
+# pathlen:0: OpenSSL, Go and GnuTLS refused this path)
+q "$MTLS" ca intermediate newint --parent root --name newint
+q "$MTLS" ca issue --ca newint --spiffe-id "$TD/orders" --dns localhost --ttl 10m --out ileaf
+cat ileaf.pem cross.pem > ichain.pem	# ileaf.pem: the leaf, then newint
+./goverify oldroot.pem ichain.pem localhost > gv.out 2>&1
+expect_grep '^ok' gv.out "Go x509: leaf, intermediate, cross verifies to the old root alone"
+certtool --verify --load-ca-certificate oldroot.pem --infile ichain.pem > ct.out 2>&1
+expect_grep 'Chain verification output: Verified' ct.out "GnuTLS certtool: leaf, intermediate, cross verifies to the old root alone"
+cat newint/ca.pem cross.pem > iuntrusted.pem
+expect_exit 0 "openssl verify: leaf, intermediate, cross verifies to the old root alone" openssl verify \
+    -CAfile oldroot.pem -untrusted iuntrusted.pem ileaf.pem
+inproxy inbound-icross ichain.pem ileaf.key orders/bundle.pem
+peers_clients_ok "leaf, intermediate, cross to a peer trusting only the old root" "$IN" peer/svid.pem peer/svid.key oldroot.pem
+
 # --- retire: the old root leaves every bundle
 for c in stalecli stalesrv staleship; do q "$MTLS" ca revoke --ca root "$(serial_of "$c.pem")"; done
 wait_for 60 status && ok "status: retire is safe once the old root's certificates expired" || not_ok "old certificates drain" "$(cat status.txt)"
