@@ -250,7 +250,7 @@ for peer in $PEERS; do
 	    ok "retired: $peer client with an old-root chain: refused, $(echo "$want" | sed 's/.*"result":"\([a-z_]*\)"/\1/') in our log" ||
 	    not_ok "retired: $peer old-root client refused as $want" "$(tail -2 "$T_DIR/inbound.log")"
 	# what the peer itself says: an alert, named
-	alert=$(grep -hioE 'alert [a-z ]*certificate[a-z ]*|alert \[[0-9]+\]: [a-z ]+|tls: [a-z ]+|bad certificate|broken pipe' \
+	alert=$(grep -hioE 'fatal alert: [a-z_]+|alert [a-z ]*certificate[a-z ]*|alert \[[0-9]+\]: [a-z ]+|tls: [a-z ]+|bad certificate|broken pipe' \
 	    "r-$peer.err" "r-$peer.out" | head -1)
 	[ -n "$alert" ] && ok "retired: $peer reports: $alert" || not_ok "retired: $peer reports the refusal" "$(tail -3 "r-$peer.err")"
 done
