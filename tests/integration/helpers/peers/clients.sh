@@ -5,9 +5,11 @@
 #   peer_client PEER PORT CERT KEY CA    PEER's client with CERT (the leaf,
 #                                        then its chain) and KEY, trusting
 #                                        CA; the answer on stdout
-#   peers_clients_ok LABEL PORT CERT KEY CA
+#   peers_clients_ok LABEL PORT CERT KEY CA [SERVER_LOG]
 #                                        every peer of $PEERS gets the
-#                                        backend's answer (echo_backend.py)
+#                                        backend's answer (echo_backend.py);
+#                                        on a failure, SERVER_LOG's last
+#                                        handshake line is shown
 # Peers: Go crypto/tls, Python ssl, GnuTLS (gnutls-cli), JDK 17 (PKCS#12
 # from `mtls cert export`), Node tls, curl (OpenSSL).
 PEERS="go python gnutls java node curl"
@@ -43,6 +45,7 @@ peers_clients_ok() {
 	for peer in $PEERS; do
 		peer_client "$peer" "$2" "$3" "$4" "$5" > "c-$peer.out" 2> "c-$peer.err"
 		if grep -q '"path": *"/"' "c-$peer.out"; then ok "$1: $peer client gets the app's answer"
-		else not_ok "$1: $peer client gets the app's answer" "$(tail -3 "c-$peer.out"; tail -4 "c-$peer.err")"; fi
+		else not_ok "$1: $peer client gets the app's answer" "$(tail -3 "c-$peer.out"; tail -4 "c-$peer.err"
+		    [ -n "${6:-}" ] && grep '"event":"handshake"' "$6" | tail -1)"; fi
 	done
 }
