@@ -301,7 +301,11 @@ int	 cert_export(int fmt, EVP_PKEY *key, STACK_OF(X509) *certs,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 
 /* ---- profile.c: certificate profiles (DESIGN.md) ---- */
-enum profile_kind { PROFILE_ROOT, PROFILE_INTERMEDIATE, PROFILE_LEAF };
+/* PROFILE_CROSS: a root's name and key certified by another root (the
+ * rotation's cross-certificate): a CA with no path length, as the root it
+ * stands for, so that root's intermediates verify through it too. */
+enum profile_kind { PROFILE_ROOT, PROFILE_INTERMEDIATE, PROFILE_LEAF,
+	PROFILE_CROSS };
 struct profile_req {
 	int		 kind;
 	const char	*cn;		/* subject CN (may be NULL for leaf) */

@@ -1,6 +1,7 @@
 /*
  * Certificate profiles (DESIGN.md "Certificate profiles"): root,
- * intermediate (pathlen 0, optional name constraints), leaf (workload).
+ * intermediate (pathlen 0, optional name constraints), leaf (workload),
+ * cross (a root under another root: CA, no path length, no constraints).
  * Extensions are built as structures, never from config strings, so an
  * identity can never smuggle another extension or SAN in.
  */
@@ -563,7 +564,13 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 			goto ossl;
 		break;
 	case PROFILE_INTERMEDIATE:
+	case PROFILE_CROSS:
+		/* a cross-certificate has no pathlen:0: a chain leaf,
+		 * intermediate, cross of the new root failed in OpenSSL, Go
+		 * and GnuTLS ("path length constraint exceeded") for a peer
+		 * knowing the old root only; nor the intermediates' scope */
 		if (add_ext_conf(x, r->issuer, NID_basic_constraints,
+		    r->kind == PROFILE_CROSS ? "critical,CA:TRUE" :
 		    "critical,CA:TRUE,pathlen:0") != 0 ||
 		    add_ext_conf(x, r->issuer, NID_key_usage,
 		    "critical,keyCertSign,cRLSign") != 0 ||
@@ -572,8 +579,9 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 		    add_ext_conf(x, r->issuer, NID_authority_key_identifier,
 		    "keyid:always") != 0)
 			goto ossl;
-		if (add_name_constraints(x, r, err) != 0 ||
-		    add_spiffe_scope(x, r, err) != 0)
+		if (r->kind == PROFILE_INTERMEDIATE &&
+		    (add_name_constraints(x, r, err) != 0 ||
+		    add_spiffe_scope(x, r, err) != 0))
 			goto err;
 		break;
 	case PROFILE_LEAF:

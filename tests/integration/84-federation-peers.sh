@@ -41,28 +41,11 @@ start_bg inbound "$MTLS" proxy --listen "127.0.0.1:$in" --target "127.0.0.1:$be"
 log=$T_DIR/inbound.log
 wait_for 10 grep -q '"event":"start"' "$log" || { not_ok "federated inbound proxy starts" "$(cat "$log")"; exit 0; }
 
-cat > pyclient.py <<'PY'
-import socket, ssl, sys
-port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-c.load_verify_locations(ca)
-c.load_cert_chain(cert, key)
-with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-    with c.wrap_socket(s, server_hostname="localhost") as t:
-        t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        out = b""
-        while True:
-            b = t.recv(65536)
-            if not b:
-                break
-            out += b
-sys.stdout.write(out.decode("utf-8", "replace"))
-PY
 # client_run PEER NAME: that peer's client with NAME's certificate, to the inbound proxy
 client_run() {
 	case "$1" in
 	go) timeout 20 ./gopeer client -connect "127.0.0.1:$in" -name localhost -cert "$2.pem" -key "$2.key" -ca "$ca" ;;
-	python) timeout 20 python3 pyclient.py "$in" "$2.pem" "$2.key" "$ca" ;;
+	python) timeout 20 python3 "$P/pyclient.py" "$in" "$2.pem" "$2.key" "$ca" ;;
 	gnutls) printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
 		timeout 20 gnutls-cli --x509cafile "$ca" --x509certfile "$2.pem" --x509keyfile "$2.key" \
 		    -p "$in" localhost ;;

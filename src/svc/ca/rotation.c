@@ -577,8 +577,8 @@ make_root(struct ca *ca, const struct rot_req *r,
 		goto out;
 	}
 	/* the cross-certificate: the new root's name and key, signed by the
-	 * old root, a CA no longer-lived than it */
-	pr.kind = PROFILE_INTERMEDIATE;
+	 * old root, a CA no longer-lived than it, with no path length */
+	pr.kind = PROFILE_CROSS;
 	pr.pubkey = pub;
 	memset(&res, 0, sizeof(res));
 	pr.not_after = ca_clamp(ca, pr.not_after, &res);

@@ -4,6 +4,8 @@
 //	    TLS 1.3 minimum; require: ClientAuth RequireAndVerifyClientCert
 //	    against -ca. Each connection: reads up to an empty line, answers
 //	    "HTTP/1.1 200" with "hello from go" and the client's URI SAN.
+//	    -reload: -cert, -key and -ca are read again at each connection
+//	    (a bundle or certificate an agent rewrote is used at once).
 //	gopeer client -connect 127.0.0.1:P -name N -cert F -key F -ca F [-path /P]
 //	    one GET of -path (default /) with a client certificate; prints the
 //	    answer; exit 1 on any error (the error on stderr).
@@ -80,14 +82,34 @@ func server(args []string) {
 	ca := fs.String("ca", "", "")
 	mode := fs.String("mode", "require", "")
 	secs := fs.Int("seconds", 60, "")
+	reload := fs.Bool("reload", false, "")
 	fs.Parse(args)
-	cfg := &tls.Config{
-		Certificates: []tls.Certificate{pair(*cert, *key)},
-		MinVersion:   tls.VersionTLS13,
+	mk := func(c tls.Certificate) *tls.Config {
+		cfg := &tls.Config{
+			Certificates: []tls.Certificate{c},
+			MinVersion:   tls.VersionTLS13,
+		}
+		if *mode == "require" {
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+			cfg.ClientCAs = pool(*ca)
+		}
+		return cfg
 	}
-	if *mode == "require" {
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		cfg.ClientCAs = pool(*ca)
+	cfg := mk(pair(*cert, *key))
+	if *reload {
+		// the agent renames the key, then the certificate: a read
+		// between the two finds a pair that does not match; read again
+		cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			var err error
+			for i := 0; i < 20; i++ {
+				var c tls.Certificate
+				if c, err = tls.LoadX509KeyPair(*cert, *key); err == nil {
+					return mk(c), nil
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return nil, err
+		}
 	}
 	ln, err := tls.Listen("tcp", *listen, cfg)
 	if err != nil {
