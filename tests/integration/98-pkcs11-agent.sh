@@ -19,13 +19,11 @@ pinfile pin 1234
 pinfile badpin 9999
 URI="pkcs11:token=wl;object=agent?pin-source=file:$T_DIR/pin"
 objects() { p11 wl 1234 --list-objects 2>/dev/null; }
-tokpub() { pkcs11-tool --module "$MOD" --token-label wl --read-object --type pubkey --label agent 2>/dev/null \
-    | openssl pkey -pubin -inform DER -outform DER 2>/dev/null | sha256sum; }
-certpub() { openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum; }
+tokpub() { p11_pub wl agent; }
+certpub() { cert_pub "$1"; }
 # how many of the token's public keys under the label are <cert>'s
 tokpub_of() { local c; c=$(certpub "$1"); for i in $(p11 wl 1234 --list-objects --type pubkey 2>/dev/null | sed -n 's/^ *ID: *//p'); do
-    pkcs11-tool --module "$MOD" --token-label wl --read-object --type pubkey --id "$i" 2>/dev/null \
-    | openssl pkey -pubin -inform DER -outform DER 2>/dev/null | sha256sum; done | grep -c "^${c%% *}"; }
+    p11_pub wl --id "$i"; done | grep -c "^${c%% *}"; }
 serial() { openssl x509 -in "$1" -noout -serial; }
 
 pki_root_int

@@ -8,6 +8,7 @@
 #   p11 LABEL PIN ARGS...       pkcs11-tool logged in to token LABEL
 #   softhsm_keypair LABEL PIN OBJ ID  an EC P-256 pair made in the token
 #   p11_labels LABEL PIN OBJ    how many objects are labelled OBJ
+#   p11_pub LABEL OBJ, cert_pub FILE  SHA-256 of a public key (token, certificate)
 softhsm_setup() {
 	peers_need softhsm2-util pkcs11-tool
 	MOD=${MTLS_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
@@ -33,4 +34,16 @@ softhsm_keypair() {
 }
 p11_labels() {
 	p11 "$1" "$2" --list-objects 2>/dev/null | grep -c "label: *$3\$"
+}
+# the SHA-256 of the DER public key the token holds under OBJ / in a certificate
+# (p11_pub LABEL --id HEX: by CKA_ID)
+p11_pub() {
+	local t=$1
+	shift
+	[ $# = 1 ] && set -- --label "$1"
+	pkcs11-tool --module "$MOD" --token-label "$t" --read-object --type pubkey "$@" 2>/dev/null \
+	    | openssl pkey -pubin -inform DER -outform DER 2>/dev/null | sha256sum
+}
+cert_pub() {
+	openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum
 }
