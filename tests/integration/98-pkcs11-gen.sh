@@ -80,3 +80,11 @@ expect_exit 0 "the leaf verifies through the intermediate to the token root" ope
     -untrusted int/ca.pem web/svid.pem
 expect_exit 0 "ca issue with the token intermediate" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/cli --out cli
 expect_exit 0 "its leaf verifies too" openssl verify -CAfile root/ca.pem -untrusted int/ca.pem cli.pem
+
+# a second pair under the intermediate's label (another CKA_ID: a
+# replacement in progress, an operator's copy): the CA signs with the key
+# its ca.pem certifies, not "more than one private key matches"
+softhsm_keypair ca 4321 int ff
+expect_exit 0 "two pairs under the CA's label: ca issue signs with the one ca.pem certifies" "$MTLS" ca issue --ca int \
+    --spiffe-id spiffe://example.org/ns/prod/cli2 --out cli2
+expect_exit 0 "and its leaf verifies" openssl verify -CAfile root/ca.pem -untrusted int/ca.pem cli2.pem
