@@ -96,7 +96,7 @@ print(n)
 PY
 )
 	echo "$n $(( $(awk '{print $14 + $15}' "/proc/$pid/stat") - c0 ))"
-	kill "$pid"
+	kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 read -r frn frt < <(renew fint)
 read -r trn trt < <(renew tint)
@@ -121,13 +121,13 @@ agents() {	# agents: "file_ms token_ms" mean per renewal over N/10 each
 	"$M" agent --ca-url "https://127.0.0.1:$p" --token-file af.t --out-dir af --once 2>/dev/null
 	"$M" agent --ca-url "https://127.0.0.1:$p" --token-file at.t --key "$(uri agent)" --out-dir at --once 2>/dev/null
 	t0=$(ms)
-	for i in $(seq "$n"); do "$M" agent --ca-url "https://127.0.0.1:$p" --out-dir af --once 2>/dev/null || echo "bench: file renewal $i failed" >&2; done
+	for i in $(seq "$n"); do "$M" agent --ca-url "https://127.0.0.1:$p" --token-file af.t --out-dir af --once 2>/dev/null || echo "bench: file renewal $i failed" >&2; done
 	fm=$(echo "scale=1; ($(ms) - $t0) / $n" | bc)
 	t0=$(ms)
 	for i in $(seq "$n"); do "$M" agent --ca-url "https://127.0.0.1:$p" --key "$(uri agent)" --out-dir at --once 2>/dev/null || echo "bench: token renewal $i failed" >&2; done
 	tm=$(echo "scale=1; ($(ms) - $t0) / $n" | bc)
 	echo "$fm $tm $(pkcs11-tool --module "$MOD" --token-label b --login --pin 1234 --list-objects 2>/dev/null | grep -c 'label: *agent$')"
-	kill "$pid"
+	kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 read -r afm atm aobj < <(agents)
 echo

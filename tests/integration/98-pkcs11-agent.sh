@@ -107,6 +107,17 @@ expect_grep '"event":"token_key_deleted".*"id":"0badc0de"' "$T_DIR/err" "it logs
 [ "$(p11_labels wl 1234 agent)" = 2 ] && [ "$(serial web/svid.pem)" != "$s0" ] && [ ! -e web/svid.keyids ] \
     && ok "one pair left, the certificate renewed, no ids file" || not_ok "after the orphan" "$(objects)"
 
+# a renewal that cannot open the token (the PIN file now wrong): it
+# fails, nothing is made or recorded, the certificate and its key stay
+s0=$(serial web/svid.pem)
+pinfile pin 9999
+expect_exit 2 "a wrong PIN at renewal: the agent exits 2" "$MTLS" agent --ca-url "https://localhost:$port" \
+    --key "$URI" --out-dir web --once
+pinfile pin 1234
+[ "$(serial web/svid.pem)" = "$s0" ] && [ ! -e web/svid.keyids ] && [ "$(p11_labels wl 1234 agent)" = 2 ] \
+    && [ "$(tokpub)" = "$(certpub web/svid.pem)" ] && ok "nothing made or recorded; the certificate and its key stay" \
+    || not_ok "after a failed renewal" "$(ls web) $(objects)"
+
 s1=$(serial web/svid.pem)
 expect_exit 0 "--cert with --key pkcs11: renews into another out-dir" "$MTLS" agent --ca-url "https://localhost:$port" \
     --cert web/svid.pem --key "$URI" --ca-bundle web/bundle.pem --out-dir web2 --once

@@ -60,7 +60,7 @@ expect_exit 0 "the RSA root verifies" openssl verify -CAfile rsaroot/ca.pem rsar
 # file system) after the key pair was made: the pair is deleted again
 if [ "$(id -u)" = 0 ]; then
 	mkdir ro && mount -t tmpfs -o ro,size=1m tmpfs ro || { not_ok "mount a read-only tmpfs"; exit 0; }
-	trap 'umount "$T_DIR/ro" 2>/dev/null' EXIT
+	trap 'umount "$T_DIR/ro" 2>/dev/null; _cleanup' EXIT	# lib.sh's stops what start_bg started
 	expect_exit 2 "ca init on a read-only folder fails" "$MTLS" ca init ro/r --trust-domain example.org --key-uri "$(uri undo)"
 	[ "$(count undo)" = 0 ] && ok "the key pair made for it is deleted from the token" || not_ok "undo leftovers" "$(objects)"
 	umount ro

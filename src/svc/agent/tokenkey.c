@@ -199,8 +199,15 @@ tokenkey_next(struct agent *a, EVP_PKEY **key, struct mtls_error *err)
 	}
 	if (keystore_uri_with_id(a->o->key, a->next_id, n, uri, sizeof(uri),
 	    err) != 0 ||
-	    fs_write_atomic(a->ids_file, ids, strlen(ids), 0600, 1, err) != 0 ||
-	    keystore_generate(uri, KEY_EC_P256, 0, key, &made, err) != 0) {
+	    fs_write_atomic(a->ids_file, ids, strlen(ids), 0600, 1, err) != 0) {
+		a->next_id_len = 0;
+		return -1;
+	}
+	memset(&made, 0, sizeof(made));
+	if (keystore_generate(uri, KEY_EC_P256, 0, key, &made, err) != 0) {
+		/* nothing made (or what was made is gone): nothing to clean */
+		if (!made.made)
+			(void)unlink(a->ids_file);
 		a->next_id_len = 0;
 		return -1;
 	}
