@@ -51,14 +51,15 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 be=$(port)
 python3 -m http.server "$be" --bind 127.0.0.1 >/dev/null 2>&1 & pids+=($!)
 hs() {	# hs NAME KEY: mean and median handshake_us over N connections
-	local p log=$d/$1.log
+	local p pid log=$d/$1.log
 	p=$(port)
 	"$M" proxy --listen "127.0.0.1:$p" --target "127.0.0.1:$be" --cert "$1.pem" --key "$2" --ca froot/bundle.pem \
-	    --allow-any --workers 1 2> "$log" & pids+=($!)
+	    --allow-any --workers 1 2> "$log" & pid=$!	# in a subshell: stopped here, not by the trap
 	for _ in $(seq 100); do grep -q '"event":"start"' "$log" && break; sleep 0.05; done
 	for _ in $(seq "$N"); do
 		curl -s -o /dev/null --max-time 5 --cacert froot/bundle.pem --cert client.pem --key client.key "https://localhost:$p/" || true
 	done
+	kill "$pid"; wait "$pid" 2>/dev/null || true
 	grep '"event":"handshake"' "$log" | python3 -c 'import json,sys,statistics as s; v=[json.loads(l)["handshake_us"] for l in sys.stdin]; print("%d %.0f %.0f" % (len(v), s.mean(v), s.median(v)))'
 }
 read -r fn fmean fmed < <(hs fserver fserver.key)
