@@ -131,3 +131,16 @@ expect_exit 2 "--cert with a token key that does not exist: refused, none made" 
 expect_grep "no such private key in token 'wl'" "$T_DIR/err" "the message names the missing object"
 expect_exit 2 "a file --key still needs --cert" "$MTLS" agent --ca-url "https://localhost:$port" --token-file web.token \
     --key web/svid.pem --out-dir web3 --once
+
+# a URI naming its key by id= alone: a new pair needs a label, so that key
+# is kept and re-certified at each renewal
+softhsm_keypair wl 1234 byid 0c
+IDURI="pkcs11:token=wl;id=%0c?pin-source=file:$T_DIR/pin"
+"$MTLS" ca token create --ca int --spiffe-id spiffe://example.org/ns/prod/byid > byid.token
+expect_exit 0 "an id-only URI: the agent enrolls with the token's key" "$MTLS" agent --ca-url "https://localhost:$port" \
+    --token-file byid.token --key "$IDURI" --out-dir byid --once
+p0=$(certpub byid/svid.pem)
+expect_exit 0 "an id-only URI: the agent renews" "$MTLS" agent --ca-url "https://localhost:$port" --key "$IDURI" \
+    --out-dir byid --once
+[ "$(certpub byid/svid.pem)" = "$p0" ] && [ "$(p11_pub wl byid)" = "$p0" ] && [ "$(p11_labels wl 1234 byid)" = 2 ] \
+    && ok "an id-only URI: the same key re-certified, no pair made" || not_ok "id-only renewal" "$(objects)"

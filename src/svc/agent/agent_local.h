@@ -47,6 +47,7 @@ struct agent {
 	uint8_t	 next_id[128];	/* the pair a renewal made, until installed */
 	size_t	 next_id_len;
 	int	 next_old_ours;	/* tkey is deleted once that one is installed */
+	int	 tkey_rotate;	/* the URI has object=: a renewal makes a pair */
 	char	 ids_file[4200];	/* out-dir/svid.keyids (tokenkey.c) */
 	char	 token[512];
 	char	 pin[65];	/* the token's root SHA-256, lower hex */

@@ -123,7 +123,7 @@ enroll_obtain(struct agent *a, int enroll, const char *bundle_pem,
 	int st, rv = -1;
 
 	/* a token key is replaced at a renewal as a key file is */
-	if (a->tkey != NULL && !enroll) {
+	if (a->tkey != NULL && a->tkey_rotate && !enroll) {
 		if (tokenkey_next(a, &next, err) != 0)
 			goto out;
 	}

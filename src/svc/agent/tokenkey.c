@@ -139,6 +139,7 @@ int
 tokenkey_setup(struct agent *a, struct mtls_error *err)
 {
 	struct keystore_made made;
+	struct p11uri *u;
 	EVP_PKEY *k = NULL;
 	uint8_t id[128];
 	size_t n = 0;
@@ -147,6 +148,17 @@ tokenkey_setup(struct agent *a, struct mtls_error *err)
 
 	snprintf(a->ids_file, sizeof(a->ids_file), "%s/svid.keyids",
 	    a->o->out_dir);
+	/* a new pair needs a label (object=): a URI naming its key by id=
+	 * alone keeps that key, re-certified at each renewal */
+	if ((u = malloc(sizeof(*u))) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	if (p11uri_parse(a->o->key, strlen(a->o->key), u, err) != 0) {
+		free(u);
+		return -1;
+	}
+	a->tkey_rotate = u->object[0] != '\0';
+	OPENSSL_cleanse(u, sizeof(*u));
+	free(u);
 	/* the key out-dir's certificate is for, else --cert's */
 	for (i = 0; i < 2 && k == NULL; i++) {
 		if ((x = leaf_of(i == 0 ? a->svid : a->o->cert)) == NULL)
