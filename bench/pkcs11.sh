@@ -5,7 +5,11 @@
 # log, one ECDSA P-256 signature per full handshake), N of each; then
 # `ca serve` renewals (issue + fsync'd record, one keep-alive client, SECS
 # seconds) on an intermediate whose key is a file or was generated in the
-# token, with `openssl speed ecdsap256` from the same run.
+# token, with `openssl speed ecdsap256` from the same run; then `mtls agent
+# --once` renewals (process start, mTLS, CSR, install) with a file key (a
+# new key file each) and a token key (a new pair made in the token, the old
+# one deleted, each), N/10 of each. The load average is printed at the
+# start and the end (the machine is shared).
 #   bench/pkcs11.sh [N] [SECS]   prints tables; nothing is written to the tree
 set -euo pipefail
 N=${1:-200}
@@ -17,6 +21,7 @@ d=$(mktemp -d /tmp/mtls-bench-p11.XXXXXX)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"' EXIT
 cd "$d"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir tokens
 printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$d" > softhsm2.conf
 export SOFTHSM2_CONF=$d/softhsm2.conf
@@ -46,14 +51,15 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 be=$(port)
 python3 -m http.server "$be" --bind 127.0.0.1 >/dev/null 2>&1 & pids+=($!)
 hs() {	# hs NAME KEY: mean and median handshake_us over N connections
-	local p log=$d/$1.log
+	local p pid log=$d/$1.log
 	p=$(port)
 	"$M" proxy --listen "127.0.0.1:$p" --target "127.0.0.1:$be" --cert "$1.pem" --key "$2" --ca froot/bundle.pem \
-	    --allow-any --workers 1 2> "$log" & pids+=($!)
+	    --allow-any --workers 1 2> "$log" & pid=$!	# in a subshell: stopped here, not by the trap
 	for _ in $(seq 100); do grep -q '"event":"start"' "$log" && break; sleep 0.05; done
 	for _ in $(seq "$N"); do
 		curl -s -o /dev/null --max-time 5 --cacert froot/bundle.pem --cert client.pem --key client.key "https://localhost:$p/" || true
 	done
+	kill "$pid"; wait "$pid" 2>/dev/null || true
 	grep '"event":"handshake"' "$log" | python3 -c 'import json,sys,statistics as s; v=[json.loads(l)["handshake_us"] for l in sys.stdin]; print("%d %.0f %.0f" % (len(v), s.mean(v), s.median(v)))'
 }
 read -r fn fmean fmed < <(hs fserver fserver.key)
@@ -91,14 +97,42 @@ print(n)
 PY
 )
 	echo "$n $(( $(awk '{print $14 + $15}' "/proc/$pid/stat") - c0 ))"
-	kill "$pid"
+	kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 read -r frn frt < <(renew fint)
 read -r trn trt < <(renew tint)
 tick=$(getconf CLK_TCK)
 sign=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1); exit}')
 echo
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; openssl speed ecdsap256: $sign sign/s ($(echo "scale=1; 1000000 / $sign" | bc) us each)"
+echo "load: $load0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end, on $(nproc) cores; openssl speed ecdsap256: $sign sign/s ($(echo "scale=1; 1000000 / $sign" | bc) us each)"
 printf '| ca serve intermediate key | renewals/s (%ss, 1 keep-alive client) | server CPU us per renewal |\n|---|---|---|\n' "$SECS"
 printf '| file (EC P-256) | %s | %s |\n' "$(echo "scale=1; $frn / $SECS" | bc)" "$(echo "scale=0; $frt * 1000000 / $tick / $frn" | bc)"
 printf '| SoftHSM2 (EC P-256, made by ca intermediate --key-uri) | %s | %s |\n' "$(echo "scale=1; $trn / $SECS" | bc)" "$(echo "scale=0; $trt * 1000000 / $tick / $trn" | bc)"
+
+# mtls agent --once renewals against ca serve on the file intermediate:
+# a file key (a new key per renewal) and a token key (a new pair in the
+# token per renewal, the old one deleted once the certificate is installed)
+agents() {	# agents: "file_ms token_ms" mean per renewal over N/10 each
+	local p pid n=$(( N / 10 )) t0 fm tm i
+	p=$(port)
+	"$M" ca serve --ca fint --listen "127.0.0.1:$p" 2> agents.serve.log & pid=$!; pids+=($pid)
+	for _ in $(seq 100); do grep -q '"event":"start"' agents.serve.log && break; sleep 0.05; done
+	"$M" ca token create --ca fint --spiffe-id spiffe://example.org/af > af.t
+	"$M" ca token create --ca fint --spiffe-id spiffe://example.org/at > at.t
+	"$M" agent --ca-url "https://127.0.0.1:$p" --token-file af.t --out-dir af --once 2>/dev/null
+	"$M" agent --ca-url "https://127.0.0.1:$p" --token-file at.t --key "$(uri agent)" --out-dir at --once 2>/dev/null
+	t0=$(ms)
+	for i in $(seq "$n"); do "$M" agent --ca-url "https://127.0.0.1:$p" --token-file af.t --out-dir af --once 2>/dev/null || echo "bench: file renewal $i failed" >&2; done
+	fm=$(echo "scale=1; ($(ms) - $t0) / $n" | bc)
+	t0=$(ms)
+	for i in $(seq "$n"); do "$M" agent --ca-url "https://127.0.0.1:$p" --key "$(uri agent)" --out-dir at --once 2>/dev/null || echo "bench: token renewal $i failed" >&2; done
+	tm=$(echo "scale=1; ($(ms) - $t0) / $n" | bc)
+	echo "$fm $tm $(pkcs11-tool --module "$MOD" --token-label b --login --pin 1234 --list-objects 2>/dev/null | grep -c 'label: *agent$')"
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+read -r afm atm aobj < <(agents)
+echo
+printf '| agent key | mtls agent --once renewal, ms each (n=%d) |\n|---|---|\n' $(( N / 10 ))
+printf '| file (a new key file each) | %s |\n' "$afm"
+printf '| SoftHSM2 (a new pair each, the old deleted; %s objects left under the label) | %s |\n' "$aobj" "$atm"
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

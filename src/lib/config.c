@@ -123,7 +123,8 @@ mtls_config_set_identity_file(struct mtls_config *c, const char *cert,
 		return -1;
 	if (certs_load(cert, &chain, &c->err) != 0)
 		return -1;
-	if (key_load(key_path, &c->pass, &key, &c->err) != 0) {
+	if (key_load_cert(key_path, &c->pass, sk_X509_value(chain, 0), &key,
+	    &c->err) != 0) {
 		sk_X509_pop_free(chain, X509_free);
 		return -1;
 	}

@@ -189,6 +189,10 @@ int	 key_parse(const uint8_t *buf, size_t len, const char *name,
  * URI (the key stays in the token; the EVP_PKEY signs through it). */
 int	 key_load(const char *path, const struct mtls_secret *pass,
 	    EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
+/* key_load, but a pkcs11: URI naming its key by object= alone picks the
+ * key under that label that <cert> certifies (when one does). */
+int	 key_load_cert(const char *path, const struct mtls_secret *pass,
+	    X509 *cert, EVP_PKEY **, struct mtls_error *) MTLS_MUST_CHECK;
 /* 1 when <s> is a "pkcs11:" URI (any case of the scheme). */
 int	 keystore_is_uri(const char *s);
 #define P11URI_MAX	1024
@@ -207,6 +211,18 @@ struct keystore_made {
 int	 keystore_generate(const char *uri, int type, int adopt, EVP_PKEY **,
 	    struct keystore_made *made, struct mtls_error *) MTLS_MUST_CHECK;
 int	 keystore_undo(struct keystore_made *, struct mtls_error *)
+	    MTLS_MUST_CHECK;
+/* Deletes the pair (every object) labelled as <uri>'s object= with CKA_ID
+ * <id>; 0 when none is left. */
+int	 keystore_destroy(const char *uri, const uint8_t *id, size_t id_len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* The key labelled as <uri>'s object= (any id) that <cert> certifies:
+ * *out and its CKA_ID (up to 128 bytes), *out NULL when none. */
+int	 keystore_find_cert(const char *uri, X509 *cert, EVP_PKEY **out,
+	    uint8_t *id, size_t *id_len, struct mtls_error *) MTLS_MUST_CHECK;
+/* <uri> with id=<id> (replacing its id=, query kept) into <out>. */
+int	 keystore_uri_with_id(const char *uri, const uint8_t *id,
+	    size_t id_len, char *out, size_t cap, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 /* The PIN file (pin-source) of the pkcs11: URI <uri>, NULL when it is not
  * one: what a reload watches instead of a key file (kept for the

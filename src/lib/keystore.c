@@ -876,6 +876,10 @@ keystore_generate(const char *uri, int type, int adopt, EVP_PKEY **out,
 	    find_key(slot, &u, NULL, 0, shown, &k, err) != 0)
 		goto out;
 	if (k != NULL && adopt) {
+		if (k->id_len <= sizeof(made->id)) {	/* its name, made 0 */
+			memcpy(made->id, k->id, k->id_len);
+			made->id_len = k->id_len;
+		}
 		rv = use_key(k, shown, out, err);
 		goto out;
 	}
@@ -929,6 +933,18 @@ keystore_generate(const char *uri, int type, int adopt, EVP_PKEY **out,
 int
 keystore_undo(struct keystore_made *made, struct mtls_error *err)
 {
+	if (!made->made)
+		return 0;
+	if (keystore_destroy(made->uri, made->id, made->id_len, err) != 0)
+		return -1;
+	made->made = 0;
+	return 0;
+}
+
+int
+keystore_destroy(const char *uri, const uint8_t *id, size_t id_len,
+    struct mtls_error *err)
+{
 	struct p11uri u;
 	struct module *m = NULL;
 	PKCS11_SLOT *slot;
@@ -936,22 +952,112 @@ keystore_undo(struct keystore_made *made, struct mtls_error *err)
 	char shown[200];
 	int rv = -1;
 
-	if (!made->made)
-		return 0;
 	pthread_mutex_lock(&modules_mu);
-	if (open_slot(made->uri, &u, shown, sizeof(shown), &m, &slot,
-	    err) != 0 || rw_session(m, slot, &s, shown, err) != 0)
+	if (open_slot(uri, &u, shown, sizeof(shown), &m, &slot, err) != 0 ||
+	    rw_session(m, slot, &s, shown, err) != 0)
 		goto out;
-	if (destroy_pair(m->fl, s, u.object, made->id, made->id_len) != 0) {
+	if (u.object[0] == '\0' || id_len == 0) {
+		error_set(err, MTLS_ERR_ARG, "pkcs11: %s: a key pair is deleted "
+		    "by its label and CKA_ID, both", shown);
+		goto out;
+	}
+	if (destroy_pair(m->fl, s, u.object, id, id_len) != 0) {
 		error_set(err, MTLS_ERR_IO, "pkcs11: %s: the key pair made "
 		    "for it is still in the token (delete it: pkcs11-tool "
 		    "--delete-object --label '%s')", shown, u.object);
 		goto out;
 	}
-	made->made = 0;
 	rv = 0;
  out:
 	return p11_done(m, s, &u, rv);
+}
+
+/*
+ * The private key labelled as <uri>'s object= (any CKA_ID: the URI's id=
+ * is ignored) whose public key is <cert>'s: *out and its id, or *out NULL
+ * when none is. The agent finds its current key this way after a crash
+ * in a replacement, when two pairs share the label.
+ */
+int
+keystore_find_cert(const char *uri, X509 *cert, EVP_PKEY **out, uint8_t *id,
+    size_t *id_len, struct mtls_error *err)
+{
+	struct p11uri u;
+	struct module *m;
+	PKCS11_SLOT *slot;
+	PKCS11_KEY *keys = NULL;
+	EVP_PKEY *k;
+	char shown[200];
+	unsigned i, n = 0;
+	int rv = -1;
+
+	*out = NULL;
+	*id_len = 0;
+	pthread_mutex_lock(&modules_mu);
+	if (open_slot(uri, &u, shown, sizeof(shown), &m, &slot, err) != 0)
+		goto out;
+	if (PKCS11_enumerate_keys(slot->token, &keys, &n) != 0) {
+		error_set_ossl(err, MTLS_ERR_IO, "pkcs11: %s: cannot list the "
+		    "token's keys", shown);
+		goto out;
+	}
+	for (i = 0; i < n && *out == NULL; i++) {
+		if (keys[i].label == NULL || strcmp(keys[i].label,
+		    u.object) != 0 || keys[i].id_len > 128 ||
+		    (k = PKCS11_get_private_key(&keys[i])) == NULL)
+			continue;
+		if (X509_check_private_key(cert, k) == 1 && pair_check(k)) {
+			*out = k;
+			memcpy(id, keys[i].id, keys[i].id_len);
+			*id_len = keys[i].id_len;
+		} else
+			EVP_PKEY_free(k);
+	}
+	rv = 0;
+ out:
+	pthread_mutex_unlock(&modules_mu);
+	OPENSSL_cleanse(&u, sizeof(u));
+	ERR_clear_error();
+	return rv;
+}
+
+/* <uri> naming exactly the key whose CKA_ID is <id>: its path with any
+ * id= replaced by ours (percent-encoded), its query kept. */
+int
+keystore_uri_with_id(const char *uri, const uint8_t *id, size_t id_len,
+    char *out, size_t cap, struct mtls_error *err)
+{
+	const char *q = strchr(uri, '?'), *end = q != NULL ? q :
+	    uri + strlen(uri), *a = uri + 7, *e;
+	size_t o = 0, i;
+	int r;
+
+	if (!keystore_is_uri(uri))
+		return error_set(err, MTLS_ERR_ARG, "not a pkcs11: URI");
+#define PUT(...) do {							\
+	r = snprintf(out + o, cap - o, __VA_ARGS__);			\
+	if (r < 0 || (size_t)r >= cap - o)				\
+		return error_set(err, MTLS_ERR_ARG, "pkcs11 URI: too "	\
+		    "long with its id");				\
+	o += (size_t)r;							\
+} while (0)
+	PUT("pkcs11:");
+	for (; a < end; a = e + 1) {
+		if ((e = memchr(a, ';', (size_t)(end - a))) == NULL)
+			e = end;
+		if (e - a >= 3 && strncmp(a, "id=", 3) == 0)
+			continue;
+		PUT("%.*s;", (int)(e - a), a);
+		if (e == end)
+			break;
+	}
+	PUT("id=");
+	for (i = 0; i < id_len; i++)
+		PUT("%%%02x", id[i]);
+	PUT("%s", q != NULL ? q : "");
+#undef PUT
+	return o > P11URI_MAX ? error_set(err, MTLS_ERR_ARG, "pkcs11 URI: "
+	    "over %d bytes with its id", P11URI_MAX) : 0;
 }
 
 struct pinpath {
@@ -995,6 +1101,35 @@ keystore_pin_file(const char *uri)
 		r = p->pin;
 	pthread_mutex_unlock(&modules_mu);
 	return r;
+}
+
+/*
+ * A key for <cert>: a URI naming its key by label alone picks, among the
+ * keys under that label, the one <cert> certifies. Two share a label while
+ * the agent replaces its key (tokenkey.c), and after a crash there: a
+ * proxy given the label follows the certificate it is given.
+ */
+int
+key_load_cert(const char *path, const struct mtls_secret *pass, X509 *cert,
+    EVP_PKEY **out, struct mtls_error *err)
+{
+	struct p11uri *u;
+	uint8_t id[128];
+	size_t n;
+	int by_label = 0;
+
+	*out = NULL;
+	if (cert != NULL && keystore_is_uri(path) &&
+	    (u = malloc(sizeof(*u))) != NULL) {
+		by_label = p11uri_parse(path, strlen(path), u, err) == 0 &&
+		    u->object[0] != '\0' && u->id_len == 0;
+		OPENSSL_cleanse(u, sizeof(*u));
+		free(u);
+		error_clear(err);
+	}
+	if (by_label && keystore_find_cert(path, cert, out, id, &n, err) != 0)
+		return -1;
+	return *out != NULL ? 0 : key_load(path, pass, out, err);
 }
 
 int

@@ -7,18 +7,14 @@
 # offline root in the token signs an intermediate whose key is in the
 # token; `ca serve` on that intermediate signs the leaves it enrolls.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/helpers/softhsm.sh"
 cd "$T_DIR"
-peers_need softhsm2-util pkcs11-tool
-MOD=${MTLS_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-[ -f "$MOD" ] || { not_ok "SoftHSM2 module $MOD (scripts/deps.sh check)"; exit 0; }
-mkdir tokens
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$T_DIR" > softhsm2.conf
-export SOFTHSM2_CONF=$T_DIR/softhsm2.conf
-q softhsm2-util --init-token --free --label ca --pin 4321 --so-pin 8765
-printf '4321\n' > pin && chmod 600 pin
-printf '9999\n' > badpin && chmod 600 badpin
+softhsm_setup
+softhsm_token ca 4321 8765
+pinfile pin 4321
+pinfile badpin 9999
 uri() { echo "pkcs11:token=ca;object=$1?pin-source=file:$T_DIR/${2:-pin}"; }
-objects() { pkcs11-tool --module "$MOD" --token-label ca --login --pin 4321 --list-objects 2>/dev/null; }
+objects() { p11 ca 4321 --list-objects 2>/dev/null; }
 count() { objects | grep -c "label: *$1\$"; }
 
 expect_exit 0 "ca init --key-uri generates the root's key in the token" "$MTLS" ca init root --trust-domain example.org \
@@ -28,9 +24,8 @@ expect_exit 0 "ca init --key-uri generates the root's key in the token" "$MTLS" 
 [ "$(count root)" = 2 ] && ok "the token holds the root's key pair (private and public)" || not_ok "root objects" "$(objects)"
 objects | grep -A4 'Private Key Object; EC' | grep -q 'sensitive, always sensitive, never extractable' \
     && ok "the private key is sensitive and never extractable" || not_ok "key attributes" "$(objects)"
-pub_token=$(pkcs11-tool --module "$MOD" --token-label ca --read-object --type pubkey --label root 2>/dev/null \
-    | openssl pkey -pubin -inform DER -outform DER 2>/dev/null | sha256sum)
-pub_cert=$(openssl x509 -in root/ca.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum)
+pub_token=$(p11_pub ca root)
+pub_cert=$(cert_pub root/ca.pem)
 [ -n "$pub_token" ] && [ "$pub_token" = "$pub_cert" ] && ok "the root certificate holds the token's new public key" \
     || not_ok "root public key" "$pub_token / $pub_cert"
 expect_exit 0 "the root verifies" openssl verify -CAfile root/ca.pem root/ca.pem
@@ -65,7 +60,7 @@ expect_exit 0 "the RSA root verifies" openssl verify -CAfile rsaroot/ca.pem rsar
 # file system) after the key pair was made: the pair is deleted again
 if [ "$(id -u)" = 0 ]; then
 	mkdir ro && mount -t tmpfs -o ro,size=1m tmpfs ro || { not_ok "mount a read-only tmpfs"; exit 0; }
-	trap 'umount "$T_DIR/ro" 2>/dev/null' EXIT
+	trap 'umount "$T_DIR/ro" 2>/dev/null; _cleanup' EXIT	# lib.sh's stops what start_bg started
 	expect_exit 2 "ca init on a read-only folder fails" "$MTLS" ca init ro/r --trust-domain example.org --key-uri "$(uri undo)"
 	[ "$(count undo)" = 0 ] && ok "the key pair made for it is deleted from the token" || not_ok "undo leftovers" "$(objects)"
 	umount ro
@@ -85,3 +80,11 @@ expect_exit 0 "the leaf verifies through the intermediate to the token root" ope
     -untrusted int/ca.pem web/svid.pem
 expect_exit 0 "ca issue with the token intermediate" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/cli --out cli
 expect_exit 0 "its leaf verifies too" openssl verify -CAfile root/ca.pem -untrusted int/ca.pem cli.pem
+
+# a second pair under the intermediate's label (another CKA_ID: a
+# replacement in progress, an operator's copy): the CA signs with the key
+# its ca.pem certifies, not "more than one private key matches"
+softhsm_keypair ca 4321 int ff
+expect_exit 0 "two pairs under the CA's label: ca issue signs with the one ca.pem certifies" "$MTLS" ca issue --ca int \
+    --spiffe-id spiffe://example.org/ns/prod/cli2 --out cli2
+expect_exit 0 "and its leaf verifies" openssl verify -CAfile root/ca.pem -untrusted int/ca.pem cli2.pem

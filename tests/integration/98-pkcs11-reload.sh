@@ -7,15 +7,12 @@
 # try counts toward the token's lockout); the right PIN back, the reload
 # succeeds.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/helpers/softhsm.sh"
 cd "$T_DIR"
-peers_need softhsm2-util pkcs11-tool
-MOD=${MTLS_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-[ -f "$MOD" ] || { not_ok "SoftHSM2 module $MOD (scripts/deps.sh check)"; exit 0; }
-mkdir tokens pins
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$T_DIR" > softhsm2.conf
-export SOFTHSM2_CONF=$T_DIR/softhsm2.conf
-q softhsm2-util --init-token --free --label wl --pin 1234 --so-pin 5678
-setpin() { printf '%s\n' "$1" > pins/new && chmod 600 pins/new && mv pins/new pins/pin; }
+softhsm_setup
+mkdir pins
+softhsm_token wl 1234
+setpin() { pinfile pins/pin "$1"; }
 setpin 1234
 URI="pkcs11:token=wl;object=server?pin-source=file:$T_DIR/pins/pin"
 

@@ -9,20 +9,16 @@
 # --existing-key`) signs an intermediate; `ca serve` on it signs leaves in
 # the token. (98-pkcs11-gen.sh: keys generated in the token.)
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/helpers/softhsm.sh"
 cd "$T_DIR"
-peers_need softhsm2-util pkcs11-tool
-MOD=${MTLS_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-[ -f "$MOD" ] || { not_ok "SoftHSM2 module $MOD (scripts/deps.sh check)"; exit 0; }
+softhsm_setup
 [ -f /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so ] || [ -n "$(find /usr/lib -name pkcs11.so -path '*engines-3*' 2>/dev/null | head -1)" ] \
     || { not_ok "libengine-pkcs11-openssl installed (scripts/deps.sh check)"; exit 0; }
-mkdir tokens
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$T_DIR" > softhsm2.conf
-export SOFTHSM2_CONF=$T_DIR/softhsm2.conf
-q softhsm2-util --init-token --free --label wl --pin 1234 --so-pin 5678
-q pkcs11-tool --module "$MOD" --token-label wl --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label server --id 01
-q pkcs11-tool --module "$MOD" --token-label wl --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label client --id 02
-printf '1234\n' > pin && chmod 600 pin
-printf '9999\n' > badpin && chmod 600 badpin
+softhsm_token wl 1234
+softhsm_keypair wl 1234 server 01
+softhsm_keypair wl 1234 client 02
+pinfile pin 1234
+pinfile badpin 9999
 cp pin pin644 && chmod 644 pin644
 uri() { echo "pkcs11:token=wl;object=$1?pin-source=file:$T_DIR/${2:-pin}"; }
 
@@ -86,9 +82,9 @@ grep -q 1234 "$T_DIR/err" && not_ok "the pin-value message does not echo the PIN
 refuse "a missing module" "pkcs11:token=wl;object=server?pin-source=file:$T_DIR/pin&module-path=$T_DIR/none.so" "pkcs11 module .*/none.so"
 
 # ---- an offline root in the token ----
-q softhsm2-util --init-token --free --label ca --pin 4321 --so-pin 8765
-q pkcs11-tool --module "$MOD" --token-label ca --login --pin 4321 --keypairgen --key-type EC:prime256v1 --label root --id 0a
-printf '4321\n' > capin && chmod 600 capin
+softhsm_token ca 4321 8765
+softhsm_keypair ca 4321 root 0a
+pinfile capin 4321
 CAURI="pkcs11:token=ca;object=root?pin-source=file:$T_DIR/capin"
 expect_exit 2 "ca init --key-uri refuses --pass-file" "$MTLS" ca init troot --trust-domain example.org --key-uri "$CAURI" --pass-file capin
 expect_exit 2 "ca init --key-uri --existing-key with a wrong object: a clear error" "$MTLS" ca init troot \
@@ -103,8 +99,8 @@ expect_exit 0 "ca init --key-uri --existing-key: a root whose key is in the toke
 [ ! -e troot/ca.key ] && [ "$(stat -c %a troot/ca.keyuri)" = 600 ] && ok "no ca.key; ca.keyuri is 0600" \
     || not_ok "root files" "$(ls -l troot)"
 grep -q 4321 troot/ca.keyuri && not_ok "ca.keyuri holds no PIN" || ok "ca.keyuri holds no PIN"
-pub_token=$(pkcs11-tool --module "$MOD" --token-label ca --read-object --type pubkey --label root 2>/dev/null | openssl pkey -pubin -inform DER -outform DER 2>/dev/null | sha256sum)
-pub_cert=$(openssl x509 -in troot/ca.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum)
+pub_token=$(p11_pub ca root)
+pub_cert=$(cert_pub troot/ca.pem)
 [ -n "$pub_token" ] && [ "$pub_token" = "$pub_cert" ] && ok "the root certificate holds the token's public key" \
     || not_ok "root public key" "$pub_token / $pub_cert"
 expect_exit 0 "the offline root in the token signs an intermediate" "$MTLS" ca intermediate tint --parent troot --name tint
@@ -126,9 +122,9 @@ expect_exit 0 "the enrolled certificate verifies under the token root" openssl v
 # two key pairs without CKA_IDs: libp11 may pair a private key with the
 # other's public key; such a key is refused, never used to make a root
 # whose certificate does not verify
-q softhsm2-util --init-token --free --label noid --pin 1234 --so-pin 5678
+softhsm_token noid 1234
 for l in a b; do
-	q pkcs11-tool --module "$MOD" --token-label noid --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label $l
+	q p11 noid 1234 --keypairgen --key-type EC:prime256v1 --label $l	# no --id
 done
 refused=0 bad=0
 for l in a b; do

@@ -167,6 +167,42 @@ test_pin_file(void **state)
 	assert_null(strstr(err.msg, "77"));
 }
 
+/* keystore_uri_with_id: the agent's name for its current key, the URI's
+ * id= replaced (never a second one), its query kept, the result parses to
+ * that id; too long is an error, not a cut URI. */
+static void
+test_uri_with_id(void **state)
+{
+	static const uint8_t id[] = { 0x0b, 0xad, 0xc0, 0xde };
+	struct mtls_error err;
+	struct p11uri u;
+	char out[P11URI_MAX + 1], big[P11URI_MAX];
+	uint8_t many[128];
+
+	(void)state;
+	assert_int_equal(keystore_uri_with_id("pkcs11:token=wl;object=a?pin-"
+	    "source=file:/p", id, sizeof(id), out, sizeof(out), &err), 0);
+	assert_string_equal(out, "pkcs11:token=wl;object=a;id=%0b%ad%c0%de?"
+	    "pin-source=file:/p");
+	assert_int_equal(keystore_uri_with_id("pkcs11:token=wl;id=%01;object"
+	    "=a?pin-source=file:/p&module-path=/m.so", id, 1, out, sizeof(out),
+	    &err), 0);
+	assert_string_equal(out, "pkcs11:token=wl;object=a;id=%0b?pin-source="
+	    "file:/p&module-path=/m.so");
+	assert_int_equal(p11uri_parse(out, strlen(out), &u, &err), 0);
+	assert_int_equal(u.id_len, 1);
+	assert_int_equal(u.id[0], 0x0b);
+	assert_int_equal(keystore_uri_with_id("/etc/key.pem", id, 1, out,
+	    sizeof(out), &err), -1);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memcpy(big, "pkcs11:token=t;object=", 22);
+	memset(many, 1, sizeof(many));
+	assert_int_equal(keystore_uri_with_id(big, many, sizeof(many), out,
+	    sizeof(out), &err), -1);
+	assert_non_null(strstr(err.msg, "too long"));
+}
+
 int
 main(void)
 {
@@ -175,6 +211,7 @@ main(void)
 		cmocka_unit_test(test_parse_values),
 		cmocka_unit_test(test_key_load_errors),
 		cmocka_unit_test(test_pin_file),
+		cmocka_unit_test(test_uri_with_id),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

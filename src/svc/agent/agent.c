@@ -225,16 +225,11 @@ setup(struct agent *a, const struct agent_opts *o, struct mtls_error *err)
 	}
 	if (files_check_out_dir(o->out_dir, err) != 0)
 		return -1;
-	if (o->key != NULL && keystore_is_uri(o->key)) {
-		struct keystore_made made;
-
-		/* the token's key, or a P-256 pair made there (not for
-		 * --cert, whose key must exist) */
-		if ((o->cert != NULL ? key_load(o->key, NULL, &a->tkey, err) :
-		    keystore_generate(o->key, KEY_EC_P256, 1, &a->tkey, &made,
-		    err)) != 0)
-			return -1;
-		snprintf(a->svid_key, sizeof(a->svid_key), "%s", o->key);
+	if (o->key != NULL && keystore_is_uri(o->key) &&
+	    tokenkey_setup(a, err) != 0) {
+		EVP_PKEY_free(a->tkey);
+		a->tkey = NULL;
+		return -1;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return 0;

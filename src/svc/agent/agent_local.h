@@ -40,7 +40,15 @@ struct agent {
 	const char *cur_cert, *cur_key;
 	EVP_PKEY *tkey;		/* --key pkcs11:...: the key in its token,
 				 * every CSR's and handshake's (svid_key is
-				 * then the URI; no key file is written) */
+				 * then the URI with its id=; no key file is
+				 * written) */
+	uint8_t	 tkey_id[128];	/* its CKA_ID (tkey_id_len 0: not known) */
+	size_t	 tkey_id_len;
+	uint8_t	 next_id[128];	/* the pair a renewal made, until installed */
+	size_t	 next_id_len;
+	int	 next_old_ours;	/* tkey is deleted once that one is installed */
+	int	 tkey_rotate;	/* the URI has object=: a renewal makes a pair */
+	char	 ids_file[4200];	/* out-dir/svid.keyids (tokenkey.c) */
 	char	 token[512];
 	char	 pin[65];	/* the token's root SHA-256, lower hex */
 	char	 ca_pin[65];	/* the token's CA SHA-256: the issuer of the
@@ -127,6 +135,17 @@ int	 files_k8s_swap(struct agent *, const struct kfile *f, size_t n,
 	    int drop_tls, struct mtls_error *);
 int	 files_load_current(struct agent *, const char *cert, const char *key);
 int	 files_check_out_dir(const char *dir, struct mtls_error *);
+
+/* ---- tokenkey.c: the key in a token, replaced at each renewal ---- */
+/* a->tkey: the key out-dir's (or --cert's) certificate is for, or the
+ * URI's key, or a pair made; leftovers of a crash deleted. */
+int	 tokenkey_setup(struct agent *, struct mtls_error *);
+/* A new pair (fresh CKA_ID) for a renewal's CSR; recorded first. */
+int	 tokenkey_next(struct agent *, EVP_PKEY **key, struct mtls_error *);
+/* Its certificate is installed: it is current, the old pair deleted. */
+void	 tokenkey_installed(struct agent *, EVP_PKEY *key);
+/* The renewal failed: the pair it made is deleted. */
+void	 tokenkey_drop(struct agent *);
 
 /* ---- agent.c ---- */
 void	 agent_schedule(struct agent *);

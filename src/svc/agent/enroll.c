@@ -115,14 +115,19 @@ int
 enroll_obtain(struct agent *a, int enroll, const char *bundle_pem,
     struct mtls_error *err)
 {
-	EVP_PKEY *key = NULL;
+	EVP_PKEY *key = NULL, *next = NULL;
 	char *csr = NULL, *body = NULL;
 	const char *chain, *bundle;
 	struct buf b = { 0 };
 	json_t *o = NULL, *r = NULL;
 	int st, rv = -1;
 
-	if (new_csr(a->tkey, &key, &csr, err) != 0)
+	/* a token key is replaced at a renewal as a key file is */
+	if (a->tkey != NULL && a->tkey_rotate && !enroll) {
+		if (tokenkey_next(a, &next, err) != 0)
+			goto out;
+	}
+	if (new_csr(next != NULL ? next : a->tkey, &key, &csr, err) != 0)
 		goto out;
 	o = json_object();
 	if (enroll)
@@ -154,6 +159,9 @@ enroll_obtain(struct agent *a, int enroll, const char *bundle_pem,
 		goto out;
 	rv = 0;
  out:
+	if (rv != 0 && next != NULL)
+		tokenkey_drop(a);
+	EVP_PKEY_free(next);
 	if (body)
 		OPENSSL_cleanse(body, strlen(body));
 	free(body);

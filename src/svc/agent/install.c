@@ -354,6 +354,10 @@ install_answer(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	    key_write(a->svid_key, key, NULL, 1, err) != 0) ||
 	    fs_write_atomic(a->svid, pem, pl, 0644, 1, err) != 0)
 		goto out;
+	/* a token's new key is current from now on (its URI's id= in
+	 * svid_key), the one it replaces deleted from the token */
+	if (a->tkey != NULL && key != a->tkey)
+		tokenkey_installed(a, key);
 	a->cur_cert = a->svid;
 	a->cur_key = a->svid_key;
 	a->not_after = asn1_time_unix(X509_get0_notAfter(leaf));

@@ -51,7 +51,8 @@ signer_load(struct signer **out, const char *path,
 	EVP_PKEY *key = NULL;
 
 	*out = NULL;
-	if (key_load(path, pass, &key, err) != 0)
+	/* a token key named by its label alone: the one ca.pem certifies */
+	if (key_load_cert(path, pass, cert, &key, err) != 0)
 		return -1;
 	if (cert != NULL && X509_check_private_key(cert, key) != 1) {
 		EVP_PKEY_free(key);
