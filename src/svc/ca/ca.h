@@ -180,6 +180,9 @@ struct ca {
 	struct mtls_config *sv_cfg;
 	X509_STORE	*sv_store;
 	const STACK_OF(X509) *sv_bundle;	/* what they were built from */
+	/* the CA path (this CA first) the first full self-check validated;
+	 * later leaves are checked on it (verify_leaf_on_path) */
+	STACK_OF(X509)	*sv_path;
 	char		*bundle_pem;	/* ca_bundle_pem, made once */
 	size_t		 bundle_pem_len;
 	/* a snapshot (ca serve swaps whole ones on SIGHUP): which one, and
