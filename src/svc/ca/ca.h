@@ -76,6 +76,12 @@ int	 store_add(struct store *, X509 *, const char *kind,
  * the token is unknown, used or expired. */
 int	 store_add_burn(struct store *, X509 *, const char *kind,
 	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
+/* store_add_burn() that, with <identity> and <gen>, also records in the
+ * same transaction the agent's bundle generation for <identity> (as
+ * store_agent_bundle, the certificate's notAfter): one commit. */
+int	 store_add_issued(struct store *, X509 *, const char *kind,
+	    const char *token_hash, const char *identity, const char *gen,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /*
  * The kinds of store fault, in err->kind (set by the backends where they
  * classify a fault, with err->sys for ca_fault_of): what ca serve tells
@@ -236,6 +242,9 @@ struct ca_issue_req {
 	const char	*crl_url;	/* override ca.conf's (ca serve) */
 	const char	*ocsp_url;
 	int		 ca_server;	/* ca_issue_server only: never from input */
+	const char	*bundle_gen;	/* ca serve: the agent's bundle (64 hex,
+					 * checked), recorded with the row for
+					 * ids.v[0] */
 };
 
 /*

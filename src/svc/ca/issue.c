@@ -467,7 +467,9 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 		if (*out == NULL && signer_sign(ca->signer, ca->cert, &pr,
 		    out, err) != 0)
 			return -1;
-		rc = store_add_burn(ca->store, *out, "leaf", token_hash, err);
+		rc = store_add_issued(ca->store, *out, "leaf", token_hash,
+		    r->bundle_gen != NULL ? r->ids.v[0] : NULL, r->bundle_gen,
+		    err);
 		t = ca_phase_end(CA_PH_COMMIT, t);
 		if (rc == 0) {
 			serial_hex(X509_get0_serialNumber(*out), res->serial,
