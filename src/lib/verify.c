@@ -1161,7 +1161,8 @@ verify_chain(const struct mtls_config *cfg, X509_STORE *store,
  * leaf's extensions under X509_STRICT, the issuer's name constraints (and
  * the CN against them), CRLs when <cfg> has some. The name constraints of
  * the CAs above the issuer are OpenSSL's NAME_CONSTRAINTS_check and
- * _check_CN on the leaf, as its path validation applies them to a leaf;
+ * _check_CN on the leaf, as its path validation applies them to a leaf,
+ * and their validity windows are checked at <cfg>'s time;
  * then our whole policy on the whole chain, and the rules, as
  * verify_chain does.
  */
@@ -1216,7 +1217,19 @@ verify_leaf_on_path(const struct mtls_config *cfg, X509_STORE *store,
 	}
 	for (i = 1; i < sk_X509_num(path); i++) {
 		X509 *ca = sk_X509_value(path, i);
+		int64_t now = verify_now(cfg);
 
+		/* the path's validity, as now as the leaf's (notAfter
+		 * itself still valid: verify_cb) */
+		if (asn1_time_unix(X509_get0_notAfter(ca)) < now ||
+		    asn1_time_unix(X509_get0_notBefore(ca)) > now) {
+			cert_label(ca, label, sizeof(label));
+			error_fail(err, asn1_time_unix(X509_get0_notAfter(ca)) <
+			    now ? MTLS_FAIL_CERT_EXPIRED :
+			    MTLS_FAIL_CERT_NOT_YET_VALID, "CA certificate %s "
+			    "is outside its validity period", label);
+			goto out;
+		}
 		nc = X509_get_ext_d2i(ca, NID_name_constraints, NULL, NULL);
 		if (nc == NULL)
 			continue;

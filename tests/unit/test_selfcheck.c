@@ -229,12 +229,44 @@ t_root_constraints(void **state)
 	fx_cert_free(&root);
 }
 
+/* A root that expires while the intermediate under it still runs: once
+ * the root is past its notAfter, the next leaf is refused on the path as
+ * by the full verification (the path is kept, its validity is not). */
+static void
+t_root_expires(void **state)
+{
+	const char *ids[] = { "spiffe://example.org/w", NULL };
+	struct fx_cert root = fx_mk("example.org", "Short Root", NULL,
+	    "basicConstraints=critical,CA:TRUE\n"
+	    "keyUsage=critical,keyCertSign,cRLSign", NULL, NULL, 0, now - 60);
+	struct fx_cert ica = fx_intermediate(&root, "example.org", "Long ICA",
+	    NULL, 0, NULL, 0, now);
+	struct fx_cert leaf = fx_leaf(&ica, "example.org", ids, now - 30,
+	    now + 10 * FX_DAY);
+	STACK_OF(X509) *chain = fx_stack(ica.x, NULL);
+	struct verifier v;
+
+	(void)state;
+	verifier_new(&v, root.x);
+	assert_int_equal(full(&v, leaf.x, chain, 1), 0);
+	both(&v, leaf.x, chain, 0);
+	assert_int_equal(mtls_config_set_verify_time(v.cfg, now + 3 * FX_DAY),
+	    0);
+	both(&v, leaf.x, chain, MTLS_FAIL_CERT_EXPIRED);
+	verifier_free(&v);
+	sk_X509_free(chain);
+	fx_cert_free(&leaf);
+	fx_cert_free(&ica);
+	fx_cert_free(&root);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_scoped_intermediate),
 		cmocka_unit_test(t_root_constraints),
+		cmocka_unit_test(t_root_expires),
 	};
 
 	now = (int64_t)time(NULL);
