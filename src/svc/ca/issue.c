@@ -282,12 +282,13 @@ ca_issue_prepare(struct ca *ca, struct mtls_error *err)
 	char *pem = NULL;
 	size_t len;
 
-	/* ca_bundle_pem encodes the bundle at its first call */
+	/* ca_bundle_pem encodes the bundle at its first call, ca_chain_pem
+	 * the CA chain (no leaf: nothing more) */
 	if (self_verifier(ca, err) != 0 ||
 	    ca_bundle_pem(ca, &pem, &len, err) != 0)
 		return -1;
 	free(pem);
-	return 0;
+	return ca_chain_pem(ca, NULL, &pem, &len, err);
 }
 
 /* The CA path of a full verification's chain (its leaf dropped), kept
