@@ -174,7 +174,7 @@ t_scoped_intermediate(void **state)
 	assert_int_not_equal(on_path(&v, l_oth.x), 0);
 	assert_int_not_equal(full(&v, l_oth.x, chain, 0), 0);
 	verifier_free(&v);
-	sk_X509_free(chain);
+	sk_X509_pop_free(chain, X509_free);
 	fx_cert_free(&l_good);
 	fx_cert_free(&l_dns);
 	fx_cert_free(&l_ns);
@@ -221,7 +221,7 @@ t_root_constraints(void **state)
 	/* a CA:TRUE "leaf" is not an end entity */
 	both(&v, l_ca.x, chain, MTLS_FAIL_BAD_KEY_USAGE);
 	verifier_free(&v);
-	sk_X509_free(chain);
+	sk_X509_pop_free(chain, X509_free);
 	fx_cert_free(&l_in);
 	fx_cert_free(&l_out);
 	fx_cert_free(&l_ca);
@@ -254,7 +254,7 @@ t_root_expires(void **state)
 	    0);
 	both(&v, leaf.x, chain, MTLS_FAIL_CERT_EXPIRED);
 	verifier_free(&v);
-	sk_X509_free(chain);
+	sk_X509_pop_free(chain, X509_free);
 	fx_cert_free(&leaf);
 	fx_cert_free(&ica);
 	fx_cert_free(&root);
