@@ -5,7 +5,8 @@
  *       [--seconds S] [--new-conn] [--pid SERVER_PID] [--csrs M]
  *
  * N threads, each an mTLS client on libmtls (its own context), send
- * POST /v1/renew with {"csr": ...} for S seconds, over one kept-alive
+ * POST /v1/renew with {"csr": ...} and the Mtls-Bundle header an agent
+ * sends (one fixed generation) for S seconds, over one kept-alive
  * connection each, or (--new-conn) a new connection (full handshake, no
  * resumption asked) per renewal. M CSRs (fresh P-256 keys) are made before
  * the timed phase and used in turn, so the client's key generation is not
@@ -99,8 +100,11 @@ make_csrs(void)
 			return -1;
 		off = (size_t)sprintf(bodies[i], "POST /v1/renew HTTP/1.1\r\n"
 		    "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
-		    "Content-Length: %zu\r\n%s\r\n", jl,
-		    new_conn ? "Connection: close\r\n" : "");
+		    "Content-Length: %zu\r\n%s%s\r\n", jl,
+		    new_conn ? "Connection: close\r\n" : "",
+		    /* as mtls agent renews: the bundle it holds */
+		    "Mtls-Bundle: 0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef\r\n");
 		memcpy(bodies[i] + off, json, jl);
 		body_lens[i] = off + jl;
 		free(json);

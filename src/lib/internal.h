@@ -516,6 +516,12 @@ void	 verify_out_free(struct verify_out *);
 int	 verify_chain(const struct mtls_config *, X509_STORE *,
 	    STACK_OF(X509) *certs, int purpose, struct verify_out *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+/* <leaf> (signed by path[0]) on <path>, a CA path (issuer first) that
+ * verify_chain validated: every check of verify_chain that depends on the
+ * leaf, the path's own signatures not verified again (verify.c). */
+int	 verify_leaf_on_path(const struct mtls_config *, X509_STORE *,
+	    STACK_OF(X509) *path, X509 *leaf, struct verify_out *,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* An X509_STORE holding <cfg>'s anchors (and CRLs). */
 X509_STORE *verify_store_new(const struct mtls_config *, struct mtls_error *);
 

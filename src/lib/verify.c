@@ -972,6 +972,22 @@ verify_cb(int ok, X509_STORE_CTX *ctx)
 	return ok;
 }
 
+/* Our policy on a path OpenSSL validated (out->chain, leaf first). */
+static int
+check_policy(const struct mtls_config *cfg, X509 *leaf,
+    struct verify_out *out, struct mtls_error *err)
+{
+	if (check_strength(out->chain, err) != 0 ||
+	    check_svid(leaf, &out->ids, err) != 0 ||
+	    check_rfc5280(out->chain, err) != 0)
+		return -1;
+	if (check_scope(cfg, out->chain, &out->ids, err) != 0 ||
+	    check_trust_domain(cfg, out->chain, &out->ids, err) != 0 ||
+	    check_ca_revocation(cfg, out->chain, err) != 0)
+		return -1;
+	return 0;
+}
+
 /* Path validation and our policy, against <store>, or against the
  * certificates of <own> alone when it is given (verify_path). */
 static int
@@ -1054,13 +1070,7 @@ verify_path_with(const struct mtls_config *cfg, X509_STORE *store,
 	}
 	if ((out->chain = X509_STORE_CTX_get1_chain(ctx)) == NULL)
 		goto nomem;
-	if (check_strength(out->chain, err) != 0 ||
-	    check_svid(leaf, &out->ids, err) != 0 ||
-	    check_rfc5280(out->chain, err) != 0)
-		goto out;
-	if (check_scope(cfg, out->chain, &out->ids, err) != 0 ||
-	    check_trust_domain(cfg, out->chain, &out->ids, err) != 0 ||
-	    check_ca_revocation(cfg, out->chain, err) != 0)
+	if (check_policy(cfg, leaf, out, err) != 0)
 		goto out;
 	rv = 0;
 	goto out;
@@ -1137,4 +1147,127 @@ verify_chain(const struct mtls_config *cfg, X509_STORE *store,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * <leaf> on <path> (issuer first, anchor last), a CA path that
+ * verify_chain validated with a leaf of that issuer (out->chain minus its
+ * leaf): everything verify_chain checks that depends on the leaf, without
+ * verifying the path's own certificates again (ca serve's self-check,
+ * issue.c; docs/security/selfcheck.md lists the checks). OpenSSL validates
+ * [leaf, issuer] with the issuer as the one trusted certificate (partial
+ * chain): the leaf's signature under the issuer's key, issuer name and
+ * key identifier, the issuer's keyCertSign, both validity windows, the
+ * leaf's extensions under X509_STRICT, the issuer's name constraints (and
+ * the CN against them), CRLs when <cfg> has some. The name constraints of
+ * the CAs above the issuer are OpenSSL's NAME_CONSTRAINTS_check and
+ * _check_CN on the leaf, as its path validation applies them to a leaf,
+ * and their validity windows are checked at <cfg>'s time;
+ * then our whole policy on the whole chain, and the rules, as
+ * verify_chain does.
+ */
+int
+verify_leaf_on_path(const struct mtls_config *cfg, X509_STORE *store,
+    STACK_OF(X509) *path, X509 *leaf, struct verify_out *out,
+    struct mtls_error *err)
+{
+	X509_STORE_CTX *ctx = NULL;
+	STACK_OF(X509) *trusted = NULL, *got;
+	X509_VERIFY_PARAM *param;
+	NAME_CONSTRAINTS *nc;
+	char label[256];
+	int i, rv = -1, e;
+
+	memset(out, 0, sizeof(*out));
+	error_clear(err);
+	if (leaf == NULL || path == NULL || sk_X509_num(path) == 0)
+		return error_fail(err, MTLS_FAIL_NO_CLIENT_CERT,
+		    "no certificate or no verified CA path");
+	serial_hex(X509_get0_serialNumber(leaf), out->serial,
+	    sizeof(out->serial));
+	if (ids_from_cert(leaf, &out->ids, err) != 0)
+		return -1;
+	if ((trusted = sk_X509_new_null()) == NULL ||
+	    !sk_X509_push(trusted, sk_X509_value(path, 0)) ||
+	    (ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, store, leaf, NULL))
+		goto nomem;
+	X509_STORE_CTX_set0_trusted_stack(ctx, trusted);
+	param = X509_STORE_CTX_get0_param(ctx);
+	if (cfg->verify_time)
+		X509_VERIFY_PARAM_set_time(param, (time_t)cfg->verify_time);
+	X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
+	X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT |
+	    X509_V_FLAG_PARTIAL_CHAIN);
+	if (cfg->crls != NULL && sk_X509_CRL_num(cfg->crls) > 0) {
+		X509_STORE_CTX_set0_crls(ctx, cfg->crls);
+		X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK);
+	}
+	if (X509_verify_cert(ctx) != 1) {
+		map_error(cfg, ctx, err);
+		goto out;
+	}
+	got = X509_STORE_CTX_get0_chain(ctx);
+	if (sk_X509_num(got) != 2 ||
+	    X509_cmp(sk_X509_value(got, 1), sk_X509_value(path, 0)) != 0) {
+		cert_label(leaf, label, sizeof(label));
+		error_fail(err, MTLS_FAIL_UNKNOWN_CA, "leaf %s is not issued "
+		    "by the CA of the verified path", label);
+		goto out;
+	}
+	for (i = 1; i < sk_X509_num(path); i++) {
+		X509 *ca = sk_X509_value(path, i);
+		int64_t now = verify_now(cfg);
+
+		/* the path's validity, as now as the leaf's (notAfter
+		 * itself still valid: verify_cb) */
+		if (asn1_time_unix(X509_get0_notAfter(ca)) < now ||
+		    asn1_time_unix(X509_get0_notBefore(ca)) > now) {
+			cert_label(ca, label, sizeof(label));
+			error_fail(err, asn1_time_unix(X509_get0_notAfter(ca)) <
+			    now ? MTLS_FAIL_CERT_EXPIRED :
+			    MTLS_FAIL_CERT_NOT_YET_VALID, "CA certificate %s "
+			    "is outside its validity period", label);
+			goto out;
+		}
+		nc = X509_get_ext_d2i(ca, NID_name_constraints, NULL, NULL);
+		if (nc == NULL)
+			continue;
+		e = NAME_CONSTRAINTS_check(leaf, nc);
+		if (e == X509_V_OK)
+			e = NAME_CONSTRAINTS_check_CN(leaf, nc);
+		NAME_CONSTRAINTS_free(nc);
+		if (e != X509_V_OK) {
+			cert_label(ca, label, sizeof(label));
+			error_fail(err, MTLS_FAIL_NAME_CONSTRAINTS, "a name of "
+			    "the leaf is outside the name constraints of CA "
+			    "%s: %s", label, X509_verify_cert_error_string(e));
+			goto out;
+		}
+	}
+	if ((out->chain = sk_X509_new_null()) == NULL ||
+	    !sk_X509_push(out->chain, leaf))
+		goto nomem;
+	X509_up_ref(leaf);
+	for (i = 0; i < sk_X509_num(path); i++) {
+		if (!sk_X509_push(out->chain, sk_X509_value(path, i)))
+			goto nomem;
+		X509_up_ref(sk_X509_value(path, i));
+	}
+	if (check_policy(cfg, leaf, out, err) != 0 ||
+	    verify_authorize(cfg, &out->ids, err) != 0)
+		goto out;
+	rv = 0;
+	goto out;
+ nomem:
+	error_set(err, MTLS_ERR_NOMEM, "out of memory");
+ out:
+	X509_STORE_CTX_free(ctx);
+	sk_X509_free(trusted);
+	if (rv != 0) {
+		sk_X509_pop_free(out->chain, X509_free);
+		out->chain = NULL;
+	}
+	ERR_clear_error();
+	return rv;
 }

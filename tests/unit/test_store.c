@@ -558,6 +558,62 @@ t_rotation(void **state)
 	store_close(s);
 }
 
+/* ---- an agent's bundle report rides with its certificate's row ---- */
+static void
+t_bundle_with_row(void **state)
+{
+	struct mtls_error err;
+	struct store *s = must_open();
+	X509 *x = mk_cert(0, "bnd"), *y = mk_cert(0, "bnd"), *dup;
+	char g[65], other[65];
+	int64_t n0[3], n1[3], now = (int64_t)time(NULL);
+	uint64_t c0, i0, c1, i1, sn;
+
+	(void)state;
+	error_clear(&err);
+	memset(g, 'd', 64);
+	g[64] = '\0';
+	memset(other, 'e', 64);
+	other[64] = '\0';
+	assert_int_equal(ASN1_INTEGER_get_uint64(&sn,
+	    X509_get0_serialNumber(x)), 1);
+	dup = mk_cert(sn, "bnd-dup");
+	assert_int_equal(store_rotation_count(s, "CN=bnd", "-", other, other,
+	    now, n0, &err), 0);
+	store_stats(s, &c0, &i0);
+	assert_int_equal(store_add_issued(s, x, "leaf", NULL, "spiffe://t/bx",
+	    g, &err), 0);
+	store_stats(s, &c1, &i1);
+	assert_int_equal(c1 - c0, 1);	/* the row and the report: one commit */
+	assert_int_equal(i1 - i0, 1);
+	assert_int_equal(store_rotation_count(s, "CN=bnd", "-", other, other,
+	    now, n1, &err), 0);
+	assert_int_equal(n1[0], n0[0] + 1);
+	assert_int_equal(n1[1], n0[1] + 1);	/* recorded, not after x's end */
+	assert_int_equal(n1[2], n0[2] + 1);	/* g is neither "other" */
+	/* an item refused (token, serial) records no report either */
+	assert_int_equal(store_add_issued(s, y, "leaf", "h-none",
+	    "spiffe://t/by", g, &err), 2);
+	assert_int_equal(store_add_issued(s, dup, "leaf", NULL,
+	    "spiffe://t/bd", g, &err), 1);
+	assert_int_equal(store_rotation_count(s, "CN=bnd", "-", other, other,
+	    now, n0, &err), 0);
+	assert_int_equal(n0[1], n1[1]);
+	/* the next renewal's report replaces the identity's */
+	X509_free(y);
+	y = mk_cert(0, "bnd");
+	assert_int_equal(store_add_issued(s, y, "leaf", NULL, "spiffe://t/bx",
+	    other, &err), 0);
+	assert_int_equal(store_rotation_count(s, "CN=bnd", "-", other, other,
+	    now, n0, &err), 0);
+	assert_int_equal(n0[1], n1[1]);
+	assert_int_equal(n0[2], n1[2] - 1);
+	X509_free(x);
+	X509_free(y);
+	X509_free(dup);
+	store_close(s);
+}
+
 static int
 teardown(void **state)
 {
@@ -581,6 +637,7 @@ main(void)
 		cmocka_unit_test(t_serial_race),
 		cmocka_unit_test(t_group_commit),
 		cmocka_unit_test(t_rotation),
+		cmocka_unit_test(t_bundle_with_row),
 	};
 
 	return cmocka_run_group_tests_name(getenv("MTLS_TEST_STORE") &&

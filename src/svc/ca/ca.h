@@ -76,6 +76,12 @@ int	 store_add(struct store *, X509 *, const char *kind,
  * the token is unknown, used or expired. */
 int	 store_add_burn(struct store *, X509 *, const char *kind,
 	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
+/* store_add_burn() that, with <identity> and <gen>, also records in the
+ * same transaction the agent's bundle generation for <identity> (as
+ * store_agent_bundle, the certificate's notAfter): one commit. */
+int	 store_add_issued(struct store *, X509 *, const char *kind,
+	    const char *token_hash, const char *identity, const char *gen,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /*
  * The kinds of store fault, in err->kind (set by the backends where they
  * classify a fault, with err->sys for ca_fault_of): what ca serve tells
@@ -180,8 +186,13 @@ struct ca {
 	struct mtls_config *sv_cfg;
 	X509_STORE	*sv_store;
 	const STACK_OF(X509) *sv_bundle;	/* what they were built from */
+	/* the CA path (this CA first) the first full self-check validated;
+	 * later leaves are checked on it (verify_leaf_on_path) */
+	STACK_OF(X509)	*sv_path;
 	char		*bundle_pem;	/* ca_bundle_pem, made once */
 	size_t		 bundle_pem_len;
+	char		*chain_pem;	/* ca_chain_pem's CA part, made once */
+	size_t		 chain_pem_len;
 	/* a snapshot (ca serve swaps whole ones on SIGHUP): which one, and
 	 * the requests holding it (serve.c's lock) */
 	uint64_t	 gen;
@@ -237,6 +248,9 @@ struct ca_issue_req {
 	const char	*crl_url;	/* override ca.conf's (ca serve) */
 	const char	*ocsp_url;
 	int		 ca_server;	/* ca_issue_server only: never from input */
+	const char	*bundle_gen;	/* ca serve: the agent's bundle (64 hex,
+					 * checked), recorded with the row for
+					 * ids.v[0] */
 };
 
 /*
@@ -284,7 +298,8 @@ int	 ca_intermediate(const struct ca_int_req *, struct ca_result *,
 int	 ca_issue(struct ca *, const struct ca_issue_req *, struct ca_result *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Builds what issuance keeps between calls (the self-check's verifier,
- * the bundle's PEM) now. After it, ca_issue_pub, ca_issue_server,
+ * the bundle's and the chain's PEM) now (the self-check's CA path is kept
+ * by the first issuance, published atomically). After it, ca_issue_pub, ca_issue_server,
  * ca_chain_pem, ca_bundle_pem and ca_issued only read the struct ca, so
  * threads may run them at once (ca serve calls it once, before serving;
  * the CA's certificate, chain, bundle, key and roles are fixed while it
@@ -304,7 +319,9 @@ int	 ca_issue_pub(struct ca *, const struct ca_issue_req *, EVP_PKEY *pub,
 int	 ca_csr_parse(const uint8_t *buf, size_t len, const char *name,
 	    const struct ids *want, EVP_PKEY **pub,
 	    struct mtls_error *) MTLS_MUST_CHECK;
-/* PEM of <leaf> followed by this CA's chain short of the root. */
+/* PEM of <leaf> followed by this CA's chain short of the root (the
+ * chain's PEM encoded at the first call and kept; <leaf> NULL: only
+ * that, *pem stays NULL). */
 int	 ca_chain_pem(struct ca *, X509 *leaf, char **pem, size_t *len,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* PEM of the roots (bundle.pem). */

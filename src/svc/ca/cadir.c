@@ -487,6 +487,7 @@ ca_close(struct ca *ca)
 		return;
 	ca_verifier_free(ca);
 	free(ca->bundle_pem);
+	free(ca->chain_pem);
 	X509_free(ca->cert);
 	sk_X509_pop_free(ca->chain, X509_free);
 	sk_X509_pop_free(ca->bundle, X509_free);
@@ -660,12 +661,40 @@ ca_chain_pem(struct ca *ca, X509 *leaf, char **pem, size_t *len,
     struct mtls_error *err)
 {
 	STACK_OF(X509) *sk = NULL;
-	int rv = 0;
+	char *lp = NULL;
+	size_t ll;
+	int rv = -1;
 
-	if (ca_chain_stack(leaf, ca->chain, &sk, err) != 0)
-		return -1;
-	if (certs_pem(sk, pem, len) != 0)
-		rv = error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	*pem = NULL;
+	/* the CA part (ca.pem short of a root) is fixed while the CA is
+	 * open: encoded at the first call (ca_issue_prepare's, in ca
+	 * serve), then only the leaf per answer */
+	if (ca->chain_pem == NULL) {
+		if (ca_chain_stack(NULL, ca->chain, &sk, err) != 0)
+			return -1;
+		(void)sk_X509_shift(sk);	/* the NULL first */
+		rv = certs_pem(sk, &ca->chain_pem, &ca->chain_pem_len);
+		sk_X509_free(sk);
+		sk = NULL;
+		if (rv != 0) {
+			ca->chain_pem = NULL;
+			return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		}
+		rv = -1;
+	}
+	if (leaf == NULL)
+		return 0;
+	if ((sk = sk_X509_new_null()) == NULL || !sk_X509_push(sk, leaf) ||
+	    certs_pem(sk, &lp, &ll) != 0 ||
+	    (*pem = malloc(ll + ca->chain_pem_len + 1)) == NULL)
+		error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	else {
+		memcpy(*pem, lp, ll);
+		memcpy(*pem + ll, ca->chain_pem, ca->chain_pem_len + 1);
+		*len = ll + ca->chain_pem_len;
+		rv = 0;
+	}
+	free(lp);
 	sk_X509_free(sk);
 	return rv;
 }

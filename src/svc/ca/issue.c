@@ -236,8 +236,13 @@ load_csr(const char *path, const struct ids *want, EVP_PKEY **pub,
 /* Our own verifier must accept what we issue: name constraints, SPIFFE
  * scope, pathlen and profiles are all checked by the same code peers use.
  * Its config and trust store depend only on the CA's bundle and scope OID,
- * so they are built once per open CA (and again should the bundle change);
- * the whole chain, the leaf's signature included, is verified every time. */
+ * so they are built once per open CA (and again should the bundle change).
+ * The first leaf of an open CA (a ca serve snapshot) is verified with its
+ * whole chain, as a peer would; the CA path that verification built is
+ * kept, and every later leaf is verified on it (verify_leaf_on_path: its
+ * signature, validity, extensions, every CA's name constraints, our
+ * policy on the whole chain), the CA's own unchanged certificates not
+ * again (docs/security/selfcheck.md). */
 static int
 self_verifier(struct ca *ca, struct mtls_error *err)
 {
@@ -262,6 +267,8 @@ ca_verifier_free(struct ca *ca)
 {
 	X509_STORE_free(ca->sv_store);
 	ca->sv_store = NULL;
+	sk_X509_pop_free(ca->sv_path, X509_free);
+	ca->sv_path = NULL;
 	if (ca->sv_cfg != NULL)
 		config_borrow_trust(ca->sv_cfg, NULL);	/* borrowed */
 	mtls_config_free(ca->sv_cfg);
@@ -275,30 +282,64 @@ ca_issue_prepare(struct ca *ca, struct mtls_error *err)
 	char *pem = NULL;
 	size_t len;
 
-	/* ca_bundle_pem encodes the bundle at its first call */
+	/* ca_bundle_pem encodes the bundle at its first call, ca_chain_pem
+	 * the CA chain (no leaf: nothing more) */
 	if (self_verifier(ca, err) != 0 ||
 	    ca_bundle_pem(ca, &pem, &len, err) != 0)
 		return -1;
 	free(pem);
-	return 0;
+	return ca_chain_pem(ca, NULL, &pem, &len, err);
+}
+
+/* The CA path of a full verification's chain (its leaf dropped), kept
+ * as ca->sv_path by the first issuance that gets there; concurrent
+ * issuances of a ca serve snapshot may race: one path wins, the same. */
+static void
+keep_path(struct ca *ca, STACK_OF(X509) *chain)
+{
+	STACK_OF(X509) *p, *none = NULL;
+	int i;
+
+	if ((p = sk_X509_new_null()) == NULL)
+		return;
+	for (i = 1; i < sk_X509_num(chain); i++) {
+		if (!sk_X509_push(p, sk_X509_value(chain, i))) {
+			sk_X509_pop_free(p, X509_free);
+			return;
+		}
+		X509_up_ref(sk_X509_value(chain, i));
+	}
+	if (sk_X509_num(p) == 0 || !__atomic_compare_exchange_n(&ca->sv_path,
+	    &none, p, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		sk_X509_pop_free(p, X509_free);
 }
 
 static int
 self_verify(struct ca *ca, X509 *leaf, struct mtls_error *err)
 {
-	STACK_OF(X509) *certs = NULL;
+	STACK_OF(X509) *certs = NULL, *path;
 	struct verify_out vo;
-	int i, rv = -1;
+	int i, rv = -1, r;
 
 	if (self_verifier(ca, err) != 0)
 		return -1;
-	if ((certs = sk_X509_new_null()) == NULL || !sk_X509_push(certs, leaf))
-		goto nomem;
-	for (i = 0; i < sk_X509_num(ca->chain); i++)
-		if (!sk_X509_push(certs, sk_X509_value(ca->chain, i)))
+	path = __atomic_load_n(&ca->sv_path, __ATOMIC_ACQUIRE);
+	if (path != NULL)
+		r = verify_leaf_on_path(ca->sv_cfg, ca->sv_store, path, leaf,
+		    &vo, err);
+	else {
+		if ((certs = sk_X509_new_null()) == NULL ||
+		    !sk_X509_push(certs, leaf))
 			goto nomem;
-	if (verify_chain(ca->sv_cfg, ca->sv_store, certs, MTLS_PURPOSE_ANY,
-	    &vo, err) != 0) {
+		for (i = 0; i < sk_X509_num(ca->chain); i++)
+			if (!sk_X509_push(certs, sk_X509_value(ca->chain, i)))
+				goto nomem;
+		r = verify_chain(ca->sv_cfg, ca->sv_store, certs,
+		    MTLS_PURPOSE_ANY, &vo, err);
+		if (r == 0)
+			keep_path(ca, vo.chain);
+	}
+	if (r != 0) {
 		char msg[sizeof(err->msg)];
 		int fail = err->fail;
 
@@ -427,7 +468,9 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 		if (*out == NULL && signer_sign(ca->signer, ca->cert, &pr,
 		    out, err) != 0)
 			return -1;
-		rc = store_add_burn(ca->store, *out, "leaf", token_hash, err);
+		rc = store_add_issued(ca->store, *out, "leaf", token_hash,
+		    r->bundle_gen != NULL ? r->ids.v[0] : NULL, r->bundle_gen,
+		    err);
 		t = ca_phase_end(CA_PH_COMMIT, t);
 		if (rc == 0) {
 			serial_hex(X509_get0_serialNumber(*out), res->serial,

@@ -425,52 +425,37 @@ read_request(struct conn *c, struct http_req *req, int64_t first_deadline)
 	}
 }
 
-/* After an enrollment or a renewal, for the rotation's count: the bundle
- * generation the agent holds and the end of what it was given. A renewal
- * reports it (Mtls-Bundle, 64 lower hex; anything else is logged and
- * ignored); an enrollment holds what this answer hands out, the current
- * bundle: an agent that has not renewed yet still counts, so a switch is
- * not called safe while it lacks the new root. Keyed by the identity
- * the answer names, the same for both. */
+/* Before an enrollment or a renewal, for the rotation's count: the bundle
+ * generation the agent will hold, recorded with the certificate's row in
+ * its transaction (the answer's identity, its notAfter: store_add_issued).
+ * A renewal reports it (Mtls-Bundle, 64 lower hex; anything else is
+ * logged and ignored); an enrollment holds what this answer hands out,
+ * the current bundle: an agent that has not renewed yet still counts, so
+ * a switch is not called safe while it lacks the new root. <held>: room
+ * for the enrollment's. */
 static void
 note_bundle(struct conn *c, const struct http_req *req, struct reply *rp,
-    int enrolled)
+    int enrolled, char held[65])
 {
 	const char *gen = http_req_header(req, "mtls-bundle");
-	char held[65];
-	struct mtls_error err;
-	json_t *o, *lg;
-	const char *id;
-	int64_t na;
+	json_t *lg;
 
-	if (rp->status != 200)
-		return;
 	if (enrolled) {
 		if (rotation_generation(rp->ca->bundle, held) != 0)
 			return;
 		gen = held;
 	} else if (gen == NULL)
 		return;
-	lg = json_object();
-	json_object_set_new(lg, "client", esc_jstr(c->client));
 	if (!rotation_gen_valid(gen)) {
+		lg = json_object();
+		json_object_set_new(lg, "client", esc_jstr(c->client));
 		json_object_set_new(lg, "why", json_string("Mtls-Bundle is not "
 		    "64 lower-case hex digits"));
 		log_emit("warn", "bundle_report_refused", lg);
 		json_decref(lg);
 		return;
 	}
-	o = json_loadb(rp->body, rp->len, 0, NULL);
-	na = json_integer_value(json_object_get(o, "not_after"));
-	id = json_string_value(json_object_get(o, "identity"));
-	error_clear(&err);
-	if (na > 0 && id != NULL && store_agent_bundle(rp->ca->store, id, gen,
-	    na, &err) != 0) {
-		json_object_set_new(lg, "error", esc_jstr(err.msg));
-		log_emit("error", "bundle_report_failed", lg);
-	}
-	json_decref(o);
-	json_decref(lg);
+	rp->bundle_gen = gen;
 }
 
 /* GET /v1/rotation (an --admin client): the rotation's status, counted
@@ -501,7 +486,7 @@ static void
 route(struct server *s, struct conn *c, const struct http_req *req,
     struct reply *rp)
 {
-	char path[2048];
+	char path[2048], held[65];
 	int post = strcmp(req->method, "POST") == 0;
 	int get = strcmp(req->method, "GET") == 0;
 
@@ -556,11 +541,11 @@ route(struct server *s, struct conn *c, const struct http_req *req,
 			return;
 		}
 		if (rp->route == R_ENROLL) {
+			note_bundle(c, req, rp, 1, held);
 			serve_enroll(s, c, req, rp);
-			note_bundle(c, req, rp, 1);
 		} else if (rp->route == R_RENEW) {
+			note_bundle(c, req, rp, 0, held);
 			serve_renew(s, c, req, rp);
-			note_bundle(c, req, rp, 0);
 		} else
 			serve_revoke(s, c, req, rp);
 		return;

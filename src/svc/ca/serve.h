@@ -80,6 +80,8 @@ struct reply {
 	size_t		 len;
 	int		 route;
 	const char	*code;		/* the error code answered, logged */
+	const char	*bundle_gen;	/* enroll/renew: the generation the
+					 * agent holds after it (checked) */
 	char		 error[600];	/* logged */
 };
 

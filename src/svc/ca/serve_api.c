@@ -164,6 +164,7 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	r.key_type = -1;
 	r.crl_url = s->crl_url;
 	r.ocsp_url = s->ocsp_url;
+	r.bundle_gen = rp->bundle_gen;	/* recorded with the row */
 	error_clear(&err);
 	/* No lock: the CA was prepared before serving (ca_issue_prepare) and
 	 * issuance only reads it; the store serializes its own writes (a

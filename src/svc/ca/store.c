@@ -54,6 +54,7 @@ store_url_is_pg(const char *url)
 struct gc_item {
 	const struct store_row	*r;
 	const char		*token_hash;
+	const char		*identity, *gen;	/* a bundle report */
 	int			 rc, done;
 	struct mtls_error	*err;
 	struct gc_item		*next;
@@ -181,6 +182,11 @@ run_batch(struct store *s, struct gc_item *b)
 			it->rc = 2;
 			continue;
 		}
+		/* the agent's bundle report rides with its certificate: one
+		 * commit per renewal (rotation.c counts these rows) */
+		if (it->gen != NULL && o->tx_bundle(s, it->identity, it->gen,
+		    it->r->not_after, it->r->created_at, &e) != 0)
+			goto failed;
 		it->rc = 0;
 		n++;
 	}
@@ -440,6 +446,14 @@ int
 store_add_burn(struct store *s, X509 *x, const char *kind,
     const char *token_hash, struct mtls_error *err)
 {
+	return store_add_issued(s, x, kind, token_hash, NULL, NULL, err);
+}
+
+int
+store_add_issued(struct store *s, X509 *x, const char *kind,
+    const char *token_hash, const char *identity, const char *gen,
+    struct mtls_error *err)
+{
 	struct store_row r;
 	struct gc_item it;
 	unsigned char *der = NULL;
@@ -464,6 +478,8 @@ store_add_burn(struct store *s, X509 *x, const char *kind,
 	memset(&it, 0, sizeof(it));
 	it.r = &r;
 	it.token_hash = token_hash;
+	it.identity = identity;
+	it.gen = identity != NULL ? gen : NULL;
 	it.err = err;
 	rv = add_batched(s, &it);
  out:

@@ -47,6 +47,11 @@ struct store_ops {
 	int	(*tx_uninsert)(struct store *, const char *serial,
 		    struct mtls_error *);
 	int	(*tx_end)(struct store *, int commit, struct mtls_error *);
+	/* inside a batch: an agent's bundle report (as agent_bundle), in
+	 * the transaction of the certificate it came with; -1 ends it */
+	int	(*tx_bundle)(struct store *, const char *identity,
+		    const char *gen, int64_t not_after, int64_t now,
+		    struct mtls_error *);
 	int	(*probe)(struct store *, struct mtls_error *);
 	int	(*token_add)(struct store *, const char *hash, const char *id,
 		    int64_t expires_at, struct mtls_error *);

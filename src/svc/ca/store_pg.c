@@ -1023,6 +1023,8 @@ pg_load_end(struct store *base, int ok, int64_t crl_number,
 	return -1;
 }
 
+static int pg_tx_bundle(struct store *, const char *, const char *,
+    int64_t, int64_t, struct mtls_error *);
 static int pg_agent_bundle(struct store *, const char *, const char *,
     int64_t, int64_t, struct mtls_error *);
 static int pg_rotation_count(struct store *, const char *, const char *,
@@ -1050,6 +1052,7 @@ static const struct store_ops pg_ops = {
 	.load_end = pg_load_end,
 	.inv = &pg_inv_ops,
 	.agent_bundle = pg_agent_bundle,
+	.tx_bundle = pg_tx_bundle,
 	.rotation_count = pg_rotation_count,
 };
 
@@ -1351,8 +1354,10 @@ static const struct store_inv_ops pg_inv_ops = {
 
 /* ---- rotation: agents' bundle generations, what blocks a step ---- */
 
+/* The statement alone: inside a batch's transaction (ensure would roll
+ * it back), or after ensure (pg_agent_bundle). */
 static int
-pg_agent_bundle(struct store *base, const char *identity, const char *gen,
+pg_tx_bundle(struct store *base, const char *identity, const char *gen,
     int64_t not_after, int64_t now, struct mtls_error *err)
 {
 	struct pg *s = PG(base);
@@ -1360,8 +1365,6 @@ pg_agent_bundle(struct store *base, const char *identity, const char *gen,
 	char na[24], at[24];
 	const char *v[4] = { identity, gen, na, at };
 
-	if (ensure(s, err) != 0)
-		return -1;
 	snprintf(na, sizeof(na), "%lld", (long long)not_after);
 	snprintf(at, sizeof(at), "%lld", (long long)now);
 	if ((res = run(s, "INSERT INTO agent_bundles (identity, gen, "
@@ -1373,6 +1376,15 @@ pg_agent_bundle(struct store *base, const char *identity, const char *gen,
 		return -1;
 	PQclear(res);
 	return 0;
+}
+
+static int
+pg_agent_bundle(struct store *base, const char *identity, const char *gen,
+    int64_t not_after, int64_t now, struct mtls_error *err)
+{
+	if (ensure(PG(base), err) != 0)
+		return -1;
+	return pg_tx_bundle(base, identity, gen, not_after, now, err);
 }
 
 static int

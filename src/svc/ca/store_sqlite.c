@@ -774,6 +774,7 @@ static const struct store_ops sq_ops = {
 	.dump = sq_dump,
 	.inv = &sq_inv_ops,
 	.agent_bundle = sq_agent_bundle,
+	.tx_bundle = sq_agent_bundle,	/* the write connection's tx */
 	.rotation_count = sq_rotation_count,
 };
 
