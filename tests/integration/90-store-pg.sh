@@ -27,17 +27,17 @@ suite "the store test-suite passes on SQLite" MTLS_TEST_STORE=
 sqlite3 sq/inventory.db "DROP TABLE schema_version"
 expect_exit 0 "SQLite: an inventory from before migrations opens" "$MTLS" ca list --ca sq
 expect_grep "root" "$T_DIR/out" "and keeps its certificates"
-[ "$(sqlite3 sq/inventory.db 'SELECT group_concat(version) FROM schema_version')" = 1,2,3 ] \
-    && ok "SQLite: migrations 1, 2 and 3 recorded once at open" || not_ok "sqlite schema_version"
+[ "$(sqlite3 sq/inventory.db 'SELECT group_concat(version) FROM schema_version')" = 1,2,3,4 ] \
+    && ok "SQLite: migrations 1 to 4 recorded once at open" || not_ok "sqlite schema_version"
 sqlite3 sq/inventory.db "INSERT INTO schema_version VALUES (7, 0)"
 expect_exit 2 "SQLite: a schema newer than this mtls is refused" "$MTLS" ca list --ca sq
-expect_grep "schema version 7; this mtls knows up to 3" "$T_DIR/err" "and the error says so"
+expect_grep "schema version 7; this mtls knows up to 4" "$T_DIR/err" "and the error says so"
 pg_start || exit 0
 ok "a throwaway PostgreSQL runs on 127.0.0.1:$PG_PORT"
 pg_createdb unit
 suite "the same test-suite passes on PostgreSQL (password from a file, over TCP)" \
     MTLS_TEST_STORE="$PG_URL_BASE/unit" MTLS_TEST_STORE_PASSWORD_FILE="$PG_PW"
-[ "$(pg_sql unit "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version")" = 1,2,3 ] \
+[ "$(pg_sql unit "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version")" = 1,2,3,4 ] \
     && ok "migrations recorded once in schema_version, after 8 concurrent opens" \
     || not_ok "schema_version" "$(pg_sql unit 'SELECT * FROM schema_version')"
 
@@ -99,7 +99,7 @@ expect_exit 0 "repaired, ca list works again" "$MTLS" ca list --ca ca
 # a database newer than this mtls
 pg_sql inv "INSERT INTO schema_version VALUES (99, 0)"
 expect_exit 2 "a schema newer than this mtls is refused" "$MTLS" ca list --ca ca
-expect_grep "schema version 99; this mtls knows up to 3" "$T_DIR/err" "and the error says so"
+expect_grep "schema version 99; this mtls knows up to 4" "$T_DIR/err" "and the error says so"
 pg_sql inv "DELETE FROM schema_version WHERE version = 99"
 
 # migrate refuses a target that is not empty, and changes nothing
