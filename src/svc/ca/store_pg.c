@@ -83,17 +83,16 @@ static const char *const migrations[] = {
     /* 4: as store_sqlite.c's 4: the report per certificate (its serial),
      * a row of 3 mapped to the leaf it was recorded for (same first
      * identity, same notAfter), dropped when there is none */
-    "CREATE TABLE agent_bundles_4 ("
+    "CREATE TABLE IF NOT EXISTS bundle_reports ("
     " serial text PRIMARY KEY, gen text NOT NULL,"
     " not_after bigint NOT NULL, seen_at bigint NOT NULL);"
-    "INSERT INTO agent_bundles_4 SELECT c.serial, a.gen, a.not_after,"
+    "INSERT INTO bundle_reports SELECT c.serial, a.gen, a.not_after,"
     " a.seen_at FROM agent_bundles a JOIN certs c ON"
     " c.not_after = a.not_after AND c.kind = 'leaf' AND"
     " (c.identities = a.identity OR left(c.identities,"
     " length(a.identity) + 1) = a.identity || E'\\n')"
     " ON CONFLICT DO NOTHING;"
-    "DROP TABLE agent_bundles;"
-    "ALTER TABLE agent_bundles_4 RENAME TO agent_bundles;",
+    "DROP TABLE IF EXISTS agent_bundles;",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1379,7 +1378,7 @@ pg_tx_bundle(struct store *base, const char *serial, const char *replaces,
 
 	/* a renewal: the renewed certificate's report goes */
 	if (replaces != NULL) {
-		if ((res = run(s, "DELETE FROM agent_bundles WHERE serial = "
+		if ((res = run(s, "DELETE FROM bundle_reports WHERE serial = "
 		    "$1", 1, &replaces, -1, 0, PGRES_COMMAND_OK, "cannot "
 		    "replace the agent's bundle", err)) == NULL)
 			return -1;
@@ -1387,7 +1386,7 @@ pg_tx_bundle(struct store *base, const char *serial, const char *replaces,
 	}
 	snprintf(na, sizeof(na), "%lld", (long long)not_after);
 	snprintf(at, sizeof(at), "%lld", (long long)now);
-	if ((res = run(s, "INSERT INTO agent_bundles (serial, gen, "
+	if ((res = run(s, "INSERT INTO bundle_reports (serial, gen, "
 	    "not_after, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
 	    "(serial) DO UPDATE SET gen = excluded.gen, not_after = "
 	    "excluded.not_after, seen_at = excluded.seen_at", 4, v, -1, 0,
@@ -1414,9 +1413,9 @@ pg_rotation_count(struct store *base, const char *issuer,
 	snprintf(at, sizeof(at), "%lld", (long long)now);
 	if ((res = run(s, "SELECT (SELECT count(*) FROM certs WHERE issuer = "
 	    "$1 AND status = 'valid' AND not_after > $3 AND kind <> 'root' "
-	    "AND serial <> $2), (SELECT count(*) FROM agent_bundles b JOIN "
+	    "AND serial <> $2), (SELECT count(*) FROM bundle_reports b JOIN "
 	    "certs c ON c.serial = b.serial WHERE b.not_after > $3 AND "
-	    "c.status = 'valid'), (SELECT count(*) FROM agent_bundles b JOIN "
+	    "c.status = 'valid'), (SELECT count(*) FROM bundle_reports b JOIN "
 	    "certs c ON c.serial = b.serial WHERE b.not_after > $3 AND "
 	    "c.status = 'valid' AND b.gen <> $4 AND b.gen <> $5)", 5, v, -1,
 	    0,

@@ -34,11 +34,11 @@ static const char *const sq_sql[SQ__COUNT] = {
 	    "AND used_at IS NULL AND expires_at > ?",
 	/* once per renewal (rotation's count): the new certificate's
 	 * report, after the renewed one's is deleted */
-	[SQ_AGENT] = "INSERT INTO agent_bundles (serial, gen, not_after, "
+	[SQ_AGENT] = "INSERT INTO bundle_reports (serial, gen, not_after, "
 	    "seen_at) VALUES (?,?,?,?) ON CONFLICT(serial) DO UPDATE SET "
 	    "gen = excluded.gen, not_after = excluded.not_after, seen_at = "
 	    "excluded.seen_at",
-	[SQ_AGENT_DEL] = "DELETE FROM agent_bundles WHERE serial = ?",
+	[SQ_AGENT_DEL] = "DELETE FROM bundle_reports WHERE serial = ?",
 };
 
 struct sq {
@@ -91,17 +91,18 @@ static const char *const migrations[] = {
     /* 4: the report per certificate (its serial), not per identity:
      * replicas sharing a SPIFFE ID each count. A row of 3 is mapped to
      * the leaf it was recorded for: same first identity, same notAfter
-     * (the certificate returned with the report); none found: dropped */
-    "CREATE TABLE agent_bundles_4 ("
+     * (the certificate returned with the report); none found: dropped.
+     * Applied again (an inventory without schema_version), 3 made an
+     * empty agent_bundles: nothing to map */
+    "CREATE TABLE IF NOT EXISTS bundle_reports ("
     " serial TEXT PRIMARY KEY, gen TEXT NOT NULL,"
     " not_after INTEGER NOT NULL, seen_at INTEGER NOT NULL);"
-    "INSERT OR IGNORE INTO agent_bundles_4 SELECT c.serial, a.gen,"
+    "INSERT OR IGNORE INTO bundle_reports SELECT c.serial, a.gen,"
     " a.not_after, a.seen_at FROM agent_bundles a JOIN certs c ON"
     " c.not_after = a.not_after AND c.kind = 'leaf' AND"
     " (c.identities = a.identity OR substr(c.identities, 1,"
     " length(a.identity) + 1) = a.identity || char(10));"
-    "DROP TABLE agent_bundles;"
-    "ALTER TABLE agent_bundles_4 RENAME TO agent_bundles;",
+    "DROP TABLE IF EXISTS agent_bundles;",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1103,9 +1104,9 @@ sq_rotation_count(struct store *base, const char *issuer,
 	if (sqlite3_prepare_v2(s->db, "SELECT (SELECT count(*) FROM certs "
 	    "WHERE issuer = ?1 AND status = 'valid' AND not_after > ?3 AND "
 	    "kind <> 'root' AND serial <> ?2), (SELECT count(*) FROM "
-	    "agent_bundles b JOIN certs c ON c.serial = b.serial WHERE "
+	    "bundle_reports b JOIN certs c ON c.serial = b.serial WHERE "
 	    "b.not_after > ?3 AND c.status = 'valid'), (SELECT count(*) FROM "
-	    "agent_bundles b JOIN certs c ON c.serial = b.serial WHERE "
+	    "bundle_reports b JOIN certs c ON c.serial = b.serial WHERE "
 	    "b.not_after > ?3 AND c.status = 'valid' AND b.gen <> ?4 AND "
 	    "b.gen <> ?5)",
 	    -1, &st, NULL) != SQLITE_OK)
