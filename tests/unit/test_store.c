@@ -494,11 +494,11 @@ t_rotation(void **state)
 		{ "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 0 },
 		{ "", 0 },
 	};
-	char ga[65], gb[65], sa[48], sb[48], stale[65];
+	char ga[65], gb[65], sa[48], sb[48], stale[65], sg[4][48];
 	struct mtls_error err;
 	struct store *s = must_open();
 	STACK_OF(X509) *sk = sk_X509_new_null();
-	X509 *a = mk_cert(0, "rotold"), *b = mk_cert(0, "rotold");
+	X509 *a = mk_cert(0, "rotold"), *b = mk_cert(0, "rotold"), *ag[4];
 	int64_t n[3], now = (int64_t)time(NULL);
 	size_t i;
 	int already;
@@ -536,22 +536,29 @@ t_rotation(void **state)
 	assert_int_equal(store_rotation_count(s, "CN=rotold", "-", ga, gb,
 	    now + 7200, n, &err), 0);
 	assert_int_equal(n[0], 0);	/* expired */
-	assert_int_equal(store_agent_bundle(s, "spiffe://t/a", ga, now + 60,
+	for (i = 0; i < 4; i++) {	/* the agents' certificates */
+		ag[i] = mk_cert(0, "rotagent");
+		assert_int_equal(store_add(s, ag[i], "leaf", &err), 0);
+		hex_of(ag[i], sg[i], sizeof(sg[i]));
+	}
+	assert_int_equal(store_agent_bundle(s, sg[0], NULL, ga, now + 60,
 	    &err), 0);
-	assert_int_equal(store_agent_bundle(s, "spiffe://t/b", stale,
+	assert_int_equal(store_agent_bundle(s, sg[1], NULL, stale,
 	    now + 60, &err), 0);
-	assert_int_equal(store_agent_bundle(s, "spiffe://t/c", stale,
+	assert_int_equal(store_agent_bundle(s, sg[2], NULL, stale,
 	    now - 1, &err), 0);	/* its certificate expired: gone */
 	assert_int_equal(store_rotation_count(s, "CN=rotold", "-", ga, gb,
 	    now, n, &err), 0);
 	assert_int_equal(n[1], 2);
 	assert_int_equal(n[2], 1);
-	assert_int_equal(store_agent_bundle(s, "spiffe://t/b", gb, now + 60,
-	    &err), 0);	/* the next renewal reports the new bundle */
+	assert_int_equal(store_agent_bundle(s, sg[3], sg[1], gb, now + 60,
+	    &err), 0);	/* the renewal of 1 reports the new bundle */
 	assert_int_equal(store_rotation_count(s, "CN=rotold", "-", ga, gb,
 	    now, n, &err), 0);
 	assert_int_equal(n[1], 2);
 	assert_int_equal(n[2], 0);
+	for (i = 0; i < 4; i++)
+		X509_free(ag[i]);
 	sk_X509_free(sk);
 	X509_free(a);
 	X509_free(b);
@@ -565,7 +572,7 @@ t_bundle_with_row(void **state)
 	struct mtls_error err;
 	struct store *s = must_open();
 	X509 *x = mk_cert(0, "bnd"), *y = mk_cert(0, "bnd"), *dup;
-	char g[65], other[65];
+	char g[65], other[65], sx[48];
 	int64_t n0[3], n1[3], now = (int64_t)time(NULL);
 	uint64_t c0, i0, c1, i1, sn;
 
@@ -581,8 +588,8 @@ t_bundle_with_row(void **state)
 	assert_int_equal(store_rotation_count(s, "CN=bnd", "-", other, other,
 	    now, n0, &err), 0);
 	store_stats(s, &c0, &i0);
-	assert_int_equal(store_add_issued(s, x, "leaf", NULL, "spiffe://t/bx",
-	    g, &err), 0);
+	assert_int_equal(store_add_issued(s, x, "leaf", NULL, NULL, g, &err),
+	    0);
 	store_stats(s, &c1, &i1);
 	assert_int_equal(c1 - c0, 1);	/* the row and the report: one commit */
 	assert_int_equal(i1 - i0, 1);
@@ -592,18 +599,19 @@ t_bundle_with_row(void **state)
 	assert_int_equal(n1[1], n0[1] + 1);	/* recorded, not after x's end */
 	assert_int_equal(n1[2], n0[2] + 1);	/* g is neither "other" */
 	/* an item refused (token, serial) records no report either */
-	assert_int_equal(store_add_issued(s, y, "leaf", "h-none",
-	    "spiffe://t/by", g, &err), 2);
-	assert_int_equal(store_add_issued(s, dup, "leaf", NULL,
-	    "spiffe://t/bd", g, &err), 1);
+	assert_int_equal(store_add_issued(s, y, "leaf", "h-none", NULL, g,
+	    &err), 2);
+	assert_int_equal(store_add_issued(s, dup, "leaf", NULL, NULL, g,
+	    &err), 1);
 	assert_int_equal(store_rotation_count(s, "CN=bnd", "-", other, other,
 	    now, n0, &err), 0);
 	assert_int_equal(n0[1], n1[1]);
-	/* the next renewal's report replaces the identity's */
+	/* the renewal's report replaces that of the certificate renewed */
 	X509_free(y);
 	y = mk_cert(0, "bnd");
-	assert_int_equal(store_add_issued(s, y, "leaf", NULL, "spiffe://t/bx",
-	    other, &err), 0);
+	hex_of(x, sx, sizeof(sx));
+	assert_int_equal(store_add_issued(s, y, "leaf", NULL, sx, other,
+	    &err), 0);
 	assert_int_equal(store_rotation_count(s, "CN=bnd", "-", other, other,
 	    now, n0, &err), 0);
 	assert_int_equal(n0[1], n1[1]);
@@ -611,6 +619,88 @@ t_bundle_with_row(void **state)
 	X509_free(x);
 	X509_free(y);
 	X509_free(dup);
+	store_close(s);
+}
+
+/* ---- the count is per certificate, not per identity (issue 16) ---- */
+
+/* the change of store_rotation_count's agents (out[1], out[2]) since
+ * <base>, at <at> */
+static void
+agents_since(struct store *s, const int64_t base[3], int64_t at,
+    const char *gen, int64_t total, int64_t old)
+{
+	struct mtls_error err;
+	int64_t n[3];
+
+	error_clear(&err);
+	assert_int_equal(store_rotation_count(s, "CN=none", "-", gen, gen, at,
+	    n, &err), 0);
+	assert_int_equal(n[1] - base[1], total);
+	assert_int_equal(n[2] - base[2], old);
+}
+
+/* Two replicas of one SPIFFE ID (two certificates of one identity): the
+ * first reports the old bundle, the second the new one. They are two
+ * agents, one on the old bundle (the report per identity counted 0 of
+ * 1: the last renewal won). A renewal replaces its own certificate's
+ * report, no other's; a revoked or expired certificate's drops out. */
+static void
+t_agents_per_cert(void **state)
+{
+	struct mtls_error err;
+	struct store *s = must_open();
+	X509 *w[4];
+	char sw[4][48], gold[65], gnew[65];
+	int64_t base[3], later[3], now = (int64_t)time(NULL);
+	int i, already;
+
+	(void)state;
+	error_clear(&err);
+	memset(gold, 'a', 64);
+	gold[64] = '\0';
+	memset(gnew, 'b', 64);
+	gnew[64] = '\0';
+	for (i = 0; i < 4; i++) {
+		w[i] = mk_cert(0, "web-replica");	/* one identity */
+		hex_of(w[i], sw[i], sizeof(sw[i]));
+	}
+	assert_int_equal(store_rotation_count(s, "CN=none", "-", gnew, gnew,
+	    now, base, &err), 0);
+	assert_int_equal(store_rotation_count(s, "CN=none", "-", gnew, gnew,
+	    now + 7200, later, &err), 0);
+	/* two enrollments of the same identity */
+	assert_int_equal(store_add_issued(s, w[0], "leaf", NULL, NULL, gold,
+	    &err), 0);
+	assert_int_equal(store_add_issued(s, w[1], "leaf", NULL, NULL, gnew,
+	    &err), 0);
+	agents_since(s, base, now, gnew, 2, 1);
+	/* replica 0 renews with w[0], now holding the new bundle: w[2] */
+	assert_int_equal(store_add_issued(s, w[2], "leaf", NULL, sw[0], gnew,
+	    &err), 0);
+	agents_since(s, base, now, gnew, 2, 0);
+	/* replica 1 renews with w[1] reporting the old one: w[3]; w[2]'s
+	 * report stays */
+	assert_int_equal(store_add_issued(s, w[3], "leaf", NULL, sw[1], gold,
+	    &err), 0);
+	agents_since(s, base, now, gnew, 2, 1);
+	/* a renewal with a certificate already renewed (w[0]'s report is
+	 * gone) adds its own and replaces nothing else */
+	X509_free(w[0]);
+	w[0] = mk_cert(0, "web-replica");
+	assert_int_equal(store_add_issued(s, w[0], "leaf", NULL, sw[0], gnew,
+	    &err), 0);
+	hex_of(w[0], sw[0], sizeof(sw[0]));
+	agents_since(s, base, now, gnew, 3, 1);
+	/* revoked: its report no longer counts */
+	assert_int_equal(store_revoke(s, sw[3], 1, now, &already, &err), 0);
+	agents_since(s, base, now, gnew, 2, 0);
+	assert_int_equal(store_revoke(s, sw[2], 1, now, &already, &err), 0);
+	agents_since(s, base, now, gnew, 1, 0);
+	/* expired (mk_cert: an hour): neither */
+	agents_since(s, later, now + 7200, gnew, 0, 0);
+	for (i = 0; i < 4; i++)
+		X509_free(w[i]);
 	store_close(s);
 }
 
@@ -638,6 +728,7 @@ main(void)
 		cmocka_unit_test(t_group_commit),
 		cmocka_unit_test(t_rotation),
 		cmocka_unit_test(t_bundle_with_row),
+		cmocka_unit_test(t_agents_per_cert),
 	};
 
 	return cmocka_run_group_tests_name(getenv("MTLS_TEST_STORE") &&

@@ -76,11 +76,12 @@ int	 store_add(struct store *, X509 *, const char *kind,
  * the token is unknown, used or expired. */
 int	 store_add_burn(struct store *, X509 *, const char *kind,
 	    const char *token_hash, struct mtls_error *) MTLS_MUST_CHECK;
-/* store_add_burn() that, with <identity> and <gen>, also records in the
- * same transaction the agent's bundle generation for <identity> (as
- * store_agent_bundle, the certificate's notAfter): one commit. */
+/* store_add_burn() that, with <gen>, also records in the same
+ * transaction the agent's bundle generation for this certificate (as
+ * store_agent_bundle: its serial and notAfter, replacing <replaces>'s
+ * report when not NULL, a renewal's presented certificate): one commit. */
 int	 store_add_issued(struct store *, X509 *, const char *kind,
-	    const char *token_hash, const char *identity, const char *gen,
+	    const char *token_hash, const char *replaces, const char *gen,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /*
  * The kinds of store fault, in err->kind (set by the backends where they
@@ -140,16 +141,20 @@ int	 store_next_crl_number(struct store *, int64_t *,
  * none), or nothing else signs while a batch commits. */
 /* Commits of certificate batches, and the certificates they recorded. */
 void	 store_stats(struct store *, uint64_t *commits, uint64_t *items);
-/* Rotation (rotation.c): records that the agent of <identity> reported
- * bundle generation <gen> (64 hex) when it renewed, and the notAfter of
- * the certificate it was given (it counts while that is unexpired). */
-int	 store_agent_bundle(struct store *, const char *identity,
-	    const char *gen, int64_t not_after, struct mtls_error *)
-	    MTLS_MUST_CHECK;
+/* Rotation (rotation.c): records that the agent holding certificate
+ * <serial> (hex, as the certs row) holds bundle generation <gen> (64 hex),
+ * with that certificate's notAfter; <replaces> (NULL: none) is the serial
+ * of the certificate the agent renewed with, whose report is deleted. One
+ * report per certificate, not per identity: replicas sharing a SPIFFE ID
+ * each count, and a certificate speaks only for itself. */
+int	 store_agent_bundle(struct store *, const char *serial,
+	    const char *replaces, const char *gen, int64_t not_after,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 /* What blocks a rotation's next step, at <now>: out[0] unexpired,
  * unrevoked certificates issued by <issuer> (name_oneline text), roots
- * and <except_serial> aside; out[1] agents counted; out[2] those whose
- * last generation is neither <gen_a> nor <gen_b>. */
+ * and <except_serial> aside; out[1] agents counted: reports of unexpired,
+ * unrevoked certificates; out[2] those whose generation is neither
+ * <gen_a> nor <gen_b>. */
 int	 store_rotation_count(struct store *, const char *issuer,
 	    const char *except_serial, const char *gen_a, const char *gen_b,
 	    int64_t now, int64_t out[3], struct mtls_error *) MTLS_MUST_CHECK;
@@ -249,8 +254,10 @@ struct ca_issue_req {
 	const char	*ocsp_url;
 	int		 ca_server;	/* ca_issue_server only: never from input */
 	const char	*bundle_gen;	/* ca serve: the agent's bundle (64 hex,
-					 * checked), recorded with the row for
-					 * ids.v[0] */
+					 * checked), recorded with the row */
+	const char	*bundle_replaces; /* a renewal: the presented
+					 * certificate's serial (its report
+					 * is replaced), else NULL */
 };
 
 /*

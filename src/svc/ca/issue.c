@@ -469,7 +469,7 @@ issue_leaf(struct ca *ca, const struct ca_issue_req *r, int64_t ttl,
 		    out, err) != 0)
 			return -1;
 		rc = store_add_issued(ca->store, *out, "leaf", token_hash,
-		    r->bundle_gen != NULL ? r->ids.v[0] : NULL, r->bundle_gen,
+		    r->bundle_replaces, r->bundle_gen,
 		    err);
 		t = ca_phase_end(CA_PH_COMMIT, t);
 		if (rc == 0) {

@@ -82,6 +82,8 @@ struct reply {
 	const char	*code;		/* the error code answered, logged */
 	const char	*bundle_gen;	/* enroll/renew: the generation the
 					 * agent holds after it (checked) */
+	char		 bundle_replaces[48]; /* renew: the presented
+					 * certificate's serial, or "" */
 	char		 error[600];	/* logged */
 };
 

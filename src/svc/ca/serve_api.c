@@ -165,6 +165,8 @@ issue_reply(struct server *s, struct conn *c, const struct ids *ids,
 	r.crl_url = s->crl_url;
 	r.ocsp_url = s->ocsp_url;
 	r.bundle_gen = rp->bundle_gen;	/* recorded with the row */
+	r.bundle_replaces = rp->bundle_replaces[0] ? rp->bundle_replaces :
+	    NULL;
 	error_clear(&err);
 	/* No lock: the CA was prepared before serving (ca_issue_prepare) and
 	 * issuance only reads it; the store serializes its own writes (a
@@ -354,6 +356,9 @@ serve_renew(struct server *s, struct conn *c, const struct http_req *req,
 
 	if (authenticated(s, c, rp, &rec) != 0)
 		return;
+	/* its bundle report replaces this certificate's, no other's */
+	snprintf(rp->bundle_replaces, sizeof(rp->bundle_replaces), "%s",
+	    rec.serial);
 	if ((o = body_json(req, rp)) == NULL)
 		return;
 	if ((csr = jstr(o, "csr")) == NULL) {

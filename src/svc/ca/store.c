@@ -54,7 +54,7 @@ store_url_is_pg(const char *url)
 struct gc_item {
 	const struct store_row	*r;
 	const char		*token_hash;
-	const char		*identity, *gen;	/* a bundle report */
+	const char		*replaces, *gen;	/* a bundle report */
 	int			 rc, done;
 	struct mtls_error	*err;
 	struct gc_item		*next;
@@ -183,9 +183,12 @@ run_batch(struct store *s, struct gc_item *b)
 			continue;
 		}
 		/* the agent's bundle report rides with its certificate: one
-		 * commit per renewal (rotation.c counts these rows) */
-		if (it->gen != NULL && o->tx_bundle(s, it->identity, it->gen,
-		    it->r->not_after, it->r->created_at, &e) != 0)
+		 * commit per renewal (rotation.c counts these rows), keyed
+		 * by this certificate's serial; a renewal's replaces the
+		 * report of the certificate it was authenticated with */
+		if (it->gen != NULL && o->tx_bundle(s, it->r->serial,
+		    it->replaces, it->gen, it->r->not_after,
+		    it->r->created_at, &e) != 0)
 			goto failed;
 		it->rc = 0;
 		n++;
@@ -451,7 +454,7 @@ store_add_burn(struct store *s, X509 *x, const char *kind,
 
 int
 store_add_issued(struct store *s, X509 *x, const char *kind,
-    const char *token_hash, const char *identity, const char *gen,
+    const char *token_hash, const char *replaces, const char *gen,
     struct mtls_error *err)
 {
 	struct store_row r;
@@ -478,8 +481,8 @@ store_add_issued(struct store *s, X509 *x, const char *kind,
 	memset(&it, 0, sizeof(it));
 	it.r = &r;
 	it.token_hash = token_hash;
-	it.identity = identity;
-	it.gen = identity != NULL ? gen : NULL;
+	it.replaces = gen != NULL ? replaces : NULL;
+	it.gen = gen;
 	it.err = err;
 	rv = add_batched(s, &it);
  out:
@@ -782,14 +785,20 @@ store_inv_identity(struct store *s, const char *id, int limit,
 /* ---- rotation (rotation.c) ---- */
 
 int
-store_agent_bundle(struct store *s, const char *identity, const char *gen,
-    int64_t not_after, struct mtls_error *err)
+store_agent_bundle(struct store *s, const char *serial, const char *replaces,
+    const char *gen, int64_t not_after, struct mtls_error *err)
 {
+	const struct store_ops *o = s->ops;
 	int rv;
 
+	/* the delete and the insert in one transaction, as in a batch */
 	io_lock(s);
-	rv = s->ops->agent_bundle(s, identity, gen, not_after,
-	    (int64_t)time(NULL), err);
+	if ((rv = o->tx_begin(s, err)) == 0) {
+		rv = o->tx_bundle(s, serial, replaces, gen, not_after,
+		    (int64_t)time(NULL), err);
+		if (o->tx_end(s, rv == 0, err) != 0)
+			rv = -1;
+	}
 	io_unlock(s);
 	return rv;
 }

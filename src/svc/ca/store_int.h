@@ -49,9 +49,9 @@ struct store_ops {
 	int	(*tx_end)(struct store *, int commit, struct mtls_error *);
 	/* inside a batch: an agent's bundle report (as agent_bundle), in
 	 * the transaction of the certificate it came with; -1 ends it */
-	int	(*tx_bundle)(struct store *, const char *identity,
-		    const char *gen, int64_t not_after, int64_t now,
-		    struct mtls_error *);
+	int	(*tx_bundle)(struct store *, const char *serial,
+		    const char *replaces, const char *gen, int64_t not_after,
+		    int64_t now, struct mtls_error *);
 	int	(*probe)(struct store *, struct mtls_error *);
 	int	(*token_add)(struct store *, const char *hash, const char *id,
 		    int64_t expires_at, struct mtls_error *);
@@ -83,10 +83,8 @@ struct store_ops {
 	int	(*load_end)(struct store *, int ok, int64_t crl_number,
 		    struct mtls_error *);
 	const struct store_inv_ops *inv;	/* the views (store_inv.h) */
-	/* rotation (store_agent_bundle, store_rotation_count in ca.h) */
-	int	(*agent_bundle)(struct store *, const char *identity,
-		    const char *gen, int64_t not_after, int64_t now,
-		    struct mtls_error *);
+	/* rotation (store_rotation_count in ca.h; store_agent_bundle is
+	 * tx_bundle in a transaction of its own) */
 	int	(*rotation_count)(struct store *, const char *issuer,
 		    const char *except_serial, const char *gen_a,
 		    const char *gen_b, int64_t now, int64_t out[3],

@@ -80,6 +80,19 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS agent_bundles ("
     " identity text PRIMARY KEY, gen text NOT NULL,"
     " not_after bigint NOT NULL, seen_at bigint NOT NULL);",
+    /* 4: as store_sqlite.c's 4: the report per certificate (its serial),
+     * a row of 3 mapped to the leaf it was recorded for (same first
+     * identity, same notAfter), dropped when there is none */
+    "CREATE TABLE IF NOT EXISTS bundle_reports ("
+    " serial text PRIMARY KEY, gen text NOT NULL,"
+    " not_after bigint NOT NULL, seen_at bigint NOT NULL);"
+    "INSERT INTO bundle_reports SELECT c.serial, a.gen, a.not_after,"
+    " a.seen_at FROM agent_bundles a JOIN certs c ON"
+    " c.not_after = a.not_after AND c.kind = 'leaf' AND"
+    " (c.identities = a.identity OR left(c.identities,"
+    " length(a.identity) + 1) = a.identity || E'\\n')"
+    " ON CONFLICT DO NOTHING;"
+    "DROP TABLE IF EXISTS agent_bundles;",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1024,8 +1037,7 @@ pg_load_end(struct store *base, int ok, int64_t crl_number,
 }
 
 static int pg_tx_bundle(struct store *, const char *, const char *,
-    int64_t, int64_t, struct mtls_error *);
-static int pg_agent_bundle(struct store *, const char *, const char *,
+    const char *,
     int64_t, int64_t, struct mtls_error *);
 static int pg_rotation_count(struct store *, const char *, const char *,
     const char *, const char *, int64_t, int64_t[3], struct mtls_error *);
@@ -1051,7 +1063,6 @@ static const struct store_ops pg_ops = {
 	.load_token = pg_load_token,
 	.load_end = pg_load_end,
 	.inv = &pg_inv_ops,
-	.agent_bundle = pg_agent_bundle,
 	.tx_bundle = pg_tx_bundle,
 	.rotation_count = pg_rotation_count,
 };
@@ -1355,36 +1366,35 @@ static const struct store_inv_ops pg_inv_ops = {
 /* ---- rotation: agents' bundle generations, what blocks a step ---- */
 
 /* The statement alone: inside a batch's transaction (ensure would roll
- * it back), or after ensure (pg_agent_bundle). */
+ * it back), or store_agent_bundle's. */
 static int
-pg_tx_bundle(struct store *base, const char *identity, const char *gen,
-    int64_t not_after, int64_t now, struct mtls_error *err)
+pg_tx_bundle(struct store *base, const char *serial, const char *replaces,
+    const char *gen, int64_t not_after, int64_t now, struct mtls_error *err)
 {
 	struct pg *s = PG(base);
 	PGresult *res;
 	char na[24], at[24];
-	const char *v[4] = { identity, gen, na, at };
+	const char *v[4] = { serial, gen, na, at };
 
+	/* a renewal: the renewed certificate's report goes */
+	if (replaces != NULL) {
+		if ((res = run(s, "DELETE FROM bundle_reports WHERE serial = "
+		    "$1", 1, &replaces, -1, 0, PGRES_COMMAND_OK, "cannot "
+		    "replace the agent's bundle", err)) == NULL)
+			return -1;
+		PQclear(res);
+	}
 	snprintf(na, sizeof(na), "%lld", (long long)not_after);
 	snprintf(at, sizeof(at), "%lld", (long long)now);
-	if ((res = run(s, "INSERT INTO agent_bundles (identity, gen, "
+	if ((res = run(s, "INSERT INTO bundle_reports (serial, gen, "
 	    "not_after, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
-	    "(identity) DO UPDATE SET gen = excluded.gen, not_after = "
+	    "(serial) DO UPDATE SET gen = excluded.gen, not_after = "
 	    "excluded.not_after, seen_at = excluded.seen_at", 4, v, -1, 0,
 	    PGRES_COMMAND_OK, "cannot record the agent's bundle", err)) ==
 	    NULL)
 		return -1;
 	PQclear(res);
 	return 0;
-}
-
-static int
-pg_agent_bundle(struct store *base, const char *identity, const char *gen,
-    int64_t not_after, int64_t now, struct mtls_error *err)
-{
-	if (ensure(PG(base), err) != 0)
-		return -1;
-	return pg_tx_bundle(base, identity, gen, not_after, now, err);
 }
 
 static int
@@ -1403,9 +1413,12 @@ pg_rotation_count(struct store *base, const char *issuer,
 	snprintf(at, sizeof(at), "%lld", (long long)now);
 	if ((res = run(s, "SELECT (SELECT count(*) FROM certs WHERE issuer = "
 	    "$1 AND status = 'valid' AND not_after > $3 AND kind <> 'root' "
-	    "AND serial <> $2), (SELECT count(*) FROM agent_bundles WHERE "
-	    "not_after > $3), (SELECT count(*) FROM agent_bundles WHERE "
-	    "not_after > $3 AND gen <> $4 AND gen <> $5)", 5, v, -1, 0,
+	    "AND serial <> $2), (SELECT count(*) FROM bundle_reports b JOIN "
+	    "certs c ON c.serial = b.serial WHERE b.not_after > $3 AND "
+	    "c.status = 'valid'), (SELECT count(*) FROM bundle_reports b JOIN "
+	    "certs c ON c.serial = b.serial WHERE b.not_after > $3 AND "
+	    "c.status = 'valid' AND b.gen <> $4 AND b.gen <> $5)", 5, v, -1,
+	    0,
 	    PGRES_TUPLES_OK, "cannot count for the rotation", err)) == NULL)
 		return -1;
 	if (shape(s, res, 1, 3, err) == 0 &&

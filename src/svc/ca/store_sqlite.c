@@ -23,7 +23,7 @@
 /* The statements of every issuance, prepared once per connection (issue
  * 15: preparing one is a parse and a plan each time) and reset after each
  * use, which ends its read; the store's lock is held around every call. */
-enum { SQ_INSERT, SQ_GET, SQ_BURN, SQ_AGENT, SQ__COUNT };
+enum { SQ_INSERT, SQ_GET, SQ_BURN, SQ_AGENT, SQ_AGENT_DEL, SQ__COUNT };
 static const char *const sq_sql[SQ__COUNT] = {
 	[SQ_INSERT] = "INSERT INTO certs (serial, kind, subject, issuer, "
 	    "identities, not_before, not_after, created_at, der) VALUES "
@@ -32,11 +32,13 @@ static const char *const sq_sql[SQ__COUNT] = {
 	    "FROM certs WHERE serial = ?",
 	[SQ_BURN] = "UPDATE tokens SET used_at = ?, serial = ? WHERE hash = ? "
 	    "AND used_at IS NULL AND expires_at > ?",
-	/* once per renewal (rotation's count) */
-	[SQ_AGENT] = "INSERT INTO agent_bundles (identity, gen, not_after, "
-	    "seen_at) VALUES (?,?,?,?) ON CONFLICT(identity) DO UPDATE SET "
+	/* once per renewal (rotation's count): the new certificate's
+	 * report, after the renewed one's is deleted */
+	[SQ_AGENT] = "INSERT INTO bundle_reports (serial, gen, not_after, "
+	    "seen_at) VALUES (?,?,?,?) ON CONFLICT(serial) DO UPDATE SET "
 	    "gen = excluded.gen, not_after = excluded.not_after, seen_at = "
 	    "excluded.seen_at",
+	[SQ_AGENT_DEL] = "DELETE FROM bundle_reports WHERE serial = ?",
 };
 
 struct sq {
@@ -86,6 +88,21 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS agent_bundles ("
     " identity TEXT PRIMARY KEY, gen TEXT NOT NULL,"
     " not_after INTEGER NOT NULL, seen_at INTEGER NOT NULL);",
+    /* 4: the report per certificate (its serial), not per identity:
+     * replicas sharing a SPIFFE ID each count. A row of 3 is mapped to
+     * the leaf it was recorded for: same first identity, same notAfter
+     * (the certificate returned with the report); none found: dropped.
+     * Applied again (an inventory without schema_version), 3 made an
+     * empty agent_bundles: nothing to map */
+    "CREATE TABLE IF NOT EXISTS bundle_reports ("
+    " serial TEXT PRIMARY KEY, gen TEXT NOT NULL,"
+    " not_after INTEGER NOT NULL, seen_at INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO bundle_reports SELECT c.serial, a.gen,"
+    " a.not_after, a.seen_at FROM agent_bundles a JOIN certs c ON"
+    " c.not_after = a.not_after AND c.kind = 'leaf' AND"
+    " (c.identities = a.identity OR substr(c.identities, 1,"
+    " length(a.identity) + 1) = a.identity || char(10));"
+    "DROP TABLE IF EXISTS agent_bundles;",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -751,6 +768,7 @@ sq_revocations(struct store *base, int64_t *n, struct mtls_error *err)
 }
 
 static int sq_agent_bundle(struct store *, const char *, const char *,
+    const char *,
     int64_t, int64_t, struct mtls_error *);
 static int sq_rotation_count(struct store *, const char *, const char *,
     const char *, const char *, int64_t, int64_t[3], struct mtls_error *);
@@ -773,7 +791,6 @@ static const struct store_ops sq_ops = {
 	.revocations = sq_revocations,
 	.dump = sq_dump,
 	.inv = &sq_inv_ops,
-	.agent_bundle = sq_agent_bundle,
 	.tx_bundle = sq_agent_bundle,	/* the write connection's tx */
 	.rotation_count = sq_rotation_count,
 };
@@ -1041,16 +1058,28 @@ static const struct store_inv_ops sq_inv_ops = {
 /* ---- rotation: agents' bundle generations, what blocks a step ---- */
 
 static int
-sq_agent_bundle(struct store *base, const char *identity, const char *gen,
-    int64_t not_after, int64_t now, struct mtls_error *err)
+sq_agent_bundle(struct store *base, const char *serial, const char *replaces,
+    const char *gen, int64_t not_after, int64_t now, struct mtls_error *err)
 {
 	struct sq *s = SQ(base);
 	sqlite3_stmt *st = NULL;
 	int rv = -1;
 
+	if (replaces != NULL) {
+		if ((st = sq_stmt(s, SQ_AGENT_DEL)) == NULL)
+			return db_error(s, err, "cannot prepare the agent's "
+			    "bundle");
+		sqlite3_bind_text(st, 1, replaces, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			db_error(s, err, "cannot replace the agent's bundle");
+			sq_done(st);
+			return -1;
+		}
+		sq_done(st);
+	}
 	if ((st = sq_stmt(s, SQ_AGENT)) == NULL)
 		return db_error(s, err, "cannot prepare the agent's bundle");
-	sqlite3_bind_text(st, 1, identity, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, gen, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 3, not_after);
 	sqlite3_bind_int64(st, 4, now);
@@ -1071,11 +1100,15 @@ sq_rotation_count(struct store *base, const char *issuer,
 	sqlite3_stmt *st = NULL;
 	int rv = -1, i;
 
+	/* agents: the reports of unexpired, unrevoked certificates */
 	if (sqlite3_prepare_v2(s->db, "SELECT (SELECT count(*) FROM certs "
 	    "WHERE issuer = ?1 AND status = 'valid' AND not_after > ?3 AND "
 	    "kind <> 'root' AND serial <> ?2), (SELECT count(*) FROM "
-	    "agent_bundles WHERE not_after > ?3), (SELECT count(*) FROM "
-	    "agent_bundles WHERE not_after > ?3 AND gen <> ?4 AND gen <> ?5)",
+	    "bundle_reports b JOIN certs c ON c.serial = b.serial WHERE "
+	    "b.not_after > ?3 AND c.status = 'valid'), (SELECT count(*) FROM "
+	    "bundle_reports b JOIN certs c ON c.serial = b.serial WHERE "
+	    "b.not_after > ?3 AND c.status = 'valid' AND b.gen <> ?4 AND "
+	    "b.gen <> ?5)",
 	    -1, &st, NULL) != SQLITE_OK)
 		return db_error(s, err, "cannot prepare the rotation counts");
 	sqlite3_bind_text(st, 1, issuer, -1, SQLITE_TRANSIENT);
