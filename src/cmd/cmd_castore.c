@@ -36,7 +36,7 @@ store_migrate_cmd(int argc, char **argv)
 	const char *dir = NULL, *to = NULL, *pw = NULL, *mode = NULL;
 	const char *root = NULL;
 	struct mtls_error err;
-	int64_t nc = 0, nt = 0;
+	int64_t nc = 0, nt = 0, nr = 0;
 	int c;
 
 	if (cmd_wants_help(argc, argv, migrate_help))
@@ -61,10 +61,11 @@ store_migrate_cmd(int argc, char **argv)
 		return cmd_usage("ca store migrate", "give --ca DIR and --to "
 		    "postgres://...");
 	error_clear(&err);
-	if (store_migrate(dir, to, pw, mode, root, &nc, &nt, &err) != 0)
+	if (store_migrate(dir, to, pw, mode, root, &nc, &nt, &nr, &err) != 0)
 		return cmd_fail("ca store migrate", &err);
-	printf("copied %" PRId64 " certificates and %" PRId64 " tokens; now "
-	    "set store = <the URL> in %s/ca.conf\n", nc, nt, dir);
+	printf("copied %" PRId64 " certificates, %" PRId64 " tokens and %"
+	    PRId64 " bundle reports; now set store = <the URL> in %s/ca.conf\n",
+	    nc, nt, nr, dir);
 	return 0;
 }
 

@@ -61,9 +61,15 @@ suite "the same test-suite passes on PostgreSQL (password from a file, over TCP)
 "$MTLS" ca init ca --trust-domain example.org > /dev/null 2>&1 || not_ok "ca init"
 "$MTLS" ca issue --ca ca --spiffe-id spiffe://example.org/w1 --out w1 > /dev/null 2>&1 || not_ok "ca issue"
 pg_createdb inv
+# an agent's bundle report (a rotation under way): migrate must carry it, or
+# the count of agents on the old bundle drops to 0 and switch would pass
+sqlite3 ca/inventory.db "INSERT INTO bundle_reports SELECT serial, '$(printf 'a%.0s' {1..64})', not_after, 1 FROM certs WHERE kind = 'leaf'"
 expect_exit 0 "ca store migrate copies the SQLite inventory" "$MTLS" ca store migrate --ca ca \
     --to "$PG_URL_BASE/inv" --password-file "$PG_PW"
-expect_grep "copied 2 certificates and 0 tokens" "$T_DIR/out" "migrate says what it copied"
+expect_grep "copied 2 certificates, 0 tokens and 1 bundle reports" "$T_DIR/out" "migrate says what it copied"
+got=$(pg_sql inv "SELECT count(*) FROM bundle_reports b JOIN certs c ON c.serial = b.serial WHERE b.gen = '$(printf 'a%.0s' {1..64})'")
+[ "$got" = 1 ] && ok "the agent's bundle report is in PostgreSQL, on its certificate" ||
+    not_ok "bundle report migrated" "got '$got'"
 sed -i "/^\[ca\]/a store = $PG_URL_BASE/inv\nstore_password_file = $PG_PW" ca/ca.conf
 rm ca/inventory.db*	# from here on, only PostgreSQL holds the inventory
 expect_exit 0 "ca list reads the PostgreSQL store" "$MTLS" ca list --ca ca

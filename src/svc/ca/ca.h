@@ -59,12 +59,13 @@ int	 store_open_url(struct store **, const char *url,
 	    const char *password_file, const char *sslmode,
 	    const char *sslrootcert, struct mtls_error *) MTLS_MUST_CHECK;
 /* mtls ca store migrate: copies DIR/inventory.db (certificates,
- * revocations, tokens, CRL number) into the empty store at <url>, in one
- * transaction; a non-empty target is refused and left unchanged. */
+ * revocations, tokens, agents' bundle reports, CRL number) into the empty
+ * store at <url>, in one transaction; a non-empty target is refused and
+ * left unchanged. */
 int	 store_migrate(const char *dir, const char *url,
 	    const char *password_file, const char *sslmode,
 	    const char *sslrootcert, int64_t *n_certs, int64_t *n_tokens,
-	    struct mtls_error *) MTLS_MUST_CHECK;
+	    int64_t *n_reports, struct mtls_error *) MTLS_MUST_CHECK;
 void	 store_close(struct store *);
 /* Records an issued certificate durably (committed on return). Returns 0,
  * 1 when the serial already exists (pick another), -1 on error. */

@@ -609,7 +609,7 @@ store_next_crl_number(struct store *s, int64_t *n, struct mtls_error *err)
 struct mig {
 	struct store		*dst;
 	struct mtls_error	*err;
-	int64_t			 n_certs, n_tokens;
+	int64_t			 n_certs, n_tokens, n_reports;
 };
 
 static int
@@ -630,10 +630,22 @@ mig_tok(void *arg, const struct store_token *t)
 	return m->dst->ops->load_token(m->dst, t, m->err);
 }
 
+/* a rotation under way keeps counting the agents that reported: without
+ * their reports the count of agents on the old bundle would drop to 0,
+ * the unsafe direction (switch would pass) */
+static int
+mig_rep(void *arg, const struct store_report *r)
+{
+	struct mig *m = arg;
+
+	m->n_reports++;
+	return m->dst->ops->load_report(m->dst, r, m->err);
+}
+
 int
 store_migrate(const char *dir, const char *url, const char *password_file,
     const char *sslmode, const char *sslrootcert, int64_t *n_certs,
-    int64_t *n_tokens, struct mtls_error *err)
+    int64_t *n_tokens, int64_t *n_reports, struct mtls_error *err)
 {
 	struct store *src = NULL, *dst = NULL;
 	struct mig m;
@@ -660,11 +672,13 @@ store_migrate(const char *dir, const char *url, const char *password_file,
 	m.err = err;
 	if (dst->ops->load_begin(dst, err) != 0)
 		goto out;
-	ok = src->ops->dump(src, mig_row, mig_tok, &m, &crl, err) == 0;
+	ok = src->ops->dump(src, mig_row, mig_tok, mig_rep, &m, &crl,
+	    err) == 0;
 	if (dst->ops->load_end(dst, ok, crl, err) != 0 || !ok)
 		goto out;
 	*n_certs = m.n_certs;
 	*n_tokens = m.n_tokens;
+	*n_reports = m.n_reports;
 	rv = 0;
  out:
 	store_close(src);

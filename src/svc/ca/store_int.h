@@ -28,6 +28,12 @@ struct store_token {
 	int		 used;
 };
 
+/* an agent's bundle report: the certificate's serial, its generation */
+struct store_report {
+	const char	*serial, *gen;
+	int64_t		 not_after, seen_at;
+};
+
 struct store_ops {
 	const char *name;
 	void	(*close)(struct store *);
@@ -67,18 +73,21 @@ struct store_ops {
 	int	(*next_crl_number)(struct store *, int64_t *,
 		    struct mtls_error *);
 	int	(*revocations)(struct store *, int64_t *, struct mtls_error *);
-	/* migration source: every row (with DER), every token, the CRL
-	 * number; NULL when the backend cannot be a source */
+	/* migration source: every row (with DER), every token, every
+	 * bundle report, the CRL number; NULL when it cannot be a source */
 	int	(*dump)(struct store *, int (*row)(void *,
 		    const struct store_row *), int (*tok)(void *,
-		    const struct store_token *), void *arg, int64_t *crl_number,
-		    struct mtls_error *);
+		    const struct store_token *), int (*rep)(void *,
+		    const struct store_report *), void *arg,
+		    int64_t *crl_number, struct mtls_error *);
 	/* migration target, one transaction: begin refuses a non-empty
 	 * store; end commits (ok) or rolls back; NULL when not a target */
 	int	(*load_begin)(struct store *, struct mtls_error *);
 	int	(*load_row)(struct store *, const struct store_row *,
 		    struct mtls_error *);
 	int	(*load_token)(struct store *, const struct store_token *,
+		    struct mtls_error *);
+	int	(*load_report)(struct store *, const struct store_report *,
 		    struct mtls_error *);
 	int	(*load_end)(struct store *, int ok, int64_t crl_number,
 		    struct mtls_error *);

@@ -935,7 +935,8 @@ pg_load_begin(struct store *base, struct mtls_error *err)
 	    err) != 0)
 		return -1;
 	/* no replica writes while we copy */
-	if (exec_simple(s, "LOCK TABLE certs, tokens, meta IN EXCLUSIVE MODE",
+	if (exec_simple(s, "LOCK TABLE certs, tokens, meta, bundle_reports IN "
+	    "EXCLUSIVE MODE",
 	    "cannot lock the tables", err) != 0)
 		goto fail;
 	if ((res = run(s, "SELECT (SELECT count(*) FROM certs) + (SELECT "
@@ -1010,6 +1011,25 @@ pg_load_token(struct store *base, const struct store_token *t,
 }
 
 static int
+pg_load_report(struct store *base, const struct store_report *r,
+    struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char na[24], at[24];
+	const char *v[4] = { r->serial, r->gen, na, at };
+
+	snprintf(na, sizeof(na), "%lld", (long long)r->not_after);
+	snprintf(at, sizeof(at), "%lld", (long long)r->seen_at);
+	if ((res = run(s, "INSERT INTO bundle_reports (serial, gen, not_after, "
+	    "seen_at) VALUES ($1, $2, $3, $4)", 4, v, -1, 0, PGRES_COMMAND_OK,
+	    "cannot copy an agent's bundle report", err)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
 pg_load_end(struct store *base, int ok, int64_t crl_number,
     struct mtls_error *err)
 {
@@ -1061,6 +1081,7 @@ static const struct store_ops pg_ops = {
 	.load_begin = pg_load_begin,
 	.load_row = pg_load_row,
 	.load_token = pg_load_token,
+	.load_report = pg_load_report,
 	.load_end = pg_load_end,
 	.inv = &pg_inv_ops,
 	.tx_bundle = pg_tx_bundle,

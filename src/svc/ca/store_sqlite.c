@@ -663,13 +663,15 @@ sq_next_crl_number(struct store *base, int64_t *n, struct mtls_error *err)
  * mtls ca store migrate (read in one transaction: a consistent copy). */
 static int
 sq_dump(struct store *base, int (*row)(void *, const struct store_row *),
-    int (*tok)(void *, const struct store_token *), void *arg,
+    int (*tok)(void *, const struct store_token *),
+    int (*rep)(void *, const struct store_report *), void *arg,
     int64_t *crl_number, struct mtls_error *err)
 {
 	struct sq *s = SQ(base);
 	sqlite3_stmt *st = NULL;
 	struct store_row r;
 	struct store_token t;
+	struct store_report b;
 	int rc, rv = -1;
 
 	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
@@ -731,6 +733,26 @@ sq_dump(struct store *base, int (*row)(void *, const struct store_row *),
 	}
 	if (rc != SQLITE_DONE) {
 		db_error(s, err, "cannot read the tokens");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->db, "SELECT serial, gen, not_after, seen_at "
+	    "FROM bundle_reports ORDER BY serial", -1, &st, NULL) !=
+	    SQLITE_OK) {
+		st = NULL;
+		db_error(s, err, "cannot read the agents' bundle reports");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		b.serial = col_text(st, 0);
+		b.gen = col_text(st, 1);
+		b.not_after = sqlite3_column_int64(st, 2);
+		b.seen_at = sqlite3_column_int64(st, 3);
+		if (rep(arg, &b) != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(s, err, "cannot read the agents' bundle reports");
 		goto out;
 	}
 	sqlite3_finalize(st);
