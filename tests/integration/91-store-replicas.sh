@@ -21,7 +21,7 @@ pg_start || exit 0
 pg_createdb ca
 expect_exit 0 "ca store migrate: the SQLite inventory into PostgreSQL" "$MTLS" ca store migrate \
     --ca int --to "$PG_URL_BASE/ca" --password-file "$PG_PW"
-expect_grep "copied 1 certificates and 1 tokens" "$T_DIR/out" "the admin's certificate and the token were copied"
+expect_grep "copied 1 certificates, 1 tokens and 0 bundle reports" "$T_DIR/out" "the admin's certificate and the token were copied"
 sed -i "/^\[ca\]/a store = $PG_URL_BASE/ca\nstore_password_file = $PG_PW" int/ca.conf
 mv int/inventory.db int/inventory.db.migrated; rm -f int/inventory.db-*
 # each replica has its own copy of the CA directory, as on its own host
