@@ -15,6 +15,7 @@
  * long as the process (the key refers to them), one per module path.
  */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -305,13 +306,15 @@ pin_load(const char *path, struct mtls_secret *pin, struct mtls_error *err)
 }
 
 /* A module .so runs in our process: root's or ours, and nobody else may
- * write it. */
+ * write it. Checked on the open file <fd>, which is then what is loaded
+ * (module_get), so the file judged is the file that runs, whoever can
+ * rename in its folder. */
 static int
-module_check(const char *path, struct mtls_error *err)
+module_check(int fd, const char *path, struct mtls_error *err)
 {
 	struct stat st;
 
-	if (stat(path, &st) != 0)
+	if (fstat(fd, &st) != 0)
 		return error_set_errno(err, MTLS_ERR_IO, "pkcs11 module %s "
 		    "(set module-path in the URI or MTLS_PKCS11_MODULE)", path);
 	if (!S_ISREG(st.st_mode))
@@ -342,6 +345,8 @@ struct pinseen {
 
 struct module {
 	char		 path[PATH_MAX];
+	char		 load[32];	/* /proc/self/fd/N: what is loaded */
+	int		 fd;		/* the module's file, open for life */
 	struct pinseen	*pins;
 	CK_FUNCTION_LIST *fl;	/* the module's own list (keygen, undo) */
 	PKCS11_CTX	*ctx;
@@ -356,20 +361,31 @@ static struct module *
 module_get(const char *path, struct mtls_error *err)
 {
 	struct module *m;
+	int fd;
 
 	for (m = modules; m != NULL; m = m->next)
 		if (strcmp(m->path, path) == 0)
 			return m;
-	if (module_check(path, err) != 0)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		error_set_errno(err, MTLS_ERR_IO, "pkcs11 module %s (set "
+		    "module-path in the URI or MTLS_PKCS11_MODULE)", path);
 		return NULL;
+	}
+	if (module_check(fd, path, err) != 0) {
+		close(fd);
+		return NULL;
+	}
 	if ((m = calloc(1, sizeof(*m))) == NULL ||
 	    (m->ctx = PKCS11_CTX_new()) == NULL) {
 		free(m);
+		close(fd);
 		error_set(err, MTLS_ERR_NOMEM, "pkcs11: out of memory");
 		return NULL;
 	}
+	m->fd = fd;
 	snprintf(m->path, sizeof(m->path), "%s", path);
-	if (PKCS11_CTX_load(m->ctx, path) != 0) {
+	snprintf(m->load, sizeof(m->load), "/proc/self/fd/%d", fd);
+	if (PKCS11_CTX_load(m->ctx, m->load) != 0) {
 		error_set_ossl(err, MTLS_ERR_IO, "pkcs11 module %s: cannot "
 		    "load or initialize it", path);
 		goto err;
@@ -385,6 +401,7 @@ module_get(const char *path, struct mtls_error *err)
 	return m;
  err:
 	PKCS11_CTX_free(m->ctx);
+	close(m->fd);
 	free(m);
 	return NULL;
 }
@@ -707,7 +724,7 @@ function_list(struct module *m, struct mtls_error *err)
 
 	if (m->fl != NULL)
 		return 0;
-	if ((h = dlopen(m->path, RTLD_NOW | RTLD_LOCAL)) == NULL ||
+	if ((h = dlopen(m->load, RTLD_NOW | RTLD_LOCAL)) == NULL ||
 	    (get = (CK_C_GetFunctionList)(void (*)(void))dlsym(h,
 	    "C_GetFunctionList")) == NULL || get(&m->fl) != CKR_OK ||
 	    m->fl == NULL) {
