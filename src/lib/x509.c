@@ -217,7 +217,8 @@ certs_pem(STACK_OF(X509) *sk, char **pem, size_t *len)
 		BIO_free(bio);
 		return -1;
 	}
-	memcpy(*pem, mem->data, mem->length);
+	if (mem->length > 0)	/* an empty stack: no data pointer */
+		memcpy(*pem, mem->data, mem->length);
 	(*pem)[mem->length] = '\0';
 	*len = mem->length;
 	BIO_free(bio);
