@@ -17,7 +17,9 @@ static const struct {
 	[MTLS_FAIL_NONE] = { "ok", "" },
 	[MTLS_FAIL_NO_CLIENT_CERT] = { "no_client_cert",
 	    "the client sent no certificate: configure its cert and key "
-	    "(curl --cert/--key, mtls proxy --outbound --cert/--key)" },
+	    "(curl --cert/--key, mtls proxy --outbound --cert/--key); Go "
+	    "and Java clients also send none when theirs chains to no CA "
+	    "of this server's --ca bundle" },
 	[MTLS_FAIL_CHAIN_INCOMPLETE] = { "chain_incomplete",
 	    "send the intermediate(s) with the leaf: use the full chain file "
 	    "(svid.pem = leaf then intermediates)" },
