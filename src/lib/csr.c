@@ -5,8 +5,9 @@
  * fast path splits the same DER with OpenSSL's ASN.1 templates, the ones
  * of X509_REQ (crypto/x509/x_req.c) but the key left as its two parts
  * (X509_ALGOR, BIT STRING), makes the key with pubkey.c's
- * pubkey_from_spki_fast, verifies the signature with ASN1_item_verify over
- * the CertificationRequestInfo exactly as received (the template keeps its
+ * pubkey_from_spki_fast, verifies the signature (ECDSA_verify on an EC key
+ * made on a group built once, else ASN1_item_verify) over the
+ * CertificationRequestInfo exactly as received (the template keeps its
  * encoding, as X509_REQ_INFO's does) and reads the extension request as
  * X509_REQ_get_extensions does. It only ever accepts: any shape it does
  * not know (RSA, version != 0, explicit curve parameters, a compressed
@@ -87,6 +88,31 @@ attrs_extensions(const STACK_OF(X509_ATTRIBUTE) *attrs)
 	    ext->value.sequence->length, ASN1_ITEM_rptr(X509_EXTENSIONS));
 }
 
+/*
+ * An ECDSA signature on a legacy EC key (pubkey.c's ec_legacy) verified
+ * over the CertificationRequestInfo as received: ecdsa-with-SHA256/384/512
+ * with no parameters (RFC 5758 3.2) and no unused bits. 1 verified, 0 not,
+ * -1 anything else: ASN1_item_verify decides (it would take the legacy key
+ * to the provider first, building its curve's group again).
+ */
+static int
+sig_verify(const CSR *c, EVP_PKEY *k)
+{
+	const ASN1_OBJECT *oid;
+	const void *pval;
+	int ptype, md_nid, pk_nid;
+
+	X509_ALGOR_get0(&oid, &ptype, &pval, c->sig_alg);
+	if (ptype != V_ASN1_UNDEF || (c->signature->flags & 0x7) != 0 ||
+	    c->info->enc.enc == NULL || c->info->enc.modified ||
+	    !OBJ_find_sigid_algs(OBJ_obj2nid(oid), &md_nid, &pk_nid) ||
+	    pk_nid != NID_X9_62_id_ecPublicKey)
+		return -1;
+	return pubkey_ecdsa_verify(k, md_nid, c->info->enc.enc,
+	    (size_t)c->info->enc.len, ASN1_STRING_get0_data(c->signature),
+	    (size_t)ASN1_STRING_length(c->signature));
+}
+
 int
 csr_parse_fast(const unsigned char *der, size_t len, EVP_PKEY **pub,
     STACK_OF(X509_EXTENSION) **exts)
@@ -94,7 +120,7 @@ csr_parse_fast(const unsigned char *der, size_t len, EVP_PKEY **pub,
 	const unsigned char *p = der;
 	CSR *c;
 	EVP_PKEY *k = NULL;
-	int ok = 0;
+	int ok = 0, v;
 
 	*pub = NULL;
 	*exts = NULL;
@@ -105,9 +131,10 @@ csr_parse_fast(const unsigned char *der, size_t len, EVP_PKEY **pub,
 	if (c == NULL || p != der + len ||
 	    ASN1_INTEGER_get(c->info->version) != 0 ||
 	    (k = pubkey_from_spki_fast(c->info->spki->algor,
-	    c->info->spki->key)) == NULL ||
+	    c->info->spki->key, 1)) == NULL ||
+	    (v = sig_verify(c, k)) == 0 || (v < 0 &&
 	    ASN1_item_verify(ASN1_ITEM_rptr(CSR_INFO), c->sig_alg,
-	    c->signature, c->info, k) != 1)
+	    c->signature, c->info, k) != 1))
 		goto out;
 	*exts = attrs_extensions(c->info->attributes);
 	*pub = k;

@@ -365,7 +365,12 @@ int	 x509_set_pubkey_fast(X509 *, EVP_PKEY *);
 /* A CSR's key from its SubjectPublicKeyInfo's parts without OpenSSL 3.0's
  * decoder: EC on P-256/P-384/P-521 (uncompressed point), Ed25519; NULL
  * for anything else or anything odd (the caller falls back). */
-EVP_PKEY *pubkey_from_spki_fast(const X509_ALGOR *, const ASN1_BIT_STRING *);
+EVP_PKEY *pubkey_from_spki_fast(const X509_ALGOR *, const ASN1_BIT_STRING *,
+	    int legacy);
+/* ECDSA_verify of data's SHA-256/384/512 (md_nid) with a legacy EC key
+ * from pubkey_from_spki_fast: 1 verified, 0 not, -1 not this shape. */
+int	 pubkey_ecdsa_verify(EVP_PKEY *, int md_nid, const unsigned char *data,
+	    size_t len, const unsigned char *sig, size_t siglen);
 
 /* ---- csr.c: a PKCS#10 CSR (DER) parsed once (docs/security/csrfast.md) */
 enum csr_verdict { CSR_OK, CSR_NOT_CSR, CSR_NO_KEY, CSR_BAD_SIGNATURE };

@@ -245,6 +245,89 @@ test_nonminimal(void **state)
 	EVP_PKEY_free(k);
 }
 
+/* A signed P-256 request whose signature algorithm and value are then
+ * changed as given (the signed part kept as it was encoded) */
+static unsigned char *
+reshape(EVP_PKEY *k, const EVP_MD *md, int alg_nid, int alg_ptype,
+    int pad_r, int *len)
+{
+	X509_REQ *r = X509_REQ_new();
+	const ASN1_BIT_STRING *csig;
+	const X509_ALGOR *calg;
+	ASN1_BIT_STRING *sig;
+	unsigned char buf[160], *der = NULL;
+	const unsigned char *s;
+	int n;
+
+	assert_non_null(r);
+	assert_int_equal(X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(
+	    r), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0), 1);
+	assert_int_equal(X509_REQ_set_pubkey(r, k), 1);
+	assert_true(X509_REQ_sign(r, k, md) > 0);
+	X509_REQ_get0_signature(r, &csig, &calg);
+	sig = (ASN1_BIT_STRING *)csig;
+	if (alg_nid != NID_undef)
+		assert_int_equal(X509_ALGOR_set0((X509_ALGOR *)calg,
+		    OBJ_nid2obj(alg_nid), alg_ptype, NULL), 1);
+	if (pad_r) {	/* r with a needless leading zero: not DER */
+		s = ASN1_STRING_get0_data(sig);
+		n = ASN1_STRING_length(sig);
+		assert_true(n + 1 <= (int)sizeof(buf) && s[0] == 0x30 &&
+		    s[1] < 0x7f && s[2] == 0x02);
+		buf[0] = 0x30;
+		buf[1] = (unsigned char)(s[1] + 1);
+		buf[2] = 0x02;
+		buf[3] = (unsigned char)(s[3] + 1);
+		buf[4] = 0x00;
+		memcpy(buf + 5, s + 4, (size_t)n - 4);
+		assert_int_equal(ASN1_BIT_STRING_set(sig, buf, n + 1), 1);
+		sig->flags &= ~0x7L;
+		sig->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+	}
+	*len = i2d_X509_REQ(r, &der);
+	assert_true(*len > 0);
+	X509_REQ_free(r);
+	return der;
+}
+
+/* The fast path's own ECDSA check (pubkey_ecdsa_verify) against
+ * d2i_X509_REQ's: other digests, NULL parameters, a signature not in DER,
+ * an RSA algorithm on an EC key */
+static void
+test_sig_shapes(void **state)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	unsigned char *der;
+	int len;
+
+	(void)state;
+	assert_non_null(k);
+	der = reshape(k, EVP_sha384(), NID_undef, 0, 0, &len);
+	assert_int_equal(both(der, (size_t)len, FAST, k), CSR_OK);
+	OPENSSL_free(der);
+	der = reshape(k, EVP_sha512(), NID_undef, 0, 0, &len);
+	assert_int_equal(both(der, (size_t)len, FAST, k), CSR_OK);
+	OPENSSL_free(der);
+	der = reshape(k, EVP_sha256(), NID_ecdsa_with_SHA256, V_ASN1_NULL, 0,
+	    &len);
+	(void)both(der, (size_t)len, FAST, k);
+	OPENSSL_free(der);
+	der = reshape(k, EVP_sha256(), NID_undef, 0, 1, &len);
+	assert_int_equal(both(der, (size_t)len, NO_FAST, NULL),
+	    CSR_BAD_SIGNATURE);
+	OPENSSL_free(der);
+	der = reshape(k, EVP_sha256(), NID_sha256WithRSAEncryption,
+	    V_ASN1_NULL, 0, &len);
+	assert_int_equal(both(der, (size_t)len, NO_FAST, NULL),
+	    CSR_BAD_SIGNATURE);
+	OPENSSL_free(der);
+	/* SHA-1: not the fast check's; ASN1_item_verify's, as before */
+	der = reshape(k, EVP_sha1(), NID_undef, 0, 0, &len);
+	assert_int_equal(both(der, (size_t)len, FAST, k), CSR_OK);
+	OPENSSL_free(der);
+	EVP_PKEY_free(k);
+}
+
 int
 main(void)
 {
@@ -252,6 +335,7 @@ main(void)
 		cmocka_unit_test(test_key_types),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_nonminimal),
+		cmocka_unit_test(test_sig_shapes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
