@@ -137,6 +137,107 @@ add_ext_conf(X509 *x, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
+/*
+ * The fixed extensions made from their structures (issue 15): through
+ * X509V3_EXT_nconf_nid's text ("critical,CA:FALSE", "keyid:always") they
+ * were a tenth of a renewal's CPU, parsing the same strings each time.
+ * The DER is the same as the text's (test_profile's t_ext_same).
+ */
+static int
+ext_bc(X509 *x, int ca, int pathlen)
+{
+	BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+	int rv = -1;
+
+	if (bc == NULL)
+		return -1;
+	bc->ca = ca ? 0xff : 0;
+	if (pathlen >= 0 && ((bc->pathlen = ASN1_INTEGER_new()) == NULL ||
+	    !ASN1_INTEGER_set(bc->pathlen, pathlen)))
+		goto out;
+	rv = add_ext_nid(x, NID_basic_constraints, 1, bc);
+ out:
+	BASIC_CONSTRAINTS_free(bc);
+	return rv;
+}
+
+/* keyUsage, critical: the bits named (KU_* of x509v3.h are RFC 5280's
+ * bit numbers from the top of each byte, as ASN1_BIT_STRING_set_bit's) */
+static int
+ext_ku(X509 *x, const int *bits, int n)
+{
+	ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
+	int i, rv = -1;
+
+	if (ku == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (!ASN1_BIT_STRING_set_bit(ku, bits[i], 1))
+			goto out;
+	rv = add_ext_nid(x, NID_key_usage, 1, ku);
+ out:
+	ASN1_BIT_STRING_free(ku);
+	return rv;
+}
+
+static int
+ext_eku(X509 *x, int ca_server)
+{
+	EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+	ASN1_OBJECT *o = NULL;
+	int rv = -1;
+
+	if (eku == NULL ||
+	    !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) ||
+	    !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)))
+		goto out;
+	if (ca_server && ((o = OBJ_txt2obj(MTLS_OID_CA_SERVER, 1)) == NULL ||
+	    !sk_ASN1_OBJECT_push(eku, o)))
+		goto out;
+	rv = add_ext_nid(x, NID_ext_key_usage, 0, eku);
+ out:
+	sk_ASN1_OBJECT_free(eku);	/* nid2obj's are static */
+	ASN1_OBJECT_free(o);
+	return rv;
+}
+
+/* subjectKeyIdentifier "hash": SHA-1 of the key's BIT STRING (RFC 5280
+ * 4.2.1.2 (1)) */
+static int
+ext_ski(X509 *x)
+{
+	ASN1_OCTET_STRING *id = ASN1_OCTET_STRING_new();
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len;
+	int rv = -1;
+
+	if (id != NULL && X509_pubkey_digest(x, EVP_sha1(), md, &len) &&
+	    ASN1_OCTET_STRING_set(id, md, (int)len))
+		rv = add_ext_nid(x, NID_subject_key_identifier, 0, id);
+	ASN1_OCTET_STRING_free(id);
+	return rv;
+}
+
+/* authorityKeyIdentifier "keyid:always": the issuer's own key identifier;
+ * an issuer without one goes through the text, which decides */
+static int
+ext_akid(X509 *x, X509 *issuer)
+{
+	const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
+	AUTHORITY_KEYID *akid;
+	int rv = -1;
+
+	if (ski == NULL)
+		return add_ext_conf(x, issuer, NID_authority_key_identifier,
+		    "keyid:always");
+	if ((akid = AUTHORITY_KEYID_new()) == NULL)
+		return -1;
+	if ((akid->keyid = ASN1_OCTET_STRING_dup(ski)) != NULL)
+		rv = add_ext_nid(x, NID_authority_key_identifier, 0, akid);
+	AUTHORITY_KEYID_free(akid);
+	return rv;
+}
+
 static GENERAL_NAME *
 gen_ia5(int type, const char *s, size_t len)
 {
@@ -517,6 +618,9 @@ url_ok(const char *u)
 int
 profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 {
+	/* keyCertSign (5), cRLSign (6); digitalSignature (0),
+	 * keyEncipherment (2) */
+	static const int ku_ca[] = { 5, 6 }, ku_leaf[] = { 0, 2 };
 	X509 *x = NULL;
 	X509_NAME *nm = NULL;
 	BIGNUM *bn = NULL;
@@ -556,11 +660,8 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 
 	switch (r->kind) {
 	case PROFILE_ROOT:
-		if (add_ext_conf(x, NULL, NID_basic_constraints,
-		    "critical,CA:TRUE") != 0 ||
-		    add_ext_conf(x, NULL, NID_key_usage,
-		    "critical,keyCertSign,cRLSign") != 0 ||
-		    add_ext_conf(x, NULL, NID_subject_key_identifier, "hash") != 0)
+		if (ext_bc(x, 1, -1) != 0 || ext_ku(x, ku_ca, 2) != 0 ||
+		    ext_ski(x) != 0)
 			goto ossl;
 		break;
 	case PROFILE_INTERMEDIATE:
@@ -569,15 +670,9 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 		 * intermediate, cross of the new root failed in OpenSSL, Go
 		 * and GnuTLS ("path length constraint exceeded") for a peer
 		 * knowing the old root only; nor the intermediates' scope */
-		if (add_ext_conf(x, r->issuer, NID_basic_constraints,
-		    r->kind == PROFILE_CROSS ? "critical,CA:TRUE" :
-		    "critical,CA:TRUE,pathlen:0") != 0 ||
-		    add_ext_conf(x, r->issuer, NID_key_usage,
-		    "critical,keyCertSign,cRLSign") != 0 ||
-		    add_ext_conf(x, r->issuer, NID_subject_key_identifier,
-		    "hash") != 0 ||
-		    add_ext_conf(x, r->issuer, NID_authority_key_identifier,
-		    "keyid:always") != 0)
+		if (ext_bc(x, 1, r->kind == PROFILE_CROSS ? -1 : 0) != 0 ||
+		    ext_ku(x, ku_ca, 2) != 0 || ext_ski(x) != 0 ||
+		    ext_akid(x, r->issuer) != 0)
 			goto ossl;
 		if (r->kind == PROFILE_INTERMEDIATE &&
 		    (add_name_constraints(x, r, err) != 0 ||
@@ -585,18 +680,10 @@ profile_build(const struct profile_req *r, X509 **out, struct mtls_error *err)
 			goto err;
 		break;
 	case PROFILE_LEAF:
-		if (add_ext_conf(x, r->issuer, NID_basic_constraints,
-		    "critical,CA:FALSE") != 0 ||
-		    add_ext_conf(x, r->issuer, NID_key_usage, rsa ?
-		    "critical,digitalSignature,keyEncipherment" :
-		    "critical,digitalSignature") != 0 ||
-		    add_ext_conf(x, r->issuer, NID_ext_key_usage, r->ca_server ?
-		    "serverAuth,clientAuth," MTLS_OID_CA_SERVER :
-		    "serverAuth,clientAuth") != 0 ||
-		    add_ext_conf(x, r->issuer, NID_subject_key_identifier,
-		    "hash") != 0 ||
-		    add_ext_conf(x, r->issuer, NID_authority_key_identifier,
-		    "keyid:always") != 0)
+		if (ext_bc(x, 0, -1) != 0 ||
+		    ext_ku(x, ku_leaf, rsa ? 2 : 1) != 0 ||
+		    ext_eku(x, r->ca_server) != 0 || ext_ski(x) != 0 ||
+		    ext_akid(x, r->issuer) != 0)
 			goto ossl;
 		if (add_san(x, r->sans, err) != 0)
 			goto err;

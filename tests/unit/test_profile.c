@@ -283,10 +283,108 @@ test_pubkey_fast(void **state)
 	}
 }
 
+/* <x>'s extension <nid> has the DER OpenSSL's text form <text> makes */
+static void
+ext_is(X509 *x, X509 *issuer, int nid, const char *text)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *want;
+	unsigned char *dw = NULL, *dg = NULL;
+	int i, nw, ng;
+
+	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
+	assert_non_null(want = X509V3_EXT_conf_nid(NULL, &ctx, nid, text));
+	i = X509_get_ext_by_NID(x, nid, -1);
+	assert_true(i >= 0);
+	assert_int_equal(X509_get_ext_by_NID(x, nid, i), -1);	/* once */
+	nw = i2d_X509_EXTENSION(want, &dw);
+	ng = i2d_X509_EXTENSION(X509_get_ext(x, i), &dg);
+	assert_true(nw > 0);
+	if (ng != nw || memcmp(dw, dg, (size_t)nw) != 0)
+		fail_msg("extension %s differs from '%s'", OBJ_nid2sn(nid),
+		    text);
+	OPENSSL_free(dw);
+	OPENSSL_free(dg);
+	X509_EXTENSION_free(want);
+}
+
+/* Extensions made from their structures (issue 15) are the bytes their
+ * text forms made: each profile, EC and RSA leaves, a CA server's */
+static void
+test_ext_same(void **state)
+{
+	struct profile_req r;
+	struct ids sans;
+	struct fx_cert in, cr, lf;
+	EVP_PKEY *rsa;
+	int k;
+
+	(void)state;
+	ext_is(root.x, NULL, NID_basic_constraints, "critical,CA:TRUE");
+	ext_is(root.x, NULL, NID_key_usage, "critical,keyCertSign,cRLSign");
+	ext_is(root.x, NULL, NID_subject_key_identifier, "hash");
+	assert_int_equal(X509_get_ext_by_NID(root.x,
+	    NID_authority_key_identifier, -1), -1);
+	in = fx_intermediate(&root, "example.org", "int", NULL, 0, NULL, 0,
+	    now);
+	ext_is(in.x, root.x, NID_basic_constraints,
+	    "critical,CA:TRUE,pathlen:0");
+	ext_is(in.x, root.x, NID_key_usage, "critical,keyCertSign,cRLSign");
+	ext_is(in.x, root.x, NID_subject_key_identifier, "hash");
+	ext_is(in.x, root.x, NID_authority_key_identifier, "keyid:always");
+	memset(&r, 0, sizeof(r));
+	r.kind = PROFILE_CROSS;
+	r.org = "example.org";
+	r.cn = "cross";
+	r.not_before = now - 60;
+	r.not_after = now + FX_DAY;
+	r.issuer = root.x;
+	r.issuer_key = root.k;
+	cr = fx_profile(&r);
+	ext_is(cr.x, root.x, NID_basic_constraints, "critical,CA:TRUE");
+	ext_is(cr.x, root.x, NID_authority_key_identifier, "keyid:always");
+	memset(&sans, 0, sizeof(sans));
+	assert_int_equal(ids_add(&sans, "", "spiffe://example.org/a", 22), 0);
+	for (k = 0; k < 3; k++) {
+		struct mtls_error err;
+
+		memset(&r, 0, sizeof(r));
+		r.kind = PROFILE_LEAF;
+		r.org = "example.org";
+		r.sans = &sans;
+		r.not_before = now - 60;
+		r.not_after = now + FX_DAY;
+		r.issuer = in.x;
+		r.issuer_key = in.k;
+		r.ca_server = k == 1;
+		rsa = k == 2 ? fx_key("rsa2048") : fx_key("ec");
+		r.pubkey = rsa;
+		r.pubkey_fast = 1;
+		error_clear(&err);
+		assert_int_equal(profile_build(&r, &lf.x, &err), 0);
+		ext_is(lf.x, in.x, NID_basic_constraints, "critical,CA:FALSE");
+		ext_is(lf.x, in.x, NID_key_usage, k == 2 ?
+		    "critical,digitalSignature,keyEncipherment" :
+		    "critical,digitalSignature");
+		ext_is(lf.x, in.x, NID_ext_key_usage, k == 1 ?
+		    "serverAuth,clientAuth," MTLS_OID_CA_SERVER :
+		    "serverAuth,clientAuth");
+		ext_is(lf.x, in.x, NID_subject_key_identifier, "hash");
+		ext_is(lf.x, in.x, NID_authority_key_identifier,
+		    "keyid:always");
+		X509_free(lf.x);
+		EVP_PKEY_free(rsa);
+	}
+	ids_free(&sans);
+	fx_cert_free(&cr);
+	fx_cert_free(&in);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ext_same),
 		cmocka_unit_test(test_scoped_intermediate),
 		cmocka_unit_test(test_scope_oid),
 		cmocka_unit_test(test_leaf),
