@@ -66,7 +66,8 @@ static const char proxy_help[] =
 "                         the built-in agent (mtls agent): enroll or renew\n"
 "                         from mtls ca serve into DIR, serve DIR/svid.pem\n"
 "                         (instead of --cert/--key; --ca defaults to\n"
-"                         DIR/bundle.pem) and reload as it rotates\n"
+"                         DIR/bundle.pem) and reload as it rotates;\n"
+"                         --key pkcs11:URI: its key lives in that token\n"
 "  --config FILE          several listeners from a file (see below)\n"
 "Files are watched and reloaded on change and on SIGHUP; a bad new set is\n"
 "refused and the old one keeps serving. SIGTERM stops accepting and lets\n"
@@ -115,7 +116,8 @@ static const char proxy_help[] =
 "  [agent]                 optional, the built-in agent: listeners\n"
 "  ca_url = https://ca:8443  without cert and key serve out_dir/svid.pem,\n"
 "  out_dir = /var/lib/mtls   and ca defaults to out_dir/bundle.pem\n"
-"  token_file = /run/secrets/mtls-token\n";
+"  token_file = /run/secrets/mtls-token\n"
+"  key = pkcs11:token=..;object=..?pin-source=file:..  (optional)\n";
 
 enum {
 	P_LISTEN = 256, P_TARGET, P_CERT, P_KEY, P_CA, P_ALLOW, P_ALLOW_ANY,

@@ -293,12 +293,18 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 		const char **a = strcmp(key, "ca_url") == 0 ? &cs->ag.ca_url :
 		    strcmp(key, "token_file") == 0 ? &cs->ag.token_file :
 		    strcmp(key, "out_dir") == 0 ? &cs->ag.out_dir :
-		    strcmp(key, "ca_bundle") == 0 ? &cs->ag.ca_bundle : NULL;
+		    strcmp(key, "ca_bundle") == 0 ? &cs->ag.ca_bundle :
+		    strcmp(key, "key") == 0 ? &cs->ag.key : NULL;
 
 		if (a == NULL)
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: unknown key "
 			    "'%s' in [agent] (ca_url, token_file, out_dir, "
-			    "ca_bundle)", cs->path, line, key);
+			    "ca_bundle, key)", cs->path, line, key);
+		if (a == &cs->ag.key && !keystore_is_uri(val))
+			return error_set(err, MTLS_ERR_PARSE, "%s:%d: key in "
+			    "[agent] is a pkcs11: URI (a key in a token); "
+			    "without it the key is out_dir/svid.key",
+			    cs->path, line);
 		if (a == &cs->ag.ca_url && strncmp(val, "https://", 8) != 0)
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: ca_url "
 			    "must be https://", cs->path, line);
@@ -706,15 +712,28 @@ proxy_conf_finish(struct proxy_conf *c, struct mtls_error *err)
 		return 0;
 	/* the built-in agent: one process is a self-renewing sidecar;
 	 * listeners without cert and key serve its files */
+	/* a token key: --key pkcs11:... without --cert (in a file, [agent]
+	 * key =) is the agent's key, renewed in its token (agent/tokenkey.c),
+	 * and the listeners' key, the one svid.pem certifies (key_load_cert) */
+	if (c->path == NULL && l->key != NULL && l->cert == NULL &&
+	    keystore_is_uri(l->key) && ag->key == NULL) {
+		ag->key = l->key;
+		l->key = NULL;
+	}
 	if (!ag->ca_url || !ag->out_dir ||
 	    strncmp(ag->ca_url, "https://", 8) != 0 ||
 	    (c->path == NULL && (l->cert || l->key)))
 		return error_set(err, MTLS_ERR_ARG, "the built-in agent takes "
 		    "--ca-url https://... and --out-dir (plus --token-file to "
-		    "enroll), instead of --cert and --key (in a config file: "
-		    "[agent] ca_url, out_dir, token_file)");
+		    "enroll, and --key pkcs11:... for a key in a token), "
+		    "instead of --cert and --key (in a config file: [agent] "
+		    "ca_url, out_dir, token_file, key)");
 	snprintf(c->svid, sizeof(c->svid), "%s/svid.pem", ag->out_dir);
-	snprintf(c->svid_key, sizeof(c->svid_key), "%s/svid.key", ag->out_dir);
+	if (ag->key != NULL)
+		snprintf(c->svid_key, sizeof(c->svid_key), "%s", ag->key);
+	else
+		snprintf(c->svid_key, sizeof(c->svid_key), "%s/svid.key",
+		    ag->out_dir);
 	snprintf(c->bundle, sizeof(c->bundle), "%s/bundle.pem", ag->out_dir);
 	if (c->path == NULL && l->n_ca > 0)
 		return error_set(err, MTLS_ERR_ARG, "the built-in agent's --ca "
