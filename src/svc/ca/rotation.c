@@ -1172,6 +1172,67 @@ swap_files(const char *dir, const char *old, struct mtls_error *err)
 	return rv;
 }
 
+/* Whether files <a> and <b> of <dir> hold the same bytes. */
+static int
+same_bytes(const char *dir, const char *a, const char *b)
+{
+	struct mtls_error e;
+	char p[PATH_MAX];
+	uint8_t *x = NULL, *y = NULL;
+	size_t xl = 0, yl = 0;
+	int same;
+
+	ca_path(p, sizeof(p), dir, a);
+	same = fs_read(p, 1 << 20, &x, &xl, &e) == 0;
+	ca_path(p, sizeof(p), dir, b);
+	same = same && fs_read(p, 1 << 20, &y, &yl, &e) == 0 && xl == yl &&
+	    memcmp(x, y, xl) == 0;
+	if (x != NULL)
+		OPENSSL_cleanse(x, xl);
+	if (y != NULL)
+		OPENSSL_cleanse(y, yl);
+	free(x);
+	free(y);
+	return same;
+}
+
+/*
+ * swap_files writes the new key (ca.key, or ca.keyuri) before it renames
+ * ca.pem: a crash between the two leaves, in phase published, a key that
+ * does not match ca.pem, and no command opens the CA. When ca.pem is
+ * still rotation/old.pem, the old key (kept as rotation/old.key) goes back
+ * to ca.key, so that switch runs again from its start.
+ */
+static int
+switch_resume(const char *dir, struct mtls_error *err)
+{
+	struct rot_state st;
+	char p[PATH_MAX];
+	uint8_t *key = NULL;
+	size_t klen = 0;
+	int rv;
+
+	if (rotation_state_read(dir, &st, err) != 0)
+		return -1;
+	ca_path(p, sizeof(p), dir, "rotation/old.key");
+	if (st.phase != ROT_PUBLISHED || access(p, F_OK) != 0 ||
+	    !same_bytes(dir, "ca.pem", "rotation/old.pem") ||
+	    (same_bytes(dir, "ca.key", "rotation/old.key") &&
+	    (ca_path(p, sizeof(p), dir, "ca.keyuri"), access(p, F_OK) != 0)))
+		return 0;
+	ca_path(p, sizeof(p), dir, "rotation/old.key");
+	if (fs_read(p, 1 << 20, &key, &klen, err) != 0)
+		return -1;
+	ca_path(p, sizeof(p), dir, "ca.key");
+	rv = fs_write_atomic(p, key, klen, 0600, 1, err);
+	OPENSSL_cleanse(key, klen);
+	free(key);
+	ca_path(p, sizeof(p), dir, "ca.keyuri");
+	if (rv == 0 && unlink(p) != 0 && errno != ENOENT)
+		rv = error_set_errno(err, MTLS_ERR_IO, "%s", p);
+	return rv;
+}
+
 /* switch: ca.pem and ca.key become the new issuing CA's (the old ones kept
  * in rotation/ for the renewals of the old CA's leaves); with a new root
  * above an intermediate, the offline root's directory takes the new root
@@ -1310,6 +1371,8 @@ rotation_step(const struct rot_req *r, struct rot_status *rs,
 	    (r->parent_dir == NULL || r->step != ROT_PREPARED))
 		return error_set(err, MTLS_ERR_ARG, "--parent-pass-file and "
 		    "--key-uri go with prepare --parent");
+	if (r->step == ROT_SWITCHED && switch_resume(r->dir, err) != 0)
+		return -1;
 	if ((key ? ca_open(&ca, r->dir, r->pass_file, err) :
 	    ca_open_readonly(&ca, r->dir, err)) != 0)
 		return -1;
