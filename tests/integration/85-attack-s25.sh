@@ -20,6 +20,10 @@ cp -a int int.pub
 # rotation/old.key back by hand. The state, as the crash leaves it:
 cp int/ca.pem int/rotation/old.pem && cp int/ca.key int/rotation/old.key && chmod 600 int/rotation/old.key
 cp int/rotation/new.key int/ca.key
+expect_exit 2 "the half-switched CA does not issue" \
+    "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/a/sa/x --out x
+expect_grep 'does not match ca.pem \(a rotation switch cut short\? run it again\)' "$T_DIR/err" \
+    "... and says to run the switch again"
 expect_exit 0 "switch run again after a crash between ca.key and ca.pem completes" \
     "$MTLS" ca rotation switch --ca int
 grep -q '"phase": "switched"' int/rotation.json && ok "... the phase is switched" ||
