@@ -79,3 +79,72 @@ openssl x509 -req -in evil.csr -CA scoped/ca.pem -CAkey scoped/ca.key -set_seria
 expect_exit 1 "a leaf of the scoped CA's key outside its scope does not verify against the agent's bundle.pem" \
     "$MTLS" cert verify evil.pem --ca wl/bundle.pem --untrusted scoped/ca.pem
 expect_grep '^name_constraints' "$T_DIR/out" "... name_constraints"
+
+# ca serve held the CA snapshot for a keep-alive connection's next request
+# before waiting for it: a connection idle across the switch's reload was
+# answered by the CA before it, and a GET /v1/crl on it signed the old
+# intermediate's CRL into the server's cache, which every client then got
+# as /v1/crl (and in /v1/crl/all) for half the CRL's life: proxies on
+# --crl-url found no CRL for the new intermediate's leaves (unknown,
+# refused). Any client can do it: the CRL needs no certificate. Now a
+# request takes the snapshot when it arrives, and the cache is re-signed
+# when it was made from another snapshot.
+q "$MTLS" ca init kroot --trust-domain example.org
+q "$MTLS" ca intermediate kint --parent kroot --name "example.org Issuing CA"
+q "$MTLS" ca rotation prepare --ca kint --parent kroot
+q "$MTLS" ca rotation publish --ca kint
+port=$(free_port)
+start_bg kserve "$MTLS" ca serve --ca kint --listen "127.0.0.1:$port" --idle-timeout 60s
+klog="$T_DIR/kserve.log"
+wait_for 10 grep -q '"event":"start"' "$klog" || { not_ok "ca serve starts" "$(cat "$klog")"; exit 0; }
+cat > idle.py <<'PY'
+import socket, ssl, sys, os, time
+port, cafile = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+def get(t, path):
+    t.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = t.recv(65536)
+        if not d:
+            sys.exit("closed")
+        buf += d
+    head, body = buf.split(b"\r\n\r\n", 1)
+    n = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0]
+    while len(body) < n:
+        body += t.recv(65536)
+    return body
+t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30))
+get(t, "/healthz")
+open("idle.ready", "w").close()
+deadline = time.time() + 30
+while not os.path.exists("idle.go"):
+    if time.time() > deadline:
+        sys.exit("no go")
+    time.sleep(0.05)
+open("crl.idle.der", "wb").write(get(t, "/v1/crl"))
+PY
+python3 idle.py "$port" kroot/ca.pem > idle.out 2>&1 &
+idle_pid=$!
+wait_for 10 test -e idle.ready || not_ok "the keep-alive client connects" "$(cat idle.out)"
+q "$MTLS" ca rotation switch --ca kint
+kill -HUP "$BG_PID"
+wait_for 10 grep -q '"rotation":"switched"' "$klog" || not_ok "ca serve reloads the switch" "$(tail -2 "$klog")"
+touch idle.go
+wait "$idle_pid"
+crl_issuer() { openssl crl -inform DER -in "$1" -noout -issuer 2>/dev/null | sed 's/^issuer=//'; }
+new_int=$(openssl x509 -in kint/ca.pem -noout -subject | sed 's/^subject=//')
+[ "$(crl_issuer crl.idle.der)" = "$new_int" ] &&
+    ok "a request on a connection idle across the switch is answered by the new intermediate" ||
+    not_ok "a request on a connection idle across the switch is answered by the new intermediate" \
+    "CRL of '$(crl_issuer crl.idle.der)', want '$new_int'; $(cat idle.out)"
+curl -sS --cacert kroot/ca.pem -o crl.fresh.der "https://127.0.0.1:$port/v1/crl"
+[ "$(crl_issuer crl.fresh.der)" = "$new_int" ] &&
+    ok "GET /v1/crl after the switch is the new intermediate's CRL" ||
+    not_ok "GET /v1/crl after the switch is the new intermediate's CRL" "CRL of '$(crl_issuer crl.fresh.der)'"
+curl -sS --cacert kroot/ca.pem -o crl.all.pem "https://127.0.0.1:$port/v1/crl/all"
+[ "$(grep -c 'BEGIN X509 CRL' crl.all.pem)" = 2 ] &&
+    openssl crl -in crl.all.pem -noout -issuer | grep -qF "$new_int" &&
+    ok "/v1/crl/all holds the new intermediate's CRL and the old one's" ||
+    not_ok "/v1/crl/all holds the new intermediate's CRL and the old one's" "$(openssl crl -in crl.all.pem -noout -issuer)"
