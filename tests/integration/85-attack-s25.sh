@@ -36,6 +36,23 @@ expect_exit 0 "... and the CA issues under the new intermediate" \
 openssl verify -CAfile root/ca.pem -untrusted int/rotation/new.pem x.pem > /dev/null 2>&1 &&
     ok "... a leaf that verifies through the new intermediate" || not_ok "... a leaf that verifies through the new intermediate"
 
+# switch keeps a rotation/old.key already there (a run again after a
+# crash must not copy the new key over it), then overwrites ca.key with
+# the new key. On main a planted old.key (any key) was kept and the old
+# intermediate's real key destroyed: ca serve then could not sign OCSP
+# and /v1/crl/previous for the old one's leaves. It must be the key of
+# rotation/old.pem (switch has the --pass-file that opens both).
+rm -rf int && cp -a int.pub int
+cp int/ca.pem int/rotation/old.pem
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out int/rotation/old.key 2>/dev/null &&
+    chmod 600 int/rotation/old.key || { echo "setup failed: openssl genpkey"; exit 1; }
+cp int/ca.key ca.key.before
+expect_exit 2 "switch refuses a rotation/old.key that is not the old intermediate's key" \
+    "$MTLS" ca rotation switch --ca int
+expect_grep 'rotation/old.key: not the key of rotation/old.pem' "$T_DIR/err" "... naming the file"
+cmp -s ca.key.before int/ca.key && grep -q '"phase": "published"' int/rotation.json &&
+    ok "... ca.key and the phase are unchanged" || not_ok "... ca.key and the phase are unchanged"
+
 # The agent's bundle rule admits a new root with "a cross-certificate: a
 # CA certificate with the new root's subject and key, signed by a current
 # root". Every intermediate is that, for its own name and key. On main the

@@ -1198,10 +1198,11 @@ same_bytes(const char *dir, const char *a, const char *b)
 
 /*
  * swap_files writes the new key (ca.key, or ca.keyuri) before it renames
- * ca.pem: a crash between the two leaves, in phase published, a key that
- * does not match ca.pem, and no command opens the CA. When ca.pem is
- * still rotation/old.pem, the old key (kept as rotation/old.key) goes back
- * to ca.key, so that switch runs again from its start.
+ * ca.pem: a crash between the two leaves, in phase published, ca.pem
+ * still rotation/old.pem beside the new key, and no command opens the CA.
+ * In exactly that state the old key (kept as rotation/old.key) goes back
+ * to ca.key, so that switch runs again from its start; anything else
+ * (a key that is not the new one) is left as it is.
  */
 static int
 switch_resume(const char *dir, struct mtls_error *err)
@@ -1210,15 +1211,15 @@ switch_resume(const char *dir, struct mtls_error *err)
 	char p[PATH_MAX];
 	uint8_t *key = NULL;
 	size_t klen = 0;
-	int rv;
+	int rv, uri;
 
 	if (rotation_state_read(dir, &st, err) != 0)
 		return -1;
-	ca_path(p, sizeof(p), dir, "rotation/old.key");
-	if (st.phase != ROT_PUBLISHED || access(p, F_OK) != 0 ||
-	    !same_bytes(dir, "ca.pem", "rotation/old.pem") ||
-	    (same_bytes(dir, "ca.key", "rotation/old.key") &&
-	    (ca_path(p, sizeof(p), dir, "ca.keyuri"), access(p, F_OK) != 0)))
+	if (st.phase != ROT_PUBLISHED ||
+	    !same_bytes(dir, "ca.pem", "rotation/old.pem"))
+		return 0;
+	uri = same_bytes(dir, "ca.keyuri", "rotation/new.keyuri");
+	if (!uri && !same_bytes(dir, "ca.key", "rotation/new.key"))
 		return 0;
 	ca_path(p, sizeof(p), dir, "rotation/old.key");
 	if (fs_read(p, 1 << 20, &key, &klen, err) != 0)
@@ -1228,9 +1229,36 @@ switch_resume(const char *dir, struct mtls_error *err)
 	OPENSSL_cleanse(key, klen);
 	free(key);
 	ca_path(p, sizeof(p), dir, "ca.keyuri");
-	if (rv == 0 && unlink(p) != 0 && errno != ENOENT)
+	if (rv == 0 && uri && unlink(p) != 0)
 		rv = error_set_errno(err, MTLS_ERR_IO, "%s", p);
 	return rv;
+}
+
+/* A rotation/old.key already there (a run again, or a planted file) is
+ * kept by swap_files, and ca.key is overwritten next: it must be the key
+ * of rotation/old.pem, or the old issuer's key would be lost. */
+static int
+old_key_ok(const char *dir, const struct mtls_secret *pass,
+    struct mtls_error *err)
+{
+	struct mtls_error e;
+	struct signer *osg = NULL;
+	X509 *old = NULL;
+	char k[PATH_MAX], c[PATH_MAX];
+	int rv;
+
+	ca_path(k, sizeof(k), dir, "rotation/old.key");
+	ca_path(c, sizeof(c), dir, "rotation/old.pem");
+	if (access(k, F_OK) != 0 || access(c, F_OK) != 0)
+		return 0;
+	error_clear(&e);
+	rv = load_one(dir, "rotation/old.pem", &old, &e) != 0 ||
+	    signer_load(&osg, k, pass, old, &e) != 0 ? -1 : 0;
+	signer_free(osg);
+	X509_free(old);
+	return rv == 0 ? 0 : error_set(err, MTLS_ERR_PARSE, "%s: not the key "
+	    "of rotation/old.pem, which switch keeps (%s); nothing changed",
+	    k, e.msg);
 }
 
 /* switch: ca.pem and ca.key become the new issuing CA's (the old ones kept
@@ -1269,6 +1297,8 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 			    "not the CA rotation.json names", ca->dir);
 		goto out;
 	}
+	if (old_key_ok(ca->dir, &pass, err) != 0)
+		goto out;
 	if (st->kind == ROT_KIND_INT_ROOT) {
 		if (load_one(parent->dir, "rotation/new.pem", &root, err) != 0)
 			goto out;
