@@ -53,6 +53,24 @@ expect_grep 'rotation/old.key: not the key of rotation/old.pem' "$T_DIR/err" "..
 cmp -s ca.key.before int/ca.key && grep -q '"phase": "published"' int/rotation.json &&
     ok "... ca.key and the phase are unchanged" || not_ok "... ca.key and the phase are unchanged"
 
+# switch of a new root above an intermediate copies PDIR/rotation/new.key
+# over PDIR/ca.key. On main it was taken unchecked (DIR's new key is
+# checked against new.pem, the parent's was not): a planted key became the
+# offline root's ca.key and the root was lost.
+q "$MTLS" ca init nroot --trust-domain example.org
+q "$MTLS" ca intermediate nint --parent nroot --name "N"
+q "$MTLS" ca rotation prepare --ca nint --parent nroot --new-root
+q "$MTLS" ca rotation publish --ca nint
+cp nroot/ca.key nroot.key.before
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out nroot/rotation/new.key 2>/dev/null ||
+    { echo "setup failed: openssl genpkey"; exit 1; }
+expect_exit 2 "switch refuses a PDIR/rotation/new.key that is not the new root's key" \
+    "$MTLS" ca rotation switch --ca nint --parent nroot --force
+expect_grep 'nroot/rotation/new.key: not the key of the new root' "$T_DIR/err" "... naming the file"
+cmp -s nroot.key.before nroot/ca.key && grep -q '"phase": "published"' nint/rotation.json &&
+    ok "... the offline root's ca.key and the phase are unchanged" ||
+    not_ok "... the offline root's ca.key and the phase are unchanged"
+
 # The agent's bundle rule admits a new root with "a cross-certificate: a
 # CA certificate with the new root's subject and key, signed by a current
 # root". Every intermediate is that, for its own name and key. On main the
@@ -167,10 +185,6 @@ curl -sS --cacert kroot/ca.pem -o crl.all.pem "https://127.0.0.1:$port/v1/crl/al
     not_ok "/v1/crl/all holds the new intermediate's CRL and the old one's" "$(openssl crl -in crl.all.pem -noout -issuer)"
 
 # Found, not fixed here (no failing check; docs/security/attack-s25.md):
-# - prepare --new-root then switch --parent: PDIR/rotation/new.key is
-#   copied over PDIR/ca.key unchecked (switch has no --parent-pass-file);
-#   a swapped file breaks the offline root. Reproduce: prepare --new-root,
-#   publish, cp any.key root/rotation/new.key, switch --parent root: exit 0.
 # - prepare --parent cut short after the new intermediate is recorded in
 #   PDIR's inventory (before rotation.json): run again, it makes another;
 #   the first stays valid, unrevoked in `mtls ca list --ca PDIR`.

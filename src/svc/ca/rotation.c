@@ -1269,8 +1269,9 @@ static int
 do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
     struct rot_state *st, struct mtls_error *err)
 {
-	struct mtls_secret pass = { NULL, 0 };
-	struct signer *sg = NULL;
+	struct mtls_secret pass = { NULL, 0 }, ppass = { NULL, 0 };
+	struct mtls_error e;
+	struct signer *sg = NULL, *psg = NULL;
 	X509 *nw = NULL, *root = NULL;
 	char p[PATH_MAX], q[PATH_MAX], h[65];
 	int rv = -1;
@@ -1309,6 +1310,22 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 			    "--parent?)", parent->dir);
 			goto out;
 		}
+		/* PDIR's new.key becomes its ca.key: the new root's key, as
+		 * DIR's is checked above (else the offline root is lost) */
+		if (r->parent_pass_file != NULL && secret_load_pass(&ppass,
+		    r->parent_pass_file, err) != 0)
+			goto out;
+		ca_path(q, sizeof(q), parent->dir, "rotation/new.key");
+		error_clear(&e);
+		if (signer_load(&psg, q, &ppass, root, &e) != 0) {
+			error_set(err, MTLS_ERR_ARG, "%s: not the key of the new "
+			    "root %s/rotation/new.pem, or encrypted and no "
+			    "--parent-pass-file opens it; nothing changed", q,
+			    parent->dir);
+			goto out;
+		}
+		if (old_key_ok(parent->dir, &ppass, err) != 0)
+			goto out;
 		if (swap_files(parent->dir, st->old_root, err) != 0 ||
 		    write_one(parent->dir, "bundle.pem", root, err) != 0)
 			goto out;
@@ -1321,7 +1338,9 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	X509_free(nw);
 	X509_free(root);
 	signer_free(sg);
+	signer_free(psg);
 	secret_clear(&pass);
+	secret_clear(&ppass);
 	return rv;
 }
 
@@ -1397,10 +1416,13 @@ rotation_step(const struct rot_req *r, struct rot_status *rs,
 	    ROT_PREPARED))
 		return error_set(err, MTLS_ERR_ARG, "--new-root is for prepare, "
 		    "with --parent");
-	if ((r->parent_pass_file != NULL || r->key_uri != NULL) &&
-	    (r->parent_dir == NULL || r->step != ROT_PREPARED))
-		return error_set(err, MTLS_ERR_ARG, "--parent-pass-file and "
-		    "--key-uri go with prepare --parent");
+	if ((r->parent_pass_file != NULL && (r->parent_dir == NULL ||
+	    (r->step != ROT_PREPARED && r->step != ROT_SWITCHED))) ||
+	    (r->key_uri != NULL && (r->parent_dir == NULL || r->step !=
+	    ROT_PREPARED)))
+		return error_set(err, MTLS_ERR_ARG, "--parent-pass-file goes "
+		    "with prepare or switch --parent, --key-uri with prepare "
+		    "--parent");
 	if (r->step == ROT_SWITCHED && switch_resume(r->dir, err) != 0)
 		return -1;
 	if ((key ? ca_open(&ca, r->dir, r->pass_file, err) :
