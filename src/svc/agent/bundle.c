@@ -67,8 +67,39 @@ signed_by_current_root(STACK_OF(X509) *cur, X509 *c)
 	return 0;
 }
 
+/*
+ * <c> constrains nothing a root would not: no path length, and no
+ * extension but basic constraints, key usage, key identifiers, CRL and
+ * AIA pointers. Every intermediate is "a CA certificate signed by a current
+ * root" for its own name and key: taken as the cross-certificate of a
+ * self-signed twin its key holder makes, it would turn a scoped CA (name
+ * constraints, the SPIFFE scope extension, pathlen 0) into a root of
+ * bundle.pem that nothing constrains. Our crosses carry none of these.
+ */
+static int
+unconstrained(X509 *c)
+{
+	static const int ok[] = { NID_basic_constraints, NID_key_usage,
+	    NID_subject_key_identifier, NID_authority_key_identifier,
+	    NID_crl_distribution_points, NID_info_access };
+	int i, k, nid, allowed;
+
+	if (X509_get_pathlen(c) >= 0)
+		return 0;
+	for (i = 0; i < X509_get_ext_count(c); i++) {
+		nid = OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(c,
+		    i)));
+		for (allowed = 0, k = 0; k < (int)(sizeof(ok) / sizeof(ok[0]));
+		    k++)
+			allowed |= nid == ok[k];
+		if (!allowed)
+			return 0;
+	}
+	return 1;
+}
+
 /* <fresh> carries a cross-certificate for root <r>: <r>'s subject and
- * public key, signed by a root of <cur>. */
+ * public key, unconstrained, signed by a root of <cur>. */
 static int
 has_cross(STACK_OF(X509) *cur, STACK_OF(X509) *fresh, X509 *r)
 {
@@ -80,7 +111,7 @@ has_cross(STACK_OF(X509) *cur, STACK_OF(X509) *fresh, X509 *r)
 		if (!cert_is_self_signed(c) && X509_NAME_cmp(
 		    X509_get_subject_name(c), X509_get_subject_name(r)) == 0 &&
 		    EVP_PKEY_eq(X509_get0_pubkey(c), X509_get0_pubkey(r)) == 1 &&
-		    signed_by_current_root(cur, c))
+		    unconstrained(c) && signed_by_current_root(cur, c))
 			return 1;
 	}
 	ERR_clear_error();
@@ -139,8 +170,8 @@ bundle_check(struct agent *a, STACK_OF(X509) *cur, STACK_OF(X509) *fresh,
 		if (cert_is_self_signed(x) ? !has_cross(cur, fresh, x) :
 		    !signed_by_current_root(cur, x))
 			return bundle_rejected(a, x, cert_is_self_signed(x) ?
-			    "a new root without a cross-certificate from a "
-			    "trusted root" : "not a root, nor signed by a "
+			    "a new root without an unconstrained "
+			    "cross-certificate from a trusted root" : "not a root, nor signed by a "
 			    "trusted root", err);
 	}
 	if (roots == 0)

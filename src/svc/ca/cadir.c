@@ -624,8 +624,14 @@ open_common(struct ca **out, const char *dir, const char *pass_file,
 			goto out;
 		if (key_uri(dir, p, sizeof(p), err) != 0)
 			goto out;
-		if (signer_load(&ca->signer, p, &pass, ca->cert, err) != 0)
+		if (signer_load(&ca->signer, p, &pass, ca->cert, err) != 0) {
+			/* rotation.c switch_resume puts the old key back */
+			if (ca->rot_phase == ROT_PUBLISHED)
+				snprintf(err->msg + strlen(err->msg),
+				    sizeof(err->msg) - strlen(err->msg), " (a "
+				    "rotation switch cut short? run it again)");
 			goto out;
+		}
 	}
 	*out = ca;
 	ca = NULL;

@@ -1172,6 +1172,95 @@ swap_files(const char *dir, const char *old, struct mtls_error *err)
 	return rv;
 }
 
+/* Whether files <a> and <b> of <dir> hold the same bytes. */
+static int
+same_bytes(const char *dir, const char *a, const char *b)
+{
+	struct mtls_error e;
+	char p[PATH_MAX];
+	uint8_t *x = NULL, *y = NULL;
+	size_t xl = 0, yl = 0;
+	int same;
+
+	ca_path(p, sizeof(p), dir, a);
+	same = fs_read(p, 1 << 20, &x, &xl, &e) == 0;
+	ca_path(p, sizeof(p), dir, b);
+	same = same && fs_read(p, 1 << 20, &y, &yl, &e) == 0 && xl == yl &&
+	    memcmp(x, y, xl) == 0;
+	if (x != NULL)
+		OPENSSL_cleanse(x, xl);
+	if (y != NULL)
+		OPENSSL_cleanse(y, yl);
+	free(x);
+	free(y);
+	return same;
+}
+
+/*
+ * swap_files writes the new key (ca.key, or ca.keyuri) before it renames
+ * ca.pem: a crash between the two leaves, in phase published, ca.pem
+ * still rotation/old.pem beside the new key, and no command opens the CA.
+ * In exactly that state the old key (kept as rotation/old.key) goes back
+ * to ca.key, so that switch runs again from its start; anything else
+ * (a key that is not the new one) is left as it is.
+ */
+static int
+switch_resume(const char *dir, struct mtls_error *err)
+{
+	struct rot_state st;
+	char p[PATH_MAX];
+	uint8_t *key = NULL;
+	size_t klen = 0;
+	int rv, uri;
+
+	if (rotation_state_read(dir, &st, err) != 0)
+		return -1;
+	if (st.phase != ROT_PUBLISHED ||
+	    !same_bytes(dir, "ca.pem", "rotation/old.pem"))
+		return 0;
+	uri = same_bytes(dir, "ca.keyuri", "rotation/new.keyuri");
+	if (!uri && !same_bytes(dir, "ca.key", "rotation/new.key"))
+		return 0;
+	ca_path(p, sizeof(p), dir, "rotation/old.key");
+	if (fs_read(p, 1 << 20, &key, &klen, err) != 0)
+		return -1;
+	ca_path(p, sizeof(p), dir, "ca.key");
+	rv = fs_write_atomic(p, key, klen, 0600, 1, err);
+	OPENSSL_cleanse(key, klen);
+	free(key);
+	ca_path(p, sizeof(p), dir, "ca.keyuri");
+	if (rv == 0 && uri && unlink(p) != 0)
+		rv = error_set_errno(err, MTLS_ERR_IO, "%s", p);
+	return rv;
+}
+
+/* A rotation/old.key already there (a run again, or a planted file) is
+ * kept by swap_files, and ca.key is overwritten next: it must be the key
+ * of rotation/old.pem, or the old issuer's key would be lost. */
+static int
+old_key_ok(const char *dir, const struct mtls_secret *pass,
+    struct mtls_error *err)
+{
+	struct mtls_error e;
+	struct signer *osg = NULL;
+	X509 *old = NULL;
+	char k[PATH_MAX], c[PATH_MAX];
+	int rv;
+
+	ca_path(k, sizeof(k), dir, "rotation/old.key");
+	ca_path(c, sizeof(c), dir, "rotation/old.pem");
+	if (access(k, F_OK) != 0 || access(c, F_OK) != 0)
+		return 0;
+	error_clear(&e);
+	rv = load_one(dir, "rotation/old.pem", &old, &e) != 0 ||
+	    signer_load(&osg, k, pass, old, &e) != 0 ? -1 : 0;
+	signer_free(osg);
+	X509_free(old);
+	return rv == 0 ? 0 : error_set(err, MTLS_ERR_PARSE, "%s: not the key "
+	    "of rotation/old.pem, which switch keeps (%s); nothing changed",
+	    k, e.msg);
+}
+
 /* switch: ca.pem and ca.key become the new issuing CA's (the old ones kept
  * in rotation/ for the renewals of the old CA's leaves); with a new root
  * above an intermediate, the offline root's directory takes the new root
@@ -1180,8 +1269,9 @@ static int
 do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
     struct rot_state *st, struct mtls_error *err)
 {
-	struct mtls_secret pass = { NULL, 0 };
-	struct signer *sg = NULL;
+	struct mtls_secret pass = { NULL, 0 }, ppass = { NULL, 0 };
+	struct mtls_error e;
+	struct signer *sg = NULL, *psg = NULL;
 	X509 *nw = NULL, *root = NULL;
 	char p[PATH_MAX], q[PATH_MAX], h[65];
 	int rv = -1;
@@ -1208,6 +1298,8 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 			    "not the CA rotation.json names", ca->dir);
 		goto out;
 	}
+	if (old_key_ok(ca->dir, &pass, err) != 0)
+		goto out;
 	if (st->kind == ROT_KIND_INT_ROOT) {
 		if (load_one(parent->dir, "rotation/new.pem", &root, err) != 0)
 			goto out;
@@ -1218,6 +1310,22 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 			    "--parent?)", parent->dir);
 			goto out;
 		}
+		/* PDIR's new.key becomes its ca.key: the new root's key, as
+		 * DIR's is checked above (else the offline root is lost) */
+		if (r->parent_pass_file != NULL && secret_load_pass(&ppass,
+		    r->parent_pass_file, err) != 0)
+			goto out;
+		ca_path(q, sizeof(q), parent->dir, "rotation/new.key");
+		error_clear(&e);
+		if (signer_load(&psg, q, &ppass, root, &e) != 0) {
+			error_set(err, MTLS_ERR_ARG, "%s: not the key of the new "
+			    "root %s/rotation/new.pem, or encrypted and no "
+			    "--parent-pass-file opens it; nothing changed", q,
+			    parent->dir);
+			goto out;
+		}
+		if (old_key_ok(parent->dir, &ppass, err) != 0)
+			goto out;
 		if (swap_files(parent->dir, st->old_root, err) != 0 ||
 		    write_one(parent->dir, "bundle.pem", root, err) != 0)
 			goto out;
@@ -1230,7 +1338,9 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	X509_free(nw);
 	X509_free(root);
 	signer_free(sg);
+	signer_free(psg);
 	secret_clear(&pass);
+	secret_clear(&ppass);
 	return rv;
 }
 
@@ -1306,10 +1416,15 @@ rotation_step(const struct rot_req *r, struct rot_status *rs,
 	    ROT_PREPARED))
 		return error_set(err, MTLS_ERR_ARG, "--new-root is for prepare, "
 		    "with --parent");
-	if ((r->parent_pass_file != NULL || r->key_uri != NULL) &&
-	    (r->parent_dir == NULL || r->step != ROT_PREPARED))
-		return error_set(err, MTLS_ERR_ARG, "--parent-pass-file and "
-		    "--key-uri go with prepare --parent");
+	if ((r->parent_pass_file != NULL && (r->parent_dir == NULL ||
+	    (r->step != ROT_PREPARED && r->step != ROT_SWITCHED))) ||
+	    (r->key_uri != NULL && (r->parent_dir == NULL || r->step !=
+	    ROT_PREPARED)))
+		return error_set(err, MTLS_ERR_ARG, "--parent-pass-file goes "
+		    "with prepare or switch --parent, --key-uri with prepare "
+		    "--parent");
+	if (r->step == ROT_SWITCHED && switch_resume(r->dir, err) != 0)
+		return -1;
 	if ((key ? ca_open(&ca, r->dir, r->pass_file, err) :
 	    ca_open_readonly(&ca, r->dir, err)) != 0)
 		return -1;

@@ -681,16 +681,18 @@ serve_conn(struct net_conn *nc, void *arg)
 	while (keep && !net_stopping(nc)) {
 		http_req_init(&req, MAX_HEAD, MAX_BODY);
 		memset(&rp, 0, sizeof(rp));
-		rp.ca = serve_ca_hold(s);
 		net_idle(nc, 1);
 		r = read_request(c, &req, first);
 		first = 0;
 		t0 = net_now_ms();
 		if (r == 0) {
-			serve_ca_release(s, rp.ca);
 			http_req_free(&req);
 			break;
 		}
+		/* the snapshot of now: held before the wait, a connection
+		 * idle across a reload was answered by the CA before it
+		 * (the old issuer's CRL cached as /v1/crl after a switch) */
+		rp.ca = serve_ca_hold(s);
 		net_idle(nc, 0);	/* in a request: not closed for room */
 		if (r < 0) {
 			if (req.status == 408)

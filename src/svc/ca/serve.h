@@ -47,6 +47,7 @@ struct server {
 		int64_t		 made;		/* 0: sign anew */
 		int64_t		 revs;		/* revocations it lists */
 		int64_t		 checked;	/* last count, unix s */
+		uint64_t	 gen;		/* the CA snapshot's (ca->gen) */
 	}			 crl[2];
 	struct net_loop		*loop;
 	uint64_t		 m_req[R__COUNT][6];	/* by status class */

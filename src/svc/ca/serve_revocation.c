@@ -24,7 +24,9 @@ serve_crl_stale(struct server *s)
 }
 
 /* The cached CRL <cc> (this CA's, or the previous issuer's), signed anew
- * when stale; under s->mu. NULL with <err> when there is none. */
+ * when stale or made from another CA snapshot (a request in hand at a
+ * reload must not leave the old issuer's CRL in the cache); under s->mu.
+ * NULL with <err> when there is none. */
 static struct crl_cache *
 crl_fresh(struct server *s, struct ca *ca, int previous,
     struct mtls_error *err)
@@ -47,7 +49,7 @@ crl_fresh(struct server *s, struct ca *ca, int previous,
 			cc->made = 0;
 	}
 	/* re-signed after a revocation, and at half its validity */
-	if (cc->der == NULL || cc->made == 0 ||
+	if (cc->der == NULL || cc->made == 0 || cc->gen != ca->gen ||
 	    now - cc->made >= s->o->crl_ttl / 2) {
 		error_clear(err);
 		if (revs < 0 && store_revocations(ca->store, &revs, err) != 0)
@@ -61,12 +63,13 @@ crl_fresh(struct server *s, struct ca *ca, int previous,
 			cc->len = (size_t)n;
 			cc->made = now;
 			cc->revs = revs;
+			cc->gen = ca->gen;	/* whose CRL it is */
 		}
 		X509_CRL_free(crl);
 		if (serve_storage_fault(err))	/* the CRL number is stored */
 			serve_set_ready(s, err);
 	}
-	return cc->der != NULL ? cc : NULL;
+	return cc->der != NULL && cc->gen == ca->gen ? cc : NULL;
 }
 
 /* Appends the DER CRL <cc> to <bio> as PEM. */
