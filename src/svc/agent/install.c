@@ -194,7 +194,7 @@ issued_ok(struct agent *a, EVP_PKEY *key, STACK_OF(X509) *chain,
 		reason = "key_mismatch";
 		goto out;
 	}
-	if (a->srv_ca == NULL || !call_issued_by(a->srv_ca, leaf)) {
+	if (a->srv_ca == NULL || !cert_issued_by(a->srv_ca, leaf)) {
 		char is[100] = "", sv[100] = "(none)";
 
 		X509_NAME_oneline(X509_get_issuer_name(leaf), is, sizeof(is));

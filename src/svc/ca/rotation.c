@@ -416,19 +416,6 @@ want_phase(const struct rot_state *st, int a, int b, const char *step,
 	    rot_phase_names[st->phase]);
 }
 
-/* <ca> issued <x>: names and key identifiers agree and <ca>'s key
- * verifies <x>'s signature (a name alone never decides). */
-static int
-issued_by(X509 *ca, X509 *x)
-{
-	EVP_PKEY *pk = X509_get0_pubkey(ca);
-	int ok = pk != NULL && X509_check_issued(ca, x) == X509_V_OK &&
-	    X509_verify(x, pk) == 1;
-
-	ERR_clear_error();
-	return ok;
-}
-
 static int
 key_in_token(const char *dir, struct mtls_error *err)
 {
@@ -466,7 +453,7 @@ is_int_dir(struct ca *ca, struct ca *parent, int new_root,
 		return error_set(err, MTLS_ERR_ARG, "%s: a root; --parent is "
 		    "for an intermediate under an offline root (without it the "
 		    "root itself is rotated)", ca->dir);
-	if (!issued_by(parent->cert, ca->cert))
+	if (!cert_issued_by(parent->cert, ca->cert))
 		return error_set(err, MTLS_ERR_ARG, "%s: the CA there did not "
 		    "issue %s's certificate; --parent is the CA directory "
 		    "above it", parent->dir, ca->dir);
@@ -993,7 +980,7 @@ added_ok(struct ca *ca, const struct rot_state *st, X509 *add[3],
 	if (st->kind == ROT_KIND_INT) {
 		serial_hex(X509_get0_serialNumber(add[0]), serial,
 		    sizeof(serial));
-		ok = issued_by(old, add[0]) && X509_check_ca(add[0]) > 0 &&
+		ok = cert_issued_by(old, add[0]) && X509_check_ca(add[0]) > 0 &&
 		    strcmp(serial, st->cross_serial) == 0;
 	}
 	if (ok && add[2] != NULL && load_one(ca->dir, "rotation/new.pem",
@@ -1004,7 +991,7 @@ added_ok(struct ca *ca, const struct rot_state *st, X509 *add[3],
 			continue;
 		twin = k == 1 ? add[0] : nint;
 		ok = twin != NULL && X509_check_ca(add[k]) > 0 &&
-		    issued_by(old, add[k]) &&
+		    cert_issued_by(old, add[k]) &&
 		    X509_NAME_cmp(X509_get_subject_name(add[k]),
 		    X509_get_subject_name(twin)) == 0 &&
 		    EVP_PKEY_eq(X509_get0_pubkey(add[k]),
@@ -1212,7 +1199,7 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 		if (load_one(parent->dir, "rotation/new.pem", &root, err) != 0)
 			goto out;
 		if (fp(root, h) != 0 || strcmp(h, st->new_root) != 0 ||
-		    !issued_by(root, nw)) {
+		    !cert_issued_by(root, nw)) {
 			error_set(err, MTLS_ERR_ARG, "%s/rotation/new.pem is "
 			    "not the new root rotation.json names (another "
 			    "--parent?)", parent->dir);
@@ -1270,7 +1257,7 @@ retire(struct ca *ca, struct ca *parent, struct rot_state *st,
 	if (st->kind == ROT_KIND_INT) {
 		if (load_one(ca->dir, "rotation/old.pem", &old, err) != 0)
 			goto out;
-		if (!issued_by(parent->cert, old)) {
+		if (!cert_issued_by(parent->cert, old)) {
 			error_set(err, MTLS_ERR_ARG, "%s: the CA there did not "
 			    "issue the old intermediate (%s/rotation/old.pem); "
 			    "nothing changed", parent->dir, ca->dir);
