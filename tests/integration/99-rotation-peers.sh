@@ -80,9 +80,7 @@ gnutls_start() {
 	[ -n "$gnutls_pid" ] && kill "$gnutls_pid" 2>/dev/null && wait "$gnutls_pid" 2>/dev/null
 	cp peer/bundle.pem gnutls-ca.pem
 	if [ $# = 1 ]; then
-		cp "$1" g.all
-		awk '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/' g.all > g.pem
-		awk '/-----BEGIN .*PRIVATE KEY-----/,/-----END .*PRIVATE KEY-----/' g.all > g.key
+		svid_split "$1" g.pem g.key
 	else
 		cp "$1" g.pem && cp "$2" g.key
 	fi
