@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/pem.h>
@@ -715,7 +716,9 @@ static const char rotation_help[] =
 "under it; switch (--new-root) and retire (a new intermediate: the old\n"
 "one is revoked at PDIR) need --parent too, and switch --new-root the\n"
 "--parent-pass-file of PDIR's keys if encrypted. --key-uri: the new\n"
-"intermediate's key is made in a PKCS#11 token (as for ca intermediate).\n"
+"intermediate's key is made in a PKCS#11 token (as for ca intermediate);\n"
+"an intermediate whose key is in a token needs it (the old key's URI is\n"
+"kept as DIR/rotation/old.keyuri until retire).\n"
 "STEP, in order:\n"
 "  prepare   a new root key and certificate, cross-signed by the old root\n"
 "            (--pass-file encrypts the new key as ca.key is; --key-type,\n"
@@ -771,7 +774,8 @@ ca_rotation_cmd(int argc, char **argv)
 	struct rot_req r;
 	struct ca_args a;
 	struct ca *ca = NULL;
-	int rv = 2, step = -1, i, rc;
+	char kp[4200];
+	int rv = 2, step = -1, i, rc, old_uri;
 
 	if (cmd_wants_help(argc, argv, rotation_help))
 		return 0;
@@ -840,11 +844,15 @@ ca_rotation_cmd(int argc, char **argv)
 		if (step != ROT_PREPARED)
 			printf("reload ca serve to take it: kill -HUP PID "
 			    "(systemctl reload mtls-ca)\n");
+		snprintf(kp, sizeof(kp), "%s/rotation/old.keyuri", a.ca);
+		old_uri = access(kp, F_OK) == 0;
 		if (step == ROT_RETIRED && rs.st.kind == ROT_KIND_INT)
 			printf("the old intermediate is revoked in %s's "
 			    "inventory: publish its CRL (mtls ca crl --ca %s); "
-			    "its key is in %s/rotation/old.key: destroy it\n",
-			    a.parent, a.parent, a.ca);
+			    "its key is %s %s/rotation/old.key%s: destroy it%s\n",
+			    a.parent, a.parent, old_uri ? "in the token" :
+			    "in", a.ca, old_uri ? "uri names" : "", old_uri ?
+			    " (pkcs11-tool --delete-object)" : "");
 		else if (step == ROT_RETIRED)
 			printf("the old %s key is in %s/rotation/old.key: "
 			    "archive it offline or destroy it\n",

@@ -285,6 +285,8 @@ void	 cert_fingerprint(X509 *, char *buf, size_t len);
 /* "CN=x serial 0A1B.." for messages. */
 void	 cert_label(X509 *, char *buf, size_t len);
 int	 cert_is_self_signed(X509 *);
+/* <ca> (a CA) issued <x>: name, key identifier, key usage and signature. */
+int	 cert_issued_by(X509 *ca, X509 *x);
 int	 rsa_exponent_ok(EVP_PKEY *);	/* odd, 2^16 < e < 2^256 */
 
 /* ---- formats.c: SPIFFE bundle (JWK Set) and PKCS#12 ---- */

@@ -423,3 +423,19 @@ cert_is_self_signed(X509 *x)
 {
 	return X509_check_issued(x, x) == X509_V_OK;
 }
+
+/*
+ * <ca> issued <x>: <ca> is a CA, its subject is <x>'s issuer and key
+ * identifiers and key usage agree (X509_check_issued), and its key
+ * verifies <x>'s signature. A name alone never decides.
+ */
+int
+cert_issued_by(X509 *ca, X509 *x)
+{
+	EVP_PKEY *pk = X509_get0_pubkey(ca);
+	int ok = pk != NULL && X509_check_ca(ca) > 0 &&
+	    X509_check_issued(ca, x) == X509_V_OK && X509_verify(x, pk) == 1;
+
+	ERR_clear_error();
+	return ok;
+}

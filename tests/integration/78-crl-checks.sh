@@ -10,6 +10,7 @@
 # error naming the source and the reason. mtls cert verify refuses a forged
 # CRL whose issuer it knows.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/helpers/ocrl.sh"
 cd "$T_DIR"
 pki_pair
 q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/ns/prod/a --out a
@@ -20,29 +21,9 @@ q "$MTLS" ca crl --ca int --out good.pem	# n+1: A revoked
 q "$MTLS" ca init other --trust-domain example.org --name "Other Root"
 q "$MTLS" ca crl --ca other --out other.pem	# an issuer the proxy does not trust
 
-# ocrl OUT CERT KEY [openssl ca options]: an empty CRL signed with KEY under
-# CERT's name, CRL number 4096 (above mtls ca's, so that only the flaw made
-# on purpose can refuse it). Installed, it would let A in.
-ocrl() {
-	local out=$1 cert=$2 key=$3 d
-	shift 3
-	d=oca-$out
-	mkdir -p "$d" && : > "$d/index.txt" && echo 1000 > "$d/crlnumber"
-	cat > "$d/ca.cnf" <<CNF
-[ ca ]
-default_ca = c
-[ c ]
-database = $d/index.txt
-crlnumber = $d/crlnumber
-default_md = sha256
-default_crl_days = 1
-crl_extensions = crlext
-[ crlext ]
-authorityKeyIdentifier = keyid:always
-CNF
-	openssl ca -batch -config "$d/ca.cnf" -gencrl -cert "$cert" -keyfile "$key" "$@" -out "$out" \
-	    2> "$d/err" || { echo "setup: cannot make $out: $(cat "$d/err")"; exit 1; }
-}
+# ocrl (helpers/ocrl.sh) OUT CERT KEY: an empty CRL signed with KEY under
+# CERT's name, numbered above mtls ca's (so that only the flaw made on
+# purpose can refuse it). Installed, it would let A in.
 # a CA with int's exact name and another key: what an attacker can make
 subj=$(openssl x509 -in int/ca.pem -noout -subject -nameopt compat | sed 's/^subject=//')
 q openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil.key -subj "$subj" \

@@ -16,6 +16,7 @@
 . "$(dirname "$0")/lib.sh"
 cd "$T_DIR"
 . "$_root/tests/integration/helpers/rotation_fleet.sh"
+. "$_root/tests/integration/helpers/ocrl.sh"
 CA=int
 "$MTLS" ca init root --trust-domain example.org > /dev/null
 "$MTLS" ca intermediate int --parent root --name "example.org Issuing CA" > /dev/null
@@ -101,21 +102,7 @@ expect_grep "^$int1serial .*revoked" revoked.txt "int: the old intermediate is r
 # a proxy holding the root's CRL (and an empty one of the old
 # intermediate: CRL_CHECK wants one for the leaf) refuses stale1 as revoked
 q "$MTLS" ca crl --ca root --out root.crl
-d=oldint-crl; mkdir -p "$d" && : > "$d/index.txt" && echo 1000 > "$d/crlnumber"
-cat > "$d/ca.cnf" <<CNF
-[ ca ]
-default_ca = c
-[ c ]
-database = $d/index.txt
-crlnumber = $d/crlnumber
-default_md = sha256
-default_crl_days = 1
-crl_extensions = crlext
-[ crlext ]
-authorityKeyIdentifier = keyid:always
-CNF
-openssl ca -batch -config "$d/ca.cnf" -gencrl -cert int/rotation/old.pem -keyfile int/rotation/old.key -out int1.crl 2> crl.err ||
-    not_ok "the old intermediate's CRL" "$(cat crl.err)"
+ocrl int1.crl int/rotation/old.pem int/rotation/old.key
 cat root.crl int1.crl > crls.pem
 cat root/bundle.pem int1.pem > refuse-ca.pem
 rp=$(free_port)

@@ -43,3 +43,60 @@ openssl x509 -in new.pem -noout -issuer | grep -qF "$sub" && openssl verify -CAf
 expect_exit 1 "retire is blocked by the old intermediate's leaf" "$MTLS" ca rotation retire --ca int --parent root
 q "$MTLS" ca revoke --ca int "$(openssl x509 -in old.pem -noout -serial | cut -d= -f2)"
 expect_exit 0 "retire --parent" "$MTLS" ca rotation retire --ca int --parent root
+
+# ---- a CA whose key is already in the token: int (int2's key since the
+# switch) rotated again, to int3; switch keeps int2's URI as
+# rotation/old.keyuri, and ca serve answers OCSP for int2's leaves with it
+q "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/mid --out mid
+expect_exit 2 "prepare without --key-uri is refused: the new key would leave the token" \
+    "$MTLS" ca rotation prepare --ca int --parent root
+expect_grep "key is in a PKCS#11 token: give --key-uri" "$T_DIR/err" "... saying to give --key-uri"
+[ -e int/rotation/old.key ] && [ ! -e int/rotation/old.keyuri ] && [ "$(count int3)" = 0 ] &&
+    ok "the refused prepare left the finished rotation's folder as it was" || not_ok "refused prepare" "$(ls -l int/rotation)"
+# the new intermediate's name carries the second it is made in, and the
+# inventory tells the leaves of two intermediates apart by issuer name: in
+# the second the current one was made (faketime), prepare is refused
+t_int2=$(openssl x509 -in int/ca.pem -noout -subject | sed -n 's/.* \(20[0-9-]*\)T\([0-9][0-9]\)\([0-9][0-9]\)\([0-9][0-9]\)Z.*/\1 \2:\3:\4/p')
+if command -v faketime > /dev/null && [ -n "$t_int2" ]; then
+	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" expect_exit 2 \
+	    "prepare in the second the current intermediate was made is refused" \
+	    faketime -f "@$t_int2 UTC" "$MTLS" ca rotation prepare --ca int --parent root --key-uri "$(uri int3)"
+	expect_grep "would be named '.*' like the current one" "$T_DIR/err" "... saying the name would be the current one's"
+	[ "$(count int3)" = 0 ] && [ -e int/rotation/old.key ] && ok "... and changes nothing" ||
+	    not_ok "refused prepare changed something" "$(ls -l int/rotation; count int3)"
+else
+	not_ok "faketime is installed, int/ca.pem's name has a stamp (scripts/deps.sh check)" "$t_int2"
+fi
+t_now() { [ "$(date -u +%s)" -gt "$(date -u -d "$t_int2 UTC" +%s)" ]; }
+wait_for 3 t_now
+expect_exit 0 "prepare --key-uri for a CA whose key is in the token" \
+    "$MTLS" ca rotation prepare --ca int --parent root --key-uri "$(uri int3)"
+expect_exit 0 "publish (second rotation)" "$MTLS" ca rotation publish --ca int
+cp int/ca.keyuri int2.keyuri
+expect_exit 0 "switch (second rotation)" "$MTLS" ca rotation switch --ca int
+cmp -s int2.keyuri int/rotation/old.keyuri && [ "$(stat -c %a int/rotation/old.keyuri)" = 600 ] &&
+    [ ! -e int/rotation/old.key ] && [ ! -e int/ca.key ] && [ "$(cat int/ca.keyuri)" = "$(uri int3)" ] &&
+    [ "$(count int2)" = 2 ] &&
+    ok "after switch: rotation/old.keyuri (0600) is int2's URI, ca.keyuri int3's, no key file, int2 still in the token" ||
+    not_ok "second switch files" "$(ls -l int int/rotation; cat int/ca.keyuri int/rotation/old.keyuri)"
+port=$(free_port)
+URL="https://localhost:$port"
+start_bg caserve "$MTLS" ca serve --ca int --listen "127.0.0.1:$port" --url "$URL"
+wait_for 10 grep -q '"event":"start"' "$T_DIR/caserve.log" || { not_ok "ca serve starts after the switch" "$(cat "$T_DIR/caserve.log")"; exit 0; }
+openssl ocsp -no_nonce -issuer int/rotation/old.pem -cert mid.pem -reqout mid.req 2> /dev/null
+curl -sS --max-time 10 --cacert root/ca.pem -H 'Content-Type: application/ocsp-request' \
+    --data-binary @mid.req "$URL/v1/ocsp" -o mid.resp 2> curl.err
+openssl ocsp -respin mid.resp -issuer int/rotation/old.pem -cert mid.pem -VAfile int/rotation/old.pem > ocsp-old.txt 2>&1
+grep -q "Response verify OK" ocsp-old.txt && grep -q "mid.pem: good" ocsp-old.txt &&
+    ok "OCSP about an old intermediate's leaf: good, signed by the old key in the token" ||
+    not_ok "OCSP by the old key" "$(cat curl.err ocsp-old.txt; tail -3 "$T_DIR/caserve.log")"
+expect_exit 0 "ca issue signs with int3's key" "$MTLS" ca issue --ca int --spiffe-id spiffe://example.org/new3 --out new3
+openssl verify -CAfile root/ca.pem -untrusted new3.pem new3.pem > v3.txt 2>&1 &&
+    openssl verify -CAfile root/ca.pem -untrusted int/ca.pem new3.pem > /dev/null 2>&1 &&
+    ! openssl verify -CAfile root/ca.pem -untrusted int/rotation/old.pem new3.pem > /dev/null 2>&1 &&
+    ok "the new leaf chains to the root through int3, not int2" ||
+    not_ok "int3 leaf" "$(cat v3.txt; openssl x509 -in new3.pem -noout -issuer)"
+for c in mid new; do q "$MTLS" ca revoke --ca int "$(openssl x509 -in $c.pem -noout -serial | cut -d= -f2)"; done
+expect_exit 0 "retire --parent (second rotation)" "$MTLS" ca rotation retire --ca int --parent root
+expect_grep "its key is in the token int/rotation/old.keyuri names: destroy it .pkcs11-tool --delete-object" "$T_DIR/out" \
+    "retire says the old key is in the token, named by rotation/old.keyuri"

@@ -72,23 +72,20 @@ start_bg goserver ./gopeer server -listen "127.0.0.1:$gp" -cert peer/svid.pem -k
 wait_for 30 grep -q listening "$T_DIR/goserver.out" || { not_ok "Go server starts" "$(cat "$T_DIR/goserver.log")"; exit 0; }
 gnutls_pid=
 tp=$(free_port)
-# pair_copy CERT KEY: a copy of CERT and KEY that belong together, in
-# g.pem, g.key (the agent renames svid.key, then svid.pem: a reader
-# between the two renames holds a new key and the old certificate)
-pair_copy() {
-	local i
-	for i in 1 2 3 4 5 6 7 8 9 10; do
-		cp "$1" g.pem && cp "$2" g.key
-		[ "$(openssl x509 -in g.pem -noout -pubkey)" = "$(openssl pkey -in g.key -pubout)" ] && return 0
-		sleep 0.2
-	done
-	return 1
-}
-# gnutls_start CERT KEY: (re)starts gnutls-serv on $tp with the peer's bundle
+# gnutls_start FILE [KEY]: (re)starts gnutls-serv on $tp with the peer's
+# bundle. FILE alone is an agent's svid.key: its key and chain, copied
+# once, are a pair whatever the agent renews meanwhile (docs/interop.md);
+# with KEY, FILE is a certificate that no agent replaces.
 gnutls_start() {
 	[ -n "$gnutls_pid" ] && kill "$gnutls_pid" 2>/dev/null && wait "$gnutls_pid" 2>/dev/null
 	cp peer/bundle.pem gnutls-ca.pem
-	pair_copy "$1" "$2" || not_ok "a matching certificate and key in $1, $2"
+	if [ $# = 1 ]; then
+		svid_split "$1" g.pem g.key
+	else
+		cp "$1" g.pem && cp "$2" g.key
+	fi
+	[ "$(openssl x509 -in g.pem -noout -pubkey)" = "$(openssl pkey -in g.key -pubout)" ] ||
+	    not_ok "a matching certificate and key from $*"
 	LD_PRELOAD="$T_DIR/bind_lo.so" start_bg "gnutlsserver" timeout 400 gnutls-serv -p "$tp" --x509certfile g.pem \
 	    --x509keyfile g.key --x509cafile gnutls-ca.pem --require-client-cert --verify-client-cert --http
 	gnutls_pid=$BG_PID
@@ -131,7 +128,7 @@ nreload() { grep -c '"event":"reload"' "$T_DIR/$1.log"; }
 
 # --- before the rotation
 peers_clients_ok "before" "$in" peer/svid.pem peer/svid.key peer/bundle.pem "$T_DIR/inbound.log"
-gnutls_start peer/svid.pem peer/svid.key
+gnutls_start peer/svid.key
 servers_ok "before"
 
 # --- prepare: what the new root and the cross-certificate look like
@@ -164,7 +161,7 @@ wait_for 60 all_hold 3 && ok "the three agents installed the overlap bundle" ||
     not_ok "overlap bundle" "$(tail -n 2 "$T_DIR"/agent-*.log)"
 wait_for 40 count_gt "$T_DIR/inbound.log" '"event":"reload"' "$r0" || not_ok "the inbound proxy reloads after the bundle changed"
 peers_clients_ok "published" "$in" peer/svid.pem peer/svid.key peer/bundle.pem "$T_DIR/inbound.log"
-gnutls_start peer/svid.pem peer/svid.key
+gnutls_start peer/svid.key
 servers_ok "published"
 wait_for 60 status && ok "status: switch is safe once the agents reported the overlap bundle" ||
     not_ok "agents report" "$(cat status.txt)"
@@ -176,7 +173,7 @@ on_new() { openssl x509 -in "$1" -noout -issuer -nameopt RFC2253 | grep -qF "${n
 wait_for 40 on_new orders/svid.pem && wait_for 40 on_new shipping/svid.pem && wait_for 40 on_new peer/svid.pem &&
     ok "the three agents renewed onto the new root" || not_ok "renewed onto the new root" "$(tail -n 3 "$T_DIR"/agent-*.log)"
 peers_clients_ok "switched (new-root leaves both sides)" "$in" peer/svid.pem peer/svid.key peer/bundle.pem "$T_DIR/inbound.log"
-gnutls_start peer/svid.pem peer/svid.key
+gnutls_start peer/svid.key
 servers_ok "switched (new-root leaves both sides)"
 # an old-root leaf on their side, a new-root leaf on ours
 peers_clients_ok "switched (old-root client -> new-root proxy)" "$in" stalecli.pem stalecli.key peer/bundle.pem "$T_DIR/inbound.log"
@@ -188,7 +185,7 @@ peers_clients_ok "switched (new-root client -> old-root proxy)" "$IN" peer/svid.
 outproxy outgo-old "$gp" staleship.pem staleship.key
 outgo_old=$OUT
 outproxy outgnutls-old "$tp" staleship.pem staleship.key
-gnutls_start peer/svid.pem peer/svid.key
+gnutls_start peer/svid.key
 servers_ok "switched (old-root outbound -> new-root servers)" "$outgo_old" "$OUT"
 
 # a new-root leaf sent with the cross-certificate: a peer that knows only
@@ -231,7 +228,7 @@ wait_for 60 all_hold 1 && ok "the three agents dropped the old root from their b
 # the inbound proxy took the final bundle: a reload after the agents wrote it
 wait_for 40 count_gt "$T_DIR/inbound.log" '"event":"reload"' "$r0" || not_ok "the inbound proxy reloads after the final bundle"
 peers_clients_ok "retired" "$in" peer/svid.pem peer/svid.key peer/bundle.pem "$T_DIR/inbound.log"
-gnutls_start peer/svid.pem peer/svid.key
+gnutls_start peer/svid.key
 servers_ok "retired"
 # a client whose certificate chains only to the old root (sent with it):
 # Python, GnuTLS, Node and curl send it and our log says unknown_ca; Go

@@ -519,6 +519,50 @@ test_names_and_serials(void **state)
 	assert_false(cert_is_self_signed(pki.inter.x));
 }
 
+/* cert_issued_by: a CA whose name, key identifier and key all agree
+ * issued it; the same name with another key, or a non-CA, did not. */
+static void
+test_issued_by(void **state)
+{
+	struct fx_cert twin, forged, notca, child;
+
+	(void)state;
+	assert_true(cert_issued_by(pki.root.x, pki.inter.x));
+	assert_true(cert_issued_by(pki.inter.x, pki.leaf.x));
+	assert_true(cert_issued_by(pki.root.x, pki.root.x));
+	assert_false(cert_issued_by(pki.root.x, pki.leaf.x));
+	assert_false(cert_issued_by(pki.inter.x, pki.inter.x));
+	/* the root's name on another key, no key identifier: the names
+	 * agree (X509_check_issued passes), the signature does not */
+	twin = fx_mk("example.org", "example.org Root CA", NULL,
+	    "basicConstraints=critical,CA:TRUE\n"
+	    "keyUsage=critical,keyCertSign,cRLSign\n"
+	    "subjectKeyIdentifier=none", NULL, NULL, 0, pki.now);
+	assert_int_equal(X509_NAME_cmp(X509_get_subject_name(twin.x),
+	    X509_get_subject_name(pki.root.x)), 0);
+	assert_int_equal(X509_check_issued(twin.x, pki.inter.x), X509_V_OK);
+	assert_false(cert_issued_by(twin.x, pki.inter.x));
+	forged = fx_mk("example.org", "forged", &twin,
+	    "basicConstraints=critical,CA:TRUE\n"
+	    "authorityKeyIdentifier=none", NULL, NULL, 0, pki.now);
+	assert_int_equal(X509_check_issued(pki.root.x, forged.x), X509_V_OK);
+	assert_false(cert_issued_by(pki.root.x, forged.x));
+	assert_true(cert_issued_by(twin.x, forged.x));
+	/* a non-CA (no keyUsage either, so only the CA flag decides) */
+	notca = fx_mk("example.org", "not a CA", NULL,
+	    "basicConstraints=critical,CA:FALSE", NULL, NULL, 0, pki.now);
+	child = fx_mk("example.org", "child", &notca, NULL, NULL, NULL, 0,
+	    pki.now);
+	assert_int_equal(X509_check_issued(notca.x, child.x), X509_V_OK);
+	assert_int_equal(X509_verify(child.x, notca.k), 1);
+	assert_false(cert_issued_by(notca.x, child.x));
+	assert_false(cert_issued_by(pki.leaf.x, child.x));
+	fx_cert_free(&twin);
+	fx_cert_free(&forged);
+	fx_cert_free(&notca);
+	fx_cert_free(&child);
+}
+
 int
 main(void)
 {
@@ -533,6 +577,7 @@ main(void)
 		cmocka_unit_test(test_certs_by_content),
 		cmocka_unit_test(test_crls_parse),
 		cmocka_unit_test(test_names_and_serials),
+		cmocka_unit_test(test_issued_by),
 	};
 
 	return cmocka_run_group_tests(tests, make_pki, free_pki);

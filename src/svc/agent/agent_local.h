@@ -96,8 +96,6 @@ struct kfile {
 /* ---- call.c ---- */
 /* SHA-256 of <x>'s DER in lower hex, the form a token carries. */
 int	 call_fp(X509 *x, char hex[65]);
-/* <ca>'s key issued <x> (names alone never decide). */
-int	 call_issued_by(X509 *ca, X509 *x);
 /* The refusal of a server that is not the token's root (err set). */
 int	 call_pin_mismatch(struct agent *, const char *found, const char *why,
 	    struct mtls_error *);

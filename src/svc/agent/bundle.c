@@ -61,7 +61,7 @@ signed_by_current_root(STACK_OF(X509) *cur, X509 *c)
 		return 0;
 	for (i = 0; i < sk_X509_num(cur); i++) {
 		t = sk_X509_value(cur, i);
-		if (cert_is_self_signed(t) && call_issued_by(t, c))
+		if (cert_is_self_signed(t) && cert_issued_by(t, c))
 			return 1;
 	}
 	return 0;

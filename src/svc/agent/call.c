@@ -59,20 +59,6 @@ call_fp(X509 *x, char hex[65])
 	return 0;
 }
 
-/* <ca> issued <x>: its subject is <x>'s issuer (and key identifiers and
- * key usage agree: X509_check_issued) and its key verifies <x>'s
- * signature. Names alone never decide. */
-int
-call_issued_by(X509 *ca, X509 *x)
-{
-	EVP_PKEY *pk = X509_get0_pubkey(ca);
-	int ok = pk != NULL && X509_check_issued(ca, x) == X509_V_OK &&
-	    X509_verify(x, pk) == 1;
-
-	ERR_clear_error();
-	return ok;
-}
-
 /*
  * A root rotation (docs/rotation.md): after the switch the CA server's
  * certificate comes from the new root while ours is still the old root's.
@@ -96,7 +82,7 @@ rotated_root(struct agent *a, X509 *iss)
 		in |= X509_cmp(sk_X509_value(b, i), iss) == 0;
 	for (i = 0; in && !ok && i < sk_X509_num(b); i++) {
 		r = sk_X509_value(b, i);
-		if (!cert_is_self_signed(r) || !call_issued_by(r, a->renewing))
+		if (!cert_is_self_signed(r) || !cert_issued_by(r, a->renewing))
 			continue;
 		for (j = 0; !ok && j < sk_X509_num(b); j++) {
 			c = sk_X509_value(b, j);
@@ -104,7 +90,7 @@ rotated_root(struct agent *a, X509 *iss)
 			    X509_NAME_cmp(X509_get_subject_name(c),
 			    X509_get_subject_name(iss)) == 0 &&
 			    EVP_PKEY_eq(X509_get0_pubkey(c),
-			    X509_get0_pubkey(iss)) == 1 && call_issued_by(r, c);
+			    X509_get0_pubkey(iss)) == 1 && cert_issued_by(r, c);
 		}
 	}
 	ERR_clear_error();
@@ -141,7 +127,7 @@ published_ca(struct agent *a, X509 *iss)
 			continue;
 		for (j = 0; !ok && j < sk_X509_num(b); j++)
 			ok = cert_is_self_signed(sk_X509_value(b, j)) &&
-			    call_issued_by(sk_X509_value(b, j), c);
+			    cert_issued_by(sk_X509_value(b, j), c);
 	}
 	ERR_clear_error();
 	sk_X509_pop_free(b, X509_free);
@@ -177,7 +163,7 @@ pin_twin(struct agent *a, X509_STORE_CTX *sctx, X509 *leaf)
 	for (i = 0; ca == NULL && i < sk_X509_num(sent); i++) {
 		c = sk_X509_value(sent, i);
 		if (call_fp(c, fp) == 0 && strcmp(fp, a->ca_pin) == 0 &&
-		    X509_check_ca(c) > 0 && call_issued_by(a->pinned, c))
+		    X509_check_ca(c) > 0 && cert_issued_by(a->pinned, c))
 			ca = c;
 	}
 	for (i = 0; ca != NULL && !ok && i < sk_X509_num(sent); i++) {
@@ -185,7 +171,7 @@ pin_twin(struct agent *a, X509_STORE_CTX *sctx, X509 *leaf)
 		ok = c != leaf && X509_check_ca(c) == 0 &&
 		    profile_is_ca_server(c) &&
 		    EVP_PKEY_eq(X509_get0_pubkey(c),
-		    X509_get0_pubkey(leaf)) == 1 && call_issued_by(ca, c) &&
+		    X509_get0_pubkey(leaf)) == 1 && cert_issued_by(ca, c) &&
 		    X509_cmp_current_time(X509_get0_notBefore(c)) < 0 &&
 		    X509_cmp_current_time(X509_get0_notAfter(c)) > 0;
 	}
@@ -219,7 +205,7 @@ serving_ca(struct agent *a, X509_STORE_CTX *sctx)
 			    a->ca_pin) == 0 || pin_twin(a, sctx,
 			    sk_X509_value(chain, 0)));
 		else if (a->conn == TRUST_BUNDLE && a->renewing != NULL)
-			same = call_issued_by(iss, a->renewing) ||
+			same = cert_issued_by(iss, a->renewing) ||
 			    rotated_root(a, iss) || published_ca(a, iss);
 	}
 	if (!same || !X509_up_ref(iss)) {

@@ -1,8 +1,8 @@
 /*
  * Installing an answer: what it must pass first (issued_ok: the key, the
  * CA that served, the identities, our clock, a chain to the trust as it
- * is), then bundle.pem, the key and the certificate replaced in that
- * order, the next renewal scheduled and --on-rotate run.
+ * is), then bundle.pem, the key (with its chain) and the certificate
+ * replaced in that order, the next renewal scheduled and --on-rotate run.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "agent/agent_local.h"
@@ -194,7 +195,7 @@ issued_ok(struct agent *a, EVP_PKEY *key, STACK_OF(X509) *chain,
 		reason = "key_mismatch";
 		goto out;
 	}
-	if (a->srv_ca == NULL || !call_issued_by(a->srv_ca, leaf)) {
+	if (a->srv_ca == NULL || !cert_issued_by(a->srv_ca, leaf)) {
 		char is[100] = "", sv[100] = "(none)";
 
 		X509_NAME_oneline(X509_get_issuer_name(leaf), is, sizeof(is));
@@ -311,11 +312,45 @@ schedule_after_issue(struct agent *a, X509 *leaf)
 		install_skew_line(a, skew, "date_header", 1);
 }
 
+/*
+ * svid.key (0600): <key> in PEM, then its certificate chain <pem>, one
+ * file replaced by one rename. Two files replaced by two renames cannot
+ * keep a reader who opens one, then the other, from taking a key and a
+ * certificate of two renewals (it may open the first before a renewal and
+ * the second after it, whatever the order of the renames); one file read
+ * once can: its key and its chain are always a pair (docs/interop.md).
+ * Every PEM reader takes the key from it (the certificates are skipped).
+ * Built in secure memory, cleansed on free.
+ */
+static int
+key_chain_write(const char *path, EVP_PKEY *key, const char *pem, size_t pl,
+    struct mtls_error *err)
+{
+	BIO *bio;
+	BUF_MEM *mem = NULL;
+	int rv = -1;
+
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "%s: out of memory", path);
+	if (!PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) ||
+	    BIO_write(bio, pem, (int)pl) != (int)pl) {
+		error_set_ossl(err, MTLS_ERR_CRYPTO, "%s: cannot encode key",
+		    path);
+		goto err;
+	}
+	BIO_get_mem_ptr(bio, &mem);
+	rv = fs_write_atomic(path, mem->data, mem->length, 0600, 1, err);
+ err:
+	BIO_free(bio);
+	return rv;
+}
+
 /* Checks (issued_ok) and installs an issued chain for <key>: then
  * bundle.pem (<bundle_pem>, our PEM of a verified answer that passed
- * bundle_check), key and certificate (our PEM of the certificates parsed
- * from <chain_pem>, never its bytes) are replaced atomically in that
- * order, so a watcher that sees the new certificate has its roots and key.
+ * bundle_check), svid.key (the key and the chain: key_chain_write) and
+ * svid.pem (the chain: our PEM of the certificates parsed from
+ * <chain_pem>, never its bytes) are replaced atomically in that order, so
+ * a watcher that sees the new certificate has its roots and key.
  * A refused answer writes nothing. */
 int
 install_answer(struct agent *a, EVP_PKEY *key, const char *chain_pem,
@@ -351,7 +386,7 @@ install_answer(struct agent *a, EVP_PKEY *key, const char *chain_pem,
 	} else if (fs_write_atomic(a->bundle, bundle_pem, strlen(bundle_pem),
 	    0644, 1, err) != 0 ||
 	    (a->tkey == NULL &&	/* a token key stays in its token */
-	    key_write(a->svid_key, key, NULL, 1, err) != 0) ||
+	    key_chain_write(a->svid_key, key, pem, pl, err) != 0) ||
 	    fs_write_atomic(a->svid, pem, pl, 0644, 1, err) != 0)
 		goto out;
 	/* a token's new key is current from now on (its URI's id= in

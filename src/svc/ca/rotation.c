@@ -416,19 +416,6 @@ want_phase(const struct rot_state *st, int a, int b, const char *step,
 	    rot_phase_names[st->phase]);
 }
 
-/* <ca> issued <x>: names and key identifiers agree and <ca>'s key
- * verifies <x>'s signature (a name alone never decides). */
-static int
-issued_by(X509 *ca, X509 *x)
-{
-	EVP_PKEY *pk = X509_get0_pubkey(ca);
-	int ok = pk != NULL && X509_check_issued(ca, x) == X509_V_OK &&
-	    X509_verify(x, pk) == 1;
-
-	ERR_clear_error();
-	return ok;
-}
-
 static int
 key_in_token(const char *dir, struct mtls_error *err)
 {
@@ -455,18 +442,26 @@ is_root_dir(struct ca *ca, struct mtls_error *err)
 }
 
 /* An intermediate ca serve issues from, whose certificate <parent>'s CA
- * issued; with <new_root>, <parent> is a root whose key is a file. */
+ * issued; with <new_root>, <parent> is a root whose key is a file. A key
+ * in a token is followed by a key in a token (<key_uri>): switch keeps the
+ * old one's URI as rotation/old.keyuri. */
 static int
 is_int_dir(struct ca *ca, struct ca *parent, int new_root,
-    struct mtls_error *err)
+    const char *key_uri, struct mtls_error *err)
 {
-	if (key_in_token(ca->dir, err) != 0)
-		return -1;
+	char p[PATH_MAX];
+
+	ca_path(p, sizeof(p), ca->dir, "ca.keyuri");
+	if (key_uri == NULL && access(p, F_OK) == 0)
+		return error_set(err, MTLS_ERR_ARG, "%s: the key is in a "
+		    "PKCS#11 token: give --key-uri URI for the new "
+		    "intermediate's key (a new key in a file would leave the "
+		    "token's protection)", ca->dir);
 	if (cert_is_self_signed(ca->cert))
 		return error_set(err, MTLS_ERR_ARG, "%s: a root; --parent is "
 		    "for an intermediate under an offline root (without it the "
 		    "root itself is rotated)", ca->dir);
-	if (!issued_by(parent->cert, ca->cert))
+	if (!cert_issued_by(parent->cert, ca->cert))
 		return error_set(err, MTLS_ERR_ARG, "%s: the CA there did not "
 		    "issue %s's certificate; --parent is the CA directory "
 		    "above it", parent->dir, ca->dir);
@@ -755,9 +750,17 @@ prepare_int(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	int64_t now = (int64_t)time(NULL), root_end;
 	int rc, rv = -1;
 
-	if (is_int_dir(ca, parent, r->new_root, err) != 0 ||
+	if (is_int_dir(ca, parent, r->new_root, r->key_uri, err) != 0 ||
 	    want_phase(st, ROT_NONE, ROT_RETIRED, "prepare", err) != 0)
 		return -1;
+	/* the inventory tells the old and the new intermediate's leaves
+	 * apart by issuer name: made this second, the current one has it */
+	int_cn(ca->cert, cn, sizeof(cn));
+	if (X509_NAME_get_text_by_NID(X509_get_subject_name(ca->cert),
+	    NID_commonName, p, sizeof(p)) > 0 && strcmp(p, cn) == 0)
+		return error_set(err, MTLS_ERR_ARG, "%s: the new intermediate "
+		    "would be named '%s' like the current one (made this "
+		    "second): run prepare again", ca->dir, cn);
 	if ((r->pass_file != NULL && secret_load_pass(&pass, r->pass_file,
 	    err) != 0) || (r->parent_pass_file != NULL && secret_load_pass(
 	    &ppass, r->parent_pass_file, err) != 0))
@@ -790,7 +793,6 @@ prepare_int(struct ca *ca, struct ca *parent, const struct rot_req *r,
 	if (r->new_root && (rot_dir(parent->dir, now, err) != 0 ||
 	    make_root(parent, r, &ppass, &root, &cross, &rsg, err) != 0))
 		goto out;
-	int_cn(ca->cert, cn, sizeof(cn));
 	memset(&pr, 0, sizeof(pr));
 	memset(&res, 0, sizeof(res));
 	pr.kind = PROFILE_INTERMEDIATE;
@@ -993,7 +995,7 @@ added_ok(struct ca *ca, const struct rot_state *st, X509 *add[3],
 	if (st->kind == ROT_KIND_INT) {
 		serial_hex(X509_get0_serialNumber(add[0]), serial,
 		    sizeof(serial));
-		ok = issued_by(old, add[0]) && X509_check_ca(add[0]) > 0 &&
+		ok = cert_issued_by(old, add[0]) && X509_check_ca(add[0]) > 0 &&
 		    strcmp(serial, st->cross_serial) == 0;
 	}
 	if (ok && add[2] != NULL && load_one(ca->dir, "rotation/new.pem",
@@ -1004,7 +1006,7 @@ added_ok(struct ca *ca, const struct rot_state *st, X509 *add[3],
 			continue;
 		twin = k == 1 ? add[0] : nint;
 		ok = twin != NULL && X509_check_ca(add[k]) > 0 &&
-		    issued_by(old, add[k]) &&
+		    cert_issued_by(old, add[k]) &&
 		    X509_NAME_cmp(X509_get_subject_name(add[k]),
 		    X509_get_subject_name(twin)) == 0 &&
 		    EVP_PKEY_eq(X509_get0_pubkey(add[k]),
@@ -1119,9 +1121,30 @@ copy_once(const char *dir, const char *from, const char *to, mode_t mode,
 	return rv;
 }
 
-/* ca.pem and ca.key of <dir> become rotation/new.pem and new.key; the
- * old ones are kept as rotation/old.pem and old.key (once: run again after
- * a crash, the step does not copy the new files over them). */
+/* The issuing key of <dir> before the switch, kept once: a key in a token
+ * (ca.keyuri, which wins over ca.key) as its URI in rotation/old.keyuri,
+ * else ca.key as rotation/old.key. Once either is kept, a run again after
+ * a crash copies nothing (ca.keyuri may be the new key's by then). */
+static int
+keep_old_key(const char *dir, struct mtls_error *err)
+{
+	char p[PATH_MAX], q[PATH_MAX];
+
+	ca_path(p, sizeof(p), dir, "rotation/old.keyuri");
+	ca_path(q, sizeof(q), dir, "rotation/old.key");
+	if (access(p, F_OK) == 0 || access(q, F_OK) == 0)
+		return 0;
+	ca_path(p, sizeof(p), dir, "ca.keyuri");
+	if (access(p, F_OK) == 0)
+		return copy_once(dir, "ca.keyuri", "rotation/old.keyuri", 0600,
+		    err);
+	return copy_once(dir, "ca.key", "rotation/old.key", 0600, err);
+}
+
+/* ca.pem and the key of <dir> become rotation/new.pem and new.key (or
+ * new.keyuri); the old ones are kept as rotation/old.pem and old.key (or
+ * old.keyuri) (once: run again after a crash, the step does not copy the
+ * new files over them). */
 static int
 swap_files(const char *dir, const char *old, struct mtls_error *err)
 {
@@ -1131,8 +1154,7 @@ swap_files(const char *dir, const char *old, struct mtls_error *err)
 	int rv = -1;
 
 	if (copy_once(dir, "ca.pem", "rotation/old.pem", 0644, err) != 0 ||
-	    copy_once(dir, "ca.key", "rotation/old.key", 0600, err) != 0 ||
-	    old_ok(dir, old, err) != 0)
+	    keep_old_key(dir, err) != 0 || old_ok(dir, old, err) != 0)
 		return -1;
 	ca_path(p, sizeof(p), dir, "rotation/new.keyuri");
 	if (access(p, F_OK) == 0) {	/* the new key is in a token */
@@ -1143,7 +1165,8 @@ swap_files(const char *dir, const char *old, struct mtls_error *err)
 		ca_path(p, sizeof(p), dir, "ca.keyuri.new");
 		if (rename(p, a) != 0)
 			return error_set_errno(err, MTLS_ERR_IO, "%s", a);
-		/* kept as rotation/old.key; ca.keyuri wins over it anyway */
+		/* kept as rotation/old.key (a file key before); ca.keyuri
+		 * wins over it anyway */
 		ca_path(p, sizeof(p), dir, "ca.key");
 		if (unlink(p) != 0 && errno != ENOENT)
 			return error_set_errno(err, MTLS_ERR_IO, "%s", p);
@@ -1155,6 +1178,12 @@ swap_files(const char *dir, const char *old, struct mtls_error *err)
 	ca_path(p, sizeof(p), dir, "ca.key");
 	if (fs_write_atomic(p, key, klen, 0600, 1, err) != 0)
 		goto out;
+	/* a ca.keyuri left would win over the new ca.key */
+	ca_path(p, sizeof(p), dir, "ca.keyuri");
+	if (unlink(p) != 0 && errno != ENOENT) {
+		error_set_errno(err, MTLS_ERR_IO, "%s", p);
+		goto out;
+	}
  pem:
 	if (copy_once(dir, "rotation/new.pem", "ca.pem.new", 0644, err) != 0)
 		goto out;
@@ -1304,7 +1333,7 @@ do_switch(struct ca *ca, struct ca *parent, const struct rot_req *r,
 		if (load_one(parent->dir, "rotation/new.pem", &root, err) != 0)
 			goto out;
 		if (fp(root, h) != 0 || strcmp(h, st->new_root) != 0 ||
-		    !issued_by(root, nw)) {
+		    !cert_issued_by(root, nw)) {
 			error_set(err, MTLS_ERR_ARG, "%s/rotation/new.pem is "
 			    "not the new root rotation.json names (another "
 			    "--parent?)", parent->dir);
@@ -1380,7 +1409,7 @@ retire(struct ca *ca, struct ca *parent, struct rot_state *st,
 	if (st->kind == ROT_KIND_INT) {
 		if (load_one(ca->dir, "rotation/old.pem", &old, err) != 0)
 			goto out;
-		if (!issued_by(parent->cert, old)) {
+		if (!cert_issued_by(parent->cert, old)) {
 			error_set(err, MTLS_ERR_ARG, "%s: the CA there did not "
 			    "issue the old intermediate (%s/rotation/old.pem); "
 			    "nothing changed", parent->dir, ca->dir);

@@ -24,8 +24,7 @@ own_twin(struct ca *ca, X509 *x, X509 *leaf)
 {
 	int ok = profile_is_ca_server(x) && EVP_PKEY_eq(X509_get0_pubkey(x),
 	    X509_get0_pubkey(leaf)) == 1 &&
-	    X509_check_issued(ca->prev, x) == X509_V_OK &&
-	    X509_verify(x, X509_get0_pubkey(ca->prev)) == 1 &&
+	    cert_issued_by(ca->prev, x) &&
 	    X509_cmp_current_time(X509_get0_notBefore(x)) < 0 &&
 	    X509_cmp_current_time(X509_get0_notAfter(x)) > 0;
 
@@ -60,7 +59,7 @@ own_rotation_pem(struct ca *ca, X509 *leaf, size_t *len)
 	    X509_NAME_cmp(X509_get_subject_name(x),
 	    X509_get_subject_name(ca->cert)) != 0 ||
 	    EVP_PKEY_eq(X509_get0_pubkey(x), X509_get0_pubkey(ca->cert)) != 1 ||
-	    X509_check_issued(ca->prev, x) != X509_V_OK)
+	    !cert_issued_by(ca->prev, x))
 		goto out;
 	snprintf(p, sizeof(p), "%s/serve/previous.pem", ca->dir);
 	if (leaf != NULL && access(p, F_OK) == 0 && certs_load(p, &tw,

@@ -47,7 +47,8 @@ CONF
 }
 
 # curl through the pair and through the gateway, one each per round,
-# until told to stop (at most 2000 rounds): "OK BAD" in traffic.txt
+# until told to stop (at most 2000 rounds): "OK BAD" in traffic.txt,
+# replaced after each round
 traffic() {
 	local i okn=0 bad=0 u
 	for i in $(seq 2000); do
@@ -56,13 +57,33 @@ traffic() {
 			if curl -sf -o /dev/null --max-time 5 "$u"; then okn=$((okn + 1))
 			else bad=$((bad + 1)); echo "$(date +%T.%N) $u" >> failed.txt; fi
 		done
+		echo "$okn $bad" > traffic.tmp && mv traffic.tmp traffic.txt
 		sleep 0.1
 	done
-	echo "$okn $bad" > traffic.txt
+	echo "$okn $bad" > traffic.tmp && mv traffic.tmp traffic.txt
 }
-traffic_start() { traffic & tr=$!; }
-# traffic_stop: okn and bad set
-traffic_stop() { sleep 1; touch stop; wait "$tr"; read -r okn bad < traffic.txt; }
+traffic_start() { rm -f traffic.txt; traffic & tr=$!; }
+# _traffic_past N: traffic.txt counts more than N requests, or traffic
+# has ended (its 2000 rounds)
+_traffic_past() {
+	local o=0 b=0
+	! kill -0 "$tr" 2>/dev/null && return 0
+	read -r o b < traffic.txt 2>/dev/null || return 1
+	[ $((o + b)) -gt "$1" ]
+}
+# traffic_stop: okn and bad set, once requests made after the last step
+# are counted: a round (2 requests) may be under way at the call, so the
+# count must pass its value then by more than 2 (deadline 30 s)
+traffic_stop() {
+	local o=0 b=0
+	read -r o b < traffic.txt 2>/dev/null
+	wait_for 30 _traffic_past $((o + b + 2))
+	touch stop
+	wait "$tr"
+	read -r okn bad < traffic.txt
+	[ $((okn + bad)) -gt $((o + b + 2)) ] ||
+	    not_ok "requests after the last step" "$okn $bad, $o $b at the last step"
+}
 
 status() { "$MTLS" ca rotation status --ca "$CA" > status.txt 2>&1; }
 _reloads() { grep -c "\"event\":\"reload\",\"result\":\"ok\".*\"rotation\":\"$1\"" "$T_DIR/caserve.log"; }
