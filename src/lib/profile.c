@@ -218,22 +218,29 @@ ext_ski(X509 *x)
 	return rv;
 }
 
-/* authorityKeyIdentifier "keyid:always": the issuer's own key identifier;
- * an issuer without one goes through the text, which decides */
+/* authorityKeyIdentifier "keyid:always": the issuer's own key identifier
+ * (<issuer> NULL: <x> issues itself, as the text's context took it). Read
+ * with X509_get_ext_d2i, not X509_get0_subject_key_id, which would cache
+ * a certificate still being built. An issuer without exactly one goes
+ * through the text, which decides. */
 static int
 ext_akid(X509 *x, X509 *issuer)
 {
-	const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
+	ASN1_OCTET_STRING *ski;
 	AUTHORITY_KEYID *akid;
 	int rv = -1;
 
+	ski = X509_get_ext_d2i(issuer != NULL ? issuer : x,
+	    NID_subject_key_identifier, NULL, NULL);
 	if (ski == NULL)
 		return add_ext_conf(x, issuer, NID_authority_key_identifier,
 		    "keyid:always");
-	if ((akid = AUTHORITY_KEYID_new()) == NULL)
-		return -1;
-	if ((akid->keyid = ASN1_OCTET_STRING_dup(ski)) != NULL)
+	if ((akid = AUTHORITY_KEYID_new()) != NULL) {
+		akid->keyid = ski;
+		ski = NULL;
 		rv = add_ext_nid(x, NID_authority_key_identifier, 0, akid);
+	}
+	ASN1_OCTET_STRING_free(ski);
 	AUTHORITY_KEYID_free(akid);
 	return rv;
 }

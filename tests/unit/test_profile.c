@@ -375,6 +375,24 @@ test_ext_same(void **state)
 		X509_free(lf.x);
 		EVP_PKEY_free(rsa);
 	}
+	/* a leaf that issues itself (libmtls's test identities) */
+	{
+		struct mtls_error err;
+
+		memset(&r, 0, sizeof(r));
+		r.kind = PROFILE_LEAF;
+		r.sans = &sans;
+		r.not_before = now - 60;
+		r.not_after = now + FX_DAY;
+		r.pubkey = r.issuer_key = fx_key("ec");
+		error_clear(&err);
+		assert_int_equal(profile_build(&r, &lf.x, &err), 0);
+		ext_is(lf.x, NULL, NID_subject_key_identifier, "hash");
+		ext_is(lf.x, NULL, NID_authority_key_identifier,
+		    "keyid:always");
+		X509_free(lf.x);
+		EVP_PKEY_free(r.pubkey);
+	}
 	ids_free(&sans);
 	fx_cert_free(&cr);
 	fx_cert_free(&in);
