@@ -644,5 +644,11 @@ typedef int (*conf_cb)(void *arg, const char *section, const char *key,
     const char *value, int line, struct mtls_error *);
 int	 conf_parse(const char *text, size_t len, const char *name,
 	    conf_cb, void *arg, struct mtls_error *) MTLS_MUST_CHECK;
+/* The one way a number is read from a query, a config file or a command
+ * line: "0" or a nonzero digit then at most 17 more digits, from <lo> to
+ * <hi>. No sign, blank, leading zero (0500: octal to some readers, 500 to
+ * others), hex or suffix. 0 and *out set, or -1 and *out untouched. */
+int	 conf_number(const char *s, int64_t lo, int64_t hi, int64_t *out)
+	    MTLS_MUST_CHECK;
 
 #endif /* MTLS_INTERNAL_H */
