@@ -90,3 +90,11 @@ PY
 expect_grep '^ok' rot.check "/v1/rotation (admin): the status as JSON, phase retired, 2 agents"
 check_metrics_retired
 check_unknown_ca stale oldroot.pem
+# the same leaf sent alone, as a root's leaves are: no intermediate is
+# missing, its root was rotated out: unknown_ca, and the fix is to renew
+openssl s_client -connect "127.0.0.1:$in" -cert stale.pem -key stale.key \
+    -CAfile orders/bundle.pem < /dev/null > sclient-alone.out 2>&1
+serial=$(openssl x509 -in stale.pem -noout -serial | cut -d= -f2)
+wait_for 5 grep -q "\"serial\":\"$serial\".*\"result\":\"unknown_ca\".*renew it from the current CA" "$T_DIR/inbound.log"
+expect_grep "\"serial\":\"$serial\".*\"result\":\"unknown_ca\".*renew it from the current CA; its issuer 'CN=example.org Root CA,O=example.org' is a root rotated out" \
+    "$T_DIR/inbound.log" "an old-root leaf sent alone after retire: unknown_ca, 'renew it from the current CA' (not chain_incomplete)"
