@@ -15,7 +15,7 @@ enum {
 	O_TD = 256, O_KEYTYPE, O_TTL, O_PASS, O_NAME, O_PARENT, O_PPASS,
 	O_PSPIFFE, O_PDNS, O_CA, O_SPIFFE, O_DNS, O_IP, O_CSR, O_ROLE, O_OUT,
 	O_FORCE, O_REASON, O_EXPIRING, O_REVOKED, O_JSON, O_FORMAT, O_KEYURI,
-	O_EXISTING, O_NEWROOT
+	O_EXISTING, O_NEWROOT, O_PREVIOUS
 };
 
 static const struct option all_opts[] = {
@@ -44,6 +44,7 @@ static const struct option all_opts[] = {
 	{ "key-uri", required_argument, NULL, O_KEYURI },
 	{ "existing-key", no_argument, NULL, O_EXISTING },
 	{ "new-root", no_argument, NULL, O_NEWROOT },
+	{ "previous", no_argument, NULL, O_PREVIOUS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -56,7 +57,7 @@ struct ca_args {
 	struct ids	 ids;
 	int64_t		 ttl, expiring;
 	int		 key_type, force, revoked, json, has_expiring;
-	int		 existing, new_root;
+	int		 existing, new_root, previous;
 	unsigned	 seen;	/* bit per option, to reject foreign flags */
 };
 
@@ -109,6 +110,7 @@ parse(const char *cmd, int argc, char **argv, unsigned allowed,
 		case O_PARENT: a->parent = optarg; break;
 		case O_PPASS: a->ppass = optarg; break;
 		case O_NEWROOT: a->new_root = 1; break;
+		case O_PREVIOUS: a->previous = 1; break;
 		case O_PSPIFFE:
 			if (strv_add(&a->pspiffe, &a->n_pspiffe, optarg))
 				return -1;
@@ -444,9 +446,14 @@ ca_revoke_cmd(int argc, char **argv)
 }
 
 static const char crl_help[] =
-"usage: mtls ca crl --ca DIR --out F [--ttl D] [--pass-file F] [--force]\n"
+"usage: mtls ca crl --ca DIR --out F [--ttl D] [--pass-file F] [--previous]\n"
+"                   [--force]\n"
 "Writes a signed CRL (PEM) of every revocation in DIR's inventory, with\n"
-"an increasing CRL number; nextUpdate is now + --ttl (default 7d).\n";
+"an increasing CRL number; nextUpdate is now + --ttl (default 7d).\n"
+"--previous: during a rotation (phase switched, until retire), the old\n"
+"issuer's CRL instead: its revoked leaves, signed by its key\n"
+"(DIR/rotation/old.keyuri or old.key, with --pass-file as for ca.key), as\n"
+"ca serve answers at /v1/crl/previous. Publish both until retire.\n";
 
 static int
 ca_crl_cmd(int argc, char **argv)
@@ -462,7 +469,7 @@ ca_crl_cmd(int argc, char **argv)
 	if (cmd_wants_help(argc, argv, crl_help))
 		return 0;
 	if (parse("ca crl", argc, argv, BIT(O_CA) | BIT(O_OUT) | BIT(O_TTL) |
-	    BIT(O_PASS) | BIT(O_FORCE), &a) != 0)
+	    BIT(O_PASS) | BIT(O_FORCE) | BIT(O_PREVIOUS), &a) != 0)
 		goto out;
 	if (a.ca == NULL || a.out == NULL || a.pos != NULL) {
 		rv = cmd_usage("ca crl", "--ca and --out are required");
@@ -471,7 +478,9 @@ ca_crl_cmd(int argc, char **argv)
 	error_clear(&err);
 	if (fs_check_writable(a.out, a.force, &err) != 0 ||
 	    ca_open(&ca, a.ca, a.pass, &err) != 0 ||
-	    ca_crl(ca, a.ttl, &crl, &err) != 0) {
+	    (a.previous && ca_prev_key_load(ca, a.pass, &err) != 0) ||
+	    (a.previous ? ca_crl_previous(ca, a.ttl, &crl, &err) :
+	    ca_crl(ca, a.ttl, &crl, &err)) != 0) {
 		rv = cmd_fail("ca crl", &err);
 		goto out;
 	}
@@ -488,7 +497,14 @@ ca_crl_cmd(int argc, char **argv)
 	}
 	/* a CRL with no entries has no list: sk_num(NULL) is -1 */
 	n = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
-	printf("wrote %s (%d revoked)\n", a.out, n < 0 ? 0 : n);
+	if (a.previous) {
+		char iss[256];
+
+		name_oneline(X509_CRL_get_issuer(crl), iss, sizeof(iss));
+		printf("wrote %s (%d revoked; the previous issuer's, %s)\n",
+		    a.out, n < 0 ? 0 : n, iss);
+	} else
+		printf("wrote %s (%d revoked)\n", a.out, n < 0 ? 0 : n);
 	rv = 0;
  out:
 	BIO_free(bio);

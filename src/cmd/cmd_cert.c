@@ -185,8 +185,8 @@ cert_verify(int argc, char **argv)
 	struct mtls *m = NULL;
 	struct mtls_error err;
 	const char *ca = NULL, *leaf, *pw = NULL, *crls[64];
-	char rule[2200], ipc[64], *end, *msg = NULL;
-	long long at;
+	char rule[2200], ipc[64], *msg = NULL;
+	int64_t at;
 	size_t ncrl = 0, i;
 	int c, rv = 2, r = 0;
 
@@ -207,8 +207,8 @@ cert_verify(int argc, char **argv)
 			r = mtls_config_add_untrusted_file(cfg, optarg);
 			break;
 		case 'a':
-			at = strtoll(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || at < 0) {
+			if (conf_number(optarg, 0, INT64_C(999999999999999999),
+			    &at) != 0) {
 				rv = cmd_usage("cert verify", "--at '%s' is not "
 				    "a UNIX time in seconds", optarg);
 				goto out;

@@ -171,16 +171,7 @@ static const struct option opts[] = {
 static int
 num(const char *flag, const char *v, int lo, int hi, int *out)
 {
-	char *end;
-	long n = strtol(v, &end, 10);
-
-	if (*v == '\0' || *end != '\0' || n < lo || n > hi) {
-		cmd_usage("proxy", "%s '%s' must be a number from %d to %d",
-		    flag, v, lo, hi);
-		return -1;
-	}
-	*out = (int)n;
-	return 0;
+	return cmd_number("proxy", flag, v, lo, hi, out);
 }
 
 /* Every duration of the proxy is an interval or a timeout: at most

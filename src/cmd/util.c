@@ -96,14 +96,11 @@ int
 cmd_number(const char *cmd, const char *flag, const char *v, int lo, int hi,
     int *out)
 {
-	char *end;
-	long n;
+	int64_t n;
 
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (*v == '\0' || *end != '\0' || errno != 0 || n < lo || n > hi) {
-		cmd_usage(cmd, "%s '%s' must be a number from %d to %d", flag,
-		    v, lo, hi);
+	if (conf_number(v, lo, hi, &n) != 0) {
+		cmd_usage(cmd, "%s '%s' must be a number from %d to %d (digits "
+		    "only, no leading zero)", flag, v, lo, hi);
 		return -1;
 	}
 	*out = (int)n;

@@ -122,3 +122,22 @@ conf_parse(const char *text, size_t len, const char *name, conf_cb cb,
 	}
 	return 0;
 }
+
+int
+conf_number(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+	int64_t v = 0;
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > 18 || (s[0] == '0' && n > 1))
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}

@@ -25,7 +25,9 @@ static const struct {
 	    "(svid.pem = leaf then intermediates)" },
 	[MTLS_FAIL_UNKNOWN_CA] = { "unknown_ca",
 	    "the chain does not end at a root in the trust bundle: add the "
-	    "issuing root to --ca, or issue from a CA you trust" },
+	    "issuing root to --ca if you trust it, or issue from a CA you "
+	    "trust; a root rotated out of the bundle (mtls ca rotation "
+	    "retire) is not added back: renew the certificate" },
 	[MTLS_FAIL_CERT_EXPIRED] = { "cert_expired",
 	    "renew the certificate (mtls ca issue, or run mtls agent); check "
 	    "the clocks if it should still be valid" },

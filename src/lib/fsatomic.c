@@ -35,34 +35,16 @@ file_kind(mode_t m)
 	return "not a file";
 }
 
-int
-fs_read(const char *path, size_t max, uint8_t **out, size_t *out_len,
-    struct mtls_error *err)
+/* Reads the open regular file <fd> (<st> its fstat) and closes it. */
+static int
+read_fd(int fd, const struct stat *stp, const char *path, size_t max,
+    uint8_t **out, size_t *out_len, struct mtls_error *err)
 {
-	struct stat st;
+	const struct stat st = *stp;
 	uint8_t *buf = NULL;
 	size_t len = 0, cap;
 	ssize_t n;
-	int fd;
 
-	*out = NULL;
-	*out_len = 0;
-	/* O_NONBLOCK: opening a FIFO for reading waits for a writer, forever
-	 * (issue 18); a symlink to a regular file is fine, so no O_NOFOLLOW.
-	 * On a regular file O_NONBLOCK changes nothing. */
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd == -1)
-		return error_set_errno(err, MTLS_ERR_IO, "%s: cannot open", path);
-	if (fstat(fd, &st) == -1) {
-		error_set_errno(err, MTLS_ERR_IO, "%s: cannot stat", path);
-		goto err;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		error_set(err, MTLS_ERR_IO, "%s: not a regular file (%s); give "
-		    "the path of a file (or of a symlink to one)", path,
-		    file_kind(st.st_mode));
-		goto err;
-	}
 	cap = (st.st_size > 0 && (size_t)st.st_size <= max) ?
 	    (size_t)st.st_size + 1 : 4096;
 	if ((buf = malloc(cap)) == NULL) {
@@ -114,6 +96,98 @@ fs_read(const char *path, size_t max, uint8_t **out, size_t *out_len,
 		OPENSSL_cleanse(buf, cap);
 		free(buf);
 	}
+	close(fd);
+	return -1;
+}
+
+int
+fs_read(const char *path, size_t max, uint8_t **out, size_t *out_len,
+    struct mtls_error *err)
+{
+	struct stat st;
+	int fd;
+
+	*out = NULL;
+	*out_len = 0;
+	/* O_NONBLOCK: opening a FIFO for reading waits for a writer, forever
+	 * (issue 18); a symlink to a regular file is fine, so no O_NOFOLLOW.
+	 * On a regular file O_NONBLOCK changes nothing. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1)
+		return error_set_errno(err, MTLS_ERR_IO, "%s: cannot open", path);
+	if (fstat(fd, &st) == -1) {
+		error_set_errno(err, MTLS_ERR_IO, "%s: cannot stat", path);
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		error_set(err, MTLS_ERR_IO, "%s: not a regular file (%s); give "
+		    "the path of a file (or of a symlink to one)", path,
+		    file_kind(st.st_mode));
+		close(fd);
+		return -1;
+	}
+	return read_fd(fd, &st, path, max, out, out_len, err);
+}
+
+/*
+ * One open, then every check on that descriptor, then the read through it:
+ * checking the path and reading it again lets whoever can rename in its
+ * folder swap the file in between (a PIN or password of their choosing).
+ * O_NOFOLLOW: a symlink's target is someone else's choice too.
+ */
+int
+fs_read_private(const char *path, size_t max, const char *label,
+    int no_read, uint8_t **out, size_t *out_len, struct stat *seen,
+    struct mtls_error *err)
+{
+	struct stat st;
+	int fd;
+
+	*out = NULL;
+	*out_len = 0;
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1 && errno == ELOOP)
+		return error_set_errno(err, MTLS_ERR_ARG, "%s%s is a symlink: "
+		    "give the path of the file itself", label, path);
+	if (fd == -1)
+		return error_set_errno(err, MTLS_ERR_IO, "%s%s", label, path);
+	if (fstat(fd, &st) == -1) {
+		error_set_errno(err, MTLS_ERR_IO, "%s%s: cannot stat", label,
+		    path);
+		goto err;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		error_set(err, MTLS_ERR_ARG, "%s%s: not a regular file (%s); "
+		    "give the path of a file", label, path,
+		    file_kind(st.st_mode));
+		goto err;
+	}
+	if (st.st_uid != geteuid()) {
+		error_set(err, MTLS_ERR_ARG, "%s%s belongs to uid %u, not to "
+		    "this user (uid %u): chown %u %s", label, path,
+		    (unsigned)st.st_uid, (unsigned)geteuid(),
+		    (unsigned)geteuid(), path);
+		goto err;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		error_set(err, MTLS_ERR_ARG, "%s%s is writable by %s (mode "
+		    "%03o): chmod go-w %s", label, path,
+		    st.st_mode & S_IWOTH ? "others" : "its group",
+		    (unsigned)(st.st_mode & 07777), path);
+		goto err;
+	}
+	if (no_read && (st.st_mode & (S_IRGRP | S_IROTH))) {
+		error_set(err, MTLS_ERR_ARG, "%s%s is readable by %s (mode "
+		    "%03o): chmod 600 %s", label, path,
+		    st.st_mode & S_IROTH ? "others" : "its group",
+		    (unsigned)(st.st_mode & 07777), path);
+		goto err;
+	}
+	if (seen != NULL)
+		*seen = st;
+	return read_fd(fd, &st, path, max, out, out_len, err);
+ err:
 	close(fd);
 	return -1;
 }

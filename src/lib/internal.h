@@ -81,6 +81,12 @@ void	 secret_clear(struct mtls_secret *);
  * empty. The file's bytes are cleansed after copying. */
 int	 secret_load_pass(struct mtls_secret *, const char *path,
 	    struct mtls_error *) MTLS_MUST_CHECK;
+struct stat;
+/* The same from a private file (fs_read_private: <label> names it in
+ * messages; group and others may neither read nor write it). */
+int	 secret_load_private(struct mtls_secret *, const char *path,
+	    const char *label, struct stat *seen,
+	    struct mtls_error *) MTLS_MUST_CHECK;
 
 /* ---- fsatomic.c ---- */
 /* Reads all of <path> (at most <max> bytes) into a NUL-terminated buffer
@@ -88,6 +94,15 @@ int	 secret_load_pass(struct mtls_secret *, const char *path,
  * symlink to one): a FIFO, socket, device or directory is refused at once,
  * never waited on. Every file input of the library goes through here. */
 int	 fs_read(const char *path, size_t max, uint8_t **buf, size_t *len,
+	    struct mtls_error *) MTLS_MUST_CHECK;
+/* fs_read of a file that holds a secret or policy, opened once
+ * (O_NOFOLLOW) and judged on that descriptor: this user's, a regular file,
+ * not writable by group or others, and with <no_read> not readable by
+ * them either; then read through the same descriptor, so the file judged
+ * is the file read. The message names <label><path> and the chown/chmod
+ * that fixes it. <seen> (may be NULL) gets the file's fstat. */
+int	 fs_read_private(const char *path, size_t max, const char *label,
+	    int no_read, uint8_t **buf, size_t *len, struct stat *seen,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* Writes <data> to <path> atomically: a temporary file in the same folder
  * with <mode>, fsync, rename, fsync of the folder. Without <overwrite> an
@@ -636,5 +651,11 @@ typedef int (*conf_cb)(void *arg, const char *section, const char *key,
     const char *value, int line, struct mtls_error *);
 int	 conf_parse(const char *text, size_t len, const char *name,
 	    conf_cb, void *arg, struct mtls_error *) MTLS_MUST_CHECK;
+/* The one way a number is read from a query, a config file or a command
+ * line: "0" or a nonzero digit then at most 17 more digits, from <lo> to
+ * <hi>. No sign, blank, leading zero (0500: octal to some readers, 500 to
+ * others), hex or suffix. 0 and *out set, or -1 and *out untouched. */
+int	 conf_number(const char *s, int64_t lo, int64_t hi, int64_t *out)
+	    MTLS_MUST_CHECK;
 
 #endif /* MTLS_INTERNAL_H */

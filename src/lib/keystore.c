@@ -286,23 +286,15 @@ uri_shown(const char *uri, char *out, size_t cap)
 }
 
 /* The PIN file: this user's, not readable or writable by group or
- * others (it is a secret); its first line, cleansed after copying. */
+ * others (it is a secret); its first line, cleansed after copying. Opened
+ * once and judged on the descriptor it is read through (fs_read_private):
+ * in a folder another user can write, the file checked is the file read.
+ * <seen> gets its identity, for pin_seen. */
 static int
-pin_load(const char *path, struct mtls_secret *pin, struct mtls_error *err)
+pin_load(const char *path, struct mtls_secret *pin, struct stat *seen,
+    struct mtls_error *err)
 {
-	struct stat st;
-
-	if (fs_check_private(path, "pkcs11 PIN file ", "", err) != 0)
-		return -1;
-	if (stat(path, &st) != 0)
-		return error_set_errno(err, MTLS_ERR_IO, "pkcs11 PIN file %s",
-		    path);
-	if (st.st_mode & (S_IRGRP | S_IROTH))
-		return error_set(err, MTLS_ERR_ARG, "pkcs11 PIN file %s is "
-		    "readable by %s (mode %03o): chmod 600 %s", path,
-		    st.st_mode & S_IROTH ? "others" : "its group",
-		    (unsigned)(st.st_mode & 07777), path);
-	return secret_load_pass(pin, path, err);
+	return secret_load_private(pin, path, "pkcs11 PIN file ", seen, err);
 }
 
 /* A module .so runs in our process: root's or ours, and nobody else may
@@ -436,14 +428,18 @@ static int rw_session(struct module *, PKCS11_SLOT *, CK_SESSION_HANDLE *,
 
 /* <u>'s PIN file as its token's login (or the last check of that file)
  * saw it: 1 the same and accepted, 2 the same and refused, 0 changed or
- * never seen. <rec> 1 records it now as accepted, 2 as refused. */
+ * never seen. <rec> 1 records <loaded> (the fstat of the file the PIN was
+ * read from, never a second look by path) as accepted, 2 as refused. */
 static int
-pin_seen(struct module *m, const struct p11uri *u, int rec)
+pin_seen(struct module *m, const struct p11uri *u, int rec,
+    const struct stat *loaded)
 {
 	struct pinseen *p;
 	struct stat st;
 
-	if (stat(u->pin_file, &st) != 0)
+	if (rec)
+		st = *loaded;
+	else if (lstat(u->pin_file, &st) != 0)
 		return 0;
 	for (p = m->pins; p != NULL; p = p->next)	/* per token and file */
 		if (strcmp(p->token, u->token) == 0 &&
@@ -485,8 +481,8 @@ pin_seen(struct module *m, const struct p11uri *u, int rec)
  */
 static int
 pin_recheck(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
-    const char *shown, struct mtls_secret *pin, unsigned long *ckr,
-    struct mtls_error *err)
+    const char *shown, struct mtls_secret *pin, const struct stat *loaded,
+    unsigned long *ckr, struct mtls_error *err)
 {
 	CK_SESSION_HANDLE s;
 	CK_RV rv;
@@ -501,10 +497,10 @@ pin_recheck(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
 	    rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_LOCKED) {
 		/* each try counts toward the token's lockout: this file is
 		 * not tried again until it changes */
-		(void)pin_seen(m, u, 2);
+		(void)pin_seen(m, u, 2, loaded);
 		return -1;
 	}
-	(void)pin_seen(m, u, 1);
+	(void)pin_seen(m, u, 1, loaded);
 	return 0;
 }
 
@@ -514,21 +510,23 @@ login(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
 {
 	struct mtls_secret pin = { NULL, 0 };
 	unsigned long ckr = CKR_OK;
+	struct stat loaded;
 	int in = 0, seen = 0, rv = -1;
 
 	if (PKCS11_is_logged_in(slot, 0, &in) != 0)
 		in = 0;
-	if (in && (seen = pin_seen(m, u, 0)) == 1)
+	if (in && (seen = pin_seen(m, u, 0, NULL)) == 1)
 		return 0;
 	if (in && seen == 2)
 		return error_set(err, MTLS_ERR_ARG, "pkcs11: token %s: PIN "
 		    "refused (CKR_PIN_INCORRECT) - check pin-source file %s "
 		    "(refused before; not tried again until it changes; the "
 		    "key loaded before keeps serving)", u->token, u->pin_file);
-	if (pin_load(u->pin_file, &pin, err) != 0)
+	if (pin_load(u->pin_file, &pin, &loaded, err) != 0)
 		return -1;
 	if (in) {
-		if (pin_recheck(m, slot, u, shown, &pin, &ckr, err) == 0) {
+		if (pin_recheck(m, slot, u, shown, &pin, &loaded, &ckr,
+		    err) == 0) {
 			rv = 0;
 			goto out;
 		}
@@ -543,7 +541,7 @@ login(struct module *m, PKCS11_SLOT *slot, const struct p11uri *u,
 			goto out;
 		}
 	} else if (PKCS11_login(slot, 0, (const char *)pin.p) == 0) {
-		(void)pin_seen(m, u, 1);
+		(void)pin_seen(m, u, 1, &loaded);
 		rv = 0;
 		goto out;
 	} else

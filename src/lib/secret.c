@@ -33,16 +33,14 @@ secret_clear(struct mtls_secret *s)
 	s->len = 0;
 }
 
-int
-secret_load_pass(struct mtls_secret *s, const char *path,
+/* The first line of <buf>: the passphrase; <buf> is cleansed and freed. */
+static int
+pass_take(struct mtls_secret *s, const char *path, uint8_t *buf, size_t len,
     struct mtls_error *err)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0, n;
+	size_t n;
 	int rv = -1;
 
-	if (fs_read(path, 4096, &buf, &len, err) != 0)
-		return -1;
 	for (n = 0; n < len && buf[n] != '\n' && buf[n] != '\r'; n++)
 		;
 	if (n == 0) {
@@ -60,4 +58,28 @@ secret_load_pass(struct mtls_secret *s, const char *path,
 	OPENSSL_cleanse(buf, len);
 	free(buf);
 	return rv;
+}
+
+int
+secret_load_pass(struct mtls_secret *s, const char *path,
+    struct mtls_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (fs_read(path, 4096, &buf, &len, err) != 0)
+		return -1;
+	return pass_take(s, path, buf, len, err);
+}
+
+int
+secret_load_private(struct mtls_secret *s, const char *path,
+    const char *label, struct stat *seen, struct mtls_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (fs_read_private(path, 4096, label, 1, &buf, &len, seen, err) != 0)
+		return -1;
+	return pass_take(s, path, buf, len, err);
 }

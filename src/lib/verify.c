@@ -71,11 +71,74 @@ name_attr(const X509_NAME *nm, int nid, char *buf, size_t len)
 }
 
 /*
+ * <cn> without the " YYYY-MM-DDTHHMMSSZ" that a root rotation appends to
+ * the new root's name (rotation.c: "<td> Root CA <stamp>"): the name of the
+ * root's line, the same for every generation. Into <out>.
+ */
+static void
+root_line(const char *cn, char *out, size_t cap)
+{
+	static const char pat[] = " dddd-dd-ddTddddddZ";
+	size_t n = strlen(cn), k = sizeof(pat) - 1, i;
+
+	snprintf(out, cap, "%s", cn);
+	if (n <= k)
+		return;
+	for (i = 0; i < k; i++)
+		if (pat[i] == 'd' ? (cn[n - k + i] < '0' || cn[n - k + i] > '9') :
+		    cn[n - k + i] != pat[i])
+			return;
+	if (n - k < cap)
+		out[n - k] = '\0';
+}
+
+/*
+ * A trusted root of the same line as the missing issuer <iss> (same O,
+ * same CN once a rotation's stamp is taken off, a different name): the
+ * issuer is an earlier or later generation of a root the bundle holds,
+ * i.e. a root rotated out of this bundle (after `rotation retire`), or
+ * one this bundle has not taken yet (*newer: its stamp sorts after the
+ * anchor's; the first root has none), never an intermediate. NULL when
+ * there is none.
+ */
+static X509 *
+rotated_root(const struct mtls_config *cfg, const X509_NAME *iss, int *newer)
+{
+	char cn[128], acn[128], line[128], aline[128], org[128], aorg[128];
+	int i;
+
+	name_attr(iss, NID_commonName, cn, sizeof(cn));
+	name_attr(iss, NID_organizationName, org, sizeof(org));
+	if (cn[0] == '\0')
+		return NULL;
+	root_line(cn, line, sizeof(line));
+	for (i = 0; cfg->trust != NULL && i < sk_X509_num(cfg->trust); i++) {
+		X509 *a = sk_X509_value(cfg->trust, i);
+		const X509_NAME *an = X509_get_subject_name(a);
+
+		name_attr(an, NID_commonName, acn, sizeof(acn));
+		name_attr(an, NID_organizationName, aorg, sizeof(aorg));
+		root_line(acn, aline, sizeof(aline));
+		if (strcmp(aorg, org) == 0 && strcmp(aline, line) == 0 &&
+		    strcmp(acn, cn) != 0 && cert_is_self_signed(a)) {
+			/* the stamps (or "" for the first root) sort by time */
+			*newer = strcmp(cn + strlen(line),
+			    acn + strlen(aline)) > 0;
+			return a;
+		}
+	}
+	return NULL;
+}
+
+/*
  * The issuer of <x> was found neither in the chain sent nor in the trust
  * bundle. At depth 0 that is usually a missing intermediate; but when the
  * missing issuer is plainly from another PKI (its O differs from every
  * anchor's) or has an anchor's exact name (a different key), it is an
- * unknown CA.
+ * unknown CA; and when it is another generation of a trusted root (a root
+ * rotated out of the bundle: an old-root leaf after `rotation retire`),
+ * sending more certificates cannot help and adding the old root back
+ * would undo the retirement: unknown_ca, the fix first (renew).
  */
 /* a certificate's label for a message: made only when one is written
  * (each took ~2 % of a renewal, and of a proxy's handshake, made on
@@ -88,7 +151,7 @@ missing_issuer(const struct mtls_config *cfg, X509 *x, int depth,
 {
 	const X509_NAME *iss = X509_get_issuer_name(x);
 	char label[256], iname[200], org[128], aorg[128];
-	int i, same_org = 0, any_org = 0;
+	int i, same_org = 0, any_org = 0, newer = 0;
 
 	cert_label(x, label, sizeof(label));
 	name_oneline(iss, iname, sizeof(iname));
@@ -109,6 +172,14 @@ missing_issuer(const struct mtls_config *cfg, X509 *x, int depth,
 				same_org = 1;
 		}
 	}
+	/* the fix first: the message has 255 bytes */
+	if (rotated_root(cfg, iss, &newer) != NULL)
+		return error_fail(err, MTLS_FAIL_UNKNOWN_CA, newer ?
+		    "%s: install the CA's current bundle here (mtls agent "
+		    "takes it); its issuer '%s' is a root newer than this "
+		    "trust bundle's" : "%s: renew it from the current CA; its "
+		    "issuer '%s' is a root rotated out of the trust bundle "
+		    "(do not add it back)", label, iname);
 	if (depth == 0 && (same_org || !any_org || org[0] == '\0'))
 		return error_fail(err, MTLS_FAIL_CHAIN_INCOMPLETE,
 		    "issuer '%s' of %s was not sent with it and is not in the "

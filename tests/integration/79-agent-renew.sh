@@ -137,6 +137,32 @@ for b in r2s r2e; do
 	unchanged "cross by $b"
 done
 
+# ---- 3b. a new root vouched for by an expired root, or by an expired
+# cross-certificate: an agent whose bundle.pem still holds a root that has
+# expired (its key since thrown away, or leaked, unwatched) ----
+faketime -f '-10d' openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout xold.key \
+    -out xold.pem -subj "/O=example.org/CN=example.org Root CA 0" -days 2 \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null \
+    || { echo "setup: expired root"; exit 1; }
+mk_root r3 "/O=example.org/CN=example.org Root CA 3"
+cross r3x r3 xold	# r3 cross-signed by the expired root
+cat root/ca.pem xold.pem r3.pem r3x.pem > b-r3x.pem
+faketime -f '-10d' openssl x509 -req -in r3x.csr -CA rootc.pem -CAkey rootc.key -CAcreateserial -days 1 \
+    -extfile r3x.ext -out r3o.pem 2>/dev/null || { echo "setup: expired cross"; exit 1; }
+cat root/ca.pem r3.pem r3o.pem > b-r3o.pem
+r3_fp=$(fp_of r3.pem)
+rm -rf webx && cp -a web webx && cat xold.pem >> webx/bundle.pem
+sums webx > webx.sums
+for b in r3x r3o; do
+	start_fake "expired_$b" int "b-$b.pem" "$INT_SAME"
+	expect_exit 1 "a new root vouched for by an expired $( [ $b = r3x ] && echo 'root' || echo 'cross-certificate'): refused" \
+	    "$MTLS" agent --ca-url "$FAKE_URL" --cert webx/svid.pem --key webx/svid.key --out-dir webx --once
+	expect_grep "\"event\":\"bundle_rejected\".*\"sha256\":\"$r3_fp\".*expired root or cross-certificate" "$T_DIR/err" \
+	    "logged: bundle_rejected names the new root and the expired voucher"
+	sums webx | cmp -s - webx.sums && ok "expired $b: svid.pem, svid.key and bundle.pem unchanged" \
+	    || not_ok "expired $b: out-dir changed" "$(sums webx; cat webx.sums)"
+done
+
 # ---- 4. root rotation: a new root cross-signed by the current one ----
 start_fake rotate int b-r2x.pem "$INT_SAME"
 old_serial=$(serial_of web/svid.pem)

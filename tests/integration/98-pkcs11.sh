@@ -20,6 +20,7 @@ softhsm_keypair wl 1234 client 02
 pinfile pin 1234
 pinfile badpin 9999
 cp pin pin644 && chmod 644 pin644
+ln -s pin pinlink
 uri() { echo "pkcs11:token=wl;object=$1?pin-source=file:$T_DIR/${2:-pin}"; }
 
 pki_root_int
@@ -66,8 +67,8 @@ expect_grep "never leaves it" "$T_DIR/err" "the refusal says why"
 [ ! -e exported.pem ] && ok "no file is written for a token key" || not_ok "exported.pem written" "$(grep -A2 PRIVATE exported.pem)"
 
 # clear errors; nothing starts
-refuse() {	# refuse NAME KEY PATTERN
-	expect_exit 2 "$1: the proxy exits 2" "$MTLS" proxy --listen "127.0.0.1:$(free_port)" --target "127.0.0.1:$be" \
+refuse() {	# refuse NAME KEY PATTERN (a proxy that starts instead is stopped at 20 s: exit 124)
+	expect_exit 2 "$1: the proxy exits 2" timeout 20 "$MTLS" proxy --listen "127.0.0.1:$(free_port)" --target "127.0.0.1:$be" \
 	    --cert server.pem --key "$2" --ca root/bundle.pem --allow-any --workers 1
 	expect_grep "$3" "$T_DIR/err" "$1: the message says so"
 }
@@ -77,6 +78,7 @@ grep -q 'pin-source' "$T_DIR/err" && not_ok "the missing-object message leaves t
     || ok "the missing-object message leaves the query out"
 refuse "a missing token" "pkcs11:token=nope;object=server?pin-source=file:$T_DIR/pin" "no initialized token labelled 'nope'"
 refuse "a PIN file mode 0644" "$(uri server pin644)" "pin644 is readable by others \(mode 644\): chmod 600"
+refuse "a PIN file that is a symlink (to a good one)" "$(uri server pinlink)" "pkcs11 PIN file .*/pinlink is a symlink: give the path of the file itself"
 refuse "pin-value in the URI" "pkcs11:token=wl;object=server?pin-value=1234" "pin-value is refused"
 grep -q 1234 "$T_DIR/err" && not_ok "the pin-value message does not echo the PIN" || ok "the pin-value message does not echo the PIN"
 refuse "a missing module" "pkcs11:token=wl;object=server?pin-source=file:$T_DIR/pin&module-path=$T_DIR/none.so" "pkcs11 module .*/none.so"

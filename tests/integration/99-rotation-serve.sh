@@ -52,6 +52,9 @@ body=$(curl -sS --max-time 10 "http://127.0.0.1:$out/index.html" 2>&1)
 [ "$body" = "stapled hello" ] || not_ok "before the rotation: a stapled request goes through" "$body"
 
 # ---- rotate to switched ----
+expect_exit 2 "ca crl --previous before any rotation: refused" "$MTLS" ca crl --ca root --previous --out prev-cli0.pem
+expect_grep "no previous issuer: the rotation is not in phase switched" "$T_DIR/err" "the refusal says why"
+[ ! -e prev-cli0.pem ] && ok "and writes nothing" || not_ok "prev-cli0.pem written"
 q "$MTLS" ca rotation prepare --ca root
 q "$MTLS" ca rotation publish --ca root
 hup published || not_ok "reload published" "$(grep reload "$T_DIR/caserve.log")"
@@ -110,6 +113,17 @@ grown() { getcrl /v1/crl/previous prev2.der > /dev/null; n2=$(crlnum prev2.der);
 getcrl /v1/crl cur.der > /dev/null
 openssl crl -inform DER -in cur.der -CAfile newroot.pem -noout > curv.txt 2>&1
 grep -q "verify OK" curv.txt && ok "/v1/crl is still the new root's CRL" || not_ok "current CRL" "$(cat curv.txt)"
+# the same from the command line: the old issuer's CRL, signed by rotation/old.key
+expect_exit 0 "ca crl --previous in phase switched" "$MTLS" ca crl --ca root --previous --out prev-cli.pem
+expect_grep "wrote prev-cli.pem \\([0-9]+ revoked; the previous issuer's, CN=example.org Root CA,O=example.org\\)" "$T_DIR/out" \
+    "it says whose CRL it wrote"
+openssl crl -in prev-cli.pem -CAfile oldroot.pem -noout > cliv.txt 2>&1
+grep -q "verify OK" cliv.txt && ok "ca crl --previous: a CRL that verifies with the old root" || not_ok "CLI old CRL" "$(cat cliv.txt)"
+openssl crl -in prev-cli.pem -noout -text > prev-cli.txt 2>&1
+grep -qi "Serial Number: *0*$vserial" prev-cli.txt && grep -qi "Serial Number: *0*$(serial_of cli.pem)" prev-cli.txt &&
+    ok "it lists both revocations made after the switch" || not_ok "CLI old CRL lists them" "$(grep -i serial prev-cli.txt)"
+n3=$(openssl crl -in prev-cli.pem -noout -crlnumber | sed 's/^crlNumber=0x//')
+[ $((16#$n3)) -gt $((16#$n2)) ] && ok "its CRL number follows ca serve's ($n2 -> $n3)" || not_ok "CLI CRL number" "$n2 -> $n3"
 
 # ---- (c) a join token made before the switch ----
 expect_exit 0 "after the switch: a token made before it enrolls" \
@@ -162,6 +176,8 @@ grep -q "unauthorized" o3.txt && ok "after retire: OCSP for an old-root leaf is 
 code=$(getcrl /v1/crl/previous prev3.der)
 [ "$code" = 404 ] && grep -q no_previous_issuer prev3.der && ok "after retire: /v1/crl/previous is a 404 naming why" ||
     not_ok "old CRL after retire" "$code $(head -c 300 prev3.der)"
+expect_exit 2 "after retire: ca crl --previous refused" "$MTLS" ca crl --ca root --previous --out prev-cli3.pem
+expect_grep "after retire the old issuer is trusted nowhere" "$T_DIR/err" "naming why"
 expect_exit 1 "after retire: a token made before the switch is refused" \
     "$MTLS" agent --once --ca-url "$URL" --token-file retired.token --out-dir retired-out
 expect_grep "root rotated\\? new token: mtls ca token create" "$T_DIR/err" "the refusal names the reason and the fix"

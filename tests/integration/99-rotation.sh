@@ -25,6 +25,31 @@ traffic_start
 expect_exit 0 "rotation prepare" "$MTLS" ca rotation prepare --ca root
 expect_exit 0 "rotation publish" "$MTLS" ca rotation publish --ca root
 hup published && ok "ca serve reloaded: published" || not_ok "reload published" "$(grep reload "$T_DIR/caserve.log")"
+# the overlap's SPIFFE bundle: the two roots, never the cross-certificate
+# that bundle.pem also holds (a consumer trusts every x509-svid key as a root)
+curl -sS --cacert root/bundle.pem --resolve "localhost:$port:127.0.0.1" "$URL/v1/bundle?format=spiffe" > spiffe.json
+"$MTLS" ca bundle --ca root --format spiffe > spiffe-cli.json
+python3 - spiffe.json spiffe-cli.json oldroot.pem root/bundle.pem > spiffe.check 2>&1 <<'PY'
+import base64, json, subprocess, sys
+def pem(der):
+    return subprocess.run(["openssl", "x509", "-inform", "DER"], input=der, capture_output=True, check=True).stdout.decode()
+def subj_iss(p):
+    o = subprocess.run(["openssl", "x509", "-noout", "-subject", "-issuer", "-nameopt", "RFC2253"], input=p.encode(), capture_output=True, check=True).stdout.decode().splitlines()
+    return o[0].split("=", 1)[1], o[1].split("=", 1)[1]
+bundle = open(sys.argv[4]).read().count("BEGIN CERTIFICATE")
+assert bundle == 3, "bundle.pem holds old root, new root, cross: %d" % bundle
+old = open(sys.argv[3]).read()
+for f in sys.argv[1:3]:
+    d = json.load(open(f))
+    certs = [pem(base64.b64decode(k["x5c"][0])) for k in d["keys"]]
+    assert len(certs) == 2, "%s: %d authorities, want the 2 roots" % (f, len(certs))
+    for c in certs:
+        s, i = subj_iss(c)
+        assert s == i, "%s: %s issued by %s" % (f, s, i)
+    assert any(subj_iss(c) == subj_iss(old) and c.split("-----")[2] == old.split("-----")[2] for c in certs), f + ": old root missing"
+print("ok")
+PY
+expect_grep '^ok' spiffe.check "overlap: the SPIFFE bundle (served and ca bundle) lists the 2 roots, not the cross-certificate"
 status; grep -q '^next: switch: blocked: 2 of 2 agents' status.txt && ok "status: switch blocked by 2 agents on the old bundle" ||
     not_ok "status blocks the switch" "$(cat status.txt)"
 expect_exit 1 "rotation switch refused while blocked" "$MTLS" ca rotation switch --ca root
@@ -65,3 +90,11 @@ PY
 expect_grep '^ok' rot.check "/v1/rotation (admin): the status as JSON, phase retired, 2 agents"
 check_metrics_retired
 check_unknown_ca stale oldroot.pem
+# the same leaf sent alone, as a root's leaves are: no intermediate is
+# missing, its root was rotated out: unknown_ca, and the fix is to renew
+openssl s_client -connect "127.0.0.1:$in" -cert stale.pem -key stale.key \
+    -CAfile orders/bundle.pem < /dev/null > sclient-alone.out 2>&1
+serial=$(openssl x509 -in stale.pem -noout -serial | cut -d= -f2)
+wait_for 5 grep -q "\"serial\":\"$serial\".*\"result\":\"unknown_ca\".*renew it from the current CA" "$T_DIR/inbound.log"
+expect_grep "\"serial\":\"$serial\".*\"result\":\"unknown_ca\".*renew it from the current CA; its issuer 'CN=example.org Root CA,O=example.org' is a root rotated out" \
+    "$T_DIR/inbound.log" "an old-root leaf sent alone after retire: unknown_ca, 'renew it from the current CA' (not chain_incomplete)"

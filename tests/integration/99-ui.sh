@@ -174,6 +174,12 @@ a parameter twice|limit=5&limit=6|given twice
 a bad state|state=valid%27--|state: give
 limit 0|limit=0|limit: a number from 1 to 500
 limit 501|limit=501|limit: a number
+limit with a leading zero|limit=0500|limit: a number from 1 to 500
+limit with a plus|limit=%2B5|limit: a number
+limit after a space|limit=%205|limit
+limit before a space|limit=5%20|limit
+limit in hex|limit=0x10|limit: a number
+a cursor with a leading zero|cursor=01.01|cursor: give
 a negative limit|limit=-1|limit
 expiring_within over 366 days|expiring_within=400d|at most 366d
 expiring_within with state=revoked|state=revoked&expiring_within=1d|state=expiring only
@@ -188,6 +194,7 @@ a search of 300 bytes|q=$long|too long
 EOF
 get "400: summary takes no parameter" "/v1/inventory/summary?x=1" 400 bad_query "${A[@]}"
 get "400: identity without id" "/v1/inventory/identity" 400 "id: give" "${A[@]}"
+get "400: identity limit with a leading zero" "/v1/inventory/identity?id=x&limit=0500" 400 "limit: a number from 1 to 500" "${A[@]}"
 get "404: no such inventory route" "/v1/inventory/other" 404 not_found "${A[@]}"
 get "404: no such file of the page" "/ui/secret" 404 not_found "${A[@]}"
 get "405: POST" "/v1/inventory" 405 method_not_allowed "${A[@]}" -X POST -d x

@@ -94,12 +94,40 @@ test_hostile(void **state)
 	assert_non_null(strstr(err.msg, "NUL"));
 }
 
+/* conf_number: the one number syntax of queries, config files and
+ * command lines */
+static void
+test_number(void **state)
+{
+	static const char *const bad[] = { "", "0500", "00", "+5", "-5", " 5",
+	    "5 ", "0x10", "5k", "1e3", "5.0", "\t5", "1234567890123456789",
+	    "99999999999999999999999" };
+	int64_t v = 42;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (conf_number(bad[i], 0, INT64_MAX, &v) != -1)
+			fail_msg("'%s' was read as %lld", bad[i], (long long)v);
+		assert_int_equal(v, 42);	/* untouched */
+	}
+	assert_int_equal(conf_number("0", 0, 10, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(conf_number("500", 1, 500, &v), 0);
+	assert_int_equal(v, 500);
+	assert_int_equal(conf_number("501", 1, 500, &v), -1);
+	assert_int_equal(conf_number("0", 1, 500, &v), -1);
+	assert_int_equal(conf_number("123456789012345678", 0, INT64_MAX, &v), 0);
+	assert_int_equal(v, 123456789012345678LL);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cases),
 		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_number),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

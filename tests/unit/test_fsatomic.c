@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,41 @@
 #include "internal.h"
 
 static char dir[256];
+
+/*
+ * The attacker between a check and a read: armed, the first stat() or
+ * lstat() of <swap_path> (the library's look at a file by its name)
+ * renames <swap_with> over it right after, as another user who can write
+ * the folder would. Unarmed, both are the plain calls.
+ */
+static const char *swap_path, *swap_with;
+
+static void
+swap_now(const char *p)
+{
+	if (swap_path != NULL && strcmp(p, swap_path) == 0) {
+		swap_path = NULL;
+		assert_int_equal(rename(swap_with, p), 0);
+	}
+}
+
+int
+stat(const char *restrict p, struct stat *restrict st)
+{
+	int r = fstatat(AT_FDCWD, p, st, 0);
+
+	swap_now(p);
+	return r;
+}
+
+int
+lstat(const char *restrict p, struct stat *restrict st)
+{
+	int r = fstatat(AT_FDCWD, p, st, AT_SYMLINK_NOFOLLOW);
+
+	swap_now(p);
+	return r;
+}
 
 static int
 setup(void **state)
@@ -185,6 +221,94 @@ test_check_private(void **state)
 	assert_int_equal(err.sys, ENOENT);
 }
 
+/* secret_load_private (the PKCS#11 PIN file, store_password_file): the
+ * file judged is the file read, even when another user renames a file of
+ * their own over it right after any look by name; symlinks, others' files
+ * and files group or others can read or write are refused, naming the fix. */
+static void
+test_load_private(void **state)
+{
+	static const struct {
+		mode_t	 mode;
+		const char *want_msg;
+	} cases[] = {
+		{ 0640, "is readable by its group (mode 640): chmod 600 " },
+		{ 0604, "is readable by others (mode 604): chmod 600 " },
+		{ 0620, "is writable by its group (mode 620): chmod go-w " },
+	};
+	struct mtls_secret s = { NULL, 0 };
+	struct mtls_error err;
+	struct stat seen, now;
+	char p[300], evil[300], link[300];
+	size_t i;
+	int rv;
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/pin", dir);
+	snprintf(evil, sizeof(evil), "%s/evil", dir);
+	snprintf(link, sizeof(link), "%s/pin-link", dir);
+	assert_int_equal(fs_write_atomic(p, "1234\n", 5, 0600, 1, &err), 0);
+	assert_int_equal(secret_load_private(&s, p, "pkcs11 PIN file ", &seen,
+	    &err), 0);
+	assert_int_equal(s.len, 4);
+	assert_memory_equal(s.p, "1234", 4);
+	assert_int_equal(stat(p, &now), 0);
+	assert_true(seen.st_ino == now.st_ino && seen.st_dev == now.st_dev);
+	secret_clear(&s);
+
+	/* the swap: another user's file, its PIN of their choosing */
+	assert_int_equal(fs_write_atomic(evil, "6666\n", 5, 0600, 1, &err), 0);
+	if (geteuid() == 0)
+		assert_int_equal(chown(evil, 65534, (gid_t)-1), 0);
+	else
+		assert_int_equal(chmod(evil, 0644), 0);
+	swap_path = p;
+	swap_with = evil;
+	error_clear(&err);
+	rv = secret_load_private(&s, p, "pkcs11 PIN file ", NULL, &err);
+	swap_path = NULL;
+	assert_true(rv == -1 || (s.len == 4 && memcmp(s.p, "1234", 4) == 0));
+	secret_clear(&s);
+
+	/* that file, at the path from the start: refused, naming the fix */
+	assert_int_equal(fs_write_atomic(evil, "6666\n", 5, 0600, 1, &err), 0);
+	assert_int_equal(rename(evil, p), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(p, 65534, (gid_t)-1), 0);
+		assert_int_equal(secret_load_private(&s, p, "pkcs11 PIN file ",
+		    NULL, &err), -1);
+		assert_non_null(strstr(err.msg, "pkcs11 PIN file /"));
+		assert_non_null(strstr(err.msg, "pin belongs to uid 65534, "
+		    "not to this user (uid 0): chown 0 "));
+		assert_null(s.p);
+		assert_int_equal(chown(p, 0, (gid_t)-1), 0);
+	}
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(chmod(p, cases[i].mode), 0);
+		error_clear(&err);
+		assert_int_equal(secret_load_private(&s, p, "store_password_file ",
+		    NULL, &err), -1);
+		assert_non_null(strstr(err.msg, cases[i].want_msg));
+		assert_non_null(strstr(err.msg, "store_password_file /"));
+		assert_null(s.p);
+	}
+	/* a symlink (to a good file): its target is whoever made it's choice */
+	assert_int_equal(chmod(p, 0600), 0);
+	assert_int_equal(symlink(p, link), 0);
+	assert_int_equal(secret_load_private(&s, link, "pkcs11 PIN file ",
+	    NULL, &err), -1);
+	assert_non_null(strstr(err.msg, "pin-link is a symlink: give the path "
+	    "of the file itself"));
+	assert_null(s.p);
+	/* a FIFO is refused at once, never waited on */
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(mkfifo(link, 0600), 0);
+	assert_int_equal(secret_load_private(&s, link, "pkcs11 PIN file ",
+	    NULL, &err), -1);
+	assert_non_null(strstr(err.msg, "not a regular file (a FIFO)"));
+	assert_int_equal(unlink(link), 0);
+}
+
 int
 main(void)
 {
@@ -193,6 +317,7 @@ main(void)
 		cmocka_unit_test(test_read_limits),
 		cmocka_unit_test(test_pass_file),
 		cmocka_unit_test(test_check_private),
+		cmocka_unit_test(test_load_private),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

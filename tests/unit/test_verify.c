@@ -294,6 +294,30 @@ make_pki(void **state)
 	    "subjectAltName=URI:spiffe://example.org/ns/prod/self", NULL, NULL,
 	    0, pki.now));
 	add_file("selfsigned.pem", fx_stack(c->x, NULL));
+	/* a root rotation (rotation.c names the new root "<td> Root CA
+	 * <stamp>"): after retire the bundle holds the new root only; a
+	 * leaf of the old root, sent alone as leaves of a root are */
+	{
+		static const char *rot_ids[] = {
+		    "spiffe://example.org/ns/prod/stale", NULL };
+		struct fx_cert *nroot, *nint;
+
+		nroot = keep(fx_root("example.org",
+		    "example.org Root CA 2026-12-04T222111Z", pki.now));
+		add_file("newroot/bundle.pem", fx_stack(nroot->x, NULL));
+		c = keep(fx_leaf(root, "example.org", rot_ids, pki.now - 60,
+		    pki.now + FX_DAY));
+		add_file("oldroot_leaf.pem", fx_stack(c->x, NULL));
+		c = keep(fx_leaf(nroot, "example.org", rot_ids, pki.now - 60,
+		    pki.now + FX_DAY));
+		add_file("newroot_leaf.pem", fx_stack(c->x, NULL));
+		/* and an intermediate of the new root really not sent */
+		nint = keep(fx_intermediate(nroot, "example.org", "example.org "
+		    "Intermediate CA", NULL, 0, NULL, 0, pki.now));
+		c = keep(fx_leaf(nint, "example.org", rot_ids, pki.now - 60,
+		    pki.now + FX_DAY));
+		add_file("newint_leaf_only.pem", fx_stack(c->x, NULL));
+	}
 	add_file("root_twice.pem", fx_stack(root->x, root->x, NULL));
 	add_file("good_with_root.pem", fx_stack(good->x, open->x, root->x,
 	    NULL));
@@ -333,6 +357,17 @@ static const struct vcase extra_cases[] = {
 	{ .name = "allow any", .chain = "good.pem", .flags = "--allow-any --allow dns:x.org",
 	  .expect = "ok" },
 	{ .name = "an empty chain", .chain = "empty", .expect = "no_client_cert" },
+	{ .name = "after a root rotation's retire: an old-root leaf alone",
+	  .chain = "oldroot_leaf.pem", .anchors = "newroot/bundle.pem",
+	  .expect = "unknown_ca", .msg = ": renew it from the current CA; its "
+	  "issuer 'CN=example.org Root CA," },
+	{ .name = "a new-root leaf at a peer still on the old bundle",
+	  .chain = "newroot_leaf.pem", .anchors = "root/bundle.pem",
+	  .expect = "unknown_ca", .msg = ": install the CA's current bundle "
+	  "here" },
+	{ .name = "the new root's intermediate really missing",
+	  .chain = "newint_leaf_only.pem", .anchors = "newroot/bundle.pem",
+	  .expect = "chain_incomplete", .msg = "the intermediate is missing" },
 };
 
 static int

@@ -47,24 +47,41 @@ sk_has(STACK_OF(X509) *sk, X509 *x)
 	return 0;
 }
 
-/* <c> is a CA certificate, valid now, signed by a self-signed root of
- * <cur> (checked with that root's key, not by name). */
+/* <x> is within its validity now; a time OpenSSL cannot read (0 from
+ * X509_cmp_current_time) is not. */
 static int
+valid_now(X509 *x)
+{
+	return X509_cmp_current_time(X509_get0_notBefore(x)) < 0 &&
+	    X509_cmp_current_time(X509_get0_notAfter(x)) > 0;
+}
+
+/* Why a certificate is not vouched for: */
+enum vouch { VOUCH_OK, VOUCH_NONE, VOUCH_EXPIRED };
+
+/* <c> is a CA certificate, valid now, signed by a self-signed root of
+ * <cur> (checked with that root's key, not by name) that is valid now
+ * too: an expired root vouches for nothing (its key may since have been
+ * thrown away, or leaked, unwatched). VOUCH_EXPIRED when only validity
+ * (of <c> or of its signer) is missing. */
+static enum vouch
 signed_by_current_root(STACK_OF(X509) *cur, X509 *c)
 {
+	enum vouch v = VOUCH_NONE;
 	X509 *t;
 	int i;
 
-	if (X509_check_ca(c) < 1 ||
-	    X509_cmp_current_time(X509_get0_notBefore(c)) > 0 ||
-	    X509_cmp_current_time(X509_get0_notAfter(c)) < 0)
-		return 0;
+	if (X509_check_ca(c) < 1)
+		return VOUCH_NONE;
 	for (i = 0; i < sk_X509_num(cur); i++) {
 		t = sk_X509_value(cur, i);
-		if (cert_is_self_signed(t) && cert_issued_by(t, c))
-			return 1;
+		if (!cert_is_self_signed(t) || !cert_issued_by(t, c))
+			continue;
+		if (valid_now(t) && valid_now(c))
+			return VOUCH_OK;
+		v = VOUCH_EXPIRED;
 	}
-	return 0;
+	return v;
 }
 
 /*
@@ -99,23 +116,31 @@ unconstrained(X509 *c)
 }
 
 /* <fresh> carries a cross-certificate for root <r>: <r>'s subject and
- * public key, unconstrained, signed by a root of <cur>. */
-static int
+ * public key, unconstrained, signed by a root of <cur>; both valid now, as
+ * is <r>. */
+static enum vouch
 has_cross(STACK_OF(X509) *cur, STACK_OF(X509) *fresh, X509 *r)
 {
+	enum vouch v = VOUCH_NONE, w;
 	X509 *c;
 	int i;
 
 	for (i = 0; i < sk_X509_num(fresh); i++) {
 		c = sk_X509_value(fresh, i);
-		if (!cert_is_self_signed(c) && X509_NAME_cmp(
-		    X509_get_subject_name(c), X509_get_subject_name(r)) == 0 &&
-		    EVP_PKEY_eq(X509_get0_pubkey(c), X509_get0_pubkey(r)) == 1 &&
-		    unconstrained(c) && signed_by_current_root(cur, c))
-			return 1;
+		if (cert_is_self_signed(c) || X509_NAME_cmp(
+		    X509_get_subject_name(c), X509_get_subject_name(r)) != 0 ||
+		    EVP_PKEY_eq(X509_get0_pubkey(c), X509_get0_pubkey(r)) != 1 ||
+		    !unconstrained(c))
+			continue;
+		if ((w = signed_by_current_root(cur, c)) == VOUCH_OK) {
+			v = valid_now(r) ? VOUCH_OK : VOUCH_EXPIRED;
+			break;
+		}
+		if (w == VOUCH_EXPIRED)
+			v = VOUCH_EXPIRED;
 	}
 	ERR_clear_error();
-	return 0;
+	return v;
 }
 
 /* A refused bundle: one log line naming the certificate, err set. */
@@ -150,29 +175,38 @@ bundle_rejected(struct agent *a, X509 *x, const char *why,
  * vouches for. A certificate already in <cur> stays; a new root needs a
  * cross-certificate in <fresh> (its subject and key, a CA, valid, signed by
  * a root of <cur>); any other new certificate must itself be such a
- * certificate. At least one root. Passing TLS under a current root (a
- * sibling CA's server does) is not enough to add a root; holding a current
+ * certificate. The vouching root, the cross-certificate and the new root
+ * are valid now: a root of <cur> that has expired vouches for nothing.
+ * At least one root. Passing TLS under a current root (a sibling CA's
+ * server does) is not enough to add a root; holding a current, unexpired
  * root's key is.
  */
 static int
 bundle_check(struct agent *a, STACK_OF(X509) *cur, STACK_OF(X509) *fresh,
     struct mtls_error *err)
 {
+	enum vouch v;
 	X509 *x;
-	int i, roots = 0;
+	int i, roots = 0, self;
 
 	for (i = 0; i < sk_X509_num(fresh); i++) {
 		x = sk_X509_value(fresh, i);
-		if (cert_is_self_signed(x))
+		if ((self = cert_is_self_signed(x)))
 			roots++;
 		if (sk_has(cur, x))
 			continue;
-		if (cert_is_self_signed(x) ? !has_cross(cur, fresh, x) :
-		    !signed_by_current_root(cur, x))
-			return bundle_rejected(a, x, cert_is_self_signed(x) ?
+		v = self ? has_cross(cur, fresh, x) :
+		    signed_by_current_root(cur, x);
+		if (v == VOUCH_EXPIRED)
+			return bundle_rejected(a, x, self ? "a new root vouched "
+			    "for only by an expired root or cross-certificate "
+			    "(or itself expired)" : "signed only by an expired "
+			    "root (or itself expired)", err);
+		if (v != VOUCH_OK)
+			return bundle_rejected(a, x, self ?
 			    "a new root without an unconstrained "
-			    "cross-certificate from a trusted root" : "not a root, nor signed by a "
-			    "trusted root", err);
+			    "cross-certificate from a trusted root" :
+			    "not a root, nor signed by a trusted root", err);
 	}
 	if (roots == 0)
 		return bundle_rejected(a, NULL, "empty: no root", err);

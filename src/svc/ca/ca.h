@@ -337,8 +337,9 @@ int	 ca_bundle_pem(struct ca *, char **pem, size_t *len,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* How often a SPIFFE bundle consumer should fetch it again (seconds). */
 #define CA_BUNDLE_REFRESH_S	300
-/* The roots as a SPIFFE trust bundle (JWK Set); spiffe_sequence is the
- * newest root's notBefore, so it grows when a root is added. */
+/* The roots as a SPIFFE trust bundle (JWK Set): bundle.pem's self-signed
+ * certificates only (never a rotation's cross-certificate); spiffe_sequence
+ * is the newest root's notBefore, so it grows when a root is added. */
 int	 ca_bundle_jwks(struct ca *, char **json, struct mtls_error *)
 	    MTLS_MUST_CHECK;
 /* A one-time join token for <spiffe_id> (allowed by a role), valid <ttl>:

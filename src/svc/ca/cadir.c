@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "ca_local.h"
@@ -722,15 +723,41 @@ ca_bundle_pem(struct ca *ca, char **pem, size_t *len, struct mtls_error *err)
 	return 0;
 }
 
+/* Only the trust anchors: bundle.pem also carries a rotation's
+ * cross-certificate during the overlap (what lets an old-bundle peer
+ * chain the new root), which is no x509-svid authority of a SPIFFE
+ * bundle: a consumer would trust whatever it names as a root. A root is
+ * self-signed, its signature checked (X509_self_signed), not just its
+ * names compared. */
 int
 ca_bundle_jwks(struct ca *ca, char **json, struct mtls_error *err)
 {
+	STACK_OF(X509) *roots;
 	int64_t seq = 0, t;
-	int i;
+	int i, rv;
 
-	for (i = 0; i < sk_X509_num(ca->bundle); i++)
-		if ((t = asn1_time_unix(X509_get0_notBefore(
-		    sk_X509_value(ca->bundle, i)))) > seq)
+	if ((roots = sk_X509_new_null()) == NULL)
+		return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+	for (i = 0; i < sk_X509_num(ca->bundle); i++) {
+		X509 *x = sk_X509_value(ca->bundle, i);
+
+		if (X509_self_signed(x, 1) != 1)
+			continue;
+		if (!sk_X509_push(roots, x)) {
+			sk_X509_free(roots);
+			return error_set(err, MTLS_ERR_NOMEM, "out of memory");
+		}
+		if ((t = asn1_time_unix(X509_get0_notBefore(x))) > seq)
 			seq = t;
-	return jwks_emit(ca->bundle, seq, CA_BUNDLE_REFRESH_S, json, err);
+	}
+	ERR_clear_error();
+	if (sk_X509_num(roots) == 0) {
+		sk_X509_free(roots);
+		return error_set(err, MTLS_ERR_ARG, "%s/bundle.pem holds no "
+		    "self-signed root: a SPIFFE bundle lists roots only (put "
+		    "the root that the chain ends at in bundle.pem)", ca->dir);
+	}
+	rv = jwks_emit(roots, seq, CA_BUNDLE_REFRESH_S, json, err);
+	sk_X509_free(roots);
+	return rv;
 }

@@ -110,8 +110,9 @@ ca_crl_previous(struct ca *ca, int64_t ttl, X509_CRL **out,
 	*out = NULL;
 	if (ca->prev == NULL || ca->prev_signer == NULL)
 		return error_set(err, MTLS_ERR_ARG, "no previous issuer: the "
-		    "rotation is not in phase switched (or its key did not "
-		    "load)");
+		    "rotation is not in phase switched (mtls ca rotation "
+		    "status shows it); before switch this CA's CRL covers its "
+		    "leaves, after retire the old issuer is trusted nowhere");
 	name_oneline(X509_get_subject_name(ca->prev), name, sizeof(name));
 	return crl_of(ca, ca->prev, ca->prev_signer, name, ttl, out, err);
 }

@@ -172,25 +172,6 @@ params_parse(const struct http_req *req, struct param *ps, size_t n,
 	return -1;
 }
 
-/* A decimal integer in [lo, hi]: 0, or -1. */
-static int
-int_parse(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-	int64_t v = 0;
-
-	if (*s == '\0' || strlen(s) > 18)
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		v = v * 10 + (*s - '0');
-	}
-	if (v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 /* ---- rows as JSON ---- */
 
 struct rows {
@@ -324,7 +305,7 @@ inv_list(struct server *s, const struct http_req *req, struct reply *rp)
 		/* ours: "<not_after>.<serial>" from next_cursor */
 		char *dot = strchr(ps[3].val, '.');
 
-		if (dot == NULL || (*dot = '\0', int_parse(ps[3].val, 0,
+		if (dot == NULL || (*dot = '\0', conf_number(ps[3].val, 0,
 		    (int64_t)1 << 53, &q.c_not_after) != 0) ||
 		    serial_canon(dot + 1, q.c_serial,
 		    sizeof(q.c_serial)) != 0) {
@@ -335,7 +316,7 @@ inv_list(struct server *s, const struct http_req *req, struct reply *rp)
 		q.has_cursor = 1;
 	}
 	if (ps[4].val != NULL) {
-		if (int_parse(ps[4].val, 1, INV_LIMIT_MAX, &v) != 0) {
+		if (conf_number(ps[4].val, 1, INV_LIMIT_MAX, &v) != 0) {
 			serve_reply_error(rp, 400, "bad_query", "limit: a "
 			    "number from 1 to %d", INV_LIMIT_MAX);
 			goto out;
@@ -478,7 +459,7 @@ inv_identity(struct server *s, const struct http_req *req, struct reply *rp)
 		    "(a SPIFFE ID, dns:NAME, ip:ADDRESS), percent-encoded");
 		goto out;
 	}
-	if (ps[1].val != NULL && int_parse(ps[1].val, 1, INV_LIMIT_MAX,
+	if (ps[1].val != NULL && conf_number(ps[1].val, 1, INV_LIMIT_MAX,
 	    &v) != 0) {
 		serve_reply_error(rp, 400, "bad_query", "limit: a number from "
 		    "1 to %d", INV_LIMIT_MAX);

@@ -529,9 +529,8 @@ store_pg_open(struct store **out, const struct store_conf *c,
 	if (url_check(c->url, err) != 0)
 		return -1;
 	if (c->password_file[0] != '\0') {
-		if (fs_check_private(c->password_file, "store_password_file ",
-		    "", err) != 0 || secret_load_pass(&pass, c->password_file,
-		    err) != 0)
+		if (secret_load_private(&pass, c->password_file,
+		    "store_password_file ", NULL, err) != 0)
 			goto err;
 		if ((pw = calloc(1, pass.len + 1)) == NULL) {
 			error_set(err, MTLS_ERR_NOMEM, "out of memory");

@@ -17,6 +17,7 @@ addr_parse(const char *text, const char *what,
 {
 	struct addrinfo hints, *res = NULL;
 	char host[256], *port;
+	int64_t pn;
 	const char *colon;
 	int rc;
 
@@ -51,8 +52,7 @@ addr_parse(const char *text, const char *what,
 		snprintf(host, sizeof(host), "%.*s", (int)(colon - text), text);
 	}
 	port = (char *)colon + 1;
-	if (*port == '\0' || strspn(port, "0123456789") != strlen(port) ||
-	    atoi(port) <= 0 || atoi(port) > 65535)
+	if (conf_number(port, 1, 65535, &pn) != 0)
 		return error_set(err, MTLS_ERR_ARG, "%s '%s': port must be "
 		    "1-65535", what, text);
 	memset(&hints, 0, sizeof(hints));

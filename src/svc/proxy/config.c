@@ -77,28 +77,27 @@ cfg_list(char ***v, size_t *n, const char *val, struct mtls_error *err)
 	return 0;
 }
 
-/* A byte count: digits with an optional k/m suffix (KiB, MiB). */
+/* A byte count: digits (conf_number's: no sign, blank or leading zero)
+ * with an optional k/m suffix (KiB, MiB). */
 static int
 cfg_bytes(const char *v, int64_t lo, int64_t hi, int64_t *out)
 {
-	char *end;
-	long long n = strtoll(v, &end, 10);
+	char digits[24];
+	size_t len = strlen(v);
+	int64_t n, mul = 1;
 
-	if (end == v || n < 0)
+	if (len > 0 && (v[len - 1] == 'k' || v[len - 1] == 'K'))
+		mul = 1024, len--;
+	else if (len > 0 && (v[len - 1] == 'm' || v[len - 1] == 'M'))
+		mul = 1024 * 1024, len--;
+	if (len >= sizeof(digits))
 		return -1;
+	memcpy(digits, v, len);
+	digits[len] = '\0';
 	/* bounded before the multiplication: signed overflow is UB */
-	if (*end == 'k' || *end == 'K') {
-		if (n > hi / 1024)
-			return -1;
-		n *= 1024, end++;
-	} else if (*end == 'm' || *end == 'M') {
-		if (n > hi / (1024 * 1024))
-			return -1;
-		n *= 1024 * 1024, end++;
-	}
-	if (*end != '\0' || n < lo || n > hi)
+	if (conf_number(digits, 0, hi / mul, &n) != 0 || n * mul < lo)
 		return -1;
-	*out = n;
+	*out = n * mul;
 	return 0;
 }
 
@@ -312,13 +311,12 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	}
 	if (strcmp(section, "proxy") == 0) {
 		if (strcmp(key, "workers") == 0 || strcmp(key, "max_conns") == 0) {
-			char *end;
-			long n = strtol(val, &end, 10);
+			int64_t n;
 
-			if (*val == '\0' || *end != '\0' || n < 1 || n > 1000000)
+			if (conf_number(val, 1, 1000000, &n) != 0)
 				return error_set(err, MTLS_ERR_PARSE, "%s:%d: %s "
-				    "must be a positive number", cs->path, line,
-				    key);
+				    "must be a positive number (digits only, no "
+				    "leading zero)", cs->path, line, key);
 			if (key[0] == 'w')
 				o->workers = n > 64 ? 64 : (int)n;
 			else
@@ -468,13 +466,12 @@ cfg_cb(void *arg, const char *section, const char *key, const char *val,
 	if (strcmp(key, "crl") == 0)
 		return cfg_list(&l->crls, &l->n_crls, val, err);
 	if (strcmp(key, "max_conns_per_ip") == 0) {
-		char *end;
-		long n = strtol(val, &end, 10);
+		int64_t n;
 
-		if (*val == '\0' || *end != '\0' || n < 0 || n > 1000000)
+		if (conf_number(val, 0, 1000000, &n) != 0)
 			return error_set(err, MTLS_ERR_PARSE, "%s:%d: "
 			    "max_conns_per_ip '%s' must be a number from 0 (no "
-			    "limit) to 1000000", cs->path, line, val);
+			    "limit) to 1000000 (digits only, no leading zero)", cs->path, line, val);
 		l->max_conns_per_ip = n == 0 ? -1 : (int)n;
 		return 0;
 	}
