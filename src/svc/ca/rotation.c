@@ -157,9 +157,9 @@ rotation_state_read(const char *dir, struct rot_state *st,
 	ca_path(p, sizeof(p), dir, "rotation.json");
 	if (access(p, F_OK) != 0)
 		return 0;	/* no rotation yet */
-	if (fs_check_private(p, "", " (whoever can write it steers the "
-	    "rotation)", err) != 0 || fs_read(p, STATE_MAX, &buf, &len,
-	    err) != 0)
+	/* judged and read through one descriptor (whoever can write it
+	 * steers the rotation) */
+	if (fs_read_private(p, STATE_MAX, "", 0, &buf, &len, NULL, err) != 0)
 		return -1;
 	if ((o = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
 	    &je)) == NULL || !json_is_object(o)) {
