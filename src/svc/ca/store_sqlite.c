@@ -103,6 +103,9 @@ static const char *const migrations[] = {
     " (c.identities = a.identity OR substr(c.identities, 1,"
     " length(a.identity) + 1) = a.identity || char(10));"
     "DROP TABLE IF EXISTS agent_bundles;",
+    /* 5: certs_not_after is certs_na_serial's first column: one index
+     * less to write per certificate (issue 15) */
+    "DROP INDEX IF EXISTS certs_not_after;",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
