@@ -25,7 +25,10 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#include "ca/ca.h"
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include "ca/store_int.h"	/* STORE_SWEEP */
 
 #define RACERS	4
 
@@ -556,6 +559,95 @@ t_group_reports(void **state)
 	store_close(gc_store);
 }
 
+/* ---- the reports of expired certificates go, a bounded few per batch
+ * that writes reports ---- */
+
+/* Rows in bundle_reports, read with the backend's own client. */
+static long long
+reports_count(void)
+{
+	long long n = -1;
+	char pw[256] = "";
+	FILE *f;
+
+	if (url == NULL) {
+		sqlite3 *d;
+		sqlite3_stmt *st;
+
+		assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(d, "SELECT count(*) FROM "
+		    "bundle_reports", -1, &st, NULL), SQLITE_OK);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		sqlite3_close(d);
+	} else {
+		const char *k[] = { "dbname", "password", NULL }, *v[3];
+		PGconn *c;
+		PGresult *r;
+
+		if (pw_file != NULL && (f = fopen(pw_file, "r")) != NULL) {
+			if (fgets(pw, sizeof(pw), f) != NULL)
+				pw[strcspn(pw, "\r\n")] = '\0';
+			fclose(f);
+		}
+		v[0] = url, v[1] = pw, v[2] = NULL;
+		c = PQconnectdbParams(k, v, 1);
+		r = PQexec(c, "SELECT count(*) FROM bundle_reports");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+			n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+		PQfinish(c);
+	}
+	assert_true(n >= 0);
+	return n;
+}
+
+static void
+t_sweep_reports(void **state)
+{
+	struct mtls_error err;
+	struct store *s = must_open();
+	X509 *x;
+	char g[65], serial[48];
+	int64_t now = (int64_t)time(NULL);
+	long long base;
+	int i;
+
+	(void)state;
+	error_clear(&err);
+	memset(g, '9', 64);
+	g[64] = '\0';
+	base = reports_count();
+	/* STORE_SWEEP + 6 reports of certificates expired, one not */
+	for (i = 0; i < STORE_SWEEP + 6; i++) {
+		snprintf(serial, sizeof(serial), "5EE9%04X", i);
+		assert_int_equal(store_agent_bundle(s, serial, NULL, g,
+		    now - 100 - i, &err), 0);
+	}
+	assert_int_equal(store_agent_bundle(s, "5EE9FFFF", NULL, g, now + 3600,
+	    &err), 0);
+	assert_int_equal(reports_count(), base + STORE_SWEEP + 7);
+	/* a renewal's batch: its report in, STORE_SWEEP expired ones out */
+	x = mk_cert(0, "sweep");
+	assert_int_equal(store_add_issued(s, x, "leaf", NULL, NULL, g, &err),
+	    0);
+	X509_free(x);
+	assert_int_equal(reports_count(), base + 8);
+	/* a certificate without a report sweeps nothing */
+	x = mk_cert(0, "sweep");
+	assert_int_equal(store_add(s, x, "leaf", &err), 0);
+	X509_free(x);
+	assert_int_equal(reports_count(), base + 8);
+	/* the next renewal: the last 6; the unexpired one stays */
+	x = mk_cert(0, "sweep");
+	assert_int_equal(store_add_issued(s, x, "leaf", NULL, NULL, g, &err),
+	    0);
+	X509_free(x);
+	assert_int_equal(reports_count(), base + 3);
+	store_close(s);
+}
+
 static int
 setup(void **state)
 {
@@ -822,6 +914,7 @@ main(void)
 		cmocka_unit_test(t_bundle_with_row),
 		cmocka_unit_test(t_agents_per_cert),
 		cmocka_unit_test(t_group_reports),
+		cmocka_unit_test(t_sweep_reports),
 	};
 
 	return cmocka_run_group_tests_name(getenv("MTLS_TEST_STORE") &&

@@ -184,7 +184,7 @@ run_batch(struct store *s, struct gc_item *b)
 	const struct store_ops *o = s->ops;
 	struct mtls_error e;
 	struct gc_item *it;
-	int rc, n = 0;
+	int rc, n = 0, reports = 0;
 
 	error_clear(&e);
 	if (o->tx_batch != NULL) {
@@ -227,9 +227,15 @@ run_batch(struct store *s, struct gc_item *b)
 		    it->replaces, it->gen, it->r->not_after,
 		    it->r->created_at, &e) != 0)
 			goto failed;
+		reports += it->gen != NULL;
 		it->rc = 0;
 		n++;
 	}
+	/* the reports of certificates that expired unrenewed, a few per
+	 * batch that writes reports (tx_batch sweeps itself) */
+	if (reports > 0 && o->tx_sweep != NULL && o->tx_sweep(s,
+	    b->r->created_at, &e) != 0)
+		goto failed;
  commit:
 	if (o->tx_end(s, 1, &e) != 0)
 		goto failed_ended;

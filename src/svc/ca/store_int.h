@@ -69,6 +69,11 @@ struct store_ops {
 	 * -1 above */
 	int	(*tx_batch)(struct store *, const struct store_item *,
 		    size_t n, struct mtls_error *);
+	/* inside a batch that wrote a bundle report: deletes at most
+	 * STORE_SWEEP reports of certificates expired before <now> (they
+	 * never count again; none renewed them away): 0, or -1 ends the
+	 * batch. tx_batch runs it itself when an item has a report */
+	int	(*tx_sweep)(struct store *, int64_t now, struct mtls_error *);
 	/* inside a batch: an agent's bundle report (as agent_bundle), in
 	 * the transaction of the certificate it came with; -1 ends it */
 	int	(*tx_bundle)(struct store *, const char *serial,
@@ -115,6 +120,9 @@ struct store_ops {
 		    const char *gen_b, int64_t now, int64_t out[3],
 		    struct mtls_error *);
 };
+
+/* bundle reports of expired certificates deleted per batch, at most */
+#define STORE_SWEEP	64
 
 struct store_gc;		/* store.c: the lock and the batch queue */
 

@@ -96,6 +96,10 @@ static const char *const migrations[] = {
     /* 5: as store_sqlite.c's 5: certs_not_after is certs_na_serial's
      * first column, one index less to write per certificate */
     "DROP INDEX IF EXISTS certs_not_after;",
+    /* 6: as store_sqlite.c's 6: the reports of expired certificates,
+     * found by a batch's sweep without a scan */
+    "CREATE INDEX IF NOT EXISTS bundle_reports_na ON"
+    " bundle_reports(not_after);",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -623,6 +627,9 @@ static const char SQL_BURN[] = "UPDATE tokens SET used_at = $1, serial = $2 "
     "WHERE hash = $3 AND used_at IS NULL AND expires_at > $1 RETURNING hash";
 static const char SQL_REPORT_DEL[] = "DELETE FROM bundle_reports WHERE "
     "serial = $1";
+static const char SQL_SWEEP[] = "DELETE FROM bundle_reports WHERE serial "
+    "IN (SELECT serial FROM bundle_reports WHERE not_after < $1 ORDER BY "
+    "not_after LIMIT $2)";
 static const char SQL_REPORT[] = "INSERT INTO bundle_reports (serial, gen, "
     "not_after, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT (serial) DO "
     "UPDATE SET gen = excluded.gen, not_after = excluded.not_after, "
@@ -707,6 +714,23 @@ pg_tx_uninsert(struct store *base, const char *serial,
 }
 
 static int
+pg_tx_sweep(struct store *base, int64_t now, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char at[24], lim[12];
+	const char *v[2] = { at, lim };
+
+	snprintf(at, sizeof(at), "%lld", (long long)now);
+	snprintf(lim, sizeof(lim), "%d", STORE_SWEEP);
+	if ((res = run(s, SQL_SWEEP, 2, v, -1, 0, PGRES_COMMAND_OK,
+	    "cannot delete expired bundle reports", err)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
 pg_tx_end(struct store *base, int commit, struct mtls_error *err)
 {
 	struct pg *s = PG(base);
@@ -727,12 +751,12 @@ pg_tx_end(struct store *base, int commit, struct mtls_error *err)
  * the next is sent, so that neither side's socket buffer fills while the
  * other waits (libpq's blocking mode) */
 #define PIPE_ITEMS	64
-enum { Q_BEGIN, Q_INSERT, Q_BURN, Q_REPORT_DEL, Q_REPORT };
+enum { Q_BEGIN, Q_INSERT, Q_BURN, Q_REPORT_DEL, Q_REPORT, Q_SWEEP };
 
 struct pipe {
-	char	 name[4][8];	/* Q_INSERT.. prepared statements */
+	char	 name[5][8];	/* Q_INSERT.. prepared statements */
 	char	 now[24];
-	int	 q[1 + 4 * PIPE_ITEMS], nq;	/* what was sent, in order */
+	int	 q[2 + 4 * PIPE_ITEMS], nq;	/* what was sent, in order */
 };
 
 /* Sends item <it>'s statements into the pipeline: 0, or -1. */
@@ -785,7 +809,8 @@ pipe_read(struct pg *s, struct pipe *p, struct mtls_error *err)
 	static const char *const what[] = { "cannot begin",
 	    "cannot record certificate", "cannot burn the token",
 	    "cannot replace the agent's bundle",
-	    "cannot record the agent's bundle" };
+	    "cannot record the agent's bundle",
+	    "cannot delete expired bundle reports" };
 	PGresult *res;
 	ExecStatusType want, st;
 	int i, rv = 0;
@@ -832,19 +857,21 @@ static int
 pg_tx_batch(struct store *base, const struct store_item *items, size_t n,
     struct mtls_error *err)
 {
-	static const char *const sql[4] = { SQL_INSERT, SQL_BURN,
-	    SQL_REPORT_DEL, SQL_REPORT };
-	static const int nparams[4] = { 9, 3, 1, 4 };
+	static const char *const sql[5] = { SQL_INSERT, SQL_BURN,
+	    SQL_REPORT_DEL, SQL_REPORT, SQL_SWEEP };
+	static const int nparams[5] = { 9, 3, 1, 4, 2 };
 	struct pg *s = PG(base);
 	struct pipe p;
+	const char *v[2];
+	char lim[12];
 	size_t i = 0, end;
-	int k, rv = 0;
+	int k, rv = 0, reports = 0;
 
 	if (ensure(s, err) != 0)
 		return -1;
 	/* a statement that cannot be prepared: item by item, which runs it
 	 * unprepared or says why it fails */
-	for (k = 0; k < 4; k++)
+	for (k = 0; k < 5; k++)
 		if (prepared_name(s, sql[k], nparams[k], p.name[k]) != 0)
 			return 1;
 	if (PQenterPipelineMode(s->conn) != 1)
@@ -858,10 +885,23 @@ pg_tx_batch(struct store *base, const struct store_item *items, size_t n,
 		p.q[p.nq++] = Q_BEGIN;
 	while (rv == 0 && i < n) {
 		end = n - i > PIPE_ITEMS ? i + PIPE_ITEMS : n;
-		for (; rv == 0 && i < end; i++)
+		for (; rv == 0 && i < end; i++) {
 			if (pipe_item(s, &p, &items[i]) != 0)
 				rv = unavailable(s, "cannot record "
 				    "certificate", err);
+			reports += items[i].gen != NULL;
+		}
+		/* last: the sweep of a batch with reports (store.c's) */
+		snprintf(lim, sizeof(lim), "%d", STORE_SWEEP);
+		v[0] = p.now, v[1] = lim;
+		if (rv == 0 && i == n && reports > 0) {
+			if (PQsendQueryPrepared(s->conn, p.name[4], 2, v,
+			    NULL, NULL, 0) != 1)
+				rv = unavailable(s, "cannot delete expired "
+				    "bundle reports", err);
+			else
+				p.q[p.nq++] = Q_SWEEP;
+		}
 		if (rv == 0 && PQpipelineSync(s->conn) != 1)
 			rv = unavailable(s, "cannot record certificate", err);
 		if (rv == 0)
@@ -1255,6 +1295,7 @@ static const struct store_ops pg_ops = {
 	.tx_uninsert = pg_tx_uninsert,
 	.tx_end = pg_tx_end,
 	.tx_batch = pg_tx_batch,
+	.tx_sweep = pg_tx_sweep,
 	.probe = pg_probe,
 	.token_add = pg_token_add,
 	.token_get = pg_token_get,
