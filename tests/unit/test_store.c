@@ -198,7 +198,10 @@ t_add_get_each(void **state)
 	assert_string_equal(rec.kind, "leaf");
 	assert_int_equal(rec.revoked, 0);
 	assert_int_equal(rec.not_after, asn1_time_unix(X509_get0_notAfter(x)));
+	/* its issuer (OCSP answers only the issuer named, revoke.c) */
+	assert_string_equal(rec.issuer, "CN=add");
 	assert_int_equal(store_get_cert(s, x, &rec, &err), 0);
+	assert_string_equal(rec.issuer, "CN=add");
 	/* the same serial, other bytes: not ours */
 	twin = mk_cert(strtoull(hex, NULL, 16), "twin");
 	assert_int_equal(store_get_cert(s, twin, &rec, &err), 2);

@@ -1016,18 +1016,21 @@ pg_get(struct store *base, const char *serial, const uint8_t *der,
 	if (ensure(s, err) != 0)
 		return -1;
 	if ((res = run(s, der != NULL ? "SELECT kind, status, revoked_at, "
-	    "reason, not_after, der = $2 FROM certs WHERE serial = $1" :
-	    "SELECT kind, status, revoked_at, reason, not_after, true FROM "
-	    "certs WHERE serial = $1", der != NULL ? 2 : 1, v, 1,
+	    "reason, not_after, der = $2, issuer FROM certs WHERE serial = $1"
+	    : "SELECT kind, status, revoked_at, reason, not_after, true, "
+	    "issuer FROM certs WHERE serial = $1", der != NULL ? 2 : 1, v, 1,
 	    (int)der_len, PGRES_TUPLES_OK, "cannot look up a serial",
 	    err)) == NULL)
 		return -1;
-	if (shape(s, res, 0, 6, err) != 0)
+	if (shape(s, res, 0, 7, err) != 0)
 		goto out;
 	if (PQntuples(res) == 0) {
 		rv = 1;
 		goto out;
 	}
+	if (col_text(res, 0, 6, &t, err) != 0)
+		goto out;
+	snprintf(r->issuer, sizeof(r->issuer), "%s", t);
 	snprintf(r->serial, sizeof(r->serial), "%s", serial);
 	if (col_text(res, 0, 0, &t, err) != 0)
 		goto out;

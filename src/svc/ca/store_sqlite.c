@@ -29,8 +29,8 @@ static const char *const sq_sql[SQ__COUNT] = {
 	[SQ_INSERT] = "INSERT INTO certs (serial, kind, subject, issuer, "
 	    "identities, not_before, not_after, created_at, der) VALUES "
 	    "(?,?,?,?,?,?,?,?,?)",
-	[SQ_GET] = "SELECT kind, status, revoked_at, reason, not_after, der "
-	    "FROM certs WHERE serial = ?",
+	[SQ_GET] = "SELECT kind, status, revoked_at, reason, not_after, der, "
+	    "issuer FROM certs WHERE serial = ?",
 	[SQ_BURN] = "UPDATE tokens SET used_at = ?, serial = ? WHERE hash = ? "
 	    "AND used_at IS NULL AND expires_at > ?",
 	/* once per renewal (rotation's count): the new certificate's
@@ -583,6 +583,8 @@ sq_get(struct store *base, const char *serial, const uint8_t *der,
 		r->revoked_at = sqlite3_column_int64(st, 2);
 		r->reason = sqlite3_column_int(st, 3);
 		r->not_after = sqlite3_column_int64(st, 4);
+		t = (const char *)sqlite3_column_text(st, 6);
+		snprintf(r->issuer, sizeof(r->issuer), "%s", t ? t : "");
 		rv = 0;
 		if (der != NULL) {
 			/* column_blob before column_bytes (SQLite's rule) */
