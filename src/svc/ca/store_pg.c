@@ -635,6 +635,20 @@ static const char SQL_REPORT[] = "INSERT INTO bundle_reports (serial, gen, "
     "UPDATE SET gen = excluded.gen, not_after = excluded.not_after, "
     "seen_at = excluded.seen_at";
 
+/* SQL_INSERT's parameters for <r> (the numbers as text in <nb>, <na>,
+ * <ca>; the DER, $9, binary of r->der_len bytes) */
+static void
+row_params(const struct store_row *r, char nb[24], char na[24], char ca[24],
+    const char *v[9])
+{
+	snprintf(nb, 24, "%lld", (long long)r->not_before);
+	snprintf(na, 24, "%lld", (long long)r->not_after);
+	snprintf(ca, 24, "%lld", (long long)r->created_at);
+	v[0] = r->serial, v[1] = r->kind, v[2] = r->subject;
+	v[3] = r->issuer, v[4] = r->identities, v[5] = nb, v[6] = na;
+	v[7] = ca, v[8] = (const char *)r->der;
+}
+
 static int
 pg_tx_begin(struct store *base, struct mtls_error *err)
 {
@@ -655,12 +669,7 @@ pg_tx_insert(struct store *base, const struct store_row *r,
 	const char *v[9];
 	int rv;
 
-	snprintf(nb, sizeof(nb), "%lld", (long long)r->not_before);
-	snprintf(na, sizeof(na), "%lld", (long long)r->not_after);
-	snprintf(ca, sizeof(ca), "%lld", (long long)r->created_at);
-	v[0] = r->serial, v[1] = r->kind, v[2] = r->subject;
-	v[3] = r->issuer, v[4] = r->identities, v[5] = nb, v[6] = na;
-	v[7] = ca, v[8] = (const char *)r->der;
+	row_params(r, nb, na, ca, v);
 	/* a taken serial is no row back, not an error (which would abort
 	 * the whole transaction) */
 	if ((res = run(s, SQL_INSERT, 9, v, 8, (int)r->der_len, PGRES_TUPLES_OK,
@@ -768,12 +777,7 @@ pipe_item(struct pg *s, struct pipe *p, const struct store_item *it)
 	const char *v[9];
 	int lens[9] = { 0 }, fmts[9] = { 0 };
 
-	snprintf(nb, sizeof(nb), "%lld", (long long)r->not_before);
-	snprintf(na, sizeof(na), "%lld", (long long)r->not_after);
-	snprintf(ca, sizeof(ca), "%lld", (long long)r->created_at);
-	v[0] = r->serial, v[1] = r->kind, v[2] = r->subject;
-	v[3] = r->issuer, v[4] = r->identities, v[5] = nb, v[6] = na;
-	v[7] = ca, v[8] = (const char *)r->der;
+	row_params(r, nb, na, ca, v);
 	lens[8] = (int)r->der_len, fmts[8] = 1;
 	if (PQsendQueryPrepared(s->conn, p->name[0], 9, v, lens, fmts, 0) !=
 	    1)
@@ -802,7 +806,8 @@ pipe_item(struct pg *s, struct pipe *p, const struct store_item *it)
 }
 
 /* Reads the results of what <p> sent, then the sync: 0 all as expected,
- * 1 a serial taken or a token refused, -1 an error (err set). */
+ * 1 a serial taken, a token refused or a prepared statement gone, -1 an
+ * error (err set). */
 static int
 pipe_read(struct pg *s, struct pipe *p, struct mtls_error *err)
 {
@@ -826,7 +831,15 @@ pipe_read(struct pg *s, struct pipe *p, struct mtls_error *err)
 		    PGRES_TUPLES_OK : PGRES_COMMAND_OK;
 		if (st == PGRES_PIPELINE_ABORTED)	/* after an error */
 			;
-		else if (st != want) {
+		else if (st != want && rv >= 0 && strcmp(
+		    PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL ?
+		    PQresultErrorField(res, PG_DIAG_SQLSTATE) : "",
+		    "26000") == 0) {
+			/* a statement gone from the session (as in
+			 * exec_prepared): item by item, prepared again */
+			forget_prepared(s);
+			rv = 1;
+		} else if (st != want) {
 			if (rv >= 0)
 				rv = failed(s, res, what[p->q[i]], err);
 		} else if ((p->q[i] == Q_INSERT || p->q[i] == Q_BURN) &&
