@@ -56,6 +56,32 @@ bench() {	# bench NAME CLIENTS
 	    --seconds "$secs"
 }
 field() { tr ' ' '\n' <<< "$1" | sed -n "s/^$2=//p"; }
+# ca serve's per-phase counters (/metrics): "phase calls cpu_seconds" lines
+snap() {	# snap NAME FILE
+	local p
+	eval "p=\$PORT_$1"
+	curl -sS --max-time 5 --cacert "a_$1/bundle.pem" \
+	    "https://127.0.0.1:$p/metrics" | awk -F'[{}\" ]+' '
+	    /^mtls_ca_phase_cpu_seconds_total/ {u[$3]=$4}
+	    /^mtls_ca_phase_seconds_total/ {w[$3]=$4}
+	    /^mtls_ca_phase_calls_total/ {c[$3]=$4}
+	    /^mtls_ca_store_commits_total/ {b=$2}
+	    /^mtls_ca_store_committed_certs_total/ {n=$2}
+	    END {for (k in c) print k, c[k], u[k], w[k]
+		print "~batch", b, n, 0}' | sort > "$2"
+}
+# CPU us per call of each phase between snapshots (of one or two replicas)
+phases() {	# phases BEFORE AFTER [BEFORE2 AFTER2]
+	awk 'FILENAME != f { f = FILENAME; i++ }
+	    { s = (i % 2) ? -1 : 1; c[$1] += s * $2; u[$1] += s * $3
+	      w[$1] += s * $4 }
+	    END { for (k in c) if (c[k] > 0 && k != "~batch")
+		printf "%s %.0f, ", k, u[k] / c[k] * 1e6
+		printf "commit wall %.0f, ", w["commit"] / c["commit"] * 1e6
+		if (c["~batch"] > 0)
+		    printf "%.1f renewals per commit", u["~batch"] / c["~batch"]
+	    }' "$@" | sed 's/, $//'
+}
 serve A int
 serve B intB
 sign=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1); exit}')
@@ -70,22 +96,31 @@ row() {	# row WHAT RENEWALS SERVE_TICKS PG_TICKS ERRORS
 		printf "| %s | %.0f | %.0f | %.0f | %.1fx | %s |\n", w, n / s, a, b, (a + b) / su, e }'
 }
 # one replica, 1 client and $clients clients
+ph=
 for n in 1 "$clients"; do
+	snap A m0
 	p0=$(pg_ticks) s0=$(ticks "$PID_A")
 	out=$(bench A "$n")
 	p1=$(pg_ticks) s1=$(ticks "$PID_A")
+	snap A m1
 	row "1 replica, $n client(s), keep-alive" "$(field "$out" renewals)" \
 	    $((s1 - s0)) $((p1 - p0)) "$(field "$out" errors)"
+	ph+="1 replica, $n client(s): $(phases m0 m1)"$'\n'
 done
 # two replicas, half the clients each, at the same time
 half=$((clients / 2))
+snap A m0; snap B n0
 p0=$(pg_ticks) a0=$(ticks "$PID_A") b0=$(ticks "$PID_B")
 bench A "$half" > outA & ja=$!
 bench B "$half" > outB & jb=$!
 wait "$ja" "$jb"
 p1=$(pg_ticks) a1=$(ticks "$PID_A") b1=$(ticks "$PID_B")
+snap A m1; snap B n1
+ph+="2 replicas: $(phases m0 m1 n0 n1)"$'\n'
 na=$(field "$(cat outA)" renewals) nb=$(field "$(cat outB)" renewals)
 row "2 replicas, $half+$half clients, keep-alive" $((na + nb)) \
     $((a1 - a0 + b1 - b0)) $((p1 - p0)) \
     $(( $(field "$(cat outA)" errors) + $(field "$(cat outB)" errors) ))
 echo "rows in the database: $(pg_sql ca 'SELECT count(*) FROM certs'), distinct serials: $(pg_sql ca 'SELECT count(DISTINCT serial) FROM certs')"
+echo "ca serve's CPU us per renewal by phase (/metrics):"
+printf '%s' "$ph"

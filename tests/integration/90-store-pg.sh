@@ -27,15 +27,15 @@ suite "the store test-suite passes on SQLite" MTLS_TEST_STORE=
 sqlite3 sq/inventory.db "DROP TABLE schema_version"
 expect_exit 0 "SQLite: an inventory from before migrations opens" "$MTLS" ca list --ca sq
 expect_grep "root" "$T_DIR/out" "and keeps its certificates"
-[ "$(sqlite3 sq/inventory.db 'SELECT group_concat(version) FROM schema_version')" = 1,2,3,4 ] \
-    && ok "SQLite: migrations 1 to 4 recorded once at open" || not_ok "sqlite schema_version"
+[ "$(sqlite3 sq/inventory.db 'SELECT group_concat(version) FROM schema_version')" = 1,2,3,4,5,6 ] \
+    && ok "SQLite: migrations 1 to 6 recorded once at open" || not_ok "sqlite schema_version"
 # migration 4: a bundle report of 3 (per identity) is mapped to the leaf
 # it was recorded for (same first identity, same notAfter); one with no
 # such leaf is dropped
 "$MTLS" ca init sq3 --trust-domain example.org > /dev/null 2>&1
 "$MTLS" ca issue --ca sq3 --spiffe-id spiffe://example.org/web --out web > /dev/null 2>&1
 web=$(serial_of web.pem)
-sqlite3 sq3/inventory.db "DELETE FROM schema_version WHERE version = 4; DROP TABLE bundle_reports;
+sqlite3 sq3/inventory.db "DELETE FROM schema_version WHERE version >= 4; DROP TABLE bundle_reports;
     CREATE TABLE agent_bundles (identity TEXT PRIMARY KEY, gen TEXT NOT NULL, not_after INTEGER NOT NULL, seen_at INTEGER NOT NULL);
     INSERT INTO agent_bundles SELECT identities, 'g1', not_after, created_at FROM certs WHERE kind = 'leaf';
     INSERT INTO agent_bundles VALUES ('spiffe://example.org/gone', 'g2', 1, 1)"
@@ -47,13 +47,13 @@ got=$(sqlite3 sq3/inventory.db "SELECT group_concat(serial || ' ' || gen) FROM b
     ok "migration 4 drops agent_bundles" || not_ok "agent_bundles dropped"
 sqlite3 sq/inventory.db "INSERT INTO schema_version VALUES (7, 0)"
 expect_exit 2 "SQLite: a schema newer than this mtls is refused" "$MTLS" ca list --ca sq
-expect_grep "schema version 7; this mtls knows up to 4" "$T_DIR/err" "and the error says so"
+expect_grep "schema version 7; this mtls knows up to 6" "$T_DIR/err" "and the error says so"
 pg_start || exit 0
 ok "a throwaway PostgreSQL runs on 127.0.0.1:$PG_PORT"
 pg_createdb unit
 suite "the same test-suite passes on PostgreSQL (password from a file, over TCP)" \
     MTLS_TEST_STORE="$PG_URL_BASE/unit" MTLS_TEST_STORE_PASSWORD_FILE="$PG_PW"
-[ "$(pg_sql unit "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version")" = 1,2,3,4 ] \
+[ "$(pg_sql unit "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version")" = 1,2,3,4,5,6 ] \
     && ok "migrations recorded once in schema_version, after 8 concurrent opens" \
     || not_ok "schema_version" "$(pg_sql unit 'SELECT * FROM schema_version')"
 
@@ -84,7 +84,7 @@ expect_exit 0 "ca issue on PostgreSQL" "$MTLS" ca issue --ca ca --spiffe-id spif
     || not_ok "issued into PostgreSQL" "$(pg_sql inv 'SELECT serial, kind FROM certs')"
 # migration 4 on PostgreSQL: w2's report of 3 mapped to its serial, the
 # one with no leaf dropped
-pg_sql inv "DELETE FROM schema_version WHERE version = 4; DROP TABLE bundle_reports;
+pg_sql inv "DELETE FROM schema_version WHERE version >= 4; DROP TABLE bundle_reports;
     CREATE TABLE agent_bundles (identity text PRIMARY KEY, gen text NOT NULL, not_after bigint NOT NULL, seen_at bigint NOT NULL);
     INSERT INTO agent_bundles SELECT identities, 'g1', not_after, created_at FROM certs WHERE identities = 'spiffe://example.org/w2';
     INSERT INTO agent_bundles VALUES ('spiffe://example.org/gone', 'g2', 1, 1)"
@@ -133,7 +133,7 @@ expect_exit 0 "repaired, ca list works again" "$MTLS" ca list --ca ca
 # a database newer than this mtls
 pg_sql inv "INSERT INTO schema_version VALUES (99, 0)"
 expect_exit 2 "a schema newer than this mtls is refused" "$MTLS" ca list --ca ca
-expect_grep "schema version 99; this mtls knows up to 4" "$T_DIR/err" "and the error says so"
+expect_grep "schema version 99; this mtls knows up to 6" "$T_DIR/err" "and the error says so"
 pg_sql inv "DELETE FROM schema_version WHERE version = 99"
 
 # migrate refuses a target that is not empty, and changes nothing

@@ -81,6 +81,33 @@ ocsp victim > o2.txt
 grep -q "Response verify OK" o2.txt && grep -q "^victim.pem: revoked" o2.txt &&
     ok "revoked after the switch: OCSP says revoked, signed by the old root" ||
     not_ok "old-root OCSP revoked" "$(grep -E 'verify|victim|Status' o2.txt)"
+# an issuer answers only for what it issued: a serial of the new root's
+# named with the old root (its name and key in the CertID) is "unknown"
+# (it was the new leaf's "good"), and the revoked old-root serial named
+# with the new root too
+ocsp_as() {	# ocsp_as ISSUER NAME: ask about NAME.pem's serial as issued by ISSUER.pem
+	local sn
+	sn=0x$(serial_of "$2.pem")
+	openssl ocsp -no_nonce -issuer "$1.pem" -serial "$sn" -reqout "$1-$2.req" 2>/dev/null
+	curl -sS --max-time 5 --cacert root/bundle.pem -H 'Content-Type: application/ocsp-request' \
+	    --data-binary @"$1-$2.req" "$URL/v1/ocsp" -o "$1-$2.resp"
+	openssl ocsp -respin "$1-$2.resp" -issuer "$1.pem" -serial "$sn" -CAfile "$1.pem" -resp_text 2>&1 |
+	    sed "s/^$sn:/$2:/"
+}
+q "$MTLS" ca issue --ca root --spiffe-id "$TD/newleaf" --ttl 1h --out newleaf
+openssl verify -CAfile newroot.pem newleaf.pem > /dev/null 2>&1 || not_ok "newleaf is the new root's"
+ocsp_as newroot newleaf > o5.txt
+grep -q "Response verify OK" o5.txt && grep -q "^newleaf: good" o5.txt &&
+    ok "OCSP for a new-root serial, naming the new root: good" ||
+    not_ok "new-root OCSP good" "$(grep -E 'verify|newleaf|Status|Error' o5.txt)"
+ocsp_as oldroot newleaf > o6.txt
+grep -q "Response verify OK" o6.txt && grep -q "^newleaf: unknown" o6.txt &&
+    ok "the new root's serial named with the old root: unknown, not good" ||
+    not_ok "old root, new serial: unknown" "$(grep -E 'verify|newleaf|Status|Error' o6.txt)"
+ocsp_as newroot victim > o7.txt
+grep -q "Response verify OK" o7.txt && grep -q "^victim: unknown" o7.txt &&
+    ok "the old root's serial named with the new root: unknown, not revoked" ||
+    not_ok "new root, old serial: unknown" "$(grep -E 'verify|victim|Status|Error' o7.txt)"
 # the stapling server's staples from before the switch expire in 6 s: two
 # good ones fetched since the switch, and the client requiring a staple
 # still gets through

@@ -25,7 +25,10 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#include "ca/ca.h"
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include "ca/store_int.h"	/* STORE_SWEEP */
 
 #define RACERS	4
 
@@ -195,7 +198,10 @@ t_add_get_each(void **state)
 	assert_string_equal(rec.kind, "leaf");
 	assert_int_equal(rec.revoked, 0);
 	assert_int_equal(rec.not_after, asn1_time_unix(X509_get0_notAfter(x)));
+	/* its issuer (OCSP answers only the issuer named, revoke.c) */
+	assert_string_equal(rec.issuer, "CN=add");
 	assert_int_equal(store_get_cert(s, x, &rec, &err), 0);
+	assert_string_equal(rec.issuer, "CN=add");
 	/* the same serial, other bytes: not ours */
 	twin = mk_cert(strtoull(hex, NULL, 16), "twin");
 	assert_int_equal(store_get_cert(s, twin, &rec, &err), 2);
@@ -464,6 +470,187 @@ t_group_commit(void **state)
 	store_close(gc_store);
 }
 
+/* ---- a batch of renewals, every item good: each row, token burn and
+ * bundle report written, shared commits (PostgreSQL: in one pipeline,
+ * store_pg.c's tx_batch) ---- */
+static void agents_since(struct store *, const int64_t[3], int64_t,
+    const char *, int64_t, int64_t);
+static X509 *gr_cert[GC_N];
+static char gr_prev[GC_N][48], gr_gen[65];
+
+static void *
+gr_renewer(void *arg)
+{
+	struct mtls_error err;
+	char tok[32];
+	int i = (int)(intptr_t)arg;
+
+	error_clear(&err);
+	snprintf(tok, sizeof(tok), "h-gr-%d", i);
+	pthread_barrier_wait(&gc_go);
+	gc_rc[i] = store_add_issued(gc_store, gr_cert[i], "leaf", tok,
+	    gr_prev[i], gr_gen, &err);
+	if (gc_rc[i] != 0)
+		print_message("renewer %d: %d %s\n", i, gc_rc[i], err.msg);
+	return NULL;
+}
+
+static void
+t_group_reports(void **state)
+{
+	struct mtls_error err;
+	struct cert_rec rec;
+	pthread_t th[GC_N];
+	X509 *prev;
+	uint64_t c0, i0, c1, i1;
+	int64_t base[3], now = (int64_t)time(NULL);
+	char gold[65], tok[32], id[300], hex[48];
+	int i;
+
+	(void)state;
+	error_clear(&err);
+	memset(gold, 'c', 64);
+	gold[64] = '\0';
+	memset(gr_gen, 'f', 64);
+	gr_gen[64] = '\0';
+	gc_store = must_open();
+	assert_int_equal(store_rotation_count(gc_store, "CN=none", "-", gr_gen,
+	    gr_gen, now, base, &err), 0);
+	/* GC_N agents enrolled, each reported the old bundle */
+	for (i = 0; i < GC_N; i++) {
+		prev = mk_cert(0, "gr");
+		hex_of(prev, gr_prev[i], sizeof(gr_prev[i]));
+		assert_int_equal(store_add_issued(gc_store, prev, "leaf", NULL,
+		    NULL, gold, &err), 0);
+		X509_free(prev);
+		gr_cert[i] = mk_cert(0, "gr");
+		snprintf(tok, sizeof(tok), "h-gr-%d", i);
+		assert_int_equal(store_token_add(gc_store, tok,
+		    "spiffe://example.org/gr", now + 600, &err), 0);
+	}
+	agents_since(gc_store, base, now, gr_gen, GC_N, GC_N);
+	/* all renew at once, each with its token, reporting the new one */
+	store_stats(gc_store, &c0, &i0);
+	pthread_barrier_init(&gc_go, NULL, GC_N);
+	for (i = 0; i < GC_N; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, gr_renewer,
+		    (void *)(intptr_t)i), 0);
+	for (i = 0; i < GC_N; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&gc_go);
+	store_stats(gc_store, &c1, &i1);
+	for (i = 0; i < GC_N; i++)
+		assert_int_equal(gc_rc[i], 0);
+	assert_int_equal(i1 - i0, GC_N);
+	assert_true(c1 - c0 < GC_N);		/* shared commits */
+	print_message("group renewals: %d at once, %llu commits\n", GC_N,
+	    (unsigned long long)(c1 - c0));
+	store_close(gc_store);
+	/* durable, each part: a new connection finds every row, every
+	 * token spent, each old report replaced by the new one */
+	gc_store = must_open();
+	agents_since(gc_store, base, now, gr_gen, GC_N, 0);
+	for (i = 0; i < GC_N; i++) {
+		hex_of(gr_cert[i], hex, sizeof(hex));
+		assert_int_equal(store_get(gc_store, hex, &rec, &err), 0);
+		snprintf(tok, sizeof(tok), "h-gr-%d", i);
+		assert_int_equal(store_token_get(gc_store, tok, id, sizeof(id),
+		    &err), -1);
+		assert_non_null(strstr(err.msg, "used already"));
+		X509_free(gr_cert[i]);
+	}
+	store_close(gc_store);
+}
+
+/* ---- the reports of expired certificates go, a bounded few per batch
+ * that writes reports ---- */
+
+/* Rows in bundle_reports, read with the backend's own client. */
+static long long
+reports_count(void)
+{
+	long long n = -1;
+	char pw[256] = "";
+	FILE *f;
+
+	if (url == NULL) {
+		sqlite3 *d;
+		sqlite3_stmt *st;
+
+		assert_int_equal(sqlite3_open(db, &d), SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(d, "SELECT count(*) FROM "
+		    "bundle_reports", -1, &st, NULL), SQLITE_OK);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		sqlite3_close(d);
+	} else {
+		const char *k[] = { "dbname", "password", NULL }, *v[3];
+		PGconn *c;
+		PGresult *r;
+
+		if (pw_file != NULL && (f = fopen(pw_file, "r")) != NULL) {
+			if (fgets(pw, sizeof(pw), f) != NULL)
+				pw[strcspn(pw, "\r\n")] = '\0';
+			fclose(f);
+		}
+		v[0] = url, v[1] = pw, v[2] = NULL;
+		c = PQconnectdbParams(k, v, 1);
+		r = PQexec(c, "SELECT count(*) FROM bundle_reports");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+			n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+		PQfinish(c);
+	}
+	assert_true(n >= 0);
+	return n;
+}
+
+static void
+t_sweep_reports(void **state)
+{
+	struct mtls_error err;
+	struct store *s = must_open();
+	X509 *x;
+	char g[65], serial[48];
+	int64_t now = (int64_t)time(NULL);
+	long long base;
+	int i;
+
+	(void)state;
+	error_clear(&err);
+	memset(g, '9', 64);
+	g[64] = '\0';
+	base = reports_count();
+	/* STORE_SWEEP + 6 reports of certificates expired, one not */
+	for (i = 0; i < STORE_SWEEP + 6; i++) {
+		snprintf(serial, sizeof(serial), "5EE9%04X", i);
+		assert_int_equal(store_agent_bundle(s, serial, NULL, g,
+		    now - 100 - i, &err), 0);
+	}
+	assert_int_equal(store_agent_bundle(s, "5EE9FFFF", NULL, g, now + 3600,
+	    &err), 0);
+	assert_int_equal(reports_count(), base + STORE_SWEEP + 7);
+	/* a renewal's batch: its report in, STORE_SWEEP expired ones out */
+	x = mk_cert(0, "sweep");
+	assert_int_equal(store_add_issued(s, x, "leaf", NULL, NULL, g, &err),
+	    0);
+	X509_free(x);
+	assert_int_equal(reports_count(), base + 8);
+	/* a certificate without a report sweeps nothing */
+	x = mk_cert(0, "sweep");
+	assert_int_equal(store_add(s, x, "leaf", &err), 0);
+	X509_free(x);
+	assert_int_equal(reports_count(), base + 8);
+	/* the next renewal: the last 6; the unexpired one stays */
+	x = mk_cert(0, "sweep");
+	assert_int_equal(store_add_issued(s, x, "leaf", NULL, NULL, g, &err),
+	    0);
+	X509_free(x);
+	assert_int_equal(reports_count(), base + 3);
+	store_close(s);
+}
+
 static int
 setup(void **state)
 {
@@ -729,6 +916,8 @@ main(void)
 		cmocka_unit_test(t_rotation),
 		cmocka_unit_test(t_bundle_with_row),
 		cmocka_unit_test(t_agents_per_cert),
+		cmocka_unit_test(t_group_reports),
+		cmocka_unit_test(t_sweep_reports),
 	};
 
 	return cmocka_run_group_tests_name(getenv("MTLS_TEST_STORE") &&

@@ -190,6 +190,7 @@ ca_ocsp(struct ca *ca, const uint8_t *req, size_t req_len, int64_t next,
 	ASN1_TIME *thisupd = NULL, *nextupd = NULL, *revtime = NULL;
 	unsigned char *der = NULL;
 	X509 *signer_cert = NULL;
+	char signer_name[256];
 	int64_t end = 0;
 	int i, n, rv = -1;
 
@@ -215,6 +216,9 @@ ca_ocsp(struct ca *ca, const uint8_t *req, size_t req_len, int64_t next,
 		return ocsp_fail(OCSP_RESPONSE_STATUS_UNAUTHORIZED, resp,
 		    resp_len, err);
 	}
+	/* as the inventory holds a certificate's issuer (store.c) */
+	name_oneline(X509_get_subject_name(signer_cert), signer_name,
+	    sizeof(signer_name));
 	if ((bs = OCSP_BASICRESP_new()) == NULL ||
 	    (thisupd = X509_gmtime_adj(NULL, 0)) == NULL ||
 	    (nextupd = X509_gmtime_adj(NULL, (long)next)) == NULL)
@@ -237,7 +241,13 @@ ca_ocsp(struct ca *ca, const uint8_t *req, size_t req_len, int64_t next,
 				goto out;
 			}
 			/* the inventory's, by serial (unique in it, shared
-			 * by both issuers), as before the rotation */
+			 * by both issuers), when the issuer named is the
+			 * certificate's: after a switch, the old issuer
+			 * with a serial the new one issued (or the other
+			 * way) is "unknown", not the other's status */
+			if (found == 0 && rec.issuer[0] != '\0' &&
+			    strcmp(rec.issuer, signer_name) != 0)
+				found = 1;
 			if (found == 0)
 				st = rec.revoked ? V_OCSP_CERTSTATUS_REVOKED :
 				    V_OCSP_CERTSTATUS_GOOD;

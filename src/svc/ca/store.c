@@ -58,6 +58,9 @@ struct gc_item {
 	int			 rc, done;
 	struct mtls_error	*err;
 	struct gc_item		*next;
+	/* its caller waits here: woken when its batch ended, or to lead
+	 * the next (the head of the queue), never by another's batch */
+	pthread_cond_t		 cv;
 };
 
 struct store_gc {
@@ -75,8 +78,7 @@ struct store_gc {
 	char		*dir;
 	struct store	*inv;
 	pthread_mutex_t	 iio;
-	pthread_mutex_t	 mu;		/* the queue, leading */
-	pthread_cond_t	 cv;		/* a batch ended */
+	pthread_mutex_t	 mu;		/* the queue, leading, items' done */
 	struct gc_item	*head, **tail;
 	int		 leading;
 	uint64_t	 commits, items;
@@ -100,7 +102,6 @@ store_init(struct store **out, int rv, struct mtls_error *err)
 	pthread_mutex_init(&g->rio, NULL);
 	pthread_mutex_init(&g->iio, NULL);
 	pthread_mutex_init(&g->mu, NULL);
-	pthread_cond_init(&g->cv, NULL);
 	g->tail = &g->head;
 	(*out)->gc = g;
 	return 0;
@@ -150,6 +151,31 @@ store_stats(struct store *s, uint64_t *commits, uint64_t *items)
 	*items = s->gc ? __atomic_load_n(&s->gc->items, __ATOMIC_RELAXED) : 0;
 }
 
+/* The backend's tx_batch over the items of <b> (see store_int.h): 0, 1
+ * (also when out of memory: item by item then), -1. */
+static int
+batch_at_once(struct store *s, struct gc_item *b, struct mtls_error *e)
+{
+	struct store_item *v;
+	struct gc_item *it;
+	size_t n = 0;
+	int rv;
+
+	for (it = b; it != NULL; it = it->next)
+		n++;
+	if ((v = calloc(n, sizeof(*v))) == NULL)
+		return 1;
+	for (n = 0, it = b; it != NULL; it = it->next, n++) {
+		v[n].r = it->r;
+		v[n].token_hash = it->token_hash;
+		v[n].replaces = it->replaces;
+		v[n].gen = it->gen;
+	}
+	rv = s->ops->tx_batch(s, v, n, e);
+	free(v);
+	return rv;
+}
+
 /* One batch in one transaction (the leader, holding io). Each item's rc
  * and err are set; a store error sets every item's to it. */
 static void
@@ -158,9 +184,20 @@ run_batch(struct store *s, struct gc_item *b)
 	const struct store_ops *o = s->ops;
 	struct mtls_error e;
 	struct gc_item *it;
-	int rc, n = 0;
+	int rc, n = 0, reports = 0;
 
 	error_clear(&e);
+	if (o->tx_batch != NULL) {
+		switch (batch_at_once(s, b, &e)) {
+		case 0:
+			for (it = b; it != NULL; it = it->next, n++)
+				it->rc = 0;
+			goto commit;
+		case -1:
+			goto failed;
+		}	/* 1: item by item, which tells whose was refused */
+		error_clear(&e);
+	}
 	if (o->tx_begin(s, &e) != 0)
 		goto failed;
 	for (it = b; it != NULL; it = it->next) {
@@ -190,9 +227,16 @@ run_batch(struct store *s, struct gc_item *b)
 		    it->replaces, it->gen, it->r->not_after,
 		    it->r->created_at, &e) != 0)
 			goto failed;
+		reports += it->gen != NULL;
 		it->rc = 0;
 		n++;
 	}
+	/* the reports of certificates that expired unrenewed, a few per
+	 * batch that writes reports (tx_batch sweeps itself) */
+	if (reports > 0 && o->tx_sweep != NULL && o->tx_sweep(s,
+	    b->r->created_at, &e) != 0)
+		goto failed;
+ commit:
 	if (o->tx_end(s, 1, &e) != 0)
 		goto failed_ended;
 	if (s->gc != NULL) {
@@ -210,7 +254,11 @@ run_batch(struct store *s, struct gc_item *b)
 	}
 }
 
-/* Queues <it> and returns once its batch has committed (or failed). */
+/* Queues <it> and returns once its batch has committed (or failed). A
+ * leader wakes the callers of its batch and the head of the queue (the
+ * next leader) only: a broadcast woke every waiter at every commit, and
+ * those of later batches went back to sleep (issue 15: a third of the
+ * commit phase's CPU at 64 clients was these wake-ups). */
 static int
 add_batched(struct store *s, struct gc_item *it)
 {
@@ -221,12 +269,13 @@ add_batched(struct store *s, struct gc_item *it)
 		run_batch(s, it);
 		return it->rc;
 	}
+	pthread_cond_init(&it->cv, NULL);
 	pthread_mutex_lock(&g->mu);
 	*g->tail = it;
 	g->tail = &it->next;
 	while (!it->done) {
 		if (g->leading) {
-			pthread_cond_wait(&g->cv, &g->mu);
+			pthread_cond_wait(&it->cv, &g->mu);
 			continue;
 		}
 		g->leading = 1;
@@ -238,12 +287,19 @@ add_batched(struct store *s, struct gc_item *it)
 		run_batch(s, b);
 		pthread_mutex_unlock(&g->io);
 		pthread_mutex_lock(&g->mu);
-		for (x = b; x != NULL; x = x->next)
+		/* under mu: a caller returns (its item on its stack gone)
+		 * only after it took mu again, so x is alive here */
+		for (x = b; x != NULL; x = x->next) {
 			x->done = 1;
+			if (x != it)
+				pthread_cond_signal(&x->cv);
+		}
 		g->leading = 0;
-		pthread_cond_broadcast(&g->cv);
+		if (g->head != NULL)
+			pthread_cond_signal(&g->head->cv);
 	}
 	pthread_mutex_unlock(&g->mu);
+	pthread_cond_destroy(&it->cv);
 	return it->rc;
 }
 
@@ -411,7 +467,6 @@ store_close(struct store *s)
 		pthread_mutex_destroy(&g->rio);
 		pthread_mutex_destroy(&g->io);
 		pthread_mutex_destroy(&g->mu);
-		pthread_cond_destroy(&g->cv);
 		free(g);
 	}
 	s->ops->close(s);

@@ -34,6 +34,14 @@ struct store_report {
 	int64_t		 not_after, seen_at;
 };
 
+/* an item of a batch for tx_batch: its row, the token it burns (NULL:
+ * none), its bundle report (gen NULL: none; replaces: the report it
+ * replaces, NULL: none) */
+struct store_item {
+	const struct store_row	*r;
+	const char		*token_hash, *replaces, *gen;
+};
+
 struct store_ops {
 	const char *name;
 	void	(*close)(struct store *);
@@ -53,6 +61,19 @@ struct store_ops {
 	int	(*tx_uninsert)(struct store *, const char *serial,
 		    struct mtls_error *);
 	int	(*tx_end)(struct store *, int commit, struct mtls_error *);
+	/* optional (NULL: the ops above, item by item): a whole batch at
+	 * once, its transaction begun here; 0 every row inserted, token
+	 * burned and report written (tx_end next); 1 an item's serial was
+	 * taken or its token refused: nothing written (rolled back), run
+	 * the batch item by item to know which; -1 an error, ended as a
+	 * -1 above */
+	int	(*tx_batch)(struct store *, const struct store_item *,
+		    size_t n, struct mtls_error *);
+	/* inside a batch that wrote a bundle report: deletes at most
+	 * STORE_SWEEP reports of certificates expired before <now> (they
+	 * never count again; none renewed them away): 0, or -1 ends the
+	 * batch. tx_batch runs it itself when an item has a report */
+	int	(*tx_sweep)(struct store *, int64_t now, struct mtls_error *);
 	/* inside a batch: an agent's bundle report (as agent_bundle), in
 	 * the transaction of the certificate it came with; -1 ends it */
 	int	(*tx_bundle)(struct store *, const char *serial,
@@ -99,6 +120,9 @@ struct store_ops {
 		    const char *gen_b, int64_t now, int64_t out[3],
 		    struct mtls_error *);
 };
+
+/* bundle reports of expired certificates deleted per batch, at most */
+#define STORE_SWEEP	64
 
 struct store_gc;		/* store.c: the lock and the batch queue */
 

@@ -93,6 +93,13 @@ static const char *const migrations[] = {
     " length(a.identity) + 1) = a.identity || E'\\n')"
     " ON CONFLICT DO NOTHING;"
     "DROP TABLE IF EXISTS agent_bundles;",
+    /* 5: as store_sqlite.c's 5: certs_not_after is certs_na_serial's
+     * first column, one index less to write per certificate */
+    "DROP INDEX IF EXISTS certs_not_after;",
+    /* 6: as store_sqlite.c's 6: the reports of expired certificates,
+     * found by a batch's sweep without a scan */
+    "CREATE INDEX IF NOT EXISTS bundle_reports_na ON"
+    " bundle_reports(not_after);",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -214,25 +221,37 @@ reset(struct pg *s)
 /* <sql> as a statement prepared on this connection (the first time it
  * runs here), then executed; PQexecParams when the table is full or the
  * preparation fails (the failure is then the execution's to report). */
-static PGresult *
-exec_prepared(struct pg *s, const char *sql, int n, const char *const *v,
-    const int *lens, const int *fmts)
+/* The name of <sql> prepared on this connection, prepared now the first
+ * time: 0, or -1 when the table is full or the preparation failed. */
+static int
+prepared_name(struct pg *s, const char *sql, int n, char name[8])
 {
-	char name[8];
 	PGresult *res;
 	int i;
 
 	for (i = 0; i < PG_PREPARED && s->prepared[i] != NULL; i++)
 		if (strcmp(s->prepared[i], sql) == 0)
 			break;
-	snprintf(name, sizeof(name), "s%d", i);
-	if (i < PG_PREPARED && s->prepared[i] == NULL) {
+	if (i == PG_PREPARED)
+		return -1;
+	snprintf(name, 8, "s%d", i);
+	if (s->prepared[i] == NULL) {
 		res = PQprepare(s->conn, name, sql, n, NULL);
 		if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK)
 			s->prepared[i] = strdup(sql);
 		PQclear(res);
 	}
-	if (i == PG_PREPARED || s->prepared[i] == NULL)
+	return s->prepared[i] != NULL ? 0 : -1;
+}
+
+static PGresult *
+exec_prepared(struct pg *s, const char *sql, int n, const char *const *v,
+    const int *lens, const int *fmts)
+{
+	char name[8];
+	PGresult *res;
+
+	if (prepared_name(s, sql, n, name) != 0)
 		return PQexecParams(s->conn, sql, n, NULL, v, lens, fmts, 0);
 	res = PQexecPrepared(s->conn, name, n, v, lens, fmts, 0);
 	/* gone from the session (a pooler in transaction mode, DISCARD ALL):
@@ -597,6 +616,38 @@ store_pg_open(struct store **out, const struct store_conf *c,
 
 /* ---- a batch (store.c's group commit): one transaction ---- */
 
+/* the statements of a batch, item by item (pg_tx_*) or pipelined
+ * (pg_tx_batch) */
+static const char SQL_INSERT[] = "INSERT INTO certs (serial, kind, subject, "
+    "issuer, identities, not_before, not_after, created_at, der) VALUES ($1, "
+    "$2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (serial) DO NOTHING "
+    "RETURNING serial";
+static const char SQL_BURN[] = "UPDATE tokens SET used_at = $1, serial = $2 "
+    "WHERE hash = $3 AND used_at IS NULL AND expires_at > $1 RETURNING hash";
+static const char SQL_REPORT_DEL[] = "DELETE FROM bundle_reports WHERE "
+    "serial = $1";
+static const char SQL_SWEEP[] = "DELETE FROM bundle_reports WHERE serial "
+    "IN (SELECT serial FROM bundle_reports WHERE not_after < $1 ORDER BY "
+    "not_after LIMIT $2)";
+static const char SQL_REPORT[] = "INSERT INTO bundle_reports (serial, gen, "
+    "not_after, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT (serial) DO "
+    "UPDATE SET gen = excluded.gen, not_after = excluded.not_after, "
+    "seen_at = excluded.seen_at";
+
+/* SQL_INSERT's parameters for <r> (the numbers as text in <nb>, <na>,
+ * <ca>; the DER, $9, binary of r->der_len bytes) */
+static void
+row_params(const struct store_row *r, char nb[24], char na[24], char ca[24],
+    const char *v[9])
+{
+	snprintf(nb, 24, "%lld", (long long)r->not_before);
+	snprintf(na, 24, "%lld", (long long)r->not_after);
+	snprintf(ca, 24, "%lld", (long long)r->created_at);
+	v[0] = r->serial, v[1] = r->kind, v[2] = r->subject;
+	v[3] = r->issuer, v[4] = r->identities, v[5] = nb, v[6] = na;
+	v[7] = ca, v[8] = (const char *)r->der;
+}
+
 static int
 pg_tx_begin(struct store *base, struct mtls_error *err)
 {
@@ -617,18 +668,10 @@ pg_tx_insert(struct store *base, const struct store_row *r,
 	const char *v[9];
 	int rv;
 
-	snprintf(nb, sizeof(nb), "%lld", (long long)r->not_before);
-	snprintf(na, sizeof(na), "%lld", (long long)r->not_after);
-	snprintf(ca, sizeof(ca), "%lld", (long long)r->created_at);
-	v[0] = r->serial, v[1] = r->kind, v[2] = r->subject;
-	v[3] = r->issuer, v[4] = r->identities, v[5] = nb, v[6] = na;
-	v[7] = ca, v[8] = (const char *)r->der;
+	row_params(r, nb, na, ca, v);
 	/* a taken serial is no row back, not an error (which would abort
 	 * the whole transaction) */
-	if ((res = run(s, "INSERT INTO certs (serial, kind, subject, issuer, "
-	    "identities, not_before, not_after, created_at, der) VALUES ($1, "
-	    "$2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (serial) DO NOTHING "
-	    "RETURNING serial", 9, v, 8, (int)r->der_len, PGRES_TUPLES_OK,
+	if ((res = run(s, SQL_INSERT, 9, v, 8, (int)r->der_len, PGRES_TUPLES_OK,
 	    "cannot record certificate", err)) == NULL)
 		return -1;
 	rv = PQntuples(res) == 0 ? 1 : 0;
@@ -650,9 +693,7 @@ pg_tx_burn(struct store *base, const char *token_hash, const char *serial,
 	v[0] = now, v[1] = serial, v[2] = token_hash;
 	/* of two replicas burning one token, the second waits on the row,
 	 * then finds it used */
-	if ((res = run(s, "UPDATE tokens SET used_at = $1, serial = $2 "
-	    "WHERE hash = $3 AND used_at IS NULL AND expires_at > $1 "
-	    "RETURNING hash", 3, v, -1, 0, PGRES_TUPLES_OK,
+	if ((res = run(s, SQL_BURN, 3, v, -1, 0, PGRES_TUPLES_OK,
 	    "cannot burn the token", err)) == NULL)
 		return -1;
 	n = PQntuples(res);
@@ -681,6 +722,23 @@ pg_tx_uninsert(struct store *base, const char *serial,
 }
 
 static int
+pg_tx_sweep(struct store *base, int64_t now, struct mtls_error *err)
+{
+	struct pg *s = PG(base);
+	PGresult *res;
+	char at[24], lim[12];
+	const char *v[2] = { at, lim };
+
+	snprintf(at, sizeof(at), "%lld", (long long)now);
+	snprintf(lim, sizeof(lim), "%d", STORE_SWEEP);
+	if ((res = run(s, SQL_SWEEP, 2, v, -1, 0, PGRES_COMMAND_OK,
+	    "cannot delete expired bundle reports", err)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static int
 pg_tx_end(struct store *base, int commit, struct mtls_error *err)
 {
 	struct pg *s = PG(base);
@@ -693,6 +751,185 @@ pg_tx_end(struct store *base, int commit, struct mtls_error *err)
 	    PQtransactionStatus(s->conn) != PQTRANS_IDLE)
 		rollback(s);
 	return commit ? -1 : 0;
+}
+
+/* ---- a batch in one round trip (libpq's pipeline mode) ---- */
+
+/* items per pipeline: their results (a few bytes each) are read before
+ * the next is sent, so that neither side's socket buffer fills while the
+ * other waits (libpq's blocking mode) */
+#define PIPE_ITEMS	64
+enum { Q_BEGIN, Q_INSERT, Q_BURN, Q_REPORT_DEL, Q_REPORT, Q_SWEEP };
+
+struct pipe {
+	char	 name[5][8];	/* Q_INSERT.. prepared statements */
+	char	 now[24];
+	int	 q[2 + 4 * PIPE_ITEMS], nq;	/* what was sent, in order */
+};
+
+/* Sends item <it>'s statements into the pipeline: 0, or -1. */
+static int
+pipe_item(struct pg *s, struct pipe *p, const struct store_item *it)
+{
+	const struct store_row *r = it->r;
+	char nb[24], na[24], ca[24];
+	const char *v[9];
+	int lens[9] = { 0 }, fmts[9] = { 0 };
+
+	row_params(r, nb, na, ca, v);
+	lens[8] = (int)r->der_len, fmts[8] = 1;
+	if (PQsendQueryPrepared(s->conn, p->name[0], 9, v, lens, fmts, 0) !=
+	    1)
+		return -1;
+	p->q[p->nq++] = Q_INSERT;
+	if (it->token_hash != NULL) {
+		v[0] = p->now, v[1] = r->serial, v[2] = it->token_hash;
+		if (PQsendQueryPrepared(s->conn, p->name[1], 3, v, NULL, NULL,
+		    0) != 1)
+			return -1;
+		p->q[p->nq++] = Q_BURN;
+	}
+	if (it->gen == NULL)
+		return 0;
+	if (it->replaces != NULL) {
+		if (PQsendQueryPrepared(s->conn, p->name[2], 1, &it->replaces,
+		    NULL, NULL, 0) != 1)
+			return -1;
+		p->q[p->nq++] = Q_REPORT_DEL;
+	}
+	v[0] = r->serial, v[1] = it->gen, v[2] = na, v[3] = ca;
+	if (PQsendQueryPrepared(s->conn, p->name[3], 4, v, NULL, NULL, 0) != 1)
+		return -1;
+	p->q[p->nq++] = Q_REPORT;
+	return 0;
+}
+
+/* Reads the results of what <p> sent, then the sync: 0 all as expected,
+ * 1 a serial taken, a token refused or a prepared statement gone, -1 an
+ * error (err set). */
+static int
+pipe_read(struct pg *s, struct pipe *p, struct mtls_error *err)
+{
+	static const char *const what[] = { "cannot begin",
+	    "cannot record certificate", "cannot burn the token",
+	    "cannot replace the agent's bundle",
+	    "cannot record the agent's bundle",
+	    "cannot delete expired bundle reports" };
+	PGresult *res;
+	ExecStatusType want, st;
+	int i, rv = 0;
+
+	for (i = 0; i < p->nq; i++) {
+		if ((res = PQgetResult(s->conn)) == NULL) {
+			/* nothing more: the connection is gone */
+			return rv < 0 ? rv : failed(s, NULL, what[p->q[i]],
+			    err);
+		}
+		st = PQresultStatus(res);
+		want = p->q[i] == Q_INSERT || p->q[i] == Q_BURN ?
+		    PGRES_TUPLES_OK : PGRES_COMMAND_OK;
+		if (st == PGRES_PIPELINE_ABORTED)	/* after an error */
+			;
+		else if (st != want && rv >= 0 && strcmp(
+		    PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL ?
+		    PQresultErrorField(res, PG_DIAG_SQLSTATE) : "",
+		    "26000") == 0) {
+			/* a statement gone from the session (as in
+			 * exec_prepared): item by item, prepared again */
+			forget_prepared(s);
+			rv = 1;
+		} else if (st != want) {
+			if (rv >= 0)
+				rv = failed(s, res, what[p->q[i]], err);
+		} else if ((p->q[i] == Q_INSERT || p->q[i] == Q_BURN) &&
+		    PQntuples(res) != 1 && rv == 0)
+			rv = 1;
+		PQclear(res);
+		/* each statement's results end with a NULL */
+		if ((res = PQgetResult(s->conn)) != NULL) {
+			PQclear(res);
+			return rv < 0 ? rv : failed(s, NULL, what[p->q[i]],
+			    err);
+		}
+	}
+	p->nq = 0;
+	res = PQgetResult(s->conn);
+	st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	PQclear(res);
+	if (st != PGRES_PIPELINE_SYNC && rv >= 0)
+		rv = failed(s, NULL, "cannot record certificate", err);
+	return rv;
+}
+
+/* store_int.h's tx_batch: BEGIN and every item's statements (the same
+ * as pg_tx_insert, pg_tx_burn, pg_tx_bundle) sent at once, their results
+ * read after: one round trip for up to PIPE_ITEMS items, where item by
+ * item took three per renewal and postgres woke for each (issue 15). */
+static int
+pg_tx_batch(struct store *base, const struct store_item *items, size_t n,
+    struct mtls_error *err)
+{
+	static const char *const sql[5] = { SQL_INSERT, SQL_BURN,
+	    SQL_REPORT_DEL, SQL_REPORT, SQL_SWEEP };
+	static const int nparams[5] = { 9, 3, 1, 4, 2 };
+	struct pg *s = PG(base);
+	struct pipe p;
+	const char *v[2];
+	char lim[12];
+	size_t i = 0, end;
+	int k, rv = 0, reports = 0;
+
+	if (ensure(s, err) != 0)
+		return -1;
+	/* a statement that cannot be prepared: item by item, which runs it
+	 * unprepared or says why it fails */
+	for (k = 0; k < 5; k++)
+		if (prepared_name(s, sql[k], nparams[k], p.name[k]) != 0)
+			return 1;
+	if (PQenterPipelineMode(s->conn) != 1)
+		return 1;
+	snprintf(p.now, sizeof(p.now), "%lld", (long long)time(NULL));
+	p.nq = 0;
+	if (PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL,
+	    0) != 1)
+		rv = unavailable(s, "cannot begin", err);
+	else
+		p.q[p.nq++] = Q_BEGIN;
+	while (rv == 0 && i < n) {
+		end = n - i > PIPE_ITEMS ? i + PIPE_ITEMS : n;
+		for (; rv == 0 && i < end; i++) {
+			if (pipe_item(s, &p, &items[i]) != 0)
+				rv = unavailable(s, "cannot record "
+				    "certificate", err);
+			reports += items[i].gen != NULL;
+		}
+		/* last: the sweep of a batch with reports (store.c's) */
+		snprintf(lim, sizeof(lim), "%d", STORE_SWEEP);
+		v[0] = p.now, v[1] = lim;
+		if (rv == 0 && i == n && reports > 0) {
+			if (PQsendQueryPrepared(s->conn, p.name[4], 2, v,
+			    NULL, NULL, 0) != 1)
+				rv = unavailable(s, "cannot delete expired "
+				    "bundle reports", err);
+			else
+				p.q[p.nq++] = Q_SWEEP;
+		}
+		if (rv == 0 && PQpipelineSync(s->conn) != 1)
+			rv = unavailable(s, "cannot record certificate", err);
+		if (rv == 0)
+			rv = pipe_read(s, &p, err);
+	}
+	if (PQexitPipelineMode(s->conn) != 1) {
+		/* results left unread (an error above): the transaction
+		 * goes with the connection, a new one next time */
+		reset(s);
+		return rv < 0 ? rv : unavailable(s, "cannot record "
+		    "certificate", err);
+	}
+	if (rv != 0 && PQstatus(s->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+		rollback(s);
+	return rv;
 }
 
 static int
@@ -791,18 +1028,21 @@ pg_get(struct store *base, const char *serial, const uint8_t *der,
 	if (ensure(s, err) != 0)
 		return -1;
 	if ((res = run(s, der != NULL ? "SELECT kind, status, revoked_at, "
-	    "reason, not_after, der = $2 FROM certs WHERE serial = $1" :
-	    "SELECT kind, status, revoked_at, reason, not_after, true FROM "
-	    "certs WHERE serial = $1", der != NULL ? 2 : 1, v, 1,
+	    "reason, not_after, der = $2, issuer FROM certs WHERE serial = $1"
+	    : "SELECT kind, status, revoked_at, reason, not_after, true, "
+	    "issuer FROM certs WHERE serial = $1", der != NULL ? 2 : 1, v, 1,
 	    (int)der_len, PGRES_TUPLES_OK, "cannot look up a serial",
 	    err)) == NULL)
 		return -1;
-	if (shape(s, res, 0, 6, err) != 0)
+	if (shape(s, res, 0, 7, err) != 0)
 		goto out;
 	if (PQntuples(res) == 0) {
 		rv = 1;
 		goto out;
 	}
+	if (col_text(res, 0, 6, &t, err) != 0)
+		goto out;
+	snprintf(r->issuer, sizeof(r->issuer), "%s", t);
 	snprintf(r->serial, sizeof(r->serial), "%s", serial);
 	if (col_text(res, 0, 0, &t, err) != 0)
 		goto out;
@@ -1069,6 +1309,8 @@ static const struct store_ops pg_ops = {
 	.tx_burn = pg_tx_burn,
 	.tx_uninsert = pg_tx_uninsert,
 	.tx_end = pg_tx_end,
+	.tx_batch = pg_tx_batch,
+	.tx_sweep = pg_tx_sweep,
 	.probe = pg_probe,
 	.token_add = pg_token_add,
 	.token_get = pg_token_get,
@@ -1398,20 +1640,16 @@ pg_tx_bundle(struct store *base, const char *serial, const char *replaces,
 
 	/* a renewal: the renewed certificate's report goes */
 	if (replaces != NULL) {
-		if ((res = run(s, "DELETE FROM bundle_reports WHERE serial = "
-		    "$1", 1, &replaces, -1, 0, PGRES_COMMAND_OK, "cannot "
-		    "replace the agent's bundle", err)) == NULL)
+		if ((res = run(s, SQL_REPORT_DEL, 1, &replaces, -1, 0,
+		    PGRES_COMMAND_OK, "cannot replace the agent's bundle",
+		    err)) == NULL)
 			return -1;
 		PQclear(res);
 	}
 	snprintf(na, sizeof(na), "%lld", (long long)not_after);
 	snprintf(at, sizeof(at), "%lld", (long long)now);
-	if ((res = run(s, "INSERT INTO bundle_reports (serial, gen, "
-	    "not_after, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
-	    "(serial) DO UPDATE SET gen = excluded.gen, not_after = "
-	    "excluded.not_after, seen_at = excluded.seen_at", 4, v, -1, 0,
-	    PGRES_COMMAND_OK, "cannot record the agent's bundle", err)) ==
-	    NULL)
+	if ((res = run(s, SQL_REPORT, 4, v, -1, 0, PGRES_COMMAND_OK,
+	    "cannot record the agent's bundle", err)) == NULL)
 		return -1;
 	PQclear(res);
 	return 0;

@@ -23,13 +23,14 @@
 /* The statements of every issuance, prepared once per connection (issue
  * 15: preparing one is a parse and a plan each time) and reset after each
  * use, which ends its read; the store's lock is held around every call. */
-enum { SQ_INSERT, SQ_GET, SQ_BURN, SQ_AGENT, SQ_AGENT_DEL, SQ__COUNT };
+enum { SQ_INSERT, SQ_GET, SQ_BURN, SQ_AGENT, SQ_AGENT_DEL, SQ_SWEEP,
+    SQ__COUNT };
 static const char *const sq_sql[SQ__COUNT] = {
 	[SQ_INSERT] = "INSERT INTO certs (serial, kind, subject, issuer, "
 	    "identities, not_before, not_after, created_at, der) VALUES "
 	    "(?,?,?,?,?,?,?,?,?)",
-	[SQ_GET] = "SELECT kind, status, revoked_at, reason, not_after, der "
-	    "FROM certs WHERE serial = ?",
+	[SQ_GET] = "SELECT kind, status, revoked_at, reason, not_after, der, "
+	    "issuer FROM certs WHERE serial = ?",
 	[SQ_BURN] = "UPDATE tokens SET used_at = ?, serial = ? WHERE hash = ? "
 	    "AND used_at IS NULL AND expires_at > ?",
 	/* once per renewal (rotation's count): the new certificate's
@@ -39,6 +40,10 @@ static const char *const sq_sql[SQ__COUNT] = {
 	    "gen = excluded.gen, not_after = excluded.not_after, seen_at = "
 	    "excluded.seen_at",
 	[SQ_AGENT_DEL] = "DELETE FROM bundle_reports WHERE serial = ?",
+	/* a batch's sweep (bundle_reports_na, migration 6) */
+	[SQ_SWEEP] = "DELETE FROM bundle_reports WHERE serial IN (SELECT "
+	    "serial FROM bundle_reports WHERE not_after < ?1 ORDER BY "
+	    "not_after LIMIT ?2)",
 };
 
 struct sq {
@@ -103,6 +108,13 @@ static const char *const migrations[] = {
     " (c.identities = a.identity OR substr(c.identities, 1,"
     " length(a.identity) + 1) = a.identity || char(10));"
     "DROP TABLE IF EXISTS agent_bundles;",
+    /* 5: certs_not_after is certs_na_serial's first column: one index
+     * less to write per certificate (issue 15) */
+    "DROP INDEX IF EXISTS certs_not_after;",
+    /* 6: the reports of expired certificates, found by a batch's sweep
+     * (tx_sweep) without a scan */
+    "CREATE INDEX IF NOT EXISTS bundle_reports_na ON"
+    " bundle_reports(not_after);",
 };
 #define N_MIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -436,6 +448,23 @@ sq_tx_uninsert(struct store *base, const char *serial,
 }
 
 static int
+sq_tx_sweep(struct store *base, int64_t now, struct mtls_error *err)
+{
+	struct sq *s = SQ(base);
+	sqlite3_stmt *st;
+	int rv = 0;
+
+	if ((st = sq_stmt(s, SQ_SWEEP)) == NULL)
+		return db_error(s, err, "cannot prepare the reports' sweep");
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int(st, 2, STORE_SWEEP);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, err, "cannot delete expired bundle reports");
+	sq_done(st);
+	return rv;
+}
+
+static int
 sq_tx_end(struct store *base, int commit, struct mtls_error *err)
 {
 	struct sq *s = SQ(base);
@@ -554,6 +583,8 @@ sq_get(struct store *base, const char *serial, const uint8_t *der,
 		r->revoked_at = sqlite3_column_int64(st, 2);
 		r->reason = sqlite3_column_int(st, 3);
 		r->not_after = sqlite3_column_int64(st, 4);
+		t = (const char *)sqlite3_column_text(st, 6);
+		snprintf(r->issuer, sizeof(r->issuer), "%s", t ? t : "");
 		rv = 0;
 		if (der != NULL) {
 			/* column_blob before column_bytes (SQLite's rule) */
@@ -803,6 +834,7 @@ static const struct store_ops sq_ops = {
 	.tx_burn = sq_tx_burn,
 	.tx_uninsert = sq_tx_uninsert,
 	.tx_end = sq_tx_end,
+	.tx_sweep = sq_tx_sweep,
 	.probe = sq_probe,
 	.token_add = sq_token_add,
 	.token_get = sq_token_get,
