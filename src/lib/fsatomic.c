@@ -61,11 +61,16 @@ read_fd(int fd, const struct stat *stp, const char *path, size_t max,
 				    max);
 				goto err;
 			}
-			if ((nb = realloc(buf, cap * 2)) == NULL) {
+			/* not realloc: the bytes read so far (a key, a PIN)
+			 * must not stay behind in freed memory */
+			if ((nb = malloc(cap * 2)) == NULL) {
 				error_set(err, MTLS_ERR_NOMEM,
 				    "%s: out of memory", path);
 				goto err;
 			}
+			memcpy(nb, buf, len);
+			OPENSSL_cleanse(buf, cap);
+			free(buf);
 			buf = nb;
 			cap *= 2;
 		}
