@@ -546,6 +546,12 @@ int	 verify_leaf_on_path(const struct mtls_config *, X509_STORE *,
 	    struct mtls_error *) MTLS_MUST_CHECK;
 /* An X509_STORE holding <cfg>'s anchors (and CRLs). */
 X509_STORE *verify_store_new(const struct mtls_config *, struct mtls_error *);
+/* The trusted root of <cfg> that <name> is another generation of (same
+ * O, same CN short of a rotation's stamp, another name): <name> is then a
+ * root rotated out of the bundle, or (*newer) one it has not taken yet.
+ * NULL when none. */
+X509	*verify_rotated_root(const struct mtls_config *, const X509_NAME *name,
+	    int *newer);
 
 /* ---- ocsp.c ---- */
 struct ocsp_result {

@@ -92,6 +92,11 @@ root_line(const char *cn, char *out, size_t cap)
 		out[n - k] = '\0';
 }
 
+/* a certificate's label for a message: made only when one is written
+ * (each took ~2 % of a renewal, and of a proxy's handshake, made on
+ * every certificate of every chain that passed) */
+#define LABEL(x)	(cert_label((x), label, sizeof(label)), label)
+
 /*
  * A trusted root of the same line as the missing issuer <iss> (same O,
  * same CN once a rotation's stamp is taken off, a different name): the
@@ -101,8 +106,9 @@ root_line(const char *cn, char *out, size_t cap)
  * anchor's; the first root has none), never an intermediate. NULL when
  * there is none.
  */
-static X509 *
-rotated_root(const struct mtls_config *cfg, const X509_NAME *iss, int *newer)
+X509 *
+verify_rotated_root(const struct mtls_config *cfg, const X509_NAME *iss,
+    int *newer)
 {
 	char cn[128], acn[128], line[128], aline[128], org[128], aorg[128];
 	int i;
@@ -140,11 +146,6 @@ rotated_root(const struct mtls_config *cfg, const X509_NAME *iss, int *newer)
  * sending more certificates cannot help and adding the old root back
  * would undo the retirement: unknown_ca, the fix first (renew).
  */
-/* a certificate's label for a message: made only when one is written
- * (each took ~2 % of a renewal, and of a proxy's handshake, made on
- * every certificate of every chain that passed) */
-#define LABEL(x)	(cert_label((x), label, sizeof(label)), label)
-
 static int
 missing_issuer(const struct mtls_config *cfg, X509 *x, int depth,
     struct mtls_error *err)
@@ -173,7 +174,7 @@ missing_issuer(const struct mtls_config *cfg, X509 *x, int depth,
 		}
 	}
 	/* the fix first: the message has 255 bytes */
-	if (rotated_root(cfg, iss, &newer) != NULL)
+	if (verify_rotated_root(cfg, iss, &newer) != NULL)
 		return error_fail(err, MTLS_FAIL_UNKNOWN_CA, newer ?
 		    "%s: install the CA's current bundle here (mtls agent "
 		    "takes it); its issuer '%s' is a root newer than this "

@@ -98,3 +98,19 @@ serial=$(openssl x509 -in stale.pem -noout -serial | cut -d= -f2)
 wait_for 5 grep -q "\"serial\":\"$serial\".*\"result\":\"unknown_ca\".*renew it from the current CA" "$T_DIR/inbound.log"
 expect_grep "\"serial\":\"$serial\".*\"result\":\"unknown_ca\".*renew it from the current CA; its issuer 'CN=example.org Root CA,O=example.org' is a root rotated out" \
     "$T_DIR/inbound.log" "an old-root leaf sent alone after retire: unknown_ca, 'renew it from the current CA' (not chain_incomplete)"
+# the doctor's fix says the same: renew; never "add that root"
+"$MTLS" doctor files --cert stale.pem --key stale.key --ca orders/bundle.pem --json > doctor-stale.json 2> doctor-stale.err
+echo "rc=$?" >> doctor-stale.err
+python3 - doctor-stale.json > doctor-stale.check <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+fs = [f for f in d["findings"] if f.get("code") == "unknown_ca"]
+assert fs, d["findings"]
+fix = fs[0]["fix"] or ""
+assert "rotated out of this trust bundle" in fix and "renew the certificate from the current CA" in fix, fix
+assert "add that root to" not in fix and "in the trust bundle;" not in fix, fix
+print("ok")
+PY
+grep -q '^rc=1$' doctor-stale.err && expect_grep '^ok' doctor-stale.check \
+    "doctor files on an old-root leaf after retire: exit 1, unknown_ca, the fix is to renew (not to add the old root back)"
+grep -q '^rc=1$' doctor-stale.err || not_ok "doctor files exit 1" "$(cat doctor-stale.err)"

@@ -405,12 +405,26 @@ check_key(X509 *leaf, EVP_PKEY *key, const char *who, json_t *findings)
 
 /* What the chain would need to reach a root in the bundle. */
 static const char *
-fix_for(int code, STACK_OF(X509) *chain, char *buf, size_t len)
+fix_for(const struct mtls_config *cfg, int code, STACK_OF(X509) *chain,
+    char *buf, size_t len)
 {
 	X509 *top = sk_X509_value(chain, sk_X509_num(chain) - 1);
 	char is[200], fp[100];
+	int newer = 0;
 
 	name_oneline(X509_get_issuer_name(top), is, sizeof(is));
+	/* a root rotated out (mtls ca rotation retire): adding it back
+	 * would undo the rotation; or one the bundle has not taken yet */
+	if (code == MTLS_FAIL_UNKNOWN_CA && verify_rotated_root(cfg,
+	    X509_get_issuer_name(top), &newer) != NULL) {
+		snprintf(buf, len, newer ? "the root '%s' is newer than this "
+		    "trust bundle: install the CA's current bundle (mtls "
+		    "agent writes it; GET /v1/bundle)" : "the root '%s' was "
+		    "rotated out of this trust bundle (mtls ca rotation "
+		    "retire): renew the certificate from the current CA; do "
+		    "not add that root back", is);
+		return buf;
+	}
 	switch (code) {
 	case MTLS_FAIL_CHAIN_INCOMPLETE:
 		snprintf(buf, len, "send the intermediate '%s' after the leaf: "
@@ -522,8 +536,9 @@ doctor_chain(STACK_OF(X509) *chain, const struct doctor_chain_opts *o,
 		/* the local checks above may have said it already */
 		if (!has_error(findings, mtls_fail_name(err.fail)))
 			finding_add(findings, "error",
-			    mtls_fail_name(err.fail), "verify", fix_for(err.fail,
-			    ordered, fixbuf, sizeof(fixbuf)), "%s", err.msg);
+			    mtls_fail_name(err.fail), "verify", fix_for(cfg,
+			    err.fail, ordered, fixbuf, sizeof(fixbuf)), "%s",
+			    err.msg);
 	} else
 		finding_add(findings, "error", NULL, "verify", NULL, "%s",
 		    err.msg);
