@@ -63,8 +63,18 @@ wait_for() {
 	return 0
 }
 
+# a port nothing listens on, and not one this test was already given: the
+# kernel may hand the same free port to two probes in a row (each closes
+# its socket before the next), and a test that takes two (a listener and
+# its --admin) then starts one of them on a port in use
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	local p i
+	for i in 1 2 3 4 5 6 7 8; do
+		p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		grep -qx "$p" "$T_DIR/.ports" 2>/dev/null || break
+	done
+	echo "$p" >> "$T_DIR/.ports"
+	echo "$p"
 }
 
 port_open() {
